@@ -1,0 +1,296 @@
+"""Read and validate pitsync.toml before any data moves.
+
+Found as `--config PATH`, else the `PITSYNC_CONFIG` environment variable, else
+./pitsync.toml. Relative paths inside it are read from the config file's folder.
+
+    [store]
+    path = "pitsync.duckdb"
+
+    [sources.warehouse]
+    type = "duckdb"
+    path = "sample_warehouse/warehouse.duckdb"
+
+    [tables.company_plan_history]
+    source = "warehouse"
+    kind = "group_history"
+    id_column = "company_id"
+    group_key = "company_id"
+    start_time = "start_timestamp"
+    tie_breaker = "updated_at"
+"""
+
+from __future__ import annotations
+
+import difflib
+import os
+import tomllib
+import zoneinfo
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, cast, get_args
+
+from pitsync.errors import ConfigError
+
+CONFIG_ENV = "PITSYNC_CONFIG"
+DEFAULT_CONFIG = "pitsync.toml"
+
+SourceType = Literal["duckdb", "parquet", "csv"]
+TableKind = Literal["group_history", "user_history", "events"]
+SyncMode = Literal["full"]
+TimeUnit = Literal["s", "ms", "us"]
+
+STORE_KEYS = {"path"}
+SOURCE_KEYS = {"type", "path"}
+TABLE_KEYS = {
+    "source",
+    "kind",
+    "id_column",
+    "group_key",
+    "start_time",
+    "time_column",
+    "event_column",
+    "timezone",
+    "time_unit",
+    "tie_breaker",
+    "from",
+    "mode",
+}
+HISTORY_ONLY_KEYS = {"group_key", "start_time", "tie_breaker"}
+EVENTS_ONLY_KEYS = {"time_column", "event_column"}
+
+# Names the store gives its own relations; a configured table may not take them.
+RESERVED_TABLE_NAMES = {"events", "all_events", "quarantine", "runs"}
+
+
+@dataclass(frozen=True)
+class SourceConfig:
+    """One warehouse pitsync reads from."""
+
+    name: str
+    type: SourceType
+    path: Path
+
+
+@dataclass(frozen=True)
+class TableConfig:
+    """One table to sync, and how its rows become history or events."""
+
+    name: str
+    source: str
+    kind: TableKind
+    id_column: str
+    source_table: str
+    group_key: str | None = None
+    start_time: str | None = None
+    time_column: str = "time"
+    event_column: str = "event"
+    timezone: str = "UTC"
+    time_unit: TimeUnit | None = None
+    tie_breaker: str | None = None
+    mode: SyncMode = "full"
+
+    @property
+    def is_history(self) -> bool:
+        return self.kind != "events"
+
+    @property
+    def time_source_column(self) -> str:
+        """The source column that holds each row's moment: start time or event time."""
+        return cast(str, self.start_time) if self.is_history else self.time_column
+
+
+@dataclass(frozen=True)
+class Config:
+    """The whole configuration: where the store is, what to read, and how."""
+
+    path: Path
+    store_path: Path
+    sources: dict[str, SourceConfig] = field(default_factory=dict)
+    tables: dict[str, TableConfig] = field(default_factory=dict)
+
+    def table(self, name: str) -> TableConfig:
+        """The table named `name`, or a clear error listing the configured ones."""
+        if name not in self.tables:
+            raise ConfigError(
+                f"table `{name}` is not configured in {self.path}; "
+                f"configured tables are: {', '.join(sorted(self.tables)) or '(none)'}",
+                table=name,
+            )
+        return self.tables[name]
+
+
+def find_config_path(explicit: str | None) -> Path:
+    """The config file to use: the explicit path, else $PITSYNC_CONFIG, else ./pitsync.toml."""
+    chosen = explicit or os.environ.get(CONFIG_ENV) or DEFAULT_CONFIG
+    path = Path(chosen)
+    if not path.is_file():
+        how = "--config" if explicit else (CONFIG_ENV if os.environ.get(CONFIG_ENV) else "default")
+        raise ConfigError(
+            f"config file {path} not found ({how}); pass --config PATH, set {CONFIG_ENV}, "
+            f"or create {DEFAULT_CONFIG} in the current folder"
+        )
+    return path
+
+
+def load_config(explicit: str | None = None) -> Config:
+    """Find, parse and validate the configuration."""
+    path = find_config_path(explicit)
+    try:
+        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+    except tomllib.TOMLDecodeError as error:
+        raise ConfigError(f"{path} is not valid TOML: {error}") from error
+    return parse_config(raw, path)
+
+
+def parse_config(raw: dict[str, Any], path: Path) -> Config:
+    """Validate a parsed TOML document; every problem names the key and the fix."""
+    check_keys(raw, {"store", "sources", "tables"}, where="the top level")
+    base = path.resolve().parent
+
+    store = section(raw, "store")
+    check_keys(store, STORE_KEYS, where="[store]")
+    store_path = base / text_value(store, "path", where="[store]", default="pitsync.duckdb")
+
+    sources = {
+        name: parse_source(name, section(section(raw, "sources"), name), base)
+        for name in section(raw, "sources")
+    }
+    tables = {
+        name: parse_table(name, section(section(raw, "tables"), name), sources)
+        for name in section(raw, "tables")
+    }
+    return Config(path=path, store_path=store_path, sources=sources, tables=tables)
+
+
+def parse_source(name: str, raw: dict[str, Any], base: Path) -> SourceConfig:
+    """One [sources.NAME] section."""
+    where = f"[sources.{name}]"
+    check_keys(raw, SOURCE_KEYS, where=where)
+    source_type = choice(raw, "type", get_args(SourceType), where=where)
+    source_path = text_value(raw, "path", where=where)
+    return SourceConfig(name=name, type=cast(SourceType, source_type), path=base / source_path)
+
+
+def parse_table(name: str, raw: dict[str, Any], sources: dict[str, SourceConfig]) -> TableConfig:
+    """One [tables.NAME] section, checked against its kind."""
+    where = f"[tables.{name}]"
+    if name in RESERVED_TABLE_NAMES:
+        raise ConfigError(
+            f"{where}: `{name}` is a name the store keeps for itself "
+            f"({', '.join(sorted(RESERVED_TABLE_NAMES))}); rename the table and set "
+            f'from = "{name}" to keep reading the same source table',
+            table=name,
+        )
+    check_keys(raw, TABLE_KEYS, where=where)
+    kind = cast(TableKind, choice(raw, "kind", get_args(TableKind), where=where))
+    check_kind_keys(raw, kind, where=where)
+
+    source = text_value(raw, "source", where=where)
+    if source not in sources:
+        raise ConfigError(
+            f"{where}: source `{source}` is not configured; "
+            f"configured sources are: {', '.join(sorted(sources)) or '(none)'}",
+            key="source",
+            table=name,
+        )
+    return TableConfig(
+        name=name,
+        source=source,
+        kind=kind,
+        source_table=text_value(raw, "from", where=where, default=name),
+        mode=cast(SyncMode, choice(raw, "mode", get_args(SyncMode), where=where, default="full")),
+        timezone=timezone_value(raw, where=where),
+        time_unit=cast(TimeUnit | None, choice(raw, "time_unit", get_args(TimeUnit), where=where,
+                                              default=None)),
+        **kind_fields(raw, kind, where=where),
+    )
+
+
+def kind_fields(raw: dict[str, Any], kind: TableKind, *, where: str) -> dict[str, Any]:
+    """The settings that depend on the kind of table."""
+    if kind == "events":
+        return {
+            "id_column": text_value(raw, "id_column", where=where, default="distinct_id"),
+            "time_column": text_value(raw, "time_column", where=where, default="time"),
+            "event_column": text_value(raw, "event_column", where=where, default="event"),
+        }
+    fields = {
+        "id_column": text_value(raw, "id_column", where=where),
+        "start_time": text_value(raw, "start_time", where=where),
+        "tie_breaker": text_value(raw, "tie_breaker", where=where, default=None),
+    }
+    if kind == "group_history":
+        fields["group_key"] = text_value(raw, "group_key", where=where)
+    return fields
+
+
+def check_kind_keys(raw: dict[str, Any], kind: TableKind, *, where: str) -> None:
+    """Refuse keys that mean nothing for this kind of table."""
+    wrong = EVENTS_ONLY_KEYS if kind != "events" else HISTORY_ONLY_KEYS
+    if kind == "user_history":
+        wrong = wrong | {"group_key"}
+    for key in sorted(wrong & raw.keys()):
+        raise ConfigError(
+            f"{where}: `{key}` does not apply to kind = \"{kind}\"; remove it", key=key
+        )
+
+
+def check_keys(raw: dict[str, Any], allowed: set[str], *, where: str) -> None:
+    """Refuse unknown keys, suggesting the closest known one."""
+    for key in raw:
+        if key in allowed:
+            continue
+        close = difflib.get_close_matches(key, sorted(allowed), n=1)
+        hint = f"did you mean `{close[0]}`?" if close else f"known keys: {', '.join(sorted(allowed))}"
+        raise ConfigError(f"{where}: unknown key `{key}`; {hint}", key=key)
+
+
+def section(raw: dict[str, Any], key: str) -> dict[str, Any]:
+    """A sub-table of the document; absent means empty."""
+    value = raw.get(key, {})
+    if not isinstance(value, dict):
+        raise ConfigError(f"`{key}` must be a table ([{key}]), got {value!r}", key=key)
+    return value
+
+
+_REQUIRED = object()
+
+
+def text_value(raw: dict[str, Any], key: str, *, where: str, default: Any = _REQUIRED) -> Any:
+    """A string setting; a missing required one names the key to set."""
+    if key not in raw:
+        if default is _REQUIRED:
+            raise ConfigError(f"{where}: `{key}` is required; add {key} = \"...\"", key=key)
+        return default
+    value = raw[key]
+    if not isinstance(value, str) or not value:
+        raise ConfigError(
+            f"{where}: `{key}` must be a non-empty string, got {value!r}", key=key
+        )
+    return value
+
+
+def choice(
+    raw: dict[str, Any], key: str, allowed: tuple[str, ...], *, where: str, default: Any = _REQUIRED
+) -> Any:
+    """A setting that takes one of a few words."""
+    value = text_value(raw, key, where=where, default=default)
+    if value is not None and value not in allowed:
+        raise ConfigError(
+            f"{where}: `{key}` = {value!r} is not one of: {', '.join(allowed)}", key=key
+        )
+    return value
+
+
+def timezone_value(raw: dict[str, Any], *, where: str) -> str:
+    """The IANA zone naive timestamps of this table are read in."""
+    name = text_value(raw, "timezone", where=where, default="UTC")
+    try:
+        zoneinfo.ZoneInfo(name)
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError) as error:
+        raise ConfigError(
+            f"{where}: timezone {name!r} is not a known IANA zone name "
+            "(for example \"UTC\" or \"Europe/Berlin\")",
+            key="timezone",
+        ) from error
+    return name

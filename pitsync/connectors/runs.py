@@ -1,0 +1,80 @@
+"""Run records: one row per sync of one table, committed with the run's data.
+
+A run that succeeds writes its record in the same transaction as its data. A run that
+fails rolls back, then writes a `failed` record (with the error) in a transaction of its
+own, so the history of attempts survives while the data stays as it was.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import asdict, dataclass, field
+from typing import Any, Literal
+
+import duckdb
+
+from pitsync.store import RUNS
+
+RunStatus = Literal["succeeded", "failed"]
+
+
+def utc_now() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+@dataclass
+class RunRecord:
+    """What one run read, changed and set aside."""
+
+    run_id: int
+    table_name: str
+    mode: str
+    status: RunStatus = "failed"
+    started_at: dt.datetime = field(default_factory=utc_now)
+    finished_at: dt.datetime | None = None
+    rows_read: int = 0
+    inserted: int = 0
+    updated: int = 0
+    deleted: int = 0
+    quarantined: int = 0
+    conflicts: int = 0
+    watermark_before: str | None = None
+    watermark_after: str | None = None
+    error: str | None = None
+
+    @property
+    def seconds(self) -> float:
+        end = self.finished_at or utc_now()
+        return (end - self.started_at).total_seconds()
+
+    def as_json(self) -> dict[str, Any]:
+        """The record with instants as ISO 8601 strings."""
+        record = asdict(self)
+        for key in ("started_at", "finished_at"):
+            if record[key] is not None:
+                record[key] = record[key].astimezone(dt.UTC).isoformat()
+        return record
+
+
+RUN_COLUMNS = list(RunRecord.__dataclass_fields__)
+
+
+def next_run_id(con: duckdb.DuckDBPyConnection) -> int:
+    row = con.execute(f"SELECT coalesce(max(run_id), 0) + 1 FROM {RUNS}").fetchone()
+    return int(row[0]) if row else 1
+
+
+def write_run(con: duckdb.DuckDBPyConnection, record: RunRecord) -> None:
+    """Insert the record (inside whatever transaction is open)."""
+    placeholders = ", ".join("?" for _ in RUN_COLUMNS)
+    values = [getattr(record, name) for name in RUN_COLUMNS]
+    con.execute(f"INSERT INTO {RUNS} ({', '.join(RUN_COLUMNS)}) VALUES ({placeholders})", values)
+
+
+def read_runs(con: duckdb.DuckDBPyConnection, table: str | None = None) -> list[RunRecord]:
+    """Recorded runs, oldest first, of one table or of all."""
+    where, parameters = ("WHERE table_name = ?", [table]) if table else ("", [])
+    rows = con.execute(
+        f"SELECT {', '.join(RUN_COLUMNS)} FROM {RUNS} {where} ORDER BY run_id", parameters
+    ).fetchall()
+    return [RunRecord(**dict(zip(RUN_COLUMNS, row, strict=True))) for row in rows]

@@ -1,0 +1,181 @@
+"""Warehouse sources: each one yields a table's rows as a stream of Arrow record batches.
+
+A source answers two questions: what are a table's columns (`schema`, no rows read), and
+give me these columns (`read`, a `pyarrow.RecordBatchReader` that holds one batch at a
+time). The sync job asks the first before any data moves, so a missing column is a
+configuration error, not a half-finished run. Database sources (PostgreSQL, SQLite,
+Snowflake, BigQuery) fit the same two calls.
+
+DuckDB files, Parquet and CSV are all read by an in-memory DuckDB engine; what differs
+between them is only how a table is named, kept in `FILE_KINDS`.
+"""
+
+from __future__ import annotations
+
+import glob
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+import duckdb
+import pyarrow as pa
+from sqlglot import exp
+
+from pitsync.config import SourceConfig
+from pitsync.errors import SourceError
+from pitsync.store import SET_UTC
+
+log = logging.getLogger(__name__)
+
+BATCH_ROWS = 122_880  # DuckDB's row-group size: one batch per row group read.
+
+
+class Source(Protocol):
+    """What the sync job needs of any warehouse."""
+
+    name: str
+
+    def schema(self, table: str) -> pa.Schema:
+        """The table's columns and types, without reading rows."""
+        ...
+
+    def read(self, table: str, columns: list[str]) -> pa.RecordBatchReader:
+        """A stream of the table's rows, only the named columns."""
+        ...
+
+    def close(self) -> None:
+        """Release the connection."""
+        ...
+
+
+def quote_identifier(name: str) -> str:
+    """A DuckDB identifier, quoted so that any name is just a name."""
+    return exp.to_identifier(name, quoted=True).sql("duckdb")
+
+
+def quote_string(text: str) -> str:
+    """A DuckDB string literal."""
+    return exp.Literal.string(text).sql("duckdb")
+
+
+@dataclass(frozen=True)
+class FileKind:
+    """How one kind of file source names a table as a DuckDB relation."""
+
+    relation: Callable[[SourceConfig, str], str]
+    needs_attach: bool
+    describe: str
+
+
+def duckdb_relation(config: SourceConfig, table: str) -> str:
+    return f"source_db.main.{quote_identifier(table)}"
+
+
+def parquet_relation(config: SourceConfig, table: str) -> str:
+    return f"read_parquet({quote_string(str(file_pattern(config, table)))})"
+
+
+def csv_relation(config: SourceConfig, table: str) -> str:
+    return f"read_csv({quote_string(str(file_pattern(config, table)))}, header = true)"
+
+
+FILE_KINDS: dict[str, FileKind] = {
+    "duckdb": FileKind(duckdb_relation, needs_attach=True, describe="DuckDB file"),
+    "parquet": FileKind(parquet_relation, needs_attach=False, describe="Parquet files"),
+    "csv": FileKind(csv_relation, needs_attach=False, describe="CSV files"),
+}
+
+
+def file_pattern(config: SourceConfig, table: str) -> Path:
+    """The file or glob of a file source; `{table}` in the path stands for the table name."""
+    return Path(str(config.path).replace("{table}", table))
+
+
+class FileSource:
+    """A DuckDB file, or Parquet or CSV files, read through an in-memory DuckDB."""
+
+    def __init__(self, config: SourceConfig):
+        self.name = config.name
+        self.config = config
+        self.kind = FILE_KINDS[config.type]
+        # The engine reads the source in UTC so zone-aware values keep their instant.
+        self.engine = duckdb.connect(":memory:")
+        self.engine.execute(SET_UTC)
+        if self.kind.needs_attach:
+            self.attach()
+
+    def attach(self) -> None:
+        """Open the DuckDB file read-only, so pitsync can never change a warehouse."""
+        if not self.config.path.is_file():
+            raise SourceError(
+                f"source `{self.name}`: DuckDB file {self.config.path} not found; check "
+                f"`path` in [sources.{self.name}]",
+                source=self.name,
+            )
+        try:
+            self.engine.execute(
+                f"ATTACH {quote_string(str(self.config.path))} AS source_db (READ_ONLY)"
+            )
+        except duckdb.Error as error:
+            raise SourceError(
+                f"source `{self.name}`: cannot open {self.config.path} as a DuckDB file: "
+                f"{first_line(error)}",
+                source=self.name,
+            ) from error
+
+    def schema(self, table: str) -> pa.Schema:
+        self.check_exists(table)
+        relation = self.kind.relation(self.config, table)
+        try:
+            return self.engine.sql(f"SELECT * FROM {relation} LIMIT 0").to_arrow_table().schema
+        except duckdb.Error as error:
+            raise SourceError(
+                f"source `{self.name}`: cannot read table `{table}` from "
+                f"{self.kind.describe} {self.config.path}: {first_line(error)}",
+                source=self.name,
+            ) from error
+
+    def read(self, table: str, columns: list[str]) -> pa.RecordBatchReader:
+        relation = self.kind.relation(self.config, table)
+        selected = ", ".join(quote_identifier(column) for column in columns)
+        log.debug("source %s: SELECT %s FROM %s", self.name, selected, relation)
+        result = self.engine.sql(f"SELECT {selected} FROM {relation}")
+        return result.to_arrow_reader(BATCH_ROWS)
+
+    def check_exists(self, table: str) -> None:
+        """Fail with the list of tables (or the missing path) when `table` is not there."""
+        if not self.kind.needs_attach:
+            pattern = str(file_pattern(self.config, table))
+            if not glob.glob(pattern):
+                raise SourceError(
+                    f"source `{self.name}`: no {self.kind.describe} match {pattern}; check "
+                    f"`path` in [sources.{self.name}]",
+                    source=self.name,
+                )
+            return
+        names = [row[0] for row in self.engine.execute(
+            "SELECT table_name FROM duckdb_tables() WHERE database_name = 'source_db' "
+            "UNION ALL SELECT view_name FROM duckdb_views() WHERE database_name = 'source_db'"
+        ).fetchall()]
+        if table not in names:
+            raise SourceError(
+                f"source `{self.name}`: table `{table}` not found in {self.config.path}; "
+                f"tables are: {', '.join(sorted(names)) or '(none)'}; set `from` in the "
+                "table's section when its name in the source differs",
+                source=self.name,
+            )
+
+    def close(self) -> None:
+        self.engine.close()
+
+
+def first_line(error: BaseException) -> str:
+    """DuckDB messages carry a multi-line context; the first line says what happened."""
+    return str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+
+
+def open_source(config: SourceConfig) -> Source:
+    """The source for one [sources.NAME] section."""
+    return FileSource(config)

@@ -1,0 +1,173 @@
+"""The sync job: read one table from its source and apply it to the store as one run.
+
+Order of steps, and why:
+
+1. read the source's schema and plan the modeling: every configuration mistake (a
+   missing column, an integer time without `time_unit`) is raised here, before any row
+   moves and before the store is touched;
+2. open the store and check that no other history table of the same entity owns one of
+   this table's properties (DESIGN rule 11);
+3. in one transaction: stream the rows in, model them, write quarantine, catalog, views
+   and the run record, then commit. Any failure rolls all of it back, and a `failed`
+   run record is written on its own.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+import duckdb
+import pyarrow as pa
+
+from pitsync.config import Config, TableConfig
+from pitsync.connectors.runs import RunRecord, next_run_id, utc_now, write_run
+from pitsync.connectors.sources import open_source
+from pitsync.errors import ConfigError, PitsyncError, StrictModeError
+from pitsync.modeling.events import EventsModel, plan_events
+from pitsync.modeling.hidden_events import (
+    CatalogEntry,
+    read_catalog,
+    record_in_catalog,
+    refresh_views,
+)
+from pitsync.modeling.intervals import HistoryModel, ModelCounts, plan_history
+from pitsync.modeling.staging import SOURCE_ROWS
+from pitsync.store import open_for_writing
+
+log = logging.getLogger(__name__)
+
+Model = HistoryModel | EventsModel
+
+
+@dataclass(frozen=True)
+class SyncOptions:
+    """How a run treats bad rows."""
+
+    strict: bool = False
+
+
+def sync_table(config: Config, table: TableConfig, options: SyncOptions) -> RunRecord:
+    """Run one full sync of `table`; return its committed run record, or raise."""
+    source = open_source(config.sources[table.source])
+    try:
+        schema = source.schema(table.source_table)
+        model = plan_model(config, table, schema)
+        log.info("table %s: reading %s from source %s", table.name, table.source_table,
+                 table.source)
+        con = open_for_writing(config.store_path)
+        try:
+            check_property_ownership(con, table, model)
+            return run_once(con, model, source.read(table.source_table, model.source_columns),
+                            options)
+        finally:
+            con.close()
+    finally:
+        source.close()
+
+
+def plan_model(config: Config, table: TableConfig, schema: pa.Schema) -> Model:
+    """The modeling plan for this kind of table (raises ConfigError on any mismatch)."""
+    if table.is_history:
+        return plan_history(table, schema)
+    group_keys = {
+        other.group_key
+        for other in config.tables.values()
+        if other.kind == "group_history" and other.group_key
+    }
+    return plan_events(table, schema, group_keys)
+
+
+def check_property_ownership(con: duckdb.DuckDBPyConnection, table: TableConfig,
+                             model: Model) -> None:
+    """Two history tables of one entity may not both model a property (DESIGN rule 11)."""
+    if not isinstance(model, HistoryModel):
+        return
+    for other in read_catalog(con):
+        same_entity = other.kind == table.kind and other.group_key == table.group_key
+        if other.table_name == table.name or not same_entity:
+            continue
+        shared = sorted(set(other.properties) & set(model.properties))
+        if shared:
+            raise ConfigError(
+                f"table `{table.name}`: propert{'y' if len(shared) == 1 else 'ies'} "
+                f"{', '.join(f'`{name}`' for name in shared)} already modeled by history "
+                f"table `{other.table_name}` of the same entity; each property has one "
+                "owner: drop or rename the column in one of the tables",
+                table=table.name,
+            )
+
+
+def run_once(con: duckdb.DuckDBPyConnection, model: Model, rows: pa.RecordBatchReader,
+             options: SyncOptions) -> RunRecord:
+    """Apply one run in a single transaction; on failure roll back and record why."""
+    table = model.table
+    record = RunRecord(run_id=next_run_id(con), table_name=table.name, mode=table.mode)
+    con.execute("BEGIN TRANSACTION")
+    try:
+        con.register(SOURCE_ROWS, rows)
+        counts = model.apply(con, record.run_id)
+        check_strict(table, counts, options)
+        finish(con, model, record, counts)
+        con.execute("COMMIT")
+    except BaseException as error:
+        con.execute("ROLLBACK")
+        record_failure(con, record, error)
+        raise
+    finally:
+        con.unregister(SOURCE_ROWS)
+    log.info(
+        "table %s: %d rows read, %d stored, %d quarantined, %d conflicts in %.2fs",
+        table.name, record.rows_read, record.inserted, record.quarantined, record.conflicts,
+        record.seconds,
+    )
+    return record
+
+
+def check_strict(table: TableConfig, counts: ModelCounts, options: SyncOptions) -> None:
+    if options.strict and counts.quarantined:
+        raise StrictModeError(
+            f"table `{table.name}`: {counts.quarantined} bad rows and --strict is set, so "
+            "nothing was applied; run without --strict to quarantine them, or fix the source",
+            table=table.name,
+            quarantined=counts.quarantined,
+        )
+
+
+def finish(con: duckdb.DuckDBPyConnection, model: Model, record: RunRecord,
+           counts: ModelCounts) -> None:
+    """Write catalog, views and the run record: the last steps before commit."""
+    table = model.table
+    record_in_catalog(con, CatalogEntry(
+        table_name=table.name,
+        kind=table.kind,
+        id_column=table.id_column,
+        group_key=table.group_key,
+        stored_as=f"main.{model.relation}" if table.is_history else model.relation,
+        properties=model.properties,
+    ))
+    refresh_views(con)
+    record.status = "succeeded"
+    record.finished_at = utc_now()
+    record.rows_read = counts.rows_read
+    record.inserted = counts.inserted
+    record.quarantined = counts.quarantined
+    record.conflicts = counts.conflicts
+    write_run(con, record)
+
+
+def record_failure(con: duckdb.DuckDBPyConnection, record: RunRecord,
+                   error: BaseException) -> None:
+    """Write a `failed` record after the rollback; never hides the original error."""
+    record.status = "failed"
+    record.finished_at = utc_now()
+    record.error = str(error) if isinstance(error, PitsyncError) else describe(error)
+    try:
+        write_run(con, record)
+    except duckdb.Error:
+        log.exception("table %s: could not record the failed run", record.table_name)
+
+
+def describe(error: BaseException) -> str:
+    text = str(error).strip().splitlines()
+    return f"{type(error).__name__}: {text[0]}" if text else type(error).__name__

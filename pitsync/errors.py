@@ -1,0 +1,53 @@
+"""The exceptions pitsync raises: one base class, one subclass per kind of failure.
+
+Each carries the offending values as attributes, and its message says what was wrong and
+what to do. No message ever holds a credential or a connection string.
+"""
+
+from __future__ import annotations
+
+
+class PitsyncError(Exception):
+    """Base class: a failure a user can act on (exit status 1 on the command line)."""
+
+
+class ConfigError(PitsyncError):
+    """The configuration is wrong: a key, a value, or a column it names."""
+
+    def __init__(self, message: str, *, key: str | None = None, table: str | None = None):
+        super().__init__(message)
+        self.key = key
+        self.table = table
+
+
+class SourceError(PitsyncError):
+    """A source could not be opened or read."""
+
+    def __init__(self, message: str, *, source: str | None = None):
+        super().__init__(message)
+        self.source = source
+
+
+class StoreError(PitsyncError):
+    """The store could not be opened, or does not hold what was asked for."""
+
+
+class StrictModeError(PitsyncError):
+    """A run in strict mode met bad rows, so nothing was applied."""
+
+    def __init__(self, message: str, *, table: str, quarantined: int):
+        super().__init__(message)
+        self.table = table
+        self.quarantined = quarantined
+
+
+class QueryRefused(PitsyncError):
+    """A query was refused before it ran: it is not a read, or touches files."""
+
+    def __init__(self, message: str, *, sql: str):
+        super().__init__(message)
+        self.sql = sql
+
+
+class QueryError(PitsyncError):
+    """A read-only query failed inside DuckDB (an unknown column, a type error)."""

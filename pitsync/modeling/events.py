@@ -1,0 +1,121 @@
+"""Events tables: visible events with their own columns, ids as strings, times as instants.
+
+An events table is stored as it came, less the bad rows: `event`, `distinct_id`, `time`,
+then every other source column as an event property. Columns that hold an entity id
+(`distinct_id` and any group key of a configured group history table) are cast to text,
+so `e.company_id = h.company_id` compares ids the way DESIGN rule 7 says.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import duckdb
+import pyarrow as pa
+
+from pitsync.config import TableConfig
+from pitsync.connectors.sources import quote_identifier
+from pitsync.errors import ConfigError
+from pitsync.modeling.intervals import ModelCounts, require_column
+from pitsync.modeling.staging import (
+    REASON,
+    STAGED,
+    DerivedColumn,
+    Rejection,
+    count,
+    quarantine_rows,
+    stage_rows,
+)
+from pitsync.modeling.timestamps import instant_sql
+from pitsync.store import DISTINCT_ID, EVENT, INTERNAL_SCHEMA, PROPERTIES, TIME
+
+NAME = "__event"
+ENTITY = "__entity"
+MOMENT = "__time"
+EVENT_COLUMNS = (EVENT, DISTINCT_ID, TIME, PROPERTIES)
+
+
+def stored_events_table(name: str) -> str:
+    """Where the store keeps an events table (the public `events` view unions them)."""
+    return f"{INTERNAL_SCHEMA}.{quote_identifier('events__' + name)}"
+
+
+@dataclass(frozen=True)
+class EventsModel:
+    """How one events table's source columns become stored events."""
+
+    table: TableConfig
+    source_columns: list[str]
+    properties: list[str]
+    id_properties: list[str]
+    time_sql: str
+
+    @property
+    def relation(self) -> str:
+        return stored_events_table(self.table.name)
+
+    def apply(self, con: duckdb.DuckDBPyConnection, run_id: int) -> ModelCounts:
+        """Stage, quarantine and replace the stored events, inside the run."""
+        stage_rows(con, self.derived_columns(), self.rejections())
+        quarantined = quarantine_rows(
+            con, table=self.table.name, run_id=run_id, source_columns=self.source_columns
+        )
+        con.execute(f"CREATE OR REPLACE TABLE {self.relation} AS {self.select_good_rows()}")
+        return ModelCounts(
+            rows_read=count(con, f"SELECT count(*) FROM {STAGED}"),
+            inserted=count(con, f"SELECT count(*) FROM {self.relation}"),
+            quarantined=quarantined,
+            conflicts=0,
+        )
+
+    def derived_columns(self) -> list[DerivedColumn]:
+        return [
+            DerivedColumn(NAME, f"CAST(src.{quote_identifier(self.table.event_column)} AS VARCHAR)"),
+            DerivedColumn(ENTITY, f"CAST(src.{quote_identifier(self.table.id_column)} AS VARCHAR)"),
+            DerivedColumn(MOMENT, self.time_sql),
+        ]
+
+    def rejections(self) -> list[Rejection]:
+        raw_time = quote_identifier(self.table.time_column)
+        return [
+            Rejection(f"{NAME} IS NULL OR {NAME} = ''", "missing event name"),
+            Rejection(f"{raw_time} IS NULL", "missing event time"),
+            Rejection(f"{MOMENT} IS NULL", "unreadable event time"),
+        ]
+
+    def select_good_rows(self) -> str:
+        columns = [f"{NAME} AS {EVENT}", f"{ENTITY} AS {DISTINCT_ID}", f"{MOMENT} AS {TIME}"]
+        for name in self.properties:
+            column = quote_identifier(name)
+            if name in self.id_properties:
+                columns.append(f"CAST({column} AS VARCHAR) AS {column}")
+            else:
+                columns.append(column)
+        return f"SELECT {', '.join(columns)} FROM {STAGED} WHERE {REASON} IS NULL"
+
+
+def plan_events(table: TableConfig, schema: pa.Schema, group_keys: set[str]) -> EventsModel:
+    """Check an events table's columns and plan how it is stored."""
+    names = list(schema.names)
+    keys = [table.event_column, table.id_column, table.time_column]
+    for key, column in zip(("event_column", "id_column", "time_column"), keys, strict=True):
+        require_column(column, names, key=key, table=table)
+
+    properties = [name for name in names if name not in keys]
+    for name in properties:
+        if name in EVENT_COLUMNS:
+            raise ConfigError(
+                f"table `{table.name}`: source column `{name}` collides with the reserved "
+                f"event column of the same name ({', '.join(EVENT_COLUMNS)}); rename it in "
+                "the source, or configure it as the event, id or time column",
+                table=table.name,
+            )
+    time_sql = instant_sql(
+        f"src.{quote_identifier(table.time_column)}",
+        schema.field(table.time_column).type,
+        timezone=table.timezone,
+        time_unit=table.time_unit,
+        where=f"table `{table.name}`: column `{table.time_column}` (time_column)",
+    )
+    id_properties = [name for name in properties if name in group_keys]
+    return EventsModel(table, names, properties, id_properties, time_sql)

@@ -1,0 +1,110 @@
+"""The public views: `events`, `all_events` (with hidden events), `quarantine` and `runs`.
+
+Every history row is a hidden event named after its table, at its start time, whose
+properties are the row's other columns. Hidden events are not stored twice: they are
+read from the history relation itself, plus the conflict losers kept in
+`pitsync.superseded`. Visible events come from each synced events table.
+
+The views are rebuilt from `pitsync.catalog` at the end of every run, inside its
+transaction, so they always match the tables the store holds.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import duckdb
+
+from pitsync.connectors.sources import quote_identifier, quote_string
+from pitsync.modeling.staging import json_object_sql
+from pitsync.store import CATALOG, QUARANTINE, RUNS, START_TIME, SUPERSEDED
+
+EMPTY_EVENTS = (
+    "SELECT CAST(NULL AS VARCHAR) AS event, CAST(NULL AS VARCHAR) AS distinct_id, "
+    "CAST(NULL AS TIMESTAMPTZ) AS time, CAST(NULL AS JSON) AS properties WHERE false"
+)
+
+
+@dataclass(frozen=True)
+class CatalogEntry:
+    """What the store knows of one synced table."""
+
+    table_name: str
+    kind: str
+    id_column: str
+    group_key: str | None
+    stored_as: str
+    properties: list[str]
+
+    @property
+    def is_history(self) -> bool:
+        return self.kind != "events"
+
+
+def record_in_catalog(con: duckdb.DuckDBPyConnection, entry: CatalogEntry) -> None:
+    """Remember (or update) how a table is stored."""
+    con.execute(
+        f"INSERT OR REPLACE INTO {CATALOG} VALUES (?, ?, ?, ?, ?, ?)",
+        [
+            entry.table_name,
+            entry.kind,
+            entry.id_column,
+            entry.group_key,
+            entry.stored_as,
+            entry.properties,
+        ],
+    )
+
+
+def read_catalog(con: duckdb.DuckDBPyConnection) -> list[CatalogEntry]:
+    """Every synced table, in name order."""
+    rows = con.execute(
+        f"SELECT table_name, kind, id_column, group_key, stored_as, properties FROM {CATALOG} "
+        "ORDER BY table_name"
+    ).fetchall()
+    return [CatalogEntry(*row[:5], properties=list(row[5])) for row in rows]
+
+
+def refresh_views(con: duckdb.DuckDBPyConnection) -> None:
+    """Rebuild the public views over what the catalog says the store holds."""
+    catalog = read_catalog(con)
+    con.execute(f"CREATE OR REPLACE VIEW main.events AS {visible_events_sql(catalog)}")
+    con.execute(f"CREATE OR REPLACE VIEW main.all_events AS {all_events_sql(catalog)}")
+    con.execute(
+        "CREATE OR REPLACE VIEW main.quarantine AS SELECT run_id, table_name, reason, "
+        f"row_data FROM {QUARANTINE}"
+    )
+    con.execute(f"CREATE OR REPLACE VIEW main.runs AS SELECT * FROM {RUNS}")
+
+
+def visible_events_sql(catalog: list[CatalogEntry]) -> str:
+    """Every events table, each property also a column, with a JSON of all properties."""
+    parts = [
+        f"SELECT event, distinct_id, time, {json_object_sql(entry.properties)} AS properties"
+        + "".join(f", {quote_identifier(name)}" for name in entry.properties)
+        + f" FROM {entry.stored_as}"
+        for entry in catalog
+        if not entry.is_history
+    ]
+    return " UNION ALL BY NAME ".join(parts) if parts else EMPTY_EVENTS
+
+
+def all_events_sql(catalog: list[CatalogEntry]) -> str:
+    """Visible events and the hidden events of every history table."""
+    parts = ["SELECT event, distinct_id, time, properties FROM main.events"]
+    for entry in catalog:
+        if entry.is_history:
+            parts.extend(hidden_events_sql(entry))
+    return " UNION ALL ".join(parts)
+
+
+def hidden_events_sql(entry: CatalogEntry) -> list[str]:
+    """One history table's hidden events: its intervals' starts, and the conflict losers."""
+    name = quote_string(entry.table_name)
+    entity = quote_identifier(entry.id_column)
+    return [
+        f"SELECT {name} AS event, {entity} AS distinct_id, {START_TIME} AS time, "
+        f"{json_object_sql(entry.properties)} AS properties FROM {entry.stored_as}",
+        f"SELECT {name}, entity_id, start_time, properties FROM {SUPERSEDED} "
+        f"WHERE table_name = {name}",
+    ]

@@ -1,0 +1,87 @@
+"""Staged rows: a run's source rows with their id and instant read, and bad rows set aside.
+
+Staging is the one place a run's rows are materialised. Both history and events tables
+stage the same way: each source row gets its derived key columns (prefixed `__`), a
+reason when it cannot be used, and then the bad rows go to quarantine with that reason
+(DESIGN rule 8). Everything else reads `staged` with `reason IS NULL`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import duckdb
+
+from pitsync.connectors.sources import quote_identifier, quote_string
+from pitsync.store import QUARANTINE
+
+STAGED = "staged"
+SOURCE_ROWS = "source_rows"  # the name the run's Arrow stream is registered under
+REASON = "__reason"
+
+
+@dataclass(frozen=True)
+class DerivedColumn:
+    """A column computed from the source row, and what makes its row unusable."""
+
+    name: str
+    sql: str
+
+
+@dataclass(frozen=True)
+class Rejection:
+    """One reason a row is quarantined: a SQL condition over the derived columns."""
+
+    condition: str
+    reason: str
+
+
+def stage_rows(
+    con: duckdb.DuckDBPyConnection, derived: list[DerivedColumn], rejections: list[Rejection]
+) -> None:
+    """Materialise the run's source rows once, with derived columns and a reject reason."""
+    derived_sql = ", ".join(f"{column.sql} AS {column.name}" for column in derived)
+    reason_sql = reason_case(rejections)
+    con.execute(
+        f"CREATE OR REPLACE TEMP TABLE {STAGED} AS "
+        f"SELECT *, {reason_sql} AS {REASON} FROM ("
+        f"SELECT {derived_sql}, src.* FROM {SOURCE_ROWS} AS src)"
+    )
+
+
+def reason_case(rejections: list[Rejection]) -> str:
+    """The first rejection that applies, as a CASE expression (NULL for a good row)."""
+    branches = " ".join(
+        f"WHEN {rejection.condition} THEN {quote_string(rejection.reason)}"
+        for rejection in rejections
+    )
+    return f"CASE {branches} END"
+
+
+def quarantine_rows(
+    con: duckdb.DuckDBPyConnection, *, table: str, run_id: int, source_columns: list[str]
+) -> int:
+    """Copy rejected rows, as the source had them, into the quarantine; return how many."""
+    con.execute(
+        f"INSERT INTO {QUARANTINE} SELECT ?, ?, {REASON}, {json_object_sql(source_columns)} "
+        f"FROM {STAGED} WHERE {REASON} IS NOT NULL",
+        [run_id, table],
+    )
+    return count(con, f"SELECT count(*) FROM {STAGED} WHERE {REASON} IS NOT NULL")
+
+
+def json_object_sql(columns: list[str], *, alias: str = "") -> str:
+    """A JSON object of the named columns, keyed by their names (NULLs kept as null)."""
+    if not columns:
+        return "CAST('{}' AS JSON)"
+    prefix = f"{alias}." if alias else ""
+    fields = ", ".join(
+        f"{quote_identifier(name)} := {prefix}{quote_identifier(name)}" for name in columns
+    )
+    return f"to_json(struct_pack({fields}))"
+
+
+def count(con: duckdb.DuckDBPyConnection, sql: str, parameters: list | None = None) -> int:
+    """The single integer a counting query returns."""
+    row = con.execute(sql, parameters or []).fetchone()
+    return int(row[0]) if row and row[0] is not None else 0

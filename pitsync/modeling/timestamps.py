@@ -1,0 +1,90 @@
+"""Turn a source column into an instant: UTC, microseconds (DESIGN rule 6).
+
+- a timestamp with a zone keeps its instant;
+- a naive timestamp is read in the table's `timezone` (default UTC);
+- a DATE is the start of that day in that zone;
+- an integer epoch needs `time_unit` (s, ms, us);
+- text is parsed: with an offset it is that instant, without one it is naive;
+- nanoseconds are truncated, never rounded, so 23:59:59.9999999 stays in its second.
+
+The result is a DuckDB SQL expression yielding TIMESTAMPTZ, or NULL for a value that
+cannot be read (the caller quarantines those rows). Any other type is a configuration
+error, raised before data moves.
+"""
+
+from __future__ import annotations
+
+import pyarrow as pa
+
+from pitsync.connectors.sources import quote_string
+from pitsync.errors import ConfigError
+
+# Epochs beyond these magnitudes do not fit DuckDB's timestamp range (about year 290,000).
+EPOCH_LIMITS = {"s": 9_000_000_000_000, "ms": 9_000_000_000_000_000, "us": 9_000_000_000_000_000_000}
+MICROS_PER_UNIT = {"s": 1_000_000, "ms": 1_000, "us": 1}
+
+# Text that ends in Z or a numeric offset after a time of day names its own instant.
+OFFSET_PATTERN = r"\d:\d\d(:\d\d(\.\d+)?)?\s*([zZ]|[+-]\d\d(:?\d\d)?)$"
+
+
+def instant_sql(
+    column: str, arrow_type: pa.DataType, *, timezone: str, time_unit: str | None, where: str
+) -> str:
+    """SQL that reads `column` (a quoted identifier) of `arrow_type` as a TIMESTAMPTZ."""
+    zone = quote_string(timezone)
+    if pa.types.is_timestamp(arrow_type):
+        return timestamp_sql(column, arrow_type, zone)
+    if pa.types.is_date(arrow_type):
+        return f"timezone({zone}, CAST({column} AS TIMESTAMP))"
+    if pa.types.is_integer(arrow_type):
+        return epoch_sql(column, time_unit, where=where, arrow_type=arrow_type)
+    if pa.types.is_string(arrow_type) or pa.types.is_large_string(arrow_type):
+        return text_sql(column, zone)
+    if pa.types.is_string_view(arrow_type):
+        return text_sql(column, zone)
+    raise ConfigError(
+        f"{where} has type {arrow_type}, which pitsync cannot read as a time; it reads "
+        "timestamps (with or without zone), dates, text, or integer epochs with time_unit; "
+        "cast the column in the source"
+    )
+
+
+def timestamp_sql(column: str, arrow_type: pa.TimestampType, zone: str) -> str:
+    """Timestamps of any unit; a zone-aware one is already an instant."""
+    if arrow_type.unit == "ns":
+        micros = f"({column_ns(column)} - (({column_ns(column)} % 1000) + 1000) % 1000) // 1000"
+        naive = f"make_timestamp({micros})"
+        # epoch_ns of a zone-aware value is already counted from the UTC epoch.
+        return f"timezone('UTC', {naive})" if arrow_type.tz else f"timezone({zone}, {naive})"
+    if arrow_type.tz:
+        return f"CAST({column} AS TIMESTAMPTZ)"
+    return f"timezone({zone}, CAST({column} AS TIMESTAMP))"
+
+
+def column_ns(column: str) -> str:
+    return f"epoch_ns({column})"
+
+
+def epoch_sql(column: str, time_unit: str | None, *, where: str, arrow_type: pa.DataType) -> str:
+    """An integer count of seconds, milliseconds or microseconds since 1970-01-01 UTC."""
+    if time_unit is None:
+        raise ConfigError(
+            f"{where} holds integers ({arrow_type}); set time_unit = \"s\", \"ms\" or \"us\" "
+            "in the table's section to say what they count"
+        )
+    limit = EPOCH_LIMITS[time_unit]
+    micros = f"CAST({column} AS HUGEINT) * {MICROS_PER_UNIT[time_unit]}"
+    return (
+        f"CASE WHEN abs(CAST({column} AS HUGEINT)) < {limit} "
+        f"THEN timezone('UTC', make_timestamp(CAST({micros} AS BIGINT))) END"
+    )
+
+
+def text_sql(column: str, zone: str) -> str:
+    """Text with an offset is that instant; text without one is naive, in the table's zone."""
+    trimmed = f"trim({column})"
+    return (
+        f"CASE WHEN regexp_matches({trimmed}, {quote_string(OFFSET_PATTERN)}) "
+        f"THEN TRY_CAST({trimmed} AS TIMESTAMPTZ) "
+        f"ELSE timezone({zone}, TRY_CAST({trimmed} AS TIMESTAMP)) END"
+    )

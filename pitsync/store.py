@@ -1,0 +1,113 @@
+"""The store: the DuckDB file pitsync owns, its reserved names, and how it is opened.
+
+Public relations (what `pitsync query` reads) live in the `main` schema: one table per
+history table, and the views `events`, `all_events`, `quarantine` and `runs`. What
+pitsync keeps for itself lives in the `pitsync` schema.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import duckdb
+
+from pitsync.errors import StoreError
+
+# Reserved column names of the public relations, defined once.
+START_TIME = "start_time"
+END_TIME = "end_time"
+EVENT = "event"
+DISTINCT_ID = "distinct_id"
+TIME = "time"
+PROPERTIES = "properties"
+RESERVED_COLUMNS = (START_TIME, END_TIME, PROPERTIES)
+
+INTERNAL_SCHEMA = "pitsync"
+RUNS = f"{INTERNAL_SCHEMA}.runs"
+QUARANTINE = f"{INTERNAL_SCHEMA}.quarantine"
+SUPERSEDED = f"{INTERNAL_SCHEMA}.superseded"
+CATALOG = f"{INTERNAL_SCHEMA}.catalog"
+
+# Every instant is stored as TIMESTAMPTZ; sessions run in UTC so nothing shifts on display.
+# (TimeZone is an ICU setting, so it is set after connecting, once ICU has loaded.)
+SET_UTC = "SET TimeZone = 'UTC'"
+
+SCHEMA_DDL = f"""
+CREATE SCHEMA IF NOT EXISTS {INTERNAL_SCHEMA};
+CREATE TABLE IF NOT EXISTS {RUNS} (
+    run_id BIGINT PRIMARY KEY,
+    table_name VARCHAR NOT NULL,
+    mode VARCHAR NOT NULL,
+    status VARCHAR NOT NULL,
+    started_at TIMESTAMPTZ NOT NULL,
+    finished_at TIMESTAMPTZ,
+    rows_read BIGINT,
+    inserted BIGINT,
+    updated BIGINT,
+    deleted BIGINT,
+    quarantined BIGINT,
+    conflicts BIGINT,
+    watermark_before VARCHAR,
+    watermark_after VARCHAR,
+    error VARCHAR
+);
+CREATE TABLE IF NOT EXISTS {QUARANTINE} (
+    run_id BIGINT NOT NULL,
+    table_name VARCHAR NOT NULL,
+    reason VARCHAR NOT NULL,
+    row_data JSON
+);
+CREATE TABLE IF NOT EXISTS {SUPERSEDED} (
+    run_id BIGINT NOT NULL,
+    table_name VARCHAR NOT NULL,
+    entity_id VARCHAR NOT NULL,
+    start_time TIMESTAMPTZ NOT NULL,
+    properties JSON
+);
+CREATE TABLE IF NOT EXISTS {CATALOG} (
+    table_name VARCHAR PRIMARY KEY,
+    kind VARCHAR NOT NULL,
+    id_column VARCHAR NOT NULL,
+    group_key VARCHAR,
+    stored_as VARCHAR NOT NULL,
+    properties VARCHAR[] NOT NULL
+);
+"""
+
+
+def open_for_writing(path: Path) -> duckdb.DuckDBPyConnection:
+    """Open (creating if needed) the store for a sync run."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        connection = duckdb.connect(str(path))
+    except duckdb.IOException as error:
+        raise StoreError(
+            f"cannot open the store {path} for writing: {str(error).splitlines()[0]}; "
+            "another pitsync process may hold it"
+        ) from error
+    connection.execute(SET_UTC)
+    connection.execute(SCHEMA_DDL)
+    return connection
+
+
+def open_read_only(path: Path) -> duckdb.DuckDBPyConnection:
+    """Open the store for queries: read-only, no file or network access, settings locked."""
+    if not path.is_file():
+        raise StoreError(
+            f"the store {path} does not exist yet; run `pitsync sync --all` first"
+        )
+    config = {
+        "enable_external_access": "false",
+        "autoload_known_extensions": "false",
+        "autoinstall_known_extensions": "false",
+    }
+    try:
+        connection = duckdb.connect(str(path), read_only=True, config=config)
+    except duckdb.Error as error:
+        raise StoreError(
+            f"cannot open the store {path} for reading: {str(error).splitlines()[0]}"
+        ) from error
+    connection.execute(SET_UTC)
+    # Locked last, so no query can turn file access back on.
+    connection.execute("SET lock_configuration = true")
+    return connection
