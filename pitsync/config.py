@@ -200,8 +200,9 @@ def parse_table(name: str, raw: dict[str, Any], sources: dict[str, SourceConfig]
         source_table=text_value(raw, "from", where=where, default=name),
         mode=cast(SyncMode, choice(raw, "mode", get_args(SyncMode), where=where, default="full")),
         timezone=timezone_value(raw, where=where),
-        time_unit=cast(TimeUnit | None, choice(raw, "time_unit", get_args(TimeUnit), where=where,
-                                              default=None)),
+        time_unit=cast(
+            TimeUnit | None, choice(raw, "time_unit", get_args(TimeUnit), where=where, default=None)
+        ),
         **kind_fields(raw, kind, where=where),
     )
 
@@ -230,9 +231,7 @@ def check_kind_keys(raw: dict[str, Any], kind: TableKind, *, where: str) -> None
     if kind == "user_history":
         wrong = wrong | {"group_key"}
     for key in sorted(wrong & raw.keys()):
-        raise ConfigError(
-            f"{where}: `{key}` does not apply to kind = \"{kind}\"; remove it", key=key
-        )
+        raise ConfigError(f'{where}: `{key}` does not apply to kind = "{kind}"; remove it', key=key)
 
 
 def check_keys(raw: dict[str, Any], allowed: set[str], *, where: str) -> None:
@@ -241,7 +240,9 @@ def check_keys(raw: dict[str, Any], allowed: set[str], *, where: str) -> None:
         if key in allowed:
             continue
         close = difflib.get_close_matches(key, sorted(allowed), n=1)
-        hint = f"did you mean `{close[0]}`?" if close else f"known keys: {', '.join(sorted(allowed))}"
+        hint = (
+            f"did you mean `{close[0]}`?" if close else f"known keys: {', '.join(sorted(allowed))}"
+        )
         raise ConfigError(f"{where}: unknown key `{key}`; {hint}", key=key)
 
 
@@ -260,13 +261,11 @@ def text_value(raw: dict[str, Any], key: str, *, where: str, default: Any = _REQ
     """A string setting; a missing required one names the key to set."""
     if key not in raw:
         if default is _REQUIRED:
-            raise ConfigError(f"{where}: `{key}` is required; add {key} = \"...\"", key=key)
+            raise ConfigError(f'{where}: `{key}` is required; add {key} = "..."', key=key)
         return default
     value = raw[key]
     if not isinstance(value, str) or not value:
-        raise ConfigError(
-            f"{where}: `{key}` must be a non-empty string, got {value!r}", key=key
-        )
+        raise ConfigError(f"{where}: `{key}` must be a non-empty string, got {value!r}", key=key)
     return value
 
 
@@ -290,7 +289,7 @@ def timezone_value(raw: dict[str, Any], *, where: str) -> str:
     except (zoneinfo.ZoneInfoNotFoundError, ValueError) as error:
         raise ConfigError(
             f"{where}: timezone {name!r} is not a known IANA zone name "
-            "(for example \"UTC\" or \"Europe/Berlin\")",
+            '(for example "UTC" or "Europe/Berlin")',
             key="timezone",
         ) from error
     return name

@@ -93,9 +93,7 @@ def open_for_writing(path: Path) -> duckdb.DuckDBPyConnection:
 def open_read_only(path: Path) -> duckdb.DuckDBPyConnection:
     """Open the store for queries: read-only, no file or network access, settings locked."""
     if not path.is_file():
-        raise StoreError(
-            f"the store {path} does not exist yet; run `pitsync sync --all` first"
-        )
+        raise StoreError(f"the store {path} does not exist yet; run `pitsync sync --all` first")
     config = {
         "enable_external_access": "false",
         "autoload_known_extensions": "false",

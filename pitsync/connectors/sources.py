@@ -155,10 +155,13 @@ class FileSource:
                     source=self.name,
                 )
             return
-        names = [row[0] for row in self.engine.execute(
-            "SELECT table_name FROM duckdb_tables() WHERE database_name = 'source_db' "
-            "UNION ALL SELECT view_name FROM duckdb_views() WHERE database_name = 'source_db'"
-        ).fetchall()]
+        names = [
+            row[0]
+            for row in self.engine.execute(
+                "SELECT table_name FROM duckdb_tables() WHERE database_name = 'source_db' "
+                "UNION ALL SELECT view_name FROM duckdb_views() WHERE database_name = 'source_db'"
+            ).fetchall()
+        ]
         if table not in names:
             raise SourceError(
                 f"source `{self.name}`: table `{table}` not found in {self.config.path}; "

@@ -53,13 +53,15 @@ def sync_table(config: Config, table: TableConfig, options: SyncOptions) -> RunR
     try:
         schema = source.schema(table.source_table)
         model = plan_model(config, table, schema)
-        log.info("table %s: reading %s from source %s", table.name, table.source_table,
-                 table.source)
+        log.info(
+            "table %s: reading %s from source %s", table.name, table.source_table, table.source
+        )
         con = open_for_writing(config.store_path)
         try:
             check_property_ownership(con, table, model)
-            return run_once(con, model, source.read(table.source_table, model.source_columns),
-                            options)
+            return run_once(
+                con, model, source.read(table.source_table, model.source_columns), options
+            )
         finally:
             con.close()
     finally:
@@ -78,8 +80,9 @@ def plan_model(config: Config, table: TableConfig, schema: pa.Schema) -> Model:
     return plan_events(table, schema, group_keys)
 
 
-def check_property_ownership(con: duckdb.DuckDBPyConnection, table: TableConfig,
-                             model: Model) -> None:
+def check_property_ownership(
+    con: duckdb.DuckDBPyConnection, table: TableConfig, model: Model
+) -> None:
     """Two history tables of one entity may not both model a property (DESIGN rule 11)."""
     if not isinstance(model, HistoryModel):
         return
@@ -98,8 +101,9 @@ def check_property_ownership(con: duckdb.DuckDBPyConnection, table: TableConfig,
             )
 
 
-def run_once(con: duckdb.DuckDBPyConnection, model: Model, rows: pa.RecordBatchReader,
-             options: SyncOptions) -> RunRecord:
+def run_once(
+    con: duckdb.DuckDBPyConnection, model: Model, rows: pa.RecordBatchReader, options: SyncOptions
+) -> RunRecord:
     """Apply one run in a single transaction; on failure roll back and record why."""
     table = model.table
     record = RunRecord(run_id=next_run_id(con), table_name=table.name, mode=table.mode)
@@ -118,7 +122,11 @@ def run_once(con: duckdb.DuckDBPyConnection, model: Model, rows: pa.RecordBatchR
         con.unregister(SOURCE_ROWS)
     log.info(
         "table %s: %d rows read, %d stored, %d quarantined, %d conflicts in %.2fs",
-        table.name, record.rows_read, record.inserted, record.quarantined, record.conflicts,
+        table.name,
+        record.rows_read,
+        record.inserted,
+        record.quarantined,
+        record.conflicts,
         record.seconds,
     )
     return record
@@ -134,18 +142,22 @@ def check_strict(table: TableConfig, counts: ModelCounts, options: SyncOptions) 
         )
 
 
-def finish(con: duckdb.DuckDBPyConnection, model: Model, record: RunRecord,
-           counts: ModelCounts) -> None:
+def finish(
+    con: duckdb.DuckDBPyConnection, model: Model, record: RunRecord, counts: ModelCounts
+) -> None:
     """Write catalog, views and the run record: the last steps before commit."""
     table = model.table
-    record_in_catalog(con, CatalogEntry(
-        table_name=table.name,
-        kind=table.kind,
-        id_column=table.id_column,
-        group_key=table.group_key,
-        stored_as=f"main.{model.relation}" if table.is_history else model.relation,
-        properties=model.properties,
-    ))
+    record_in_catalog(
+        con,
+        CatalogEntry(
+            table_name=table.name,
+            kind=table.kind,
+            id_column=table.id_column,
+            group_key=table.group_key,
+            stored_as=f"main.{model.relation}" if table.is_history else model.relation,
+            properties=model.properties,
+        ),
+    )
     refresh_views(con)
     record.status = "succeeded"
     record.finished_at = utc_now()
@@ -156,8 +168,7 @@ def finish(con: duckdb.DuckDBPyConnection, model: Model, record: RunRecord,
     write_run(con, record)
 
 
-def record_failure(con: duckdb.DuckDBPyConnection, record: RunRecord,
-                   error: BaseException) -> None:
+def record_failure(con: duckdb.DuckDBPyConnection, record: RunRecord, error: BaseException) -> None:
     """Write a `failed` record after the rollback; never hides the original error."""
     record.status = "failed"
     record.finished_at = utc_now()

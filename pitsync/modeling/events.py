@@ -70,7 +70,9 @@ class EventsModel:
 
     def derived_columns(self) -> list[DerivedColumn]:
         return [
-            DerivedColumn(NAME, f"CAST(src.{quote_identifier(self.table.event_column)} AS VARCHAR)"),
+            DerivedColumn(
+                NAME, f"CAST(src.{quote_identifier(self.table.event_column)} AS VARCHAR)"
+            ),
             DerivedColumn(ENTITY, f"CAST(src.{quote_identifier(self.table.id_column)} AS VARCHAR)"),
             DerivedColumn(MOMENT, self.time_sql),
         ]

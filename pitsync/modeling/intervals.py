@@ -193,9 +193,13 @@ def write_superseded(con: duckdb.DuckDBPyConnection, model: HistoryModel, run_id
     for entity, start, rows in examples:
         log.warning(
             "table %s: %s has %s conflicting rows at %s; kept one by %s",
-            name, entity, rows, start, rule,
+            name,
+            entity,
+            rows,
+            start,
+            rule,
         )
     return count(
-        con, f"SELECT count(*) FROM (SELECT DISTINCT {ENTITY}, {START} FROM {RANKED} "
-        f"WHERE {RANK} > 1)",
+        con,
+        f"SELECT count(*) FROM (SELECT DISTINCT {ENTITY}, {START} FROM {RANKED} WHERE {RANK} > 1)",
     )

@@ -20,7 +20,11 @@ from pitsync.connectors.sources import quote_string
 from pitsync.errors import ConfigError
 
 # Epochs beyond these magnitudes do not fit DuckDB's timestamp range (about year 290,000).
-EPOCH_LIMITS = {"s": 9_000_000_000_000, "ms": 9_000_000_000_000_000, "us": 9_000_000_000_000_000_000}
+EPOCH_LIMITS = {
+    "s": 9_000_000_000_000,
+    "ms": 9_000_000_000_000_000,
+    "us": 9_000_000_000_000_000_000,
+}
 MICROS_PER_UNIT = {"s": 1_000_000, "ms": 1_000, "us": 1}
 
 # Text that ends in Z or a numeric offset after a time of day names its own instant.
@@ -69,7 +73,7 @@ def epoch_sql(column: str, time_unit: str | None, *, where: str, arrow_type: pa.
     """An integer count of seconds, milliseconds or microseconds since 1970-01-01 UTC."""
     if time_unit is None:
         raise ConfigError(
-            f"{where} holds integers ({arrow_type}); set time_unit = \"s\", \"ms\" or \"us\" "
+            f'{where} holds integers ({arrow_type}); set time_unit = "s", "ms" or "us" '
             "in the table's section to say what they count"
         )
     limit = EPOCH_LIMITS[time_unit]

@@ -1,0 +1,318 @@
+"""The `pitsync` command line: sync, runs, query, profile, history.
+
+Exit status: 0 on success, 1 on a user or data error (a message, no traceback unless
+--verbose), 2 on a usage error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from collections.abc import Callable, Sequence
+
+import duckdb
+from rich.console import Console
+from rich.table import Table
+
+from pitsync import __version__
+from pitsync.config import CONFIG_ENV, load_config
+from pitsync.connectors.runs import RunRecord, read_runs
+from pitsync.connectors.sync import SyncOptions, sync_table
+from pitsync.errors import PitsyncError
+from pitsync.modeling.attribution import Entity, entity_tables, interval_at_sql, timeline_sql
+from pitsync.modeling.staging import json_object_sql
+from pitsync.queries.execute import QuerySession
+from pitsync.queries.output import formatted, write_csv, write_json, write_table
+from pitsync.store import END_TIME, START_TIME, open_read_only
+
+log = logging.getLogger("pitsync")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """Every command and option, each with a one-line help."""
+    parser = argparse.ArgumentParser(
+        prog="pitsync",
+        description="Sync warehouse history tables into DuckDB and ask what was true when.",
+    )
+    parser.add_argument("--version", action="version", version=f"pitsync {__version__}")
+    parser.add_argument(
+        "--config",
+        help=f"the configuration file (default: ${CONFIG_ENV}, else ./pitsync.toml)",
+    )
+    parser.add_argument(
+        "--verbose",
+        "-v",
+        action="store_true",
+        help="log the SQL that runs, and tracebacks on errors",
+    )
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    sync = commands.add_parser("sync", help="sync tables from their sources into the store")
+    which = sync.add_mutually_exclusive_group(required=True)
+    which.add_argument(
+        "--table",
+        action="append",
+        metavar="NAME",
+        help="a configured table to sync (repeat for several)",
+    )
+    which.add_argument("--all", action="store_true", help="sync every configured table")
+    sync.add_argument(
+        "--strict",
+        action="store_true",
+        help="fail the run, applying nothing, if any row is quarantined",
+    )
+    sync.set_defaults(handler=command_sync)
+
+    runs = commands.add_parser("runs", help="list recorded sync runs, oldest first")
+    runs.add_argument("--table", metavar="NAME", help="only the runs of this table")
+    runs.add_argument(
+        "--format",
+        choices=("table", "json"),
+        default="table",
+        help="output format (default: table)",
+    )
+    runs.set_defaults(handler=command_runs)
+
+    query = commands.add_parser("query", help="run a read-only SQL query over the store")
+    query.add_argument("sql", help="the query; FOR SYSTEM_TIME AS OF asks for a moment")
+    query.add_argument(
+        "--format",
+        choices=("table", "csv", "json"),
+        default="table",
+        help="output format (default: table)",
+    )
+    query.set_defaults(handler=command_query)
+
+    profile = commands.add_parser("profile", help="an entity's properties at a moment")
+    add_entity_arguments(profile)
+    profile.add_argument(
+        "--at", default="now", help="the moment, ISO 8601; naive means UTC (default: now)"
+    )
+    profile.add_argument(
+        "--format",
+        choices=("table", "json"),
+        default="table",
+        help="output format (default: table)",
+    )
+    profile.set_defaults(handler=command_profile)
+
+    history = commands.add_parser("history", help="an entity's intervals, oldest first")
+    add_entity_arguments(history)
+    history.add_argument(
+        "--format",
+        choices=("table", "json"),
+        default="table",
+        help="output format (default: table)",
+    )
+    history.set_defaults(handler=command_history)
+    return parser
+
+
+def add_entity_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("id", help="the user's distinct id, or the group's id")
+    parser.add_argument(
+        "--group-key",
+        metavar="KEY",
+        help="the group key (e.g. company_id); without it ID is a user",
+    )
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the console script."""
+    args = build_parser().parse_args(argv)
+    configure_logging(verbose=args.verbose)
+    handler: Callable[[argparse.Namespace], int] = args.handler
+    try:
+        return handler(args)
+    except PitsyncError as error:
+        if args.verbose:
+            log.exception("failed")
+        print(f"pitsync: error: {error}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("pitsync: interrupted; the run was rolled back", file=sys.stderr)
+        return 130
+
+
+def configure_logging(*, verbose: bool) -> None:
+    """Plain lines on standard error: INFO by default, DEBUG (with SQL) when verbose."""
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("pitsync: %(levelname)s: %(message)s"))
+    root = logging.getLogger("pitsync")
+    root.handlers[:] = [handler]
+    root.setLevel(logging.DEBUG if verbose else logging.INFO)
+    root.propagate = False
+
+
+def command_sync(args: argparse.Namespace) -> int:
+    """Sync the chosen tables one after another; the first failure stops with status 1."""
+    config = load_config(args.config)
+    names = list(config.tables) if args.all else args.table
+    tables = [config.table(name) for name in names]
+    records = [sync_table(config, table, SyncOptions(strict=args.strict)) for table in tables]
+    print_sync_report(records)
+    return 0
+
+
+def print_sync_report(records: list[RunRecord]) -> None:
+    table = Table(
+        "table", "rows read", "stored", "quarantined", "conflicts", "seconds", title="sync report"
+    )
+    for record in records:
+        table.add_row(
+            record.table_name,
+            str(record.rows_read),
+            str(record.inserted),
+            str(record.quarantined),
+            str(record.conflicts),
+            f"{record.seconds:.2f}",
+        )
+    Console().print(table)
+
+
+def command_runs(args: argparse.Namespace) -> int:
+    config = load_config(args.config)
+    con = open_read_only(config.store_path)
+    try:
+        records = read_runs(con, args.table)
+    finally:
+        con.close()
+    if args.format == "json":
+        print(json.dumps([record.as_json() for record in records], indent=2))
+        return 0
+    table = Table(
+        "run",
+        "table",
+        "mode",
+        "status",
+        "started",
+        "read",
+        "stored",
+        "quarantined",
+        "conflicts",
+        "error",
+    )
+    for r in records:
+        table.add_row(
+            str(r.run_id),
+            r.table_name,
+            r.mode,
+            r.status,
+            r.started_at.isoformat(timespec="seconds"),
+            str(r.rows_read),
+            str(r.inserted),
+            str(r.quarantined),
+            str(r.conflicts),
+            r.error or "",
+        )
+    Console().print(table)
+    return 0
+
+
+def command_query(args: argparse.Namespace) -> int:
+    config = load_config(args.config)
+    with QuerySession(config.store_path) as session:
+        relation = session.query(args.sql)
+        if args.format == "csv":
+            write_csv(relation, sys.stdout)
+        elif args.format == "json":
+            write_json(relation, sys.stdout)
+        else:
+            write_table(relation, Console())
+    return 0
+
+
+def command_profile(args: argparse.Namespace) -> int:
+    config = load_config(args.config)
+    entity = Entity(str(args.id), args.group_key)
+    with QuerySession(config.store_path) as session:
+        moment = resolve_moment(session, args.at)
+        properties = profile_at(session, entity, moment)
+    if args.format == "json":
+        print(json.dumps(properties, indent=2))
+        return 0
+    table = Table("property", "value", title=f"{entity.describe()} at {moment}")
+    for name, value in properties.items():
+        table.add_row(name, json.dumps(value) if not isinstance(value, str) else value)
+    Console().print(table)
+    return 0
+
+
+def resolve_moment(session: QuerySession, text: str) -> str:
+    """The moment as ISO text in UTC; 'now' is the store clock's now."""
+    sql = "SELECT now() AS moment" if text == "now" else "SELECT CAST(? AS TIMESTAMPTZ) AS moment"
+    try:
+        relation = session.connection.sql(sql, params=[] if text == "now" else [text])
+        rows = formatted(relation, nested_as_json=False).fetchall()
+    except duckdb.Error as error:
+        raise PitsyncError(
+            f"--at {text!r} is not a moment; write ISO 8601, e.g. 2024-03-01T00:00:00Z"
+        ) from error
+    return str(rows[0][0])
+
+
+def profile_at(session: QuerySession, entity: Entity, moment: str) -> dict[str, object]:
+    """The entity's defined properties at the moment, merged across its history tables."""
+    merged: dict[str, object] = {}
+    for entry in entity_tables(session.connection, entity):
+        interval = session.connection.sql(
+            interval_at_sql(entry), params=[entity.entity_id, moment, moment]
+        )
+        text = formatted(interval, nested_as_json=False)
+        rows = text.select(f"CAST({json_object_sql(entry.properties)} AS VARCHAR)").fetchall()
+        for (row,) in rows:
+            values = json.loads(row)
+            merged.update({name: value for name, value in values.items() if value is not None})
+    return merged
+
+
+def command_history(args: argparse.Namespace) -> int:
+    config = load_config(args.config)
+    entity = Entity(str(args.id), args.group_key)
+    with QuerySession(config.store_path) as session:
+        timelines = {
+            entry.table_name: timeline(session, entry, entity)
+            for entry in entity_tables(session.connection, entity)
+        }
+    if args.format == "json":
+        print(json.dumps(timelines, indent=2))
+        return 0
+    console = Console()
+    for name, intervals in timelines.items():
+        print_timeline(console, name, entity, intervals)
+    return 0
+
+
+def timeline(session: QuerySession, entry, entity: Entity) -> list[dict[str, object]]:
+    relation = session.connection.sql(timeline_sql(entry), params=[entity.entity_id])
+    columns = [START_TIME, END_TIME, *entry.properties]
+    text = formatted(relation, nested_as_json=False)
+    rows = text.select(f"CAST({json_object_sql(columns)} AS VARCHAR)").fetchall()
+    return [json.loads(row[0]) for row in rows]
+
+
+def print_timeline(
+    console: Console, name: str, entity: Entity, intervals: list[dict[str, object]]
+) -> None:
+    table = Table("from", "until", "properties", title=f"{entity.describe()} in {name}")
+    for interval in intervals:
+        properties = {k: v for k, v in interval.items() if k not in (START_TIME, END_TIME)}
+        defined = ", ".join(f"{k}={v}" for k, v in properties.items() if v is not None)
+        table.add_row(
+            str(interval[START_TIME]),
+            str(interval[END_TIME] or "(open)"),
+            defined or "(nothing defined)",
+        )
+    if not intervals:
+        table.add_row("-", "-", "(no rows)")
+    console.print(table)
+
+
+def run() -> None:
+    sys.exit(main())
+
+
+if __name__ == "__main__":
+    run()

@@ -1,0 +1,62 @@
+"""Attribution: an entity's properties at a moment, and its timeline of intervals.
+
+A user's history tables are those of kind `user_history`; a group's are the
+`group_history` tables of its group key. Each owns its properties (DESIGN rule 11), so an
+entity's profile at t is the union of one interval per table: the one holding t.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import duckdb
+
+from pitsync.connectors.sources import quote_identifier
+from pitsync.errors import StoreError
+from pitsync.modeling.hidden_events import CatalogEntry, read_catalog
+from pitsync.store import END_TIME, START_TIME
+
+
+@dataclass(frozen=True)
+class Entity:
+    """A user (no group key) or a group (its key name and id); ids are strings."""
+
+    entity_id: str
+    group_key: str | None = None
+
+    def describe(self) -> str:
+        return f"{self.group_key} {self.entity_id}" if self.group_key else f"user {self.entity_id}"
+
+
+def entity_tables(con: duckdb.DuckDBPyConnection, entity: Entity) -> list[CatalogEntry]:
+    """The history tables that describe this kind of entity."""
+    kind = "group_history" if entity.group_key else "user_history"
+    tables = [
+        entry
+        for entry in read_catalog(con)
+        if entry.kind == kind and (entry.group_key == entity.group_key)
+    ]
+    if not tables:
+        what = f"group key `{entity.group_key}`" if entity.group_key else "users"
+        raise StoreError(
+            f"no history table for {what} has been synced; sync one first, or pass "
+            "--group-key for a group"
+        )
+    return tables
+
+
+def interval_at_sql(entry: CatalogEntry) -> str:
+    """The one interval of an entity holding a moment (parameters: id, moment, moment)."""
+    return (
+        f"SELECT * FROM {entry.stored_as} WHERE {quote_identifier(entry.id_column)} = ? "
+        f"AND {START_TIME} <= CAST(? AS TIMESTAMPTZ) "
+        f"AND ({END_TIME} IS NULL OR {END_TIME} > CAST(? AS TIMESTAMPTZ))"
+    )
+
+
+def timeline_sql(entry: CatalogEntry) -> str:
+    """Every interval of an entity, oldest first (parameter: id)."""
+    return (
+        f"SELECT * FROM {entry.stored_as} WHERE {quote_identifier(entry.id_column)} = ? "
+        f"ORDER BY {START_TIME}"
+    )

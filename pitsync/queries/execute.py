@@ -1,0 +1,74 @@
+"""Run a read-only query over the store: guard, rewrite the temporal syntax, execute.
+
+>>> with QuerySession(Path("pitsync.duckdb")) as session:
+...     relation = session.query("SELECT count(*) FROM events")
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from types import TracebackType
+
+import duckdb
+
+from pitsync.errors import QueryError
+from pitsync.modeling.hidden_events import read_catalog
+from pitsync.queries.guard import check_relations, parse_read_query
+from pitsync.queries.temporal import rewrite_temporal_tree
+from pitsync.store import open_read_only
+
+log = logging.getLogger(__name__)
+
+
+def translate(sql: str, relations: set[str], history_tables: set[str]) -> str:
+    """The DuckDB SQL a user's query runs as, after the guard and the temporal rewrite."""
+    tree = parse_read_query(sql)
+    check_relations(tree, relations, sql)
+    rewritten = rewrite_temporal_tree(tree, history_tables, sql)
+    return rewritten.sql(dialect="duckdb")
+
+
+class QuerySession:
+    """A read-only connection to the store that knows its relations."""
+
+    def __init__(self, store_path: Path):
+        self.connection = open_read_only(store_path)
+        self.relations = store_relations(self.connection)
+        self.history_tables = {
+            entry.table_name.lower() for entry in read_catalog(self.connection) if entry.is_history
+        }
+
+    def query(self, sql: str, parameters: list | None = None) -> duckdb.DuckDBPyRelation:
+        """A lazy DuckDB relation for the query; nothing runs until it is read."""
+        translated = translate(sql, self.relations, self.history_tables)
+        log.debug("query runs as: %s", translated)
+        try:
+            if parameters:
+                return self.connection.sql(translated, params=parameters)
+            return self.connection.sql(translated)
+        except duckdb.Error as error:
+            raise QueryError(f"the query failed: {str(error).strip()}") from error
+
+    def close(self) -> None:
+        self.connection.close()
+
+    def __enter__(self) -> QuerySession:
+        return self
+
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        error: BaseException | None,
+        trace: TracebackType | None,
+    ) -> None:
+        self.close()
+
+
+def store_relations(connection: duckdb.DuckDBPyConnection) -> set[str]:
+    """Names of every table and view of the store, lower-cased, without schema."""
+    rows = connection.execute(
+        "SELECT table_name FROM duckdb_tables() WHERE NOT internal "
+        "UNION SELECT view_name FROM duckdb_views() WHERE NOT internal"
+    ).fetchall()
+    return {str(row[0]).lower() for row in rows}

@@ -1,0 +1,140 @@
+"""The read-only guard: parse a query, refuse anything that is not a plain read.
+
+A query passes only when it is one SELECT (WITH, UNION and FROM-first included) whose
+every relation is a relation of the store, a CTE, or one of a few table functions that
+compute rows without touching files. This is the first wall; the second is the store
+connection itself, opened read-only with external access off and its settings locked.
+"""
+
+from __future__ import annotations
+
+import sqlglot
+from sqlglot import exp
+from sqlglot.errors import ParseError
+
+from pitsync.errors import QueryRefused
+
+# Table functions that generate rows from their arguments alone.
+PURE_TABLE_FUNCTIONS = {"range", "generate_series", "unnest"}
+
+WRITE_NODES = (
+    exp.Insert,
+    exp.Update,
+    exp.Delete,
+    exp.Merge,
+    exp.Create,
+    exp.Drop,
+    exp.Alter,
+    exp.Copy,
+    exp.Attach,
+    exp.Detach,
+    exp.Command,
+    exp.Pragma,
+    exp.Set,
+    exp.Use,
+    exp.Transaction,
+    exp.Commit,
+    exp.Rollback,
+    exp.Into,
+)
+
+
+def parse_read_query(sql: str) -> exp.Query:
+    """One SELECT statement as a sqlglot tree, or QueryRefused saying why not."""
+    try:
+        statements = [tree for tree in sqlglot.parse(sql, read="duckdb") if tree is not None]
+    except ParseError as error:
+        raise QueryRefused(f"cannot parse the query: {error}", sql=sql) from error
+    if len(statements) != 1:
+        raise QueryRefused(
+            f"pass exactly one statement, got {len(statements)}; queries are read one at a time",
+            sql=sql,
+        )
+    tree = statements[0]
+    if not isinstance(tree, exp.Query):
+        raise QueryRefused(
+            f"only reads are allowed, and this is a {statement_word(tree)} statement; "
+            "the store is changed by `pitsync sync` alone",
+            sql=sql,
+        )
+    for node in tree.walk():
+        if isinstance(node, WRITE_NODES):
+            raise QueryRefused(
+                f"only reads are allowed: the query contains {statement_word(node)}", sql=sql
+            )
+    return tree
+
+
+def check_relations(tree: exp.Query, relations: set[str], sql: str) -> None:
+    """Every table the query reads must be a store relation, a CTE or a pure function."""
+    ctes = {cte.alias_or_name.lower() for cte in tree.find_all(exp.CTE)}
+    for table in tree.find_all(exp.Table):
+        check_table(table, relations | ctes, sql)
+    for function in tree.find_all(exp.Func):
+        if isinstance(function.parent, exp.Table):
+            continue
+        name = function_name(function)
+        if name in FILE_FUNCTIONS:
+            raise QueryRefused(
+                f"`{name}` reads files, and queries may read only the store", sql=sql
+            )
+
+
+FILE_FUNCTIONS = {
+    "read_csv",
+    "read_csv_auto",
+    "read_parquet",
+    "parquet_scan",
+    "read_json",
+    "read_json_auto",
+    "read_ndjson",
+    "read_text",
+    "read_blob",
+    "glob",
+    "sniff_csv",
+    "parquet_metadata",
+    "parquet_schema",
+    "parquet_file_metadata",
+    "parquet_kv_metadata",
+    "sqlite_scan",
+    "postgres_scan",
+    "iceberg_scan",
+    "delta_scan",
+    "getenv",
+    "read_xlsx",
+}
+
+
+def check_table(table: exp.Table, known: set[str], sql: str) -> None:
+    """A table reference is a known relation, or a table function that reads no files."""
+    if isinstance(table.this, exp.Func):
+        name = function_name(table.this)
+        if name not in PURE_TABLE_FUNCTIONS:
+            raise QueryRefused(
+                f"the table function `{name}` is not allowed: queries may read only the "
+                f"store's relations (and {', '.join(sorted(PURE_TABLE_FUNCTIONS))})",
+                sql=sql,
+            )
+        return
+    if table.catalog:
+        raise QueryRefused(
+            f"`{table.sql('duckdb')}` names another database; queries read only the store",
+            sql=sql,
+        )
+    if table.name.lower() not in known:
+        raise QueryRefused(
+            f"unknown relation `{table.name}`; the store has: {', '.join(sorted(known))}",
+            sql=sql,
+        )
+
+
+def function_name(function: exp.Func) -> str:
+    if isinstance(function, exp.Anonymous):
+        return str(function.this).lower()
+    return function.sql_name().lower()
+
+
+def statement_word(node: exp.Expression) -> str:
+    if isinstance(node, exp.Command):
+        return str(node.this).upper()
+    return type(node).__name__.upper()

@@ -1,0 +1,122 @@
+"""Write a query's rows as a terminal table, CSV or JSON, streaming batch by batch.
+
+Instants are written as ISO 8601 text with their offset (`2024-03-01T00:00:00+00:00`),
+formatted inside DuckDB so no row passes through Python one value at a time. JSON is an
+array of objects; CSV has a header row, and nested values as JSON text.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Literal, TextIO
+
+import duckdb
+import pyarrow as pa
+import pyarrow.csv as pacsv
+from rich.console import Console
+from rich.table import Table
+
+from pitsync.connectors.sources import quote_identifier
+from pitsync.errors import QueryError
+from pitsync.modeling.staging import json_object_sql
+
+OutputFormat = Literal["table", "csv", "json"]
+BATCH_ROWS = 10_000
+TABLE_ROW_LIMIT = 1_000  # a terminal table beyond this is unreadable; the rest is counted
+
+NESTED_TYPE_PREFIXES = ("STRUCT", "MAP", "UNION")
+
+
+def iso_sql(column: str, type_name: str) -> str:
+    """ISO 8601 text for an instant (with offset) or a naive timestamp (without)."""
+    offset = "+00:00" if "TIME ZONE" in type_name or type_name == "TIMESTAMPTZ" else ""
+    whole = f"'%Y-%m-%dT%H:%M:%S{offset}'"
+    fraction = f"'%Y-%m-%dT%H:%M:%S.%f{offset}'"
+    return (
+        f"CASE WHEN microsecond({column}) % 1000000 = 0 THEN strftime({column}, {whole}) "
+        f"ELSE strftime({column}, {fraction}) END"
+    )
+
+
+def text_projection(relation: duckdb.DuckDBPyRelation, *, nested_as_json: bool) -> str:
+    """A SELECT list that turns instants into ISO text (and nested values into JSON)."""
+    parts = []
+    for name, duck_type in zip(relation.columns, relation.types, strict=True):
+        column = quote_identifier(name)
+        type_name = str(duck_type).upper()
+        if type_name.startswith("TIMESTAMP") and not type_name.startswith("TIMESTAMP_"):
+            parts.append(f"{iso_sql(column, type_name)} AS {column}")
+        elif type_name.startswith(("TIMESTAMP_S", "TIMESTAMP_MS", "TIMESTAMP_NS")):
+            parts.append(f"{iso_sql(f'CAST({column} AS TIMESTAMP)', 'TIMESTAMP')} AS {column}")
+        elif nested_as_json and (
+            type_name.startswith(NESTED_TYPE_PREFIXES) or "[" in type_name or type_name == "JSON"
+        ):
+            parts.append(f"CAST(to_json({column}) AS VARCHAR) AS {column}")
+        else:
+            parts.append(column)
+    return ", ".join(parts) or "*"
+
+
+def formatted(
+    relation: duckdb.DuckDBPyRelation, *, nested_as_json: bool
+) -> duckdb.DuckDBPyRelation:
+    return relation.select(text_projection(relation, nested_as_json=nested_as_json))
+
+
+def batches(relation: duckdb.DuckDBPyRelation) -> Iterator[pa.RecordBatch]:
+    """The relation's rows as Arrow batches, DuckDB errors turned into QueryError."""
+    try:
+        reader = relation.to_arrow_reader(BATCH_ROWS)
+        yield from reader
+    except duckdb.Error as error:
+        raise QueryError(f"the query failed: {str(error).strip()}") from error
+
+
+def write_csv(relation: duckdb.DuckDBPyRelation, out: TextIO) -> int:
+    """CSV with a header row; returns the number of rows written."""
+    rows = 0
+    header = True
+    for batch in batches(formatted(relation, nested_as_json=True)):
+        buffer = pa.BufferOutputStream()
+        options = pacsv.WriteOptions(include_header=header)
+        pacsv.write_csv(pa.Table.from_batches([batch]), buffer, options)
+        out.write(buffer.getvalue().to_pybytes().decode("utf-8"))
+        rows += batch.num_rows
+        header = False
+    if header:
+        out.write(",".join(f'"{name}"' for name in relation.columns) + "\n")
+    return rows
+
+
+def write_json(relation: duckdb.DuckDBPyRelation, out: TextIO) -> int:
+    """A JSON array of objects, one per row; returns the number of rows written."""
+    text = formatted(relation, nested_as_json=False)
+    objects = text.select(f"CAST({json_object_sql(relation.columns)} AS VARCHAR) AS row_json")
+    rows = 0
+    out.write("[")
+    for batch in batches(objects):
+        lines = batch.column(0).to_pylist()
+        out.write(("," if rows else "") + "\n" + ",\n".join(lines) if lines else "")
+        rows += len(lines)
+    out.write("\n]\n" if rows else "]\n")
+    return rows
+
+
+def write_table(relation: duckdb.DuckDBPyRelation, console: Console) -> int:
+    """A terminal table of the first rows; says how many more there are."""
+    table = Table(*relation.columns, show_lines=False)
+    text = formatted(relation, nested_as_json=True)
+    shown = 0
+    total = 0
+    for batch in batches(text):
+        total += batch.num_rows
+        room = TABLE_ROW_LIMIT - shown
+        if room > 0:
+            for row in batch.slice(0, room).to_pylist():
+                table.add_row(*("NULL" if value is None else str(value) for value in row.values()))
+            shown += min(room, batch.num_rows)
+    console.print(table)
+    if total > shown:
+        console.print(f"{total - shown} more rows not shown; use --format csv or json for all")
+    console.print(f"({total} row{'s' if total != 1 else ''})", style="dim")
+    return total
