@@ -35,7 +35,7 @@ from pitsync.modeling.staging import (
     quarantine_rows,
     stage_rows,
 )
-from pitsync.modeling.timestamps import instant_sql
+from pitsync.modeling.timestamps import instant_sql, iso_sql
 from pitsync.store import END_TIME, RESERVED_COLUMNS, START_TIME, SUPERSEDED
 
 log = logging.getLogger(__name__)
@@ -183,7 +183,7 @@ def write_superseded(con: duckdb.DuckDBPyConnection, model: HistoryModel, run_id
         [run_id, name],
     )
     examples = con.execute(
-        f"SELECT {ENTITY}, strftime({START}, '%Y-%m-%dT%H:%M:%S.%fZ'), max({RANK}) "
+        f"SELECT {ENTITY}, {iso_sql(START, 'TIMESTAMPTZ', utc_suffix='Z')}, max({RANK}) "
         f"FROM {RANKED} WHERE {RANK} > 1 GROUP BY ALL ORDER BY ALL LIMIT {CONFLICT_EXAMPLES}"
     ).fetchall()
     if model.table.tie_breaker:

@@ -92,3 +92,19 @@ def text_sql(column: str, zone: str) -> str:
         f"THEN TRY_CAST({trimmed} AS TIMESTAMPTZ) "
         f"ELSE timezone({zone}, TRY_CAST({trimmed} AS TIMESTAMP)) END"
     )
+
+
+def iso_sql(column: str, type_name: str, *, utc_suffix: str = "+00:00") -> str:
+    """ISO 8601 text for an instant (with offset) or a naive timestamp (without).
+
+    Sessions run in UTC, so an instant's offset is always UTC; the fraction is written
+    only when there is one, as Python's isoformat does.
+    """
+    zoned = "TIME ZONE" in type_name or type_name == "TIMESTAMPTZ"
+    offset = utc_suffix if zoned else ""
+    whole = quote_string(f"%Y-%m-%dT%H:%M:%S{offset}")
+    fraction = quote_string(f"%Y-%m-%dT%H:%M:%S.%f{offset}")
+    return (
+        f"CASE WHEN microsecond({column}) % 1000000 = 0 THEN strftime({column}, {whole}) "
+        f"ELSE strftime({column}, {fraction}) END"
+    )

@@ -19,23 +19,13 @@ from rich.table import Table
 from pitsync.connectors.sources import quote_identifier
 from pitsync.errors import QueryError
 from pitsync.modeling.staging import json_object_sql
+from pitsync.modeling.timestamps import iso_sql
 
 OutputFormat = Literal["table", "csv", "json"]
 BATCH_ROWS = 10_000
 TABLE_ROW_LIMIT = 1_000  # a terminal table beyond this is unreadable; the rest is counted
 
 NESTED_TYPE_PREFIXES = ("STRUCT", "MAP", "UNION")
-
-
-def iso_sql(column: str, type_name: str) -> str:
-    """ISO 8601 text for an instant (with offset) or a naive timestamp (without)."""
-    offset = "+00:00" if "TIME ZONE" in type_name or type_name == "TIMESTAMPTZ" else ""
-    whole = f"'%Y-%m-%dT%H:%M:%S{offset}'"
-    fraction = f"'%Y-%m-%dT%H:%M:%S.%f{offset}'"
-    return (
-        f"CASE WHEN microsecond({column}) % 1000000 = 0 THEN strftime({column}, {whole}) "
-        f"ELSE strftime({column}, {fraction}) END"
-    )
 
 
 def text_projection(relation: duckdb.DuckDBPyRelation, *, nested_as_json: bool) -> str:
