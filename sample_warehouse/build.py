@@ -125,7 +125,9 @@ def apply_size_defaults(args: argparse.Namespace) -> None:
 
 def check_sizes(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
     if not 1 <= args.companies < FIRST_HARD_CASE_COMPANY:
-        parser.error(f"--companies must be 1..{FIRST_HARD_CASE_COMPANY - 1} (higher ids are hard cases)")
+        parser.error(
+            f"--companies must be 1..{FIRST_HARD_CASE_COMPANY - 1} (higher ids are hard cases)"
+        )
     if not 1 <= args.rows_per_company <= MAX_ROWS_PER_COMPANY:
         parser.error(f"--rows-per-company must be 1..{MAX_ROWS_PER_COMPANY}")
     if args.events < 0:
@@ -145,14 +147,17 @@ def define_random_macros(con: duckdb.DuckDBPyConnection, seed: int) -> None:
     """Macros giving stable pseudo-random numbers of (row number, stream, seed).
 
     ``rnd(i, stream)`` is a 32-bit value; each column uses its own stream number so the
-    columns are unrelated. Every step stays below 2**63, so BIGINT never overflows.
+    columns are unrelated. Each step is an xor-shift or a multiply by an odd constant modulo
+    2**32, so distinct row numbers below 2**32 give distinct values, and every intermediate
+    stays below 2**63, so BIGINT arithmetic never overflows.
     """
     seed_key = seed % 2**32
     con.execute(f"""
         CREATE TEMP MACRO mix32(x) AS (xor(x, x >> 16) * 73244475) % 4294967296;
         CREATE TEMP MACRO scramble(x) AS mix32(mix32(mix32(x % 4294967296)));
-        CREATE TEMP MACRO stream_key(stream) AS scramble(stream * 2654435761 + {seed_key});
-        CREATE TEMP MACRO rnd(i, stream) AS scramble(i * 2246822519 + stream_key(stream));
+        CREATE TEMP MACRO stream_key(stream) AS scramble(stream::BIGINT * 1103515245 + {seed_key});
+        CREATE TEMP MACRO rnd(i, stream) AS
+            scramble(i % 4294967296 * 1540483477 + stream_key(stream));
         CREATE TEMP MACRO unit(i, stream) AS rnd(i, stream) / 4294967296.0;
         CREATE TEMP MACRO pick(choices, i, stream) AS choices[1 + rnd(i, stream) % len(choices)];
         CREATE TEMP MACRO rnd_micros(i, stream, n) AS
@@ -214,13 +219,46 @@ def insert_users(con: duckdb.DuckDBPyConnection, users: int) -> None:
 def insert_company_plan_history(con: duckdb.DuckDBPyConnection, companies: int, k: int) -> None:
     """K rows per company at increasing start times, one in each of K equal time slots.
 
-    A company's rows begin somewhere in the first year and run to the end of 2025. Its plan
+    A company's rows begin somewhere in its first year and run to the end of 2025. Its plan
     climbs from a starting tier to a final tier, with an occasional one-step downgrade;
     seats grow with the row number and the tier.
     """
     first_year = 365 * DAY_US
     con.execute(f"""
         INSERT INTO company_plan_history
+        WITH numbered AS (
+            SELECT r, r // {k} + 1 AS company_id, r % {k} AS step
+            FROM range({companies * k}) AS t(r)
+        ),
+        per_company AS (
+            SELECT
+                *,
+                {HISTORY_FROM} + rnd_micros(company_id, 30, {first_year}) AS window_start,
+                CASE
+                    WHEN unit(company_id, 32) < 0.15 THEN 0
+                    WHEN unit(company_id, 32) < 0.40 THEN 1
+                    WHEN unit(company_id, 32) < 0.70 THEN 2
+                    WHEN unit(company_id, 32) < 0.90 THEN 3
+                    ELSE 4
+                END AS final_tier
+            FROM numbered
+        ),
+        slotted AS (
+            SELECT
+                *,
+                ({HISTORY_UNTIL} - window_start) // {k} AS slot,
+                rnd(company_id, 31) % (final_tier + 1) AS start_tier
+            FROM per_company
+        ),
+        placed AS (
+            SELECT
+                *,
+                window_start + step * slot + rnd_micros(r, 33, slot) AS start_us,
+                greatest(0, start_tier
+                    + round((final_tier - start_tier) * step / greatest({k} - 1, 1))::BIGINT
+                    - CASE WHEN step > 0 AND unit(r, 36) < 0.12 THEN 1 ELSE 0 END) AS tier
+            FROM slotted
+        )
         SELECT
             company_id,
             {sql_list(PLANS)}[tier + 1],
@@ -228,36 +266,7 @@ def insert_company_plan_history(con: duckdb.DuckDBPyConnection, companies: int, 
                 * (1 + 2.0 * step / {k}) * (0.9 + 0.2 * unit(r, 34))))::INTEGER,
             make_timestamptz(start_us),
             make_timestamptz(start_us + 1000000 + rnd_micros(r, 35, {3600 * 1_000_000}))
-        FROM (
-            SELECT
-                *,
-                window_start + step * slot + rnd_micros(r, 33, slot) AS start_us,
-                greatest(0, start_tier + round((final_tier - start_tier) * step
-                    / greatest({k} - 1, 1))::BIGINT
-                    - CASE WHEN step > 0 AND unit(r, 36) < 0.12 THEN 1 ELSE 0 END) AS tier
-            FROM (
-                SELECT
-                    *,
-                    ({HISTORY_UNTIL} - window_start) // {k} AS slot,
-                    rnd(company_id, 31) % (final_tier + 1) AS start_tier
-                FROM (
-                    SELECT
-                        r,
-                        r // {k} + 1 AS company_id,
-                        r % {k} AS step,
-                        {HISTORY_FROM} + rnd_micros(r // {k} + 1, 30, {first_year})
-                            AS window_start,
-                        CASE
-                            WHEN unit(r // {k} + 1, 32) < 0.15 THEN 0
-                            WHEN unit(r // {k} + 1, 32) < 0.40 THEN 1
-                            WHEN unit(r // {k} + 1, 32) < 0.70 THEN 2
-                            WHEN unit(r // {k} + 1, 32) < 0.90 THEN 3
-                            ELSE 4
-                        END AS final_tier
-                    FROM range({companies * k}) AS t(r)
-                )
-            )
-        )
+        FROM placed
     """)
 
 
@@ -370,7 +379,7 @@ def wal_of(path: Path) -> Path:
 def build_file(target: Path, args: argparse.Namespace) -> None:
     """Build into a temporary file beside the target, then rename it into place."""
     target.parent.mkdir(parents=True, exist_ok=True)
-    temporary = target.with_name(f".{target.name}.{os.getpid()}.tmp")
+    temporary = target.with_name(f".tmp-{os.getpid()}-{target.name}")
     remove_if_present(temporary)
     remove_if_present(wal_of(temporary))
     try:

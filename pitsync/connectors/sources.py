@@ -21,10 +21,10 @@ from typing import Protocol
 
 import duckdb
 import pyarrow as pa
-from sqlglot import exp
 
 from pitsync.config import SourceConfig
 from pitsync.errors import SourceError
+from pitsync.quoting import quote_identifier, quote_string
 from pitsync.store import SET_UTC
 
 log = logging.getLogger(__name__)
@@ -48,16 +48,6 @@ class Source(Protocol):
     def close(self) -> None:
         """Release the connection."""
         ...
-
-
-def quote_identifier(name: str) -> str:
-    """A DuckDB identifier, quoted so that any name is just a name."""
-    return exp.to_identifier(name, quoted=True).sql("duckdb")
-
-
-def quote_string(text: str) -> str:
-    """A DuckDB string literal."""
-    return exp.Literal.string(text).sql("duckdb")
 
 
 @dataclass(frozen=True)

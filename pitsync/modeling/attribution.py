@@ -11,9 +11,9 @@ from dataclasses import dataclass
 
 import duckdb
 
-from pitsync.connectors.sources import quote_identifier
 from pitsync.errors import StoreError
 from pitsync.modeling.hidden_events import CatalogEntry, read_catalog
+from pitsync.quoting import quote_identifier
 from pitsync.store import END_TIME, START_TIME
 
 

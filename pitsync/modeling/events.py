@@ -14,7 +14,6 @@ import duckdb
 import pyarrow as pa
 
 from pitsync.config import TableConfig
-from pitsync.connectors.sources import quote_identifier
 from pitsync.errors import ConfigError
 from pitsync.modeling.intervals import ModelCounts, require_column
 from pitsync.modeling.staging import (
@@ -27,6 +26,7 @@ from pitsync.modeling.staging import (
     stage_rows,
 )
 from pitsync.modeling.timestamps import instant_sql
+from pitsync.quoting import quote_identifier
 from pitsync.store import DISTINCT_ID, EVENT, INTERNAL_SCHEMA, PROPERTIES, TIME
 
 NAME = "__event"

@@ -15,8 +15,8 @@ from dataclasses import dataclass
 
 import duckdb
 
-from pitsync.connectors.sources import quote_identifier, quote_string
 from pitsync.modeling.staging import json_object_sql
+from pitsync.quoting import quote_identifier, quote_string
 from pitsync.store import CATALOG, QUARANTINE, RUNS, START_TIME, SUPERSEDED
 
 EMPTY_EVENTS = (

@@ -23,7 +23,6 @@ import duckdb
 import pyarrow as pa
 
 from pitsync.config import TableConfig
-from pitsync.connectors.sources import quote_identifier
 from pitsync.errors import ConfigError
 from pitsync.modeling.staging import (
     REASON,
@@ -36,6 +35,7 @@ from pitsync.modeling.staging import (
     stage_rows,
 )
 from pitsync.modeling.timestamps import instant_sql, iso_sql
+from pitsync.quoting import quote_identifier
 from pitsync.store import END_TIME, RESERVED_COLUMNS, START_TIME, SUPERSEDED
 
 log = logging.getLogger(__name__)

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import duckdb
 
-from pitsync.connectors.sources import quote_identifier, quote_string
+from pitsync.quoting import quote_identifier, quote_string
 from pitsync.store import QUARANTINE
 
 STAGED = "staged"

@@ -16,8 +16,8 @@ from __future__ import annotations
 
 import pyarrow as pa
 
-from pitsync.connectors.sources import quote_string
 from pitsync.errors import ConfigError
+from pitsync.quoting import quote_string
 
 # Epochs beyond these magnitudes do not fit DuckDB's timestamp range (about year 290,000).
 EPOCH_LIMITS = {

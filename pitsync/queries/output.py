@@ -16,10 +16,10 @@ import pyarrow.csv as pacsv
 from rich.console import Console
 from rich.table import Table
 
-from pitsync.connectors.sources import quote_identifier
 from pitsync.errors import QueryError
 from pitsync.modeling.staging import json_object_sql
 from pitsync.modeling.timestamps import iso_sql
+from pitsync.quoting import quote_identifier
 
 OutputFormat = Literal["table", "csv", "json"]
 BATCH_ROWS = 10_000

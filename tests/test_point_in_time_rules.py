@@ -1,0 +1,307 @@
+"""One story per point-in-time rule of DESIGN section 2, each answer worked out by hand.
+
+Rules 1-9 and 11 live here or in test_reported_cases.py / test_configuration.py; rule
+10 (deletes in mirror mode) belongs to mirror sync.
+"""
+
+from __future__ import annotations
+
+import json
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from pitsync.errors import ConfigError, StrictModeError
+from tests.conftest import Project, company_history, utc
+
+
+def plan_at(project: Project, company: str, moment: str) -> list[tuple]:
+    """(plan, seats) rows of the interval holding the moment, via the temporal filter."""
+    return project.query(
+        "SELECT plan, seats FROM company_plan_history "
+        f"FOR SYSTEM_TIME AS OF TIMESTAMPTZ '{moment}' WHERE company_id = '{company}'"
+    )
+
+
+def test_start_is_inclusive_and_end_exclusive(project: Project) -> None:
+    company_history(
+        project,
+        [
+            ("c1", "free", 1, "2024-01-01 00:00:00+00", None),
+            ("c1", "pro", 5, "2024-02-01 00:00:00+00", None),
+        ],
+    )
+    project.sync("company_plan_history")
+
+    # At the start of the second row, it applies; one microsecond before, the first does.
+    assert plan_at(project, "c1", "2024-02-01 00:00:00+00") == [("pro", 5)]
+    assert plan_at(project, "c1", "2024-01-31 23:59:59.999999+00") == [("free", 1)]
+    assert plan_at(project, "c1", "2024-01-01 00:00:00+00") == [("free", 1)]
+
+
+def test_before_the_first_row_nothing_is_defined(project: Project) -> None:
+    company_history(project, [("c1", "pro", 5, "2024-02-01 00:00:00+00", None)])
+    project.sync("company_plan_history")
+
+    # No back-filling of the first known value to earlier moments.
+    assert plan_at(project, "c1", "2024-01-31 23:59:59.999999+00") == []
+    profile = project.cli(
+        "profile",
+        "c1",
+        "--group-key",
+        "company_id",
+        "--at",
+        "2024-01-15T00:00:00Z",
+        "--format",
+        "json",
+    )
+    assert json.loads(profile.stdout) == {}
+
+
+def test_end_is_the_next_higher_start_skipping_equal_starts(project: Project) -> None:
+    company_history(
+        project,
+        [
+            ("c1", "free", 1, "2024-01-01 00:00:00+00", "2024-01-01 00:00:01+00"),
+            ("c1", "starter", 2, "2024-01-01 00:00:00+00", "2024-01-01 00:00:02+00"),
+            ("c1", "pro", 5, "2024-03-01 00:00:00+00", None),
+        ],
+        tie_breaker="updated_at",
+    )
+    project.sync("company_plan_history")
+
+    # Two rows share the January start: one interval, ending at March, none zero-length.
+    rows = project.query(
+        "SELECT plan, start_time, end_time FROM company_plan_history ORDER BY start_time"
+    )
+    assert rows == [
+        ("starter", utc("2024-01-01T00:00:00Z"), utc("2024-03-01T00:00:00Z")),
+        ("pro", utc("2024-03-01T00:00:00Z"), None),
+    ]
+
+
+def test_identical_duplicates_merge_silently(project: Project) -> None:
+    row = ("c1", "pro", 5, "2024-01-01 00:00:00+00", "2024-01-01 00:00:05+00")
+    company_history(project, [row, row, row])
+    record = project.sync("company_plan_history")
+
+    assert (record.rows_read, record.inserted, record.conflicts) == (3, 1, 0)
+    hidden = project.query("SELECT count(*) FROM all_events WHERE event = 'company_plan_history'")
+    assert hidden == [(1,)]
+
+
+def test_conflicts_with_equal_tie_breaker_resolve_the_same_in_any_order(
+    project: Project,
+) -> None:
+    rows = [
+        ("c1", "pro", 10, "2024-02-01 00:00:00+00", "2024-02-01 09:00:00+00"),
+        ("c1", "team", 12, "2024-02-01 00:00:00+00", "2024-02-01 09:00:00+00"),
+    ]
+    company_history(project, rows, tie_breaker="updated_at")
+    project.sync("company_plan_history")
+    first = plan_at(project, "c1", "2024-02-02 00:00:00+00")
+
+    company_history(project, list(reversed(rows)), tie_breaker="updated_at")
+    record = project.sync("company_plan_history")
+    second = plan_at(project, "c1", "2024-02-02 00:00:00+00")
+
+    # The tie-breaker cannot decide; a rule independent of input order does, whole rows only.
+    assert first == second
+    assert first[0] in {("pro", 10), ("team", 12)}
+    assert record.conflicts == 1
+
+
+def test_null_ends_one_property_and_all_null_row_ends_everything(project: Project) -> None:
+    company_history(
+        project,
+        [
+            ("c1", "pro", 5, "2024-01-01 00:00:00+00", None),
+            ("c1", "pro", None, "2024-02-01 00:00:00+00", None),
+            ("c1", None, None, "2024-03-01 00:00:00+00", None),
+            ("c1", "team", 8, "2024-04-01 00:00:00+00", None),
+        ],
+    )
+    project.sync("company_plan_history")
+
+    # NULL seats: undefined in February, not carried over from January.
+    assert plan_at(project, "c1", "2024-02-15 00:00:00+00") == [("pro", None)]
+    # The all-NULL row is an interval of its own: nothing is known in March.
+    assert plan_at(project, "c1", "2024-03-15 00:00:00+00") == [(None, None)]
+    profile = project.cli(
+        "profile",
+        "c1",
+        "--group-key",
+        "company_id",
+        "--at",
+        "2024-03-15T00:00:00Z",
+        "--format",
+        "json",
+    )
+    assert json.loads(profile.stdout) == {}
+    assert plan_at(project, "c1", "2024-04-01 00:00:00+00") == [("team", 8)]
+
+
+def test_future_start_applies_only_from_its_moment(project: Project) -> None:
+    company_history(
+        project,
+        [
+            ("c1", "pro", 5, "2024-01-01 00:00:00+00", None),
+            ("c1", "enterprise", 50, "2999-01-01 00:00:00+00", None),
+        ],
+    )
+    project.sync("company_plan_history")
+
+    # "Now" is before 2999: the latest profile is still pro.
+    now = project.cli("profile", "c1", "--group-key", "company_id", "--format", "json")
+    assert json.loads(now.stdout) == {"plan": "pro", "seats": 5}
+    assert plan_at(project, "c1", "2999-06-01 00:00:00+00") == [("enterprise", 50)]
+
+
+def test_integer_and_text_ids_are_the_same_entity_and_not_trimmed(project: Project) -> None:
+    project.source_sql(
+        "CREATE TABLE company_plan_history (company_id BIGINT, plan VARCHAR, "
+        "start_timestamp TIMESTAMPTZ)",
+        "INSERT INTO company_plan_history VALUES (123, 'pro', '2024-01-01 00:00:00+00')",
+    )
+    project.configure(
+        "company_plan_history",
+        kind="group_history",
+        id_column="company_id",
+        group_key="company_id",
+        start_time="start_timestamp",
+    )
+    project.sync("company_plan_history")
+
+    assert project.query(
+        "SELECT plan FROM company_plan_history FOR SYSTEM_TIME AS OF "
+        "TIMESTAMPTZ '2024-06-01 00:00:00+00' WHERE company_id = '123'"
+    ) == [("pro",)]
+    assert project.query("SELECT count(*) FROM company_plan_history WHERE company_id = ' 123'") == [
+        (0,)
+    ]
+
+
+def test_bad_rows_are_quarantined_with_reasons_and_counted(project: Project) -> None:
+    project.source_sql(
+        "CREATE TABLE company_plan_history (company_id VARCHAR, plan VARCHAR, "
+        "start_timestamp VARCHAR)",
+        "INSERT INTO company_plan_history VALUES "
+        "('c1', 'pro', '2024-01-01 00:00:00+00'), (NULL, 'pro', '2024-01-01'), "
+        "('c2', 'free', NULL), ('c3', 'team', 'last tuesday')",
+    )
+    project.configure(
+        "company_plan_history",
+        kind="group_history",
+        id_column="company_id",
+        group_key="company_id",
+        start_time="start_timestamp",
+    )
+    record = project.sync("company_plan_history")
+
+    assert (record.rows_read, record.inserted, record.quarantined) == (4, 1, 3)
+    reasons = project.query("SELECT reason FROM quarantine ORDER BY reason")
+    assert reasons == [("missing id",), ("missing start time",), ("unreadable start time",)]
+    kept = project.query(
+        "SELECT row_data->>'start_timestamp' FROM quarantine WHERE reason = 'unreadable start time'"
+    )
+    assert kept == [("last tuesday",)]
+
+
+def test_strict_run_with_bad_rows_applies_nothing(project: Project) -> None:
+    company_history(project, [("c1", "pro", 5, "2024-01-01 00:00:00+00", None)])
+    project.sync("company_plan_history")
+    company_history(
+        project,
+        [("c1", "team", 9, "2024-01-01 00:00:00+00", None), (None, "x", 1, "2024-01-01", None)],
+    )
+
+    with pytest.raises(StrictModeError, match="1 bad rows and --strict is set"):
+        project.sync("company_plan_history", strict=True)
+
+    # The store still holds the first run's answer, and no quarantine from the failed one.
+    assert plan_at(project, "c1", "2024-06-01 00:00:00+00") == [("pro", 5)]
+    assert project.query("SELECT count(*) FROM quarantine") == [(0,)]
+    assert project.query("SELECT status FROM runs ORDER BY run_id") == [("succeeded",), ("failed",)]
+
+
+TIME_CASES = [
+    # (source type, stored value, table settings, the instant it means), worked by hand.
+    ("TIMESTAMPTZ", "'2024-03-01 09:00:00+09:00'", {}, "2024-03-01T00:00:00Z"),
+    ("TIMESTAMP", "'2024-03-01 00:00:00'", {}, "2024-03-01T00:00:00Z"),
+    (
+        "TIMESTAMP",
+        "'2024-03-01 00:00:00'",
+        {"timezone": "America/New_York"},
+        "2024-03-01T05:00:00Z",
+    ),
+    ("DATE", "'2024-03-01'", {"timezone": "Europe/Berlin"}, "2024-02-29T23:00:00Z"),
+    ("BIGINT", "1709251200", {"time_unit": "s"}, "2024-03-01T00:00:00Z"),
+    ("BIGINT", "1709251200123", {"time_unit": "ms"}, "2024-03-01T00:00:00.123Z"),
+    ("BIGINT", "1709251200123456", {"time_unit": "us"}, "2024-03-01T00:00:00.123456Z"),
+    ("VARCHAR", "'2024-03-01T01:00:00+01:00'", {}, "2024-03-01T00:00:00Z"),
+    ("VARCHAR", "'2024-03-01 00:00:00'", {"timezone": "Asia/Tokyo"}, "2024-02-29T15:00:00Z"),
+]
+
+
+@pytest.mark.parametrize(("column_type", "value", "settings", "instant"), TIME_CASES)
+def test_start_times_are_read_as_utc_instants(
+    project: Project, column_type: str, value: str, settings: dict, instant: str
+) -> None:
+    project.source_sql(
+        f"CREATE TABLE company_plan_history (company_id VARCHAR, plan VARCHAR, "
+        f"start_timestamp {column_type})",
+        f"INSERT INTO company_plan_history VALUES ('c1', 'pro', {value})",
+    )
+    project.configure(
+        "company_plan_history",
+        kind="group_history",
+        id_column="company_id",
+        group_key="company_id",
+        start_time="start_timestamp",
+        **settings,
+    )
+    project.sync("company_plan_history")
+
+    assert project.query("SELECT start_time FROM company_plan_history") == [(utc(instant),)]
+
+
+def test_nanosecond_parquet_times_are_truncated_not_rounded(project: Project) -> None:
+    nanos = 1_706_745_599_999_999_999  # 2024-01-31T23:59:59.999999999Z
+    pq.write_table(
+        pa.table(
+            {
+                "company_id": ["c1"],
+                "plan": ["pro"],
+                "start_timestamp": pa.array([nanos], pa.timestamp("ns", tz="UTC")),
+            }
+        ),
+        project.root / "history.parquet",
+    )
+    project.write_config(
+        '[sources.files]\ntype = "parquet"\npath = "history.parquet"\n'
+        "[tables.company_plan_history]\n"
+        'source = "files"\nkind = "group_history"\nid_column = "company_id"\n'
+        'group_key = "company_id"\nstart_time = "start_timestamp"\n'
+    )
+    project.sync("company_plan_history")
+
+    stored = project.query("SELECT start_time FROM company_plan_history")
+    assert stored == [(utc("2024-01-31T23:59:59.999999Z"),)]
+
+
+def test_a_float_start_column_is_a_configuration_error(project: Project) -> None:
+    project.source_sql(
+        "CREATE TABLE company_plan_history (company_id VARCHAR, start_timestamp DOUBLE)"
+    )
+    project.configure(
+        "company_plan_history",
+        kind="group_history",
+        id_column="company_id",
+        group_key="company_id",
+        start_time="start_timestamp",
+    )
+
+    with pytest.raises(ConfigError, match="column `start_timestamp` .* has type double"):
+        project.sync("company_plan_history")
+    assert not project.store.exists()
