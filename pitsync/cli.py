@@ -19,7 +19,7 @@ from rich.table import Table
 from pitsync import __version__
 from pitsync.config import CONFIG_ENV, load_config
 from pitsync.connectors.runs import RunRecord, read_runs
-from pitsync.connectors.sync import SyncOptions, sync_table
+from pitsync.connectors.sync import SyncOptions, sync_tables
 from pitsync.errors import PitsyncError
 from pitsync.modeling.attribution import Entity, entity_tables, interval_at_sql, timeline_sql
 from pitsync.modeling.staging import json_object_sql
@@ -147,19 +147,23 @@ def configure_logging(*, verbose: bool) -> None:
 
 
 def command_sync(args: argparse.Namespace) -> int:
-    """Sync the chosen tables one after another; the first failure stops with status 1."""
+    """Sync the chosen tables one after another; status 1 if any of them failed."""
     config = load_config(args.config)
     names = list(config.tables) if args.all else args.table
     tables = [config.table(name) for name in names]
-    records = [sync_table(config, table, SyncOptions(strict=args.strict)) for table in tables]
-    print_sync_report(records)
-    return 0
+    outcomes = sync_tables(config, tables, SyncOptions(strict=args.strict))
+    print_sync_report([outcome.record for outcome in outcomes if outcome.record])
+    failed = [outcome for outcome in outcomes if outcome.error]
+    for outcome in failed:
+        print(f"pitsync: error: {outcome.error}", file=sys.stderr)
+    return 1 if failed else 0
 
 
 def print_sync_report(records: list[RunRecord]) -> None:
-    table = Table(
-        "table", "rows read", "stored", "quarantined", "conflicts", "seconds", title="sync report"
-    )
+    table = Table(title="sync report")
+    table.add_column("table", no_wrap=True)
+    for heading in ("rows read", "stored", "quarantined", "conflicts", "seconds"):
+        table.add_column(heading, justify="right")
     for record in records:
         table.add_row(
             record.table_name,

@@ -58,7 +58,8 @@ TABLE_KEYS = {
 HISTORY_ONLY_KEYS = {"group_key", "start_time", "tie_breaker"}
 EVENTS_ONLY_KEYS = {"time_column", "event_column"}
 
-# Names the store gives its own relations; a configured table may not take them.
+# Names the store gives its own relations; a history table (stored under its own name) may
+# not take them. Events tables are stored apart, so `events` is a fine name for one.
 RESERVED_TABLE_NAMES = {"events", "all_events", "quarantine", "runs"}
 
 
@@ -174,15 +175,15 @@ def parse_source(name: str, raw: dict[str, Any], base: Path) -> SourceConfig:
 def parse_table(name: str, raw: dict[str, Any], sources: dict[str, SourceConfig]) -> TableConfig:
     """One [tables.NAME] section, checked against its kind."""
     where = f"[tables.{name}]"
-    if name in RESERVED_TABLE_NAMES:
+    check_keys(raw, TABLE_KEYS, where=where)
+    kind = cast(TableKind, choice(raw, "kind", get_args(TableKind), where=where))
+    if kind != "events" and name.lower() in RESERVED_TABLE_NAMES:
         raise ConfigError(
-            f"{where}: `{name}` is a name the store keeps for itself "
-            f"({', '.join(sorted(RESERVED_TABLE_NAMES))}); rename the table and set "
+            f"{where}: `{name}` is a name the store keeps for its own relations "
+            f"({', '.join(sorted(RESERVED_TABLE_NAMES))}); rename the history table and set "
             f'from = "{name}" to keep reading the same source table',
             table=name,
         )
-    check_keys(raw, TABLE_KEYS, where=where)
-    kind = cast(TableKind, choice(raw, "kind", get_args(TableKind), where=where))
     check_kind_keys(raw, kind, where=where)
 
     source = text_value(raw, "source", where=where)

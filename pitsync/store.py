@@ -2,7 +2,7 @@
 
 Public relations (what `pitsync query` reads) live in the `main` schema: one table per
 history table, and the views `events`, `all_events`, `quarantine` and `runs`. What
-pitsync keeps for itself lives in the `pitsync` schema.
+pitsync keeps for itself lives in the `_pitsync` schema.
 """
 
 from __future__ import annotations
@@ -22,7 +22,9 @@ TIME = "time"
 PROPERTIES = "properties"
 RESERVED_COLUMNS = (START_TIME, END_TIME, PROPERTIES)
 
-INTERNAL_SCHEMA = "pitsync"
+# Not plain "pitsync": DuckDB names a database after its file, and pitsync.duckdb would
+# make `pitsync.runs` ambiguous.
+INTERNAL_SCHEMA = "_pitsync"
 RUNS = f"{INTERNAL_SCHEMA}.runs"
 QUARANTINE = f"{INTERNAL_SCHEMA}.quarantine"
 SUPERSEDED = f"{INTERNAL_SCHEMA}.superseded"
@@ -108,4 +110,19 @@ def open_read_only(path: Path) -> duckdb.DuckDBPyConnection:
     connection.execute(SET_UTC)
     # Locked last, so no query can turn file access back on.
     connection.execute("SET lock_configuration = true")
+    check_is_store(connection, path)
     return connection
+
+
+def check_is_store(connection: duckdb.DuckDBPyConnection, path: Path) -> None:
+    """A DuckDB file pitsync did not write has no catalog; say so instead of failing later."""
+    found = connection.execute(
+        "SELECT count(*) FROM duckdb_tables() WHERE schema_name = ? AND table_name = 'catalog'",
+        [INTERNAL_SCHEMA],
+    ).fetchone()
+    if not found or not found[0]:
+        connection.close()
+        raise StoreError(
+            f"{path} is not a pitsync store (it has no {CATALOG} table); point [store] path "
+            "at the store, or run `pitsync sync --all` to create one"
+        )

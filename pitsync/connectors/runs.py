@@ -13,6 +13,7 @@ from typing import Any, Literal
 
 import duckdb
 
+from pitsync.modeling.intervals import ModelCounts
 from pitsync.store import RUNS
 
 RunStatus = Literal["succeeded", "failed"]
@@ -41,6 +42,13 @@ class RunRecord:
     watermark_before: str | None = None
     watermark_after: str | None = None
     error: str | None = None
+
+    def count(self, counts: ModelCounts) -> None:
+        """Take what the modeling counted (kept on a failed record too)."""
+        self.rows_read = counts.rows_read
+        self.inserted = counts.inserted
+        self.quarantined = counts.quarantined
+        self.conflicts = counts.conflicts
 
     @property
     def seconds(self) -> float:

@@ -47,21 +47,62 @@ class SyncOptions:
     strict: bool = False
 
 
+@dataclass(frozen=True)
+class RunOutcome:
+    """One table's result in a multi-table sync: its committed record, or why it failed."""
+
+    table_name: str
+    record: RunRecord | None = None
+    error: PitsyncError | None = None
+
+
+def sync_tables(
+    config: Config, tables: list[TableConfig], options: SyncOptions
+) -> list[RunOutcome]:
+    """Plan every table first, then run each; one table's failure does not stop the rest.
+
+    Planning reads only schemas, so a configuration mistake in any table stops the whole
+    command before any table changes.
+    """
+    models = [plan_table(config, table) for table in tables]
+    check_ownership_among(models)
+    outcomes = []
+    for model in models:
+        try:
+            outcomes.append(RunOutcome(model.table.name, record=run_model(config, model, options)))
+        except PitsyncError as error:
+            log.warning("table %s: the run failed and was rolled back", model.table.name)
+            outcomes.append(RunOutcome(model.table.name, error=error))
+    return outcomes
+
+
 def sync_table(config: Config, table: TableConfig, options: SyncOptions) -> RunRecord:
     """Run one full sync of `table`; return its committed run record, or raise."""
+    return run_model(config, plan_table(config, table), options)
+
+
+def plan_table(config: Config, table: TableConfig) -> Model:
+    """Read the table's schema from its source and plan its modeling (no rows read)."""
     source = open_source(config.sources[table.source])
     try:
-        schema = source.schema(table.source_table)
-        model = plan_model(config, table, schema)
+        return plan_model(config, table, source.schema(table.source_table))
+    finally:
+        source.close()
+
+
+def run_model(config: Config, model: Model, options: SyncOptions) -> RunRecord:
+    """Stream the table's rows from its source into the store as one run."""
+    table = model.table
+    source = open_source(config.sources[table.source])
+    try:
         log.info(
             "table %s: reading %s from source %s", table.name, table.source_table, table.source
         )
         con = open_for_writing(config.store_path)
         try:
-            check_property_ownership(con, table, model)
-            return run_once(
-                con, model, source.read(table.source_table, model.source_columns), options
-            )
+            check_property_ownership(con, model)
+            rows = source.read(table.source_table, model.source_columns)
+            return run_once(con, model, rows, options)
         finally:
             con.close()
     finally:
@@ -80,25 +121,37 @@ def plan_model(config: Config, table: TableConfig, schema: pa.Schema) -> Model:
     return plan_events(table, schema, group_keys)
 
 
-def check_property_ownership(
-    con: duckdb.DuckDBPyConnection, table: TableConfig, model: Model
-) -> None:
+def check_property_ownership(con: duckdb.DuckDBPyConnection, model: Model) -> None:
     """Two history tables of one entity may not both model a property (DESIGN rule 11)."""
-    if not isinstance(model, HistoryModel):
-        return
     for other in read_catalog(con):
-        same_entity = other.kind == table.kind and other.group_key == table.group_key
-        if other.table_name == table.name or not same_entity:
-            continue
-        shared = sorted(set(other.properties) & set(model.properties))
-        if shared:
-            raise ConfigError(
-                f"table `{table.name}`: propert{'y' if len(shared) == 1 else 'ies'} "
-                f"{', '.join(f'`{name}`' for name in shared)} already modeled by history "
-                f"table `{other.table_name}` of the same entity; each property has one "
-                "owner: drop or rename the column in one of the tables",
-                table=table.name,
-            )
+        if other.table_name != model.table.name:
+            check_disjoint(model, other.table_name, other.kind, other.group_key, other.properties)
+
+
+def check_ownership_among(models: list[Model]) -> None:
+    """The same rule among the tables of one command, before any of them runs."""
+    for index, model in enumerate(models):
+        for other in models[index + 1 :]:
+            table = other.table
+            check_disjoint(model, table.name, table.kind, table.group_key, other.properties)
+
+
+def check_disjoint(
+    model: Model, other: str, kind: str, group_key: str | None, properties: list[str]
+) -> None:
+    table = model.table
+    same_entity = kind == table.kind and group_key == table.group_key
+    if not table.is_history or not same_entity:
+        return
+    shared = sorted(set(properties) & set(model.properties))
+    if shared:
+        raise ConfigError(
+            f"table `{table.name}`: propert{'y' if len(shared) == 1 else 'ies'} "
+            f"{', '.join(f'`{name}`' for name in shared)} already modeled by history "
+            f"table `{other}` of the same entity; each property has one "
+            "owner: drop or rename the column in one of the tables",
+            table=table.name,
+        )
 
 
 def run_once(
@@ -111,8 +164,9 @@ def run_once(
     try:
         con.register(SOURCE_ROWS, rows)
         counts = model.apply(con, record.run_id)
+        record.count(counts)
         check_strict(table, counts, options)
-        finish(con, model, record, counts)
+        finish(con, model, record)
         con.execute("COMMIT")
     except BaseException as error:
         con.execute("ROLLBACK")
@@ -142,9 +196,7 @@ def check_strict(table: TableConfig, counts: ModelCounts, options: SyncOptions) 
         )
 
 
-def finish(
-    con: duckdb.DuckDBPyConnection, model: Model, record: RunRecord, counts: ModelCounts
-) -> None:
+def finish(con: duckdb.DuckDBPyConnection, model: Model, record: RunRecord) -> None:
     """Write catalog, views and the run record: the last steps before commit."""
     table = model.table
     record_in_catalog(
@@ -161,10 +213,6 @@ def finish(
     refresh_views(con)
     record.status = "succeeded"
     record.finished_at = utc_now()
-    record.rows_read = counts.rows_read
-    record.inserted = counts.inserted
-    record.quarantined = counts.quarantined
-    record.conflicts = counts.conflicts
     write_run(con, record)
 
 

@@ -3,9 +3,9 @@
 Every history row is a hidden event named after its table, at its start time, whose
 properties are the row's other columns. Hidden events are not stored twice: they are
 read from the history relation itself, plus the conflict losers kept in
-`pitsync.superseded`. Visible events come from each synced events table.
+`_pitsync.superseded`. Visible events come from each synced events table.
 
-The views are rebuilt from `pitsync.catalog` at the end of every run, inside its
+The views are rebuilt from `_pitsync.catalog` at the end of every run, inside its
 transaction, so they always match the tables the store holds.
 """
 

@@ -1,11 +1,12 @@
 """History rows into intervals: one row per (entity, start time), ending at the next start.
 
-The steps, each one set-based SQL over the staged rows (DESIGN section 2):
+The steps, each one set-based SQL over the staged rows (DESIGN section 2), all resting
+on one sort of each entity's rows:
 
 1. identical rows for one key merge silently (rule 4);
 2. rows for one key that differ are a conflict: the highest tie-breaker value wins, then,
-   so that input order never matters, the highest hash of the row's properties; the
-   losers stay as hidden events in `pitsync.superseded`;
+   so that input order never matters, the greatest property values in column order; the
+   losers stay as hidden events in `_pitsync.superseded`;
 3. each winner ends at the entity's next higher start, or stays open (rules 1, 3);
 4. NULLs are kept as they are: a NULL property is undefined for its interval (rule 5).
 
@@ -42,9 +43,9 @@ log = logging.getLogger(__name__)
 
 ENTITY = "__entity"
 START = "__start"
-TIE = "__tie"
-RANK = "__rank"
-RANKED = "ranked"
+NEXT = "__next"
+ORDERED = "ordered"
+LOSERS = "losers"
 CONFLICT_EXAMPLES = 10
 
 
@@ -66,6 +67,7 @@ class HistoryModel:
     source_columns: list[str]
     properties: list[str]
     start_sql: str
+    integer_ids: bool
 
     @property
     def relation(self) -> str:
@@ -77,7 +79,7 @@ class HistoryModel:
         quarantined = quarantine_rows(
             con, table=self.table.name, run_id=run_id, source_columns=self.source_columns
         )
-        rank_rows(con, self)
+        order_rows(con, self)
         write_intervals(con, self)
         conflicts = write_superseded(con, self, run_id)
         return ModelCounts(
@@ -88,16 +90,21 @@ class HistoryModel:
         )
 
     def derived_columns(self) -> list[DerivedColumn]:
-        entity = quote_identifier(self.table.id_column)
+        # Integer ids are sorted as integers (cheaper than text, and the cast to text is
+        # one-to-one, so the intervals are the same); they become text when written.
+        entity = f"src.{quote_identifier(self.table.id_column)}"
         return [
-            DerivedColumn(ENTITY, f"CAST(src.{entity} AS VARCHAR)"),
+            DerivedColumn(ENTITY, entity if self.integer_ids else f"CAST({entity} AS VARCHAR)"),
             DerivedColumn(START, self.start_sql),
         ]
 
     def rejections(self) -> list[Rejection]:
         raw_start = quote_identifier(self.table.time_source_column)
         return [
-            Rejection(f"{ENTITY} IS NULL OR {ENTITY} = ''", "missing id"),
+            Rejection(
+                f"{ENTITY} IS NULL" if self.integer_ids else f"{ENTITY} IS NULL OR {ENTITY} = ''",
+                "missing id",
+            ),
             Rejection(f"{raw_start} IS NULL", "missing start time"),
             Rejection(f"{START} IS NULL", "unreadable start time"),
         ]
@@ -127,7 +134,8 @@ def plan_history(table: TableConfig, schema: pa.Schema) -> HistoryModel:
         time_unit=table.time_unit,
         where=f"{where}: column `{start}` (start_time)",
     )
-    return HistoryModel(table, names, properties, start_sql)
+    integer_ids = pa.types.is_integer(schema.field(table.id_column).type)
+    return HistoryModel(table, names, properties, start_sql, integer_ids)
 
 
 def require_column(column: str, names: list[str], *, key: str, table: TableConfig) -> None:
@@ -142,22 +150,22 @@ def require_column(column: str, names: list[str], *, key: str, table: TableConfi
     )
 
 
-def rank_rows(con: duckdb.DuckDBPyConnection, model: HistoryModel) -> None:
-    """Merge identical rows per key and rank the differing ones, winner first."""
-    props = ", ".join(quote_identifier(name) for name in model.properties)
-    keep = f"{ENTITY}, {START}" + (f", {props}" if props else "")
-    if model.table.tie_breaker:
-        tie = f"max({quote_identifier(model.table.tie_breaker)}) AS {TIE}"
-        distinct = f"SELECT {keep}, {tie} FROM {STAGED} WHERE {REASON} IS NULL GROUP BY ALL"
-        order = f"{TIE} DESC NULLS LAST, "
-    else:
-        distinct = f"SELECT DISTINCT {keep} FROM {STAGED} WHERE {REASON} IS NULL"
-        order = ""
-    row_hash = f"md5(CAST({json_object_sql(model.properties)} AS VARCHAR))"
+def order_rows(con: duckdb.DuckDBPyConnection, model: HistoryModel) -> None:
+    """Sort each entity's good rows once; each row learns the start of the row after it.
+
+    Within one key the order is tie-breaker (NULL lowest), then the properties in column
+    order (NULL lowest), so the last row of a key is its winner whatever the input order.
+    A row followed by the same start is not a winner; a winner's next start is the next
+    higher start, which is its end.
+    """
+    tie = [quote_identifier(model.table.tie_breaker)] if model.table.tie_breaker else []
+    props = [quote_identifier(name) for name in model.properties]
+    order = ", ".join([START, *(f"{column} ASC NULLS FIRST" for column in tie + props)])
+    columns = ", ".join([ENTITY, START, *props])
     con.execute(
-        f"CREATE OR REPLACE TEMP TABLE {RANKED} AS SELECT *, row_number() OVER ("
-        f"PARTITION BY {ENTITY}, {START} ORDER BY {order}{row_hash} DESC) AS {RANK} "
-        f"FROM ({distinct})"
+        f"CREATE OR REPLACE TEMP TABLE {ORDERED} AS SELECT {columns}, "
+        f"lead({START}) OVER (PARTITION BY {ENTITY} ORDER BY {order}) AS {NEXT} "
+        f"FROM {STAGED} WHERE {REASON} IS NULL"
     )
 
 
@@ -167,39 +175,67 @@ def write_intervals(con: duckdb.DuckDBPyConnection, model: HistoryModel) -> None
     entity = quote_identifier(model.table.id_column)
     con.execute(
         f"CREATE OR REPLACE TABLE main.{model.relation} AS "
-        f"SELECT {ENTITY} AS {entity}, {START} AS {START_TIME}, "
-        f"lead({START}) OVER (PARTITION BY {ENTITY} ORDER BY {START}) AS {END_TIME}{props} "
-        f"FROM {RANKED} WHERE {RANK} = 1 ORDER BY {ENTITY}, {START}"
+        f"SELECT CAST({ENTITY} AS VARCHAR) AS {entity}, {START} AS {START_TIME}, "
+        f"{NEXT} AS {END_TIME}{props} "
+        f"FROM {ORDERED} WHERE {NEXT} IS NULL OR {NEXT} > {START}"
     )
 
 
 def write_superseded(con: duckdb.DuckDBPyConnection, model: HistoryModel, run_id: int) -> int:
-    """Keep conflict losers as hidden events; log a few; return the conflicting keys."""
+    """Keep rows that lost a conflict as hidden events; log a few; return conflicting keys.
+
+    A row that lost only to an identical row is a duplicate, merged silently.
+    """
     name = model.table.name
     con.execute(f"DELETE FROM {SUPERSEDED} WHERE table_name = ?", [name])
+    if not model.properties:
+        return 0  # rows with no properties are identical whenever their keys are
+    con.execute(f"CREATE OR REPLACE TEMP TABLE {LOSERS} AS {losers_sql(model)}")
     con.execute(
-        f"INSERT INTO {SUPERSEDED} SELECT ?, ?, {ENTITY}, {START}, "
-        f"{json_object_sql(model.properties)} FROM {RANKED} WHERE {RANK} > 1",
+        f"INSERT INTO {SUPERSEDED} SELECT ?, ?, CAST({ENTITY} AS VARCHAR), {START}, "
+        f"{json_object_sql(model.properties)} FROM {LOSERS}",
         [run_id, name],
     )
+    warn_conflicts(con, model)
+    return count(con, f"SELECT count(DISTINCT ({ENTITY}, {START})) FROM {LOSERS}")
+
+
+def losers_sql(model: HistoryModel) -> str:
+    """Distinct rows that share a key with the winner but differ from it."""
+    entity = quote_identifier(model.table.id_column)
+    loser = struct_of(model.properties, "loser")
+    winner = struct_of(model.properties, "winner")
+    return (
+        f"SELECT DISTINCT loser.* EXCLUDE ({NEXT}) FROM {ORDERED} AS loser "
+        f"JOIN main.{model.relation} AS winner "
+        f"ON winner.{entity} = CAST(loser.{ENTITY} AS VARCHAR) "
+        f"AND winner.{START_TIME} = loser.{START} "
+        f"WHERE loser.{NEXT} = loser.{START} AND {loser} IS DISTINCT FROM {winner}"
+    )
+
+
+def struct_of(columns: list[str], alias: str) -> str:
+    fields = ", ".join(f"{quote_identifier(c)} := {alias}.{quote_identifier(c)}" for c in columns)
+    return f"struct_pack({fields})"
+
+
+def warn_conflicts(con: duckdb.DuckDBPyConnection, model: HistoryModel) -> None:
+    """One warning per conflicting key, for the first few keys."""
     examples = con.execute(
-        f"SELECT {ENTITY}, {iso_sql(START, 'TIMESTAMPTZ', utc_suffix='Z')}, max({RANK}) "
-        f"FROM {RANKED} WHERE {RANK} > 1 GROUP BY ALL ORDER BY ALL LIMIT {CONFLICT_EXAMPLES}"
+        f"SELECT CAST({ENTITY} AS VARCHAR), {iso_sql(START, 'TIMESTAMPTZ', utc_suffix='Z')}, "
+        "count(*) + 1 "
+        f"FROM {LOSERS} GROUP BY ALL ORDER BY ALL LIMIT {CONFLICT_EXAMPLES}"
     ).fetchall()
     if model.table.tie_breaker:
-        rule = f"the highest {model.table.tie_breaker}, then a hash of its properties"
+        rule = f"the highest {model.table.tie_breaker}, then the greatest property values"
     else:
-        rule = "a hash of its properties (set tie_breaker to choose by a column)"
+        rule = "the greatest property values (set tie_breaker to choose by a column)"
     for entity, start, rows in examples:
         log.warning(
             "table %s: %s has %s conflicting rows at %s; kept one by %s",
-            name,
+            model.table.name,
             entity,
             rows,
             start,
             rule,
         )
-    return count(
-        con,
-        f"SELECT count(*) FROM (SELECT DISTINCT {ENTITY}, {START} FROM {RANKED} WHERE {RANK} > 1)",
-    )

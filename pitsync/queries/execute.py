@@ -21,10 +21,12 @@ from pitsync.store import open_read_only
 log = logging.getLogger(__name__)
 
 
-def translate(sql: str, relations: set[str], history_tables: set[str]) -> str:
+def translate(
+    sql: str, relations: set[str], history_tables: set[str], public: set[str] | None = None
+) -> str:
     """The DuckDB SQL a user's query runs as, after the guard and the temporal rewrite."""
     tree = parse_read_query(sql)
-    check_relations(tree, relations, sql)
+    check_relations(tree, relations, sql, public=public)
     rewritten = rewrite_temporal_tree(tree, history_tables, sql)
     return rewritten.sql(dialect="duckdb")
 
@@ -35,13 +37,14 @@ class QuerySession:
     def __init__(self, store_path: Path):
         self.connection = open_read_only(store_path)
         self.relations = store_relations(self.connection)
+        self.public_relations = store_relations(self.connection, schema="main")
         self.history_tables = {
             entry.table_name.lower() for entry in read_catalog(self.connection) if entry.is_history
         }
 
     def query(self, sql: str, parameters: list | None = None) -> duckdb.DuckDBPyRelation:
         """A lazy DuckDB relation for the query; nothing runs until it is read."""
-        translated = translate(sql, self.relations, self.history_tables)
+        translated = translate(sql, self.relations, self.history_tables, self.public_relations)
         log.debug("query runs as: %s", translated)
         try:
             if parameters:
@@ -65,10 +68,13 @@ class QuerySession:
         self.close()
 
 
-def store_relations(connection: duckdb.DuckDBPyConnection) -> set[str]:
-    """Names of every table and view of the store, lower-cased, without schema."""
+def store_relations(connection: duckdb.DuckDBPyConnection, schema: str | None = None) -> set[str]:
+    """Names of the store's tables and views (of one schema, or all), lower-cased."""
+    where = "NOT internal" + (" AND schema_name = ?" if schema else "")
+    parameters = [schema, schema] if schema else []
     rows = connection.execute(
-        "SELECT table_name FROM duckdb_tables() WHERE NOT internal "
-        "UNION SELECT view_name FROM duckdb_views() WHERE NOT internal"
+        f"SELECT table_name FROM duckdb_tables() WHERE {where} "
+        f"UNION SELECT view_name FROM duckdb_views() WHERE {where}",
+        parameters,
     ).fetchall()
     return {str(row[0]).lower() for row in rows}

@@ -8,6 +8,8 @@ connection itself, opened read-only with external access off and its settings lo
 
 from __future__ import annotations
 
+import logging
+
 import sqlglot
 from sqlglot import exp
 from sqlglot.errors import ParseError
@@ -41,6 +43,9 @@ WRITE_NODES = (
 
 def parse_read_query(sql: str) -> exp.Query:
     """One SELECT statement as a sqlglot tree, or QueryRefused saying why not."""
+    # sqlglot warns on stderr about syntax it passes through as a raw command; such a
+    # statement is refused below anyway, with a message of ours.
+    logging.getLogger("sqlglot").setLevel(logging.ERROR)
     try:
         statements = [tree for tree in sqlglot.parse(sql, read="duckdb") if tree is not None]
     except ParseError as error:
@@ -53,7 +58,7 @@ def parse_read_query(sql: str) -> exp.Query:
     tree = statements[0]
     if not isinstance(tree, exp.Query):
         raise QueryRefused(
-            f"only reads are allowed, and this is a {statement_word(tree)} statement; "
+            f"only reads are allowed, and this is a {first_word(sql)} statement; "
             "the store is changed by `pitsync sync` alone",
             sql=sql,
         )
@@ -65,11 +70,16 @@ def parse_read_query(sql: str) -> exp.Query:
     return tree
 
 
-def check_relations(tree: exp.Query, relations: set[str], sql: str) -> None:
-    """Every table the query reads must be a store relation, a CTE or a pure function."""
+def check_relations(
+    tree: exp.Query, relations: set[str], sql: str, *, public: set[str] | None = None
+) -> None:
+    """Every table the query reads must be a store relation, a CTE or a pure function.
+
+    `public` names the relations an error message lists (the store's own are left out).
+    """
     ctes = {cte.alias_or_name.lower() for cte in tree.find_all(exp.CTE)}
     for table in tree.find_all(exp.Table):
-        check_table(table, relations | ctes, sql)
+        check_table(table, relations | ctes, sql, listed=(public or relations) | ctes)
     for function in tree.find_all(exp.Func):
         if isinstance(function.parent, exp.Table):
             continue
@@ -105,7 +115,7 @@ FILE_FUNCTIONS = {
 }
 
 
-def check_table(table: exp.Table, known: set[str], sql: str) -> None:
+def check_table(table: exp.Table, known: set[str], sql: str, *, listed: set[str]) -> None:
     """A table reference is a known relation, or a table function that reads no files."""
     if isinstance(table.this, exp.Func):
         name = function_name(table.this)
@@ -123,7 +133,7 @@ def check_table(table: exp.Table, known: set[str], sql: str) -> None:
         )
     if table.name.lower() not in known:
         raise QueryRefused(
-            f"unknown relation `{table.name}`; the store has: {', '.join(sorted(known))}",
+            f"unknown relation `{table.name}`; the store has: {', '.join(sorted(listed))}",
             sql=sql,
         )
 
@@ -135,6 +145,11 @@ def function_name(function: exp.Func) -> str:
 
 
 def statement_word(node: exp.Expression) -> str:
-    if isinstance(node, exp.Command):
-        return str(node.this).upper()
     return type(node).__name__.upper()
+
+
+def first_word(sql: str) -> str:
+    """The statement's keyword as the user wrote it (comments skipped)."""
+    for token in sqlglot.tokenize(sql, read="duckdb"):
+        return token.text.upper()
+    return "empty"

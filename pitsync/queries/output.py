@@ -28,29 +28,55 @@ TABLE_ROW_LIMIT = 1_000  # a terminal table beyond this is unreadable; the rest 
 NESTED_TYPE_PREFIXES = ("STRUCT", "MAP", "UNION")
 
 
+# Scalar time types and the text each is written as; nested ones go through to_json.
+INSTANT_TYPES = {"TIMESTAMP WITH TIME ZONE", "TIMESTAMPTZ", "TIMESTAMPTZ_NS"}
+NAIVE_TYPES = {"TIMESTAMP", "TIMESTAMP_S", "TIMESTAMP_MS", "TIMESTAMP_NS"}
+
+
 def text_projection(relation: duckdb.DuckDBPyRelation, *, nested_as_json: bool) -> str:
-    """A SELECT list that turns instants into ISO text (and nested values into JSON)."""
+    """A SELECT list that turns instants into ISO text (and nested values into JSON).
+
+    Columns are referred to by position (#1, #2, ...), so two columns of one name keep
+    their own values.
+    """
     parts = []
-    for name, duck_type in zip(relation.columns, relation.types, strict=True):
-        column = quote_identifier(name)
-        type_name = str(duck_type).upper()
-        if type_name.startswith("TIMESTAMP") and not type_name.startswith("TIMESTAMP_"):
-            parts.append(f"{iso_sql(column, type_name)} AS {column}")
-        elif type_name.startswith(("TIMESTAMP_S", "TIMESTAMP_MS", "TIMESTAMP_NS")):
-            parts.append(f"{iso_sql(f'CAST({column} AS TIMESTAMP)', 'TIMESTAMP')} AS {column}")
-        elif nested_as_json and (
-            type_name.startswith(NESTED_TYPE_PREFIXES) or "[" in type_name or type_name == "JSON"
-        ):
-            parts.append(f"CAST(to_json({column}) AS VARCHAR) AS {column}")
-        else:
-            parts.append(column)
+    for position, (name, duck_type) in enumerate(
+        zip(relation.columns, relation.types, strict=True), start=1
+    ):
+        parts.append(
+            f"{text_sql(f'#{position}', str(duck_type).upper(), nested_as_json)} "
+            f"AS {quote_identifier(name)}"
+        )
     return ", ".join(parts) or "*"
+
+
+def text_sql(column: str, type_name: str, nested_as_json: bool) -> str:
+    """One column as it is written out."""
+    if type_name in INSTANT_TYPES:
+        return iso_sql(f"CAST({column} AS TIMESTAMPTZ)", "TIMESTAMPTZ")
+    if type_name in NAIVE_TYPES:
+        return iso_sql(f"CAST({column} AS TIMESTAMP)", "TIMESTAMP")
+    element = type_name.removesuffix("[]")
+    if element != type_name and element in INSTANT_TYPES | NAIVE_TYPES:
+        listed = f"list_transform({column}, lambda value: {text_sql('value', element, False)})"
+        return f"CAST(to_json({listed}) AS VARCHAR)" if nested_as_json else listed
+    if nested_as_json and is_nested(type_name):
+        return f"CAST(to_json({column}) AS VARCHAR)"
+    return column
+
+
+def is_nested(type_name: str) -> bool:
+    return type_name.startswith(NESTED_TYPE_PREFIXES) or "[" in type_name or type_name == "JSON"
 
 
 def formatted(
     relation: duckdb.DuckDBPyRelation, *, nested_as_json: bool
 ) -> duckdb.DuckDBPyRelation:
-    return relation.select(text_projection(relation, nested_as_json=nested_as_json))
+    """The relation with every column as it is written out."""
+    try:
+        return relation.select(text_projection(relation, nested_as_json=nested_as_json))
+    except duckdb.Error as error:
+        raise QueryError(f"the query failed: {str(error).strip()}") from error
 
 
 def batches(relation: duckdb.DuckDBPyRelation) -> Iterator[pa.RecordBatch]:
@@ -80,6 +106,7 @@ def write_csv(relation: duckdb.DuckDBPyRelation, out: TextIO) -> int:
 
 def write_json(relation: duckdb.DuckDBPyRelation, out: TextIO) -> int:
     """A JSON array of objects, one per row; returns the number of rows written."""
+    check_unique_names(relation.columns)
     text = formatted(relation, nested_as_json=False)
     objects = text.select(f"CAST({json_object_sql(relation.columns)} AS VARCHAR) AS row_json")
     rows = 0
@@ -92,6 +119,18 @@ def write_json(relation: duckdb.DuckDBPyRelation, out: TextIO) -> int:
     return rows
 
 
+def check_unique_names(columns: list[str]) -> None:
+    """JSON objects need one key per column."""
+    seen: set[str] = set()
+    for name in columns:
+        if name in seen:
+            raise QueryError(
+                f"two result columns are named `{name}`; give them distinct aliases "
+                "(... AS other_name) for JSON output"
+            )
+        seen.add(name)
+
+
 def write_table(relation: duckdb.DuckDBPyRelation, console: Console) -> int:
     """A terminal table of the first rows; says how many more there are."""
     table = Table(*relation.columns, show_lines=False)
@@ -102,8 +141,9 @@ def write_table(relation: duckdb.DuckDBPyRelation, console: Console) -> int:
         total += batch.num_rows
         room = TABLE_ROW_LIMIT - shown
         if room > 0:
-            for row in batch.slice(0, room).to_pylist():
-                table.add_row(*("NULL" if value is None else str(value) for value in row.values()))
+            shown_rows = batch.slice(0, room)
+            for row in zip(*(column.to_pylist() for column in shown_rows.columns), strict=True):
+                table.add_row(*("NULL" if value is None else str(value) for value in row))
             shown += min(room, batch.num_rows)
     console.print(table)
     if total > shown:

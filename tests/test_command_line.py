@@ -1,0 +1,451 @@
+"""The real `pitsync` command, run as a subprocess on a temporary warehouse.
+
+Every scenario seeds a warehouse file, runs the commands a user would type, and compares
+what they print with values worked out by hand from the seeded rows.
+"""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import io
+import json
+import subprocess
+from typing import Any
+
+import pytest
+
+from tests.conftest import Project, company_history, login_events
+
+# c1 is free (1 seat) from 1 Jan, then pro with seats undefined from 1 Feb; c2 is team
+# (5 seats) from 15 Jan noon. Rows are out of order so "oldest first" means something.
+ROWS = [
+    ("c1", "pro", None, "2024-02-01 00:00:00+00", None),
+    ("c2", "team", 5, "2024-01-15 12:00:00+00", None),
+    ("c1", "free", 1, "2024-01-01 00:00:00+00", None),
+]
+INTERVALS = [
+    {
+        "company_id": "c1",
+        "plan": "free",
+        "seats": 1,
+        "start_time": "2024-01-01T00:00:00+00:00",
+        "end_time": "2024-02-01T00:00:00+00:00",
+    },
+    {
+        "company_id": "c1",
+        "plan": "pro",
+        "seats": None,
+        "start_time": "2024-02-01T00:00:00+00:00",
+        "end_time": None,
+    },
+    {
+        "company_id": "c2",
+        "plan": "team",
+        "seats": 5,
+        "start_time": "2024-01-15T12:00:00+00:00",
+        "end_time": None,
+    },
+]
+INTERVALS_SQL = (
+    "SELECT company_id, plan, seats, start_time, end_time FROM {table} "
+    "ORDER BY company_id, start_time"
+)
+PROFILE_ARGS = ("profile", "c1", "--group-key", "company_id", "--format", "json")
+
+
+def cli_json(project: Project, *args: str) -> Any:
+    """The command's standard output, read as JSON."""
+    return json.loads(project.cli(*args).stdout)
+
+
+def query_json(project: Project, sql: str) -> list[dict[str, Any]]:
+    return cli_json(project, "query", sql, "--format", "json")
+
+
+def seeded(project: Project) -> Project:
+    """The three history rows and two logins, configured but not yet synced."""
+    company_history(project, ROWS)
+    login_events(
+        project, [("e1", "c1", "2024-01-10 00:00:00+00"), ("e2", "c1", "2024-02-01 00:00:00+00")]
+    )
+    return project
+
+
+@pytest.fixture(scope="module")
+def synced(tmp_path_factory: pytest.TempPathFactory) -> Project:
+    """One store synced with `sync --all`, shared by the tests that only read it."""
+    project = seeded(Project(root=tmp_path_factory.mktemp("synced")))
+    project.cli("sync", "--all")
+    return project
+
+
+def assert_user_error(result: subprocess.CompletedProcess[str], *fragments: str) -> None:
+    """Exit 1, a `pitsync: error:` message holding the fragments, and no traceback."""
+    assert result.returncode == 1, result.stderr
+    assert "Traceback" not in result.stderr
+    assert "pitsync: error:" in result.stderr
+    for fragment in fragments:
+        assert fragment in result.stderr
+
+
+# --- sync and runs -------------------------------------------------------------------------
+
+
+def test_sync_one_table_stores_its_intervals_and_nothing_else(project: Project) -> None:
+    seeded(project)
+
+    result = project.cli("sync", "--table", "company_plan_history")
+
+    assert result.returncode == 0
+    assert query_json(project, INTERVALS_SQL.format(table="company_plan_history")) == INTERVALS
+    # The events table was configured but not named, so no event is stored.
+    assert query_json(project, "SELECT count(*) AS n FROM events") == [{"n": 0}]
+
+
+def test_sync_all_records_one_run_per_table_with_iso_times(synced: Project) -> None:
+    runs = cli_json(synced, "runs", "--format", "json")
+
+    # Three history rows give three intervals; two logins give two events.
+    assert [(r["table_name"], r["mode"], r["status"]) for r in runs] == [
+        ("company_plan_history", "full", "succeeded"),
+        ("product_events", "full", "succeeded"),
+    ]
+    assert [(r["rows_read"], r["inserted"], r["quarantined"], r["conflicts"]) for r in runs] == [
+        (3, 3, 0, 0),
+        (2, 2, 0, 0),
+    ]
+    assert [r["error"] for r in runs] == [None, None]
+    for run in runs:
+        started = dt.datetime.fromisoformat(run["started_at"])
+        finished = dt.datetime.fromisoformat(run["finished_at"])
+        assert started.utcoffset() == dt.timedelta(0) and finished.utcoffset() == dt.timedelta(0)
+        assert started <= finished
+
+
+def test_bad_row_is_quarantined_and_counted_without_strict(project: Project) -> None:
+    company_history(project, [*ROWS, (None, "ghost", 9, "2024-03-01 00:00:00+00", None)])
+
+    project.cli("sync", "--table", "company_plan_history")
+
+    # Four rows read, the one without an id set aside, the other three stored.
+    (run,) = cli_json(project, "runs", "--format", "json")
+    assert (run["rows_read"], run["inserted"], run["quarantined"]) == (4, 3, 1)
+    assert query_json(project, "SELECT table_name, reason FROM quarantine") == [
+        {"table_name": "company_plan_history", "reason": "missing id"}
+    ]
+
+
+def test_strict_run_with_a_null_id_fails_applies_nothing_and_is_recorded(
+    project: Project,
+) -> None:
+    company_history(project, ROWS)
+    project.cli("sync", "--table", "company_plan_history")
+    sql = INTERVALS_SQL.format(table="company_plan_history")
+    before = query_json(project, sql)
+
+    # The source changes a good row and gains a row without an id.
+    project.source_sql(
+        "UPDATE company_plan_history SET plan = 'enterprise' WHERE company_id = 'c2'",
+        "INSERT INTO company_plan_history VALUES (NULL, 'ghost', 9, '2024-03-01', NULL)",
+    )
+    result = project.cli("sync", "--table", "company_plan_history", "--strict", check=False)
+
+    assert_user_error(result, "--strict")
+    assert before == INTERVALS
+    assert query_json(project, sql) == before
+    assert query_json(project, "SELECT count(*) AS n FROM quarantine") == [{"n": 0}]
+    last = cli_json(project, "runs", "--format", "json")[-1]
+    assert (last["table_name"], last["status"]) == ("company_plan_history", "failed")
+    assert "bad row" in last["error"] and "--strict" in last["error"]
+    assert last["finished_at"] is not None
+
+
+# --- query ---------------------------------------------------------------------------------
+
+
+def test_query_json_is_an_array_of_objects_with_iso_instants(synced: Project) -> None:
+
+    assert query_json(synced, INTERVALS_SQL.format(table="company_plan_history")) == INTERVALS
+
+
+def test_query_json_converts_an_offset_literal_to_utc(synced: Project) -> None:
+
+    # 1 March midnight at +05:00 is 29 February 19:00 UTC (2024 is a leap year).
+    rows = query_json(synced, "SELECT TIMESTAMPTZ '2024-03-01 00:00:00+05' AS moment")
+
+    assert rows == [{"moment": "2024-02-29T19:00:00+00:00"}]
+
+
+def test_query_as_of_a_literal_moment_picks_the_interval_holding_it(synced: Project) -> None:
+
+    # At exactly 1 Feb the pro row has started (start inclusive) and free has ended.
+    rows = query_json(
+        synced,
+        "SELECT company_id, plan FROM company_plan_history "
+        "FOR SYSTEM_TIME AS OF TIMESTAMP '2024-02-01 00:00:00+00' ORDER BY company_id",
+    )
+
+    assert rows == [{"company_id": "c1", "plan": "pro"}, {"company_id": "c2", "plan": "team"}]
+
+
+def test_query_as_of_join_gives_each_event_the_plan_at_its_moment(synced: Project) -> None:
+
+    rows = query_json(
+        synced,
+        "SELECT e.insert_id, h.plan, h.seats FROM events AS e "
+        "LEFT JOIN company_plan_history FOR SYSTEM_TIME AS OF e.time AS h "
+        "ON h.company_id = e.company_id ORDER BY e.insert_id",
+    )
+
+    # e1 (10 Jan) falls in free; e2 (1 Feb 00:00) is the first moment of pro.
+    assert rows == [
+        {"insert_id": "e1", "plan": "free", "seats": 1},
+        {"insert_id": "e2", "plan": "pro", "seats": None},
+    ]
+
+
+def test_query_csv_has_a_header_and_empty_fields_for_null(synced: Project) -> None:
+
+    out = synced.cli(
+        "query", INTERVALS_SQL.format(table="company_plan_history"), "--format", "csv"
+    ).stdout
+
+    expected = [{key: "" if v is None else str(v) for key, v in row.items()} for row in INTERVALS]
+    assert list(csv.DictReader(io.StringIO(out))) == expected
+
+
+def test_query_table_shows_columns_values_and_row_count(synced: Project) -> None:
+
+    out = synced.cli("query", "SELECT plan, seats FROM company_plan_history ORDER BY plan").stdout
+
+    lines = out.splitlines()
+    assert "plan" in lines[1] and "seats" in lines[1]
+    body = [line.split("│")[1:3] for line in lines if line.startswith("│")]
+    assert [[cell.strip() for cell in cells] for cells in body] == [
+        ["free", "1"],
+        ["pro", "NULL"],
+        ["team", "5"],
+    ]
+    assert "(3 rows)" in out
+
+
+def test_query_json_writes_a_list_of_instants_as_iso_strings(synced: Project) -> None:
+
+    rows = query_json(
+        synced,
+        "SELECT company_id, list(start_time ORDER BY start_time) AS starts "
+        "FROM company_plan_history GROUP BY company_id ORDER BY company_id",
+    )
+
+    assert rows == [
+        {"company_id": "c1", "starts": ["2024-01-01T00:00:00+00:00", "2024-02-01T00:00:00+00:00"]},
+        {"company_id": "c2", "starts": ["2024-01-15T12:00:00+00:00"]},
+    ]
+
+
+def test_query_csv_keeps_each_value_when_two_columns_share_a_name(synced: Project) -> None:
+
+    out = synced.cli("query", "SELECT 'a' AS x, 'b' AS x", "--format", "csv").stdout
+
+    assert list(csv.reader(io.StringIO(out))) == [["x", "x"], ["a", "b"]]
+
+
+def test_query_table_keeps_each_value_when_two_columns_share_a_name(synced: Project) -> None:
+
+    out = synced.cli("query", "SELECT 'a' AS x, 'b' AS x").stdout
+
+    (row,) = [line for line in out.splitlines() if line.startswith("│")]
+    assert [cell.strip() for cell in row.split("│")[1:3]] == ["a", "b"]
+
+
+def test_query_json_with_two_columns_of_one_name_never_shows_a_traceback(synced: Project) -> None:
+
+    result = synced.cli("query", "SELECT 'a' AS x, 'b' AS x", "--format", "json", check=False)
+
+    # Either an answer or a clear error is acceptable; a crash is not.
+    assert "Traceback" not in result.stderr
+    assert result.returncode in (0, 1)
+
+
+# --- profile and history -------------------------------------------------------------------
+
+
+def test_latest_profile_leaves_out_undefined_properties(synced: Project) -> None:
+
+    # The latest c1 row is pro with seats NULL: seats is undefined, not the earlier 1.
+    assert cli_json(synced, *PROFILE_ARGS) == {"plan": "pro"}
+
+
+@pytest.mark.parametrize(
+    ("moment", "expected"),
+    [
+        ("2023-12-31T23:59:59.999999Z", {}),
+        ("2024-01-01T00:00:00Z", {"plan": "free", "seats": 1}),
+        ("2024-01-31T23:59:59.999999Z", {"plan": "free", "seats": 1}),
+        ("2024-02-01T01:00:00+01:00", {"plan": "pro"}),
+    ],
+    ids=["before-first-row", "at-first-start", "last-microsecond-of-free", "offset-at-pro-start"],
+)
+def test_profile_at_a_moment_takes_the_row_holding_it(
+    synced: Project, moment: str, expected: dict[str, Any]
+) -> None:
+    assert cli_json(synced, *PROFILE_ARGS, "--at", moment) == expected
+
+
+def test_history_lists_intervals_oldest_first(synced: Project) -> None:
+
+    timelines = cli_json(synced, "history", "c1", "--group-key", "company_id", "--format", "json")
+
+    # Every other column is a property: updated_at is one too, NULL in each row.
+    assert timelines == {
+        "company_plan_history": [
+            {
+                "start_time": "2024-01-01T00:00:00+00:00",
+                "end_time": "2024-02-01T00:00:00+00:00",
+                "plan": "free",
+                "seats": 1,
+                "updated_at": None,
+            },
+            {
+                "start_time": "2024-02-01T00:00:00+00:00",
+                "end_time": None,
+                "plan": "pro",
+                "seats": None,
+                "updated_at": None,
+            },
+        ]
+    }
+
+
+def test_history_table_format_names_open_interval(synced: Project) -> None:
+
+    out = synced.cli("history", "c2", "--group-key", "company_id").stdout
+
+    assert "2024-01-15T12:00:00+00:00" in out and "(open)" in out and "plan=team" in out
+
+
+# --- exit status ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "args",
+    [("sync",), ("query", "SELECT 1", "--format", "xml"), ("frobnicate",), ("profile",)],
+    ids=["sync-without-target", "unknown-format", "unknown-command", "profile-without-id"],
+)
+def test_usage_error_exits_two_with_usage_text(synced: Project, args: tuple[str, ...]) -> None:
+    result = synced.cli(*args, check=False)
+
+    assert result.returncode == 2
+    assert "usage:" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_query_before_any_sync_is_a_user_error(project: Project) -> None:
+    seeded(project)
+
+    result = project.cli("query", "SELECT 1", check=False)
+
+    assert_user_error(result, "does not exist yet", "pitsync sync")
+
+
+def test_query_naming_an_unknown_column_is_a_user_error(synced: Project) -> None:
+
+    result = synced.cli("query", "SELECT no_such_column FROM events", check=False)
+
+    assert_user_error(result, "no_such_column")
+
+
+def test_profile_at_text_that_is_no_moment_is_a_user_error(synced: Project) -> None:
+
+    result = synced.cli(*PROFILE_ARGS, "--at", "next tuesday", check=False)
+
+    assert_user_error(result, "next tuesday", "ISO 8601")
+
+
+# --- file sources and epochs ---------------------------------------------------------------
+
+
+def test_csv_source_gives_the_same_intervals_as_the_duckdb_file(project: Project) -> None:
+    company_history(project, ROWS)
+    project.source_sql(f"COPY company_plan_history TO '{project.root / 'plans.csv'}' (HEADER)")
+    add_file_table(project, "csv_plans", source_type="csv", path="plans.csv")
+
+    project.cli("sync", "--all")
+
+    assert query_json(project, INTERVALS_SQL.format(table="company_plan_history")) == INTERVALS
+    assert query_json(project, INTERVALS_SQL.format(table="csv_plans")) == INTERVALS
+
+
+def test_parquet_files_matched_by_a_glob_give_the_same_intervals(project: Project) -> None:
+    company_history(project, ROWS)
+    (project.root / "parts").mkdir()
+    for company in ("c1", "c2"):
+        target = project.root / "parts" / f"{company}.parquet"
+        project.source_sql(
+            f"COPY (SELECT * FROM company_plan_history WHERE company_id = '{company}') "
+            f"TO '{target}' (FORMAT parquet)"
+        )
+    add_file_table(project, "parquet_plans", source_type="parquet", path="parts/*.parquet")
+
+    project.cli("sync", "--all")
+
+    assert query_json(project, INTERVALS_SQL.format(table="company_plan_history")) == INTERVALS
+    assert query_json(project, INTERVALS_SQL.format(table="parquet_plans")) == INTERVALS
+
+
+def add_file_table(project: Project, name: str, *, source_type: str, path: str) -> None:
+    """A second history table over the same rows, read from files; own group key (rule 11)."""
+    project.configure(
+        name,
+        source="files",
+        kind="group_history",
+        id_column="company_id",
+        group_key=f"{name}_company",
+        start_time="start_timestamp",
+    )
+    project.write_config(f'[sources.files]\ntype = "{source_type}"\npath = "{path}"\n')
+
+
+def epoch_history(project: Project, **settings: Any) -> None:
+    """Two rows whose start is milliseconds since 1970: 1 Jan 2024 and 1 Mar 2024 + 123 ms."""
+    # 2024-01-01 is 19723 days after 1970-01-01 (54 years, 13 leap days): 1704067200 s.
+    # 2024-03-01 is 60 days later (31 + 29): 1709251200 s.
+    project.source_sql(
+        "CREATE TABLE plan_epochs (company_id VARCHAR, plan VARCHAR, started_ms BIGINT)",
+        "INSERT INTO plan_epochs VALUES ('c1', 'free', 1704067200000), "
+        "('c1', 'pro', 1709251200123)",
+    )
+    project.configure(
+        "plan_epochs",
+        kind="group_history",
+        id_column="company_id",
+        group_key="company_id",
+        start_time="started_ms",
+        **settings,
+    )
+
+
+def test_integer_epoch_with_time_unit_ms_reads_as_that_instant(project: Project) -> None:
+    epoch_history(project, time_unit="ms")
+
+    project.cli("sync", "--all")
+
+    assert query_json(
+        project, "SELECT plan, start_time, end_time FROM plan_epochs ORDER BY start_time"
+    ) == [
+        {
+            "plan": "free",
+            "start_time": "2024-01-01T00:00:00+00:00",
+            "end_time": "2024-03-01T00:00:00.123000+00:00",
+        },
+        {"plan": "pro", "start_time": "2024-03-01T00:00:00.123000+00:00", "end_time": None},
+    ]
+
+
+def test_integer_epoch_without_time_unit_is_a_config_error_naming_it(project: Project) -> None:
+    epoch_history(project)
+
+    result = project.cli("sync", "--all", check=False)
+
+    assert_user_error(result, "time_unit", "started_ms", "plan_epochs")
+    assert not project.store.exists()

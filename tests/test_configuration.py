@@ -1,0 +1,330 @@
+"""pitsync.toml is checked before any data moves, and every mistake says how to fix it.
+
+Library checks call `load_config` and pin the `ConfigError` message with `match=`;
+command-line checks run the real command and read its standard error.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import duckdb
+import pytest
+
+from pitsync.config import load_config
+from pitsync.errors import ConfigError
+from tests.conftest import Project, company_history
+
+VALID = """\
+[store]
+path = "store.duckdb"
+
+[sources.warehouse]
+type = "duckdb"
+path = "warehouse.duckdb"
+
+[tables.company_plan_history]
+source = "warehouse"
+kind = "group_history"
+id_column = "company_id"
+group_key = "company_id"
+start_time = "start_timestamp"
+"""
+
+
+def in_order(*fragments: str) -> str:
+    """A `match=` pattern: these literal fragments, in this order, anything between."""
+    return ".*".join(re.escape(fragment) for fragment in fragments)
+
+
+def config_file(tmp_path: Path, old: str = "", new: str = "") -> str:
+    """The valid config with one piece of text replaced, written to pitsync.toml."""
+    assert old in VALID
+    path = tmp_path / "pitsync.toml"
+    path.write_text(VALID.replace(old, new, 1), encoding="utf-8")
+    return str(path)
+
+
+def config_with_setting(tmp_path: Path, line: str) -> str:
+    """The valid config with one more line in its table section (the last section)."""
+    path = tmp_path / "pitsync.toml"
+    path.write_text(VALID + line + "\n", encoding="utf-8")
+    return str(path)
+
+
+def run_pitsync(
+    cwd: Path, *args: str, env_config: str | None = None
+) -> subprocess.CompletedProcess[str]:
+    """The real command without --config; PITSYNC_CONFIG only when env_config is given."""
+    env = {key: value for key, value in os.environ.items() if key != "PITSYNC_CONFIG"}
+    if env_config is not None:
+        env["PITSYNC_CONFIG"] = env_config
+    return subprocess.run(
+        [sys.executable, "-m", "pitsync.cli", *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        env={**env, "NO_COLOR": "1", "COLUMNS": "200"},
+        timeout=120,
+    )
+
+
+def checksum(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def assert_user_error(result: subprocess.CompletedProcess[str], *fragments: str) -> None:
+    assert result.returncode == 1, result.stderr
+    assert "pitsync: error:" in result.stderr and "Traceback" not in result.stderr
+    for fragment in fragments:
+        assert fragment in result.stderr
+
+
+# --- keys and values -----------------------------------------------------------------------
+
+
+def test_valid_config_loads(tmp_path: Path) -> None:
+    config = load_config(config_file(tmp_path))
+
+    table = config.table("company_plan_history")
+    assert (table.kind, table.id_column, table.start_time) == (
+        "group_history",
+        "company_id",
+        "start_timestamp",
+    )
+    assert config.store_path == tmp_path / "store.duckdb"
+
+
+def test_typo_in_a_table_key_names_the_key_section_and_suggestion(tmp_path: Path) -> None:
+    path = config_file(tmp_path, "id_column =", "id_colum =")
+
+    with pytest.raises(ConfigError, match=in_order("[tables.company_plan_history]", "`id_colum`")):
+        load_config(path)
+    with pytest.raises(ConfigError, match=re.escape("did you mean `id_column`?")):
+        load_config(path)
+
+
+def test_typo_in_a_source_key_suggests_the_known_key(tmp_path: Path) -> None:
+    path = config_file(tmp_path, 'path = "warehouse.duckdb"', 'paht = "warehouse.duckdb"')
+
+    with pytest.raises(ConfigError, match=in_order("[sources.warehouse]", "`paht`", "`path`")):
+        load_config(path)
+
+
+def test_id_column_of_the_wrong_type_names_key_and_value(tmp_path: Path) -> None:
+    path = config_file(tmp_path, 'id_column = "company_id"', "id_column = 5")
+
+    with pytest.raises(
+        ConfigError, match=in_order("[tables.company_plan_history]", "`id_column`", "string", "5")
+    ):
+        load_config(path)
+
+
+def test_unknown_kind_lists_the_known_kinds(tmp_path: Path) -> None:
+    path = config_file(tmp_path, 'kind = "group_history"', 'kind = "group_hist"')
+
+    with pytest.raises(
+        ConfigError,
+        match=in_order("`kind`", "'group_hist'", "group_history", "user_history", "events"),
+    ):
+        load_config(path)
+
+
+def test_unknown_timezone_names_the_zone_and_what_is_expected(tmp_path: Path) -> None:
+    path = config_with_setting(tmp_path, 'timezone = "Mars/Olympus"')
+
+    with pytest.raises(ConfigError, match=in_order("timezone", "'Mars/Olympus'", "IANA")):
+        load_config(path)
+
+
+def test_unknown_time_unit_lists_the_units(tmp_path: Path) -> None:
+    path = config_with_setting(tmp_path, 'time_unit = "sec"')
+
+    with pytest.raises(ConfigError, match=in_order("`time_unit`", "'sec'", "s, ms, us")):
+        load_config(path)
+
+
+def test_missing_start_time_key_says_to_add_it(tmp_path: Path) -> None:
+    path = config_file(tmp_path, 'start_time = "start_timestamp"\n', "")
+
+    with pytest.raises(ConfigError, match=in_order("`start_time` is required", "start_time =")):
+        load_config(path)
+
+
+def test_events_only_key_on_a_history_table_is_refused(tmp_path: Path) -> None:
+    path = config_with_setting(tmp_path, 'time_column = "t"')
+
+    with pytest.raises(ConfigError, match=in_order("`time_column`", "does not apply", "remove")):
+        load_config(path)
+
+
+def test_table_naming_an_unconfigured_source_lists_the_sources(tmp_path: Path) -> None:
+    path = config_file(tmp_path, 'source = "warehouse"', 'source = "lake"')
+
+    with pytest.raises(ConfigError, match=in_order("`lake`", "not configured", "warehouse")):
+        load_config(path)
+
+
+def test_invalid_toml_is_a_config_error(tmp_path: Path) -> None:
+    path = config_file(tmp_path, "[store]", "[store")
+
+    with pytest.raises(ConfigError, match="not valid TOML"):
+        load_config(path)
+
+
+@pytest.mark.parametrize("name", ["events", "runs", "quarantine", "all_events", "Runs", "EVENTS"])
+def test_history_table_may_not_take_a_name_the_store_reserves(tmp_path: Path, name: str) -> None:
+    # DuckDB names are case-insensitive, so `Runs` would collide with the runs view too.
+    path = config_file(tmp_path, "[tables.company_plan_history]", f"[tables.{name}]")
+
+    with pytest.raises(ConfigError, match=in_order(f"[tables.{name}]", f"`{name}`", "rename")):
+        load_config(path)
+
+
+# --- columns the config names --------------------------------------------------------------
+
+
+def test_missing_start_column_names_everything_and_creates_no_store(project: Project) -> None:
+    company_history(project, [("c1", "free", 1, "2024-01-01 00:00:00+00", None)])
+    project.configure(
+        "company_plan_history", **{**project.tables["company_plan_history"], "start_time": "ts"}
+    )
+
+    result = project.cli("sync", "--table", "company_plan_history", check=False)
+
+    assert_user_error(
+        result,
+        "`ts`",
+        "company_plan_history",
+        "company_id, plan, seats, start_timestamp, updated_at",
+        "`start_time`",
+    )
+    assert not project.store.exists()
+
+
+def test_missing_start_column_leaves_an_existing_store_unchanged(project: Project) -> None:
+    company_history(project, [("c1", "free", 1, "2024-01-01 00:00:00+00", None)])
+    project.sync("company_plan_history")
+    before = checksum(project.store)
+
+    # The column is renamed in the source; the config still names the old one.
+    project.source_sql("ALTER TABLE company_plan_history RENAME start_timestamp TO valid_from")
+    with pytest.raises(
+        ConfigError, match=in_order("`start_timestamp`", "valid_from", "start_time")
+    ):
+        project.sync("company_plan_history")
+
+    assert checksum(project.store) == before
+
+
+def test_sync_of_an_unknown_table_lists_the_configured_ones(project: Project) -> None:
+    company_history(project, [("c1", "free", 1, "2024-01-01 00:00:00+00", None)])
+
+    result = project.cli("sync", "--table", "company_plan_hist", check=False)
+
+    assert_user_error(result, "`company_plan_hist`", "not configured", "company_plan_history")
+    assert not project.store.exists()
+
+
+# --- finding the config file ---------------------------------------------------------------
+
+
+def test_missing_config_file_given_by_flag_is_a_user_error(tmp_path: Path) -> None:
+    result = run_pitsync(tmp_path, "--config", "nowhere.toml", "runs")
+
+    assert_user_error(result, "nowhere.toml", "not found", "--config")
+
+
+def test_pitsync_config_variable_is_used_without_the_flag(project: Project) -> None:
+    company_history(project, [("c1", "free", 1, "2024-01-01 00:00:00+00", None)])
+    moved = project.config_path.rename(project.root / "elsewhere.toml")
+    (project.root / "cwd").mkdir()
+
+    result = run_pitsync(project.root / "cwd", "sync", "--all", env_config=str(moved))
+
+    # The store path is read from the config's folder, not the working folder.
+    assert result.returncode == 0, result.stderr
+    assert project.store.is_file()
+    assert list((project.root / "cwd").iterdir()) == []
+
+
+def test_missing_file_named_by_pitsync_config_names_the_variable(tmp_path: Path) -> None:
+    result = run_pitsync(tmp_path, "runs", env_config=str(tmp_path / "gone.toml"))
+
+    assert_user_error(result, "gone.toml", "PITSYNC_CONFIG")
+
+
+def test_config_flag_wins_over_the_variable(project: Project) -> None:
+    company_history(project, [("c1", "free", 1, "2024-01-01 00:00:00+00", None)])
+
+    result = run_pitsync(
+        project.root,
+        "--config",
+        str(project.config_path),
+        "sync",
+        "--all",
+        env_config=str(project.root / "gone.toml"),
+    )
+
+    assert result.returncode == 0, result.stderr
+    assert project.store.is_file()
+
+
+def test_pitsync_toml_in_the_working_folder_is_used_by_default(project: Project) -> None:
+    company_history(project, [("c1", "free", 1, "2024-01-01 00:00:00+00", None)])
+
+    result = run_pitsync(project.root, "sync", "--all")
+
+    assert result.returncode == 0, result.stderr
+    assert project.store.is_file()
+
+
+# --- each history table owns its properties (DESIGN rule 11) -------------------------------
+
+
+def billing_history(project: Project, *, kind: str = "group_history") -> None:
+    """A second history table of companies that also has a `plan` column."""
+    project.source_sql(
+        "CREATE TABLE company_billing (company_id VARCHAR, plan VARCHAR, mrr INTEGER, "
+        "billed_from TIMESTAMPTZ)",
+        "INSERT INTO company_billing VALUES ('c1', 'annual', 100, '2024-01-05 00:00:00+00')",
+    )
+    settings = {"group_key": "company_id"} if kind == "group_history" else {}
+    project.configure(
+        "company_billing", kind=kind, id_column="company_id", start_time="billed_from", **settings
+    )
+
+
+def test_second_table_of_a_group_with_the_same_property_fails_naming_both(
+    project: Project,
+) -> None:
+    company_history(project, [("c1", "free", 1, "2024-01-01 00:00:00+00", None)])
+    billing_history(project)
+    project.cli("sync", "--table", "company_plan_history")
+
+    result = project.cli("sync", "--table", "company_billing", check=False)
+
+    assert_user_error(result, "company_billing", "company_plan_history", "`plan`")
+    # Nothing of the refused table reached the store.
+    con = duckdb.connect(str(project.store), read_only=True)
+    try:
+        tables = con.execute("SELECT table_name FROM duckdb_tables() WHERE schema_name = 'main'")
+        assert tables.fetchall() == [("company_plan_history",)]
+    finally:
+        con.close()
+
+
+def test_same_property_on_a_different_kind_of_entity_is_allowed(project: Project) -> None:
+    company_history(project, [("c1", "free", 1, "2024-01-01 00:00:00+00", None)])
+    billing_history(project, kind="user_history")
+    project.sync("company_plan_history")
+
+    # A user's `plan` and a company's `plan` describe different entities.
+    record = project.sync("company_billing")
+
+    assert (record.status, record.inserted) == ("succeeded", 1)

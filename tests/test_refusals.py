@@ -1,0 +1,207 @@
+"""`pitsync query` reads the store and nothing else: every other statement is refused.
+
+Two walls are tested: the guard that parses the query and refuses it with a message
+(through the command line and through `QuerySession`), and the store connection itself,
+which is read-only with external access off and its settings locked.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterator
+
+import duckdb
+import pytest
+
+from pitsync.errors import QueryRefused
+from pitsync.queries.execute import QuerySession
+from pitsync.store import open_read_only
+from tests.conftest import Project, company_history, login_events
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory: pytest.TempPathFactory) -> Project:
+    """A synced store: two companies' plans and one login; shared, as nothing may change it."""
+    project = Project(root=tmp_path_factory.mktemp("refusals"))
+    company_history(
+        project,
+        [
+            ("c1", "free", 1, "2024-01-01 00:00:00+00", None),
+            ("c2", "team", 5, "2024-01-15 00:00:00+00", None),
+        ],
+    )
+    login_events(project, [("e1", "c1", "2024-01-10 00:00:00+00")])
+    project.sync("company_plan_history")
+    project.sync("product_events")
+    return project
+
+
+def store_files(project: Project) -> dict[str, str]:
+    """Every file of the store (a WAL beside it included) and the SHA-256 of its bytes."""
+    return {
+        path.name: hashlib.sha256(path.read_bytes()).hexdigest()
+        for path in project.root.glob(f"{project.store.name}*")
+    }
+
+
+def assert_refused(project: Project, sql: str, *fragments: str) -> str:
+    """The query exits 1 with a refusal naming the fragments, and the store is unchanged."""
+    before = store_files(project)
+
+    result = project.cli("query", sql, "--format", "json", check=False)
+
+    assert result.returncode == 1, result.stdout
+    assert "pitsync: error:" in result.stderr and "Traceback" not in result.stderr
+    for fragment in fragments:
+        assert fragment in result.stderr
+    assert result.stdout == ""
+    assert store_files(project) == before
+    return result.stderr
+
+
+# --- the guard, through the command line ---------------------------------------------------
+
+
+def test_insert_statement_is_refused_and_store_unchanged(store: Project) -> None:
+    sql = "INSERT INTO company_plan_history (company_id, plan) VALUES ('c9', 'stolen')"
+    assert_refused(store, sql, "only reads are allowed", "INSERT")
+
+
+def test_update_statement_is_refused_and_store_unchanged(store: Project) -> None:
+    sql = "UPDATE company_plan_history SET plan = 'free' WHERE company_id = 'c2'"
+    assert_refused(store, sql, "only reads are allowed", "UPDATE")
+
+
+def test_delete_statement_is_refused_and_store_unchanged(store: Project) -> None:
+    assert_refused(store, "DELETE FROM company_plan_history", "only reads are allowed", "DELETE")
+
+
+def test_create_table_is_refused_and_store_unchanged(store: Project) -> None:
+    sql = "CREATE TABLE copy_of_plans AS SELECT * FROM company_plan_history"
+    assert_refused(store, sql, "only reads are allowed", "CREATE")
+
+
+def test_drop_table_is_refused_and_store_unchanged(store: Project) -> None:
+    assert_refused(store, "DROP TABLE company_plan_history", "only reads are allowed", "DROP")
+
+
+def test_delete_inside_a_cte_is_refused_and_store_unchanged(store: Project) -> None:
+    sql = "WITH gone AS (DELETE FROM company_plan_history RETURNING *) SELECT * FROM gone"
+    assert_refused(store, sql, "only reads are allowed", "DELETE")
+
+
+def test_read_csv_of_a_system_file_is_refused(store: Project) -> None:
+    assert_refused(store, "SELECT * FROM read_csv('/etc/passwd')", "read_csv", "not allowed")
+
+
+def test_a_file_path_used_as_a_table_is_refused(store: Project) -> None:
+    # DuckDB would read a quoted path in FROM as a file; the guard knows only relations.
+    assert_refused(store, "SELECT * FROM '/etc/passwd'", "/etc/passwd")
+
+
+def test_attach_of_another_database_is_refused(store: Project) -> None:
+    other = store.root / "other.duckdb"
+    assert_refused(store, f"ATTACH '{other}' AS x", "ATTACH")
+    assert not other.exists()
+
+
+def test_copy_to_a_file_is_refused_and_writes_no_file(store: Project) -> None:
+    target = store.root / "copied_by_query.csv"
+    assert_refused(store, f"COPY events TO '{target}'", "COPY")
+    assert not target.exists()
+
+
+def test_set_turning_external_access_on_is_refused(store: Project) -> None:
+    assert_refused(store, "SET enable_external_access = true", "SET")
+
+
+def test_pragma_is_refused(store: Project) -> None:
+    assert_refused(store, "PRAGMA database_list", "PRAGMA")
+
+
+def test_two_statements_separated_by_a_semicolon_are_refused(store: Project) -> None:
+    sql = "SELECT count(*) FROM events; DROP TABLE company_plan_history"
+    assert_refused(store, sql, "exactly one statement", "got 2")
+
+
+def test_as_of_on_a_relation_that_is_not_a_history_table_is_refused(store: Project) -> None:
+    sql = "SELECT * FROM events FOR SYSTEM_TIME AS OF TIMESTAMP '2024-03-01 00:00:00+00'"
+    message = assert_refused(store, sql, "history tables", "`events`")
+    # The message says which relations do take the temporal syntax.
+    assert "company_plan_history" in message
+
+
+# --- the guard, through the library --------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("sql", "message"),
+    [
+        ("DELETE FROM company_plan_history", "only reads are allowed"),
+        ("SELECT * FROM read_csv('/etc/passwd')", "`read_csv` is not allowed"),
+        ("SELECT 1; SELECT 2", "exactly one statement"),
+        ("SELECT * FROM runs FOR SYSTEM_TIME AS OF TIMESTAMP '2024-03-01'", "history tables"),
+    ],
+    ids=["delete", "read-csv", "two-statements", "as-of-on-runs"],
+)
+def test_query_session_raises_query_refused(store: Project, sql: str, message: str) -> None:
+    with QuerySession(store.store) as session, pytest.raises(QueryRefused, match=message) as info:
+        session.query(sql)
+
+    # The refusal carries the query it refused.
+    assert info.value.sql == sql
+
+
+def test_query_session_still_answers_reads_after_a_refusal(store: Project) -> None:
+    with QuerySession(store.store) as session:
+        with pytest.raises(QueryRefused):
+            session.query("DROP TABLE company_plan_history")
+        rows = session.query("SELECT company_id FROM company_plan_history ORDER BY 1").fetchall()
+
+    assert rows == [("c1",), ("c2",)]
+
+
+# --- the second wall: the connection itself ------------------------------------------------
+
+
+@pytest.fixture
+def raw_connection(store: Project) -> Iterator[duckdb.DuckDBPyConnection]:
+    """The store opened the way queries open it, used without the guard in front."""
+    connection = open_read_only(store.store)
+    yield connection
+    connection.close()
+
+
+def test_connection_cannot_read_files_even_without_the_guard(
+    raw_connection: duckdb.DuckDBPyConnection,
+) -> None:
+    with pytest.raises(duckdb.PermissionException):
+        raw_connection.execute("SELECT * FROM read_csv('/etc/passwd')")
+
+
+def test_connection_cannot_turn_external_access_back_on(
+    raw_connection: duckdb.DuckDBPyConnection,
+) -> None:
+    with pytest.raises(duckdb.Error, match="locked"):
+        raw_connection.execute("SET enable_external_access = true")
+
+
+def test_connection_cannot_write_files_even_without_the_guard(
+    store: Project, raw_connection: duckdb.DuckDBPyConnection
+) -> None:
+    target = store.root / "copied_by_connection.csv"
+
+    with pytest.raises(duckdb.PermissionException):
+        raw_connection.execute(f"COPY (SELECT 1) TO '{target}'")
+
+    assert not target.exists()
+
+
+def test_connection_cannot_change_the_store_even_without_the_guard(
+    store: Project, raw_connection: duckdb.DuckDBPyConnection
+) -> None:
+    with pytest.raises(duckdb.Error, match="read-only"):
+        raw_connection.execute("DELETE FROM company_plan_history")
+
+    count = raw_connection.execute("SELECT count(*) FROM company_plan_history").fetchone()
+    assert count == (2,)
