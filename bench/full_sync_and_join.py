@@ -49,14 +49,28 @@ def main() -> None:
     if args.step:
         run_step(args)
         return
-    size = ["--companies", str(args.companies), "--rows-per-company", str(args.rows_per_company),
-            "--events", str(args.events)]
+    size = [
+        "--companies",
+        str(args.companies),
+        "--rows-per-company",
+        str(args.rows_per_company),
+        "--events",
+        str(args.events),
+    ]
     name = f"warehouse-{args.companies}x{args.rows_per_company}-{args.events}"
     warehouse = DATA / f"{name}.duckdb"
     if not warehouse.exists():
         DATA.mkdir(exist_ok=True)
-        subprocess.run([sys.executable, str(ROOT / "sample_warehouse" / "build.py"), *size,
-                        "--out", str(warehouse)], check=True)
+        subprocess.run(
+            [
+                sys.executable,
+                str(ROOT / "sample_warehouse" / "build.py"),
+                *size,
+                "--out",
+                str(warehouse),
+            ],
+            check=True,
+        )
     store = DATA / f"{name}-store.duckdb"
     config = write_config(DATA / f"{name}.toml", warehouse, store)
     report(warehouse, store, config)
@@ -67,8 +81,9 @@ def parse_arguments() -> argparse.Namespace:
     parser.add_argument("--companies", type=int, default=200_000)
     parser.add_argument("--rows-per-company", type=int, default=10)
     parser.add_argument("--events", type=int, default=20_000_000)
-    parser.add_argument("--deep", action="store_true",
-                        help="deep history: 10k companies with 200 rows each")
+    parser.add_argument(
+        "--deep", action="store_true", help="deep history: 10k companies with 200 rows each"
+    )
     parser.add_argument("--step", help=argparse.SUPPRESS)
     parser.add_argument("--warehouse", help=argparse.SUPPRESS)
     parser.add_argument("--store", help=argparse.SUPPRESS)
@@ -116,14 +131,20 @@ def report(warehouse: Path, store: Path, config: Path) -> None:
 
 def line(label: str, rows: int, figures: dict) -> None:
     rate = rows / figures["seconds"]
-    print(f"  {label:<30} {figures['seconds']:7.2f}s {rate:>14,.0f} rows/s "
-          f"peak memory {figures['peak_mb']:,.0f} MB")
+    print(
+        f"  {label:<30} {figures['seconds']:7.2f}s {rate:>14,.0f} rows/s "
+        f"peak memory {figures['peak_mb']:,.0f} MB"
+    )
 
 
 def measure(step: str, common: list[str]) -> dict:
     """One step in a fresh interpreter; its JSON figures plus its peak memory."""
-    result = subprocess.run([sys.executable, __file__, "--step", step, *common],
-                            check=True, capture_output=True, text=True)
+    result = subprocess.run(
+        [sys.executable, __file__, "--step", step, *common],
+        check=True,
+        capture_output=True,
+        text=True,
+    )
     return json.loads(result.stdout.strip().splitlines()[-1])
 
 

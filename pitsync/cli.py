@@ -29,6 +29,8 @@ from pitsync.store import END_TIME, START_TIME, open_read_only
 
 log = logging.getLogger("pitsync")
 
+PIPE_WIDTH = 160  # rich would squeeze tables into 80 columns when not on a terminal
+
 
 def build_parser() -> argparse.ArgumentParser:
     """Every command and option, each with a one-line help."""
@@ -173,7 +175,7 @@ def print_sync_report(records: list[RunRecord]) -> None:
             str(record.conflicts),
             f"{record.seconds:.2f}",
         )
-    Console().print(table)
+    terminal().print(table)
 
 
 def command_runs(args: argparse.Namespace) -> int:
@@ -211,7 +213,7 @@ def command_runs(args: argparse.Namespace) -> int:
             str(r.conflicts),
             r.error or "",
         )
-    Console().print(table)
+    terminal().print(table)
     return 0
 
 
@@ -224,7 +226,7 @@ def command_query(args: argparse.Namespace) -> int:
         elif args.format == "json":
             write_json(relation, sys.stdout)
         else:
-            write_table(relation, Console())
+            write_table(relation, terminal())
     return 0
 
 
@@ -240,7 +242,7 @@ def command_profile(args: argparse.Namespace) -> int:
     table = Table("property", "value", title=f"{entity.describe()} at {moment}")
     for name, value in properties.items():
         table.add_row(name, json.dumps(value) if not isinstance(value, str) else value)
-    Console().print(table)
+    terminal().print(table)
     return 0
 
 
@@ -283,7 +285,7 @@ def command_history(args: argparse.Namespace) -> int:
     if args.format == "json":
         print(json.dumps(timelines, indent=2))
         return 0
-    console = Console()
+    console = terminal()
     for name, intervals in timelines.items():
         print_timeline(console, name, entity, intervals)
     return 0
@@ -312,6 +314,11 @@ def print_timeline(
     if not intervals:
         table.add_row("-", "-", "(no rows)")
     console.print(table)
+
+
+def terminal() -> Console:
+    """Rich output: the terminal's width, or a wide page when written to a pipe or file."""
+    return Console() if sys.stdout.isatty() else Console(width=PIPE_WIDTH)
 
 
 def run() -> None:

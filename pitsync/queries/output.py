@@ -133,7 +133,9 @@ def check_unique_names(columns: list[str]) -> None:
 
 def write_table(relation: duckdb.DuckDBPyRelation, console: Console) -> int:
     """A terminal table of the first rows; says how many more there are."""
-    table = Table(*relation.columns, show_lines=False)
+    table = Table(show_lines=False)
+    for name in relation.columns:
+        table.add_column(name, overflow="fold")
     text = formatted(relation, nested_as_json=True)
     shown = 0
     total = 0
