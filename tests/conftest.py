@@ -124,6 +124,11 @@ def company_history(project: Project, rows: list[tuple], **settings: Any) -> Non
             "INSERT INTO company_plan_history VALUES " + ", ".join(sql_row(row) for row in rows)
         )
     project.source_sql(*statements)
+    configure_company_history(project, **settings)
+
+
+def configure_company_history(project: Project, **settings: Any) -> None:
+    """company_plan_history as a group history of company_id, started by start_timestamp."""
     project.configure(
         "company_plan_history",
         kind="group_history",

@@ -13,7 +13,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from pitsync.errors import ConfigError, StrictModeError
-from tests.conftest import Project, company_history, utc
+from tests.conftest import Project, company_history, configure_company_history, utc
 
 
 def plan_at(project: Project, company: str, moment: str) -> list[tuple]:
@@ -164,13 +164,7 @@ def test_integer_and_text_ids_are_the_same_entity_and_not_trimmed(project: Proje
         "start_timestamp TIMESTAMPTZ)",
         "INSERT INTO company_plan_history VALUES (123, 'pro', '2024-01-01 00:00:00+00')",
     )
-    project.configure(
-        "company_plan_history",
-        kind="group_history",
-        id_column="company_id",
-        group_key="company_id",
-        start_time="start_timestamp",
-    )
+    configure_company_history(project)
     project.sync("company_plan_history")
 
     assert project.query(
@@ -190,13 +184,7 @@ def test_bad_rows_are_quarantined_with_reasons_and_counted(project: Project) -> 
         "('c1', 'pro', '2024-01-01 00:00:00+00'), (NULL, 'pro', '2024-01-01'), "
         "('c2', 'free', NULL), ('c3', 'team', 'last tuesday')",
     )
-    project.configure(
-        "company_plan_history",
-        kind="group_history",
-        id_column="company_id",
-        group_key="company_id",
-        start_time="start_timestamp",
-    )
+    configure_company_history(project)
     record = project.sync("company_plan_history")
 
     assert (record.rows_read, record.inserted, record.quarantined) == (4, 1, 3)
@@ -253,14 +241,7 @@ def test_start_times_are_read_as_utc_instants(
         f"start_timestamp {column_type})",
         f"INSERT INTO company_plan_history VALUES ('c1', 'pro', {value})",
     )
-    project.configure(
-        "company_plan_history",
-        kind="group_history",
-        id_column="company_id",
-        group_key="company_id",
-        start_time="start_timestamp",
-        **settings,
-    )
+    configure_company_history(project, **settings)
     project.sync("company_plan_history")
 
     assert project.query("SELECT start_time FROM company_plan_history") == [(utc(instant),)]
@@ -294,13 +275,7 @@ def test_a_float_start_column_is_a_configuration_error(project: Project) -> None
     project.source_sql(
         "CREATE TABLE company_plan_history (company_id VARCHAR, start_timestamp DOUBLE)"
     )
-    project.configure(
-        "company_plan_history",
-        kind="group_history",
-        id_column="company_id",
-        group_key="company_id",
-        start_time="start_timestamp",
-    )
+    configure_company_history(project)
 
     with pytest.raises(ConfigError, match="column `start_timestamp` .* has type double"):
         project.sync("company_plan_history")

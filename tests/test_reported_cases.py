@@ -13,7 +13,14 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import Project, company_history, login_events, resolved, utc
+from tests.conftest import (
+    Project,
+    company_history,
+    configure_company_history,
+    login_events,
+    resolved,
+    utc,
+)
 
 CASES = {
     case["id"]: case
@@ -147,13 +154,7 @@ def test_c10_naive_start_means_utc_whatever_the_process_zone(
             for r in case["input"]["history"]["rows"]
         ),
     )
-    project.configure(
-        "company_plan_history",
-        kind="group_history",
-        id_column="company_id",
-        group_key="company_id",
-        start_time="start_timestamp",
-    )
+    configure_company_history(project)
     login_events(project, [(e["id"], e["distinct_id"], e["time"]) for e in case["input"]["events"]])
 
     env = {"TZ": process_zone}
