@@ -96,7 +96,7 @@ def open_read_only(path: Path) -> duckdb.DuckDBPyConnection:
     """Open the store for queries: read-only, no file or network access, settings locked."""
     if not path.is_file():
         raise StoreError(f"the store {path} does not exist yet; run `pitsync sync --all` first")
-    config = {
+    config: dict[str, str | bool | int | float | list[str]] = {
         "enable_external_access": "false",
         "autoload_known_extensions": "false",
         "autoinstall_known_extensions": "false",

@@ -62,7 +62,17 @@ def read_catalog(con: duckdb.DuckDBPyConnection) -> list[CatalogEntry]:
         f"SELECT table_name, kind, id_column, group_key, stored_as, properties FROM {CATALOG} "
         "ORDER BY table_name"
     ).fetchall()
-    return [CatalogEntry(*row[:5], properties=list(row[5])) for row in rows]
+    return [
+        CatalogEntry(
+            table_name=row[0],
+            kind=row[1],
+            id_column=row[2],
+            group_key=row[3],
+            stored_as=row[4],
+            properties=list(row[5]),
+        )
+        for row in rows
+    ]
 
 
 def refresh_views(con: duckdb.DuckDBPyConnection) -> None:

@@ -13,8 +13,16 @@ Two forms, told apart by whether the moment refers to a column:
 A literal moment is read as TIMESTAMPTZ, so `TIMESTAMP '2024-03-01 00:00:00+05'` keeps
 its offset (DuckDB's plain TIMESTAMP would drop it) and a naive literal means UTC.
 
-    >>> rewrite_temporal("SELECT plan FROM h FOR SYSTEM_TIME AS OF '2024-01-01'", {"h"})
-    "SELECT plan FROM (SELECT * FROM h WHERE h.start_time <= CAST('2024-01-01' AS ..."
+For example, with `h` a history table,
+
+    SELECT plan FROM h FOR SYSTEM_TIME AS OF '2024-01-01'
+
+runs as
+
+    SELECT plan FROM (SELECT * FROM h WHERE h.start_time <= CAST('2024-01-01' AS TIMESTAMPTZ)
+      AND (h.end_time IS NULL OR h.end_time > CAST('2024-01-01' AS TIMESTAMPTZ))) AS h
+
+(tests/fixtures/temporal_rewrites.sql holds more such pairs).
 """
 
 from __future__ import annotations
@@ -27,9 +35,7 @@ from pitsync.store import END_TIME, START_TIME
 TEMPORAL_KINDS = ("AS OF",)
 
 
-def rewrite_temporal_tree(
-    tree: exp.Expression, history_tables: set[str], sql: str
-) -> exp.Expression:
+def rewrite_temporal_tree(tree: exp.Query, history_tables: set[str], sql: str) -> exp.Query:
     """Replace every `FOR SYSTEM_TIME AS OF` in the tree; refuse forms it cannot answer."""
     for table in list(tree.find_all(exp.Table)):
         version = table.args.get("version")
@@ -103,7 +109,7 @@ def rewrite_as_of_join(table: exp.Table, moment: exp.Expression, sql: str) -> No
             "(for example ON h.company_id = e.company_id)",
             sql=sql,
         )
-    check_equalities(condition, table.name, sql)
+    equalities = check_equalities(condition, table.name, sql)
     side = str(join.args.get("side") or "").upper()
     if side not in ("", "LEFT"):
         raise QueryRefused(
@@ -113,14 +119,27 @@ def rewrite_as_of_join(table: exp.Table, moment: exp.Expression, sql: str) -> No
     started = exp.GTE(
         this=moment.copy(), expression=exp.column(START_TIME, table=table.alias_or_name)
     )
-    join.set("on", exp.and_(condition.copy(), started))
+    join.set("on", exp.and_(*(part.copy() for part in equalities), started))
     join.set("method", "ASOF")
     join.set("kind", None)
 
 
-def check_equalities(condition: exp.Expression, name: str, sql: str) -> None:
-    """ASOF joins match on equalities; any other condition would change what 'as of' means."""
-    parts = list(condition.flatten()) if isinstance(condition, exp.And) else [condition]
+def conjuncts(condition: exp.Expression) -> list[exp.Expression]:
+    """The terms of a chain of ANDs, parentheses removed at any depth."""
+    condition = condition.unnest()
+    if isinstance(condition, exp.And):
+        return conjuncts(condition.this) + conjuncts(condition.expression)
+    return [condition]
+
+
+def check_equalities(condition: exp.Expression, name: str, sql: str) -> list[exp.Expression]:
+    """The ON clause's equalities; any other condition would change what 'as of' means."""
+    condition = condition.unnest()
+    parts = (
+        [part.unnest() for part in condition.flatten()]
+        if isinstance(condition, exp.And)
+        else [condition]
+    )
     for part in parts:
         if not isinstance(part, exp.EQ):
             raise QueryRefused(
@@ -128,3 +147,4 @@ def check_equalities(condition: exp.Expression, name: str, sql: str) -> None:
                 f"`{part.sql('duckdb')}` is not one: filter in WHERE, or in a subquery",
                 sql=sql,
             )
+    return parts
