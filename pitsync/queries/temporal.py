@@ -134,12 +134,7 @@ def conjuncts(condition: exp.Expression) -> list[exp.Expression]:
 
 def check_equalities(condition: exp.Expression, name: str, sql: str) -> list[exp.Expression]:
     """The ON clause's equalities; any other condition would change what 'as of' means."""
-    condition = condition.unnest()
-    parts = (
-        [part.unnest() for part in condition.flatten()]
-        if isinstance(condition, exp.And)
-        else [condition]
-    )
+    parts = conjuncts(condition)
     for part in parts:
         if not isinstance(part, exp.EQ):
             raise QueryRefused(
