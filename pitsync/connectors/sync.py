@@ -15,6 +15,7 @@ Order of steps, and why:
 from __future__ import annotations
 
 import logging
+from contextlib import ExitStack
 from dataclasses import dataclass
 
 import duckdb
@@ -22,7 +23,7 @@ import pyarrow as pa
 
 from pitsync.config import Config, TableConfig
 from pitsync.connectors.runs import RunRecord, next_run_id, utc_now, write_run
-from pitsync.connectors.sources import open_source
+from pitsync.connectors.sources import Source, open_source
 from pitsync.errors import ConfigError, PitsyncError, StrictModeError
 from pitsync.modeling.events import EventsModel, plan_events
 from pitsync.modeling.hidden_events import (
@@ -62,55 +63,60 @@ def sync_tables(
     """Plan every table first, then run each; one table's failure does not stop the rest.
 
     Planning reads only schemas, so a configuration mistake in any table stops the whole
-    command before any table changes.
+    command before any table changes. Each source is opened once for the whole command.
     """
-    models = [plan_table(config, table) for table in tables]
-    check_ownership_among(models)
-    outcomes = []
-    for model in models:
-        try:
-            outcomes.append(RunOutcome(model.table.name, record=run_model(config, model, options)))
-        except PitsyncError as error:
-            log.warning("table %s: the run failed and was rolled back", model.table.name)
-            outcomes.append(RunOutcome(model.table.name, error=error))
-    return outcomes
+    with ExitStack() as stack:
+        sources = open_sources(config, tables, stack)
+        models = [plan_model(config, table, sources[table.source]) for table in tables]
+        check_ownership_among(models)
+        return [
+            run_or_report(config, model, sources[model.table.source], options) for model in models
+        ]
+
+
+def run_or_report(config: Config, model: Model, source: Source, options: SyncOptions) -> RunOutcome:
+    try:
+        return RunOutcome(model.table.name, record=run_model(config, model, source, options))
+    except PitsyncError as error:
+        log.warning("table %s: the run failed and was rolled back", model.table.name)
+        return RunOutcome(model.table.name, error=error)
 
 
 def sync_table(config: Config, table: TableConfig, options: SyncOptions) -> RunRecord:
     """Run one full sync of `table`; return its committed run record, or raise."""
-    return run_model(config, plan_table(config, table), options)
+    with ExitStack() as stack:
+        source = open_sources(config, [table], stack)[table.source]
+        return run_model(config, plan_model(config, table, source), source, options)
 
 
-def plan_table(config: Config, table: TableConfig) -> Model:
-    """Read the table's schema from its source and plan its modeling (no rows read)."""
-    source = open_source(config.sources[table.source])
-    try:
-        return plan_model(config, table, source.schema(table.source_table))
-    finally:
-        source.close()
+def open_sources(config: Config, tables: list[TableConfig], stack: ExitStack) -> dict[str, Source]:
+    """The sources these tables read, each opened once and closed when the stack ends."""
+    sources: dict[str, Source] = {}
+    for name in dict.fromkeys(table.source for table in tables):
+        sources[name] = open_source(config.sources[name])
+        stack.callback(sources[name].close)
+    return sources
 
 
-def run_model(config: Config, model: Model, options: SyncOptions) -> RunRecord:
+def run_model(config: Config, model: Model, source: Source, options: SyncOptions) -> RunRecord:
     """Stream the table's rows from its source into the store as one run."""
     table = model.table
-    source = open_source(config.sources[table.source])
+    log.info("table %s: reading %s from source %s", table.name, table.source_table, table.source)
+    con = open_for_writing(config.store_path)
     try:
-        log.info(
-            "table %s: reading %s from source %s", table.name, table.source_table, table.source
-        )
-        con = open_for_writing(config.store_path)
-        try:
-            check_property_ownership(con, model)
-            rows = source.read(table.source_table, model.source_columns)
-            return run_once(con, model, rows, options)
-        finally:
-            con.close()
+        check_property_ownership(con, model)
+        rows = source.read(table.source_table, model.source_columns)
+        return run_once(con, model, rows, options)
     finally:
-        source.close()
+        con.close()
 
 
-def plan_model(config: Config, table: TableConfig, schema: pa.Schema) -> Model:
-    """The modeling plan for this kind of table (raises ConfigError on any mismatch)."""
+def plan_model(config: Config, table: TableConfig, source: Source) -> Model:
+    """The modeling plan for this kind of table, from its schema alone (no rows read).
+
+    Raises ConfigError on any mismatch between the configuration and the columns.
+    """
+    schema = source.schema(table.source_table)
     if table.is_history:
         return plan_history(table, schema)
     group_keys = {

@@ -126,10 +126,10 @@ def rewrite_as_of_join(table: exp.Table, moment: exp.Expression, sql: str) -> No
 
 def conjuncts(condition: exp.Expression) -> list[exp.Expression]:
     """The terms of a chain of ANDs, parentheses removed at any depth."""
-    condition = condition.unnest()
-    if isinstance(condition, exp.And):
-        return conjuncts(condition.this) + conjuncts(condition.expression)
-    return [condition]
+    term = condition.unnest()
+    if isinstance(term, exp.And):
+        return conjuncts(term.this) + conjuncts(term.expression)
+    return [term]
 
 
 def check_equalities(condition: exp.Expression, name: str, sql: str) -> list[exp.Expression]:
