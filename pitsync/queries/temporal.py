@@ -124,7 +124,7 @@ def rewrite_as_of_join(table: exp.Table, moment: exp.Expression, sql: str) -> No
     join.set("kind", None)
 
 
-def conjuncts(condition: exp.Expression) -> list[exp.Expression]:
+def conjuncts(condition: exp.Expr) -> list[exp.Expr]:
     """The terms of a chain of ANDs, parentheses removed at any depth."""
     term = condition.unnest()
     if isinstance(term, exp.And):
@@ -132,7 +132,7 @@ def conjuncts(condition: exp.Expression) -> list[exp.Expression]:
     return [term]
 
 
-def check_equalities(condition: exp.Expression, name: str, sql: str) -> list[exp.Expression]:
+def check_equalities(condition: exp.Expr, name: str, sql: str) -> list[exp.Expr]:
     """The ON clause's equalities; any other condition would change what 'as of' means."""
     parts = conjuncts(condition)
     for part in parts:
