@@ -34,13 +34,15 @@ from pitsync.errors import ConfigError
 CONFIG_ENV = "PITSYNC_CONFIG"
 DEFAULT_CONFIG = "pitsync.toml"
 
-SourceType = Literal["duckdb", "parquet", "csv"]
+SourceType = Literal["duckdb", "parquet", "csv", "sqlite", "postgres", "snowflake", "bigquery"]
 TableKind = Literal["group_history", "user_history", "events"]
 SyncMode = Literal["full"]
 TimeUnit = Literal["s", "ms", "us"]
 
 STORE_KEYS = {"path"}
-SOURCE_KEYS = {"type", "path"}
+SOURCE_KEYS = {"type", "path", "uri", "uri_env", "schema"}
+FILE_SOURCE_TYPES = {"duckdb", "parquet", "csv", "sqlite"}  # read from `path`
+DATABASE_SOURCE_TYPES = {"postgres", "snowflake", "bigquery"}  # reached by `uri`
 TABLE_KEYS = {
     "source",
     "kind",
@@ -65,11 +67,16 @@ RESERVED_TABLE_NAMES = {"events", "all_events", "quarantine", "runs"}
 
 @dataclass(frozen=True)
 class SourceConfig:
-    """One warehouse pitsync reads from."""
+    """One warehouse pitsync reads from: a file (`path`) or a database server (`uri`).
+
+    `uri` may hold a password, so it is kept out of `repr` and never put in a message.
+    """
 
     name: str
     type: SourceType
-    path: Path
+    path: Path | None = None
+    uri: str | None = field(default=None, repr=False)
+    schema: str | None = None
 
 
 @dataclass(frozen=True)
@@ -164,12 +171,46 @@ def parse_config(raw: dict[str, Any], path: Path) -> Config:
 
 
 def parse_source(name: str, raw: dict[str, Any], base: Path) -> SourceConfig:
-    """One [sources.NAME] section."""
+    """One [sources.NAME] section: files take `path`, database servers `uri` or `uri_env`."""
     where = f"[sources.{name}]"
     check_keys(raw, SOURCE_KEYS, where=where)
-    source_type = choice(raw, "type", get_args(SourceType), where=where)
-    source_path = text_value(raw, "path", where=where)
-    return SourceConfig(name=name, type=cast(SourceType, source_type), path=base / source_path)
+    source_type = cast(SourceType, choice(raw, "type", get_args(SourceType), where=where))
+    schema = text_value(raw, "schema", where=where, default=None)
+    if source_type in FILE_SOURCE_TYPES:
+        reads_path = f'type = "{source_type}" reads `path`'
+        refuse_keys(raw, {"uri", "uri_env"}, where=where, reason=reads_path)
+        if source_type != "duckdb":
+            refuse_keys(raw, {"schema"}, where=where, reason=f"{reads_path}, which has no schemas")
+        path = base / text_value(raw, "path", where=where)
+        return SourceConfig(name=name, type=source_type, path=path, schema=schema)
+    refuse_keys(raw, {"path"}, where=where, reason=f'type = "{source_type}" connects by `uri`')
+    return SourceConfig(name=name, type=source_type, uri=uri_value(raw, where=where), schema=schema)
+
+
+def uri_value(raw: dict[str, Any], *, where: str) -> str:
+    """The connection URI, written in the file or named by an environment variable."""
+    if ("uri" in raw) == ("uri_env" in raw):
+        raise ConfigError(
+            f'{where}: set exactly one of `uri` ("postgresql://...") or `uri_env` (the name of '
+            "an environment variable holding it, so a password need not sit in the file)",
+            key="uri",
+        )
+    if "uri" in raw:
+        return text_value(raw, "uri", where=where)
+    variable = text_value(raw, "uri_env", where=where)
+    value = os.environ.get(variable)
+    if not value:
+        raise ConfigError(
+            f"{where}: environment variable {variable} (from `uri_env`) is not set or empty; "
+            "export it with the connection URI",
+            key="uri_env",
+        )
+    return value
+
+
+def refuse_keys(raw: dict[str, Any], keys: set[str], *, where: str, reason: str) -> None:
+    for key in sorted(keys & raw.keys()):
+        raise ConfigError(f"{where}: `{key}` does not apply: {reason}; remove it", key=key)
 
 
 def parse_table(name: str, raw: dict[str, Any], sources: dict[str, SourceConfig]) -> TableConfig:

@@ -51,3 +51,9 @@ class QueryRefused(PitsyncError):
 
 class QueryError(PitsyncError):
     """A read-only query failed inside DuckDB (an unknown column, a type error)."""
+
+
+def first_line(error: BaseException) -> str:
+    """Engine and driver messages carry multi-line context; the first line says what happened."""
+    text = str(error).strip()
+    return text.splitlines()[0] if text else type(error).__name__

@@ -23,7 +23,7 @@ import duckdb
 import pyarrow as pa
 
 from pitsync.config import SourceConfig
-from pitsync.errors import SourceError
+from pitsync.errors import SourceError, first_line
 from pitsync.quoting import quote_identifier, quote_string
 from pitsync.store import SET_UTC
 
@@ -60,7 +60,7 @@ class FileKind:
 
 
 def duckdb_relation(config: SourceConfig, table: str) -> str:
-    return f"source_db.main.{quote_identifier(table)}"
+    return f"source_db.{quote_identifier(config.schema or 'main')}.{quote_identifier(table)}"
 
 
 def parquet_relation(config: SourceConfig, table: str) -> str:
@@ -98,7 +98,7 @@ class FileSource:
 
     def attach(self) -> None:
         """Open the DuckDB file read-only, so pitsync can never change a warehouse."""
-        if not self.config.path.is_file():
+        if self.config.path is None or not self.config.path.is_file():
             raise SourceError(
                 f"source `{self.name}`: DuckDB file {self.config.path} not found; check "
                 f"`path` in [sources.{self.name}]",
@@ -164,11 +164,10 @@ class FileSource:
         self.engine.close()
 
 
-def first_line(error: BaseException) -> str:
-    """DuckDB messages carry a multi-line context; the first line says what happened."""
-    return str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-
-
 def open_source(config: SourceConfig) -> Source:
-    """The source for one [sources.NAME] section."""
+    """The source for one [sources.NAME] section: files through DuckDB, databases via ADBC."""
+    from pitsync.connectors.databases import DRIVERS, DatabaseSource
+
+    if config.type in DRIVERS:
+        return DatabaseSource(config)
     return FileSource(config)

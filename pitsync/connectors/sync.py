@@ -15,6 +15,7 @@ Order of steps, and why:
 from __future__ import annotations
 
 import logging
+import re
 from contextlib import ExitStack
 from dataclasses import dataclass
 
@@ -24,7 +25,14 @@ import pyarrow as pa
 from pitsync.config import Config, TableConfig
 from pitsync.connectors.runs import RunRecord, next_run_id, utc_now, write_run
 from pitsync.connectors.sources import Source, open_source
-from pitsync.errors import ConfigError, PitsyncError, StrictModeError
+from pitsync.errors import (
+    ConfigError,
+    PitsyncError,
+    SourceError,
+    StoreError,
+    StrictModeError,
+    first_line,
+)
 from pitsync.modeling.events import EventsModel, plan_events
 from pitsync.modeling.hidden_events import (
     CatalogEntry,
@@ -37,6 +45,9 @@ from pitsync.modeling.staging import SOURCE_ROWS
 from pitsync.store import open_for_writing
 
 log = logging.getLogger(__name__)
+
+# How DuckDB reports an exception raised by a Python stream it was reading.
+STREAM_FAILURE = re.compile(r"registered as '\w+' failed: (?:Unknown error: )?(.*?)\. Detail:")
 
 Model = HistoryModel | EventsModel
 
@@ -176,8 +187,11 @@ def run_once(
         con.execute("COMMIT")
     except BaseException as error:
         con.execute("ROLLBACK")
-        record_failure(con, record, error)
-        raise
+        failure = as_run_error(table, error)
+        record_failure(con, record, failure or error)
+        if failure is None or failure is error:
+            raise
+        raise failure from error
     finally:
         con.unregister(SOURCE_ROWS)
     log.info(
@@ -229,8 +243,26 @@ def record_failure(con: duckdb.DuckDBPyConnection, record: RunRecord, error: Bas
     record.error = str(error) if isinstance(error, PitsyncError) else describe(error)
     try:
         write_run(con, record)
+        refresh_views(con)  # so a store whose first run failed still answers queries
     except duckdb.Error:
         log.exception("table %s: could not record the failed run", record.table_name)
+
+
+def as_run_error(table: TableConfig, error: BaseException) -> PitsyncError | None:
+    """What the user is told of a failed run: ours as it is, DuckDB's with the table named.
+
+    A source that fails while DuckDB reads its stream reaches us wrapped in DuckDB's
+    message; the source's own sentence is taken back out of it.
+    """
+    if isinstance(error, PitsyncError):
+        return error
+    if not isinstance(error, duckdb.Error):
+        return None  # an interrupt or a bug: let it surface as it is
+    message = first_line(error)
+    from_stream = STREAM_FAILURE.search(message)
+    if from_stream:
+        return SourceError(from_stream.group(1), source=table.source)
+    return StoreError(f"table `{table.name}`: the run failed and nothing was applied: {message}")
 
 
 def describe(error: BaseException) -> str:

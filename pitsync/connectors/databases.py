@@ -1,0 +1,232 @@
+"""Database sources through ADBC: PostgreSQL, SQLite, and Snowflake or BigQuery.
+
+Each driver hands back query results as Arrow record batches, so rows go from the
+database into DuckDB without passing through Python objects. What differs between
+databases is kept in `DRIVERS`: which module connects, and which SQL dialect the
+extraction query is printed in.
+
+A connection URI may carry a password. It is used to connect and for nothing else: every
+message that could echo it (a driver's error text) goes through `redact` first.
+
+Types: PostgreSQL's `numeric` arrives as text (it can exceed any fixed-width decimal), so
+a `numeric(p, s)` with p <= 38 becomes a DECIMAL(p, s); an unconstrained `numeric`, or one
+wider than 38 digits, becomes a DOUBLE, as DuckDB's own PostgreSQL reader does. JSON stays
+JSON. Any other type the driver cannot express in Arrow is refused, naming the column.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlsplit
+
+import pyarrow as pa
+
+from pitsync.config import SourceConfig
+from pitsync.connectors.extraction import DIALECTS, select_columns
+from pitsync.errors import ConfigError, SourceError, first_line
+
+log = logging.getLogger(__name__)
+
+MAX_DECIMAL_PRECISION = 38
+POSTGRES_TYPE = b"POSTGRESQL:type"
+POSTGRES_TYPMOD = b"POSTGRESQL:typmod"
+
+
+@dataclass(frozen=True)
+class Driver:
+    """The ADBC driver of one kind of database, and the pip extra that installs it."""
+
+    module: str
+    dialect: str
+    extra: str
+
+
+DRIVERS = {
+    "postgres": Driver("adbc_driver_postgresql.dbapi", DIALECTS["postgres"], "postgres"),
+    "sqlite": Driver("adbc_driver_sqlite.dbapi", DIALECTS["sqlite"], "sqlite"),
+    "snowflake": Driver("adbc_driver_snowflake.dbapi", DIALECTS["snowflake"], "snowflake"),
+    "bigquery": Driver("adbc_driver_bigquery.dbapi", DIALECTS["bigquery"], "bigquery"),
+}
+
+
+class DatabaseSource:
+    """A table source in a database server (or an SQLite file), read through ADBC."""
+
+    def __init__(self, config: SourceConfig):
+        self.name = config.name
+        self.config = config
+        self.driver = DRIVERS[config.type]
+        self.connection = self.connect()
+        self.cursors: list[Any] = []  # a result stream lives only as long as its cursor
+
+    def connect(self) -> Any:
+        module = load_driver(self.config, self.driver)
+        try:
+            if self.config.type == "sqlite":
+                return module.connect(sqlite_read_only_uri(self.config))
+            if self.config.type == "bigquery":
+                return module.connect(db_kwargs={"uri": self.config.uri})
+            return module.connect(self.config.uri)
+        except Exception as error:  # every driver raises its own DB-API error classes
+            raise SourceError(
+                f"source `{self.name}`: cannot connect to {self.config.type}: "
+                f"{self.redact(first_line(error))}; check `uri` (or `uri_env`) in "
+                f"[sources.{self.name}]",
+                source=self.name,
+            ) from None
+
+    def schema(self, table: str) -> pa.Schema:
+        try:
+            raw = self.connection.adbc_get_table_schema(table, db_schema_filter=self.config.schema)
+        except Exception:
+            raise SourceError(self.missing_table_message(table), source=self.name) from None
+        return mappable_schema(raw, source=self.name, table=table)
+
+    def read(self, table: str, columns: list[str]) -> pa.RecordBatchReader:
+        target = self.schema(table)
+        target = pa.schema([target.field(name) for name in columns])
+        sql = select_columns(self.driver.dialect, table, columns, schema=self.config.schema)
+        log.debug("source %s: %s", self.name, sql)
+        cursor = self.connection.cursor()
+        self.cursors.append(cursor)
+        try:
+            cursor.execute(sql)
+            batches = cursor.fetch_record_batch()
+        except Exception as error:
+            raise SourceError(
+                f"source `{self.name}`: reading table `{table}` failed: "
+                f"{self.redact(first_line(error))}",
+                source=self.name,
+            ) from None
+        return pa.RecordBatchReader.from_batches(target, self.converted(batches, target, table))
+
+    def converted(
+        self, batches: pa.RecordBatchReader, target: pa.Schema, table: str
+    ) -> Iterator[pa.RecordBatch]:
+        """Each batch cast to the mapped types; a driver failure mid-stream names the table."""
+        try:
+            for batch in batches:
+                yield conform(batch, target)
+        except Exception as error:
+            raise SourceError(
+                f"source `{self.name}`: reading table `{table}` failed: "
+                f"{self.redact(first_line(error))}",
+                source=self.name,
+            ) from None
+
+    def missing_table_message(self, table: str) -> str:
+        where = f"schema `{self.config.schema}`" if self.config.schema else "the database"
+        names = self.table_names()
+        listed = ", ".join(names) if names else "(none)"
+        return (
+            f"source `{self.name}`: table `{table}` not found in {where}; tables are: {listed}; "
+            "set `from` in the table's section when its name in the source differs"
+        )
+
+    def table_names(self) -> list[str]:
+        try:
+            objects = self.connection.adbc_get_objects(
+                depth="tables", db_schema_filter=self.config.schema
+            ).read_all()
+        except Exception:
+            return []
+        names = []
+        for catalog in objects.to_pylist():
+            for schema in catalog.get("catalog_db_schemas") or []:
+                names.extend(entry["table_name"] for entry in schema.get("db_schema_tables") or [])
+        return sorted(set(names))
+
+    def redact(self, text: str) -> str:
+        return redact(text, self.config.uri)
+
+    def close(self) -> None:
+        try:
+            for cursor in self.cursors:
+                cursor.close()
+            self.connection.close()
+        except Exception:  # closing after a failed read must not hide the first error
+            log.debug("source %s: error while closing", self.name, exc_info=True)
+
+
+def load_driver(config: SourceConfig, driver: Driver) -> Any:
+    try:
+        return importlib.import_module(driver.module)
+    except ImportError:
+        raise SourceError(
+            f"source `{config.name}`: the {config.type} driver is not installed; "
+            f"install it with: pip install 'pitsync[{driver.extra}]'",
+            source=config.name,
+        ) from None
+
+
+def sqlite_read_only_uri(config: SourceConfig) -> str:
+    """SQLite opens a missing file by creating it; a source must exist and stay unchanged."""
+    path = config.path
+    if path is None or not path.is_file():
+        raise SourceError(
+            f"source `{config.name}`: SQLite file {path} not found; check `path` in "
+            f"[sources.{config.name}]",
+            source=config.name,
+        )
+    return f"file:{path.resolve()}?mode=ro"
+
+
+def mappable_schema(schema: pa.Schema, *, source: str, table: str) -> pa.Schema:
+    """The schema with each column in a type DuckDB stores faithfully."""
+    return pa.schema([mapped_field(field, source=source, table=table) for field in schema])
+
+
+def mapped_field(field: pa.Field, *, source: str, table: str) -> pa.Field:
+    if not isinstance(field.type, pa.BaseExtensionType):
+        return field
+    if field.type.extension_name == "arrow.json":
+        return field
+    database_type = (field.metadata or {}).get(POSTGRES_TYPE, b"").decode() or str(field.type)
+    if database_type == "numeric":
+        return pa.field(field.name, numeric_type(field.metadata or {}), field.nullable)
+    raise ConfigError(
+        f"source `{source}`: column `{field.name}` of table `{table}` has type "
+        f"{database_type}, which pitsync cannot map; cast it in a view in the source "
+        "(for example to text) and read the view with `from`",
+        table=table,
+    )
+
+
+def numeric_type(metadata: dict[bytes, bytes]) -> pa.DataType:
+    """DECIMAL(p, s) for a declared precision that fits, else DOUBLE."""
+    typmod = int(metadata.get(POSTGRES_TYPMOD, b"-1") or -1)
+    if typmod < 4:
+        return pa.float64()
+    precision, scale = ((typmod - 4) >> 16) & 0xFFFF, (typmod - 4) & 0xFFFF
+    if precision > MAX_DECIMAL_PRECISION:
+        return pa.float64()
+    return pa.decimal128(precision, scale)
+
+
+def conform(batch: pa.RecordBatch, target: pa.Schema) -> pa.RecordBatch:
+    """Cast a batch's columns to the mapped types (extension columns via their storage)."""
+    columns = []
+    for column, field in zip(batch.columns, target, strict=True):
+        if isinstance(column.type, pa.BaseExtensionType) and column.type != field.type:
+            column = column.storage
+        columns.append(column if column.type == field.type else column.cast(field.type))
+    return pa.RecordBatch.from_arrays(columns, schema=target)
+
+
+def redact(text: str, uri: str | None) -> str:
+    """`text` with the URI and its password, wherever they appear, replaced by ***."""
+    if not uri:
+        return text
+    secrets = [uri]
+    password = urlsplit(uri).password if "://" in uri else None
+    if password:
+        secrets.append(password)
+    secrets.extend(re.findall(r"password\s*=\s*([^\s&;]+)", uri, flags=re.IGNORECASE))
+    for secret in sorted(set(secrets), key=len, reverse=True):
+        text = text.replace(secret, "***")
+    return text
