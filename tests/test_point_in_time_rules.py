@@ -13,7 +13,14 @@ import pyarrow.parquet as pq
 import pytest
 
 from pitsync.errors import ConfigError, StrictModeError
-from tests.conftest import Project, company_history, configure_company_history, utc
+from pitsync.queries.execute import QuerySession
+from tests.conftest import (
+    Project,
+    company_history,
+    configure_company_history,
+    login_events,
+    utc,
+)
 
 
 def plan_at(project: Project, company: str, moment: str) -> list[tuple]:
@@ -280,3 +287,51 @@ def test_a_float_start_column_is_a_configuration_error(project: Project) -> None
     with pytest.raises(ConfigError, match="column `start_timestamp` .* has type double"):
         project.sync("company_plan_history")
     assert not project.store.exists()
+
+
+def test_a_condition_in_the_as_of_join_tests_the_interval_holding_the_moment(
+    project: Project,
+) -> None:
+    # A is pro for January, free for February, undefined from March; B is always pro.
+    company_history(
+        project,
+        [
+            ("A", "pro", 10, "2024-01-01 00:00:00+00", None),
+            ("A", "free", 1, "2024-02-01 00:00:00+00", None),
+            ("A", None, None, "2024-03-01 00:00:00+00", None),
+            ("B", "pro", 3, "2024-01-01 00:00:00+00", None),
+        ],
+    )
+    login_events(
+        project,
+        [
+            ("e1", "A", "2024-01-15 00:00:00+00"),
+            ("e2", "A", "2024-02-15 00:00:00+00"),
+            ("e3", "A", "2024-03-15 00:00:00+00"),
+            ("e4", "B", "2024-03-15 00:00:00+00"),
+        ],
+    )
+    project.sync("company_plan_history")
+    project.sync("product_events")
+    on_pro = (
+        "SELECT e.insert_id, h.plan, h.seats FROM events AS e "
+        "{side} JOIN company_plan_history FOR SYSTEM_TIME AS OF e.time AS h "
+        "ON h.company_id = e.company_id AND h.plan = 'pro' ORDER BY e.insert_id"
+    )
+
+    # Only e1 and e4 happened while their company was on pro: e2 and e3 must not reach
+    # back to A's ended January interval.
+    assert project.query(on_pro.format(side="LEFT")) == [
+        ("e1", "pro", 10),
+        ("e2", None, None),
+        ("e3", None, None),
+        ("e4", "pro", 3),
+    ]
+    assert project.query(on_pro.format(side="")) == [("e1", "pro", 10), ("e4", "pro", 3)]
+    with QuerySession(project.store) as session:
+        star = session.query(
+            "SELECT * FROM events AS e JOIN company_plan_history FOR SYSTEM_TIME AS OF e.time "
+            "AS h ON h.company_id = e.company_id AND h.seats > 5"
+        )
+        assert len(star.fetchall()) == 1
+        assert not [name for name in star.columns if name.startswith("__")]

@@ -107,6 +107,33 @@ def check_join_matches_oracle(session: QuerySession, rows: list[Row], probe_coun
         assert got in expected, (who, moment, got, expected)
 
 
+FILTERED_JOIN_SQL = (
+    "SELECT e.distinct_id, e.time, h.plan, h.seats FROM events AS e "
+    "{side} JOIN company_plan_history FOR SYSTEM_TIME AS OF e.time AS h "
+    "ON h.company_id = e.company_id AND h.plan = 'pro'"
+)
+
+
+def check_filtered_join_tests_the_holding_interval(session: QuerySession, probe_count: int) -> None:
+    """A condition in ON tests the interval that holds the moment, never an older one."""
+    plain = {
+        (who, moment): (plan, seats)
+        for who, moment, plan, seats, matched in session.query(JOIN_SQL).fetchall()
+        if matched is not None
+    }
+    holding_pro = {key: value for key, value in plain.items() if value[0] == "pro"}
+
+    left = session.query(FILTERED_JOIN_SQL.format(side="LEFT")).fetchall()
+    assert len(left) == probe_count, "a LEFT JOIN keeps every probe event"
+    for who, moment, plan, seats in left:
+        expected = holding_pro.get((who, moment), (None, None))
+        assert (plan, seats) == expected, (who, moment)
+
+    inner = session.query(FILTERED_JOIN_SQL.format(side="")).fetchall()
+    assert {(who, moment): (plan, seats) for who, moment, plan, seats in inner} == holding_pro
+    assert len(inner) == len(holding_pro)
+
+
 def check_filter_matches_oracle(
     session: QuerySession, rows: list[Row], moment: dt.datetime
 ) -> None:
@@ -136,5 +163,6 @@ def test_temporal_sql_agrees_with_brute_force_oracle(rows: list[Row]) -> None:
 
         with QuerySession(project.store) as session:
             check_join_matches_oracle(session, rows, probe_count=len(moments) * 4)
+            check_filtered_join_tests_the_holding_interval(session, probe_count=len(moments) * 4)
             for moment in moments:
                 check_filter_matches_oracle(session, rows, moment)

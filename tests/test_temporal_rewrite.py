@@ -12,7 +12,7 @@ from pitsync.queries.execute import translate
 
 FIXTURES = Path(__file__).parent / "fixtures" / "temporal_rewrites.sql"
 RELATIONS = {"h", "u", "events"}
-HISTORY = {"h", "u"}
+HISTORY = {"h": "company_id", "u": "user_id"}
 
 
 def rewrite_cases() -> list[tuple[str, str]]:
@@ -42,14 +42,29 @@ REFUSED = [
     (
         "SELECT * FROM events AS e LEFT JOIN h FOR SYSTEM_TIME AS OF e.time AS h "
         "ON h.company_id = e.company_id OR h.plan = 'pro'",
-        "only equalities",
+        "needs ON h.company_id = ",
+    ),
+    (
+        "SELECT * FROM events AS e JOIN h FOR SYSTEM_TIME AS OF e.time AS h "
+        "ON h.plan = e.company_id",
+        "needs ON h.company_id = ",
+    ),
+    (
+        "SELECT * FROM events AS e JOIN h FOR SYSTEM_TIME AS OF e.time AS h "
+        "ON h.company_id = h.plan",
+        "needs ON h.company_id = ",
+    ),
+    (
+        "SELECT * FROM events AS e FULL JOIN h FOR SYSTEM_TIME AS OF e.time AS h "
+        "ON h.company_id = e.company_id",
+        "only JOIN and LEFT JOIN",
     ),
     (
         "SELECT * FROM events AS e RIGHT JOIN h FOR SYSTEM_TIME AS OF e.time AS h "
         "ON h.company_id = e.company_id",
         "only JOIN and LEFT JOIN",
     ),
-    ("SELECT * FROM events AS e, h FOR SYSTEM_TIME AS OF e.time", "needs an ON clause"),
+    ("SELECT * FROM events AS e, h FOR SYSTEM_TIME AS OF e.time", "needs ON h.company_id = "),
 ]
 
 

@@ -22,7 +22,10 @@ log = logging.getLogger(__name__)
 
 
 def translate(
-    sql: str, relations: set[str], history_tables: set[str], public: set[str] | None = None
+    sql: str,
+    relations: set[str],
+    history_tables: dict[str, str],
+    public: set[str] | None = None,
 ) -> str:
     """The DuckDB SQL a user's query runs as, after the guard and the temporal rewrite."""
     tree = parse_read_query(sql)
@@ -39,7 +42,9 @@ class QuerySession:
         self.relations = store_relations(self.connection)
         self.public_relations = store_relations(self.connection, schema="main")
         self.history_tables = {
-            entry.table_name.lower() for entry in read_catalog(self.connection) if entry.is_history
+            entry.table_name.lower(): entry.id_column
+            for entry in read_catalog(self.connection)
+            if entry.is_history
         }
 
     def query(self, sql: str, parameters: list | None = None) -> duckdb.DuckDBPyRelation:

@@ -35,8 +35,11 @@ from pitsync.store import END_TIME, START_TIME
 TEMPORAL_KINDS = ("AS OF",)
 
 
-def rewrite_temporal_tree(tree: exp.Query, history_tables: set[str], sql: str) -> exp.Query:
-    """Replace every `FOR SYSTEM_TIME AS OF` in the tree; refuse forms it cannot answer."""
+def rewrite_temporal_tree(tree: exp.Query, history_tables: dict[str, str], sql: str) -> exp.Query:
+    """Replace every `FOR SYSTEM_TIME AS OF` in the tree; refuse forms it cannot answer.
+
+    `history_tables` maps each history relation (lower-cased) to its id column.
+    """
     for table in list(tree.find_all(exp.Table)):
         version = table.args.get("version")
         if version is None:
@@ -45,14 +48,14 @@ def rewrite_temporal_tree(tree: exp.Query, history_tables: set[str], sql: str) -
         moment = as_instant(version.expression)
         table.set("version", None)
         if moment.find(exp.Column):
-            rewrite_as_of_join(table, moment, sql)
+            rewrite_as_of_join(table, moment, history_tables[table.name.lower()], sql)
         else:
             rewrite_as_of_moment(table, moment)
     return tree
 
 
 def check_version(
-    table: exp.Table, version: exp.Version, history_tables: set[str], sql: str
+    table: exp.Table, version: exp.Version, history_tables: dict[str, str], sql: str
 ) -> None:
     """Only `FOR SYSTEM_TIME AS OF`, and only on a history relation."""
     kind = str(version.args.get("kind", "")).upper()
@@ -93,35 +96,147 @@ def rewrite_as_of_moment(table: exp.Table, moment: exp.Expression) -> None:
     table.replace(subquery)
 
 
-def rewrite_as_of_join(table: exp.Table, moment: exp.Expression, sql: str) -> None:
-    """`JOIN h FOR SYSTEM_TIME AS OF e.time ... ON keys` -> an ASOF join on the keys."""
+def rewrite_as_of_join(table: exp.Table, moment: exp.Expression, id_column: str, sql: str) -> None:
+    """`JOIN h FOR SYSTEM_TIME AS OF e.time ... ON h.id = e.x` -> an ASOF join on the id.
+
+    The ASOF join may match on the entity's id alone: "the latest start at or before the
+    moment" is the holding interval only among all of one entity's intervals. Any other
+    condition in ON is a test of that interval, so it is applied after the match.
+    """
     join = table.parent
     if not isinstance(join, exp.Join) or join.this is not table:
         raise QueryRefused(
             f"FOR SYSTEM_TIME AS OF a column needs a join: write `LEFT JOIN {table.name} "
-            f"FOR SYSTEM_TIME AS OF e.time AS h ON h.<id> = e.<id>`",
+            f"FOR SYSTEM_TIME AS OF e.time AS h ON h.{id_column} = e.<id>`",
             sql=sql,
         )
-    condition = join.args.get("on")
-    if condition is None or join.args.get("using"):
-        raise QueryRefused(
-            f"the as-of join with `{table.name}` needs an ON clause of equalities "
-            "(for example ON h.company_id = e.company_id)",
-            sql=sql,
-        )
-    equalities = check_equalities(condition, table.name, sql)
+    check_join_side(join, sql)
+    alias = table.alias_or_name
+    key, rest = split_entity_key(join.args.get("on"), alias, id_column, table.name, sql)
+    if not rest:
+        join.set("on", exp.and_(key, started_by(moment, alias)))
+        join.set("method", "ASOF")
+        join.set("kind", None)
+        return
+    match_then_test(join, table, moment, key, rest, id_column)
+
+
+def check_join_side(join: exp.Join, sql: str) -> None:
+    if join.args.get("using"):
+        raise QueryRefused("the as-of join needs ON, not USING", sql=sql)
     side = str(join.args.get("side") or "").upper()
-    if side not in ("", "LEFT"):
+    if side not in ("", "LEFT") or str(join.args.get("kind") or "").upper() in ("CROSS", "OUTER"):
         raise QueryRefused(
             f"only JOIN and LEFT JOIN take FOR SYSTEM_TIME AS OF a column, not {side} JOIN",
             sql=sql,
         )
-    started = exp.GTE(
-        this=moment.copy(), expression=exp.column(START_TIME, table=table.alias_or_name)
+
+
+def started_by(moment: exp.Expression, alias: str) -> exp.Expr:
+    return exp.GTE(this=moment.copy(), expression=exp.column(START_TIME, table=alias))
+
+
+def split_entity_key(
+    condition: exp.Expr | None, alias: str, id_column: str, name: str, sql: str
+) -> tuple[exp.Expr, list[exp.Expr]]:
+    """The ON clause's first `alias.id = <other side>` equality, and every other term."""
+    parts = conjuncts(condition) if condition is not None else []
+    for index, part in enumerate(parts):
+        if is_entity_key(part, alias, id_column):
+            return part.copy(), [other.copy() for other in parts[:index] + parts[index + 1 :]]
+    raise QueryRefused(
+        f"the as-of join with `{name}` needs ON {alias}.{id_column} = <the event's id>, "
+        f"so each row is matched with its own entity's history",
+        sql=sql,
     )
-    join.set("on", exp.and_(*(part.copy() for part in equalities), started))
-    join.set("method", "ASOF")
+
+
+def is_entity_key(term: exp.Expr, alias: str, id_column: str) -> bool:
+    """`alias.id = x` or `x = alias.id`, where x does not refer to the history itself."""
+    if not isinstance(term, exp.EQ):
+        return False
+    for mine, other in ((term.this, term.expression), (term.expression, term.this)):
+        if refers_to(mine, alias, id_column) and not any(
+            column.table.lower() == alias.lower() for column in other.find_all(exp.Column)
+        ):
+            return True
+    return False
+
+
+def refers_to(node: exp.Expr, alias: str, column: str) -> bool:
+    return (
+        isinstance(node, exp.Column)
+        and node.table.lower() == alias.lower()
+        and node.name.lower() == column.lower()
+    )
+
+
+def match_then_test(
+    join: exp.Join,
+    table: exp.Table,
+    moment: exp.Expression,
+    key: exp.Expr,
+    rest: list[exp.Expr],
+    id_column: str,
+) -> None:
+    """Find the holding interval by id with an ASOF join, then join it under its alias.
+
+    The ASOF join reads only (id, start_time) under names of its own; the second join
+    looks the interval up by that unique pair and applies the other ON terms, so for a
+    LEFT JOIN an interval that fails them leaves NULLs, as a plain LEFT JOIN would.
+    """
+    alias = table.alias_or_name
+    match = f"__asof_{alias}"
+    matched_id, matched_start = f"{match}_id", f"{match}_start"
+    history = exp.Table(this=table.this.copy(), db=table.args.get("db"))
+    holding = (
+        exp.select(
+            exp.alias_(exp.column(id_column, quoted=True), matched_id),
+            exp.alias_(exp.column(START_TIME), matched_start),
+        )
+        .from_(history)
+        .subquery(match)
+    )
+    key = key.copy()
+    for column in key.find_all(exp.Column):
+        if refers_to(column, alias, id_column):
+            column.replace(exp.column(matched_id, table=match))
+    asof = exp.Join(
+        this=holding,
+        on=exp.and_(
+            key, exp.GTE(this=moment.copy(), expression=exp.column(matched_start, table=match))
+        ),
+        method="ASOF",
+        side=join.args.get("side"),
+    )
+    same_interval = [
+        exp.EQ(
+            this=exp.column(id_column, table=alias, quoted=True),
+            expression=exp.column(matched_id, table=match),
+        ),
+        exp.EQ(
+            this=exp.column(START_TIME, table=alias),
+            expression=exp.column(matched_start, table=match),
+        ),
+    ]
+    join.set("on", exp.and_(*same_interval, *rest))
     join.set("kind", None)
+    select = join.find_ancestor(exp.Select)
+    select.set("joins", insert_before(select.args.get("joins") or [], join, asof))
+    hide_from_star(select, [matched_id, matched_start])
+
+
+def insert_before(joins: list[exp.Join], join: exp.Join, new: exp.Join) -> list[exp.Join]:
+    index = next(i for i, existing in enumerate(joins) if existing is join)
+    return joins[:index] + [new] + joins[index:]
+
+
+def hide_from_star(select: exp.Select, names: list[str]) -> None:
+    """A bare `*` must not show the columns the rewrite added."""
+    for projection in select.expressions:
+        if isinstance(projection, exp.Star):
+            hidden = list(projection.args.get("except_") or [])
+            projection.set("except_", hidden + [exp.column(name) for name in names])
 
 
 def conjuncts(condition: exp.Expr) -> list[exp.Expr]:
@@ -130,16 +245,3 @@ def conjuncts(condition: exp.Expr) -> list[exp.Expr]:
     if isinstance(term, exp.And):
         return conjuncts(term.this) + conjuncts(term.expression)
     return [term]
-
-
-def check_equalities(condition: exp.Expr, name: str, sql: str) -> list[exp.Expr]:
-    """The ON clause's equalities; any other condition would change what 'as of' means."""
-    parts = conjuncts(condition)
-    for part in parts:
-        if not isinstance(part, exp.EQ):
-            raise QueryRefused(
-                f"the as-of join with `{name}` takes only equalities in ON, joined by AND; "
-                f"`{part.sql('duckdb')}` is not one: filter in WHERE, or in a subquery",
-                sql=sql,
-            )
-    return parts
