@@ -22,12 +22,14 @@ Found as `--config PATH`, else the `PITSYNC_CONFIG` environment variable, else
 from __future__ import annotations
 
 import difflib
+import functools
 import os
 import tomllib
-import zoneinfo
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, cast, get_args
+
+import duckdb
 
 from pitsync.errors import ConfigError
 
@@ -63,6 +65,7 @@ EVENTS_ONLY_KEYS = {"time_column", "event_column"}
 # Names the store gives its own relations; a history table (stored under its own name) may
 # not take them. Events tables are stored apart, so `events` is a fine name for one.
 RESERVED_TABLE_NAMES = {"events", "all_events", "quarantine", "runs"}
+INTERNAL_PREFIX = "__pitsync_"  # a run's temporary tables and derived columns
 
 
 @dataclass(frozen=True)
@@ -167,7 +170,33 @@ def parse_config(raw: dict[str, Any], path: Path) -> Config:
         name: parse_table(name, section(section(raw, "tables"), name), sources)
         for name in section(raw, "tables")
     }
+    check_table_names_differ_beyond_case(tables)
+    check_store_is_no_source(store_path, sources)
     return Config(path=path, store_path=store_path, sources=sources, tables=tables)
+
+
+def check_table_names_differ_beyond_case(tables: dict[str, TableConfig]) -> None:
+    """The store names relations without regard to case, so `Plans` and `plans` collide."""
+    seen: dict[str, str] = {}
+    for name in tables:
+        if name.lower() in seen:
+            raise ConfigError(
+                f"[tables.{name}] and [tables.{seen[name.lower()]}] differ only in case, which "
+                "the store cannot tell apart; rename one (set `from` to keep its source table)",
+                table=name,
+            )
+        seen[name.lower()] = name
+
+
+def check_store_is_no_source(store_path: Path, sources: dict[str, SourceConfig]) -> None:
+    """pitsync writes the store and only reads sources; one file cannot be both."""
+    for source in sources.values():
+        if source.path is not None and source.path.resolve() == store_path.resolve():
+            raise ConfigError(
+                f"[store] path {store_path} is also the path of [sources.{source.name}]; the "
+                "store must be a file of its own: set [store] path to a new file",
+                key="path",
+            )
 
 
 def parse_source(name: str, raw: dict[str, Any], base: Path) -> SourceConfig:
@@ -218,6 +247,12 @@ def parse_table(name: str, raw: dict[str, Any], sources: dict[str, SourceConfig]
     where = f"[tables.{name}]"
     check_keys(raw, TABLE_KEYS, where=where)
     kind = cast(TableKind, choice(raw, "kind", get_args(TableKind), where=where))
+    if name.lower().startswith(INTERNAL_PREFIX):
+        raise ConfigError(
+            f"{where}: names starting with `{INTERNAL_PREFIX}` are kept for pitsync's own "
+            "tables; rename the table and set `from` to keep reading the same source table",
+            table=name,
+        )
     if kind != "events" and name.lower() in RESERVED_TABLE_NAMES:
         raise ConfigError(
             f"{where}: `{name}` is a name the store keeps for its own relations "
@@ -323,15 +358,20 @@ def choice(
     return value
 
 
+@functools.cache
+def known_zone_names() -> set[str]:
+    """The zones DuckDB converts with; the system's list may hold more (`localtime`)."""
+    with duckdb.connect(":memory:") as con:
+        return {str(row[0]) for row in con.sql("SELECT name FROM pg_timezone_names()").fetchall()}
+
+
 def timezone_value(raw: dict[str, Any], *, where: str) -> str:
     """The IANA zone naive timestamps of this table are read in."""
     name = text_value(raw, "timezone", where=where, default="UTC")
-    try:
-        zoneinfo.ZoneInfo(name)
-    except (zoneinfo.ZoneInfoNotFoundError, ValueError) as error:
+    if name not in known_zone_names():
         raise ConfigError(
             f"{where}: timezone {name!r} is not a known IANA zone name "
             '(for example "UTC" or "Europe/Berlin")',
             key="timezone",
-        ) from error
+        )
     return name

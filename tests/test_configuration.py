@@ -186,6 +186,68 @@ def test_history_table_may_not_take_a_name_the_store_reserves(tmp_path: Path, na
         load_config(path)
 
 
+def test_a_zone_file_that_is_not_a_zone_name_is_refused(tmp_path: Path) -> None:
+    # The system's zone folder holds `localtime`, which DuckDB cannot convert with.
+    path = config_with_setting(tmp_path, 'timezone = "localtime"')
+
+    with pytest.raises(ConfigError, match=in_order("timezone", "'localtime'", "IANA")):
+        load_config(path)
+
+
+def test_table_names_differing_only_in_case_are_refused(tmp_path: Path) -> None:
+    path = config_with_setting(
+        tmp_path,
+        VALID.split("\n\n")[-1].replace(
+            "[tables.company_plan_history]", "[tables.Company_Plan_History]"
+        ),
+    )
+
+    with pytest.raises(ConfigError, match=in_order("Company_Plan_History", "differ only in case")):
+        load_config(path)
+
+
+def test_a_table_name_with_the_internal_prefix_is_refused(tmp_path: Path) -> None:
+    path = config_file(tmp_path, "[tables.company_plan_history]", "[tables.__pitsync_staged]")
+
+    with pytest.raises(ConfigError, match=in_order("__pitsync_", "rename the table")):
+        load_config(path)
+
+
+def test_the_store_may_not_be_a_source_file(tmp_path: Path) -> None:
+    path = config_file(tmp_path, 'path = "store.duckdb"', 'path = "warehouse.duckdb"')
+
+    with pytest.raises(ConfigError, match=in_order("[store] path", "[sources.warehouse]")):
+        load_config(path)
+
+
+def test_a_database_source_needs_exactly_one_of_uri_and_uri_env(tmp_path: Path) -> None:
+    path = config_file(tmp_path, 'type = "duckdb"\npath = "warehouse.duckdb"', 'type = "postgres"')
+
+    with pytest.raises(ConfigError, match=in_order("exactly one of `uri`", "`uri_env`")):
+        load_config(path)
+
+
+def test_uri_env_naming_an_unset_variable_is_refused(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("PITSYNC_TEST_UNSET_URI", raising=False)
+    path = config_file(
+        tmp_path,
+        'type = "duckdb"\npath = "warehouse.duckdb"',
+        'type = "postgres"\nuri_env = "PITSYNC_TEST_UNSET_URI"',
+    )
+
+    with pytest.raises(ConfigError, match=in_order("PITSYNC_TEST_UNSET_URI", "not set")):
+        load_config(path)
+
+
+def test_a_file_source_refuses_a_uri(tmp_path: Path) -> None:
+    path = config_file(tmp_path, 'type = "duckdb"', 'type = "duckdb"\nuri = "postgresql://x"')
+
+    with pytest.raises(ConfigError, match=in_order("`uri` does not apply", "reads `path`")):
+        load_config(path)
+
+
 # --- columns the config names --------------------------------------------------------------
 
 
@@ -220,6 +282,25 @@ def test_missing_start_column_leaves_an_existing_store_unchanged(project: Projec
         project.sync("company_plan_history")
 
     assert checksum(project.store) == before
+
+
+@pytest.mark.parametrize(
+    ("column", "message"),
+    [
+        ("End_Time", "reserves"),  # DuckDB would silently rename it End_Time_1
+        ("START_TIME", "reserves"),
+        ("__pitsync_start", "starts with `__pitsync_`"),
+    ],
+)
+def test_a_property_column_colliding_with_a_stored_name_is_refused(
+    project: Project, column: str, message: str
+) -> None:
+    company_history(project, [("c1", "free", 1, "2024-01-01 00:00:00+00", None)])
+    project.source_sql(f'ALTER TABLE company_plan_history ADD COLUMN "{column}" VARCHAR')
+
+    with pytest.raises(ConfigError, match=in_order(f"`{column}`", message)):
+        project.sync("company_plan_history")
+    assert not project.store.exists()
 
 
 def test_sync_of_an_unknown_table_lists_the_configured_ones(project: Project) -> None:

@@ -14,13 +14,13 @@ import duckdb
 import pyarrow as pa
 
 from pitsync.config import TableConfig
-from pitsync.errors import ConfigError
 from pitsync.modeling.intervals import ModelCounts, require_column
 from pitsync.modeling.staging import (
     REASON,
     STAGED,
     DerivedColumn,
     Rejection,
+    check_column_names,
     count,
     quarantine_rows,
     stage_rows,
@@ -29,9 +29,9 @@ from pitsync.modeling.timestamps import instant_sql
 from pitsync.quoting import quote_identifier
 from pitsync.store import DISTINCT_ID, EVENT, INTERNAL_SCHEMA, PROPERTIES, TIME
 
-NAME = "__event"
-ENTITY = "__entity"
-MOMENT = "__time"
+NAME = "__pitsync_event"
+ENTITY = "__pitsync_entity"
+MOMENT = "__pitsync_time"
 EVENT_COLUMNS = (EVENT, DISTINCT_ID, TIME, PROPERTIES)
 
 
@@ -104,14 +104,7 @@ def plan_events(table: TableConfig, schema: pa.Schema, group_keys: set[str]) -> 
         require_column(column, names, key=key, table=table)
 
     properties = [name for name in names if name not in keys]
-    for name in properties:
-        if name in EVENT_COLUMNS:
-            raise ConfigError(
-                f"table `{table.name}`: source column `{name}` collides with the reserved "
-                f"event column of the same name ({', '.join(EVENT_COLUMNS)}); rename it in "
-                "the source, or configure it as the event, id or time column",
-                table=table.name,
-            )
+    check_column_names(table, properties, EVENT_COLUMNS)
     time_sql = instant_sql(
         f"src.{quote_identifier(table.time_column)}",
         schema.field(table.time_column).type,

@@ -30,6 +30,7 @@ from pitsync.modeling.staging import (
     STAGED,
     DerivedColumn,
     Rejection,
+    check_column_names,
     count,
     json_object_sql,
     quarantine_rows,
@@ -41,11 +42,11 @@ from pitsync.store import END_TIME, RESERVED_COLUMNS, START_TIME, SUPERSEDED
 
 log = logging.getLogger(__name__)
 
-ENTITY = "__entity"
-START = "__start"
-NEXT = "__next"
-ORDERED = "ordered"
-LOSERS = "losers"
+ENTITY = "__pitsync_entity"
+START = "__pitsync_start"
+NEXT = "__pitsync_next"
+ORDERED = "__pitsync_ordered"
+LOSERS = "__pitsync_losers"
 CONFLICT_EXAMPLES = 10
 
 
@@ -120,13 +121,7 @@ def plan_history(table: TableConfig, schema: pa.Schema) -> HistoryModel:
         require_column(column, names, key=key, table=table)
 
     properties = [name for name in names if name not in keys]
-    for name in properties:
-        if name in RESERVED_COLUMNS or name == table.id_column:
-            raise ConfigError(
-                f"{where}: source column `{name}` has a name the history relation reserves "
-                f"({', '.join(RESERVED_COLUMNS)}); rename it in the source or a view",
-                table=table.name,
-            )
+    check_column_names(table, properties, (*RESERVED_COLUMNS, table.id_column))
     start_sql = instant_sql(
         f"src.{quote_identifier(start)}",
         schema.field(start).type,

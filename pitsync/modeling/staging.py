@@ -12,12 +12,14 @@ from dataclasses import dataclass
 
 import duckdb
 
+from pitsync.config import INTERNAL_PREFIX, TableConfig
+from pitsync.errors import ConfigError
 from pitsync.quoting import quote_identifier, quote_string
 from pitsync.store import QUARANTINE
 
-STAGED = "staged"
-SOURCE_ROWS = "source_rows"  # the name the run's Arrow stream is registered under
-REASON = "__reason"
+STAGED = "__pitsync_staged"
+SOURCE_ROWS = "__pitsync_source_rows"  # the name the run's Arrow stream is registered under
+REASON = "__pitsync_reason"
 
 
 @dataclass(frozen=True)
@@ -34,6 +36,39 @@ class Rejection:
 
     condition: str
     reason: str
+
+
+def check_column_names(
+    table: TableConfig, properties: list[str], reserved: tuple[str, ...]
+) -> None:
+    """Property columns must not take a name the stored relation already uses.
+
+    DuckDB compares names without case, so `End_Time` collides with `end_time` as much as
+    `end_time` does; the check is case-insensitive for the same reason.
+    """
+    where = f"table `{table.name}`"
+    seen: dict[str, str] = {}
+    for name in properties:
+        folded = name.lower()
+        if folded.startswith(INTERNAL_PREFIX):
+            raise ConfigError(
+                f"{where}: source column `{name}` starts with `{INTERNAL_PREFIX}`, which pitsync "
+                "keeps for its own columns; rename it in the source or a view",
+                table=table.name,
+            )
+        if folded in (column.lower() for column in reserved):
+            raise ConfigError(
+                f"{where}: source column `{name}` has a name the stored relation reserves "
+                f"({', '.join(reserved)}, in any case); rename it in the source or a view",
+                table=table.name,
+            )
+        if folded in seen:
+            raise ConfigError(
+                f"{where}: source columns `{seen[folded]}` and `{name}` differ only in case, "
+                "which the store cannot tell apart; rename one in the source or a view",
+                table=table.name,
+            )
+        seen[folded] = name
 
 
 def stage_rows(
