@@ -368,10 +368,12 @@ def test_pitsync_toml_in_the_working_folder_is_used_by_default(project: Project)
 # --- each history table owns its properties (DESIGN rule 11) -------------------------------
 
 
-def billing_history(project: Project, *, kind: str = "group_history") -> None:
+def billing_history(
+    project: Project, *, kind: str = "group_history", plan_column: str = "plan"
+) -> None:
     """A second history table of companies that also has a `plan` column."""
     project.source_sql(
-        "CREATE TABLE company_billing (company_id VARCHAR, plan VARCHAR, mrr INTEGER, "
+        f"CREATE TABLE company_billing (company_id VARCHAR, {plan_column} VARCHAR, mrr INTEGER, "
         "billed_from TIMESTAMPTZ)",
         "INSERT INTO company_billing VALUES ('c1', 'annual', 100, '2024-01-05 00:00:00+00')",
     )
@@ -398,6 +400,16 @@ def test_second_table_of_a_group_with_the_same_property_fails_naming_both(
         assert tables.fetchall() == [("company_plan_history",)]
     finally:
         con.close()
+
+
+def test_the_same_property_in_another_case_is_the_same_property(project: Project) -> None:
+    company_history(project, [("c1", "free", 1, "2024-01-01 00:00:00+00", None)])
+    billing_history(project, plan_column="Plan")
+    project.cli("sync", "--table", "company_plan_history")
+
+    result = project.cli("sync", "--table", "company_billing", check=False)
+
+    assert_user_error(result, "company_billing", "company_plan_history", "`Plan`")
 
 
 def test_same_property_on_a_different_kind_of_entity_is_allowed(project: Project) -> None:

@@ -160,7 +160,9 @@ def check_disjoint(
     same_entity = kind == table.kind and group_key == table.group_key
     if not table.is_history or not same_entity:
         return
-    shared = sorted(set(properties) & set(model.properties))
+    # Compared without case: the profile would hold `plan` and `Plan` as one name.
+    theirs = {name.lower() for name in properties}
+    shared = sorted(name for name in model.properties if name.lower() in theirs)
     if shared:
         raise ConfigError(
             f"table `{table.name}`: propert{'y' if len(shared) == 1 else 'ies'} "
