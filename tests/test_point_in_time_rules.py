@@ -236,6 +236,15 @@ TIME_CASES = [
     ("BIGINT", "1709251200123456", {"time_unit": "us"}, "2024-03-01T00:00:00.123456Z"),
     ("VARCHAR", "'2024-03-01T01:00:00+01:00'", {}, "2024-03-01T00:00:00Z"),
     ("VARCHAR", "'2024-03-01 00:00:00'", {"timezone": "Asia/Tokyo"}, "2024-02-29T15:00:00Z"),
+    # Text that names its zone is that instant, whatever the table's zone.
+    ("VARCHAR", "'2024-03-01 00:00:00 UTC'", {"timezone": "Asia/Tokyo"}, "2024-03-01T00:00:00Z"),
+    (
+        "VARCHAR",
+        "'2024-03-01 00:00:00 America/New_York'",
+        {"timezone": "Europe/Berlin"},
+        "2024-03-01T05:00:00Z",
+    ),
+    ("VARCHAR", "'2024-03-01 01:00:00 +01:00'", {"timezone": "Asia/Tokyo"}, "2024-03-01T00:00:00Z"),
 ]
 
 
@@ -252,6 +261,23 @@ def test_start_times_are_read_as_utc_instants(
     project.sync("company_plan_history")
 
     assert project.query("SELECT start_time FROM company_plan_history") == [(utc(instant),)]
+
+
+def test_text_with_anything_after_the_time_that_is_no_zone_is_quarantined(
+    project: Project,
+) -> None:
+    # DuckDB's TIMESTAMP cast would read this as 2024-03-01 00:00 and drop the rest.
+    project.source_sql(
+        "CREATE TABLE company_plan_history (company_id VARCHAR, plan VARCHAR, "
+        "start_timestamp VARCHAR)",
+        "INSERT INTO company_plan_history VALUES ('c1', 'pro', '2024-03-01 00:00:00 garbage')",
+    )
+    configure_company_history(project)
+
+    record = project.sync("company_plan_history")
+
+    assert (record.inserted, record.quarantined) == (0, 1)
+    assert project.query("SELECT reason FROM quarantine") == [("unreadable start time",)]
 
 
 def test_nanosecond_parquet_times_are_truncated_not_rounded(project: Project) -> None:

@@ -19,7 +19,7 @@ from __future__ import annotations
 import importlib
 import logging
 import re
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
@@ -80,14 +80,17 @@ class DatabaseSource:
                 source=self.name,
             ) from None
 
-    def schema(self, table: str) -> pa.Schema:
+    def schema(self, table: str, text_columns: Sequence[str] = ()) -> pa.Schema:
+        # Databases have types of their own; `text_columns` matters only for CSV.
         try:
             raw = self.connection.adbc_get_table_schema(table, db_schema_filter=self.config.schema)
         except Exception:
             raise SourceError(self.missing_table_message(table), source=self.name) from None
         return mappable_schema(raw, source=self.name, table=table)
 
-    def read(self, table: str, columns: list[str]) -> pa.RecordBatchReader:
+    def read(
+        self, table: str, columns: list[str], text_columns: Sequence[str] = ()
+    ) -> pa.RecordBatchReader:
         target = self.schema(table)
         target = pa.schema([target.field(name) for name in columns])
         sql = select_columns(self.driver.dialect, table, columns, schema=self.config.schema)

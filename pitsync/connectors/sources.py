@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import glob
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
@@ -37,11 +37,18 @@ class Source(Protocol):
 
     name: str
 
-    def schema(self, table: str) -> pa.Schema:
-        """The table's columns and types, without reading rows."""
+    def schema(self, table: str, text_columns: Sequence[str] = ()) -> pa.Schema:
+        """The table's columns and types, without reading rows.
+
+        `text_columns` are read as they are written where the source has no types of its
+        own (CSV): an id `007` must stay `007`, and a time column's every value must be
+        parsed by pitsync, not by a guess from the first rows.
+        """
         ...
 
-    def read(self, table: str, columns: list[str]) -> pa.RecordBatchReader:
+    def read(
+        self, table: str, columns: list[str], text_columns: Sequence[str] = ()
+    ) -> pa.RecordBatchReader:
         """A stream of the table's rows, only the named columns."""
         ...
 
@@ -54,21 +61,26 @@ class Source(Protocol):
 class FileKind:
     """How one kind of file source names a table as a DuckDB relation."""
 
-    relation: Callable[[SourceConfig, str], str]
+    relation: Callable[[SourceConfig, str, Sequence[str]], str]
     needs_attach: bool
     describe: str
 
 
-def duckdb_relation(config: SourceConfig, table: str) -> str:
+def duckdb_relation(config: SourceConfig, table: str, text_columns: Sequence[str]) -> str:
     return f"source_db.{quote_identifier(config.schema or 'main')}.{quote_identifier(table)}"
 
 
-def parquet_relation(config: SourceConfig, table: str) -> str:
+def parquet_relation(config: SourceConfig, table: str, text_columns: Sequence[str]) -> str:
     return f"read_parquet({quote_string(str(file_pattern(config, table)))})"
 
 
-def csv_relation(config: SourceConfig, table: str) -> str:
-    return f"read_csv({quote_string(str(file_pattern(config, table)))}, header = true)"
+def csv_relation(config: SourceConfig, table: str, text_columns: Sequence[str]) -> str:
+    """Types are sniffed from the whole file, so a late odd value cannot break a run."""
+    as_text = ", ".join(f"{quote_string(name)}: 'VARCHAR'" for name in text_columns)
+    return (
+        f"read_csv({quote_string(str(file_pattern(config, table)))}, header = true, "
+        f"sample_size = -1, types = {{{as_text}}})"
+    )
 
 
 FILE_KINDS: dict[str, FileKind] = {
@@ -115,9 +127,9 @@ class FileSource:
                 source=self.name,
             ) from error
 
-    def schema(self, table: str) -> pa.Schema:
+    def schema(self, table: str, text_columns: Sequence[str] = ()) -> pa.Schema:
         self.check_exists(table)
-        relation = self.kind.relation(self.config, table)
+        relation = self.kind.relation(self.config, table, self.present(table, text_columns))
         try:
             return self.engine.sql(f"SELECT * FROM {relation} LIMIT 0").to_arrow_table().schema
         except duckdb.Error as error:
@@ -127,12 +139,24 @@ class FileSource:
                 source=self.name,
             ) from error
 
-    def read(self, table: str, columns: list[str]) -> pa.RecordBatchReader:
-        relation = self.kind.relation(self.config, table)
+    def read(
+        self, table: str, columns: list[str], text_columns: Sequence[str] = ()
+    ) -> pa.RecordBatchReader:
+        relation = self.kind.relation(self.config, table, self.present(table, text_columns))
         selected = ", ".join(quote_identifier(column) for column in columns)
         log.debug("source %s: SELECT %s FROM %s", self.name, selected, relation)
         result = self.engine.sql(f"SELECT {selected} FROM {relation}")
         return result.to_arrow_reader(BATCH_ROWS)
+
+    def present(self, table: str, text_columns: Sequence[str]) -> list[str]:
+        """The text columns the table has (a CSV reader refuses types for absent ones)."""
+        if not text_columns or self.config.type != "csv":
+            return []
+        header = self.engine.sql(
+            f"SELECT * FROM read_csv({quote_string(str(file_pattern(self.config, table)))}, "
+            "header = true, all_varchar = true) LIMIT 0"
+        ).columns
+        return [name for name in text_columns if name in header]
 
     def check_exists(self, table: str) -> None:
         """Fail with the list of tables (or the missing path) when `table` is not there."""

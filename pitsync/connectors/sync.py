@@ -116,7 +116,8 @@ def run_model(config: Config, model: Model, source: Source, options: SyncOptions
     con = open_for_writing(config.store_path)
     try:
         check_property_ownership(con, model)
-        rows = source.read(table.source_table, model.source_columns)
+        as_text = text_columns(table, group_keys_of(config))
+        rows = source.read(table.source_table, model.source_columns, as_text)
         return run_once(con, model, rows, options)
     finally:
         con.close()
@@ -127,15 +128,30 @@ def plan_model(config: Config, table: TableConfig, source: Source) -> Model:
 
     Raises ConfigError on any mismatch between the configuration and the columns.
     """
-    schema = source.schema(table.source_table)
+    group_keys = group_keys_of(config)
+    schema = source.schema(table.source_table, text_columns(table, group_keys))
     if table.is_history:
         return plan_history(table, schema)
-    group_keys = {
-        other.group_key
-        for other in config.tables.values()
-        if other.kind == "group_history" and other.group_key
-    }
     return plan_events(table, schema, group_keys)
+
+
+def group_keys_of(config: Config) -> set[str]:
+    """The group keys of the configured group histories: events carry them as text ids."""
+    return {
+        table.group_key
+        for table in config.tables.values()
+        if table.kind == "group_history" and table.group_key
+    }
+
+
+def text_columns(table: TableConfig, group_keys: set[str]) -> list[str]:
+    """Columns whose written text is the value: ids, group keys, and a time not in epochs."""
+    columns = [table.id_column]
+    if table.time_unit is None:
+        columns.append(table.time_source_column)
+    if not table.is_history:
+        columns.extend(sorted(group_keys - set(columns)))
+    return columns
 
 
 def check_property_ownership(con: duckdb.DuckDBPyConnection, model: Model) -> None:

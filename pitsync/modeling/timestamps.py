@@ -27,8 +27,10 @@ EPOCH_LIMITS = {
 }
 MICROS_PER_UNIT = {"s": 1_000_000, "ms": 1_000, "us": 1}
 
-# Text that ends in Z or a numeric offset after a time of day names its own instant.
-OFFSET_PATTERN = r"\d:\d\d(:\d\d(\.\d+)?)?\s*([zZ]|[+-]\d\d(:?\d\d)?)$"
+# A date, optionally with a time of day, and nothing else: a naive moment.
+NAIVE_PATTERN = r"\d{4}-\d{2}-\d{2}([T ]\d{1,2}:\d{2}(:\d{2}(\.\d+)?)?)?"
+# `2024-01-01 00:00:00 +01:00`: the cast wants the offset written against the time.
+SPACE_BEFORE_OFFSET = r"(\d)\s+([+-]\d{2}(:?\d{2})?)$"
 
 
 def instant_sql(
@@ -85,12 +87,19 @@ def epoch_sql(column: str, time_unit: str | None, *, where: str, arrow_type: pa.
 
 
 def text_sql(column: str, zone: str) -> str:
-    """Text with an offset is that instant; text without one is naive, in the table's zone."""
+    """Naive text is read in the table's zone; anything else must name its own instant.
+
+    Naive means a date, optionally a time, and nothing after it. DuckDB's TIMESTAMP cast
+    would ignore a trailing ` UTC` or ` garbage`, so only text of that exact shape is
+    read as naive. All other text goes to the TIMESTAMPTZ cast, which reads offsets and
+    zone names (`Z`, `+01:00`, ` UTC`, ` America/New_York`) and fails on the rest.
+    """
     trimmed = f"trim({column})"
+    offset_joined = f"regexp_replace({trimmed}, {quote_string(SPACE_BEFORE_OFFSET)}, '\\1\\2')"
     return (
-        f"CASE WHEN regexp_matches({trimmed}, {quote_string(OFFSET_PATTERN)}) "
-        f"THEN TRY_CAST({trimmed} AS TIMESTAMPTZ) "
-        f"ELSE timezone({zone}, TRY_CAST({trimmed} AS TIMESTAMP)) END"
+        f"CASE WHEN regexp_full_match({trimmed}, {quote_string(NAIVE_PATTERN)}) "
+        f"THEN timezone({zone}, TRY_CAST({trimmed} AS TIMESTAMP)) "
+        f"ELSE TRY_CAST({offset_joined} AS TIMESTAMPTZ) END"
     )
 
 

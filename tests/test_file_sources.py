@@ -1,0 +1,79 @@
+"""CSV sources: a value far down the file is read as it is written, not as the top suggests.
+
+DuckDB guesses CSV column types from a sample of the first rows. pitsync reads ids and
+time columns as text and sniffs the other columns from the whole file, so a late `007`
+stays its own entity and a late unreadable time is one quarantined row, not a failed run.
+"""
+
+from __future__ import annotations
+
+import duckdb
+
+from tests.conftest import Project
+
+GOOD_ROWS = 30_000  # well past the sniffer's sample
+
+
+def write_csv(project: Project, late_rows: list[str]) -> None:
+    """GOOD_ROWS rows of users 0..GOOD_ROWS-1 on `free` from 2024-01-01, then `late_rows`."""
+    path = project.root / "plans.csv"
+    con = duckdb.connect()
+    con.execute(
+        f"COPY (SELECT range AS user_id, 'free' AS plan, 1 AS seats, "
+        f"'2024-01-01 00:00:00' AS valid_from FROM range({GOOD_ROWS})) "
+        f"TO '{path}' (HEADER true)"
+    )
+    con.close()
+    with path.open("a", encoding="utf-8") as handle:
+        handle.writelines(line + "\n" for line in late_rows)
+
+
+def configure_plans(project: Project, **settings: str) -> None:
+    project.configure(
+        "user_plans",
+        source="files",
+        kind="user_history",
+        id_column="user_id",
+        start_time="valid_from",
+        **settings,
+    )
+    project.write_config('[sources.files]\ntype = "csv"\npath = "plans.csv"\n')
+
+
+def test_a_late_id_with_leading_zeros_stays_its_own_entity(project: Project) -> None:
+    write_csv(project, ["007,pro,5,2024-02-01 00:00:00"])
+    configure_plans(project)
+
+    project.sync("user_plans")
+
+    assert project.query("SELECT plan FROM user_plans WHERE user_id = '007'") == [("pro",)]
+    assert project.query("SELECT plan FROM user_plans WHERE user_id = '7'") == [("free",)]
+
+
+def test_late_unreadable_values_are_quarantined_and_the_rest_applies(project: Project) -> None:
+    write_csv(project, ["abc,pro,5,2024-02-01 00:00:00", "8,pro,5,not-a-time"])
+    configure_plans(project)
+
+    record = project.sync("user_plans")
+
+    assert (record.rows_read, record.inserted, record.quarantined) == (
+        GOOD_ROWS + 2,
+        GOOD_ROWS + 1,
+        1,
+    )
+    assert project.query("SELECT plan FROM user_plans WHERE user_id = 'abc'") == [("pro",)]
+    assert project.query("SELECT reason FROM quarantine") == [("unreadable start time",)]
+
+
+def test_naive_and_offset_times_in_one_column_each_keep_their_meaning(project: Project) -> None:
+    # Kolkata is UTC+05:30: the naive 2024-06-01 00:00 there is 2024-05-31 18:30 UTC.
+    write_csv(project, ["u1,pro,5,2024-06-01T00:00:00+05:00", "u2,pro,5,2024-06-01 00:00:00"])
+    configure_plans(project, timezone="Asia/Kolkata")
+
+    project.sync("user_plans")
+
+    starts = project.query(
+        "SELECT user_id, strftime(start_time, '%Y-%m-%dT%H:%M') FROM user_plans "
+        "WHERE user_id IN ('u1', 'u2') ORDER BY user_id"
+    )
+    assert starts == [("u1", "2024-05-31T19:00"), ("u2", "2024-05-31T18:30")]
