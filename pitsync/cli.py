@@ -154,7 +154,9 @@ def command_sync(args: argparse.Namespace) -> int:
     names = list(config.tables) if args.all else args.table
     tables = [config.table(name) for name in names]
     outcomes = sync_tables(config, tables, SyncOptions(strict=args.strict))
-    print_sync_report([outcome.record for outcome in outcomes if outcome.record])
+    records = [outcome.record for outcome in outcomes if outcome.record]
+    if records:
+        print_sync_report(records)
     failed = [outcome for outcome in outcomes if outcome.error]
     for outcome in failed:
         print(f"pitsync: error: {outcome.error}", file=sys.stderr)
@@ -189,13 +191,14 @@ def command_runs(args: argparse.Namespace) -> int:
         print(json.dumps([record.as_json() for record in records], indent=2))
         return 0
     table = Table(
-        "run",
+        "run_id",
         "table",
         "mode",
         "status",
-        "started",
-        "read",
-        "stored",
+        "started_at",
+        "finished_at",
+        "rows_read",
+        "inserted",
         "quarantined",
         "conflicts",
         "error",
@@ -207,6 +210,7 @@ def command_runs(args: argparse.Namespace) -> int:
             r.mode,
             r.status,
             r.started_at.isoformat(timespec="seconds"),
+            r.finished_at.isoformat(timespec="seconds") if r.finished_at else "",
             str(r.rows_read),
             str(r.inserted),
             str(r.quarantined),

@@ -159,6 +159,9 @@ def test_strict_run_with_a_null_id_fails_applies_nothing_and_is_recorded(
     assert (last["table_name"], last["status"]) == ("company_plan_history", "failed")
     assert "bad row" in last["error"] and "--strict" in last["error"]
     assert last["finished_at"] is not None
+    # 4 rows were read; none was stored or quarantined, since nothing was applied.
+    assert (last["rows_read"], last["inserted"], last["quarantined"]) == (4, 0, 0)
+    assert "sync report" not in result.stdout
 
 
 # --- query ---------------------------------------------------------------------------------
@@ -353,6 +356,28 @@ def test_query_naming_an_unknown_column_is_a_user_error(synced: Project) -> None
     result = synced.cli("query", "SELECT no_such_column FROM events", check=False)
 
     assert_user_error(result, "no_such_column")
+
+
+def test_profile_of_an_unknown_id_is_a_user_error_naming_the_tables(synced: Project) -> None:
+    result = synced.cli("profile", "c9", "--group-key", "company_id", check=False)
+
+    assert_user_error(result, "company_id c9", "no rows in company_plan_history", "check the id")
+
+
+def test_history_of_an_unknown_user_points_to_the_group_keys(project: Project) -> None:
+    seeded(project)
+    project.configure(
+        "user_plans",
+        kind="user_history",
+        id_column="company_id",
+        start_time="start_timestamp",
+        **{"from": "company_plan_history"},
+    )
+    project.cli("sync", "--all")
+
+    result = project.cli("history", "nobody", check=False)
+
+    assert_user_error(result, "user nobody", "no rows in user_plans", "--group-key `company_id`")
 
 
 def test_profile_at_text_that_is_no_moment_is_a_user_error(synced: Project) -> None:

@@ -44,7 +44,7 @@ class RunRecord:
     error: str | None = None
 
     def count(self, counts: ModelCounts) -> None:
-        """Take what the modeling counted (kept on a failed record too)."""
+        """Take what the modeling counted; a failed run keeps only its rows read."""
         self.rows_read = counts.rows_read
         self.inserted = counts.inserted
         self.quarantined = counts.quarantined

@@ -258,6 +258,7 @@ def record_failure(con: duckdb.DuckDBPyConnection, record: RunRecord, error: Bas
     """Write a `failed` record after the rollback; never hides the original error."""
     record.status = "failed"
     record.finished_at = utc_now()
+    record.inserted = record.quarantined = record.conflicts = 0  # nothing was applied
     record.error = str(error) if isinstance(error, PitsyncError) else describe(error)
     try:
         write_run(con, record)

@@ -29,20 +29,37 @@ class Entity:
 
 
 def entity_tables(con: duckdb.DuckDBPyConnection, entity: Entity) -> list[CatalogEntry]:
-    """The history tables that describe this kind of entity."""
+    """The history tables that hold this entity; an unknown one is an error, not silence."""
+    catalog = read_catalog(con)
     kind = "group_history" if entity.group_key else "user_history"
     tables = [
-        entry
-        for entry in read_catalog(con)
-        if entry.kind == kind and (entry.group_key == entity.group_key)
+        entry for entry in catalog if entry.kind == kind and entry.group_key == entity.group_key
     ]
     if not tables:
         what = f"group key `{entity.group_key}`" if entity.group_key else "users"
+        raise StoreError(f"no history table for {what} has been synced; {group_key_hint(catalog)}")
+    if not any(holds_entity(con, entry, entity) for entry in tables):
+        names = ", ".join(entry.table_name for entry in tables)
         raise StoreError(
-            f"no history table for {what} has been synced; sync one first, or pass "
-            "--group-key for a group"
+            f"{entity.describe()} has no rows in {names}; check the id"
+            + ("" if entity.group_key else f", or {group_key_hint(catalog)}")
         )
     return tables
+
+
+def group_key_hint(catalog: list[CatalogEntry]) -> str:
+    keys = sorted({entry.group_key for entry in catalog if entry.group_key})
+    if not keys:
+        return "sync a history table first"
+    return "for a group pass --group-key " + " or ".join(f"`{key}`" for key in keys)
+
+
+def holds_entity(con: duckdb.DuckDBPyConnection, entry: CatalogEntry, entity: Entity) -> bool:
+    rows = con.execute(
+        f"SELECT 1 FROM {entry.stored_as} WHERE {quote_identifier(entry.id_column)} = ? LIMIT 1",
+        [entity.entity_id],
+    ).fetchall()
+    return bool(rows)
 
 
 def interval_at_sql(entry: CatalogEntry) -> str:
