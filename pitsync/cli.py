@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 from collections.abc import Callable, Sequence
 
@@ -29,6 +30,7 @@ from pitsync.store import END_TIME, START_TIME, open_read_only
 
 log = logging.getLogger("pitsync")
 
+SIGPIPE_STATUS = 141  # what a shell reports for a program ended by SIGPIPE
 PIPE_WIDTH = 160  # rich would squeeze tables into 80 columns when not on a terminal
 
 
@@ -136,6 +138,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("pitsync: interrupted; the run was rolled back", file=sys.stderr)
         return 130
+    except BrokenPipeError:
+        # The reader went away (`pitsync runs | head`): stop quietly, as a SIGPIPE would.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return SIGPIPE_STATUS
 
 
 def configure_logging(*, verbose: bool) -> None:

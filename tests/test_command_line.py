@@ -262,13 +262,30 @@ def test_query_table_keeps_each_value_when_two_columns_share_a_name(synced: Proj
     assert [cell.strip() for cell in row.split("│")[1:3]] == ["a", "b"]
 
 
-def test_query_json_with_two_columns_of_one_name_never_shows_a_traceback(synced: Project) -> None:
+@pytest.mark.parametrize("second", ["x", "X"])
+def test_query_json_with_two_columns_of_one_name_asks_for_aliases(
+    synced: Project, second: str
+) -> None:
+    result = synced.cli(
+        "query", f"SELECT 'a' AS x, 'b' AS \"{second}\"", "--format", "json", check=False
+    )
 
-    result = synced.cli("query", "SELECT 'a' AS x, 'b' AS x", "--format", "json", check=False)
+    assert_user_error(result, "two result columns", "distinct aliases")
 
-    # Either an answer or a clear error is acceptable; a crash is not.
-    assert "Traceback" not in result.stderr
-    assert result.returncode in (0, 1)
+
+def test_query_csv_writes_types_without_a_csv_form_as_text(synced: Project) -> None:
+    sql = "SELECT INTERVAL 1 DAY AS gap, TIMETZ '10:00:00+02' AS local_time"
+
+    out = synced.cli("query", sql, "--format", "csv").stdout
+
+    assert list(csv.reader(io.StringIO(out))) == [["gap", "local_time"], ["1 day", "10:00:00+02"]]
+
+
+def test_a_query_that_does_not_parse_is_refused_in_plain_text(synced: Project) -> None:
+    result = synced.cli("query", "SELEC 1", check=False)
+
+    assert_user_error(result, "cannot parse the query")
+    assert "\x1b[" not in result.stderr
 
 
 # --- profile and history -------------------------------------------------------------------

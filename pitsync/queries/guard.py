@@ -9,6 +9,7 @@ connection itself, opened read-only with external access off and its settings lo
 from __future__ import annotations
 
 import logging
+import re
 
 import sqlglot
 from sqlglot import exp
@@ -41,6 +42,9 @@ WRITE_NODES = (
 )
 
 
+ANSI_ESCAPE = re.compile(r"\x1b\[[0-9;]*m")
+
+
 def parse_read_query(sql: str) -> exp.Query:
     """One SELECT statement as a sqlglot tree, or QueryRefused saying why not."""
     # sqlglot warns on stderr about syntax it passes through as a raw command; such a
@@ -49,7 +53,9 @@ def parse_read_query(sql: str) -> exp.Query:
     try:
         statements = [tree for tree in sqlglot.parse(sql, read="duckdb") if tree is not None]
     except ParseError as error:
-        raise QueryRefused(f"cannot parse the query: {error}", sql=sql) from error
+        # sqlglot underlines the bad token with terminal escape codes; messages are plain.
+        plain = ANSI_ESCAPE.sub("", str(error))
+        raise QueryRefused(f"cannot parse the query: {plain}", sql=sql) from error
     if len(statements) != 1:
         raise QueryRefused(
             f"pass exactly one statement, got {len(statements)}; queries are read one at a time",

@@ -26,6 +26,12 @@ BATCH_ROWS = 10_000
 TABLE_ROW_LIMIT = 1_000  # a terminal table beyond this is unreadable; the rest is counted
 
 NESTED_TYPE_PREFIXES = ("STRUCT", "MAP", "UNION")
+PLAIN_TYPES = {
+    "BOOLEAN",
+    *("TINYINT", "SMALLINT", "INTEGER", "BIGINT", "HUGEINT"),
+    *("UTINYINT", "USMALLINT", "UINTEGER", "UBIGINT", "UHUGEINT"),
+    *("FLOAT", "DOUBLE", "VARCHAR", "DATE", "TIME"),
+}
 
 
 # Scalar time types and the text each is written as; nested ones go through to_json.
@@ -62,7 +68,14 @@ def text_sql(column: str, type_name: str, nested_as_json: bool) -> str:
         return f"CAST(to_json({listed}) AS VARCHAR)" if nested_as_json else listed
     if nested_as_json and is_nested(type_name):
         return f"CAST(to_json({column}) AS VARCHAR)"
+    if nested_as_json and not is_plain(type_name):
+        return f"CAST({column} AS VARCHAR)"  # INTERVAL, TIMETZ, BIT, UUID... as DuckDB writes them
     return column
+
+
+def is_plain(type_name: str) -> bool:
+    """Types a CSV or table cell shows faithfully as they are."""
+    return type_name in PLAIN_TYPES or type_name.startswith("DECIMAL")
 
 
 def is_nested(type_name: str) -> bool:
@@ -120,15 +133,15 @@ def write_json(relation: duckdb.DuckDBPyRelation, out: TextIO) -> int:
 
 
 def check_unique_names(columns: list[str]) -> None:
-    """JSON objects need one key per column."""
+    """JSON objects need one key per column (DuckDB also treats `a` and `A` as one)."""
     seen: set[str] = set()
     for name in columns:
-        if name in seen:
+        if name.lower() in seen:
             raise QueryError(
-                f"two result columns are named `{name}`; give them distinct aliases "
-                "(... AS other_name) for JSON output"
+                f"two result columns are named `{name}` (ignoring case); give them distinct "
+                "aliases (... AS other_name) for JSON output"
             )
-        seen.add(name)
+        seen.add(name.lower())
 
 
 def write_table(relation: duckdb.DuckDBPyRelation, console: Console) -> int:
