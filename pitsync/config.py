@@ -368,7 +368,7 @@ def known_zone_names() -> set[str]:
 def timezone_value(raw: dict[str, Any], *, where: str) -> str:
     """The IANA zone naive timestamps of this table are read in."""
     name = text_value(raw, "timezone", where=where, default="UTC")
-    if name not in known_zone_names():
+    if name != "UTC" and name not in known_zone_names():
         raise ConfigError(
             f"{where}: timezone {name!r} is not a known IANA zone name "
             '(for example "UTC" or "Europe/Berlin")',

@@ -201,7 +201,7 @@ def test_connection_cannot_change_the_store_even_without_the_guard(
     store: Project, raw_connection: duckdb.DuckDBPyConnection
 ) -> None:
     with pytest.raises(duckdb.Error, match="read-only"):
-        raw_connection.execute("DELETE FROM company_plan_history")
+        raw_connection.execute('DELETE FROM _pitsync."intervals__company_plan_history"')
 
     count = raw_connection.execute("SELECT count(*) FROM company_plan_history").fetchone()
     assert count == (2,)

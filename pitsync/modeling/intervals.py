@@ -38,7 +38,13 @@ from pitsync.modeling.staging import (
 )
 from pitsync.modeling.timestamps import instant_sql, iso_sql
 from pitsync.quoting import quote_identifier
-from pitsync.store import END_TIME, RESERVED_COLUMNS, START_TIME, SUPERSEDED
+from pitsync.store import (
+    END_TIME,
+    INTERNAL_SCHEMA,
+    RESERVED_COLUMNS,
+    START_TIME,
+    SUPERSEDED,
+)
 
 log = logging.getLogger(__name__)
 
@@ -73,6 +79,11 @@ class HistoryModel:
     @property
     def relation(self) -> str:
         return quote_identifier(self.table.name)
+
+    @property
+    def stored(self) -> str:
+        """The table the intervals are kept in; `main.<name>` is a view of it."""
+        return f"{INTERNAL_SCHEMA}.{quote_identifier('intervals__' + self.table.name)}"
 
     def apply(self, con: duckdb.DuckDBPyConnection, run_id: int) -> ModelCounts:
         """Stage, quarantine, resolve ties and write the intervals, inside the run."""
@@ -165,14 +176,23 @@ def order_rows(con: duckdb.DuckDBPyConnection, model: HistoryModel) -> None:
 
 
 def write_intervals(con: duckdb.DuckDBPyConnection, model: HistoryModel) -> None:
-    """Replace the history relation with the winners, each ending at the next start."""
+    """Replace the history relation with the winners, each ending at the next start.
+
+    Integer ids are stored as integers, which DuckDB writes much faster than text, and the
+    public relation, a view, shows them as text: the same strings, since the cast is
+    one-to-one.
+    """
     props = "".join(f", {quote_identifier(name)}" for name in model.properties)
     entity = quote_identifier(model.table.id_column)
     con.execute(
-        f"CREATE OR REPLACE TABLE main.{model.relation} AS "
-        f"SELECT CAST({ENTITY} AS VARCHAR) AS {entity}, {START} AS {START_TIME}, "
-        f"{NEXT} AS {END_TIME}{props} "
+        f"CREATE OR REPLACE TABLE {model.stored} AS "
+        f"SELECT {ENTITY} AS {entity}, {START} AS {START_TIME}, {NEXT} AS {END_TIME}{props} "
         f"FROM {ORDERED} WHERE {NEXT} IS NULL OR {NEXT} > {START}"
+    )
+    con.execute(
+        f"CREATE OR REPLACE VIEW main.{model.relation} AS "
+        f"SELECT CAST({entity} AS VARCHAR) AS {entity}, {START_TIME}, {END_TIME}{props} "
+        f"FROM {model.stored}"
     )
 
 
@@ -202,8 +222,8 @@ def losers_sql(model: HistoryModel) -> str:
     winner = struct_of(model.properties, "winner")
     return (
         f"SELECT DISTINCT loser.* EXCLUDE ({NEXT}) FROM {ORDERED} AS loser "
-        f"JOIN main.{model.relation} AS winner "
-        f"ON winner.{entity} = CAST(loser.{ENTITY} AS VARCHAR) "
+        f"JOIN {model.stored} AS winner "
+        f"ON winner.{entity} = loser.{ENTITY} "
         f"AND winner.{START_TIME} = loser.{START} "
         f"WHERE loser.{NEXT} = loser.{START} AND {loser} IS DISTINCT FROM {winner}"
     )
