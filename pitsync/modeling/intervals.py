@@ -50,8 +50,6 @@ log = logging.getLogger(__name__)
 
 ENTITY = "__pitsync_entity"
 START = "__pitsync_start"
-NEXT = "__pitsync_next"
-ORDERED = "__pitsync_ordered"
 LOSERS = "__pitsync_losers"
 CONFLICT_EXAMPLES = 10
 
@@ -91,7 +89,6 @@ class HistoryModel:
         quarantined = quarantine_rows(
             con, table=self.table.name, run_id=run_id, source_columns=self.source_columns
         )
-        order_rows(con, self)
         write_intervals(con, self)
         conflicts = write_superseded(con, self, run_id)
         return ModelCounts(
@@ -156,44 +153,39 @@ def require_column(column: str, names: list[str], *, key: str, table: TableConfi
     )
 
 
-def order_rows(con: duckdb.DuckDBPyConnection, model: HistoryModel) -> None:
-    """Sort each entity's good rows once; each row learns the start of the row after it.
+def write_intervals(con: duckdb.DuckDBPyConnection, model: HistoryModel) -> None:
+    """Sort each entity's good rows once; each row ends where the row after it starts.
 
     Within one key the order is tie-breaker (NULL lowest), then the properties in column
     order (NULL lowest), so the last row of a key is its winner whatever the input order.
-    A row followed by the same start is not a winner; a winner's next start is the next
-    higher start, which is its end.
+    Every row before it at that key ends at its own start: an empty interval, which holds
+    no moment. The history relation is a view of the non-empty intervals; the empty ones
+    are the rows that lost a tie, kept for `write_superseded`.
+
+    Integer ids are stored as integers, which DuckDB writes much faster than text; the
+    view shows them as text, the same strings, since the cast is one-to-one.
     """
     tie = [quote_identifier(model.table.tie_breaker)] if model.table.tie_breaker else []
     props = [quote_identifier(name) for name in model.properties]
     order = ", ".join([START, *(f"{column} ASC NULLS FIRST" for column in tie + props)])
-    columns = ", ".join([ENTITY, START, *props])
-    con.execute(
-        f"CREATE OR REPLACE TEMP TABLE {ORDERED} AS SELECT {columns}, "
-        f"lead({START}) OVER (PARTITION BY {ENTITY} ORDER BY {order}) AS {NEXT} "
-        f"FROM {STAGED} WHERE {REASON} IS NULL"
-    )
-
-
-def write_intervals(con: duckdb.DuckDBPyConnection, model: HistoryModel) -> None:
-    """Replace the history relation with the winners, each ending at the next start.
-
-    Integer ids are stored as integers, which DuckDB writes much faster than text, and the
-    public relation, a view, shows them as text: the same strings, since the cast is
-    one-to-one.
-    """
-    props = "".join(f", {quote_identifier(name)}" for name in model.properties)
     entity = quote_identifier(model.table.id_column)
+    listed = "".join(f", {column}" for column in props)
     con.execute(
         f"CREATE OR REPLACE TABLE {model.stored} AS "
-        f"SELECT {ENTITY} AS {entity}, {START} AS {START_TIME}, {NEXT} AS {END_TIME}{props} "
-        f"FROM {ORDERED} WHERE {NEXT} IS NULL OR {NEXT} > {START}"
+        f"SELECT {ENTITY} AS {entity}, {START} AS {START_TIME}, "
+        f"lead({START}) OVER (PARTITION BY {ENTITY} ORDER BY {order}) AS {END_TIME}{listed} "
+        f"FROM {STAGED} WHERE {REASON} IS NULL"
     )
     con.execute(
         f"CREATE OR REPLACE VIEW main.{model.relation} AS "
-        f"SELECT CAST({entity} AS VARCHAR) AS {entity}, {START_TIME}, {END_TIME}{props} "
-        f"FROM {model.stored}"
+        f"SELECT CAST({entity} AS VARCHAR) AS {entity}, {START_TIME}, {END_TIME}{listed} "
+        f"FROM {model.stored} WHERE {non_empty()}"
     )
+
+
+def non_empty(prefix: str = "") -> str:
+    """An interval that holds some moment; a row that lost a tie ends where it starts."""
+    return f"({prefix}{END_TIME} IS NULL OR {prefix}{END_TIME} > {prefix}{START_TIME})"
 
 
 def write_superseded(con: duckdb.DuckDBPyConnection, model: HistoryModel, run_id: int) -> int:
@@ -206,26 +198,33 @@ def write_superseded(con: duckdb.DuckDBPyConnection, model: HistoryModel, run_id
     if not model.properties:
         return 0  # rows with no properties are identical whenever their keys are
     con.execute(f"CREATE OR REPLACE TEMP TABLE {LOSERS} AS {losers_sql(model)}")
+    entity = quote_identifier(model.table.id_column)
     con.execute(
-        f"INSERT INTO {SUPERSEDED} SELECT ?, ?, CAST({ENTITY} AS VARCHAR), {START}, "
+        f"INSERT INTO {SUPERSEDED} SELECT ?, ?, CAST({entity} AS VARCHAR), {START_TIME}, "
         f"{json_object_sql(model.properties)} FROM {LOSERS}",
         [run_id, name],
     )
     warn_conflicts(con, model)
-    return count(con, f"SELECT count(DISTINCT ({ENTITY}, {START})) FROM {LOSERS}")
+    return count(con, f"SELECT count(DISTINCT ({entity}, {START_TIME})) FROM {LOSERS}")
 
 
 def losers_sql(model: HistoryModel) -> str:
-    """Distinct rows that share a key with the winner but differ from it."""
+    """Distinct rows that share a key with the winner but differ from it.
+
+    The empty intervals are few: they are picked out first, and a semi join finds their
+    winners, so the hash table holds the few, not the whole table.
+    """
     entity = quote_identifier(model.table.id_column)
-    loser = struct_of(model.properties, "loser")
-    winner = struct_of(model.properties, "winner")
+    same_key = f"w.{entity} = e.{entity} AND w.{START_TIME} = e.{START_TIME}"
+    loser = struct_of(model.properties, "e")
+    winner = struct_of(model.properties, "w")
     return (
-        f"SELECT DISTINCT loser.* EXCLUDE ({NEXT}) FROM {ORDERED} AS loser "
-        f"JOIN {model.stored} AS winner "
-        f"ON winner.{entity} = loser.{ENTITY} "
-        f"AND winner.{START_TIME} = loser.{START} "
-        f"WHERE loser.{NEXT} = loser.{START} AND {loser} IS DISTINCT FROM {winner}"
+        f"WITH empty AS MATERIALIZED (SELECT * FROM {model.stored} "
+        f"WHERE {END_TIME} = {START_TIME}), "
+        f"winners AS MATERIALIZED (SELECT w.* FROM {model.stored} AS w "
+        f"SEMI JOIN empty AS e ON {same_key} WHERE {non_empty('w.')}) "
+        f"SELECT DISTINCT e.* EXCLUDE ({END_TIME}) FROM empty AS e "
+        f"JOIN winners AS w ON {same_key} WHERE {loser} IS DISTINCT FROM {winner}"
     )
 
 
@@ -236,8 +235,9 @@ def struct_of(columns: list[str], alias: str) -> str:
 
 def warn_conflicts(con: duckdb.DuckDBPyConnection, model: HistoryModel) -> None:
     """One warning per conflicting key, for the first few keys."""
+    entity = quote_identifier(model.table.id_column)
     examples = con.execute(
-        f"SELECT CAST({ENTITY} AS VARCHAR), {iso_sql(START, 'TIMESTAMPTZ', utc_suffix='Z')}, "
+        f"SELECT CAST({entity} AS VARCHAR), {iso_sql(START_TIME, 'TIMESTAMPTZ', utc_suffix='Z')}, "
         "count(*) + 1 "
         f"FROM {LOSERS} GROUP BY ALL ORDER BY ALL LIMIT {CONFLICT_EXAMPLES}"
     ).fetchall()
