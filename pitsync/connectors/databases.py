@@ -25,9 +25,16 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from pitsync.config import SourceConfig
-from pitsync.connectors.extraction import DIALECTS, select_columns
+from pitsync.connectors.extraction import (
+    DIALECTS,
+    SAMPLE_MARK,
+    select_all,
+    select_columns,
+    sqlite_typed_select,
+)
 from pitsync.errors import ConfigError, SourceError, first_line
 
 log = logging.getLogger(__name__)
@@ -35,6 +42,7 @@ log = logging.getLogger(__name__)
 MAX_DECIMAL_PRECISION = 38
 POSTGRES_TYPE = b"POSTGRESQL:type"
 POSTGRES_TYPMOD = b"POSTGRESQL:typmod"
+POSTGRES_TYPE_NAME = b"ADBC:postgresql:typname"
 
 
 @dataclass(frozen=True)
@@ -43,12 +51,12 @@ class Driver:
 
     module: str
     dialect: str
-    extra: str
+    extra: str | None  # None: installed with pitsync itself
 
 
 DRIVERS = {
-    "postgres": Driver("adbc_driver_postgresql.dbapi", DIALECTS["postgres"], "postgres"),
-    "sqlite": Driver("adbc_driver_sqlite.dbapi", DIALECTS["sqlite"], "sqlite"),
+    "postgres": Driver("adbc_driver_postgresql.dbapi", DIALECTS["postgres"], None),
+    "sqlite": Driver("adbc_driver_sqlite.dbapi", DIALECTS["sqlite"], None),
     "snowflake": Driver("adbc_driver_snowflake.dbapi", DIALECTS["snowflake"], "snowflake"),
     "bigquery": Driver("adbc_driver_bigquery.dbapi", DIALECTS["bigquery"], "bigquery"),
 }
@@ -83,8 +91,17 @@ class DatabaseSource:
     def schema(self, table: str, text_columns: Sequence[str] = ()) -> pa.Schema:
         # Databases have types of their own; `text_columns` matters only for CSV.
         try:
-            raw = self.connection.adbc_get_table_schema(table, db_schema_filter=self.config.schema)
+            if self.config.type == "sqlite":
+                raw = sqlite_declared_schema(self.connection, table)
+            else:
+                with self.connection.cursor() as cursor:
+                    # The schema of the query, not of the table: only a result carries
+                    # PostgreSQL's numeric precision and scale.
+                    raw = cursor.adbc_execute_schema(
+                        select_all(self.driver.dialect, table, schema=self.config.schema)
+                    )
         except Exception:
+            self.connection.rollback()  # PostgreSQL refuses all else in a failed transaction
             raise SourceError(self.missing_table_message(table), source=self.name) from None
         return mappable_schema(raw, source=self.name, table=table)
 
@@ -93,7 +110,10 @@ class DatabaseSource:
     ) -> pa.RecordBatchReader:
         target = self.schema(table)
         target = pa.schema([target.field(name) for name in columns])
-        sql = select_columns(self.driver.dialect, table, columns, schema=self.config.schema)
+        if self.config.type == "sqlite":
+            sql = sqlite_typed_select(table, target)
+        else:
+            sql = select_columns(self.driver.dialect, table, columns, schema=self.config.schema)
         log.debug("source %s: %s", self.name, sql)
         cursor = self.connection.cursor()
         self.cursors.append(cursor)
@@ -114,6 +134,8 @@ class DatabaseSource:
         """Each batch cast to the mapped types; a driver failure mid-stream names the table."""
         try:
             for batch in batches:
+                if SAMPLE_MARK in batch.schema.names:
+                    batch = without_type_sample(batch)
                 yield conform(batch, target)
         except Exception as error:
             raise SourceError(
@@ -160,9 +182,10 @@ def load_driver(config: SourceConfig, driver: Driver) -> Any:
     try:
         return importlib.import_module(driver.module)
     except ImportError:
+        package = f"pitsync[{driver.extra}]" if driver.extra else "pitsync"
         raise SourceError(
-            f"source `{config.name}`: the {config.type} driver is not installed; "
-            f"install it with: pip install 'pitsync[{driver.extra}]'",
+            f"source `{config.name}`: the {config.type} driver ({driver.module}) is not "
+            f"installed; install it with: pip install '{package}'",
             source=config.name,
         ) from None
 
@@ -179,6 +202,52 @@ def sqlite_read_only_uri(config: SourceConfig) -> str:
     return f"file:{path.resolve()}?mode=ro"
 
 
+# SQLite declares types loosely; its affinity rules read a declared type by the words in
+# it. Dates and times have no affinity of their own and are kept as text (pitsync reads
+# text times); BOOLEAN holds 0 and 1.
+SQLITE_AFFINITIES = (
+    ("INT", pa.int64()),
+    ("CHAR", pa.string()),
+    ("CLOB", pa.string()),
+    ("TEXT", pa.string()),
+    ("BLOB", pa.binary()),
+    ("REAL", pa.float64()),
+    ("FLOA", pa.float64()),
+    ("DOUB", pa.float64()),
+    ("BOOL", pa.bool_()),
+    ("DATE", pa.string()),
+    ("TIME", pa.string()),
+)
+
+
+def sqlite_declared_schema(connection: Any, table: str) -> pa.Schema:
+    """The table's columns with the Arrow type of each declared type's affinity.
+
+    The ADBC driver guesses result types from the first rows, so an empty table or a
+    column that starts with NULLs would be guessed wrong; the declaration is the truth.
+    """
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT name, type FROM pragma_table_info(?)", parameters=[table])
+        declared = cursor.fetchall()
+    if not declared:
+        raise LookupError(table)
+    return pa.schema([pa.field(name, sqlite_type(kind or "")) for name, kind in declared])
+
+
+def sqlite_type(declared: str) -> pa.DataType:
+    upper = declared.upper()
+    for word, arrow_type in SQLITE_AFFINITIES:
+        if word in upper:
+            return arrow_type
+    return pa.float64() if upper else pa.string()  # NUMERIC affinity; no type: as written
+
+
+def without_type_sample(batch: pa.RecordBatch) -> pa.RecordBatch:
+    """Drop the typed sample row a SQLite read starts with, and its marker column."""
+    kept = batch.filter(pc.is_null(batch.column(SAMPLE_MARK)))
+    return kept.drop_columns([SAMPLE_MARK])
+
+
 def mappable_schema(schema: pa.Schema, *, source: str, table: str) -> pa.Schema:
     """The schema with each column in a type DuckDB stores faithfully."""
     return pa.schema([mapped_field(field, source=source, table=table) for field in schema])
@@ -189,7 +258,11 @@ def mapped_field(field: pa.Field, *, source: str, table: str) -> pa.Field:
         return field
     if field.type.extension_name == "arrow.json":
         return field
-    database_type = (field.metadata or {}).get(POSTGRES_TYPE, b"").decode() or str(field.type)
+    metadata = field.metadata or {}
+    database_type = (
+        metadata.get(POSTGRES_TYPE) or metadata.get(POSTGRES_TYPE_NAME) or b""
+    ).decode()
+    database_type = database_type or str(field.type)
     if database_type == "numeric":
         return pa.field(field.name, numeric_type(field.metadata or {}), field.nullable)
     raise ConfigError(

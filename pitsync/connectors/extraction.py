@@ -7,6 +7,7 @@ to smuggle in SQL is only a name that does not exist.
 
 from __future__ import annotations
 
+import pyarrow as pa
 from sqlglot import exp
 
 # How each database source names its SQL dialect in sqlglot.
@@ -24,3 +25,40 @@ def select_columns(dialect: str, table: str, columns: list[str], *, schema: str 
         exp.table_(table, db=schema, quoted=True)
     )
     return query.sql(dialect=dialect)
+
+
+def select_all(dialect: str, table: str, *, schema: str | None) -> str:
+    """`SELECT * FROM "schema"."table"`, whose result schema is the table's."""
+    query = exp.select(exp.Star()).from_(exp.table_(table, db=schema, quoted=True))
+    return query.sql(dialect=dialect)
+
+
+SAMPLE_MARK = "__pitsync_type_sample"
+
+# A value of each type, for the sample row of a SQLite read.
+SAMPLE_VALUES = {
+    pa.int64(): exp.Literal.number(0),
+    pa.float64(): exp.Literal.number("0.5"),
+    pa.bool_(): exp.Literal.number(0),
+    pa.string(): exp.Literal.string(""),
+    pa.binary(): exp.cast(exp.Literal.string(""), "BLOB"),
+}
+
+
+def sqlite_typed_select(table: str, target: pa.Schema) -> str:
+    """The columns of a SQLite table, after one row of sample values of their types.
+
+    SQLite's ADBC driver takes each result column's type from the first rows it sees; a
+    column that begins with NULLs would be guessed as an integer and fail on its first
+    text. The sample row, marked by a column of its own, settles every type first; the
+    reader drops it by the mark, so row order does not matter.
+    """
+    sample = exp.select(
+        *(exp.alias_(SAMPLE_VALUES[field.type], field.name, quoted=True) for field in target),
+        exp.alias_(exp.Literal.number(1), SAMPLE_MARK),
+    )
+    rows = exp.select(
+        *(exp.column(name, quoted=True) for name in target.names),
+        exp.alias_(exp.null(), SAMPLE_MARK),
+    ).from_(exp.table_(table, quoted=True))
+    return exp.union(sample, rows, distinct=False).sql(dialect="sqlite")

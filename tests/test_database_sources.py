@@ -1,0 +1,286 @@
+"""Database sources read through ADBC: types, quoted names, credentials, missing drivers.
+
+Each table is created in the database itself (a PostgreSQL schema of its own, or an
+SQLite file), synced, and the store file is then opened directly to see what it holds.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import importlib.util
+import json
+import tomllib
+from decimal import Decimal
+from pathlib import Path
+
+import duckdb
+import pytest
+
+from pitsync.connectors.databases import DRIVERS, redact
+from pitsync.errors import ConfigError, SourceError
+from tests.conftest import Project, utc
+
+SECRET = "SECRETPW123"
+SECRET_URI = f"postgresql://postgres:{SECRET}@127.0.0.1:1/test"  # nothing listens on port 1
+PYPROJECT = Path(__file__).parent.parent / "pyproject.toml"
+
+
+def stored_types(project: Project, relation: str) -> dict[str, str]:
+    """Column types of a stored relation, read from the store file (queries refuse DESCRIBE)."""
+    con = duckdb.connect(str(project.store), read_only=True)
+    try:
+        return {row[0]: row[1] for row in con.execute(f"DESCRIBE main.{relation}").fetchall()}
+    finally:
+        con.close()
+
+
+def configure_accounts(project: Project, **settings: str) -> None:
+    project.configure(
+        "account_history",
+        kind="group_history",
+        id_column="account_id",
+        group_key="account_id",
+        start_time="start_timestamp",
+        **settings,
+    )
+
+
+POSTGRES_ACCOUNTS = (
+    "CREATE TABLE account_history (account_id integer, seats integer, "
+    "lifetime_events bigint, price numeric(10, 2), usage_ratio numeric, wide numeric(40, 2), "
+    "active boolean, plan text, renews_on date, start_timestamp timestamp, "
+    "trial_ends_at timestamptz, settings json, flags jsonb)"
+)
+POSTGRES_ACCOUNT_ROW = (
+    "INSERT INTO account_history VALUES (7, 12, 9000000000, 1234.50, 0.125, 12.5, true, "
+    "'pro', '2024-06-30', '2024-03-01 09:00:00', '2024-03-15 12:00:00+02', "
+    """'{"theme":  "dark"}', '{"alpha": [1,2], "beta": true}')"""
+)
+
+
+@pytest.mark.backends("postgres")
+def test_postgres_types_are_stored_as_their_duckdb_counterparts(project: Project) -> None:
+    project.database_sql(POSTGRES_ACCOUNTS, POSTGRES_ACCOUNT_ROW)
+    configure_accounts(project, timezone="Asia/Tokyo")
+    project.sync("account_history")
+
+    # numeric(10,2) fits a decimal; unconstrained or wider than 38 digits becomes double.
+    assert stored_types(project, "account_history") == {
+        "account_id": "VARCHAR",
+        "start_time": "TIMESTAMP WITH TIME ZONE",
+        "end_time": "TIMESTAMP WITH TIME ZONE",
+        "seats": "INTEGER",
+        "lifetime_events": "BIGINT",
+        "price": "DECIMAL(10,2)",
+        "usage_ratio": "DOUBLE",
+        "wide": "DOUBLE",
+        "active": "BOOLEAN",
+        "plan": "VARCHAR",
+        "renews_on": "DATE",
+        "trial_ends_at": "TIMESTAMP WITH TIME ZONE",
+        "settings": "JSON",
+        "flags": "JSON",
+    }
+    # 09:00 naive in Tokyo (UTC+9) is midnight UTC; 12:00+02 is 10:00 UTC. json keeps
+    # the text as written; jsonb is PostgreSQL's normal form, shorter keys first.
+    assert project.query(
+        "SELECT account_id, start_time, seats, lifetime_events, price, usage_ratio, wide, "
+        "active, plan, renews_on, trial_ends_at, settings, flags FROM account_history"
+    ) == [
+        (
+            "7",
+            utc("2024-03-01T00:00:00Z"),
+            12,
+            9_000_000_000,
+            Decimal("1234.50"),
+            0.125,
+            12.5,
+            True,
+            "pro",
+            dt.date(2024, 6, 30),
+            utc("2024-03-15T10:00:00Z"),
+            '{"theme":  "dark"}',
+            '{"beta": true, "alpha": [1, 2]}',
+        )
+    ]
+
+
+@pytest.mark.backends("postgres")
+@pytest.mark.parametrize(("column_type", "value"), [("inet", "10.0.0.1"), ("int4range", "[1,10)")])
+def test_an_unmappable_postgres_type_names_the_column_and_stores_nothing(
+    project: Project, column_type: str, value: str
+) -> None:
+    project.database_sql(
+        "CREATE TABLE account_history (account_id text, start_timestamp timestamptz, "
+        f"network {column_type})",
+        f"INSERT INTO account_history VALUES ('a1', '2024-03-01 00:00:00+00', '{value}')",
+    )
+    configure_accounts(project)
+
+    with pytest.raises(
+        ConfigError, match="column `network` of table `account_history` .* cannot map"
+    ):
+        project.sync("account_history")
+    assert not project.store.exists()
+
+
+@pytest.mark.backends("sqlite")
+def test_sqlite_types_and_text_start_times(project: Project) -> None:
+    project.database_sql(
+        "CREATE TABLE account_history (account_id INTEGER, seats INTEGER, ratio REAL, "
+        "plan TEXT, price NUMERIC, start_timestamp TEXT)",
+        "INSERT INTO account_history VALUES "
+        "(7, 12, 0.125, 'pro', 19.5, '2024-03-01T09:00:00+09:00'), "
+        "(8, 3, 2.5, 'free', 20, '2024-03-01 00:00:00')",
+    )
+    configure_accounts(project, timezone="Europe/Berlin")
+    project.sync("account_history")
+
+    # SQLite integers are 64-bit; NUMERIC holds 19.5 as REAL and 20 as INTEGER, so the
+    # column is read as double.
+    assert stored_types(project, "account_history") == {
+        "account_id": "VARCHAR",
+        "start_time": "TIMESTAMP WITH TIME ZONE",
+        "end_time": "TIMESTAMP WITH TIME ZONE",
+        "seats": "BIGINT",
+        "ratio": "DOUBLE",
+        "plan": "VARCHAR",
+        "price": "DOUBLE",
+    }
+    # With its offset, 09:00+09:00 is midnight UTC; without one, midnight in Berlin
+    # (UTC+1 in winter) is 23:00 UTC the day before.
+    assert project.query(
+        "SELECT account_id, start_time, seats, ratio, plan, price FROM account_history "
+        "ORDER BY account_id"
+    ) == [
+        ("7", utc("2024-03-01T00:00:00Z"), 12, 0.125, "pro", 19.5),
+        ("8", utc("2024-02-29T23:00:00Z"), 3, 2.5, "free", 20.0),
+    ]
+
+
+@pytest.mark.backends("postgres", "sqlite")
+def test_names_that_need_quoting_are_read_as_names(project: Project) -> None:
+    project.database_sql(
+        'CREATE TABLE "Plan History" (company_id text, "select" text, "say ""hi""" integer, '
+        "start_timestamp timestamptz)",
+        """INSERT INTO "Plan History" VALUES ('c1', 'annual', 3, '2024-03-01 00:00:00+00')""",
+    )
+    project.configure(
+        "plan_history",
+        kind="group_history",
+        id_column="company_id",
+        group_key="company_id",
+        start_time="start_timestamp",
+        **{"from": "Plan History"},
+    )
+    project.sync("plan_history")
+
+    assert project.query('SELECT company_id, "select", "say ""hi""" FROM plan_history') == [
+        ("c1", "annual", 3)
+    ]
+
+
+@pytest.mark.backends("postgres", "sqlite")
+def test_a_from_that_looks_like_sql_is_only_a_missing_table(project: Project) -> None:
+    project.database_sql("CREATE TABLE x (id integer)", "INSERT INTO x VALUES (1)")
+    configure_accounts(project, **{"from": "plans; DROP TABLE x"})
+
+    with pytest.raises(SourceError) as raised:
+        project.sync("account_history")
+
+    assert project.database_sql("SELECT count(*) FROM x") == [(1,)]
+    assert "table `plans; DROP TABLE x` not found" in str(raised.value)
+    # The message lists what the schema does hold, so the user can fix `from`.
+    assert "tables are: x;" in str(raised.value)
+
+
+@pytest.mark.backends("postgres", "sqlite")
+def test_a_table_whose_name_closes_the_quote_is_read_as_that_table(project: Project) -> None:
+    # If the quote inside the name were not doubled, reading it would run the DROP.
+    name = 'plans"; DROP TABLE x; --'
+    project.database_sql(
+        "CREATE TABLE x (id integer)",
+        "INSERT INTO x VALUES (1)",
+        'CREATE TABLE "plans""; DROP TABLE x; --" (account_id text, start_timestamp timestamptz)',
+        """INSERT INTO "plans""; DROP TABLE x; --" VALUES ('a1', '2024-03-01 00:00:00+00')""",
+    )
+    configure_accounts(project, **{"from": name})
+
+    assert project.sync("account_history").inserted == 1
+    assert project.database_sql("SELECT count(*) FROM x") == [(1,)]
+
+
+def locked_source_config(project: Project, uri_key: str) -> None:
+    """A store made by one good run, then a PostgreSQL source whose URI holds a password."""
+    project.source_sql(
+        "CREATE TABLE company_plan_history (company_id VARCHAR, start_timestamp TIMESTAMPTZ)",
+        "INSERT INTO company_plan_history VALUES ('c1', '2024-03-01 00:00:00+00')",
+    )
+    project.configure(
+        "company_plan_history",
+        kind="group_history",
+        id_column="company_id",
+        group_key="company_id",
+        start_time="start_timestamp",
+    )
+    project.sync("company_plan_history")
+    uri_line = f'uri = "{SECRET_URI}"' if uri_key == "uri" else 'uri_env = "CRM_URI"'
+    project.write_config(
+        f'[sources.crm]\ntype = "postgres"\n{uri_line}\n'
+        '[tables.accounts]\nsource = "crm"\nkind = "user_history"\n'
+        'id_column = "account_id"\nstart_time = "start_timestamp"\n'
+    )
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("uri_key", ["uri", "uri_env"])
+def test_a_password_in_the_uri_is_never_printed_or_recorded(project: Project, uri_key: str) -> None:
+    locked_source_config(project, uri_key)
+    env = {"CRM_URI": SECRET_URI}
+
+    for flags in ([], ["--verbose"]):
+        sync = project.cli(*flags, "sync", "--all", check=False, env=env)
+        assert sync.returncode == 1
+        assert "cannot connect to postgres" in sync.stderr
+        assert SECRET not in sync.stdout + sync.stderr
+    runs = project.cli("runs", "--format", "json", env=env)
+    assert [run["table_name"] for run in json.loads(runs.stdout)] == ["company_plan_history"]
+    assert SECRET not in runs.stdout + runs.stderr
+
+
+def test_redact_hides_the_uri_and_its_password() -> None:
+    uri = "postgresql://postgres:s3cret@db.internal:5432/crm"
+    message = f"cannot reach {uri}; password s3cret rejected"
+    assert redact(message, uri) == "cannot reach ***; password *** rejected"
+    assert redact("host=db password=s3cret failed", "host=db password=s3cret") == "*** failed"
+
+
+CLOUD_URIS = {"snowflake": "snowflake://reader@account/analytics", "bigquery": "bigquery://p"}
+
+
+@pytest.mark.parametrize("source_type", ["snowflake", "bigquery"])
+def test_a_missing_cloud_driver_says_which_extra_to_install(
+    project: Project, source_type: str
+) -> None:
+    module = DRIVERS[source_type].module.split(".")[0]
+    if importlib.util.find_spec(module) is not None:
+        pytest.skip(f"{module} is installed, so the missing-driver message cannot show")
+    project.write_config(
+        f'[sources.cloud]\ntype = "{source_type}"\nuri = "{CLOUD_URIS[source_type]}"\n'
+        '[tables.accounts]\nsource = "cloud"\nkind = "user_history"\n'
+        'id_column = "account_id"\nstart_time = "start_timestamp"\n'
+    )
+
+    with pytest.raises(SourceError, match=rf"pip install 'pitsync\[{source_type}\]'"):
+        project.sync("accounts")
+    assert not project.store.exists()
+
+
+@pytest.mark.parametrize("source_type", ["snowflake", "bigquery"])
+def test_the_extra_the_install_hint_names_is_declared(source_type: str) -> None:
+    # The hint is only useful if `pip install 'pitsync[EXTRA]'` brings the driver.
+    extras = tomllib.loads(PYPROJECT.read_text())["project"].get("optional-dependencies", {})
+    wanted = f"adbc-driver-{source_type}"
+    assert any(req.startswith(wanted) for req in extras.get(source_type, [])), (
+        f"pyproject.toml declares no extra `{source_type}` with {wanted}"
+    )
