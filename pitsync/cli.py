@@ -1,4 +1,4 @@
-"""The `pitsync` command line: sync, runs, query, profile, history.
+"""The `pitsync` command line: sync, runs, query, profile, history, model.
 
 Exit status: 0 on success, 1 on a user or data error (a message, no traceback unless
 --verbose), 2 on a usage error.
@@ -12,6 +12,7 @@ import logging
 import os
 import sys
 from collections.abc import Callable, Sequence
+from pathlib import Path
 
 import duckdb
 from rich.console import Console
@@ -19,10 +20,12 @@ from rich.table import Table
 
 from pitsync import __version__
 from pitsync.config import CONFIG_ENV, load_config
+from pitsync.connectors.engines import execute_on_postgres, execute_on_spark, plan_model_sql
 from pitsync.connectors.runs import RunRecord, read_runs
 from pitsync.connectors.sync import SyncOptions, sync_tables
 from pitsync.errors import PitsyncError
 from pitsync.modeling.attribution import Entity, entity_tables, interval_at_sql, timeline_sql
+from pitsync.modeling.portable import ENGINES
 from pitsync.modeling.staging import json_object_sql
 from pitsync.queries.execute import QuerySession
 from pitsync.queries.output import formatted, write_csv, write_json, write_table
@@ -111,6 +114,24 @@ def build_parser() -> argparse.ArgumentParser:
         help="output format (default: table)",
     )
     history.set_defaults(handler=command_history)
+
+    model = commands.add_parser(
+        "model", help="print (or run) the interval modeling as SQL for another engine"
+    )
+    model.add_argument("--table", required=True, metavar="NAME", help="a history table")
+    model.add_argument("--engine", required=True, choices=ENGINES, help="the SQL dialect")
+    model.add_argument(
+        "--events", metavar="NAME", help="also join this events table with the intervals"
+    )
+    model.add_argument(
+        "--execute",
+        action="store_true",
+        help="create the views: in the PostgreSQL source, or on a local Spark session",
+    )
+    model.add_argument(
+        "--output", metavar="DIR", help="with --engine spark --execute: write views as Parquet"
+    )
+    model.set_defaults(handler=command_model)
     return parser
 
 
@@ -324,6 +345,30 @@ def print_timeline(
     if not intervals:
         table.add_row("-", "-", "(no rows)")
     console.print(table)
+
+
+def command_model(args: argparse.Namespace) -> int:
+    """Print the modeling SQL, or run it where the data lives."""
+    config = load_config(args.config)
+    planned = plan_model_sql(config, args.table, args.engine, args.events)
+    if not args.execute:
+        print(";\n\n".join(planned.rendered()) + ";")
+        return 0
+    if args.engine == "postgres":
+        execute_on_postgres(config, args.table, planned)
+        print("created views: " + ", ".join(planned.view_names))
+        return 0
+    if args.engine == "spark":
+        tables = [args.table] + ([args.events] if args.events else [])
+        output = Path(args.output) if args.output else None
+        counts = execute_on_spark(config, tables, planned, output)
+        for name, rows in counts.items():
+            print(f"{name}: {rows} rows" + (f" written to {output / name}" if output else ""))
+        return 0
+    raise PitsyncError(
+        f"--execute runs on postgres or spark; for {args.engine}, print the SQL (without "
+        "--execute) and run it in the warehouse"
+    )
 
 
 def terminal() -> Console:

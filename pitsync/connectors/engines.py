@@ -1,0 +1,179 @@
+"""Run the interval modeling where the data lives: a PostgreSQL source, or Spark.
+
+`plan_model_sql` reads the source's columns (as a sync would) and builds the statements
+of `pitsync.modeling.portable` for one engine. `execute_on_postgres` creates the views in
+the source's own schema; `execute_on_spark` registers Parquet sources as views of a local
+Spark session, runs the same statements there, and can write the results as Parquet.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+from sqlglot import exp
+
+from pitsync.config import Config, TableConfig
+from pitsync.connectors.sources import file_pattern, open_source
+from pitsync.errors import ConfigError, SourceError, first_line
+from pitsync.modeling.intervals import plan_history
+from pitsync.modeling.portable import ModelSql, enriched_query, intervals_query, render, view
+
+log = logging.getLogger(__name__)
+
+SPARK_SOURCES = ("parquet",)
+
+
+@dataclass(frozen=True)
+class PlannedModel:
+    """The statements for one engine, and the names of the views they create."""
+
+    engine: str
+    sql: ModelSql
+    view_names: list[str]
+
+    def rendered(self) -> list[str]:
+        return [render(statement, self.engine) for statement in self.sql.statements()]
+
+
+def plan_model_sql(
+    config: Config, history_name: str, engine: str, events_name: str | None = None
+) -> PlannedModel:
+    """The view statements for a history table (and an events table joined with it)."""
+    history = config.table(history_name)
+    if not history.is_history:
+        raise ConfigError(f"table `{history_name}` is an events table; model a history table")
+    schema = source_schema(config, history)
+    properties = plan_history(history, schema).properties
+    text = {name for name in properties if pa.types.is_string(schema.field(name).type)}
+    if history.tie_breaker and pa.types.is_string(schema.field(history.tie_breaker).type):
+        text.add(history.tie_breaker)
+
+    intervals_name = view_name(config, history, f"{history.name}_intervals")
+    query = intervals_query(
+        history, properties, source_table(config, history), text_properties=text
+    )
+    statements = [view(intervals_name, query, engine=engine)]
+    names = [intervals_name.name]
+    if events_name is not None:
+        events = events_table(config, events_name, history)
+        columns = list(source_schema(config, events).names)
+        enriched = enriched_query(
+            events, source_table(config, events), history, intervals_name, properties, columns
+        )
+        enriched_name = view_name(config, events, f"{events.name}_enriched")
+        statements.append(view(enriched_name, enriched, engine=engine))
+        names.append(enriched_name.name)
+    sql = ModelSql(intervals=statements[0], enriched=statements[1] if events_name else None)
+    return PlannedModel(engine=engine, sql=sql, view_names=names)
+
+
+def events_table(config: Config, name: str, history: TableConfig) -> TableConfig:
+    events = config.table(name)
+    if events.is_history:
+        raise ConfigError(f"--events `{name}` is a history table; name an events table")
+    if events.source != history.source:
+        raise ConfigError(
+            f"--events `{name}` reads source `{events.source}`, `{history.name}` reads "
+            f"`{history.source}`; modeling in the warehouse joins tables of one source"
+        )
+    return events
+
+
+def source_schema(config: Config, table: TableConfig) -> pa.Schema:
+    source = open_source(config.sources[table.source])
+    try:
+        return source.schema(table.source_table)
+    finally:
+        source.close()
+
+
+def source_table(config: Config, table: TableConfig) -> exp.Table:
+    """The table as the engine names it: schema-qualified in a database, bare on Spark."""
+    return exp.table_(table.source_table, db=config.sources[table.source].schema, quoted=True)
+
+
+def view_name(config: Config, table: TableConfig, name: str) -> exp.Table:
+    return exp.table_(name, db=config.sources[table.source].schema, quoted=True)
+
+
+def execute_on_postgres(config: Config, history_name: str, planned: PlannedModel) -> None:
+    """Create the views in the PostgreSQL source, in one transaction."""
+    source_config = config.sources[config.table(history_name).source]
+    if source_config.type != "postgres":
+        raise ConfigError(
+            f"--execute with --engine postgres needs a postgres source; `{history_name}` reads "
+            f"source `{source_config.name}` of type {source_config.type}"
+        )
+    source = open_source(source_config)
+    connection: Any = source.connection  # type: ignore[attr-defined]
+    try:
+        with connection.cursor() as cursor:
+            for statement in planned.rendered():
+                log.debug("postgres: %s", statement)
+                cursor.execute(statement)
+        connection.commit()
+    except Exception as error:
+        connection.rollback()
+        raise SourceError(
+            f"source `{source_config.name}`: creating the views failed: "
+            f"{source.redact(first_line(error))}",  # type: ignore[attr-defined]
+            source=source_config.name,
+        ) from None
+    finally:
+        source.close()
+
+
+def execute_on_spark(
+    config: Config, tables: list[str], planned: PlannedModel, output: Path | None
+) -> dict[str, int]:
+    """Run the statements on a local Spark session; return each view's row count."""
+    spark = local_spark_session()
+    try:
+        for name in tables:
+            register_parquet(spark, config, config.table(name))
+        for statement in planned.rendered():
+            log.debug("spark: %s", statement)
+            spark.sql(statement)
+        counts = {}
+        for name in planned.view_names:
+            frame = spark.table(name)
+            counts[name] = frame.count()
+            if output is not None:
+                frame.write.mode("overwrite").parquet(str(output / name))
+        return counts
+    finally:
+        spark.stop()
+
+
+def local_spark_session() -> Any:
+    try:
+        from pyspark.sql import SparkSession
+    except ImportError:
+        raise SourceError(
+            "Spark is not installed; install it with: pip install 'pitsync[spark]' "
+            "(it runs on the machine's Java, 17 or newer)"
+        ) from None
+    builder: Any = SparkSession.builder
+    return (
+        builder.master("local[2]")
+        .appName("pitsync-model")
+        .config("spark.sql.session.timeZone", "UTC")
+        .config("spark.ui.enabled", "false")
+        .getOrCreate()
+    )
+
+
+def register_parquet(spark: Any, config: Config, table: TableConfig) -> None:
+    """A table's Parquet files as a view named like the table in the source."""
+    source = config.sources[table.source]
+    if source.type not in SPARK_SOURCES:
+        raise ConfigError(
+            f"--engine spark --execute reads Parquet sources; `{table.name}` reads source "
+            f"`{source.name}` of type {source.type}"
+        )
+    path = str(file_pattern(source, table.source_table))
+    spark.read.parquet(path).createOrReplaceTempView(table.source_table)

@@ -1,0 +1,164 @@
+"""The interval modeling as SQL for the engine where the data lives, from one sqlglot tree.
+
+For tables too large to copy, `pitsync model` prints (or runs) the same rules in the
+warehouse's own SQL: one expression tree, printed in the engine's dialect, so quoting,
+types and NULL ordering follow each engine's rules without a template per engine.
+
+    intervals:  each row ends where its entity's next row starts (DESIGN rules 1-5);
+                a row that lost a tie ends at its own start, and is left out;
+    enriched:   every event with the properties of the interval holding its time.
+
+What stays with the sync job: quarantine (rows without an id or a start time are left
+out here, not recorded) and time parsing (the start column is compared as the engine
+stores it, so it should already be a timestamp).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sqlglot import exp
+
+from pitsync.config import TableConfig
+from pitsync.store import END_TIME, START_TIME
+
+ENGINES = ("duckdb", "postgres", "spark", "snowflake", "bigquery")
+
+# PostgreSQL sorts text by the database's locale; the store and the other engines sort by
+# code point. Binary collation makes tie resolution, which orders by property values,
+# come out the same everywhere.
+BINARY_COLLATION = {"postgres": "C"}
+
+
+@dataclass(frozen=True)
+class ModelSql:
+    """The statements that build one history table's views in one engine."""
+
+    intervals: exp.Create
+    enriched: exp.Create | None
+
+    def statements(self) -> list[exp.Create]:
+        return [self.intervals] + ([self.enriched] if self.enriched is not None else [])
+
+
+def identifier_column(name: str, table: str | None = None) -> exp.Column:
+    return exp.column(name, table=table, quoted=True)
+
+
+def intervals_query(
+    history: TableConfig, properties: list[str], source: exp.Table, *, text_properties: set[str]
+) -> exp.Select:
+    """SELECT id, start_time, end_time, properties... of the non-empty intervals."""
+    entity, start = (
+        identifier_column(history.id_column),
+        identifier_column(history.start_time or ""),
+    )
+    tie = [identifier_column(history.tie_breaker)] if history.tie_breaker else []
+    order = [exp.Ordered(this=start.copy(), desc=False, nulls_first=True)]
+    for column in [*tie, *(identifier_column(name) for name in properties)]:
+        order.append(exp.Ordered(this=sortable(column, text_properties), nulls_first=True))
+    following = exp.Window(
+        this=exp.Lead(this=start.copy()),
+        partition_by=[entity.copy()],
+        order=exp.Order(expressions=order),
+    )
+    as_text = exp.cast(entity.copy(), "VARCHAR")
+    ranked = (
+        exp.select(
+            exp.alias_(as_text, history.id_column, quoted=True),
+            exp.alias_(start.copy(), START_TIME),
+            exp.alias_(following, END_TIME),
+            *(identifier_column(name) for name in properties),
+        )
+        .from_(source)
+        .where(exp.and_(entity.copy().is_(exp.null()).not_(), start.copy().is_(exp.null()).not_()))
+        .where(exp.NEQ(this=as_text.copy(), expression=exp.Literal.string("")))
+    )
+    end, begin = identifier_column(END_TIME), identifier_column(START_TIME)
+    holds_a_moment = exp.or_(end.is_(exp.null()), exp.GT(this=end.copy(), expression=begin))
+    return (
+        exp.select(
+            identifier_column(history.id_column),
+            identifier_column(START_TIME),
+            identifier_column(END_TIME),
+            *(identifier_column(name) for name in properties),
+        )
+        .from_(ranked.subquery("ranked"))
+        .where(holds_a_moment)
+    )
+
+
+def sortable(column: exp.Column, text_properties: set[str]) -> exp.Expression:
+    """Text columns are ordered by code point (the COLLATE is printed where it matters)."""
+    if column.name in text_properties:
+        return exp.Collate(this=column, expression=exp.Literal.string("binary"))
+    return column
+
+
+def enriched_query(
+    events: TableConfig,
+    events_source: exp.Table,
+    history: TableConfig,
+    intervals: exp.Table,
+    properties: list[str],
+    event_columns: list[str],
+) -> exp.Select:
+    """Each event with the properties of the interval holding its time (NULLs if none)."""
+    join_column = history.group_key if history.group_key else events.id_column
+    event_time = identifier_column(events.time_column, "e")
+    holds = exp.and_(
+        exp.EQ(
+            this=identifier_column(history.id_column, "h"),
+            expression=exp.cast(identifier_column(join_column or "", "e"), "VARCHAR"),
+        ),
+        exp.LTE(this=identifier_column(START_TIME, "h"), expression=event_time.copy()),
+        exp.paren(
+            exp.or_(
+                identifier_column(END_TIME, "h").is_(exp.null()),
+                exp.GT(this=identifier_column(END_TIME, "h"), expression=event_time.copy()),
+            )
+        ),
+    )
+    taken = set(event_columns)
+    chosen = [
+        exp.alias_(
+            identifier_column(name, "h"),
+            name if name not in taken else f"{history.name}_{name}",
+            quoted=True,
+        )
+        for name in properties
+    ]
+    return (
+        exp.select(*(identifier_column(name, "e") for name in event_columns), *chosen)
+        .from_(events_source.as_("e"))
+        .join(intervals.as_("h"), on=holds, join_type="LEFT")
+    )
+
+
+def view(name: exp.Table, query: exp.Select, *, engine: str) -> exp.Create:
+    """CREATE OR REPLACE VIEW; a temporary one on Spark, whose local session has no catalog."""
+    properties = [exp.TemporaryProperty()] if engine == "spark" else []
+    return exp.Create(
+        this=name,
+        kind="VIEW",
+        replace=True,
+        expression=query,
+        properties=exp.Properties(expressions=properties) if properties else None,
+    )
+
+
+def for_engine(statement: exp.Expression, engine: str) -> exp.Expression:
+    """The tree with binary collation spelled as the engine spells it, or left out."""
+    tree = statement.copy()
+    for collate in list(tree.find_all(exp.Collate)):
+        collation = BINARY_COLLATION.get(engine)
+        if collation is None:
+            collate.replace(collate.this)  # the engine compares text by code point already
+        else:
+            collate.set("expression", exp.to_identifier(collation, quoted=True))
+    return tree
+
+
+def render(statement: exp.Expression, engine: str) -> str:
+    """The statement as text in the engine's dialect."""
+    return for_engine(statement, engine).sql(dialect=engine, pretty=True)
