@@ -209,7 +209,7 @@ def print_sync_report(records: list[RunRecord]) -> None:
 
 def command_runs(args: argparse.Namespace) -> int:
     config = load_config(args.config)
-    con = open_read_only(config.store_path)
+    con = open_read_only(config.store_path, config.memory_limit)
     try:
         records = read_runs(con, args.table)
     finally:
@@ -250,7 +250,7 @@ def command_runs(args: argparse.Namespace) -> int:
 
 def command_query(args: argparse.Namespace) -> int:
     config = load_config(args.config)
-    with QuerySession(config.store_path) as session:
+    with QuerySession(config.store_path, config.memory_limit) as session:
         relation = session.query(args.sql)
         if args.format == "csv":
             write_csv(relation, sys.stdout)
@@ -264,7 +264,7 @@ def command_query(args: argparse.Namespace) -> int:
 def command_profile(args: argparse.Namespace) -> int:
     config = load_config(args.config)
     entity = Entity(str(args.id), args.group_key)
-    with QuerySession(config.store_path) as session:
+    with QuerySession(config.store_path, config.memory_limit) as session:
         moment = resolve_moment(session, args.at)
         properties = profile_at(session, entity, moment)
     if args.format == "json":
@@ -308,7 +308,7 @@ def profile_at(session: QuerySession, entity: Entity, moment: str) -> dict[str, 
 def command_history(args: argparse.Namespace) -> int:
     config = load_config(args.config)
     entity = Entity(str(args.id), args.group_key)
-    with QuerySession(config.store_path) as session:
+    with QuerySession(config.store_path, config.memory_limit) as session:
         timelines = {
             entry.table_name: timeline(session, entry, entity)
             for entry in entity_tables(session.connection, entity)

@@ -24,6 +24,7 @@ from __future__ import annotations
 import difflib
 import functools
 import os
+import re
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -41,7 +42,7 @@ TableKind = Literal["group_history", "user_history", "events"]
 SyncMode = Literal["full"]
 TimeUnit = Literal["s", "ms", "us"]
 
-STORE_KEYS = {"path"}
+STORE_KEYS = {"path", "memory_limit"}
 SOURCE_KEYS = {"type", "path", "uri", "uri_env", "schema"}
 FILE_SOURCE_TYPES = {"duckdb", "parquet", "csv", "sqlite"}  # read from `path`
 DATABASE_SOURCE_TYPES = {"postgres", "snowflake", "bigquery"}  # reached by `uri`
@@ -116,6 +117,8 @@ class Config:
 
     path: Path
     store_path: Path
+    # DuckDB's buffer limit for syncs and queries ("1GB"); past it DuckDB spills to disk.
+    memory_limit: str | None = None
     sources: dict[str, SourceConfig] = field(default_factory=dict)
     tables: dict[str, TableConfig] = field(default_factory=dict)
 
@@ -161,6 +164,7 @@ def parse_config(raw: dict[str, Any], path: Path) -> Config:
     store = section(raw, "store")
     check_keys(store, STORE_KEYS, where="[store]")
     store_path = base / text_value(store, "path", where="[store]", default="pitsync.duckdb")
+    memory_limit = memory_limit_value(store)
 
     sources = {
         name: parse_source(name, section(section(raw, "sources"), name), base)
@@ -172,7 +176,27 @@ def parse_config(raw: dict[str, Any], path: Path) -> Config:
     }
     check_table_names_differ_beyond_case(tables)
     check_store_is_no_source(store_path, sources)
-    return Config(path=path, store_path=store_path, sources=sources, tables=tables)
+    return Config(
+        path=path,
+        store_path=store_path,
+        memory_limit=memory_limit,
+        sources=sources,
+        tables=tables,
+    )
+
+
+MEMORY_SIZE = re.compile(r"\d+(\.\d+)?\s*(B|KB|MB|GB|TB|KiB|MiB|GiB|TiB)", re.IGNORECASE)
+
+
+def memory_limit_value(store: dict[str, Any]) -> str | None:
+    """A size DuckDB understands, checked here so a typo fails before any data moves."""
+    value = text_value(store, "memory_limit", where="[store]", default=None)
+    if value is not None and not MEMORY_SIZE.fullmatch(value.strip()):
+        raise ConfigError(
+            f'[store]: `memory_limit` = {value!r} is not a size; write it like "1GB" or "512MB"',
+            key="memory_limit",
+        )
+    return value
 
 
 def check_table_names_differ_beyond_case(tables: dict[str, TableConfig]) -> None:

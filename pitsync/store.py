@@ -12,6 +12,7 @@ from pathlib import Path
 import duckdb
 
 from pitsync.errors import StoreError
+from pitsync.quoting import quote_string
 
 # Reserved column names of the public relations, defined once.
 START_TIME = "start_time"
@@ -77,7 +78,7 @@ CREATE TABLE IF NOT EXISTS {CATALOG} (
 """
 
 
-def open_for_writing(path: Path) -> duckdb.DuckDBPyConnection:
+def open_for_writing(path: Path, memory_limit: str | None = None) -> duckdb.DuckDBPyConnection:
     """Open (creating if needed) the store for a sync run."""
     path.parent.mkdir(parents=True, exist_ok=True)
     try:
@@ -88,11 +89,18 @@ def open_for_writing(path: Path) -> duckdb.DuckDBPyConnection:
             "another pitsync process may hold it"
         ) from error
     connection.execute(SET_UTC)
+    limit_memory(connection, memory_limit)
     connection.execute(SCHEMA_DDL)
     return connection
 
 
-def open_read_only(path: Path) -> duckdb.DuckDBPyConnection:
+def limit_memory(connection: duckdb.DuckDBPyConnection, memory_limit: str | None) -> None:
+    """Cap DuckDB's buffers (the staged rows, sorts, joins); beyond it DuckDB spills to disk."""
+    if memory_limit is not None:
+        connection.execute(f"SET memory_limit = {quote_string(memory_limit)}")
+
+
+def open_read_only(path: Path, memory_limit: str | None = None) -> duckdb.DuckDBPyConnection:
     """Open the store for queries: read-only, no file or network access, settings locked."""
     if not path.is_file():
         raise StoreError(f"the store {path} does not exist yet; run `pitsync sync --all` first")
@@ -108,6 +116,7 @@ def open_read_only(path: Path) -> duckdb.DuckDBPyConnection:
             f"cannot open the store {path} for reading: {str(error).splitlines()[0]}"
         ) from error
     connection.execute(SET_UTC)
+    limit_memory(connection, memory_limit)
     # Locked last, so no query can turn file access back on.
     connection.execute("SET lock_configuration = true")
     check_is_store(connection, path)

@@ -18,6 +18,7 @@ import pytest
 
 from pitsync.config import load_config
 from pitsync.errors import ConfigError
+from pitsync.queries.execute import QuerySession
 from tests.conftest import Project, company_history
 
 VALID = """\
@@ -184,6 +185,31 @@ def test_history_table_may_not_take_a_name_the_store_reserves(tmp_path: Path, na
 
     with pytest.raises(ConfigError, match=in_order(f"[tables.{name}]", f"`{name}`", "rename")):
         load_config(path)
+
+
+def test_memory_limit_that_is_no_size_is_refused(tmp_path: Path) -> None:
+    path = config_file(
+        tmp_path, 'path = "store.duckdb"', 'path = "store.duckdb"\nmemory_limit = "lots"'
+    )
+
+    with pytest.raises(ConfigError, match=in_order("`memory_limit`", "'lots'", '"1GB"')):
+        load_config(path)
+
+
+def test_memory_limit_caps_the_store_connection(project: Project) -> None:
+    company_history(project, [("c1", "free", 1, "2024-01-01 00:00:00+00", None)])
+    project.write_config()
+    text = project.config_path.read_text(encoding="utf-8")
+    project.config_path.write_text(
+        text.replace('path = "store.duckdb"', 'path = "store.duckdb"\nmemory_limit = "64MB"'),
+        encoding="utf-8",
+    )
+    project.sync("company_plan_history")
+
+    config = project.config()
+    with QuerySession(config.store_path, config.memory_limit) as session:
+        # DuckDB reports the limit in its own units: 64 MB is 61.0 MiB.
+        assert session.query("SELECT current_setting('memory_limit')").fetchall() == [("61.0 MiB",)]
 
 
 def test_a_zone_file_that_is_not_a_zone_name_is_refused(tmp_path: Path) -> None:

@@ -113,7 +113,7 @@ def run_model(config: Config, model: Model, source: Source, options: SyncOptions
     """Stream the table's rows from its source into the store as one run."""
     table = model.table
     log.info("table %s: reading %s from source %s", table.name, table.source_table, table.source)
-    con = open_for_writing(config.store_path)
+    con = open_for_writing(config.store_path, config.memory_limit)
     try:
         check_property_ownership(con, model)
         as_text = text_columns(table, group_keys_of(config))

@@ -37,8 +37,8 @@ def translate(
 class QuerySession:
     """A read-only connection to the store that knows its relations."""
 
-    def __init__(self, store_path: Path):
-        self.connection = open_read_only(store_path)
+    def __init__(self, store_path: Path, memory_limit: str | None = None):
+        self.connection = open_read_only(store_path, memory_limit)
         self.relations = store_relations(self.connection)
         self.public_relations = store_relations(self.connection, schema="main")
         self.history_tables = {
