@@ -70,6 +70,11 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="fail the run, applying nothing, if any row is quarantined",
     )
+    sync.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="run every step, print what would be inserted and updated, then roll back",
+    )
     sync.set_defaults(handler=command_sync)
 
     runs = commands.add_parser("runs", help="list recorded sync runs, oldest first")
@@ -180,28 +185,33 @@ def command_sync(args: argparse.Namespace) -> int:
     config = load_config(args.config)
     names = list(config.tables) if args.all else args.table
     tables = [config.table(name) for name in names]
-    outcomes = sync_tables(config, tables, SyncOptions(strict=args.strict))
+    options = SyncOptions(strict=args.strict, dry_run=args.dry_run)
+    outcomes = sync_tables(config, tables, options)
     records = [outcome.record for outcome in outcomes if outcome.record]
     if records:
-        print_sync_report(records)
+        print_sync_report(records, dry_run=args.dry_run)
     failed = [outcome for outcome in outcomes if outcome.error]
     for outcome in failed:
         print(f"pitsync: error: {outcome.error}", file=sys.stderr)
     return 1 if failed else 0
 
 
-def print_sync_report(records: list[RunRecord]) -> None:
-    table = Table(title="sync report")
+def print_sync_report(records: list[RunRecord], *, dry_run: bool = False) -> None:
+    title = "dry run: what a sync would do (nothing was applied)" if dry_run else "sync report"
+    table = Table(title=title)
     table.add_column("table", no_wrap=True)
-    for heading in ("rows read", "stored", "quarantined", "conflicts", "seconds"):
+    headings = ("rows read", "inserted", "updated", "quarantined", "conflicts", "entities")
+    for heading in (*headings, "seconds"):
         table.add_column(heading, justify="right")
     for record in records:
         table.add_row(
             record.table_name,
             str(record.rows_read),
             str(record.inserted),
+            str(record.updated),
             str(record.quarantined),
             str(record.conflicts),
+            str(record.entities_changed),
             f"{record.seconds:.2f}",
         )
     terminal().print(table)

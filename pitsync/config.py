@@ -39,7 +39,7 @@ DEFAULT_CONFIG = "pitsync.toml"
 
 SourceType = Literal["duckdb", "parquet", "csv", "sqlite", "postgres", "snowflake", "bigquery"]
 TableKind = Literal["group_history", "user_history", "events"]
-SyncMode = Literal["full"]
+SyncMode = Literal["full", "append"]
 TimeUnit = Literal["s", "ms", "us"]
 
 STORE_KEYS = {"path", "memory_limit"}
@@ -59,6 +59,9 @@ TABLE_KEYS = {
     "tie_breaker",
     "from",
     "mode",
+    "cursor",
+    "lookback",
+    "insert_id",
 }
 HISTORY_ONLY_KEYS = {"group_key", "start_time", "tie_breaker"}
 EVENTS_ONLY_KEYS = {"time_column", "event_column"}
@@ -100,6 +103,9 @@ class TableConfig:
     time_unit: TimeUnit | None = None
     tie_breaker: str | None = None
     mode: SyncMode = "full"
+    cursor: str | None = None  # append: the column whose rising values say what is new
+    lookback_seconds: int = 0  # append: re-read this far behind the watermark
+    insert_id: str | None = None  # events in append mode: the column naming each event
 
     @property
     def is_history(self) -> bool:
@@ -299,13 +305,50 @@ def parse_table(name: str, raw: dict[str, Any], sources: dict[str, SourceConfig]
         source=source,
         kind=kind,
         source_table=text_value(raw, "from", where=where, default=name),
-        mode=cast(SyncMode, choice(raw, "mode", get_args(SyncMode), where=where, default="full")),
+        **mode_fields(raw, kind, where=where),
         timezone=timezone_value(raw, where=where),
         time_unit=cast(
             TimeUnit | None, choice(raw, "time_unit", get_args(TimeUnit), where=where, default=None)
         ),
         **kind_fields(raw, kind, where=where),
     )
+
+
+LOOKBACK = re.compile(r"(\d+)\s*(s|m|h|d)")
+SECONDS_PER = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def mode_fields(raw: dict[str, Any], kind: TableKind, *, where: str) -> dict[str, Any]:
+    """The sync mode and what it needs: append reads by a cursor column."""
+    mode = cast(SyncMode, choice(raw, "mode", get_args(SyncMode), where=where, default="full"))
+    if mode == "full":
+        refuse_keys(raw, {"cursor", "lookback", "insert_id"}, where=where, reason='mode = "full"')
+        return {"mode": mode}
+    if kind != "events":
+        refuse_keys(
+            raw, {"insert_id"}, where=where, reason="history rows are keyed by id and start"
+        )
+    return {
+        "mode": mode,
+        "cursor": text_value(raw, "cursor", where=where),
+        "lookback_seconds": lookback_value(raw, where=where),
+        "insert_id": text_value(raw, "insert_id", where=where, default=None),
+    }
+
+
+def lookback_value(raw: dict[str, Any], *, where: str) -> int:
+    """`lookback = "2h"`: seconds (s), minutes (m), hours (h) or days (d)."""
+    text = text_value(raw, "lookback", where=where, default=None)
+    if text is None:
+        return 0
+    match = LOOKBACK.fullmatch(text.strip())
+    if not match:
+        raise ConfigError(
+            f'{where}: `lookback` = {text!r} is not a duration; write it like "90s", "15m", '
+            '"2h" or "1d"',
+            key="lookback",
+        )
+    return int(match.group(1)) * SECONDS_PER[match.group(2)]
 
 
 def kind_fields(raw: dict[str, Any], kind: TableKind, *, where: str) -> dict[str, Any]:

@@ -30,6 +30,7 @@ RUNS = f"{INTERNAL_SCHEMA}.runs"
 QUARANTINE = f"{INTERNAL_SCHEMA}.quarantine"
 SUPERSEDED = f"{INTERNAL_SCHEMA}.superseded"
 CATALOG = f"{INTERNAL_SCHEMA}.catalog"
+WATERMARKS = f"{INTERNAL_SCHEMA}.watermarks"
 
 # Every instant is stored as TIMESTAMPTZ; sessions run in UTC so nothing shifts on display.
 # (TimeZone is an ICU setting, so it is set after connecting, once ICU has loaded.)
@@ -67,6 +68,13 @@ CREATE TABLE IF NOT EXISTS {SUPERSEDED} (
     start_time TIMESTAMPTZ NOT NULL,
     properties JSON
 );
+CREATE TABLE IF NOT EXISTS {WATERMARKS} (
+    table_name VARCHAR PRIMARY KEY,
+    cursor_column VARCHAR NOT NULL,
+    value VARCHAR NOT NULL,
+    type_name VARCHAR NOT NULL
+);
+ALTER TABLE {RUNS} ADD COLUMN IF NOT EXISTS entities_changed BIGINT;
 CREATE TABLE IF NOT EXISTS {CATALOG} (
     table_name VARCHAR PRIMARY KEY,
     kind VARCHAR NOT NULL,

@@ -36,7 +36,7 @@ DEFAULT_POSTGRES_URI = "postgresql://postgres@127.0.0.1:5432/test"
 SCHEMA_PREFIX = "pitsync_test_"
 
 # Modules whose tests run once per backend with the same expected values.
-EVERY_BACKEND_MODULES = {"test_point_in_time_rules", "test_reported_cases"}
+EVERY_BACKEND_MODULES = {"test_point_in_time_rules", "test_reported_cases", "test_append_sync"}
 # Tests of those modules that stay on the DuckDB file, and why.
 DUCKDB_ONLY = {
     # It writes its own nanosecond Parquet file and reads it through a source of its own;

@@ -35,6 +35,7 @@ from pitsync.connectors.extraction import (
     select_columns,
     sqlite_typed_select,
 )
+from pitsync.connectors.sources import LowerBound
 from pitsync.errors import ConfigError, SourceError, first_line
 
 log = logging.getLogger(__name__)
@@ -106,19 +107,31 @@ class DatabaseSource:
         return mappable_schema(raw, source=self.name, table=table)
 
     def read(
-        self, table: str, columns: list[str], text_columns: Sequence[str] = ()
+        self,
+        table: str,
+        columns: list[str],
+        text_columns: Sequence[str] = (),
+        lower_bound: LowerBound | None = None,
     ) -> pa.RecordBatchReader:
         target = self.schema(table)
         target = pa.schema([target.field(name) for name in columns])
+        bound = lower_bound.column if lower_bound else None
         if self.config.type == "sqlite":
-            sql = sqlite_typed_select(table, target)
+            sql = sqlite_typed_select(table, target, lower_bound_column=bound)
         else:
-            sql = select_columns(self.driver.dialect, table, columns, schema=self.config.schema)
+            sql = select_columns(
+                self.driver.dialect,
+                table,
+                columns,
+                schema=self.config.schema,
+                lower_bound_column=bound,
+            )
+        parameters = [lower_bound.value] if lower_bound else None
         log.debug("source %s: %s", self.name, sql)
         cursor = self.connection.cursor()
         self.cursors.append(cursor)
         try:
-            cursor.execute(sql)
+            cursor.execute(sql, parameters)
             batches = cursor.fetch_record_batch()
         except Exception as error:
             raise SourceError(

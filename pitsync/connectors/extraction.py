@@ -19,12 +19,40 @@ DIALECTS = {
 }
 
 
-def select_columns(dialect: str, table: str, columns: list[str], *, schema: str | None) -> str:
-    """`SELECT "a", "b" FROM "schema"."table"`, quoted as `dialect` quotes names."""
+def select_columns(
+    dialect: str,
+    table: str,
+    columns: list[str],
+    *,
+    schema: str | None,
+    lower_bound_column: str | None = None,
+) -> str:
+    """`SELECT "a", "b" FROM "schema"."table"`, quoted as `dialect` quotes names.
+
+    With a lower bound, `WHERE "cursor" >= ?`: the value is a bound parameter, so the
+    source filters by its own comparison of its own type.
+    """
     query = exp.select(*(exp.column(name, quoted=True) for name in columns)).from_(
         exp.table_(table, db=schema, quoted=True)
     )
+    if lower_bound_column is not None:
+        query = query.where(at_or_past(lower_bound_column, dialect))
     return query.sql(dialect=dialect)
+
+
+def at_or_past(column: str, dialect: str) -> exp.Expression:
+    """`cursor >= ? OR cursor IS NULL`: rows without a cursor are read to be quarantined."""
+    cursor = exp.column(column, quoted=True)
+    return exp.or_(
+        exp.GTE(this=cursor, expression=first_parameter(dialect)), cursor.copy().is_(exp.null())
+    )
+
+
+def first_parameter(dialect: str) -> exp.Expression:
+    """The first bound parameter as the driver expects it: `$1` for PostgreSQL, else `?`."""
+    if dialect == "postgres":
+        return exp.Parameter(this=exp.Literal.number(1))
+    return exp.Placeholder()
 
 
 def select_all(dialect: str, table: str, *, schema: str | None) -> str:
@@ -45,7 +73,9 @@ SAMPLE_VALUES = {
 }
 
 
-def sqlite_typed_select(table: str, target: pa.Schema) -> str:
+def sqlite_typed_select(
+    table: str, target: pa.Schema, *, lower_bound_column: str | None = None
+) -> str:
     """The columns of a SQLite table, after one row of sample values of their types.
 
     SQLite's ADBC driver takes each result column's type from the first rows it sees; a
@@ -61,4 +91,6 @@ def sqlite_typed_select(table: str, target: pa.Schema) -> str:
         *(exp.column(name, quoted=True) for name in target.names),
         exp.alias_(exp.null(), SAMPLE_MARK),
     ).from_(exp.table_(table, quoted=True))
+    if lower_bound_column is not None:
+        rows = rows.where(at_or_past(lower_bound_column, "sqlite"))
     return exp.union(sample, rows, distinct=False).sql(dialect="sqlite")

@@ -16,7 +16,7 @@ import duckdb
 from pitsync.modeling.intervals import ModelCounts
 from pitsync.store import RUNS
 
-RunStatus = Literal["succeeded", "failed"]
+RunStatus = Literal["succeeded", "failed", "dry run"]
 
 
 def utc_now() -> dt.datetime:
@@ -42,13 +42,16 @@ class RunRecord:
     watermark_before: str | None = None
     watermark_after: str | None = None
     error: str | None = None
+    entities_changed: int = 0
 
     def count(self, counts: ModelCounts) -> None:
         """Take what the modeling counted; a failed run keeps only its rows read."""
         self.rows_read = counts.rows_read
         self.inserted = counts.inserted
+        self.updated = counts.updated
         self.quarantined = counts.quarantined
         self.conflicts = counts.conflicts
+        self.entities_changed = counts.entities_changed
 
     @property
     def seconds(self) -> float:

@@ -17,7 +17,7 @@ import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 import duckdb
 import pyarrow as pa
@@ -30,6 +30,14 @@ from pitsync.store import SET_UTC
 log = logging.getLogger(__name__)
 
 BATCH_ROWS = 122_880  # DuckDB's row-group size: one batch per row group read.
+
+
+@dataclass(frozen=True)
+class LowerBound:
+    """Read only the rows whose `column` is at or past `value` (a value of its own type)."""
+
+    column: str
+    value: Any
 
 
 class Source(Protocol):
@@ -47,9 +55,13 @@ class Source(Protocol):
         ...
 
     def read(
-        self, table: str, columns: list[str], text_columns: Sequence[str] = ()
+        self,
+        table: str,
+        columns: list[str],
+        text_columns: Sequence[str] = (),
+        lower_bound: LowerBound | None = None,
     ) -> pa.RecordBatchReader:
-        """A stream of the table's rows, only the named columns."""
+        """A stream of the table's rows, only the named columns (and rows, if bounded)."""
         ...
 
     def close(self) -> None:
@@ -140,13 +152,23 @@ class FileSource:
             ) from error
 
     def read(
-        self, table: str, columns: list[str], text_columns: Sequence[str] = ()
+        self,
+        table: str,
+        columns: list[str],
+        text_columns: Sequence[str] = (),
+        lower_bound: LowerBound | None = None,
     ) -> pa.RecordBatchReader:
         relation = self.kind.relation(self.config, table, self.present(table, text_columns))
         selected = ", ".join(quote_identifier(column) for column in columns)
-        log.debug("source %s: SELECT %s FROM %s", self.name, selected, relation)
-        result = self.engine.sql(f"SELECT {selected} FROM {relation}")
-        return result.to_arrow_reader(BATCH_ROWS)
+        sql = f"SELECT {selected} FROM {relation}"
+        parameters: list[Any] = []
+        if lower_bound is not None:
+            cursor = quote_identifier(lower_bound.column)
+            # Rows without a cursor value are read every time, to be quarantined.
+            sql += f" WHERE {cursor} >= ? OR {cursor} IS NULL"
+            parameters.append(lower_bound.value)
+        log.debug("source %s: %s %s", self.name, sql, parameters)
+        return self.engine.sql(sql, params=parameters or None).to_arrow_reader(BATCH_ROWS)
 
     def present(self, table: str, text_columns: Sequence[str]) -> list[str]:
         """The text columns the table has (a CSV reader refuses types for absent ones)."""

@@ -24,7 +24,8 @@ import pyarrow as pa
 
 from pitsync.config import Config, TableConfig
 from pitsync.connectors.runs import RunRecord, next_run_id, utc_now, write_run
-from pitsync.connectors.sources import Source, open_source
+from pitsync.connectors.sources import LowerBound, Source, open_source
+from pitsync.connectors.watermarks import Watermark, advance_watermark, read_watermark
 from pitsync.errors import (
     ConfigError,
     PitsyncError,
@@ -40,6 +41,7 @@ from pitsync.modeling.hidden_events import (
     record_in_catalog,
     refresh_views,
 )
+from pitsync.modeling.increments import apply_run
 from pitsync.modeling.intervals import HistoryModel, ModelCounts, plan_history
 from pitsync.modeling.staging import SOURCE_ROWS
 from pitsync.store import open_for_writing
@@ -57,6 +59,7 @@ class SyncOptions:
     """How a run treats bad rows."""
 
     strict: bool = False
+    dry_run: bool = False
 
 
 @dataclass(frozen=True)
@@ -117,8 +120,13 @@ def run_model(config: Config, model: Model, source: Source, options: SyncOptions
     try:
         check_property_ownership(con, model)
         as_text = text_columns(table, group_keys_of(config))
-        rows = source.read(table.source_table, model.source_columns, as_text)
-        return run_once(con, model, rows, options)
+        watermark = read_watermark(con, table.name) if table.mode == "append" else None
+        bound = None
+        if watermark is not None and table.cursor:
+            bound = LowerBound(table.cursor, watermark.lower_bound(con, table))
+            log.info("table %s: reading rows with %s >= %s", table.name, table.cursor, bound.value)
+        rows = source.read(table.source_table, model.source_columns, as_text, bound)
+        return run_once(con, model, rows, options, watermark)
     finally:
         con.close()
 
@@ -190,19 +198,33 @@ def check_disjoint(
 
 
 def run_once(
-    con: duckdb.DuckDBPyConnection, model: Model, rows: pa.RecordBatchReader, options: SyncOptions
+    con: duckdb.DuckDBPyConnection,
+    model: Model,
+    rows: pa.RecordBatchReader,
+    options: SyncOptions,
+    watermark: Watermark | None = None,
 ) -> RunRecord:
-    """Apply one run in a single transaction; on failure roll back and record why."""
+    """Apply one run in a single transaction; on failure roll back and record why.
+
+    A dry run goes through every step, then rolls back: its record says what a run would
+    do, and nothing of it, the record included, is kept.
+    """
     table = model.table
     record = RunRecord(run_id=next_run_id(con), table_name=table.name, mode=table.mode)
     con.execute("BEGIN TRANSACTION")
     try:
         con.register(SOURCE_ROWS, rows)
-        counts = model.apply(con, record.run_id)
+        counts = apply_run(con, model, record.run_id)
         record.count(counts)
         check_strict(table, counts, options)
+        if table.mode == "append":
+            after = advance_watermark(con, table, watermark)
+            record.watermark_before = watermark.value if watermark else None
+            record.watermark_after = after.value if after else None
         finish(con, model, record)
-        con.execute("COMMIT")
+        con.execute("ROLLBACK" if options.dry_run else "COMMIT")
+        if options.dry_run:
+            record.status = "dry run"
     except BaseException as error:
         con.execute("ROLLBACK")
         failure = as_run_error(table, error)
@@ -258,7 +280,8 @@ def record_failure(con: duckdb.DuckDBPyConnection, record: RunRecord, error: Bas
     """Write a `failed` record after the rollback; never hides the original error."""
     record.status = "failed"
     record.finished_at = utc_now()
-    record.inserted = record.quarantined = record.conflicts = 0  # nothing was applied
+    record.inserted = record.updated = record.quarantined = record.conflicts = 0
+    record.entities_changed = 0  # nothing was applied
     record.error = str(error) if isinstance(error, PitsyncError) else describe(error)
     try:
         write_run(con, record)

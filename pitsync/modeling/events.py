@@ -14,7 +14,7 @@ import duckdb
 import pyarrow as pa
 
 from pitsync.config import TableConfig
-from pitsync.modeling.intervals import ModelCounts, require_column
+from pitsync.modeling.intervals import ModelCounts, cursor_rejections, require_column
 from pitsync.modeling.staging import (
     REASON,
     STAGED,
@@ -54,15 +54,29 @@ class EventsModel:
     def relation(self) -> str:
         return stored_events_table(self.table.name)
 
+    @property
+    def stored(self) -> str:
+        return self.relation
+
     def apply(self, con: duckdb.DuckDBPyConnection, run_id: int) -> ModelCounts:
         """Stage, quarantine and replace the stored events, inside the run."""
+        rows_read, quarantined = self.stage(con, run_id)
+        return self.replace(con, run_id, rows_read, quarantined)
+
+    def stage(self, con: duckdb.DuckDBPyConnection, run_id: int) -> tuple[int, int]:
+        """Stage the run's rows and quarantine the bad ones: (rows read, quarantined)."""
         stage_rows(con, self.derived_columns(), self.rejections())
         quarantined = quarantine_rows(
             con, table=self.table.name, run_id=run_id, source_columns=self.source_columns
         )
+        return count(con, f"SELECT count(*) FROM {STAGED}"), quarantined
+
+    def replace(
+        self, con: duckdb.DuckDBPyConnection, run_id: int, rows_read: int, quarantined: int
+    ) -> ModelCounts:
         con.execute(f"CREATE OR REPLACE TABLE {self.relation} AS {self.select_good_rows()}")
         return ModelCounts(
-            rows_read=count(con, f"SELECT count(*) FROM {STAGED}"),
+            rows_read=rows_read,
             inserted=count(con, f"SELECT count(*) FROM {self.relation}"),
             quarantined=quarantined,
             conflicts=0,
@@ -83,6 +97,7 @@ class EventsModel:
             Rejection(f"{NAME} IS NULL OR {NAME} = ''", "missing event name"),
             Rejection(f"{raw_time} IS NULL", "missing event time"),
             Rejection(f"{MOMENT} IS NULL", "unreadable event time"),
+            *cursor_rejections(self.table),
         ]
 
     def select_good_rows(self) -> str:
@@ -102,6 +117,9 @@ def plan_events(table: TableConfig, schema: pa.Schema, group_keys: set[str]) -> 
     keys = [table.event_column, table.id_column, table.time_column]
     for key, column in zip(("event_column", "id_column", "time_column"), keys, strict=True):
         require_column(column, names, key=key, table=table)
+    for key, column in (("cursor", table.cursor), ("insert_id", table.insert_id)):
+        if column is not None:
+            require_column(column, names, key=key, table=table)
 
     properties = [name for name in names if name not in keys]
     check_column_names(table, properties, EVENT_COLUMNS)

@@ -62,6 +62,8 @@ class ModelCounts:
     inserted: int
     quarantined: int
     conflicts: int
+    updated: int = 0
+    entities_changed: int = 0
 
 
 @dataclass(frozen=True)
@@ -79,23 +81,41 @@ class HistoryModel:
         return quote_identifier(self.table.name)
 
     @property
+    def kept(self) -> list[str]:
+        """The tie-breaker (kept so later runs resolve ties the same way), then properties."""
+        tie = [self.table.tie_breaker] if self.table.tie_breaker else []
+        return tie + self.properties
+
+    @property
     def stored(self) -> str:
         """The table the intervals are kept in; `main.<name>` is a view of it."""
         return f"{INTERNAL_SCHEMA}.{quote_identifier('intervals__' + self.table.name)}"
 
     def apply(self, con: duckdb.DuckDBPyConnection, run_id: int) -> ModelCounts:
-        """Stage, quarantine, resolve ties and write the intervals, inside the run."""
+        """Stage, quarantine, resolve ties and replace the intervals, inside the run."""
+        rows_read, quarantined = self.stage(con, run_id)
+        return self.replace(con, run_id, rows_read, quarantined)
+
+    def stage(self, con: duckdb.DuckDBPyConnection, run_id: int) -> tuple[int, int]:
+        """Stage the run's rows and quarantine the bad ones: (rows read, quarantined)."""
         stage_rows(con, self.derived_columns(), self.rejections())
         quarantined = quarantine_rows(
             con, table=self.table.name, run_id=run_id, source_columns=self.source_columns
         )
+        return count(con, f"SELECT count(*) FROM {STAGED}"), quarantined
+
+    def replace(
+        self, con: duckdb.DuckDBPyConnection, run_id: int, rows_read: int, quarantined: int
+    ) -> ModelCounts:
+        """Replace everything stored for the table with the staged rows."""
         write_intervals(con, self)
         conflicts = write_superseded(con, self, run_id)
         return ModelCounts(
-            rows_read=count(con, f"SELECT count(*) FROM {STAGED}"),
+            rows_read=rows_read,
             inserted=count(con, f"SELECT count(*) FROM {self.relation}"),
             quarantined=quarantined,
             conflicts=conflicts,
+            entities_changed=count(con, f"SELECT count(DISTINCT {ENTITY}) FROM {STAGED}"),
         )
 
     def derived_columns(self) -> list[DerivedColumn]:
@@ -116,7 +136,15 @@ class HistoryModel:
             ),
             Rejection(f"{raw_start} IS NULL", "missing start time"),
             Rejection(f"{START} IS NULL", "unreadable start time"),
+            *cursor_rejections(self.table),
         ]
+
+
+def cursor_rejections(table: TableConfig) -> list[Rejection]:
+    """An append run cannot tell when a row without a cursor value is new."""
+    if table.mode != "append" or not table.cursor:
+        return []
+    return [Rejection(f"{quote_identifier(table.cursor)} IS NULL", "missing cursor")]
 
 
 def plan_history(table: TableConfig, schema: pa.Schema) -> HistoryModel:
@@ -124,10 +152,15 @@ def plan_history(table: TableConfig, schema: pa.Schema) -> HistoryModel:
     where = f"table `{table.name}`"
     names = list(schema.names)
     start = table.time_source_column
-    keys = [table.id_column, start] + ([table.tie_breaker] if table.tie_breaker else [])
-    for key, column in zip(("id_column", "start_time", "tie_breaker"), keys, strict=False):
-        require_column(column, names, key=key, table=table)
+    # The key columns, by the setting that names them. When a row was loaded (the cursor)
+    # is no property of the entity, and neither is the tie-breaker.
+    settings = {"id_column": table.id_column, "start_time": start}
+    settings |= {"tie_breaker": table.tie_breaker, "cursor": table.cursor}
+    for key, column in settings.items():
+        if column is not None:
+            require_column(column, names, key=key, table=table)
 
+    keys = {column for column in settings.values() if column is not None}
     properties = [name for name in names if name not in keys]
     check_column_names(table, properties, (*RESERVED_COLUMNS, table.id_column))
     start_sql = instant_sql(
@@ -154,31 +187,58 @@ def require_column(column: str, names: list[str], *, key: str, table: TableConfi
 
 
 def write_intervals(con: duckdb.DuckDBPyConnection, model: HistoryModel) -> None:
-    """Sort each entity's good rows once; each row ends where the row after it starts.
+    """Replace the stored rows with this run's good rows, each ending at the next start.
+
+    Integer ids are stored as integers, which DuckDB writes much faster than text; the
+    view shows them as text, the same strings, since the cast is one-to-one.
+    """
+    con.execute(
+        f"CREATE OR REPLACE TABLE {model.stored} AS {ended_rows_sql(model, good_rows_sql(model))}"
+    )
+    write_view(con, model)
+
+
+def good_rows_sql(model: HistoryModel) -> str:
+    """This run's good rows under the stored column names."""
+    entity = quote_identifier(model.table.id_column)
+    return (
+        f"SELECT {ENTITY} AS {entity}, {START} AS {START_TIME}{kept_columns(model)} "
+        f"FROM {STAGED} WHERE {REASON} IS NULL"
+    )
+
+
+def kept_columns(model: HistoryModel) -> str:
+    """`, tie_breaker, property...`: what a stored row keeps besides its key and end."""
+    return "".join(f", {quote_identifier(name)}" for name in model.kept)
+
+
+def ended_rows_sql(model: HistoryModel, rows: str) -> str:
+    """Each row of `rows` with its end: the start of the row after it in its entity.
 
     Within one key the order is tie-breaker (NULL lowest), then the properties in column
     order (NULL lowest), so the last row of a key is its winner whatever the input order.
     Every row before it at that key ends at its own start: an empty interval, which holds
     no moment. The history relation is a view of the non-empty intervals; the empty ones
     are the rows that lost a tie, kept for `write_superseded`.
-
-    Integer ids are stored as integers, which DuckDB writes much faster than text; the
-    view shows them as text, the same strings, since the cast is one-to-one.
     """
-    tie = [quote_identifier(model.table.tie_breaker)] if model.table.tie_breaker else []
-    props = [quote_identifier(name) for name in model.properties]
-    order = ", ".join([START, *(f"{column} ASC NULLS FIRST" for column in tie + props)])
     entity = quote_identifier(model.table.id_column)
-    listed = "".join(f", {column}" for column in props)
-    con.execute(
-        f"CREATE OR REPLACE TABLE {model.stored} AS "
-        f"SELECT {ENTITY} AS {entity}, {START} AS {START_TIME}, "
-        f"lead({START}) OVER (PARTITION BY {ENTITY} ORDER BY {order}) AS {END_TIME}{listed} "
-        f"FROM {STAGED} WHERE {REASON} IS NULL"
+    order = ", ".join(
+        [START_TIME, *(f"{quote_identifier(name)} ASC NULLS FIRST" for name in model.kept)]
     )
+    return (
+        f"SELECT {entity}, {START_TIME}, "
+        f"lead({START_TIME}) OVER (PARTITION BY {entity} ORDER BY {order}) AS {END_TIME}"
+        f"{kept_columns(model)} FROM ({rows})"
+    )
+
+
+def write_view(con: duckdb.DuckDBPyConnection, model: HistoryModel) -> None:
+    """The history relation: non-empty intervals, ids as text, without the tie-breaker."""
+    entity = quote_identifier(model.table.id_column)
+    props = "".join(f", {quote_identifier(name)}" for name in model.properties)
     con.execute(
         f"CREATE OR REPLACE VIEW main.{model.relation} AS "
-        f"SELECT CAST({entity} AS VARCHAR) AS {entity}, {START_TIME}, {END_TIME}{listed} "
+        f"SELECT CAST({entity} AS VARCHAR) AS {entity}, {START_TIME}, {END_TIME}{props} "
         f"FROM {model.stored} WHERE {non_empty()}"
     )
 
@@ -188,17 +248,27 @@ def non_empty(prefix: str = "") -> str:
     return f"({prefix}{END_TIME} IS NULL OR {prefix}{END_TIME} > {prefix}{START_TIME})"
 
 
-def write_superseded(con: duckdb.DuckDBPyConnection, model: HistoryModel, run_id: int) -> int:
+def write_superseded(
+    con: duckdb.DuckDBPyConnection, model: HistoryModel, run_id: int, only: str | None = None
+) -> int:
     """Keep rows that lost a conflict as hidden events; log a few; return conflicting keys.
 
-    A row that lost only to an identical row is a duplicate, merged silently.
+    A row that lost only to an identical row is a duplicate, merged silently. With `only`
+    (a table of entity ids), just those entities' losers are rewritten.
     """
     name = model.table.name
-    con.execute(f"DELETE FROM {SUPERSEDED} WHERE table_name = ?", [name])
+    entity = quote_identifier(model.table.id_column)
+    if only is None:
+        con.execute(f"DELETE FROM {SUPERSEDED} WHERE table_name = ?", [name])
+    else:
+        con.execute(
+            f"DELETE FROM {SUPERSEDED} WHERE table_name = ? AND entity_id IN "
+            f"(SELECT CAST({entity} AS VARCHAR) FROM {only})",
+            [name],
+        )
     if not model.properties:
         return 0  # rows with no properties are identical whenever their keys are
-    con.execute(f"CREATE OR REPLACE TEMP TABLE {LOSERS} AS {losers_sql(model)}")
-    entity = quote_identifier(model.table.id_column)
+    con.execute(f"CREATE OR REPLACE TEMP TABLE {LOSERS} AS {losers_sql(model, only)}")
     con.execute(
         f"INSERT INTO {SUPERSEDED} SELECT ?, ?, CAST({entity} AS VARCHAR), {START_TIME}, "
         f"{json_object_sql(model.properties)} FROM {LOSERS}",
@@ -208,22 +278,24 @@ def write_superseded(con: duckdb.DuckDBPyConnection, model: HistoryModel, run_id
     return count(con, f"SELECT count(DISTINCT ({entity}, {START_TIME})) FROM {LOSERS}")
 
 
-def losers_sql(model: HistoryModel) -> str:
+def losers_sql(model: HistoryModel, only: str | None = None) -> str:
     """Distinct rows that share a key with the winner but differ from it.
 
     The empty intervals are few: they are picked out first, and a semi join finds their
     winners, so the hash table holds the few, not the whole table.
     """
     entity = quote_identifier(model.table.id_column)
+    tie = [quote_identifier(model.table.tie_breaker)] if model.table.tie_breaker else []
     same_key = f"w.{entity} = e.{entity} AND w.{START_TIME} = e.{START_TIME}"
     loser = struct_of(model.properties, "e")
     winner = struct_of(model.properties, "w")
+    among = f" AND {entity} IN (SELECT {entity} FROM {only})" if only else ""
     return (
         f"WITH empty AS MATERIALIZED (SELECT * FROM {model.stored} "
-        f"WHERE {END_TIME} = {START_TIME}), "
+        f"WHERE {END_TIME} = {START_TIME}{among}), "
         f"winners AS MATERIALIZED (SELECT w.* FROM {model.stored} AS w "
         f"SEMI JOIN empty AS e ON {same_key} WHERE {non_empty('w.')}) "
-        f"SELECT DISTINCT e.* EXCLUDE ({END_TIME}) FROM empty AS e "
+        f"SELECT DISTINCT e.* EXCLUDE ({', '.join([END_TIME, *tie])}) FROM empty AS e "
         f"JOIN winners AS w ON {same_key} WHERE {loser} IS DISTINCT FROM {winner}"
     )
 

@@ -1,0 +1,81 @@
+"""Watermarks: how far an append run has read a table, kept in the store with its data.
+
+The watermark is the greatest cursor value a committed run read, stored as text with its
+DuckDB type and turned back into a value of that type before it is compared, so instants
+compare as instants and numbers as numbers, never as text. It is written in the run's
+transaction: it moves only when the run commits.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+from typing import Any
+
+import duckdb
+
+from pitsync.config import TableConfig
+from pitsync.errors import ConfigError
+from pitsync.modeling.staging import STAGED
+from pitsync.quoting import quote_identifier
+from pitsync.store import WATERMARKS
+
+TIME_TYPES = ("TIMESTAMP", "TIMESTAMP WITH TIME ZONE", "DATE")
+
+
+@dataclass(frozen=True)
+class Watermark:
+    """The greatest cursor value read so far, as text, and the DuckDB type it has."""
+
+    value: str
+    type_name: str
+
+    def lower_bound(self, con: duckdb.DuckDBPyConnection, table: TableConfig) -> Any:
+        """The value the next run reads from: the watermark, less the lookback."""
+        row = con.execute(f"SELECT CAST(? AS {self.type_name})", [self.value]).fetchone()
+        value = row[0] if row else None
+        if not table.lookback_seconds:
+            return value
+        if self.type_name.upper() not in TIME_TYPES:
+            raise ConfigError(
+                f"table `{table.name}`: `lookback` needs a time cursor, and `{table.cursor}` "
+                f"holds {self.type_name}; remove lookback",
+                key="lookback",
+                table=table.name,
+            )
+        if isinstance(value, dt.date) and not isinstance(value, dt.datetime):
+            value = dt.datetime.combine(value, dt.time())
+        return value - dt.timedelta(seconds=table.lookback_seconds)
+
+
+def read_watermark(con: duckdb.DuckDBPyConnection, table: str) -> Watermark | None:
+    row = con.execute(
+        f"SELECT value, type_name FROM {WATERMARKS} WHERE table_name = ?", [table]
+    ).fetchone()
+    return Watermark(str(row[0]), str(row[1])) if row else None
+
+
+def advance_watermark(
+    con: duckdb.DuckDBPyConnection, table: TableConfig, before: Watermark | None
+) -> Watermark | None:
+    """The greatest cursor value of this run's rows, or the old watermark if none came."""
+    cursor = quote_identifier(table.cursor or "")
+    row = con.execute(
+        f"SELECT CAST(max({cursor}) AS VARCHAR), typeof(max({cursor})) FROM {STAGED}"
+    ).fetchone()
+    if not row or row[0] is None:
+        return before
+    after = Watermark(str(row[0]), str(row[1]))
+    if before is not None:
+        # Rows read again by the lookback may all lie below the old watermark.
+        newer = con.execute(
+            f"SELECT CAST(? AS {after.type_name}) >= CAST(? AS {before.type_name})",
+            [after.value, before.value],
+        ).fetchone()
+        if newer and not newer[0]:
+            return before
+    con.execute(
+        f"INSERT OR REPLACE INTO {WATERMARKS} VALUES (?, ?, ?, ?)",
+        [table.name, table.cursor, after.value, after.type_name],
+    )
+    return after

@@ -1,0 +1,296 @@
+"""Append runs as stories: seed the source, sync, change the source, sync again.
+
+Every expected interval and count below is worked out by hand from the rows written in
+the test. Counts are (rows read, keys inserted, keys updated, quarantined, entities
+changed).
+"""
+
+from __future__ import annotations
+
+import hashlib
+
+import duckdb
+import pytest
+
+from pitsync.errors import ConfigError
+from tests.conftest import Project, sql_row, utc
+
+HISTORY_DDL = (
+    "CREATE OR REPLACE TABLE plans (company_id VARCHAR, plan VARCHAR, seats INTEGER, "
+    "valid_from TIMESTAMPTZ, updated_at TIMESTAMPTZ)"
+)
+INTERVALS = (
+    "SELECT company_id, plan, seats, start_time, end_time FROM plans "
+    "ORDER BY company_id, start_time"
+)
+
+
+def insert(project: Project, table: str, rows: list[tuple]) -> None:
+    project.source_sql(f"INSERT INTO {table} VALUES " + ", ".join(sql_row(row) for row in rows))
+
+
+def configure_plans(project: Project, **settings: object) -> None:
+    project.configure(
+        "plans",
+        kind="group_history",
+        id_column="company_id",
+        group_key="company_id",
+        start_time="valid_from",
+        mode="append",
+        cursor="updated_at",
+        **settings,
+    )
+
+
+def counts(record) -> tuple[int, int, int, int, int]:
+    return (
+        record.rows_read,
+        record.inserted,
+        record.updated,
+        record.quarantined,
+        record.entities_changed,
+    )
+
+
+def checksum(path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def instant(text: str | None) -> object:
+    """A watermark's text, in whatever form the source wrote its cursor, as an instant."""
+    return duckdb.sql("SELECT CAST(? AS TIMESTAMPTZ)", params=[text]).fetchall()[0][0]
+
+
+# SQLite has no time type: its cursor is text, and a lookback (a span of time) cannot apply
+# to text; that refusal is tested below.
+@pytest.mark.backends("duckdb", "parquet", "postgres")
+def test_append_story_inserts_updates_boundary_lookback_and_null_cursor(project: Project) -> None:
+    project.source_sql(HISTORY_DDL)
+    insert(
+        project,
+        "plans",
+        [
+            ("c1", "free", 1, "2024-01-01 00:00+00", "2024-01-01 10:00+00"),
+            ("c2", "team", 5, "2024-01-05 00:00+00", "2024-01-05 10:00+00"),
+        ],
+    )
+    configure_plans(project, lookback="2h")
+
+    first = project.sync("plans")
+    assert counts(first) == (2, 2, 0, 0, 2)
+    assert instant(first.watermark_after) == utc("2024-01-05T10:00")
+
+    insert(
+        project,
+        "plans",
+        [
+            ("c1", "pro", 3, "2024-02-01 00:00+00", "2024-02-01 10:00+00"),  # new key
+            ("c3", "starter", 2, "2024-01-05 00:00+00", "2024-01-05 10:00+00"),  # at the mark
+            ("c4", "x", 1, "2024-01-03 00:00+00", "2024-01-05 09:00+00"),  # late, in lookback
+            ("c5", "y", 1, "2024-01-03 00:00+00", "2024-01-05 07:00+00"),  # beyond lookback
+            ("c6", "z", 1, "2024-01-03 00:00+00", None),  # no cursor: quarantined
+        ],
+    )
+    project.source_sql(
+        "UPDATE plans SET plan = 'enterprise', updated_at = '2024-02-02 10:00+00' "
+        "WHERE company_id = 'c2'"
+    )
+
+    # Read: cursor >= 08:00 on 5 Jan, or NULL: c1 pro, c2, c3, c4, c6. c2's key existed
+    # with other values (updated); c1 pro, c3, c4 are new keys; c6 is quarantined.
+    second = project.sync("plans")
+    assert counts(second) == (5, 3, 1, 1, 4)
+    assert instant(second.watermark_after) == utc("2024-02-02T10:00")
+    assert project.query(INTERVALS) == [
+        ("c1", "free", 1, utc("2024-01-01T00:00"), utc("2024-02-01T00:00")),
+        ("c1", "pro", 3, utc("2024-02-01T00:00"), None),
+        ("c2", "enterprise", 5, utc("2024-01-05T00:00"), None),
+        ("c3", "starter", 2, utc("2024-01-05T00:00"), None),
+        ("c4", "x", 1, utc("2024-01-03T00:00"), None),
+    ]
+
+    # Nothing changed: c2 comes back as stored and c6 is quarantined again; no entity moves.
+    third = project.sync("plans")
+    assert counts(third) == (2, 0, 0, 1, 0)
+    assert third.watermark_after == second.watermark_after
+    assert len(project.query(INTERVALS)) == 5
+
+
+def test_rows_sharing_the_boundary_cursor_value_are_neither_lost_nor_doubled(
+    project: Project,
+) -> None:
+    project.source_sql(HISTORY_DDL)
+    mark = "2024-01-10 00:00+00"
+    insert(project, "plans", [("a", "free", 1, "2024-01-01 00:00+00", mark)])
+    configure_plans(project)
+    project.sync("plans")
+
+    # A row committed later with the same cursor value as the watermark.
+    insert(project, "plans", [("b", "pro", 2, "2024-01-02 00:00+00", mark)])
+    record = project.sync("plans")
+
+    assert counts(record) == (2, 1, 0, 0, 1)
+    assert [row[0] for row in project.query(INTERVALS)] == ["a", "b"]
+
+
+def test_a_merge_keeps_earlier_ties_decided_by_the_tie_breaker(project: Project) -> None:
+    project.source_sql(
+        "CREATE TABLE plans (company_id VARCHAR, plan VARCHAR, valid_from TIMESTAMPTZ, "
+        "version INTEGER, loaded_at TIMESTAMPTZ)"
+    )
+    # Two rows for one key: version 2 (plan A) beats version 1 (plan B), though B > A.
+    insert(
+        project,
+        "plans",
+        [
+            ("c7", "A", "2024-01-01 00:00+00", 2, "2024-01-01 00:00+00"),
+            ("c7", "B", "2024-01-01 00:00+00", 1, "2024-01-01 00:00+00"),
+        ],
+    )
+    project.configure(
+        "plans",
+        kind="group_history",
+        id_column="company_id",
+        group_key="company_id",
+        start_time="valid_from",
+        tie_breaker="version",
+        mode="append",
+        cursor="loaded_at",
+    )
+    project.sync("plans")
+
+    insert(project, "plans", [("c7", "C", "2024-03-01 00:00+00", 1, "2024-03-01 00:00+00")])
+    record = project.sync("plans")
+
+    assert (record.inserted, record.entities_changed) == (1, 1)
+    assert project.query("SELECT plan, start_time, end_time FROM plans ORDER BY start_time") == [
+        ("A", utc("2024-01-01T00:00"), utc("2024-03-01T00:00")),
+        ("C", utc("2024-03-01T00:00"), None),
+    ]
+
+
+def test_an_integer_cursor_is_compared_as_a_number_not_as_text(project: Project) -> None:
+    project.source_sql(
+        "CREATE TABLE plans (company_id VARCHAR, plan VARCHAR, valid_from TIMESTAMPTZ, "
+        "version INTEGER)"
+    )
+    insert(project, "plans", [("a", "free", "2024-01-01 00:00+00", 9)])
+    project.configure(
+        "plans",
+        kind="group_history",
+        id_column="company_id",
+        group_key="company_id",
+        start_time="valid_from",
+        mode="append",
+        cursor="version",
+    )
+    project.sync("plans")
+
+    # As text "10" < "9"; as numbers 10 >= 9, so the new row is read.
+    insert(project, "plans", [("a", "pro", "2024-02-01 00:00+00", 10)])
+    record = project.sync("plans")
+
+    assert (record.rows_read, record.inserted, record.watermark_after) == (2, 1, "10")
+    assert [row[0] for row in project.query("SELECT plan FROM plans ORDER BY start_time")] == [
+        "free",
+        "pro",
+    ]
+
+
+@pytest.mark.backends("sqlite")
+def test_a_lookback_on_a_text_cursor_is_refused(project: Project) -> None:
+    project.source_sql(HISTORY_DDL)
+    insert(project, "plans", [("c1", "free", 1, "2024-01-01 00:00+00", "2024-01-01 10:00+00")])
+    configure_plans(project, lookback="2h")
+    project.sync("plans")
+
+    with pytest.raises(ConfigError, match="`lookback` needs a time cursor"):
+        project.sync("plans")
+
+
+EVENTS_DDL = (
+    "CREATE TABLE events (insert_id VARCHAR, event VARCHAR, distinct_id VARCHAR, "
+    "time TIMESTAMPTZ, amount INTEGER, loaded_at TIMESTAMPTZ)"
+)
+
+
+@pytest.mark.parametrize("insert_id", ["insert_id", None])
+def test_events_append_replaces_by_insert_id_or_whole_row(
+    project: Project, insert_id: str | None
+) -> None:
+    project.source_sql(EVENTS_DDL)
+    insert(
+        project,
+        "events",
+        [
+            ("e1", "buy", "u1", "2024-01-01 00:00+00", 5, "2024-01-01 10:00+00"),
+            ("e2", "buy", "u1", "2024-01-02 00:00+00", 7, "2024-01-01 10:00+00"),
+        ],
+    )
+    settings = {"insert_id": insert_id} if insert_id else {}
+    project.configure("events", kind="events", mode="append", cursor="loaded_at", **settings)
+    project.sync("events")
+
+    insert(
+        project, "events", [("e3", "buy", "u2", "2024-01-03 00:00+00", 1, "2024-01-01 11:00+00")]
+    )
+    record = project.sync("events")
+
+    # e1, e2 sit at the watermark and are read again; e3 is new. Nothing is doubled.
+    assert (record.rows_read, record.inserted, record.updated) == (3, 1, 2)
+    assert project.query("SELECT insert_id, amount FROM events ORDER BY insert_id") == [
+        ("e1", 5),
+        ("e2", 7),
+        ("e3", 1),
+    ]
+
+
+def test_a_dry_run_reports_and_changes_nothing(project: Project) -> None:
+    project.source_sql(HISTORY_DDL)
+    insert(project, "plans", [("c1", "free", 1, "2024-01-01 00:00+00", "2024-01-01 10:00+00")])
+    configure_plans(project)
+    project.cli("sync", "--table", "plans")
+    insert(project, "plans", [("c1", "pro", 3, "2024-02-01 00:00+00", "2024-02-01 10:00+00")])
+    before = checksum(project.store)
+
+    result = project.cli("sync", "--table", "plans", "--dry-run")
+
+    assert "dry run" in result.stdout and "nothing was applied" in result.stdout
+    # c1 free is read again at the watermark (unchanged) and c1 pro is a new key.
+    row = next(line for line in result.stdout.splitlines() if line.startswith("│ plans"))
+    assert [cell.strip() for cell in row.strip("│").split("│")][1:7] == [
+        "2",
+        "1",
+        "0",
+        "0",
+        "0",
+        "1",
+    ]
+    assert checksum(project.store) == before
+    con = duckdb.connect(str(project.store), read_only=True)
+    try:
+        assert con.execute("SELECT count(*) FROM _pitsync.runs").fetchone() == (1,)
+    finally:
+        con.close()
+
+
+def test_the_first_append_run_reads_everything_and_later_a_full_mode_replaces(
+    project: Project,
+) -> None:
+    project.source_sql(HISTORY_DDL)
+    insert(project, "plans", [("c1", "free", 1, "2024-01-01 00:00+00", "2024-01-01 10:00+00")])
+    configure_plans(project)
+    assert project.sync("plans").watermark_before is None
+
+    project.source_sql("DELETE FROM plans")
+    insert(project, "plans", [("c9", "pro", 1, "2024-01-01 00:00+00", "2023-12-01 00:00+00")])
+    project.configure(
+        "plans",
+        kind="group_history",
+        id_column="company_id",
+        group_key="company_id",
+        start_time="valid_from",
+    )
+    project.sync("plans")
+
+    assert [row[0] for row in project.query(INTERVALS)] == ["c9"]
