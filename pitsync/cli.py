@@ -1,4 +1,4 @@
-"""The `pitsync` command line: sync, runs, query, profile, history, model.
+"""The `pitsync` command line: sync, schedule, runs, query, profile, history, model.
 
 Exit status: 0 on success, 1 on a user or data error (a message, no traceback unless
 --verbose), 2 on a usage error.
@@ -22,6 +22,7 @@ from pitsync import __version__
 from pitsync.config import CONFIG_ENV, load_config
 from pitsync.connectors.engines import execute_on_postgres, execute_on_spark, plan_model_sql
 from pitsync.connectors.runs import RunRecord, read_runs
+from pitsync.connectors.schedule import Scheduler, scheduled_tables, sync_runner
 from pitsync.connectors.sync import SyncOptions, sync_tables
 from pitsync.errors import PitsyncError
 from pitsync.modeling.attribution import Entity, entity_tables, interval_at_sql, timeline_sql
@@ -29,7 +30,7 @@ from pitsync.modeling.portable import ENGINES
 from pitsync.modeling.staging import json_object_sql
 from pitsync.queries.execute import QuerySession
 from pitsync.queries.output import formatted, write_csv, write_json, write_table
-from pitsync.store import END_TIME, START_TIME, open_read_only
+from pitsync.store import DEFAULT_WAIT_SECONDS, END_TIME, START_TIME, open_read_only
 
 log = logging.getLogger("pitsync")
 
@@ -54,9 +55,20 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="log the SQL that runs, and tracebacks on errors",
     )
+    waiting = argparse.ArgumentParser(add_help=False)
+    waiting.add_argument(
+        "--wait",
+        type=float,
+        default=DEFAULT_WAIT_SECONDS,
+        metavar="SECONDS",
+        help=f"how long to wait while another process holds the store "
+        f"(default: {DEFAULT_WAIT_SECONDS:g})",
+    )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    sync = commands.add_parser("sync", help="sync tables from their sources into the store")
+    sync = commands.add_parser(
+        "sync", help="sync tables from their sources into the store", parents=[waiting]
+    )
     which = sync.add_mutually_exclusive_group(required=True)
     which.add_argument(
         "--table",
@@ -77,7 +89,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sync.set_defaults(handler=command_sync)
 
-    runs = commands.add_parser("runs", help="list recorded sync runs, oldest first")
+    runs = commands.add_parser(
+        "runs", help="list recorded sync runs, oldest first", parents=[waiting]
+    )
     runs.add_argument("--table", metavar="NAME", help="only the runs of this table")
     runs.add_argument(
         "--format",
@@ -87,7 +101,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     runs.set_defaults(handler=command_runs)
 
-    query = commands.add_parser("query", help="run a read-only SQL query over the store")
+    query = commands.add_parser(
+        "query", help="run a read-only SQL query over the store", parents=[waiting]
+    )
     query.add_argument("sql", help="the query; FOR SYSTEM_TIME AS OF asks for a moment")
     query.add_argument(
         "--format",
@@ -97,7 +113,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     query.set_defaults(handler=command_query)
 
-    profile = commands.add_parser("profile", help="an entity's properties at a moment")
+    profile = commands.add_parser(
+        "profile", help="an entity's properties at a moment", parents=[waiting]
+    )
     add_entity_arguments(profile)
     profile.add_argument(
         "--at", default="now", help="the moment, ISO 8601; naive means UTC (default: now)"
@@ -110,7 +128,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     profile.set_defaults(handler=command_profile)
 
-    history = commands.add_parser("history", help="an entity's intervals, oldest first")
+    history = commands.add_parser(
+        "history", help="an entity's intervals, oldest first", parents=[waiting]
+    )
     add_entity_arguments(history)
     history.add_argument(
         "--format",
@@ -119,6 +139,16 @@ def build_parser() -> argparse.ArgumentParser:
         help="output format (default: table)",
     )
     history.set_defaults(handler=command_history)
+
+    schedule = commands.add_parser(
+        "schedule",
+        help="run each table on its cron schedule, in the foreground, until SIGTERM",
+        parents=[waiting],
+    )
+    schedule.add_argument(
+        "--table", action="append", metavar="NAME", help="only these tables (repeatable)"
+    )
+    schedule.set_defaults(handler=command_schedule)
 
     model = commands.add_parser(
         "model", help="print (or run) the interval modeling as SQL for another engine"
@@ -185,7 +215,7 @@ def command_sync(args: argparse.Namespace) -> int:
     config = load_config(args.config)
     names = list(config.tables) if args.all else args.table
     tables = [config.table(name) for name in names]
-    options = SyncOptions(strict=args.strict, dry_run=args.dry_run)
+    options = SyncOptions(strict=args.strict, dry_run=args.dry_run, wait_seconds=args.wait)
     outcomes = sync_tables(config, tables, options)
     records = [outcome.record for outcome in outcomes if outcome.record]
     if records:
@@ -219,7 +249,7 @@ def print_sync_report(records: list[RunRecord], *, dry_run: bool = False) -> Non
 
 def command_runs(args: argparse.Namespace) -> int:
     config = load_config(args.config)
-    con = open_read_only(config.store_path, config.memory_limit)
+    con = open_read_only(config.store_path, config.memory_limit, args.wait)
     try:
         records = read_runs(con, args.table)
     finally:
@@ -260,7 +290,7 @@ def command_runs(args: argparse.Namespace) -> int:
 
 def command_query(args: argparse.Namespace) -> int:
     config = load_config(args.config)
-    with QuerySession(config.store_path, config.memory_limit) as session:
+    with QuerySession(config.store_path, config.memory_limit, args.wait) as session:
         relation = session.query(args.sql)
         if args.format == "csv":
             write_csv(relation, sys.stdout)
@@ -274,7 +304,7 @@ def command_query(args: argparse.Namespace) -> int:
 def command_profile(args: argparse.Namespace) -> int:
     config = load_config(args.config)
     entity = Entity(str(args.id), args.group_key)
-    with QuerySession(config.store_path, config.memory_limit) as session:
+    with QuerySession(config.store_path, config.memory_limit, args.wait) as session:
         moment = resolve_moment(session, args.at)
         properties = profile_at(session, entity, moment)
     if args.format == "json":
@@ -318,7 +348,7 @@ def profile_at(session: QuerySession, entity: Entity, moment: str) -> dict[str, 
 def command_history(args: argparse.Namespace) -> int:
     config = load_config(args.config)
     entity = Entity(str(args.id), args.group_key)
-    with QuerySession(config.store_path, config.memory_limit) as session:
+    with QuerySession(config.store_path, config.memory_limit, args.wait) as session:
         timelines = {
             entry.table_name: timeline(session, entry, entity)
             for entry in entity_tables(session.connection, entity)
@@ -355,6 +385,24 @@ def print_timeline(
     if not intervals:
         table.add_row("-", "-", "(no rows)")
     console.print(table)
+
+
+def command_schedule(args: argparse.Namespace) -> int:
+    """The long-running job: each scheduled table runs when due; SIGTERM stops it."""
+    config = load_config(args.config)
+    tables = scheduled_tables(config)
+    if args.table:
+        tables = [config.table(name) for name in args.table]
+    unscheduled = [table.name for table in tables if not table.schedule]
+    if not tables or unscheduled:
+        raise PitsyncError(
+            'no table to schedule: set schedule = "0 * * * *" (or @hourly, @daily) in '
+            f"[tables.{unscheduled[0] if unscheduled else 'NAME'}]"
+        )
+    scheduler = Scheduler(tables, sync_runner(config, SyncOptions(wait_seconds=args.wait)))
+    scheduler.stop_on_signals()
+    scheduler.serve()
+    return 0
 
 
 def command_model(args: argparse.Namespace) -> int:

@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any, Literal, cast, get_args
 
 import duckdb
+from croniter import croniter
 
 from pitsync.errors import ConfigError
 
@@ -62,6 +63,7 @@ TABLE_KEYS = {
     "cursor",
     "lookback",
     "insert_id",
+    "schedule",
 }
 HISTORY_ONLY_KEYS = {"group_key", "start_time", "tie_breaker"}
 EVENTS_ONLY_KEYS = {"time_column", "event_column"}
@@ -106,6 +108,7 @@ class TableConfig:
     cursor: str | None = None  # append: the column whose rising values say what is new
     lookback_seconds: int = 0  # append: re-read this far behind the watermark
     insert_id: str | None = None  # events in append mode: the column naming each event
+    schedule: str | None = None  # cron syntax, for `pitsync schedule`
 
     @property
     def is_history(self) -> bool:
@@ -306,6 +309,7 @@ def parse_table(name: str, raw: dict[str, Any], sources: dict[str, SourceConfig]
         kind=kind,
         source_table=text_value(raw, "from", where=where, default=name),
         **mode_fields(raw, kind, where=where),
+        schedule=schedule_value(raw, where=where),
         timezone=timezone_value(raw, where=where),
         time_unit=cast(
             TimeUnit | None, choice(raw, "time_unit", get_args(TimeUnit), where=where, default=None)
@@ -334,6 +338,18 @@ def mode_fields(raw: dict[str, Any], kind: TableKind, *, where: str) -> dict[str
         "lookback_seconds": lookback_value(raw, where=where),
         "insert_id": text_value(raw, "insert_id", where=where, default=None),
     }
+
+
+def schedule_value(raw: dict[str, Any], *, where: str) -> str | None:
+    """A cron expression: five fields (or a sixth for seconds), or @hourly, @daily..."""
+    text = text_value(raw, "schedule", where=where, default=None)
+    if text is not None and not croniter.is_valid(text):
+        raise ConfigError(
+            f"{where}: `schedule` = {text!r} is not a cron expression; write it like "
+            '"0 * * * *" (hourly), "*/15 * * * *" or "@daily"',
+            key="schedule",
+        )
+    return text
 
 
 def lookback_value(raw: dict[str, Any], *, where: str) -> int:

@@ -7,7 +7,10 @@ pitsync keeps for itself lives in the `_pitsync` schema.
 
 from __future__ import annotations
 
+import re
+import time
 from pathlib import Path
+from typing import Any
 
 import duckdb
 
@@ -86,15 +89,44 @@ CREATE TABLE IF NOT EXISTS {CATALOG} (
 """
 
 
-def open_for_writing(path: Path, memory_limit: str | None = None) -> duckdb.DuckDBPyConnection:
+DEFAULT_WAIT_SECONDS = 5.0
+RETRY_SECONDS = 0.1
+LOCK_HOLDER = re.compile(r"Conflicting lock is held in (.*?) \(PID (\d+)\)")
+
+
+def connect_waiting(path: Path, wait_seconds: float, **options: Any) -> duckdb.DuckDBPyConnection:
+    """Connect, waiting up to `wait_seconds` while another process holds the store.
+
+    DuckDB lets one process write a file, and no other open it meanwhile; a reader then
+    waits for the writer's run to end, and so always sees a whole run or none of it.
+    """
+    deadline = time.monotonic() + wait_seconds
+    while True:
+        try:
+            return duckdb.connect(str(path), **options)
+        except duckdb.IOException as error:
+            holder = LOCK_HOLDER.search(str(error))
+            if holder is None:
+                raise
+            if time.monotonic() >= deadline:
+                raise StoreError(
+                    f"the store {path} is in use by process {holder.group(2)} "
+                    f"({holder.group(1)}), most likely a `pitsync sync`; waited "
+                    f"{wait_seconds:g}s: try again when it is done, or pass --wait SECONDS"
+                ) from None
+            time.sleep(RETRY_SECONDS)
+
+
+def open_for_writing(
+    path: Path, memory_limit: str | None = None, wait_seconds: float = DEFAULT_WAIT_SECONDS
+) -> duckdb.DuckDBPyConnection:
     """Open (creating if needed) the store for a sync run."""
     path.parent.mkdir(parents=True, exist_ok=True)
     try:
-        connection = duckdb.connect(str(path))
+        connection = connect_waiting(path, wait_seconds)
     except duckdb.IOException as error:
         raise StoreError(
-            f"cannot open the store {path} for writing: {str(error).splitlines()[0]}; "
-            "another pitsync process may hold it"
+            f"cannot open the store {path} for writing: {str(error).splitlines()[0]}"
         ) from error
     connection.execute(SET_UTC)
     limit_memory(connection, memory_limit)
@@ -108,7 +140,9 @@ def limit_memory(connection: duckdb.DuckDBPyConnection, memory_limit: str | None
         connection.execute(f"SET memory_limit = {quote_string(memory_limit)}")
 
 
-def open_read_only(path: Path, memory_limit: str | None = None) -> duckdb.DuckDBPyConnection:
+def open_read_only(
+    path: Path, memory_limit: str | None = None, wait_seconds: float = DEFAULT_WAIT_SECONDS
+) -> duckdb.DuckDBPyConnection:
     """Open the store for queries: read-only, no file or network access, settings locked."""
     if not path.is_file():
         raise StoreError(f"the store {path} does not exist yet; run `pitsync sync --all` first")
@@ -118,7 +152,7 @@ def open_read_only(path: Path, memory_limit: str | None = None) -> duckdb.DuckDB
         "autoinstall_known_extensions": "false",
     }
     try:
-        connection = duckdb.connect(str(path), read_only=True, config=config)
+        connection = connect_waiting(path, wait_seconds, read_only=True, config=config)
     except duckdb.Error as error:
         raise StoreError(
             f"cannot open the store {path} for reading: {str(error).splitlines()[0]}"

@@ -212,6 +212,21 @@ def test_memory_limit_caps_the_store_connection(project: Project) -> None:
         assert session.query("SELECT current_setting('memory_limit')").fetchall() == [("61.0 MiB",)]
 
 
+def test_a_schedule_that_is_not_cron_is_refused(tmp_path: Path) -> None:
+    path = config_with_setting(tmp_path, 'schedule = "every hour"')
+
+    with pytest.raises(ConfigError, match=in_order("`schedule`", "'every hour'", "@daily")):
+        load_config(path)
+
+
+def test_append_mode_needs_a_cursor_and_a_lookback_is_a_duration(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match=in_order("`cursor` is required")):
+        load_config(config_with_setting(tmp_path, 'mode = "append"'))
+    bad_lookback = 'mode = "append"\ncursor = "updated_at"\nlookback = "two hours"'
+    with pytest.raises(ConfigError, match=in_order("`lookback`", "'two hours'", '"2h"')):
+        load_config(config_with_setting(tmp_path, bad_lookback))
+
+
 def test_a_zone_file_that_is_not_a_zone_name_is_refused(tmp_path: Path) -> None:
     # The system's zone folder holds `localtime`, which DuckDB cannot convert with.
     path = config_with_setting(tmp_path, 'timezone = "localtime"')

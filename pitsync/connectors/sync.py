@@ -44,7 +44,7 @@ from pitsync.modeling.hidden_events import (
 from pitsync.modeling.increments import apply_run
 from pitsync.modeling.intervals import HistoryModel, ModelCounts, plan_history
 from pitsync.modeling.staging import SOURCE_ROWS
-from pitsync.store import open_for_writing
+from pitsync.store import DEFAULT_WAIT_SECONDS, open_for_writing
 
 log = logging.getLogger(__name__)
 
@@ -60,6 +60,7 @@ class SyncOptions:
 
     strict: bool = False
     dry_run: bool = False
+    wait_seconds: float = DEFAULT_WAIT_SECONDS  # for another process to release the store
 
 
 @dataclass(frozen=True)
@@ -115,8 +116,8 @@ def open_sources(config: Config, tables: list[TableConfig], stack: ExitStack) ->
 def run_model(config: Config, model: Model, source: Source, options: SyncOptions) -> RunRecord:
     """Stream the table's rows from its source into the store as one run."""
     table = model.table
-    log.info("table %s: reading %s from source %s", table.name, table.source_table, table.source)
-    con = open_for_writing(config.store_path, config.memory_limit)
+    log.debug("table %s: reading %s from source %s", table.name, table.source_table, table.source)
+    con = open_for_writing(config.store_path, config.memory_limit, options.wait_seconds)
     try:
         check_property_ownership(con, model)
         as_text = text_columns(table, group_keys_of(config))
@@ -124,7 +125,7 @@ def run_model(config: Config, model: Model, source: Source, options: SyncOptions
         bound = None
         if watermark is not None and table.cursor:
             bound = LowerBound(table.cursor, watermark.lower_bound(con, table))
-            log.info("table %s: reading rows with %s >= %s", table.name, table.cursor, bound.value)
+            log.debug("table %s: reading rows with %s >= %s", table.name, table.cursor, bound.value)
         rows = source.read(table.source_table, model.source_columns, as_text, bound)
         return run_once(con, model, rows, options, watermark)
     finally:

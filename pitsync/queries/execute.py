@@ -16,7 +16,7 @@ from pitsync.errors import QueryError
 from pitsync.modeling.hidden_events import read_catalog
 from pitsync.queries.guard import check_relations, parse_read_query
 from pitsync.queries.temporal import rewrite_temporal_tree
-from pitsync.store import open_read_only
+from pitsync.store import DEFAULT_WAIT_SECONDS, open_read_only
 
 log = logging.getLogger(__name__)
 
@@ -37,8 +37,13 @@ def translate(
 class QuerySession:
     """A read-only connection to the store that knows its relations."""
 
-    def __init__(self, store_path: Path, memory_limit: str | None = None):
-        self.connection = open_read_only(store_path, memory_limit)
+    def __init__(
+        self,
+        store_path: Path,
+        memory_limit: str | None = None,
+        wait_seconds: float = DEFAULT_WAIT_SECONDS,
+    ):
+        self.connection = open_read_only(store_path, memory_limit, wait_seconds)
         self.relations = store_relations(self.connection)
         self.public_relations = store_relations(self.connection, schema="main")
         self.history_tables = {

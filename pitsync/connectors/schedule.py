@@ -1,0 +1,128 @@
+"""The scheduled sync job: each table runs when its cron schedule says, in one process.
+
+    [tables.company_plan_history]
+    schedule = "0 * * * *"      # or "@hourly", "@daily"; a sixth field counts seconds
+
+Runs happen one at a time, so no table ever runs twice at once. After each run a table's
+next slot is the first one after the moment the run ended: a scheduler that was busy or
+asleep through several slots runs the table once, not once per missed slot. A failing
+table is recorded (its run record says why) and the others go on. SIGTERM or Ctrl-C
+lets the run in progress finish, then the job exits with status 0.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import signal
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from types import FrameType
+
+from croniter import croniter
+
+from pitsync.config import Config, TableConfig
+from pitsync.connectors.runs import RunRecord, next_run_id, utc_now, write_run
+from pitsync.connectors.sync import RunOutcome, SyncOptions, sync_tables
+from pitsync.errors import PitsyncError
+from pitsync.store import open_for_writing
+
+log = logging.getLogger(__name__)
+
+Clock = Callable[[], dt.datetime]
+Runner = Callable[[TableConfig], RunOutcome]
+
+
+def utc_clock() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+def next_slot(schedule: str, after: dt.datetime) -> dt.datetime:
+    """The first moment the schedule names strictly after `after`."""
+    return croniter(schedule, after).get_next(dt.datetime)
+
+
+@dataclass
+class Scheduler:
+    """Which table is due next, and the loop that runs them."""
+
+    tables: list[TableConfig]
+    run: Runner
+    clock: Clock = utc_clock
+    stopping: threading.Event = field(default_factory=threading.Event)
+    due: dict[str, dt.datetime] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        now = self.clock()
+        self.due = {table.name: next_slot(table.schedule or "", now) for table in self.tables}
+
+    def run_due(self) -> list[RunOutcome]:
+        """Run every table whose slot has come, each once; return what happened."""
+        outcomes = []
+        for table in self.tables:
+            if self.stopping.is_set() or self.due[table.name] > self.clock():
+                continue
+            outcomes.append(self.run(table))
+            self.due[table.name] = next_slot(table.schedule or "", self.clock())
+            log.debug("table %s: next run at %s", table.name, self.due[table.name].isoformat())
+        return outcomes
+
+    def seconds_to_next(self) -> float:
+        return max(0.0, (min(self.due.values()) - self.clock()).total_seconds())
+
+    def serve(self) -> None:
+        """Run tables as they come due until asked to stop."""
+        for table in self.tables:
+            log.info("table %s: first run at %s", table.name, self.due[table.name].isoformat())
+        while not self.stopping.is_set():
+            self.run_due()
+            self.stopping.wait(self.seconds_to_next())
+        log.info("stopped")
+
+    def stop_on_signals(self) -> None:
+        """SIGTERM and SIGINT end the loop once the run in progress is done."""
+
+        def stop(signum: int, frame: FrameType | None) -> None:
+            log.info("%s received: stopping after the current run", signal.Signals(signum).name)
+            self.stopping.set()
+
+        signal.signal(signal.SIGTERM, stop)
+        signal.signal(signal.SIGINT, stop)
+
+
+def scheduled_tables(config: Config) -> list[TableConfig]:
+    return [table for table in config.tables.values() if table.schedule]
+
+
+def sync_runner(config: Config, options: SyncOptions) -> Runner:
+    """Run one table as `pitsync sync --table` would; a failure is an outcome, not a crash."""
+
+    def run(table: TableConfig) -> RunOutcome:
+        try:
+            [outcome] = sync_tables(config, [table], options)
+        except PitsyncError as error:  # refused before its run began: record it here
+            record_refusal(config, table, error, options)
+            outcome = RunOutcome(table.name, error=error)
+        if outcome.error is not None:
+            log.error("table %s: run failed: %s", table.name, outcome.error)
+        return outcome
+
+    return run
+
+
+def record_refusal(
+    config: Config, table: TableConfig, error: PitsyncError, options: SyncOptions
+) -> None:
+    """A `failed` run record for a table whose run could not start (a changed source)."""
+    try:
+        con = open_for_writing(config.store_path, config.memory_limit, options.wait_seconds)
+    except PitsyncError:
+        return  # the store itself is out of reach; the log line is all there can be
+    try:
+        record = RunRecord(run_id=next_run_id(con), table_name=table.name, mode=table.mode)
+        record.finished_at = utc_now()
+        record.error = str(error)
+        write_run(con, record)
+    finally:
+        con.close()

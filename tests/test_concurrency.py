@@ -1,0 +1,86 @@
+"""One writer at a time: a second process waits for the store, then says who holds it.
+
+The holder here is a DuckDB connection of the test process, which locks the store file
+exactly as a running `pitsync sync` does; the commands under test are real subprocesses.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+
+import duckdb
+
+from tests.conftest import Project, company_history
+
+ROWS = [("c1", "free", 1, "2024-01-01 00:00:00+00", None)]
+
+
+def synced(project: Project) -> Project:
+    company_history(project, ROWS)
+    project.cli("sync", "--table", "company_plan_history")
+    return project
+
+
+def test_a_second_sync_waits_then_names_the_process_holding_the_store(project: Project) -> None:
+    synced(project)
+    holder = duckdb.connect(str(project.store))
+    try:
+        started = time.monotonic()
+        result = project.cli("sync", "--all", "--wait", "1", check=False)
+        waited = time.monotonic() - started
+    finally:
+        holder.close()
+
+    assert result.returncode == 1
+    assert f"in use by process {os.getpid()}" in result.stderr
+    assert "--wait SECONDS" in result.stderr and "Traceback" not in result.stderr
+    assert waited >= 1
+
+
+def test_a_sync_that_waits_long_enough_runs_once_the_store_is_free(project: Project) -> None:
+    synced(project)
+    holder = duckdb.connect(str(project.store))
+    command = [sys.executable, "-m", "pitsync.cli", "--config", str(project.config_path)]
+    waiting = subprocess.Popen(
+        [*command, "sync", "--all", "--wait", "20"],
+        cwd=project.root,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    time.sleep(1.5)
+    assert waiting.poll() is None, "the sync must still be waiting"
+    holder.close()
+
+    _, stderr = waiting.communicate(timeout=60)
+
+    assert waiting.returncode == 0, stderr
+    statuses = project.query("SELECT status FROM runs ORDER BY run_id")
+    assert statuses == [("succeeded",), ("succeeded",)]
+
+
+def test_a_query_while_the_store_is_written_waits_and_never_sees_half_a_run(
+    project: Project,
+) -> None:
+    synced(project)
+    holder = duckdb.connect(str(project.store))
+    try:
+        # A run in progress that has changed the data but not committed.
+        holder.execute("BEGIN")
+        holder.execute('DELETE FROM _pitsync."intervals__company_plan_history"')
+        result = project.cli(
+            "query", "SELECT count(*) FROM company_plan_history", "--wait", "0.5", check=False
+        )
+        assert result.returncode == 1
+        assert "in use by process" in result.stderr
+        holder.execute("ROLLBACK")
+    finally:
+        holder.close()
+
+    after = project.cli(
+        "query", "SELECT count(*) AS n FROM company_plan_history", "--format", "json"
+    )
+    assert '"n":1' in after.stdout.replace(" ", "")
