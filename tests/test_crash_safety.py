@@ -1,0 +1,117 @@
+"""A sync killed at any moment leaves the store as it was, or as a clean run leaves it.
+
+The store is synced once; then the source changes and a real `pitsync sync` process is
+killed with SIGKILL after a random delay, in seeded trials spread over the whole run.
+After each kill every table of the store must equal, by checksum, either the state
+before the run or the state after a clean run, and a new run must reach the clean state.
+"""
+
+from __future__ import annotations
+
+import random
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import duckdb
+import pytest
+
+from tests.conftest import Project, configure_company_history
+
+TRIALS = 30
+SEED = 20241204
+ROWS = 150_000
+
+# Run records keep their clock times; everything else of them must match.
+VOLATILE = {"runs": ["started_at", "finished_at"]}
+
+
+def source_version(project: Project, version: int) -> None:
+    """ROWS history rows; version 2 changes every third plan and adds a later row."""
+    project.source_sql(
+        "CREATE OR REPLACE TABLE company_plan_history AS SELECT "
+        "'c' || (range % 20000) AS company_id, "
+        f"CASE WHEN {version} = 2 AND range % 3 = 0 THEN 'changed' ELSE 'plan' || (range % 7) "
+        "END AS plan, CAST(range % 50 AS INTEGER) AS seats, "
+        "TIMESTAMPTZ '2024-01-01 00:00:00+00' + to_minutes(range) AS start_timestamp, "
+        "CAST(NULL AS TIMESTAMPTZ) AS updated_at "
+        f"FROM range({ROWS + (1000 if version == 2 else 0)})"
+    )
+
+
+def fingerprint(store: Path) -> dict[str, tuple]:
+    """Row count and an order-free hash of the rows, for every table of the store."""
+    con = duckdb.connect(str(store), read_only=True)
+    try:
+        tables = con.execute(
+            "SELECT schema_name, table_name FROM duckdb_tables() ORDER BY ALL"
+        ).fetchall()
+        prints = {}
+        for schema, table in tables:
+            skip = VOLATILE.get(table, [])
+            columns = f"* EXCLUDE ({', '.join(skip)})" if skip else "*"
+            rows = f'SELECT {columns} FROM "{schema}"."{table}"'
+            prints[f"{schema}.{table}"] = con.execute(
+                f"SELECT count(*), bit_xor(hash(row)) FROM ({rows}) AS row"
+            ).fetchone()
+        return prints
+    finally:
+        con.close()
+
+
+def without_runs(prints: dict[str, tuple]) -> dict[str, tuple]:
+    """The data: after a run that did commit, a rerun adds one more run record."""
+    return {name: value for name, value in prints.items() if name != "_pitsync.runs"}
+
+
+def restore(saved: Path, store: Path) -> None:
+    """Put the saved store back, with no write-ahead log of a killed process beside it."""
+    Path(f"{store}.wal").unlink(missing_ok=True)
+    shutil.copyfile(saved, store)
+
+
+@pytest.mark.slow
+def test_a_killed_sync_leaves_the_store_before_or_after_and_a_rerun_converges(
+    project: Project,
+) -> None:
+    source_version(project, 1)
+    configure_company_history(project)
+    project.cli("sync", "--table", "company_plan_history")
+    saved_before = project.root / "before.duckdb"
+    shutil.copyfile(project.store, saved_before)
+    before = fingerprint(project.store)
+
+    source_version(project, 2)
+    command = [sys.executable, "-m", "pitsync.cli", "--config", str(project.config_path)]
+    command += ["sync", "--table", "company_plan_history"]
+    started = time.monotonic()
+    subprocess.run(command, cwd=project.root, check=True, capture_output=True)
+    clean_seconds = time.monotonic() - started
+    after = fingerprint(project.store)
+    assert after != before, "the second source version must change the store"
+
+    chance = random.Random(SEED)
+    outcomes = {"before": 0, "after": 0}
+    for trial in range(TRIALS):
+        restore(saved_before, project.store)
+        run = subprocess.Popen(
+            command, cwd=project.root, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        )
+        time.sleep(chance.uniform(0.0, clean_seconds * 1.1))
+        run.send_signal(signal.SIGKILL)
+        run.wait(timeout=30)
+
+        state = fingerprint(project.store)
+        assert state in (before, after), f"trial {trial}: the store is half-applied"
+        outcomes["before" if state == before else "after"] += 1
+
+        subprocess.run(command, cwd=project.root, check=True, capture_output=True)
+        assert without_runs(fingerprint(project.store)) == without_runs(after), (
+            f"trial {trial}: a rerun did not converge"
+        )
+
+    # The delays span the run, so kills must have landed both before and after its commit.
+    assert outcomes["before"] > 0, outcomes
