@@ -1,0 +1,165 @@
+"""Benchmark: an append run adding 10k rows to a 5M-row history, against a full sync.
+
+    python bench/append_sync.py                        # 5M rows, 10k appended
+    python bench/append_sync.py --companies 100000     # 1M rows, quicker
+
+It builds the large sample warehouse (once per size) and gives its company history a
+`loaded_at` cursor, rising with each row. Then, each step in a fresh subprocess:
+
+1. a full sync of the table (mode = "full"), the reference;
+2. a first append run (it reads everything, as a full sync does) to set the watermark;
+3. 10k rows are added to the source: 5k new keys of existing companies, 5k changes of
+   existing keys, all with later cursor values;
+4. the append run that picks them up.
+
+It prints seconds, rows per second, and the ratio of the append run to the full sync.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+DATA = HERE / "data"
+TABLE = "plan_changes"
+APPENDED = 10_000
+
+
+def main() -> None:
+    args = parse_arguments()
+    if args.step:
+        run_step(args)
+        return
+    warehouse = prepare_warehouse(args)
+    store = DATA / f"append-{args.companies}-store.duckdb"
+    full_config = write_config(
+        DATA / f"append-{args.companies}-full.toml", warehouse, store, "full"
+    )
+    append_config = write_config(
+        DATA / f"append-{args.companies}-append.toml", warehouse, store, "append"
+    )
+    full = measure("sync", full_config, fresh=True)
+    measure("sync", append_config, fresh=True)  # the first append run sets the watermark
+    add_rows(warehouse)
+    append = measure("sync", append_config, fresh=False)
+
+    print(f"history rows: {full['rows']:,}; appended: {APPENDED:,}")
+    line("full sync", full["rows"], full)
+    line("append run", APPENDED, append)
+    ratio = append["seconds"] / full["seconds"]
+    print(f"  append / full sync: {ratio:.1%} (target: under 5%)")
+    print(f"  the append run changed {append['entities']:,} entities")
+
+
+def parse_arguments() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--companies", type=int, default=500_000)
+    parser.add_argument("--step", help=argparse.SUPPRESS)
+    parser.add_argument("--config", help=argparse.SUPPRESS)
+    parser.add_argument("--fresh", action="store_true", help=argparse.SUPPRESS)
+    return parser.parse_args()
+
+
+def prepare_warehouse(args: argparse.Namespace) -> Path:
+    """A copy of the large sample warehouse with the history and its cursor column."""
+    built = DATA / f"warehouse-{args.companies}x10-1000.duckdb"
+    if not built.exists():
+        DATA.mkdir(exist_ok=True)
+        size = ["--companies", str(args.companies), "--rows-per-company", "10"]
+        size += ["--events", "1000", "--out", str(built)]
+        subprocess.run(
+            [sys.executable, str(ROOT / "sample_warehouse" / "build.py"), *size], check=True
+        )
+    warehouse = DATA / f"append-{args.companies}-warehouse.duckdb"
+    shutil.copyfile(built, warehouse)
+    import duckdb
+
+    con = duckdb.connect(str(warehouse))
+    con.execute(
+        f"CREATE TABLE {TABLE} AS SELECT *, TIMESTAMPTZ '2024-06-01 00:00:00+00' "
+        "+ to_microseconds(row_number() OVER ()) AS loaded_at FROM company_plan_history"
+    )
+    con.close()
+    return warehouse
+
+
+def add_rows(warehouse: Path) -> None:
+    """5k new keys (a later start) and 5k changed keys (same start, another plan)."""
+    import duckdb
+
+    half = APPENDED // 2
+    con = duckdb.connect(str(warehouse))
+    late = "(SELECT max(loaded_at) FROM plan_changes) + INTERVAL 1 DAY"
+    con.execute(
+        f"INSERT INTO {TABLE} SELECT company_id, 'enterprise', seats, "
+        f"start_timestamp + INTERVAL 3650 DAY, updated_at, {late} "
+        f"FROM {TABLE} USING SAMPLE {half} ROWS (reservoir, 7)"
+    )
+    con.execute(
+        f"UPDATE {TABLE} SET plan = 'changed', loaded_at = {late} "
+        f"WHERE rowid IN (SELECT rowid FROM {TABLE} WHERE plan <> 'enterprise' "
+        f"USING SAMPLE {half} ROWS (reservoir, 11))"
+    )
+    con.close()
+
+
+def write_config(path: Path, warehouse: Path, store: Path, mode: str) -> Path:
+    cursor = 'cursor = "loaded_at"\n' if mode == "append" else ""
+    path.write_text(
+        f'[store]\npath = "{store}"\n'
+        f'[sources.warehouse]\ntype = "duckdb"\npath = "{warehouse}"\n'
+        f"[tables.{TABLE}]\n"
+        'source = "warehouse"\nkind = "group_history"\nid_column = "company_id"\n'
+        'group_key = "company_id"\nstart_time = "start_timestamp"\ntie_breaker = "updated_at"\n'
+        f'mode = "{mode}"\n{cursor}',
+        encoding="utf-8",
+    )
+    return path
+
+
+def line(label: str, rows: int, figures: dict) -> None:
+    rate = rows / figures["seconds"]
+    print(
+        f"  {label:<12} {figures['seconds']:7.3f}s {rate:>12,.0f} rows/s "
+        f"peak memory {figures['peak_mb']:,.0f} MB"
+    )
+
+
+def measure(step: str, config: Path, *, fresh: bool) -> dict:
+    """One step in a fresh interpreter; its JSON figures plus its peak memory."""
+    extra = ["--fresh"] if fresh else []
+    result = subprocess.run(
+        [sys.executable, __file__, "--step", step, "--config", str(config), *extra],
+        check=True,
+        capture_output=True,
+        text=True,
+    )
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+def run_step(args: argparse.Namespace) -> None:
+    """Inside the subprocess: one sync, timed from after the imports."""
+    from pitsync.config import load_config
+    from pitsync.connectors.sync import SyncOptions, sync_table
+
+    config = load_config(args.config)
+    if args.fresh:
+        config.store_path.unlink(missing_ok=True)
+    started = time.perf_counter()
+    record = sync_table(config, config.table(TABLE), SyncOptions())
+    seconds = time.perf_counter() - started
+    peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    figures = {"seconds": seconds, "rows": record.rows_read, "peak_mb": peak_mb}
+    print(json.dumps({**figures, "entities": record.entities_changed}))
+
+
+if __name__ == "__main__":
+    main()
