@@ -60,9 +60,7 @@ def parse_arguments() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--companies", type=int, default=200_000)
     parser.add_argument("--rows-per-company", type=int, default=10)
-    parser.add_argument(
-        "--uri", default=os.environ.get("PITSYNC_BENCH_POSTGRES_URI", DEFAULT_URI)
-    )
+    parser.add_argument("--uri", default=os.environ.get("PITSYNC_BENCH_POSTGRES_URI", DEFAULT_URI))
     parser.add_argument("--step", help=argparse.SUPPRESS)
     parser.add_argument("--schema", help=argparse.SUPPRESS)
     parser.add_argument("--store", help=argparse.SUPPRESS)

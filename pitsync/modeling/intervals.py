@@ -115,7 +115,9 @@ class HistoryModel:
             inserted=count(con, f"SELECT count(*) FROM {self.relation}"),
             quarantined=quarantined,
             conflicts=conflicts,
-            entities_changed=count(con, f"SELECT count(DISTINCT {ENTITY}) FROM {STAGED}"),
+            entities_changed=count(
+                con, f"SELECT count(DISTINCT {ENTITY}) FROM {STAGED} WHERE {REASON} IS NULL"
+            ),
         )
 
     def derived_columns(self) -> list[DerivedColumn]:
