@@ -230,8 +230,8 @@ def print_sync_report(records: list[RunRecord], *, dry_run: bool = False) -> Non
     title = "dry run: what a sync would do (nothing was applied)" if dry_run else "sync report"
     table = Table(title=title)
     table.add_column("table", no_wrap=True)
-    headings = ("rows read", "inserted", "updated", "quarantined", "conflicts", "entities")
-    for heading in (*headings, "seconds"):
+    headings = ("rows read", "inserted", "updated", "deleted", "quarantined", "conflicts")
+    for heading in (*headings, "entities", "seconds"):
         table.add_column(heading, justify="right")
     for record in records:
         table.add_row(
@@ -239,6 +239,7 @@ def print_sync_report(records: list[RunRecord], *, dry_run: bool = False) -> Non
             str(record.rows_read),
             str(record.inserted),
             str(record.updated),
+            str(record.deleted),
             str(record.quarantined),
             str(record.conflicts),
             str(record.entities_changed),

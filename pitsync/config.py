@@ -40,7 +40,7 @@ DEFAULT_CONFIG = "pitsync.toml"
 
 SourceType = Literal["duckdb", "parquet", "csv", "sqlite", "postgres", "snowflake", "bigquery"]
 TableKind = Literal["group_history", "user_history", "events"]
-SyncMode = Literal["full", "append"]
+SyncMode = Literal["full", "append", "mirror"]
 TimeUnit = Literal["s", "ms", "us"]
 
 STORE_KEYS = {"path", "memory_limit"}
@@ -325,8 +325,15 @@ SECONDS_PER = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 def mode_fields(raw: dict[str, Any], kind: TableKind, *, where: str) -> dict[str, Any]:
     """The sync mode and what it needs: append reads by a cursor column."""
     mode = cast(SyncMode, choice(raw, "mode", get_args(SyncMode), where=where, default="full"))
-    if mode == "full":
-        refuse_keys(raw, {"cursor", "lookback", "insert_id"}, where=where, reason='mode = "full"')
+    if mode == "mirror" and kind == "events":
+        raise ConfigError(
+            f'{where}: events tables sync in mode "full" or "append" (by insert_id); '
+            '"mirror" compares history rows by their key',
+            key="mode",
+        )
+    if mode != "append":
+        reason = f'mode = "{mode}" reads the whole table'
+        refuse_keys(raw, {"cursor", "lookback", "insert_id"}, where=where, reason=reason)
         return {"mode": mode}
     if kind != "events":
         refuse_keys(

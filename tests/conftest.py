@@ -36,7 +36,12 @@ DEFAULT_POSTGRES_URI = "postgresql://postgres@127.0.0.1:5432/test"
 SCHEMA_PREFIX = "pitsync_test_"
 
 # Modules whose tests run once per backend with the same expected values.
-EVERY_BACKEND_MODULES = {"test_point_in_time_rules", "test_reported_cases", "test_append_sync"}
+EVERY_BACKEND_MODULES = {
+    "test_point_in_time_rules",
+    "test_reported_cases",
+    "test_append_sync",
+    "test_mirror_sync",
+}
 # Tests of those modules that stay on the DuckDB file, and why.
 DUCKDB_ONLY = {
     # It writes its own nanosecond Parquet file and reads it through a source of its own;

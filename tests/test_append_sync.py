@@ -12,7 +12,7 @@ import hashlib
 import duckdb
 import pytest
 
-from pitsync.errors import ConfigError
+from pitsync.errors import ConfigError, StrictModeError
 from tests.conftest import Project, sql_row, utc
 
 HISTORY_DDL = (
@@ -258,14 +258,9 @@ def test_a_dry_run_reports_and_changes_nothing(project: Project) -> None:
     assert "dry run" in result.stdout and "nothing was applied" in result.stdout
     # c1 free is read again at the watermark (unchanged) and c1 pro is a new key.
     row = next(line for line in result.stdout.splitlines() if line.startswith("│ plans"))
-    assert [cell.strip() for cell in row.strip("│").split("│")][1:7] == [
-        "2",
-        "1",
-        "0",
-        "0",
-        "0",
-        "1",
-    ]
+    # rows read, inserted, updated, deleted, quarantined, conflicts, entities
+    cells = [cell.strip() for cell in row.strip("│").split("│")]
+    assert cells[1:8] == ["2", "1", "0", "0", "0", "0", "1"]
     assert checksum(project.store) == before
     con = duckdb.connect(str(project.store), read_only=True)
     try:
@@ -294,3 +289,122 @@ def test_the_first_append_run_reads_everything_and_later_a_full_mode_replaces(
     project.sync("plans")
 
     assert [row[0] for row in project.query(INTERVALS)] == ["c9"]
+
+
+# --- reported cases C07 and C08 (../shared/cases/point-in-time-cases.json) ---------------
+
+CASE_DDL = (
+    "CREATE OR REPLACE TABLE company_plan_history (company_id VARCHAR, "
+    "start_timestamp TIMESTAMPTZ, plan VARCHAR)"
+)
+
+
+def configure_case(project: Project, mode: str = "append") -> None:
+    settings = {"cursor": "start_timestamp"} if mode == "append" else {}
+    project.configure(
+        "company_plan_history",
+        kind="group_history",
+        id_column="company_id",
+        group_key="company_id",
+        start_time="start_timestamp",
+        mode=mode,
+        **settings,
+    )
+
+
+def test_c07_a_row_committed_later_at_the_saved_cursor_value_is_not_lost(
+    project: Project,
+) -> None:
+    project.source_sql(CASE_DDL)
+    insert(
+        project,
+        "company_plan_history",
+        [("c2", "2024-04-01 00:00+00", "free"), ("c1", "2024-05-01 00:00+00", "pro")],
+    )
+    configure_case(project)
+    project.sync("company_plan_history")
+
+    # c2's May row has run 1's saved maximum as its cursor, committed after run 1 read.
+    insert(project, "company_plan_history", [("c2", "2024-05-01 00:00+00", "pro")])
+    project.sync("company_plan_history")
+
+    assert project.query("SELECT count(*) FROM company_plan_history") == [(3,)]
+    plan_on_may_2 = project.query(
+        "SELECT plan FROM company_plan_history FOR SYSTEM_TIME AS OF "
+        "TIMESTAMPTZ '2024-05-02 00:00:00+00' WHERE company_id = 'c2'"
+    )
+    assert plan_on_may_2 == [("pro",)]
+
+
+def test_c07_a_failed_run_leaves_nothing_to_resume_and_the_rerun_stores_each_row_once(
+    project: Project,
+) -> None:
+    project.source_sql(CASE_DDL)
+    rows = [("c1", "2024-06-01 00:00+00", "pro"), ("c2", "2024-06-01 00:00+00", "pro")]
+    insert(project, "company_plan_history", [*rows, ("c3", "2024-06-01 00:00+00", "team")])
+    insert(project, "company_plan_history", [(None, "2024-06-01 00:00+00", "ghost")])
+    configure_case(project)
+    with pytest.raises(StrictModeError):
+        project.sync("company_plan_history", strict=True)
+
+    project.source_sql("DELETE FROM company_plan_history WHERE company_id IS NULL")
+    record = project.sync("company_plan_history")
+
+    assert (record.watermark_before, record.inserted) == (None, 3)
+    assert project.query("SELECT count(*) FROM company_plan_history") == [(3,)]
+
+
+def test_c07_a_late_row_below_the_watermark_needs_a_mirror_or_full_run(
+    project: Project,
+) -> None:
+    project.source_sql(CASE_DDL)
+    insert(
+        project,
+        "company_plan_history",
+        [("c2", "2024-04-01 00:00+00", "free"), ("c1", "2024-05-01 00:00+00", "pro")],
+    )
+    configure_case(project)
+    project.sync("company_plan_history")
+
+    insert(project, "company_plan_history", [("c3", "2024-04-15 00:00+00", "free")])
+    project.sync("company_plan_history")
+    c3_on_april_20 = (
+        "SELECT plan FROM company_plan_history FOR SYSTEM_TIME AS OF "
+        "TIMESTAMPTZ '2024-04-20 00:00:00+00' WHERE company_id = 'c3'"
+    )
+    assert project.query(c3_on_april_20) == []  # append alone cannot see it (a known limit)
+
+    configure_case(project, mode="mirror")
+    assert project.sync("company_plan_history").inserted == 1
+    assert project.query(c3_on_april_20) == [("free",)]
+
+
+def test_c08_rows_read_again_at_the_boundary_are_not_stored_twice(project: Project) -> None:
+    project.source_sql(CASE_DDL)
+    insert(
+        project,
+        "company_plan_history",
+        [("c1", "2024-05-01 10:00+00", "free"), ("c2", "2024-05-01 10:05+00", "pro")],
+    )
+    configure_case(project)
+
+    new_rows = [project.sync("company_plan_history").inserted]
+    new_rows.append(project.sync("company_plan_history").inserted)
+    insert(
+        project,
+        "company_plan_history",
+        [("c3", "2024-05-01 10:05+00", "team"), ("c1", "2024-05-01 10:07+00", "pro")],
+    )
+    third = project.sync("company_plan_history")
+    new_rows.append(third.inserted)
+
+    assert new_rows == [2, 0, 2]
+    assert project.query("SELECT count(*) FROM company_plan_history") == [(4,)]
+    hidden = project.query("SELECT count(*) FROM all_events WHERE event = 'company_plan_history'")
+    assert hidden == [(4,)]
+    at_10_05 = project.query(
+        "SELECT count(*) FROM company_plan_history WHERE company_id = 'c2' "
+        "AND start_time = TIMESTAMPTZ '2024-05-01 10:05:00+00'"
+    )
+    assert at_10_05 == [(1,)]
+    assert instant(third.watermark_after) == utc("2024-05-01T10:07")

@@ -49,6 +49,7 @@ class RunRecord:
         self.rows_read = counts.rows_read
         self.inserted = counts.inserted
         self.updated = counts.updated
+        self.deleted = counts.deleted
         self.quarantined = counts.quarantined
         self.conflicts = counts.conflicts
         self.entities_changed = counts.entities_changed

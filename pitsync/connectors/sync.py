@@ -215,7 +215,7 @@ def run_once(
     con.execute("BEGIN TRANSACTION")
     try:
         con.register(SOURCE_ROWS, rows)
-        counts = apply_run(con, model, record.run_id)
+        counts, model = apply_run(con, model, record.run_id)
         record.count(counts)
         check_strict(table, counts, options)
         if table.mode == "append":
@@ -281,7 +281,8 @@ def record_failure(con: duckdb.DuckDBPyConnection, record: RunRecord, error: Bas
     """Write a `failed` record after the rollback; never hides the original error."""
     record.status = "failed"
     record.finished_at = utc_now()
-    record.inserted = record.updated = record.quarantined = record.conflicts = 0
+    record.inserted = record.updated = record.deleted = 0
+    record.quarantined = record.conflicts = 0
     record.entities_changed = 0  # nothing was applied
     record.error = str(error) if isinstance(error, PitsyncError) else describe(error)
     try:

@@ -17,8 +17,13 @@ run's event replaces a stored event of the same key.
 
 from __future__ import annotations
 
+import logging
+import re
+from dataclasses import dataclass, replace
+
 import duckdb
 
+from pitsync.errors import ConfigError
 from pitsync.modeling.events import EventsModel
 from pitsync.modeling.intervals import (
     HistoryModel,
@@ -29,9 +34,11 @@ from pitsync.modeling.intervals import (
     write_superseded,
     write_view,
 )
-from pitsync.modeling.staging import count
+from pitsync.modeling.staging import STAGED, count
 from pitsync.quoting import quote_identifier
-from pitsync.store import START_TIME
+from pitsync.store import END_TIME, INTERNAL_SCHEMA, START_TIME
+
+log = logging.getLogger(__name__)
 
 BATCH = "__pitsync_batch"
 CHANGED = "__pitsync_changed_keys"
@@ -41,20 +48,126 @@ REMODELLED = "__pitsync_remodelled"
 
 def apply_run(
     con: duckdb.DuckDBPyConnection, model: HistoryModel | EventsModel, run_id: int
-) -> ModelCounts:
-    """Apply the staged run as its table's mode says: replace, or merge (append)."""
-    if model.table.mode != "append":
-        return model.apply(con, run_id)
+) -> tuple[ModelCounts, HistoryModel | EventsModel]:
+    """Apply the staged run as its table's mode says: replace, merge (append) or mirror.
+
+    Returns the counts and the model as stored after the run: a history table that keeps
+    a column its source dropped has that property still.
+    """
+    if model.table.mode == "full":
+        return model.apply(con, run_id), model
     rows_read, quarantined = model.stage(con, run_id)
     if not table_exists(con, model.stored):
-        return model.replace(con, run_id, rows_read, quarantined)  # the first run
-    if isinstance(model, HistoryModel):
-        inserted, updated, entities, conflicts = merge_history(con, model, run_id)
-        write_view(con, model)
-        return ModelCounts(rows_read, inserted, quarantined, conflicts, updated, entities)
-    key = model.table.insert_id or ""
-    inserted, updated = merge_events(con, model.stored, model.select_good_rows(), key)
-    return ModelCounts(rows_read, inserted, quarantined, 0, updated)
+        return model.replace(con, run_id, rows_read, quarantined), model  # the first run
+    if isinstance(model, EventsModel):
+        key = model.table.insert_id or ""
+        inserted, updated = merge_events(con, model.stored, model.select_good_rows(), key)
+        return ModelCounts(rows_read, inserted, quarantined, 0, updated), model
+
+    stored = reconcile_columns(con, model)
+    con.execute(f"CREATE OR REPLACE TEMP TABLE {BATCH} AS {good_rows_sql(model)}")
+    if model.table.mode == "mirror":
+        changes = find_mirror_changes(con, model)
+    else:
+        changes = find_append_changes(con, model)
+    conflicts = remodel(con, model, stored, run_id, mirror=model.table.mode == "mirror")
+    write_view(con, stored)
+    counts = ModelCounts(
+        rows_read,
+        changes.inserted,
+        quarantined,
+        conflicts,
+        changes.updated,
+        entities_changed=count(con, f"SELECT count(*) FROM {AFFECTED}"),
+        deleted=changes.deleted,
+    )
+    return counts, stored
+
+
+@dataclass(frozen=True)
+class KeyChanges:
+    """How many history keys a run inserts, updates and deletes."""
+
+    inserted: int
+    updated: int
+    deleted: int = 0
+
+
+# Types each type can hold every value of, for a source column whose type changed.
+INTEGER_WIDTHS = ["TINYINT", "SMALLINT", "INTEGER", "BIGINT", "HUGEINT"]
+FLOAT_WIDTHS = ["FLOAT", "DOUBLE"]
+DECIMAL = re.compile(r"DECIMAL\((\d+),\s*(\d+)\)")
+
+
+def holds(wide: str, narrow: str) -> bool:
+    """Whether every value of type `narrow` is a value of type `wide`."""
+    if wide == narrow:
+        return True
+    for chain in (INTEGER_WIDTHS, FLOAT_WIDTHS):
+        if wide in chain and narrow in chain:
+            return chain.index(wide) >= chain.index(narrow)
+    if wide == "DOUBLE" and narrow in INTEGER_WIDTHS[:3]:
+        return True  # up to 32-bit integers are exact in a double
+    wide_decimal, narrow_decimal = DECIMAL.fullmatch(wide), DECIMAL.fullmatch(narrow)
+    if wide_decimal and narrow_decimal:
+        (wp, ws), (np_, ns) = (map(int, m.groups()) for m in (wide_decimal, narrow_decimal))
+        return ws >= ns and wp - ws >= np_ - ns
+    return False
+
+
+def column_types(
+    con: duckdb.DuckDBPyConnection, schema: str, table: str, *, temporary: bool = False
+) -> dict[str, str]:
+    """A table's columns and DuckDB types, in order."""
+    where = "database_name = 'temp'" if temporary else "database_name <> 'temp'"
+    rows = con.execute(
+        "SELECT column_name, data_type FROM duckdb_columns() "
+        f"WHERE {where} AND schema_name = ? AND table_name = ? ORDER BY column_index",
+        [schema, table],
+    ).fetchall()
+    return {str(name): str(kind) for name, kind in rows}
+
+
+def reconcile_columns(con: duckdb.DuckDBPyConnection, model: HistoryModel) -> HistoryModel:
+    """Meet a source whose columns changed since the last run; return the stored model.
+
+    A new column becomes a property (stored rows have it NULL, so they are unchanged); a
+    column the source dropped stays, with its old values, and new rows leave it NULL; a
+    type that holds the old one's values is widened to; any other type change stops the
+    run before anything is applied.
+    """
+    stored_types = column_types(con, INTERNAL_SCHEMA, f"intervals__{model.table.name}")
+    staged_types = column_types(con, "main", STAGED, temporary=True)
+    table = model.table.name
+    for name in model.kept:
+        old, new = stored_types.get(name), staged_types[name]
+        if old is None:
+            log.warning("table %s: new source column `%s` becomes a property", table, name)
+            con.execute(f"ALTER TABLE {model.stored} ADD COLUMN {quote_identifier(name)} {new}")
+        elif holds(old, new):
+            continue
+        elif holds(new, old):
+            log.warning("table %s: column `%s` widens from %s to %s", table, name, old, new)
+            con.execute(
+                f"ALTER TABLE {model.stored} ALTER COLUMN {quote_identifier(name)} TYPE {new}"
+            )
+        else:
+            raise ConfigError(
+                f"table `{table}`: source column `{name}` changed type from {old} to {new}, "
+                "which cannot hold the stored values; nothing was applied: cast it in the "
+                "source, or sync once in full mode to start the table over",
+                table=table,
+            )
+    keys = {model.table.id_column, START_TIME, END_TIME, model.table.tie_breaker}
+    dropped = [name for name in stored_types if name not in keys and name not in model.kept]
+    for name in dropped:
+        log.warning(
+            "table %s: column `%s` is gone from the source; its stored values stay, and new "
+            "rows leave it undefined",
+            table,
+            name,
+        )
+    return replace(model, properties=model.properties + dropped)
 
 
 def table_exists(con: duckdb.DuckDBPyConnection, qualified: str) -> bool:
@@ -66,52 +179,109 @@ def table_exists(con: duckdb.DuckDBPyConnection, qualified: str) -> bool:
     return bool(found and found[0])
 
 
-def merge_history(
-    con: duckdb.DuckDBPyConnection, model: HistoryModel, run_id: int
-) -> tuple[int, int, int, int]:
-    """Merge the staged rows; return (keys inserted, keys updated, entities, conflicts)."""
+def compared_columns(model: HistoryModel) -> str:
     entity = quote_identifier(model.table.id_column)
-    columns = f"{entity}, {START_TIME}{kept_columns(model)}"
-    same_key = f"s.{entity} = b.{entity} AND s.{START_TIME} = b.{START_TIME}"
-    con.execute(f"CREATE OR REPLACE TEMP TABLE {BATCH} AS {good_rows_sql(model)}")
+    return f"{entity}, {START_TIME}{kept_columns(model)}"
 
-    stored_at_keys = (
-        f"SELECT {columns} FROM {model.stored} AS s SEMI JOIN {BATCH} AS b ON {same_key}"
+
+def same_key(model: HistoryModel, left: str = "s", right: str = "b") -> str:
+    entity = quote_identifier(model.table.id_column)
+    return f"{left}.{entity} = {right}.{entity} AND {left}.{START_TIME} = {right}.{START_TIME}"
+
+
+def find_append_changes(con: duckdb.DuckDBPyConnection, model: HistoryModel) -> KeyChanges:
+    """The keys of the batch whose rows differ from the stored rows of the same key."""
+    columns = compared_columns(model)
+    at_keys = (
+        f"SELECT {columns} FROM {model.stored} AS s SEMI JOIN {BATCH} AS b ON {same_key(model)}"
     )
+    record_changed_keys(
+        con,
+        model,
+        f"(SELECT {columns} FROM {BATCH} EXCEPT ALL {at_keys}) UNION ALL "
+        f"({at_keys} EXCEPT ALL SELECT {columns} FROM {BATCH})",
+    )
+    existed = count_changed_keys_in(con, model, model.stored)
+    return KeyChanges(inserted=count_changed(con) - existed, updated=existed)
+
+
+def find_mirror_changes(con: duckdb.DuckDBPyConnection, model: HistoryModel) -> KeyChanges:
+    """Every key whose rows differ between the source (the batch) and the store."""
+    columns = compared_columns(model)
+    record_changed_keys(
+        con,
+        model,
+        f"(SELECT {columns} FROM {BATCH} EXCEPT ALL SELECT {columns} FROM {model.stored}) "
+        f"UNION ALL "
+        f"(SELECT {columns} FROM {model.stored} EXCEPT ALL SELECT {columns} FROM {BATCH})",
+    )
+    stored = count_changed_keys_in(con, model, model.stored)
+    arriving = count_changed_keys_in(con, model, BATCH)
+    changed = count_changed(con)
+    return KeyChanges(
+        inserted=changed - stored, updated=stored + arriving - changed, deleted=changed - arriving
+    )
+
+
+def record_changed_keys(con: duckdb.DuckDBPyConnection, model: HistoryModel, rows: str) -> None:
+    entity = quote_identifier(model.table.id_column)
     con.execute(
         f"CREATE OR REPLACE TEMP TABLE {CHANGED} AS "
-        f"SELECT DISTINCT {entity}, {START_TIME} FROM ("
-        f"(SELECT {columns} FROM {BATCH} EXCEPT ALL {stored_at_keys}) UNION ALL "
-        f"({stored_at_keys} EXCEPT ALL SELECT {columns} FROM {BATCH}))"
+        f"SELECT DISTINCT {entity}, {START_TIME} FROM ({rows})"
     )
-    updated = count(
-        con,
-        f"SELECT count(*) FROM {CHANGED} AS b WHERE EXISTS "
-        f"(SELECT 1 FROM {model.stored} AS s WHERE {same_key})",
-    )
-    changed = count(con, f"SELECT count(*) FROM {CHANGED}")
     con.execute(
         f"CREATE OR REPLACE TEMP TABLE {AFFECTED} AS SELECT DISTINCT {entity} FROM {CHANGED}"
     )
 
-    remaining = (
-        f"SELECT {columns} FROM {model.stored} AS s "
-        f"SEMI JOIN {AFFECTED} AS a ON s.{entity} = a.{entity} "
-        f"ANTI JOIN {CHANGED} AS b ON {same_key}"
+
+def count_changed(con: duckdb.DuckDBPyConnection) -> int:
+    return count(con, f"SELECT count(*) FROM {CHANGED}")
+
+
+def count_changed_keys_in(con: duckdb.DuckDBPyConnection, model: HistoryModel, table: str) -> int:
+    return count(
+        con,
+        f"SELECT count(*) FROM {CHANGED} AS b WHERE EXISTS "
+        f"(SELECT 1 FROM {table} AS s WHERE {same_key(model)})",
     )
-    arriving = f"SELECT {columns} FROM {BATCH} AS s SEMI JOIN {CHANGED} AS b ON {same_key}"
-    con.execute(
-        f"CREATE OR REPLACE TEMP TABLE {REMODELLED} AS "
-        f"{ended_rows_sql(model, f'{remaining} UNION ALL {arriving}')}"
-    )
+
+
+def remodel(
+    con: duckdb.DuckDBPyConnection,
+    model: HistoryModel,
+    stored: HistoryModel,
+    run_id: int,
+    *,
+    mirror: bool,
+) -> int:
+    """Sort the changed entities' rows again and put them back; return conflicting keys.
+
+    Append: an entity's rows are its stored rows at unchanged keys plus the batch's rows
+    at changed keys. Mirror: the source holds all of an entity's rows, so they are the
+    batch's rows alone, and a deleted row's interval is gone, the one before it now
+    reaching the next remaining start (DESIGN rule 10).
+    """
+    entity = quote_identifier(model.table.id_column)
+    # Every stored column, typed, and no row: the batch lacks columns its source dropped,
+    # and UNION BY NAME gives those NULL.
+    shape = f"SELECT {compared_columns(stored)} FROM {model.stored} WHERE false"
+    arriving = f"SELECT {compared_columns(model)} FROM {BATCH} AS s"
+    if mirror:
+        parts = [f"{arriving} SEMI JOIN {AFFECTED} AS a ON s.{entity} = a.{entity}"]
+    else:
+        remaining = (
+            f"SELECT {compared_columns(stored)} FROM {model.stored} AS s "
+            f"SEMI JOIN {AFFECTED} AS a ON s.{entity} = a.{entity} "
+            f"ANTI JOIN {CHANGED} AS b ON {same_key(model)}"
+        )
+        parts = [remaining, f"{arriving} SEMI JOIN {CHANGED} AS b ON {same_key(model)}"]
+    rows = " UNION ALL BY NAME ".join(f"({part})" for part in [shape, *parts])
+    con.execute(f"CREATE OR REPLACE TEMP TABLE {REMODELLED} AS {ended_rows_sql(stored, rows)}")
     con.execute(
         f"DELETE FROM {model.stored} AS s WHERE s.{entity} IN (SELECT {entity} FROM {AFFECTED})"
     )
-    con.execute(f"INSERT INTO {model.stored} SELECT * FROM {REMODELLED}")
-
-    conflicts = write_superseded(con, model, run_id, only=AFFECTED)
-    entities = count(con, f"SELECT count(*) FROM {AFFECTED}")
-    return changed - updated, updated, entities, conflicts
+    con.execute(f"INSERT INTO {model.stored} BY NAME SELECT * FROM {REMODELLED}")
+    return write_superseded(con, stored, run_id, only=AFFECTED)
 
 
 def merge_events(

@@ -64,6 +64,7 @@ class ModelCounts:
     conflicts: int
     updated: int = 0
     entities_changed: int = 0
+    deleted: int = 0
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,166 @@
+"""Mirror runs, and the source schema changing between runs, as stories.
+
+Counts are (inserted, updated, deleted, entities changed) of history keys, each worked
+out by hand from the rows the test writes.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from pitsync.errors import ConfigError
+from tests.conftest import Project, sql_row, utc
+
+DDL = (
+    "CREATE OR REPLACE TABLE plans (company_id VARCHAR, plan VARCHAR, code VARCHAR, "
+    "seats INTEGER, valid_from TIMESTAMPTZ)"
+)
+INTERVALS = (
+    "SELECT company_id, plan, code, seats, start_time, end_time FROM plans "
+    "ORDER BY company_id, start_time"
+)
+
+
+def insert(project: Project, rows: list[tuple]) -> None:
+    project.source_sql("INSERT INTO plans VALUES " + ", ".join(sql_row(row) for row in rows))
+
+
+def configure(project: Project, mode: str = "mirror") -> None:
+    project.configure(
+        "plans",
+        kind="group_history",
+        id_column="company_id",
+        group_key="company_id",
+        start_time="valid_from",
+        mode=mode,
+    )
+
+
+def changes(record) -> tuple[int, int, int, int]:
+    return (record.inserted, record.updated, record.deleted, record.entities_changed)
+
+
+def seeded(project: Project) -> None:
+    project.source_sql(DDL)
+    insert(
+        project,
+        [
+            ("a", "free", "x", 1, "2024-01-01 00:00+00"),
+            ("a", "pro", "x", 2, "2024-02-01 00:00+00"),
+            ("a", "team", "x", 3, "2024-03-01 00:00+00"),
+            ("b", "free", "x", None, "2024-01-01 00:00+00"),
+            ("c", "free", "x", 1, "2024-01-01 00:00+00"),
+        ],
+    )
+    configure(project)
+
+
+def test_mirror_applies_inserts_updates_and_deletes_of_changed_keys_only(
+    project: Project,
+) -> None:
+    seeded(project)
+    assert changes(project.sync("plans"))[:3] == (5, 0, 0)
+
+    project.source_sql(
+        "DELETE FROM plans WHERE company_id = 'a' AND plan = 'pro'",  # a's middle row
+        "UPDATE plans SET seats = 10 WHERE company_id = 'b'",  # NULL -> 10
+    )
+    insert(project, [("d", "pro", "x", 4, "2024-01-15 00:00+00")])
+
+    # c is untouched; a loses a key, b's key changes, d is new.
+    assert changes(project.sync("plans")) == (1, 1, 1, 3)
+    assert project.query(INTERVALS) == [
+        # a's January interval now reaches the next remaining start, March (rule 10).
+        ("a", "free", "x", 1, utc("2024-01-01T00:00"), utc("2024-03-01T00:00")),
+        ("a", "team", "x", 3, utc("2024-03-01T00:00"), None),
+        ("b", "free", "x", 10, utc("2024-01-01T00:00"), None),
+        ("c", "free", "x", 1, utc("2024-01-01T00:00"), None),
+        ("d", "pro", "x", 4, utc("2024-01-15T00:00"), None),
+    ]
+
+    # 10 -> NULL is a change again; the deleted row comes back and is restored.
+    project.source_sql("UPDATE plans SET seats = NULL WHERE company_id = 'b'")
+    insert(project, [("a", "pro", "x", 2, "2024-02-01 00:00+00")])
+    assert changes(project.sync("plans")) == (1, 1, 0, 2)
+    a_plans = project.query("SELECT plan, end_time FROM plans WHERE company_id = 'a' ORDER BY 2")
+    assert a_plans == [
+        ("free", utc("2024-02-01T00:00")),
+        ("pro", utc("2024-03-01T00:00")),
+        ("team", None),
+    ]
+
+    # Nothing changed: nothing is touched.
+    assert changes(project.sync("plans")) == (0, 0, 0, 0)
+
+
+def test_values_are_compared_by_column_not_as_joined_text(project: Project) -> None:
+    seeded(project)
+    project.sync("plans")
+
+    # "free" + "x" and "fre" + "ex" join to the same text; they are different rows.
+    project.source_sql("UPDATE plans SET plan = 'fre', code = 'ex' WHERE company_id = 'c'")
+
+    assert changes(project.sync("plans")) == (0, 1, 0, 1)
+    assert project.query("SELECT plan, code FROM plans WHERE company_id = 'c'") == [("fre", "ex")]
+
+
+def test_a_new_nullable_column_becomes_a_property_without_rewriting_rows(
+    project: Project,
+) -> None:
+    seeded(project)
+    project.sync("plans")
+
+    project.source_sql("ALTER TABLE plans ADD COLUMN region VARCHAR")
+    record = project.sync("plans")
+
+    assert changes(record) == (0, 0, 0, 0)
+    assert project.query("SELECT count(*), count(region) FROM plans") == [(5, 0)]
+
+    project.source_sql("UPDATE plans SET region = 'eu' WHERE company_id = 'c'")
+    assert changes(project.sync("plans")) == (0, 1, 0, 1)
+    assert project.query("SELECT region FROM plans WHERE company_id = 'c'") == [("eu",)]
+
+
+def test_a_widened_type_is_taken_and_a_narrowing_one_stops_the_run(project: Project) -> None:
+    seeded(project)
+    project.sync("plans")
+
+    project.source_sql("ALTER TABLE plans ALTER COLUMN seats TYPE BIGINT")
+    assert changes(project.sync("plans")) == (0, 0, 0, 0)
+
+    project.source_sql("ALTER TABLE plans ALTER COLUMN code TYPE INTEGER USING 1")
+    before = project.query(INTERVALS)
+    # (SQLite knows one integer type: there it is BIGINT.)
+    with pytest.raises(ConfigError, match="`code` changed type from VARCHAR to (INTEGER|BIGINT)"):
+        project.sync("plans")
+    assert project.query(INTERVALS) == before
+
+
+def test_a_dropped_column_keeps_its_values_and_new_rows_leave_it_undefined(
+    project: Project,
+) -> None:
+    seeded(project)
+    project.sync("plans")
+
+    project.source_sql("ALTER TABLE plans DROP COLUMN code")
+    insert_without_code = "INSERT INTO plans VALUES ('e', 'pro', 5, '2024-01-01 00:00+00')"
+    project.source_sql(insert_without_code)
+    record = project.sync("plans")
+
+    assert changes(record) == (1, 0, 0, 1)
+    assert project.query("SELECT company_id, code FROM plans ORDER BY 1, start_time") == [
+        ("a", "x"),
+        ("a", "x"),
+        ("a", "x"),
+        ("b", "x"),
+        ("c", "x"),
+        ("e", None),
+    ]
+
+
+def test_events_tables_refuse_mirror_mode(project: Project) -> None:
+    project.source_sql("CREATE TABLE events (event VARCHAR, distinct_id VARCHAR, time TIMESTAMPTZ)")
+    project.configure("events", kind="events", mode="mirror")
+
+    with pytest.raises(ConfigError, match='events tables sync in mode "full" or "append"'):
+        project.config()
