@@ -154,7 +154,8 @@ def run_step(args: argparse.Namespace) -> None:
     if args.fresh:
         config.store_path.unlink(missing_ok=True)
     started = time.perf_counter()
-    record = sync_table(config, config.table(TABLE), SyncOptions())
+    [table] = config.tables.values()  # each benchmark config holds the one table it syncs
+    record = sync_table(config, table, SyncOptions())
     seconds = time.perf_counter() - started
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     figures = {"seconds": seconds, "rows": record.rows_read, "peak_mb": peak_mb}

@@ -65,7 +65,8 @@ def apply_run(
         return ModelCounts(rows_read, inserted, quarantined, 0, updated), model
 
     stored = reconcile_columns(con, model)
-    con.execute(f"CREATE OR REPLACE TEMP TABLE {BATCH} AS {good_rows_sql(model)}")
+    # A view, not a copy: the good rows are read from the staged rows where needed.
+    con.execute(f"CREATE OR REPLACE TEMP VIEW {BATCH} AS {good_rows_sql(model)}")
     if model.table.mode == "mirror":
         changes = find_mirror_changes(con, model)
     else:
@@ -191,30 +192,15 @@ def same_key(model: HistoryModel, left: str = "s", right: str = "b") -> str:
 
 def find_append_changes(con: duckdb.DuckDBPyConnection, model: HistoryModel) -> KeyChanges:
     """The keys of the batch whose rows differ from the stored rows of the same key."""
-    columns = compared_columns(model)
-    at_keys = (
-        f"SELECT {columns} FROM {model.stored} AS s SEMI JOIN {BATCH} AS b ON {same_key(model)}"
-    )
-    record_changed_keys(
-        con,
-        model,
-        f"(SELECT {columns} FROM {BATCH} EXCEPT ALL {at_keys}) UNION ALL "
-        f"({at_keys} EXCEPT ALL SELECT {columns} FROM {BATCH})",
-    )
+    at_keys = f"SELECT * FROM {model.stored} AS s SEMI JOIN {BATCH} AS b ON {same_key(model)}"
+    record_changed_keys(con, model, f"({at_keys})")
     existed = count_changed_keys_in(con, model, model.stored)
     return KeyChanges(inserted=count_changed(con) - existed, updated=existed)
 
 
 def find_mirror_changes(con: duckdb.DuckDBPyConnection, model: HistoryModel) -> KeyChanges:
     """Every key whose rows differ between the source (the batch) and the store."""
-    columns = compared_columns(model)
-    record_changed_keys(
-        con,
-        model,
-        f"(SELECT {columns} FROM {BATCH} EXCEPT ALL SELECT {columns} FROM {model.stored}) "
-        f"UNION ALL "
-        f"(SELECT {columns} FROM {model.stored} EXCEPT ALL SELECT {columns} FROM {BATCH})",
-    )
+    record_changed_keys(con, model, model.stored)
     stored = count_changed_keys_in(con, model, model.stored)
     arriving = count_changed_keys_in(con, model, BATCH)
     changed = count_changed(con)
@@ -223,11 +209,25 @@ def find_mirror_changes(con: duckdb.DuckDBPyConnection, model: HistoryModel) -> 
     )
 
 
-def record_changed_keys(con: duckdb.DuckDBPyConnection, model: HistoryModel, rows: str) -> None:
+def record_changed_keys(con: duckdb.DuckDBPyConnection, model: HistoryModel, stored: str) -> None:
+    """The keys with a row on one side that has no equal row on the other.
+
+    Rows are equal when every compared column is: IS NOT DISTINCT FROM, column by column,
+    so NULL equals NULL and nothing is joined into text. Identical rows of one key count
+    once, as they mean one row (DESIGN rule 4).
+    """
     entity = quote_identifier(model.table.id_column)
+    names = [model.table.id_column, START_TIME, *model.kept]
+    equal = " AND ".join(
+        f"b.{quote_identifier(name)} IS NOT DISTINCT FROM s.{quote_identifier(name)}"
+        for name in names
+    )
     con.execute(
         f"CREATE OR REPLACE TEMP TABLE {CHANGED} AS "
-        f"SELECT DISTINCT {entity}, {START_TIME} FROM ({rows})"
+        f"SELECT DISTINCT coalesce(b.{entity}, s.{entity}) AS {entity}, "
+        f"coalesce(b.{START_TIME}, s.{START_TIME}) AS {START_TIME} "
+        f"FROM {BATCH} AS b FULL JOIN {stored} AS s ON {equal} "
+        f"WHERE b.{entity} IS NULL OR s.{entity} IS NULL"
     )
     con.execute(
         f"CREATE OR REPLACE TEMP TABLE {AFFECTED} AS SELECT DISTINCT {entity} FROM {CHANGED}"

@@ -1,0 +1,96 @@
+"""Benchmark: a mirror run over a 2M-row history with 1% of it changed, against a full sync.
+
+    python bench/mirror_sync.py                       # 2M rows, 1% changed
+    python bench/mirror_sync.py --companies 50000     # 500k rows, quicker
+
+It copies the large sample warehouse (built once per size), then, each step in a fresh
+subprocess: a full sync (the reference), a first mirror run (it reads everything, as a
+full sync does), a change of 1% of the source rows (a third updated, a third deleted, a
+third inserted), and the mirror run that applies them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+from append_sync import DATA, ROOT, line, measure
+
+TABLE = "company_plan_history"
+
+
+def main() -> None:
+    args = parse_arguments()
+    warehouse = prepare_warehouse(args.companies)
+    store = DATA / f"mirror-{args.companies}-store.duckdb"
+    full = measure("sync", write_config(warehouse, store, "full", args.companies), fresh=True)
+    mirror_config = write_config(warehouse, store, "mirror", args.companies)
+    measure("sync", mirror_config, fresh=True)
+    changed = change_one_percent(warehouse)
+    mirror = measure("sync", mirror_config, fresh=False)
+
+    print(f"history rows: {full['rows']:,}; changed: {changed:,}")
+    line("full sync", full["rows"], full)
+    line("mirror run", mirror["rows"], mirror)
+    print(f"  mirror / full sync: {mirror['seconds'] / full['seconds']:.1%} (target: under 30%)")
+    print(f"  the mirror run changed {mirror['entities']:,} entities")
+
+
+def parse_arguments() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--companies", type=int, default=200_000)
+    return parser.parse_args()
+
+
+def prepare_warehouse(companies: int) -> Path:
+    built = DATA / f"warehouse-{companies}x10-1000.duckdb"
+    if not built.exists():
+        DATA.mkdir(exist_ok=True)
+        size = ["--companies", str(companies), "--rows-per-company", "10"]
+        size += ["--events", "1000", "--out", str(built)]
+        subprocess.run(
+            [sys.executable, str(ROOT / "sample_warehouse" / "build.py"), *size], check=True
+        )
+    warehouse = DATA / f"mirror-{companies}-warehouse.duckdb"
+    shutil.copyfile(built, warehouse)
+    return warehouse
+
+
+def change_one_percent(warehouse: Path) -> int:
+    """Update, delete and insert a third of 1% of the rows each; return how many."""
+    import duckdb
+
+    con = duckdb.connect(str(warehouse))
+    total = con.execute(f"SELECT count(*) FROM {TABLE}").fetchone()[0]
+    third = total // 300
+    sample = f"SELECT rowid FROM {TABLE} USING SAMPLE {third} ROWS (reservoir, {{seed}})"
+    con.execute(f"UPDATE {TABLE} SET plan = 'changed' WHERE rowid IN ({sample.format(seed=3)})")
+    con.execute(f"DELETE FROM {TABLE} WHERE rowid IN ({sample.format(seed=5)})")
+    con.execute(
+        f"INSERT INTO {TABLE} SELECT company_id, 'enterprise', seats, "
+        f"start_timestamp + INTERVAL 3650 DAY, updated_at "
+        f"FROM {TABLE} USING SAMPLE {third} ROWS (reservoir, 7)"
+    )
+    con.close()
+    return 3 * third
+
+
+def write_config(warehouse: Path, store: Path, mode: str, companies: int) -> Path:
+    path = DATA / f"mirror-{companies}-{mode}.toml"
+    path.write_text(
+        f'[store]\npath = "{store}"\n'
+        f'[sources.warehouse]\ntype = "duckdb"\npath = "{warehouse}"\n'
+        f"[tables.{TABLE}]\n"
+        'source = "warehouse"\nkind = "group_history"\nid_column = "company_id"\n'
+        'group_key = "company_id"\nstart_time = "start_timestamp"\ntie_breaker = "updated_at"\n'
+        f'mode = "{mode}"\n',
+        encoding="utf-8",
+    )
+    return path
+
+
+if __name__ == "__main__":
+    main()
