@@ -215,7 +215,9 @@ def command_sync(args: argparse.Namespace) -> int:
     config = load_config(args.config)
     names = list(config.tables) if args.all else args.table
     tables = [config.table(name) for name in names]
-    options = SyncOptions(strict=args.strict, dry_run=args.dry_run, wait_seconds=args.wait)
+    options = SyncOptions(
+        strict=args.strict, dry_run=args.dry_run, wait_seconds=args.wait, progress=None
+    )
     outcomes = sync_tables(config, tables, options)
     records = [outcome.record for outcome in outcomes if outcome.record]
     if records:

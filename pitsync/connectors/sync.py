@@ -23,6 +23,7 @@ import duckdb
 import pyarrow as pa
 
 from pitsync.config import Config, TableConfig
+from pitsync.connectors.progress import ReadProgress
 from pitsync.connectors.runs import RunRecord, next_run_id, utc_now, write_run
 from pitsync.connectors.sources import LowerBound, Source, open_source
 from pitsync.connectors.watermarks import Watermark, advance_watermark, read_watermark
@@ -61,6 +62,7 @@ class SyncOptions:
     strict: bool = False
     dry_run: bool = False
     wait_seconds: float = DEFAULT_WAIT_SECONDS  # for another process to release the store
+    progress: bool | None = False  # a live bar; None: when standard error is a terminal
 
 
 @dataclass(frozen=True)
@@ -127,7 +129,8 @@ def run_model(config: Config, model: Model, source: Source, options: SyncOptions
             bound = LowerBound(table.cursor, watermark.lower_bound(con, table))
             log.debug("table %s: reading rows with %s >= %s", table.name, table.cursor, bound.value)
         rows = source.read(table.source_table, model.source_columns, as_text, bound)
-        return run_once(con, model, rows, options, watermark)
+        with ReadProgress(table.name, interactive=options.progress) as progress:
+            return run_once(con, model, progress.track(rows), options, watermark)
     finally:
         con.close()
 
