@@ -44,6 +44,7 @@ BATCH = "__pitsync_batch"
 CHANGED = "__pitsync_changed_keys"
 AFFECTED = "__pitsync_affected_entities"
 REMODELLED = "__pitsync_remodelled"
+TOUCHED = "__pitsync_touched"  # append: the stored rows of the entities a run brings
 
 
 def apply_run(
@@ -70,6 +71,7 @@ def apply_run(
     if model.table.mode == "mirror":
         changes = find_mirror_changes(con, model)
     else:
+        keep_touched(con, model)
         changes = find_append_changes(con, model)
     conflicts = remodel(con, model, stored, run_id, mirror=model.table.mode == "mirror")
     write_view(con, stored)
@@ -190,11 +192,20 @@ def same_key(model: HistoryModel, left: str = "s", right: str = "b") -> str:
     return f"{left}.{entity} = {right}.{entity} AND {left}.{START_TIME} = {right}.{START_TIME}"
 
 
+def keep_touched(con: duckdb.DuckDBPyConnection, model: HistoryModel) -> None:
+    """The stored rows of the batch's entities: the one scan of the whole stored table."""
+    entity = quote_identifier(model.table.id_column)
+    con.execute(
+        f"CREATE OR REPLACE TEMP TABLE {TOUCHED} AS SELECT * FROM {model.stored} AS s "
+        f"SEMI JOIN (SELECT DISTINCT {entity} FROM {BATCH}) AS b ON s.{entity} = b.{entity}"
+    )
+
+
 def find_append_changes(con: duckdb.DuckDBPyConnection, model: HistoryModel) -> KeyChanges:
     """The keys of the batch whose rows differ from the stored rows of the same key."""
-    at_keys = f"SELECT * FROM {model.stored} AS s SEMI JOIN {BATCH} AS b ON {same_key(model)}"
+    at_keys = f"SELECT * FROM {TOUCHED} AS s SEMI JOIN {BATCH} AS b ON {same_key(model)}"
     record_changed_keys(con, model, f"({at_keys})")
-    existed = count_changed_keys_in(con, model, model.stored)
+    existed = count_changed_keys_in(con, model, TOUCHED)
     return KeyChanges(inserted=count_changed(con) - existed, updated=existed)
 
 
@@ -270,7 +281,7 @@ def remodel(
         parts = [f"{arriving} SEMI JOIN {AFFECTED} AS a ON s.{entity} = a.{entity}"]
     else:
         remaining = (
-            f"SELECT {compared_columns(stored)} FROM {model.stored} AS s "
+            f"SELECT {compared_columns(stored)} FROM {TOUCHED} AS s "
             f"SEMI JOIN {AFFECTED} AS a ON s.{entity} = a.{entity} "
             f"ANTI JOIN {CHANGED} AS b ON {same_key(model)}"
         )
@@ -281,7 +292,7 @@ def remodel(
         f"DELETE FROM {model.stored} AS s WHERE s.{entity} IN (SELECT {entity} FROM {AFFECTED})"
     )
     con.execute(f"INSERT INTO {model.stored} BY NAME SELECT * FROM {REMODELLED}")
-    return write_superseded(con, stored, run_id, only=AFFECTED)
+    return write_superseded(con, stored, run_id, only=AFFECTED, rows=REMODELLED)
 
 
 def merge_events(

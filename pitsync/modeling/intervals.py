@@ -252,12 +252,17 @@ def non_empty(prefix: str = "") -> str:
 
 
 def write_superseded(
-    con: duckdb.DuckDBPyConnection, model: HistoryModel, run_id: int, only: str | None = None
+    con: duckdb.DuckDBPyConnection,
+    model: HistoryModel,
+    run_id: int,
+    only: str | None = None,
+    rows: str | None = None,
 ) -> int:
     """Keep rows that lost a conflict as hidden events; log a few; return conflicting keys.
 
     A row that lost only to an identical row is a duplicate, merged silently. With `only`
-    (a table of entity ids), just those entities' losers are rewritten.
+    (a table of entity ids), just those entities' losers are rewritten, found in `rows`
+    (their rows as now stored).
     """
     name = model.table.name
     entity = quote_identifier(model.table.id_column)
@@ -271,7 +276,8 @@ def write_superseded(
         )
     if not model.properties:
         return 0  # rows with no properties are identical whenever their keys are
-    con.execute(f"CREATE OR REPLACE TEMP TABLE {LOSERS} AS {losers_sql(model, only)}")
+    losers = losers_sql(model, rows or model.stored)
+    con.execute(f"CREATE OR REPLACE TEMP TABLE {LOSERS} AS {losers}")
     con.execute(
         f"INSERT INTO {SUPERSEDED} SELECT ?, ?, CAST({entity} AS VARCHAR), {START_TIME}, "
         f"{json_object_sql(model.properties)} FROM {LOSERS}",
@@ -281,7 +287,7 @@ def write_superseded(
     return count(con, f"SELECT count(DISTINCT ({entity}, {START_TIME})) FROM {LOSERS}")
 
 
-def losers_sql(model: HistoryModel, only: str | None = None) -> str:
+def losers_sql(model: HistoryModel, rows: str) -> str:
     """Distinct rows that share a key with the winner but differ from it.
 
     The empty intervals are few: they are picked out first, and a semi join finds their
@@ -292,11 +298,9 @@ def losers_sql(model: HistoryModel, only: str | None = None) -> str:
     same_key = f"w.{entity} = e.{entity} AND w.{START_TIME} = e.{START_TIME}"
     loser = struct_of(model.properties, "e")
     winner = struct_of(model.properties, "w")
-    among = f" AND {entity} IN (SELECT {entity} FROM {only})" if only else ""
     return (
-        f"WITH empty AS MATERIALIZED (SELECT * FROM {model.stored} "
-        f"WHERE {END_TIME} = {START_TIME}{among}), "
-        f"winners AS MATERIALIZED (SELECT w.* FROM {model.stored} AS w "
+        f"WITH empty AS MATERIALIZED (SELECT * FROM {rows} WHERE {END_TIME} = {START_TIME}), "
+        f"winners AS MATERIALIZED (SELECT w.* FROM {rows} AS w "
         f"SEMI JOIN empty AS e ON {same_key} WHERE {non_empty('w.')}) "
         f"SELECT DISTINCT e.* EXCLUDE ({', '.join([END_TIME, *tie])}) FROM empty AS e "
         f"JOIN winners AS w ON {same_key} WHERE {loser} IS DISTINCT FROM {winner}"
