@@ -85,7 +85,7 @@ def build_parser() -> argparse.ArgumentParser:
     sync.add_argument(
         "--dry-run",
         action="store_true",
-        help="run every step, print what would be inserted and updated, then roll back",
+        help="run every step, print what would be inserted, updated and deleted, then roll back",
     )
     sync.set_defaults(handler=command_sync)
 
