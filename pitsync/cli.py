@@ -411,6 +411,8 @@ def command_schedule(args: argparse.Namespace) -> int:
 def command_model(args: argparse.Namespace) -> int:
     """Print the modeling SQL, or run it where the data lives."""
     config = load_config(args.config)
+    if args.output and not (args.execute and args.engine == "spark"):
+        raise PitsyncError("--output goes with --engine spark --execute, which writes Parquet")
     planned = plan_model_sql(config, args.table, args.engine, args.events)
     if not args.execute:
         print(";\n\n".join(planned.rendered()) + ";")

@@ -197,12 +197,27 @@ def parse_config(raw: dict[str, Any], path: Path) -> Config:
 MEMORY_SIZE = re.compile(r"\d+(\.\d+)?\s*(B|KB|MB|GB|TB|KiB|MiB|GiB|TiB)", re.IGNORECASE)
 
 
+MEMORY_UNITS = {"b": 1, "kb": 10**3, "mb": 10**6, "gb": 10**9, "tb": 10**12}
+MEMORY_UNITS |= {"kib": 2**10, "mib": 2**20, "gib": 2**30, "tib": 2**40}
+# Below this DuckDB cannot hold even one run's sort buffers; above it, no machine.
+MEMORY_BOUNDS = (64 * 10**6, 2**50)
+
+
 def memory_limit_value(store: dict[str, Any]) -> str | None:
     """A size DuckDB understands, checked here so a typo fails before any data moves."""
     value = text_value(store, "memory_limit", where="[store]", default=None)
-    if value is not None and not MEMORY_SIZE.fullmatch(value.strip()):
+    if value is None:
+        return None
+    size = MEMORY_SIZE.fullmatch(value.strip())
+    if not size:
         raise ConfigError(
             f'[store]: `memory_limit` = {value!r} is not a size; write it like "1GB" or "512MB"',
+            key="memory_limit",
+        )
+    number = float(value.strip()[: size.start(2)])
+    if not MEMORY_BOUNDS[0] <= number * MEMORY_UNITS[size.group(2).lower()] <= MEMORY_BOUNDS[1]:
+        raise ConfigError(
+            f'[store]: `memory_limit` = {value!r} is out of range; give between "64MB" and "1PiB"',
             key="memory_limit",
         )
     return value
@@ -422,6 +437,7 @@ def section(raw: dict[str, Any], key: str) -> dict[str, Any]:
 
 
 _REQUIRED = object()
+SECRET_KEYS = {"uri"}
 
 
 def text_value(raw: dict[str, Any], key: str, *, where: str, default: Any = _REQUIRED) -> Any:
@@ -432,7 +448,9 @@ def text_value(raw: dict[str, Any], key: str, *, where: str, default: Any = _REQ
         return default
     value = raw[key]
     if not isinstance(value, str) or not value:
-        raise ConfigError(f"{where}: `{key}` must be a non-empty string, got {value!r}", key=key)
+        # A connection string may carry a password: name its type, never its value.
+        shown = type(value).__name__ if key in SECRET_KEYS else repr(value)
+        raise ConfigError(f"{where}: `{key}` must be a non-empty string, got {shown}", key=key)
     return value
 
 

@@ -196,6 +196,16 @@ def test_memory_limit_that_is_no_size_is_refused(tmp_path: Path) -> None:
         load_config(path)
 
 
+@pytest.mark.parametrize("size", ["0B", "1MB", "99999999TB"])
+def test_memory_limit_out_of_range_is_refused(tmp_path: Path, size: str) -> None:
+    path = config_file(
+        tmp_path, 'path = "store.duckdb"', f'path = "store.duckdb"\nmemory_limit = "{size}"'
+    )
+
+    with pytest.raises(ConfigError, match=in_order("`memory_limit`", "out of range", '"64MB"')):
+        load_config(path)
+
+
 def test_memory_limit_caps_the_store_connection(project: Project) -> None:
     company_history(project, [("c1", "free", 1, "2024-01-01 00:00:00+00", None)])
     project.write_config()

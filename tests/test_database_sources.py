@@ -16,6 +16,7 @@ from pathlib import Path
 import duckdb
 import pytest
 
+from pitsync.config import load_config
 from pitsync.connectors.databases import DRIVERS, redact
 from pitsync.errors import ConfigError, SourceError
 from tests.conftest import Project, utc
@@ -106,7 +107,15 @@ def test_postgres_types_are_stored_as_their_duckdb_counterparts(project: Project
 
 
 @pytest.mark.backends("postgres")
-@pytest.mark.parametrize(("column_type", "value"), [("inet", "10.0.0.1"), ("int4range", "[1,10)")])
+@pytest.mark.parametrize(
+    ("column_type", "value"),
+    [
+        ("inet", "10.0.0.1"),
+        ("int4range", "[1,10)"),
+        ("money", "12.34"),  # the driver would hand over 1234 (cents)
+        ("oid", "4000000000"),  # the driver would hand over -294967296
+    ],
+)
 def test_an_unmappable_postgres_type_names_the_column_and_stores_nothing(
     project: Project, column_type: str, value: str
 ) -> None:
@@ -253,6 +262,52 @@ def test_redact_hides_the_uri_and_its_password() -> None:
     message = f"cannot reach {uri}; password s3cret rejected"
     assert redact(message, uri) == "cannot reach ***; password *** rejected"
     assert redact("host=db password=s3cret failed", "host=db password=s3cret") == "*** failed"
+
+
+def test_redact_finds_passwords_a_url_parser_refuses_and_their_decoded_form() -> None:
+    broken = "postgresql://postgres:S3CR3T@[::1/test"
+    assert redact(f"bad address in {broken}", broken) == "bad address in ***"
+    encoded = "postgresql://u:SECRET%40PW@db/crm"
+    assert redact("login failed: SECRET@PW", encoded) == "login failed: ***"
+
+
+def test_a_uri_that_is_not_text_is_refused_without_showing_it(tmp_path) -> None:
+    path = tmp_path / "pitsync.toml"
+    path.write_text(
+        '[sources.crm]\ntype = "postgres"\nuri = ["postgresql://u:S3CR3T@db/crm"]\n',
+        encoding="utf-8",
+    )
+
+    with pytest.raises(ConfigError) as refused:
+        load_config(str(path))
+    assert "S3CR3T" not in str(refused.value) and "got list" in str(refused.value)
+
+
+@pytest.mark.backends("postgres")
+def test_a_numeric_with_a_negative_scale_is_read_as_a_double(project: Project) -> None:
+    project.database_sql(
+        "CREATE TABLE account_history (account_id text, start_timestamp timestamptz, "
+        "budget numeric(5, -2))",
+        "INSERT INTO account_history VALUES ('a1', '2024-03-01 00:00:00+00', 1234567)",
+    )
+    configure_accounts(project)
+    project.sync("account_history")
+
+    # numeric(5, -2) rounds to hundreds: 1234567 is kept as 1234600.
+    assert stored_types(project, "account_history")["budget"] == "DOUBLE"
+    assert project.query("SELECT budget FROM account_history") == [(1234600.0,)]
+
+
+@pytest.mark.backends("sqlite")
+def test_sqlite_numbers_in_text_columns_keep_every_digit(project: Project) -> None:
+    project.database_sql(
+        "CREATE TABLE account_history (account_id TEXT, start_timestamp TEXT, note, seen DATETIME)",
+        "INSERT INTO account_history VALUES ('a1', '2024-03-01 00:00:00', 1234567.89, 2460000.5)",
+    )
+    configure_accounts(project)
+    project.sync("account_history")
+
+    assert project.query("SELECT note, seen FROM account_history") == [("1234567.89", "2460000.5")]
 
 
 CLOUD_URIS = {"snowflake": "snowflake://reader@account/analytics", "bigquery": "bigquery://p"}

@@ -22,10 +22,17 @@ import pytest
 import sqlglot
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from sqlglot import exp
 
 from pitsync.connectors.engines import execute_on_postgres, local_spark_session, plan_model_sql
 from pitsync.modeling.portable import for_engine
-from tests.conftest import PostgresSchema, Project, company_history, login_events
+from tests.conftest import (
+    PostgresSchema,
+    Project,
+    company_history,
+    configure_company_history,
+    login_events,
+)
 from tests.test_temporal_oracle import probe_moments, rows_strategy, seed
 
 HISTORY = "company_plan_history"
@@ -219,3 +226,71 @@ def test_model_sql_parses_back_to_the_same_tree_in_its_dialect(
         parsed = sqlglot.parse_one(text, read=engine)
         # One neutral spelling of both trees: equal text means equal trees.
         assert parsed.sql(dialect="duckdb") == for_engine(statement, engine).sql(dialect="duckdb")
+
+
+def test_snowflake_sql_quotes_every_name_so_none_is_folded_to_upper_case(
+    project: Project,
+) -> None:
+    company_history(project, [("c1", "free", 1, "2024-01-01 00:00:00+00", None)])
+    login_events(project, [("e1", "c1", "2024-01-15 00:00:00+00")])
+
+    planned = plan_model_sql(project.config(), HISTORY, "snowflake", "product_events")
+
+    for text in planned.rendered():
+        names = list(sqlglot.parse_one(text, read="snowflake").find_all(exp.Identifier))
+        assert names and all(name.quoted for name in names), text
+
+
+def test_enriched_columns_never_repeat_a_name_in_any_case(project: Project) -> None:
+    # The events table has `Plan`, `seats` and `company_plan_history_seats`: the history's
+    # `plan` and `seats` must come out under names unlike those, ignoring case.
+    company_history(project, [("c1", "free", 1, "2024-01-01 00:00:00+00", None)])
+    project.source_sql(
+        "CREATE TABLE events (event VARCHAR, distinct_id VARCHAR, company_id VARCHAR, "
+        'time TIMESTAMPTZ, "Plan" VARCHAR, seats INTEGER, company_plan_history_seats INTEGER)'
+    )
+    project.configure("events", kind="events")
+
+    enriched = plan_model_sql(project.config(), HISTORY, "duckdb", "events").sql.enriched
+    assert enriched is not None
+    names = [column.alias_or_name for column in enriched.expression.expressions]
+    assert len({name.lower() for name in names}) == len(names), names
+    assert names[-3:] == [
+        "company_plan_history_plan",
+        "company_plan_history_seats_2",
+        "updated_at",
+    ]
+
+
+def test_executing_again_after_the_columns_changed_replaces_the_views(
+    tmp_path: Path, postgres_schema: PostgresSchema
+) -> None:
+    project = Project(root=tmp_path, backend="postgres", postgres=postgres_schema)
+    company_history(project, [("c1", "free", 1, "2024-01-01 00:00:00+00", None)])
+    postgres_schema.execute("CREATE TYPE mood AS ENUM ('sad', 'happy')")
+    postgres_schema.execute(
+        "ALTER TABLE company_plan_history ADD COLUMN feeling mood DEFAULT 'happy'"
+    )
+    project.cli("model", "--table", HISTORY, "--engine", "postgres", "--execute")
+
+    # With a tie-breaker, updated_at is no longer a property: the view loses a column,
+    # which CREATE OR REPLACE VIEW alone cannot do.
+    configure_company_history(project, tie_breaker="updated_at")
+    project.cli("model", "--table", HISTORY, "--engine", "postgres", "--execute")
+
+    columns = postgres_schema.execute(
+        "SELECT column_name FROM information_schema.columns "
+        "WHERE table_name = 'company_plan_history_intervals' ORDER BY ordinal_position"
+    )
+    assert [name for (name,) in columns] == [
+        "company_id",
+        "start_time",
+        "end_time",
+        "plan",
+        "seats",
+        "feeling",
+    ]
+    rows = postgres_schema.execute(
+        "SELECT plan, seats, feeling::text FROM company_plan_history_intervals"
+    )
+    assert rows == [("free", 1, "happy")]

@@ -22,7 +22,7 @@ import re
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import unquote
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -44,6 +44,9 @@ MAX_DECIMAL_PRECISION = 38
 POSTGRES_TYPE = b"POSTGRESQL:type"
 POSTGRES_TYPMOD = b"POSTGRESQL:typmod"
 POSTGRES_TYPE_NAME = b"ADBC:postgresql:typname"
+# Types the driver hands over as plain integers that do not mean the value: money as
+# cents, oid as a signed 32-bit number that wraps above 2^31.
+MISREAD_POSTGRES_TYPES = {"money", "oid"}
 
 
 @dataclass(frozen=True)
@@ -267,6 +270,9 @@ def mappable_schema(schema: pa.Schema, *, source: str, table: str) -> pa.Schema:
 
 
 def mapped_field(field: pa.Field, *, source: str, table: str) -> pa.Field:
+    metadata = field.metadata or {}
+    if (metadata.get(POSTGRES_TYPE) or b"").decode() in MISREAD_POSTGRES_TYPES:
+        return refuse_type(field, metadata[POSTGRES_TYPE].decode(), source=source, table=table)
     if not isinstance(field.type, pa.BaseExtensionType):
         return field
     if field.type.extension_name == "arrow.json":
@@ -278,6 +284,10 @@ def mapped_field(field: pa.Field, *, source: str, table: str) -> pa.Field:
     database_type = database_type or str(field.type)
     if database_type == "numeric":
         return pa.field(field.name, numeric_type(field.metadata or {}), field.nullable)
+    return refuse_type(field, database_type, source=source, table=table)
+
+
+def refuse_type(field: pa.Field, database_type: str, *, source: str, table: str) -> pa.Field:
     raise ConfigError(
         f"source `{source}`: column `{field.name}` of table `{table}` has type "
         f"{database_type}, which pitsync cannot map; cast it in a view in the source "
@@ -292,7 +302,9 @@ def numeric_type(metadata: dict[bytes, bytes]) -> pa.DataType:
     if typmod < 4:
         return pa.float64()
     precision, scale = ((typmod - 4) >> 16) & 0xFFFF, (typmod - 4) & 0xFFFF
-    if precision > MAX_DECIMAL_PRECISION:
+    if scale >= 0x8000:
+        scale -= 0x10000  # PostgreSQL 15 allows a negative scale
+    if precision > MAX_DECIMAL_PRECISION or not 0 <= scale <= precision:
         return pa.float64()
     return pa.decimal128(precision, scale)
 
@@ -308,14 +320,17 @@ def conform(batch: pa.RecordBatch, target: pa.Schema) -> pa.RecordBatch:
 
 
 def redact(text: str, uri: str | None) -> str:
-    """`text` with the URI and its password, wherever they appear, replaced by ***."""
+    """`text` with the URI and its password, wherever they appear, replaced by ***.
+
+    The password is found by pattern, not by a URL parser, which refuses some URIs (an
+    unclosed `[`) that the driver still echoes; its percent-decoded form is hidden too.
+    """
     if not uri:
         return text
-    secrets = [uri]
-    password = urlsplit(uri).password if "://" in uri else None
-    if password:
-        secrets.append(password)
-    secrets.extend(re.findall(r"password\s*=\s*([^\s&;]+)", uri, flags=re.IGNORECASE))
-    for secret in sorted(set(secrets), key=len, reverse=True):
+    secrets = {uri}
+    secrets.update(re.findall(r"://[^/@:]*:([^@]*)@", uri))
+    secrets.update(re.findall(r"password\s*=\s*([^\s&;]+)", uri, flags=re.IGNORECASE))
+    secrets.update(unquote(secret) for secret in list(secrets))
+    for secret in sorted((secret for secret in secrets if secret), key=len, reverse=True):
         text = text.replace(secret, "***")
     return text

@@ -38,6 +38,13 @@ class PlannedModel:
     def rendered(self) -> list[str]:
         return [render(statement, self.engine) for statement in self.sql.statements()]
 
+    def dropped(self) -> list[str]:
+        """`DROP VIEW IF EXISTS` for each view, in the order they are created."""
+        return [
+            exp.Drop(tables=[statement.this.copy()], kind="VIEW", exists=True).sql(self.engine)
+            for statement in self.sql.statements()
+        ]
+
 
 def plan_model_sql(
     config: Config, history_name: str, engine: str, events_name: str | None = None
@@ -48,9 +55,8 @@ def plan_model_sql(
         raise ConfigError(f"table `{history_name}` is an events table; model a history table")
     schema = source_schema(config, history)
     properties = plan_history(history, schema).properties
-    text = {name for name in properties if pa.types.is_string(schema.field(name).type)}
-    if history.tie_breaker and pa.types.is_string(schema.field(history.tie_breaker).type):
-        text.add(history.tie_breaker)
+    ordered = [*properties, *([history.tie_breaker] if history.tie_breaker else [])]
+    text = {name for name in ordered if is_plain_text(schema.field(name))}
 
     intervals_name = view_name(config, history, f"{history.name}_intervals")
     query = intervals_query(
@@ -61,6 +67,14 @@ def plan_model_sql(
     if events_name is not None:
         events = events_table(config, events_name, history)
         columns = list(source_schema(config, events).names)
+        joined_on = history.group_key or events.id_column
+        for column in (joined_on, events.time_column):
+            if column not in columns:
+                raise ConfigError(
+                    f"--events `{events.name}` has no column `{column}` to join "
+                    f"`{history.name}` on; its columns are: {', '.join(columns)}",
+                    table=events.name,
+                )
         enriched = enriched_query(
             events, source_table(config, events), history, intervals_name, properties, columns
         )
@@ -69,6 +83,18 @@ def plan_model_sql(
         names.append(enriched_name.name)
     sql = ModelSql(intervals=statements[0], enriched=statements[1] if events_name else None)
     return PlannedModel(engine=engine, sql=sql, view_names=names)
+
+
+# PostgreSQL string types that take a collation; an enum arrives as a string too, but
+# sorts by its declaration and refuses COLLATE.
+COLLATABLE_POSTGRES_TYPES = {"text", "varchar", "bpchar", "name"}
+
+
+def is_plain_text(field: pa.Field) -> bool:
+    if not pa.types.is_string(field.type):
+        return False
+    declared = (field.metadata or {}).get(b"POSTGRESQL:type")
+    return declared is None or declared.decode() in COLLATABLE_POSTGRES_TYPES
 
 
 def events_table(config: Config, name: str, history: TableConfig) -> TableConfig:
@@ -112,6 +138,10 @@ def execute_on_postgres(config: Config, history_name: str, planned: PlannedModel
     connection: Any = source.connection  # type: ignore[attr-defined]
     try:
         with connection.cursor() as cursor:
+            # PostgreSQL cannot replace a view whose columns changed; drop the old ones first
+            # (in the same transaction, so a failure keeps them).
+            for name in reversed(planned.dropped()):
+                cursor.execute(name)
             for statement in planned.rendered():
                 log.debug("postgres: %s", statement)
                 cursor.execute(statement)
@@ -120,7 +150,7 @@ def execute_on_postgres(config: Config, history_name: str, planned: PlannedModel
         connection.rollback()
         raise SourceError(
             f"source `{source_config.name}`: creating the views failed: "
-            f"{source.redact(first_line(error))}",  # type: ignore[attr-defined]
+            f"{source.redact(database_error(error))}",  # type: ignore[attr-defined]
             source=source_config.name,
         ) from None
     finally:
@@ -131,6 +161,8 @@ def execute_on_spark(
     config: Config, tables: list[str], planned: PlannedModel, output: Path | None
 ) -> dict[str, int]:
     """Run the statements on a local Spark session; return each view's row count."""
+    for name in tables:
+        check_spark_source(config, config.table(name))
     spark = local_spark_session()
     try:
         for name in tables:
@@ -145,8 +177,18 @@ def execute_on_spark(
             if output is not None:
                 frame.write.mode("overwrite").parquet(str(output / name))
         return counts
+    except Exception as error:  # Spark's own exception classes come from the JVM
+        raise SourceError(f"Spark could not run the model: {first_line(error)}") from None
     finally:
         spark.stop()
+
+
+def database_error(error: BaseException) -> str:
+    """The database's own sentence (`ERROR: ...`) from a driver message, else its first line."""
+    for line in str(error).splitlines():
+        if "ERROR:" in line:
+            return line.strip()
+    return first_line(error)
 
 
 def local_spark_session() -> Any:
@@ -163,17 +205,25 @@ def local_spark_session() -> Any:
         .appName("pitsync-model")
         .config("spark.sql.session.timeZone", "UTC")
         .config("spark.ui.enabled", "false")
+        .config("spark.ui.showConsoleProgress", "false")
+        # A local session talks to itself only: never on a network address.
+        .config("spark.driver.host", "127.0.0.1")
+        .config("spark.driver.bindAddress", "127.0.0.1")
         .getOrCreate()
     )
 
 
-def register_parquet(spark: Any, config: Config, table: TableConfig) -> None:
-    """A table's Parquet files as a view named like the table in the source."""
+def check_spark_source(config: Config, table: TableConfig) -> None:
     source = config.sources[table.source]
     if source.type not in SPARK_SOURCES:
         raise ConfigError(
             f"--engine spark --execute reads Parquet sources; `{table.name}` reads source "
             f"`{source.name}` of type {source.type}"
         )
+
+
+def register_parquet(spark: Any, config: Config, table: TableConfig) -> None:
+    """A table's Parquet files as a view named like the table in the source."""
+    source = config.sources[table.source]
     path = str(file_pattern(source, table.source_table))
     spark.read.parquet(path).createOrReplaceTempView(table.source_table)

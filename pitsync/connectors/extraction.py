@@ -73,6 +73,18 @@ SAMPLE_VALUES = {
 }
 
 
+def sqlite_column(field: pa.Field) -> exp.Expression:
+    """A column as read; a text column's numbers are made text by SQLite itself.
+
+    Left to the driver, a REAL in a text column would be printed with six digits
+    (1234567.89 as 1.234568e+06); SQLite's own CAST keeps every digit.
+    """
+    column = exp.column(field.name, quoted=True)
+    if field.type == pa.string():
+        return exp.alias_(exp.cast(column, "TEXT"), field.name, quoted=True)
+    return column
+
+
 def sqlite_typed_select(
     table: str, target: pa.Schema, *, lower_bound_column: str | None = None
 ) -> str:
@@ -88,7 +100,7 @@ def sqlite_typed_select(
         exp.alias_(exp.Literal.number(1), SAMPLE_MARK),
     )
     rows = exp.select(
-        *(exp.column(name, quoted=True) for name in target.names),
+        *(sqlite_column(field) for field in target),
         exp.alias_(exp.null(), SAMPLE_MARK),
     ).from_(exp.table_(table, quoted=True))
     if lower_bound_column is not None:

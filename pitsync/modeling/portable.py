@@ -66,8 +66,8 @@ def intervals_query(
     ranked = (
         exp.select(
             exp.alias_(as_text, history.id_column, quoted=True),
-            exp.alias_(start.copy(), START_TIME),
-            exp.alias_(following, END_TIME),
+            exp.alias_(start.copy(), START_TIME, quoted=True),
+            exp.alias_(following, END_TIME, quoted=True),
             *(identifier_column(name) for name in properties),
         )
         .from_(source)
@@ -83,7 +83,7 @@ def intervals_query(
             identifier_column(END_TIME),
             *(identifier_column(name) for name in properties),
         )
-        .from_(ranked.subquery("ranked"))
+        .from_(ranked.subquery(exp.to_identifier("ranked", quoted=True)))
         .where(holds_a_moment)
     )
 
@@ -119,20 +119,27 @@ def enriched_query(
             )
         ),
     )
-    taken = set(event_columns)
-    chosen = [
-        exp.alias_(
-            identifier_column(name, "h"),
-            name if name not in taken else f"{history.name}_{name}",
-            quoted=True,
-        )
-        for name in properties
-    ]
+    taken = {name.lower() for name in event_columns}
+    chosen = []
+    for name in properties:
+        alias = unique_name(name, history.name, taken)
+        taken.add(alias.lower())
+        chosen.append(exp.alias_(identifier_column(name, "h"), alias, quoted=True))
     return (
         exp.select(*(identifier_column(name, "e") for name in event_columns), *chosen)
-        .from_(events_source.as_("e"))
-        .join(intervals.as_("h"), on=holds, join_type="LEFT")
+        .from_(events_source.as_(exp.to_identifier("e", quoted=True)))
+        .join(intervals.as_(exp.to_identifier("h", quoted=True)), on=holds, join_type="LEFT")
     )
+
+
+def unique_name(name: str, prefix: str, taken: set[str]) -> str:
+    """A property's column name in the enriched view, unlike any other (engines such as
+    Spark compare names without case)."""
+    candidate, number = name, 1
+    while candidate.lower() in taken:
+        candidate = f"{prefix}_{name}" if number == 1 else f"{prefix}_{name}_{number}"
+        number += 1
+    return candidate
 
 
 def view(name: exp.Table, query: exp.Select, *, engine: str) -> exp.Create:
