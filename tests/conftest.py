@@ -334,14 +334,24 @@ def company_history(project: Project, rows: list[tuple], **settings: Any) -> Non
 
 def configure_company_history(project: Project, **settings: Any) -> None:
     """company_plan_history as a group history of company_id, started by start_timestamp."""
+    configure_companies(project, "company_plan_history", "start_timestamp", **settings)
+
+
+def configure_companies(project: Project, name: str, start_time: str, **settings: Any) -> None:
+    """A history table `name` of companies, keyed by company_id, started by `start_time`."""
     project.configure(
-        "company_plan_history",
+        name,
         kind="group_history",
         id_column="company_id",
         group_key="company_id",
-        start_time="start_timestamp",
+        start_time=start_time,
         **settings,
     )
+
+
+def insert_rows(project: Project, table: str, rows: list[tuple]) -> None:
+    """Add rows to a warehouse table."""
+    project.source_sql(f"INSERT INTO {table} VALUES " + ", ".join(sql_row(row) for row in rows))
 
 
 def sql_row(row: tuple) -> str:

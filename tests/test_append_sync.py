@@ -13,7 +13,13 @@ import duckdb
 import pytest
 
 from pitsync.errors import ConfigError, StrictModeError
-from tests.conftest import Project, sql_row, utc
+from tests.conftest import (
+    Project,
+    configure_companies,
+    configure_company_history,
+    insert_rows,
+    utc,
+)
 
 HISTORY_DDL = (
     "CREATE OR REPLACE TABLE plans (company_id VARCHAR, plan VARCHAR, seats INTEGER, "
@@ -25,20 +31,9 @@ INTERVALS = (
 )
 
 
-def insert(project: Project, table: str, rows: list[tuple]) -> None:
-    project.source_sql(f"INSERT INTO {table} VALUES " + ", ".join(sql_row(row) for row in rows))
-
-
 def configure_plans(project: Project, **settings: object) -> None:
-    project.configure(
-        "plans",
-        kind="group_history",
-        id_column="company_id",
-        group_key="company_id",
-        start_time="valid_from",
-        mode="append",
-        cursor="updated_at",
-        **settings,
+    configure_companies(
+        project, "plans", "valid_from", mode="append", cursor="updated_at", **settings
     )
 
 
@@ -66,7 +61,7 @@ def instant(text: str | None) -> object:
 @pytest.mark.backends("duckdb", "parquet", "postgres")
 def test_append_story_inserts_updates_boundary_lookback_and_null_cursor(project: Project) -> None:
     project.source_sql(HISTORY_DDL)
-    insert(
+    insert_rows(
         project,
         "plans",
         [
@@ -80,7 +75,7 @@ def test_append_story_inserts_updates_boundary_lookback_and_null_cursor(project:
     assert counts(first) == (2, 2, 0, 0, 2)
     assert instant(first.watermark_after) == utc("2024-01-05T10:00")
 
-    insert(
+    insert_rows(
         project,
         "plans",
         [
@@ -121,12 +116,12 @@ def test_rows_sharing_the_boundary_cursor_value_are_neither_lost_nor_doubled(
 ) -> None:
     project.source_sql(HISTORY_DDL)
     mark = "2024-01-10 00:00+00"
-    insert(project, "plans", [("a", "free", 1, "2024-01-01 00:00+00", mark)])
+    insert_rows(project, "plans", [("a", "free", 1, "2024-01-01 00:00+00", mark)])
     configure_plans(project)
     project.sync("plans")
 
     # A row committed later with the same cursor value as the watermark.
-    insert(project, "plans", [("b", "pro", 2, "2024-01-02 00:00+00", mark)])
+    insert_rows(project, "plans", [("b", "pro", 2, "2024-01-02 00:00+00", mark)])
     record = project.sync("plans")
 
     assert counts(record) == (2, 1, 0, 0, 1)
@@ -139,7 +134,7 @@ def test_a_merge_keeps_earlier_ties_decided_by_the_tie_breaker(project: Project)
         "version INTEGER, loaded_at TIMESTAMPTZ)"
     )
     # Two rows for one key: version 2 (plan A) beats version 1 (plan B), though B > A.
-    insert(
+    insert_rows(
         project,
         "plans",
         [
@@ -159,7 +154,7 @@ def test_a_merge_keeps_earlier_ties_decided_by_the_tie_breaker(project: Project)
     )
     project.sync("plans")
 
-    insert(project, "plans", [("c7", "C", "2024-03-01 00:00+00", 1, "2024-03-01 00:00+00")])
+    insert_rows(project, "plans", [("c7", "C", "2024-03-01 00:00+00", 1, "2024-03-01 00:00+00")])
     record = project.sync("plans")
 
     assert (record.inserted, record.entities_changed) == (1, 1)
@@ -174,7 +169,7 @@ def test_an_integer_cursor_is_compared_as_a_number_not_as_text(project: Project)
         "CREATE TABLE plans (company_id VARCHAR, plan VARCHAR, valid_from TIMESTAMPTZ, "
         "version INTEGER)"
     )
-    insert(project, "plans", [("a", "free", "2024-01-01 00:00+00", 9)])
+    insert_rows(project, "plans", [("a", "free", "2024-01-01 00:00+00", 9)])
     project.configure(
         "plans",
         kind="group_history",
@@ -187,7 +182,7 @@ def test_an_integer_cursor_is_compared_as_a_number_not_as_text(project: Project)
     project.sync("plans")
 
     # As text "10" < "9"; as numbers 10 >= 9, so the new row is read.
-    insert(project, "plans", [("a", "pro", "2024-02-01 00:00+00", 10)])
+    insert_rows(project, "plans", [("a", "pro", "2024-02-01 00:00+00", 10)])
     record = project.sync("plans")
 
     assert (record.rows_read, record.inserted, record.watermark_after) == (2, 1, "10")
@@ -200,7 +195,7 @@ def test_an_integer_cursor_is_compared_as_a_number_not_as_text(project: Project)
 @pytest.mark.backends("sqlite")
 def test_a_lookback_on_a_text_cursor_is_refused(project: Project) -> None:
     project.source_sql(HISTORY_DDL)
-    insert(project, "plans", [("c1", "free", 1, "2024-01-01 00:00+00", "2024-01-01 10:00+00")])
+    insert_rows(project, "plans", [("c1", "free", 1, "2024-01-01 00:00+00", "2024-01-01 10:00+00")])
     configure_plans(project, lookback="2h")
     project.sync("plans")
 
@@ -219,7 +214,7 @@ def test_events_append_replaces_by_insert_id_or_whole_row(
     project: Project, insert_id: str | None
 ) -> None:
     project.source_sql(EVENTS_DDL)
-    insert(
+    insert_rows(
         project,
         "events",
         [
@@ -231,7 +226,7 @@ def test_events_append_replaces_by_insert_id_or_whole_row(
     project.configure("events", kind="events", mode="append", cursor="loaded_at", **settings)
     project.sync("events")
 
-    insert(
+    insert_rows(
         project, "events", [("e3", "buy", "u2", "2024-01-03 00:00+00", 1, "2024-01-01 11:00+00")]
     )
     record = project.sync("events")
@@ -247,10 +242,10 @@ def test_events_append_replaces_by_insert_id_or_whole_row(
 
 def test_a_dry_run_reports_and_changes_nothing(project: Project) -> None:
     project.source_sql(HISTORY_DDL)
-    insert(project, "plans", [("c1", "free", 1, "2024-01-01 00:00+00", "2024-01-01 10:00+00")])
+    insert_rows(project, "plans", [("c1", "free", 1, "2024-01-01 00:00+00", "2024-01-01 10:00+00")])
     configure_plans(project)
     project.cli("sync", "--table", "plans")
-    insert(project, "plans", [("c1", "pro", 3, "2024-02-01 00:00+00", "2024-02-01 10:00+00")])
+    insert_rows(project, "plans", [("c1", "pro", 3, "2024-02-01 00:00+00", "2024-02-01 10:00+00")])
     before = checksum(project.store)
 
     result = project.cli("sync", "--table", "plans", "--dry-run")
@@ -273,12 +268,12 @@ def test_the_first_append_run_reads_everything_and_later_a_full_mode_replaces(
     project: Project,
 ) -> None:
     project.source_sql(HISTORY_DDL)
-    insert(project, "plans", [("c1", "free", 1, "2024-01-01 00:00+00", "2024-01-01 10:00+00")])
+    insert_rows(project, "plans", [("c1", "free", 1, "2024-01-01 00:00+00", "2024-01-01 10:00+00")])
     configure_plans(project)
     assert project.sync("plans").watermark_before is None
 
     project.source_sql("DELETE FROM plans")
-    insert(project, "plans", [("c9", "pro", 1, "2024-01-01 00:00+00", "2023-12-01 00:00+00")])
+    insert_rows(project, "plans", [("c9", "pro", 1, "2024-01-01 00:00+00", "2023-12-01 00:00+00")])
     project.configure(
         "plans",
         kind="group_history",
@@ -301,22 +296,13 @@ CASE_DDL = (
 
 def configure_case(project: Project, mode: str = "append") -> None:
     settings = {"cursor": "start_timestamp"} if mode == "append" else {}
-    project.configure(
-        "company_plan_history",
-        kind="group_history",
-        id_column="company_id",
-        group_key="company_id",
-        start_time="start_timestamp",
-        mode=mode,
-        **settings,
-    )
+    configure_company_history(project, mode=mode, **settings)
 
 
-def test_c07_a_row_committed_later_at_the_saved_cursor_value_is_not_lost(
-    project: Project,
-) -> None:
+def c07_first_run(project: Project) -> None:
+    """Run 1 of C07: c2 free from April, c1 pro from May."""
     project.source_sql(CASE_DDL)
-    insert(
+    insert_rows(
         project,
         "company_plan_history",
         [("c2", "2024-04-01 00:00+00", "free"), ("c1", "2024-05-01 00:00+00", "pro")],
@@ -324,16 +310,25 @@ def test_c07_a_row_committed_later_at_the_saved_cursor_value_is_not_lost(
     configure_case(project)
     project.sync("company_plan_history")
 
+
+def plan_on(project: Project, company: str, moment: str) -> list[tuple]:
+    return project.query(
+        "SELECT plan FROM company_plan_history FOR SYSTEM_TIME AS OF "
+        f"TIMESTAMPTZ '{moment}' WHERE company_id = '{company}'"
+    )
+
+
+def test_c07_a_row_committed_later_at_the_saved_cursor_value_is_not_lost(
+    project: Project,
+) -> None:
+    c07_first_run(project)
+
     # c2's May row has run 1's saved maximum as its cursor, committed after run 1 read.
-    insert(project, "company_plan_history", [("c2", "2024-05-01 00:00+00", "pro")])
+    insert_rows(project, "company_plan_history", [("c2", "2024-05-01 00:00+00", "pro")])
     project.sync("company_plan_history")
 
     assert project.query("SELECT count(*) FROM company_plan_history") == [(3,)]
-    plan_on_may_2 = project.query(
-        "SELECT plan FROM company_plan_history FOR SYSTEM_TIME AS OF "
-        "TIMESTAMPTZ '2024-05-02 00:00:00+00' WHERE company_id = 'c2'"
-    )
-    assert plan_on_may_2 == [("pro",)]
+    assert plan_on(project, "c2", "2024-05-02 00:00:00+00") == [("pro",)]
 
 
 def test_c07_a_failed_run_leaves_nothing_to_resume_and_the_rerun_stores_each_row_once(
@@ -341,8 +336,8 @@ def test_c07_a_failed_run_leaves_nothing_to_resume_and_the_rerun_stores_each_row
 ) -> None:
     project.source_sql(CASE_DDL)
     rows = [("c1", "2024-06-01 00:00+00", "pro"), ("c2", "2024-06-01 00:00+00", "pro")]
-    insert(project, "company_plan_history", [*rows, ("c3", "2024-06-01 00:00+00", "team")])
-    insert(project, "company_plan_history", [(None, "2024-06-01 00:00+00", "ghost")])
+    insert_rows(project, "company_plan_history", [*rows, ("c3", "2024-06-01 00:00+00", "team")])
+    insert_rows(project, "company_plan_history", [(None, "2024-06-01 00:00+00", "ghost")])
     configure_case(project)
     with pytest.raises(StrictModeError):
         project.sync("company_plan_history", strict=True)
@@ -357,31 +352,21 @@ def test_c07_a_failed_run_leaves_nothing_to_resume_and_the_rerun_stores_each_row
 def test_c07_a_late_row_below_the_watermark_needs_a_mirror_or_full_run(
     project: Project,
 ) -> None:
-    project.source_sql(CASE_DDL)
-    insert(
-        project,
-        "company_plan_history",
-        [("c2", "2024-04-01 00:00+00", "free"), ("c1", "2024-05-01 00:00+00", "pro")],
-    )
-    configure_case(project)
-    project.sync("company_plan_history")
+    c07_first_run(project)
 
-    insert(project, "company_plan_history", [("c3", "2024-04-15 00:00+00", "free")])
+    insert_rows(project, "company_plan_history", [("c3", "2024-04-15 00:00+00", "free")])
     project.sync("company_plan_history")
-    c3_on_april_20 = (
-        "SELECT plan FROM company_plan_history FOR SYSTEM_TIME AS OF "
-        "TIMESTAMPTZ '2024-04-20 00:00:00+00' WHERE company_id = 'c3'"
-    )
-    assert project.query(c3_on_april_20) == []  # append alone cannot see it (a known limit)
+    # Append alone cannot see it (a known limit).
+    assert plan_on(project, "c3", "2024-04-20 00:00:00+00") == []
 
     configure_case(project, mode="mirror")
     assert project.sync("company_plan_history").inserted == 1
-    assert project.query(c3_on_april_20) == [("free",)]
+    assert plan_on(project, "c3", "2024-04-20 00:00:00+00") == [("free",)]
 
 
 def test_c08_rows_read_again_at_the_boundary_are_not_stored_twice(project: Project) -> None:
     project.source_sql(CASE_DDL)
-    insert(
+    insert_rows(
         project,
         "company_plan_history",
         [("c1", "2024-05-01 10:00+00", "free"), ("c2", "2024-05-01 10:05+00", "pro")],
@@ -390,7 +375,7 @@ def test_c08_rows_read_again_at_the_boundary_are_not_stored_twice(project: Proje
 
     new_rows = [project.sync("company_plan_history").inserted]
     new_rows.append(project.sync("company_plan_history").inserted)
-    insert(
+    insert_rows(
         project,
         "company_plan_history",
         [("c3", "2024-05-01 10:05+00", "team"), ("c1", "2024-05-01 10:07+00", "pro")],

@@ -9,7 +9,7 @@ from __future__ import annotations
 import pytest
 
 from pitsync.errors import ConfigError
-from tests.conftest import Project, sql_row, utc
+from tests.conftest import Project, configure_companies, insert_rows, utc
 
 DDL = (
     "CREATE OR REPLACE TABLE plans (company_id VARCHAR, plan VARCHAR, code VARCHAR, "
@@ -22,18 +22,11 @@ INTERVALS = (
 
 
 def insert(project: Project, rows: list[tuple]) -> None:
-    project.source_sql("INSERT INTO plans VALUES " + ", ".join(sql_row(row) for row in rows))
+    insert_rows(project, "plans", rows)
 
 
 def configure(project: Project, mode: str = "mirror") -> None:
-    project.configure(
-        "plans",
-        kind="group_history",
-        id_column="company_id",
-        group_key="company_id",
-        start_time="valid_from",
-        mode=mode,
-    )
+    configure_companies(project, "plans", "valid_from", mode=mode)
 
 
 def changes(record) -> tuple[int, int, int, int]:

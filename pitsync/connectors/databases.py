@@ -137,11 +137,7 @@ class DatabaseSource:
             cursor.execute(sql, parameters)
             batches = cursor.fetch_record_batch()
         except Exception as error:
-            raise SourceError(
-                f"source `{self.name}`: reading table `{table}` failed: "
-                f"{self.redact(first_line(error))}",
-                source=self.name,
-            ) from None
+            raise self.read_failure(table, error) from None
         return pa.RecordBatchReader.from_batches(target, self.converted(batches, target, table))
 
     def converted(
@@ -154,11 +150,14 @@ class DatabaseSource:
                     batch = without_type_sample(batch)
                 yield conform(batch, target)
         except Exception as error:
-            raise SourceError(
-                f"source `{self.name}`: reading table `{table}` failed: "
-                f"{self.redact(first_line(error))}",
-                source=self.name,
-            ) from None
+            raise self.read_failure(table, error) from None
+
+    def read_failure(self, table: str, error: BaseException) -> SourceError:
+        return SourceError(
+            f"source `{self.name}`: reading table `{table}` failed: "
+            f"{self.redact(first_line(error))}",
+            source=self.name,
+        )
 
     def missing_table_message(self, table: str) -> str:
         where = f"schema `{self.config.schema}`" if self.config.schema else "the database"
