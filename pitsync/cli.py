@@ -55,10 +55,10 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="log the SQL that runs, and tracebacks on errors",
     )
-    waiting = argparse.ArgumentParser(add_help=False)
+    waiting = argparse.ArgumentParser(add_help=False, parents=[everywhere()])
     waiting.add_argument(
         "--wait",
-        type=float,
+        type=non_negative_seconds,
         default=DEFAULT_WAIT_SECONDS,
         metavar="SECONDS",
         help=f"how long to wait while another process holds the store "
@@ -151,7 +151,9 @@ def build_parser() -> argparse.ArgumentParser:
     schedule.set_defaults(handler=command_schedule)
 
     model = commands.add_parser(
-        "model", help="print (or run) the interval modeling as SQL for another engine"
+        "model",
+        help="print (or run) the interval modeling as SQL for another engine",
+        parents=[everywhere()],
     )
     model.add_argument("--table", required=True, metavar="NAME", help="a history table")
     model.add_argument("--engine", required=True, choices=ENGINES, help="the SQL dialect")
@@ -168,6 +170,23 @@ def build_parser() -> argparse.ArgumentParser:
     )
     model.set_defaults(handler=command_model)
     return parser
+
+
+def everywhere() -> argparse.ArgumentParser:
+    """--config and --verbose after the command too; they then win over the ones before."""
+    options = argparse.ArgumentParser(add_help=False)
+    options.add_argument("--config", default=argparse.SUPPRESS, help="the configuration file")
+    options.add_argument(
+        "--verbose", "-v", action="store_true", default=argparse.SUPPRESS, help="log the SQL"
+    )
+    return options
+
+
+def non_negative_seconds(text: str) -> float:
+    seconds = float(text)
+    if seconds < 0:
+        raise argparse.ArgumentTypeError(f"--wait takes seconds, 0 or more, not {text}")
+    return seconds
 
 
 def add_entity_arguments(parser: argparse.ArgumentParser) -> None:
@@ -269,8 +288,11 @@ def command_runs(args: argparse.Namespace) -> int:
         "finished_at",
         "rows_read",
         "inserted",
+        "updated",
+        "deleted",
         "quarantined",
         "conflicts",
+        "entities",
         "error",
     )
     for r in records:
@@ -283,8 +305,11 @@ def command_runs(args: argparse.Namespace) -> int:
             r.finished_at.isoformat(timespec="seconds") if r.finished_at else "",
             str(r.rows_read),
             str(r.inserted),
+            str(r.updated),
+            str(r.deleted),
             str(r.quarantined),
             str(r.conflicts),
+            str(r.entities_changed),
             r.error or "",
         )
     terminal().print(table)

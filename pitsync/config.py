@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Any, Literal, cast, get_args
 
 import duckdb
-from croniter import croniter
+from croniter import CroniterBadDateError, croniter
 
 from pitsync.errors import ConfigError
 
@@ -371,6 +371,15 @@ def schedule_value(raw: dict[str, Any], *, where: str) -> str | None:
             '"0 * * * *" (hourly), "*/15 * * * *" or "@daily"',
             key="schedule",
         )
+    if text is not None:
+        try:
+            croniter(text).get_next(float)
+        except CroniterBadDateError:
+            raise ConfigError(
+                f"{where}: `schedule` = {text!r} names no moment that ever comes "
+                "(such as 30 February); check the day and month fields",
+                key="schedule",
+            ) from None
     return text
 
 

@@ -90,6 +90,12 @@ CREATE TABLE IF NOT EXISTS {CATALOG} (
 
 
 DEFAULT_WAIT_SECONDS = 5.0
+
+
+class StoreInUse(StoreError):
+    """Another process held the store for longer than the wait allowed."""
+
+
 RETRY_SECONDS = 0.1
 LOCK_HOLDER = re.compile(r"Conflicting lock is held in (.*?) \(PID (\d+)\)")
 
@@ -109,7 +115,7 @@ def connect_waiting(path: Path, wait_seconds: float, **options: Any) -> duckdb.D
             if holder is None:
                 raise
             if time.monotonic() >= deadline:
-                raise StoreError(
+                raise StoreInUse(
                     f"the store {path} is in use by process {holder.group(2)} "
                     f"({holder.group(1)}), most likely a `pitsync sync`; waited "
                     f"{wait_seconds:g}s: try again when it is done, or pass --wait SECONDS"

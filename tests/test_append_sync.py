@@ -197,10 +197,10 @@ def test_a_lookback_on_a_text_cursor_is_refused(project: Project) -> None:
     project.source_sql(HISTORY_DDL)
     insert_rows(project, "plans", [("c1", "free", 1, "2024-01-01 00:00+00", "2024-01-01 10:00+00")])
     configure_plans(project, lookback="2h")
-    project.sync("plans")
 
     with pytest.raises(ConfigError, match="`lookback` needs a time cursor"):
         project.sync("plans")
+    assert not project.store.exists()
 
 
 EVENTS_DDL = (
@@ -231,8 +231,8 @@ def test_events_append_replaces_by_insert_id_or_whole_row(
     )
     record = project.sync("events")
 
-    # e1, e2 sit at the watermark and are read again; e3 is new. Nothing is doubled.
-    assert (record.rows_read, record.inserted, record.updated) == (3, 1, 2)
+    # e1, e2 sit at the watermark and are read again, unchanged; e3 is new. Nothing is doubled.
+    assert (record.rows_read, record.inserted, record.updated) == (3, 1, 0)
     assert project.query("SELECT insert_id, amount FROM events ORDER BY insert_id") == [
         ("e1", 5),
         ("e2", 7),
@@ -393,3 +393,140 @@ def test_c08_rows_read_again_at_the_boundary_are_not_stored_twice(project: Proje
     )
     assert at_10_05 == [(1,)]
     assert instant(third.watermark_after) == utc("2024-05-01T10:07")
+
+
+def test_reading_again_part_of_a_tie_changes_nothing(project: Project) -> None:
+    project.source_sql(
+        "CREATE TABLE plans (company_id VARCHAR, plan VARCHAR, valid_from TIMESTAMPTZ, "
+        "version INTEGER, loaded_at TIMESTAMPTZ)"
+    )
+    # One key, two rows: version 2 (a) wins over version 1 (z), which was loaded later.
+    insert_rows(
+        project,
+        "plans",
+        [
+            ("u1", "a", "2024-01-01 00:00+00", 2, "2024-01-01 00:05+00"),
+            ("u1", "z", "2024-01-01 00:00+00", 1, "2024-01-01 00:10+00"),
+        ],
+    )
+    configure_companies(
+        project, "plans", "valid_from", tie_breaker="version", mode="append", cursor="loaded_at"
+    )
+    project.sync("plans")
+
+    # The next run reads z again (it is at the watermark), but not a: nothing changed.
+    second = project.sync("plans")
+
+    assert (second.rows_read, second.inserted, second.updated, second.entities_changed) == (
+        1,
+        0,
+        0,
+        0,
+    )
+    assert project.query("SELECT plan FROM plans") == [("a",)]
+    hidden = project.query("SELECT count(*) FROM all_events WHERE event = 'plans'")
+    assert hidden == [(2,)]
+
+
+@pytest.mark.backends("duckdb")
+def test_events_without_insert_id_are_known_by_all_columns_but_the_cursor(
+    project: Project,
+) -> None:
+    project.source_sql(EVENTS_DDL)
+    insert_rows(
+        project,
+        "events",
+        [("e1", "buy", "u1", "2024-01-01 00:00+00", 5, "2024-01-01 10:00+00")],
+    )
+    project.configure("events", kind="events", mode="append", cursor="loaded_at")
+    project.sync("events")
+
+    # The same event is loaded again later: only its load time differs.
+    project.source_sql("UPDATE events SET loaded_at = '2024-01-02 10:00+00'")
+    record = project.sync("events")
+
+    assert (record.rows_read, record.inserted) == (1, 0)
+    assert project.query("SELECT count(*) FROM events") == [(1,)]
+
+
+@pytest.mark.backends("duckdb")
+def test_an_appended_event_without_its_insert_id_is_quarantined(project: Project) -> None:
+    project.source_sql(EVENTS_DDL)
+    insert_rows(
+        project,
+        "events",
+        [(None, "buy", "u1", "2024-01-01 00:00+00", 5, "2024-01-01 10:00+00")],
+    )
+    project.configure(
+        "events", kind="events", mode="append", cursor="loaded_at", insert_id="insert_id"
+    )
+
+    record = project.sync("events")
+
+    assert (record.inserted, record.quarantined) == (0, 1)
+    assert project.query("SELECT reason FROM quarantine") == [("missing insert id",)]
+
+
+@pytest.mark.backends("duckdb")
+def test_a_lookback_on_an_integer_cursor_is_refused_before_any_run(project: Project) -> None:
+    project.source_sql(
+        "CREATE TABLE plans (company_id VARCHAR, plan VARCHAR, valid_from TIMESTAMPTZ, "
+        "version INTEGER)"
+    )
+    configure_companies(
+        project, "plans", "valid_from", mode="append", cursor="version", lookback="1h"
+    )
+
+    with pytest.raises(ConfigError, match="`lookback` needs a time cursor, and `version`"):
+        project.sync("plans")
+    assert not project.store.exists()
+
+
+@pytest.mark.backends("duckdb")
+def test_a_csv_cursor_on_the_start_column_compares_instants(project: Project) -> None:
+    # 08:30-02:00 is 10:30 UTC, after the first row's 09:00 UTC, though as text it sorts
+    # before it.
+    (project.root / "plans.csv").write_text(
+        "company_id,plan,valid_from\nu1,free,2024-05-01T09:00:00Z\n", encoding="utf-8"
+    )
+    configure_companies(project, "plans", "valid_from", mode="append", cursor="valid_from")
+    project.tables["plans"]["source"] = "files"
+    project.write_config('[sources.files]\ntype = "csv"\npath = "plans.csv"\n')
+    project.sync("plans")
+
+    with (project.root / "plans.csv").open("a", encoding="utf-8") as csv_file:
+        csv_file.write("u2,pro,2024-05-01T08:30:00-02:00\n")
+    record = project.sync("plans")
+
+    assert record.inserted == 1
+    assert project.query("SELECT company_id, start_time FROM plans ORDER BY 1") == [
+        ("u1", utc("2024-05-01T09:00")),
+        ("u2", utc("2024-05-01T10:30")),
+    ]
+
+
+@pytest.mark.backends("duckdb")
+def test_a_dry_run_before_the_first_sync_creates_no_store(project: Project) -> None:
+    project.source_sql(HISTORY_DDL)
+    insert_rows(project, "plans", [("c1", "free", 1, "2024-01-01 00:00+00", "2024-01-01 10:00+00")])
+    configure_plans(project)
+
+    result = project.cli("sync", "--table", "plans", "--dry-run")
+
+    assert "nothing was applied" in result.stdout
+    assert not project.store.exists()
+
+
+@pytest.mark.backends("duckdb")
+def test_a_failing_dry_run_records_nothing(project: Project) -> None:
+    project.source_sql(HISTORY_DDL)
+    insert_rows(project, "plans", [("c1", "free", 1, "2024-01-01 00:00+00", "2024-01-01 10:00+00")])
+    configure_plans(project)
+    project.sync("plans")
+    insert_rows(project, "plans", [(None, "free", 1, "2024-02-01 00:00+00", "2024-02-01 10:00+00")])
+    before = checksum(project.store)
+
+    result = project.cli("sync", "--table", "plans", "--dry-run", "--strict", check=False)
+
+    assert result.returncode == 1
+    assert checksum(project.store) == before

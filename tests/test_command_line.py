@@ -491,3 +491,35 @@ def test_integer_epoch_without_time_unit_is_a_config_error_naming_it(project: Pr
 
     assert_user_error(result, "time_unit", "started_ms", "plan_epochs")
     assert not project.store.exists()
+
+
+def test_a_source_that_fails_as_it_is_read_is_a_failed_run_and_the_others_go_on(
+    project: Project,
+) -> None:
+    seeded(project)
+    project.source_sql(
+        "CREATE TABLE raw_plans (company_id VARCHAR, plan VARCHAR, start_timestamp TIMESTAMPTZ)",
+        "INSERT INTO raw_plans VALUES ('c1', 'x', '2024-01-01 00:00:00+00')",
+        # The view cannot cast 'x' to a number: it fails only when its rows are read.
+        "CREATE VIEW broken_plans AS SELECT company_id, CAST(plan AS INTEGER) AS seats_too, "
+        "start_timestamp FROM raw_plans",
+    )
+    project.configure(
+        "broken_plans",
+        kind="user_history",
+        id_column="company_id",
+        start_time="start_timestamp",
+    )
+
+    result = project.cli("sync", "--all", check=False)
+
+    assert result.returncode == 1
+    assert "broken_plans" in result.stderr and "Traceback" not in result.stderr
+    runs = {
+        run["table_name"]: run["status"] for run in cli_json(project, "runs", "--format", "json")
+    }
+    assert runs == {
+        "company_plan_history": "succeeded",
+        "product_events": "succeeded",
+        "broken_plans": "failed",
+    }

@@ -13,13 +13,14 @@ import time
 
 import duckdb
 
-from tests.conftest import Project, company_history
+from tests.conftest import Project, company_history, login_events
 
 ROWS = [("c1", "free", 1, "2024-01-01 00:00:00+00", None)]
 
 
 def synced(project: Project) -> Project:
     company_history(project, ROWS)
+    login_events(project, [("e1", "c1", "2024-01-02 00:00:00+00")])
     project.cli("sync", "--table", "company_plan_history")
     return project
 
@@ -35,9 +36,11 @@ def test_a_second_sync_waits_then_names_the_process_holding_the_store(project: P
         holder.close()
 
     assert result.returncode == 1
-    assert f"in use by process {os.getpid()}" in result.stderr
+    # One message: the command stops, rather than wait again for each of its two tables.
+    assert result.stderr.count(f"in use by process {os.getpid()}") == 1
     assert "--wait SECONDS" in result.stderr and "Traceback" not in result.stderr
     assert waited >= 1
+    assert project.query("SELECT count(*) FROM runs") == [(1,)]
 
 
 def test_a_sync_that_waits_long_enough_runs_once_the_store_is_free(project: Project) -> None:
@@ -58,8 +61,12 @@ def test_a_sync_that_waits_long_enough_runs_once_the_store_is_free(project: Proj
     _, stderr = waiting.communicate(timeout=60)
 
     assert waiting.returncode == 0, stderr
-    statuses = project.query("SELECT status FROM runs ORDER BY run_id")
-    assert statuses == [("succeeded",), ("succeeded",)]
+    statuses = project.query("SELECT table_name, status FROM runs ORDER BY run_id")
+    assert statuses == [
+        ("company_plan_history", "succeeded"),
+        ("company_plan_history", "succeeded"),
+        ("product_events", "succeeded"),
+    ]
 
 
 def test_a_query_while_the_store_is_written_waits_and_never_sees_half_a_run(

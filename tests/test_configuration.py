@@ -229,6 +229,13 @@ def test_a_schedule_that_is_not_cron_is_refused(tmp_path: Path) -> None:
         load_config(path)
 
 
+def test_a_schedule_that_never_comes_is_refused(tmp_path: Path) -> None:
+    path = config_with_setting(tmp_path, 'schedule = "0 0 30 2 *"')
+
+    with pytest.raises(ConfigError, match=in_order("`schedule`", "30 February")):
+        load_config(path)
+
+
 def test_append_mode_needs_a_cursor_and_a_lookback_is_a_duration(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match=in_order("`cursor` is required")):
         load_config(config_with_setting(tmp_path, 'mode = "append"'))

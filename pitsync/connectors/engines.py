@@ -9,6 +9,7 @@ Spark session, runs the same statements there, and can write the results as Parq
 from __future__ import annotations
 
 import logging
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -199,6 +200,8 @@ def local_spark_session() -> Any:
             "Spark is not installed; install it with: pip install 'pitsync[spark]' "
             "(it runs on the machine's Java, 17 or newer)"
         ) from None
+    # The JVM picks its own address before it reads any setting: keep it on loopback.
+    os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
     builder: Any = SparkSession.builder
     return (
         builder.master("local[2]")

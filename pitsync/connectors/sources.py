@@ -168,7 +168,14 @@ class FileSource:
             sql += f" WHERE {cursor} >= ? OR {cursor} IS NULL"
             parameters.append(lower_bound.value)
         log.debug("source %s: %s %s", self.name, sql, parameters)
-        return self.engine.sql(sql, params=parameters or None).to_arrow_reader(BATCH_ROWS)
+        try:
+            return self.engine.sql(sql, params=parameters or None).to_arrow_reader(BATCH_ROWS)
+        except duckdb.Error as error:
+            raise SourceError(
+                f"source `{self.name}`: reading table `{table}` from {self.kind.describe} "
+                f"failed: {first_line(error)}",
+                source=self.name,
+            ) from None
 
     def present(self, table: str, text_columns: Sequence[str]) -> list[str]:
         """The text columns the table has (a CSV reader refuses types for absent ones)."""

@@ -16,8 +16,10 @@ from __future__ import annotations
 
 import logging
 import re
+from collections.abc import Callable
 from contextlib import ExitStack
 from dataclasses import dataclass
+from pathlib import Path
 
 import duckdb
 import pyarrow as pa
@@ -45,7 +47,7 @@ from pitsync.modeling.hidden_events import (
 from pitsync.modeling.increments import apply_run
 from pitsync.modeling.intervals import HistoryModel, ModelCounts, plan_history
 from pitsync.modeling.staging import SOURCE_ROWS
-from pitsync.store import DEFAULT_WAIT_SECONDS, open_for_writing
+from pitsync.store import DEFAULT_WAIT_SECONDS, StoreInUse, open_for_writing
 
 log = logging.getLogger(__name__)
 
@@ -94,6 +96,8 @@ def sync_tables(
 def run_or_report(config: Config, model: Model, source: Source, options: SyncOptions) -> RunOutcome:
     try:
         return RunOutcome(model.table.name, record=run_model(config, model, source, options))
+    except StoreInUse:
+        raise  # every other table would wait for the same store: stop the command
     except PitsyncError as error:
         log.warning("table %s: the run failed and was rolled back", model.table.name)
         return RunOutcome(model.table.name, error=error)
@@ -119,7 +123,10 @@ def run_model(config: Config, model: Model, source: Source, options: SyncOptions
     """Stream the table's rows from its source into the store as one run."""
     table = model.table
     log.debug("table %s: reading %s from source %s", table.name, table.source_table, table.source)
-    con = open_for_writing(config.store_path, config.memory_limit, options.wait_seconds)
+    # A dry run before the first sync must not create the store: it runs in memory.
+    fresh_dry_run = options.dry_run and not config.store_path.exists()
+    store = Path(":memory:") if fresh_dry_run else config.store_path
+    con = open_for_writing(store, config.memory_limit, options.wait_seconds)
     try:
         check_property_ownership(con, model)
         as_text = text_columns(table, group_keys_of(config))
@@ -128,9 +135,11 @@ def run_model(config: Config, model: Model, source: Source, options: SyncOptions
         if watermark is not None and table.cursor:
             bound = LowerBound(table.cursor, watermark.lower_bound(con, table))
             log.debug("table %s: reading rows with %s >= %s", table.name, table.cursor, bound.value)
-        rows = source.read(table.source_table, model.source_columns, as_text, bound)
-        with ReadProgress(table.name, interactive=options.progress) as progress:
-            return run_once(con, model, progress.track(rows), options, watermark)
+
+        def read() -> pa.RecordBatchReader:
+            return source.read(table.source_table, model.source_columns, as_text, bound)
+
+        return run_once(con, model, read, options, watermark)
     finally:
         con.close()
 
@@ -142,9 +151,24 @@ def plan_model(config: Config, table: TableConfig, source: Source) -> Model:
     """
     group_keys = group_keys_of(config)
     schema = source.schema(table.source_table, text_columns(table, group_keys))
+    check_lookback(table, schema)
     if table.is_history:
         return plan_history(table, schema)
     return plan_events(table, schema, group_keys)
+
+
+def check_lookback(table: TableConfig, schema: pa.Schema) -> None:
+    """A lookback is a span of time: its cursor must hold times."""
+    if not table.lookback_seconds or not table.cursor or table.cursor not in schema.names:
+        return
+    kind = schema.field(table.cursor).type
+    if not (pa.types.is_timestamp(kind) or pa.types.is_date(kind)):
+        raise ConfigError(
+            f"table `{table.name}`: `lookback` needs a time cursor, and `{table.cursor}` "
+            f"holds {kind}; remove lookback, or choose a timestamp column as the cursor",
+            key="lookback",
+            table=table.name,
+        )
 
 
 def group_keys_of(config: Config) -> set[str]:
@@ -159,7 +183,8 @@ def group_keys_of(config: Config) -> set[str]:
 def text_columns(table: TableConfig, group_keys: set[str]) -> list[str]:
     """Columns whose written text is the value: ids, group keys, and a time not in epochs."""
     columns = [table.id_column]
-    if table.time_unit is None:
+    # A cursor keeps its sniffed type: the source compares it with the watermark.
+    if table.time_unit is None and table.time_source_column != table.cursor:
         columns.append(table.time_source_column)
     if not table.is_history:
         columns.extend(sorted(group_keys - set(columns)))
@@ -204,21 +229,23 @@ def check_disjoint(
 def run_once(
     con: duckdb.DuckDBPyConnection,
     model: Model,
-    rows: pa.RecordBatchReader,
+    read: Callable[[], pa.RecordBatchReader],
     options: SyncOptions,
     watermark: Watermark | None = None,
 ) -> RunRecord:
     """Apply one run in a single transaction; on failure roll back and record why.
 
-    A dry run goes through every step, then rolls back: its record says what a run would
-    do, and nothing of it, the record included, is kept.
+    The source is read inside the run, so a source that fails as it opens its rows is a
+    failed run like any other. A dry run goes through every step, then rolls back: its
+    record says what a run would do, and nothing of it, the record included, is kept.
     """
     table = model.table
     record = RunRecord(run_id=next_run_id(con), table_name=table.name, mode=table.mode)
     con.execute("BEGIN TRANSACTION")
     try:
-        con.register(SOURCE_ROWS, rows)
-        counts, model = apply_run(con, model, record.run_id)
+        with ReadProgress(table.name, interactive=options.progress) as progress:
+            con.register(SOURCE_ROWS, progress.track(read()))
+            counts, model = apply_run(con, model, record.run_id)
         record.count(counts)
         check_strict(table, counts, options)
         if table.mode == "append":
@@ -232,7 +259,8 @@ def run_once(
     except BaseException as error:
         con.execute("ROLLBACK")
         failure = as_run_error(table, error)
-        record_failure(con, record, failure or error)
+        if not options.dry_run:
+            record_failure(con, record, failure or error)
         if failure is None or failure is error:
             raise
         raise failure from error

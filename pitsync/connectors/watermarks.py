@@ -20,7 +20,7 @@ from pitsync.modeling.staging import STAGED
 from pitsync.quoting import quote_identifier
 from pitsync.store import WATERMARKS
 
-TIME_TYPES = ("TIMESTAMP", "TIMESTAMP WITH TIME ZONE", "DATE")
+TIME_TYPE_PREFIXES = ("TIMESTAMP", "DATE")  # TIMESTAMP_NS, TIMESTAMP WITH TIME ZONE...
 
 
 @dataclass(frozen=True)
@@ -36,7 +36,7 @@ class Watermark:
         value = row[0] if row else None
         if not table.lookback_seconds:
             return value
-        if self.type_name.upper() not in TIME_TYPES:
+        if not self.type_name.upper().startswith(TIME_TYPE_PREFIXES):
             raise ConfigError(
                 f"table `{table.name}`: `lookback` needs a time cursor, and `{table.cursor}` "
                 f"holds {self.type_name}; remove lookback",

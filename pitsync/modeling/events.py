@@ -98,6 +98,15 @@ class EventsModel:
             Rejection(f"{raw_time} IS NULL", "missing event time"),
             Rejection(f"{MOMENT} IS NULL", "unreadable event time"),
             *cursor_rejections(self.table),
+            *(
+                [
+                    Rejection(
+                        f"{quote_identifier(self.table.insert_id)} IS NULL", "missing insert id"
+                    )
+                ]
+                if self.table.mode == "append" and self.table.insert_id
+                else []
+            ),
         ]
 
     def select_good_rows(self) -> str:
@@ -109,6 +118,13 @@ class EventsModel:
             else:
                 columns.append(column)
         return f"SELECT {', '.join(columns)} FROM {STAGED} WHERE {REASON} IS NULL"
+
+
+def insert_id_rejections(table: TableConfig) -> list[Rejection]:
+    """An appended event without its insert id could never be matched again."""
+    if table.mode != "append" or not table.insert_id:
+        return []
+    return [Rejection(f"{quote_identifier(table.insert_id)} IS NULL", "missing insert id")]
 
 
 def plan_events(table: TableConfig, schema: pa.Schema, group_keys: set[str]) -> EventsModel:

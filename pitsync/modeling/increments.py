@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import logging
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 
 import duckdb
@@ -44,6 +45,8 @@ BATCH = "__pitsync_batch"
 CHANGED = "__pitsync_changed_keys"
 AFFECTED = "__pitsync_affected_entities"
 REMODELLED = "__pitsync_remodelled"
+ARRIVING = "__pitsync_arriving"  # append: the batch's rows not stored already
+REPLACED = "__pitsync_replaced"  # events: the stored events a run's events replace
 TOUCHED = "__pitsync_touched"  # append: the stored rows of the entities a run brings
 
 
@@ -61,8 +64,9 @@ def apply_run(
     if not table_exists(con, model.stored):
         return model.replace(con, run_id, rows_read, quarantined), model  # the first run
     if isinstance(model, EventsModel):
-        key = model.table.insert_id or ""
-        inserted, updated = merge_events(con, model.stored, model.select_good_rows(), key)
+        inserted, updated = merge_events(
+            con, model.stored, model.select_good_rows(), model.table.insert_id, model.table.cursor
+        )
         return ModelCounts(rows_read, inserted, quarantined, 0, updated), model
 
     stored = reconcile_columns(con, model)
@@ -202,11 +206,36 @@ def keep_touched(con: duckdb.DuckDBPyConnection, model: HistoryModel) -> None:
 
 
 def find_append_changes(con: duckdb.DuckDBPyConnection, model: HistoryModel) -> KeyChanges:
-    """The keys of the batch whose rows differ from the stored rows of the same key."""
-    at_keys = f"SELECT * FROM {TOUCHED} AS s SEMI JOIN {BATCH} AS b ON {same_key(model)}"
-    record_changed_keys(con, model, f"({at_keys})")
+    """The keys that get a new row: one not stored already, exactly, at its key.
+
+    Rows read again as stored (at the watermark, or inside the lookback) bring nothing,
+    even when only some of a key's stored rows are read again. A key's new rows replace
+    all of its stored rows.
+    """
+    entity = quote_identifier(model.table.id_column)
+    con.execute(
+        f"CREATE OR REPLACE TEMP TABLE {ARRIVING} AS SELECT b.* FROM {BATCH} AS b "
+        f"ANTI JOIN {TOUCHED} AS s ON {equal_rows(model)}"
+    )
+    con.execute(
+        f"CREATE OR REPLACE TEMP TABLE {CHANGED} AS "
+        f"SELECT DISTINCT {entity}, {START_TIME} FROM {ARRIVING}"
+    )
+    con.execute(
+        f"CREATE OR REPLACE TEMP TABLE {AFFECTED} AS SELECT DISTINCT {entity} FROM {CHANGED}"
+    )
     existed = count_changed_keys_in(con, model, TOUCHED)
     return KeyChanges(inserted=count_changed(con) - existed, updated=existed)
+
+
+def equal_rows(model: HistoryModel) -> str:
+    """Rows b and s are equal when every compared column is: NULL equals NULL, and each
+    column is compared on its own, so nothing is joined into text."""
+    names = [model.table.id_column, START_TIME, *model.kept]
+    return " AND ".join(
+        f"b.{quote_identifier(name)} IS NOT DISTINCT FROM s.{quote_identifier(name)}"
+        for name in names
+    )
 
 
 def find_mirror_changes(con: duckdb.DuckDBPyConnection, model: HistoryModel) -> KeyChanges:
@@ -223,16 +252,10 @@ def find_mirror_changes(con: duckdb.DuckDBPyConnection, model: HistoryModel) -> 
 def record_changed_keys(con: duckdb.DuckDBPyConnection, model: HistoryModel, stored: str) -> None:
     """The keys with a row on one side that has no equal row on the other.
 
-    Rows are equal when every compared column is: IS NOT DISTINCT FROM, column by column,
-    so NULL equals NULL and nothing is joined into text. Identical rows of one key count
-    once, as they mean one row (DESIGN rule 4).
+    Identical rows of one key count once, as they mean one row (DESIGN rule 4).
     """
     entity = quote_identifier(model.table.id_column)
-    names = [model.table.id_column, START_TIME, *model.kept]
-    equal = " AND ".join(
-        f"b.{quote_identifier(name)} IS NOT DISTINCT FROM s.{quote_identifier(name)}"
-        for name in names
-    )
+    equal = equal_rows(model)
     con.execute(
         f"CREATE OR REPLACE TEMP TABLE {CHANGED} AS "
         f"SELECT DISTINCT coalesce(b.{entity}, s.{entity}) AS {entity}, "
@@ -285,7 +308,7 @@ def remodel(
             f"SEMI JOIN {AFFECTED} AS a ON s.{entity} = a.{entity} "
             f"ANTI JOIN {CHANGED} AS b ON {same_key(model)}"
         )
-        parts = [remaining, f"{arriving} SEMI JOIN {CHANGED} AS b ON {same_key(model)}"]
+        parts = [remaining, f"SELECT {compared_columns(model)} FROM {ARRIVING}"]
     rows = " UNION ALL BY NAME ".join(f"({part})" for part in [shape, *parts])
     con.execute(f"CREATE OR REPLACE TEMP TABLE {REMODELLED} AS {ended_rows_sql(stored, rows)}")
     con.execute(
@@ -296,26 +319,45 @@ def remodel(
 
 
 def merge_events(
-    con: duckdb.DuckDBPyConnection, stored: str, rows: str, key: str
+    con: duckdb.DuckDBPyConnection,
+    stored: str,
+    rows: str,
+    insert_id: str | None,
+    cursor: str | None,
 ) -> tuple[int, int]:
-    """Insert the run's events, replacing stored ones of the same key; (new, replaced)."""
+    """Insert the run's events, replacing stored ones of the same key; (new, updated).
+
+    An event read again exactly as stored replaces itself and is no update. Without an
+    insert id, an event is known by all its columns but the cursor: loaded again with a
+    new load time, it is the same event.
+    """
     con.execute(f"CREATE OR REPLACE TEMP TABLE {BATCH} AS {rows}")
-    replaced = count(
-        con,
-        f"SELECT count(*) FROM {stored} AS s WHERE {key_of('s', key)} IN "
-        f"(SELECT {key_of('b', key)} FROM {BATCH} AS b)",
-    )
+    columns = [name for name in column_types(con, "main", BATCH, temporary=True)]
+    key = event_key(insert_id, [name for name in columns if name != cursor])
+    in_batch = f"{key('s')} IN (SELECT {key('b')} FROM {BATCH} AS b)"
     con.execute(
-        f"DELETE FROM {stored} AS s WHERE {key_of('s', key)} IN "
-        f"(SELECT {key_of('b', key)} FROM {BATCH} AS b)"
+        f"CREATE OR REPLACE TEMP TABLE {REPLACED} AS SELECT * FROM {stored} AS s WHERE {in_batch}"
     )
+    replaced = count(con, f"SELECT count(*) FROM {REPLACED}")
+    unchanged = count(
+        con,
+        f"SELECT count(*) FROM {BATCH} AS b WHERE hash(b) IN (SELECT hash(r) FROM {REPLACED} AS r)",
+    )
+    con.execute(f"DELETE FROM {stored} AS s WHERE {in_batch}")
     con.execute(f"INSERT INTO {stored} BY NAME SELECT * FROM {BATCH}")
     arrived = count(con, f"SELECT count(*) FROM {BATCH}")
-    return arrived - replaced, replaced
+    return arrived - replaced, replaced - unchanged
 
 
-def key_of(alias: str, key: str) -> str:
-    """An event's key: its insert id column, or (key '') a hash of the whole row."""
-    if key:
-        return f"{alias}.{quote_identifier(key)}"
-    return f"hash({alias})"
+def event_key(insert_id: str | None, columns: list[str]) -> Callable[[str], str]:
+    """An event's key under a table alias: its insert id, or a hash of the named columns."""
+    if insert_id:
+        return lambda alias: f"{alias}.{quote_identifier(insert_id)}"
+
+    def row_hash(alias: str) -> str:
+        fields = ", ".join(
+            f"{quote_identifier(name)} := {alias}.{quote_identifier(name)}" for name in columns
+        )
+        return f"hash(struct_pack({fields}))"
+
+    return row_hash
