@@ -175,7 +175,7 @@ class DatabaseSource:
             ).read_all()
         except Exception:
             return []
-        names = []
+        names: list[str] = []
         for catalog in objects.to_pylist():
             for schema in catalog.get("catalog_db_schemas") or []:
                 names.extend(entry["table_name"] for entry in schema.get("db_schema_tables") or [])

@@ -40,7 +40,7 @@ def select_columns(
     return query.sql(dialect=dialect)
 
 
-def at_or_past(column: str, dialect: str) -> exp.Expression:
+def at_or_past(column: str, dialect: str) -> exp.Expr:
     """`cursor >= ? OR cursor IS NULL`: rows without a cursor are read to be quarantined."""
     cursor = exp.column(column, quoted=True)
     return exp.or_(
@@ -73,7 +73,7 @@ SAMPLE_VALUES = {
 }
 
 
-def sqlite_column(field: pa.Field) -> exp.Expression:
+def sqlite_column(field: pa.Field) -> exp.Expr:
     """A column as read; a text column's numbers are made text by SQLite itself.
 
     Left to the driver, a REAL in a text column would be printed with six digits

@@ -14,7 +14,7 @@ from contextlib import AbstractContextManager
 
 import pyarrow as pa
 from rich.console import Console
-from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+from rich.progress import Progress, SpinnerColumn, TaskID, TextColumn, TimeElapsedColumn
 
 log = logging.getLogger(__name__)
 
@@ -31,7 +31,7 @@ class ReadProgress(AbstractContextManager["ReadProgress"]):
         self.last_logged = self.started
         self.interactive = sys.stderr.isatty() if interactive is None else interactive
         self.bar: Progress | None = None
-        self.task = None
+        self.task: TaskID | None = None
 
     def __enter__(self) -> ReadProgress:
         if self.interactive:

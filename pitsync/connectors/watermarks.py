@@ -34,7 +34,7 @@ class Watermark:
         """The value the next run reads from: the watermark, less the lookback."""
         row = con.execute(f"SELECT CAST(? AS {self.type_name})", [self.value]).fetchone()
         value = row[0] if row else None
-        if not table.lookback_seconds:
+        if not table.lookback_seconds or value is None:
             return value
         if not self.type_name.upper().startswith(TIME_TYPE_PREFIXES):
             raise ConfigError(

@@ -133,9 +133,9 @@ def plan_events(table: TableConfig, schema: pa.Schema, group_keys: set[str]) -> 
     keys = [table.event_column, table.id_column, table.time_column]
     for key, column in zip(("event_column", "id_column", "time_column"), keys, strict=True):
         require_column(column, names, key=key, table=table)
-    for key, column in (("cursor", table.cursor), ("insert_id", table.insert_id)):
-        if column is not None:
-            require_column(column, names, key=key, table=table)
+    for key, optional in (("cursor", table.cursor), ("insert_id", table.insert_id)):
+        if optional is not None:
+            require_column(optional, names, key=key, table=table)
 
     properties = [name for name in names if name not in keys]
     check_column_names(table, properties, EVENT_COLUMNS)

@@ -157,7 +157,7 @@ def plan_history(table: TableConfig, schema: pa.Schema) -> HistoryModel:
     start = table.time_source_column
     # The key columns, by the setting that names them. When a row was loaded (the cursor)
     # is no property of the entity, and neither is the tie-breaker.
-    settings = {"id_column": table.id_column, "start_time": start}
+    settings: dict[str, str | None] = {"id_column": table.id_column, "start_time": start}
     settings |= {"tie_breaker": table.tie_breaker, "cursor": table.cursor}
     for key, column in settings.items():
         if column is not None:

@@ -222,8 +222,14 @@ def match_then_test(
     join.set("on", exp.and_(*same_interval, *rest))
     join.set("kind", None)
     select = join.find_ancestor(exp.Select)
+    if select is None:  # a join always sits in a SELECT; sqlglot says so in its types only
+        raise QueryRefused("the as-of join must be part of a SELECT", sql=select_sql(join))
     select.set("joins", insert_before(select.args.get("joins") or [], join, asof))
     hide_from_star(select, [matched_id, matched_start])
+
+
+def select_sql(node: exp.Expr) -> str:
+    return node.root().sql("duckdb")
 
 
 def insert_before(joins: list[exp.Join], join: exp.Join, new: exp.Join) -> list[exp.Join]:
