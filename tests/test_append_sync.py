@@ -128,11 +128,14 @@ def test_rows_sharing_the_boundary_cursor_value_are_neither_lost_nor_doubled(
     assert [row[0] for row in project.query(INTERVALS)] == ["a", "b"]
 
 
+VERSIONED_DDL = (
+    "CREATE TABLE plans (company_id VARCHAR, plan VARCHAR, valid_from TIMESTAMPTZ, "
+    "version INTEGER, loaded_at TIMESTAMPTZ)"
+)
+
+
 def test_a_merge_keeps_earlier_ties_decided_by_the_tie_breaker(project: Project) -> None:
-    project.source_sql(
-        "CREATE TABLE plans (company_id VARCHAR, plan VARCHAR, valid_from TIMESTAMPTZ, "
-        "version INTEGER, loaded_at TIMESTAMPTZ)"
-    )
+    project.source_sql(VERSIONED_DDL)
     # Two rows for one key: version 2 (plan A) beats version 1 (plan B), though B > A.
     insert_rows(
         project,
@@ -396,10 +399,7 @@ def test_c08_rows_read_again_at_the_boundary_are_not_stored_twice(project: Proje
 
 
 def test_reading_again_part_of_a_tie_changes_nothing(project: Project) -> None:
-    project.source_sql(
-        "CREATE TABLE plans (company_id VARCHAR, plan VARCHAR, valid_from TIMESTAMPTZ, "
-        "version INTEGER, loaded_at TIMESTAMPTZ)"
-    )
+    project.source_sql(VERSIONED_DDL)
     # One key, two rows: version 2 (a) wins over version 1 (z), which was loaded later.
     insert_rows(
         project,
