@@ -98,15 +98,7 @@ class EventsModel:
             Rejection(f"{raw_time} IS NULL", "missing event time"),
             Rejection(f"{MOMENT} IS NULL", "unreadable event time"),
             *cursor_rejections(self.table),
-            *(
-                [
-                    Rejection(
-                        f"{quote_identifier(self.table.insert_id)} IS NULL", "missing insert id"
-                    )
-                ]
-                if self.table.mode == "append" and self.table.insert_id
-                else []
-            ),
+            *insert_id_rejections(self.table),
         ]
 
     def select_good_rows(self) -> str:
