@@ -68,18 +68,23 @@ def parse_arguments() -> argparse.Namespace:
     return parser.parse_args()
 
 
-def prepare_warehouse(args: argparse.Namespace) -> Path:
-    """A copy of the large sample warehouse with the history and its cursor column."""
-    built = DATA / f"warehouse-{args.companies}x10-1000.duckdb"
+def build_sample(companies: int) -> Path:
+    """The large sample warehouse, 10 history rows a company and few events, built once."""
+    built = DATA / f"warehouse-{companies}x10-1000.duckdb"
     if not built.exists():
         DATA.mkdir(exist_ok=True)
-        size = ["--companies", str(args.companies), "--rows-per-company", "10"]
+        size = ["--companies", str(companies), "--rows-per-company", "10"]
         size += ["--events", "1000", "--out", str(built)]
         subprocess.run(
             [sys.executable, str(ROOT / "sample_warehouse" / "build.py"), *size], check=True
         )
+    return built
+
+
+def prepare_warehouse(args: argparse.Namespace) -> Path:
+    """A copy of the large sample warehouse with the history and its cursor column."""
     warehouse = DATA / f"append-{args.companies}-warehouse.duckdb"
-    shutil.copyfile(built, warehouse)
+    shutil.copyfile(build_sample(args.companies), warehouse)
     import duckdb
 
     con = duckdb.connect(str(warehouse))
@@ -111,12 +116,13 @@ def add_rows(warehouse: Path) -> None:
     con.close()
 
 
-def write_config(path: Path, warehouse: Path, store: Path, mode: str) -> Path:
+def write_config(path: Path, warehouse: Path, store: Path, mode: str, table: str = TABLE) -> Path:
+    """A config syncing `table` of the warehouse as a company history in `mode`."""
     cursor = 'cursor = "loaded_at"\n' if mode == "append" else ""
     path.write_text(
         f'[store]\npath = "{store}"\n'
         f'[sources.warehouse]\ntype = "duckdb"\npath = "{warehouse}"\n'
-        f"[tables.{TABLE}]\n"
+        f"[tables.{table}]\n"
         'source = "warehouse"\nkind = "group_history"\nid_column = "company_id"\n'
         'group_key = "company_id"\nstart_time = "start_timestamp"\ntie_breaker = "updated_at"\n'
         f'mode = "{mode}"\n{cursor}',

@@ -13,11 +13,10 @@ from __future__ import annotations
 
 import argparse
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
-from append_sync import DATA, ROOT, line, measure
+from append_sync import DATA, build_sample, line, measure
+from append_sync import write_config as write_history_config
 
 TABLE = "company_plan_history"
 
@@ -46,16 +45,8 @@ def parse_arguments() -> argparse.Namespace:
 
 
 def prepare_warehouse(companies: int) -> Path:
-    built = DATA / f"warehouse-{companies}x10-1000.duckdb"
-    if not built.exists():
-        DATA.mkdir(exist_ok=True)
-        size = ["--companies", str(companies), "--rows-per-company", "10"]
-        size += ["--events", "1000", "--out", str(built)]
-        subprocess.run(
-            [sys.executable, str(ROOT / "sample_warehouse" / "build.py"), *size], check=True
-        )
     warehouse = DATA / f"mirror-{companies}-warehouse.duckdb"
-    shutil.copyfile(built, warehouse)
+    shutil.copyfile(build_sample(companies), warehouse)
     return warehouse
 
 
@@ -80,16 +71,7 @@ def change_one_percent(warehouse: Path) -> int:
 
 def write_config(warehouse: Path, store: Path, mode: str, companies: int) -> Path:
     path = DATA / f"mirror-{companies}-{mode}.toml"
-    path.write_text(
-        f'[store]\npath = "{store}"\n'
-        f'[sources.warehouse]\ntype = "duckdb"\npath = "{warehouse}"\n'
-        f"[tables.{TABLE}]\n"
-        'source = "warehouse"\nkind = "group_history"\nid_column = "company_id"\n'
-        'group_key = "company_id"\nstart_time = "start_timestamp"\ntie_breaker = "updated_at"\n'
-        f'mode = "{mode}"\n',
-        encoding="utf-8",
-    )
-    return path
+    return write_history_config(path, warehouse, store, mode, TABLE)
 
 
 if __name__ == "__main__":

@@ -145,15 +145,8 @@ def test_a_merge_keeps_earlier_ties_decided_by_the_tie_breaker(project: Project)
             ("c7", "B", "2024-01-01 00:00+00", 1, "2024-01-01 00:00+00"),
         ],
     )
-    project.configure(
-        "plans",
-        kind="group_history",
-        id_column="company_id",
-        group_key="company_id",
-        start_time="valid_from",
-        tie_breaker="version",
-        mode="append",
-        cursor="loaded_at",
+    configure_companies(
+        project, "plans", "valid_from", tie_breaker="version", mode="append", cursor="loaded_at"
     )
     project.sync("plans")
 
@@ -173,15 +166,7 @@ def test_an_integer_cursor_is_compared_as_a_number_not_as_text(project: Project)
         "version INTEGER)"
     )
     insert_rows(project, "plans", [("a", "free", "2024-01-01 00:00+00", 9)])
-    project.configure(
-        "plans",
-        kind="group_history",
-        id_column="company_id",
-        group_key="company_id",
-        start_time="valid_from",
-        mode="append",
-        cursor="version",
-    )
+    configure_companies(project, "plans", "valid_from", mode="append", cursor="version")
     project.sync("plans")
 
     # As text "10" < "9"; as numbers 10 >= 9, so the new row is read.

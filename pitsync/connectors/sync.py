@@ -341,5 +341,6 @@ def as_run_error(table: TableConfig, error: BaseException) -> PitsyncError | Non
 
 
 def describe(error: BaseException) -> str:
-    text = str(error).strip().splitlines()
-    return f"{type(error).__name__}: {text[0]}" if text else type(error).__name__
+    """`Kind: first line` of an error that is not pitsync's own."""
+    kind, text = type(error).__name__, first_line(error)
+    return kind if text == kind else f"{kind}: {text}"
