@@ -20,6 +20,7 @@ from rich.table import Table
 
 from pitsync import __version__
 from pitsync.config import CONFIG_ENV, load_config
+from pitsync.connectors.profile_updates import UpdateReport, apply_file
 from pitsync.connectors.engines import execute_on_postgres, execute_on_spark, plan_model_sql
 from pitsync.connectors.runs import RunRecord, read_runs
 from pitsync.connectors.schedule import Scheduler, scheduled_tables, sync_runner
@@ -149,6 +150,19 @@ def build_parser() -> argparse.ArgumentParser:
         "--table", action="append", metavar="NAME", help="only these tables (repeatable)"
     )
     schedule.set_defaults(handler=command_schedule)
+
+    engage = commands.add_parser(
+        "engage",
+        help="apply profile update records ($set, $add, ...) from JSON lines or a JSON array",
+        parents=[waiting],
+    )
+    engage.add_argument("file", help="the records: a file, or - for standard input")
+    engage.add_argument(
+        "--strict",
+        action="store_true",
+        help="apply nothing if any record is rejected",
+    )
+    engage.set_defaults(handler=command_engage)
 
     model = commands.add_parser(
         "model",
@@ -431,6 +445,29 @@ def command_schedule(args: argparse.Namespace) -> int:
     scheduler.stop_on_signals()
     scheduler.serve()
     return 0
+
+
+def command_engage(args: argparse.Namespace) -> int:
+    config = load_config(args.config)
+    report = apply_file(config, args.file, strict=args.strict, wait=args.wait)
+    print_update_report(report)
+    return 0
+
+
+def print_update_report(report: UpdateReport) -> None:
+    """Rejections and warnings on standard error, by line; the summary on standard output."""
+    messages = [*report.rejections, *(f"line {n}: {m}" for n, m in report.outcome.refused)]
+    for message in messages:
+        log.warning("rejected %s", message)
+    hidden = report.rejected + report.refused_for_limit - len(messages)
+    if hidden > 0:
+        log.warning("... and %d more rejected records (see the quarantine relation)", hidden)
+    for message in report.outcome.warnings:
+        log.warning("%s", message)
+    unshown = report.outcome.warning_count - len(report.outcome.warnings)
+    if unshown > 0:
+        log.warning("... and %d more warnings", unshown)
+    print(report.summary())
 
 
 def command_model(args: argparse.Namespace) -> int:

@@ -34,6 +34,8 @@ QUARANTINE = f"{INTERNAL_SCHEMA}.quarantine"
 SUPERSEDED = f"{INTERNAL_SCHEMA}.superseded"
 CATALOG = f"{INTERNAL_SCHEMA}.catalog"
 WATERMARKS = f"{INTERNAL_SCHEMA}.watermarks"
+PROFILES = f"{INTERNAL_SCHEMA}.profiles"
+PROFILE_PROPERTIES = f"{INTERNAL_SCHEMA}.profile_properties"
 
 # Every instant is stored as TIMESTAMPTZ; sessions run in UTC so nothing shifts on display.
 # (TimeZone is an ICU setting, so it is set after connecting, once ICU has loaded.)
@@ -85,6 +87,17 @@ CREATE TABLE IF NOT EXISTS {CATALOG} (
     group_key VARCHAR,
     stored_as VARCHAR NOT NULL,
     properties VARCHAR[] NOT NULL
+);
+CREATE TABLE IF NOT EXISTS {PROFILES} (
+    group_key VARCHAR NOT NULL,
+    profile_id VARCHAR NOT NULL,
+    last_seen TIMESTAMPTZ
+);
+CREATE TABLE IF NOT EXISTS {PROFILE_PROPERTIES} (
+    group_key VARCHAR NOT NULL,
+    profile_id VARCHAR NOT NULL,
+    name VARCHAR NOT NULL,
+    value JSON NOT NULL
 );
 """
 

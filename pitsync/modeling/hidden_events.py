@@ -1,4 +1,5 @@
-"""The public views: `events`, `all_events` (with hidden events), `quarantine` and `runs`.
+"""The public views: `events`, `all_events` (with hidden events), `quarantine`, `runs`,
+and the profile relations `user_profiles` and `group_profiles`.
 
 Every history row is a hidden event named after its table, at its start time, whose
 properties are the row's other columns. Hidden events are not stored twice: they are
@@ -15,6 +16,7 @@ from dataclasses import dataclass
 
 import duckdb
 
+from pitsync.modeling.profile_views import group_profiles_sql, user_profiles_sql
 from pitsync.modeling.staging import json_object_sql
 from pitsync.quoting import quote_identifier, quote_string
 from pitsync.store import CATALOG, QUARANTINE, RUNS, START_TIME, SUPERSEDED
@@ -85,6 +87,8 @@ def refresh_views(con: duckdb.DuckDBPyConnection) -> None:
         f"row_data FROM {QUARANTINE}"
     )
     con.execute(f"CREATE OR REPLACE VIEW main.runs AS SELECT * FROM {RUNS}")
+    con.execute(f"CREATE OR REPLACE VIEW main.user_profiles AS {user_profiles_sql(catalog)}")
+    con.execute(f"CREATE OR REPLACE VIEW main.group_profiles AS {group_profiles_sql(catalog)}")
 
 
 def visible_events_sql(catalog: list[CatalogEntry]) -> str:

@@ -1,0 +1,180 @@
+"""Applying profile updates to the store: one transaction for a whole file or import.
+
+Every producer stages batches of UPDATES and OPERATIONS (see modeling.profile_operators);
+this module runs them in one transaction, quarantines the rejected records with their
+line numbers, records the run, and rebuilds the public views. Either all the good records
+of a file apply, or (on a failure, or with --strict and a bad record) none do.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import duckdb
+import pyarrow as pa
+
+from pitsync.config import Config
+from pitsync.connectors.runs import RunRecord, next_run_id, utc_now, write_run
+from pitsync.connectors.update_files import array_records, is_json_array, line_batches, update_file
+from pitsync.errors import StrictModeError
+from pitsync.modeling.hidden_events import refresh_views
+from pitsync.modeling.profile_operators import (
+    UpdateOutcome,
+    apply_updates,
+    count,
+    scalar,
+    stage_schema,
+)
+from pitsync.modeling.profile_records import LINES, REJECTED, stage_records
+from pitsync.store import DEFAULT_WAIT_SECONDS, QUARANTINE, open_for_writing
+
+log = logging.getLogger(__name__)
+
+PROFILES_TABLE = "profiles"  # the table name profile runs are recorded under
+MAX_REJECTIONS_SHOWN = 100
+
+
+@dataclass
+class UpdateReport:
+    """What one file or import did: records read, applied and rejected, and the warnings."""
+
+    records: int = 0
+    rejected: int = 0
+    rejections: list[str] = field(default_factory=list)
+    outcome: UpdateOutcome = field(default_factory=UpdateOutcome)
+    run_id: int = 0
+
+    @property
+    def refused_for_limit(self) -> int:
+        return len(self.outcome.refused)
+
+    def summary(self) -> str:
+        o = self.outcome
+        rejected = self.rejected + self.refused_for_limit
+        return (
+            f"{o.applied} of {self.records} records applied to {o.profiles_changed} profiles "
+            f"({o.profiles_deleted} deleted); {rejected} rejected; {o.warning_count} warnings"
+        )
+
+
+Stager = Callable[[duckdb.DuckDBPyConnection], None]
+
+
+def apply_file(
+    config: Config, name: str, *, strict: bool = False, wait: float = DEFAULT_WAIT_SECONDS
+) -> UpdateReport:
+    """`pitsync engage FILE`: every record of a JSON lines or JSON array file, in order."""
+    with update_file(name) as path:
+        return run_updates(config, "engage", record_batches(path), strict, wait)
+
+
+def record_batches(path: Path) -> Iterator[Stager]:
+    """One stager per batch of lines; an array file is one batch."""
+    if is_json_array(path):
+        yield lambda con: array_records(con, path)
+        return
+    for batch in line_batches(path):
+        yield lambda con, batch=batch: register_lines(con, batch)
+
+
+def register_lines(con: duckdb.DuckDBPyConnection, batch: pa.RecordBatch) -> None:
+    con.register("__pitsync_line_batch", batch)
+    con.execute(f"CREATE OR REPLACE TEMP TABLE {LINES} AS SELECT * FROM __pitsync_line_batch")
+    con.unregister("__pitsync_line_batch")
+
+
+def run_updates(
+    config: Config,
+    mode: str,
+    batches: Iterator[Stager],
+    strict: bool,
+    wait: float,
+    stage: Callable[[duckdb.DuckDBPyConnection], None] = stage_records,
+) -> UpdateReport:
+    """Stage and fold each batch in one transaction; commit it whole, or nothing."""
+    con = open_for_writing(config.store_path, config.memory_limit, wait)
+    report = UpdateReport()
+    try:
+        report.run_id = next_run_id(con)
+        record = RunRecord(run_id=report.run_id, table_name=PROFILES_TABLE, mode=mode)
+        con.execute("BEGIN TRANSACTION")
+        try:
+            for stage_lines in batches:
+                stage_lines(con)
+                apply_batch(con, report, stage)
+            check_strict(report, strict)
+            finish(con, report, record)
+            con.execute("COMMIT")
+        except BaseException:
+            con.execute("ROLLBACK")
+            raise
+    finally:
+        con.close()
+    log.info("profiles: %s", report.summary())
+    return report
+
+
+def apply_batch(
+    con: duckdb.DuckDBPyConnection, report: UpdateReport, stage: Stager
+) -> None:
+    stage_schema(con)
+    stage(con)
+    report.records += count(con, LINES) - blank_lines(con)
+    quarantine_rejected(con, report)
+    apply_updates(con, report.outcome)
+
+
+def blank_lines(con: duckdb.DuckDBPyConnection) -> int:
+    return scalar(con, f"SELECT count(*) FROM {LINES} WHERE trim(text) = ''")
+
+
+def quarantine_rejected(con: duckdb.DuckDBPyConnection, report: UpdateReport) -> None:
+    """Rejected records go to quarantine, each with its line and reason."""
+    rejected = count(con, REJECTED)
+    if not rejected:
+        return
+    con.execute(
+        f"INSERT INTO {QUARANTINE} SELECT ?, ?, 'line ' || line || ': ' || reason, "
+        f"to_json(text) FROM {REJECTED}",
+        [report.run_id, PROFILES_TABLE],
+    )
+    shown = con.execute(
+        f"SELECT line, reason FROM {REJECTED} ORDER BY line LIMIT ?", [MAX_REJECTIONS_SHOWN]
+    ).fetchall()
+    room = MAX_REJECTIONS_SHOWN - len(report.rejections)
+    report.rejections.extend(f"line {line}: {reason}" for line, reason in shown[: max(room, 0)])
+    report.rejected += rejected
+
+
+def check_strict(report: UpdateReport, strict: bool) -> None:
+    rejected = report.rejected + report.refused_for_limit
+    if strict and rejected:
+        raise StrictModeError(
+            f"{rejected} records were rejected and --strict is set, so nothing was applied; "
+            "first: " + (report.rejections or [m for _, m in report.outcome.refused])[0],
+            table=PROFILES_TABLE,
+            quarantined=rejected,
+        )
+
+
+def finish(con: duckdb.DuckDBPyConnection, report: UpdateReport, record: RunRecord) -> None:
+    """Quarantine the limit refusals, rebuild the views, record the run."""
+    for line, message in report.outcome.refused:
+        con.execute(
+            f"INSERT INTO {QUARANTINE} VALUES (?, ?, ?, NULL)",
+            [report.run_id, PROFILES_TABLE, f"line {line}: {message}"],
+        )
+    refresh_views(con)
+    o = report.outcome
+    record.rows_read = report.records
+    record.inserted = o.applied
+    record.updated = o.profiles_changed
+    record.deleted = o.profiles_deleted
+    record.quarantined = report.rejected + report.refused_for_limit
+    record.entities_changed = o.profiles_changed
+    record.status = "succeeded"
+    record.finished_at = utc_now()
+    write_run(con, record)

@@ -1,0 +1,111 @@
+"""Files of profile update records: JSON lines, or one JSON array; `-` is standard input.
+
+JSON lines stream in Arrow batches of (line, text), each line numbered as it is in the
+file, so a bad record is reported by its line. A file whose first character (after
+white space) is `[` is one JSON array: DuckDB reads it whole and numbers its records from
+1. Standard input is first copied to a temporary file, so both shapes work there too.
+"""
+
+from __future__ import annotations
+
+import shutil
+import sys
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import duckdb
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.csv as pacsv
+
+from pitsync.errors import SourceError
+from pitsync.modeling.profile_records import LINES
+from pitsync.quoting import quote_string
+
+BATCH_BYTES = 32 << 20  # a block of this many bytes of lines is one batch
+UNIT_SEPARATOR = "\x1f"  # never raw inside JSON, so every line is one field
+
+LINE_SCHEMA = pa.schema([("line", pa.int64()), ("text", pa.string())])
+
+
+@contextmanager
+def update_file(name: str) -> Iterator[Path]:
+    """The path to read: the file itself, or a temporary copy of standard input."""
+    if name != "-":
+        path = Path(name)
+        if not path.is_file():
+            raise SourceError(f"no such file: {name}; give a JSON lines file, or - for stdin")
+        yield path
+        return
+    with tempfile.NamedTemporaryFile(prefix="pitsync-updates-", suffix=".json") as copy:
+        shutil.copyfileobj(sys.stdin.buffer, copy)
+        copy.flush()
+        yield Path(copy.name)
+
+
+def is_json_array(path: Path) -> bool:
+    with path.open("rb") as file:
+        head = file.read(4096).lstrip(b"\xef\xbb\xbf \t\r\n")
+    return head.startswith(b"[")
+
+
+def line_batches(path: Path) -> Iterator[pa.RecordBatch]:
+    """Numbered lines, a block at a time; blank lines keep their numbers and are skipped later."""
+    skipped: dict[int, str] = {}
+
+    def not_one_field(row: pacsv.InvalidRow) -> str:
+        # A raw unit separator splits the line; it is not JSON, and stays a numbered line.
+        skipped[row.number] = row.text
+        return "skip"
+
+    reader = pacsv.open_csv(
+        path,
+        read_options=pacsv.ReadOptions(column_names=["text"], block_size=BATCH_BYTES),
+        parse_options=pacsv.ParseOptions(
+            delimiter=UNIT_SEPARATOR,
+            quote_char=False,
+            escape_char=False,
+            ignore_empty_lines=False,
+            invalid_row_handler=not_one_field,
+        ),
+        convert_options=pacsv.ConvertOptions(
+            column_types={"text": pa.string()}, strings_can_be_null=False
+        ),
+    )
+    first = 1
+    for batch in reader:
+        numbers = numbered(batch, first)
+        for line in sorted(line for line in skipped if line >= first):
+            if batch.num_rows and line <= numbers[-1].as_py():
+                # Lines from a split one on are one further down the file.
+                numbers = pc.add(numbers, pc.cast(pc.greater_equal(numbers, line), pa.int64()))
+        yield pa.record_batch([numbers, batch.column(0)], schema=LINE_SCHEMA)
+        first = numbers[-1].as_py() + 1 if batch.num_rows else first
+        while first in skipped:
+            first += 1
+    if skipped:
+        lines, texts = zip(*sorted(skipped.items()), strict=True)
+        yield pa.record_batch([pa.array(lines, pa.int64()), pa.array(texts)], schema=LINE_SCHEMA)
+
+
+def numbered(batch: pa.RecordBatch, first: int) -> pa.Array:
+    """first, first + 1, ... for each row of the batch, computed in Arrow."""
+    ones = pc.if_else(pc.is_valid(batch.column(0)), 1, 1).cast(pa.int64())
+    return pc.add(pc.cumulative_sum(ones), first - 1)
+
+
+def array_records(con: duckdb.DuckDBPyConnection, path: Path) -> None:
+    """LINES from one JSON array: each element, numbered from 1."""
+    try:
+        con.execute(
+            f"CREATE OR REPLACE TEMP TABLE {LINES} AS "
+            "SELECT CAST(e.key AS BIGINT) + 1 AS line, CAST(e.value AS VARCHAR) AS text "
+            f"FROM read_text({quote_string(str(path))}) f, json_each(f.content) e"
+        )
+    except duckdb.Error as error:
+        raise SourceError(
+            f"{path} starts with `[` but is not one JSON array ({str(error).splitlines()[0]}); "
+            "write one JSON object a line, or one array of objects"
+        ) from error

@@ -1,0 +1,331 @@
+"""Profile updates: the operators ($set, $set_once, $add, $union, $append, $remove,
+$unset, $delete) applied to stored profiles, as SQL over a whole batch at once.
+
+A batch is two staged relations. UPDATES holds one row per accepted update record, in the
+order given (`line`); OPERATIONS holds one row per property an update names. Every
+producer (engage files, CSV imports, warehouse profile tables) stages these two, and this
+module folds them into the store:
+
+1. Per profile, a `$delete` wipes what came before it: the stored properties and the
+   values of the batch's earlier operations (which are still folded, for their warnings).
+2. Per property, the remaining operations are folded in order with `list_reduce`, starting
+   from the stored value. The fold keeps the value and the operations it refused (a list
+   operator on a non-list, `$add` on a non-number), so the refusals become warnings.
+3. A profile that would end with more than MAX_PROPERTIES properties is taken out of the
+   batch and its records are applied one by one, so that exactly the record that would
+   pass the limit is refused, whole. Only such profiles pay that cost.
+
+Values are JSON. A missing property is SQL NULL; a JSON null in `$set` removes the
+property, and in `$set_once` does nothing (a NULL means undefined, as everywhere in
+pitsync). Lists compare their items as minified JSON text.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import duckdb
+
+from pitsync.store import PROFILE_PROPERTIES, PROFILES
+
+UPDATES = "__pitsync_updates"
+OPERATIONS = "__pitsync_operations"
+DELETES = "__pitsync_deletes"
+FOLDED = "__pitsync_folded"
+CHANGES = "__pitsync_changes"
+HELD_UPDATES = "__pitsync_held_updates"
+HELD_OPERATIONS = "__pitsync_held_operations"
+OVER_LIMIT = "__pitsync_over_limit"
+
+MAX_PROPERTIES = 2000
+USER_KEY = ""  # the group_key column of user profiles, so one key covers both kinds
+MAX_MESSAGES = 100  # warnings kept as text per batch; all of them are counted
+
+# Staged relations, created empty by stage_schema; producers insert into them.
+UPDATES_COLUMNS = (
+    "line BIGINT, group_key VARCHAR, profile_id VARCHAR, operator VARCHAR, "
+    "update_time TIMESTAMPTZ, ignore_time BOOLEAN"
+)
+OPERATIONS_COLUMNS = (
+    "line BIGINT, group_key VARCHAR, profile_id VARCHAR, operator VARCHAR, position BIGINT, "
+    "name VARCHAR, value JSON"
+)
+
+
+@dataclass
+class UpdateOutcome:
+    """What a batch (or several) did, for the summary and the run record."""
+
+    applied: int = 0
+    profiles_changed: int = 0
+    profiles_deleted: int = 0
+    warning_count: int = 0
+    warnings: list[str] = field(default_factory=list)
+    refused: list[tuple[int, str]] = field(default_factory=list)
+
+    def warn(self, messages: list[str], count: int) -> None:
+        self.warning_count += count
+        self.warnings.extend(messages[: max(0, MAX_MESSAGES - len(self.warnings))])
+
+
+def stage_schema(con: duckdb.DuckDBPyConnection) -> None:
+    """Empty UPDATES and OPERATIONS for a producer to fill."""
+    con.execute(f"CREATE OR REPLACE TEMP TABLE {UPDATES} ({UPDATES_COLUMNS})")
+    con.execute(f"CREATE OR REPLACE TEMP TABLE {OPERATIONS} ({OPERATIONS_COLUMNS})")
+
+
+def apply_updates(con: duckdb.DuckDBPyConnection, outcome: UpdateOutcome) -> None:
+    """Fold the staged batch into the stored profiles (inside the caller's transaction)."""
+    fold(con)
+    if count(con, OVER_LIMIT):
+        hold_back_over_limit(con)
+        fold(con)
+        write(con, outcome)
+        apply_held_one_by_one(con, outcome)
+        return
+    write(con, outcome)
+
+
+def fold(con: duckdb.DuckDBPyConnection) -> None:
+    """CHANGES: each touched property's new value; OVER_LIMIT: profiles past the limit."""
+    con.execute(
+        f"CREATE OR REPLACE TEMP TABLE {DELETES} AS SELECT group_key, profile_id, "
+        f"max(line) AS deleted_at, count(*) AS deletes FROM {UPDATES} "
+        "WHERE operator = '$delete' GROUP BY ALL"
+    )
+    con.execute(f"CREATE OR REPLACE TEMP TABLE {FOLDED} AS {folded_sql()}")
+    con.execute(
+        f"CREATE OR REPLACE TEMP TABLE {CHANGES} AS SELECT f.group_key, f.profile_id, f.name, "
+        f"f.result FROM {FOLDED} f LEFT JOIN {DELETES} d USING (group_key, profile_id) "
+        "WHERE f.epoch = coalesce(d.deletes, 0)"
+    )
+    con.execute(f"CREATE OR REPLACE TEMP TABLE {OVER_LIMIT} AS {over_limit_sql()}")
+
+
+def folded_sql() -> str:
+    """Per (profile, property, epoch): the fold of its operations in order.
+
+    A profile's epoch is the number of its `$delete` records before an update: epoch 0
+    starts from the stored value, every later one from nothing. Only the last epoch's
+    values are kept, but every epoch's refusals are warned about, as they happened.
+    """
+    return f"""
+        WITH epochs AS (
+            SELECT line, sum(CAST(operator = '$delete' AS INTEGER)) OVER (
+                PARTITION BY group_key, profile_id ORDER BY line) AS epoch
+            FROM {UPDATES}
+        ), steps AS (
+            SELECT o.group_key, o.profile_id, o.name, e.epoch,
+                -- Sorting the list afterwards is much faster than list(... ORDER BY).
+                list_sort(list({{'line': o.line, 'position': o.position,
+                                 'operator': o.operator, 'value': o.value}})) AS steps
+            FROM {OPERATIONS} o JOIN epochs e USING (line) GROUP BY ALL
+        )
+        SELECT s.group_key, s.profile_id, s.name, s.epoch,
+            list_reduce(s.steps, lambda acc, x: {step_sql()},
+                {{'value': CASE WHEN s.epoch = 0 THEN p.value END,
+                  'refused': []::STRUCT(line BIGINT, operator VARCHAR, reason VARCHAR)[]}}
+            ) AS result
+        FROM steps s
+        LEFT JOIN {PROFILE_PROPERTIES} p USING (group_key, profile_id, name)
+    """
+
+
+def step_sql() -> str:
+    """One operator applied to the accumulated {value, refused}; `x` is the operation."""
+    current = "acc.value"
+    as_list = f"CAST({current} AS JSON[])"
+    payload_list = "CAST(x.value AS JSON[])"
+    unique_payload = f"list_filter({payload_list}, lambda e, i: list_position({payload_list}, e) = i)"
+    union = f"list_concat({as_list}, list_filter({unique_payload}, lambda e: NOT list_contains({as_list}, e)))"
+    return f"""CASE x.operator
+        WHEN '$set' THEN {kept(f"CASE WHEN json_type(x.value) = 'NULL' THEN NULL ELSE x.value END")}
+        WHEN '$unset' THEN {kept("NULL")}
+        WHEN '$set_once' THEN {kept(f"CASE WHEN {current} IS NULL AND json_type(x.value) <> 'NULL' THEN x.value ELSE {current} END")}
+        WHEN '$add' THEN CASE
+            WHEN {current} IS NULL THEN {kept("x.value")}
+            WHEN {is_number(current)} THEN {kept(sum_sql(current, "x.value"))}
+            ELSE {refused("is not numeric")} END
+        WHEN '$append' THEN CASE
+            WHEN {current} IS NULL THEN {kept("to_json([x.value])")}
+            WHEN {is_list(current)} THEN {kept(f"to_json(list_append({as_list}, x.value))")}
+            ELSE {refused("is not a list")} END
+        WHEN '$union' THEN CASE
+            WHEN {current} IS NULL THEN {kept(f"to_json({unique_payload})")}
+            WHEN {is_list(current)} THEN {kept(f"to_json({union})")}
+            ELSE {refused("is not a list")} END
+        WHEN '$remove' THEN CASE
+            WHEN {current} IS NULL THEN {kept("NULL")}
+            WHEN {is_list(current)} THEN {kept(f"to_json(list_filter({as_list}, lambda e: e <> x.value))")}
+            ELSE {refused("is not a list")} END
+        END"""
+
+
+def kept(value: str) -> str:
+    return f"{{'value': CAST({value} AS JSON), 'refused': acc.refused}}"
+
+
+def refused(reason: str) -> str:
+    entry = f"{{'line': x.line, 'operator': x.operator, 'reason': '{reason}'}}"
+    return f"{{'value': acc.value, 'refused': list_append(acc.refused, {entry})}}"
+
+
+def is_number(value: str) -> str:
+    return f"json_type({value}) IN ('BIGINT', 'UBIGINT', 'DOUBLE')"
+
+
+def is_list(value: str) -> str:
+    return f"json_type({value}) = 'ARRAY'"
+
+
+def sum_sql(left: str, right: str) -> str:
+    """Whole numbers add exactly (HUGEINT); anything else adds as DOUBLE."""
+    whole = f"json_type({left}) <> 'DOUBLE' AND json_type({right}) <> 'DOUBLE'"
+    return (
+        f"CASE WHEN {whole} THEN to_json(CAST({left} AS HUGEINT) + CAST({right} AS HUGEINT)) "
+        f"ELSE to_json(CAST({left} AS DOUBLE) + CAST({right} AS DOUBLE)) END"
+    )
+
+
+def over_limit_sql() -> str:
+    """Profiles whose properties after the batch would number more than the limit."""
+    return f"""
+        WITH defined AS (
+            SELECT group_key, profile_id, count(*) AS n FROM {CHANGES}
+            WHERE result.value IS NOT NULL GROUP BY ALL
+        ), untouched AS (
+            SELECT p.group_key, p.profile_id, count(*) AS n
+            FROM {PROFILE_PROPERTIES} p
+            SEMI JOIN defined USING (group_key, profile_id)
+            ANTI JOIN {DELETES} USING (group_key, profile_id)
+            ANTI JOIN {CHANGES} USING (group_key, profile_id, name)
+            GROUP BY ALL
+        )
+        SELECT group_key, profile_id, defined.n + coalesce(untouched.n, 0) AS properties
+        FROM defined LEFT JOIN untouched USING (group_key, profile_id)
+        WHERE defined.n + coalesce(untouched.n, 0) > {MAX_PROPERTIES}
+    """
+
+
+def write(con: duckdb.DuckDBPyConnection, outcome: UpdateOutcome) -> None:
+    """Replace the changed properties and the touched profiles; count what happened."""
+    collect_warnings(con, outcome)
+    con.execute(
+        f"DELETE FROM {PROFILE_PROPERTIES} p USING {DELETES} d "
+        "WHERE p.group_key = d.group_key AND p.profile_id = d.profile_id"
+    )
+    con.execute(
+        f"DELETE FROM {PROFILE_PROPERTIES} p USING {CHANGES} c WHERE p.group_key = c.group_key "
+        "AND p.profile_id = c.profile_id AND p.name = c.name"
+    )
+    con.execute(
+        f"INSERT INTO {PROFILE_PROPERTIES} SELECT group_key, profile_id, name, result.value "
+        f"FROM {CHANGES} WHERE result.value IS NOT NULL"
+    )
+    write_profiles(con, outcome)
+
+
+def write_profiles(con: duckdb.DuckDBPyConnection, outcome: UpdateOutcome) -> None:
+    """Every update but a final `$delete` leaves a profile; `$last_seen` is the last time."""
+    con.execute(f"""
+        CREATE OR REPLACE TEMP TABLE __pitsync_profile_changes AS
+        WITH live AS (
+            SELECT u.* FROM {UPDATES} u LEFT JOIN {DELETES} d USING (group_key, profile_id)
+            WHERE u.operator <> '$delete' AND (d.deleted_at IS NULL OR u.line > d.deleted_at)
+        ), seen AS (
+            SELECT group_key, profile_id,
+                arg_max(update_time, line) FILTER (WHERE NOT ignore_time) AS last_seen
+            FROM live GROUP BY ALL
+        )
+        SELECT s.group_key, s.profile_id,
+            coalesce(s.last_seen, CASE WHEN d.deleted_at IS NULL THEN p.last_seen END)
+                AS last_seen
+        FROM seen s
+        LEFT JOIN {DELETES} d USING (group_key, profile_id)
+        LEFT JOIN {PROFILES} p USING (group_key, profile_id)
+    """)
+    deleted = scalar(con, f"""
+        SELECT count(*) FROM {DELETES} d
+        SEMI JOIN {PROFILES} USING (group_key, profile_id)
+        ANTI JOIN __pitsync_profile_changes USING (group_key, profile_id)
+    """)
+    con.execute(
+        f"DELETE FROM {PROFILES} p USING (SELECT group_key, profile_id FROM {DELETES} "
+        "UNION SELECT group_key, profile_id FROM __pitsync_profile_changes) t "
+        "WHERE p.group_key = t.group_key AND p.profile_id = t.profile_id"
+    )
+    con.execute(f"INSERT INTO {PROFILES} SELECT * FROM __pitsync_profile_changes")
+    outcome.applied += count(con, UPDATES)
+    outcome.profiles_changed += count(con, "__pitsync_profile_changes")
+    outcome.profiles_deleted += deleted
+
+
+def collect_warnings(con: duckdb.DuckDBPyConnection, outcome: UpdateOutcome) -> None:
+    """The refused operations, as `line N: $append ignored for plan: plan is not a list`."""
+    refusals = f"""
+        SELECT r.line, r.operator, c.name, r.reason
+        FROM (SELECT name, unnest(result.refused) AS r FROM {FOLDED}) c
+    """
+    total = scalar(con, f"SELECT count(*) FROM ({refusals})")
+    if not total:
+        return
+    rows = con.execute(
+        f"SELECT line, operator, name, reason FROM ({refusals}) ORDER BY line, name LIMIT ?",
+        [MAX_MESSAGES],
+    ).fetchall()
+    messages = [f"line {line}: {op} ignored for {name}: {name} {why}" for line, op, name, why in rows]
+    outcome.warn(messages, total)
+
+
+def hold_back_over_limit(con: duckdb.DuckDBPyConnection) -> None:
+    """Move the over-limit profiles' records out of the batch, to apply them one by one."""
+    for staged, held in ((UPDATES, HELD_UPDATES), (OPERATIONS, HELD_OPERATIONS)):
+        con.execute(
+            f"CREATE OR REPLACE TEMP TABLE {held} AS SELECT * FROM {staged} "
+            f"SEMI JOIN {OVER_LIMIT} USING (group_key, profile_id)"
+        )
+        con.execute(
+            f"DELETE FROM {staged} s USING {OVER_LIMIT} o "
+            "WHERE s.group_key = o.group_key AND s.profile_id = o.profile_id"
+        )
+
+
+def apply_held_one_by_one(con: duckdb.DuckDBPyConnection, outcome: UpdateOutcome) -> None:
+    """Each held record alone: applied if the profile stays within the limit, else refused."""
+    lines = con.execute(f"SELECT line FROM {HELD_UPDATES} ORDER BY line").fetchall()
+    for (line,) in lines:
+        for staged, held in ((UPDATES, HELD_UPDATES), (OPERATIONS, HELD_OPERATIONS)):
+            con.execute(
+                f"CREATE OR REPLACE TEMP TABLE {staged} AS SELECT * FROM {held} WHERE line = ?",
+                [line],
+            )
+        fold(con)
+        over = con.execute(f"SELECT group_key, profile_id, properties FROM {OVER_LIMIT}")
+        rows = over.fetchall()
+        if not rows:
+            write(con, outcome)
+            continue
+        group_key, profile_id, properties = rows[0]
+        outcome.refused.append(
+            (
+                line,
+                f"update refused: {describe_profile(group_key, profile_id)} would have "
+                f"{properties} properties, more than {MAX_PROPERTIES}",
+            )
+        )
+
+
+def describe_profile(group_key: str, profile_id: str) -> str:
+    if group_key == USER_KEY:
+        return f"user {profile_id}"
+    return f"{group_key} {profile_id}"
+
+
+def count(con: duckdb.DuckDBPyConnection, relation: str) -> int:
+    return scalar(con, f"SELECT count(*) FROM {relation}")
+
+
+def scalar(con: duckdb.DuckDBPyConnection, sql: str, parameters: list | None = None) -> int:
+    """The one number a query gives; every row is fetched, so no result stays open."""
+    rows = con.execute(sql, parameters or []).fetchall()
+    return int(rows[0][0]) if rows and rows[0][0] is not None else 0

@@ -1,0 +1,239 @@
+"""Engage records: JSON update records read and checked in SQL, then staged for the fold.
+
+A record is one JSON object: `{"$distinct_id": ID, "$set": {...}}` for a user, or
+`{"$group_key": KEY, "$group_id": ID, "$set": {...}}` for a group, with one operator and
+optionally `$time` and `$ignore_time`. A record that cannot be applied whole (not JSON,
+not an object, no id, no or two operators, an unknown key, a value of the wrong type) is
+rejected with the first reason found; the other records of the batch still apply.
+
+Input: LINES (line BIGINT, text VARCHAR). Output: the fold's UPDATES and OPERATIONS, and
+REJECTED (line, reason, text).
+"""
+
+from __future__ import annotations
+
+import duckdb
+
+from pitsync.modeling.profile_operators import OPERATIONS, UPDATES, USER_KEY
+from pitsync.modeling.timestamps import text_sql
+from pitsync.quoting import quote_string
+
+LINES = "__pitsync_lines"
+RECORDS = "__pitsync_records"
+REJECTED = "__pitsync_rejected"
+
+OBJECT_OPERATORS = ("$set", "$set_once", "$add", "$union", "$append", "$remove")
+OPERATORS = (*OBJECT_OPERATORS, "$unset", "$delete")
+GROUP_REFUSED = ("$add", "$append")
+IDS = ("$distinct_id", "$group_key", "$group_id")
+# Clients send $token and $ip with every record; they say nothing about the profile.
+META = ("$time", "$ignore_time", "$token", "$ip")
+
+MAX_NAME_CHARACTERS = 255
+MAX_STRING_BYTES = 255
+MAX_NESTED_BYTES = 256 * 1024
+SECONDS_BELOW = 100_000_000_000  # a numeric $time below this is seconds, above it ms
+
+
+def stage_records(con: duckdb.DuckDBPyConnection) -> None:
+    """Check every line of LINES; stage the good ones, reject the rest with a reason."""
+    con.execute(f"CREATE OR REPLACE TEMP TABLE {RECORDS} AS {records_sql()}")
+    con.execute(f"CREATE OR REPLACE TEMP TABLE __pitsync_exploded AS {exploded_sql()}")
+    con.execute(f"CREATE OR REPLACE TEMP TABLE {REJECTED} AS {rejected_sql()}")
+    con.execute(f"INSERT INTO {UPDATES} {updates_sql()}")
+    con.execute(f"INSERT INTO {OPERATIONS} {operations_sql()}")
+
+
+def field(name: str) -> str:
+    """A top-level field of the record, by a JSON path that quotes the `$` name."""
+    return f"json_extract(record, {quote_string('$.' + chr(34) + name + chr(34))})"
+
+
+def sql_list(values: tuple[str, ...]) -> str:
+    return "[" + ", ".join(quote_string(value) for value in values) + "]"
+
+
+def records_sql() -> str:
+    """Each line parsed, with its operator, ids and time, and the first problem found."""
+    operators = "list_filter(keys, lambda k: list_contains(" + sql_list(OPERATORS) + ", k))"
+    unknown = (
+        "list_filter(keys, lambda k: NOT list_contains("
+        + sql_list((*OPERATORS, *IDS, *META))
+        + ", k))"
+    )
+    return f"""
+        WITH parsed AS (
+            SELECT line, text, CASE WHEN json_valid(text) THEN json(text) END AS record
+            FROM {LINES} WHERE trim(text) <> ''
+        ), keyed AS (
+            SELECT *, CASE WHEN json_type(record) = 'OBJECT' THEN json_keys(record) END AS keys
+            FROM parsed
+        ), fields AS (
+            SELECT line, text, record, keys,
+                {operators} AS operators, {unknown} AS unknown,
+                {field("$distinct_id")} AS distinct_id,
+                {field("$group_key")} AS group_key,
+                {field("$group_id")} AS group_id,
+                {field("$time")} AS update_time,
+                {field("$ignore_time")} AS ignore_time
+            FROM keyed
+        )
+        SELECT *, operators[1] AS operator, {field_of_operator()} AS payload,
+            {problem_sql()} AS problem,
+            {profile_id_sql()} AS profile_id,
+            CASE WHEN distinct_id IS NULL THEN json_extract_string(group_key, '$')
+                 ELSE {quote_string(USER_KEY)} END AS profile_key,
+            {time_sql("update_time")} AS parsed_time
+        FROM fields
+    """
+
+
+def field_of_operator() -> str:
+    return "json_extract(record, '$.\"' || operators[1] || '\"')"
+
+
+def is_id(value: str) -> str:
+    return f"(json_type({value}) IN ('BIGINT', 'UBIGINT') OR " + non_empty_text(value) + ")"
+
+
+def non_empty_text(value: str) -> str:
+    return f"(json_type({value}) = 'VARCHAR' AND json_extract_string({value}, '$') <> '')"
+
+
+def profile_id_sql() -> str:
+    return "json_extract_string(coalesce(distinct_id, group_id), '$')"
+
+
+def time_sql(value: str) -> str:
+    """$time: milliseconds (or seconds) since 1970, or ISO 8601 text; naive text is UTC."""
+    number = f"CAST({value} AS DOUBLE)"
+    text = f"json_extract_string({value}, '$')"
+    return f"""CASE
+        WHEN {value} IS NULL THEN now()
+        WHEN json_type({value}) IN ('BIGINT', 'UBIGINT', 'DOUBLE') THEN
+            try(to_timestamp(CASE WHEN abs({number}) < {SECONDS_BELOW} THEN {number}
+                                  ELSE {number} / 1000 END))
+        WHEN json_type({value}) = 'VARCHAR' THEN {text_sql(text, "'UTC'")}
+        END"""
+
+
+def problem_sql() -> str:
+    """The first reason a record cannot be applied, or NULL."""
+    group_refused = sql_list(GROUP_REFUSED)
+    return f"""CASE
+        WHEN record IS NULL THEN 'not JSON'
+        WHEN keys IS NULL THEN 'not a JSON object'
+        WHEN len(unknown) > 0 THEN 'unknown operator or key ' || unknown[1] ||
+            ': the operators are {", ".join(OPERATORS)}'
+        WHEN len(operators) = 0 THEN 'no operator: give one of {", ".join(OPERATORS)}'
+        WHEN len(operators) > 1 THEN 'one operator a record, and this one has ' ||
+            array_to_string(operators, ' and ')
+        WHEN distinct_id IS NOT NULL AND (group_key IS NOT NULL OR group_id IS NOT NULL) THEN
+            'both $distinct_id and $group_key/$group_id: a record updates one profile'
+        WHEN distinct_id IS NULL AND group_key IS NULL AND group_id IS NULL THEN
+            'no id: give $distinct_id, or $group_key and $group_id'
+        WHEN distinct_id IS NULL AND (group_key IS NULL OR group_id IS NULL) THEN
+            'a group update needs both $group_key and $group_id'
+        WHEN distinct_id IS NOT NULL AND NOT {is_id("distinct_id")} THEN
+            'no id: $distinct_id must be a non-empty string or an integer'
+        WHEN group_key IS NOT NULL AND NOT {non_empty_text("group_key")} THEN
+            'no id: $group_key must be a non-empty string'
+        WHEN group_id IS NOT NULL AND NOT {is_id("group_id")} THEN
+            'no id: $group_id must be a non-empty string or an integer'
+        WHEN group_key IS NOT NULL AND list_contains({group_refused}, operators[1]) THEN
+            operators[1] || ' is not available for group profiles (only for users)'
+        WHEN ignore_time IS NOT NULL AND json_type(ignore_time) <> 'BOOLEAN' THEN
+            'wrong value type: $ignore_time must be true or false'
+        WHEN update_time IS NOT NULL AND {time_sql("update_time")} IS NULL THEN
+            'wrong value type: $time must be milliseconds since 1970 or ISO 8601 text'
+        WHEN list_contains({sql_list(OBJECT_OPERATORS)}, operators[1])
+             AND json_type({field_of_operator()}) <> 'OBJECT' THEN
+            'wrong value type: ' || operators[1] || ' takes an object of properties'
+        WHEN operators[1] = '$unset' AND NOT coalesce(
+            json_type({field_of_operator()}) = 'ARRAY' AND list_bool_and(list_transform(
+                CAST({field_of_operator()} AS JSON[]), lambda e: json_type(e) = 'VARCHAR')),
+            false) THEN
+            'wrong value type: $unset takes a list of property names'
+        END"""
+
+
+def exploded_sql() -> str:
+    """One row per property an operator names, with its name and value cut to the limits."""
+    return f"""
+        SELECT r.line, r.operator, e.id AS position,
+            CASE WHEN r.operator = '$unset' THEN json_extract_string(e.value, '$')
+                 ELSE e.key END AS full_name,
+            CASE WHEN r.operator = '$unset' THEN NULL ELSE e.value END AS raw_value
+        FROM {RECORDS} r, json_each(r.payload) e
+        WHERE r.problem IS NULL AND r.operator <> '$delete'
+    """
+
+
+def value_problem_sql() -> str:
+    """Per property: a value its operator cannot take."""
+    return f"""CASE
+        WHEN full_name = '' THEN 'a property name is empty'
+        WHEN operator = '$add' AND json_type(raw_value) NOT IN ('BIGINT', 'UBIGINT', 'DOUBLE')
+            THEN 'wrong value type: $add takes numbers, and ' || full_name || ' is ' ||
+                 lower(json_type(raw_value))
+        WHEN operator = '$union' AND json_type(raw_value) <> 'ARRAY'
+            THEN 'wrong value type: $union takes a list for each property, and ' ||
+                 full_name || ' is ' || lower(json_type(raw_value))
+        WHEN json_type(raw_value) IN ('ARRAY', 'OBJECT') AND strlen(raw_value) > {MAX_NESTED_BYTES}
+            THEN 'the value of ' || left(full_name, 80) || ' is larger than 256 KB'
+        END"""
+
+
+def rejected_sql() -> str:
+    """Records with a problem of their own or in one of their values: first reason wins."""
+    return f"""
+        SELECT line, problem AS reason, text FROM {RECORDS} WHERE problem IS NOT NULL
+        UNION ALL
+        SELECT r.line, v.reason, r.text FROM {RECORDS} r JOIN (
+            SELECT line, arg_min(reason, position) AS reason FROM (
+                SELECT line, position, {value_problem_sql()} AS reason
+                FROM __pitsync_exploded
+            ) WHERE reason IS NOT NULL GROUP BY line
+        ) v USING (line)
+    """
+
+
+def updates_sql() -> str:
+    return f"""
+        SELECT line, profile_key, profile_id, operator, parsed_time,
+            coalesce(CAST(ignore_time AS BOOLEAN), false)
+        FROM {RECORDS} ANTI JOIN {REJECTED} USING (line)
+        WHERE problem IS NULL
+    """
+
+
+def operations_sql() -> str:
+    return f"""
+        SELECT e.line, r.profile_key, r.profile_id, e.operator, e.position,
+            left(e.full_name, {MAX_NAME_CHARACTERS}), {cut_value_sql("e.raw_value")}
+        FROM __pitsync_exploded e JOIN {RECORDS} r USING (line)
+        ANTI JOIN {REJECTED} USING (line)
+    """
+
+
+def cut_value_sql(value: str) -> str:
+    """Strings are cut to 255 bytes, at a character boundary; so are the items of a union."""
+    items = f"list_transform(CAST({value} AS JSON[]), lambda item: {cut_string_sql('item')})"
+    return (
+        f"CASE WHEN json_type({value}) = 'ARRAY' THEN to_json({items}) "
+        f"ELSE {cut_string_sql(value)} END"
+    )
+
+
+def cut_string_sql(value: str) -> str:
+    text = f"json_extract_string({value}, '$')"
+    # The longest prefix, in characters, whose UTF-8 form fits; at most 255 tries, and only
+    # for the rare string that is too long.
+    fits = (
+        f"list_max(list_filter(range(0, {MAX_STRING_BYTES} + 1), "
+        f"lambda k: strlen(left({text}, k)) <= {MAX_STRING_BYTES}))"
+    )
+    return (
+        f"CASE WHEN json_type({value}) = 'VARCHAR' AND strlen({text}) > {MAX_STRING_BYTES} "
+        f"THEN to_json(left({text}, {fits})) ELSE {value} END"
+    )
