@@ -81,11 +81,15 @@ def build_records(records: int, profiles: int) -> Path:
     import duckdb
 
     DATA.mkdir(exist_ok=True)
-    operator = "CASE " + " ".join(
-        f"WHEN draw < {bound} THEN json_object('$distinct_id', 'u' || profile, "
-        f"'{op}', {payload}, '$time', 1700000000000 + i)"
-        for bound, op, payload in MIX
-    ) + " END"
+    operator = (
+        "CASE "
+        + " ".join(
+            f"WHEN draw < {bound} THEN json_object('$distinct_id', 'u' || profile, "
+            f"'{op}', {payload}, '$time', 1700000000000 + i)"
+            for bound, op, payload in MIX
+        )
+        + " END"
+    )
     con = duckdb.connect()
     con.execute("SELECT setseed(0.42)")
     con.execute(f"""

@@ -20,8 +20,8 @@ from rich.table import Table
 
 from pitsync import __version__
 from pitsync.config import CONFIG_ENV, load_config
-from pitsync.connectors.profile_updates import UpdateReport, apply_file
 from pitsync.connectors.engines import execute_on_postgres, execute_on_spark, plan_model_sql
+from pitsync.connectors.profile_updates import UpdateReport, apply_file
 from pitsync.connectors.runs import RunRecord, read_runs
 from pitsync.connectors.schedule import Scheduler, scheduled_tables, sync_runner
 from pitsync.connectors.sync import SyncOptions, sync_tables

@@ -8,6 +8,7 @@ of a file apply, or (on a failure, or with --strict and a bad record) none do.
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -77,10 +78,10 @@ def record_batches(path: Path) -> Iterator[Stager]:
         yield lambda con: array_records(con, path)
         return
     for batch in line_batches(path):
-        yield lambda con, batch=batch: register_lines(con, batch)
+        yield functools.partial(register_lines, batch=batch)
 
 
-def register_lines(con: duckdb.DuckDBPyConnection, batch: pa.RecordBatch) -> None:
+def register_lines(con: duckdb.DuckDBPyConnection, *, batch: pa.RecordBatch) -> None:
     con.register("__pitsync_line_batch", batch)
     con.execute(f"CREATE OR REPLACE TEMP TABLE {LINES} AS SELECT * FROM __pitsync_line_batch")
     con.unregister("__pitsync_line_batch")
@@ -117,9 +118,7 @@ def run_updates(
     return report
 
 
-def apply_batch(
-    con: duckdb.DuckDBPyConnection, report: UpdateReport, stage: Stager
-) -> None:
+def apply_batch(con: duckdb.DuckDBPyConnection, report: UpdateReport, stage: Stager) -> None:
     stage_schema(con)
     stage(con)
     report.records += count(con, LINES) - blank_lines(con)

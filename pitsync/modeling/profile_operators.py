@@ -135,13 +135,16 @@ def step_sql() -> str:
     """One operator applied to the accumulated {value, refused}; `x` is the operation."""
     current = "acc.value"
     as_list = f"CAST({current} AS JSON[])"
-    payload_list = "CAST(x.value AS JSON[])"
-    unique_payload = f"list_filter({payload_list}, lambda e, i: list_position({payload_list}, e) = i)"
-    union = f"list_concat({as_list}, list_filter({unique_payload}, lambda e: NOT list_contains({as_list}, e)))"
+    payload = "CAST(x.value AS JSON[])"
+    # A union's own duplicates count once: keep each item where it first appears.
+    unique_payload = f"list_filter({payload}, lambda e, i: list_position({payload}, e) = i)"
+    new_items = f"list_filter({unique_payload}, lambda e: NOT list_contains({as_list}, e))"
+    given = "CASE WHEN json_type(x.value) = 'NULL' THEN NULL ELSE x.value END"
+    once = f"CASE WHEN {current} IS NULL THEN {given} ELSE {current} END"
     return f"""CASE x.operator
-        WHEN '$set' THEN {kept(f"CASE WHEN json_type(x.value) = 'NULL' THEN NULL ELSE x.value END")}
+        WHEN '$set' THEN {kept(given)}
         WHEN '$unset' THEN {kept("NULL")}
-        WHEN '$set_once' THEN {kept(f"CASE WHEN {current} IS NULL AND json_type(x.value) <> 'NULL' THEN x.value ELSE {current} END")}
+        WHEN '$set_once' THEN {kept(once)}
         WHEN '$add' THEN CASE
             WHEN {current} IS NULL THEN {kept("x.value")}
             WHEN {is_number(current)} THEN {kept(sum_sql(current, "x.value"))}
@@ -152,13 +155,18 @@ def step_sql() -> str:
             ELSE {refused("is not a list")} END
         WHEN '$union' THEN CASE
             WHEN {current} IS NULL THEN {kept(f"to_json({unique_payload})")}
-            WHEN {is_list(current)} THEN {kept(f"to_json({union})")}
+            WHEN {is_list(current)} THEN {kept(f"to_json(list_concat({as_list}, {new_items}))")}
             ELSE {refused("is not a list")} END
         WHEN '$remove' THEN CASE
             WHEN {current} IS NULL THEN {kept("NULL")}
-            WHEN {is_list(current)} THEN {kept(f"to_json(list_filter({as_list}, lambda e: e <> x.value))")}
+            WHEN {is_list(current)} THEN {kept(without_sql(as_list))}
             ELSE {refused("is not a list")} END
         END"""
+
+
+def without_sql(items: str) -> str:
+    """`$remove` takes out every copy of the value."""
+    return f"to_json(list_filter({items}, lambda e: e <> x.value))"
 
 
 def kept(value: str) -> str:
@@ -244,11 +252,14 @@ def write_profiles(con: duckdb.DuckDBPyConnection, outcome: UpdateOutcome) -> No
         LEFT JOIN {DELETES} d USING (group_key, profile_id)
         LEFT JOIN {PROFILES} p USING (group_key, profile_id)
     """)
-    deleted = scalar(con, f"""
+    deleted = scalar(
+        con,
+        f"""
         SELECT count(*) FROM {DELETES} d
         SEMI JOIN {PROFILES} USING (group_key, profile_id)
         ANTI JOIN __pitsync_profile_changes USING (group_key, profile_id)
-    """)
+    """,
+    )
     con.execute(
         f"DELETE FROM {PROFILES} p USING (SELECT group_key, profile_id FROM {DELETES} "
         "UNION SELECT group_key, profile_id FROM __pitsync_profile_changes) t "
@@ -273,7 +284,10 @@ def collect_warnings(con: duckdb.DuckDBPyConnection, outcome: UpdateOutcome) -> 
         f"SELECT line, operator, name, reason FROM ({refusals}) ORDER BY line, name LIMIT ?",
         [MAX_MESSAGES],
     ).fetchall()
-    messages = [f"line {line}: {op} ignored for {name}: {name} {why}" for line, op, name, why in rows]
+    messages = [
+        f"line {line}: {operator} ignored for {name}: {name} {why}"
+        for line, operator, name, why in rows
+    ]
     outcome.warn(messages, total)
 
 

@@ -28,19 +28,18 @@ EMPTY_HISTORY = (
 def user_profiles_sql(catalog: list[CatalogEntry]) -> str:
     tables = [entry for entry in catalog if entry.kind == "user_history"]
     merged = merged_profiles_sql(USER_KEY, tables)
-    return (
-        f"SELECT profile_id AS distinct_id, properties, last_seen FROM ({merged})"
-    )
+    return f"SELECT profile_id AS distinct_id, properties, last_seen FROM ({merged})"
 
 
 def group_profiles_sql(catalog: list[CatalogEntry]) -> str:
     """Every group key's profiles, one UNION part per key that has history or profiles."""
-    keys = sorted({entry.group_key for entry in catalog if entry.kind == "group_history"})
+    keys = sorted(
+        {entry.group_key for entry in catalog if entry.kind == "group_history" and entry.group_key}
+    )
     parts = [
         f"SELECT {quote_string(key)} AS group_key, profile_id AS group_id, properties, "
         f"last_seen FROM ({merged_profiles_sql(key, group_tables(catalog, key))})"
         for key in keys
-        if key
     ]
     stored_only = (
         "SELECT group_key, profile_id AS group_id, properties, last_seen FROM "
