@@ -39,7 +39,9 @@ CONFIG_ENV = "PITSYNC_CONFIG"
 DEFAULT_CONFIG = "pitsync.toml"
 
 SourceType = Literal["duckdb", "parquet", "csv", "sqlite", "postgres", "snowflake", "bigquery"]
-TableKind = Literal["group_history", "user_history", "events"]
+TableKind = Literal["group_history", "user_history", "events", "user_profiles", "group_profiles"]
+HISTORY_KINDS = ("user_history", "group_history")
+PROFILE_KINDS = ("user_profiles", "group_profiles")
 SyncMode = Literal["full", "append", "mirror"]
 TimeUnit = Literal["s", "ms", "us"]
 
@@ -67,6 +69,9 @@ TABLE_KEYS = {
 }
 HISTORY_ONLY_KEYS = {"group_key", "start_time", "tie_breaker"}
 EVENTS_ONLY_KEYS = {"time_column", "event_column"}
+# A profile row sets properties now: it has no start, no event time, no tie to break.
+NOT_FOR_PROFILES = {"start_time", "tie_breaker", "time_column", "event_column", "timezone"}
+NOT_FOR_PROFILES |= {"time_unit", "insert_id"}
 
 # Names the store gives its own relations; a history table (stored under its own name) may
 # not take them. Events tables are stored apart, so `events` is a fine name for one.
@@ -112,7 +117,11 @@ class TableConfig:
 
     @property
     def is_history(self) -> bool:
-        return self.kind != "events"
+        return self.kind in HISTORY_KINDS
+
+    @property
+    def is_profiles(self) -> bool:
+        return self.kind in PROFILE_KINDS
 
     @property
     def time_source_column(self) -> str:
@@ -346,6 +355,12 @@ def mode_fields(raw: dict[str, Any], kind: TableKind, *, where: str) -> dict[str
             '"mirror" compares history rows by their key',
             key="mode",
         )
+    if mode == "mirror" and kind in PROFILE_KINDS:
+        raise ConfigError(
+            f'{where}: profile tables sync in mode "full" or "append": each row sets its '
+            'profile\'s properties, and a row gone from the source deletes nothing',
+            key="mode",
+        )
     if mode != "append":
         reason = f'mode = "{mode}" reads the whole table'
         refuse_keys(raw, {"cursor", "lookback", "insert_id"}, where=where, reason=reason)
@@ -406,6 +421,11 @@ def kind_fields(raw: dict[str, Any], kind: TableKind, *, where: str) -> dict[str
             "time_column": text_value(raw, "time_column", where=where, default="time"),
             "event_column": text_value(raw, "event_column", where=where, default="event"),
         }
+    if kind in PROFILE_KINDS:
+        fields = {"id_column": text_value(raw, "id_column", where=where)}
+        if kind == "group_profiles":
+            fields["group_key"] = text_value(raw, "group_key", where=where)
+        return fields
     fields = {
         "id_column": text_value(raw, "id_column", where=where),
         "start_time": text_value(raw, "start_time", where=where),
@@ -419,7 +439,9 @@ def kind_fields(raw: dict[str, Any], kind: TableKind, *, where: str) -> dict[str
 def check_kind_keys(raw: dict[str, Any], kind: TableKind, *, where: str) -> None:
     """Refuse keys that mean nothing for this kind of table."""
     wrong = EVENTS_ONLY_KEYS if kind != "events" else HISTORY_ONLY_KEYS
-    if kind == "user_history":
+    if kind in PROFILE_KINDS:
+        wrong = NOT_FOR_PROFILES
+    if kind in ("user_history", "user_profiles"):
         wrong = wrong | {"group_key"}
     for key in sorted(wrong & raw.keys()):
         raise ConfigError(f'{where}: `{key}` does not apply to kind = "{kind}"; remove it', key=key)

@@ -53,7 +53,9 @@ def plan_model_sql(
     """The view statements for a history table (and an events table joined with it)."""
     history = config.table(history_name)
     if not history.is_history:
-        raise ConfigError(f"table `{history_name}` is an events table; model a history table")
+        raise ConfigError(
+            f"table `{history_name}` is a {history.kind} table; model a history table"
+        )
     schema = source_schema(config, history)
     properties = plan_history(history, schema).properties
     ordered = [*properties, *([history.tie_breaker] if history.tie_breaker else [])]
@@ -100,8 +102,8 @@ def is_plain_text(field: pa.Field) -> bool:
 
 def events_table(config: Config, name: str, history: TableConfig) -> TableConfig:
     events = config.table(name)
-    if events.is_history:
-        raise ConfigError(f"--events `{name}` is a history table; name an events table")
+    if events.kind != "events":
+        raise ConfigError(f"--events `{name}` is a {events.kind} table; name an events table")
     if events.source != history.source:
         raise ConfigError(
             f"--events `{name}` reads source `{events.source}`, `{history.name}` reads "

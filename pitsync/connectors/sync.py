@@ -46,6 +46,7 @@ from pitsync.modeling.hidden_events import (
 )
 from pitsync.modeling.increments import apply_run
 from pitsync.modeling.intervals import HistoryModel, ModelCounts, plan_history
+from pitsync.modeling.profile_tables import ProfilesModel, plan_profiles
 from pitsync.modeling.staging import SOURCE_ROWS
 from pitsync.store import DEFAULT_WAIT_SECONDS, StoreInUse, open_for_writing
 
@@ -54,7 +55,7 @@ log = logging.getLogger(__name__)
 # How DuckDB reports an exception raised by a Python stream it was reading.
 STREAM_FAILURE = re.compile(r"registered as '\w+' failed: (?:Unknown error: )?(.*?)\. Detail:")
 
-Model = HistoryModel | EventsModel
+Model = HistoryModel | EventsModel | ProfilesModel
 
 
 @dataclass(frozen=True)
@@ -154,6 +155,8 @@ def plan_model(config: Config, table: TableConfig, source: Source) -> Model:
     check_lookback(table, schema)
     if table.is_history:
         return plan_history(table, schema)
+    if table.is_profiles:
+        return plan_profiles(table, schema)
     return plan_events(table, schema, group_keys)
 
 
@@ -183,10 +186,12 @@ def group_keys_of(config: Config) -> set[str]:
 def text_columns(table: TableConfig, group_keys: set[str]) -> list[str]:
     """Columns whose written text is the value: ids, group keys, and a time not in epochs."""
     columns = [table.id_column]
+    if table.is_profiles:
+        return columns
     # A cursor keeps its sniffed type: the source compares it with the watermark.
     if table.time_unit is None and table.time_source_column != table.cursor:
         columns.append(table.time_source_column)
-    if not table.is_history:
+    if table.kind == "events":
         columns.extend(sorted(group_keys - set(columns)))
     return columns
 
@@ -245,7 +250,7 @@ def run_once(
     try:
         with ReadProgress(table.name, interactive=options.progress) as progress:
             con.register(SOURCE_ROWS, progress.track(read()))
-            counts, model = apply_run(con, model, record.run_id)
+            counts, model = apply_model(con, model, record.run_id)
         record.count(counts)
         check_strict(table, counts, options)
         if table.mode == "append":
@@ -276,6 +281,15 @@ def run_once(
         record.seconds,
     )
     return record
+
+
+def apply_model(
+    con: duckdb.DuckDBPyConnection, model: Model, run_id: int
+) -> tuple[ModelCounts, Model]:
+    """Profile tables fold their rows as updates in either mode; the others by their mode."""
+    if isinstance(model, ProfilesModel):
+        return model.apply(con, run_id), model
+    return apply_run(con, model, run_id)
 
 
 def check_strict(table: TableConfig, counts: ModelCounts, options: SyncOptions) -> None:

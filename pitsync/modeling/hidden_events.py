@@ -16,6 +16,7 @@ from dataclasses import dataclass
 
 import duckdb
 
+from pitsync.config import HISTORY_KINDS
 from pitsync.modeling.profile_views import group_profiles_sql, user_profiles_sql
 from pitsync.modeling.staging import json_object_sql
 from pitsync.quoting import quote_identifier, quote_string
@@ -40,7 +41,11 @@ class CatalogEntry:
 
     @property
     def is_history(self) -> bool:
-        return self.kind != "events"
+        return self.kind in HISTORY_KINDS
+
+    @property
+    def is_events(self) -> bool:
+        return self.kind == "events"
 
 
 def record_in_catalog(con: duckdb.DuckDBPyConnection, entry: CatalogEntry) -> None:
@@ -98,7 +103,7 @@ def visible_events_sql(catalog: list[CatalogEntry]) -> str:
         + "".join(f", {quote_identifier(name)}" for name in entry.properties)
         + f" FROM {entry.stored_as}"
         for entry in catalog
-        if not entry.is_history
+        if entry.is_events
     ]
     return " UNION ALL BY NAME ".join(parts) if parts else EMPTY_EVENTS
 

@@ -99,8 +99,8 @@ def history_now_sql(entry: CatalogEntry) -> str:
     if not entry.properties:
         return EMPTY_HISTORY
     return (
-        f"SELECT * FROM (UNPIVOT INCLUDE NULLS (SELECT CAST({entity} AS VARCHAR) AS "
-        f"__pitsync_profile_id, {columns} FROM {entry.stored_as} "
+        f"SELECT * FROM (SELECT CAST({entity} AS VARCHAR) AS __pitsync_profile_id, {columns} "
+        f"FROM {entry.stored_as} "
         f"WHERE {START_TIME} <= now() AND ({END_TIME} IS NULL OR {END_TIME} > now())) "
-        f"ON {names} INTO NAME name VALUE value) AS h(profile_id, name, value)"
+        f"UNPIVOT INCLUDE NULLS (value FOR name IN ({names})) AS h(profile_id, name, value)"
     )

@@ -1,0 +1,136 @@
+"""Warehouse profile tables: each row sets its profile's properties, as a `$set` would.
+
+`kind = "user_profiles"` (or `"group_profiles"` with a `group_key`) names a table whose
+rows are profiles: the id column, then one column per property. A run turns every good
+row into a `$set` of its columns (a NULL removes the property, as NULL means undefined
+everywhere) and folds them with the other profile updates. In append mode only the rows
+past the watermark are read, so only they set anything.
+
+Rows of one id in one run apply in cursor order, then in the order of their values, so a
+run's result never depends on how the source returned them; each extra row of an id is
+counted as a conflict. A row from a warehouse is no sign of activity, so a sync leaves
+`$last_seen` as it was.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import duckdb
+import pyarrow as pa
+
+from pitsync.config import TableConfig
+from pitsync.modeling.intervals import ModelCounts, cursor_rejections, require_column
+from pitsync.modeling.profile_operators import (
+    OPERATIONS,
+    UPDATES,
+    USER_KEY,
+    UpdateOutcome,
+    apply_updates,
+    stage_schema,
+)
+from pitsync.modeling.profile_records import MAX_NAME_CHARACTERS, cut_string_sql
+from pitsync.modeling.staging import (
+    REASON,
+    STAGED,
+    DerivedColumn,
+    Rejection,
+    check_column_names,
+    count,
+    json_object_sql,
+    quarantine_rows,
+    stage_rows,
+)
+from pitsync.quoting import quote_identifier, quote_string
+from pitsync.store import PROFILES
+
+ENTITY = "__pitsync_entity"
+ORDERED = "__pitsync_profile_rows"
+
+
+@dataclass(frozen=True)
+class ProfilesModel:
+    """How one profile table's columns become `$set` updates."""
+
+    table: TableConfig
+    source_columns: list[str]
+    properties: list[str]
+
+    @property
+    def relation(self) -> str:
+        return PROFILES
+
+    @property
+    def group_key(self) -> str:
+        return self.table.group_key or USER_KEY
+
+    def apply(self, con: duckdb.DuckDBPyConnection, run_id: int) -> ModelCounts:
+        """Stage and quarantine the rows, then fold them into the profiles."""
+        stage_rows(con, self.derived_columns(), self.rejections())
+        quarantined = quarantine_rows(
+            con, table=self.table.name, run_id=run_id, source_columns=self.source_columns
+        )
+        rows_read = count(con, f"SELECT count(*) FROM {STAGED}")
+        self.stage_updates(con)
+        outcome = UpdateOutcome()
+        apply_updates(con, outcome)
+        good = rows_read - quarantined
+        conflicts = good - count(con, f"SELECT count(DISTINCT profile_id) FROM {UPDATES}")
+        return ModelCounts(
+            rows_read=rows_read,
+            inserted=outcome.applied,
+            quarantined=quarantined + len(outcome.refused),
+            conflicts=conflicts,
+            entities_changed=outcome.profiles_changed,
+        )
+
+    def derived_columns(self) -> list[DerivedColumn]:
+        entity = f"CAST(src.{quote_identifier(self.table.id_column)} AS VARCHAR)"
+        return [DerivedColumn(ENTITY, entity)]
+
+    def rejections(self) -> list[Rejection]:
+        return [
+            Rejection(f"{ENTITY} IS NULL OR {ENTITY} = ''", "missing id"),
+            *cursor_rejections(self.table),
+        ]
+
+    def stage_updates(self, con: duckdb.DuckDBPyConnection) -> None:
+        """UPDATES: one `$set` a good row, in a fixed order; OPERATIONS: its columns."""
+        stage_schema(con)
+        values = ", ".join(
+            f"{cut_string_sql(f'to_json({quote_identifier(name)})')} AS {quote_identifier(name)}"
+            for name in self.properties
+        )
+        order = [quote_identifier(self.table.cursor)] if self.table.cursor else []
+        order += [ENTITY, f"CAST({json_object_sql(self.properties)} AS VARCHAR)"]
+        con.execute(
+            f"CREATE OR REPLACE TEMP TABLE {ORDERED} AS SELECT "
+            f"row_number() OVER (ORDER BY {', '.join(order)}) AS line, {ENTITY}"
+            + (f", {values}" if values else "")
+            + f" FROM {STAGED} WHERE {REASON} IS NULL"
+        )
+        key = quote_string(self.group_key)
+        con.execute(
+            f"INSERT INTO {UPDATES} SELECT line, {key}, {ENTITY}, '$set', now(), true "
+            f"FROM {ORDERED}"
+        )
+        if not self.properties:
+            return
+        names = ", ".join(quote_identifier(name) for name in self.properties)
+        con.execute(
+            f"INSERT INTO {OPERATIONS} SELECT line, {key}, {ENTITY}, '$set', 0, "
+            f"left(name, {MAX_NAME_CHARACTERS}), coalesce(value, 'null') FROM {ORDERED} "
+            f"UNPIVOT INCLUDE NULLS (value FOR name IN ({names}))"
+        )
+
+
+def plan_profiles(table: TableConfig, schema: pa.Schema) -> ProfilesModel:
+    """Check a profile table's columns; every column but the id and cursor is a property."""
+    names = list(schema.names)
+    require_column(table.id_column, names, key="id_column", table=table)
+    if table.cursor is not None:
+        require_column(table.cursor, names, key="cursor", table=table)
+    keys = {table.id_column, table.cursor}
+    properties = [name for name in names if name not in keys]
+    check_column_names(table, properties, (table.id_column,))
+    return ProfilesModel(table, names, properties)
