@@ -21,7 +21,7 @@ from rich.table import Table
 from pitsync import __version__
 from pitsync.config import CONFIG_ENV, load_config
 from pitsync.connectors.engines import execute_on_postgres, execute_on_spark, plan_model_sql
-from pitsync.connectors.profile_updates import UpdateReport, apply_file
+from pitsync.connectors.profile_updates import UpdateReport, apply_file, delete_profiles
 from pitsync.connectors.runs import RunRecord, read_runs
 from pitsync.connectors.schedule import Scheduler, scheduled_tables, sync_runner
 from pitsync.connectors.sync import SyncOptions, sync_tables
@@ -31,6 +31,7 @@ from pitsync.modeling.portable import ENGINES
 from pitsync.modeling.staging import json_object_sql
 from pitsync.queries.execute import QuerySession
 from pitsync.queries.output import formatted, write_csv, write_json, write_table
+from pitsync.queries.profiles import FEED_DAYS, FeedWindow, feed_sql, parse_moment, profiles_sql
 from pitsync.store import DEFAULT_WAIT_SECONDS, END_TIME, START_TIME, open_read_only
 
 log = logging.getLogger("pitsync")
@@ -164,6 +165,48 @@ def build_parser() -> argparse.ArgumentParser:
     )
     engage.set_defaults(handler=command_engage)
 
+    users = commands.add_parser(
+        "users", help="list profiles, filtered on any property", parents=[waiting]
+    )
+    users.add_argument(
+        "--where",
+        metavar="PREDICATE",
+        help="a SQL condition; other names are properties: \"plan = 'pro'\"",
+    )
+    users.add_argument("--limit", type=positive_count, metavar="N", help="at most N profiles")
+    users.add_argument(
+        "--group-key", metavar="KEY", help="list the group profiles of this key instead"
+    )
+    add_format_argument(users, ("table", "csv", "json"))
+    users.set_defaults(handler=command_users)
+
+    feed = commands.add_parser(
+        "feed", help="an entity's events, newest first (hidden events left out)", parents=[waiting]
+    )
+    add_entity_arguments(feed)
+    span = feed.add_mutually_exclusive_group()
+    span.add_argument(
+        "--days", type=int, choices=FEED_DAYS, help="the last 30, 60 or 90 days (default: 30)"
+    )
+    span.add_argument("--from", dest="start", metavar="T", help="from this moment (ISO 8601)")
+    feed.add_argument("--to", dest="end", metavar="T", help="until this moment, exclusive")
+    feed.add_argument(
+        "--hide", action="append", default=[], metavar="EVENT", help="leave out this event"
+    )
+    add_format_argument(feed, ("table", "csv", "json"))
+    feed.set_defaults(handler=command_feed)
+
+    delete = commands.add_parser(
+        "delete-profiles",
+        help="delete profiles (their properties; their events stay)",
+        parents=[waiting],
+    )
+    chosen = delete.add_mutually_exclusive_group(required=True)
+    chosen.add_argument("--id", action="append", metavar="ID", help="a profile id (repeatable)")
+    chosen.add_argument("--where", metavar="PREDICATE", help="every profile matching this")
+    delete.add_argument("--group-key", metavar="KEY", help="delete group profiles of this key")
+    delete.set_defaults(handler=command_delete_profiles)
+
     model = commands.add_parser(
         "model",
         help="print (or run) the interval modeling as SQL for another engine",
@@ -201,6 +244,19 @@ def non_negative_seconds(text: str) -> float:
     if seconds < 0:
         raise argparse.ArgumentTypeError(f"--wait takes seconds, 0 or more, not {text}")
     return seconds
+
+
+def positive_count(text: str) -> int:
+    count = int(text)
+    if count < 1:
+        raise argparse.ArgumentTypeError(f"give a count of 1 or more, not {text}")
+    return count
+
+
+def add_format_argument(parser: argparse.ArgumentParser, choices: tuple[str, ...]) -> None:
+    parser.add_argument(
+        "--format", choices=choices, default="table", help="output format (default: table)"
+    )
 
 
 def add_entity_arguments(parser: argparse.ArgumentParser) -> None:
@@ -333,13 +389,7 @@ def command_runs(args: argparse.Namespace) -> int:
 def command_query(args: argparse.Namespace) -> int:
     config = load_config(args.config)
     with QuerySession(config.store_path, config.memory_limit, args.wait) as session:
-        relation = session.query(args.sql)
-        if args.format == "csv":
-            write_csv(relation, sys.stdout)
-        elif args.format == "json":
-            write_json(relation, sys.stdout)
-        else:
-            write_table(relation, terminal())
+        write_relation(session.query(args.sql), args.format)
     return 0
 
 
@@ -348,7 +398,8 @@ def command_profile(args: argparse.Namespace) -> int:
     entity = Entity(str(args.id), args.group_key)
     with QuerySession(config.store_path, config.memory_limit, args.wait) as session:
         moment = resolve_moment(session, args.at)
-        properties = profile_at(session, entity, moment)
+        latest = latest_profile(session, entity) if args.at == "now" else None
+        properties = latest if latest is not None else profile_at(session, entity, moment)
     if args.format == "json":
         print(json.dumps(properties, indent=2))
         return 0
@@ -357,6 +408,26 @@ def command_profile(args: argparse.Namespace) -> int:
         table.add_row(name, json.dumps(value) if not isinstance(value, str) else value)
     terminal().print(table)
     return 0
+
+
+def latest_profile(session: QuerySession, entity: Entity) -> dict[str, object] | None:
+    """The merged profile now (updates and history), with `$last_seen`; None if none."""
+    if entity.group_key:
+        sql = (
+            "SELECT properties, last_seen FROM group_profiles WHERE group_key = ? AND group_id = ?"
+        )
+        parameters = [entity.group_key, entity.entity_id]
+    else:
+        sql = "SELECT properties, last_seen FROM user_profiles WHERE distinct_id = ?"
+        parameters = [entity.entity_id]
+    rows = formatted(session.query(sql, parameters), nested_as_json=True).fetchall()
+    if not rows:
+        return None
+    properties, last_seen = rows[0]
+    merged: dict[str, object] = json.loads(properties)
+    if last_seen is not None:
+        merged["$last_seen"] = last_seen
+    return merged
 
 
 def resolve_moment(session: QuerySession, text: str) -> str:
@@ -468,6 +539,48 @@ def print_update_report(report: UpdateReport) -> None:
     if unshown > 0:
         log.warning("... and %d more warnings", unshown)
     print(report.summary())
+
+
+def command_users(args: argparse.Namespace) -> int:
+    config = load_config(args.config)
+    sql = profiles_sql(args.group_key, args.where, args.limit)
+    with QuerySession(config.store_path, config.memory_limit, args.wait) as session:
+        write_relation(session.query(sql), args.format)
+    return 0
+
+
+def command_feed(args: argparse.Namespace) -> int:
+    config = load_config(args.config)
+    if args.end is not None and args.start is None:
+        raise PitsyncError("--to goes with --from: give both, or --days for the last days")
+    window = FeedWindow(
+        days=args.days or 30,
+        start=parse_moment(args.start, "--from") if args.start else None,
+        end=parse_moment(args.end, "--to") if args.end else None,
+    )
+    with QuerySession(config.store_path, config.memory_limit, args.wait) as session:
+        columns = {name.lower() for name in session.connection.sql("FROM events").columns}
+        sql = feed_sql(str(args.id), args.group_key, window, args.hide, columns)
+        write_relation(session.query(sql), args.format)
+    return 0
+
+
+def write_relation(relation: duckdb.DuckDBPyRelation, output: str) -> None:
+    if output == "csv":
+        write_csv(relation, sys.stdout)
+    elif output == "json":
+        write_json(relation, sys.stdout)
+    else:
+        write_table(relation, terminal())
+
+
+def command_delete_profiles(args: argparse.Namespace) -> int:
+    config = load_config(args.config)
+    report = delete_profiles(
+        config, ids=args.id, where=args.where, group_key=args.group_key, wait=args.wait
+    )
+    print_update_report(report)
+    return 0
 
 
 def command_model(args: argparse.Namespace) -> int:

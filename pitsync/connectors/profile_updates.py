@@ -30,7 +30,10 @@ from pitsync.modeling.profile_operators import (
     stage_schema,
 )
 from pitsync.modeling.profile_records import LINES, REJECTED, stage_records
-from pitsync.store import DEFAULT_WAIT_SECONDS, QUARANTINE, open_for_writing
+from pitsync.queries.execute import store_relations, translate
+from pitsync.queries.profiles import profiles_sql
+from pitsync.quoting import quote_string
+from pitsync.store import DEFAULT_WAIT_SECONDS, DISTINCT_ID, QUARANTINE, open_for_writing
 
 log = logging.getLogger(__name__)
 
@@ -177,3 +180,41 @@ def finish(con: duckdb.DuckDBPyConnection, report: UpdateReport, record: RunReco
     record.status = "succeeded"
     record.finished_at = utc_now()
     write_run(con, record)
+
+
+def delete_profiles(
+    config: Config,
+    *,
+    ids: list[str] | None = None,
+    where: str | None = None,
+    group_key: str | None = None,
+    wait: float = DEFAULT_WAIT_SECONDS,
+) -> UpdateReport:
+    """`pitsync delete-profiles`: a `$delete` for each chosen profile; events stay."""
+
+    def stage_targets(con: duckdb.DuckDBPyConnection) -> None:
+        targets = chosen_profiles_sql(con, ids, where, group_key)
+        record = (
+            f"json_object('$group_key', {quote_string(group_key)}, '$group_id', id, '$delete', '')"
+            if group_key
+            else "json_object('$distinct_id', id, '$delete', '')"
+        )
+        con.execute(
+            f"CREATE OR REPLACE TEMP TABLE {LINES} AS SELECT row_number() OVER (ORDER BY id) "
+            f"AS line, CAST({record} AS VARCHAR) AS text FROM ({targets})"
+        )
+
+    return run_updates(config, "delete-profiles", iter([stage_targets]), False, wait)
+
+
+def chosen_profiles_sql(
+    con: duckdb.DuckDBPyConnection, ids: list[str] | None, where: str | None, group_key: str | None
+) -> str:
+    """SELECT DISTINCT id of the profiles to delete: the ids given, or those matching."""
+    if ids is not None:
+        con.register("__pitsync_chosen_ids", pa.table({"id": pa.array(ids, pa.string())}))
+        return "SELECT DISTINCT id FROM __pitsync_chosen_ids"
+    sql = profiles_sql(group_key, where, None)
+    guarded = translate(sql, store_relations(con), {}, store_relations(con, schema="main"))
+    id_column = "group_id" if group_key else DISTINCT_ID
+    return f"SELECT DISTINCT {id_column} AS id FROM ({guarded})"

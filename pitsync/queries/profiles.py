@@ -1,0 +1,128 @@
+"""Reading profiles: lists filtered on any property, and an entity's activity feed.
+
+Both build their SQL as sqlglot trees over the public relations and run it through the
+same guard as `pitsync query`. In a `--where` predicate, a name that is not a column of
+the profile relation is a property: `plan = 'pro'` reads `properties ->> 'plan'`, which
+is text (or NULL when the profile lacks it), so compare numbers with a cast:
+`CAST(seats AS INTEGER) > 3`.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+
+import sqlglot
+from sqlglot import exp
+from sqlglot.errors import ParseError
+
+from pitsync.errors import QueryRefused
+from pitsync.store import DISTINCT_ID, EVENT, PROPERTIES, TIME
+
+USER_COLUMNS = (DISTINCT_ID, PROPERTIES, "last_seen")
+GROUP_COLUMNS = ("group_key", "group_id", PROPERTIES, "last_seen")
+FEED_DAYS = (30, 60, 90)
+
+
+def profiles_sql(group_key: str | None, where: str | None, limit: int | None) -> str:
+    """The profiles of users (or of one group key), filtered, in id order."""
+    relation, columns = (
+        ("group_profiles", GROUP_COLUMNS) if group_key else ("user_profiles", USER_COLUMNS)
+    )
+    query = exp.select(*columns).from_(relation)
+    if group_key:
+        query = query.where(exp.column("group_key").eq(exp.Literal.string(group_key)))
+    if where:
+        query = query.where(properties_predicate(where, columns))
+    query = query.order_by(columns[1] if group_key else columns[0])
+    if limit is not None:
+        query = query.limit(limit)
+    return query.sql(dialect="duckdb")
+
+
+def properties_predicate(where: str, columns: tuple[str, ...]) -> exp.Expr:
+    """The predicate, with every name that is not a column read as a property."""
+    try:
+        predicate = sqlglot.parse_one(where, read="duckdb", into=exp.Condition)
+    except ParseError as error:
+        raise QueryRefused(
+            f"cannot read --where {where!r} as a SQL condition; write it like "
+            '"plan = \'pro\'" or "CAST(seats AS INTEGER) > 3"',
+            sql=where,
+        ) from error
+    known = {name.lower() for name in columns}
+    for column in list(predicate.find_all(exp.Column)):
+        if column.table or column.name.lower() in known:
+            continue
+        column.replace(property_value(column.name))
+    return predicate
+
+
+def property_value(name: str) -> exp.Expr:
+    """`properties ->> '$."name"'`: the property as text, NULL when it is missing."""
+    path = '$."' + name.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    return exp.func("json_extract_string", exp.column(PROPERTIES), exp.Literal.string(path))
+
+
+@dataclass(frozen=True)
+class FeedWindow:
+    """The span of a feed: the last N days up to now, or from one moment to another."""
+
+    days: int | None = 30
+    start: str | None = None
+    end: str | None = None
+
+    def conditions(self) -> list[exp.Expr]:
+        time = exp.column(TIME)
+        if self.start is None and self.end is None:
+            since = exp.func("now") - exp.Interval(
+                this=exp.Literal.string(str(self.days)), unit=exp.var("DAY")
+            )
+            return [time >= since, time <= exp.func("now")]
+        bounds: list[exp.Expr] = []
+        if self.start is not None:
+            bounds.append(time >= instant(self.start))
+        if self.end is not None:
+            bounds.append(time < instant(self.end))
+        return bounds
+
+
+def instant(text: str) -> exp.Expr:
+    return exp.cast(exp.Literal.string(text), "TIMESTAMPTZ")
+
+
+def feed_sql(
+    entity_id: str,
+    group_key: str | None,
+    window: FeedWindow,
+    hidden: list[str],
+    event_columns: set[str],
+) -> str:
+    """The entity's visible events, newest first; hidden events stay out, as everywhere."""
+    owner = group_key or DISTINCT_ID
+    if owner.lower() not in event_columns:
+        raise QueryRefused(
+            f"no synced events table has a `{owner}` column, so no event belongs to "
+            f"{group_key} {entity_id}; sync an events table that carries the group key",
+            sql=owner,
+        )
+    query = exp.select(TIME, EVENT, DISTINCT_ID, PROPERTIES).from_("events")
+    query = query.where(exp.column(owner).eq(exp.Literal.string(entity_id)))
+    for condition in window.conditions():
+        query = query.where(condition)
+    if hidden:
+        names = [exp.Literal.string(name) for name in hidden]
+        query = query.where(exp.not_(exp.column(EVENT).isin(*names)))
+    return query.order_by(exp.Ordered(this=exp.column(TIME), desc=True)).sql(dialect="duckdb")
+
+
+def parse_moment(text: str, option: str) -> str:
+    """ISO 8601 text checked in Python; the store reads it as a TIMESTAMPTZ."""
+    try:
+        dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        raise QueryRefused(
+            f"{option} {text!r} is not a moment; write ISO 8601, e.g. 2024-03-01T00:00:00Z",
+            sql=text,
+        ) from None
+    return text
