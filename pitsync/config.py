@@ -358,7 +358,7 @@ def mode_fields(raw: dict[str, Any], kind: TableKind, *, where: str) -> dict[str
     if mode == "mirror" and kind in PROFILE_KINDS:
         raise ConfigError(
             f'{where}: profile tables sync in mode "full" or "append": each row sets its '
-            'profile\'s properties, and a row gone from the source deletes nothing',
+            "profile's properties, and a row gone from the source deletes nothing",
             key="mode",
         )
     if mode != "append":

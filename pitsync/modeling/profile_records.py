@@ -149,10 +149,11 @@ def problem_sql() -> str:
         WHEN list_contains({sql_list(OBJECT_OPERATORS)}, operators[1])
              AND json_type({field_of_operator()}) <> 'OBJECT' THEN
             'wrong value type: ' || operators[1] || ' takes an object of properties'
-        WHEN operators[1] = '$unset' AND NOT coalesce(
-            json_type({field_of_operator()}) = 'ARRAY' AND list_bool_and(list_transform(
-                CAST({field_of_operator()} AS JSON[]), lambda e: json_type(e) = 'VARCHAR')),
-            false) THEN
+        WHEN operators[1] = '$unset' AND NOT CASE
+            WHEN json_type({field_of_operator()}) = 'ARRAY' THEN coalesce(list_bool_and(
+                list_transform(CAST({field_of_operator()} AS JSON[]),
+                               lambda e: json_type(e) = 'VARCHAR')), true)
+            ELSE false END THEN
             'wrong value type: $unset takes a list of property names'
         END"""
 

@@ -1,0 +1,385 @@
+"""Profile update operators, each rule with a hand-worked profile, and the record checks.
+
+The cases C14 and C16 of the shared failure cases are here with their stated answers,
+applied one prefix at a time so every intermediate profile they state is checked too.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from pitsync.config import load_config
+from pitsync.connectors.profile_updates import UpdateReport, apply_file
+from pitsync.queries.execute import QuerySession
+
+CASES = Path(__file__).resolve().parents[2] / "shared" / "cases" / "point-in-time-cases.json"
+
+
+class Profiles:
+    """A store with nothing but profiles, and helpers to apply records and read them."""
+
+    def __init__(self, root: Path):
+        root.mkdir(parents=True, exist_ok=True)
+        self.root = root
+        self.config_path = root / "pitsync.toml"
+        self.config_path.write_text(f'[store]\npath = "{root / "store.duckdb"}"\n')
+        self.files = 0
+
+    def apply(self, *records: Any, strict: bool = False) -> UpdateReport:
+        """Write the records as JSON lines (strings as they are) and apply the file."""
+        self.files += 1
+        path = self.root / f"updates-{self.files}.jsonl"
+        lines = [r if isinstance(r, str) else json.dumps(r) for r in records]
+        path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+        return apply_file(load_config(str(self.config_path)), str(path), strict=strict)
+
+    def rows(self, sql: str) -> list[tuple]:
+        with QuerySession(load_config(str(self.config_path)).store_path) as session:
+            return session.query(sql).fetchall()
+
+    def user(self, distinct_id: str) -> dict[str, Any] | None:
+        rows = self.rows(
+            f"SELECT properties FROM user_profiles WHERE distinct_id = '{distinct_id}'"
+        )
+        return json.loads(rows[0][0]) if rows else None
+
+    def group(self, key: str, group_id: str) -> dict[str, Any] | None:
+        rows = self.rows(
+            "SELECT properties FROM group_profiles "
+            f"WHERE group_key = '{key}' AND group_id = '{group_id}'"
+        )
+        return json.loads(rows[0][0]) if rows else None
+
+    def last_seen(self, distinct_id: str) -> str | None:
+        rows = self.rows(
+            "SELECT strftime(last_seen, '%Y-%m-%dT%H:%M:%S') FROM user_profiles "
+            f"WHERE distinct_id = '{distinct_id}'"
+        )
+        return rows[0][0]
+
+
+@pytest.fixture
+def profiles(tmp_path: Path) -> Profiles:
+    return Profiles(tmp_path)
+
+
+def user(operator: str, value: Any, distinct_id: str = "u1", **extra: Any) -> dict[str, Any]:
+    return {"$distinct_id": distinct_id, operator: value, **extra}
+
+
+def case(case_id: str) -> dict[str, Any]:
+    cases = json.loads(CASES.read_text(encoding="utf-8"))
+    listed = cases if isinstance(cases, list) else cases["cases"]
+    return next(entry for entry in listed if entry["id"] == case_id)
+
+
+def test_set_creates_and_overwrites(profiles: Profiles) -> None:
+    profiles.apply(user("$set", {"plan": "free", "seats": 3}), user("$set", {"plan": "pro"}))
+    assert profiles.user("u1") == {"plan": "pro", "seats": 3}
+
+
+def test_set_null_removes_and_set_once_null_does_nothing(profiles: Profiles) -> None:
+    profiles.apply(
+        user("$set", {"plan": "pro", "seats": 3}),
+        user("$set", {"plan": None}),
+        user("$set_once", {"seats": None, "region": None}),
+    )
+    assert profiles.user("u1") == {"seats": 3}
+
+
+def test_set_once_sets_only_missing_properties(profiles: Profiles) -> None:
+    profiles.apply(
+        user("$set_once", {"first_source": "ads"}),
+        user("$set_once", {"first_source": "newsletter", "first_plan": "free"}),
+    )
+    assert profiles.user("u1") == {"first_source": "ads", "first_plan": "free"}
+
+
+def test_add_counts_missing_as_zero_and_keeps_integers_whole(profiles: Profiles) -> None:
+    profiles.apply(
+        user("$add", {"logins": 2}),
+        user("$add", {"logins": 3, "spend": 1.5}),
+        user("$add", {"spend": 2, "logins": -1}),
+    )
+    assert profiles.user("u1") == {"logins": 4, "spend": 3.5}
+
+
+def test_add_on_a_non_number_is_refused_for_that_property(profiles: Profiles) -> None:
+    report = profiles.apply(
+        user("$set", {"plan": "pro", "flag": True}),
+        user("$add", {"plan": 1, "flag": 1, "logins": 1}),
+    )
+    assert profiles.user("u1") == {"plan": "pro", "flag": True, "logins": 1}
+    assert report.outcome.warning_count == 2
+    assert sorted(report.outcome.warnings) == [
+        "line 2: $add ignored for flag: flag is not numeric",
+        "line 2: $add ignored for plan: plan is not numeric",
+    ]
+
+
+def test_union_adds_only_new_values_in_order(profiles: Profiles) -> None:
+    profiles.apply(
+        user("$union", {"tags": ["b", "a", "b"]}),
+        user("$union", {"tags": ["c", "a", 1, "c"]}),
+    )
+    assert profiles.user("u1") == {"tags": ["b", "a", "c", 1]}
+
+
+def test_append_keeps_duplicates_and_creates_a_list(profiles: Profiles) -> None:
+    profiles.apply(
+        user("$append", {"pages": "home"}),
+        user("$append", {"pages": "home"}),
+        user("$append", {"pages": ["nested"]}),
+    )
+    assert profiles.user("u1") == {"pages": ["home", "home", ["nested"]]}
+
+
+def test_remove_takes_every_copy_and_ignores_a_missing_list(profiles: Profiles) -> None:
+    report = profiles.apply(
+        user("$set", {"tags": ["a", "b", "a", "c"]}),
+        user("$remove", {"tags": "a", "absent": "x"}),
+        user("$remove", {"tags": "zzz"}),
+    )
+    assert profiles.user("u1") == {"tags": ["b", "c"]}
+    assert report.outcome.warning_count == 0
+
+
+def test_list_operators_on_a_non_list_are_refused(profiles: Profiles) -> None:
+    report = profiles.apply(
+        user("$set", {"plan": "pro", "seats": 3}),
+        user("$union", {"plan": ["x"]}),
+        user("$append", {"seats": 1}),
+        user("$remove", {"plan": "pro"}),
+    )
+    assert profiles.user("u1") == {"plan": "pro", "seats": 3}
+    assert report.outcome.warnings == [
+        "line 2: $union ignored for plan: plan is not a list",
+        "line 3: $append ignored for seats: seats is not a list",
+        "line 4: $remove ignored for plan: plan is not a list",
+    ]
+
+
+def test_unset_removes_the_named_properties(profiles: Profiles) -> None:
+    profiles.apply(user("$set", {"a": 1, "b": 2, "c": 3}), user("$unset", ["a", "c", "zz"]))
+    assert profiles.user("u1") == {"b": 2}
+
+
+def test_delete_removes_the_profile_and_a_later_update_starts_anew(profiles: Profiles) -> None:
+    profiles.apply(user("$set", {"plan": "pro", "seats": 3}))
+    profiles.apply(user("$delete", ""))
+    assert profiles.user("u1") is None
+
+    profiles.apply(user("$set", {"plan": "free"}), user("$delete", ""), user("$set", {"a": 1}))
+    assert profiles.user("u1") == {"a": 1}
+
+
+def test_state_carries_across_files(profiles: Profiles) -> None:
+    profiles.apply(user("$set", {"tags": ["a"], "n": 1}))
+    profiles.apply(user("$union", {"tags": ["a", "b"]}), user("$add", {"n": 41}))
+    assert profiles.user("u1") == {"tags": ["a", "b"], "n": 42}
+
+
+def test_every_other_operator_creates_an_empty_profile(profiles: Profiles) -> None:
+    profiles.apply(user("$remove", {"tags": "x"}), user("$unset", ["a"], distinct_id="u2"))
+    assert profiles.user("u1") == {}
+    assert profiles.user("u2") == {}
+
+
+def test_group_profiles_take_set_union_remove(profiles: Profiles) -> None:
+    group = {"$group_key": "company_id", "$group_id": 42}
+    profiles.apply(
+        {**group, "$set": {"name": "Acme"}},
+        {**group, "$union": {"domains": ["acme.io", "acme.io"]}},
+        {**group, "$remove": {"domains": "none"}},
+    )
+    assert profiles.group("company_id", "42") == {"name": "Acme", "domains": ["acme.io"]}
+    assert profiles.user("42") is None  # a group id is not a user
+
+
+@pytest.mark.parametrize("operator, value", [("$add", {"n": 1}), ("$append", {"tags": "x"})])
+def test_group_add_and_append_are_rejected(
+    profiles: Profiles, operator: str, value: dict[str, Any]
+) -> None:
+    group = {"$group_key": "company_id", "$group_id": "7"}
+    report = profiles.apply({**group, "$set": {"n": 1}}, {**group, operator: value})
+    assert report.rejected == 1
+    assert report.rejections == [
+        f"line 2: {operator} is not available for group profiles (only for users)"
+    ]
+    assert profiles.group("company_id", "7") == {"n": 1}
+
+
+def test_c14_null_in_set_once_and_set(profiles: Profiles) -> None:
+    """C14: NULL in $set_once is a no-op; NULL in $set removes the property."""
+    entry = case("C14")
+    operations = entry["input"]["operations"]
+    expected = entry["expected"]
+    checkpoints = {"after_seq_1": 1, "after_seq_4": 4, "final_profile": len(operations)}
+    for key, upto in checkpoints.items():
+        fresh = Profiles(profiles.root / key)
+        fresh.apply(*[{"$distinct_id": "u1", **op["op"]} for op in operations[:upto]])
+        assert fresh.user("u1") == expected[key], key
+
+
+def test_c16_lists_numbers_wrong_types_and_delete(tmp_path: Path) -> None:
+    """C16: every stated intermediate profile, the final one, and the three warnings."""
+    entry = case("C16")
+    operations = entry["input"]["operations"]
+    expected = entry["expected"]
+    for key, wanted in expected.items():
+        if not key.startswith("after_seq_"):
+            continue
+        upto = int(key.removeprefix("after_seq_"))
+        fresh = Profiles(tmp_path / key)
+        fresh.apply(*[{"$distinct_id": "u1", **op["op"]} for op in operations[:upto]])
+        state = fresh.user("u1")
+        assert state == (None if wanted == "no profile (deleted)" else wanted), key
+
+    whole = Profiles(tmp_path)
+    report = whole.apply(*[{"$distinct_id": "u1", **op["op"]} for op in operations])
+    assert whole.user("u1") == expected["final_profile"]
+    assert report.outcome.warnings == [
+        "line 8: $append ignored for plan: plan is not a list",
+        "line 9: $union ignored for plan: plan is not a list",
+        "line 10: $add ignored for plan: plan is not numeric",
+    ]
+    assert len(expected["warnings"]) == report.outcome.warning_count == 3
+
+
+def test_last_seen_is_the_last_update_time_unless_ignored(profiles: Profiles) -> None:
+    profiles.apply(
+        user("$set", {"a": 1}, **{"$time": "2024-03-01T10:00:00Z"}),
+        user("$set", {"a": 2}, **{"$time": 1709373600000}),  # 2024-03-02T10:00:00Z in ms
+        user("$set", {"a": 3}, **{"$time": "2024-03-05T00:00:00Z", "$ignore_time": True}),
+    )
+    assert profiles.user("u1") == {"a": 3}
+    assert profiles.last_seen("u1") == "2024-03-02T10:00:00"
+
+    profiles.apply(user("$add", {"a": 1}, **{"$time": 1709251200}))  # seconds: 2024-03-01
+    assert profiles.last_seen("u1") == "2024-03-01T00:00:00"
+
+
+def test_last_seen_without_time_is_now(profiles: Profiles) -> None:
+    profiles.apply(user("$set", {"a": 1}))
+    rows = profiles.rows("SELECT now() - last_seen < INTERVAL 1 MINUTE FROM user_profiles")
+    assert rows == [(True,)]
+
+
+def test_bad_records_are_reported_by_line_and_the_rest_apply(profiles: Profiles) -> None:
+    report = profiles.apply(
+        user("$set", {"a": 1}),
+        "not json at all",
+        "[1, 2]",
+        {"$set": {"a": 1}},
+        user("$bogus", {"a": 1}),
+        {"$distinct_id": "u1", "$set": {"a": 1}, "$add": {"b": 1}},
+        user("$add", {"b": "five"}),
+        user("$union", {"tags": "x"}),
+        user("$set", {"a": 9}, **{"$time": "yesterday"}),
+        user("$unset", "a"),
+        "",
+        user("$set", {"b": 2}),
+    )
+    assert profiles.user("u1") == {"a": 1, "b": 2}
+    assert report.records == 11  # the blank line is no record
+    assert report.outcome.applied == 2
+    assert report.rejected == 9
+    lines = [message.split(":")[0] for message in report.rejections]
+    assert lines == [f"line {n}" for n in range(2, 11)]
+    assert report.rejections[0] == "line 2: not JSON"
+    assert report.rejections[1] == "line 3: not a JSON object"
+    assert report.rejections[2].startswith("line 4: no id")
+    assert report.rejections[3].startswith("line 5: unknown operator or key $bogus")
+    assert report.rejections[4].startswith("line 6: one operator a record")
+    assert "$add takes numbers" in report.rejections[5]
+    assert "$union takes a list" in report.rejections[6]
+    assert "$time" in report.rejections[7]
+    assert "$unset takes a list" in report.rejections[8]
+
+    quarantined = profiles.rows("SELECT count(*) FROM quarantine WHERE table_name = 'profiles'")
+    assert quarantined == [(9,)]
+
+
+def test_strict_applies_nothing_when_a_record_is_bad(profiles: Profiles) -> None:
+    from pitsync.errors import StrictModeError
+
+    profiles.apply(user("$set", {"a": 1}))
+    with pytest.raises(StrictModeError, match="line 2: not JSON"):
+        profiles.apply(user("$set", {"a": 2}), "{oops", strict=True)
+    assert profiles.user("u1") == {"a": 1}
+
+
+def test_a_json_array_file_is_read_as_records(profiles: Profiles) -> None:
+    path = profiles.root / "array.json"
+    path.write_text(json.dumps([user("$set", {"a": 1}), 5, user("$add", {"a": 2})]))
+    report = apply_file(load_config(str(profiles.config_path)), str(path))
+    assert profiles.user("u1") == {"a": 3}
+    assert report.rejections == ["line 2: not a JSON object"]
+
+
+def test_property_limit_refuses_exactly_the_record_past_it(profiles: Profiles) -> None:
+    two_thousand = {f"p{i}": i for i in range(2000)}
+    report = profiles.apply(
+        user("$set", two_thousand),
+        user("$set", {"one_more": 1}),
+        user("$set", {"p0": "changed"}),  # changes a property, adds none: within the limit
+        user("$set", {"x": 1}, distinct_id="u2"),
+    )
+    state = profiles.user("u1")
+    assert state is not None and len(state) == 2000
+    assert state["p0"] == "changed" and "one_more" not in state
+    assert profiles.user("u2") == {"x": 1}
+    assert report.outcome.refused == [
+        (2, "update refused: user u1 would have 2001 properties, more than 2000")
+    ]
+
+    report = profiles.apply(user("$set", {f"q{i}": i for i in range(2001)}, distinct_id="u3"))
+    assert profiles.user("u3") is None
+    assert report.outcome.refused[0][1].startswith("update refused: user u3 would have 2001")
+
+
+def test_names_are_cut_to_255_characters(profiles: Profiles) -> None:
+    exact, long = "n" * 255, "m" * 256
+    profiles.apply(user("$set", {exact: 1, long: 2}))
+    assert profiles.user("u1") == {exact: 1, "m" * 255: 2}
+
+
+def test_strings_are_cut_to_255_bytes_at_a_character_boundary(profiles: Profiles) -> None:
+    fits = "a" * 255
+    two_byte = "é" * 200  # 400 bytes: 127 characters (254 bytes) fit
+    split = "a" + "€" * 100  # 301 bytes: 1 + 84 * 3 = 253 fit, the 85th would need 256
+    profiles.apply(user("$set", {"fits": fits, "two": two_byte, "three": split}))
+    state = profiles.user("u1")
+    assert state == {"fits": fits, "two": "é" * 127, "three": "a" + "€" * 84}
+    assert all(len(value.encode()) <= 255 for value in state.values())
+
+
+def test_lists_and_objects_up_to_256_kb(profiles: Profiles) -> None:
+    item = "x" * 100
+    within = [item] * 2000  # about 204 KB of JSON
+    beyond = [item] * 2700  # about 275 KB
+    report = profiles.apply(user("$set", {"within": within}), user("$set", {"beyond": beyond}))
+    assert profiles.user("u1") == {"within": within}
+    assert report.rejections == ["line 2: the value of beyond is larger than 256 KB"]
+
+
+def test_standard_input_is_read_with_a_dash(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    Profiles(tmp_path)
+    records = "\n".join(json.dumps(user("$set", {"n": n})) for n in range(3))
+    result = subprocess.run(
+        [sys.executable, "-m", "pitsync.cli", "--config", str(tmp_path / "pitsync.toml")]
+        + ["engage", "-"],
+        input=records,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert "3 of 3 records applied to 1 profiles" in result.stdout
+    assert Profiles(tmp_path).user("u1") == {"n": 2}
