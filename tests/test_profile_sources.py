@@ -1,0 +1,287 @@
+"""Profiles from warehouse tables and history tables, and reading them back.
+
+Warehouse profile tables run on every source type; the reading commands (`users`,
+`feed`, `profile`, `delete-profiles`) run as real subprocesses.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+
+from tests.conftest import Project, company_history, insert_rows, sql_row
+
+ALL_BACKENDS = ("duckdb", "parquet", "postgres", "sqlite")
+
+CRM_DDL = (
+    "CREATE OR REPLACE TABLE crm_users (user_id VARCHAR, name VARCHAR, seats INTEGER, "
+    "email VARCHAR, updated_at TIMESTAMPTZ)"
+)
+
+
+def crm_users(project: Project, rows: list[tuple], **settings: Any) -> None:
+    project.source_sql(
+        CRM_DDL,
+        *(["INSERT INTO crm_users VALUES " + ", ".join(map(sql_row, rows))] if rows else []),
+    )
+    project.configure("crm_users", kind="user_profiles", id_column="user_id", **settings)
+
+
+def users(project: Project) -> dict[str, dict[str, Any]]:
+    rows = project.query("SELECT distinct_id, properties FROM user_profiles ORDER BY 1")
+    return {distinct_id: json.loads(properties) for distinct_id, properties in rows}
+
+
+@pytest.mark.backends(*ALL_BACKENDS)
+def test_profile_table_rows_set_properties(project: Project) -> None:
+    crm_users(
+        project,
+        [
+            ("u1", "Ann", 3, "ann@example.com", "2024-01-01 00:00:00+00"),
+            ("u2", "Bob", None, None, "2024-01-02 00:00:00+00"),
+            (None, "Nobody", 1, None, "2024-01-03 00:00:00+00"),
+        ],
+    )
+    record = project.sync("crm_users")
+    assert (record.rows_read, record.quarantined, record.entities_changed) == (3, 1, 2)
+    profiles = users(project)
+    # Without a cursor, updated_at is a property like any other (its text varies by source).
+    assert {name: set(properties) for name, properties in profiles.items()} == {
+        "u1": {"name", "seats", "email", "updated_at"},
+        "u2": {"name", "updated_at"},  # NULL columns set nothing
+    }
+    assert {k: v for k, v in profiles["u1"].items() if k != "updated_at"} == {
+        "name": "Ann",
+        "seats": 3,
+        "email": "ann@example.com",
+    }
+    assert profiles["u2"]["name"] == "Bob"
+
+
+@pytest.mark.backends(*ALL_BACKENDS)
+def test_profile_table_in_append_mode_sets_only_new_rows(project: Project) -> None:
+    crm_users(
+        project,
+        [("u1", "Ann", 3, "ann@example.com", "2024-01-01 00:00:00+00")],
+        mode="append",
+        cursor="updated_at",
+    )
+    project.sync("crm_users")
+    # A later row for u1 changes seats and clears email; u2 is new.
+    insert_rows(
+        project,
+        "crm_users",
+        [
+            ("u1", "Ann", 5, None, "2024-02-01 00:00:00+00"),
+            ("u2", "Bob", 1, "bob@example.com", "2024-02-01 00:00:00+00"),
+        ],
+    )
+    record = project.sync("crm_users")
+    assert record.entities_changed == 2
+    assert users(project) == {
+        "u1": {"name": "Ann", "seats": 5},
+        "u2": {"name": "Bob", "seats": 1, "email": "bob@example.com"},
+    }
+
+
+def test_rows_of_one_id_apply_in_cursor_order(project: Project) -> None:
+    crm_users(
+        project,
+        [
+            ("u1", "Later", 2, None, "2024-03-01 00:00:00+00"),
+            ("u1", "Earlier", 1, "a@b.c", "2024-01-01 00:00:00+00"),
+        ],
+        mode="append",
+        cursor="updated_at",
+    )
+    record = project.sync("crm_users")
+    assert record.conflicts == 1
+    assert users(project) == {"u1": {"name": "Later", "seats": 2}}
+
+
+def test_profile_tables_refuse_mirror_and_history_keys(project: Project) -> None:
+    from pitsync.errors import ConfigError
+
+    crm_users(project, [], mode="mirror")
+    with pytest.raises(ConfigError, match="profile tables sync in mode"):
+        project.config()
+    crm_users(project, [], start_time="updated_at")
+    with pytest.raises(ConfigError, match="`start_time` does not apply"):
+        project.config()
+
+
+HISTORY_ROWS = [
+    ("c1", "free", 3, "2024-01-01 00:00:00+00", None),
+    ("c1", "pro", 10, "2024-06-01 00:00:00+00", None),
+    ("c1", None, 12, "2099-01-01 00:00:00+00", None),  # a future row applies from its moment
+    ("c2", "team", None, "2024-02-01 00:00:00+00", None),
+]
+
+
+def group_update(project: Project, *records: dict[str, Any]) -> None:
+    path = project.root / "groups.jsonl"
+    path.write_text("\n".join(json.dumps(r) for r in records) + "\n")
+    project.cli("engage", str(path))
+
+
+def group_profiles(project: Project) -> dict[str, dict[str, Any]]:
+    rows = project.query(
+        "SELECT group_id, properties FROM group_profiles WHERE group_key = 'company_id' ORDER BY 1"
+    )
+    return {group_id: json.loads(properties) for group_id, properties in rows}
+
+
+def test_history_tables_feed_the_profile_with_their_value_now(project: Project) -> None:
+    company_history(project, HISTORY_ROWS)
+    project.sync("company_plan_history")
+    company = {"$group_key": "company_id"}
+    group_update(
+        project,
+        {**company, "$group_id": "c1", "$set": {"name": "Acme", "plan": "ignored"}},
+        {**company, "$group_id": "c3", "$set": {"name": "Solo"}},
+    )
+    # History owns plan and seats: its value now wins; NULL (seats of c2) is undefined.
+    assert group_profiles(project) == {
+        "c1": {"name": "Acme", "plan": "pro", "seats": 10},
+        "c2": {"plan": "team"},
+        "c3": {"name": "Solo"},
+    }
+
+
+def test_latest_and_point_in_time_side_by_side(project: Project) -> None:
+    company_history(project, HISTORY_ROWS)
+    project.source_sql(
+        "CREATE OR REPLACE TABLE events (event VARCHAR, distinct_id VARCHAR, "
+        "company_id VARCHAR, time TIMESTAMPTZ)",
+        "INSERT INTO events VALUES ('login', 'ann', 'c1', '2024-03-01 00:00:00+00'), "
+        "('login', 'ann', 'c1', '2024-07-01 00:00:00+00')",
+    )
+    project.configure("product_events", kind="events", **{"from": "events"})
+    project.sync("company_plan_history")
+    project.sync("product_events")
+    rows = project.query(
+        "SELECT e.time::DATE::VARCHAR, h.plan AS plan_then, g.properties->>'plan' AS plan_now "
+        "FROM events e "
+        "LEFT JOIN company_plan_history FOR SYSTEM_TIME AS OF e.time AS h "
+        "ON h.company_id = e.company_id "
+        "LEFT JOIN group_profiles g ON g.group_key = 'company_id' AND g.group_id = e.company_id "
+        "ORDER BY e.time"
+    )
+    assert rows == [("2024-03-01", "free", "pro"), ("2024-07-01", "pro", "pro")]
+
+
+def engage(project: Project, *records: dict[str, Any]) -> None:
+    path = project.root / "updates.jsonl"
+    path.write_text("\n".join(json.dumps(r) for r in records) + "\n")
+    project.cli("engage", str(path))
+
+
+def people(project: Project) -> None:
+    project.write_config()
+    engage(
+        project,
+        {"$distinct_id": "ann", "$set": {"plan": "pro", "seats": 12, "$email": "a@x.io"}},
+        {"$distinct_id": "bob", "$set": {"plan": "free", "seats": 3}},
+        {"$distinct_id": "cy", "$set": {"plan": "pro", "seats": 2}},
+    )
+
+
+def test_users_lists_profiles_filtered_on_any_property(project: Project) -> None:
+    people(project)
+    listed = json.loads(project.cli("users", "--where", "plan = 'pro'", "--format", "json").stdout)
+    assert [row["distinct_id"] for row in listed] == ["ann", "cy"]
+    assert listed[0]["properties"] == {"$email": "a@x.io", "plan": "pro", "seats": 12}
+
+    big = project.cli(
+        "users",
+        "--where",
+        "CAST(seats AS INTEGER) > 2 AND plan <> 'x'",
+        "--limit",
+        "1",
+        "--format",
+        "csv",
+    ).stdout.splitlines()
+    assert big[0] == '"distinct_id","properties","last_seen"'
+    assert len(big) == 2 and big[1].startswith('"ann"')
+
+    refused = project.cli("users", "--where", "1; DROP TABLE x", check=False)
+    assert refused.returncode == 1 and "error" in refused.stderr
+
+
+def test_delete_profiles_keeps_events(project: Project) -> None:
+    project.source_sql(
+        "CREATE OR REPLACE TABLE events (event VARCHAR, distinct_id VARCHAR, time TIMESTAMPTZ)",
+        "INSERT INTO events VALUES ('login', 'bob', now() - INTERVAL 1 DAY)",
+    )
+    project.configure("product_events", kind="events", **{"from": "events"})
+    project.sync("product_events")
+    people(project)
+
+    deleted = project.cli("delete-profiles", "--id", "bob", "--id", "nobody")
+    assert "1 deleted" in deleted.stdout
+    assert [r[0] for r in project.query("SELECT distinct_id FROM user_profiles ORDER BY 1")] == [
+        "ann",
+        "cy",
+    ]
+    joined = project.query(
+        "SELECT e.distinct_id, p.properties FROM events e "
+        "LEFT JOIN user_profiles p ON p.distinct_id = e.distinct_id"
+    )
+    assert joined == [("bob", None)]  # the event stays, joining as anonymous
+
+    project.cli("delete-profiles", "--where", "plan = 'pro'")
+    assert project.query("SELECT count(*) FROM user_profiles") == [(0,)]
+
+
+def test_feed_lists_events_newest_first_within_the_window(project: Project) -> None:
+    project.source_sql(
+        "CREATE OR REPLACE TABLE events (event VARCHAR, distinct_id VARCHAR, time TIMESTAMPTZ)",
+        "INSERT INTO events VALUES "
+        "('login', 'ann', now() - INTERVAL 1 DAY), "
+        "('purchase', 'ann', now() - INTERVAL 10 DAY), "
+        "('login', 'ann', now() - INTERVAL 45 DAY), "
+        "('login', 'ann', now() - INTERVAL 100 DAY), "
+        "('login', 'bob', now() - INTERVAL 2 DAY), "
+        "('login', 'ann', TIMESTAMPTZ '2020-05-05 00:00:00+00')",
+    )
+    project.configure("product_events", kind="events", **{"from": "events"})
+    project.sync("product_events")
+
+    def feed(*options: str) -> list[str]:
+        rows = json.loads(project.cli("feed", "ann", *options, "--format", "json").stdout)
+        return [row["event"] for row in rows]
+
+    assert feed() == ["login", "purchase"]  # 30 days by default, newest first
+    assert feed("--days", "60") == ["login", "purchase", "login"]
+    assert feed("--days", "90", "--hide", "login") == ["purchase"]
+    assert feed("--from", "2020-05-01T00:00:00Z", "--to", "2020-06-01T00:00:00Z") == ["login"]
+    assert project.cli("feed", "ann", "--days", "7", check=False).returncode == 2
+
+
+def test_profile_shows_updates_and_history_merged(project: Project) -> None:
+    company_history(project, HISTORY_ROWS)
+    project.sync("company_plan_history")
+    group_update(
+        project,
+        {
+            "$group_key": "company_id",
+            "$group_id": "c1",
+            "$set": {"name": "Acme"},
+            "$time": "2024-09-01T00:00:00Z",
+        },
+    )
+    shown = json.loads(
+        project.cli("profile", "c1", "--group-key", "company_id", "--format", "json").stdout
+    )
+    assert shown == {
+        "name": "Acme",
+        "plan": "pro",
+        "seats": 10,
+        "$last_seen": "2024-09-01T00:00:00+00:00",
+    }
+    then = project.cli(
+        "profile", "c1", "--group-key", "company_id", "--at", "2024-02-01", "--format", "json"
+    ).stdout
+    assert json.loads(then) == {"plan": "free", "seats": 3}  # history only, at that moment
