@@ -26,10 +26,9 @@ from pitsync.modeling.profile_operators import (
     UpdateOutcome,
     apply_updates,
     count,
-    scalar,
     stage_schema,
 )
-from pitsync.modeling.profile_records import LINES, REJECTED, stage_records
+from pitsync.modeling.profile_records import LINES, RECORDS, REJECTED, stage_records
 from pitsync.queries.execute import store_relations, translate
 from pitsync.queries.profiles import profiles_sql
 from pitsync.quoting import quote_string
@@ -124,13 +123,9 @@ def run_updates(
 def apply_batch(con: duckdb.DuckDBPyConnection, report: UpdateReport, stage: Stager) -> None:
     stage_schema(con)
     stage(con)
-    report.records += count(con, LINES) - blank_lines(con)
+    report.records += count(con, RECORDS)  # blank lines are no records
     quarantine_rejected(con, report)
     apply_updates(con, report.outcome)
-
-
-def blank_lines(con: duckdb.DuckDBPyConnection) -> int:
-    return scalar(con, f"SELECT count(*) FROM {LINES} WHERE trim(text) = ''")
 
 
 def quarantine_rejected(con: duckdb.DuckDBPyConnection, report: UpdateReport) -> None:

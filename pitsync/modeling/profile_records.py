@@ -161,7 +161,7 @@ def problem_sql() -> str:
 def exploded_sql() -> str:
     """One row per property an operator names, with its name and value cut to the limits."""
     return f"""
-        SELECT r.line, r.operator, e.id AS position,
+        SELECT r.line, r.profile_key, r.profile_id, r.operator, e.id AS position,
             CASE WHEN r.operator = '$unset' THEN json_extract_string(e.value, '$')
                  ELSE e.key END AS full_name,
             CASE WHEN r.operator = '$unset' THEN NULL ELSE e.value END AS raw_value
@@ -210,10 +210,9 @@ def updates_sql() -> str:
 
 def operations_sql() -> str:
     return f"""
-        SELECT e.line, r.profile_key, r.profile_id, e.operator, e.position,
+        SELECT e.line, e.profile_key, e.profile_id, e.operator, e.position,
             left(e.full_name, {MAX_NAME_CHARACTERS}), {cut_value_sql("e.raw_value")}
-        FROM __pitsync_exploded e JOIN {RECORDS} r USING (line)
-        ANTI JOIN {REJECTED} USING (line)
+        FROM __pitsync_exploded e ANTI JOIN {REJECTED} USING (line)
     """
 
 
