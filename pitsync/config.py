@@ -75,7 +75,14 @@ NOT_FOR_PROFILES |= {"time_unit", "insert_id"}
 
 # Names the store gives its own relations; a history table (stored under its own name) may
 # not take them. Events tables are stored apart, so `events` is a fine name for one.
-RESERVED_TABLE_NAMES = {"events", "all_events", "quarantine", "runs"}
+RESERVED_TABLE_NAMES = {
+    "events",
+    "all_events",
+    "quarantine",
+    "runs",
+    "user_profiles",
+    "group_profiles",
+}
 INTERNAL_PREFIX = "__pitsync_"  # a run's temporary tables and derived columns
 
 
@@ -310,7 +317,7 @@ def parse_table(name: str, raw: dict[str, Any], sources: dict[str, SourceConfig]
             "tables; rename the table and set `from` to keep reading the same source table",
             table=name,
         )
-    if kind != "events" and name.lower() in RESERVED_TABLE_NAMES:
+    if kind in HISTORY_KINDS and name.lower() in RESERVED_TABLE_NAMES:
         raise ConfigError(
             f"{where}: `{name}` is a name the store keeps for its own relations "
             f"({', '.join(sorted(RESERVED_TABLE_NAMES))}); rename the history table and set "

@@ -121,3 +121,23 @@ def test_sample_bad_rows_are_quarantined_and_future_row_waits(sample: Project) -
         ).stdout
     )
     assert future == {"plan": "enterprise", "seats": 500}
+
+
+@pytest.mark.slow
+def test_sample_profiles_merge_the_crm_tables_with_history_now(sample: Project) -> None:
+    rows = query_json(
+        sample,
+        "SELECT group_id, properties FROM group_profiles "
+        "WHERE group_key = 'company_id' AND group_id IN ('900001', '900006') ORDER BY 1",
+    )
+    profiles = {row["group_id"]: row["properties"] for row in rows}
+    # Name and industry from the companies table; plan and seats from the history, now.
+    assert profiles["900001"]["name"] == "Hard Case Duplicate Rows"
+    assert profiles["900001"]["industry"] == "software"
+    assert (profiles["900001"]["plan"], profiles["900001"]["seats"]) == ("pro", 12)
+    # 900006's enterprise row starts in 2030: today it is still on starter.
+    assert (profiles["900006"]["plan"], profiles["900006"]["seats"]) == ("starter", 2)
+
+    user = json.loads(sample.cli("profile", "hard-dup-1", "--format", "json").stdout)
+    assert user["email"] == "dup.one@hard900001.example"
+    assert user["company_id"] == 900001
