@@ -20,6 +20,7 @@ from rich.table import Table
 
 from pitsync import __version__
 from pitsync.config import CONFIG_ENV, load_config
+from pitsync.connectors.csv_import import import_csv, preview_csv
 from pitsync.connectors.engines import execute_on_postgres, execute_on_spark, plan_model_sql
 from pitsync.connectors.profile_updates import UpdateReport, apply_file, delete_profiles
 from pitsync.connectors.runs import RunRecord, read_runs
@@ -165,6 +166,32 @@ def build_parser() -> argparse.ArgumentParser:
     )
     engage.set_defaults(handler=command_engage)
 
+    imports = commands.add_parser(
+        "import-csv",
+        help="set profile properties from a CSV file without a header row",
+        parents=[waiting],
+    )
+    imports.add_argument("file", help="the CSV file; its columns are numbered from 1")
+    imports.add_argument(
+        "--id-column", type=column_number, metavar="N", help="the column holding the profile id"
+    )
+    imports.add_argument(
+        "--column",
+        action="append",
+        type=column_mapping,
+        required=True,
+        metavar="N=NAME",
+        help="import column N as property NAME (repeatable); unmapped columns are skipped",
+    )
+    imports.add_argument("--group-key", metavar="KEY", help="the rows are groups of this key")
+    imports.add_argument(
+        "--dry-run", action="store_true", help="show the first rows as mapped; change nothing"
+    )
+    imports.add_argument(
+        "--strict", action="store_true", help="apply nothing if any row is rejected"
+    )
+    imports.set_defaults(handler=command_import_csv)
+
     users = commands.add_parser(
         "users", help="list profiles, filtered on any property", parents=[waiting]
     )
@@ -244,6 +271,20 @@ def non_negative_seconds(text: str) -> float:
     if seconds < 0:
         raise argparse.ArgumentTypeError(f"--wait takes seconds, 0 or more, not {text}")
     return seconds
+
+
+def column_number(text: str) -> int:
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"columns are numbered from 1, not {text!r}")
+    return int(text)
+
+
+def column_mapping(text: str) -> tuple[int, str]:
+    """`3=plan`: column 3 becomes the property `plan`."""
+    number, equals, name = text.partition("=")
+    if not equals or not name:
+        raise argparse.ArgumentTypeError(f"write a mapping as N=NAME, e.g. 3=plan, not {text!r}")
+    return column_number(number.strip()), name
 
 
 def positive_count(text: str) -> int:
@@ -539,6 +580,28 @@ def print_update_report(report: UpdateReport) -> None:
     if unshown > 0:
         log.warning("... and %d more warnings", unshown)
     print(report.summary())
+
+
+def command_import_csv(args: argparse.Namespace) -> int:
+    config = load_config(args.config)
+    columns = dict(args.column)
+    if len(columns) < len(args.column):
+        raise PitsyncError("a column is mapped twice: give each column one --column N=NAME")
+    mapping = {"id_column": args.id_column, "columns": columns, "group_key": args.group_key}
+    if args.dry_run:
+        print_csv_preview(preview_csv(args.file, **mapping))
+    report = import_csv(
+        config, args.file, **mapping, dry_run=args.dry_run, strict=args.strict, wait=args.wait
+    )
+    print_update_report(report)
+    return 0
+
+
+def print_csv_preview(rows: list[tuple[str | None, dict[str, object]]]) -> None:
+    table = Table("id", "properties", title="dry run: the first rows as mapped (nothing applied)")
+    for profile_id, properties in rows:
+        table.add_row(profile_id or "(generated)", json.dumps(properties, ensure_ascii=False))
+    terminal().print(table)
 
 
 def command_users(args: argparse.Namespace) -> int:
