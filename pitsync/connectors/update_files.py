@@ -51,9 +51,45 @@ def is_json_array(path: Path) -> bool:
     return head.startswith(b"[")
 
 
+def is_empty(path: Path) -> bool:
+    """No bytes at all, or only a UTF-8 byte order mark."""
+    with path.open("rb") as file:
+        return not file.read(4).removeprefix(b"\xef\xbb\xbf")
+
+
 def line_batches(path: Path) -> Iterator[pa.RecordBatch]:
-    """Numbered lines, a block at a time; blank lines keep their numbers and are skipped later."""
-    skipped: dict[int, str] = {}
+    """Numbered lines, a block at a time; blank lines keep their numbers and are skipped later.
+
+    Arrow cannot read a line longer than a block. On one, the file is read again in blocks
+    four times as large, going on after the last line already given.
+    """
+    if is_empty(path):
+        return  # no lines; Arrow refuses to open an empty file
+    block_size = BATCH_BYTES
+    given = 0  # the last line given so far
+    while True:
+        skipped: dict[int, str] = {}
+        try:
+            for batch in numbered_blocks(path, block_size, skipped):
+                rest = batch.filter(pc.greater(batch.column("line"), given))
+                if rest.num_rows:
+                    yield rest
+                    given = rest.column("line")[-1].as_py()
+            break
+        except pa.ArrowInvalid as error:
+            if "straddl" not in str(error):
+                raise
+            block_size *= 4
+    if skipped:
+        lines, texts = zip(*sorted(skipped.items()), strict=True)
+        yield pa.record_batch([pa.array(lines, pa.int64()), pa.array(texts)], schema=LINE_SCHEMA)
+
+
+def numbered_blocks(
+    path: Path, block_size: int, skipped: dict[int, str]
+) -> Iterator[pa.RecordBatch]:
+    """The lines of each block of the file, numbered; lines that are not one field go to
+    `skipped` instead, by their number."""
 
     def not_one_field(row: pacsv.InvalidRow) -> str:
         # A raw unit separator splits the line; it is not JSON, and stays a numbered line.
@@ -62,7 +98,12 @@ def line_batches(path: Path) -> Iterator[pa.RecordBatch]:
 
     reader = pacsv.open_csv(
         path,
-        read_options=pacsv.ReadOptions(column_names=["text"], block_size=BATCH_BYTES),
+        read_options=pacsv.ReadOptions(
+            # Only a serial read knows the number of a line that is not one field.
+            column_names=["text"],
+            block_size=block_size,
+            use_threads=False,
+        ),
         parse_options=pacsv.ParseOptions(
             delimiter=UNIT_SEPARATOR,
             quote_char=False,
@@ -85,9 +126,6 @@ def line_batches(path: Path) -> Iterator[pa.RecordBatch]:
         first = numbers[-1].as_py() + 1 if batch.num_rows else first
         while first in skipped:
             first += 1
-    if skipped:
-        lines, texts = zip(*sorted(skipped.items()), strict=True)
-        yield pa.record_batch([pa.array(lines, pa.int64()), pa.array(texts)], schema=LINE_SCHEMA)
 
 
 def numbered(batch: pa.RecordBatch, first: int) -> pa.Array:

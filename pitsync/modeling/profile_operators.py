@@ -134,8 +134,8 @@ def folded_sql() -> str:
 def step_sql() -> str:
     """One operator applied to the accumulated {value, refused}; `x` is the operation."""
     current = "acc.value"
-    as_list = f"CAST({current} AS JSON[])"
-    payload = "CAST(x.value AS JSON[])"
+    as_list = items_sql(current)
+    payload = items_sql("x.value")
     # A union's own duplicates count once: keep each item where it first appears.
     unique_payload = f"list_filter({payload}, lambda e, i: list_position({payload}, e) = i)"
     new_items = f"list_filter({unique_payload}, lambda e: NOT list_contains({as_list}, e))"
@@ -164,6 +164,12 @@ def step_sql() -> str:
         END"""
 
 
+def items_sql(value: str) -> str:
+    """A JSON list as its items, a JSON `null` item kept as one (a cast makes it SQL NULL,
+    which no comparison finds, so `$union` and `$remove` would lose it)."""
+    return f"json_extract({value}, '$[*]')"
+
+
 def without_sql(items: str) -> str:
     """`$remove` takes out every copy of the value."""
     return f"to_json(list_filter({items}, lambda e: e <> x.value))"
@@ -187,11 +193,21 @@ def is_list(value: str) -> str:
 
 
 def sum_sql(left: str, right: str) -> str:
-    """Whole numbers add exactly (HUGEINT); anything else adds as DOUBLE."""
-    whole = f"json_type({left}) <> 'DOUBLE' AND json_type({right}) <> 'DOUBLE'"
+    """Whole numbers add exactly (HUGEINT); anything else adds as DOUBLE.
+
+    JSON reads a whole number past the 64-bit range as DOUBLE, so a number is whole by
+    its text: no fraction, no exponent. Only a sum past HUGEINT (about 1.7e38) is DOUBLE.
+    """
+    whole = f"{is_whole(left)} AND {is_whole(right)}"
+    exact = f"to_json(try(CAST({left} AS HUGEINT) + CAST({right} AS HUGEINT)))"
+    inexact = f"to_json(CAST({left} AS DOUBLE) + CAST({right} AS DOUBLE))"
+    return f"CASE WHEN {whole} THEN coalesce({exact}, {inexact}) ELSE {inexact} END"
+
+
+def is_whole(value: str) -> str:
     return (
-        f"CASE WHEN {whole} THEN to_json(CAST({left} AS HUGEINT) + CAST({right} AS HUGEINT)) "
-        f"ELSE to_json(CAST({left} AS DOUBLE) + CAST({right} AS DOUBLE)) END"
+        f"(json_type({value}) <> 'DOUBLE' "
+        f"OR regexp_full_match(CAST({value} AS VARCHAR), '-?[0-9]+'))"
     )
 
 
@@ -273,8 +289,10 @@ def write_profiles(con: duckdb.DuckDBPyConnection, outcome: UpdateOutcome) -> No
 
 def collect_warnings(con: duckdb.DuckDBPyConnection, outcome: UpdateOutcome) -> None:
     """The refused operations, as `line N: $append ignored for plan: plan is not a list`."""
+    # One warning per record and property, even where two names of a record are one
+    # property once cut to the limit, so that property is refused twice.
     refusals = f"""
-        SELECT r.line, r.operator, c.name, r.reason
+        SELECT DISTINCT r.line, r.operator, c.name, r.reason
         FROM (SELECT name, unnest(result.refused) AS r FROM {FOLDED}) c
     """
     total = scalar(con, f"SELECT count(*) FROM ({refusals})")

@@ -149,9 +149,10 @@ def problem_sql() -> str:
         WHEN list_contains({sql_list(OBJECT_OPERATORS)}, operators[1])
              AND json_type({field_of_operator()}) <> 'OBJECT' THEN
             'wrong value type: ' || operators[1] || ' takes an object of properties'
+        -- Items by json_extract: a cast would make a null item SQL NULL, and let it pass.
         WHEN operators[1] = '$unset' AND NOT CASE
             WHEN json_type({field_of_operator()}) = 'ARRAY' THEN coalesce(list_bool_and(
-                list_transform(CAST({field_of_operator()} AS JSON[]),
+                list_transform(json_extract({field_of_operator()}, '$[*]'),
                                lambda e: json_type(e) = 'VARCHAR')), true)
             ELSE false END THEN
             'wrong value type: $unset takes a list of property names'
