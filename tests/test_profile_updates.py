@@ -1,6 +1,6 @@
 """Profile update operators, each rule with a hand-worked profile, and the record checks.
 
-The cases C14 and C16 of the shared failure cases are here with their stated answers,
+The reported cases C14 and C16 (fixtures/point_in_time_cases.json) are here with their stated answers,
 applied one prefix at a time so every intermediate profile they state is checked too.
 """
 
@@ -16,7 +16,7 @@ from pitsync.config import load_config
 from pitsync.connectors.profile_updates import UpdateReport, apply_file
 from pitsync.queries.execute import QuerySession
 
-CASES = Path(__file__).resolve().parents[2] / "shared" / "cases" / "point-in-time-cases.json"
+CASES = Path(__file__).parent / "fixtures" / "point_in_time_cases.json"
 
 
 class Profiles:
