@@ -16,7 +16,7 @@ import duckdb
 
 from pitsync.modeling.profile_operators import OPERATIONS, UPDATES, USER_KEY
 from pitsync.modeling.timestamps import text_sql
-from pitsync.quoting import quote_string
+from pitsync.quoting import quote_identifier, quote_string
 
 LINES = "__pitsync_lines"
 RECORDS = "__pitsync_records"
@@ -44,13 +44,19 @@ def stage_records(con: duckdb.DuckDBPyConnection) -> None:
     con.execute(f"INSERT INTO {OPERATIONS} {operations_sql()}")
 
 
-def field(name: str) -> str:
-    """A top-level field of the record, by a JSON path that quotes the `$` name."""
-    return f"json_extract(record, {quote_string('$.' + chr(34) + name + chr(34))})"
-
-
 def sql_list(values: tuple[str, ...]) -> str:
     return "[" + ", ".join(quote_string(value) for value in values) + "]"
+
+
+def record_shape() -> str:
+    """Every key a record may have, each read as JSON: one parse gives them all."""
+    keys = (*IDS, *META, *OPERATORS)
+    return quote_string("{" + ", ".join(f'"{key}": "JSON"' for key in keys) + "}")
+
+
+def field(name: str) -> str:
+    """A top-level field of the parsed record (NULL when missing or null)."""
+    return f"fields.{quote_identifier(name)}"
 
 
 def records_sql() -> str:
@@ -61,35 +67,36 @@ def records_sql() -> str:
         + sql_list((*OPERATORS, *IDS, *META))
         + ", k))"
     )
+    payload = " ".join(f"WHEN {quote_string(op)} THEN {field(op)}" for op in OPERATORS)
     return f"""
         WITH parsed AS (
             SELECT line, text, CASE WHEN json_valid(text) THEN json(text) END AS record
             FROM {LINES} WHERE trim(text) <> ''
         ), keyed AS (
-            SELECT *, CASE WHEN json_type(record) = 'OBJECT' THEN json_keys(record) END AS keys
+            SELECT line, text, record,
+                CASE WHEN json_type(record) = 'OBJECT' THEN json_keys(record) END AS keys,
+                CASE WHEN json_type(record) = 'OBJECT'
+                     THEN json_transform(record, {record_shape()}) END AS fields
             FROM parsed
-        ), fields AS (
+        ), named AS (
             SELECT line, text, record, keys,
                 {operators} AS operators, {unknown} AS unknown,
                 {field("$distinct_id")} AS distinct_id,
                 {field("$group_key")} AS group_key,
                 {field("$group_id")} AS group_id,
                 {field("$time")} AS update_time,
-                {field("$ignore_time")} AS ignore_time
+                {field("$ignore_time")} AS ignore_time,
+                CASE operators[1] {payload} END AS payload
             FROM keyed
         )
-        SELECT *, operators[1] AS operator, {field_of_operator()} AS payload,
+        SELECT *, operators[1] AS operator,
             {problem_sql()} AS problem,
             {profile_id_sql()} AS profile_id,
             CASE WHEN distinct_id IS NULL THEN json_extract_string(group_key, '$')
                  ELSE {quote_string(USER_KEY)} END AS profile_key,
             {time_sql("update_time")} AS parsed_time
-        FROM fields
+        FROM named
     """
-
-
-def field_of_operator() -> str:
-    return "json_extract(record, '$.\"' || operators[1] || '\"')"
 
 
 def is_id(value: str) -> str:
@@ -147,12 +154,12 @@ def problem_sql() -> str:
         WHEN update_time IS NOT NULL AND {time_sql("update_time")} IS NULL THEN
             'wrong value type: $time must be milliseconds since 1970 or ISO 8601 text'
         WHEN list_contains({sql_list(OBJECT_OPERATORS)}, operators[1])
-             AND json_type({field_of_operator()}) <> 'OBJECT' THEN
+             AND coalesce(json_type(payload), 'NULL') <> 'OBJECT' THEN
             'wrong value type: ' || operators[1] || ' takes an object of properties'
         -- Items by json_extract: a cast would make a null item SQL NULL, and let it pass.
         WHEN operators[1] = '$unset' AND NOT CASE
-            WHEN json_type({field_of_operator()}) = 'ARRAY' THEN coalesce(list_bool_and(
-                list_transform(json_extract({field_of_operator()}, '$[*]'),
+            WHEN json_type(payload) = 'ARRAY' THEN coalesce(list_bool_and(
+                list_transform(json_extract(payload, '$[*]'),
                                lambda e: json_type(e) = 'VARCHAR')), true)
             ELSE false END THEN
             'wrong value type: $unset takes a list of property names'
