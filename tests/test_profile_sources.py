@@ -285,3 +285,42 @@ def test_profile_shows_updates_and_history_merged(project: Project) -> None:
         "profile", "c1", "--group-key", "company_id", "--at", "2024-02-01", "--format", "json"
     ).stdout
     assert json.loads(then) == {"plan": "free", "seats": 3}  # history only, at that moment
+
+
+def test_a_row_read_again_unchanged_leaves_later_updates(project: Project) -> None:
+    crm_users(
+        project,
+        [("u1", "Ann", 3, "ann@example.com", "2024-01-01 00:00:00+00")],
+        mode="append",
+        cursor="updated_at",
+    )
+    project.sync("crm_users")
+    engage(project, {"$distinct_id": "u1", "$set": {"seats": 100, "vip": True}})
+
+    # The append run reads the boundary row again: no change, so seats stays 100.
+    record = project.sync("crm_users")
+    assert record.rows_read == 1 and record.entities_changed == 0
+    assert users(project)["u1"]["seats"] == 100
+
+    # The warehouse row itself changes: its columns are set again; vip, not a column, stays.
+    insert_rows(project, "crm_users", [("u1", "Ann", 4, None, "2024-02-01 00:00:00+00")])
+    project.sync("crm_users")
+    assert users(project) == {"u1": {"name": "Ann", "seats": 4, "vip": True}}
+
+
+def test_full_runs_set_only_rows_that_changed(project: Project) -> None:
+    project.source_sql(
+        "CREATE OR REPLACE TABLE crm (user_id VARCHAR, line VARCHAR, name VARCHAR)",
+        "INSERT INTO crm VALUES ('u1', 'a', 'Ann'), ('u2', 'b', 'Bob')",
+    )
+    project.configure("crm", kind="user_profiles", id_column="user_id")
+    assert project.sync("crm").entities_changed == 2
+    engage(project, {"$distinct_id": "u1", "$set": {"name": "Annie"}})
+
+    assert project.sync("crm").entities_changed == 0  # the same rows again
+    project.source_sql("UPDATE crm SET line = 'c' WHERE user_id = 'u2'")
+    assert project.sync("crm").entities_changed == 1
+    assert users(project) == {
+        "u1": {"line": "a", "name": "Annie"},  # a column named like pitsync's own is fine
+        "u2": {"line": "c", "name": "Bob"},
+    }

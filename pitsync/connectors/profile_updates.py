@@ -25,7 +25,9 @@ from pitsync.modeling.hidden_events import refresh_views
 from pitsync.modeling.profile_operators import (
     UpdateOutcome,
     apply_updates,
+    begin_run,
     count,
+    count_profiles,
     stage_schema,
 )
 from pitsync.modeling.profile_records import LINES, RECORDS, REJECTED, stage_records
@@ -105,9 +107,11 @@ def run_updates(
         record = RunRecord(run_id=report.run_id, table_name=PROFILES_TABLE, mode=mode)
         con.execute("BEGIN TRANSACTION")
         try:
+            begin_run(con)
             for stage_lines in batches:
                 stage_lines(con)
                 apply_batch(con, report, stage)
+            count_profiles(con, report.outcome)
             check_strict(report, strict)
             finish(con, report, record)
             con.execute("COMMIT")

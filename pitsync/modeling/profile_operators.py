@@ -11,9 +11,10 @@ module folds them into the store:
 2. Per property, the remaining operations are folded in order with `list_reduce`, starting
    from the stored value. The fold keeps the value and the operations it refused (a list
    operator on a non-list, `$add` on a non-number), so the refusals become warnings.
-3. A profile that would end with more than MAX_PROPERTIES properties is taken out of the
-   batch and its records are applied one by one, so that exactly the record that would
-   pass the limit is refused, whole. Only such profiles pay that cost.
+3. A profile that might pass MAX_PROPERTIES properties at some record of the batch (it
+   holds, with every name the batch could create on it, more than the limit) is taken
+   out of the batch and its records are applied one by one, so that exactly the record
+   that would pass the limit is refused, whole. Only such profiles pay that cost.
 
 Values are JSON. A missing property is SQL NULL; a JSON null in `$set` removes the
 property, and in `$set_once` does nothing (a NULL means undefined, as everywhere in
@@ -36,8 +37,11 @@ CHANGES = "__pitsync_changes"
 HELD_UPDATES = "__pitsync_held_updates"
 HELD_OPERATIONS = "__pitsync_held_operations"
 OVER_LIMIT = "__pitsync_over_limit"
+RUN_TOUCHED = "__pitsync_run_touched"
+RUN_DELETED = "__pitsync_run_deleted"
 
 MAX_PROPERTIES = 2000
+MAX_NESTED_BYTES = 256 * 1024  # a list or object value, as minified JSON
 USER_KEY = ""  # the group_key column of user profiles, so one key covers both kinds
 MAX_MESSAGES = 100  # warnings kept as text per batch; all of them are counted
 
@@ -76,18 +80,19 @@ def stage_schema(con: duckdb.DuckDBPyConnection) -> None:
 
 def apply_updates(con: duckdb.DuckDBPyConnection, outcome: UpdateOutcome) -> None:
     """Fold the staged batch into the stored profiles (inside the caller's transaction)."""
-    fold(con)
+    con.execute(f"CREATE OR REPLACE TEMP TABLE {OVER_LIMIT} AS {may_pass_limit_sql()}")
     if count(con, OVER_LIMIT):
         hold_back_over_limit(con)
         fold(con)
         write(con, outcome)
         apply_held_one_by_one(con, outcome)
         return
+    fold(con)
     write(con, outcome)
 
 
 def fold(con: duckdb.DuckDBPyConnection) -> None:
-    """CHANGES: each touched property's new value; OVER_LIMIT: profiles past the limit."""
+    """CHANGES: each touched property's new value, from FOLDED, the fold of every epoch."""
     con.execute(
         f"CREATE OR REPLACE TEMP TABLE {DELETES} AS SELECT group_key, profile_id, "
         f"max(line) AS deleted_at, count(*) AS deletes FROM {UPDATES} "
@@ -99,7 +104,6 @@ def fold(con: duckdb.DuckDBPyConnection) -> None:
         f"f.result FROM {FOLDED} f LEFT JOIN {DELETES} d USING (group_key, profile_id) "
         "WHERE f.epoch = coalesce(d.deletes, 0)"
     )
-    con.execute(f"CREATE OR REPLACE TEMP TABLE {OVER_LIMIT} AS {over_limit_sql()}")
 
 
 def folded_sql() -> str:
@@ -139,6 +143,8 @@ def step_sql() -> str:
     # A union's own duplicates count once: keep each item where it first appears.
     unique_payload = f"list_filter({payload}, lambda e, i: list_position({payload}, e) = i)"
     new_items = f"list_filter({unique_payload}, lambda e: NOT list_contains({as_list}, e))"
+    appended = f"to_json(list_append({as_list}, x.value))"
+    united = f"to_json(list_concat({as_list}, {new_items}))"
     given = "CASE WHEN json_type(x.value) = 'NULL' THEN NULL ELSE x.value END"
     once = f"CASE WHEN {current} IS NULL THEN {given} ELSE {current} END"
     return f"""CASE x.operator
@@ -151,11 +157,11 @@ def step_sql() -> str:
             ELSE {refused("is not numeric")} END
         WHEN '$append' THEN CASE
             WHEN {current} IS NULL THEN {kept("to_json([x.value])")}
-            WHEN {is_list(current)} THEN {kept(f"to_json(list_append({as_list}, x.value))")}
+            WHEN {is_list(current)} THEN {within_limit(appended)}
             ELSE {refused("is not a list")} END
         WHEN '$union' THEN CASE
             WHEN {current} IS NULL THEN {kept(f"to_json({unique_payload})")}
-            WHEN {is_list(current)} THEN {kept(f"to_json(list_concat({as_list}, {new_items}))")}
+            WHEN {is_list(current)} THEN {within_limit(united)}
             ELSE {refused("is not a list")} END
         WHEN '$remove' THEN CASE
             WHEN {current} IS NULL THEN {kept("NULL")}
@@ -173,6 +179,14 @@ def items_sql(value: str) -> str:
 def without_sql(items: str) -> str:
     """`$remove` takes out every copy of the value."""
     return f"to_json(list_filter({items}, lambda e: e <> x.value))"
+
+
+def within_limit(grown: str) -> str:
+    """A list that grows past MAX_NESTED_BYTES keeps its value, with a warning."""
+    return (
+        f"CASE WHEN strlen({grown}) > {MAX_NESTED_BYTES} THEN {refused('would pass 256 KB')} "
+        f"ELSE {kept(grown)} END"
+    )
 
 
 def kept(value: str) -> str:
@@ -211,8 +225,36 @@ def is_whole(value: str) -> str:
     )
 
 
+def may_pass_limit_sql() -> str:
+    """Profiles that might pass the limit at some record of the batch.
+
+    The count after any record is at most what the profile holds plus every name the batch
+    could create on it, so a profile under that bound is safe whatever the order. Only the
+    rest are applied a record at a time, each checked exactly.
+    """
+    creating = (
+        "operator IN ('$add', '$append', '$union') OR "
+        "(operator IN ('$set', '$set_once') AND json_type(value) <> 'NULL')"
+    )
+    return f"""
+        WITH created AS (
+            SELECT DISTINCT group_key, profile_id, name FROM {OPERATIONS} WHERE {creating}
+        ), new_names AS (
+            SELECT group_key, profile_id, count(*) AS n FROM created
+            ANTI JOIN {PROFILE_PROPERTIES} USING (group_key, profile_id, name) GROUP BY ALL
+        ), held AS (
+            SELECT p.group_key, p.profile_id, count(*) AS n FROM {PROFILE_PROPERTIES} p
+            SEMI JOIN new_names USING (group_key, profile_id) GROUP BY ALL
+        )
+        SELECT group_key, profile_id, new_names.n + coalesce(held.n, 0) AS properties
+        FROM new_names LEFT JOIN held USING (group_key, profile_id)
+        WHERE new_names.n + coalesce(held.n, 0) > {MAX_PROPERTIES}
+    """
+
+
 def over_limit_sql() -> str:
-    """Profiles whose properties after the batch would number more than the limit."""
+    """Profiles whose properties after the batch would number more than the limit (exact
+    for a batch of one record, as the one-by-one path applies them)."""
     return f"""
         WITH defined AS (
             SELECT group_key, profile_id, count(*) AS n FROM {CHANGES}
@@ -268,13 +310,13 @@ def write_profiles(con: duckdb.DuckDBPyConnection, outcome: UpdateOutcome) -> No
         LEFT JOIN {DELETES} d USING (group_key, profile_id)
         LEFT JOIN {PROFILES} p USING (group_key, profile_id)
     """)
-    deleted = scalar(
-        con,
-        f"""
-        SELECT count(*) FROM {DELETES} d
-        SEMI JOIN {PROFILES} USING (group_key, profile_id)
-        ANTI JOIN __pitsync_profile_changes USING (group_key, profile_id)
-    """,
+    # Remembered for the run's counts: a profile may be touched by several batches.
+    con.execute(
+        f"INSERT INTO {RUN_DELETED} SELECT group_key, profile_id FROM {DELETES} "
+        f"SEMI JOIN {PROFILES} USING (group_key, profile_id)"
+    )
+    con.execute(
+        f"INSERT INTO {RUN_TOUCHED} SELECT group_key, profile_id FROM __pitsync_profile_changes"
     )
     con.execute(
         f"DELETE FROM {PROFILES} p USING (SELECT group_key, profile_id FROM {DELETES} "
@@ -283,8 +325,26 @@ def write_profiles(con: duckdb.DuckDBPyConnection, outcome: UpdateOutcome) -> No
     )
     con.execute(f"INSERT INTO {PROFILES} SELECT * FROM __pitsync_profile_changes")
     outcome.applied += count(con, UPDATES)
-    outcome.profiles_changed += count(con, "__pitsync_profile_changes")
-    outcome.profiles_deleted += deleted
+
+
+def begin_run(con: duckdb.DuckDBPyConnection) -> None:
+    """Empty the run's record of the profiles it touched and deleted."""
+    for table in (RUN_TOUCHED, RUN_DELETED):
+        con.execute(f"CREATE OR REPLACE TEMP TABLE {table} (group_key VARCHAR, profile_id VARCHAR)")
+
+
+def count_profiles(con: duckdb.DuckDBPyConnection, outcome: UpdateOutcome) -> None:
+    """Profiles the run left changed (they exist), and those it deleted (they are gone)."""
+    outcome.profiles_changed = scalar(
+        con,
+        f"SELECT count(*) FROM (SELECT DISTINCT * FROM {RUN_TOUCHED}) "
+        f"SEMI JOIN {PROFILES} USING (group_key, profile_id)",
+    )
+    outcome.profiles_deleted = scalar(
+        con,
+        f"SELECT count(*) FROM (SELECT DISTINCT * FROM {RUN_DELETED}) "
+        f"ANTI JOIN {PROFILES} USING (group_key, profile_id)",
+    )
 
 
 def collect_warnings(con: duckdb.DuckDBPyConnection, outcome: UpdateOutcome) -> None:
@@ -332,7 +392,7 @@ def apply_held_one_by_one(con: duckdb.DuckDBPyConnection, outcome: UpdateOutcome
                 [line],
             )
         fold(con)
-        over = con.execute(f"SELECT group_key, profile_id, properties FROM {OVER_LIMIT}")
+        over = con.execute(f"SELECT group_key, profile_id, properties FROM ({over_limit_sql()})")
         rows = over.fetchall()
         if not rows:
             write(con, outcome)

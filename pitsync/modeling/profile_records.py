@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import duckdb
 
-from pitsync.modeling.profile_operators import OPERATIONS, UPDATES, USER_KEY
+from pitsync.modeling.profile_operators import MAX_NESTED_BYTES, OPERATIONS, UPDATES, USER_KEY
 from pitsync.modeling.timestamps import text_sql
 from pitsync.quoting import quote_identifier, quote_string
 
@@ -31,7 +31,6 @@ META = ("$time", "$ignore_time", "$token", "$ip")
 
 MAX_NAME_CHARACTERS = 255
 MAX_STRING_BYTES = 255
-MAX_NESTED_BYTES = 256 * 1024
 SECONDS_BELOW = 100_000_000_000  # a numeric $time below this is seconds, above it ms
 
 
@@ -130,6 +129,8 @@ def problem_sql() -> str:
     return f"""CASE
         WHEN record IS NULL THEN 'not JSON'
         WHEN keys IS NULL THEN 'not a JSON object'
+        WHEN len(keys) > len(list_distinct(keys)) THEN 'a key appears twice: ' ||
+            list_filter(keys, lambda k, i: list_position(keys, k) < i)[1]
         WHEN len(unknown) > 0 THEN 'unknown operator or key ' || unknown[1] ||
             ': the operators are {", ".join(OPERATORS)}'
         WHEN len(operators) = 0 THEN 'no operator: give one of {", ".join(OPERATORS)}'
@@ -234,14 +235,23 @@ def cut_value_sql(value: str) -> str:
 
 
 def cut_string_sql(value: str) -> str:
+    """A JSON string past MAX_STRING_BYTES cut to the longest prefix of whole characters
+    that fits.
+
+    Counted over the first 255 characters only, with a fold over their byte lengths that
+    captures nothing: an expression a lambda captures is computed again for every item,
+    which for a string of many megabytes would be read as many times."""
     text = f"json_extract_string({value}, '$')"
-    # The longest prefix, in characters, whose UTF-8 form fits; at most 255 tries, and only
-    # for the rare string that is too long.
-    fits = (
-        f"list_max(list_filter(range(0, {MAX_STRING_BYTES} + 1), "
-        f"lambda k: strlen(left({text}, k)) <= {MAX_STRING_BYTES}))"
+    head = f"left({text}, {MAX_STRING_BYTES})"
+    widths = f"list_transform(string_split({head}, ''), lambda c: strlen(c))"
+    step = (
+        f"lambda acc, w: CASE WHEN acc.full OR acc.bytes + w > {MAX_STRING_BYTES} "
+        "THEN {'bytes': acc.bytes, 'chars': acc.chars, 'full': true} "
+        "ELSE {'bytes': acc.bytes + w, 'chars': acc.chars + 1, 'full': false} END"
     )
+    start = "{'bytes': 0, 'chars': 0, 'full': false}"
+    fits = f"list_reduce({widths}, {step}, {start}).chars"
     return (
         f"CASE WHEN json_type({value}) = 'VARCHAR' AND strlen({text}) > {MAX_STRING_BYTES} "
-        f"THEN to_json(left({text}, {fits})) ELSE {value} END"
+        f"THEN to_json(left({head}, {fits})) ELSE {value} END"
     )

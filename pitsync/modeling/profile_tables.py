@@ -6,10 +6,13 @@ row into a `$set` of its columns (a NULL removes the property, as NULL means und
 everywhere) and folds them with the other profile updates. In append mode only the rows
 past the watermark are read, so only they set anything.
 
-Rows of one id in one run apply in cursor order, then in the order of their values, so a
-run's result never depends on how the source returned them; each extra row of an id is
-counted as a conflict. A row from a warehouse is no sign of activity, so a sync leaves
-`$last_seen` as it was.
+Every row sets every column, so of an id's rows in one run the last decides: the one with
+the highest cursor, then the greatest values, so a run's result never depends on how the
+source returned them; each extra row of an id is counted as a conflict. The store keeps
+a hash of the row it last applied for each id: a row read again unchanged (every full
+run, and the boundary rows of an append run) sets nothing, so what updates have set
+since stays until the warehouse row itself changes. A row from a warehouse is no sign
+of activity, so a sync leaves `$last_seen` as it was.
 """
 
 from __future__ import annotations
@@ -27,6 +30,8 @@ from pitsync.modeling.profile_operators import (
     USER_KEY,
     UpdateOutcome,
     apply_updates,
+    begin_run,
+    count_profiles,
     stage_schema,
 )
 from pitsync.modeling.profile_records import MAX_NAME_CHARACTERS, cut_string_sql
@@ -42,9 +47,11 @@ from pitsync.modeling.staging import (
     stage_rows,
 )
 from pitsync.quoting import quote_identifier, quote_string
-from pitsync.store import PROFILES
+from pitsync.store import INTERNAL_SCHEMA, PROFILES
 
 ENTITY = "__pitsync_entity"
+LINE = "__pitsync_line"
+ROW_HASH = "__pitsync_row_hash"
 ORDERED = "__pitsync_profile_rows"
 
 
@@ -73,9 +80,12 @@ class ProfilesModel:
         rows_read = count(con, f"SELECT count(*) FROM {STAGED}")
         self.stage_updates(con)
         outcome = UpdateOutcome()
+        begin_run(con)
         apply_updates(con, outcome)
+        count_profiles(con, outcome)
         good = rows_read - quarantined
-        conflicts = good - count(con, f"SELECT count(DISTINCT profile_id) FROM {UPDATES}")
+        ids = count(con, f"SELECT count(DISTINCT {ENTITY}) FROM {STAGED} WHERE {REASON} IS NULL")
+        conflicts = good - ids
         return ModelCounts(
             rows_read=rows_read,
             inserted=outcome.applied,
@@ -94,34 +104,63 @@ class ProfilesModel:
             *cursor_rejections(self.table),
         ]
 
+    @property
+    def applied_rows(self) -> str:
+        """Where the store keeps, per id, a hash of the row it last applied."""
+        return f"{INTERNAL_SCHEMA}.{quote_identifier('profile_rows__' + self.table.name)}"
+
     def stage_updates(self, con: duckdb.DuckDBPyConnection) -> None:
-        """UPDATES: one `$set` a good row, in a fixed order; OPERATIONS: its columns."""
+        """UPDATES: a `$set` for each id whose last row changed; OPERATIONS: its columns."""
         stage_schema(con)
-        values = ", ".join(
-            f"{cut_string_sql(f'to_json({quote_identifier(name)})')} AS {quote_identifier(name)}"
-            for name in self.properties
-        )
-        order = [quote_identifier(self.table.cursor)] if self.table.cursor else []
-        order += [ENTITY, f"CAST({json_object_sql(self.properties)} AS VARCHAR)"]
         con.execute(
-            f"CREATE OR REPLACE TEMP TABLE {ORDERED} AS SELECT "
-            f"row_number() OVER (ORDER BY {', '.join(order)}) AS line, {ENTITY}"
-            + (f", {values}" if values else "")
-            + f" FROM {STAGED} WHERE {REASON} IS NULL"
+            f"CREATE TABLE IF NOT EXISTS {self.applied_rows} "
+            "(profile_id VARCHAR NOT NULL, row_hash UBIGINT NOT NULL)"
         )
+        con.execute(f"CREATE OR REPLACE TEMP TABLE {ORDERED} AS {self.changed_rows_sql()}")
+        con.execute(
+            f"DELETE FROM {self.applied_rows} a USING {ORDERED} o WHERE a.profile_id = o.{ENTITY}"
+        )
+        con.execute(f"INSERT INTO {self.applied_rows} SELECT {ENTITY}, {ROW_HASH} FROM {ORDERED}")
         key = quote_string(self.group_key)
         con.execute(
-            f"INSERT INTO {UPDATES} SELECT line, {key}, {ENTITY}, '$set', now(), true "
+            f"INSERT INTO {UPDATES} SELECT {LINE}, {key}, {ENTITY}, '$set', now(), true "
             f"FROM {ORDERED}"
         )
         if not self.properties:
             return
         names = ", ".join(quote_identifier(name) for name in self.properties)
         con.execute(
-            f"INSERT INTO {OPERATIONS} SELECT line, {key}, {ENTITY}, '$set', 0, "
-            f"left(name, {MAX_NAME_CHARACTERS}), coalesce(value, 'null') FROM {ORDERED} "
+            f"INSERT INTO {OPERATIONS} SELECT {LINE}, {key}, {ENTITY}, '$set', 0, "
+            f"left(name, {MAX_NAME_CHARACTERS}), coalesce(value, 'null') FROM "
+            f"(SELECT * EXCLUDE ({ROW_HASH}) FROM {ORDERED}) "
             f"UNPIVOT INCLUDE NULLS (value FOR name IN ({names}))"
         )
+
+    def changed_rows_sql(self) -> str:
+        """Each id's last good row (every row sets every column, so the last decides),
+        unless it is the row last applied: a row read again changes nothing, and leaves
+        what updates set since."""
+        values = ", ".join(
+            f"{cut_string_sql(f'to_json({quote_identifier(name)})')} AS {quote_identifier(name)}"
+            for name in self.properties
+        )
+        row_text = f"CAST({json_object_sql(self.properties)} AS VARCHAR)"
+        latest = [f"{quote_identifier(self.table.cursor)} DESC"] if self.table.cursor else []
+        latest.append(f"{row_text} DESC")
+        return f"""
+            WITH ranked AS (
+                SELECT *, hash({row_text}) AS {ROW_HASH},
+                    row_number() OVER (PARTITION BY {ENTITY} ORDER BY {", ".join(latest)})
+                        AS __pitsync_rank
+                FROM {STAGED} WHERE {REASON} IS NULL
+            )
+            SELECT row_number() OVER (ORDER BY r.{ENTITY}) AS {LINE}, r.{ENTITY},
+                r.{ROW_HASH}{", " + values if values else ""}
+            FROM ranked r
+            ANTI JOIN {self.applied_rows} a
+                ON a.profile_id = r.{ENTITY} AND a.row_hash = r.{ROW_HASH}
+            WHERE r.__pitsync_rank = 1
+        """
 
 
 def plan_profiles(table: TableConfig, schema: pa.Schema) -> ProfilesModel:
