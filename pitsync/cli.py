@@ -26,7 +26,7 @@ from pitsync.connectors.profile_updates import UpdateReport, apply_file, delete_
 from pitsync.connectors.runs import RunRecord, read_runs
 from pitsync.connectors.schedule import Scheduler, scheduled_tables, sync_runner
 from pitsync.connectors.sync import SyncOptions, sync_tables
-from pitsync.errors import PitsyncError
+from pitsync.errors import PitsyncError, StoreError
 from pitsync.modeling.attribution import Entity, entity_tables, interval_at_sql, timeline_sql
 from pitsync.modeling.portable import ENGINES
 from pitsync.modeling.staging import json_object_sql
@@ -440,7 +440,7 @@ def command_profile(args: argparse.Namespace) -> int:
     with QuerySession(config.store_path, config.memory_limit, args.wait) as session:
         moment = resolve_moment(session, args.at)
         latest = latest_profile(session, entity) if args.at == "now" else None
-        properties = latest if latest is not None else profile_at(session, entity, moment)
+        properties = latest if latest is not None else history_profile(session, entity, moment)
     if args.format == "json":
         print(json.dumps(properties, indent=2))
         return 0
@@ -469,6 +469,15 @@ def latest_profile(session: QuerySession, entity: Entity) -> dict[str, object] |
     if last_seen is not None:
         merged["$last_seen"] = last_seen
     return merged
+
+
+def history_profile(session: QuerySession, entity: Entity, moment: str) -> dict[str, object]:
+    """The history properties at the moment; an unknown entity says where it was sought."""
+    try:
+        return profile_at(session, entity, moment)
+    except StoreError as error:
+        reason = str(error).removeprefix(f"{entity.describe()} has ")
+        raise StoreError(f"{entity.describe()} has no profile, and {reason}") from None
 
 
 def resolve_moment(session: QuerySession, text: str) -> str:

@@ -1,7 +1,8 @@
 """Profile update operators, each rule with a hand-worked profile, and the record checks.
 
-The reported cases C14 and C16 (fixtures/point_in_time_cases.json) are here with their stated answers,
-applied one prefix at a time so every intermediate profile they state is checked too.
+The reported cases C14 and C16 (fixtures/point_in_time_cases.json) are here with their
+stated answers, applied one prefix at a time so every intermediate profile they state is
+checked too.
 """
 
 from __future__ import annotations
@@ -383,3 +384,75 @@ def test_standard_input_is_read_with_a_dash(tmp_path: Path) -> None:
     )
     assert "3 of 3 records applied to 1 profiles" in result.stdout
     assert Profiles(tmp_path).user("u1") == {"n": 2}
+
+
+def test_the_limit_holds_at_every_record_not_only_at_the_end(profiles: Profiles) -> None:
+    report = profiles.apply(
+        user("$set", {f"k{i}": i for i in range(2000)}),
+        user("$set", {"extra": 1}),  # 2001 here, whatever the next record does
+        user("$unset", ["k1"]),
+        user("$set", {"fits": 1}),  # 2000 again: applied
+    )
+    state = profiles.user("u1")
+    assert state is not None and len(state) == 2000
+    assert "extra" not in state and "k1" not in state and state["fits"] == 1
+    assert [line for line, _ in report.outcome.refused] == [2]
+    assert report.outcome.profiles_changed == 1
+
+
+def test_a_list_that_would_grow_past_256_kb_is_left_as_it_was(profiles: Profiles) -> None:
+    items = ["x" * 100] * 2540  # 2540 * 102 + 2539 commas + 2 brackets = 261,621 bytes
+    z, w, v = "z" * 255, "w" * 255, "v" * 255  # each adds a comma and 257 bytes
+    report = profiles.apply(
+        user("$set", {"l": items}),
+        user("$append", {"l": "y"}),  # 261,625
+        user("$append", {"l": z}),  # 261,883
+        user("$union", {"l": [w]}),  # 262,141: still within 262,144
+        user("$append", {"l": v}),  # would be 262,399
+        user("$union", {"l": [v]}),
+    )
+    assert profiles.user("u1") == {"l": [*items, "y", z, w]}
+    assert report.outcome.warnings == [
+        "line 5: $append ignored for l: l would pass 256 KB",
+        "line 6: $union ignored for l: l would pass 256 KB",
+    ]
+
+
+def test_a_line_that_is_not_utf8_is_one_bad_record(profiles: Profiles) -> None:
+    path = profiles.root / "latin1.jsonl"
+    path.write_bytes(
+        b'{"$distinct_id": "ok", "$set": {"x": 1}}\n'
+        b'{"$distinct_id": "caf\xe9", "$set": {"x": 1}}\n'
+        b'{"$distinct_id": "ok", "$add": {"x": 1}}\n'
+    )
+    report = apply_file(load_config(str(profiles.config_path)), str(path))
+    assert profiles.user("ok") == {"x": 2}
+    assert report.rejections == ["line 2: not UTF-8 text: save the file as UTF-8"]
+
+
+def test_a_json_array_may_start_with_a_byte_order_mark(profiles: Profiles) -> None:
+    path = profiles.root / "bom.json"
+    path.write_bytes(b"\xef\xbb\xbf" + json.dumps([user("$set", {"a": 1})]).encode())
+    apply_file(load_config(str(profiles.config_path)), str(path))
+    assert profiles.user("u1") == {"a": 1}
+
+
+def test_a_failed_run_is_recorded_and_leaves_the_relations(profiles: Profiles) -> None:
+    from pitsync.errors import StrictModeError
+
+    with pytest.raises(StrictModeError):
+        profiles.apply(user("$set", {"a": 1}), "{", strict=True)
+    assert profiles.rows("SELECT mode, status FROM runs") == [("engage", "failed")]
+    assert profiles.rows("SELECT count(*) FROM user_profiles") == [(0,)]
+
+
+def test_a_key_given_twice_rejects_the_record(profiles: Profiles) -> None:
+    report = profiles.apply('{"$distinct_id": "a", "$distinct_id": "b", "$set": {"x": 1}}')
+    assert report.rejections == ["line 1: a key appears twice: $distinct_id"]
+    assert profiles.rows("SELECT count(*) FROM user_profiles") == [(0,)]
+
+
+def test_a_long_string_is_cut_without_reading_it_again_and_again(profiles: Profiles) -> None:
+    long = "é" * 3_000_000  # 6 MB
+    profiles.apply(user("$set", {"s": long}), user("$append", {"l": "€" * 1_000_000}))
+    assert profiles.user("u1") == {"s": "é" * 127, "l": ["€" * 85]}

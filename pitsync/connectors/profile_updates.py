@@ -19,6 +19,7 @@ import pyarrow as pa
 
 from pitsync.config import Config
 from pitsync.connectors.runs import RunRecord, next_run_id, utc_now, write_run
+from pitsync.connectors.sync import record_failure
 from pitsync.connectors.update_files import array_records, is_json_array, line_batches, update_file
 from pitsync.errors import StrictModeError
 from pitsync.modeling.hidden_events import refresh_views
@@ -87,7 +88,10 @@ def record_batches(path: Path) -> Iterator[Stager]:
 
 def register_lines(con: duckdb.DuckDBPyConnection, *, batch: pa.RecordBatch) -> None:
     con.register("__pitsync_line_batch", batch)
-    con.execute(f"CREATE OR REPLACE TEMP TABLE {LINES} AS SELECT * FROM __pitsync_line_batch")
+    con.execute(
+        f"CREATE OR REPLACE TEMP TABLE {LINES} AS "
+        "SELECT line, try(decode(text)) AS text FROM __pitsync_line_batch"
+    )
     con.unregister("__pitsync_line_batch")
 
 
@@ -115,8 +119,10 @@ def run_updates(
             check_strict(report, strict)
             finish(con, report, record)
             con.execute("COMMIT")
-        except BaseException:
+        except BaseException as error:
             con.execute("ROLLBACK")
+            record.rows_read = report.records
+            record_failure(con, record, error)  # after the rollback, in a transaction of its own
             raise
     finally:
         con.close()
@@ -155,7 +161,8 @@ def check_strict(report: UpdateReport, strict: bool) -> None:
     if strict and rejected:
         raise StrictModeError(
             f"{rejected} records were rejected and --strict is set, so nothing was applied; "
-            "first: " + (report.rejections or [m for _, m in report.outcome.refused])[0],
+            "first: "
+            + (report.rejections or [f"line {n}: {m}" for n, m in report.outcome.refused])[0],
             table=PROFILES_TABLE,
             quarantined=rejected,
         )

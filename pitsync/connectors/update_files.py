@@ -27,7 +27,8 @@ from pitsync.quoting import quote_string
 BATCH_BYTES = 32 << 20  # a block of this many bytes of lines is one batch
 UNIT_SEPARATOR = "\x1f"  # never raw inside JSON, so every line is one field
 
-LINE_SCHEMA = pa.schema([("line", pa.int64()), ("text", pa.string())])
+# Lines are bytes until DuckDB decodes them, so a line that is not UTF-8 is one bad record.
+LINE_SCHEMA = pa.schema([("line", pa.int64()), ("text", pa.binary())])
 
 
 @contextmanager
@@ -82,7 +83,9 @@ def line_batches(path: Path) -> Iterator[pa.RecordBatch]:
             block_size *= 4
     if skipped:
         lines, texts = zip(*sorted(skipped.items()), strict=True)
-        yield pa.record_batch([pa.array(lines, pa.int64()), pa.array(texts)], schema=LINE_SCHEMA)
+        yield pa.record_batch(
+            [pa.array(lines, pa.int64()), pa.array(texts, pa.binary())], schema=LINE_SCHEMA
+        )
 
 
 def numbered_blocks(
@@ -112,7 +115,7 @@ def numbered_blocks(
             invalid_row_handler=not_one_field,
         ),
         convert_options=pacsv.ConvertOptions(
-            column_types={"text": pa.string()}, strings_can_be_null=False
+            column_types={"text": pa.binary()}, strings_can_be_null=False
         ),
     )
     first = 1
@@ -139,8 +142,10 @@ def array_records(con: duckdb.DuckDBPyConnection, path: Path) -> None:
     try:
         con.execute(
             f"CREATE OR REPLACE TEMP TABLE {LINES} AS "
-            "SELECT CAST(e.key AS BIGINT) + 1 AS line, CAST(e.value AS VARCHAR) AS text "
-            f"FROM read_text({quote_string(str(path))}) f, json_each(f.content) e"
+            "SELECT generate_subscripts(items, 1) AS line, unnest(items) AS text FROM ("
+            # One parse of the whole array, in file order; a byte order mark is no JSON.
+            f"SELECT CAST(json_extract(ltrim(content, chr(65279)), '$[*]') AS VARCHAR[]) "
+            f"AS items FROM read_text({quote_string(str(path))}))"
         )
     except duckdb.Error as error:
         raise SourceError(

@@ -70,7 +70,7 @@ def records_sql() -> str:
     return f"""
         WITH parsed AS (
             SELECT line, text, CASE WHEN json_valid(text) THEN json(text) END AS record
-            FROM {LINES} WHERE trim(text) <> ''
+            FROM {LINES} WHERE text IS NULL OR trim(text) <> ''
         ), keyed AS (
             SELECT line, text, record,
                 CASE WHEN json_type(record) = 'OBJECT' THEN json_keys(record) END AS keys,
@@ -127,6 +127,7 @@ def problem_sql() -> str:
     """The first reason a record cannot be applied, or NULL."""
     group_refused = sql_list(GROUP_REFUSED)
     return f"""CASE
+        WHEN text IS NULL THEN 'not UTF-8 text: save the file as UTF-8'
         WHEN record IS NULL THEN 'not JSON'
         WHEN keys IS NULL THEN 'not a JSON object'
         WHEN len(keys) > len(list_distinct(keys)) THEN 'a key appears twice: ' ||
