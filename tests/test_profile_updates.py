@@ -456,3 +456,16 @@ def test_a_long_string_is_cut_without_reading_it_again_and_again(profiles: Profi
     long = "é" * 3_000_000  # 6 MB
     profiles.apply(user("$set", {"s": long}), user("$append", {"l": "€" * 1_000_000}))
     assert profiles.user("u1") == {"s": "é" * 127, "l": ["€" * 85]}
+
+
+def test_nan_and_infinite_numbers_are_rejected(profiles: Profiles) -> None:
+    report = profiles.apply(
+        '{"$distinct_id": "u1", "$set": {"x": NaN}}',
+        '{"$distinct_id": "u1", "$add": {"n": 1e999}}',
+        user("$add", {"n": 1.5}),
+    )
+    assert profiles.user("u1") == {"n": 1.5}
+    assert report.rejections == [
+        "line 1: wrong value type: x is not a finite number",
+        "line 2: wrong value type: n is not a finite number",
+    ]

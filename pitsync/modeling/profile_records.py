@@ -184,6 +184,8 @@ def value_problem_sql() -> str:
     """Per property: a value its operator cannot take."""
     return f"""CASE
         WHEN full_name = '' THEN 'a property name is empty'
+        WHEN json_type(raw_value) = 'DOUBLE' AND NOT isfinite(CAST(raw_value AS DOUBLE))
+            THEN 'wrong value type: ' || left(full_name, 80) || ' is not a finite number'
         WHEN operator = '$add' AND json_type(raw_value) NOT IN ('BIGINT', 'UBIGINT', 'DOUBLE')
             THEN 'wrong value type: $add takes numbers, and ' || full_name || ' is ' ||
                  lower(json_type(raw_value))
