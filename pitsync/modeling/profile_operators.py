@@ -182,10 +182,15 @@ def without_sql(items: str) -> str:
 
 
 def within_limit(grown: str) -> str:
-    """A list that grows past MAX_NESTED_BYTES keeps its value, with a warning."""
+    """A list that grows past MAX_NESTED_BYTES keeps its value, with a warning.
+
+    The grown list is at most the old one, a comma and the operation's value long; only
+    a list that this bound puts near the limit is measured.
+    """
+    bound = f"strlen(acc.value) + strlen(x.value) + 1 <= {MAX_NESTED_BYTES}"
     return (
-        f"CASE WHEN strlen({grown}) > {MAX_NESTED_BYTES} THEN {refused('would pass 256 KB')} "
-        f"ELSE {kept(grown)} END"
+        f"CASE WHEN {bound} OR strlen({grown}) <= {MAX_NESTED_BYTES} THEN {kept(grown)} "
+        f"ELSE {refused('would pass 256 KB')} END"
     )
 
 
