@@ -13,7 +13,10 @@ import re
 
 import sqlglot
 from sqlglot import exp
+from sqlglot.dialects.duckdb import DuckDB
 from sqlglot.errors import ParseError
+from sqlglot.parsers.duckdb import DuckDBParser
+from sqlglot.tokens import TokenType
 
 from pitsync.errors import QueryRefused
 
@@ -45,13 +48,43 @@ WRITE_NODES = (
 ANSI_ESCAPE = re.compile(r"\x1b\[[0-9;]*m")
 
 
+class JsonArrowParser(DuckDBParser):
+    """DuckDB's grammar as sqlglot reads it, except that `->` is always the JSON arrow.
+
+    sqlglot takes `x -> e` among a function's arguments for a lambda, so
+    `json_type(properties -> 'plan')` would run as `json_type(LAMBDA properties : 'plan')`.
+    DuckDB 2.0 writes lambdas `lambda x: e` only (a separate rule of the parser, kept), so
+    the arrow can only be json_extract, read with the same precedence as anywhere else.
+    """
+
+    LAMBDAS = {
+        token: build for token, build in DuckDBParser.LAMBDAS.items() if token != TokenType.ARROW
+    }
+
+
+def parse_duckdb(sql: str) -> list[exp.Expr]:
+    """The statements of `sql` as sqlglot trees, `->` read as the JSON arrow throughout."""
+    dialect = DuckDB()
+    trees = JsonArrowParser(dialect=dialect).parse(dialect.tokenize(sql), sql)
+    return [tree for tree in trees if tree is not None]
+
+
+def parse_condition(sql: str) -> exp.Expr:
+    """One SQL condition (a WHERE clause's body) as a sqlglot tree, or ParseError."""
+    dialect = DuckDB()
+    trees = JsonArrowParser(dialect=dialect).parse_into(exp.Condition, dialect.tokenize(sql), sql)
+    if len(trees) != 1 or trees[0] is None:
+        raise ParseError(f"expected one condition in {sql!r}")
+    return trees[0]
+
+
 def parse_read_query(sql: str) -> exp.Query:
     """One SELECT statement as a sqlglot tree, or QueryRefused saying why not."""
     # sqlglot warns on stderr about syntax it passes through as a raw command; such a
     # statement is refused below anyway, with a message of ours.
     logging.getLogger("sqlglot").setLevel(logging.ERROR)
     try:
-        statements = [tree for tree in sqlglot.parse(sql, read="duckdb") if tree is not None]
+        statements = parse_duckdb(sql)
     except ParseError as error:
         # sqlglot underlines the bad token with terminal escape codes; messages are plain.
         plain = ANSI_ESCAPE.sub("", str(error))

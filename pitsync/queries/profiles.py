@@ -4,19 +4,21 @@ Both build their SQL as sqlglot trees over the public relations and run it throu
 same guard as `pitsync query`. In a `--where` predicate, a name that is not a column of
 the profile relation is a property: `plan = 'pro'` reads `properties ->> 'plan'`, which
 is text (or NULL when the profile lacks it), so compare numbers with a cast:
-`CAST(seats AS INTEGER) > 3`.
+`CAST(seats AS INTEGER) > 3`. A property is not a condition by itself (`--where plan`,
+`NOT vip`): it is refused, with a hint to write the comparison meant.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Iterator
 from dataclasses import dataclass
 
-import sqlglot
 from sqlglot import exp
 from sqlglot.errors import ParseError
 
 from pitsync.errors import QueryRefused
+from pitsync.queries.guard import parse_condition
 from pitsync.store import DISTINCT_ID, EVENT, PROPERTIES, TIME
 
 USER_COLUMNS = (DISTINCT_ID, PROPERTIES, "last_seen")
@@ -43,7 +45,7 @@ def profiles_sql(group_key: str | None, where: str | None, limit: int | None) ->
 def properties_predicate(where: str, columns: tuple[str, ...]) -> exp.Expr:
     """The predicate, with every name that is not a column read as a property."""
     try:
-        predicate = sqlglot.parse_one(where, read="duckdb", into=exp.Condition)
+        predicate = parse_condition(where)
     except ParseError as error:
         raise QueryRefused(
             f"cannot read --where {where!r} as a SQL condition; write it like "
@@ -51,11 +53,41 @@ def properties_predicate(where: str, columns: tuple[str, ...]) -> exp.Expr:
             sql=where,
         ) from error
     known = {name.lower() for name in columns}
+    refuse_bare_properties(predicate, known, where)
     for column in list(predicate.find_all(exp.Column)):
-        if column.table or column.name.lower() in known:
-            continue
-        column.replace(property_value(column.name))
+        if is_property(column, known):
+            column.replace(property_value(column.name))
     return predicate
+
+
+def is_property(node: exp.Expr, known: set[str]) -> bool:
+    """A plain name that is not a column of the relation: it names a property."""
+    return isinstance(node, exp.Column) and not node.table and node.name.lower() not in known
+
+
+def refuse_bare_properties(predicate: exp.Expr, known: set[str], where: str) -> None:
+    """A property standing as a condition is refused: what it should test is a guess.
+
+    Its text could be read as a boolean, or its presence tested; for `delete-profiles`
+    a wrong guess deletes profiles, so the user writes the comparison instead.
+    """
+    for condition in conditions_of(predicate):
+        if is_property(condition, known):
+            name = condition.sql(dialect="duckdb")
+            raise QueryRefused(
+                f"--where {where!r} uses the property {name} as a condition by itself; "
+                f"compare it instead, as in `{name} = 'some text'`, `{name} IS NOT NULL` "
+                f"(the property is set) or `{name} = 'true'` (a boolean that is true)",
+                sql=where,
+            )
+
+
+def conditions_of(predicate: exp.Expr) -> Iterator[exp.Expr]:
+    """The predicate and, through AND, OR, NOT and parentheses, the conditions it joins."""
+    yield predicate
+    if isinstance(predicate, (exp.Connector, exp.Not, exp.Paren)):
+        for operand in predicate.iter_expressions():
+            yield from conditions_of(operand)
 
 
 def property_value(name: str) -> exp.Expr:
@@ -84,6 +116,8 @@ class FeedWindow:
             bounds.append(time >= instant(self.start))
         if self.end is not None:
             bounds.append(time < instant(self.end))
+        else:
+            bounds.append(time <= exp.func("now"))  # from a moment until now
         return bounds
 
 
