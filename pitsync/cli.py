@@ -633,17 +633,22 @@ def command_feed(args: argparse.Namespace) -> int:
     with QuerySession(config.store_path, config.memory_limit, args.wait) as session:
         columns = {name.lower() for name in session.connection.sql("FROM events").columns}
         sql = feed_sql(str(args.id), args.group_key, window, args.hide, columns)
-        write_relation(session.query(sql), args.format)
+        if not write_relation(session.query(sql), args.format):
+            log.warning(
+                "no events of %s in %s; a longer --days, or --from/--to, looks further back",
+                Entity(str(args.id), args.group_key).describe(),
+                window.describe(),
+            )
     return 0
 
 
-def write_relation(relation: duckdb.DuckDBPyRelation, output: str) -> None:
+def write_relation(relation: duckdb.DuckDBPyRelation, output: str) -> int:
+    """Write the rows in the chosen format; returns how many there were."""
     if output == "csv":
-        write_csv(relation, sys.stdout)
-    elif output == "json":
-        write_json(relation, sys.stdout)
-    else:
-        write_table(relation, terminal())
+        return write_csv(relation, sys.stdout)
+    if output == "json":
+        return write_json(relation, sys.stdout)
+    return write_table(relation, terminal())
 
 
 def command_delete_profiles(args: argparse.Namespace) -> int:

@@ -382,7 +382,7 @@ def test_standard_input_is_read_with_a_dash(tmp_path: Path) -> None:
         text=True,
         check=True,
     )
-    assert "3 of 3 records applied to 1 profiles" in result.stdout
+    assert "3 of 3 records applied to 1 profile (0 deleted)" in result.stdout
     assert Profiles(tmp_path).user("u1") == {"n": 2}
 
 

@@ -61,9 +61,14 @@ class UpdateReport:
         o = self.outcome
         rejected = self.rejected + self.refused_for_limit
         return (
-            f"{o.applied} of {self.records} records applied to {o.profiles_changed} profiles "
-            f"({o.profiles_deleted} deleted); {rejected} rejected; {o.warning_count} warnings"
+            f"{o.applied} of {counted(self.records, 'record')} applied to "
+            f"{counted(o.profiles_changed, 'profile')} ({o.profiles_deleted} deleted); "
+            f"{rejected} rejected; {counted(o.warning_count, 'warning')}"
         )
+
+
+def counted(number: int, noun: str) -> str:
+    return f"{number} {noun}" + ("" if number == 1 else "s")
 
 
 Stager = Callable[[duckdb.DuckDBPyConnection], None]
@@ -126,7 +131,7 @@ def run_updates(
             raise
     finally:
         con.close()
-    log.info("profiles: %s", report.summary())
+    log.debug("profiles: %s", report.summary())  # the command prints it
     return report
 
 
@@ -160,7 +165,8 @@ def check_strict(report: UpdateReport, strict: bool) -> None:
     rejected = report.rejected + report.refused_for_limit
     if strict and rejected:
         raise StrictModeError(
-            f"{rejected} records were rejected and --strict is set, so nothing was applied; "
+            f"{counted(rejected, 'record')} rejected and --strict is set, so nothing was "
+            "applied; "
             "first: "
             + (report.rejections or [f"line {n}: {m}" for n, m in report.outcome.refused])[0],
             table=PROFILES_TABLE,

@@ -104,6 +104,11 @@ class FeedWindow:
     start: str | None = None
     end: str | None = None
 
+    def describe(self) -> str:
+        if self.start is None and self.end is None:
+            return f"the last {self.days} days"
+        return f"[{self.start or 'the start'}, {self.end or 'now'})"
+
     def conditions(self) -> list[exp.Expr]:
         time = exp.column(TIME)
         if self.start is None and self.end is None:
