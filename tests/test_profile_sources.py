@@ -324,3 +324,21 @@ def test_full_runs_set_only_rows_that_changed(project: Project) -> None:
         "u1": {"line": "a", "name": "Annie"},  # a column named like pitsync's own is fine
         "u2": {"line": "c", "name": "Bob"},
     }
+
+
+def test_names_inside_a_where_subquery_are_its_own_columns(project: Project) -> None:
+    project.source_sql(
+        "CREATE OR REPLACE TABLE events (event VARCHAR, distinct_id VARCHAR, time TIMESTAMPTZ)",
+        "INSERT INTO events VALUES ('login', 'ann', now() - INTERVAL 1 DAY), "
+        "('view', 'bob', now() - INTERVAL 1 DAY)",
+    )
+    project.configure("product_events", kind="events", **{"from": "events"})
+    project.sync("product_events")
+    people(project)
+    logged_in = "distinct_id IN (SELECT distinct_id FROM events WHERE event = 'login')"
+    listed = json.loads(project.cli("users", "--where", logged_in, "--format", "json").stdout)
+    assert [row["distinct_id"] for row in listed] == ["ann"]
+
+    project.cli("delete-profiles", "--where", f"NOT ({logged_in}) AND plan = 'free'")
+    remaining = project.query("SELECT distinct_id FROM user_profiles ORDER BY 1")
+    assert remaining == [("ann",), ("cy",)]  # only bob: free and never logged in

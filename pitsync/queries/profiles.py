@@ -61,8 +61,17 @@ def properties_predicate(where: str, columns: tuple[str, ...]) -> exp.Expr:
 
 
 def is_property(node: exp.Expr, known: set[str]) -> bool:
-    """A plain name that is not a column of the relation: it names a property."""
-    return isinstance(node, exp.Column) and not node.table and node.name.lower() not in known
+    """A plain name that is not a column of the relation: it names a property.
+
+    Inside a subquery a name belongs to the subquery's own relations, so it is left alone:
+    `distinct_id IN (SELECT distinct_id FROM events WHERE event = 'login')`.
+    """
+    return (
+        isinstance(node, exp.Column)
+        and not node.table
+        and node.name.lower() not in known
+        and node.find_ancestor(exp.Select) is None
+    )
 
 
 def refuse_bare_properties(predicate: exp.Expr, known: set[str], where: str) -> None:
