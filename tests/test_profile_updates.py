@@ -447,8 +447,14 @@ def test_a_failed_run_is_recorded_and_leaves_the_relations(profiles: Profiles) -
 
 
 def test_a_key_given_twice_rejects_the_record(profiles: Profiles) -> None:
-    report = profiles.apply('{"$distinct_id": "a", "$distinct_id": "b", "$set": {"x": 1}}')
-    assert report.rejections == ["line 1: a key appears twice: $distinct_id"]
+    report = profiles.apply(
+        '{"$distinct_id": "a", "$distinct_id": "b", "$set": {"x": 1}}',
+        '{"$distinct_id": "a", "$set": {"x": 1, "y": 2, "x": 3}}',
+    )
+    assert report.rejections == [
+        "line 1: a key appears twice: $distinct_id",
+        "line 2: a property appears twice in $set: x",
+    ]
     assert profiles.rows("SELECT count(*) FROM user_profiles") == [(0,)]
 
 
@@ -469,3 +475,13 @@ def test_nan_and_infinite_numbers_are_rejected(profiles: Profiles) -> None:
         "line 1: wrong value type: x is not a finite number",
         "line 2: wrong value type: n is not a finite number",
     ]
+
+
+def test_many_properties_beside_one_long_value(profiles: Profiles) -> None:
+    """Each property's row carries its own value only, not the whole record."""
+    properties: dict[str, Any] = {f"p{i}": i for i in range(500)}
+    properties["long"] = "y" * 5_000_000
+    profiles.apply(user("$set", properties), user("$remove", {"p0": None}))
+    state = profiles.user("u1")
+    assert state is not None and len(state) == 501
+    assert state["long"] == "y" * 255 and state["p499"] == 499

@@ -158,6 +158,10 @@ def problem_sql() -> str:
         WHEN list_contains({sql_list(OBJECT_OPERATORS)}, operators[1])
              AND coalesce(json_type(payload), 'NULL') <> 'OBJECT' THEN
             'wrong value type: ' || operators[1] || ' takes an object of properties'
+        WHEN json_type(payload) = 'OBJECT'
+             AND len(json_keys(payload)) > len(list_distinct(json_keys(payload))) THEN
+            'a property appears twice in ' || operators[1] || ': ' || list_filter(
+                json_keys(payload), lambda k, i: list_position(json_keys(payload), k) < i)[1]
         -- Items by json_extract: a cast would make a null item SQL NULL, and let it pass.
         WHEN operators[1] = '$unset' AND NOT CASE
             WHEN json_type(payload) = 'ARRAY' THEN coalesce(list_bool_and(
@@ -169,14 +173,31 @@ def problem_sql() -> str:
 
 
 def exploded_sql() -> str:
-    """One row per property an operator names, with its name and value cut to the limits."""
+    """One row per property an operator names, with its name and value cut to the limits.
+
+    The payload becomes a list of (key, value) in one parse, then unnested: a lateral
+    join over json_each would copy the whole payload to every property's row, which for
+    a record of many properties and one long value is that value many times over.
+    """
+    entries = (
+        "CASE WHEN operator = '$unset' THEN list_transform("
+        "json_extract_string(payload, '$[*]'), lambda n: {'key': n, 'value': NULL::JSON}) "
+        """ELSE map_entries(json_transform(payload, '"MAP(VARCHAR, JSON)"')) END"""
+    )
     return f"""
-        SELECT r.line, r.profile_key, r.profile_id, r.operator, e.id AS position,
-            CASE WHEN r.operator = '$unset' THEN json_extract_string(e.value, '$')
-                 ELSE e.key END AS full_name,
-            CASE WHEN r.operator = '$unset' THEN NULL ELSE e.value END AS raw_value
-        FROM {RECORDS} r, json_each(r.payload) e
-        WHERE r.problem IS NULL AND r.operator <> '$delete'
+        WITH named AS (
+            SELECT line, profile_key, profile_id, operator, {entries} AS entries
+            FROM {RECORDS} WHERE problem IS NULL AND operator <> '$delete'
+        ), unnested AS (
+            SELECT line, profile_key, profile_id, operator,
+                generate_subscripts(entries, 1) AS position, unnest(entries) AS entry
+            FROM named
+        )
+        SELECT line, profile_key, profile_id, operator, position, entry.key AS full_name,
+            -- The map reads a JSON null as NULL; as an operation's value it is JSON null.
+            CASE WHEN operator = '$unset' THEN NULL
+                 ELSE coalesce(entry.value, CAST('null' AS JSON)) END AS raw_value
+        FROM unnested
     """
 
 
