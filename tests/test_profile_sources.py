@@ -342,3 +342,32 @@ def test_names_inside_a_where_subquery_are_its_own_columns(project: Project) -> 
     project.cli("delete-profiles", "--where", f"NOT ({logged_in}) AND plan = 'free'")
     remaining = project.query("SELECT distinct_id FROM user_profiles ORDER BY 1")
     assert remaining == [("ann",), ("cy",)]  # only bob: free and never logged in
+
+
+def test_same_id_rows_keep_the_greatest_values_as_history_ties_do(project: Project) -> None:
+    project.source_sql(
+        "CREATE OR REPLACE TABLE crm (user_id VARCHAR, score INTEGER, tag VARCHAR)",
+        "INSERT INTO crm VALUES ('u1', 9, 'a'), ('u1', 10, 'a'), ('u2', 2, 'b'), "
+        "('u2', NULL, 'b')",
+    )
+    project.configure("crm", kind="user_profiles", id_column="user_id")
+    project.sync("crm")
+    assert users(project) == {"u1": {"score": 10, "tag": "a"}, "u2": {"score": 2, "tag": "b"}}
+
+
+def test_a_row_refused_for_the_limit_is_quarantined_and_tried_again(project: Project) -> None:
+    project.source_sql(
+        "CREATE OR REPLACE TABLE crm (user_id VARCHAR, c0 INTEGER)",
+        "INSERT INTO crm VALUES ('u1', 1)",
+    )
+    project.configure("crm", kind="user_profiles", id_column="user_id")
+    engage(project, {"$distinct_id": "u1", "$set": {f"e{i}": i for i in range(2000)}})
+
+    record = project.sync("crm")
+    assert record.quarantined == 1
+    reasons = project.query("SELECT reason FROM quarantine WHERE table_name = 'crm'")
+    assert reasons == [("update refused: user u1 would have 2001 properties, more than 2000",)]
+
+    engage(project, {"$distinct_id": "u1", "$unset": ["e0"]})
+    project.sync("crm")
+    assert users(project)["u1"]["c0"] == 1

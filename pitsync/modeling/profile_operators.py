@@ -156,7 +156,7 @@ def step_sql() -> str:
             WHEN {is_number(current)} THEN {kept(sum_sql(current, "x.value"))}
             ELSE {refused("is not numeric")} END
         WHEN '$append' THEN CASE
-            WHEN {current} IS NULL THEN {kept("to_json([x.value])")}
+            WHEN {current} IS NULL THEN {within_limit("to_json([x.value])")}
             WHEN {is_list(current)} THEN {within_limit(appended)}
             ELSE {refused("is not a list")} END
         WHEN '$union' THEN CASE

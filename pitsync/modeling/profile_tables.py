@@ -47,7 +47,7 @@ from pitsync.modeling.staging import (
     stage_rows,
 )
 from pitsync.quoting import quote_identifier, quote_string
-from pitsync.store import INTERNAL_SCHEMA, PROFILES
+from pitsync.store import INTERNAL_SCHEMA, PROFILES, QUARANTINE
 
 ENTITY = "__pitsync_entity"
 LINE = "__pitsync_line"
@@ -83,6 +83,7 @@ class ProfilesModel:
         begin_run(con)
         apply_updates(con, outcome)
         count_profiles(con, outcome)
+        self.quarantine_refused(con, run_id, outcome)
         good = rows_read - quarantined
         ids = count(con, f"SELECT count(DISTINCT {ENTITY}) FROM {STAGED} WHERE {REASON} IS NULL")
         conflicts = good - ids
@@ -93,6 +94,31 @@ class ProfilesModel:
             conflicts=conflicts,
             entities_changed=outcome.profiles_changed,
         )
+
+    def quarantine_refused(
+        self, con: duckdb.DuckDBPyConnection, run_id: int, outcome: UpdateOutcome
+    ) -> None:
+        """Rows refused for the property limit go to quarantine, and are not remembered as
+        applied, so a later run tries them again."""
+        if not outcome.refused:
+            return
+        refused = pa.table(
+            {
+                "line": [line for line, _ in outcome.refused],
+                "reason": [reason for _, reason in outcome.refused],
+            }
+        )
+        con.register("__pitsync_refused_rows", refused)
+        con.execute(
+            f"INSERT INTO {QUARANTINE} SELECT ?, ?, f.reason, to_json(o) "
+            f"FROM __pitsync_refused_rows f JOIN {ORDERED} o ON o.{LINE} = f.line",
+            [run_id, self.table.name],
+        )
+        con.execute(
+            f"DELETE FROM {self.applied_rows} a USING {ORDERED} o, __pitsync_refused_rows f "
+            f"WHERE o.{LINE} = f.line AND a.profile_id = o.{ENTITY}"
+        )
+        con.unregister("__pitsync_refused_rows")
 
     def derived_columns(self) -> list[DerivedColumn]:
         entity = f"CAST(src.{quote_identifier(self.table.id_column)} AS VARCHAR)"
@@ -145,8 +171,10 @@ class ProfilesModel:
             for name in self.properties
         )
         row_text = f"CAST({json_object_sql(self.properties)} AS VARCHAR)"
-        latest = [f"{quote_identifier(self.table.cursor)} DESC"] if self.table.cursor else []
-        latest.append(f"{row_text} DESC")
+        # As history ties resolve (rule 4): the greatest values in column order, NULL lowest.
+        ordered = ([self.table.cursor] if self.table.cursor else []) + self.properties
+        latest = [f"{quote_identifier(name)} DESC NULLS LAST" for name in ordered]
+        latest.append(f"{row_text} DESC")  # columns whose values sort equal
         return f"""
             WITH ranked AS (
                 SELECT *, hash({row_text}) AS {ROW_HASH},
