@@ -32,7 +32,14 @@ from pitsync.modeling.portable import ENGINES
 from pitsync.modeling.staging import json_object_sql
 from pitsync.queries.execute import QuerySession
 from pitsync.queries.output import formatted, write_csv, write_json, write_table
-from pitsync.queries.profiles import FEED_DAYS, FeedWindow, feed_sql, parse_moment, profiles_sql
+from pitsync.queries.profiles import (
+    FEED_DAYS,
+    FeedWindow,
+    feed_sql,
+    moment_of,
+    parse_moment,
+    profiles_sql,
+)
 from pitsync.store import DEFAULT_WAIT_SECONDS, END_TIME, START_TIME, open_read_only
 
 log = logging.getLogger("pitsync")
@@ -439,8 +446,11 @@ def command_profile(args: argparse.Namespace) -> int:
     entity = Entity(str(args.id), args.group_key)
     with QuerySession(config.store_path, config.memory_limit, args.wait) as session:
         moment = resolve_moment(session, args.at)
-        latest = latest_profile(session, entity) if args.at == "now" else None
-        properties = latest if latest is not None else history_profile(session, entity, moment)
+        if args.at != "now":
+            properties = profile_at(session, entity, moment)  # updates have no history
+        else:
+            latest = latest_profile(session, entity)
+            properties = latest if latest is not None else history_profile(session, entity, moment)
     if args.format == "json":
         print(json.dumps(properties, indent=2))
         return 0
@@ -625,6 +635,8 @@ def command_feed(args: argparse.Namespace) -> int:
     config = load_config(args.config)
     if args.end is not None and args.start is None:
         raise PitsyncError("--to goes with --from: give both, or --days for the last days")
+    if args.start and args.end and moment_of(args.start, "--from") >= moment_of(args.end, "--to"):
+        raise PitsyncError(f"--from {args.start} is not before --to {args.end}; swap them")
     window = FeedWindow(
         days=args.days or 30,
         start=parse_moment(args.start, "--from") if args.start else None,

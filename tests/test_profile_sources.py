@@ -347,8 +347,7 @@ def test_names_inside_a_where_subquery_are_its_own_columns(project: Project) -> 
 def test_same_id_rows_keep_the_greatest_values_as_history_ties_do(project: Project) -> None:
     project.source_sql(
         "CREATE OR REPLACE TABLE crm (user_id VARCHAR, score INTEGER, tag VARCHAR)",
-        "INSERT INTO crm VALUES ('u1', 9, 'a'), ('u1', 10, 'a'), ('u2', 2, 'b'), "
-        "('u2', NULL, 'b')",
+        "INSERT INTO crm VALUES ('u1', 9, 'a'), ('u1', 10, 'a'), ('u2', 2, 'b'), ('u2', NULL, 'b')",
     )
     project.configure("crm", kind="user_profiles", id_column="user_id")
     project.sync("crm")
@@ -371,3 +370,28 @@ def test_a_row_refused_for_the_limit_is_quarantined_and_tried_again(project: Pro
     engage(project, {"$distinct_id": "u1", "$unset": ["e0"]})
     project.sync("crm")
     assert users(project)["u1"]["c0"] == 1
+
+
+def test_feed_refuses_a_window_that_ends_before_it_starts(project: Project) -> None:
+    login_events_now(project)
+    result = project.cli("feed", "ann", "--from", "2025-02-01", "--to", "2025-01-01", check=False)
+    assert result.returncode == 1 and "is not before --to" in result.stderr
+
+
+def login_events_now(project: Project) -> None:
+    project.source_sql(
+        "CREATE OR REPLACE TABLE events (event VARCHAR, distinct_id VARCHAR, time TIMESTAMPTZ)",
+        "INSERT INTO events VALUES ('login', 'ann', now() - INTERVAL 1 DAY)",
+    )
+    project.configure("product_events", kind="events", **{"from": "events"})
+    project.sync("product_events")
+
+
+def test_profile_at_a_moment_is_history_only(project: Project) -> None:
+    company_history(project, HISTORY_ROWS)
+    project.sync("company_plan_history")
+    engage(project, {"$distinct_id": "solo", "$set": {"a": 1}})
+    result = project.cli("profile", "solo", "--at", "2024-07-01T00:00:00Z", check=False)
+    assert result.returncode == 1
+    assert "has no profile" not in result.stderr  # it has one; it has no history
+    assert "no history table for users" in result.stderr

@@ -166,11 +166,17 @@ def feed_sql(
 
 def parse_moment(text: str, option: str) -> str:
     """ISO 8601 text checked in Python; the store reads it as a TIMESTAMPTZ."""
+    moment_of(text, option)
+    return text
+
+
+def moment_of(text: str, option: str) -> dt.datetime:
+    """The instant ISO 8601 text names; naive text is UTC, as the store reads it."""
     try:
-        dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
+        moment = dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
     except ValueError:
         raise QueryRefused(
             f"{option} {text!r} is not a moment; write ISO 8601, e.g. 2024-03-01T00:00:00Z",
             sql=text,
         ) from None
-    return text
+    return moment if moment.tzinfo else moment.replace(tzinfo=dt.UTC)
