@@ -158,10 +158,7 @@ def problem_sql() -> str:
         WHEN list_contains({sql_list(OBJECT_OPERATORS)}, operators[1])
              AND coalesce(json_type(payload), 'NULL') <> 'OBJECT' THEN
             'wrong value type: ' || operators[1] || ' takes an object of properties'
-        WHEN json_type(payload) = 'OBJECT'
-             AND len(json_keys(payload)) > len(list_distinct(json_keys(payload))) THEN
-            'a property appears twice in ' || operators[1] || ': ' || list_filter(
-                json_keys(payload), lambda k, i: list_position(json_keys(payload), k) < i)[1]
+
         -- Items by json_extract: a cast would make a null item SQL NULL, and let it pass.
         WHEN operators[1] = '$unset' AND NOT CASE
             WHEN json_type(payload) = 'ARRAY' THEN coalesce(list_bool_and(
@@ -184,26 +181,33 @@ def exploded_sql() -> str:
         "json_extract_string(payload, '$[*]'), lambda n: {'key': n, 'value': NULL::JSON}) "
         """ELSE map_entries(json_transform(payload, '"MAP(VARCHAR, JSON)"')) END"""
     )
+    # An object with a key twice makes no map: such a record gets one row, naming the key.
+    twice = "list_filter(json_keys(payload), lambda k, i: list_position(json_keys(payload), k) < i)"
     return f"""
         WITH named AS (
-            SELECT line, profile_key, profile_id, operator, {entries} AS entries
+            SELECT line, profile_key, profile_id, operator, payload, {entries} AS entries
             FROM {RECORDS} WHERE problem IS NULL AND operator <> '$delete'
         ), unnested AS (
             SELECT line, profile_key, profile_id, operator,
                 generate_subscripts(entries, 1) AS position, unnest(entries) AS entry
-            FROM named
+            FROM named WHERE entries IS NOT NULL
         )
         SELECT line, profile_key, profile_id, operator, position, entry.key AS full_name,
             -- The map reads a JSON null as NULL; as an operation's value it is JSON null.
             CASE WHEN operator = '$unset' THEN NULL
-                 ELSE coalesce(entry.value, CAST('null' AS JSON)) END AS raw_value
+                 ELSE coalesce(entry.value, CAST('null' AS JSON)) END AS raw_value,
+            false AS duplicated
         FROM unnested
+        UNION ALL
+        SELECT line, profile_key, profile_id, operator, 0, {twice}[1], NULL, true
+        FROM named WHERE entries IS NULL
     """
 
 
 def value_problem_sql() -> str:
     """Per property: a value its operator cannot take."""
     return f"""CASE
+        WHEN duplicated THEN 'a property appears twice in ' || operator || ': ' || full_name
         WHEN full_name = '' THEN 'a property name is empty'
         WHEN json_type(raw_value) = 'DOUBLE' AND NOT isfinite(CAST(raw_value AS DOUBLE))
             THEN 'wrong value type: ' || left(full_name, 80) || ' is not a finite number'
