@@ -211,12 +211,10 @@ def test_users_lists_profiles_filtered_on_any_property(project: Project) -> None
 
 
 def test_delete_profiles_keeps_events(project: Project) -> None:
-    project.source_sql(
-        "CREATE OR REPLACE TABLE events (event VARCHAR, distinct_id VARCHAR, time TIMESTAMPTZ)",
-        "INSERT INTO events VALUES ('login', 'bob', now() - INTERVAL 1 DAY)",
+    events_table(
+        project,
+        "('login', 'bob', now() - INTERVAL 1 DAY)",
     )
-    project.configure("product_events", kind="events", **{"from": "events"})
-    project.sync("product_events")
     people(project)
 
     deleted = project.cli("delete-profiles", "--id", "bob", "--id", "nobody")
@@ -236,9 +234,8 @@ def test_delete_profiles_keeps_events(project: Project) -> None:
 
 
 def test_feed_lists_events_newest_first_within_the_window(project: Project) -> None:
-    project.source_sql(
-        "CREATE OR REPLACE TABLE events (event VARCHAR, distinct_id VARCHAR, time TIMESTAMPTZ)",
-        "INSERT INTO events VALUES "
+    events_table(
+        project,
         "('login', 'ann', now() - INTERVAL 1 DAY), "
         "('purchase', 'ann', now() - INTERVAL 10 DAY), "
         "('login', 'ann', now() - INTERVAL 45 DAY), "
@@ -246,8 +243,6 @@ def test_feed_lists_events_newest_first_within_the_window(project: Project) -> N
         "('login', 'bob', now() - INTERVAL 2 DAY), "
         "('login', 'ann', TIMESTAMPTZ '2020-05-05 00:00:00+00')",
     )
-    project.configure("product_events", kind="events", **{"from": "events"})
-    project.sync("product_events")
 
     def feed(*options: str) -> list[str]:
         rows = json.loads(project.cli("feed", "ann", *options, "--format", "json").stdout)
@@ -327,13 +322,10 @@ def test_full_runs_set_only_rows_that_changed(project: Project) -> None:
 
 
 def test_names_inside_a_where_subquery_are_its_own_columns(project: Project) -> None:
-    project.source_sql(
-        "CREATE OR REPLACE TABLE events (event VARCHAR, distinct_id VARCHAR, time TIMESTAMPTZ)",
-        "INSERT INTO events VALUES ('login', 'ann', now() - INTERVAL 1 DAY), "
-        "('view', 'bob', now() - INTERVAL 1 DAY)",
+    events_table(
+        project,
+        "('login', 'ann', now() - INTERVAL 1 DAY), ('view', 'bob', now() - INTERVAL 1 DAY)",
     )
-    project.configure("product_events", kind="events", **{"from": "events"})
-    project.sync("product_events")
     people(project)
     logged_in = "distinct_id IN (SELECT distinct_id FROM events WHERE event = 'login')"
     listed = json.loads(project.cli("users", "--where", logged_in, "--format", "json").stdout)
@@ -379,12 +371,7 @@ def test_feed_refuses_a_window_that_ends_before_it_starts(project: Project) -> N
 
 
 def login_events_now(project: Project) -> None:
-    project.source_sql(
-        "CREATE OR REPLACE TABLE events (event VARCHAR, distinct_id VARCHAR, time TIMESTAMPTZ)",
-        "INSERT INTO events VALUES ('login', 'ann', now() - INTERVAL 1 DAY)",
-    )
-    project.configure("product_events", kind="events", **{"from": "events"})
-    project.sync("product_events")
+    events_table(project, "('login', 'ann', now() - INTERVAL 1 DAY)")
 
 
 def test_profile_at_a_moment_is_history_only(project: Project) -> None:
@@ -395,3 +382,13 @@ def test_profile_at_a_moment_is_history_only(project: Project) -> None:
     assert result.returncode == 1
     assert "has no profile" not in result.stderr  # it has one; it has no history
     assert "no history table for users" in result.stderr
+
+
+def events_table(project: Project, values: str) -> None:
+    """A synced events table `product_events` of (event, distinct_id, time) VALUES rows."""
+    project.source_sql(
+        "CREATE OR REPLACE TABLE events (event VARCHAR, distinct_id VARCHAR, time TIMESTAMPTZ)",
+        f"INSERT INTO events VALUES {values}",
+    )
+    project.configure("product_events", kind="events", **{"from": "events"})
+    project.sync("product_events")
