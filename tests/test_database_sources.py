@@ -339,3 +339,32 @@ def test_the_extra_the_install_hint_names_is_declared(source_type: str) -> None:
     assert any(req.startswith(wanted) for req in extras.get(source_type, [])), (
         f"pyproject.toml declares no extra `{source_type}` with {wanted}"
     )
+
+
+@pytest.mark.backends("postgres", "duckdb")
+def test_an_infinite_start_time_is_quarantined(project: Project, backend: str) -> None:
+    """PostgreSQL's infinity reaches DuckDB as a time 290,000 years BC; neither it nor
+    DuckDB's own infinity is a moment a row can start at."""
+    statements = [
+        "CREATE TABLE plans (company_id TEXT, start_timestamp TIMESTAMPTZ, plan TEXT)",
+        "INSERT INTO plans VALUES ('c1', '2024-01-01 00:00:00+00', 'free'), "
+        "('c1', 'infinity', 'never'), ('c1', '-infinity', 'always')",
+    ]
+    if backend == "postgres":
+        project.database_sql(*statements)
+    else:
+        project.source_sql(*statements)
+    project.configure(
+        "plans",
+        kind="group_history",
+        id_column="company_id",
+        group_key="company_id",
+        start_time="start_timestamp",
+    )
+    record = project.sync("plans")
+    assert (record.inserted, record.quarantined) == (1, 2)
+    assert project.query("SELECT plan, start_time::VARCHAR, end_time FROM plans") == [
+        ("free", "2024-01-01 00:00:00+00", None)
+    ]
+    reasons = project.query("SELECT DISTINCT reason FROM quarantine")
+    assert reasons == [("infinite or out-of-range start time",)]

@@ -392,3 +392,17 @@ def events_table(project: Project, values: str) -> None:
     )
     project.configure("product_events", kind="events", **{"from": "events"})
     project.sync("product_events")
+
+
+def test_profile_table_values_follow_the_update_limits(project: Project) -> None:
+    project.source_sql(
+        "CREATE OR REPLACE TABLE crm (user_id VARCHAR, ratio DOUBLE, tags VARCHAR[], note VARCHAR)",
+        "INSERT INTO crm VALUES ('u1', 'NaN', ['" + "t" * 300 + "', 'b'], '" + "é" * 200 + "'), "
+        "('u2', 'inf', [], 'ok')",
+    )
+    project.configure("crm", kind="user_profiles", id_column="user_id")
+    project.sync("crm")
+    assert users(project) == {
+        "u1": {"tags": ["t" * 255, "b"], "note": "é" * 127},  # NaN is undefined
+        "u2": {"tags": [], "note": "ok"},
+    }

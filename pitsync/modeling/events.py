@@ -25,7 +25,7 @@ from pitsync.modeling.staging import (
     quarantine_rows,
     stage_rows,
 )
-from pitsync.modeling.timestamps import instant_sql
+from pitsync.modeling.timestamps import beyond_moments_sql, instant_sql
 from pitsync.quoting import quote_identifier
 from pitsync.store import DISTINCT_ID, EVENT, INTERNAL_SCHEMA, PROPERTIES, TIME
 
@@ -97,6 +97,7 @@ class EventsModel:
             Rejection(f"{NAME} IS NULL OR {NAME} = ''", "missing event name"),
             Rejection(f"{raw_time} IS NULL", "missing event time"),
             Rejection(f"{MOMENT} IS NULL", "unreadable event time"),
+            Rejection(beyond_moments_sql(MOMENT), "infinite or out-of-range event time"),
             *cursor_rejections(self.table),
             *insert_id_rejections(self.table),
         ]

@@ -36,7 +36,7 @@ from pitsync.modeling.staging import (
     quarantine_rows,
     stage_rows,
 )
-from pitsync.modeling.timestamps import instant_sql, iso_sql
+from pitsync.modeling.timestamps import beyond_moments_sql, instant_sql, iso_sql
 from pitsync.quoting import quote_identifier
 from pitsync.store import (
     END_TIME,
@@ -139,6 +139,7 @@ class HistoryModel:
             ),
             Rejection(f"{raw_start} IS NULL", "missing start time"),
             Rejection(f"{START} IS NULL", "unreadable start time"),
+            Rejection(beyond_moments_sql(START), "infinite or out-of-range start time"),
             *cursor_rejections(self.table),
         ]
 

@@ -262,6 +262,14 @@ def cut_value_sql(value: str) -> str:
     )
 
 
+def finite_sql(value: str) -> str:
+    """A JSON number that is NaN or infinite is no JSON at all: as a value it is undefined."""
+    return (
+        f"CASE WHEN json_type({value}) = 'DOUBLE' AND NOT isfinite(CAST({value} AS DOUBLE)) "
+        f"THEN NULL ELSE {value} END"
+    )
+
+
 def cut_string_sql(value: str) -> str:
     """A JSON string past MAX_STRING_BYTES cut to the longest prefix of whole characters
     that fits.

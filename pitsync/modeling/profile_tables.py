@@ -34,7 +34,7 @@ from pitsync.modeling.profile_operators import (
     count_profiles,
     stage_schema,
 )
-from pitsync.modeling.profile_records import MAX_NAME_CHARACTERS, cut_string_sql
+from pitsync.modeling.profile_records import MAX_NAME_CHARACTERS, cut_value_sql, finite_sql
 from pitsync.modeling.staging import (
     REASON,
     STAGED,
@@ -167,7 +167,7 @@ class ProfilesModel:
         unless it is the row last applied: a row read again changes nothing, and leaves
         what updates set since."""
         values = ", ".join(
-            f"{cut_string_sql(f'to_json({quote_identifier(name)})')} AS {quote_identifier(name)}"
+            f"{stored_value_sql(quote_identifier(name))} AS {quote_identifier(name)}"
             for name in self.properties
         )
         row_text = f"CAST({json_object_sql(self.properties)} AS VARCHAR)"
@@ -189,6 +189,12 @@ class ProfilesModel:
                 ON a.profile_id = r.{ENTITY} AND a.row_hash = r.{ROW_HASH}
             WHERE r.__pitsync_rank = 1
         """
+
+
+def stored_value_sql(column: str) -> str:
+    """A column's value as a property: JSON, strings (and list items) cut as an update's
+    are, and a NaN or infinite number undefined."""
+    return cut_value_sql(f"({finite_sql(f'to_json({column})')})")
 
 
 def plan_profiles(table: TableConfig, schema: pa.Schema) -> ProfilesModel:

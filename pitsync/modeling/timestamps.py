@@ -33,6 +33,18 @@ NAIVE_PATTERN = r"\d{4}-\d{2}-\d{2}([T ]\d{1,2}:\d{2}(:\d{2}(\.\d+)?)?)?"
 SPACE_BEFORE_OFFSET = r"(\d)\s+([+-]\d{2}(:?\d{2})?)$"
 
 
+def beyond_moments_sql(instant: str) -> str:
+    """True for a time outside years 1 to 9999, which names no moment a row could have.
+
+    PostgreSQL's `infinity` reaches DuckDB through ADBC as a time some 290,000 years BC,
+    and DuckDB has infinities of its own; such a time is unreadable (rule 8).
+    """
+    return (
+        f"NOT (isfinite({instant}) AND {instant} BETWEEN TIMESTAMPTZ '0001-01-01 00:00:00+00' "
+        f"AND TIMESTAMPTZ '9999-12-31 23:59:59.999999+00')"
+    )
+
+
 def instant_sql(
     column: str, arrow_type: pa.DataType, *, timezone: str, time_unit: str | None, where: str
 ) -> str:
