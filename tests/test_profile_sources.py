@@ -120,12 +120,6 @@ HISTORY_ROWS = [
 ]
 
 
-def group_update(project: Project, *records: dict[str, Any]) -> None:
-    path = project.root / "groups.jsonl"
-    path.write_text("\n".join(json.dumps(r) for r in records) + "\n")
-    project.cli("engage", str(path))
-
-
 def group_profiles(project: Project) -> dict[str, dict[str, Any]]:
     rows = project.query(
         "SELECT group_id, properties FROM group_profiles WHERE group_key = 'company_id' ORDER BY 1"
@@ -137,7 +131,7 @@ def test_history_tables_feed_the_profile_with_their_value_now(project: Project) 
     company_history(project, HISTORY_ROWS)
     project.sync("company_plan_history")
     company = {"$group_key": "company_id"}
-    group_update(
+    engage(
         project,
         {**company, "$group_id": "c1", "$set": {"name": "Acme", "plan": "ignored"}},
         {**company, "$group_id": "c3", "$set": {"name": "Solo"}},
@@ -258,7 +252,7 @@ def test_feed_lists_events_newest_first_within_the_window(project: Project) -> N
 def test_profile_shows_updates_and_history_merged(project: Project) -> None:
     company_history(project, HISTORY_ROWS)
     project.sync("company_plan_history")
-    group_update(
+    engage(
         project,
         {
             "$group_key": "company_id",

@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 
 import duckdb
 
+from pitsync.modeling.staging import count as count_rows
 from pitsync.store import PROFILE_PROPERTIES, PROFILES
 
 UPDATES = "__pitsync_updates"
@@ -340,12 +341,12 @@ def begin_run(con: duckdb.DuckDBPyConnection) -> None:
 
 def count_profiles(con: duckdb.DuckDBPyConnection, outcome: UpdateOutcome) -> None:
     """Profiles the run left changed (they exist), and those it deleted (they are gone)."""
-    outcome.profiles_changed = scalar(
+    outcome.profiles_changed = count_rows(
         con,
         f"SELECT count(*) FROM (SELECT DISTINCT * FROM {RUN_TOUCHED}) "
         f"SEMI JOIN {PROFILES} USING (group_key, profile_id)",
     )
-    outcome.profiles_deleted = scalar(
+    outcome.profiles_deleted = count_rows(
         con,
         f"SELECT count(*) FROM (SELECT DISTINCT * FROM {RUN_DELETED}) "
         f"ANTI JOIN {PROFILES} USING (group_key, profile_id)",
@@ -360,7 +361,7 @@ def collect_warnings(con: duckdb.DuckDBPyConnection, outcome: UpdateOutcome) -> 
         SELECT DISTINCT r.line, r.operator, c.name, r.reason
         FROM (SELECT name, unnest(result.refused) AS r FROM {FOLDED}) c
     """
-    total = scalar(con, f"SELECT count(*) FROM ({refusals})")
+    total = count_rows(con, f"SELECT count(*) FROM ({refusals})")
     if not total:
         return
     rows = con.execute(
@@ -419,10 +420,4 @@ def describe_profile(group_key: str, profile_id: str) -> str:
 
 
 def count(con: duckdb.DuckDBPyConnection, relation: str) -> int:
-    return scalar(con, f"SELECT count(*) FROM {relation}")
-
-
-def scalar(con: duckdb.DuckDBPyConnection, sql: str, parameters: list | None = None) -> int:
-    """The one number a query gives; every row is fetched, so no result stays open."""
-    rows = con.execute(sql, parameters or []).fetchall()
-    return int(rows[0][0]) if rows and rows[0][0] is not None else 0
+    return count_rows(con, f"SELECT count(*) FROM {relation}")

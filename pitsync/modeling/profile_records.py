@@ -85,6 +85,7 @@ def records_sql() -> str:
                 {field("$group_id")} AS group_id,
                 {field("$time")} AS update_time,
                 {field("$ignore_time")} AS ignore_time,
+                {time_sql(field("$time"))} AS parsed_time,
                 CASE operators[1] {payload} END AS payload
             FROM keyed
         )
@@ -92,8 +93,7 @@ def records_sql() -> str:
             {problem_sql()} AS problem,
             {profile_id_sql()} AS profile_id,
             CASE WHEN distinct_id IS NULL THEN json_extract_string(group_key, '$')
-                 ELSE {quote_string(USER_KEY)} END AS profile_key,
-            {time_sql("update_time")} AS parsed_time
+                 ELSE {quote_string(USER_KEY)} END AS profile_key
         FROM named
     """
 
@@ -153,7 +153,7 @@ def problem_sql() -> str:
             operators[1] || ' is not available for group profiles (only for users)'
         WHEN ignore_time IS NOT NULL AND json_type(ignore_time) <> 'BOOLEAN' THEN
             'wrong value type: $ignore_time must be true or false'
-        WHEN update_time IS NOT NULL AND {time_sql("update_time")} IS NULL THEN
+        WHEN update_time IS NOT NULL AND parsed_time IS NULL THEN
             'wrong value type: $time must be milliseconds since 1970 or ISO 8601 text'
         WHEN list_contains({sql_list(OBJECT_OPERATORS)}, operators[1])
              AND coalesce(json_type(payload), 'NULL') <> 'OBJECT' THEN

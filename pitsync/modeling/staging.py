@@ -117,6 +117,10 @@ def json_object_sql(columns: list[str], *, alias: str = "") -> str:
 
 
 def count(con: duckdb.DuckDBPyConnection, sql: str, parameters: list | None = None) -> int:
-    """The single integer a counting query returns."""
-    row = con.execute(sql, parameters or []).fetchone()
-    return int(row[0]) if row and row[0] is not None else 0
+    """The single integer a counting query returns.
+
+    Every row is fetched, so no result stays open: DuckDB refuses to register an Arrow
+    stream on a connection that still has one.
+    """
+    rows = con.execute(sql, parameters or []).fetchall()
+    return int(rows[0][0]) if rows and rows[0][0] is not None else 0
