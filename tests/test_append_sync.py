@@ -228,6 +228,64 @@ def test_events_append_replaces_by_insert_id_or_whole_row(
     ]
 
 
+@pytest.mark.parametrize("insert_id", ["insert_id", None])
+def test_events_append_meets_added_dropped_and_changed_columns(
+    project: Project, insert_id: str | None
+) -> None:
+    project.source_sql(EVENTS_DDL)
+    insert_rows(
+        project,
+        "events",
+        [
+            ("e1", "buy", "u1", "2024-01-01 00:00+00", 5, "2024-01-01 10:00+00"),
+            ("e2", "buy", "u1", "2024-01-02 00:00+00", 7, "2024-01-01 10:00+00"),
+        ],
+    )
+    settings = {"insert_id": insert_id} if insert_id else {}
+    project.configure("events", kind="events", mode="append", cursor="loaded_at", **settings)
+    project.sync("events")
+
+    # A new column: the events read again at the watermark have it NULL, as stored.
+    project.source_sql("ALTER TABLE events ADD COLUMN region VARCHAR")
+    insert_rows(
+        project,
+        "events",
+        [("e3", "buy", "u2", "2024-01-03 00:00+00", 1, "2024-01-01 11:00+00", "eu")],
+    )
+    record = project.sync("events")
+    # e1 and e2 at the watermark, and e3.
+    assert (record.rows_read, record.inserted, record.updated) == (3, 1, 0)
+    assert project.query("SELECT insert_id, amount, region FROM events ORDER BY 1") == [
+        ("e1", 5, None),
+        ("e2", 7, None),
+        ("e3", 1, "eu"),
+    ]
+
+    # A dropped column keeps its stored values; a new event leaves it undefined.
+    project.source_sql("ALTER TABLE events DROP COLUMN amount")
+    insert_rows(
+        project, "events", [("e4", "buy", "u2", "2024-01-04 00:00+00", "2024-01-01 12:00+00", "us")]
+    )
+    record = project.sync("events")
+    # e3 at the watermark, and e4.
+    assert (record.rows_read, record.inserted, record.updated) == (2, 1, 0)
+    assert project.query("SELECT insert_id, amount, region FROM events ORDER BY 1") == [
+        ("e1", 5, None),
+        ("e2", 7, None),
+        ("e3", 1, "eu"),
+        ("e4", None, "us"),
+    ]
+
+    # A type that cannot hold the stored values stops the run; nothing changes.
+    project.source_sql(
+        "CREATE OR REPLACE TABLE events AS SELECT * REPLACE (CAST(NULL AS INTEGER) AS region) "
+        "FROM events"
+    )
+    with pytest.raises(ConfigError, match="`region` changed type from VARCHAR to (INTEGER|BIGINT)"):
+        project.sync("events")
+    assert project.query("SELECT count(*), count(region) FROM events") == [(4, 2)]
+
+
 def test_a_dry_run_reports_and_changes_nothing(project: Project) -> None:
     project.source_sql(HISTORY_DDL)
     insert_rows(project, "plans", [("c1", "free", 1, "2024-01-01 00:00+00", "2024-01-01 10:00+00")])

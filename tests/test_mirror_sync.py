@@ -151,6 +151,73 @@ def test_a_dropped_column_keeps_its_values_and_new_rows_leave_it_undefined(
     ]
 
 
+def test_a_re_modelled_entity_keeps_a_dropped_column_on_its_unchanged_keys(
+    project: Project,
+) -> None:
+    seeded(project)
+    project.sync("plans")
+
+    # After `code` is gone, a's February row changes: a is re-modelled.
+    project.source_sql(
+        "ALTER TABLE plans DROP COLUMN code",
+        "UPDATE plans SET plan = 'max' WHERE company_id = 'a' AND plan = 'pro'",
+    )
+    assert changes(project.sync("plans")) == (0, 1, 0, 1)
+
+    # a's January and March rows are unchanged and keep `code`; the February row is a
+    # row the source wrote without it.
+    assert project.query(INTERVALS) == [
+        ("a", "free", "x", 1, utc("2024-01-01T00:00"), utc("2024-02-01T00:00")),
+        ("a", "max", None, 2, utc("2024-02-01T00:00"), utc("2024-03-01T00:00")),
+        ("a", "team", "x", 3, utc("2024-03-01T00:00"), None),
+        ("b", "free", "x", None, utc("2024-01-01T00:00"), None),
+        ("c", "free", "x", 1, utc("2024-01-01T00:00"), None),
+    ]
+
+
+def test_ids_that_turn_from_integers_to_text_and_back_keep_their_history(
+    project: Project,
+) -> None:
+    project.source_sql(
+        "CREATE TABLE accounts (company_id INTEGER, plan VARCHAR, valid_from TIMESTAMPTZ)"
+    )
+    insert_rows(
+        project,
+        "accounts",
+        [(1, "free", "2024-01-01 00:00+00"), (2, "pro", "2024-01-01 00:00+00")],
+    )
+    configure_companies(project, "accounts", "valid_from", mode="mirror")
+    project.sync("accounts")
+
+    # The source's ids become text: integer 1 and text '1' are one company.
+    project.source_sql("ALTER TABLE accounts ALTER COLUMN company_id TYPE VARCHAR")
+    insert_rows(
+        project,
+        "accounts",
+        [("1", "pro", "2024-02-01 00:00+00"), ("x7", "team", "2024-02-01 00:00+00")],
+    )
+    assert changes(project.sync("accounts")) == (2, 0, 0, 2)
+    history = "SELECT company_id, plan, start_time, end_time FROM accounts ORDER BY ALL"
+    assert project.query(history) == [
+        ("1", "free", utc("2024-01-01T00:00"), utc("2024-02-01T00:00")),
+        ("1", "pro", utc("2024-02-01T00:00"), None),
+        ("2", "pro", utc("2024-01-01T00:00"), None),
+        ("x7", "team", utc("2024-02-01T00:00"), None),
+    ]
+
+    # And back to integers: the stored text ids still match them.
+    project.source_sql(
+        "CREATE OR REPLACE TABLE accounts AS SELECT CAST(company_id AS INTEGER) AS company_id, "
+        "plan, valid_from FROM accounts WHERE company_id <> 'x7'",
+    )
+    assert changes(project.sync("accounts")) == (0, 0, 1, 1)
+    assert project.query(history) == [
+        ("1", "free", utc("2024-01-01T00:00"), utc("2024-02-01T00:00")),
+        ("1", "pro", utc("2024-02-01T00:00"), None),
+        ("2", "pro", utc("2024-01-01T00:00"), None),
+    ]
+
+
 def test_events_tables_refuse_mirror_mode(project: Project) -> None:
     project.source_sql("CREATE TABLE events (event VARCHAR, distinct_id VARCHAR, time TIMESTAMPTZ)")
     project.configure("events", kind="events", mode="mirror")

@@ -1,18 +1,21 @@
-"""Append runs: merge a run's rows into the store, re-modelling only what they change.
+"""Append and mirror runs: merge a run's rows into the store, touching only what changes.
 
 A history row is keyed by (entity, start time). A run's rows for a key replace every
 stored row of that key; a key whose rows come back exactly as stored (the boundary rows
 an append run reads again, or rows inside the lookback) is no change at all. Only the
 entities with a changed key are re-modelled: their remaining stored rows and their new
 rows are sorted again, so every end time, tie and hidden event of theirs is as a full
-sync would make it, and no other entity is touched.
+sync would make it. Of those, only the keys whose rows came out different (a changed
+key, and the one before it whose end moved) are written back; no other row is touched.
 
-The comparison is of whole rows with EXCEPT ALL, which treats NULLs as equal and compares
-column by column: NULL -> 10 -> NULL is two changes, and no joining of text can make
-"pro" + "10" look like "pro1" + "0".
+Rows are compared column by column, NULL equal to NULL (IS NOT DISTINCT FROM, and
+EXCEPT ALL, which also counts duplicates): NULL -> 10 -> NULL is two changes, and no
+joining of text can make "pro" + "10" look like "pro1" + "0".
 
 Events are keyed by their insert id, or, without one, by a hash of the whole row; a
-run's event replaces a stored event of the same key.
+run's events of a key replace the stored events of that key, unless they are the same.
+
+The source's columns may change between runs; `reconcile_columns` says how they are met.
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ import duckdb
 from pitsync.errors import ConfigError
 from pitsync.modeling.events import EventsModel
 from pitsync.modeling.intervals import (
+    ENTITY,
     HistoryModel,
     ModelCounts,
     ended_rows_sql,
@@ -45,9 +49,12 @@ BATCH = "__pitsync_batch"
 CHANGED = "__pitsync_changed_keys"
 AFFECTED = "__pitsync_affected_entities"
 REMODELLED = "__pitsync_remodelled"
-ARRIVING = "__pitsync_arriving"  # append: the batch's rows not stored already
-REPLACED = "__pitsync_replaced"  # events: the stored events a run's events replace
-TOUCHED = "__pitsync_touched"  # append: the stored rows of the entities a run brings
+ARRIVING = "__pitsync_arriving"  # the run's rows at the keys it changes
+REPLACED = "__pitsync_replaced"  # events: the stored events of the run's event keys
+RUN_EVENTS = "__pitsync_run_events"  # events: the run's good events, before keying
+EVENT_KEY = "__pitsync_event_key"  # events: an event's insert id, or its row hash
+TOUCHED = "__pitsync_touched"  # the stored rows of the entities a run may change
+REWRITTEN = "__pitsync_rewritten"  # the keys whose stored rows a run replaces
 
 
 def apply_run(
@@ -64,10 +71,8 @@ def apply_run(
     if not table_exists(con, model.stored):
         return model.replace(con, run_id, rows_read, quarantined), model  # the first run
     if isinstance(model, EventsModel):
-        inserted, updated = merge_events(
-            con, model.stored, model.select_good_rows(), model.table.insert_id, model.table.cursor
-        )
-        return ModelCounts(rows_read, inserted, quarantined, 0, updated), model
+        inserted, updated, stored_events = merge_events(con, model)
+        return ModelCounts(rows_read, inserted, quarantined, 0, updated), stored_events
 
     stored = reconcile_columns(con, model)
     # A view, not a copy: the good rows are read from the staged rows where needed.
@@ -75,9 +80,11 @@ def apply_run(
     if model.table.mode == "mirror":
         changes = find_mirror_changes(con, model)
     else:
-        keep_touched(con, model)
+        keep_touched(
+            con, model, f"SELECT DISTINCT {quote_identifier(model.table.id_column)} FROM {BATCH}"
+        )
         changes = find_append_changes(con, model)
-    conflicts = remodel(con, model, stored, run_id, mirror=model.table.mode == "mirror")
+    conflicts = remodel(con, model, stored, run_id)
     write_view(con, stored)
     counts = ModelCounts(
         rows_read,
@@ -141,23 +148,71 @@ def reconcile_columns(con: duckdb.DuckDBPyConnection, model: HistoryModel) -> Hi
     A new column becomes a property (stored rows have it NULL, so they are unchanged); a
     column the source dropped stays, with its old values, and new rows leave it NULL; a
     type that holds the old one's values is widened to; any other type change stops the
-    run before anything is applied.
+    run before anything is applied. Ids are met by their own rule (`reconcile_ids`).
     """
-    stored_types = column_types(con, INTERNAL_SCHEMA, f"intervals__{model.table.name}")
+    table = model.table
+    stored_types = column_types(con, INTERNAL_SCHEMA, f"intervals__{table.name}")
     staged_types = column_types(con, "main", STAGED, temporary=True)
-    table = model.table.name
-    for name in model.kept:
-        old, new = stored_types.get(name), staged_types[name]
+    reconcile_ids(con, model, stored_types[table.id_column], staged_types[ENTITY])
+    arriving = {name: staged_types[name] for name in model.kept}
+    meet_source_columns(con, table.name, model.stored, stored_types, arriving)
+    keys = {table.id_column, START_TIME, END_TIME, table.tie_breaker}
+    dropped = [name for name in stored_types if name not in keys and name not in model.kept]
+    report_dropped(table.name, dropped)
+    return replace(model, properties=model.properties + dropped)
+
+
+def reconcile_ids(
+    con: duckdb.DuckDBPyConnection, model: HistoryModel, stored_type: str, staged_type: str
+) -> None:
+    """Keep stored and arriving ids comparable when the source's id type changes.
+
+    Integer ids are stored as integers. A wider integer type is widened to; any other
+    change (integers to text, text to integers) makes the ids text on both sides, which
+    loses nothing: an integer id's text is what the history relation always showed.
+    """
+    if holds(stored_type, staged_type):
+        return
+    name = model.table.name
+    column = quote_identifier(model.table.id_column)
+    if holds(staged_type, stored_type):
+        log.warning("table %s: ids widen from %s to %s", name, stored_type, staged_type)
+        con.execute(f"ALTER TABLE {model.stored} ALTER COLUMN {column} TYPE {staged_type}")
+        return
+    if stored_type != "VARCHAR":
+        log.warning(
+            "table %s: ids change from %s to %s; ids are kept as text from now on",
+            name,
+            stored_type,
+            staged_type,
+        )
+        con.execute(f"ALTER TABLE {model.stored} ALTER COLUMN {column} TYPE VARCHAR")
+    if staged_type != "VARCHAR":
+        con.execute(f"ALTER TABLE {STAGED} ALTER COLUMN {ENTITY} TYPE VARCHAR")
+
+
+def meet_source_columns(
+    con: duckdb.DuckDBPyConnection,
+    table: str,
+    stored: str,
+    stored_types: dict[str, str],
+    arriving_types: dict[str, str],
+) -> None:
+    """Add the arriving columns the stored table lacks, and widen the ones that grew.
+
+    A type change that would not hold the stored values stops the run, before anything
+    is applied.
+    """
+    for name, new in arriving_types.items():
+        old = stored_types.get(name)
         if old is None:
             log.warning("table %s: new source column `%s` becomes a property", table, name)
-            con.execute(f"ALTER TABLE {model.stored} ADD COLUMN {quote_identifier(name)} {new}")
+            con.execute(f"ALTER TABLE {stored} ADD COLUMN {quote_identifier(name)} {new}")
         elif holds(old, new):
             continue
         elif holds(new, old):
             log.warning("table %s: column `%s` widens from %s to %s", table, name, old, new)
-            con.execute(
-                f"ALTER TABLE {model.stored} ALTER COLUMN {quote_identifier(name)} TYPE {new}"
-            )
+            con.execute(f"ALTER TABLE {stored} ALTER COLUMN {quote_identifier(name)} TYPE {new}")
         else:
             raise ConfigError(
                 f"table `{table}`: source column `{name}` changed type from {old} to {new}, "
@@ -165,8 +220,9 @@ def reconcile_columns(con: duckdb.DuckDBPyConnection, model: HistoryModel) -> Hi
                 "source, or sync once in full mode to start the table over",
                 table=table,
             )
-    keys = {model.table.id_column, START_TIME, END_TIME, model.table.tie_breaker}
-    dropped = [name for name in stored_types if name not in keys and name not in model.kept]
+
+
+def report_dropped(table: str, dropped: list[str]) -> None:
     for name in dropped:
         log.warning(
             "table %s: column `%s` is gone from the source; its stored values stay, and new "
@@ -174,7 +230,6 @@ def reconcile_columns(con: duckdb.DuckDBPyConnection, model: HistoryModel) -> Hi
             table,
             name,
         )
-    return replace(model, properties=model.properties + dropped)
 
 
 def table_exists(con: duckdb.DuckDBPyConnection, qualified: str) -> bool:
@@ -196,12 +251,12 @@ def same_key(model: HistoryModel, left: str = "s", right: str = "b") -> str:
     return f"{left}.{entity} = {right}.{entity} AND {left}.{START_TIME} = {right}.{START_TIME}"
 
 
-def keep_touched(con: duckdb.DuckDBPyConnection, model: HistoryModel) -> None:
-    """The stored rows of the batch's entities: the one scan of the whole stored table."""
+def keep_touched(con: duckdb.DuckDBPyConnection, model: HistoryModel, entities: str) -> None:
+    """The stored rows of the `entities` (a query of ids): one scan of the stored table."""
     entity = quote_identifier(model.table.id_column)
     con.execute(
         f"CREATE OR REPLACE TEMP TABLE {TOUCHED} AS SELECT * FROM {model.stored} AS s "
-        f"SEMI JOIN (SELECT DISTINCT {entity} FROM {BATCH}) AS b ON s.{entity} = b.{entity}"
+        f"SEMI JOIN ({entities}) AS b ON s.{entity} = b.{entity}"
     )
 
 
@@ -212,20 +267,26 @@ def find_append_changes(con: duckdb.DuckDBPyConnection, model: HistoryModel) -> 
     even when only some of a key's stored rows are read again. A key's new rows replace
     all of its stored rows.
     """
-    entity = quote_identifier(model.table.id_column)
     con.execute(
         f"CREATE OR REPLACE TEMP TABLE {ARRIVING} AS SELECT b.* FROM {BATCH} AS b "
         f"ANTI JOIN {TOUCHED} AS s ON {equal_rows(model)}"
     )
-    con.execute(
-        f"CREATE OR REPLACE TEMP TABLE {CHANGED} AS "
-        f"SELECT DISTINCT {entity}, {START_TIME} FROM {ARRIVING}"
-    )
+    record_keys_of(con, model, f"SELECT DISTINCT {key_columns(model)} FROM {ARRIVING}")
+    existed = count_changed_keys_in(con, model, TOUCHED)
+    return KeyChanges(inserted=count_changed(con) - existed, updated=existed)
+
+
+def key_columns(model: HistoryModel) -> str:
+    return f"{quote_identifier(model.table.id_column)}, {START_TIME}"
+
+
+def record_keys_of(con: duckdb.DuckDBPyConnection, model: HistoryModel, keys: str) -> None:
+    """The run's changed keys, and the entities they belong to."""
+    entity = quote_identifier(model.table.id_column)
+    con.execute(f"CREATE OR REPLACE TEMP TABLE {CHANGED} AS {keys}")
     con.execute(
         f"CREATE OR REPLACE TEMP TABLE {AFFECTED} AS SELECT DISTINCT {entity} FROM {CHANGED}"
     )
-    existed = count_changed_keys_in(con, model, TOUCHED)
-    return KeyChanges(inserted=count_changed(con) - existed, updated=existed)
 
 
 def equal_rows(model: HistoryModel) -> str:
@@ -239,32 +300,39 @@ def equal_rows(model: HistoryModel) -> str:
 
 
 def find_mirror_changes(con: duckdb.DuckDBPyConnection, model: HistoryModel) -> KeyChanges:
-    """Every key whose rows differ between the source (the batch) and the store."""
-    record_changed_keys(con, model, model.stored)
-    stored = count_changed_keys_in(con, model, model.stored)
-    arriving = count_changed_keys_in(con, model, BATCH)
+    """Every key whose rows differ between the source (the batch) and the store.
+
+    The changed keys' rows in the batch are what the store takes; a changed key the
+    batch no longer has is a delete.
+    """
+    record_changed_keys(con, model)
+    entity = quote_identifier(model.table.id_column)
+    keep_touched(con, model, f"SELECT {entity} FROM {AFFECTED}")
+    con.execute(
+        f"CREATE OR REPLACE TEMP TABLE {ARRIVING} AS SELECT b.* FROM {BATCH} AS b "
+        f"SEMI JOIN {CHANGED} AS s ON {same_key(model)}"
+    )
+    stored = count_changed_keys_in(con, model, TOUCHED)
+    arriving = count_changed_keys_in(con, model, ARRIVING)
     changed = count_changed(con)
     return KeyChanges(
         inserted=changed - stored, updated=stored + arriving - changed, deleted=changed - arriving
     )
 
 
-def record_changed_keys(con: duckdb.DuckDBPyConnection, model: HistoryModel, stored: str) -> None:
+def record_changed_keys(con: duckdb.DuckDBPyConnection, model: HistoryModel) -> None:
     """The keys with a row on one side that has no equal row on the other.
 
     Identical rows of one key count once, as they mean one row (DESIGN rule 4).
     """
     entity = quote_identifier(model.table.id_column)
-    equal = equal_rows(model)
-    con.execute(
-        f"CREATE OR REPLACE TEMP TABLE {CHANGED} AS "
+    record_keys_of(
+        con,
+        model,
         f"SELECT DISTINCT coalesce(b.{entity}, s.{entity}) AS {entity}, "
         f"coalesce(b.{START_TIME}, s.{START_TIME}) AS {START_TIME} "
-        f"FROM {BATCH} AS b FULL JOIN {stored} AS s ON {equal} "
-        f"WHERE b.{entity} IS NULL OR s.{entity} IS NULL"
-    )
-    con.execute(
-        f"CREATE OR REPLACE TEMP TABLE {AFFECTED} AS SELECT DISTINCT {entity} FROM {CHANGED}"
+        f"FROM {BATCH} AS b FULL JOIN {model.stored} AS s ON {equal_rows(model)} "
+        f"WHERE b.{entity} IS NULL OR s.{entity} IS NULL",
     )
 
 
@@ -281,72 +349,118 @@ def count_changed_keys_in(con: duckdb.DuckDBPyConnection, model: HistoryModel, t
 
 
 def remodel(
-    con: duckdb.DuckDBPyConnection,
-    model: HistoryModel,
-    stored: HistoryModel,
-    run_id: int,
-    *,
-    mirror: bool,
+    con: duckdb.DuckDBPyConnection, model: HistoryModel, stored: HistoryModel, run_id: int
 ) -> int:
-    """Sort the changed entities' rows again and put them back; return conflicting keys.
+    """Sort the changed entities' rows again and store what differs; return conflicting keys.
 
-    Append: an entity's rows are its stored rows at unchanged keys plus the batch's rows
-    at changed keys. Mirror: the source holds all of an entity's rows, so they are the
-    batch's rows alone, and a deleted row's interval is gone, the one before it now
-    reaching the next remaining start (DESIGN rule 10).
+    An entity's rows are its stored rows at unchanged keys plus the run's rows at changed
+    keys; a key the run deletes (mirror) has neither, so the interval before it now
+    reaches the next remaining start (DESIGN rule 10). Unchanged keys keep the values of
+    a column the source dropped.
     """
     entity = quote_identifier(model.table.id_column)
     # Every stored column, typed, and no row: the batch lacks columns its source dropped,
     # and UNION BY NAME gives those NULL.
     shape = f"SELECT {compared_columns(stored)} FROM {model.stored} WHERE false"
-    arriving = f"SELECT {compared_columns(model)} FROM {BATCH} AS s"
-    if mirror:
-        parts = [f"{arriving} SEMI JOIN {AFFECTED} AS a ON s.{entity} = a.{entity}"]
-    else:
-        remaining = (
-            f"SELECT {compared_columns(stored)} FROM {TOUCHED} AS s "
-            f"SEMI JOIN {AFFECTED} AS a ON s.{entity} = a.{entity} "
-            f"ANTI JOIN {CHANGED} AS b ON {same_key(model)}"
-        )
-        parts = [remaining, f"SELECT {compared_columns(model)} FROM {ARRIVING}"]
-    rows = " UNION ALL BY NAME ".join(f"({part})" for part in [shape, *parts])
-    con.execute(f"CREATE OR REPLACE TEMP TABLE {REMODELLED} AS {ended_rows_sql(stored, rows)}")
-    con.execute(
-        f"DELETE FROM {model.stored} AS s WHERE s.{entity} IN (SELECT {entity} FROM {AFFECTED})"
+    remaining = (
+        f"SELECT {compared_columns(stored)} FROM {TOUCHED} AS s "
+        f"SEMI JOIN {AFFECTED} AS a ON s.{entity} = a.{entity} "
+        f"ANTI JOIN {CHANGED} AS b ON {same_key(model)}"
     )
-    con.execute(f"INSERT INTO {model.stored} BY NAME SELECT * FROM {REMODELLED}")
+    arriving = f"SELECT {compared_columns(model)} FROM {ARRIVING}"
+    rows = " UNION ALL BY NAME ".join(f"({part})" for part in [shape, remaining, arriving])
+    con.execute(f"CREATE OR REPLACE TEMP TABLE {REMODELLED} AS {ended_rows_sql(stored, rows)}")
+    rewrite_differing_keys(con, model, stored)
     return write_superseded(con, stored, run_id, only=AFFECTED, rows=REMODELLED)
 
 
-def merge_events(
-    con: duckdb.DuckDBPyConnection,
-    stored: str,
-    rows: str,
-    insert_id: str | None,
-    cursor: str | None,
-) -> tuple[int, int]:
-    """Insert the run's events, replacing stored ones of the same key; (new, updated).
+def rewrite_differing_keys(
+    con: duckdb.DuckDBPyConnection, model: HistoryModel, stored: HistoryModel
+) -> None:
+    """Replace the stored rows of just the keys whose rows the re-modelling changed.
 
-    An event read again exactly as stored replaces itself and is no update. Without an
+    Most rows of a re-modelled entity come back as they were: only the changed keys and
+    the row before each (whose end moves) differ. Whole rows are compared, ends included,
+    with multiplicity (EXCEPT ALL), so the writing stays with those keys.
+    """
+    entity = quote_identifier(model.table.id_column)
+    columns = f"{entity}, {START_TIME}, {END_TIME}{kept_columns(stored)}"
+    before = (
+        f"SELECT {columns} FROM {TOUCHED} AS s SEMI JOIN {AFFECTED} AS a ON s.{entity} = a.{entity}"
+    )
+    after = f"SELECT {columns} FROM {REMODELLED}"
+    con.execute(
+        f"CREATE OR REPLACE TEMP TABLE {REWRITTEN} AS SELECT DISTINCT {key_columns(model)} "
+        f"FROM (({before} EXCEPT ALL {after}) UNION ALL ({after} EXCEPT ALL {before}))"
+    )
+    con.execute(f"DELETE FROM {model.stored} AS s USING {REWRITTEN} AS b WHERE {same_key(model)}")
+    con.execute(
+        f"INSERT INTO {model.stored} BY NAME SELECT s.* FROM {REMODELLED} AS s "
+        f"SEMI JOIN {REWRITTEN} AS b ON {same_key(model)}"
+    )
+
+
+def merge_events(
+    con: duckdb.DuckDBPyConnection, model: EventsModel
+) -> tuple[int, int, EventsModel]:
+    """Insert the run's events, replacing stored ones of the same key.
+
+    Returns how many are new, how many updated, and the model as stored (with the
+    columns its source dropped). The run's events of a key replace the stored ones, unless
+    they are the same events (compared as whole rows, duplicates counted): those keys are
+    left as stored, so an event read again keeps what a dropped column held. Without an
     insert id, an event is known by all its columns but the cursor: loaded again with a
     new load time, it is the same event.
     """
-    con.execute(f"CREATE OR REPLACE TEMP TABLE {BATCH} AS {rows}")
-    columns = [name for name in column_types(con, "main", BATCH, temporary=True)]
-    key = event_key(insert_id, [name for name in columns if name != cursor])
-    in_batch = f"{key('s')} IN (SELECT {key('b')} FROM {BATCH} AS b)"
+    stored = model.stored
+    con.execute(f"CREATE OR REPLACE TEMP VIEW {RUN_EVENTS} AS {model.select_good_rows()}")
+    columns = column_types(con, "main", RUN_EVENTS, temporary=True)
+    stored_events = meet_event_columns(con, model, columns)
+    cursor = model.table.cursor
+    key = event_key(model.table.insert_id, [name for name in columns if name != cursor])
     con.execute(
-        f"CREATE OR REPLACE TEMP TABLE {REPLACED} AS SELECT * FROM {stored} AS s WHERE {in_batch}"
+        f"CREATE OR REPLACE TEMP TABLE {BATCH} AS "
+        f"SELECT b.*, {key('b')} AS {EVENT_KEY} FROM {RUN_EVENTS} AS b"
     )
-    replaced = count(con, f"SELECT count(*) FROM {REPLACED}")
-    unchanged = count(
-        con,
-        f"SELECT count(*) FROM {BATCH} AS b WHERE hash(b) IN (SELECT hash(r) FROM {REPLACED} AS r)",
+    con.execute(
+        f"CREATE OR REPLACE TEMP TABLE {REPLACED} AS SELECT s.*, {key('s')} AS {EVENT_KEY} "
+        f"FROM {stored} AS s WHERE {key('s')} IN (SELECT {EVENT_KEY} FROM {BATCH})"
     )
-    con.execute(f"DELETE FROM {stored} AS s WHERE {in_batch}")
-    con.execute(f"INSERT INTO {stored} BY NAME SELECT * FROM {BATCH}")
+    record_changed_events(con, [*columns, EVENT_KEY])
+    changed = f"{EVENT_KEY} IN (SELECT {EVENT_KEY} FROM {CHANGED})"
+    con.execute(
+        f"DELETE FROM {stored} AS s WHERE {key('s')} IN (SELECT {EVENT_KEY} FROM {CHANGED})"
+    )
+    con.execute(
+        f"INSERT INTO {stored} BY NAME SELECT * EXCLUDE ({EVENT_KEY}) FROM {BATCH} WHERE {changed}"
+    )
     arrived = count(con, f"SELECT count(*) FROM {BATCH}")
-    return arrived - replaced, replaced - unchanged
+    replaced = count(con, f"SELECT count(*) FROM {REPLACED}")
+    unchanged = count(con, f"SELECT count(*) FROM {REPLACED} WHERE NOT {changed}")
+    return arrived - replaced, replaced - unchanged, stored_events
+
+
+def record_changed_events(con: duckdb.DuckDBPyConnection, columns: list[str]) -> None:
+    """The event keys whose events in the run differ from the stored ones, as multisets."""
+    names = ", ".join(quote_identifier(name) for name in columns)
+    run, kept = f"SELECT {names} FROM {BATCH}", f"SELECT {names} FROM {REPLACED}"
+    con.execute(
+        f"CREATE OR REPLACE TEMP TABLE {CHANGED} AS SELECT DISTINCT {EVENT_KEY} "
+        f"FROM (({run} EXCEPT ALL {kept}) UNION ALL ({kept} EXCEPT ALL {run}))"
+    )
+
+
+def meet_event_columns(
+    con: duckdb.DuckDBPyConnection, model: EventsModel, arriving: dict[str, str]
+) -> EventsModel:
+    """New event columns are added, grown ones widened; a dropped one is left NULL in new
+    events and stays a property. Returns the model as stored."""
+    name = model.table.name
+    stored_types = column_types(con, INTERNAL_SCHEMA, f"events__{name}")
+    meet_source_columns(con, name, model.stored, stored_types, arriving)
+    dropped = [column for column in stored_types if column not in arriving]
+    report_dropped(name, dropped)
+    return replace(model, properties=model.properties + dropped)
 
 
 def event_key(insert_id: str | None, columns: list[str]) -> Callable[[str], str]:
