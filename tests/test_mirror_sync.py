@@ -6,6 +6,8 @@ out by hand from the rows the test writes.
 
 from __future__ import annotations
 
+import logging
+
 import pytest
 
 from pitsync.errors import ConfigError
@@ -215,6 +217,44 @@ def test_ids_that_turn_from_integers_to_text_and_back_keep_their_history(
         ("1", "free", utc("2024-01-01T00:00"), utc("2024-02-01T00:00")),
         ("1", "pro", utc("2024-02-01T00:00"), None),
         ("2", "pro", utc("2024-01-01T00:00"), None),
+    ]
+
+
+def keys_written_back(caplog: pytest.LogCaptureFixture) -> int:
+    [line] = [r.getMessage() for r in caplog.records if "keys written back" in r.getMessage()]
+    return int(line.split(": ")[1].split()[0])
+
+
+@pytest.mark.backends("duckdb")
+def test_only_changed_keys_and_the_interval_before_them_are_written_back(
+    project: Project, caplog: pytest.LogCaptureFixture
+) -> None:
+    seeded(project)
+    project.sync("plans")
+    caplog.set_level(logging.DEBUG, logger="pitsync.modeling.increments")
+
+    # a's last row changes: no other end moves.
+    project.source_sql("UPDATE plans SET seats = 4 WHERE company_id = 'a' AND plan = 'team'")
+    project.sync("plans")
+    assert keys_written_back(caplog) == 1
+
+    # A new last key for a: it, and March's row, whose end moves to April.
+    caplog.clear()
+    insert(project, [("a", "max", "x", 5, "2024-04-01 00:00+00")])
+    project.sync("plans")
+    assert keys_written_back(caplog) == 2
+
+    # February goes: it, and January's row, which now reaches March.
+    caplog.clear()
+    project.source_sql("DELETE FROM plans WHERE company_id = 'a' AND plan = 'pro'")
+    project.sync("plans")
+    assert keys_written_back(caplog) == 2
+    assert project.query(
+        "SELECT plan, end_time FROM plans WHERE company_id = 'a' ORDER BY start_time"
+    ) == [
+        ("free", utc("2024-03-01T00:00")),
+        ("team", utc("2024-04-01T00:00")),
+        ("max", None),
     ]
 
 

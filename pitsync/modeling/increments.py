@@ -398,6 +398,11 @@ def rewrite_differing_keys(
         f"INSERT INTO {model.stored} BY NAME SELECT s.* FROM {REMODELLED} AS s "
         f"SEMI JOIN {REWRITTEN} AS b ON {same_key(model)}"
     )
+    log.debug(
+        "table %s: %d keys written back",
+        model.table.name,
+        count(con, f"SELECT count(*) FROM {REWRITTEN}"),
+    )
 
 
 def merge_events(
