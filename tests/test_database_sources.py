@@ -133,6 +133,115 @@ def test_an_unmappable_postgres_type_names_the_column_and_stores_nothing(
     assert not project.store.exists()
 
 
+# Uuids as PostgreSQL's `uuid::text` prints them: lower-case hex in groups of 8-4-4-4-12.
+ACCOUNT_UUID = "a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11"
+OWNER_UUID = "6ba7b810-9dad-11d1-80b4-00c04fd430c8"
+
+
+@pytest.mark.backends("postgres")
+def test_postgres_uuid_ids_and_properties_are_stored_as_lower_case_text(project: Project) -> None:
+    # The account is written once in upper case and once in lower case: one id. The owner
+    # is written without hyphens, which PostgreSQL reads as the same uuid.
+    project.database_sql(
+        "CREATE TABLE account_history (account_id uuid, start_timestamp timestamptz, "
+        "plan text, owner_id uuid)",
+        "INSERT INTO account_history VALUES "
+        "('A0EEBC99-9C0B-4EF8-BB6D-6BB9BD380A11', '2024-03-01 00:00:00+00', 'free', "
+        "'6BA7B8109DAD11D180B400C04FD430C8'), "
+        "('a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11', '2024-04-01 00:00:00+00', 'pro', NULL), "
+        f"(NULL, '2024-03-01 00:00:00+00', 'free', '{OWNER_UUID}')",
+    )
+    configure_accounts(project)
+    record = project.sync("account_history")
+
+    assert (record.rows_read, record.inserted, record.quarantined) == (3, 2, 1)
+    types = stored_types(project, "account_history")
+    assert (types["account_id"], types["owner_id"]) == ("VARCHAR", "VARCHAR")
+    # The NULL owner of the second row is undefined from April, not the March owner.
+    march, april = utc("2024-03-01T00:00:00Z"), utc("2024-04-01T00:00:00Z")
+    assert project.query(
+        "SELECT account_id, start_time, end_time, plan, owner_id FROM account_history "
+        "ORDER BY start_time"
+    ) == [
+        (ACCOUNT_UUID, march, april, "free", OWNER_UUID),
+        (ACCOUNT_UUID, april, None, "pro", None),
+    ]
+    assert project.query("SELECT reason FROM quarantine") == [("missing id",)]
+
+
+@pytest.mark.backends("postgres")
+def test_postgres_uuid_insert_ids_append_once_and_uuid_group_keys_join(project: Project) -> None:
+    project.database_sql(
+        "CREATE TABLE account_history (account_id uuid, start_timestamp timestamptz, plan text)",
+        f"INSERT INTO account_history VALUES ('{ACCOUNT_UUID}', '2024-03-01 00:00:00+00', 'pro')",
+        "CREATE TABLE events (insert_id uuid, event text, distinct_id text, account_id uuid, "
+        "time timestamptz, loaded_at timestamptz)",
+        "INSERT INTO events VALUES "
+        "('11111111-1111-4111-8111-11111111111A', 'login', 'u1', "
+        "'A0EEBC99-9C0B-4EF8-BB6D-6BB9BD380A11', '2024-03-02 00:00:00+00', "
+        "'2024-03-02 10:00:00+00'), "
+        f"('22222222-2222-4222-8222-222222222222', 'login', 'u1', '{ACCOUNT_UUID}', "
+        "'2024-02-01 00:00:00+00', '2024-03-02 10:00:00+00')",
+    )
+    configure_accounts(project)
+    project.configure(
+        "events", kind="events", mode="append", cursor="loaded_at", insert_id="insert_id"
+    )
+    project.sync("account_history")
+    project.sync("events")
+    project.database_sql(
+        "INSERT INTO events VALUES ('33333333-3333-4333-8333-333333333333', 'login', 'u2', "
+        "NULL, '2024-03-03 00:00:00+00', '2024-03-02 11:00:00+00')"
+    )
+    record = project.sync("events")
+
+    # The first two sit at the watermark and are read again, unchanged; the third is new.
+    assert (record.rows_read, record.inserted, record.updated) == (3, 1, 0)
+    # February is before the account's first row; the third event names no account.
+    assert project.query(
+        "SELECT e.insert_id, e.account_id, h.plan FROM events AS e "
+        "LEFT JOIN account_history FOR SYSTEM_TIME AS OF e.time AS h "
+        "ON h.account_id = e.account_id ORDER BY e.insert_id"
+    ) == [
+        ("11111111-1111-4111-8111-11111111111a", ACCOUNT_UUID, "pro"),
+        ("22222222-2222-4222-8222-222222222222", ACCOUNT_UUID, None),
+        ("33333333-3333-4333-8333-333333333333", None, None),
+    ]
+
+
+@pytest.mark.backends("postgres")
+def test_a_postgres_uuid_cursor_reads_from_its_watermark_in_uuid_order(project: Project) -> None:
+    # Time-ordered uuids (version 7) rise as rows are written. The watermark is stored as
+    # text; PostgreSQL compares it with the column as a uuid, whose order is its hex order.
+    project.database_sql(
+        "CREATE TABLE account_history (account_id text, start_timestamp timestamptz, "
+        "plan text, row_version uuid)",
+        "INSERT INTO account_history VALUES ('a1', '2024-03-01 00:00:00+00', 'free', "
+        "'018f0000-0000-7000-8000-000000000009')",
+    )
+    configure_accounts(project, mode="append", cursor="row_version")
+    project.sync("account_history")
+    # ...0A is past ...09 (written in upper case); ...08 is below the watermark.
+    project.database_sql(
+        "INSERT INTO account_history VALUES "
+        "('a1', '2024-04-01 00:00:00+00', 'pro', '018F0000-0000-7000-8000-00000000000A'), "
+        "('a1', '2024-05-01 00:00:00+00', 'team', '018f0000-0000-7000-8000-000000000008')"
+    )
+    record = project.sync("account_history")
+
+    assert (record.rows_read, record.inserted, record.watermark_after) == (
+        2,
+        1,
+        "018f0000-0000-7000-8000-00000000000a",
+    )
+    assert project.query(
+        "SELECT plan, start_time, end_time FROM account_history ORDER BY start_time"
+    ) == [
+        ("free", utc("2024-03-01T00:00:00Z"), utc("2024-04-01T00:00:00Z")),
+        ("pro", utc("2024-04-01T00:00:00Z"), None),
+    ]
+
+
 @pytest.mark.backends("sqlite")
 def test_sqlite_types_and_text_start_times(project: Project) -> None:
     project.database_sql(

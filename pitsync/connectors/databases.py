@@ -11,7 +11,12 @@ message that could echo it (a driver's error text) goes through `redact` first.
 Types: PostgreSQL's `numeric` arrives as text (it can exceed any fixed-width decimal), so
 a `numeric(p, s)` with p <= 38 becomes a DECIMAL(p, s); an unconstrained `numeric`, or one
 wider than 38 digits, becomes a DOUBLE, as DuckDB's own PostgreSQL reader does. JSON stays
-JSON. Any other type the driver cannot express in Arrow is refused, naming the column.
+JSON. A `uuid` is read as the text PostgreSQL prints for it (lower-case 8-4-4-4-12 hex):
+the SELECT casts it to text under its own name, so it serves as an id, a group key, a
+property or an insert id like any text; as a cursor, the watermark is cast back to uuid
+for the source to compare. `money` and `oid` are refused (the driver hands over numbers
+that do not mean the value), and so is any other type the driver cannot express in Arrow,
+naming the column.
 """
 
 from __future__ import annotations
@@ -47,6 +52,9 @@ POSTGRES_TYPE_NAME = b"ADBC:postgresql:typname"
 # Types the driver hands over as plain integers that do not mean the value: money as
 # cents, oid as a signed 32-bit number that wraps above 2^31.
 MISREAD_POSTGRES_TYPES = {"money", "oid"}
+# Types read as the text PostgreSQL prints for them. The driver hands a uuid over as 16
+# bytes; ids, group keys and joins compare its canonical text.
+TEXT_POSTGRES_TYPES = {"uuid"}
 
 
 @dataclass(frozen=True)
@@ -128,6 +136,7 @@ class DatabaseSource:
                 columns,
                 schema=self.config.schema,
                 lower_bound_column=bound,
+                read_as_text=read_as_text(target),
             )
         parameters = [lower_bound.value] if lower_bound else None
         log.debug("source %s: %s", self.name, sql)
@@ -270,13 +279,17 @@ def mappable_schema(schema: pa.Schema, *, source: str, table: str) -> pa.Schema:
 
 def mapped_field(field: pa.Field, *, source: str, table: str) -> pa.Field:
     metadata = field.metadata or {}
-    if (metadata.get(POSTGRES_TYPE) or b"").decode() in MISREAD_POSTGRES_TYPES:
-        return refuse_type(field, metadata[POSTGRES_TYPE].decode(), source=source, table=table)
+    postgres_type = postgres_type_of(field)
+    if postgres_type in MISREAD_POSTGRES_TYPES:
+        return refuse_type(field, postgres_type, source=source, table=table)
+    if postgres_type in TEXT_POSTGRES_TYPES:
+        # The type stays in the metadata: `read` casts by it, and modeling in PostgreSQL
+        # knows the column is no collatable text.
+        return pa.field(field.name, pa.string(), field.nullable, metadata)
     if not isinstance(field.type, pa.BaseExtensionType):
         return field
     if field.type.extension_name == "arrow.json":
         return field
-    metadata = field.metadata or {}
     database_type = (
         metadata.get(POSTGRES_TYPE) or metadata.get(POSTGRES_TYPE_NAME) or b""
     ).decode()
@@ -284,6 +297,20 @@ def mapped_field(field: pa.Field, *, source: str, table: str) -> pa.Field:
     if database_type == "numeric":
         return pa.field(field.name, numeric_type(field.metadata or {}), field.nullable)
     return refuse_type(field, database_type, source=source, table=table)
+
+
+def postgres_type_of(field: pa.Field) -> str:
+    """The PostgreSQL type name the driver reports for a column; empty for other databases."""
+    return ((field.metadata or {}).get(POSTGRES_TYPE) or b"").decode()
+
+
+def read_as_text(target: pa.Schema) -> dict[str, str]:
+    """The columns the SELECT casts to text, each with its type in the source."""
+    return {
+        field.name: postgres_type_of(field)
+        for field in target
+        if postgres_type_of(field) in TEXT_POSTGRES_TYPES
+    }
 
 
 def refuse_type(field: pa.Field, database_type: str, *, source: str, table: str) -> pa.Field:

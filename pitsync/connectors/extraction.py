@@ -7,6 +7,8 @@ to smuggle in SQL is only a name that does not exist.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 import pyarrow as pa
 from sqlglot import exp
 
@@ -26,26 +28,42 @@ def select_columns(
     *,
     schema: str | None,
     lower_bound_column: str | None = None,
+    read_as_text: Mapping[str, str] | None = None,
 ) -> str:
     """`SELECT "a", "b" FROM "schema"."table"`, quoted as `dialect` quotes names.
 
     With a lower bound, `WHERE "cursor" >= ?`: the value is a bound parameter, so the
-    source filters by its own comparison of its own type.
+    source filters by its own comparison of its own type. `read_as_text` names columns
+    (with their types in the source) that are selected as `CAST("a" AS TEXT) AS "a"`.
     """
-    query = exp.select(*(exp.column(name, quoted=True) for name in columns)).from_(
-        exp.table_(table, db=schema, quoted=True)
-    )
+    as_text = read_as_text or {}
+    selected = (selected_column(name, as_text=name in as_text) for name in columns)
+    query = exp.select(*selected).from_(exp.table_(table, db=schema, quoted=True))
     if lower_bound_column is not None:
-        query = query.where(at_or_past(lower_bound_column, dialect))
+        source_type = as_text.get(lower_bound_column)
+        query = query.where(at_or_past(lower_bound_column, dialect, source_type=source_type))
     return query.sql(dialect=dialect)
 
 
-def at_or_past(column: str, dialect: str) -> exp.Expr:
-    """`cursor >= ? OR cursor IS NULL`: rows without a cursor are read to be quarantined."""
+def selected_column(name: str, *, as_text: bool) -> exp.Expr:
+    column = exp.column(name, quoted=True)
+    if as_text:
+        return exp.alias_(exp.cast(column, "TEXT"), name, quoted=True)
+    return column
+
+
+def at_or_past(column: str, dialect: str, *, source_type: str | None = None) -> exp.Expr:
+    """`cursor >= ? OR cursor IS NULL`: rows without a cursor are read to be quarantined.
+
+    A cursor read as text has a watermark that is that text; with `source_type` the
+    parameter is cast back to the cursor's own type, which the source can compare (a
+    uuid orders as its lower-case hex text does).
+    """
     cursor = exp.column(column, quoted=True)
-    return exp.or_(
-        exp.GTE(this=cursor, expression=first_parameter(dialect)), cursor.copy().is_(exp.null())
-    )
+    bound: exp.Expr = first_parameter(dialect)
+    if source_type is not None:
+        bound = exp.cast(bound, exp.DataType.build(source_type, dialect=dialect))
+    return exp.or_(exp.GTE(this=cursor, expression=bound), cursor.copy().is_(exp.null()))
 
 
 def first_parameter(dialect: str) -> exp.Expression:

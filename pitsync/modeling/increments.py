@@ -36,6 +36,7 @@ from pitsync.modeling.intervals import (
     ended_rows_sql,
     good_rows_sql,
     kept_columns,
+    non_empty,
     write_superseded,
     write_view,
 )
@@ -55,6 +56,7 @@ RUN_EVENTS = "__pitsync_run_events"  # events: the run's good events, before key
 EVENT_KEY = "__pitsync_event_key"  # events: an event's insert id, or its row hash
 TOUCHED = "__pitsync_touched"  # the stored rows of the entities a run may change
 REWRITTEN = "__pitsync_rewritten"  # the keys whose stored rows a run replaces
+STORED_ROW = "__pitsync_stored_row"  # a touched row's row id in the stored table
 
 
 def apply_run(
@@ -252,11 +254,12 @@ def same_key(model: HistoryModel, left: str = "s", right: str = "b") -> str:
 
 
 def keep_touched(con: duckdb.DuckDBPyConnection, model: HistoryModel, entities: str) -> None:
-    """The stored rows of the `entities` (a query of ids): one scan of the stored table."""
+    """The stored rows of the `entities` (a query of ids), with their row ids: the one
+    scan of the whole stored table."""
     entity = quote_identifier(model.table.id_column)
     con.execute(
-        f"CREATE OR REPLACE TEMP TABLE {TOUCHED} AS SELECT * FROM {model.stored} AS s "
-        f"SEMI JOIN ({entities}) AS b ON s.{entity} = b.{entity}"
+        f"CREATE OR REPLACE TEMP TABLE {TOUCHED} AS SELECT s.rowid AS {STORED_ROW}, s.* "
+        f"FROM {model.stored} AS s SEMI JOIN ({entities}) AS b ON s.{entity} = b.{entity}"
     )
 
 
@@ -379,21 +382,29 @@ def rewrite_differing_keys(
 ) -> None:
     """Replace the stored rows of just the keys whose rows the re-modelling changed.
 
-    Most rows of a re-modelled entity come back as they were: only the changed keys and
-    the row before each (whose end moves) differ. Whole rows are compared, ends included,
-    with multiplicity (EXCEPT ALL), so the writing stays with those keys.
+    Those are the changed keys, and the unchanged keys whose interval now ends elsewhere
+    (the one before a new or deleted start). Every other key of a re-modelled entity
+    comes back as it was: the same rows, sorted the same way, so the same winner, its
+    end unmoved, and its losers ending where they start.
     """
     entity = quote_identifier(model.table.id_column)
-    columns = f"{entity}, {START_TIME}, {END_TIME}{kept_columns(stored)}"
-    before = (
-        f"SELECT {columns} FROM {TOUCHED} AS s SEMI JOIN {AFFECTED} AS a ON s.{entity} = a.{entity}"
+    keys = key_columns(model)
+    ends_before = (
+        f"SELECT s.{entity}, s.{START_TIME}, s.{END_TIME} FROM {TOUCHED} AS s "
+        f"SEMI JOIN {AFFECTED} AS a ON s.{entity} = a.{entity} WHERE {non_empty('s.')}"
     )
-    after = f"SELECT {columns} FROM {REMODELLED}"
+    ends_after = f"SELECT {keys}, {END_TIME} FROM {REMODELLED} AS s WHERE {non_empty('s.')}"
     con.execute(
-        f"CREATE OR REPLACE TEMP TABLE {REWRITTEN} AS SELECT DISTINCT {key_columns(model)} "
-        f"FROM (({before} EXCEPT ALL {after}) UNION ALL ({after} EXCEPT ALL {before}))"
+        f"CREATE OR REPLACE TEMP TABLE {REWRITTEN} AS SELECT {keys} FROM {CHANGED} UNION "
+        f"SELECT b.{entity}, b.{START_TIME} FROM ({ends_before}) AS b "
+        f"JOIN ({ends_after}) AS s ON {same_key(model)} "
+        f"WHERE b.{END_TIME} IS DISTINCT FROM s.{END_TIME}"
     )
-    con.execute(f"DELETE FROM {model.stored} AS s USING {REWRITTEN} AS b WHERE {same_key(model)}")
+    # The stored rows are found by their row ids, taken when they were read this run.
+    con.execute(
+        f"DELETE FROM {model.stored} WHERE rowid IN (SELECT s.{STORED_ROW} FROM {TOUCHED} "
+        f"AS s SEMI JOIN {REWRITTEN} AS b ON {same_key(model)})"
+    )
     con.execute(
         f"INSERT INTO {model.stored} BY NAME SELECT s.* FROM {REMODELLED} AS s "
         f"SEMI JOIN {REWRITTEN} AS b ON {same_key(model)}"
