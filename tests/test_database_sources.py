@@ -114,6 +114,10 @@ def test_postgres_types_are_stored_as_their_duckdb_counterparts(project: Project
         ("int4range", "[1,10)"),
         ("money", "12.34"),  # the driver would hand over 1234 (cents)
         ("oid", "4000000000"),  # the driver would hand over -294967296
+        # Arrays of those: the items would arrive as bytes, cents, or opaque text.
+        ("inet[]", "{10.0.0.1}"),
+        ("money[]", "{12.34}"),
+        ("numeric[]", "{1.25}"),
     ],
 )
 def test_an_unmappable_postgres_type_names_the_column_and_stores_nothing(
@@ -167,6 +171,30 @@ def test_postgres_uuid_ids_and_properties_are_stored_as_lower_case_text(project:
         (ACCOUNT_UUID, april, None, "pro", None),
     ]
     assert project.query("SELECT reason FROM quarantine") == [("missing id",)]
+
+
+@pytest.mark.backends("postgres")
+def test_postgres_arrays_of_uuids_are_lists_of_text_and_other_arrays_lists(
+    project: Project,
+) -> None:
+    project.database_sql(
+        "CREATE TABLE account_history (account_id text, start_timestamp timestamptz, "
+        "owners uuid[], seats integer[], tags text[])",
+        "INSERT INTO account_history VALUES ('a1', '2024-03-01 00:00:00+00', "
+        "'{A0EEBC99-9C0B-4EF8-BB6D-6BB9BD380A11, NULL}', '{3, 5}', '{eu, \"big one\"}')",
+    )
+    configure_accounts(project)
+    project.sync("account_history")
+
+    types = stored_types(project, "account_history")
+    assert (types["owners"], types["seats"], types["tags"]) == (
+        "VARCHAR[]",
+        "INTEGER[]",
+        "VARCHAR[]",
+    )
+    assert project.query("SELECT owners, seats, tags FROM account_history") == [
+        ([ACCOUNT_UUID, None], [3, 5], ["eu", "big one"])
+    ]
 
 
 @pytest.mark.backends("postgres")

@@ -14,9 +14,10 @@ wider than 38 digits, becomes a DOUBLE, as DuckDB's own PostgreSQL reader does. 
 JSON. A `uuid` is read as the text PostgreSQL prints for it (lower-case 8-4-4-4-12 hex):
 the SELECT casts it to text under its own name, so it serves as an id, a group key, a
 property or an insert id like any text; as a cursor, the watermark is cast back to uuid
-for the source to compare. `money` and `oid` are refused (the driver hands over numbers
-that do not mean the value), and so is any other type the driver cannot express in Arrow,
-naming the column.
+for the source to compare; a `uuid[]` is read as an array of that text. `money` and `oid`
+are refused (the driver hands over numbers that do not mean the value), and so is any
+other type the driver cannot express in Arrow, naming the column; arrays of such types
+are refused the same way.
 """
 
 from __future__ import annotations
@@ -280,13 +281,16 @@ def mappable_schema(schema: pa.Schema, *, source: str, table: str) -> pa.Schema:
 def mapped_field(field: pa.Field, *, source: str, table: str) -> pa.Field:
     metadata = field.metadata or {}
     postgres_type = postgres_type_of(field)
-    if postgres_type in MISREAD_POSTGRES_TYPES:
+    if element_type(postgres_type) in MISREAD_POSTGRES_TYPES:
         return refuse_type(field, postgres_type, source=source, table=table)
-    if postgres_type in TEXT_POSTGRES_TYPES:
+    if element_type(postgres_type) in TEXT_POSTGRES_TYPES:
         # The type stays in the metadata: `read` casts by it, and modeling in PostgreSQL
         # knows the column is no collatable text.
-        return pa.field(field.name, pa.string(), field.nullable, metadata)
+        text = pa.string() if postgres_type in TEXT_POSTGRES_TYPES else pa.list_(pa.string())
+        return pa.field(field.name, text, field.nullable, metadata)
     if not isinstance(field.type, pa.BaseExtensionType):
+        if holds_extension_type(field.type):
+            return refuse_type(field, postgres_type or str(field.type), source=source, table=table)
         return field
     if field.type.extension_name == "arrow.json":
         return field
@@ -299,17 +303,31 @@ def mapped_field(field: pa.Field, *, source: str, table: str) -> pa.Field:
     return refuse_type(field, database_type, source=source, table=table)
 
 
+def element_type(postgres_type: str) -> str:
+    """The type of an array's items (PostgreSQL names an array type `_item`), else itself."""
+    return postgres_type.removeprefix("_")
+
+
+def holds_extension_type(kind: pa.DataType) -> bool:
+    """Whether a list, map or struct type holds, at any depth, a type DuckDB cannot read
+    faithfully (the driver's opaque or uuid items)."""
+    if isinstance(kind, pa.BaseExtensionType):
+        return True
+    return any(holds_extension_type(kind.field(index).type) for index in range(kind.num_fields))
+
+
 def postgres_type_of(field: pa.Field) -> str:
     """The PostgreSQL type name the driver reports for a column; empty for other databases."""
     return ((field.metadata or {}).get(POSTGRES_TYPE) or b"").decode()
 
 
 def read_as_text(target: pa.Schema) -> dict[str, str]:
-    """The columns the SELECT casts to text, each with its type in the source."""
+    """The columns the SELECT casts to text (or arrays of text), each with its type in the
+    source."""
     return {
         field.name: postgres_type_of(field)
         for field in target
-        if postgres_type_of(field) in TEXT_POSTGRES_TYPES
+        if element_type(postgres_type_of(field)) in TEXT_POSTGRES_TYPES
     }
 
 

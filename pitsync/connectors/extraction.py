@@ -37,7 +37,7 @@ def select_columns(
     (with their types in the source) that are selected as `CAST("a" AS TEXT) AS "a"`.
     """
     as_text = read_as_text or {}
-    selected = (selected_column(name, as_text=name in as_text) for name in columns)
+    selected = (selected_column(name, as_text.get(name)) for name in columns)
     query = exp.select(*selected).from_(exp.table_(table, db=schema, quoted=True))
     if lower_bound_column is not None:
         source_type = as_text.get(lower_bound_column)
@@ -45,11 +45,17 @@ def select_columns(
     return query.sql(dialect=dialect)
 
 
-def selected_column(name: str, *, as_text: bool) -> exp.Expr:
+def selected_column(name: str, source_type: str | None) -> exp.Expr:
+    """The column, or with a source type to read as text, `CAST("a" AS TEXT) AS "a"`.
+
+    PostgreSQL names an array type by its item type with a leading underscore; an array
+    is cast to an array of text.
+    """
     column = exp.column(name, quoted=True)
-    if as_text:
-        return exp.alias_(exp.cast(column, "TEXT"), name, quoted=True)
-    return column
+    if source_type is None:
+        return column
+    text = "TEXT[]" if source_type.startswith("_") else "TEXT"
+    return exp.alias_(exp.cast(column, text), name, quoted=True)
 
 
 def at_or_past(column: str, dialect: str, *, source_type: str | None = None) -> exp.Expr:
