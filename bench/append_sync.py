@@ -10,9 +10,13 @@ It builds the large sample warehouse (once per size) and gives its company histo
 2. a first append run (it reads everything, as a full sync does) to set the watermark;
 3. 10k rows are added to the source: 5k new keys of existing companies, 5k changes of
    existing keys, all with later cursor values;
-4. the append run that picks them up.
+4. the append run that picks them up;
+5. the raw engine on a copy of the same store: the hand-written DuckDB upsert of the same
+   rows (read past the watermark, replace the touched entities' rows, sorted again with
+   the same window), with no quarantine, no comparison and no run record.
 
-It prints seconds, rows per second, and the ratio of the append run to the full sync.
+It prints seconds, rows per second, and the ratios of the append run and of the raw
+engine to the full sync.
 """
 
 from __future__ import annotations
@@ -49,13 +53,19 @@ def main() -> None:
     full = measure("sync", full_config, fresh=True)
     measure("sync", append_config, fresh=True)  # the first append run sets the watermark
     add_rows(warehouse)
+    raw_store = DATA / f"append-{args.companies}-raw-store.duckdb"
+    shutil.copyfile(store, raw_store)
+    raw = measure("raw_append", append_config, fresh=False, store=raw_store)
     append = measure("sync", append_config, fresh=False)
 
     print(f"history rows: {full['rows']:,}; appended: {APPENDED:,}")
     line("full sync", full["rows"], full)
     line("append run", APPENDED, append)
+    line("raw DuckDB", APPENDED, raw)
     ratio = append["seconds"] / full["seconds"]
     print(f"  append / full sync: {ratio:.1%} (target: under 5%)")
+    print(f"  raw DuckDB upsert / full sync: {raw['seconds'] / full['seconds']:.1%}")
+    print(f"  append / raw DuckDB upsert: {append['seconds'] / raw['seconds']:.2f}x")
     print(f"  the append run changed {append['entities']:,} entities")
 
 
@@ -65,6 +75,7 @@ def parse_arguments() -> argparse.Namespace:
     parser.add_argument("--step", help=argparse.SUPPRESS)
     parser.add_argument("--config", help=argparse.SUPPRESS)
     parser.add_argument("--fresh", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--store", help=argparse.SUPPRESS)
     return parser.parse_args()
 
 
@@ -139,9 +150,10 @@ def line(label: str, rows: int, figures: dict) -> None:
     )
 
 
-def measure(step: str, config: Path, *, fresh: bool) -> dict:
+def measure(step: str, config: Path, *, fresh: bool, store: Path | None = None) -> dict:
     """One step in a fresh interpreter; its JSON figures plus its peak memory."""
     extra = ["--fresh"] if fresh else []
+    extra += ["--store", str(store)] if store else []
     result = subprocess.run(
         [sys.executable, __file__, "--step", step, "--config", str(config), *extra],
         check=True,
@@ -152,11 +164,13 @@ def measure(step: str, config: Path, *, fresh: bool) -> dict:
 
 
 def run_step(args: argparse.Namespace) -> None:
-    """Inside the subprocess: one sync, timed from after the imports.
+    """Inside the subprocess: one step, timed from after the imports.
 
     The source connectors load lazily, so they are imported here, before the clock
     starts: start-up cost is not a cost of the run.
     """
+    import duckdb
+
     import pitsync.connectors.databases  # noqa: F401
     from pitsync.config import load_config
     from pitsync.connectors.sync import SyncOptions, sync_table
@@ -164,13 +178,93 @@ def run_step(args: argparse.Namespace) -> None:
     config = load_config(args.config)
     if args.fresh:
         config.store_path.unlink(missing_ok=True)
-    started = time.perf_counter()
     [table] = config.tables.values()  # each benchmark config holds the one table it syncs
-    record = sync_table(config, table, SyncOptions())
+    started = time.perf_counter()
+    if args.step in RAW_STEPS:
+        warehouse = config.sources[table.source].path
+        rows, entities = RAW_STEPS[args.step](duckdb, Path(args.store), warehouse, table.name)
+    else:
+        record = sync_table(config, table, SyncOptions())
+        rows, entities = record.rows_read, record.entities_changed
     seconds = time.perf_counter() - started
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    figures = {"seconds": seconds, "rows": record.rows_read, "peak_mb": peak_mb}
-    print(json.dumps({**figures, "entities": record.entities_changed}))
+    figures = {"seconds": seconds, "rows": rows, "peak_mb": peak_mb}
+    print(json.dumps({**figures, "entities": entities}))
+
+
+# The columns of the benchmark's history, and its stored intervals in the store.
+COLUMNS = "company_id, start_timestamp AS start_time, updated_at, plan, seats"
+ENDED = (
+    "SELECT *, lead(start_time) OVER (PARTITION BY company_id "
+    "ORDER BY start_time, updated_at, plan, seats) AS end_time FROM "
+)
+
+
+def stored_intervals(table: str) -> str:
+    return f'_pitsync."intervals__{table}"'
+
+
+def raw_append(duckdb, store: Path, warehouse: Path, table: str) -> tuple[int, int]:
+    """The hand-written upsert: rows past the watermark replace their keys' rows, and the
+    touched entities' rows are sorted again; one transaction."""
+    con = duckdb.connect(str(store))
+    con.execute("SET TimeZone = 'UTC'")
+    con.execute(f"ATTACH '{warehouse}' AS w (READ_ONLY)")
+    stored = stored_intervals(table)
+    watermark = (
+        f"(SELECT CAST(value AS TIMESTAMPTZ) FROM _pitsync.watermarks WHERE table_name = '{table}')"
+    )
+    con.execute("BEGIN")
+    con.execute(
+        f"CREATE TEMP TABLE arriving AS SELECT {COLUMNS} FROM w.{table} "
+        f"WHERE loaded_at >= {watermark}"
+    )
+    con.execute("CREATE TEMP TABLE touched AS SELECT DISTINCT company_id FROM arriving")
+    con.execute(
+        "CREATE TEMP TABLE merged AS SELECT company_id, start_time, updated_at, plan, seats "
+        f"FROM {stored} SEMI JOIN touched USING (company_id) "
+        "ANTI JOIN arriving USING (company_id, start_time) UNION ALL SELECT * FROM arriving"
+    )
+    con.execute(f"DELETE FROM {stored} WHERE company_id IN (SELECT company_id FROM touched)")
+    con.execute(f"INSERT INTO {stored} BY NAME {ENDED} merged")
+    con.execute("COMMIT")
+    rows = con.execute("SELECT count(*) FROM arriving").fetchall()[0][0]
+    entities = con.execute("SELECT count(*) FROM touched").fetchall()[0][0]
+    con.close()
+    return rows, entities
+
+
+def raw_mirror(duckdb, store: Path, warehouse: Path, table: str) -> tuple[int, int]:
+    """The hand-written mirror: the whole source compared with the stored rows, column by
+    column, and the entities with a differing row replaced; one transaction."""
+    con = duckdb.connect(str(store))
+    con.execute("SET TimeZone = 'UTC'")
+    con.execute(f"ATTACH '{warehouse}' AS w (READ_ONLY)")
+    stored = stored_intervals(table)
+    same = " AND ".join(
+        f"b.{name} IS NOT DISTINCT FROM s.{name}"
+        for name in ("company_id", "start_time", "updated_at", "plan", "seats")
+    )
+    con.execute("BEGIN")
+    con.execute(f"CREATE TEMP TABLE source_rows AS SELECT {COLUMNS} FROM w.{table}")
+    con.execute(
+        "CREATE TEMP TABLE touched AS SELECT DISTINCT coalesce(b.company_id, s.company_id) "
+        f"AS company_id FROM source_rows AS b FULL JOIN {stored} AS s ON {same} "
+        "WHERE b.company_id IS NULL OR s.company_id IS NULL"
+    )
+    con.execute(f"DELETE FROM {stored} WHERE company_id IN (SELECT company_id FROM touched)")
+    con.execute(
+        f"INSERT INTO {stored} BY NAME {ENDED} "
+        "(SELECT * FROM source_rows SEMI JOIN touched USING (company_id))"
+    )
+    con.execute("COMMIT")
+    rows = con.execute("SELECT count(*) FROM source_rows").fetchall()[0][0]
+    entities = con.execute("SELECT count(*) FROM touched").fetchall()[0][0]
+    con.close()
+    return rows, entities
+
+
+RAW_STEPS = {"raw_append": raw_append, "raw_mirror": raw_mirror}
 
 
 if __name__ == "__main__":

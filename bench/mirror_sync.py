@@ -6,7 +6,8 @@
 It copies the large sample warehouse (built once per size), then, each step in a fresh
 subprocess: a full sync (the reference), a first mirror run (it reads everything, as a
 full sync does), a change of 1% of the source rows (a third updated, a third deleted, a
-third inserted), and the mirror run that applies them.
+third inserted), the raw engine's hand-written mirror of the same change on a copy of
+the store (see `raw_mirror` in append_sync.py), and the mirror run that applies them.
 """
 
 from __future__ import annotations
@@ -29,12 +30,18 @@ def main() -> None:
     mirror_config = write_config(warehouse, store, "mirror", args.companies)
     measure("sync", mirror_config, fresh=True)
     changed = change_one_percent(warehouse)
+    raw_store = DATA / f"mirror-{args.companies}-raw-store.duckdb"
+    shutil.copyfile(store, raw_store)
+    raw = measure("raw_mirror", mirror_config, fresh=False, store=raw_store)
     mirror = measure("sync", mirror_config, fresh=False)
 
     print(f"history rows: {full['rows']:,}; changed: {changed:,}")
     line("full sync", full["rows"], full)
     line("mirror run", mirror["rows"], mirror)
+    line("raw DuckDB", raw["rows"], raw)
     print(f"  mirror / full sync: {mirror['seconds'] / full['seconds']:.1%} (target: under 30%)")
+    print(f"  raw DuckDB mirror / full sync: {raw['seconds'] / full['seconds']:.1%}")
+    print(f"  mirror / raw DuckDB mirror: {mirror['seconds'] / raw['seconds']:.2f}x")
     print(f"  the mirror run changed {mirror['entities']:,} entities")
 
 
