@@ -116,8 +116,9 @@ class HistoryModel:
             inserted=count(con, f"SELECT count(*) FROM {self.relation}"),
             quarantined=quarantined,
             conflicts=conflicts,
+            # Each entity has one open interval, its last: counting them counts entities.
             entities_changed=count(
-                con, f"SELECT count(DISTINCT {ENTITY}) FROM {STAGED} WHERE {REASON} IS NULL"
+                con, f"SELECT count(*) FROM {self.stored} WHERE {END_TIME} IS NULL"
             ),
         )
 
