@@ -286,6 +286,50 @@ def test_events_append_meets_added_dropped_and_changed_columns(
     assert project.query("SELECT count(*), count(region) FROM events") == [(4, 2)]
 
 
+def test_a_corrected_event_replaces_its_first_load_once(project: Project) -> None:
+    project.source_sql(EVENTS_DDL)
+    insert_rows(
+        project, "events", [("e1", "buy", "u1", "2024-01-01 00:00+00", 5, "2024-01-01 10:00+00")]
+    )
+    project.configure(
+        "events", kind="events", mode="append", cursor="loaded_at", insert_id="insert_id"
+    )
+    project.sync("events")
+
+    # The correction is loaded later; the run reads both loads of e1, and keeps the later.
+    insert_rows(
+        project, "events", [("e1", "buy", "u1", "2024-01-01 00:00+00", 6, "2024-01-01 11:00+00")]
+    )
+    second = project.sync("events")
+    assert (second.rows_read, second.inserted, second.updated) == (2, 0, 1)
+    assert project.query("SELECT insert_id, amount FROM events") == [("e1", 6)]
+
+    third = project.sync("events")
+    assert (third.rows_read, third.inserted, third.updated) == (1, 0, 0)
+    assert project.query("SELECT insert_id, amount FROM events") == [("e1", 6)]
+
+
+@pytest.mark.parametrize(("first", "later", "kept"), [(2, 1, 1), (1, 2, 2)])
+def test_copies_of_an_event_without_insert_id_are_those_of_its_latest_load(
+    project: Project, first: int, later: int, kept: int
+) -> None:
+    project.source_sql(EVENTS_DDL)
+    event = ("e1", "buy", "u1", "2024-01-01 00:00+00", 5)
+    insert_rows(project, "events", [(*event, "2024-01-01 10:00+00")] * first)
+    project.configure("events", kind="events", mode="append", cursor="loaded_at")
+    project.sync("events")
+    assert project.query("SELECT count(*) FROM events") == [(first,)]
+
+    # The same event loaded again: its copies in the later load are the event's copies.
+    insert_rows(project, "events", [(*event, "2024-01-01 11:00+00")] * later)
+    second = project.sync("events")
+    assert (second.rows_read, second.inserted, second.updated) == (first + later, 0, later)
+    for _ in range(2):
+        assert project.query("SELECT count(*) FROM events") == [(kept,)]
+        record = project.sync("events")
+        assert (record.rows_read, record.inserted, record.updated) == (later, 0, 0)
+
+
 def test_a_dry_run_reports_and_changes_nothing(project: Project) -> None:
     project.source_sql(HISTORY_DDL)
     insert_rows(project, "plans", [("c1", "free", 1, "2024-01-01 00:00+00", "2024-01-01 10:00+00")])
@@ -441,9 +485,27 @@ def test_c08_rows_read_again_at_the_boundary_are_not_stored_twice(project: Proje
     assert instant(third.watermark_after) == utc("2024-05-01T10:07")
 
 
-def test_reading_again_part_of_a_tie_changes_nothing(project: Project) -> None:
+def configure_versioned(project: Project, **settings: object) -> None:
+    configure_companies(
+        project,
+        "plans",
+        "valid_from",
+        tie_breaker="version",
+        mode="append",
+        cursor="loaded_at",
+        **settings,
+    )
+
+
+def plan_and_hidden_events(project: Project) -> tuple[list[tuple], list[tuple]]:
+    plans = project.query("SELECT plan FROM plans")
+    hidden = project.query("SELECT count(*) FROM all_events WHERE event = 'plans'")
+    return plans, hidden
+
+
+def test_a_later_load_of_a_key_replaces_an_earlier_one_in_the_same_run(project: Project) -> None:
     project.source_sql(VERSIONED_DDL)
-    # One key, two rows: version 2 (a) wins over version 1 (z), which was loaded later.
+    # One key, two loads: z, loaded later, replaces a, whatever their versions say.
     insert_rows(
         project,
         "plans",
@@ -452,23 +514,74 @@ def test_reading_again_part_of_a_tie_changes_nothing(project: Project) -> None:
             ("u1", "z", "2024-01-01 00:00+00", 1, "2024-01-01 00:10+00"),
         ],
     )
-    configure_companies(
-        project, "plans", "valid_from", tie_breaker="version", mode="append", cursor="loaded_at"
-    )
+    configure_versioned(project)
     project.sync("plans")
+    assert plan_and_hidden_events(project) == ([("z",)], [(1,)])
 
-    # The next run reads z again (it is at the watermark), but not a: nothing changed.
+    # The next run reads z again (it is at the watermark): nothing changed.
     second = project.sync("plans")
-
     assert (second.rows_read, second.inserted, second.updated, second.entities_changed) == (
         1,
         0,
         0,
         0,
     )
-    assert project.query("SELECT plan FROM plans") == [("a",)]
-    hidden = project.query("SELECT count(*) FROM all_events WHERE event = 'plans'")
-    assert hidden == [(2,)]
+    assert plan_and_hidden_events(project) == ([("z",)], [(1,)])
+
+
+def test_a_row_committed_later_at_the_watermark_joins_its_key_as_a_tie(project: Project) -> None:
+    project.source_sql(VERSIONED_DDL)
+    insert_rows(project, "plans", [("a", "pro", "2024-01-01 00:00+00", 2, "2024-06-01 00:00+00")])
+    configure_versioned(project)
+    project.sync("plans")
+
+    # Another row of the same key and the same load, committed after the run.
+    insert_rows(project, "plans", [("a", "free", "2024-01-01 00:00+00", 1, "2024-06-01 00:00+00")])
+    second = project.sync("plans")
+    assert (second.rows_read, second.inserted, second.updated) == (2, 0, 1)
+
+    # One load, two rows: a tie, which version 2 wins; the loser is a hidden event. Runs
+    # that read both again change nothing.
+    for _ in range(2):
+        assert plan_and_hidden_events(project) == ([("pro",)], [(2,)])
+        assert counts(project.sync("plans"))[1:3] == (0, 0)
+
+
+@pytest.mark.backends("duckdb", "parquet", "postgres")  # SQLite: no time cursor, no lookback
+def test_rows_read_again_inside_the_lookback_leave_the_latest_load_in_place(
+    project: Project,
+) -> None:
+    project.source_sql(VERSIONED_DDL)
+    insert_rows(project, "plans", [("a", "free", "2024-01-01 00:00+00", 1, "2024-06-01 00:00+00")])
+    configure_versioned(project, lookback="1h")
+    project.sync("plans")
+
+    insert_rows(project, "plans", [("a", "pro", "2024-01-01 00:00+00", 1, "2024-06-01 00:10+00")])
+    assert counts(project.sync("plans"))[1:3] == (0, 1)
+
+    # Every later run reads both loads again; the later one stays.
+    for _ in range(3):
+        assert plan_and_hidden_events(project) == ([("pro",)], [(1,)])
+        assert counts(project.sync("plans"))[1:3] == (0, 0)
+
+
+def test_two_loads_give_the_same_answer_in_one_run_or_in_two(tmp_path) -> None:
+    loads = [
+        ("a", "free", "2024-01-01 00:00+00", 2, "2024-06-01 00:01+00"),
+        ("a", "pro", "2024-01-01 00:00+00", 1, "2024-06-01 00:02+00"),
+    ]
+    answers = []
+    for runs in ([loads], [loads[:1], loads[1:]]):
+        project = Project(root=tmp_path / f"{len(runs)}-runs")
+        project.root.mkdir()
+        project.source_sql(VERSIONED_DDL)
+        configure_versioned(project)
+        for rows in runs:
+            insert_rows(project, "plans", rows)
+            project.sync("plans")
+        answers.append(plan_and_hidden_events(project))
+
+    assert answers == [([("pro",)], [(1,)])] * 2
 
 
 @pytest.mark.backends("duckdb")

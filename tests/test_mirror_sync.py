@@ -220,6 +220,82 @@ def test_ids_that_turn_from_integers_to_text_and_back_keep_their_history(
     ]
 
 
+TIED_DDL = (
+    "CREATE OR REPLACE TABLE plans (company_id VARCHAR, plan VARCHAR, seats INTEGER, "
+    "region VARCHAR, valid_from TIMESTAMPTZ)"
+)
+TIED_ROWS = [
+    ("a", "pro", 2, "a", "2024-01-01 00:00+00"),
+    ("a", "pro", 1, "b", "2024-01-01 00:00+00"),
+    ("a", "free", 1, "x", "2024-01-03 00:00+00"),
+]
+TIED_INTERVALS = "SELECT plan, seats, region, start_time, end_time FROM plans ORDER BY start_time"
+LOSERS = (
+    "SELECT properties->>'region' FROM all_events WHERE event = 'plans' "
+    "AND time = TIMESTAMPTZ '2024-01-01 00:00+00' ORDER BY 1"
+)
+
+
+def test_a_dropped_column_no_longer_decides_ties_and_the_store_agrees_with_itself(
+    project: Project,
+) -> None:
+    project.source_sql(TIED_DDL)
+    insert_rows(project, "plans", TIED_ROWS)
+    configure(project)
+    project.sync("plans")
+    # With seats, (pro, 2, a) wins the January tie.
+    assert project.query(TIED_INTERVALS)[0][:3] == ("pro", 2, "a")
+
+    project.source_sql(
+        "ALTER TABLE plans DROP COLUMN seats",
+        "UPDATE plans SET plan = 'team' WHERE valid_from = TIMESTAMPTZ '2024-01-03 00:00+00'",
+    )
+    assert changes(project.sync("plans")) == (0, 1, 0, 1)
+
+    # As a full sync of the source now: plan, then region decide, so (pro, b) wins, and
+    # keeps the seats it had; the changed March row has none. The loser is (pro, a).
+    jan1, jan3 = utc("2024-01-01T00:00"), utc("2024-01-03T00:00")
+    assert project.query(TIED_INTERVALS) == [
+        ("pro", 1, "b", jan1, jan3),
+        ("team", None, "x", jan3, None),
+    ]
+    # The January hidden events: the interval (b) and the loser (a), each once.
+    assert project.query(LOSERS) == [("a",), ("b",)]
+
+    # The column comes back, last, with the values the store holds: nothing changes.
+    project.source_sql(
+        "CREATE OR REPLACE TABLE plans AS SELECT company_id, plan, region, valid_from, "
+        "CASE region WHEN 'a' THEN 2 WHEN 'b' THEN 1 END AS seats FROM plans"
+    )
+    assert changes(project.sync("plans")) == (0, 0, 0, 0)
+    assert project.query(TIED_INTERVALS)[0] == ("pro", 1, "b", jan1, jan3)
+    assert project.query(LOSERS) == [("a",), ("b",)]
+
+
+def test_an_unchanged_row_keeps_a_dropped_column_when_its_key_changes(project: Project) -> None:
+    project.source_sql(
+        "CREATE OR REPLACE TABLE plans (company_id VARCHAR, plan VARCHAR, seats INTEGER, "
+        "version INTEGER, valid_from TIMESTAMPTZ)"
+    )
+    insert_rows(
+        project,
+        "plans",
+        [
+            ("a", "pro", 2, 2, "2024-01-01 00:00+00"),
+            ("a", "free", 1, 1, "2024-01-01 00:00+00"),
+        ],
+    )
+    configure_companies(project, "plans", "valid_from", mode="mirror", tie_breaker="version")
+    project.sync("plans")
+
+    project.source_sql("ALTER TABLE plans DROP COLUMN seats")
+    project.sync("plans")
+    # Only the losing row changes: the winner, read as it was, keeps its seats.
+    project.source_sql("UPDATE plans SET plan = 'basic' WHERE version = 1")
+    assert changes(project.sync("plans")) == (0, 1, 0, 1)
+    assert project.query("SELECT plan, seats FROM plans") == [("pro", 2)]
+
+
 def keys_written_back(caplog: pytest.LogCaptureFixture) -> int:
     [line] = [r.getMessage() for r in caplog.records if "keys written back" in r.getMessage()]
     return int(line.split(": ")[1].split()[0])

@@ -14,7 +14,12 @@ import duckdb
 import pyarrow as pa
 
 from pitsync.config import TableConfig
-from pitsync.modeling.intervals import ModelCounts, cursor_rejections, require_column
+from pitsync.modeling.intervals import (
+    ModelCounts,
+    cursor_rejections,
+    latest_load_sql,
+    require_column,
+)
 from pitsync.modeling.staging import (
     REASON,
     STAGED,
@@ -110,7 +115,16 @@ class EventsModel:
                 columns.append(f"CAST({column} AS VARCHAR) AS {column}")
             else:
                 columns.append(column)
-        return f"SELECT {', '.join(columns)} FROM {STAGED} WHERE {REASON} IS NULL"
+        rows = f"SELECT {', '.join(columns)} FROM {STAGED} WHERE {REASON} IS NULL"
+        return rows + latest_load_sql(self.table, ", ".join(self.key_columns()))
+
+    def key_columns(self) -> list[str]:
+        """What tells one event from another: its insert id, or every column but the cursor
+        (under their staged names)."""
+        if self.table.insert_id:
+            return [quote_identifier(self.table.insert_id)]
+        properties = [name for name in self.properties if name != self.table.cursor]
+        return [NAME, ENTITY, MOMENT, *(quote_identifier(name) for name in properties)]
 
 
 def insert_id_rejections(table: TableConfig) -> list[Rejection]:

@@ -57,6 +57,7 @@ EVENT_KEY = "__pitsync_event_key"  # events: an event's insert id, or its row ha
 TOUCHED = "__pitsync_touched"  # the stored rows of the entities a run may change
 REWRITTEN = "__pitsync_rewritten"  # the keys whose stored rows a run replaces
 STORED_ROW = "__pitsync_stored_row"  # a touched row's row id in the stored table
+HELD = "__pitsync_held"  # what a dropped column held, for a row the source did not change
 
 
 def apply_run(
@@ -76,17 +77,18 @@ def apply_run(
         inserted, updated, stored_events = merge_events(con, model)
         return ModelCounts(rows_read, inserted, quarantined, 0, updated), stored_events
 
-    stored = reconcile_columns(con, model)
-    # A view, not a copy: the good rows are read from the staged rows where needed.
-    con.execute(f"CREATE OR REPLACE TEMP VIEW {BATCH} AS {good_rows_sql(model)}")
+    stored, reordered = reconcile_columns(con, model)
     if model.table.mode == "mirror":
+        # A view, not a copy: the whole table's good rows are read from the staged rows.
+        con.execute(f"CREATE OR REPLACE TEMP VIEW {BATCH} AS {good_rows_sql(model)}")
         changes = find_mirror_changes(con, model)
     else:
+        con.execute(f"CREATE OR REPLACE TEMP TABLE {BATCH} AS {good_rows_sql(model)}")
         keep_touched(
             con, model, f"SELECT DISTINCT {quote_identifier(model.table.id_column)} FROM {BATCH}"
         )
         changes = find_append_changes(con, model)
-    conflicts = remodel(con, model, stored, run_id)
+    conflicts = remodel(con, model, stored, run_id, everything=reordered)
     write_view(con, stored)
     counts = ModelCounts(
         rows_read,
@@ -144,13 +146,19 @@ def column_types(
     return {str(name): str(kind) for name, kind in rows}
 
 
-def reconcile_columns(con: duckdb.DuckDBPyConnection, model: HistoryModel) -> HistoryModel:
-    """Meet a source whose columns changed since the last run; return the stored model.
+def reconcile_columns(
+    con: duckdb.DuckDBPyConnection, model: HistoryModel
+) -> tuple[HistoryModel, bool]:
+    """Meet a source whose columns changed since the last run.
 
     A new column becomes a property (stored rows have it NULL, so they are unchanged); a
     column the source dropped stays, with its old values, and new rows leave it NULL; a
     type that holds the old one's values is widened to; any other type change stops the
     run before anything is applied. Ids are met by their own rule (`reconcile_ids`).
+
+    Returns the stored model, and whether the order of its columns changed. Ties are
+    decided by the source's columns in the source's order, then the dropped ones: when
+    that order is not the one the stored rows were decided by, every tie is decided again.
     """
     table = model.table
     stored_types = column_types(con, INTERNAL_SCHEMA, f"intervals__{table.name}")
@@ -161,7 +169,14 @@ def reconcile_columns(con: duckdb.DuckDBPyConnection, model: HistoryModel) -> Hi
     keys = {table.id_column, START_TIME, END_TIME, table.tie_breaker}
     dropped = [name for name in stored_types if name not in keys and name not in model.kept]
     report_dropped(table.name, dropped)
-    return replace(model, properties=model.properties + dropped)
+    stored = replace(model, properties=model.properties + dropped)
+    # The order the stored rows were decided by; columns added just now come last.
+    decided_by = [name for name in stored_types if name not in keys or name == table.tie_breaker]
+    decided_by += [name for name in model.kept if name not in stored_types]
+    reordered = decided_by != stored.kept
+    if reordered:
+        log.info("table %s: the columns' order changed; every tie is decided again", table.name)
+    return stored, reordered
 
 
 def reconcile_ids(
@@ -264,17 +279,25 @@ def keep_touched(con: duckdb.DuckDBPyConnection, model: HistoryModel, entities: 
 
 
 def find_append_changes(con: duckdb.DuckDBPyConnection, model: HistoryModel) -> KeyChanges:
-    """The keys that get a new row: one not stored already, exactly, at its key.
+    """The keys whose rows in the run (its latest load of each key) are not the stored ones.
 
-    Rows read again as stored (at the watermark, or inside the lookback) bring nothing,
-    even when only some of a key's stored rows are read again. A key's new rows replace
-    all of its stored rows.
+    Rows read again as stored (at the watermark, or inside the lookback) bring nothing.
+    A changed key's rows in the run replace all of its stored rows. Rows are compared
+    as multisets, duplicates counted (EXCEPT ALL).
     """
+    columns = compared_columns(model)
+    run = f"SELECT {columns} FROM {BATCH}"
+    kept = f"SELECT {columns} FROM {TOUCHED} AS s SEMI JOIN {BATCH} AS b ON {same_key(model)}"
+    record_keys_of(
+        con,
+        model,
+        f"SELECT DISTINCT {key_columns(model)} "
+        f"FROM (({run} EXCEPT ALL {kept}) UNION ALL ({kept} EXCEPT ALL {run}))",
+    )
     con.execute(
         f"CREATE OR REPLACE TEMP TABLE {ARRIVING} AS SELECT b.* FROM {BATCH} AS b "
-        f"ANTI JOIN {TOUCHED} AS s ON {equal_rows(model)}"
+        f"SEMI JOIN {CHANGED} AS s ON {same_key(model)}"
     )
-    record_keys_of(con, model, f"SELECT DISTINCT {key_columns(model)} FROM {ARRIVING}")
     existed = count_changed_keys_in(con, model, TOUCHED)
     return KeyChanges(inserted=count_changed(con) - existed, updated=existed)
 
@@ -352,29 +375,66 @@ def count_changed_keys_in(con: duckdb.DuckDBPyConnection, model: HistoryModel, t
 
 
 def remodel(
-    con: duckdb.DuckDBPyConnection, model: HistoryModel, stored: HistoryModel, run_id: int
+    con: duckdb.DuckDBPyConnection,
+    model: HistoryModel,
+    stored: HistoryModel,
+    run_id: int,
+    *,
+    everything: bool = False,
 ) -> int:
     """Sort the changed entities' rows again and store what differs; return conflicting keys.
 
     An entity's rows are its stored rows at unchanged keys plus the run's rows at changed
     keys; a key the run deletes (mirror) has neither, so the interval before it now
-    reaches the next remaining start (DESIGN rule 10). Unchanged keys keep the values of
-    a column the source dropped.
+    reaches the next remaining start (DESIGN rule 10). With `everything`, every entity's
+    rows are sorted again and the whole table is written anew.
     """
     entity = quote_identifier(model.table.id_column)
     # Every stored column, typed, and no row: the batch lacks columns its source dropped,
     # and UNION BY NAME gives those NULL.
     shape = f"SELECT {compared_columns(stored)} FROM {model.stored} WHERE false"
-    remaining = (
-        f"SELECT {compared_columns(stored)} FROM {TOUCHED} AS s "
-        f"SEMI JOIN {AFFECTED} AS a ON s.{entity} = a.{entity} "
-        f"ANTI JOIN {CHANGED} AS b ON {same_key(model)}"
-    )
-    arriving = f"SELECT {compared_columns(model)} FROM {ARRIVING}"
-    rows = " UNION ALL BY NAME ".join(f"({part})" for part in [shape, remaining, arriving])
+    if everything:
+        remaining = f"SELECT {compared_columns(stored)} FROM {model.stored} AS s"
+    else:
+        remaining = (
+            f"SELECT {compared_columns(stored)} FROM {TOUCHED} AS s "
+            f"SEMI JOIN {AFFECTED} AS a ON s.{entity} = a.{entity}"
+        )
+    remaining += f" ANTI JOIN {CHANGED} AS b ON {same_key(model)}"
+    parts = [shape, remaining, arriving_rows_sql(model, stored)]
+    rows = " UNION ALL BY NAME ".join(f"({part})" for part in parts)
     con.execute(f"CREATE OR REPLACE TEMP TABLE {REMODELLED} AS {ended_rows_sql(stored, rows)}")
+    if everything:
+        con.execute(f"CREATE OR REPLACE TABLE {model.stored} AS FROM {REMODELLED}")
+        return write_superseded(con, stored, run_id)
     rewrite_differing_keys(con, model, stored)
     return write_superseded(con, stored, run_id, only=AFFECTED, rows=REMODELLED)
+
+
+def arriving_rows_sql(model: HistoryModel, stored: HistoryModel) -> str:
+    """The run's rows at changed keys, with what the columns the source dropped held.
+
+    A row the source did not change (equal, in every column it still has, to a stored
+    row of its key) keeps the dropped columns' values; a row it changed leaves them
+    undefined. Of equal stored rows, the greatest dropped values are taken, so the rows
+    are not multiplied.
+    """
+    current = [model.table.id_column, START_TIME, *model.kept]
+    dropped = [name for name in stored.properties if name not in model.properties]
+    if not dropped:
+        return f"SELECT {compared_columns(model)} FROM {ARRIVING}"
+    names = ", ".join(quote_identifier(name) for name in current)
+    values = ", ".join(f"{quote_identifier(name)} := {quote_identifier(name)}" for name in dropped)
+    held = f"SELECT {names}, max(struct_pack({values})) AS {HELD} FROM {TOUCHED} GROUP BY ALL"
+    same = " AND ".join(
+        f"a.{quote_identifier(name)} IS NOT DISTINCT FROM h.{quote_identifier(name)}"
+        for name in current
+    )
+    restored = ", ".join(
+        f"h.{HELD}.{quote_identifier(name)} AS {quote_identifier(name)}" for name in dropped
+    )
+    arriving = ", ".join(f"a.{quote_identifier(name)}" for name in current)
+    return f"SELECT {arriving}, {restored} FROM {ARRIVING} AS a LEFT JOIN ({held}) AS h ON {same}"
 
 
 def rewrite_differing_keys(
@@ -382,23 +442,24 @@ def rewrite_differing_keys(
 ) -> None:
     """Replace the stored rows of just the keys whose rows the re-modelling changed.
 
-    Those are the changed keys, and the unchanged keys whose interval now ends elsewhere
-    (the one before a new or deleted start). Every other key of a re-modelled entity
-    comes back as it was: the same rows, sorted the same way, so the same winner, its
-    end unmoved, and its losers ending where they start.
+    Those are the changed keys, and the unchanged keys whose winning row now differs,
+    which for the same rows sorted the same way is only its end (the row before a new or
+    deleted start). The losers of an unchanged key, the same rows, end where they start.
     """
     entity = quote_identifier(model.table.id_column)
     keys = key_columns(model)
-    ends_before = (
-        f"SELECT s.{entity}, s.{START_TIME}, s.{END_TIME} FROM {TOUCHED} AS s "
+    columns = [END_TIME, *(quote_identifier(name) for name in stored.kept)]
+    winners = ", ".join(f"s.{name}" for name in columns)
+    before = (
+        f"SELECT s.{entity}, s.{START_TIME}, {winners} FROM {TOUCHED} AS s "
         f"SEMI JOIN {AFFECTED} AS a ON s.{entity} = a.{entity} WHERE {non_empty('s.')}"
     )
-    ends_after = f"SELECT {keys}, {END_TIME} FROM {REMODELLED} AS s WHERE {non_empty('s.')}"
+    after = f"SELECT {keys}, {winners} FROM {REMODELLED} AS s WHERE {non_empty('s.')}"
+    differs = " OR ".join(f"b.{name} IS DISTINCT FROM s.{name}" for name in columns)
     con.execute(
         f"CREATE OR REPLACE TEMP TABLE {REWRITTEN} AS SELECT {keys} FROM {CHANGED} UNION "
-        f"SELECT b.{entity}, b.{START_TIME} FROM ({ends_before}) AS b "
-        f"JOIN ({ends_after}) AS s ON {same_key(model)} "
-        f"WHERE b.{END_TIME} IS DISTINCT FROM s.{END_TIME}"
+        f"SELECT b.{entity}, b.{START_TIME} FROM ({before}) AS b "
+        f"JOIN ({after}) AS s ON {same_key(model)} WHERE {differs}"
     )
     # The stored rows are found by their row ids, taken when they were read this run.
     con.execute(
@@ -421,12 +482,13 @@ def merge_events(
 ) -> tuple[int, int, EventsModel]:
     """Insert the run's events, replacing stored ones of the same key.
 
-    Returns how many are new, how many updated, and the model as stored (with the
-    columns its source dropped). The run's events of a key replace the stored ones, unless
-    they are the same events (compared as whole rows, duplicates counted): those keys are
-    left as stored, so an event read again keeps what a dropped column held. Without an
-    insert id, an event is known by all its columns but the cursor: loaded again with a
-    new load time, it is the same event.
+    Returns how many of the events written are new, how many replace stored ones, and
+    the model as stored (with the columns its source dropped). The run's events of a key
+    (those of its latest load) replace the stored ones, unless they are the same events
+    (compared as whole rows, duplicates counted): those keys are left as stored, so an
+    event read again keeps what a dropped column held. Without an insert id, an event is
+    known by all its columns but the cursor: loaded again with a new load time, it is the
+    same event, and the copies of its latest load are what is kept.
     """
     stored = model.stored
     con.execute(f"CREATE OR REPLACE TEMP VIEW {RUN_EVENTS} AS {model.select_good_rows()}")
@@ -450,10 +512,11 @@ def merge_events(
     con.execute(
         f"INSERT INTO {stored} BY NAME SELECT * EXCLUDE ({EVENT_KEY}) FROM {BATCH} WHERE {changed}"
     )
-    arrived = count(con, f"SELECT count(*) FROM {BATCH}")
-    replaced = count(con, f"SELECT count(*) FROM {REPLACED}")
-    unchanged = count(con, f"SELECT count(*) FROM {REPLACED} WHERE NOT {changed}")
-    return arrived - replaced, replaced - unchanged, stored_events
+    stored_before = f"{EVENT_KEY} IN (SELECT {EVENT_KEY} FROM {REPLACED})"
+    arrived = f"SELECT count(*) FROM {BATCH} WHERE {changed} AND"
+    inserted = count(con, f"{arrived} NOT {stored_before}")
+    updated = count(con, f"{arrived} {stored_before}")
+    return inserted, updated, stored_events
 
 
 def record_changed_events(con: duckdb.DuckDBPyConnection, columns: list[str]) -> None:

@@ -204,12 +204,27 @@ def write_intervals(con: duckdb.DuckDBPyConnection, model: HistoryModel) -> None
 
 
 def good_rows_sql(model: HistoryModel) -> str:
-    """This run's good rows under the stored column names."""
+    """This run's good rows under the stored column names.
+
+    In append mode a key holds the rows of its latest load: of a key's rows, only those
+    with its greatest cursor value count. A row read again from an earlier load (at the
+    watermark, or inside the lookback) is replaced by the later one, whenever the runs
+    happened; rows of one load at one key are a tie, as in a full sync.
+    """
     entity = quote_identifier(model.table.id_column)
-    return (
+    rows = (
         f"SELECT {ENTITY} AS {entity}, {START} AS {START_TIME}{kept_columns(model)} "
         f"FROM {STAGED} WHERE {REASON} IS NULL"
     )
+    return rows + latest_load_sql(model.table, f"{ENTITY}, {START}")
+
+
+def latest_load_sql(table: TableConfig, key: str) -> str:
+    """In append mode, a QUALIFY keeping each key's rows of its greatest cursor value."""
+    if table.mode != "append" or not table.cursor:
+        return ""
+    cursor = quote_identifier(table.cursor)
+    return f" QUALIFY {cursor} = max({cursor}) OVER (PARTITION BY {key})"
 
 
 def kept_columns(model: HistoryModel) -> str:
