@@ -10,7 +10,10 @@ in a fresh subprocess so that peak memory is that step's own:
 
 1. the raw fetch: the same SELECT pitsync sends, run through the ADBC PostgreSQL driver
    and read to the end as Arrow record batches, the floor for any sync from PostgreSQL;
-2. `pitsync sync` of that table into an empty store.
+2. the same fetch streamed into a DuckDB file, each row ended by the same window as
+   pitsync's and written (no quarantine, no run record): the floor for a sync that sorts
+   after it fetches;
+3. `pitsync sync` of that table into an empty store.
 
 After a warm-up read, each step runs three times, interleaved; it prints the median's rows
 per second, the ratio (sync / raw fetch) and peak memory.
@@ -48,19 +51,23 @@ def main() -> None:
     # Each step three times, interleaved after a warm-up read, so that neither is the one
     # that meets PostgreSQL's cold cache; the medians are reported.
     measure("raw_fetch", common)
-    fetches, syncs = [], []
+    fetches, models, syncs = [], [], []
     for _ in range(REPEATS):
         fetches.append(measure("raw_fetch", common))
+        models.append(measure("raw_model", common))
         syncs.append(measure("sync", common))
-    fetch, sync = median(fetches), median(syncs)
-    if fetch["rows"] != sync["rows"]:
+    fetch, model, sync = median(fetches), median(models), median(syncs)
+    if not fetch["rows"] == model["rows"] == sync["rows"]:
         raise SystemExit(f"the sync read {sync['rows']} rows, the raw fetch {fetch['rows']}")
 
     print(f"history rows in PostgreSQL: {fetch['rows']:,}")
     line("raw ADBC fetch into Arrow", fetch)
+    line("raw fetch, sorted, written", model)
     line("pitsync sync (full)", sync)
     ratio = sync["seconds"] / fetch["seconds"]
     print(f"  sync / raw fetch: {ratio:.2f}x (target: within 1.5x)")
+    print(f"  raw fetch sorted and written / raw fetch: {model['seconds'] / fetch['seconds']:.2f}x")
+    print(f"  sync / raw fetch sorted and written: {sync['seconds'] / model['seconds']:.2f}x")
 
 
 REPEATS = 3
@@ -181,6 +188,31 @@ def raw_fetch(args: argparse.Namespace) -> int:
     return rows
 
 
+def raw_model(args: argparse.Namespace) -> int:
+    """The raw fetch streamed into a DuckDB file, each row ended by the same window as
+    pitsync's and written: the floor for any sync that sorts after it fetches."""
+    import adbc_driver_postgresql.dbapi as postgres
+    import duckdb
+
+    from pitsync.connectors.extraction import select_columns
+
+    columns = ["company_id", "plan", "seats", "start_timestamp", "updated_at"]
+    Path(args.store).unlink(missing_ok=True)
+    store = duckdb.connect(args.store)
+    store.execute("SET TimeZone = 'UTC'")
+    with postgres.connect(args.uri) as con, con.cursor() as cursor:
+        cursor.execute(select_columns("postgres", TABLE, columns, schema=args.schema))
+        store.register("fetched", cursor.fetch_record_batch())
+        store.execute(
+            "CREATE TABLE intervals AS SELECT company_id, start_timestamp AS start_time, "
+            "lead(start_timestamp) OVER (PARTITION BY company_id ORDER BY start_timestamp, "
+            "updated_at, plan, seats) AS end_time, updated_at, plan, seats FROM fetched"
+        )
+    rows = store.execute("SELECT count(*) FROM intervals").fetchall()[0][0]
+    store.close()
+    return rows
+
+
 def sync(args: argparse.Namespace) -> int:
     from pitsync.config import load_config
     from pitsync.connectors.sync import SyncOptions, sync_table
@@ -190,7 +222,7 @@ def sync(args: argparse.Namespace) -> int:
     return sync_table(config, config.table(TABLE), SyncOptions()).rows_read
 
 
-STEPS = {"raw_fetch": raw_fetch, "sync": sync}
+STEPS = {"raw_fetch": raw_fetch, "raw_model": raw_model, "sync": sync}
 
 
 if __name__ == "__main__":
