@@ -289,17 +289,25 @@ def find_append_changes(con: duckdb.DuckDBPyConnection, model: HistoryModel) -> 
     run = f"SELECT {columns} FROM {BATCH}"
     kept = f"SELECT {columns} FROM {TOUCHED} AS s SEMI JOIN {BATCH} AS b ON {same_key(model)}"
     record_keys_of(
-        con,
-        model,
-        f"SELECT DISTINCT {key_columns(model)} "
-        f"FROM (({run} EXCEPT ALL {kept}) UNION ALL ({kept} EXCEPT ALL {run}))",
+        con, model, f"SELECT DISTINCT {key_columns(model)} FROM {differing_rows(run, kept)}"
     )
+    keep_arriving(con, model)
+    existed = count_changed_keys_in(con, model, TOUCHED)
+    return KeyChanges(inserted=count_changed(con) - existed, updated=existed)
+
+
+def differing_rows(left: str, right: str) -> str:
+    """The rows of either query that the other lacks, duplicates counted; NULL equals NULL
+    and columns are compared one by one."""
+    return f"(({left} EXCEPT ALL {right}) UNION ALL ({right} EXCEPT ALL {left}))"
+
+
+def keep_arriving(con: duckdb.DuckDBPyConnection, model: HistoryModel) -> None:
+    """The batch's rows at the changed keys: what the store takes for them."""
     con.execute(
         f"CREATE OR REPLACE TEMP TABLE {ARRIVING} AS SELECT b.* FROM {BATCH} AS b "
         f"SEMI JOIN {CHANGED} AS s ON {same_key(model)}"
     )
-    existed = count_changed_keys_in(con, model, TOUCHED)
-    return KeyChanges(inserted=count_changed(con) - existed, updated=existed)
 
 
 def key_columns(model: HistoryModel) -> str:
@@ -334,10 +342,7 @@ def find_mirror_changes(con: duckdb.DuckDBPyConnection, model: HistoryModel) -> 
     record_changed_keys(con, model)
     entity = quote_identifier(model.table.id_column)
     keep_touched(con, model, f"SELECT {entity} FROM {AFFECTED}")
-    con.execute(
-        f"CREATE OR REPLACE TEMP TABLE {ARRIVING} AS SELECT b.* FROM {BATCH} AS b "
-        f"SEMI JOIN {CHANGED} AS s ON {same_key(model)}"
-    )
+    keep_arriving(con, model)
     stored = count_changed_keys_in(con, model, TOUCHED)
     arriving = count_changed_keys_in(con, model, ARRIVING)
     changed = count_changed(con)
@@ -525,7 +530,7 @@ def record_changed_events(con: duckdb.DuckDBPyConnection, columns: list[str]) ->
     run, kept = f"SELECT {names} FROM {BATCH}", f"SELECT {names} FROM {REPLACED}"
     con.execute(
         f"CREATE OR REPLACE TEMP TABLE {CHANGED} AS SELECT DISTINCT {EVENT_KEY} "
-        f"FROM (({run} EXCEPT ALL {kept}) UNION ALL ({kept} EXCEPT ALL {run}))"
+        f"FROM {differing_rows(run, kept)}"
     )
 
 
