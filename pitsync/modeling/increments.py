@@ -77,7 +77,7 @@ def apply_run(
         inserted, updated, stored_events = merge_events(con, model)
         return ModelCounts(rows_read, inserted, quarantined, 0, updated), stored_events
 
-    stored, reordered = reconcile_columns(con, model)
+    stored, columns = reconcile_columns(con, model)
     if model.table.mode == "mirror":
         # A view, not a copy: the whole table's good rows are read from the staged rows.
         con.execute(f"CREATE OR REPLACE TEMP VIEW {BATCH} AS {good_rows_sql(model)}")
@@ -88,7 +88,10 @@ def apply_run(
             con, model, f"SELECT DISTINCT {quote_identifier(model.table.id_column)} FROM {BATCH}"
         )
         changes = find_append_changes(con, model)
-    conflicts = remodel(con, model, stored, run_id, everything=reordered)
+    conflicts = remodel(con, model, stored, run_id, everything=columns.reordered)
+    if columns.added and not columns.reordered:
+        # The losers kept as hidden events hold every property, the new ones too.
+        write_superseded(con, stored, run_id)
     write_view(con, stored)
     counts = ModelCounts(
         rows_read,
@@ -146,9 +149,17 @@ def column_types(
     return {str(name): str(kind) for name, kind in rows}
 
 
+@dataclass(frozen=True)
+class ColumnChanges:
+    """How the stored columns changed to meet the source's."""
+
+    added: list[str]
+    reordered: bool  # the order that decides ties is not the one the stored rows had
+
+
 def reconcile_columns(
     con: duckdb.DuckDBPyConnection, model: HistoryModel
-) -> tuple[HistoryModel, bool]:
+) -> tuple[HistoryModel, ColumnChanges]:
     """Meet a source whose columns changed since the last run.
 
     A new column becomes a property (stored rows have it NULL, so they are unchanged); a
@@ -156,9 +167,9 @@ def reconcile_columns(
     type that holds the old one's values is widened to; any other type change stops the
     run before anything is applied. Ids are met by their own rule (`reconcile_ids`).
 
-    Returns the stored model, and whether the order of its columns changed. Ties are
-    decided by the source's columns in the source's order, then the dropped ones: when
-    that order is not the one the stored rows were decided by, every tie is decided again.
+    Returns the stored model, and how its columns changed. Ties are decided by the
+    source's columns in the source's order, then the dropped ones: when that order is not
+    the one the stored rows were decided by, every tie is decided again.
     """
     table = model.table
     stored_types = column_types(con, INTERNAL_SCHEMA, f"intervals__{table.name}")
@@ -171,12 +182,12 @@ def reconcile_columns(
     report_dropped(table.name, dropped)
     stored = replace(model, properties=model.properties + dropped)
     # The order the stored rows were decided by; columns added just now come last.
+    added = [name for name in model.kept if name not in stored_types]
     decided_by = [name for name in stored_types if name not in keys or name == table.tie_breaker]
-    decided_by += [name for name in model.kept if name not in stored_types]
-    reordered = decided_by != stored.kept
+    reordered = decided_by + added != stored.kept
     if reordered:
         log.info("table %s: the columns' order changed; every tie is decided again", table.name)
-    return stored, reordered
+    return stored, ColumnChanges(added, reordered)
 
 
 def reconcile_ids(
