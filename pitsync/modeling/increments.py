@@ -1,8 +1,9 @@
 """Append and mirror runs: merge a run's rows into the store, touching only what changes.
 
-A history row is keyed by (entity, start time). A run's rows for a key replace every
-stored row of that key; a key whose rows come back exactly as stored (the boundary rows
-an append run reads again, or rows inside the lookback) is no change at all. Only the
+A history row is keyed by (entity, start time). A run's rows for a key (in append mode,
+those of the key's latest load) replace every stored row of that key; a key whose rows
+come back exactly as stored (the boundary rows an append run reads again, or rows inside
+the lookback) is no change at all. Only the
 entities with a changed key are re-modelled: their remaining stored rows and their new
 rows are sorted again, so every end time, tie and hidden event of theirs is as a full
 sync would make it. Of those, only the keys whose rows came out different (a changed
