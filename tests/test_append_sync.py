@@ -330,6 +330,35 @@ def test_copies_of_an_event_without_insert_id_are_those_of_its_latest_load(
         assert (record.rows_read, record.inserted, record.updated) == (later, 0, 0)
 
 
+@pytest.mark.backends("duckdb")
+def test_events_without_insert_id_read_again_across_column_changes_never_double(
+    project: Project,
+) -> None:
+    project.source_sql(
+        "CREATE TABLE events (event VARCHAR, distinct_id VARCHAR, time TIMESTAMPTZ, "
+        "amount DOUBLE, loaded_at TIMESTAMPTZ)"
+    )
+    login = ("login", "u1", "2024-01-01 00:00+00", 3.0, "2024-06-01 00:00+00")
+    insert_rows(project, "events", [login, login, ("click", "u2", *login[2:])])
+    project.configure("events", kind="events", mode="append", cursor="loaded_at")
+    project.sync("events")
+
+    # A new column, filled: the three events read again at the watermark are updated.
+    project.source_sql("ALTER TABLE events ADD COLUMN region VARCHAR DEFAULT 'eu'")
+    record = project.sync("events")
+    assert (record.rows_read, record.inserted, record.updated) == (3, 0, 3)
+    assert project.query("SELECT count(*), count(region) FROM events") == [(3, 3)]
+
+    # A narrower type holding the same values: the same events.
+    project.source_sql(
+        "CREATE OR REPLACE TABLE events AS SELECT * REPLACE (CAST(amount AS INTEGER) AS amount) "
+        "FROM events"
+    )
+    record = project.sync("events")
+    assert (record.rows_read, record.inserted, record.updated) == (3, 0, 0)
+    assert project.query("SELECT count(*) FROM events") == [(3,)]
+
+
 def test_a_dry_run_reports_and_changes_nothing(project: Project) -> None:
     project.source_sql(HISTORY_DDL)
     insert_rows(project, "plans", [("c1", "free", 1, "2024-01-01 00:00+00", "2024-01-01 10:00+00")])

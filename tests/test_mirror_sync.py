@@ -250,7 +250,8 @@ def test_a_dropped_column_no_longer_decides_ties_and_the_store_agrees_with_itsel
         "ALTER TABLE plans DROP COLUMN seats",
         "UPDATE plans SET plan = 'team' WHERE valid_from = TIMESTAMPTZ '2024-01-03 00:00+00'",
     )
-    assert changes(project.sync("plans")) == (0, 1, 0, 1)
+    # Two keys of a are updated: March by the source, January by its new winner.
+    assert changes(project.sync("plans")) == (0, 2, 0, 1)
 
     # As a full sync of the source now: plan, then region decide, so (pro, b) wins, and
     # keeps the seats it had; the changed March row has none. The loser is (pro, a).
@@ -270,6 +271,32 @@ def test_a_dropped_column_no_longer_decides_ties_and_the_store_agrees_with_itsel
     assert changes(project.sync("plans")) == (0, 0, 0, 0)
     assert project.query(TIED_INTERVALS)[0] == ("pro", 1, "b", jan1, jan3)
     assert project.query(LOSERS) == [("a",), ("b",)]
+
+
+def test_a_reordered_source_decides_every_tie_again_and_counts_the_new_winners(
+    project: Project,
+) -> None:
+    project.source_sql(TIED_DDL)
+    # Two companies, each with a tie that plan decides (pro > free) and seats the other way.
+    rows = [
+        (company, plan, seats, "x", "2024-01-01 00:00+00")
+        for company in ("a", "b")
+        for plan, seats in (("pro", 1), ("free", 2))
+    ]
+    insert_rows(project, "plans", rows)
+    configure(project)
+    project.sync("plans")
+    assert project.query("SELECT DISTINCT plan FROM plans") == [("pro",)]
+
+    # The same rows, seats now first: seats decides, so both keys have a new winner.
+    project.source_sql(
+        "CREATE OR REPLACE TABLE plans AS SELECT company_id, seats, plan, region, valid_from "
+        "FROM plans"
+    )
+    record = project.sync("plans")
+    assert changes(record) == (0, 2, 0, 2)
+    assert project.query("SELECT DISTINCT plan FROM plans") == [("free",)]
+    assert changes(project.sync("plans")) == (0, 0, 0, 0)
 
 
 def test_an_unchanged_row_keeps_a_dropped_column_when_its_key_changes(project: Project) -> None:

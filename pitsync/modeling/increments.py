@@ -90,7 +90,9 @@ def apply_run(
         )
         changes = find_append_changes(con, model)
     conflicts = remodel(con, model, stored, run_id, everything=columns.reordered)
-    if columns.added and not columns.reordered:
+    if columns.reordered:
+        changes = replace(changes, updated=changes.updated + count_decided_again(con, model))
+    elif columns.added:
         # The losers kept as hidden events hold every property, the new ones too.
         write_superseded(con, stored, run_id)
     write_view(con, stored)
@@ -422,9 +424,12 @@ def remodel(
     rows = " UNION ALL BY NAME ".join(f"({part})" for part in parts)
     con.execute(f"CREATE OR REPLACE TEMP TABLE {REMODELLED} AS {ended_rows_sql(stored, rows)}")
     if everything:
+        record_rewritten_keys(con, model, stored, f"SELECT * FROM {model.stored}")
         con.execute(f"CREATE OR REPLACE TABLE {model.stored} AS FROM {REMODELLED}")
         return write_superseded(con, stored, run_id)
-    rewrite_differing_keys(con, model, stored)
+    touched = f"SELECT * FROM {TOUCHED} AS s SEMI JOIN {AFFECTED} AS a ON s.{entity} = a.{entity}"
+    record_rewritten_keys(con, model, stored, touched)
+    rewrite_differing_keys(con, model)
     return write_superseded(con, stored, run_id, only=AFFECTED, rows=REMODELLED)
 
 
@@ -454,30 +459,40 @@ def arriving_rows_sql(model: HistoryModel, stored: HistoryModel) -> str:
     return f"SELECT {arriving}, {restored} FROM {ARRIVING} AS a LEFT JOIN ({held}) AS h ON {same}"
 
 
-def rewrite_differing_keys(
-    con: duckdb.DuckDBPyConnection, model: HistoryModel, stored: HistoryModel
+def record_rewritten_keys(
+    con: duckdb.DuckDBPyConnection, model: HistoryModel, stored: HistoryModel, before: str
 ) -> None:
-    """Replace the stored rows of just the keys whose rows the re-modelling changed.
+    """The keys whose stored rows (`before`, a query) the re-modelling changed.
 
-    Those are the changed keys, and the unchanged keys whose winning row now differs,
-    which for the same rows sorted the same way is only its end (the row before a new or
-    deleted start). The losers of an unchanged key, the same rows, end where they start.
+    Those are the changed keys, and the unchanged keys whose winning row now differs: for
+    the same rows sorted the same way, only its end (the row before a new or deleted
+    start); after the order that decides ties changed, also which row wins. The losers of
+    an unchanged key, the same rows, end where they start.
     """
     entity = quote_identifier(model.table.id_column)
     keys = key_columns(model)
     columns = [END_TIME, *(quote_identifier(name) for name in stored.kept)]
     winners = ", ".join(f"s.{name}" for name in columns)
-    before = (
-        f"SELECT s.{entity}, s.{START_TIME}, {winners} FROM {TOUCHED} AS s "
-        f"SEMI JOIN {AFFECTED} AS a ON s.{entity} = a.{entity} WHERE {non_empty('s.')}"
+    before_winners = (
+        f"SELECT s.{entity}, s.{START_TIME}, {winners} FROM ({before}) AS s WHERE {non_empty('s.')}"
     )
     after = f"SELECT {keys}, {winners} FROM {REMODELLED} AS s WHERE {non_empty('s.')}"
     differs = " OR ".join(f"b.{name} IS DISTINCT FROM s.{name}" for name in columns)
     con.execute(
         f"CREATE OR REPLACE TEMP TABLE {REWRITTEN} AS SELECT {keys} FROM {CHANGED} UNION "
-        f"SELECT b.{entity}, b.{START_TIME} FROM ({before}) AS b "
+        f"SELECT b.{entity}, b.{START_TIME} FROM ({before_winners}) AS b "
         f"JOIN ({after}) AS s ON {same_key(model)} WHERE {differs}"
     )
+    log.debug(
+        "table %s: %d keys written back",
+        model.table.name,
+        count(con, f"SELECT count(*) FROM {REWRITTEN}"),
+    )
+
+
+def rewrite_differing_keys(con: duckdb.DuckDBPyConnection, model: HistoryModel) -> None:
+    """Replace the stored rows of just the rewritten keys: most rows of a re-modelled
+    entity come back as they were, and stay as they are."""
     # The stored rows are found by their row ids, taken when they were read this run.
     con.execute(
         f"DELETE FROM {model.stored} WHERE rowid IN (SELECT s.{STORED_ROW} FROM {TOUCHED} "
@@ -487,11 +502,20 @@ def rewrite_differing_keys(
         f"INSERT INTO {model.stored} BY NAME SELECT s.* FROM {REMODELLED} AS s "
         f"SEMI JOIN {REWRITTEN} AS b ON {same_key(model)}"
     )
-    log.debug(
-        "table %s: %d keys written back",
-        model.table.name,
-        count(con, f"SELECT count(*) FROM {REWRITTEN}"),
+
+
+def count_decided_again(con: duckdb.DuckDBPyConnection, model: HistoryModel) -> int:
+    """After the order deciding ties changed: how many keys the run did not change have a
+    new winner (they are updates). The entities it changed become every entity with a
+    rewritten key."""
+    entity = quote_identifier(model.table.id_column)
+    updated = count(
+        con, f"SELECT count(*) FROM {REWRITTEN} AS s ANTI JOIN {CHANGED} AS b ON {same_key(model)}"
     )
+    con.execute(
+        f"CREATE OR REPLACE TEMP TABLE {AFFECTED} AS SELECT DISTINCT {entity} FROM {REWRITTEN}"
+    )
+    return updated
 
 
 def merge_events(
@@ -510,9 +534,9 @@ def merge_events(
     stored = model.stored
     con.execute(f"CREATE OR REPLACE TEMP VIEW {RUN_EVENTS} AS {model.select_good_rows()}")
     columns = column_types(con, "main", RUN_EVENTS, temporary=True)
-    stored_events = meet_event_columns(con, model, columns)
-    cursor = model.table.cursor
-    key = event_key(model.table.insert_id, [name for name in columns if name != cursor])
+    known = column_types(con, INTERNAL_SCHEMA, f"events__{model.table.name}")
+    stored_events = meet_event_columns(con, model, columns, known)
+    key = event_key(model.table.insert_id, key_types(con, model, columns, known))
     con.execute(
         f"CREATE OR REPLACE TEMP TABLE {BATCH} AS "
         f"SELECT b.*, {key('b')} AS {EVENT_KEY} FROM {RUN_EVENTS} AS b"
@@ -546,27 +570,51 @@ def record_changed_events(con: duckdb.DuckDBPyConnection, columns: list[str]) ->
     )
 
 
+def key_types(
+    con: duckdb.DuckDBPyConnection,
+    model: EventsModel,
+    arriving: dict[str, str],
+    known: dict[str, str],
+) -> dict[str, str]:
+    """The columns that tell events apart without an insert id, with their stored types.
+
+    All columns but the cursor, less the ones added this run: a stored event has those
+    NULL, and an event read again that now has them filled is the same event. Both sides
+    are hashed as the stored types, since a value's hash depends on its type.
+    """
+    stored_types = column_types(con, INTERNAL_SCHEMA, f"events__{model.table.name}")
+    return {
+        name: stored_types[name]
+        for name in arriving
+        if name != model.table.cursor and name in known
+    }
+
+
 def meet_event_columns(
-    con: duckdb.DuckDBPyConnection, model: EventsModel, arriving: dict[str, str]
+    con: duckdb.DuckDBPyConnection,
+    model: EventsModel,
+    arriving: dict[str, str],
+    stored_types: dict[str, str],
 ) -> EventsModel:
     """New event columns are added, grown ones widened; a dropped one is left NULL in new
     events and stays a property. Returns the model as stored."""
     name = model.table.name
-    stored_types = column_types(con, INTERNAL_SCHEMA, f"events__{name}")
     meet_source_columns(con, name, model.stored, stored_types, arriving)
     dropped = [column for column in stored_types if column not in arriving]
     report_dropped(name, dropped)
     return replace(model, properties=model.properties + dropped)
 
 
-def event_key(insert_id: str | None, columns: list[str]) -> Callable[[str], str]:
-    """An event's key under a table alias: its insert id, or a hash of the named columns."""
+def event_key(insert_id: str | None, columns: dict[str, str]) -> Callable[[str], str]:
+    """An event's key under a table alias: its insert id, or a hash of the named columns,
+    each cast to the given type."""
     if insert_id:
         return lambda alias: f"{alias}.{quote_identifier(insert_id)}"
 
     def row_hash(alias: str) -> str:
         fields = ", ".join(
-            f"{quote_identifier(name)} := {alias}.{quote_identifier(name)}" for name in columns
+            f"{quote_identifier(name)} := CAST({alias}.{quote_identifier(name)} AS {kind})"
+            for name, kind in columns.items()
         )
         return f"hash(struct_pack({fields}))"
 
