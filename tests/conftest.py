@@ -349,6 +349,20 @@ def configure_companies(project: Project, name: str, start_time: str, **settings
     )
 
 
+def configure_versioned_appends(project: Project, **settings: Any) -> None:
+    """A `plans` history of companies from `valid_from`, whose ties `version` decides,
+    synced in append mode by its `loaded_at` cursor."""
+    configure_companies(
+        project,
+        "plans",
+        "valid_from",
+        tie_breaker="version",
+        mode="append",
+        cursor="loaded_at",
+        **settings,
+    )
+
+
 def insert_rows(project: Project, table: str, rows: list[tuple]) -> None:
     """Add rows to a warehouse table."""
     project.source_sql(f"INSERT INTO {table} VALUES " + ", ".join(sql_row(row) for row in rows))

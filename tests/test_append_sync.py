@@ -17,6 +17,7 @@ from tests.conftest import (
     Project,
     configure_companies,
     configure_company_history,
+    configure_versioned_appends,
     insert_rows,
     utc,
 )
@@ -197,10 +198,8 @@ EVENTS_DDL = (
 )
 
 
-@pytest.mark.parametrize("insert_id", ["insert_id", None])
-def test_events_append_replaces_by_insert_id_or_whole_row(
-    project: Project, insert_id: str | None
-) -> None:
+def synced_two_events(project: Project, insert_id: str | None) -> None:
+    """Events e1 and e2, loaded at 10:00, synced once in append mode."""
     project.source_sql(EVENTS_DDL)
     insert_rows(
         project,
@@ -213,6 +212,13 @@ def test_events_append_replaces_by_insert_id_or_whole_row(
     settings = {"insert_id": insert_id} if insert_id else {}
     project.configure("events", kind="events", mode="append", cursor="loaded_at", **settings)
     project.sync("events")
+
+
+@pytest.mark.parametrize("insert_id", ["insert_id", None])
+def test_events_append_replaces_by_insert_id_or_whole_row(
+    project: Project, insert_id: str | None
+) -> None:
+    synced_two_events(project, insert_id)
 
     insert_rows(
         project, "events", [("e3", "buy", "u2", "2024-01-03 00:00+00", 1, "2024-01-01 11:00+00")]
@@ -232,18 +238,7 @@ def test_events_append_replaces_by_insert_id_or_whole_row(
 def test_events_append_meets_added_dropped_and_changed_columns(
     project: Project, insert_id: str | None
 ) -> None:
-    project.source_sql(EVENTS_DDL)
-    insert_rows(
-        project,
-        "events",
-        [
-            ("e1", "buy", "u1", "2024-01-01 00:00+00", 5, "2024-01-01 10:00+00"),
-            ("e2", "buy", "u1", "2024-01-02 00:00+00", 7, "2024-01-01 10:00+00"),
-        ],
-    )
-    settings = {"insert_id": insert_id} if insert_id else {}
-    project.configure("events", kind="events", mode="append", cursor="loaded_at", **settings)
-    project.sync("events")
+    synced_two_events(project, insert_id)
 
     # A new column: the events read again at the watermark have it NULL, as stored.
     project.source_sql("ALTER TABLE events ADD COLUMN region VARCHAR")
@@ -514,18 +509,6 @@ def test_c08_rows_read_again_at_the_boundary_are_not_stored_twice(project: Proje
     assert instant(third.watermark_after) == utc("2024-05-01T10:07")
 
 
-def configure_versioned(project: Project, **settings: object) -> None:
-    configure_companies(
-        project,
-        "plans",
-        "valid_from",
-        tie_breaker="version",
-        mode="append",
-        cursor="loaded_at",
-        **settings,
-    )
-
-
 def plan_and_hidden_events(project: Project) -> tuple[list[tuple], list[tuple]]:
     plans = project.query("SELECT plan FROM plans")
     hidden = project.query("SELECT count(*) FROM all_events WHERE event = 'plans'")
@@ -543,7 +526,7 @@ def test_a_later_load_of_a_key_replaces_an_earlier_one_in_the_same_run(project: 
             ("u1", "z", "2024-01-01 00:00+00", 1, "2024-01-01 00:10+00"),
         ],
     )
-    configure_versioned(project)
+    configure_versioned_appends(project)
     project.sync("plans")
     assert plan_and_hidden_events(project) == ([("z",)], [(1,)])
 
@@ -561,7 +544,7 @@ def test_a_later_load_of_a_key_replaces_an_earlier_one_in_the_same_run(project: 
 def test_a_row_committed_later_at_the_watermark_joins_its_key_as_a_tie(project: Project) -> None:
     project.source_sql(VERSIONED_DDL)
     insert_rows(project, "plans", [("a", "pro", "2024-01-01 00:00+00", 2, "2024-06-01 00:00+00")])
-    configure_versioned(project)
+    configure_versioned_appends(project)
     project.sync("plans")
 
     # Another row of the same key and the same load, committed after the run.
@@ -582,7 +565,7 @@ def test_rows_read_again_inside_the_lookback_leave_the_latest_load_in_place(
 ) -> None:
     project.source_sql(VERSIONED_DDL)
     insert_rows(project, "plans", [("a", "free", "2024-01-01 00:00+00", 1, "2024-06-01 00:00+00")])
-    configure_versioned(project, lookback="1h")
+    configure_versioned_appends(project, lookback="1h")
     project.sync("plans")
 
     insert_rows(project, "plans", [("a", "pro", "2024-01-01 00:00+00", 1, "2024-06-01 00:10+00")])
@@ -604,7 +587,7 @@ def test_two_loads_give_the_same_answer_in_one_run_or_in_two(tmp_path) -> None:
         project = Project(root=tmp_path / f"{len(runs)}-runs")
         project.root.mkdir()
         project.source_sql(VERSIONED_DDL)
-        configure_versioned(project)
+        configure_versioned_appends(project)
         for rows in runs:
             insert_rows(project, "plans", rows)
             project.sync("plans")

@@ -16,7 +16,14 @@ import duckdb
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tests.conftest import Project, configure_companies, insert_rows, sql_literal, sql_row
+from tests.conftest import (
+    Project,
+    configure_companies,
+    configure_versioned_appends,
+    insert_rows,
+    sql_literal,
+    sql_row,
+)
 
 DDL = (
     "CREATE OR REPLACE TABLE plans (company_id VARCHAR, plan VARCHAR, seats INTEGER, "
@@ -114,14 +121,7 @@ def test_append_runs_answer_as_one_full_sync_when_every_change_is_loaded_later(
         project = Project(root=Path(folder) / "append")
         project.root.mkdir()
         project.source_sql(DDL)
-        configure_companies(
-            project,
-            "plans",
-            "valid_from",
-            tie_breaker="version",
-            mode="append",
-            cursor="loaded_at",
-        )
+        configure_versioned_appends(project)
         project.sync("plans")
         for clock, change in enumerate(changes, start=1):
             apply_change(project, change, clock)
@@ -150,15 +150,7 @@ def test_append_runs_keep_each_keys_latest_load_whenever_they_run(steps: list[tu
         project = Project(root=Path(folder) / "append")
         project.root.mkdir()
         project.source_sql(DDL)
-        configure_companies(
-            project,
-            "plans",
-            "valid_from",
-            tie_breaker="version",
-            mode="append",
-            cursor="loaded_at",
-            lookback="2m",
-        )
+        configure_versioned_appends(project, lookback="2m")
         project.sync("plans")
         clock = 1
         for change, later, run in steps:
