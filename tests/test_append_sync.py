@@ -146,9 +146,7 @@ def test_a_merge_keeps_earlier_ties_decided_by_the_tie_breaker(project: Project)
             ("c7", "B", "2024-01-01 00:00+00", 1, "2024-01-01 00:00+00"),
         ],
     )
-    configure_companies(
-        project, "plans", "valid_from", tie_breaker="version", mode="append", cursor="loaded_at"
-    )
+    configure_versioned_appends(project)
     project.sync("plans")
 
     insert_rows(project, "plans", [("c7", "C", "2024-03-01 00:00+00", 1, "2024-03-01 00:00+00")])
