@@ -61,6 +61,18 @@ def apply_change(project: Project, change: tuple, clock: int) -> None:
         project.source_sql(f"DELETE FROM plans WHERE {where}")
 
 
+def empty_source(root: Path, ddl: str) -> Project:
+    """A new project at `root` whose warehouse holds the table `ddl` creates, empty."""
+    project = Project(root=root)
+    project.root.mkdir()
+    project.source_sql(ddl)
+    return project
+
+
+def configure_mirror(project: Project) -> None:
+    configure_companies(project, "plans", "valid_from", tie_breaker="version", mode="mirror")
+
+
 def answers(project: Project) -> list[list[tuple]]:
     return [project.query(sql) for sql in ANSWERS]
 
@@ -98,10 +110,8 @@ EXAMPLES = settings(
 @given(changes=st.lists(st.one_of(insert, update, delete), min_size=1, max_size=6))
 def test_mirror_runs_answer_as_one_full_sync_of_the_final_source(changes: list[tuple]) -> None:
     with tempfile.TemporaryDirectory() as folder:
-        project = Project(root=Path(folder) / "mirror")
-        project.root.mkdir()
-        project.source_sql(DDL)
-        configure_companies(project, "plans", "valid_from", tie_breaker="version", mode="mirror")
+        project = empty_source(Path(folder) / "mirror", DDL)
+        configure_mirror(project)
         project.sync("plans")
         for clock, change in enumerate(changes, start=1):
             apply_change(project, change, clock)
@@ -118,9 +128,7 @@ def test_append_runs_answer_as_one_full_sync_when_every_change_is_loaded_later(
     # Append sees no deletes, so the changes here are inserts and updates, each loaded
     # later than everything before it, as a warehouse load would be.
     with tempfile.TemporaryDirectory() as folder:
-        project = Project(root=Path(folder) / "append")
-        project.root.mkdir()
-        project.source_sql(DDL)
+        project = empty_source(Path(folder) / "append", DDL)
         configure_versioned_appends(project)
         project.sync("plans")
         for clock, change in enumerate(changes, start=1):
@@ -147,9 +155,7 @@ def test_append_runs_keep_each_keys_latest_load_whenever_they_run(steps: list[tu
     # Rows committed late into a load a run already read sit at the watermark; a
     # two-minute lookback reads the recent loads again. Neither may change the answer.
     with tempfile.TemporaryDirectory() as folder:
-        project = Project(root=Path(folder) / "append")
-        project.root.mkdir()
-        project.source_sql(DDL)
+        project = empty_source(Path(folder) / "append", DDL)
         configure_versioned_appends(project, lookback="2m")
         project.sync("plans")
         clock = 1
@@ -225,10 +231,8 @@ def drifting_change(project: Project, change: tuple, clock: int) -> None:
 )
 def test_mirror_runs_across_schema_changes_answer_as_one_full_sync(runs: list[list]) -> None:
     with tempfile.TemporaryDirectory() as folder:
-        project = Project(root=Path(folder) / "mirror")
-        project.root.mkdir()
-        project.source_sql(DRIFT_DDL)
-        configure_companies(project, "plans", "valid_from", tie_breaker="version", mode="mirror")
+        project = empty_source(Path(folder) / "mirror", DRIFT_DDL)
+        configure_mirror(project)
         project.sync("plans")
         for clock, run in enumerate(runs, start=1):
             for change in run:

@@ -29,6 +29,17 @@ def crm_users(project: Project, rows: list[tuple], **settings: Any) -> None:
     project.configure("crm_users", kind="user_profiles", id_column="user_id", **settings)
 
 
+def ann_synced_in_append_mode(project: Project) -> None:
+    """One CRM user, u1 (Ann), synced by an append run with the `updated_at` cursor."""
+    crm_users(
+        project,
+        [("u1", "Ann", 3, "ann@example.com", "2024-01-01 00:00:00+00")],
+        mode="append",
+        cursor="updated_at",
+    )
+    project.sync("crm_users")
+
+
 def users(project: Project) -> dict[str, dict[str, Any]]:
     rows = project.query("SELECT distinct_id, properties FROM user_profiles ORDER BY 1")
     return {distinct_id: json.loads(properties) for distinct_id, properties in rows}
@@ -62,13 +73,7 @@ def test_profile_table_rows_set_properties(project: Project) -> None:
 
 @pytest.mark.backends(*ALL_BACKENDS)
 def test_profile_table_in_append_mode_sets_only_new_rows(project: Project) -> None:
-    crm_users(
-        project,
-        [("u1", "Ann", 3, "ann@example.com", "2024-01-01 00:00:00+00")],
-        mode="append",
-        cursor="updated_at",
-    )
-    project.sync("crm_users")
+    ann_synced_in_append_mode(project)
     # A later row for u1 changes seats and clears email; u2 is new.
     insert_rows(
         project,
@@ -277,13 +282,7 @@ def test_profile_shows_updates_and_history_merged(project: Project) -> None:
 
 
 def test_a_row_read_again_unchanged_leaves_later_updates(project: Project) -> None:
-    crm_users(
-        project,
-        [("u1", "Ann", 3, "ann@example.com", "2024-01-01 00:00:00+00")],
-        mode="append",
-        cursor="updated_at",
-    )
-    project.sync("crm_users")
+    ann_synced_in_append_mode(project)
     engage(project, {"$distinct_id": "u1", "$set": {"seats": 100, "vip": True}})
 
     # The append run reads the boundary row again: no change, so seats stays 100.
