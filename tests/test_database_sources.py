@@ -198,6 +198,36 @@ def test_postgres_arrays_of_uuids_are_lists_of_text_and_other_arrays_lists(
 
 
 @pytest.mark.backends("postgres")
+def test_a_postgres_row_with_a_multi_dimensional_array_is_quarantined_naming_the_column(
+    project: Project,
+) -> None:
+    # PostgreSQL keeps `{{1,2},{3,4}}` in an integer[] column; the driver would hand it over
+    # as [1, 2, 3, 4]. Such a row cannot be stored as it is, so it is set aside; the
+    # one-dimensional, empty and NULL arrays of the other rows are kept.
+    project.database_sql(
+        "CREATE TABLE account_history (account_id text, start_timestamp timestamptz, "
+        "seats integer[], owners uuid[])",
+        "INSERT INTO account_history VALUES "
+        "('a1', '2024-03-01 00:00:00+00', '{3, 5}', '{}'), "
+        "('a1', '2024-04-01 00:00:00+00', '{{1, 2}, {3, 4}}', NULL), "
+        "('a2', '2024-03-01 00:00:00+00', NULL, "
+        f"'{{{{{ACCOUNT_UUID}}}, {{{OWNER_UUID}}}}}'), "
+        "('a3', '2024-03-01 00:00:00+00', '{7}', NULL)",
+    )
+    configure_accounts(project)
+    record = project.sync("account_history")
+
+    assert (record.rows_read, record.inserted, record.quarantined) == (4, 2, 2)
+    assert project.query(
+        "SELECT account_id, end_time, seats, owners FROM account_history ORDER BY account_id"
+    ) == [("a1", None, [3, 5], []), ("a3", None, [7], None)]
+    assert project.query("SELECT reason FROM quarantine ORDER BY reason") == [
+        ("multi-dimensional array in column owners",),
+        ("multi-dimensional array in column seats",),
+    ]
+
+
+@pytest.mark.backends("postgres")
 def test_postgres_uuid_insert_ids_append_once_and_uuid_group_keys_join(project: Project) -> None:
     project.database_sql(
         "CREATE TABLE account_history (account_id uuid, start_timestamp timestamptz, plan text)",

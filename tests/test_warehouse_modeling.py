@@ -113,6 +113,55 @@ def test_model_execute_creates_the_views_in_the_postgres_source(
     assert rows == [("free", 1, "01-01", "02-01"), ("team", 9, "02-01", None)]
 
 
+def test_model_execute_over_uuid_columns_matches_the_store(
+    tmp_path: Path, postgres_schema: PostgresSchema
+) -> None:
+    # Two accounts with uuid ids. Account A has a tie on 1 Feb between two rows that differ
+    # only in their uuid owner: with no tie-breaker the greater value wins, and a uuid's
+    # order is its hex text's order, so PostgreSQL and the store pick the same row (owner
+    # f..., not 0...). Account B's second row has no owner: undefined from 1 Mar.
+    a, b = "a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11", "0ba7b810-9dad-11d1-80b4-00c04fd430c8"
+    low, high = "0aaaaaaa-0000-4000-8000-000000000000", "faaaaaaa-0000-4000-8000-000000000000"
+    project = Project(root=tmp_path, backend="postgres", postgres=postgres_schema)
+    project.source_sql(
+        "CREATE TABLE account_history (account_id uuid, start_timestamp timestamptz, "
+        "owner_id uuid)",
+        "INSERT INTO account_history VALUES "
+        f"('{a.upper()}', '2024-01-01 00:00:00+00', '{low}'), "
+        f"('{a}', '2024-02-01 00:00:00+00', '{high}'), "
+        f"('{a}', '2024-02-01 00:00:00+00', '{low}'), "
+        f"('{b}', '2024-01-01 00:00:00+00', '{high}'), "
+        f"('{b}', '2024-03-01 00:00:00+00', NULL)",
+    )
+    project.configure(
+        "account_history",
+        kind="group_history",
+        id_column="account_id",
+        group_key="account_id",
+        start_time="start_timestamp",
+    )
+    project.cli("model", "--table", "account_history", "--engine", "postgres", "--execute")
+
+    rows = postgres_schema.execute(
+        "SELECT account_id::text, to_char(start_time AT TIME ZONE 'UTC', 'MM-DD'), "
+        "to_char(end_time AT TIME ZONE 'UTC', 'MM-DD'), owner_id::text "
+        "FROM account_history_intervals ORDER BY 1, 2"
+    )
+    expected = [
+        (b, "01-01", "03-01", high),
+        (b, "03-01", None, None),
+        (a, "01-01", "02-01", low),
+        (a, "02-01", None, high),
+    ]
+    assert rows == expected
+    project.sync("account_history")
+    stored = project.query(
+        "SELECT account_id, strftime(start_time, '%m-%d'), strftime(end_time, '%m-%d'), "
+        "owner_id FROM account_history ORDER BY 1, 2"
+    )
+    assert stored == expected
+
+
 # --- Spark ---------------------------------------------------------------------------------
 
 

@@ -17,7 +17,8 @@ property or an insert id like any text; as a cursor, the watermark is cast back 
 for the source to compare; a `uuid[]` is read as an array of that text. `money` and `oid`
 are refused (the driver hands over numbers that do not mean the value), and so is any
 other type the driver cannot express in Arrow, naming the column; arrays of such types
-are refused the same way.
+are refused the same way. A row holding a multi-dimensional array, which the driver
+would hand over flattened, is quarantined.
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ import pyarrow.compute as pc
 from pitsync.config import SourceConfig
 from pitsync.connectors.extraction import (
     DIALECTS,
+    NESTED_ARRAY,
     SAMPLE_MARK,
     select_all,
     select_columns,
@@ -131,6 +133,7 @@ class DatabaseSource:
         if self.config.type == "sqlite":
             sql = sqlite_typed_select(table, target, lower_bound_column=bound)
         else:
+            arrays = array_columns(target)
             sql = select_columns(
                 self.driver.dialect,
                 table,
@@ -138,7 +141,10 @@ class DatabaseSource:
                 schema=self.config.schema,
                 lower_bound_column=bound,
                 read_as_text=read_as_text(target),
+                arrays=arrays,
             )
+            if arrays:
+                target = target.append(pa.field(NESTED_ARRAY, pa.string()))
         parameters = [lower_bound.value] if lower_bound else None
         log.debug("source %s: %s", self.name, sql)
         cursor = self.connection.cursor()
@@ -319,6 +325,11 @@ def holds_extension_type(kind: pa.DataType) -> bool:
 def postgres_type_of(field: pa.Field) -> str:
     """The PostgreSQL type name the driver reports for a column; empty for other databases."""
     return ((field.metadata or {}).get(POSTGRES_TYPE) or b"").decode()
+
+
+def array_columns(target: pa.Schema) -> list[str]:
+    """The PostgreSQL array columns (the driver names an array type `_item`)."""
+    return [field.name for field in target if postgres_type_of(field).startswith("_")]
 
 
 def read_as_text(target: pa.Schema) -> dict[str, str]:

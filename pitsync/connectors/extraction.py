@@ -7,7 +7,7 @@ to smuggle in SQL is only a name that does not exist.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
 import pyarrow as pa
 from sqlglot import exp
@@ -29,15 +29,20 @@ def select_columns(
     schema: str | None,
     lower_bound_column: str | None = None,
     read_as_text: Mapping[str, str] | None = None,
+    arrays: Sequence[str] = (),
 ) -> str:
     """`SELECT "a", "b" FROM "schema"."table"`, quoted as `dialect` quotes names.
 
     With a lower bound, `WHERE "cursor" >= ?`: the value is a bound parameter, so the
     source filters by its own comparison of its own type. `read_as_text` names columns
     (with their types in the source) that are selected as `CAST("a" AS TEXT) AS "a"`.
+    `arrays` names PostgreSQL array columns: one more column, `NESTED_ARRAY`, names the
+    first of them that holds a multi-dimensional array in the row.
     """
     as_text = read_as_text or {}
-    selected = (selected_column(name, as_text.get(name)) for name in columns)
+    selected = [selected_column(name, as_text.get(name)) for name in columns]
+    if arrays:
+        selected.append(nested_array_column(arrays))
     query = exp.select(*selected).from_(exp.table_(table, db=schema, quoted=True))
     if lower_bound_column is not None:
         source_type = as_text.get(lower_bound_column)
@@ -56,6 +61,23 @@ def selected_column(name: str, source_type: str | None) -> exp.Expr:
         return column
     text = "TEXT[]" if source_type.startswith("_") else "TEXT"
     return exp.alias_(exp.cast(column, text), name, quoted=True)
+
+
+# The column a PostgreSQL read adds when it selects arrays: the name of the first array
+# column holding more than one dimension, else NULL. The driver hands `{{1,2},{3,4}}`
+# over flattened, as `[1, 2, 3, 4]`, so such a row is quarantined rather than stored.
+NESTED_ARRAY = "__pitsync_nested_array"
+
+
+def nested_array_column(arrays: Sequence[str]) -> exp.Expr:
+    """`CASE WHEN array_ndims("a") > 1 THEN 'a' ... END AS "__pitsync_nested_array"`."""
+    case = exp.Case()
+    for name in arrays:
+        dimensions = exp.Anonymous(this="array_ndims", expressions=[exp.column(name, quoted=True)])
+        case = case.when(
+            exp.GT(this=dimensions, expression=exp.Literal.number(1)), exp.Literal.string(name)
+        )
+    return exp.alias_(case, NESTED_ARRAY, quoted=True)
 
 
 def at_or_past(column: str, dialect: str, *, source_type: str | None = None) -> exp.Expr:

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 import duckdb
 
 from pitsync.config import INTERNAL_PREFIX, TableConfig
+from pitsync.connectors.extraction import NESTED_ARRAY
 from pitsync.errors import ConfigError
 from pitsync.quoting import quote_identifier, quote_string
 from pitsync.store import QUARANTINE
@@ -32,10 +33,14 @@ class DerivedColumn:
 
 @dataclass(frozen=True)
 class Rejection:
-    """One reason a row is quarantined: a SQL condition over the derived columns."""
+    """One reason a row is quarantined: a SQL condition over the derived columns.
+
+    The reason is a fixed text, or with `reason_sql` the text a SQL expression gives.
+    """
 
     condition: str
     reason: str
+    reason_sql: str | None = None
 
 
 def check_column_names(
@@ -76,7 +81,7 @@ def stage_rows(
 ) -> None:
     """Materialise the run's source rows once, with derived columns and a reject reason."""
     derived_sql = ", ".join(f"{column.sql} AS {column.name}" for column in derived)
-    reason_sql = reason_case(rejections)
+    reason_sql = reason_case(source_rejections(con) + rejections)
     con.execute(
         f"CREATE OR REPLACE TEMP TABLE {STAGED} AS "
         f"SELECT *, {reason_sql} AS {REASON} FROM ("
@@ -84,10 +89,20 @@ def stage_rows(
     )
 
 
+def source_rejections(con: duckdb.DuckDBPyConnection) -> list[Rejection]:
+    """Rows a source marked as unreadable: those holding a multi-dimensional array."""
+    # Describing the registered stream reads its schema, not its rows.
+    names = [row[0] for row in con.execute(f"DESCRIBE SELECT * FROM {SOURCE_ROWS}").fetchall()]
+    if NESTED_ARRAY not in names:
+        return []
+    reason = f"'multi-dimensional array in column ' || {NESTED_ARRAY}"
+    return [Rejection(f"{NESTED_ARRAY} IS NOT NULL", "multi-dimensional array", reason)]
+
+
 def reason_case(rejections: list[Rejection]) -> str:
     """The first rejection that applies, as a CASE expression (NULL for a good row)."""
     branches = " ".join(
-        f"WHEN {rejection.condition} THEN {quote_string(rejection.reason)}"
+        f"WHEN {rejection.condition} THEN {rejection.reason_sql or quote_string(rejection.reason)}"
         for rejection in rejections
     )
     return f"CASE {branches} END"
