@@ -8,8 +8,8 @@ It builds the large sample warehouse (once per size) and gives its company histo
 
 1. a full sync of the table (mode = "full"), the reference;
 2. a first append run (it reads everything, as a full sync does) to set the watermark;
-3. 10k rows are added to the source: 5k new keys of existing companies, 5k changes of
-   existing keys, all with later cursor values;
+3. 10k rows are added to the source, all with later cursor values: 5k new keys of
+   existing companies, and 5k new loads of existing keys, which replace them;
 4. the append run that picks them up;
 5. the raw engine on a copy of the same store: the hand-written DuckDB upsert of the same
    rows (read past the watermark, replace the touched entities' rows, sorted again with
@@ -108,7 +108,8 @@ def prepare_warehouse(args: argparse.Namespace) -> Path:
 
 
 def add_rows(warehouse: Path) -> None:
-    """5k new keys (a later start) and 5k changed keys (same start, another plan)."""
+    """10k rows inserted past the cursor, as an append-only source grows: 5k new keys (a
+    later start) and 5k new loads of existing keys (same start, another plan)."""
     import duckdb
 
     half = APPENDED // 2
@@ -120,9 +121,9 @@ def add_rows(warehouse: Path) -> None:
         f"FROM {TABLE} USING SAMPLE {half} ROWS (reservoir, 7)"
     )
     con.execute(
-        f"UPDATE {TABLE} SET plan = 'changed', loaded_at = {late} "
-        f"WHERE rowid IN (SELECT rowid FROM {TABLE} WHERE plan <> 'enterprise' "
-        f"USING SAMPLE {half} ROWS (reservoir, 11))"
+        f"INSERT INTO {TABLE} SELECT company_id, 'changed', seats, start_timestamp, "
+        f"updated_at, {late} FROM {TABLE} WHERE plan <> 'enterprise' "
+        f"USING SAMPLE {half} ROWS (reservoir, 11)"
     )
     con.close()
 
