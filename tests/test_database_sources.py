@@ -228,6 +228,34 @@ def test_a_postgres_row_with_a_multi_dimensional_array_is_quarantined_naming_the
 
 
 @pytest.mark.backends("postgres")
+def test_a_postgres_numeric_nan_is_quarantined_where_a_decimal_cannot_hold_it(
+    project: Project,
+) -> None:
+    # numeric(10, 2) becomes DECIMAL(10, 2), which has no NaN: that row is set aside. An
+    # unconstrained numeric becomes a DOUBLE, which holds NaN and infinities as they are.
+    project.database_sql(
+        "CREATE TABLE account_history (account_id text, start_timestamp timestamptz, "
+        "price numeric(10, 2), ratio numeric)",
+        "INSERT INTO account_history VALUES "
+        "('a1', '2024-03-01 00:00:00+00', 'NaN', 1.5), "
+        "('a2', '2024-03-01 00:00:00+00', 3.25, 'NaN'), "
+        "('a3', '2024-03-01 00:00:00+00', 1.00, '-Infinity')",
+    )
+    configure_accounts(project)
+    record = project.sync("account_history")
+
+    assert (record.rows_read, record.inserted, record.quarantined) == (3, 2, 1)
+    rows = project.query(
+        "SELECT account_id, CAST(price AS VARCHAR), isnan(ratio), ratio = -'Infinity'::DOUBLE "
+        "FROM account_history ORDER BY account_id"
+    )
+    assert rows == [("a2", "3.25", True, False), ("a3", "1.00", False, True)]
+    assert project.query("SELECT reason, row_data->>'account_id' FROM quarantine") == [
+        ("NaN in numeric column price", "a1")
+    ]
+
+
+@pytest.mark.backends("postgres")
 def test_postgres_uuid_insert_ids_append_once_and_uuid_group_keys_join(project: Project) -> None:
     project.database_sql(
         "CREATE TABLE account_history (account_id uuid, start_timestamp timestamptz, plan text)",

@@ -17,8 +17,8 @@ property or an insert id like any text; as a cursor, the watermark is cast back 
 for the source to compare; a `uuid[]` is read as an array of that text. `money` and `oid`
 are refused (the driver hands over numbers that do not mean the value), and so is any
 other type the driver cannot express in Arrow, naming the column; arrays of such types
-are refused the same way. A row holding a multi-dimensional array, which the driver
-would hand over flattened, is quarantined.
+are refused the same way. A row holding a multi-dimensional array (which the driver
+would hand over flattened) or a NaN in a numeric(p, s) is quarantined.
 """
 
 from __future__ import annotations
@@ -37,8 +37,8 @@ import pyarrow.compute as pc
 from pitsync.config import SourceConfig
 from pitsync.connectors.extraction import (
     DIALECTS,
-    NESTED_ARRAY,
     SAMPLE_MARK,
+    UNREADABLE,
     select_all,
     select_columns,
     sqlite_typed_select,
@@ -133,7 +133,7 @@ class DatabaseSource:
         if self.config.type == "sqlite":
             sql = sqlite_typed_select(table, target, lower_bound_column=bound)
         else:
-            arrays = array_columns(target)
+            arrays, decimals = array_columns(target), decimal_columns(target)
             sql = select_columns(
                 self.driver.dialect,
                 table,
@@ -142,9 +142,10 @@ class DatabaseSource:
                 lower_bound_column=bound,
                 read_as_text=read_as_text(target),
                 arrays=arrays,
+                decimals=decimals,
             )
-            if arrays:
-                target = target.append(pa.field(NESTED_ARRAY, pa.string()))
+            if arrays or decimals:
+                target = target.append(pa.field(UNREADABLE, pa.string()))
         parameters = [lower_bound.value] if lower_bound else None
         log.debug("source %s: %s", self.name, sql)
         cursor = self.connection.cursor()
@@ -305,7 +306,7 @@ def mapped_field(field: pa.Field, *, source: str, table: str) -> pa.Field:
     ).decode()
     database_type = database_type or str(field.type)
     if database_type == "numeric":
-        return pa.field(field.name, numeric_type(field.metadata or {}), field.nullable)
+        return pa.field(field.name, numeric_type(metadata), field.nullable, metadata)
     return refuse_type(field, database_type, source=source, table=table)
 
 
@@ -330,6 +331,15 @@ def postgres_type_of(field: pa.Field) -> str:
 def array_columns(target: pa.Schema) -> list[str]:
     """The PostgreSQL array columns (the driver names an array type `_item`)."""
     return [field.name for field in target if postgres_type_of(field).startswith("_")]
+
+
+def decimal_columns(target: pa.Schema) -> list[str]:
+    """The PostgreSQL numeric columns read as DECIMAL, which cannot hold a NaN."""
+    return [
+        field.name
+        for field in target
+        if postgres_type_of(field) == "numeric" and pa.types.is_decimal(field.type)
+    ]
 
 
 def read_as_text(target: pa.Schema) -> dict[str, str]:
@@ -365,11 +375,17 @@ def numeric_type(metadata: dict[bytes, bytes]) -> pa.DataType:
 
 
 def conform(batch: pa.RecordBatch, target: pa.Schema) -> pa.RecordBatch:
-    """Cast a batch's columns to the mapped types (extension columns via their storage)."""
+    """Cast a batch's columns to the mapped types (extension columns via their storage).
+
+    A numeric's NaN, which its row's `UNREADABLE` reason already names, becomes NULL:
+    no DECIMAL holds it, and the row is quarantined.
+    """
     columns = []
     for column, field in zip(batch.columns, target, strict=True):
         if isinstance(column.type, pa.BaseExtensionType) and column.type != field.type:
             column = column.storage
+        if pa.types.is_decimal(field.type) and pa.types.is_string(column.type):
+            column = pc.if_else(pc.equal(column, "nan"), None, column)
         columns.append(column if column.type == field.type else column.cast(field.type))
     return pa.RecordBatch.from_arrays(columns, schema=target)
 

@@ -30,19 +30,20 @@ def select_columns(
     lower_bound_column: str | None = None,
     read_as_text: Mapping[str, str] | None = None,
     arrays: Sequence[str] = (),
+    decimals: Sequence[str] = (),
 ) -> str:
     """`SELECT "a", "b" FROM "schema"."table"`, quoted as `dialect` quotes names.
 
     With a lower bound, `WHERE "cursor" >= ?`: the value is a bound parameter, so the
     source filters by its own comparison of its own type. `read_as_text` names columns
     (with their types in the source) that are selected as `CAST("a" AS TEXT) AS "a"`.
-    `arrays` names PostgreSQL array columns: one more column, `NESTED_ARRAY`, names the
-    first of them that holds a multi-dimensional array in the row.
+    `arrays` and `decimals` name PostgreSQL array and numeric(p, s) columns: one more
+    column, `UNREADABLE`, says why a row holds a value pitsync cannot store as it is.
     """
     as_text = read_as_text or {}
     selected = [selected_column(name, as_text.get(name)) for name in columns]
-    if arrays:
-        selected.append(nested_array_column(arrays))
+    if arrays or decimals:
+        selected.append(unreadable_column(arrays, decimals))
     query = exp.select(*selected).from_(exp.table_(table, db=schema, quoted=True))
     if lower_bound_column is not None:
         source_type = as_text.get(lower_bound_column)
@@ -63,21 +64,27 @@ def selected_column(name: str, source_type: str | None) -> exp.Expr:
     return exp.alias_(exp.cast(column, text), name, quoted=True)
 
 
-# The column a PostgreSQL read adds when it selects arrays: the name of the first array
-# column holding more than one dimension, else NULL. The driver hands `{{1,2},{3,4}}`
-# over flattened, as `[1, 2, 3, 4]`, so such a row is quarantined rather than stored.
-NESTED_ARRAY = "__pitsync_nested_array"
+# The column a PostgreSQL read adds when it selects arrays or numeric(p, s) columns: why
+# the row holds a value that cannot be stored as it is, else NULL. The driver hands
+# `{{1,2},{3,4}}` over flattened, as `[1, 2, 3, 4]`, and a numeric(p, s) may hold NaN,
+# which no DECIMAL can; such a row is quarantined rather than stored or failing the run.
+UNREADABLE = "__pitsync_unreadable"
 
 
-def nested_array_column(arrays: Sequence[str]) -> exp.Expr:
-    """`CASE WHEN array_ndims("a") > 1 THEN 'a' ... END AS "__pitsync_nested_array"`."""
+def unreadable_column(arrays: Sequence[str], decimals: Sequence[str]) -> exp.Expr:
+    """`CASE WHEN array_ndims("a") > 1 THEN '...' WHEN "p" = 'NaN' THEN '...' END`."""
     case = exp.Case()
     for name in arrays:
-        dimensions = exp.Anonymous(this="array_ndims", expressions=[exp.column(name, quoted=True)])
-        case = case.when(
-            exp.GT(this=dimensions, expression=exp.Literal.number(1)), exp.Literal.string(name)
-        )
-    return exp.alias_(case, NESTED_ARRAY, quoted=True)
+        column = exp.column(name, quoted=True)
+        dimensions = exp.Anonymous(this="array_ndims", expressions=[column])
+        reason = exp.Literal.string(f"multi-dimensional array in column {name}")
+        case = case.when(exp.GT(this=dimensions, expression=exp.Literal.number(1)), reason)
+    for name in decimals:
+        column = exp.column(name, quoted=True)
+        not_a_number = exp.cast(exp.Literal.string("NaN"), "NUMERIC")
+        reason = exp.Literal.string(f"NaN in numeric column {name}")
+        case = case.when(exp.EQ(this=column, expression=not_a_number), reason)
+    return exp.alias_(case, UNREADABLE, quoted=True)
 
 
 def at_or_past(column: str, dialect: str, *, source_type: str | None = None) -> exp.Expr:

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import duckdb
 
 from pitsync.config import INTERNAL_PREFIX, TableConfig
-from pitsync.connectors.extraction import NESTED_ARRAY
+from pitsync.connectors.extraction import UNREADABLE
 from pitsync.errors import ConfigError
 from pitsync.quoting import quote_identifier, quote_string
 from pitsync.store import QUARANTINE
@@ -90,13 +90,12 @@ def stage_rows(
 
 
 def source_rejections(con: duckdb.DuckDBPyConnection) -> list[Rejection]:
-    """Rows a source marked as unreadable: those holding a multi-dimensional array."""
+    """Rows a source marked as holding a value that cannot be stored, with its reason."""
     # Describing the registered stream reads its schema, not its rows.
     names = [row[0] for row in con.execute(f"DESCRIBE SELECT * FROM {SOURCE_ROWS}").fetchall()]
-    if NESTED_ARRAY not in names:
+    if UNREADABLE not in names:
         return []
-    reason = f"'multi-dimensional array in column ' || {NESTED_ARRAY}"
-    return [Rejection(f"{NESTED_ARRAY} IS NOT NULL", "multi-dimensional array", reason)]
+    return [Rejection(f"{UNREADABLE} IS NOT NULL", "unreadable value", reason_sql=UNREADABLE)]
 
 
 def reason_case(rejections: list[Rejection]) -> str:
