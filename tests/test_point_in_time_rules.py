@@ -17,6 +17,7 @@ from pitsync.queries.execute import QuerySession
 from tests.conftest import (
     Project,
     company_history,
+    configure_companies,
     configure_company_history,
     login_events,
     utc,
@@ -96,6 +97,28 @@ def test_identical_duplicates_merge_silently(project: Project) -> None:
     assert (record.rows_read, record.inserted, record.conflicts) == (3, 1, 0)
     hidden = project.query("SELECT count(*) FROM all_events WHERE event = 'company_plan_history'")
     assert hidden == [(1,)]
+
+
+@pytest.mark.parametrize("first", ["-0.0", "0.0"])
+def test_zeros_of_either_sign_merge_to_positive_zero_in_any_order(
+    project: Project, first: str
+) -> None:
+    # -0.0 and 0.0 are equal values, so rows differing only there are duplicates; which
+    # one stands must not depend on which the source listed first: 0.0 does.
+    second = "0.0" if first == "-0.0" else "-0.0"
+    # Written as text: a bare -0.0 would be a DECIMAL, which has no negative zero.
+    first, second = f"CAST('{first}' AS DOUBLE)", f"CAST('{second}' AS DOUBLE)"
+    project.source_sql(
+        "CREATE OR REPLACE TABLE score_history (company_id VARCHAR, "
+        "start_timestamp TIMESTAMPTZ, score DOUBLE)",
+        f"INSERT INTO score_history VALUES ('c1', '2024-01-01 00:00:00+00', {first}), "
+        f"('c1', '2024-01-01 00:00:00+00', {second})",
+    )
+    configure_companies(project, "score_history", "start_timestamp")
+    record = project.sync("score_history")
+
+    assert (record.rows_read, record.inserted, record.conflicts) == (2, 1, 0)
+    assert project.query("SELECT score, signbit(score) FROM score_history") == [(0.0, False)]
 
 
 def test_conflicts_with_equal_tie_breaker_resolve_the_same_in_any_order(

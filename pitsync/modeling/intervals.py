@@ -76,6 +76,8 @@ class HistoryModel:
     properties: list[str]
     start_sql: str
     integer_ids: bool
+    # Floating-point columns: their zeros are ordered by sign too (see `ended_rows_sql`).
+    float_columns: frozenset[str] = frozenset()
 
     @property
     def relation(self) -> str:
@@ -176,7 +178,8 @@ def plan_history(table: TableConfig, schema: pa.Schema) -> HistoryModel:
         where=f"{where}: column `{start}` (start_time)",
     )
     integer_ids = pa.types.is_integer(schema.field(table.id_column).type)
-    return HistoryModel(table, names, properties, start_sql, integer_ids)
+    floats = frozenset(field.name for field in schema if pa.types.is_floating(field.type))
+    return HistoryModel(table, names, properties, start_sql, integer_ids, floats)
 
 
 def require_column(column: str, names: list[str], *, key: str, table: TableConfig) -> None:
@@ -237,19 +240,27 @@ def ended_rows_sql(model: HistoryModel, rows: str) -> str:
 
     Within one key the order is tie-breaker (NULL lowest), then the properties in column
     order (NULL lowest), so the last row of a key is its winner whatever the input order.
+    -0.0 and 0.0 sort as equals, so a floating-point column is followed by its sign bit:
+    of two rows that differ only there, 0.0 wins, whichever came first.
     Every row before it at that key ends at its own start: an empty interval, which holds
     no moment. The history relation is a view of the non-empty intervals; the empty ones
     are the rows that lost a tie, kept for `write_superseded`.
     """
     entity = quote_identifier(model.table.id_column)
-    order = ", ".join(
-        [START_TIME, *(f"{quote_identifier(name)} ASC NULLS FIRST" for name in model.kept)]
-    )
+    order = ", ".join([START_TIME, *(tie_order(model, name) for name in model.kept)])
     return (
         f"SELECT {entity}, {START_TIME}, "
         f"lead({START_TIME}) OVER (PARTITION BY {entity} ORDER BY {order}) AS {END_TIME}"
         f"{kept_columns(model)} FROM ({rows})"
     )
+
+
+def tie_order(model: HistoryModel, name: str) -> str:
+    """One column's place in the order that decides ties."""
+    column = quote_identifier(name)
+    if name in model.float_columns:
+        return f"{column} ASC NULLS FIRST, signbit({column}) DESC"
+    return f"{column} ASC NULLS FIRST"
 
 
 def write_view(con: duckdb.DuckDBPyConnection, model: HistoryModel) -> None:
