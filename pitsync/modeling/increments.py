@@ -541,14 +541,17 @@ def merge_events(
         f"CREATE OR REPLACE TEMP TABLE {BATCH} AS "
         f"SELECT b.*, {key('b')} AS {EVENT_KEY} FROM {RUN_EVENTS} AS b"
     )
+    # The one pass over the stored events: without an insert id, each is hashed here, and
+    # the ones a run replaces are deleted by the row ids taken with them.
     con.execute(
-        f"CREATE OR REPLACE TEMP TABLE {REPLACED} AS SELECT s.*, {key('s')} AS {EVENT_KEY} "
-        f"FROM {stored} AS s WHERE {key('s')} IN (SELECT {EVENT_KEY} FROM {BATCH})"
+        f"CREATE OR REPLACE TEMP TABLE {REPLACED} AS SELECT s.rowid AS {STORED_ROW}, s.*, "
+        f"{key('s')} AS {EVENT_KEY} FROM {stored} AS s "
+        f"WHERE {key('s')} IN (SELECT {EVENT_KEY} FROM {BATCH})"
     )
     record_changed_events(con, [*columns, EVENT_KEY])
     changed = f"{EVENT_KEY} IN (SELECT {EVENT_KEY} FROM {CHANGED})"
     con.execute(
-        f"DELETE FROM {stored} AS s WHERE {key('s')} IN (SELECT {EVENT_KEY} FROM {CHANGED})"
+        f"DELETE FROM {stored} WHERE rowid IN (SELECT {STORED_ROW} FROM {REPLACED} WHERE {changed})"
     )
     con.execute(
         f"INSERT INTO {stored} BY NAME SELECT * EXCLUDE ({EVENT_KEY}) FROM {BATCH} WHERE {changed}"
