@@ -1,0 +1,184 @@
+"""Meeting a source whose columns changed between runs of an append or mirror table.
+
+A new column becomes a property; a dropped one stays, with its stored values; a type
+that holds every value of the stored one is widened to, and any other type change stops
+the run before anything is applied. Ids that change type are kept comparable, as text
+when integers and text meet.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from dataclasses import dataclass, replace
+
+import duckdb
+
+from pitsync.errors import ConfigError
+from pitsync.modeling.events import EventsModel
+from pitsync.modeling.intervals import ENTITY, HistoryModel
+from pitsync.modeling.staging import STAGED
+from pitsync.quoting import quote_identifier
+from pitsync.store import END_TIME, INTERNAL_SCHEMA, START_TIME
+
+log = logging.getLogger(__name__)
+
+# Types each type can hold every value of, for a source column whose type changed.
+INTEGER_WIDTHS = ["TINYINT", "SMALLINT", "INTEGER", "BIGINT", "HUGEINT"]
+FLOAT_WIDTHS = ["FLOAT", "DOUBLE"]
+DECIMAL = re.compile(r"DECIMAL\((\d+),\s*(\d+)\)")
+
+
+def holds(wide: str, narrow: str) -> bool:
+    """Whether every value of type `narrow` is a value of type `wide`."""
+    if wide == narrow:
+        return True
+    for chain in (INTEGER_WIDTHS, FLOAT_WIDTHS):
+        if wide in chain and narrow in chain:
+            return chain.index(wide) >= chain.index(narrow)
+    if wide == "DOUBLE" and narrow in INTEGER_WIDTHS[:3]:
+        return True  # up to 32-bit integers are exact in a double
+    wide_decimal, narrow_decimal = DECIMAL.fullmatch(wide), DECIMAL.fullmatch(narrow)
+    if wide_decimal and narrow_decimal:
+        (wp, ws), (np_, ns) = (map(int, m.groups()) for m in (wide_decimal, narrow_decimal))
+        return ws >= ns and wp - ws >= np_ - ns
+    return False
+
+
+def column_types(
+    con: duckdb.DuckDBPyConnection, schema: str, table: str, *, temporary: bool = False
+) -> dict[str, str]:
+    """A table's columns and DuckDB types, in order."""
+    where = "database_name = 'temp'" if temporary else "database_name <> 'temp'"
+    rows = con.execute(
+        "SELECT column_name, data_type FROM duckdb_columns() "
+        f"WHERE {where} AND schema_name = ? AND table_name = ? ORDER BY column_index",
+        [schema, table],
+    ).fetchall()
+    return {str(name): str(kind) for name, kind in rows}
+
+
+@dataclass(frozen=True)
+class ColumnChanges:
+    """How the stored columns changed to meet the source's."""
+
+    added: list[str]
+    reordered: bool  # the order that decides ties is not the one the stored rows had
+
+
+def reconcile_columns(
+    con: duckdb.DuckDBPyConnection, model: HistoryModel
+) -> tuple[HistoryModel, ColumnChanges]:
+    """Meet a source whose columns changed since the last run.
+
+    A new column becomes a property (stored rows have it NULL, so they are unchanged); a
+    column the source dropped stays, with its old values, and new rows leave it NULL; a
+    type that holds the old one's values is widened to; any other type change stops the
+    run before anything is applied. Ids are met by their own rule (`reconcile_ids`).
+
+    Returns the stored model, and how its columns changed. Ties are decided by the
+    source's columns in the source's order, then the dropped ones: when that order is not
+    the one the stored rows were decided by, every tie is decided again.
+    """
+    table = model.table
+    stored_types = column_types(con, INTERNAL_SCHEMA, f"intervals__{table.name}")
+    staged_types = column_types(con, "main", STAGED, temporary=True)
+    reconcile_ids(con, model, stored_types[table.id_column], staged_types[ENTITY])
+    arriving = {name: staged_types[name] for name in model.kept}
+    meet_source_columns(con, table.name, model.stored, stored_types, arriving)
+    keys = {table.id_column, START_TIME, END_TIME, table.tie_breaker}
+    dropped = [name for name in stored_types if name not in keys and name not in model.kept]
+    report_dropped(table.name, dropped)
+    stored = replace(model, properties=model.properties + dropped)
+    # The order the stored rows were decided by; columns added just now come last.
+    added = [name for name in model.kept if name not in stored_types]
+    decided_by = [name for name in stored_types if name not in keys or name == table.tie_breaker]
+    reordered = decided_by + added != stored.kept
+    if reordered:
+        log.info("table %s: the columns' order changed; every tie is decided again", table.name)
+    return stored, ColumnChanges(added, reordered)
+
+
+def reconcile_ids(
+    con: duckdb.DuckDBPyConnection, model: HistoryModel, stored_type: str, staged_type: str
+) -> None:
+    """Keep stored and arriving ids comparable when the source's id type changes.
+
+    Integer ids are stored as integers. A wider integer type is widened to; any other
+    change (integers to text, text to integers) makes the ids text on both sides, which
+    loses nothing: an integer id's text is what the history relation always showed.
+    """
+    if holds(stored_type, staged_type):
+        return
+    name = model.table.name
+    column = quote_identifier(model.table.id_column)
+    if holds(staged_type, stored_type):
+        log.warning("table %s: ids widen from %s to %s", name, stored_type, staged_type)
+        con.execute(f"ALTER TABLE {model.stored} ALTER COLUMN {column} TYPE {staged_type}")
+        return
+    if stored_type != "VARCHAR":
+        log.warning(
+            "table %s: ids change from %s to %s; ids are kept as text from now on",
+            name,
+            stored_type,
+            staged_type,
+        )
+        con.execute(f"ALTER TABLE {model.stored} ALTER COLUMN {column} TYPE VARCHAR")
+    if staged_type != "VARCHAR":
+        con.execute(f"ALTER TABLE {STAGED} ALTER COLUMN {ENTITY} TYPE VARCHAR")
+
+
+def meet_source_columns(
+    con: duckdb.DuckDBPyConnection,
+    table: str,
+    stored: str,
+    stored_types: dict[str, str],
+    arriving_types: dict[str, str],
+) -> None:
+    """Add the arriving columns the stored table lacks, and widen the ones that grew.
+
+    A type change that would not hold the stored values stops the run, before anything
+    is applied.
+    """
+    for name, new in arriving_types.items():
+        old = stored_types.get(name)
+        if old is None:
+            log.warning("table %s: new source column `%s` becomes a property", table, name)
+            con.execute(f"ALTER TABLE {stored} ADD COLUMN {quote_identifier(name)} {new}")
+        elif holds(old, new):
+            continue
+        elif holds(new, old):
+            log.warning("table %s: column `%s` widens from %s to %s", table, name, old, new)
+            con.execute(f"ALTER TABLE {stored} ALTER COLUMN {quote_identifier(name)} TYPE {new}")
+        else:
+            raise ConfigError(
+                f"table `{table}`: source column `{name}` changed type from {old} to {new}, "
+                "which cannot hold the stored values; nothing was applied: cast it in the "
+                "source, or sync once in full mode to start the table over",
+                table=table,
+            )
+
+
+def report_dropped(table: str, dropped: list[str]) -> None:
+    for name in dropped:
+        log.warning(
+            "table %s: column `%s` is gone from the source; its stored values stay, and new "
+            "rows leave it undefined",
+            table,
+            name,
+        )
+
+
+def meet_event_columns(
+    con: duckdb.DuckDBPyConnection,
+    model: EventsModel,
+    arriving: dict[str, str],
+    stored_types: dict[str, str],
+) -> EventsModel:
+    """New event columns are added, grown ones widened; a dropped one is left NULL in new
+    events and stays a property. Returns the model as stored."""
+    name = model.table.name
+    meet_source_columns(con, name, model.stored, stored_types, arriving)
+    dropped = [column for column in stored_types if column not in arriving]
+    report_dropped(name, dropped)
+    return replace(model, properties=model.properties + dropped)
