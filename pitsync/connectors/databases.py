@@ -38,13 +38,13 @@ from pitsync.config import SourceConfig
 from pitsync.connectors.extraction import (
     DIALECTS,
     SAMPLE_MARK,
-    UNREADABLE,
     select_all,
     select_columns,
     sqlite_typed_select,
 )
 from pitsync.connectors.sources import LowerBound
 from pitsync.errors import ConfigError, SourceError, first_line
+from pitsync.modeling.staging import UNREADABLE
 
 log = logging.getLogger(__name__)
 

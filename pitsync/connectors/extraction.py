@@ -12,6 +12,8 @@ from collections.abc import Mapping, Sequence
 import pyarrow as pa
 from sqlglot import exp
 
+from pitsync.modeling.staging import UNREADABLE
+
 # How each database source names its SQL dialect in sqlglot.
 DIALECTS = {
     "postgres": "postgres",
@@ -64,15 +66,13 @@ def selected_column(name: str, source_type: str | None) -> exp.Expr:
     return exp.alias_(exp.cast(column, text), name, quoted=True)
 
 
-# The column a PostgreSQL read adds when it selects arrays or numeric(p, s) columns: why
-# the row holds a value that cannot be stored as it is, else NULL. The driver hands
-# `{{1,2},{3,4}}` over flattened, as `[1, 2, 3, 4]`, and a numeric(p, s) may hold NaN,
-# which no DECIMAL can; such a row is quarantined rather than stored or failing the run.
-UNREADABLE = "__pitsync_unreadable"
-
-
 def unreadable_column(arrays: Sequence[str], decimals: Sequence[str]) -> exp.Expr:
-    """`CASE WHEN array_ndims("a") > 1 THEN '...' WHEN "p" = 'NaN' THEN '...' END`."""
+    """`CASE WHEN array_ndims("a") > 1 THEN '...' WHEN "p" = 'NaN' THEN '...' END`.
+
+    The driver hands `{{1,2},{3,4}}` over flattened, as `[1, 2, 3, 4]`, and a numeric(p, s)
+    may hold NaN, which no DECIMAL can: such a row is quarantined, not stored or failing
+    the run.
+    """
     case = exp.Case()
     for name in arrays:
         column = exp.column(name, quoted=True)

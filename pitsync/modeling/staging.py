@@ -13,7 +13,6 @@ from dataclasses import dataclass
 import duckdb
 
 from pitsync.config import INTERNAL_PREFIX, TableConfig
-from pitsync.connectors.extraction import UNREADABLE
 from pitsync.errors import ConfigError
 from pitsync.quoting import quote_identifier, quote_string
 from pitsync.store import QUARANTINE
@@ -21,6 +20,9 @@ from pitsync.store import QUARANTINE
 STAGED = "__pitsync_staged"
 SOURCE_ROWS = "__pitsync_source_rows"  # the name the run's Arrow stream is registered under
 REASON = "__pitsync_reason"
+# A column a source may add to its rows: why the row holds a value that cannot be stored
+# as it is (NULL when it can). Such a row is quarantined with that reason.
+UNREADABLE = "__pitsync_unreadable"
 
 
 @dataclass(frozen=True)
