@@ -557,6 +557,29 @@ def test_a_row_committed_later_at_the_watermark_joins_its_key_as_a_tie(project: 
         assert counts(project.sync("plans"))[1:3] == (0, 0)
 
 
+def test_identical_rows_of_a_key_mean_one_row_however_many_are_read_again(
+    project: Project,
+) -> None:
+    # Rule 4: identical duplicates merge. Two copies of one row, then one (the other was
+    # deleted in the source), then three: the key holds the same one row throughout.
+    row = ("a", "pro", "2024-01-01 00:00+00", 2, "2024-06-01 00:00+00")
+    project.source_sql(VERSIONED_DDL)
+    insert_rows(project, "plans", [row, row])
+    configure_versioned_appends(project)
+    first = project.sync("plans")
+    assert (first.inserted, first.conflicts) == (1, 0)
+
+    project.source_sql("DELETE FROM plans")
+    insert_rows(project, "plans", [row])
+    fewer = project.sync("plans")
+    insert_rows(project, "plans", [row, row])
+    more = project.sync("plans")
+
+    for record in (fewer, more):
+        assert (record.inserted, record.updated, record.entities_changed) == (0, 0, 0)
+    assert plan_and_hidden_events(project) == ([("pro",)], [(1,)])
+
+
 @pytest.mark.backends("duckdb", "parquet", "postgres")  # SQLite: no time cursor, no lookback
 def test_rows_read_again_inside_the_lookback_leave_the_latest_load_in_place(
     project: Project,

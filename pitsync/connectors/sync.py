@@ -272,10 +272,13 @@ def run_once(
     finally:
         con.unregister(SOURCE_ROWS)
     log.info(
-        "table %s: %d rows read, %d stored, %d quarantined, %d conflicts in %.2fs",
+        "table %s: %d rows read, %d inserted, %d updated, %d deleted, %d quarantined, "
+        "%d conflicts in %.2fs",
         table.name,
         record.rows_read,
         record.inserted,
+        record.updated,
+        record.deleted,
         record.quarantined,
         record.conflicts,
         record.seconds,

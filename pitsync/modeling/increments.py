@@ -9,9 +9,10 @@ rows are sorted again, so every end time, tie and hidden event of theirs is as a
 sync would make it. Of those, only the keys whose rows came out different (a changed
 key, and the one before it whose end moved) are written back; no other row is touched.
 
-Rows are compared column by column, NULL equal to NULL (IS NOT DISTINCT FROM, and
-EXCEPT ALL, which also counts duplicates): NULL -> 10 -> NULL is two changes, and no
-joining of text can make "pro" + "10" look like "pro1" + "0".
+Rows are compared column by column, NULL equal to NULL (IS NOT DISTINCT FROM, EXCEPT):
+NULL -> 10 -> NULL is two changes, and no joining of text can make "pro" + "10" look
+like "pro1" + "0". Identical history rows of one key mean one row (DESIGN rule 4), so
+they are compared as sets; identical events are as many events, compared as multisets.
 
 Events are keyed by their insert id, or, without one, by a hash of the whole row; a
 run's events of a key replace the stored events of that key, unless they are the same.
@@ -149,23 +150,24 @@ def find_append_changes(con: duckdb.DuckDBPyConnection, model: HistoryModel) -> 
 
     Rows read again as stored (at the watermark, or inside the lookback) bring nothing.
     A changed key's rows in the run replace all of its stored rows. Rows are compared
-    as multisets, duplicates counted (EXCEPT ALL).
+    as sets: a key whose identical rows only grew or shrank in number is unchanged.
     """
     columns = compared_columns(model)
     run = f"SELECT {columns} FROM {BATCH}"
     kept = f"SELECT {columns} FROM {TOUCHED} AS s SEMI JOIN {BATCH} AS b ON {same_key(model)}"
-    record_keys_of(
-        con, model, f"SELECT DISTINCT {key_columns(model)} FROM {differing_rows(run, kept)}"
-    )
+    differing = differing_rows(run, kept, counted=False)
+    record_keys_of(con, model, f"SELECT DISTINCT {key_columns(model)} FROM {differing}")
     keep_arriving(con, model)
     existed = count_changed_keys_in(con, model, TOUCHED)
     return KeyChanges(inserted=count_changed(con) - existed, updated=existed)
 
 
-def differing_rows(left: str, right: str) -> str:
-    """The rows of either query that the other lacks, duplicates counted; NULL equals NULL
-    and columns are compared one by one."""
-    return f"(({left} EXCEPT ALL {right}) UNION ALL ({right} EXCEPT ALL {left}))"
+def differing_rows(left: str, right: str, *, counted: bool = True) -> str:
+    """The rows of either query that the other lacks; NULL equals NULL and columns are
+    compared one by one. `counted`: as multisets, a row twice on one side and once on
+    the other differs; else as sets."""
+    minus = "EXCEPT ALL" if counted else "EXCEPT"
+    return f"(({left} {minus} {right}) UNION ALL ({right} {minus} {left}))"
 
 
 def keep_arriving(con: duckdb.DuckDBPyConnection, model: HistoryModel) -> None:
