@@ -36,6 +36,7 @@ CATALOG = f"{INTERNAL_SCHEMA}.catalog"
 WATERMARKS = f"{INTERNAL_SCHEMA}.watermarks"
 PROFILES = f"{INTERNAL_SCHEMA}.profiles"
 PROFILE_PROPERTIES = f"{INTERNAL_SCHEMA}.profile_properties"
+EVENT_IDENTITY = f"{INTERNAL_SCHEMA}.event_identity"
 
 # Every instant is stored as TIMESTAMPTZ; sessions run in UTC so nothing shifts on display.
 # (TimeZone is an ICU setting, so it is set after connecting, once ICU has loaded.)
@@ -92,6 +93,10 @@ CREATE TABLE IF NOT EXISTS {PROFILES} (
     group_key VARCHAR NOT NULL,
     profile_id VARCHAR NOT NULL,
     last_seen TIMESTAMPTZ
+);
+CREATE TABLE IF NOT EXISTS {EVENT_IDENTITY} (
+    table_name VARCHAR PRIMARY KEY,
+    properties VARCHAR[] NOT NULL
 );
 CREATE TABLE IF NOT EXISTS {PROFILE_PROPERTIES} (
     group_key VARCHAR NOT NULL,

@@ -279,6 +279,40 @@ def test_events_append_meets_added_dropped_and_changed_columns(
     assert project.query("SELECT count(*), count(region) FROM events") == [(4, 2)]
 
 
+@pytest.mark.parametrize("insert_id", ["insert_id", None])
+def test_an_integer_event_column_that_becomes_a_group_key_is_kept_as_text(
+    project: Project, insert_id: str | None
+) -> None:
+    # Events store company_id as integers until a group history of company_id is
+    # configured; from then on it is read as text, to join with the group's ids. The
+    # stored events' ids become text too, and e1, read again, is still one event.
+    project.source_sql(
+        "CREATE TABLE events (insert_id VARCHAR, event VARCHAR, distinct_id VARCHAR, "
+        "time TIMESTAMPTZ, company_id INTEGER, loaded_at TIMESTAMPTZ)",
+        "INSERT INTO events VALUES "
+        "('e1', 'buy', 'u1', '2024-02-01 00:00+00', 7, '2024-03-01 10:00+00')",
+    )
+    settings = {"insert_id": insert_id} if insert_id else {}
+    project.configure("events", kind="events", mode="append", cursor="loaded_at", **settings)
+    project.sync("events")
+
+    project.source_sql(CASE_DDL)
+    insert_rows(project, "company_plan_history", [("7", "2024-01-01 00:00+00", "pro")])
+    configure_case(project)
+    project.sync("company_plan_history")
+    insert_rows(
+        project, "events", [("e2", "buy", "u2", "2024-02-02 00:00+00", 7, "2024-03-01 11:00+00")]
+    )
+    record = project.sync("events")
+
+    assert (record.rows_read, record.inserted, record.updated) == (2, 1, 0)
+    assert project.query(
+        "SELECT e.distinct_id, e.company_id, h.plan FROM events AS e "
+        "LEFT JOIN company_plan_history FOR SYSTEM_TIME AS OF e.time AS h "
+        "ON h.company_id = e.company_id ORDER BY 1"
+    ) == [("u1", "7", "pro"), ("u2", "7", "pro")]
+
+
 def test_a_corrected_event_replaces_its_first_load_once(project: Project) -> None:
     project.source_sql(EVENTS_DDL)
     insert_rows(
@@ -350,6 +384,42 @@ def test_events_without_insert_id_read_again_across_column_changes_never_double(
     record = project.sync("events")
     assert (record.rows_read, record.inserted, record.updated) == (3, 0, 0)
     assert project.query("SELECT count(*) FROM events") == [(3,)]
+
+
+@pytest.mark.backends("duckdb")
+def test_an_event_without_insert_id_is_the_same_after_a_column_returns_or_is_backfilled(
+    project: Project,
+) -> None:
+    # Events a and b, loaded at cursor 10, are read again by every run at the watermark.
+    # Their identity is what they had at the first run less what the source dropped:
+    # `x` leaves it when dropped, and neither its return nor the new `y` brings it back.
+    project.source_sql(
+        "CREATE TABLE ev (event VARCHAR, distinct_id VARCHAR, time TIMESTAMP, x INTEGER, "
+        "c INTEGER)",
+        "INSERT INTO ev VALUES ('a', 'u1', '2024-01-01', 1, 10)",
+    )
+    project.configure("ev", kind="events", mode="append", cursor="c")
+    project.sync("ev")
+
+    project.source_sql(
+        "ALTER TABLE ev DROP COLUMN x", "INSERT INTO ev VALUES ('b', 'u1', '2024-01-02', 10)"
+    )
+    project.sync("ev")
+    # x returns, filled in for both: b gets its x, a (which kept its x) is unchanged.
+    project.source_sql("ALTER TABLE ev ADD COLUMN x INTEGER", "UPDATE ev SET x = 1")
+    returned = project.sync("ev")
+    assert (returned.rows_read, returned.inserted, returned.updated) == (2, 0, 1)
+
+    # A new column, backfilled a run after it was added: still the same two events.
+    project.source_sql("ALTER TABLE ev ADD COLUMN y VARCHAR")
+    project.sync("ev")
+    project.source_sql("UPDATE ev SET y = 'eu'")
+    backfilled = project.sync("ev")
+    assert (backfilled.rows_read, backfilled.inserted, backfilled.updated) == (2, 0, 2)
+    assert project.query("SELECT event, x, y, c FROM events ORDER BY event") == [
+        ("a", 1, "eu", 10),
+        ("b", 1, "eu", 10),
+    ]
 
 
 def test_a_dry_run_reports_and_changes_nothing(project: Project) -> None:

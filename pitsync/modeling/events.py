@@ -32,7 +32,7 @@ from pitsync.modeling.staging import (
 )
 from pitsync.modeling.timestamps import beyond_moments_sql, instant_sql
 from pitsync.quoting import quote_identifier
-from pitsync.store import DISTINCT_ID, EVENT, INTERNAL_SCHEMA, PROPERTIES, TIME
+from pitsync.store import DISTINCT_ID, EVENT, EVENT_IDENTITY, INTERNAL_SCHEMA, PROPERTIES, TIME
 
 NAME = "__pitsync_event"
 ENTITY = "__pitsync_entity"
@@ -54,6 +54,9 @@ class EventsModel:
     properties: list[str]
     id_properties: list[str]
     time_sql: str
+    # Without an insert id, the properties that tell events apart besides their name,
+    # user and time (see `event_identity`); None: every property but the cursor.
+    identity: tuple[str, ...] | None = None
 
     @property
     def relation(self) -> str:
@@ -80,6 +83,8 @@ class EventsModel:
         self, con: duckdb.DuckDBPyConnection, run_id: int, rows_read: int, quarantined: int
     ) -> ModelCounts:
         con.execute(f"CREATE OR REPLACE TABLE {self.relation} AS {self.select_good_rows()}")
+        # The events start over: they are told apart by the columns they have now.
+        con.execute(f"DELETE FROM {EVENT_IDENTITY} WHERE table_name = ?", [self.table.name])
         return ModelCounts(
             rows_read=rows_read,
             inserted=count(con, f"SELECT count(*) FROM {self.relation}"),
@@ -119,12 +124,17 @@ class EventsModel:
         return rows + latest_load_sql(self.table, ", ".join(self.key_columns()))
 
     def key_columns(self) -> list[str]:
-        """What tells one event from another: its insert id, or every column but the cursor
-        (under their staged names)."""
+        """What tells one event from another: its insert id, or its name, user, time and
+        identity properties (under their staged names)."""
         if self.table.insert_id:
             return [quote_identifier(self.table.insert_id)]
-        properties = [name for name in self.properties if name != self.table.cursor]
-        return [NAME, ENTITY, MOMENT, *(quote_identifier(name) for name in properties)]
+        return [NAME, ENTITY, MOMENT, *(quote_identifier(name) for name in self.identifying())]
+
+    def identifying(self) -> list[str]:
+        """The properties that tell events without an insert id apart."""
+        if self.identity is not None:
+            return list(self.identity)
+        return [name for name in self.properties if name != self.table.cursor]
 
 
 def insert_id_rejections(table: TableConfig) -> list[Rejection]:

@@ -14,8 +14,9 @@ NULL -> 10 -> NULL is two changes, and no joining of text can make "pro" + "10" 
 like "pro1" + "0". Identical history rows of one key mean one row (DESIGN rule 4), so
 they are compared as sets; identical events are as many events, compared as multisets.
 
-Events are keyed by their insert id, or, without one, by a hash of the whole row; a
-run's events of a key replace the stored events of that key, unless they are the same.
+Events are keyed by their insert id, or, without one, by a hash of the columns that
+identify them; a run's events of a key replace the stored events of that key, unless
+they are the same.
 
 The source's columns may change between runs; schema_drift.py says how they are met.
 """
@@ -39,10 +40,23 @@ from pitsync.modeling.intervals import (
     write_superseded,
     write_view,
 )
-from pitsync.modeling.schema_drift import column_types, meet_event_columns, reconcile_columns
+from pitsync.modeling.schema_drift import (
+    column_types,
+    meet_event_columns,
+    meet_event_ids,
+    reconcile_columns,
+)
 from pitsync.modeling.staging import count
 from pitsync.quoting import quote_identifier
-from pitsync.store import END_TIME, INTERNAL_SCHEMA, START_TIME
+from pitsync.store import (
+    DISTINCT_ID,
+    END_TIME,
+    EVENT,
+    EVENT_IDENTITY,
+    INTERNAL_SCHEMA,
+    START_TIME,
+    TIME,
+)
 
 log = logging.getLogger(__name__)
 
@@ -382,15 +396,20 @@ def merge_events(
     (those of its latest load) replace the stored ones, unless they are the same events
     (compared as whole rows, duplicates counted): those keys are left as stored, so an
     event read again keeps what a dropped column held. Without an insert id, an event is
-    known by all its columns but the cursor: loaded again with a new load time, it is the
-    same event, and the copies of its latest load are what is kept.
+    known by its name, user, time and identity properties (`event_identity`): loaded again
+    with a new load time, it is the same event, and the copies of its latest load are
+    what is kept.
     """
     stored = model.stored
+    known = column_types(con, INTERNAL_SCHEMA, f"events__{model.table.name}")
+    if not model.table.insert_id:
+        model = replace(model, identity=event_identity(con, model, known))
     con.execute(f"CREATE OR REPLACE TEMP VIEW {RUN_EVENTS} AS {model.select_good_rows()}")
     columns = column_types(con, "main", RUN_EVENTS, temporary=True)
-    known = column_types(con, INTERNAL_SCHEMA, f"events__{model.table.name}")
+    if meet_event_ids(con, model, columns, known):
+        known = column_types(con, INTERNAL_SCHEMA, f"events__{model.table.name}")
     stored_events = meet_event_columns(con, model, columns, known)
-    key = event_key(model.table.insert_id, key_types(con, model, columns, known))
+    key = event_key(model.table.insert_id, key_types(con, model))
     con.execute(
         f"CREATE OR REPLACE TEMP TABLE {BATCH} AS "
         f"SELECT b.*, {key('b')} AS {EVENT_KEY} FROM {RUN_EVENTS} AS b"
@@ -427,24 +446,36 @@ def record_changed_events(con: duckdb.DuckDBPyConnection, columns: list[str]) ->
     )
 
 
-def key_types(
-    con: duckdb.DuckDBPyConnection,
-    model: EventsModel,
-    arriving: dict[str, str],
-    known: dict[str, str],
-) -> dict[str, str]:
-    """The columns that tell events apart without an insert id, with their stored types.
+def event_identity(
+    con: duckdb.DuckDBPyConnection, model: EventsModel, stored_types: dict[str, str]
+) -> tuple[str, ...]:
+    """The properties that tell this table's events apart, when it has no insert id.
 
-    All columns but the cursor, less the ones added this run: a stored event has those
-    NULL, and an event read again that now has them filled is the same event. Both sides
-    are hashed as the stored types, since a value's hash depends on its type.
+    Those its events had when the table was first stored, less the ones the source has
+    dropped since. A column added later, or dropped and added back, is no part of an
+    event's identity: an event read again with it filled in (a backfill) is the same
+    event, and its latest load replaces the stored one.
     """
+    name, cursor = model.table.name, model.table.cursor
+    found = con.execute(
+        f"SELECT properties FROM {EVENT_IDENTITY} WHERE table_name = ?", [name]
+    ).fetchall()
+    # A store written before identities were kept: the stored columns stand in.
+    recorded = found[0][0] if found else [*stored_types]
+    identity = tuple(
+        column for column in recorded if column in model.properties and column != cursor
+    )
+    con.execute(f"INSERT OR REPLACE INTO {EVENT_IDENTITY} VALUES (?, ?)", [name, list(identity)])
+    return identity
+
+
+def key_types(con: duckdb.DuckDBPyConnection, model: EventsModel) -> dict[str, str]:
+    """The columns that tell events apart without an insert id, with their stored types:
+    name, user, time and the identity properties. Both sides are hashed as the stored
+    types, since a value's hash depends on its type."""
     stored_types = column_types(con, INTERNAL_SCHEMA, f"events__{model.table.name}")
-    return {
-        name: stored_types[name]
-        for name in arriving
-        if name != model.table.cursor and name in known
-    }
+    names = [EVENT, DISTINCT_ID, TIME, *model.identifying()]
+    return {name: stored_types[name] for name in names}
 
 
 def event_key(insert_id: str | None, columns: dict[str, str]) -> Callable[[str], str]:

@@ -182,3 +182,30 @@ def meet_event_columns(
     dropped = [column for column in stored_types if column not in arriving]
     report_dropped(name, dropped)
     return replace(model, properties=model.properties + dropped)
+
+
+def meet_event_ids(
+    con: duckdb.DuckDBPyConnection,
+    model: EventsModel,
+    arriving: dict[str, str],
+    stored_types: dict[str, str],
+) -> bool:
+    """Store as text the integer columns that became group keys.
+
+    A column named like a configured group key is read as text, so that it joins with
+    the group's ids; once a group history names a column that events stored as integers,
+    those become their text, which loses nothing. Returns whether a type was changed.
+    """
+    changed = False
+    for name, new in arriving.items():
+        old = stored_types.get(name)
+        if new == "VARCHAR" and old in INTEGER_WIDTHS and name in model.id_properties:
+            log.warning(
+                "table %s: column `%s` is a group key now; its values are kept as text",
+                model.table.name,
+                name,
+            )
+            column = quote_identifier(name)
+            con.execute(f"ALTER TABLE {model.stored} ALTER COLUMN {column} TYPE VARCHAR")
+            changed = True
+    return changed
