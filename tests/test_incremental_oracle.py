@@ -243,3 +243,105 @@ def test_mirror_runs_across_schema_changes_answer_as_one_full_sync(runs: list[li
             project.sync("plans")
         expected = full_sync_answers(Path(folder) / "full", project.warehouse)
         assert answers(project) == expected
+
+
+# Events without an insert id, appended across a column's life: `region` is added after
+# the first run, filled in, dropped and added back. Each step that changes stored rows
+# gives them a later load time, as a warehouse's load column would, so every run reads
+# them again. The oracle is plain: of the final source's rows, each event (name, user,
+# time and amount: the columns of the first run) keeps the rows of its latest load.
+EVENTS_DDL = (
+    "CREATE OR REPLACE TABLE ev (event VARCHAR, distinct_id VARCHAR, time TIMESTAMPTZ, "
+    "amount INTEGER, loaded_at TIMESTAMPTZ)"
+)
+event_rows = st.lists(
+    st.tuples(
+        st.sampled_from(["login", "buy"]),
+        st.sampled_from(["u1", "u2"]),
+        st.integers(min_value=1, max_value=2),
+        st.sampled_from([1, 2, None]),
+        st.sampled_from(["eu", "us", None]),
+    ),
+    min_size=1,
+    max_size=3,
+)
+event_steps = st.lists(
+    st.tuples(
+        st.one_of(
+            st.tuples(st.just("load"), event_rows),
+            st.tuples(st.just("add region"), st.none()),
+            st.tuples(st.just("fill region"), st.sampled_from(["eu", "us"])),
+            st.tuples(st.just("drop region"), st.none()),
+        ),
+        st.booleans(),
+    ),
+    min_size=1,
+    max_size=8,
+)
+
+
+def has_region(project: Project) -> bool:
+    con = duckdb.connect(str(project.warehouse), read_only=True)
+    try:
+        found = con.execute(
+            "SELECT count(*) FROM duckdb_columns() WHERE table_name = 'ev' "
+            "AND column_name = 'region'"
+        ).fetchall()
+        return found[0][0] == 1
+    finally:
+        con.close()
+
+
+def event_step(project: Project, step: tuple, clock: int) -> None:
+    kind, detail = step
+    loaded = f"2024-06-01 00:{clock:02d}:00+00"
+    region = has_region(project)
+    if kind == "load":
+        rows = [
+            (name, user, f"2024-01-0{day} 00:00:00+00", amount, loaded)
+            + ((place,) if region else ())
+            for name, user, day, amount, place in detail
+        ]
+        columns = "event, distinct_id, time, amount, loaded_at" + (", region" if region else "")
+        project.source_sql(
+            f"INSERT INTO ev ({columns}) VALUES " + ", ".join(sql_row(row) for row in rows)
+        )
+    elif kind == "add region" and not region:
+        project.source_sql(
+            "ALTER TABLE ev ADD COLUMN region VARCHAR", f"UPDATE ev SET loaded_at = '{loaded}'"
+        )
+    elif kind == "fill region" and region:
+        project.source_sql(
+            f"UPDATE ev SET region = '{detail}', loaded_at = '{loaded}' WHERE event = 'login'"
+        )
+    elif kind == "drop region" and region:
+        project.source_sql(
+            "ALTER TABLE ev DROP COLUMN region", f"UPDATE ev SET loaded_at = '{loaded}'"
+        )
+
+
+@EXAMPLES
+@given(steps=event_steps)
+def test_events_without_insert_id_keep_the_latest_load_of_each_event_across_a_column(
+    steps: list[tuple],
+) -> None:
+    with tempfile.TemporaryDirectory() as folder:
+        project = empty_source(Path(folder) / "events", EVENTS_DDL)
+        project.configure("ev", kind="events", mode="append", cursor="loaded_at")
+        project.sync("ev")
+        for clock, (step, run) in enumerate(steps, start=1):
+            event_step(project, step, clock)
+            if run:
+                project.sync("ev")
+        project.sync("ev")
+
+        columns = "event, distinct_id, time, amount" + (", region" if has_region(project) else "")
+        con = duckdb.connect(str(project.warehouse), read_only=True)
+        try:
+            expected = con.execute(
+                f"SELECT {columns} FROM ev QUALIFY loaded_at = max(loaded_at) "
+                "OVER (PARTITION BY event, distinct_id, time, amount) ORDER BY ALL"
+            ).fetchall()
+        finally:
+            con.close()
+        assert project.query(f"SELECT {columns} FROM events ORDER BY ALL") == expected
