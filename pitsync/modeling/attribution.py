@@ -37,7 +37,8 @@ def entity_tables(con: duckdb.DuckDBPyConnection, entity: Entity) -> list[Catalo
     ]
     if not tables:
         what = f"group key `{entity.group_key}`" if entity.group_key else "users"
-        raise StoreError(f"no history table for {what} has been synced; {group_key_hint(catalog)}")
+        hint = group_key_hint(catalog, given=entity.group_key is not None)
+        raise StoreError(f"no history table for {what} has been synced; {hint}")
     if not any(holds_entity(con, entry, entity) for entry in tables):
         names = ", ".join(entry.table_name for entry in tables)
         raise StoreError(
@@ -47,11 +48,15 @@ def entity_tables(con: duckdb.DuckDBPyConnection, entity: Entity) -> list[Catalo
     return tables
 
 
-def group_key_hint(catalog: list[CatalogEntry]) -> str:
+def group_key_hint(catalog: list[CatalogEntry], *, given: bool = False) -> str:
+    """What --group-key can name; `given`: the user passed one that names no history."""
     keys = sorted({entry.group_key for entry in catalog if entry.group_key})
     if not keys:
         return "sync a history table first"
-    return "for a group pass --group-key " + " or ".join(f"`{key}`" for key in keys)
+    named = " or ".join(f"`{key}`" for key in keys)
+    if given:
+        return f"the synced group keys are {named}"
+    return f"for a group pass --group-key {named}"
 
 
 def holds_entity(con: duckdb.DuckDBPyConnection, entry: CatalogEntry, entity: Entity) -> bool:

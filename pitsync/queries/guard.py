@@ -98,7 +98,8 @@ def parse_read_query(sql: str) -> exp.Query:
     if not isinstance(tree, exp.Query):
         raise QueryRefused(
             f"only reads are allowed, and this is a {first_word(sql)} statement; "
-            "the store is changed by `pitsync sync` alone",
+            "the store is changed only by pitsync's own commands (sync, engage, import-csv, "
+            "delete-profiles)",
             sql=sql,
         )
     for node in tree.walk():
