@@ -367,3 +367,34 @@ def test_events_tables_refuse_mirror_mode(project: Project) -> None:
 
     with pytest.raises(ConfigError, match='events tables sync in mode "full" or "append"'):
         project.config()
+
+
+@pytest.mark.parametrize("mode", ["mirror", "append"])
+def test_a_negative_zero_is_stored_as_zero_so_later_runs_agree_with_a_full_sync(
+    project: Project, mode: str
+) -> None:
+    # -0.0 first, then a 0.0 row of the same key (in append mode a later load; `loaded`
+    # is a property in mirror mode, so there it is the same), then the -0.0 row gone:
+    # the rows are duplicates, and the store holds 0.0, as a full sync of the source does.
+    negative_zero = "CAST('-0.0' AS DOUBLE)"  # a bare -0.0 is a DECIMAL, which has no sign
+    project.source_sql(
+        "CREATE TABLE scores (company_id VARCHAR, valid_from TIMESTAMPTZ, score DOUBLE, "
+        "loaded INTEGER)",
+        f"INSERT INTO scores VALUES ('c1', '2024-01-01 00:00:00+00', {negative_zero}, 1)",
+    )
+    cursor = {"cursor": "loaded"} if mode == "append" else {}
+    configure_companies(project, "scores", "valid_from", mode=mode, **cursor)
+    project.sync("scores")
+    stored = "SELECT score, signbit(score) FROM scores"
+    assert project.query(stored) == [(0.0, False)]
+
+    loaded = 2 if mode == "append" else 1
+    insert_rows(project, "scores", [("c1", "2024-01-01 00:00:00+00", 0.0, loaded)])
+    record = project.sync("scores")
+    assert (record.inserted, record.updated) == (0, 0)
+    assert project.query(stored) == [(0.0, False)]
+    if mode == "mirror":
+        project.source_sql("DELETE FROM scores WHERE signbit(score)")
+        record = project.sync("scores")
+        assert (record.inserted, record.updated, record.deleted) == (0, 0, 0)
+        assert project.query(stored) == [(0.0, False)]

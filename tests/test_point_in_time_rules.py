@@ -99,26 +99,47 @@ def test_identical_duplicates_merge_silently(project: Project) -> None:
     assert hidden == [(1,)]
 
 
-@pytest.mark.parametrize("first", ["-0.0", "0.0"])
-def test_zeros_of_either_sign_merge_to_positive_zero_in_any_order(
-    project: Project, first: str
-) -> None:
-    # -0.0 and 0.0 are equal values, so rows differing only there are duplicates; which
-    # one stands must not depend on which the source listed first: 0.0 does.
-    second = "0.0" if first == "-0.0" else "-0.0"
-    # Written as text: a bare -0.0 would be a DECIMAL, which has no negative zero.
-    first, second = f"CAST('{first}' AS DOUBLE)", f"CAST('{second}' AS DOUBLE)"
+NEGATIVE_ZERO = "CAST('-0.0' AS DOUBLE)"  # a bare -0.0 is a DECIMAL, which has no sign
+
+
+def score_history(project: Project, rows: list[str], **settings: str) -> None:
+    """A history of company c1 from 1 Jan: score and rank DOUBLE, one row per SQL tuple."""
     project.source_sql(
         "CREATE OR REPLACE TABLE score_history (company_id VARCHAR, "
-        "start_timestamp TIMESTAMPTZ, score DOUBLE)",
-        f"INSERT INTO score_history VALUES ('c1', '2024-01-01 00:00:00+00', {first}), "
-        f"('c1', '2024-01-01 00:00:00+00', {second})",
+        "start_timestamp TIMESTAMPTZ, score DOUBLE, rank DOUBLE)",
+        "INSERT INTO score_history VALUES "
+        + ", ".join(f"('c1', '2024-01-01 00:00:00+00', {row})" for row in rows),
     )
-    configure_companies(project, "score_history", "start_timestamp")
+    configure_companies(project, "score_history", "start_timestamp", **settings)
+
+
+@pytest.mark.parametrize("negative_first", [True, False])
+def test_zeros_of_either_sign_are_one_value_stored_as_positive_zero(
+    project: Project, negative_first: bool
+) -> None:
+    # -0.0 and 0.0 are equal values, so rows differing only there are duplicates; what
+    # the store holds must not depend on which the source listed first: 0.0.
+    rows = [f"{NEGATIVE_ZERO}, 1.0", "0.0, 1.0"]
+    score_history(project, rows if negative_first else rows[::-1])
     record = project.sync("score_history")
 
     assert (record.rows_read, record.inserted, record.conflicts) == (2, 1, 0)
     assert project.query("SELECT score, signbit(score) FROM score_history") == [(0.0, False)]
+
+
+@pytest.mark.parametrize("negative_first", [True, False])
+def test_zeros_of_either_sign_tie_so_the_next_column_decides(
+    project: Project, negative_first: bool
+) -> None:
+    # score ties (-0.0 = 0.0), so rank decides: the greater rank, 1.0, wins (rule 4).
+    rows = [f"{NEGATIVE_ZERO}, 1.0", "0.0, 0.0"]
+    score_history(project, rows if negative_first else rows[::-1])
+    record = project.sync("score_history")
+
+    assert record.conflicts == 1
+    assert project.query("SELECT score, signbit(score), rank FROM score_history") == [
+        (0.0, False, 1.0)
+    ]
 
 
 def test_conflicts_with_equal_tie_breaker_resolve_the_same_in_any_order(

@@ -76,7 +76,7 @@ class HistoryModel:
     properties: list[str]
     start_sql: str
     integer_ids: bool
-    # Floating-point columns: their zeros are ordered by sign too (see `ended_rows_sql`).
+    # Floating-point columns: their -0.0 is stored as 0.0 (see `good_rows_sql`).
     float_columns: frozenset[str] = frozenset()
 
     @property
@@ -216,10 +216,29 @@ def good_rows_sql(model: HistoryModel) -> str:
     """
     entity = quote_identifier(model.table.id_column)
     rows = (
-        f"SELECT {ENTITY} AS {entity}, {START} AS {START_TIME}{kept_columns(model)} "
+        f"SELECT {ENTITY} AS {entity}, {START} AS {START_TIME}{kept_values(model)} "
         f"FROM {STAGED} WHERE {REASON} IS NULL"
     )
     return rows + latest_load_sql(model.table, f"{ENTITY}, {START}")
+
+
+def kept_values(model: HistoryModel) -> str:
+    """`kept_columns`, with a floating-point -0.0 read as 0.0.
+
+    The two zeros are equal, so rows that differ only there are duplicates, and no
+    comparison (a tie, a mirror's or an append's) can tell which to keep: only one of
+    them is ever stored.
+    """
+    values = []
+    for name in model.kept:
+        column = quote_identifier(name)
+        if name in model.float_columns:
+            values.append(
+                f", CASE WHEN {column} = 0 THEN abs({column}) ELSE {column} END AS {column}"
+            )
+        else:
+            values.append(f", {column}")
+    return "".join(values)
 
 
 def latest_load_sql(table: TableConfig, key: str) -> str:
@@ -240,27 +259,19 @@ def ended_rows_sql(model: HistoryModel, rows: str) -> str:
 
     Within one key the order is tie-breaker (NULL lowest), then the properties in column
     order (NULL lowest), so the last row of a key is its winner whatever the input order.
-    -0.0 and 0.0 sort as equals, so a floating-point column is followed by its sign bit:
-    of two rows that differ only there, 0.0 wins, whichever came first.
     Every row before it at that key ends at its own start: an empty interval, which holds
     no moment. The history relation is a view of the non-empty intervals; the empty ones
     are the rows that lost a tie, kept for `write_superseded`.
     """
     entity = quote_identifier(model.table.id_column)
-    order = ", ".join([START_TIME, *(tie_order(model, name) for name in model.kept)])
+    order = ", ".join(
+        [START_TIME, *(f"{quote_identifier(name)} ASC NULLS FIRST" for name in model.kept)]
+    )
     return (
         f"SELECT {entity}, {START_TIME}, "
         f"lead({START_TIME}) OVER (PARTITION BY {entity} ORDER BY {order}) AS {END_TIME}"
         f"{kept_columns(model)} FROM ({rows})"
     )
-
-
-def tie_order(model: HistoryModel, name: str) -> str:
-    """One column's place in the order that decides ties."""
-    column = quote_identifier(name)
-    if name in model.float_columns:
-        return f"{column} ASC NULLS FIRST, signbit({column}) DESC"
-    return f"{column} ASC NULLS FIRST"
 
 
 def write_view(con: duckdb.DuckDBPyConnection, model: HistoryModel) -> None:
