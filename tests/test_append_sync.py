@@ -179,6 +179,36 @@ def test_an_integer_cursor_is_compared_as_a_number_not_as_text(project: Project)
     ]
 
 
+@pytest.mark.backends("duckdb", "parquet", "postgres")  # SQLite reads a NaN as NULL
+def test_a_nan_cursor_is_read_by_every_run_and_never_becomes_the_watermark(
+    project: Project,
+) -> None:
+    # NaN sorts above every number: as the watermark it would leave later rows unread.
+    project.source_sql(
+        "CREATE TABLE plans (company_id VARCHAR, valid_from TIMESTAMPTZ, plan VARCHAR, "
+        "cursor_value DOUBLE)",
+        "INSERT INTO plans VALUES ('c1', '2024-01-01 00:00+00', 'free', 1), "
+        "('c2', '2024-01-01 00:00+00', 'free', 'nan')",
+    )
+    configure_companies(project, "plans", "valid_from", mode="append", cursor="cursor_value")
+    first = project.sync("plans")
+    assert (first.inserted, instant_or_number(first.watermark_after)) == (2, 1.0)
+
+    insert_rows(project, "plans", [("c1", "2024-02-01 00:00+00", "pro", 2)])
+    second = project.sync("plans")
+    # c1's boundary row at the watermark 1, the new row, and c2 again (NaN is at or past
+    # any watermark); only the new row changes anything.
+    assert (second.rows_read, second.inserted, second.updated) == (3, 1, 0)
+    assert instant_or_number(second.watermark_after) == 2.0
+    assert project.query(
+        "SELECT company_id, plan, end_time IS NULL FROM plans ORDER BY company_id, start_time"
+    ) == [("c1", "free", False), ("c1", "pro", True), ("c2", "free", True)]
+
+
+def instant_or_number(text: str | None) -> float | None:
+    return None if text is None else float(text)
+
+
 @pytest.mark.backends("sqlite")
 def test_a_lookback_on_a_text_cursor_is_refused(project: Project) -> None:
     project.source_sql(HISTORY_DDL)

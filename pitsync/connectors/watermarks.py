@@ -58,10 +58,16 @@ def read_watermark(con: duckdb.DuckDBPyConnection, table: str) -> Watermark | No
 def advance_watermark(
     con: duckdb.DuckDBPyConnection, table: TableConfig, before: Watermark | None
 ) -> Watermark | None:
-    """The greatest cursor value of this run's rows, or the old watermark if none came."""
+    """The greatest cursor value of this run's rows, or the old watermark if none came.
+
+    Only finite values count. A NaN or an infinite time sorts above every value, so a
+    watermark there would leave every later row unread; such rows are read again by each
+    run instead, as the greatest values are.
+    """
     cursor = quote_identifier(table.cursor or "")
+    finite = f" WHERE isfinite({cursor})" if has_infinities(con, table.cursor or "") else ""
     row = con.execute(
-        f"SELECT CAST(max({cursor}) AS VARCHAR), typeof(max({cursor})) FROM {STAGED}"
+        f"SELECT CAST(max({cursor}) AS VARCHAR), typeof(max({cursor})) FROM {STAGED}{finite}"
     ).fetchone()
     if not row or row[0] is None:
         return before
@@ -79,3 +85,14 @@ def advance_watermark(
         [table.name, table.cursor, after.value, after.type_name],
     )
     return after
+
+
+def has_infinities(con: duckdb.DuckDBPyConnection, column: str) -> bool:
+    """Whether the staged column's type has NaN or infinite values: floats and times."""
+    rows = con.execute(
+        "SELECT data_type FROM duckdb_columns() WHERE database_name = 'temp' "
+        "AND table_name = ? AND column_name = ?",
+        [STAGED, column],
+    ).fetchall()
+    kind = str(rows[0][0]).upper() if rows else ""
+    return kind in ("FLOAT", "DOUBLE") or kind.startswith(TIME_TYPE_PREFIXES)
