@@ -48,6 +48,7 @@ TimeUnit = Literal["s", "ms", "us"]
 STORE_KEYS = {"path", "memory_limit"}
 SOURCE_KEYS = {"type", "path", "uri", "uri_env", "schema"}
 FILE_SOURCE_TYPES = {"duckdb", "parquet", "csv", "sqlite"}  # read from `path`
+ENVIRONMENT_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")  # what `uri_env` may hold
 DATABASE_SOURCE_TYPES = {"postgres", "snowflake", "bigquery"}  # reached by `uri`
 TABLE_KEYS = {
     "source",
@@ -291,6 +292,14 @@ def uri_value(raw: dict[str, Any], *, where: str) -> str:
     if "uri" in raw:
         return text_value(raw, "uri", where=where)
     variable = text_value(raw, "uri_env", where=where)
+    if not ENVIRONMENT_NAME.fullmatch(variable):
+        # Not echoed: what sits here by mistake is most often the URI, password and all.
+        raise ConfigError(
+            f"{where}: `uri_env` must be the name of an environment variable (letters, "
+            "digits and _), not its value; put the URI in a variable, e.g. "
+            'PITSYNC_WAREHOUSE_URI, and set uri_env = "PITSYNC_WAREHOUSE_URI"',
+            key="uri_env",
+        )
     value = os.environ.get(variable)
     if not value:
         raise ConfigError(

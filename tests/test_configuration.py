@@ -299,6 +299,20 @@ def test_uri_env_naming_an_unset_variable_is_refused(
         load_config(path)
 
 
+def test_a_uri_written_into_uri_env_is_refused_without_showing_it(tmp_path: Path) -> None:
+    # uri_env names a variable; a URI put there by mistake holds the password.
+    uri = "postgresql://postgres:Sekr1tQ@127.0.0.1:5432/test"
+    path = config_file(
+        tmp_path,
+        'type = "duckdb"\npath = "warehouse.duckdb"',
+        f'type = "postgres"\nuri_env = "{uri}"',
+    )
+
+    with pytest.raises(ConfigError, match="must be the name of an environment variable") as raised:
+        load_config(path)
+    assert "Sekr1tQ" not in str(raised.value)
+
+
 def test_a_file_source_refuses_a_uri(tmp_path: Path) -> None:
     path = config_file(tmp_path, 'type = "duckdb"', 'type = "duckdb"\nuri = "postgresql://x"')
 

@@ -362,6 +362,47 @@ def test_sqlite_types_and_text_start_times(project: Project) -> None:
     ]
 
 
+@pytest.mark.backends("sqlite")
+def test_sqlite_columns_declared_json_or_uuid_are_read_as_text(project: Project) -> None:
+    # Their affinity is NUMERIC, yet they hold text; only NUMERIC or DECIMAL mean numbers.
+    project.database_sql(
+        "CREATE TABLE account_history (account_id UUID, start_timestamp TEXT, payload JSON, "
+        "price DECIMAL(10, 2))",
+        "INSERT INTO account_history VALUES ('0ba7b810-9dad-11d1-80b4-00c04fd430c8', "
+        """'2024-03-01 00:00:00', '{"a": 1}', 19.5), ('7', '2024-03-01 00:00:00', 5, 20)""",
+    )
+    configure_accounts(project)
+    project.sync("account_history")
+
+    types = stored_types(project, "account_history")
+    assert (types["payload"], types["price"]) == ("VARCHAR", "DOUBLE")
+    assert project.query(
+        "SELECT account_id, payload, price FROM account_history ORDER BY account_id"
+    ) == [("0ba7b810-9dad-11d1-80b4-00c04fd430c8", '{"a": 1}', 19.5), ("7", "5", 20.0)]
+
+
+@pytest.mark.backends("sqlite")
+def test_sqlite_epochs_in_a_timestamp_column_are_read_by_time_unit(project: Project) -> None:
+    # SQLite declares the column TIMESTAMP (read as text) but keeps epoch seconds in it.
+    project.database_sql(
+        "CREATE TABLE account_history (account_id TEXT, start_timestamp TIMESTAMP, plan TEXT)",
+        "INSERT INTO account_history VALUES ('a', 1704067200, 'free'), ('a', '1706745600', "
+        "'pro'), ('b', '2024-01-01 00:00:00', 'team')",
+    )
+    configure_accounts(project, time_unit="s")
+    record = project.sync("account_history")
+
+    # 1704067200 s is 2024-01-01 00:00 UTC, 1706745600 s is 2024-02-01; b's row is no epoch.
+    assert (record.inserted, record.quarantined) == (2, 1)
+    assert project.query(
+        "SELECT plan, start_time, end_time FROM account_history ORDER BY start_time"
+    ) == [
+        ("free", utc("2024-01-01T00:00:00Z"), utc("2024-02-01T00:00:00Z")),
+        ("pro", utc("2024-02-01T00:00:00Z"), None),
+    ]
+    assert project.query("SELECT reason FROM quarantine") == [("unreadable start time",)]
+
+
 @pytest.mark.backends("postgres", "sqlite")
 def test_names_that_need_quoting_are_read_as_names(project: Project) -> None:
     project.database_sql(
@@ -466,6 +507,52 @@ def test_redact_finds_passwords_a_url_parser_refuses_and_their_decoded_form() ->
     assert redact("login failed: SECRET@PW", encoded) == "login failed: ***"
 
 
+@pytest.mark.parametrize(
+    ("uri", "echoed", "shown"),
+    [
+        # An unescaped / ends the authority: the driver reads the password's first piece
+        # as the port, and says so.
+        (
+            "postgresql://postgres:Sekr1t/X7@127.0.0.1:5432/test",
+            'invalid integer value "Sekr1t" for connection option "port"',
+            'invalid integer value "***" for connection option "port"',
+        ),
+        # An unescaped & in a password parameter starts another parameter.
+        (
+            "postgresql://postgres@127.0.0.1:5432/test?password=Sekr1t&X7",
+            'missing key/value separator "=" in URI query parameter: "X7"',
+            'missing key/value separator "=" in URI query parameter: "***"',
+        ),
+        (
+            "postgresql://postgres@127.0.0.1:5432/test?password=Sekr1t;X7%zz",
+            'invalid percent-encoded token: "Sekr1t;X7%zz"; also "X7%zz"',
+            'invalid percent-encoded token: "***"; also "***%***"',
+        ),
+    ],
+)
+def test_redact_hides_each_piece_of_a_password_the_driver_cut_apart(
+    uri: str, echoed: str, shown: str
+) -> None:
+    assert redact(echoed, uri) == shown
+
+
+@pytest.mark.backends("postgres")
+def test_a_password_cut_apart_by_the_driver_is_not_printed(project: Project) -> None:
+    project.write_config(
+        '[sources.crm]\ntype = "postgres"\n'
+        'uri = "postgresql://postgres:Sekr1t/X7@127.0.0.1:5432/test"\n'
+        '[tables.accounts]\nsource = "crm"\nkind = "user_history"\n'
+        'id_column = "account_id"\nstart_time = "start_timestamp"\n'
+    )
+
+    sync = project.cli("--verbose", "sync", "--all", check=False)
+
+    assert sync.returncode == 1
+    assert "cannot connect to postgres" in sync.stderr
+    assert "Sekr1t" not in sync.stdout + sync.stderr
+    assert "X7" not in sync.stdout + sync.stderr
+
+
 def test_a_uri_that_is_not_text_is_refused_without_showing_it(tmp_path) -> None:
     path = tmp_path / "pitsync.toml"
     path.write_text(
@@ -562,4 +649,86 @@ def test_an_infinite_start_time_is_quarantined(project: Project, backend: str) -
         ("free", "2024-01-01 00:00:00+00", None)
     ]
     reasons = project.query("SELECT DISTINCT reason FROM quarantine")
-    assert reasons == [("infinite or out-of-range start time",)]
+    # PostgreSQL's infinities are caught as they are read, DuckDB's as rows are modeled.
+    if backend == "postgres":
+        assert reasons == [("infinite or out-of-range time in column start_timestamp",)]
+    else:
+        assert reasons == [("infinite or out-of-range start time",)]
+
+
+@pytest.mark.backends("postgres")
+def test_infinite_times_in_properties_and_tie_breakers_are_quarantined(project: Project) -> None:
+    """The driver turns `infinity` into a time 290,000 years BC; stored as a property it
+    would be silently wrong, and as a tie-breaker it would pick the other row."""
+    project.database_sql(
+        "CREATE TABLE subscriptions (user_id integer, start_timestamp timestamptz, "
+        "expires_at timestamptz, valid_to date, notices timestamp[], updated_at timestamptz, "
+        "plan text)",
+        "INSERT INTO subscriptions VALUES "
+        "(1, '2024-01-01 00:00+00', '2025-01-01 00:00+00', '2025-01-01', "
+        "'{2024-06-01 00:00}', '2024-01-02 00:00+00', 'pro'), "
+        "(2, '2024-01-01 00:00+00', 'infinity', NULL, NULL, '2024-01-02 00:00+00', 'a'), "
+        "(3, '2024-01-01 00:00+00', NULL, '-infinity', NULL, '2024-01-02 00:00+00', 'b'), "
+        "(4, '2024-01-01 00:00+00', NULL, NULL, '{2024-01-01, infinity}', NULL, 'c'), "
+        "(5, '2024-01-01 00:00+00', NULL, NULL, NULL, 'infinity', 'd'), "
+        "(6, '2024-01-01 00:00+00', '294250-01-01 00:00+00', NULL, NULL, NULL, 'e')",
+    )
+    project.configure(
+        "subscriptions",
+        kind="user_history",
+        id_column="user_id",
+        start_time="start_timestamp",
+        tie_breaker="updated_at",
+    )
+    record = project.sync("subscriptions")
+
+    assert (record.inserted, record.quarantined) == (1, 5)
+    assert project.query("SELECT user_id, expires_at, valid_to, notices FROM subscriptions") == [
+        ("1", utc("2025-01-01T00:00:00Z"), dt.date(2025, 1, 1), [dt.datetime(2024, 6, 1)])
+    ]
+    assert project.query("SELECT reason FROM quarantine ORDER BY row_data->>'user_id'") == [
+        ("infinite or out-of-range time in column expires_at",),
+        ("infinite or out-of-range time in column valid_to",),
+        ("infinite or out-of-range time in column notices",),
+        ("infinite or out-of-range time in column updated_at",),
+        ("infinite or out-of-range time in column expires_at",),
+    ]
+
+
+@pytest.mark.backends("postgres")
+def test_numeric_and_char_ids_are_the_text_postgres_prints(project: Project) -> None:
+    """An unconstrained numeric would be read as a double: 123 as "123.0", and the ids
+    2^53 and 2^53 + 1 as one entity. A char(n) id would keep the padding PostgreSQL
+    itself ignores, and a blank one would not be missing."""
+    project.database_sql(
+        "CREATE TABLE company_plan_history (company_id numeric, owner char(5), "
+        "start_timestamp timestamptz, plan text)",
+        "INSERT INTO company_plan_history VALUES "
+        "(123, 'ab', '2024-01-01 00:00+00', 'free'), "
+        "(9007199254740993, 'ab', '2024-01-01 00:00+00', 'pro'), "
+        "(9007199254740992, 'ab', '2024-02-01 00:00+00', 'team'), "
+        "(1.50, 'ab', '2024-01-01 00:00+00', 'free')",
+        "CREATE TABLE owner_history (owner char(5), start_timestamp timestamptz, tier text)",
+        "INSERT INTO owner_history VALUES ('ab', '2024-01-01 00:00+00', 'gold'), "
+        "('', '2024-01-01 00:00+00', 'none')",
+    )
+    for table, key in (("company_plan_history", "company_id"), ("owner_history", "owner")):
+        project.configure(
+            table,
+            kind="group_history",
+            id_column=key,
+            group_key=key,
+            start_time="start_timestamp",
+        )
+        project.sync(table)
+
+    assert project.query(
+        "SELECT company_id, plan, end_time IS NULL FROM company_plan_history ORDER BY ALL"
+    ) == [
+        ("1.50", "free", True),
+        ("123", "free", True),
+        ("9007199254740992", "team", True),
+        ("9007199254740993", "pro", True),
+    ]
+    assert project.query("SELECT owner, tier FROM owner_history") == [("ab", "gold")]
+    assert project.query("SELECT reason FROM quarantine") == [("missing id",)]

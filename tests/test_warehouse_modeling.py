@@ -162,6 +162,36 @@ def test_model_execute_over_uuid_columns_matches_the_store(
     assert stored == expected
 
 
+def test_model_leaves_out_rows_starting_at_an_infinity_as_the_store_does(
+    tmp_path: Path, postgres_schema: PostgresSchema
+) -> None:
+    # The store quarantines the rows starting at -infinity, infinity or past year 9999;
+    # the view leaves them out, so each company is free from 2024 on, and open.
+    project = Project(root=tmp_path, backend="postgres", postgres=postgres_schema)
+    project.database_sql(
+        "CREATE TABLE company_plan_history (company_id text, start_timestamp timestamptz, "
+        "plan text)",
+        "INSERT INTO company_plan_history VALUES ('c1', '-infinity', 'legacy'), "
+        "('c1', '2024-01-01 00:00+00', 'free'), ('c1', 'infinity', 'never'), "
+        "('c2', '10000-01-01 00:00+00', 'future'), ('c2', '2024-01-01 00:00+00', 'free')",
+    )
+    configure_company_history(project)
+    project.cli("model", "--table", HISTORY, "--engine", "postgres", "--execute")
+
+    modeled = postgres_schema.execute(
+        "SELECT company_id, to_char(start_time AT TIME ZONE 'UTC', 'YYYY-MM-DD'), end_time, "
+        "plan FROM company_plan_history_intervals ORDER BY 1"
+    )
+    expected = [("c1", "2024-01-01", None, "free"), ("c2", "2024-01-01", None, "free")]
+    assert modeled == expected
+    project.sync(HISTORY)
+    stored = project.query(
+        "SELECT company_id, strftime(start_time, '%Y-%m-%d'), end_time, plan "
+        "FROM company_plan_history ORDER BY 1"
+    )
+    assert stored == expected
+
+
 # --- Spark ---------------------------------------------------------------------------------
 
 

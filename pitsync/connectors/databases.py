@@ -58,6 +58,12 @@ MISREAD_POSTGRES_TYPES = {"money", "oid"}
 # Types read as the text PostgreSQL prints for them. The driver hands a uuid over as 16
 # bytes; ids, group keys and joins compare its canonical text.
 TEXT_POSTGRES_TYPES = {"uuid"}
+# Types read as that text when they hold ids or group keys (rule 7: ids are strings). An
+# unconstrained numeric would arrive as a double, merging ids past 2^53 and printing
+# 123 as 123.0; a char(n) would keep the padding PostgreSQL itself ignores.
+KEY_TEXT_POSTGRES_TYPES = {"numeric", "bpchar"}
+# Time types whose infinities (and, for timestamps, latest years) the driver misreads.
+TIME_POSTGRES_TYPES = {"timestamp", "timestamptz", "date"}
 
 
 @dataclass(frozen=True)
@@ -104,7 +110,7 @@ class DatabaseSource:
             ) from None
 
     def schema(self, table: str, text_columns: Sequence[str] = ()) -> pa.Schema:
-        # Databases have types of their own; `text_columns` matters only for CSV.
+        """The mapped columns; ids and group keys of some PostgreSQL types become text."""
         try:
             if self.config.type == "sqlite":
                 raw = sqlite_declared_schema(self.connection, table)
@@ -118,7 +124,8 @@ class DatabaseSource:
         except Exception:
             self.connection.rollback()  # PostgreSQL refuses all else in a failed transaction
             raise SourceError(self.missing_table_message(table), source=self.name) from None
-        return mappable_schema(raw, source=self.name, table=table)
+        mapped = mappable_schema(raw, source=self.name, table=table)
+        return keys_as_text(mapped, text_columns)
 
     def read(
         self,
@@ -127,24 +134,26 @@ class DatabaseSource:
         text_columns: Sequence[str] = (),
         lower_bound: LowerBound | None = None,
     ) -> pa.RecordBatchReader:
-        target = self.schema(table)
+        target = self.schema(table, text_columns)
         target = pa.schema([target.field(name) for name in columns])
         bound = lower_bound.column if lower_bound else None
         if self.config.type == "sqlite":
             sql = sqlite_typed_select(table, target, lower_bound_column=bound)
         else:
             arrays, decimals = array_columns(target), decimal_columns(target)
+            times = time_columns(target)
             sql = select_columns(
                 self.driver.dialect,
                 table,
                 columns,
                 schema=self.config.schema,
                 lower_bound_column=bound,
-                read_as_text=read_as_text(target),
+                read_as_text=read_as_text(target, text_columns),
                 arrays=arrays,
                 decimals=decimals,
+                times=times,
             )
-            if arrays or decimals:
+            if arrays or decimals or times:
                 target = target.append(pa.field(UNREADABLE, pa.string()))
         parameters = [lower_bound.value] if lower_bound else None
         log.debug("source %s: %s", self.name, sql)
@@ -236,7 +245,7 @@ def sqlite_read_only_uri(config: SourceConfig) -> str:
 
 # SQLite declares types loosely; its affinity rules read a declared type by the words in
 # it. Dates and times have no affinity of their own and are kept as text (pitsync reads
-# text times); BOOLEAN holds 0 and 1.
+# text times); BOOLEAN holds 0 and 1; NUMERIC and DECIMAL hold numbers.
 SQLITE_AFFINITIES = (
     ("INT", pa.int64()),
     ("CHAR", pa.string()),
@@ -249,6 +258,8 @@ SQLITE_AFFINITIES = (
     ("BOOL", pa.bool_()),
     ("DATE", pa.string()),
     ("TIME", pa.string()),
+    ("NUM", pa.float64()),
+    ("DEC", pa.float64()),
 )
 
 
@@ -271,7 +282,9 @@ def sqlite_type(declared: str) -> pa.DataType:
     for word, arrow_type in SQLITE_AFFINITIES:
         if word in upper:
             return arrow_type
-    return pa.float64() if upper else pa.string()  # NUMERIC affinity; no type: as written
+    # Any other name (JSON, UUID, none at all) says nothing of numbers: read as written,
+    # SQLite's own CAST making text of whatever a row holds.
+    return pa.string()
 
 
 def without_type_sample(batch: pa.RecordBatch) -> pa.RecordBatch:
@@ -342,13 +355,35 @@ def decimal_columns(target: pa.Schema) -> list[str]:
     ]
 
 
-def read_as_text(target: pa.Schema) -> dict[str, str]:
+def time_columns(target: pa.Schema) -> dict[str, str]:
+    """The PostgreSQL time columns (and arrays of times), each with its type."""
+    return {
+        field.name: postgres_type_of(field)
+        for field in target
+        if element_type(postgres_type_of(field)) in TIME_POSTGRES_TYPES
+    }
+
+
+def keys_as_text(schema: pa.Schema, text_columns: Sequence[str]) -> pa.Schema:
+    """The schema with the id and group key columns of `KEY_TEXT_POSTGRES_TYPES` as text."""
+    return pa.schema(
+        [
+            pa.field(field.name, pa.string(), field.nullable, field.metadata)
+            if field.name in text_columns and postgres_type_of(field) in KEY_TEXT_POSTGRES_TYPES
+            else field
+            for field in schema
+        ]
+    )
+
+
+def read_as_text(target: pa.Schema, text_columns: Sequence[str] = ()) -> dict[str, str]:
     """The columns the SELECT casts to text (or arrays of text), each with its type in the
-    source."""
+    source: uuids everywhere, and ids and group keys of `KEY_TEXT_POSTGRES_TYPES`."""
     return {
         field.name: postgres_type_of(field)
         for field in target
         if element_type(postgres_type_of(field)) in TEXT_POSTGRES_TYPES
+        or (field.name in text_columns and postgres_type_of(field) in KEY_TEXT_POSTGRES_TYPES)
     }
 
 
@@ -394,14 +429,33 @@ def redact(text: str, uri: str | None) -> str:
     """`text` with the URI and its password, wherever they appear, replaced by ***.
 
     The password is found by pattern, not by a URL parser, which refuses some URIs (an
-    unclosed `[`) that the driver still echoes; its percent-decoded form is hidden too.
+    unclosed `[`) that the driver still echoes; its percent-decoded form is hidden too. A
+    password holding an unescaped `/`, `&` or `@` is cut there by the driver's parser,
+    which may echo one piece alone (as a port, say), so each piece is hidden as well.
     """
     if not uri:
         return text
-    secrets = {uri}
-    secrets.update(re.findall(r"://[^/@:]*:([^@]*)@", uri))
-    secrets.update(re.findall(r"password\s*=\s*([^\s&;]+)", uri, flags=re.IGNORECASE))
-    secrets.update(unquote(secret) for secret in list(secrets))
-    for secret in sorted((secret for secret in secrets if secret), key=len, reverse=True):
+    passwords = passwords_in(uri)
+    passwords |= {unquote(password) for password in passwords}
+    pieces = {piece for password in passwords for piece in URI_DELIMITERS.split(password)}
+    secrets = {uri, *passwords, *pieces}
+    # A single character is no secret, and hiding it would garble the message.
+    for secret in sorted((secret for secret in secrets if len(secret) > 1), key=len, reverse=True):
         text = text.replace(secret, "***")
     return text
+
+
+URI_DELIMITERS = re.compile(r"[/?#&;@=:%\s]+")
+
+
+def passwords_in(uri: str) -> set[str]:
+    """Every text of `uri` that may be its password, read as generously as any parser."""
+    found = set(re.findall(r"://[^/@:]*:([^@]*)@", uri))
+    # The user information reaches the last `@` before the query.
+    authority = uri.partition("://")[2].partition("?")[0]
+    user, _, password = authority.rpartition("@")[0].partition(":")
+    if password:
+        found.add(password)
+    found.update(re.findall(r"password\s*=\s*([^\s&;]+)", uri, flags=re.IGNORECASE))
+    found.update(re.findall(r"password\s*=\s*(\S+)", uri, flags=re.IGNORECASE))
+    return found

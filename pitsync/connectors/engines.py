@@ -63,7 +63,7 @@ def plan_model_sql(
 
     intervals_name = view_name(config, history, f"{history.name}_intervals")
     query = intervals_query(
-        history, properties, source_table(config, history), text_properties=text
+        history, properties, source_table(config, history), text_properties=text, engine=engine
     )
     statements = [view(intervals_name, query, engine=engine)]
     names = [intervals_name.name]

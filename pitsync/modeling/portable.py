@@ -8,9 +8,9 @@ types and NULL ordering follow each engine's rules without a template per engine
                 a row that lost a tie ends at its own start, and is left out;
     enriched:   every event with the properties of the interval holding its time.
 
-What stays with the sync job: quarantine (rows without an id or a start time are left
-out here, not recorded) and time parsing (the start column is compared as the engine
-stores it, so it should already be a timestamp).
+What stays with the sync job: quarantine (rows without an id or a start time, or starting
+at an infinity, are left out here, not recorded) and time parsing (the start column is
+compared as the engine stores it, so it should already be a timestamp).
 """
 
 from __future__ import annotations
@@ -23,6 +23,12 @@ from pitsync.config import TableConfig
 from pitsync.store import END_TIME, START_TIME
 
 ENGINES = ("duckdb", "postgres", "spark", "snowflake", "bigquery")
+
+# Engines whose times reach past years 1 to 9999 (infinities, and later years). A row
+# starting there names no moment: the store quarantines it (rule 8), and the view here
+# leaves it out. The other engines' times stop at those years.
+UNBOUNDED_TIME_ENGINES = {"duckdb", "postgres"}
+FIRST_MOMENT, LAST_MOMENT = "0001-01-01 00:00:00", "9999-12-31 23:59:59.999999"
 
 # PostgreSQL sorts text by the database's locale; the store and the other engines sort by
 # code point. Binary collation makes tie resolution, which orders by property values,
@@ -46,7 +52,12 @@ def identifier_column(name: str, table: str | None = None) -> exp.Column:
 
 
 def intervals_query(
-    history: TableConfig, properties: list[str], source: exp.Table, *, text_properties: set[str]
+    history: TableConfig,
+    properties: list[str],
+    source: exp.Table,
+    *,
+    text_properties: set[str],
+    engine: str,
 ) -> exp.Select:
     """SELECT id, start_time, end_time, properties... of the non-empty intervals."""
     entity, start = (
@@ -74,6 +85,8 @@ def intervals_query(
         .where(exp.and_(entity.copy().is_(exp.null()).not_(), start.copy().is_(exp.null()).not_()))
         .where(exp.NEQ(this=as_text.copy(), expression=exp.Literal.string("")))
     )
+    if engine in UNBOUNDED_TIME_ENGINES:
+        ranked = ranked.where(within_moments(start.copy()))
     end, begin = identifier_column(END_TIME), identifier_column(START_TIME)
     holds_a_moment = exp.or_(end.is_(exp.null()), exp.GT(this=end.copy(), expression=begin))
     return (
@@ -86,6 +99,18 @@ def intervals_query(
         .from_(ranked.subquery(exp.to_identifier("ranked", quoted=True)))
         .where(holds_a_moment)
     )
+
+
+def within_moments(start: exp.Column) -> exp.Expression:
+    """`start BETWEEN year 1 AND the end of year 9999`, which leaves the infinities out.
+
+    The bounds are plain timestamps, so for a zoned column the engine's session zone
+    moves them by its offset; only rows within hours of those bounds could tell.
+    """
+    low, high = (
+        exp.cast(exp.Literal.string(moment), "TIMESTAMP") for moment in (FIRST_MOMENT, LAST_MOMENT)
+    )
+    return exp.Between(this=start, low=low, high=high)
 
 
 def sortable(column: exp.Column, text_properties: set[str]) -> exp.Expression:

@@ -3,8 +3,9 @@
 - a timestamp with a zone keeps its instant;
 - a naive timestamp is read in the table's `timezone` (default UTC);
 - a DATE is the start of that day in that zone;
-- an integer epoch needs `time_unit` (s, ms, us);
-- text is parsed: with an offset it is that instant, without one it is naive;
+- an integer epoch needs `time_unit` (s, ms, us); with `time_unit`, text is read as
+  such an epoch too (SQLite keeps epochs in columns it declares TIMESTAMP);
+- other text is parsed: with an offset it is that instant, without one it is naive;
 - nanoseconds are truncated, never rounded, so 23:59:59.9999999 stays in its second.
 
 The result is a DuckDB SQL expression yielding TIMESTAMPTZ, or NULL for a value that
@@ -56,9 +57,15 @@ def instant_sql(
         return f"timezone({zone}, CAST({column} AS TIMESTAMP))"
     if pa.types.is_integer(arrow_type):
         return epoch_sql(column, time_unit, where=where, arrow_type=arrow_type)
-    if pa.types.is_string(arrow_type) or pa.types.is_large_string(arrow_type):
-        return text_sql(column, zone)
-    if pa.types.is_string_view(arrow_type):
+    is_text = (
+        pa.types.is_string(arrow_type)
+        or pa.types.is_large_string(arrow_type)
+        or pa.types.is_string_view(arrow_type)
+    )
+    if is_text and time_unit is not None:
+        # SQLite keeps epochs in columns declared TIMESTAMP, which are read as text.
+        return epoch_sql(epoch_text_sql(column), time_unit, where=where, arrow_type=arrow_type)
+    if is_text:
         return text_sql(column, zone)
     raise ConfigError(
         f"{where} has type {arrow_type}, which pitsync cannot read as a time; it reads "
@@ -95,6 +102,15 @@ def epoch_sql(column: str, time_unit: str | None, *, where: str, arrow_type: pa.
     return (
         f"CASE WHEN abs(CAST({column} AS HUGEINT)) < {limit} "
         f"THEN timezone('UTC', make_timestamp(CAST({micros} AS BIGINT))) END"
+    )
+
+
+def epoch_text_sql(column: str) -> str:
+    """Text of a whole number as that number; any other text as NULL (unreadable)."""
+    trimmed = f"trim({column})"
+    return (
+        f"TRY_CAST(CASE WHEN regexp_full_match({trimmed}, '[+-]?[0-9]+') THEN {trimmed} END "
+        "AS HUGEINT)"
     )
 
 
