@@ -819,3 +819,145 @@ def test_a_failing_dry_run_records_nothing(project: Project) -> None:
 
     assert result.returncode == 1
     assert checksum(project.store) == before
+
+
+LOADED_DDL = (
+    "CREATE TABLE plans (company_id VARCHAR, valid_from TIMESTAMPTZ, plan VARCHAR, "
+    "loaded_at TIMESTAMPTZ, updated_at TIMESTAMPTZ)"
+)
+
+
+@pytest.mark.backends("duckdb")
+def test_a_changed_cursor_reads_every_row_and_starts_its_watermark_again(
+    project: Project,
+) -> None:
+    # Run 1 by loaded_at: the watermark is 12:00 on 1 June, and updated_at is a property.
+    project.source_sql(LOADED_DDL)
+    insert_rows(
+        project,
+        "plans",
+        [
+            ("c1", "2024-01-01 00:00+00", "free", "2024-06-01 10:00+00", "2024-01-01 09:00+00"),
+            ("c2", "2024-01-01 00:00+00", "free", "2024-06-01 12:00+00", "2024-01-01 09:00+00"),
+        ],
+    )
+    configure_companies(project, "plans", "valid_from", mode="append", cursor="loaded_at")
+    project.sync("plans")
+
+    # The cursor becomes updated_at, and two rows arrive whose updated_at lies below the old
+    # watermark: c3 is new, and c1's key gets a later load.
+    configure_companies(project, "plans", "valid_from", mode="append", cursor="updated_at")
+    insert_rows(
+        project,
+        "plans",
+        [
+            ("c3", "2024-01-01 00:00+00", "new", "2024-06-02 00:00+00", "2024-02-01 00:00+00"),
+            ("c1", "2024-01-01 00:00+00", "pro", "2024-06-02 00:00+00", "2024-02-01 00:00+00"),
+        ],
+    )
+    record = project.sync("plans")
+
+    # Every row is read. c3 is inserted; c1 takes its latest load, and c2 takes loaded_at,
+    # a property now (as it is in a sync from scratch); updated_at is a property no more.
+    assert (record.rows_read, record.inserted, record.updated) == (4, 1, 2)
+    assert record.watermark_before is None
+    assert instant(record.watermark_after) == utc("2024-02-01T00:00")
+    assert project.query("SELECT * FROM plans ORDER BY company_id") == [
+        ("c1", utc("2024-01-01T00:00"), None, "pro", utc("2024-06-02T00:00")),
+        ("c2", utc("2024-01-01T00:00"), None, "free", utc("2024-06-01T12:00")),
+        ("c3", utc("2024-01-01T00:00"), None, "new", utc("2024-06-02T00:00")),
+    ]
+
+
+@pytest.mark.backends("duckdb")
+def test_a_full_table_turned_append_keeps_its_cursor_out_of_the_properties(
+    project: Project,
+) -> None:
+    # A full sync: loaded_at is a property.
+    project.source_sql(LOADED_DDL, "ALTER TABLE plans DROP COLUMN updated_at")
+    insert_rows(
+        project,
+        "plans",
+        [
+            ("c1", "2024-01-01 00:00+00", "free", "2024-06-01 10:00+00"),
+            ("c2", "2024-01-01 00:00+00", "free", "2024-06-01 12:00+00"),
+        ],
+    )
+    configure_companies(project, "plans", "valid_from")
+    project.sync("plans")
+
+    # Append by loaded_at: it is row metadata now, and c1's key has a later load.
+    configure_companies(project, "plans", "valid_from", mode="append", cursor="loaded_at")
+    insert_rows(project, "plans", [("c1", "2024-01-01 00:00+00", "pro", "2024-06-02 00:00+00")])
+    record = project.sync("plans")
+
+    assert (record.rows_read, record.inserted, record.updated) == (3, 0, 1)
+    assert project.query("SELECT * FROM plans ORDER BY company_id") == [
+        ("c1", utc("2024-01-01T00:00"), None, "pro"),
+        ("c2", utc("2024-01-01T00:00"), None, "free"),
+    ]
+
+
+@pytest.mark.backends("duckdb")
+def test_a_cursor_that_turns_to_text_reads_every_row_instead_of_failing(
+    project: Project,
+) -> None:
+    project.source_sql(HISTORY_DDL)
+    insert_rows(project, "plans", [("c1", "free", 1, "2024-01-01 00:00+00", "2024-01-01 10:00")])
+    configure_plans(project)
+    project.sync("plans")
+
+    # A time watermark cannot be compared with text: the run reads both rows.
+    project.source_sql("ALTER TABLE plans ALTER COLUMN updated_at TYPE VARCHAR")
+    insert_rows(project, "plans", [("c2", "pro", 2, "2024-01-01 00:00+00", "2024-01-02 10:00")])
+    record = project.sync("plans")
+
+    assert (record.rows_read, record.inserted, record.updated) == (2, 1, 0)
+    # The greatest text: c2's, as written (c1's is "2024-01-01 10:00:00+00" now).
+    assert record.watermark_after == "2024-01-02 10:00"
+    assert project.query("SELECT company_id, plan FROM plans ORDER BY 1") == [
+        ("c1", "free"),
+        ("c2", "pro"),
+    ]
+
+
+def test_a_failed_run_records_the_watermark_it_started_from(project: Project) -> None:
+    project.source_sql(HISTORY_DDL)
+    insert_rows(project, "plans", [("c1", "free", 1, "2024-01-01 00:00+00", "2024-01-01 10:00+00")])
+    configure_plans(project)
+    first = project.sync("plans")
+
+    insert_rows(project, "plans", [(None, "pro", 2, "2024-02-01 00:00+00", "2024-01-02 10:00+00")])
+    with pytest.raises(StrictModeError):
+        project.sync("plans", strict=True)
+
+    assert project.query("SELECT status, watermark_before FROM runs ORDER BY run_id") == [
+        ("succeeded", None),
+        ("failed", first.watermark_after),
+    ]
+
+
+@pytest.mark.backends("duckdb")
+def test_an_insert_id_that_turns_to_text_keeps_its_events(project: Project) -> None:
+    project.source_sql(
+        "CREATE TABLE events (iid INTEGER, event VARCHAR, distinct_id VARCHAR, "
+        "time TIMESTAMPTZ, loaded_at TIMESTAMPTZ)",
+        "INSERT INTO events VALUES (1, 'signup', 'u1', '2024-01-01 10:00+00', "
+        "'2024-06-01 00:00+00')",
+    )
+    project.configure("events", kind="events", mode="append", cursor="loaded_at", insert_id="iid")
+    project.sync("events")
+
+    # Insert id 1 read again as "1" is the same event (rule 7); "a-2" is new.
+    project.source_sql(
+        "ALTER TABLE events ALTER COLUMN iid TYPE VARCHAR",
+        "INSERT INTO events VALUES ('a-2', 'click', 'u1', '2024-01-02 00:00+00', "
+        "'2024-06-02 00:00+00')",
+    )
+    record = project.sync("events")
+
+    assert (record.rows_read, record.inserted, record.updated) == (2, 1, 0)
+    assert project.query("SELECT iid, event FROM events ORDER BY 1") == [
+        ("1", "signup"),
+        ("a-2", "click"),
+    ]

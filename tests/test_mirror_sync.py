@@ -131,6 +131,50 @@ def test_a_widened_type_is_taken_and_a_narrowing_one_stops_the_run(project: Proj
     assert project.query(INTERVALS) == before
 
 
+@pytest.mark.backends("duckdb")
+def test_a_column_that_held_only_nulls_takes_the_type_its_values_come_with(
+    project: Project,
+) -> None:
+    # `note` has no type but NULL (as pandas writes an all-None column); `region` is an
+    # empty text column. Neither holds a value, so any type can take their place.
+    seeded(project)
+    project.source_sql(
+        "CREATE OR REPLACE TABLE plans AS SELECT *, NULL AS note, "
+        "CAST(NULL AS VARCHAR) AS region FROM plans"
+    )
+    project.sync("plans")
+
+    project.source_sql(
+        "CREATE OR REPLACE TABLE plans AS SELECT * EXCLUDE (note, region), "
+        "CASE WHEN company_id = 'c' THEN 'vip' END AS note, "
+        "CASE WHEN company_id = 'c' THEN 7 END AS region FROM plans"
+    )
+    assert changes(project.sync("plans")) == (0, 1, 0, 1)
+    assert project.query("SELECT company_id, note, region FROM plans WHERE note IS NOT NULL") == [
+        ("c", "vip", 7)
+    ]
+
+
+@pytest.mark.backends("duckdb")
+def test_a_column_spelled_in_another_case_is_the_same_property(project: Project) -> None:
+    # DuckDB compares names without case: `PLAN` is `plan`, spelled anew.
+    seeded(project)
+    project.sync("plans")
+
+    project.source_sql('ALTER TABLE plans RENAME COLUMN plan TO "PLAN"')
+    assert changes(project.sync("plans")) == (0, 0, 0, 0)
+    assert project.query("SELECT \"PLAN\" FROM plans WHERE company_id = 'c'") == [("free",)]
+    columns = project.query("SELECT column_name FROM (DESCRIBE SELECT * FROM plans)")
+    assert [name for (name,) in columns] == [
+        "company_id",
+        "start_time",
+        "end_time",
+        "PLAN",
+        "code",
+        "seats",
+    ]
+
+
 def test_a_dropped_column_keeps_its_values_and_new_rows_leave_it_undefined(
     project: Project,
 ) -> None:

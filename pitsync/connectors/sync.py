@@ -131,7 +131,10 @@ def run_model(config: Config, model: Model, source: Source, options: SyncOptions
     try:
         check_property_ownership(con, model)
         as_text = text_columns(table, group_keys_of(config))
-        watermark = read_watermark(con, table.name) if table.mode == "append" else None
+        watermark = None
+        if table.mode == "append" and table.cursor:
+            cursor_type = source.schema(table.source_table, as_text).field(table.cursor).type
+            watermark = read_watermark(con, table, cursor_type)
         bound = None
         if watermark is not None and table.cursor:
             bound = LowerBound(table.cursor, watermark.lower_bound(con, table))
@@ -246,6 +249,8 @@ def run_once(
     """
     table = model.table
     record = RunRecord(run_id=next_run_id(con), table_name=table.name, mode=table.mode)
+    # Known before the run, so a failed run's record says where it started from too.
+    record.watermark_before = watermark.value if watermark else None
     con.execute("BEGIN TRANSACTION")
     try:
         with ReadProgress(table.name, interactive=options.progress) as progress:
@@ -255,7 +260,6 @@ def run_once(
         check_strict(table, counts, options)
         if table.mode == "append":
             after = advance_watermark(con, table, watermark)
-            record.watermark_before = watermark.value if watermark else None
             record.watermark_after = after.value if after else None
         finish(con, model, record)
         con.execute("ROLLBACK" if options.dry_run else "COMMIT")

@@ -9,16 +9,20 @@ transaction: it moves only when the run commits.
 from __future__ import annotations
 
 import datetime as dt
+import logging
 from dataclasses import dataclass
 from typing import Any
 
 import duckdb
+import pyarrow as pa
 
 from pitsync.config import TableConfig
 from pitsync.errors import ConfigError
 from pitsync.modeling.staging import STAGED
 from pitsync.quoting import quote_identifier
 from pitsync.store import WATERMARKS
+
+log = logging.getLogger(__name__)
 
 TIME_TYPE_PREFIXES = ("TIMESTAMP", "DATE")  # TIMESTAMP_NS, TIMESTAMP WITH TIME ZONE...
 
@@ -48,11 +52,73 @@ class Watermark:
         return value - dt.timedelta(seconds=table.lookback_seconds)
 
 
-def read_watermark(con: duckdb.DuckDBPyConnection, table: str) -> Watermark | None:
+def read_watermark(
+    con: duckdb.DuckDBPyConnection, table: TableConfig, cursor_type: pa.DataType
+) -> Watermark | None:
+    """The table's watermark, if it is one of its cursor as the source now types it.
+
+    A watermark of another column (the cursor was changed), or of a type the cursor's
+    values can no longer be compared with (numbers become text, say), says nothing of
+    which rows are new: the run reads every row, which an append run may always do, as a
+    key's rows read again as stored are no change, and the watermark starts again.
+    """
     row = con.execute(
-        f"SELECT value, type_name FROM {WATERMARKS} WHERE table_name = ?", [table]
+        f"SELECT value, type_name, cursor_column FROM {WATERMARKS} WHERE table_name = ?",
+        [table.name],
     ).fetchone()
-    return Watermark(str(row[0]), str(row[1])) if row else None
+    if not row:
+        return None
+    watermark, column = Watermark(str(row[0]), str(row[1])), str(row[2])
+    if column != table.cursor:
+        log.warning(
+            "table %s: the cursor is `%s` now, no longer `%s`; this run reads every row, "
+            "and the watermark starts again",
+            table.name,
+            table.cursor,
+            column,
+        )
+        return None
+    if cursor_kind(cursor_type) != stored_kind(watermark.type_name):
+        log.warning(
+            "table %s: cursor `%s` holds %s now, which cannot be compared with its "
+            "watermark %s (%s); this run reads every row, and the watermark starts again",
+            table.name,
+            column,
+            cursor_type,
+            watermark.value,
+            watermark.type_name,
+        )
+        return None
+    return watermark
+
+
+def cursor_kind(arrow_type: pa.DataType) -> str:
+    """Which values a source's cursor type holds: times, numbers, text, or another kind."""
+    if pa.types.is_timestamp(arrow_type) or pa.types.is_date(arrow_type):
+        return "time"
+    if pa.types.is_integer(arrow_type) or pa.types.is_floating(arrow_type):
+        return "number"
+    if pa.types.is_decimal(arrow_type):
+        return "number"
+    if pa.types.is_string(arrow_type) or pa.types.is_large_string(arrow_type):
+        return "text"
+    return "text" if pa.types.is_string_view(arrow_type) else str(arrow_type)
+
+
+def stored_kind(type_name: str) -> str:
+    """The same, for the DuckDB type a watermark was stored with."""
+    upper = type_name.upper()
+    if upper.startswith(TIME_TYPE_PREFIXES):
+        return "time"
+    if upper in NUMBER_TYPES or upper.startswith("DECIMAL"):
+        return "number"
+    return "text" if upper == "VARCHAR" else type_name
+
+
+NUMBER_TYPES = {
+    *("TINYINT", "SMALLINT", "INTEGER", "BIGINT", "HUGEINT"),
+    *("UTINYINT", "USMALLINT", "UINTEGER", "UBIGINT", "UHUGEINT", "FLOAT", "DOUBLE"),
+}
 
 
 def advance_watermark(

@@ -27,11 +27,13 @@ log = logging.getLogger(__name__)
 INTEGER_WIDTHS = ["TINYINT", "SMALLINT", "INTEGER", "BIGINT", "HUGEINT"]
 FLOAT_WIDTHS = ["FLOAT", "DOUBLE"]
 DECIMAL = re.compile(r"DECIMAL\((\d+),\s*(\d+)\)")
+# DuckDB's type of a column that holds nothing but NULL (a source's Arrow null type).
+NULL_TYPE = '"NULL"'
 
 
 def holds(wide: str, narrow: str) -> bool:
     """Whether every value of type `narrow` is a value of type `wide`."""
-    if wide == narrow:
+    if wide == narrow or narrow == NULL_TYPE:
         return True
     for chain in (INTEGER_WIDTHS, FLOAT_WIDTHS):
         if wide in chain and narrow in chain:
@@ -81,22 +83,47 @@ def reconcile_columns(
     the one the stored rows were decided by, every tie is decided again.
     """
     table = model.table
-    stored_types = column_types(con, INTERNAL_SCHEMA, f"intervals__{table.name}")
+    intervals = f"intervals__{table.name}"
+    before = column_types(con, INTERNAL_SCHEMA, intervals)
     staged_types = column_types(con, "main", STAGED, temporary=True)
-    reconcile_ids(con, model, stored_types[table.id_column], staged_types[ENTITY])
+    reconcile_ids(con, model, before[table.id_column], staged_types[ENTITY])
     arriving = {name: staged_types[name] for name in model.kept}
-    meet_source_columns(con, table.name, model.stored, stored_types, arriving)
+    meet_source_columns(con, table.name, model.stored, before, arriving)
+    after = column_types(con, INTERNAL_SCHEMA, intervals)
     keys = {table.id_column, START_TIME, END_TIME, table.tie_breaker}
-    dropped = [name for name in stored_types if name not in keys and name not in model.kept]
+    retired = retire_columns(con, model, [name for name in after if name not in keys])
+    dropped = [name for name in after if name not in keys | set(retired) and name not in model.kept]
     report_dropped(table.name, dropped)
     stored = replace(model, properties=model.properties + dropped)
-    # The order the stored rows were decided by; columns added just now come last.
-    added = [name for name in model.kept if name not in stored_types]
-    decided_by = [name for name in stored_types if name not in keys or name == table.tie_breaker]
+    # The order the stored rows were decided by (retired columns too, under the names they
+    # have now); columns added just now come last.
+    spelled = {name.lower(): name for name in after}
+    added = [name for name in model.kept if name.lower() not in {n.lower() for n in before}]
+    decided_by = [
+        spelled.get(name.lower(), name)
+        for name in before
+        if name not in keys or name == table.tie_breaker
+    ]
     reordered = decided_by + added != stored.kept
     if reordered:
         log.info("table %s: the columns' order changed; every tie is decided again", table.name)
     return stored, ColumnChanges(added, reordered)
+
+
+def retire_columns(
+    con: duckdb.DuckDBPyConnection, model: HistoryModel, stored_properties: list[str]
+) -> list[str]:
+    """Drop the stored properties that the source still has but the configuration now
+    reads as row metadata (the cursor): a sync from scratch would not have them."""
+    retired = [
+        name
+        for name in stored_properties
+        if name not in model.kept and name in model.source_columns
+    ]
+    for name in retired:
+        log.info("table %s: column `%s` is no property now, and is dropped", model.table.name, name)
+        con.execute(f"ALTER TABLE {model.stored} DROP COLUMN {quote_identifier(name)}")
+    return retired
 
 
 def reconcile_ids(
@@ -137,18 +164,28 @@ def meet_source_columns(
 ) -> None:
     """Add the arriving columns the stored table lacks, and widen the ones that grew.
 
-    A type change that would not hold the stored values stops the run, before anything
-    is applied.
+    Names are compared without case, as DuckDB compares them: a column spelled anew is
+    renamed. A type change that would not hold the stored values stops the run, before
+    anything is applied; a stored column that holds no value at all takes any type.
     """
+    spelled = {name.lower(): name for name in stored_types}
     for name, new in arriving_types.items():
-        old = stored_types.get(name)
-        if old is None:
+        known = spelled.get(name.lower())
+        if known is None:
             log.warning("table %s: new source column `%s` becomes a property", table, name)
             con.execute(f"ALTER TABLE {stored} ADD COLUMN {quote_identifier(name)} {new}")
-        elif holds(old, new):
             continue
-        elif holds(new, old):
-            log.warning("table %s: column `%s` widens from %s to %s", table, name, old, new)
+        if known != name:
+            log.info("table %s: column `%s` is spelled `%s` now", table, known, name)
+            con.execute(
+                f"ALTER TABLE {stored} RENAME COLUMN {quote_identifier(known)} "
+                f"TO {quote_identifier(name)}"
+            )
+        old = stored_types[known]
+        if holds(old, new):
+            continue
+        if holds(new, old) or holds_no_value(con, stored, name):
+            log.warning("table %s: column `%s` changes from %s to %s", table, name, old, new)
             con.execute(f"ALTER TABLE {stored} ALTER COLUMN {quote_identifier(name)} TYPE {new}")
         else:
             raise ConfigError(
@@ -157,6 +194,12 @@ def meet_source_columns(
                 "source, or sync once in full mode to start the table over",
                 table=table,
             )
+
+
+def holds_no_value(con: duckdb.DuckDBPyConnection, stored: str, column: str) -> bool:
+    """Whether every stored value of the column is NULL, which any type holds."""
+    rows = con.execute(f"SELECT count({quote_identifier(column)}) FROM {stored}").fetchall()
+    return rows[0][0] == 0
 
 
 def report_dropped(table: str, dropped: list[str]) -> None:
@@ -179,7 +222,8 @@ def meet_event_columns(
     events and stays a property. Returns the model as stored."""
     name = model.table.name
     meet_source_columns(con, name, model.stored, stored_types, arriving)
-    dropped = [column for column in stored_types if column not in arriving]
+    after = column_types(con, INTERNAL_SCHEMA, f"events__{name}")
+    dropped = [column for column in after if column not in arriving]
     report_dropped(name, dropped)
     return replace(model, properties=model.properties + dropped)
 
@@ -190,18 +234,20 @@ def meet_event_ids(
     arriving: dict[str, str],
     stored_types: dict[str, str],
 ) -> bool:
-    """Store as text the integer columns that became group keys.
+    """Store as text the integer columns that became group keys, or insert ids of text.
 
     A column named like a configured group key is read as text, so that it joins with
     the group's ids; once a group history names a column that events stored as integers,
-    those become their text, which loses nothing. Returns whether a type was changed.
+    those become their text, which loses nothing. An insert id is an id (rule 7): the
+    integer 1 and the text "1" are one event. Returns whether a type was changed.
     """
     changed = False
+    ids = {*model.id_properties, model.table.insert_id}
     for name, new in arriving.items():
         old = stored_types.get(name)
-        if new == "VARCHAR" and old in INTEGER_WIDTHS and name in model.id_properties:
+        if new == "VARCHAR" and old in INTEGER_WIDTHS and name in ids:
             log.warning(
-                "table %s: column `%s` is a group key now; its values are kept as text",
+                "table %s: column `%s` holds text now; its stored values are kept as text",
                 model.table.name,
                 name,
             )
