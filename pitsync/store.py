@@ -135,7 +135,8 @@ def connect_waiting(path: Path, wait_seconds: float, **options: Any) -> duckdb.D
             if time.monotonic() >= deadline:
                 raise StoreInUse(
                     f"the store {path} is in use by process {holder.group(2)} "
-                    f"({holder.group(1)}), another pitsync command; waited "
+                    f"({holder.group(1)}: another pitsync command, or any program with "
+                    f"the store open); waited "
                     f"{wait_seconds:g}s: try again when it is done, or pass --wait SECONDS"
                 ) from None
             time.sleep(RETRY_SECONDS)

@@ -19,9 +19,9 @@ numbered 1..N; hard-case companies start at 900001 and hard-case users at "hard-
 
 Run it with:
 
-    python sample_warehouse/build.py                      # small: a few thousand rows
-    python sample_warehouse/build.py --large --out /tmp/large.duckdb
-    python sample_warehouse/build.py --large --companies 10000 --rows-per-company 200
+    .venv/bin/python sample_warehouse/build.py                      # small: a few thousand rows
+    .venv/bin/python sample_warehouse/build.py --large --out /tmp/large.duckdb
+    .venv/bin/python sample_warehouse/build.py --large --companies 10000 --rows-per-company 200
 
 The file is built beside the target under a temporary name and renamed into place.
 """

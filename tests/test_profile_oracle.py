@@ -337,7 +337,7 @@ def applied_in_runs(root: Path, runs: list[list[dict[str, Any]]]) -> Store:
 # The properties
 
 EXAMPLES = settings(
-    max_examples=80,
+    max_examples=50,
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
 )
