@@ -14,11 +14,13 @@ from decimal import Decimal
 from pathlib import Path
 
 import duckdb
+import pyarrow as pa
 import pytest
 
 from pitsync.config import load_config
-from pitsync.connectors.databases import DRIVERS, redact
+from pitsync.connectors.databases import DRIVERS, redact, with_misread_times_marked
 from pitsync.errors import ConfigError, SourceError
+from pitsync.modeling.staging import UNREADABLE
 from tests.conftest import Project, utc
 
 SECRET = "SECRETPW123"
@@ -692,6 +694,30 @@ def test_infinite_times_in_properties_and_tie_breakers_are_quarantined(project: 
         ("infinite or out-of-range time in column notices",),
         ("infinite or out-of-range time in column updated_at",),
         ("infinite or out-of-range time in column expires_at",),
+    ]
+
+
+def test_times_the_driver_wrapped_around_are_marked_and_an_earlier_reason_stands() -> None:
+    # As the driver hands them over: PostgreSQL's timestamptz infinity, and its date
+    # -infinity, wrapped around to before 4713 BC; 2024-01-01 is read right.
+    wrapped_instant, wrapped_day = -9_222_425_352_054_775_809, -2_147_472_691
+    instants = pa.array([wrapped_instant, 1_704_067_200_000_000, None], pa.int64())
+    days = pa.array([19_723, wrapped_day, wrapped_day], pa.int32())
+    batch = pa.RecordBatch.from_arrays(
+        [
+            instants.cast(pa.timestamp("us", tz="UTC")),
+            days.cast(pa.date32()),
+            pa.array([None, None, "NaN in numeric column p"]),
+        ],
+        names=["t", "d", UNREADABLE],
+    )
+
+    marked = with_misread_times_marked(batch, ["t", "d"])
+
+    assert marked.column(UNREADABLE).to_pylist() == [
+        "infinite or out-of-range time in column t",
+        "infinite or out-of-range time in column d",
+        "NaN in numeric column p",
     ]
 
 

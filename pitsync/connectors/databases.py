@@ -137,11 +137,14 @@ class DatabaseSource:
         target = self.schema(table, text_columns)
         target = pa.schema([target.field(name) for name in columns])
         bound = lower_bound.column if lower_bound else None
+        checked_times: list[str] = []
         if self.config.type == "sqlite":
             sql = sqlite_typed_select(table, target, lower_bound_column=bound)
         else:
             arrays, decimals = array_columns(target), decimal_columns(target)
             times = time_columns(target)
+            # Arrays of times are checked by PostgreSQL; single times as they arrive.
+            time_arrays = {name: kind for name, kind in times.items() if kind.startswith("_")}
             sql = select_columns(
                 self.driver.dialect,
                 table,
@@ -151,10 +154,11 @@ class DatabaseSource:
                 read_as_text=read_as_text(target, text_columns),
                 arrays=arrays,
                 decimals=decimals,
-                times=times,
+                time_arrays=time_arrays,
             )
             if arrays or decimals or times:
                 target = target.append(pa.field(UNREADABLE, pa.string()))
+            checked_times = [name for name in times if name not in time_arrays]
         parameters = [lower_bound.value] if lower_bound else None
         log.debug("source %s: %s", self.name, sql)
         cursor = self.connection.cursor()
@@ -164,16 +168,20 @@ class DatabaseSource:
             batches = cursor.fetch_record_batch()
         except Exception as error:
             raise self.read_failure(table, error) from None
-        return pa.RecordBatchReader.from_batches(target, self.converted(batches, target, table))
+        converted = self.converted(batches, target, table, checked_times)
+        return pa.RecordBatchReader.from_batches(target, converted)
 
     def converted(
-        self, batches: pa.RecordBatchReader, target: pa.Schema, table: str
+        self, batches: pa.RecordBatchReader, target: pa.Schema, table: str, times: list[str]
     ) -> Iterator[pa.RecordBatch]:
-        """Each batch cast to the mapped types; a driver failure mid-stream names the table."""
+        """Each batch cast to the mapped types, its misread `times` marked unreadable; a
+        driver failure mid-stream names the table."""
         try:
             for batch in batches:
                 if SAMPLE_MARK in batch.schema.names:
                     batch = without_type_sample(batch)
+                if times:
+                    batch = with_misread_times_marked(batch, times)
                 yield conform(batch, target)
         except Exception as error:
             raise self.read_failure(table, error) from None
@@ -407,6 +415,37 @@ def numeric_type(metadata: dict[bytes, bytes]) -> pa.DataType:
     if precision > MAX_DECIMAL_PRECISION or not 0 <= scale <= precision:
         return pa.float64()
     return pa.decimal128(precision, scale)
+
+
+# PostgreSQL's earliest time, 4713 BC, counted from 1970: in microseconds, and in days.
+EARLIEST_MICROSECOND = -210_866_803_200_000_000
+EARLIEST_DAY = -2_440_588
+
+
+def with_misread_times_marked(batch: pa.RecordBatch, times: list[str]) -> pa.RecordBatch:
+    """The batch with an `UNREADABLE` reason for each row whose time the driver misread.
+
+    The driver moves PostgreSQL's times from its epoch (2000) to Arrow's (1970) without
+    an overflow check: `infinity`, `-infinity` and the last years PostgreSQL can hold wrap
+    around to before PostgreSQL's earliest time, where no true value lies. Checking that
+    here, on whole columns, costs PostgreSQL nothing. A reason PostgreSQL gave stands.
+    """
+    found = pa.nulls(len(batch), pa.string())
+    for name in reversed(times):  # the first column's reason is the one kept
+        column = batch.column(name)
+        if pa.types.is_timestamp(column.type) and column.type.unit == "us":
+            misread = pc.less(column.view(pa.int64()), EARLIEST_MICROSECOND)
+        elif pa.types.is_date32(column.type):
+            misread = pc.less(column.view(pa.int32()), EARLIEST_DAY)
+        else:
+            continue
+        reason = pa.scalar(f"infinite or out-of-range time in column {name}")
+        found = pc.if_else(pc.fill_null(misread, False), reason, found)  # NULL is no time
+    if UNREADABLE not in batch.schema.names:
+        return batch.append_column(UNREADABLE, found)
+    index = batch.schema.get_field_index(UNREADABLE)
+    given = batch.column(index).cast(pa.string())
+    return batch.set_column(index, UNREADABLE, pc.coalesce(given, found))
 
 
 def conform(batch: pa.RecordBatch, target: pa.Schema) -> pa.RecordBatch:

@@ -33,21 +33,21 @@ def select_columns(
     read_as_text: Mapping[str, str] | None = None,
     arrays: Sequence[str] = (),
     decimals: Sequence[str] = (),
-    times: Mapping[str, str] | None = None,
+    time_arrays: Mapping[str, str] | None = None,
 ) -> str:
     """`SELECT "a", "b" FROM "schema"."table"`, quoted as `dialect` quotes names.
 
     With a lower bound, `WHERE "cursor" >= ?`: the value is a bound parameter, so the
     source filters by its own comparison of its own type. `read_as_text` names columns
     (with their types in the source) that are selected as `CAST("a" AS TEXT) AS "a"`.
-    `arrays`, `decimals` and `times` name PostgreSQL array, numeric(p, s) and time
-    columns (times with their types): one more column, `UNREADABLE`, says why a row
-    holds a value pitsync cannot store as it is.
+    `arrays`, `decimals` and `time_arrays` name PostgreSQL array, numeric(p, s) and time array
+    columns (time arrays with their types): one more column, `UNREADABLE`, says why a
+    row holds a value pitsync cannot store as it is.
     """
     as_text = read_as_text or {}
     selected = [selected_column(name, as_text.get(name)) for name in columns]
-    if arrays or decimals or times:
-        selected.append(unreadable_column(arrays, decimals, times or {}))
+    if arrays or decimals or time_arrays:
+        selected.append(unreadable_column(arrays, decimals, time_arrays or {}))
     query = exp.select(*selected).from_(exp.table_(table, db=schema, quoted=True))
     if lower_bound_column is not None:
         source_type = as_text.get(lower_bound_column)
@@ -69,14 +69,14 @@ def selected_column(name: str, source_type: str | None) -> exp.Expr:
 
 
 def unreadable_column(
-    arrays: Sequence[str], decimals: Sequence[str], times: Mapping[str, str]
+    arrays: Sequence[str], decimals: Sequence[str], time_arrays: Mapping[str, str]
 ) -> exp.Expr:
     """`CASE WHEN array_ndims("a") > 1 THEN '...' WHEN "p" = 'NaN' THEN '...' END`.
 
     The driver hands `{{1,2},{3,4}}` over flattened, as `[1, 2, 3, 4]`, a numeric(p, s)
-    may hold NaN, which no DECIMAL can, and a time may be `infinity`, which the driver
-    turns into a time some 290,000 years BC: such a row is quarantined, not stored or
-    failing the run.
+    may hold NaN, which no DECIMAL can, and an array of times may hold `infinity`, which
+    the driver turns into a time some 290,000 years BC: such a row is quarantined, not
+    stored or failing the run.
     """
     case = exp.Case()
     for name in arrays:
@@ -89,39 +89,25 @@ def unreadable_column(
         not_a_number = exp.cast(exp.Literal.string("NaN"), "NUMERIC")
         reason = exp.Literal.string(f"NaN in numeric column {name}")
         case = case.when(exp.EQ(this=column, expression=not_a_number), reason)
-    for name, postgres_type in times.items():
+    for name, postgres_type in time_arrays.items():
         reason = exp.Literal.string(f"infinite or out-of-range time in column {name}")
         case = case.when(unreadable_time(name, postgres_type), reason)
     return exp.alias_(case, UNREADABLE, quoted=True)
 
 
-# The driver counts microseconds from 1970, PostgreSQL from 2000: a timestamp this late
-# overflows on the way, and so do the infinities (dates only those).
-LAST_READABLE_TIMESTAMP = "294247-01-01"
-
-
 def unreadable_time(name: str, postgres_type: str) -> exp.Expr:
-    """True for a PostgreSQL time the driver cannot hand over: an infinity (in an array,
-    any item that is one), or a timestamp within the last years PostgreSQL can hold."""
+    """True for an array of PostgreSQL times holding an infinity, which the driver would
+    turn into a time some 290,000 years BC."""
     column = exp.column(name, quoted=True)
     item_type = exp.DataType.build(postgres_type.removeprefix("_"), dialect="postgres")
-    if postgres_type.startswith("_"):
-        infinities = [
-            exp.EQ(
-                this=exp.cast(exp.Literal.string(infinity), item_type.copy()),
-                expression=exp.Any(this=exp.paren(column.copy())),
-            )
-            for infinity in ("infinity", "-infinity")
-        ]
-        return exp.or_(*infinities)
-    infinite = exp.Not(this=exp.Anonymous(this="isfinite", expressions=[column.copy()]))
-    if item_type.this == exp.DataType.Type.DATE:
-        return infinite
-    too_late = exp.GTE(
-        this=column.copy(),
-        expression=exp.cast(exp.Literal.string(LAST_READABLE_TIMESTAMP), item_type),
-    )
-    return exp.or_(infinite, too_late)
+    infinities = [
+        exp.EQ(
+            this=exp.cast(exp.Literal.string(infinity), item_type.copy()),
+            expression=exp.Any(this=exp.paren(column.copy())),
+        )
+        for infinity in ("infinity", "-infinity")
+    ]
+    return exp.or_(*infinities)
 
 
 def at_or_past(column: str, dialect: str, *, source_type: str | None = None) -> exp.Expr:
