@@ -18,7 +18,9 @@ for the source to compare; a `uuid[]` is read as an array of that text. `money` 
 are refused (the driver hands over numbers that do not mean the value), and so is any
 other type the driver cannot express in Arrow, naming the column; arrays of such types
 are refused the same way. A row holding a multi-dimensional array (which the driver
-would hand over flattened) or a NaN in a numeric(p, s) is quarantined.
+would hand over flattened), a NaN in a numeric(p, s), or an infinite time (which the
+driver would hand over as one some 290,000 years BC) is quarantined. Ids and group keys
+of type numeric or char(n) are read as the text PostgreSQL prints for them.
 """
 
 from __future__ import annotations
