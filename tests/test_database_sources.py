@@ -18,7 +18,7 @@ import pyarrow as pa
 import pytest
 
 from pitsync.config import load_config
-from pitsync.connectors.databases import DRIVERS, redact, with_misread_times_marked
+from pitsync.connectors.databases import DRIVERS, redact, with_times_unwrapped
 from pitsync.errors import ConfigError, SourceError
 from pitsync.modeling.staging import UNREADABLE
 from tests.conftest import Project, utc
@@ -651,16 +651,14 @@ def test_an_infinite_start_time_is_quarantined(project: Project, backend: str) -
         ("free", "2024-01-01 00:00:00+00", None)
     ]
     reasons = project.query("SELECT DISTINCT reason FROM quarantine")
-    # PostgreSQL's infinities are caught as they are read, DuckDB's as rows are modeled.
-    if backend == "postgres":
-        assert reasons == [("infinite or out-of-range time in column start_timestamp",)]
-    else:
-        assert reasons == [("infinite or out-of-range start time",)]
+    assert reasons == [("infinite or out-of-range start time",)]
 
 
 @pytest.mark.backends("postgres")
-def test_infinite_times_in_properties_and_tie_breakers_are_quarantined(project: Project) -> None:
-    """The driver turns `infinity` into a time 290,000 years BC; stored as a property it
+def test_infinite_times_are_kept_as_infinities_and_ones_past_reach_are_quarantined(
+    project: Project,
+) -> None:
+    """The driver turns `infinity` into a time 290,000 years BC: stored as a property it
     would be silently wrong, and as a tie-breaker it would pick the other row."""
     project.database_sql(
         "CREATE TABLE subscriptions (user_id integer, start_timestamp timestamptz, "
@@ -672,8 +670,10 @@ def test_infinite_times_in_properties_and_tie_breakers_are_quarantined(project: 
         "(2, '2024-01-01 00:00+00', 'infinity', NULL, NULL, '2024-01-02 00:00+00', 'a'), "
         "(3, '2024-01-01 00:00+00', NULL, '-infinity', NULL, '2024-01-02 00:00+00', 'b'), "
         "(4, '2024-01-01 00:00+00', NULL, NULL, '{2024-01-01, infinity}', NULL, 'c'), "
-        "(5, '2024-01-01 00:00+00', NULL, NULL, NULL, 'infinity', 'd'), "
-        "(6, '2024-01-01 00:00+00', '294250-01-01 00:00+00', NULL, NULL, NULL, 'e')",
+        "(5, '2024-01-01 00:00+00', '294250-01-01 00:00+00', NULL, NULL, NULL, 'e'), "
+        # A tie the infinite updated_at wins, as it does in PostgreSQL.
+        "(6, '2024-01-01 00:00+00', NULL, NULL, NULL, 'infinity', 'winner'), "
+        "(6, '2024-01-01 00:00+00', NULL, NULL, NULL, '2024-05-01 00:00+00', 'loser')",
     )
     project.configure(
         "subscriptions",
@@ -684,25 +684,29 @@ def test_infinite_times_in_properties_and_tie_breakers_are_quarantined(project: 
     )
     record = project.sync("subscriptions")
 
-    assert (record.inserted, record.quarantined) == (1, 5)
-    assert project.query("SELECT user_id, expires_at, valid_to, notices FROM subscriptions") == [
-        ("1", utc("2025-01-01T00:00:00Z"), dt.date(2025, 1, 1), [dt.datetime(2024, 6, 1)])
+    # Four intervals (6's loser is kept only as a hidden event), two rows quarantined.
+    assert (record.inserted, record.quarantined, record.conflicts) == (4, 2, 1)
+    assert project.query(
+        "SELECT user_id, expires_at::VARCHAR, valid_to::VARCHAR, notices, plan "
+        "FROM subscriptions ORDER BY user_id"
+    ) == [
+        ("1", "2025-01-01 00:00:00+00", "2025-01-01", [dt.datetime(2024, 6, 1)], "pro"),
+        ("2", "infinity", None, None, "a"),
+        ("3", None, "-infinity", None, "b"),
+        ("6", None, None, None, "winner"),
     ]
     assert project.query("SELECT reason FROM quarantine ORDER BY row_data->>'user_id'") == [
-        ("infinite or out-of-range time in column expires_at",),
-        ("infinite or out-of-range time in column valid_to",),
-        ("infinite or out-of-range time in column notices",),
-        ("infinite or out-of-range time in column updated_at",),
-        ("infinite or out-of-range time in column expires_at",),
+        ("infinite time in array column notices",),
+        ("out-of-range time in column expires_at",),
     ]
 
 
-def test_times_the_driver_wrapped_around_are_marked_and_an_earlier_reason_stands() -> None:
-    # As the driver hands them over: PostgreSQL's timestamptz infinity, and its date
-    # -infinity, wrapped around to before 4713 BC; 2024-01-01 is read right.
-    wrapped_instant, wrapped_day = -9_222_425_352_054_775_809, -2_147_472_691
-    instants = pa.array([wrapped_instant, 1_704_067_200_000_000, None], pa.int64())
-    days = pa.array([19_723, wrapped_day, wrapped_day], pa.int32())
+def test_wrapped_times_are_unwrapped_or_marked_and_an_earlier_reason_stands() -> None:
+    # As the driver hands them over: PostgreSQL's timestamptz infinity and a time in year
+    # 294,250, both wrapped around to before 4713 BC; its date -infinity; 2024-01-01.
+    wrapped_infinity, wrapped_late = -9_222_425_352_054_775_809, -9_223_278_134_509_551_616
+    instants = pa.array([wrapped_infinity, 1_704_067_200_000_000, wrapped_late], pa.int64())
+    days = pa.array([19_723, -2_147_472_691, None], pa.int32())
     batch = pa.RecordBatch.from_arrays(
         [
             instants.cast(pa.timestamp("us", tz="UTC")),
@@ -712,12 +716,21 @@ def test_times_the_driver_wrapped_around_are_marked_and_an_earlier_reason_stands
         names=["t", "d", UNREADABLE],
     )
 
-    marked = with_misread_times_marked(batch, ["t", "d"])
+    unwrapped = with_times_unwrapped(batch, ["t", "d"])
 
-    assert marked.column(UNREADABLE).to_pylist() == [
-        "infinite or out-of-range time in column t",
-        "infinite or out-of-range time in column d",
-        "NaN in numeric column p",
+    # DuckDB's infinities are the greatest integers of each width, and their negations.
+    assert unwrapped.column("t").view(pa.int64()).to_pylist() == [
+        2**63 - 1,
+        1_704_067_200_000_000,
+        wrapped_late,
+    ]
+    assert unwrapped.column("d").view(pa.int32()).to_pylist() == [19_723, -(2**31 - 1), None]
+    assert unwrapped.column(UNREADABLE).to_pylist() == [None, None, "NaN in numeric column p"]
+    only_late = with_times_unwrapped(batch.drop_columns([UNREADABLE]), ["t", "d"])
+    assert only_late.column(UNREADABLE).to_pylist() == [
+        None,
+        None,
+        "out-of-range time in column t",
     ]
 
 

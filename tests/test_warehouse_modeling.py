@@ -170,26 +170,51 @@ def test_model_leaves_out_rows_starting_at_an_infinity_as_the_store_does(
     project = Project(root=tmp_path, backend="postgres", postgres=postgres_schema)
     project.database_sql(
         "CREATE TABLE company_plan_history (company_id text, start_timestamp timestamptz, "
-        "plan text)",
-        "INSERT INTO company_plan_history VALUES ('c1', '-infinity', 'legacy'), "
-        "('c1', '2024-01-01 00:00+00', 'free'), ('c1', 'infinity', 'never'), "
-        "('c2', '10000-01-01 00:00+00', 'future'), ('c2', '2024-01-01 00:00+00', 'free')",
+        "plan text, renews_at timestamptz)",
+        "INSERT INTO company_plan_history VALUES ('c1', '-infinity', 'legacy', NULL), "
+        "('c1', '2024-01-01 00:00+00', 'free', 'infinity'), ('c1', 'infinity', 'never', NULL), "
+        "('c2', '10000-01-01 00:00+00', 'future', NULL), "
+        "('c2', '2024-01-01 00:00+00', 'free', '2025-01-01 00:00+00')",
     )
     configure_company_history(project)
     project.cli("model", "--table", HISTORY, "--engine", "postgres", "--execute")
 
+    # A property that is infinite is kept as the infinity, in both.
     modeled = postgres_schema.execute(
         "SELECT company_id, to_char(start_time AT TIME ZONE 'UTC', 'YYYY-MM-DD'), end_time, "
-        "plan FROM company_plan_history_intervals ORDER BY 1"
+        "plan, CASE WHEN isfinite(renews_at) THEN 'finite' ELSE renews_at::text END "
+        "FROM company_plan_history_intervals ORDER BY 1"
     )
-    expected = [("c1", "2024-01-01", None, "free"), ("c2", "2024-01-01", None, "free")]
+    expected = [
+        ("c1", "2024-01-01", None, "free", "infinity"),
+        ("c2", "2024-01-01", None, "free", "finite"),
+    ]
     assert modeled == expected
     project.sync(HISTORY)
     stored = project.query(
-        "SELECT company_id, strftime(start_time, '%Y-%m-%d'), end_time, plan "
+        "SELECT company_id, strftime(start_time, '%Y-%m-%d'), end_time, plan, "
+        "CASE WHEN isfinite(renews_at) THEN 'finite' ELSE renews_at::VARCHAR END "
         "FROM company_plan_history ORDER BY 1"
     )
     assert stored == expected
+
+
+def test_model_over_an_epoch_start_column_compares_it_as_stored(
+    tmp_path: Path, postgres_schema: PostgresSchema
+) -> None:
+    # Epoch seconds: the view orders them as numbers (no time range applies to them).
+    project = Project(root=tmp_path, backend="postgres", postgres=postgres_schema)
+    project.database_sql(
+        "CREATE TABLE company_plan_history (company_id text, start_timestamp bigint, plan text)",
+        "INSERT INTO company_plan_history VALUES ('c1', 1704067200, 'free'), "
+        "('c1', 1706745600, 'pro')",
+    )
+    configure_company_history(project, time_unit="s")
+    project.cli("model", "--table", HISTORY, "--engine", "postgres", "--execute")
+
+    assert postgres_schema.execute(
+        "SELECT plan, start_time, end_time FROM company_plan_history_intervals ORDER BY 2"
+    ) == [("free", 1704067200, 1706745600), ("pro", 1706745600, None)]
 
 
 # --- Spark ---------------------------------------------------------------------------------

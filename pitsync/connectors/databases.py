@@ -18,9 +18,10 @@ for the source to compare; a `uuid[]` is read as an array of that text. `money` 
 are refused (the driver hands over numbers that do not mean the value), and so is any
 other type the driver cannot express in Arrow, naming the column; arrays of such types
 are refused the same way. A row holding a multi-dimensional array (which the driver
-would hand over flattened), a NaN in a numeric(p, s), or an infinite time (which the
-driver would hand over as one some 290,000 years BC) is quarantined. Ids and group keys
-of type numeric or char(n) are read as the text PostgreSQL prints for them.
+would hand over flattened), a NaN in a numeric(p, s), or a time the driver cannot hand
+over (an infinity inside an array, a year past 294,246) is quarantined; a single time
+`infinity` or `-infinity` becomes DuckDB's. Ids and group keys of type numeric or
+char(n) are read as the text PostgreSQL prints for them.
 """
 
 from __future__ import annotations
@@ -176,14 +177,14 @@ class DatabaseSource:
     def converted(
         self, batches: pa.RecordBatchReader, target: pa.Schema, table: str, times: list[str]
     ) -> Iterator[pa.RecordBatch]:
-        """Each batch cast to the mapped types, its misread `times` marked unreadable; a
-        driver failure mid-stream names the table."""
+        """Each batch cast to the mapped types, its `times` unwrapped; a driver failure
+        mid-stream names the table."""
         try:
             for batch in batches:
                 if SAMPLE_MARK in batch.schema.names:
                     batch = without_type_sample(batch)
                 if times:
-                    batch = with_misread_times_marked(batch, times)
+                    batch = with_times_unwrapped(batch, times)
                 yield conform(batch, target)
         except Exception as error:
             raise self.read_failure(table, error) from None
@@ -419,30 +420,75 @@ def numeric_type(metadata: dict[bytes, bytes]) -> pa.DataType:
     return pa.decimal128(precision, scale)
 
 
-# PostgreSQL's earliest time, 4713 BC, counted from 1970: in microseconds, and in days.
-EARLIEST_MICROSECOND = -210_866_803_200_000_000
-EARLIEST_DAY = -2_440_588
-
-
-def with_misread_times_marked(batch: pa.RecordBatch, times: list[str]) -> pa.RecordBatch:
-    """The batch with an `UNREADABLE` reason for each row whose time the driver misread.
+@dataclass(frozen=True)
+class TimeCodes:
+    """How one Arrow time type's integers stand for PostgreSQL's and DuckDB's limits.
 
     The driver moves PostgreSQL's times from its epoch (2000) to Arrow's (1970) without
-    an overflow check: `infinity`, `-infinity` and the last years PostgreSQL can hold wrap
-    around to before PostgreSQL's earliest time, where no true value lies. Checking that
-    here, on whole columns, costs PostgreSQL nothing. A reason PostgreSQL gave stands.
+    an overflow check, so `infinity`, `-infinity` and the last years PostgreSQL can hold
+    wrap around to before PostgreSQL's earliest time (4713 BC), where no true value lies.
+    """
+
+    storage: pa.DataType
+    earliest: int  # PostgreSQL's earliest time
+    wrapped_infinity: int
+    wrapped_minus_infinity: int
+    infinity: int  # DuckDB's infinity; its -infinity is the negation
+
+
+INT64_MIN, INT32_MIN = -(2**63), -(2**31)
+TIME_CODES = {
+    "us": TimeCodes(
+        pa.int64(),
+        earliest=-210_866_803_200_000_000,
+        wrapped_infinity=INT64_MIN + 946_684_799_999_999,
+        wrapped_minus_infinity=INT64_MIN + 946_684_800_000_000,
+        infinity=2**63 - 1,
+    ),
+    "day": TimeCodes(
+        pa.int32(),
+        earliest=-2_440_588,
+        wrapped_infinity=INT32_MIN + 10_956,
+        wrapped_minus_infinity=INT32_MIN + 10_957,
+        infinity=2**31 - 1,
+    ),
+}
+
+
+def with_times_unwrapped(batch: pa.RecordBatch, times: list[str]) -> pa.RecordBatch:
+    """The batch with PostgreSQL's infinities as DuckDB's, and an `UNREADABLE` reason for
+    a row holding any other time the driver wrapped around (years past 294,246).
+
+    `valid_until = 'infinity'` is a plain PostgreSQL way to say "no end"; it is kept as
+    an infinity, which sorts and compares in DuckDB as it does in PostgreSQL. A reason
+    PostgreSQL gave (see `unreadable_column`) stands.
     """
     found = pa.nulls(len(batch), pa.string())
     for name in reversed(times):  # the first column's reason is the one kept
         column = batch.column(name)
-        if pa.types.is_timestamp(column.type) and column.type.unit == "us":
-            misread = pc.less(column.view(pa.int64()), EARLIEST_MICROSECOND)
-        elif pa.types.is_date32(column.type):
-            misread = pc.less(column.view(pa.int32()), EARLIEST_DAY)
-        else:
+        unit = "day" if pa.types.is_date32(column.type) else getattr(column.type, "unit", None)
+        codes = TIME_CODES.get(unit or "")
+        if codes is None:
             continue
-        reason = pa.scalar(f"infinite or out-of-range time in column {name}")
-        found = pc.if_else(pc.fill_null(misread, False), reason, found)  # NULL is no time
+        values = column.view(codes.storage)
+        infinite = pc.equal(values, codes.wrapped_infinity)
+        minus_infinite = pc.equal(values, codes.wrapped_minus_infinity)
+        unwrapped = pc.if_else(
+            infinite,
+            pa.scalar(codes.infinity, codes.storage),
+            pc.if_else(minus_infinite, pa.scalar(-codes.infinity, codes.storage), values),
+        )
+        batch = batch.set_column(
+            batch.schema.get_field_index(name),
+            batch.schema.field(name),
+            unwrapped.view(column.type),
+        )
+        wrapped = pc.and_(
+            pc.less(values, codes.earliest), pc.invert(pc.or_(infinite, minus_infinite))
+        )
+        wrapped = pc.fill_null(wrapped, False)  # NULL is no time
+        reason = pa.scalar(f"out-of-range time in column {name}")
+        found = pc.if_else(wrapped, reason, found)
     if UNREADABLE not in batch.schema.names:
         return batch.append_column(UNREADABLE, found)
     index = batch.schema.get_field_index(UNREADABLE)

@@ -21,7 +21,14 @@ from pitsync.config import Config, TableConfig
 from pitsync.connectors.sources import file_pattern, open_source
 from pitsync.errors import ConfigError, SourceError, first_line
 from pitsync.modeling.intervals import plan_history
-from pitsync.modeling.portable import ModelSql, enriched_query, intervals_query, render, view
+from pitsync.modeling.portable import (
+    UNBOUNDED_TIME_ENGINES,
+    ModelSql,
+    enriched_query,
+    intervals_query,
+    render,
+    view,
+)
 
 log = logging.getLogger(__name__)
 
@@ -62,8 +69,14 @@ def plan_model_sql(
     text = {name for name in ordered if is_plain_text(schema.field(name))}
 
     intervals_name = view_name(config, history, f"{history.name}_intervals")
+    start_type = schema.field(history.time_source_column).type
+    holds_times = pa.types.is_timestamp(start_type) or pa.types.is_date(start_type)
     query = intervals_query(
-        history, properties, source_table(config, history), text_properties=text, engine=engine
+        history,
+        properties,
+        source_table(config, history),
+        text_properties=text,
+        bounded_start=holds_times and engine in UNBOUNDED_TIME_ENGINES,
     )
     statements = [view(intervals_name, query, engine=engine)]
     names = [intervals_name.name]

@@ -90,7 +90,7 @@ def unreadable_column(
         reason = exp.Literal.string(f"NaN in numeric column {name}")
         case = case.when(exp.EQ(this=column, expression=not_a_number), reason)
     for name, postgres_type in time_arrays.items():
-        reason = exp.Literal.string(f"infinite or out-of-range time in column {name}")
+        reason = exp.Literal.string(f"infinite time in array column {name}")
         case = case.when(unreadable_time(name, postgres_type), reason)
     return exp.alias_(case, UNREADABLE, quoted=True)
 

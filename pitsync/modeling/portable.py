@@ -26,7 +26,7 @@ ENGINES = ("duckdb", "postgres", "spark", "snowflake", "bigquery")
 
 # Engines whose times reach past years 1 to 9999 (infinities, and later years). A row
 # starting there names no moment: the store quarantines it (rule 8), and the view here
-# leaves it out. The other engines' times stop at those years.
+# leaves it out, when the start column holds times. The other engines' times stop there.
 UNBOUNDED_TIME_ENGINES = {"duckdb", "postgres"}
 FIRST_MOMENT, LAST_MOMENT = "0001-01-01 00:00:00", "9999-12-31 23:59:59.999999"
 
@@ -57,9 +57,13 @@ def intervals_query(
     source: exp.Table,
     *,
     text_properties: set[str],
-    engine: str,
+    bounded_start: bool,
 ) -> exp.Select:
-    """SELECT id, start_time, end_time, properties... of the non-empty intervals."""
+    """SELECT id, start_time, end_time, properties... of the non-empty intervals.
+
+    With `bounded_start`, rows starting outside years 1 to 9999 are left out (see
+    `UNBOUNDED_TIME_ENGINES`).
+    """
     entity, start = (
         identifier_column(history.id_column),
         identifier_column(history.start_time or ""),
@@ -85,7 +89,7 @@ def intervals_query(
         .where(exp.and_(entity.copy().is_(exp.null()).not_(), start.copy().is_(exp.null()).not_()))
         .where(exp.NEQ(this=as_text.copy(), expression=exp.Literal.string("")))
     )
-    if engine in UNBOUNDED_TIME_ENGINES:
+    if bounded_start:
         ranked = ranked.where(within_moments(start.copy()))
     end, begin = identifier_column(END_TIME), identifier_column(START_TIME)
     holds_a_moment = exp.or_(end.is_(exp.null()), exp.GT(this=end.copy(), expression=begin))
