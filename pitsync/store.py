@@ -89,6 +89,8 @@ CREATE TABLE IF NOT EXISTS {CATALOG} (
     stored_as VARCHAR NOT NULL,
     properties VARCHAR[] NOT NULL
 );
+-- How a history table's start times were read: a change there moves every key.
+ALTER TABLE {CATALOG} ADD COLUMN IF NOT EXISTS keyed_by VARCHAR;
 CREATE TABLE IF NOT EXISTS {PROFILES} (
     group_key VARCHAR NOT NULL,
     profile_id VARCHAR NOT NULL,

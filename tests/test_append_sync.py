@@ -961,3 +961,145 @@ def test_an_insert_id_that_turns_to_text_keeps_its_events(project: Project) -> N
         ("1", "signup"),
         ("a-2", "click"),
     ]
+
+
+@pytest.mark.backends("duckdb")
+def test_an_insert_id_that_turns_from_text_to_integers_keeps_its_events(project: Project) -> None:
+    project.source_sql(
+        "CREATE TABLE events (iid VARCHAR, event VARCHAR, distinct_id VARCHAR, "
+        "time TIMESTAMPTZ, loaded_at TIMESTAMPTZ)",
+        "INSERT INTO events VALUES ('1', 'signup', 'u1', '2024-01-01 10:00+00', "
+        "'2024-06-01 00:00+00')",
+    )
+    project.configure("events", kind="events", mode="append", cursor="loaded_at", insert_id="iid")
+    project.sync("events")
+
+    # "1" read again as the integer 1 is the same event (rule 7); 2 is new.
+    project.source_sql(
+        "ALTER TABLE events ALTER COLUMN iid TYPE INTEGER",
+        "INSERT INTO events VALUES (2, 'click', 'u1', '2024-01-02 00:00+00', "
+        "'2024-06-02 00:00+00')",
+    )
+    record = project.sync("events")
+
+    assert (record.rows_read, record.inserted, record.updated) == (2, 1, 0)
+    assert project.query("SELECT iid, event FROM events ORDER BY 1") == [
+        ("1", "signup"),
+        ("2", "click"),
+    ]
+
+
+@pytest.mark.backends("postgres")
+def test_numeric_insert_ids_past_two_to_the_53_stay_apart(project: Project) -> None:
+    # As doubles, 2^53 and 2^53 + 1 would be one id, and one event would replace the other.
+    project.database_sql(
+        "CREATE TABLE events (iid numeric, event text, distinct_id text, "
+        "time timestamptz, loaded_at timestamptz)",
+        "INSERT INTO events VALUES (9007199254740992, 'signup', 'u1', "
+        "'2024-01-01 10:00+00', '2024-06-01 00:00+00')",
+    )
+    project.configure("events", kind="events", mode="append", cursor="loaded_at", insert_id="iid")
+    project.sync("events")
+
+    project.database_sql(
+        "INSERT INTO events VALUES (9007199254740993, 'buy', 'u2', '2024-01-02 10:00+00', "
+        "'2024-06-02 00:00+00')"
+    )
+    record = project.sync("events")
+
+    assert (record.inserted, record.updated) == (1, 0)
+    assert project.query("SELECT iid, event FROM events ORDER BY 1") == [
+        ("9007199254740992", "signup"),
+        ("9007199254740993", "buy"),
+    ]
+
+
+@pytest.mark.backends("duckdb")
+def test_events_without_insert_id_know_a_property_spelled_in_another_case(
+    project: Project,
+) -> None:
+    # sku is part of what tells events apart; spelled SKU it is the same property.
+    project.source_sql(
+        "CREATE TABLE events (event VARCHAR, distinct_id VARCHAR, time TIMESTAMPTZ, "
+        "sku VARCHAR, loaded_at TIMESTAMPTZ)",
+        "INSERT INTO events VALUES ('buy', 'u1', '2024-01-01 10:00+00', 'apple', "
+        "'2024-06-01 00:00+00')",
+    )
+    project.configure("events", kind="events", mode="append", cursor="loaded_at")
+    project.sync("events")
+
+    project.source_sql(
+        'ALTER TABLE events RENAME COLUMN sku TO "SKU"',
+        "INSERT INTO events VALUES ('buy', 'u1', '2024-01-01 10:00+00', 'pear', "
+        "'2024-06-02 00:00+00')",
+    )
+    record = project.sync("events")
+
+    # The apple at the watermark is read again unchanged; the pear is another event.
+    assert (record.rows_read, record.inserted, record.updated) == (2, 1, 0)
+    assert project.query('SELECT "SKU" FROM events ORDER BY 1') == [("apple",), ("pear",)]
+
+
+@pytest.mark.backends("duckdb")
+@pytest.mark.parametrize(
+    ("new_type", "late_row"),
+    [
+        # 10:00 on 1 June cut to its date is below the watermark, 12:00 on 1 June.
+        ("DATE", "2024-06-01"),
+        # Naive 12:00 in Tokyo was 03:00 UTC; 05:00 UTC is later, though below 12:00.
+        ("TIMESTAMPTZ", "2024-06-01 05:00+00"),
+    ],
+)
+def test_a_cursor_that_turns_to_another_time_type_reads_every_row(
+    project: Project, new_type: str, late_row: str
+) -> None:
+    project.source_sql(
+        "CREATE TABLE plans (company_id VARCHAR, valid_from TIMESTAMPTZ, plan VARCHAR, "
+        "loaded_at TIMESTAMP)",
+        "INSERT INTO plans VALUES ('c1', '2024-01-01 00:00+00', 'free', '2024-06-01 12:00')",
+    )
+    settings = {"mode": "append", "cursor": "loaded_at", "timezone": "Asia/Tokyo"}
+    configure_companies(project, "plans", "valid_from", **settings)
+    project.sync("plans")
+
+    project.source_sql(f"ALTER TABLE plans ALTER COLUMN loaded_at TYPE {new_type}")
+    insert_rows(project, "plans", [("c2", "2024-01-01 00:00+00", "pro", late_row)])
+    record = project.sync("plans")
+
+    assert (record.rows_read, record.inserted) == (2, 1)
+    assert project.query("SELECT company_id FROM plans ORDER BY 1") == [("c1",), ("c2",)]
+
+
+@pytest.mark.backends("duckdb")
+@pytest.mark.parametrize(
+    "changed", [{"timezone": "America/New_York"}, {"start_time": "moved_from"}]
+)
+def test_an_append_table_whose_starts_are_read_anew_is_refused(
+    project: Project, changed: dict[str, str]
+) -> None:
+    # Naive starts read in UTC; read in New York, or from another column, every key moves,
+    # and an append run, which never deletes, would keep each row twice.
+    project.source_sql(
+        "CREATE TABLE plans (company_id VARCHAR, valid_from TIMESTAMP, moved_from TIMESTAMP, "
+        "plan VARCHAR, loaded_at TIMESTAMPTZ)",
+        "INSERT INTO plans VALUES ('c1', '2024-02-01 00:00', '2024-03-01 00:00', 'pro', "
+        "'2024-06-01 00:00+00')",
+    )
+    configure_companies(project, "plans", "valid_from", mode="append", cursor="loaded_at")
+    project.sync("plans")
+    before = project.query("SELECT * FROM plans")
+
+    settings = {"mode": "append", "cursor": "loaded_at", **changed}
+    start = settings.pop("start_time", "valid_from")
+    configure_companies(project, "plans", start, **settings)
+    with pytest.raises(ConfigError, match="start times are read differently now"):
+        project.sync("plans")
+    assert project.query("SELECT * FROM plans") == before
+
+    # A mirror run stores every row at its new start; append runs go on from there.
+    mirror = {key: value for key, value in settings.items() if key != "cursor"}
+    configure_companies(project, "plans", start, **{**mirror, "mode": "mirror"})
+    project.sync("plans")
+    configure_companies(project, "plans", start, **settings)
+    assert project.sync("plans").inserted == 0
+    assert len(project.query("SELECT * FROM plans")) == 1

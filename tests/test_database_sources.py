@@ -384,6 +384,27 @@ def test_sqlite_columns_declared_json_or_uuid_are_read_as_text(project: Project)
 
 
 @pytest.mark.backends("sqlite")
+def test_sqlite_numeric_ids_are_the_text_sqlite_prints(project: Project) -> None:
+    # A NUMERIC column keeps whole numbers as integers: as doubles, 123 would be "123.0"
+    # and 2^53 and 2^53 + 1 one id.
+    project.database_sql(
+        "CREATE TABLE account_history (account_id NUMERIC, start_timestamp TEXT, plan TEXT)",
+        "INSERT INTO account_history VALUES (123, '2024-01-01 00:00:00', 'free'), "
+        "(9007199254740992, '2024-01-01 00:00:00', 'pro'), "
+        "(9007199254740993, '2024-01-01 00:00:00', 'team')",
+    )
+    configure_accounts(project)
+    record = project.sync("account_history")
+
+    assert (record.inserted, record.conflicts) == (3, 0)
+    assert project.query("SELECT account_id, plan FROM account_history ORDER BY plan") == [
+        ("123", "free"),
+        ("9007199254740992", "pro"),
+        ("9007199254740993", "team"),
+    ]
+
+
+@pytest.mark.backends("sqlite")
 def test_sqlite_epochs_in_a_timestamp_column_are_read_by_time_unit(project: Project) -> None:
     # SQLite declares the column TIMESTAMP (read as text) but keeps epoch seconds in it.
     project.database_sql(

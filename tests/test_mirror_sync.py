@@ -6,6 +6,7 @@ out by hand from the rows the test writes.
 
 from __future__ import annotations
 
+import json
 import logging
 
 import pytest
@@ -173,6 +174,60 @@ def test_a_column_spelled_in_another_case_is_the_same_property(project: Project)
         "code",
         "seats",
     ]
+
+
+@pytest.mark.backends("duckdb")
+def test_an_id_column_spelled_in_another_case_is_the_same_column(project: Project) -> None:
+    seeded(project)
+    project.sync("plans")
+
+    project.source_sql('ALTER TABLE plans RENAME COLUMN company_id TO "Company_Id"')
+    project.configure(
+        "plans",
+        kind="group_history",
+        id_column="Company_Id",
+        group_key="company_id",
+        start_time="valid_from",
+        mode="mirror",
+    )
+    assert changes(project.sync("plans")) == (0, 0, 0, 0)
+    assert project.query('SELECT "Company_Id", plan FROM plans WHERE seats = 2') == [("a", "pro")]
+
+
+@pytest.mark.backends("duckdb")
+def test_another_id_column_is_refused_until_the_table_is_stored_anew(project: Project) -> None:
+    seeded(project)
+    project.source_sql("ALTER TABLE plans ADD COLUMN account_id VARCHAR DEFAULT 'x'")
+    project.sync("plans")
+
+    project.configure(
+        "plans",
+        kind="group_history",
+        id_column="account_id",
+        group_key="company_id",
+        start_time="valid_from",
+        mode="mirror",
+    )
+    with pytest.raises(ConfigError, match="stored by id column `company_id`"):
+        project.sync("plans")
+
+
+@pytest.mark.backends("duckdb")
+def test_a_tie_loser_takes_a_property_spelled_anew_as_a_full_sync_does(project: Project) -> None:
+    # c has two rows at one start: team wins (the greater plan), free is a hidden event.
+    seeded(project)
+    insert(project, [("c", "team", "x", 1, "2024-01-01 00:00+00")])
+    project.sync("plans")
+
+    project.source_sql('ALTER TABLE plans RENAME COLUMN plan TO "PLAN"')
+    project.sync("plans")
+
+    losers = project.query(
+        "SELECT properties FROM all_events WHERE event = 'plans' AND distinct_id = 'c' "
+        "AND properties->>'PLAN' = 'free'"
+    )
+    assert len(losers) == 1
+    assert "plan" not in json.loads(losers[0][0])
 
 
 def test_a_dropped_column_keeps_its_values_and_new_rows_leave_it_undefined(

@@ -116,7 +116,7 @@ class DatabaseSource:
         """The mapped columns; ids and group keys of some PostgreSQL types become text."""
         try:
             if self.config.type == "sqlite":
-                raw = sqlite_declared_schema(self.connection, table)
+                raw = sqlite_declared_schema(self.connection, table, text_columns)
             else:
                 with self.connection.cursor() as cursor:
                     # The schema of the query, not of the table: only a result carries
@@ -274,18 +274,31 @@ SQLITE_AFFINITIES = (
 )
 
 
-def sqlite_declared_schema(connection: Any, table: str) -> pa.Schema:
+def sqlite_declared_schema(
+    connection: Any, table: str, text_columns: Sequence[str] = ()
+) -> pa.Schema:
     """The table's columns with the Arrow type of each declared type's affinity.
 
     The ADBC driver guesses result types from the first rows, so an empty table or a
     column that starts with NULLs would be guessed wrong; the declaration is the truth.
+    Ids and group keys (`text_columns`) of a declared NUMERIC, DECIMAL or REAL are read
+    as the text SQLite prints: a NUMERIC column keeps whole numbers as integers, which
+    as doubles would print 123 as 123.0 and merge ids past 2^53.
     """
     with connection.cursor() as cursor:
         cursor.execute("SELECT name, type FROM pragma_table_info(?)", parameters=[table])
         declared = cursor.fetchall()
     if not declared:
         raise LookupError(table)
-    return pa.schema([pa.field(name, sqlite_type(kind or "")) for name, kind in declared])
+    fields = [pa.field(name, sqlite_type(kind or "")) for name, kind in declared]
+    return pa.schema(
+        [
+            pa.field(field.name, pa.string())
+            if field.name in text_columns and pa.types.is_floating(field.type)
+            else field
+            for field in fields
+        ]
+    )
 
 
 def sqlite_type(declared: str) -> pa.DataType:

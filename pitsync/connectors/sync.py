@@ -187,7 +187,8 @@ def group_keys_of(config: Config) -> set[str]:
 
 
 def text_columns(table: TableConfig, group_keys: set[str]) -> list[str]:
-    """Columns whose written text is the value: ids, group keys, and a time not in epochs."""
+    """Columns whose written text is the value: ids, group keys, insert ids, and a time not
+    in epochs."""
     columns = [table.id_column]
     if table.is_profiles:
         return columns
@@ -195,7 +196,8 @@ def text_columns(table: TableConfig, group_keys: set[str]) -> list[str]:
     if table.time_unit is None and table.time_source_column != table.cursor:
         columns.append(table.time_source_column)
     if table.kind == "events":
-        columns.extend(sorted(group_keys - set(columns)))
+        ids = group_keys | ({table.insert_id} if table.insert_id else set())
+        columns.extend(sorted(ids - set(columns)))
     return columns
 
 
@@ -321,6 +323,7 @@ def finish(con: duckdb.DuckDBPyConnection, model: Model, record: RunRecord) -> N
             group_key=table.group_key,
             stored_as=f"main.{model.relation}" if table.is_history else model.relation,
             properties=model.properties,
+            keyed_by=table.moments_read_by if table.is_history else None,
         ),
     )
     refresh_views(con)

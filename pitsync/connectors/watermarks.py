@@ -93,9 +93,13 @@ def read_watermark(
 
 
 def cursor_kind(arrow_type: pa.DataType) -> str:
-    """Which values a source's cursor type holds: times, numbers, text, or another kind."""
-    if pa.types.is_timestamp(arrow_type) or pa.types.is_date(arrow_type):
-        return "time"
+    """Which values a source's cursor type holds: dates, naive or zoned times, numbers,
+    text, or another kind. Only a watermark of the same kind compares without a shift (a
+    naive time is read in the table's zone) or a loss (a time cut to its date)."""
+    if pa.types.is_date(arrow_type):
+        return "date"
+    if pa.types.is_timestamp(arrow_type):
+        return "zoned time" if arrow_type.tz else "naive time"
     if pa.types.is_integer(arrow_type) or pa.types.is_floating(arrow_type):
         return "number"
     if pa.types.is_decimal(arrow_type):
@@ -108,8 +112,12 @@ def cursor_kind(arrow_type: pa.DataType) -> str:
 def stored_kind(type_name: str) -> str:
     """The same, for the DuckDB type a watermark was stored with."""
     upper = type_name.upper()
-    if upper.startswith(TIME_TYPE_PREFIXES):
-        return "time"
+    if upper == "DATE":
+        return "date"
+    if upper.startswith("TIMESTAMP WITH TIME ZONE"):
+        return "zoned time"
+    if upper.startswith("TIMESTAMP"):
+        return "naive time"
     if upper in NUMBER_TYPES or upper.startswith("DECIMAL"):
         return "number"
     return "text" if upper == "VARCHAR" else type_name

@@ -52,6 +52,8 @@ class EventsModel:
     table: TableConfig
     source_columns: list[str]
     properties: list[str]
+    # Ids stored as their text (rule 7): the group keys, which join with the groups'
+    # ids, and the insert id.
     id_properties: list[str]
     time_sql: str
     # Without an insert id, the properties that tell events apart besides their name,
@@ -163,5 +165,5 @@ def plan_events(table: TableConfig, schema: pa.Schema, group_keys: set[str]) -> 
         time_unit=table.time_unit,
         where=f"table `{table.name}`: column `{table.time_column}` (time_column)",
     )
-    id_properties = [name for name in properties if name in group_keys]
+    id_properties = [name for name in properties if name in group_keys | {table.insert_id}]
     return EventsModel(table, names, properties, id_properties, time_sql)

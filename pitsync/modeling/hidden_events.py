@@ -38,6 +38,7 @@ class CatalogEntry:
     group_key: str | None
     stored_as: str
     properties: list[str]
+    keyed_by: str | None = None  # how a history's start times were read (moments_read_by)
 
     @property
     def is_history(self) -> bool:
@@ -51,7 +52,7 @@ class CatalogEntry:
 def record_in_catalog(con: duckdb.DuckDBPyConnection, entry: CatalogEntry) -> None:
     """Remember (or update) how a table is stored."""
     con.execute(
-        f"INSERT OR REPLACE INTO {CATALOG} VALUES (?, ?, ?, ?, ?, ?)",
+        f"INSERT OR REPLACE INTO {CATALOG} VALUES (?, ?, ?, ?, ?, ?, ?)",
         [
             entry.table_name,
             entry.kind,
@@ -59,6 +60,7 @@ def record_in_catalog(con: duckdb.DuckDBPyConnection, entry: CatalogEntry) -> No
             entry.group_key,
             entry.stored_as,
             entry.properties,
+            entry.keyed_by,
         ],
     )
 
@@ -66,8 +68,8 @@ def record_in_catalog(con: duckdb.DuckDBPyConnection, entry: CatalogEntry) -> No
 def read_catalog(con: duckdb.DuckDBPyConnection) -> list[CatalogEntry]:
     """Every synced table, in name order."""
     rows = con.execute(
-        f"SELECT table_name, kind, id_column, group_key, stored_as, properties FROM {CATALOG} "
-        "ORDER BY table_name"
+        f"SELECT table_name, kind, id_column, group_key, stored_as, properties, keyed_by "
+        f"FROM {CATALOG} ORDER BY table_name"
     ).fetchall()
     return [
         CatalogEntry(
@@ -77,6 +79,7 @@ def read_catalog(con: duckdb.DuckDBPyConnection) -> list[CatalogEntry]:
             group_key=row[3],
             stored_as=row[4],
             properties=list(row[5]),
+            keyed_by=row[6],
         )
         for row in rows
     ]

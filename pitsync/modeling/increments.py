@@ -41,6 +41,7 @@ from pitsync.modeling.intervals import (
     write_view,
 )
 from pitsync.modeling.schema_drift import (
+    check_keys_read_alike,
     column_types,
     meet_event_columns,
     meet_event_ids,
@@ -91,6 +92,7 @@ def apply_run(
         inserted, updated, stored_events = merge_events(con, model)
         return ModelCounts(rows_read, inserted, quarantined, 0, updated), stored_events
 
+    check_keys_read_alike(con, model)
     stored, columns = reconcile_columns(con, model)
     if model.table.mode == "mirror":
         # A view, not a copy: the whole table's good rows are read from the staged rows.
@@ -105,8 +107,9 @@ def apply_run(
     conflicts = remodel(con, model, stored, run_id, everything=columns.reordered)
     if columns.reordered:
         changes = replace(changes, updated=changes.updated + count_decided_again(con, model))
-    elif columns.added:
-        # The losers kept as hidden events hold every property, the new ones too.
+    elif columns.added or columns.renamed:
+        # The losers kept as hidden events hold every property, the new ones too, under
+        # the names the source spells them with now.
         write_superseded(con, stored, run_id)
     write_view(con, stored)
     counts = ModelCounts(
@@ -462,8 +465,12 @@ def event_identity(
     ).fetchall()
     # A store written before identities were kept: the stored columns stand in.
     recorded = found[0][0] if found else [*stored_types]
+    # Under the names the source spells them with now (names compare without case).
+    spelled = {name.lower(): name for name in model.properties}
     identity = tuple(
-        column for column in recorded if column in model.properties and column != cursor
+        spelled[column.lower()]
+        for column in recorded
+        if column.lower() in spelled and spelled[column.lower()] != cursor
     )
     con.execute(f"INSERT OR REPLACE INTO {EVENT_IDENTITY} VALUES (?, ?)", [name, list(identity)])
     return identity

@@ -16,6 +16,7 @@ import duckdb
 
 from pitsync.errors import ConfigError
 from pitsync.modeling.events import EventsModel
+from pitsync.modeling.hidden_events import read_catalog
 from pitsync.modeling.intervals import ENTITY, HistoryModel
 from pitsync.modeling.staging import STAGED
 from pitsync.quoting import quote_identifier
@@ -66,6 +67,7 @@ class ColumnChanges:
 
     added: list[str]
     reordered: bool  # the order that decides ties is not the one the stored rows had
+    renamed: bool = False  # a column is spelled anew (names compare without case)
 
 
 def reconcile_columns(
@@ -84,7 +86,7 @@ def reconcile_columns(
     """
     table = model.table
     intervals = f"intervals__{table.name}"
-    before = column_types(con, INTERNAL_SCHEMA, intervals)
+    before = respell_id_column(con, model, column_types(con, INTERNAL_SCHEMA, intervals))
     staged_types = column_types(con, "main", STAGED, temporary=True)
     reconcile_ids(con, model, before[table.id_column], staged_types[ENTITY])
     arriving = {name: staged_types[name] for name in model.kept}
@@ -107,7 +109,9 @@ def reconcile_columns(
     reordered = decided_by + added != stored.kept
     if reordered:
         log.info("table %s: the columns' order changed; every tie is decided again", table.name)
-    return stored, ColumnChanges(added, reordered)
+    folded = {name.lower() for name in before}
+    renamed = any(name not in before and name.lower() in folded for name in model.kept)
+    return stored, ColumnChanges(added, reordered, renamed)
 
 
 def retire_columns(
@@ -124,6 +128,52 @@ def retire_columns(
         log.info("table %s: column `%s` is no property now, and is dropped", model.table.name, name)
         con.execute(f"ALTER TABLE {model.stored} DROP COLUMN {quote_identifier(name)}")
     return retired
+
+
+def check_keys_read_alike(con: duckdb.DuckDBPyConnection, model: HistoryModel) -> None:
+    """Refuse a run whose keys the stored rows were not keyed by: another id column, or
+    (in append mode) start times read anew (`start_time`, `timezone` or `time_unit`
+    changed). An append run never deletes, so it would keep every row twice, once at its
+    old key; a mirror run compares every row, and moves the starts itself.
+    """
+    table = model.table
+    entry = next((e for e in read_catalog(con) if e.table_name == table.name), None)
+    if entry is None:
+        return
+    if entry.id_column.lower() != table.id_column.lower():
+        raise ConfigError(
+            f"table `{table.name}`: its rows are stored by id column `{entry.id_column}`, "
+            f"and `id_column` is `{table.id_column}` now; nothing was applied: sync once "
+            'with mode = "full" to store the table anew by its new ids',
+            key="id_column",
+            table=table.name,
+        )
+    if table.mode == "append" and entry.keyed_by not in (None, table.moments_read_by):
+        raise ConfigError(
+            f"table `{table.name}`: its start times are read differently now (`start_time`, "
+            "`timezone` or `time_unit` changed since the last run), which moves every row; "
+            "an append run would keep each row twice, at its old start and its new one. "
+            'Nothing was applied: sync once with mode = "mirror" (or "full") to store every '
+            "row at its new start, then go back to append; or undo the change",
+            key="start_time",
+            table=table.name,
+        )
+
+
+def respell_id_column(
+    con: duckdb.DuckDBPyConnection, model: HistoryModel, stored_types: dict[str, str]
+) -> dict[str, str]:
+    """The stored types, the id column renamed first if the source spells it anew."""
+    name = model.table.id_column
+    known = next((column for column in stored_types if column.lower() == name.lower()), name)
+    if known == name:
+        return stored_types
+    log.info("table %s: column `%s` is spelled `%s` now", model.table.name, known, name)
+    con.execute(
+        f"ALTER TABLE {model.stored} RENAME COLUMN {quote_identifier(known)} "
+        f"TO {quote_identifier(name)}"
+    )
+    return column_types(con, INTERNAL_SCHEMA, f"intervals__{model.table.name}")
 
 
 def reconcile_ids(
@@ -242,10 +292,9 @@ def meet_event_ids(
     integer 1 and the text "1" are one event. Returns whether a type was changed.
     """
     changed = False
-    ids = {*model.id_properties, model.table.insert_id}
     for name, new in arriving.items():
         old = stored_types.get(name)
-        if new == "VARCHAR" and old in INTEGER_WIDTHS and name in ids:
+        if new == "VARCHAR" and old in INTEGER_WIDTHS and name in model.id_properties:
             log.warning(
                 "table %s: column `%s` holds text now; its stored values are kept as text",
                 model.table.name,
