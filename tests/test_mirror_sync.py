@@ -176,20 +176,25 @@ def test_a_column_spelled_in_another_case_is_the_same_property(project: Project)
     ]
 
 
+def configure_ids(project: Project, id_column: str) -> None:
+    """The mirror table keyed by another id column."""
+    project.configure(
+        "plans",
+        kind="group_history",
+        id_column=id_column,
+        group_key="company_id",
+        start_time="valid_from",
+        mode="mirror",
+    )
+
+
 @pytest.mark.backends("duckdb")
 def test_an_id_column_spelled_in_another_case_is_the_same_column(project: Project) -> None:
     seeded(project)
     project.sync("plans")
 
     project.source_sql('ALTER TABLE plans RENAME COLUMN company_id TO "Company_Id"')
-    project.configure(
-        "plans",
-        kind="group_history",
-        id_column="Company_Id",
-        group_key="company_id",
-        start_time="valid_from",
-        mode="mirror",
-    )
+    configure_ids(project, "Company_Id")
     assert changes(project.sync("plans")) == (0, 0, 0, 0)
     assert project.query('SELECT "Company_Id", plan FROM plans WHERE seats = 2') == [("a", "pro")]
 
@@ -200,14 +205,7 @@ def test_another_id_column_is_refused_until_the_table_is_stored_anew(project: Pr
     project.source_sql("ALTER TABLE plans ADD COLUMN account_id VARCHAR DEFAULT 'x'")
     project.sync("plans")
 
-    project.configure(
-        "plans",
-        kind="group_history",
-        id_column="account_id",
-        group_key="company_id",
-        start_time="valid_from",
-        mode="mirror",
-    )
+    configure_ids(project, "account_id")
     with pytest.raises(ConfigError, match="stored by id column `company_id`"):
         project.sync("plans")
 
