@@ -22,6 +22,7 @@ from pitsync import __version__
 from pitsync.config import CONFIG_ENV, load_config
 from pitsync.connectors.csv_import import import_csv, preview_csv
 from pitsync.connectors.engines import execute_on_postgres, execute_on_spark, plan_model_sql
+from pitsync.connectors.interrupts import is_interrupt
 from pitsync.connectors.profile_updates import UpdateReport, apply_file, delete_profiles
 from pitsync.connectors.runs import RunRecord, read_runs
 from pitsync.connectors.schedule import Scheduler, scheduled_tables, sync_runner
@@ -275,7 +276,7 @@ def everywhere() -> argparse.ArgumentParser:
 
 def non_negative_seconds(text: str) -> float:
     seconds = float(text)
-    if seconds < 0:
+    if not seconds >= 0:  # also refuses NaN, which would wait forever
         raise argparse.ArgumentTypeError(f"--wait takes seconds, 0 or more, not {text}")
     return seconds
 
@@ -316,6 +317,15 @@ def add_entity_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def interrupted() -> int:
+    print(
+        "pitsync: interrupted; what was in progress was rolled back, and runs that "
+        "finished stay committed (see `pitsync runs`)",
+        file=sys.stderr,
+    )
+    return 130
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the console script."""
     args = build_parser().parse_args(argv)
@@ -329,8 +339,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"pitsync: error: {error}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
-        print("pitsync: interrupted; the run was rolled back", file=sys.stderr)
-        return 130
+        return interrupted()
+    except RuntimeError as error:  # DuckDB stops a query on Ctrl-C with its own error
+        if not is_interrupt(error):
+            raise
+        return interrupted()
     except BrokenPipeError:
         # The reader went away (`pitsync runs | head`): stop quietly, as a SIGPIPE would.
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())

@@ -25,6 +25,11 @@ import duckdb
 import pyarrow as pa
 
 from pitsync.config import Config, TableConfig
+from pitsync.connectors.interrupts import (
+    held_while_committing,
+    is_interrupt,
+    raise_held_interrupt,
+)
 from pitsync.connectors.progress import ReadProgress
 from pitsync.connectors.runs import RunRecord, next_run_id, utc_now, write_run
 from pitsync.connectors.sources import LowerBound, Source, open_source
@@ -89,9 +94,11 @@ def sync_tables(
         sources = open_sources(config, tables, stack)
         models = [plan_model(config, table, sources[table.source]) for table in tables]
         check_ownership_among(models)
-        return [
-            run_or_report(config, model, sources[model.table.source], options) for model in models
-        ]
+        outcomes = []
+        for model in models:
+            raise_held_interrupt()  # Ctrl-C while the last table committed: stop here
+            outcomes.append(run_or_report(config, model, sources[model.table.source], options))
+        return outcomes
 
 
 def run_or_report(config: Config, model: Model, source: Source, options: SyncOptions) -> RunOutcome:
@@ -145,7 +152,8 @@ def run_model(config: Config, model: Model, source: Source, options: SyncOptions
 
         return run_once(con, model, read, options, watermark)
     finally:
-        con.close()
+        with held_while_committing():  # closing writes the committed run into the file
+            con.close()
 
 
 def plan_model(config: Config, table: TableConfig, source: Source) -> Model:
@@ -253,6 +261,7 @@ def run_once(
     record = RunRecord(run_id=next_run_id(con), table_name=table.name, mode=table.mode)
     # Known before the run, so a failed run's record says where it started from too.
     record.watermark_before = watermark.value if watermark else None
+    ended = False  # committed, or rolled back as a dry run
     con.execute("BEGIN TRANSACTION")
     try:
         with ReadProgress(table.name, interactive=options.progress) as progress:
@@ -264,11 +273,19 @@ def run_once(
             after = advance_watermark(con, table, watermark)
             record.watermark_after = after.value if after else None
         finish(con, model, record)
-        con.execute("ROLLBACK" if options.dry_run else "COMMIT")
+        with held_while_committing():
+            con.execute("ROLLBACK" if options.dry_run else "COMMIT")
+            ended = True
         if options.dry_run:
             record.status = "dry run"
     except BaseException as error:
+        if ended:
+            raise  # an interrupt just after the run ended: the run stands as it is
         con.execute("ROLLBACK")
+        if is_interrupt(error):
+            if not options.dry_run:
+                record_failure(con, record, KeyboardInterrupt("interrupted"))
+            raise KeyboardInterrupt from None
         failure = as_run_error(table, error)
         if not options.dry_run:
             record_failure(con, record, failure or error)

@@ -1,0 +1,130 @@
+"""Ctrl-C during a sync: the run rolls back, in one line, or finishes if it was committing.
+
+A real `pitsync sync` is sent SIGINT at moments spread over its run. Whatever the moment,
+no traceback is printed, and what the command says matches the store: exit 130 and no
+committed run, or exit 0 and the committed run.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import duckdb
+import pyarrow as pa
+import pytest
+
+from pitsync.connectors.interrupts import (
+    HELD,
+    held_while_committing,
+    is_interrupt,
+    raise_held_interrupt,
+)
+from tests.conftest import Project, configure_company_history
+
+ROWS = 1_500_000
+
+
+def large_history(project: Project) -> None:
+    project.source_sql(
+        "CREATE TABLE company_plan_history AS SELECT 'c' || (range % 100000) AS company_id, "
+        "'plan' || (range % 7) AS plan, CAST(range % 50 AS INTEGER) AS seats, "
+        "TIMESTAMPTZ '2024-01-01 00:00:00+00' + to_minutes(range) AS start_timestamp, "
+        f"CAST(NULL AS TIMESTAMPTZ) AS updated_at FROM range({ROWS})"
+    )
+    configure_company_history(project)
+
+
+def interrupted_sync(project: Project, delay: float) -> subprocess.CompletedProcess[str]:
+    """`pitsync sync` sent SIGINT `delay` seconds after it created the store."""
+    command = [sys.executable, "-m", "pitsync.cli", "--config", str(project.config_path)]
+    process = subprocess.Popen(
+        [*command, "sync", "--all"], cwd=project.root, stderr=subprocess.PIPE, text=True
+    )
+    deadline = time.monotonic() + 30
+    while not project.store.exists() and time.monotonic() < deadline:
+        time.sleep(0.01)
+    time.sleep(delay)
+    process.send_signal(signal.SIGINT)
+    _, stderr = process.communicate(timeout=60)
+    return subprocess.CompletedProcess(process.args, process.returncode, "", stderr)
+
+
+def committed_rows(project: Project) -> int:
+    con = duckdb.connect(str(project.store), read_only=True)
+    try:
+        found = con.execute(
+            "SELECT count(*) FROM duckdb_tables() "
+            "WHERE table_name = 'intervals__company_plan_history'"
+        ).fetchone()
+        if not found or not found[0]:
+            return 0
+        return con.execute(
+            'SELECT count(*) FROM _pitsync."intervals__company_plan_history"'
+        ).fetchone()[0]
+    finally:
+        con.close()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("delay", [0.0, 0.2, 0.4])
+def test_ctrl_c_rolls_the_run_back_in_one_line_or_lets_a_commit_finish(
+    project: Project, delay: float
+) -> None:
+    large_history(project)
+
+    result = interrupted_sync(project, delay)
+
+    assert "Traceback" not in result.stderr
+    assert result.returncode in (0, 130), result.stderr
+    if result.returncode == 130:
+        assert "interrupted; what was in progress was rolled back" in result.stderr
+    # The run is whole or absent, as its record says: an interrupt while it committed
+    # (or after) lets it finish.
+    rows = committed_rows(project)
+    assert rows in (0, ROWS)
+    assert (rows == ROWS) == ("succeeded" in run_statuses(project))
+
+
+def run_statuses(project: Project) -> list[str]:
+    """The recorded runs' statuses; none if the interrupt came before the store was made."""
+    con = duckdb.connect(str(project.store), read_only=True)
+    try:
+        runs = "SELECT status FROM _pitsync.runs"
+        made = con.execute("SELECT count(*) FROM duckdb_tables() WHERE table_name = 'runs'")
+        return [row[0] for row in con.execute(runs).fetchall()] if made.fetchone()[0] else []
+    finally:
+        con.close()
+
+
+def test_duckdb_reports_of_ctrl_c_are_known_as_interrupts() -> None:
+    def stream():
+        yield pa.record_batch([pa.array([1])], names=["a"])
+        raise KeyboardInterrupt
+
+    con = duckdb.connect()
+    con.register(
+        "rows", pa.RecordBatchReader.from_batches(pa.schema([("a", pa.int64())]), stream())
+    )
+    with pytest.raises(duckdb.Error) as raised:
+        con.execute("CREATE TABLE t AS SELECT * FROM rows")
+
+    assert is_interrupt(raised.value)
+    assert is_interrupt(RuntimeError("Query interrupted"))
+    assert not is_interrupt(RuntimeError("Out of Memory Error"))
+
+
+def test_ctrl_c_while_committing_is_held_until_the_commit_is_done() -> None:
+    finished = []
+    with held_while_committing():
+        os.kill(os.getpid(), signal.SIGINT)
+        time.sleep(0.05)  # the signal is delivered here, and held
+        finished.append("commit")
+
+    assert finished == ["commit"] and HELD.is_set()
+    with pytest.raises(KeyboardInterrupt):
+        raise_held_interrupt()
+    assert not HELD.is_set()
