@@ -25,7 +25,12 @@ from pitsync.connectors.engines import execute_on_postgres, execute_on_spark, pl
 from pitsync.connectors.interrupts import is_interrupt
 from pitsync.connectors.profile_updates import UpdateReport, apply_file, delete_profiles
 from pitsync.connectors.runs import RunRecord, read_runs
-from pitsync.connectors.schedule import Scheduler, scheduled_tables, sync_runner
+from pitsync.connectors.schedule import (
+    Scheduler,
+    last_successful_runs,
+    scheduled_tables,
+    sync_runner,
+)
 from pitsync.connectors.sync import SyncOptions, sync_tables
 from pitsync.errors import PitsyncError, StoreError
 from pitsync.modeling.attribution import Entity, entity_tables, interval_at_sql, timeline_sql
@@ -363,7 +368,7 @@ def configure_logging(*, verbose: bool) -> None:
 def command_sync(args: argparse.Namespace) -> int:
     """Sync the chosen tables one after another; status 1 if any of them failed."""
     config = load_config(args.config)
-    names = list(config.tables) if args.all else args.table
+    names = list(config.tables) if args.all else list(dict.fromkeys(args.table))
     tables = [config.table(name) for name in names]
     options = SyncOptions(
         strict=args.strict, dry_run=args.dry_run, wait_seconds=args.wait, progress=None
@@ -585,7 +590,8 @@ def command_schedule(args: argparse.Namespace) -> int:
             'no table to schedule: set schedule = "0 * * * *" (or @hourly, @daily) in '
             f"[tables.{unscheduled[0] if unscheduled else 'NAME'}]"
         )
-    scheduler = Scheduler(tables, sync_runner(config, SyncOptions(wait_seconds=args.wait)))
+    runner = sync_runner(config, SyncOptions(wait_seconds=args.wait))
+    scheduler = Scheduler(tables, runner, last_successful_runs(config, args.wait))
     scheduler.stop_on_signals()
     scheduler.serve()
     return 0

@@ -204,3 +204,14 @@ def check_is_store(connection: duckdb.DuckDBPyConnection, path: Path) -> None:
             f"{path} is not a pitsync store (it has no {CATALOG} table); point [store] path "
             "at the store, or run `pitsync sync --all` to create one"
         )
+    # Every run, failed ones too, leaves the public views; only a first run that was
+    # killed leaves a store without them.
+    views = connection.execute(
+        "SELECT count(*) FROM duckdb_views() WHERE schema_name = 'main' AND view_name = 'runs'"
+    ).fetchone()
+    if not views or not views[0]:
+        connection.close()
+        raise StoreError(
+            f"the store {path} holds no finished run yet (the first sync was stopped before "
+            "it ended); run `pitsync sync --all`"
+        )

@@ -13,6 +13,7 @@ import time
 
 import duckdb
 
+from pitsync.store import open_for_writing
 from tests.conftest import Project, company_history, login_events
 
 ROWS = [("c1", "free", 1, "2024-01-01 00:00:00+00", None)]
@@ -91,3 +92,33 @@ def test_a_query_while_the_store_is_written_waits_and_never_sees_half_a_run(
         "query", "SELECT count(*) AS n FROM company_plan_history", "--format", "json"
     )
     assert '"n":1' in after.stdout.replace(" ", "")
+
+
+def test_a_wait_that_is_not_a_number_of_seconds_is_a_usage_error(project: Project) -> None:
+    # NaN compares false with everything: as a deadline it would wait forever.
+    synced(project)
+
+    result = project.cli("runs", "--wait", "nan", check=False)
+
+    assert result.returncode == 2
+    assert "--wait takes seconds, 0 or more, not nan" in result.stderr
+
+
+def test_a_store_whose_first_sync_was_stopped_says_so(project: Project) -> None:
+    # A first run killed after the store was made, before it committed: the store holds
+    # pitsync's own tables and no public relation.
+    company_history(project, ROWS)
+    open_for_writing(project.store).close()
+
+    result = project.cli("query", "SELECT * FROM runs", check=False)
+
+    assert result.returncode == 1
+    assert "holds no finished run yet" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_a_table_named_twice_is_synced_once(project: Project) -> None:
+    company_history(project, ROWS)
+
+    project.cli("sync", "--table", "company_plan_history", "--table", "company_plan_history")
+
+    assert project.query("SELECT count(*) FROM runs") == [(1,)]

@@ -236,6 +236,14 @@ def test_a_schedule_that_never_comes_is_refused(tmp_path: Path) -> None:
         load_config(path)
 
 
+def test_a_schedule_with_a_field_for_years_is_refused(tmp_path: Path) -> None:
+    # Five fields, or six with seconds: a seventh (years) is nothing pitsync promises.
+    path = config_with_setting(tmp_path, 'schedule = "0 * * * * 0 2030"')
+
+    with pytest.raises(ConfigError, match=in_order("`schedule`", "is not a cron expression")):
+        load_config(path)
+
+
 def test_append_mode_needs_a_cursor_and_a_lookback_is_a_duration(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match=in_order("`cursor` is required")):
         load_config(config_with_setting(tmp_path, 'mode = "append"'))

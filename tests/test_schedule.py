@@ -15,9 +15,10 @@ import sys
 import time
 
 from pitsync.config import TableConfig
-from pitsync.connectors.schedule import Scheduler
+from pitsync.connectors.schedule import Scheduler, last_successful_runs
 from pitsync.connectors.sync import RunOutcome
 from pitsync.errors import SourceError
+from pitsync.store import StoreInUse
 from tests.conftest import Project, company_history
 
 UTC = dt.UTC
@@ -52,7 +53,9 @@ def test_a_table_runs_when_due_and_once_after_missed_slots() -> None:
         ran.append((table.name, clock.now))
         return RunOutcome(table.name)
 
-    scheduler = Scheduler([hourly("plans")], run, clock=clock)
+    # The last run began after the 10:00 slot: the next slot, 11:00, is the first due.
+    last_runs = {"plans": dt.datetime(2024, 1, 1, 10, 0, 5, tzinfo=UTC)}
+    scheduler = Scheduler([hourly("plans")], run, last_runs, clock=clock)
     assert scheduler.due["plans"] == dt.datetime(2024, 1, 1, 11, tzinfo=UTC)
 
     clock.now = dt.datetime(2024, 1, 1, 10, 59, tzinfo=UTC)
@@ -78,7 +81,9 @@ def test_a_failing_table_does_not_stop_the_others() -> None:
             return RunOutcome(table.name, error=SourceError("source gone"))
         return RunOutcome(table.name)
 
-    scheduler = Scheduler([hourly("broken"), hourly("plans")], run, clock=clock)
+    ran_at_ten = dt.datetime(2024, 1, 1, 10, 0, 5, tzinfo=UTC)
+    last_runs = {"broken": ran_at_ten, "plans": ran_at_ten}
+    scheduler = Scheduler([hourly("broken"), hourly("plans")], run, last_runs, clock=clock)
     clock.now = dt.datetime(2024, 1, 1, 11, 0, tzinfo=UTC)
     outcomes = scheduler.run_due()
 
@@ -88,6 +93,49 @@ def test_a_failing_table_does_not_stop_the_others() -> None:
         "broken": dt.datetime(2024, 1, 1, 12, tzinfo=UTC),
         "plans": dt.datetime(2024, 1, 1, 12, tzinfo=UTC),
     }
+
+
+def test_a_table_whose_last_slot_passed_without_a_run_runs_at_once() -> None:
+    # At 10:30: "late" last ran at 09:05, before the 10:00 slot (the scheduler was down);
+    # "new" never ran; "fresh" ran at 10:00:05, so it waits for 11:00.
+    now = dt.datetime(2024, 1, 1, 10, 30, tzinfo=UTC)
+    last_runs = {
+        "late": dt.datetime(2024, 1, 1, 9, 5, tzinfo=UTC),
+        "fresh": dt.datetime(2024, 1, 1, 10, 0, 5, tzinfo=UTC),
+    }
+    tables = [hourly("late"), hourly("new"), hourly("fresh")]
+
+    scheduler = Scheduler(tables, lambda table: RunOutcome(table.name), last_runs, clock=Clock(now))
+
+    assert scheduler.due == {
+        "late": now,
+        "new": now,
+        "fresh": dt.datetime(2024, 1, 1, 11, tzinfo=UTC),
+    }
+
+
+def test_a_run_that_found_the_store_busy_is_tried_again_a_minute_later() -> None:
+    clock = Clock(dt.datetime(2024, 1, 1, 11, 0, tzinfo=UTC))
+
+    def run(table: TableConfig) -> RunOutcome:
+        return RunOutcome(table.name, error=StoreInUse("the store is in use by process 7"))
+
+    last_runs = {"plans": dt.datetime(2024, 1, 1, 10, 0, 5, tzinfo=UTC)}
+    scheduler = Scheduler([hourly("plans")], run, last_runs, clock=clock)
+    scheduler.run_due()
+
+    assert scheduler.due["plans"] == dt.datetime(2024, 1, 1, 11, 1, tzinfo=UTC)
+
+
+def test_the_last_successful_runs_are_read_from_the_store(project: Project) -> None:
+    company_history(project, [("c1", "free", 1, "2024-01-01 00:00:00+00", None)])
+    before = dt.datetime.now(UTC)
+    project.sync("company_plan_history")
+
+    last = last_successful_runs(project.config(), wait_seconds=1)
+
+    assert list(last) == ["company_plan_history"]
+    assert before <= last["company_plan_history"] <= dt.datetime.now(UTC)
 
 
 def test_the_schedule_command_runs_due_tables_and_stops_cleanly_on_sigterm(

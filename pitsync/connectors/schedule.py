@@ -5,9 +5,12 @@
 
 Runs happen one at a time, so no table ever runs twice at once. After each run a table's
 next slot is the first one after the moment the run ended: a scheduler that was busy or
-asleep through several slots runs the table once, not once per missed slot. A failing
-table is recorded (its run record says why) and the others go on. SIGTERM or Ctrl-C
-lets the run in progress finish, then the job exits with status 0.
+asleep through several slots runs the table once, not once per missed slot. So does one
+that was down: at start, a table whose last slot passed with no successful run since
+(or that never ran) runs at once. A failing table is recorded (its run record says
+why) and the others go on; a run that found the store busy is tried again a minute
+later, not a whole period. SIGTERM or Ctrl-C lets the run in progress finish, then the
+job exits with status 0.
 """
 
 from __future__ import annotations
@@ -26,7 +29,7 @@ from pitsync.config import Config, TableConfig
 from pitsync.connectors.runs import RunRecord, next_run_id, utc_now, write_run
 from pitsync.connectors.sync import RunOutcome, SyncOptions, sync_tables
 from pitsync.errors import PitsyncError
-from pitsync.store import open_for_writing
+from pitsync.store import RUNS, StoreInUse, open_for_writing, open_read_only
 
 log = logging.getLogger(__name__)
 
@@ -38,9 +41,17 @@ def utc_clock() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
 
 
+BUSY_RETRY = dt.timedelta(minutes=1)  # after a run that found the store busy
+
+
 def next_slot(schedule: str, after: dt.datetime) -> dt.datetime:
     """The first moment the schedule names strictly after `after`."""
     return croniter(schedule, after).get_next(dt.datetime)
+
+
+def last_slot(schedule: str, before: dt.datetime) -> dt.datetime:
+    """The last moment the schedule names at or before `before`."""
+    return croniter(schedule, before + dt.timedelta(microseconds=1)).get_prev(dt.datetime)
 
 
 @dataclass
@@ -49,13 +60,23 @@ class Scheduler:
 
     tables: list[TableConfig]
     run: Runner
+    # When each table's last successful run started; a table missing here never ran.
+    last_runs: dict[str, dt.datetime]
     clock: Clock = utc_clock
     stopping: threading.Event = field(default_factory=threading.Event)
     due: dict[str, dt.datetime] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         now = self.clock()
-        self.due = {table.name: next_slot(table.schedule or "", now) for table in self.tables}
+        self.due = {table.name: self.first_due(table, now) for table in self.tables}
+
+    def first_due(self, table: TableConfig, now: dt.datetime) -> dt.datetime:
+        """Now, if the table's last slot passed without a successful run; else its next."""
+        schedule = table.schedule or ""
+        last = self.last_runs.get(table.name)
+        if last is None or last < last_slot(schedule, now):
+            return now
+        return next_slot(schedule, now)
 
     def run_due(self) -> list[RunOutcome]:
         """Run every table whose slot has come, each once; return what happened."""
@@ -63,8 +84,11 @@ class Scheduler:
         for table in self.tables:
             if self.stopping.is_set() or self.due[table.name] > self.clock():
                 continue
-            outcomes.append(self.run(table))
+            outcome = self.run(table)
+            outcomes.append(outcome)
             self.due[table.name] = next_slot(table.schedule or "", self.clock())
+            if isinstance(outcome.error, StoreInUse):
+                self.due[table.name] = min(self.due[table.name], self.clock() + BUSY_RETRY)
             log.debug("table %s: next run at %s", table.name, self.due[table.name].isoformat())
         return outcomes
 
@@ -93,6 +117,25 @@ class Scheduler:
 
 def scheduled_tables(config: Config) -> list[TableConfig]:
     return [table for table in config.tables.values() if table.schedule]
+
+
+def last_successful_runs(config: Config, wait_seconds: float) -> dict[str, dt.datetime]:
+    """When each table's last successful run started, as the store records it."""
+    if not config.store_path.is_file():
+        return {}
+    try:
+        con = open_read_only(config.store_path, config.memory_limit, wait_seconds)
+    except PitsyncError as error:
+        log.warning("the runs so far cannot be read (%s); every table runs at once", error)
+        return {}
+    try:
+        rows = con.execute(
+            f"SELECT table_name, max(started_at) FROM {RUNS} WHERE status = 'succeeded' "
+            "GROUP BY table_name"
+        ).fetchall()
+    finally:
+        con.close()
+    return {str(name): started for name, started in rows}
 
 
 def sync_runner(config: Config, options: SyncOptions) -> Runner:

@@ -106,8 +106,8 @@ def run_or_report(config: Config, model: Model, source: Source, options: SyncOpt
         return RunOutcome(model.table.name, record=run_model(config, model, source, options))
     except StoreInUse:
         raise  # every other table would wait for the same store: stop the command
-    except PitsyncError as error:
-        log.warning("table %s: the run failed and was rolled back", model.table.name)
+    except PitsyncError as error:  # the caller reports it, once
+        log.debug("table %s: the run failed", model.table.name)
         return RunOutcome(model.table.name, error=error)
 
 
