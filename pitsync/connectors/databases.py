@@ -281,23 +281,29 @@ def sqlite_declared_schema(
 
     The ADBC driver guesses result types from the first rows, so an empty table or a
     column that starts with NULLs would be guessed wrong; the declaration is the truth.
-    Ids and group keys (`text_columns`) of a declared NUMERIC, DECIMAL or REAL are read
-    as the text SQLite prints: a NUMERIC column keeps whole numbers as integers, which
-    as doubles would print 123 as 123.0 and merge ids past 2^53.
+    Ids and group keys (`text_columns`) declared NUMERIC or DECIMAL are read as the text
+    SQLite prints: such a column keeps whole numbers as integers, which as doubles would
+    print 123 as 123.0 and merge ids past 2^53.
     """
     with connection.cursor() as cursor:
         cursor.execute("SELECT name, type FROM pragma_table_info(?)", parameters=[table])
         declared = cursor.fetchall()
     if not declared:
         raise LookupError(table)
-    fields = [pa.field(name, sqlite_type(kind or "")) for name, kind in declared]
     return pa.schema(
         [
-            pa.field(field.name, pa.string())
-            if field.name in text_columns and pa.types.is_floating(field.type)
-            else field
-            for field in fields
+            pa.field(name, pa.string())
+            if name in text_columns and keeps_integers(kind or "")
+            else pa.field(name, sqlite_type(kind or ""))
+            for name, kind in declared
         ]
+    )
+
+
+def keeps_integers(declared: str) -> bool:
+    """Whether a declared type has NUMERIC affinity, which stores whole numbers as such."""
+    return sqlite_type(declared) == pa.float64() and not any(
+        word in declared.upper() for word in ("REAL", "FLOA", "DOUB")
     )
 
 
