@@ -41,7 +41,7 @@ def held_while_committing() -> Iterator[None]:
         yield
     finally:
         signal.signal(signal.SIGINT, previous)
-    if not received:
+    if not received or previous is signal.SIG_IGN:
         return
     if callable(previous) and previous is not signal.default_int_handler:
         previous(signal.SIGINT, None)
