@@ -136,14 +136,6 @@ class TableConfig:
         """The source column that holds each row's moment: start time or event time."""
         return cast(str, self.start_time) if self.is_history else self.time_column
 
-    @property
-    def moments_read_by(self) -> str:
-        """The settings that say how each row's moment is read; other values move it."""
-        return (
-            f"column={self.time_source_column}; timezone={self.timezone}; "
-            f"time_unit={self.time_unit or ''}"
-        )
-
 
 @dataclass(frozen=True)
 class Config:

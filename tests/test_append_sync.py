@@ -1083,3 +1083,22 @@ def test_an_append_table_whose_starts_are_read_anew_is_refused(
     configure_companies(project, "plans", start, **settings)
     assert project.sync("plans").inserted == 0
     assert len(project.query("SELECT * FROM plans")) == 1
+
+
+@pytest.mark.backends("duckdb")
+def test_a_timezone_change_that_moves_no_start_is_not_refused(project: Project) -> None:
+    # The starts are zoned: `timezone` applies only to naive times, so no key moves.
+    project.source_sql(
+        "CREATE TABLE plans (company_id VARCHAR, valid_from TIMESTAMPTZ, plan VARCHAR, "
+        "loaded_at TIMESTAMPTZ)",
+        "INSERT INTO plans VALUES ('c1', '2024-02-01 00:00+00', 'pro', '2024-06-01 00:00+00')",
+    )
+    configure_companies(project, "plans", "valid_from", mode="append", cursor="loaded_at")
+    project.sync("plans")
+
+    settings = {"mode": "append", "cursor": "loaded_at", "timezone": "America/New_York"}
+    configure_companies(project, "plans", "valid_from", **settings)
+    record = project.sync("plans")
+
+    assert (record.rows_read, record.inserted, record.updated) == (1, 0, 0)
+    assert project.query("SELECT start_time FROM plans") == [(utc("2024-02-01T00:00"),)]

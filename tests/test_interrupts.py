@@ -81,7 +81,7 @@ def test_ctrl_c_rolls_the_run_back_in_one_line_or_lets_a_commit_finish(
     assert "Traceback" not in result.stderr
     assert result.returncode in (0, 130), result.stderr
     if result.returncode == 130:
-        assert "interrupted; what was in progress was rolled back" in result.stderr
+        assert "interrupted; nothing in progress was kept" in result.stderr
     # The run is whole or absent, as its record says: an interrupt while it committed
     # (or after) lets it finish.
     rows = committed_rows(project)

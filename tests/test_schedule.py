@@ -127,6 +127,13 @@ def test_a_run_that_found_the_store_busy_is_tried_again_a_minute_later() -> None
     assert scheduler.due["plans"] == dt.datetime(2024, 1, 1, 11, 1, tzinfo=UTC)
 
 
+def test_when_the_runs_so_far_are_unknown_every_table_waits_for_its_next_slot() -> None:
+    now = dt.datetime(2024, 1, 1, 10, 30, tzinfo=UTC)
+    scheduler = Scheduler([hourly("plans")], lambda table: RunOutcome(table.name), None, Clock(now))
+
+    assert scheduler.due == {"plans": dt.datetime(2024, 1, 1, 11, tzinfo=UTC)}
+
+
 def test_the_last_successful_runs_are_read_from_the_store(project: Project) -> None:
     company_history(project, [("c1", "free", 1, "2024-01-01 00:00:00+00", None)])
     before = dt.datetime.now(UTC)
@@ -165,3 +172,21 @@ def test_the_schedule_command_runs_due_tables_and_stops_cleanly_on_sigterm(
     # One at a time: each run starts after the one before it finished.
     for earlier, later in zip(runs, runs[1:], strict=False):
         assert later["started_at"] >= earlier["finished_at"]
+
+
+def test_a_store_busy_at_start_leaves_the_last_runs_unknown(project: Project) -> None:
+    company_history(project, [("c1", "free", 1, "2024-01-01 00:00:00+00", None)])
+    project.sync("company_plan_history")
+
+    # Another process holds the store, as a running sync would.
+    hold = (
+        f"import duckdb, time; c = duckdb.connect({str(project.store)!r}); "
+        "print('held', flush=True); time.sleep(10)"
+    )
+    holder = subprocess.Popen([sys.executable, "-c", hold], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
+        assert last_successful_runs(project.config(), wait_seconds=0.2) is None
+    finally:
+        holder.kill()
+        holder.communicate()

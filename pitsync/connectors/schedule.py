@@ -61,7 +61,8 @@ class Scheduler:
     tables: list[TableConfig]
     run: Runner
     # When each table's last successful run started; a table missing here never ran.
-    last_runs: dict[str, dt.datetime]
+    # None: not known (the store was busy), so every table waits for its next slot.
+    last_runs: dict[str, dt.datetime] | None
     clock: Clock = utc_clock
     stopping: threading.Event = field(default_factory=threading.Event)
     due: dict[str, dt.datetime] = field(default_factory=dict)
@@ -73,6 +74,8 @@ class Scheduler:
     def first_due(self, table: TableConfig, now: dt.datetime) -> dt.datetime:
         """Now, if the table's last slot passed without a successful run; else its next."""
         schedule = table.schedule or ""
+        if self.last_runs is None:
+            return next_slot(schedule, now)
         last = self.last_runs.get(table.name)
         if last is None or last < last_slot(schedule, now):
             return now
@@ -119,14 +122,19 @@ def scheduled_tables(config: Config) -> list[TableConfig]:
     return [table for table in config.tables.values() if table.schedule]
 
 
-def last_successful_runs(config: Config, wait_seconds: float) -> dict[str, dt.datetime]:
-    """When each table's last successful run started, as the store records it."""
+def last_successful_runs(config: Config, wait_seconds: float) -> dict[str, dt.datetime] | None:
+    """When each table's last successful run started, as the store records it; None if
+    the store stayed busy."""
     if not config.store_path.is_file():
         return {}
     try:
         con = open_read_only(config.store_path, config.memory_limit, wait_seconds)
-    except PitsyncError as error:
-        log.warning("the runs so far cannot be read (%s); every table runs at once", error)
+    except StoreInUse:
+        log.warning(
+            "the store is busy, so the runs so far are unknown: tables wait for their next slot"
+        )
+        return None
+    except PitsyncError:  # no run finished yet: every table is due
         return {}
     try:
         rows = con.execute(

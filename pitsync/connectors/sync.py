@@ -340,7 +340,7 @@ def finish(con: duckdb.DuckDBPyConnection, model: Model, record: RunRecord) -> N
             group_key=table.group_key,
             stored_as=f"main.{model.relation}" if table.is_history else model.relation,
             properties=model.properties,
-            keyed_by=table.moments_read_by if table.is_history else None,
+            keyed_by=model.moments_read_by if isinstance(model, HistoryModel) else None,
         ),
     )
     refresh_views(con)

@@ -78,6 +78,18 @@ class HistoryModel:
     integer_ids: bool
     # Floating-point columns: their -0.0 is stored as 0.0 (see `good_rows_sql`).
     float_columns: frozenset[str] = frozenset()
+    # Whether the start column's type makes `timezone` (naive times, dates, text) and
+    # `time_unit` (integers, text) matter to where a row starts.
+    zone_applies: bool = True
+    unit_applies: bool = True
+
+    @property
+    def moments_read_by(self) -> str:
+        """The settings that say where each row starts; other values move every key."""
+        table = self.table
+        zone = table.timezone if self.zone_applies else ""
+        unit = (table.time_unit or "") if self.unit_applies else ""
+        return f"column={table.time_source_column}; timezone={zone}; time_unit={unit}"
 
     @property
     def relation(self) -> str:
@@ -179,7 +191,19 @@ def plan_history(table: TableConfig, schema: pa.Schema) -> HistoryModel:
     )
     integer_ids = pa.types.is_integer(schema.field(table.id_column).type)
     floats = frozenset(field.name for field in schema if pa.types.is_floating(field.type))
-    return HistoryModel(table, names, properties, start_sql, integer_ids, floats)
+    kind = schema.field(start).type
+    text = pa.types.is_string(kind) or pa.types.is_large_string(kind)
+    zoned = pa.types.is_timestamp(kind) and kind.tz is not None
+    return HistoryModel(
+        table,
+        names,
+        properties,
+        start_sql,
+        integer_ids,
+        floats,
+        zone_applies=not zoned and not pa.types.is_integer(kind),
+        unit_applies=pa.types.is_integer(kind) or text,
+    )
 
 
 def require_column(column: str, names: list[str], *, key: str, table: TableConfig) -> None:

@@ -148,13 +148,14 @@ def check_keys_read_alike(con: duckdb.DuckDBPyConnection, model: HistoryModel) -
             key="id_column",
             table=table.name,
         )
-    if table.mode == "append" and entry.keyed_by not in (None, table.moments_read_by):
+    if table.mode == "append" and entry.keyed_by not in (None, model.moments_read_by):
         raise ConfigError(
             f"table `{table.name}`: its start times are read differently now (`start_time`, "
             "`timezone` or `time_unit` changed since the last run), which moves every row; "
             "an append run would keep each row twice, at its old start and its new one. "
-            'Nothing was applied: sync once with mode = "mirror" (or "full") to store every '
-            "row at its new start, then go back to append; or undo the change",
+            'Nothing was applied: sync once with mode = "mirror" (or "full", without '
+            "`cursor` and `lookback`) to store every row at its new start, then go back to "
+            "append; or undo the change",
             key="start_time",
             table=table.name,
         )
