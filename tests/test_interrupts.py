@@ -53,20 +53,28 @@ def interrupted_sync(project: Project, delay: float) -> subprocess.CompletedProc
     return subprocess.CompletedProcess(process.args, process.returncode, "", stderr)
 
 
-def committed_rows(project: Project) -> int:
+def stored_rows(project: Project, relation: str, select: str) -> list[tuple]:
+    """`select` from a relation of the store; nothing if the run stopped before making it."""
     con = duckdb.connect(str(project.store), read_only=True)
     try:
-        found = con.execute(
-            "SELECT count(*) FROM duckdb_tables() "
-            "WHERE table_name = 'intervals__company_plan_history'"
+        schema, _, name = relation.partition(".")
+        made = con.execute(
+            "SELECT count(*) FROM duckdb_tables() WHERE schema_name = ? AND table_name = ?",
+            [schema, name.strip('"')],
         ).fetchone()
-        if not found or not found[0]:
-            return 0
-        return con.execute(
-            'SELECT count(*) FROM _pitsync."intervals__company_plan_history"'
-        ).fetchone()[0]
+        return con.execute(f"{select} FROM {relation}").fetchall() if made and made[0] else []
     finally:
         con.close()
+
+
+def committed_rows(project: Project) -> int:
+    rows = stored_rows(project, '_pitsync."intervals__company_plan_history"', "SELECT count(*)")
+    return rows[0][0] if rows else 0
+
+
+def run_statuses(project: Project) -> list[str]:
+    """The recorded runs' statuses; none if the interrupt came before the store was made."""
+    return [row[0] for row in stored_rows(project, "_pitsync.runs", "SELECT status")]
 
 
 @pytest.mark.slow
@@ -87,17 +95,6 @@ def test_ctrl_c_rolls_the_run_back_in_one_line_or_lets_a_commit_finish(
     rows = committed_rows(project)
     assert rows in (0, ROWS)
     assert (rows == ROWS) == ("succeeded" in run_statuses(project))
-
-
-def run_statuses(project: Project) -> list[str]:
-    """The recorded runs' statuses; none if the interrupt came before the store was made."""
-    con = duckdb.connect(str(project.store), read_only=True)
-    try:
-        runs = "SELECT status FROM _pitsync.runs"
-        made = con.execute("SELECT count(*) FROM duckdb_tables() WHERE table_name = 'runs'")
-        return [row[0] for row in con.execute(runs).fetchall()] if made.fetchone()[0] else []
-    finally:
-        con.close()
 
 
 def test_duckdb_reports_of_ctrl_c_are_known_as_interrupts() -> None:

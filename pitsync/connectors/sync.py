@@ -74,6 +74,15 @@ class SyncOptions:
 
 
 @dataclass(frozen=True)
+class Plan:
+    """A table's modeling plan, and its append cursor's type as the source gives it (the
+    watermark must be of that type to be compared), both from one read of the schema."""
+
+    model: Model
+    cursor_type: pa.DataType | None = None
+
+
+@dataclass(frozen=True)
 class RunOutcome:
     """One table's result in a multi-table sync: its committed record, or why it failed."""
 
@@ -92,18 +101,19 @@ def sync_tables(
     """
     with ExitStack() as stack:
         sources = open_sources(config, tables, stack)
-        models = [plan_model(config, table, sources[table.source]) for table in tables]
-        check_ownership_among(models)
+        plans = [plan_model(config, table, sources[table.source]) for table in tables]
+        check_ownership_among([plan.model for plan in plans])
         outcomes = []
-        for model in models:
+        for plan in plans:
             raise_held_interrupt()  # Ctrl-C while the last table committed: stop here
-            outcomes.append(run_or_report(config, model, sources[model.table.source], options))
+            outcomes.append(run_or_report(config, plan, sources[plan.model.table.source], options))
         return outcomes
 
 
-def run_or_report(config: Config, model: Model, source: Source, options: SyncOptions) -> RunOutcome:
+def run_or_report(config: Config, plan: Plan, source: Source, options: SyncOptions) -> RunOutcome:
+    model = plan.model
     try:
-        return RunOutcome(model.table.name, record=run_model(config, model, source, options))
+        return RunOutcome(model.table.name, record=run_model(config, plan, source, options))
     except StoreInUse:
         raise  # every other table would wait for the same store: stop the command
     except PitsyncError as error:  # the caller reports it, once
@@ -127,9 +137,9 @@ def open_sources(config: Config, tables: list[TableConfig], stack: ExitStack) ->
     return sources
 
 
-def run_model(config: Config, model: Model, source: Source, options: SyncOptions) -> RunRecord:
+def run_model(config: Config, plan: Plan, source: Source, options: SyncOptions) -> RunRecord:
     """Stream the table's rows from its source into the store as one run."""
-    table = model.table
+    model, table = plan.model, plan.model.table
     log.debug("table %s: reading %s from source %s", table.name, table.source_table, table.source)
     # A dry run before the first sync must not create the store: it runs in memory.
     fresh_dry_run = options.dry_run and not config.store_path.exists()
@@ -139,9 +149,8 @@ def run_model(config: Config, model: Model, source: Source, options: SyncOptions
         check_property_ownership(con, model)
         as_text = text_columns(table, group_keys_of(config))
         watermark = None
-        if table.mode == "append" and table.cursor:
-            cursor_type = source.schema(table.source_table, as_text).field(table.cursor).type
-            watermark = read_watermark(con, table, cursor_type)
+        if table.mode == "append" and plan.cursor_type is not None:
+            watermark = read_watermark(con, table, plan.cursor_type)
         bound = None
         if watermark is not None and table.cursor:
             bound = LowerBound(table.cursor, watermark.lower_bound(con, table))
@@ -156,7 +165,7 @@ def run_model(config: Config, model: Model, source: Source, options: SyncOptions
             con.close()
 
 
-def plan_model(config: Config, table: TableConfig, source: Source) -> Model:
+def plan_model(config: Config, table: TableConfig, source: Source) -> Plan:
     """The modeling plan for this kind of table, from its schema alone (no rows read).
 
     Raises ConfigError on any mismatch between the configuration and the columns.
@@ -164,11 +173,16 @@ def plan_model(config: Config, table: TableConfig, source: Source) -> Model:
     group_keys = group_keys_of(config)
     schema = source.schema(table.source_table, text_columns(table, group_keys))
     check_lookback(table, schema)
+    model: Model
     if table.is_history:
-        return plan_history(table, schema)
-    if table.is_profiles:
-        return plan_profiles(table, schema)
-    return plan_events(table, schema, group_keys)
+        model = plan_history(table, schema)
+    elif table.is_profiles:
+        model = plan_profiles(table, schema)
+    else:
+        model = plan_events(table, schema, group_keys)
+    # Each plan has checked that the cursor, when one is set, is a column of the schema.
+    cursor_type = schema.field(table.cursor).type if table.cursor else None
+    return Plan(model, cursor_type)
 
 
 def check_lookback(table: TableConfig, schema: pa.Schema) -> None:

@@ -100,7 +100,8 @@ def reconcile_columns(
     # The order the stored rows were decided by (retired columns too, under the names they
     # have now); columns added just now come last.
     spelled = {name.lower(): name for name in after}
-    added = [name for name in model.kept if name.lower() not in {n.lower() for n in before}]
+    folded = {name.lower() for name in before}
+    added = [name for name in model.kept if name.lower() not in folded]
     decided_by = [
         spelled.get(name.lower(), name)
         for name in before
@@ -109,7 +110,6 @@ def reconcile_columns(
     reordered = decided_by + added != stored.kept
     if reordered:
         log.info("table %s: the columns' order changed; every tie is decided again", table.name)
-    folded = {name.lower() for name in before}
     renamed = any(name not in before and name.lower() in folded for name in model.kept)
     return stored, ColumnChanges(added, reordered, renamed)
 
@@ -169,12 +169,18 @@ def respell_id_column(
     known = next((column for column in stored_types if column.lower() == name.lower()), name)
     if known == name:
         return stored_types
-    log.info("table %s: column `%s` is spelled `%s` now", model.table.name, known, name)
-    con.execute(
-        f"ALTER TABLE {model.stored} RENAME COLUMN {quote_identifier(known)} "
-        f"TO {quote_identifier(name)}"
-    )
+    respell_column(con, model.table.name, model.stored, known, name)
     return column_types(con, INTERNAL_SCHEMA, f"intervals__{model.table.name}")
+
+
+def respell_column(
+    con: duckdb.DuckDBPyConnection, table: str, stored: str, known: str, name: str
+) -> None:
+    """Rename a stored column the source spells anew (names compare without case)."""
+    log.info("table %s: column `%s` is spelled `%s` now", table, known, name)
+    con.execute(
+        f"ALTER TABLE {stored} RENAME COLUMN {quote_identifier(known)} TO {quote_identifier(name)}"
+    )
 
 
 def reconcile_ids(
@@ -227,11 +233,7 @@ def meet_source_columns(
             con.execute(f"ALTER TABLE {stored} ADD COLUMN {quote_identifier(name)} {new}")
             continue
         if known != name:
-            log.info("table %s: column `%s` is spelled `%s` now", table, known, name)
-            con.execute(
-                f"ALTER TABLE {stored} RENAME COLUMN {quote_identifier(known)} "
-                f"TO {quote_identifier(name)}"
-            )
+            respell_column(con, table, stored, known, name)
         old = stored_types[known]
         if holds(old, new):
             continue
