@@ -22,7 +22,6 @@ from pitsync import __version__
 from pitsync.config import CONFIG_ENV, load_config
 from pitsync.connectors.csv_import import import_csv, preview_csv
 from pitsync.connectors.engines import execute_on_postgres, execute_on_spark, plan_model_sql
-from pitsync.connectors.interrupts import is_interrupt
 from pitsync.connectors.profile_updates import UpdateReport, apply_file, delete_profiles
 from pitsync.connectors.runs import RunRecord, read_runs
 from pitsync.connectors.schedule import (
@@ -33,6 +32,7 @@ from pitsync.connectors.schedule import (
 )
 from pitsync.connectors.sync import SyncOptions, sync_tables
 from pitsync.errors import PitsyncError, StoreError
+from pitsync.interrupts import is_interrupt
 from pitsync.modeling.attribution import Entity, entity_tables, interval_at_sql, timeline_sql
 from pitsync.modeling.portable import ENGINES
 from pitsync.modeling.staging import json_object_sql

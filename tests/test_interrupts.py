@@ -1,4 +1,5 @@
-"""Ctrl-C during a sync: the run rolls back, in one line, or finishes if it was committing.
+"""Ctrl-C during a sync: the run rolls back, in one line, or finishes if it was committing;
+during a query: the query stops at once.
 
 A real `pitsync sync` is sent SIGINT at moments spread over its run. Whatever the moment,
 no traceback is printed, and what the command says matches the store: exit 130 and no
@@ -17,7 +18,7 @@ import duckdb
 import pyarrow as pa
 import pytest
 
-from pitsync.connectors.interrupts import (
+from pitsync.interrupts import (
     HELD,
     held_while_committing,
     is_interrupt,
@@ -95,6 +96,60 @@ def test_ctrl_c_rolls_the_run_back_in_one_line_or_lets_a_commit_finish(
     rows = committed_rows(project)
     assert rows in (0, ROWS)
     assert (rows == ROWS) == ("succeeded" in run_statuses(project))
+
+
+def test_ctrl_c_stops_a_query_inside_a_long_join(project: Project) -> None:
+    # Every row joins every row three times over: some 8e12 rows to count, a join that
+    # DuckDB works through without looking for signals.
+    project.source_sql(
+        "CREATE TABLE company_plan_history AS SELECT 'c' || range AS company_id, "
+        "'pro' AS plan, TIMESTAMPTZ '2024-01-01 00:00:00+00' AS start_timestamp, "
+        "CAST(NULL AS TIMESTAMPTZ) AS updated_at FROM range(20000)"
+    )
+    configure_company_history(project)
+    project.sync("company_plan_history")
+    endless = (
+        "SELECT count(*) FROM company_plan_history AS a JOIN company_plan_history AS b "
+        "ON a.plan = b.plan JOIN company_plan_history AS c ON b.plan = c.plan"
+    )
+    command = [sys.executable, "-m", "pitsync.cli", "--config", str(project.config_path)]
+    process = subprocess.Popen(
+        [*command, "query", endless], cwd=project.root, stderr=subprocess.PIPE, text=True
+    )
+    time.sleep(3)  # well into the join: loading and planning take under a second
+
+    process.send_signal(signal.SIGINT)
+    try:
+        _, stderr = process.communicate(timeout=30)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.communicate()
+        pytest.fail("the query went on after Ctrl-C")
+
+    assert process.returncode == 130, stderr
+    assert "Traceback" not in stderr
+    assert "interrupted" in stderr
+
+
+def test_ctrl_c_while_the_command_loads_is_one_line() -> None:
+    # Ctrl-C lands while DuckDB's module is being imported: raised at that import here,
+    # so that the moment is not left to chance.
+    code = (
+        "import sys\n"
+        "class CtrlC:\n"
+        "    def find_spec(self, name, path=None, target=None):\n"
+        "        if name == 'duckdb':\n"
+        "            raise KeyboardInterrupt\n"
+        "sys.meta_path.insert(0, CtrlC())\n"
+        "from pitsync.__main__ import main\n"
+        "sys.exit(main())\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code, "query", "SELECT 1"], capture_output=True, text=True
+    )
+
+    assert result.returncode == 130
+    assert result.stderr == "pitsync: interrupted while starting; nothing was done\n"
 
 
 def test_duckdb_reports_of_ctrl_c_are_known_as_interrupts() -> None:

@@ -25,11 +25,6 @@ import duckdb
 import pyarrow as pa
 
 from pitsync.config import Config, TableConfig
-from pitsync.connectors.interrupts import (
-    held_while_committing,
-    is_interrupt,
-    raise_held_interrupt,
-)
 from pitsync.connectors.progress import ReadProgress
 from pitsync.connectors.runs import RunRecord, next_run_id, utc_now, write_run
 from pitsync.connectors.sources import LowerBound, Source, open_source
@@ -41,6 +36,11 @@ from pitsync.errors import (
     StoreError,
     StrictModeError,
     first_line,
+)
+from pitsync.interrupts import (
+    held_while_committing,
+    is_interrupt,
+    raise_held_interrupt,
 )
 from pitsync.modeling.events import EventsModel, plan_events
 from pitsync.modeling.hidden_events import (

@@ -7,12 +7,14 @@
 from __future__ import annotations
 
 import logging
+from contextlib import ExitStack
 from pathlib import Path
 from types import TracebackType
 
 import duckdb
 
 from pitsync.errors import QueryError
+from pitsync.interrupts import stopped_by_ctrl_c
 from pitsync.modeling.hidden_events import read_catalog
 from pitsync.queries.guard import check_relations, parse_read_query
 from pitsync.queries.temporal import rewrite_temporal_tree
@@ -35,7 +37,8 @@ def translate(
 
 
 class QuerySession:
-    """A read-only connection to the store that knows its relations."""
+    """A read-only connection to the store that knows its relations; used as a context,
+    Ctrl-C stops the query it runs at once."""
 
     def __init__(
         self,
@@ -51,6 +54,7 @@ class QuerySession:
             for entry in read_catalog(self.connection)
             if entry.is_history
         }
+        self.context = ExitStack()
 
     def query(self, sql: str, parameters: list | None = None) -> duckdb.DuckDBPyRelation:
         """A lazy DuckDB relation for the query; nothing runs until it is read."""
@@ -64,9 +68,11 @@ class QuerySession:
             raise QueryError(f"the query failed: {str(error).strip()}") from error
 
     def close(self) -> None:
+        self.context.close()
         self.connection.close()
 
     def __enter__(self) -> QuerySession:
+        self.context.enter_context(stopped_by_ctrl_c(self.connection))
         return self
 
     def __exit__(

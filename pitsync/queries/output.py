@@ -17,6 +17,7 @@ from rich.console import Console
 from rich.table import Table
 
 from pitsync.errors import QueryError
+from pitsync.interrupts import is_interrupt
 from pitsync.modeling.staging import json_object_sql
 from pitsync.modeling.timestamps import iso_sql
 from pitsync.quoting import quote_identifier
@@ -98,6 +99,8 @@ def batches(relation: duckdb.DuckDBPyRelation) -> Iterator[pa.RecordBatch]:
         reader = relation.to_arrow_reader(BATCH_ROWS)
         yield from reader
     except duckdb.Error as error:
+        if is_interrupt(error):
+            raise KeyboardInterrupt from None
         raise QueryError(f"the query failed: {str(error).strip()}") from error
 
 

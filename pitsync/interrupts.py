@@ -9,21 +9,29 @@ unsure which: `held_while_committing` holds SIGINT until the commit (and the clo
 of the store) is done, then passes it on: to the handler that was there (the scheduled
 job's, which stops after the run), or, for the default one, as a mark that
 `raise_held_interrupt` turns into a KeyboardInterrupt before the next table's run.
+
+A query is different: nothing of it needs to finish, so `stopped_by_ctrl_c` makes Ctrl-C
+stop its statement at once. DuckDB looks for Python's signals only between the pieces of
+work it schedules, and one piece (a join whose output grows large, say) may run for
+minutes; `connection.interrupt()` is seen inside it.
 """
 
 from __future__ import annotations
 
+import os
 import signal
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
+
+import duckdb
 
 HELD = threading.Event()  # SIGINT arrived while a run committed
 
 
 def is_interrupt(error: BaseException) -> bool:
     """Whether `error` is Ctrl-C, as Python or DuckDB reports it."""
-    if isinstance(error, KeyboardInterrupt):
+    if isinstance(error, KeyboardInterrupt | duckdb.InterruptException):
         return True
     text = str(error).rstrip()
     return "Query interrupted" in text or text.endswith("KeyboardInterrupt")
@@ -54,3 +62,39 @@ def raise_held_interrupt() -> None:
     if HELD.is_set():
         HELD.clear()
         raise KeyboardInterrupt
+
+
+@contextmanager
+def stopped_by_ctrl_c(connection: duckdb.DuckDBPyConnection) -> Iterator[None]:
+    """Within the block, Ctrl-C also interrupts the connection's running statement.
+
+    Python notes a signal in a file as it arrives, even while DuckDB holds the main
+    thread (`signal.set_wakeup_fd`); a watcher thread waiting on that file interrupts
+    the connection. The KeyboardInterrupt is raised as usual once DuckDB returns.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield  # only the main thread receives signals
+        return
+    wakeups, notes = os.pipe()
+    os.set_blocking(notes, False)
+    previous = signal.set_wakeup_fd(notes, warn_on_full_buffer=False)
+    watcher = threading.Thread(target=interrupt_on_sigint, args=(wakeups, connection))
+    watcher.start()
+    try:
+        yield
+    finally:
+        signal.set_wakeup_fd(previous)
+        os.write(notes, bytes([0]))  # no signal has the number 0: it tells the watcher to end
+        watcher.join()
+        os.close(wakeups)
+        os.close(notes)
+
+
+def interrupt_on_sigint(wakeups: int, connection: duckdb.DuckDBPyConnection) -> None:
+    """Interrupt the connection at each SIGINT noted in `wakeups`, until a 0 is read."""
+    while True:
+        for number in os.read(wakeups, 64):
+            if number == 0:
+                return
+            if number == signal.SIGINT:
+                connection.interrupt()
