@@ -758,8 +758,9 @@ def test_wrapped_times_are_unwrapped_or_marked_and_an_earlier_reason_stands() ->
 @pytest.mark.backends("postgres")
 def test_numeric_and_char_ids_are_the_text_postgres_prints(project: Project) -> None:
     """An unconstrained numeric would be read as a double: 123 as "123.0", and the ids
-    2^53 and 2^53 + 1 as one entity. A char(n) id would keep the padding PostgreSQL
-    itself ignores, and a blank one would not be missing."""
+    2^53 and 2^53 + 1 as one entity. A char(n) would keep the padding PostgreSQL itself
+    ignores: a blank id would not be missing, and 'gold' and 'gold  ' would be two tiers,
+    the greater one winning a tie."""
     project.database_sql(
         "CREATE TABLE company_plan_history (company_id numeric, owner char(5), "
         "start_timestamp timestamptz, plan text)",
@@ -768,9 +769,12 @@ def test_numeric_and_char_ids_are_the_text_postgres_prints(project: Project) -> 
         "(9007199254740993, 'ab', '2024-01-01 00:00+00', 'pro'), "
         "(9007199254740992, 'ab', '2024-02-01 00:00+00', 'team'), "
         "(1.50, 'ab', '2024-01-01 00:00+00', 'free')",
-        "CREATE TABLE owner_history (owner char(5), start_timestamp timestamptz, tier text)",
-        "INSERT INTO owner_history VALUES ('ab', '2024-01-01 00:00+00', 'gold'), "
-        "('', '2024-01-01 00:00+00', 'none')",
+        "CREATE TABLE owner_history (owner char(5), start_timestamp timestamptz, "
+        "tier char(6), badges char(3)[])",
+        "INSERT INTO owner_history VALUES "
+        "('ab', '2024-01-01 00:00+00', 'gold', ARRAY['a', 'bc']), "
+        "('ab', '2024-01-01 00:00+00', 'gold  ', ARRAY['a  ', 'bc ']), "
+        "('', '2024-01-01 00:00+00', 'none', NULL)",
     )
     for table, key in (("company_plan_history", "company_id"), ("owner_history", "owner")):
         project.configure(
@@ -790,5 +794,8 @@ def test_numeric_and_char_ids_are_the_text_postgres_prints(project: Project) -> 
         ("9007199254740992", "team", True),
         ("9007199254740993", "pro", True),
     ]
-    assert project.query("SELECT owner, tier FROM owner_history") == [("ab", "gold")]
+    assert project.query("SELECT owner, tier, badges FROM owner_history") == [
+        ("ab", "gold", ["a", "bc"])
+    ]
+    assert project.query("SELECT count(*) FROM _pitsync.superseded") == [(0,)]
     assert project.query("SELECT reason FROM quarantine") == [("missing id",)]

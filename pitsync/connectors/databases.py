@@ -20,8 +20,9 @@ other type the driver cannot express in Arrow, naming the column; arrays of such
 are refused the same way. A row holding a multi-dimensional array (which the driver
 would hand over flattened), a NaN in a numeric(p, s), or a time the driver cannot hand
 over (an infinity inside an array, a year past 294,246) is quarantined; a single time
-`infinity` or `-infinity` becomes DuckDB's. Ids and group keys of type numeric or
-char(n) are read as the text PostgreSQL prints for them.
+`infinity` or `-infinity` becomes DuckDB's. A `char(n)` is read without the padding
+PostgreSQL itself ignores, as its cast to text gives it. Ids and group keys of type
+numeric are read as the text PostgreSQL prints for them.
 """
 
 from __future__ import annotations
@@ -59,12 +60,13 @@ POSTGRES_TYPE_NAME = b"ADBC:postgresql:typname"
 # cents, oid as a signed 32-bit number that wraps above 2^31.
 MISREAD_POSTGRES_TYPES = {"money", "oid"}
 # Types read as the text PostgreSQL prints for them. The driver hands a uuid over as 16
-# bytes; ids, group keys and joins compare its canonical text.
-TEXT_POSTGRES_TYPES = {"uuid"}
+# bytes; ids, group keys and joins compare its canonical text. A char(n) would arrive
+# with the padding PostgreSQL itself ignores: 'ab' and 'ab   ' are one value there.
+TEXT_POSTGRES_TYPES = {"uuid", "bpchar"}
 # Types read as that text when they hold ids or group keys (rule 7: ids are strings). An
 # unconstrained numeric would arrive as a double, merging ids past 2^53 and printing
-# 123 as 123.0; a char(n) would keep the padding PostgreSQL itself ignores.
-KEY_TEXT_POSTGRES_TYPES = {"numeric", "bpchar"}
+# 123 as 123.0.
+KEY_TEXT_POSTGRES_TYPES = {"numeric"}
 # Time types whose infinities (and, for timestamps, latest years) the driver misreads.
 TIME_POSTGRES_TYPES = {"timestamp", "timestamptz", "date"}
 
@@ -408,7 +410,8 @@ def keys_as_text(schema: pa.Schema, text_columns: Sequence[str]) -> pa.Schema:
 
 def read_as_text(target: pa.Schema, text_columns: Sequence[str] = ()) -> dict[str, str]:
     """The columns the SELECT casts to text (or arrays of text), each with its type in the
-    source: uuids everywhere, and ids and group keys of `KEY_TEXT_POSTGRES_TYPES`."""
+    source: uuids and char(n) everywhere, and ids and group keys of
+    `KEY_TEXT_POSTGRES_TYPES`."""
     return {
         field.name: postgres_type_of(field)
         for field in target
