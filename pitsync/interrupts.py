@@ -18,6 +18,7 @@ minutes; `connection.interrupt()` is seen inside it.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import threading
@@ -78,7 +79,7 @@ def stopped_by_ctrl_c(connection: duckdb.DuckDBPyConnection) -> Iterator[None]:
     wakeups, notes = os.pipe()
     os.set_blocking(notes, False)
     previous = signal.set_wakeup_fd(notes, warn_on_full_buffer=False)
-    watcher = threading.Thread(target=interrupt_on_sigint, args=(wakeups, connection))
+    watcher = threading.Thread(target=interrupt_on_sigint, args=(wakeups, connection, previous))
     watcher.start()
     try:
         yield
@@ -90,11 +91,19 @@ def stopped_by_ctrl_c(connection: duckdb.DuckDBPyConnection) -> Iterator[None]:
         os.close(notes)
 
 
-def interrupt_on_sigint(wakeups: int, connection: duckdb.DuckDBPyConnection) -> None:
-    """Interrupt the connection at each SIGINT noted in `wakeups`, until a 0 is read."""
+def interrupt_on_sigint(wakeups: int, connection: duckdb.DuckDBPyConnection, previous: int) -> None:
+    """Interrupt the connection at each SIGINT noted in `wakeups`, until a 0 is read.
+
+    Every signal noted is passed on to the file that was noting them before (an event
+    loop's, say), so that its owner still learns of it.
+    """
     while True:
-        for number in os.read(wakeups, 64):
-            if number == 0:
-                return
-            if number == signal.SIGINT:
-                connection.interrupt()
+        numbers = os.read(wakeups, 64)
+        signals = numbers.split(bytes([0]))[0]
+        if signals and previous != -1:
+            with contextlib.suppress(OSError):  # a full or closed file: as Python itself does
+                os.write(previous, signals)
+        if signal.SIGINT in signals:
+            connection.interrupt()
+        if len(signals) < len(numbers):
+            return

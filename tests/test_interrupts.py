@@ -23,6 +23,7 @@ from pitsync.interrupts import (
     held_while_committing,
     is_interrupt,
     raise_held_interrupt,
+    stopped_by_ctrl_c,
 )
 from tests.conftest import Project, configure_company_history
 
@@ -129,6 +130,26 @@ def test_ctrl_c_stops_a_query_inside_a_long_join(project: Project) -> None:
     assert process.returncode == 130, stderr
     assert "Traceback" not in stderr
     assert "interrupted" in stderr
+
+
+def test_signals_noted_during_a_query_still_reach_the_file_noting_them_before() -> None:
+    # An event loop notes its signals in a file of its own; a query in between must not
+    # swallow them.
+    noted, notes = os.pipe()
+    os.set_blocking(notes, False)
+    handler = signal.signal(signal.SIGUSR1, lambda signum, frame: None)
+    earlier = signal.set_wakeup_fd(notes)
+    try:
+        with stopped_by_ctrl_c(duckdb.connect()):
+            os.kill(os.getpid(), signal.SIGUSR1)
+            time.sleep(0.05)
+    finally:
+        signal.set_wakeup_fd(earlier)
+        signal.signal(signal.SIGUSR1, handler)
+
+    assert os.read(noted, 64) == bytes([signal.SIGUSR1])
+    os.close(noted)
+    os.close(notes)
 
 
 def test_ctrl_c_while_the_command_loads_is_one_line() -> None:
