@@ -12,11 +12,12 @@ import logging
 import os
 import sys
 from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
 from pathlib import Path
 
 import duckdb
 from rich.console import Console
-from rich.table import Table
+from rich.table import Column, Table
 
 from pitsync import __version__
 from pitsync.config import CONFIG_ENV, load_config
@@ -405,6 +406,16 @@ def print_sync_report(records: list[RunRecord], *, dry_run: bool = False) -> Non
     terminal().print(table)
 
 
+RUN_COLUMNS = (
+    *("run_id", "table", "mode", "status", "started (UTC)", "seconds", "read"),
+    *("inserted", "updated", "deleted", "quarantined", "conflicts", "entities"),
+)
+
+
+def utc_text(moment: datetime) -> str:
+    return moment.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S")
+
+
 def command_runs(args: argparse.Namespace) -> int:
     config = load_config(args.config)
     con = open_read_only(config.store_path, config.memory_limit, args.wait)
@@ -415,39 +426,23 @@ def command_runs(args: argparse.Namespace) -> int:
     if args.format == "json":
         print(json.dumps([record.as_json() for record in records], indent=2))
         return 0
-    table = Table(
-        "run_id",
-        "table",
-        "mode",
-        "status",
-        "started_at",
-        "finished_at",
-        "rows_read",
-        "inserted",
-        "updated",
-        "deleted",
-        "quarantined",
-        "conflicts",
-        "entities",
-        "error",
-    )
+    # A narrow terminal wraps the cells rather than cutting table names and times short;
+    # the error column is shown when a run has one.
+    errors = any(r.error for r in records)
+    columns = [*RUN_COLUMNS, "error"] if errors else list(RUN_COLUMNS)
+    table = Table(*(Column(name, overflow="fold") for name in columns))
     for r in records:
-        table.add_row(
+        cells = [
             str(r.run_id),
             r.table_name,
             r.mode,
             r.status,
-            r.started_at.isoformat(timespec="seconds"),
-            r.finished_at.isoformat(timespec="seconds") if r.finished_at else "",
-            str(r.rows_read),
-            str(r.inserted),
-            str(r.updated),
-            str(r.deleted),
-            str(r.quarantined),
-            str(r.conflicts),
-            str(r.entities_changed),
-            r.error or "",
-        )
+            utc_text(r.started_at),
+            f"{r.seconds:.2f}" if r.finished_at else "",
+            *(str(n) for n in (r.rows_read, r.inserted, r.updated, r.deleted)),
+            *(str(n) for n in (r.quarantined, r.conflicts, r.entities_changed)),
+        ]
+        table.add_row(*cells, *([r.error or ""] if errors else []))
     terminal().print(table)
     return 0
 

@@ -89,7 +89,8 @@ INTERNAL_PREFIX = "__pitsync_"  # a run's temporary tables and derived columns
 
 @dataclass(frozen=True)
 class SourceConfig:
-    """One warehouse pitsync reads from: a file (`path`) or a database server (`uri`).
+    """One warehouse pitsync reads from: a file (`path`) or a database server (`uri`, or
+    the environment variable `uri_env` that holds it).
 
     `uri` may hold a password, so it is kept out of `repr` and never put in a message.
     """
@@ -99,6 +100,21 @@ class SourceConfig:
     path: Path | None = None
     uri: str | None = field(default=None, repr=False)
     schema: str | None = None
+    uri_env: str | None = None
+
+    def connection_uri(self) -> str | None:
+        """The URI to connect with. A `uri_env` variable is read only now, as the source
+        is opened: commands that do not read this source run without it."""
+        if self.uri_env is None:
+            return self.uri
+        value = os.environ.get(self.uri_env)
+        if not value:
+            raise ConfigError(
+                f"[sources.{self.name}]: environment variable {self.uri_env} (from "
+                "`uri_env`) is not set or empty; export it with the connection URI",
+                key="uri_env",
+            )
+        return value
 
 
 @dataclass(frozen=True)
@@ -278,11 +294,18 @@ def parse_source(name: str, raw: dict[str, Any], base: Path) -> SourceConfig:
         path = base / text_value(raw, "path", where=where)
         return SourceConfig(name=name, type=source_type, path=path, schema=schema)
     refuse_keys(raw, {"path"}, where=where, reason=f'type = "{source_type}" connects by `uri`')
-    return SourceConfig(name=name, type=source_type, uri=uri_value(raw, where=where), schema=schema)
+    check_uri_keys(raw, where=where)
+    return SourceConfig(
+        name=name,
+        type=source_type,
+        uri=text_value(raw, "uri", where=where, default=None),
+        uri_env=text_value(raw, "uri_env", where=where, default=None),
+        schema=schema,
+    )
 
 
-def uri_value(raw: dict[str, Any], *, where: str) -> str:
-    """The connection URI, written in the file or named by an environment variable."""
+def check_uri_keys(raw: dict[str, Any], *, where: str) -> None:
+    """A database source has its URI in the file, or names the variable holding it."""
     if ("uri" in raw) == ("uri_env" in raw):
         raise ConfigError(
             f'{where}: set exactly one of `uri` ("postgresql://...") or `uri_env` (the name of '
@@ -290,9 +313,8 @@ def uri_value(raw: dict[str, Any], *, where: str) -> str:
             key="uri",
         )
     if "uri" in raw:
-        return text_value(raw, "uri", where=where)
-    variable = text_value(raw, "uri_env", where=where)
-    if not ENVIRONMENT_NAME.fullmatch(variable):
+        return
+    if not ENVIRONMENT_NAME.fullmatch(text_value(raw, "uri_env", where=where)):
         # Not echoed: what sits here by mistake is most often the URI, password and all.
         raise ConfigError(
             f"{where}: `uri_env` must be the name of an environment variable (letters, "
@@ -300,14 +322,6 @@ def uri_value(raw: dict[str, Any], *, where: str) -> str:
             'PITSYNC_WAREHOUSE_URI, and set uri_env = "PITSYNC_WAREHOUSE_URI"',
             key="uri_env",
         )
-    value = os.environ.get(variable)
-    if not value:
-        raise ConfigError(
-            f"{where}: environment variable {variable} (from `uri_env`) is not set or empty; "
-            "export it with the connection URI",
-            key="uri_env",
-        )
-    return value
 
 
 def refuse_keys(raw: dict[str, Any], keys: set[str], *, where: str, reason: str) -> None:

@@ -17,6 +17,7 @@ import duckdb
 import pytest
 
 from pitsync.config import load_config
+from pitsync.connectors.sources import open_source
 from pitsync.errors import ConfigError
 from pitsync.queries.execute import QuerySession
 from tests.conftest import Project, company_history
@@ -293,7 +294,7 @@ def test_a_database_source_needs_exactly_one_of_uri_and_uri_env(tmp_path: Path) 
         load_config(path)
 
 
-def test_uri_env_naming_an_unset_variable_is_refused(
+def test_uri_env_naming_an_unset_variable_is_refused_as_the_source_opens(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.delenv("PITSYNC_TEST_UNSET_URI", raising=False)
@@ -302,9 +303,10 @@ def test_uri_env_naming_an_unset_variable_is_refused(
         'type = "duckdb"\npath = "warehouse.duckdb"',
         'type = "postgres"\nuri_env = "PITSYNC_TEST_UNSET_URI"',
     )
+    source = load_config(path).sources["warehouse"]
 
     with pytest.raises(ConfigError, match=in_order("PITSYNC_TEST_UNSET_URI", "not set")):
-        load_config(path)
+        open_source(source)
 
 
 def test_a_uri_written_into_uri_env_is_refused_without_showing_it(tmp_path: Path) -> None:

@@ -516,6 +516,25 @@ def test_a_password_in_the_uri_is_never_printed_or_recorded(project: Project, ur
     assert SECRET not in runs.stdout + runs.stderr
 
 
+def test_an_unset_uri_env_stops_only_what_reads_that_source(
+    project: Project, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("CRM_URI", raising=False)
+    locked_source_config(project, "uri_env")
+
+    query = project.cli("query", "SELECT company_id FROM company_plan_history")
+    other = project.cli("sync", "--table", "company_plan_history")
+    crm = project.cli("sync", "--table", "accounts", check=False)
+
+    assert "c1" in query.stdout
+    assert other.returncode == 0
+    assert crm.returncode == 1
+    assert crm.stderr.strip() == (
+        "pitsync: error: [sources.crm]: environment variable CRM_URI (from `uri_env`) is "
+        "not set or empty; export it with the connection URI"
+    )
+
+
 def test_redact_hides_the_uri_and_its_password() -> None:
     uri = "postgresql://postgres:s3cret@db.internal:5432/crm"
     message = f"cannot reach {uri}; password s3cret rejected"

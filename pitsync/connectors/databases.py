@@ -95,6 +95,7 @@ class DatabaseSource:
         self.name = config.name
         self.config = config
         self.driver = DRIVERS[config.type]
+        self.uri = config.connection_uri()
         self.connection = self.connect()
         self.cursors: list[Any] = []  # a result stream lives only as long as its cursor
 
@@ -104,8 +105,8 @@ class DatabaseSource:
             if self.config.type == "sqlite":
                 return module.connect(sqlite_read_only_uri(self.config))
             if self.config.type == "bigquery":
-                return module.connect(db_kwargs={"uri": self.config.uri})
-            return module.connect(self.config.uri)
+                return module.connect(db_kwargs={"uri": self.uri})
+            return module.connect(self.uri)
         except Exception as error:  # every driver raises its own DB-API error classes
             raise SourceError(
                 f"source `{self.name}`: cannot connect to {self.config.type}: "
@@ -221,7 +222,7 @@ class DatabaseSource:
         return sorted(set(names))
 
     def redact(self, text: str) -> str:
-        return redact(text, self.config.uri)
+        return redact(text, self.uri)
 
     def close(self) -> None:
         try:
