@@ -288,6 +288,25 @@ def test_a_query_that_does_not_parse_is_refused_in_plain_text(synced: Project) -
     assert "\x1b[" not in result.stderr
 
 
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["query", "SELECT 'abc"],
+        ["query", "SELECT 1 /* a comment"],
+        ["query", 'SELECT "x'],
+        ["users", "--where", "plan = 'pro"],
+        ["delete-profiles", "--where", "plan = 'pro"],
+    ],
+)
+def test_an_open_quote_or_comment_is_one_line_not_a_traceback(
+    synced: Project, args: list[str]
+) -> None:
+    result = synced.cli(*args, check=False)
+
+    assert_user_error(result)
+    assert len(result.stderr.strip().splitlines()) == 1
+
+
 # --- profile and history -------------------------------------------------------------------
 
 

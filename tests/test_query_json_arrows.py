@@ -3,8 +3,9 @@
 In DuckDB 2.0 a lambda is written `lambda x: e`, so `properties -> 'plan'` inside a call
 is the JSON arrow, as it is anywhere else. The store here holds three profiles:
 
-    u1  {"plan": "pro", "v": [1, 2], "my key": {"b": 3}, "vip": true}
-    u2  {"plan": "free", "v": [], "vip": false}
+    u1  {"plan": "pro", "v": [1, 2], "my key": {"b": 3}, "vip": true,
+         "utm.source": "google", "page": {"url": "/home"}}
+    u2  {"plan": "free", "v": [], "vip": false, "a[0]": "whole key"}
     u3  {"seats": 4}
 """
 
@@ -22,9 +23,10 @@ from pitsync.errors import QueryError, QueryRefused
 from pitsync.queries.execute import QuerySession, translate
 from pitsync.queries.profiles import profiles_sql
 
+U1 = {"plan": "pro", "v": [1, 2], "my key": {"b": 3}, "vip": True, "utm.source": "google"}
 PROFILES = (
-    {"$distinct_id": "u1", "$set": {"plan": "pro", "v": [1, 2], "my key": {"b": 3}, "vip": True}},
-    {"$distinct_id": "u2", "$set": {"plan": "free", "v": [], "vip": False}},
+    {"$distinct_id": "u1", "$set": {**U1, "page": {"url": "/home"}}},
+    {"$distinct_id": "u2", "$set": {"plan": "free", "v": [], "vip": False, "a[0]": "whole key"}},
     {"$distinct_id": "u3", "$set": {"seats": 4}},
 )
 
@@ -94,6 +96,36 @@ def test_arrow_in_function_arguments_is_json_extract(
     assert per_profile(store, expression) == expected
 
 
+@pytest.mark.parametrize(
+    ("expression", "expected"),
+    [
+        # Without `$` or `/`, DuckDB reads the text as one whole key, dots and all.
+        ("properties->>'utm.source'", ["google", None, None]),
+        ("properties->>'page.url'", [None, None, None]),
+        ("properties->>'a[0]'", [None, "whole key", None]),
+        ("json_extract_string(properties, 'utm.source')", ["google", None, None]),
+        # With `$`, it is a path.
+        ("properties->>'$.page.url'", ["/home", None, None]),
+        ("properties->'page'->>'url'", ["/home", None, None]),
+    ],
+)
+def test_json_keys_and_paths_mean_what_duckdb_reads(
+    store: Path, expression: str, expected: list[object]
+) -> None:
+    assert per_profile(store, expression) == expected
+
+
+def test_postgres_json_path_functions_meet_duckdbs_own_answer(store: Path) -> None:
+    # DuckDB's json_extract_path_text takes one path; a second key is not dropped unseen.
+    assert per_profile(store, "json_extract_path_text(properties, 'plan')") == [
+        "pro",
+        "free",
+        None,
+    ]
+    with pytest.raises(QueryError, match="json_extract_path_text"):
+        rows(store, "SELECT json_extract_path_text(properties, 'page', 'url') FROM user_profiles")
+
+
 def test_arrow_means_the_same_inside_a_call_as_outside(store: Path) -> None:
     outside = per_profile(store, "properties->'plan'")
     assert outside == ['"pro"', '"free"', None]
@@ -118,7 +150,7 @@ def test_translated_sql_holds_the_arrow_not_a_lambda() -> None:
         {},
     )
     assert translated == (
-        "SELECT JSON_TYPE(properties -> '$.plan'), LIST_TRANSFORM([1], LAMBDA x : x) "
+        "SELECT JSON_TYPE(properties -> 'plan'), LIST_TRANSFORM([1], LAMBDA x : x) "
         "FROM user_profiles"
     )
 

@@ -14,9 +14,9 @@ import re
 import sqlglot
 from sqlglot import exp
 from sqlglot.dialects.duckdb import DuckDB
-from sqlglot.errors import ParseError
+from sqlglot.errors import ParseError, TokenError
 from sqlglot.parsers.duckdb import DuckDBParser
-from sqlglot.tokens import TokenType
+from sqlglot.tokens import Token, TokenType
 
 from pitsync.errors import QueryRefused
 
@@ -55,24 +55,55 @@ class JsonArrowParser(DuckDBParser):
     `json_type(properties -> 'plan')` would run as `json_type(LAMBDA properties : 'plan')`.
     DuckDB 2.0 writes lambdas `lambda x: e` only (a separate rule of the parser, kept), so
     the arrow can only be json_extract, read with the same precedence as anywhere else.
+
+    PostgreSQL's json_extract_path(_text) are left as the calls they are: sqlglot would
+    turn them into an arrow and drop every key but the first; DuckDB has neither, and
+    says so.
     """
 
     LAMBDAS = {
         token: build for token, build in DuckDBParser.LAMBDAS.items() if token != TokenType.ARROW
     }
+    FUNCTIONS = {
+        name: build
+        for name, build in DuckDBParser.FUNCTIONS.items()
+        if name not in {"JSON_EXTRACT_PATH", "JSON_EXTRACT_PATH_TEXT"}
+    }
+
+
+class StoreDuckDB(DuckDB):
+    """DuckDB's dialect, with JSON paths kept as written.
+
+    sqlglot reads `properties ->> 'utm.source'` as the path `$.utm.source` (a key `utm`,
+    then `source`), where DuckDB reads a path without `$` or `/` as one whole key; and
+    `'$email'` as the key `email`. Kept as written, the path means what DuckDB says.
+    """
+
+    def to_json_path(self, path: exp.Expr | None) -> exp.Expr | None:
+        return path
+
+
+def tokens_of(dialect: DuckDB, sql: str) -> list[Token]:
+    """The tokens of `sql`; text that cannot be split into tokens (an unclosed quote or
+    comment) is a ParseError like any other."""
+    try:
+        return dialect.tokenize(sql)
+    except TokenError as error:
+        raise ParseError(f"is a quote or a comment left open? ({error})") from error
 
 
 def parse_duckdb(sql: str) -> list[exp.Expr]:
     """The statements of `sql` as sqlglot trees, `->` read as the JSON arrow throughout."""
-    dialect = DuckDB()
-    trees = JsonArrowParser(dialect=dialect).parse(dialect.tokenize(sql), sql)
+    dialect = StoreDuckDB()
+    trees = JsonArrowParser(dialect=dialect).parse(tokens_of(dialect, sql), sql)
     return [tree for tree in trees if tree is not None]
 
 
 def parse_condition(sql: str) -> exp.Expr:
     """One SQL condition (a WHERE clause's body) as a sqlglot tree, or ParseError."""
-    dialect = DuckDB()
-    trees = JsonArrowParser(dialect=dialect).parse_into(exp.Condition, dialect.tokenize(sql), sql)
+    dialect = StoreDuckDB()
+    parser = JsonArrowParser(dialect=dialect)
+    trees = parser.parse_into(exp.Condition, tokens_of(dialect, sql), sql)
     if len(trees) != 1 or trees[0] is None:
         raise ParseError(f"expected one condition in {sql!r}")
     return trees[0]
