@@ -38,7 +38,7 @@ from pitsync.modeling.attribution import Entity, entity_tables, interval_at_sql,
 from pitsync.modeling.portable import ENGINES
 from pitsync.modeling.staging import json_object_sql
 from pitsync.queries.execute import QuerySession
-from pitsync.queries.output import formatted, write_csv, write_json, write_table
+from pitsync.queries.output import formatted, printable, write_csv, write_json, write_table
 from pitsync.queries.profiles import (
     FEED_DAYS,
     FeedWindow,
@@ -442,7 +442,7 @@ def command_runs(args: argparse.Namespace) -> int:
             *(str(n) for n in (r.rows_read, r.inserted, r.updated, r.deleted)),
             *(str(n) for n in (r.quarantined, r.conflicts, r.entities_changed)),
         ]
-        table.add_row(*cells, *([r.error or ""] if errors else []))
+        table.add_row(*cells, *([printable(r.error or "")] if errors else []))
     terminal().print(table)
     return 0
 
@@ -467,9 +467,10 @@ def command_profile(args: argparse.Namespace) -> int:
     if args.format == "json":
         print(json.dumps(properties, indent=2))
         return 0
-    table = Table("property", "value", title=f"{entity.describe()} at {moment}")
+    table = Table("property", "value", title=printable(f"{entity.describe()} at {moment}"))
     for name, value in properties.items():
-        table.add_row(name, json.dumps(value) if not isinstance(value, str) else value)
+        shown = json.dumps(value) if not isinstance(value, str) else value
+        table.add_row(printable(name), printable(shown))
     terminal().print(table)
     return 0
 
@@ -559,14 +560,15 @@ def timeline(session: QuerySession, entry, entity: Entity) -> list[dict[str, obj
 def print_timeline(
     console: Console, name: str, entity: Entity, intervals: list[dict[str, object]]
 ) -> None:
-    table = Table("from", "until", "properties", title=f"{entity.describe()} in {name}")
+    title = printable(f"{entity.describe()} in {name}")
+    table = Table("from", "until", "properties", title=title)
     for interval in intervals:
         properties = {k: v for k, v in interval.items() if k not in (START_TIME, END_TIME)}
         defined = ", ".join(f"{k}={v}" for k, v in properties.items() if v is not None)
         table.add_row(
             str(interval[START_TIME]),
             str(interval[END_TIME] or "(open)"),
-            defined or "(nothing defined)",
+            printable(defined) or "(nothing defined)",
         )
     if not intervals:
         table.add_row("-", "-", "(no rows)")
@@ -633,7 +635,8 @@ def command_import_csv(args: argparse.Namespace) -> int:
 def print_csv_preview(rows: list[tuple[str | None, dict[str, object]]]) -> None:
     table = Table("id", "properties", title="dry run: the first rows as mapped (nothing applied)")
     for profile_id, properties in rows:
-        table.add_row(profile_id or "(generated)", json.dumps(properties, ensure_ascii=False))
+        shown = printable(json.dumps(properties, ensure_ascii=False))
+        table.add_row(printable(profile_id) if profile_id else "(generated)", shown)
     terminal().print(table)
 
 
@@ -714,7 +717,10 @@ def command_model(args: argparse.Namespace) -> int:
 
 def terminal() -> Console:
     """Rich output: the terminal's width, or a wide page when written to a pipe or file."""
-    return Console() if sys.stdout.isatty() else Console(width=PIPE_WIDTH)
+    # Values are shown as they are: `[vip]` in a value is no markup.
+    if sys.stdout.isatty():
+        return Console(markup=False)
+    return Console(markup=False, width=PIPE_WIDTH)
 
 
 def run() -> None:

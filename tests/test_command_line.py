@@ -288,6 +288,32 @@ def test_a_query_that_does_not_parse_is_refused_in_plain_text(synced: Project) -
     assert "\x1b[" not in result.stderr
 
 
+def test_table_output_shows_values_as_they_are(synced: Project) -> None:
+    # Square brackets are no markup, and an escape sequence is shown, not sent.
+    sql = "SELECT '[vip] customer' AS \"[b]x\", '[/]' AS b, chr(27) || '[31mred' AS c"
+
+    result = synced.cli("query", sql)
+
+    header, row = (line for line in result.stdout.splitlines() if "│" in line or "┃" in line)
+    assert header.split("┃")[1:4] == [" [b]x           ", " b   ", " c           "]
+    assert row.split("│")[1:4] == [" [vip] customer ", " [/] ", " \\x1b[31mred "]
+    assert "\x1b" not in result.stdout
+
+
+def test_profile_table_shows_a_bracketed_value_as_it_is(project: Project) -> None:
+    updates = project.root / "updates.jsonl"
+    updates.write_text('{"$distinct_id": "[/]", "$set": {"tag": "[/]", "[b]": "x"}}\n')
+    project.write_config()
+    project.cli("engage", str(updates))
+
+    result = project.cli("profile", "[/]")
+
+    cells = [line.split("│")[1:3] for line in result.stdout.splitlines() if "│" in line]
+    shown = {name.strip(): value.strip() for name, value in cells}
+    assert (shown["[b]"], shown["tag"]) == ("x", "[/]")
+    assert "user [/]" in result.stdout
+
+
 @pytest.mark.parametrize(
     "args",
     [

@@ -7,6 +7,7 @@ array of objects; CSV has a header row, and nested values as JSON text.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from typing import Literal, TextIO
 
@@ -23,6 +24,9 @@ from pitsync.modeling.timestamps import iso_sql
 from pitsync.quoting import quote_identifier
 
 OutputFormat = Literal["table", "csv", "json"]
+# Control characters other than tab and newline: an escape sequence in a value would
+# recolour the terminal or move its cursor.
+CONTROL_CHARACTERS = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
 BATCH_ROWS = 10_000
 TABLE_ROW_LIMIT = 1_000  # a terminal table beyond this is unreadable; the rest is counted
 
@@ -151,7 +155,7 @@ def write_table(relation: duckdb.DuckDBPyRelation, console: Console) -> int:
     """A terminal table of the first rows; says how many more there are."""
     table = Table(show_lines=False)
     for name in relation.columns:
-        table.add_column(name, overflow="fold")
+        table.add_column(printable(name), overflow="fold")
     text = formatted(relation, nested_as_json=True)
     shown = 0
     total = 0
@@ -161,10 +165,16 @@ def write_table(relation: duckdb.DuckDBPyRelation, console: Console) -> int:
         if room > 0:
             shown_rows = batch.slice(0, room)
             for row in zip(*(column.to_pylist() for column in shown_rows.columns), strict=True):
-                table.add_row(*("NULL" if value is None else str(value) for value in row))
+                table.add_row(*("NULL" if value is None else printable(value) for value in row))
             shown += min(room, batch.num_rows)
     console.print(table)
     if total > shown:
         console.print(f"{total - shown} more rows not shown; use --format csv or json for all")
     console.print(f"({total} row{'s' if total != 1 else ''})", style="dim")
     return total
+
+
+def printable(value: object) -> str:
+    """A value as a terminal shows it: control characters written as `\\xNN`. (The
+    console reads no markup, so `[vip]` shows as it is.)"""
+    return CONTROL_CHARACTERS.sub(lambda found: f"\\x{ord(found.group()):02x}", str(value))
