@@ -281,6 +281,30 @@ def test_query_csv_writes_types_without_a_csv_form_as_text(synced: Project) -> N
     assert list(csv.reader(io.StringIO(out))) == [["gap", "local_time"], ["1 day", "10:00:00+02"]]
 
 
+CALENDAR_SQL = (
+    "SELECT DATE 'infinity' AS d, DATE '10000-01-01' AS late, DATE '0044-03-15 (BC)' AS bc, "
+    "TIME '24:00:00' AS t, DATE '2024-02-29' AS leap"
+)
+CALENDAR_TEXT = ["infinity", "10000-01-01", "0044-03-15 (BC)", "24:00:00", "2024-02-29"]
+
+
+def test_dates_and_times_python_cannot_hold_are_written_as_duckdb_writes_them(
+    synced: Project,
+) -> None:
+    table = synced.cli("query", CALENDAR_SQL).stdout
+    csv_out = synced.cli("query", CALENDAR_SQL, "--format", "csv").stdout
+
+    [row] = [line for line in table.splitlines() if "│" in line]
+    assert [cell.strip() for cell in row.split("│")[1:-1]] == CALENDAR_TEXT
+    assert list(csv.reader(io.StringIO(csv_out)))[1] == CALENDAR_TEXT
+
+
+def test_csv_header_of_no_rows_doubles_a_quote_in_a_name(synced: Project) -> None:
+    out = synced.cli("query", 'SELECT 1 AS "a""b", 2 AS c WHERE false', "--format", "csv")
+
+    assert list(csv.reader(io.StringIO(out.stdout))) == [['a"b', "c"]]
+
+
 def test_a_query_that_does_not_parse_is_refused_in_plain_text(synced: Project) -> None:
     result = synced.cli("query", "SELEC 1", check=False)
 

@@ -35,8 +35,11 @@ PLAIN_TYPES = {
     "BOOLEAN",
     *("TINYINT", "SMALLINT", "INTEGER", "BIGINT", "HUGEINT"),
     *("UTINYINT", "USMALLINT", "UINTEGER", "UBIGINT", "UHUGEINT"),
-    *("FLOAT", "DOUBLE", "VARCHAR", "DATE", "TIME"),
+    *("FLOAT", "DOUBLE", "VARCHAR"),
 }
+# Written as DuckDB's text: Python's dates and times hold neither `infinity`, years
+# past 9999 or BC, nor `24:00:00`.
+CALENDAR_TYPES = {"DATE", "TIME", "TIME_NS"}
 
 
 # Scalar time types and the text each is written as; nested ones go through to_json.
@@ -67,6 +70,8 @@ def text_sql(column: str, type_name: str, nested_as_json: bool) -> str:
         return iso_sql(f"CAST({column} AS TIMESTAMPTZ)", "TIMESTAMPTZ")
     if type_name in NAIVE_TYPES:
         return iso_sql(f"CAST({column} AS TIMESTAMP)", "TIMESTAMP")
+    if type_name in CALENDAR_TYPES:
+        return f"CAST({column} AS VARCHAR)"
     element = type_name.removesuffix("[]")
     if element != type_name and element in INSTANT_TYPES | NAIVE_TYPES:
         listed = f"list_transform({column}, lambda value: {text_sql('value', element, False)})"
@@ -120,8 +125,13 @@ def write_csv(relation: duckdb.DuckDBPyRelation, out: TextIO) -> int:
         rows += batch.num_rows
         header = False
     if header:
-        out.write(",".join(f'"{name}"' for name in relation.columns) + "\n")
+        out.write(",".join(csv_quoted(name) for name in relation.columns) + "\n")
     return rows
+
+
+def csv_quoted(text: str) -> str:
+    """A CSV field in quotes, a quote inside written twice, as pyarrow writes a header."""
+    return '"' + text.replace('"', '""') + '"'
 
 
 def write_json(relation: duckdb.DuckDBPyRelation, out: TextIO) -> int:
