@@ -152,6 +152,30 @@ def test_query_session_raises_query_refused(store: Project, sql: str, message: s
     assert info.value.sql == sql
 
 
+@pytest.mark.parametrize(
+    "sql",
+    [
+        "WITH tables AS (SELECT 1) SELECT * FROM information_schema.tables",
+        "WITH pg_settings AS (SELECT 1) SELECT * FROM pg_catalog.pg_settings",
+        "SELECT * FROM information_schema.runs",
+    ],
+)
+def test_a_schema_outside_the_store_is_refused_even_beside_a_cte_of_that_name(
+    store: Project, sql: str
+) -> None:
+    with QuerySession(store.store) as session, pytest.raises(QueryRefused, match="names schema"):
+        session.query(sql)
+
+
+def test_store_relations_may_be_named_with_their_schema(store: Project) -> None:
+    with QuerySession(store.store) as session:
+        public = session.query("SELECT count(*) FROM main.company_plan_history").fetchall()
+        internal = session.query("SELECT count(*) FROM _pitsync.runs").fetchall()
+
+    assert public == [(2,)]
+    assert internal == [(2,)]
+
+
 def test_query_session_still_answers_reads_after_a_refusal(store: Project) -> None:
     with QuerySession(store.store) as session:
         with pytest.raises(QueryRefused):

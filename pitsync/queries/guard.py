@@ -19,6 +19,10 @@ from sqlglot.parsers.duckdb import DuckDBParser
 from sqlglot.tokens import Token, TokenType
 
 from pitsync.errors import QueryRefused
+from pitsync.store import INTERNAL_SCHEMA
+
+# The schemas of the store's relations: its public views, and pitsync's own tables.
+STORE_SCHEMAS = {"main", INTERNAL_SCHEMA}
 
 # Table functions that generate rows from their arguments alone.
 PURE_TABLE_FUNCTIONS = {"range", "generate_series", "unnest"}
@@ -150,7 +154,9 @@ def check_relations(
     """
     ctes = {cte.alias_or_name.lower() for cte in tree.find_all(exp.CTE)}
     for table in tree.find_all(exp.Table):
-        check_table(table, relations | ctes, sql, listed=(public or relations) | ctes)
+        # A CTE is named without a schema: `information_schema.tables` is no CTE `tables`.
+        known = relations if table.db else relations | ctes
+        check_table(table, known, sql, listed=(public or relations) | ctes)
     for function in tree.find_all(exp.Func):
         if isinstance(function.parent, exp.Table):
             continue
@@ -200,6 +206,12 @@ def check_table(table: exp.Table, known: set[str], sql: str, *, listed: set[str]
     if table.catalog:
         raise QueryRefused(
             f"`{table.sql('duckdb')}` names another database; queries read only the store",
+            sql=sql,
+        )
+    if table.db and table.db.lower() not in STORE_SCHEMAS:
+        raise QueryRefused(
+            f"`{table.sql('duckdb')}` names schema `{table.db}`; queries read only the store's "
+            "relations: name them without a schema",
             sql=sql,
         )
     if table.name.lower() not in known:
