@@ -65,6 +65,7 @@ REFUSED = [
         "only JOIN and LEFT JOIN",
     ),
     ("SELECT * FROM events AS e, h FOR SYSTEM_TIME AS OF e.time", "needs ON h.company_id = "),
+    ("SELECT * FROM h FOR SYSTEM_TIME AS OF now() TABLESAMPLE 1 ROWS", "sample the result"),
 ]
 
 

@@ -47,7 +47,7 @@ def rewrite_temporal_tree(tree: exp.Query, history_tables: dict[str, str], sql: 
         check_version(table, version, history_tables, sql)
         moment = as_instant(version.expression)
         table.set("version", None)
-        if moment.find(exp.Column):
+        if refers_to_a_row(moment):
             rewrite_as_of_join(table, moment, history_tables[table.name.lower()], sql)
         else:
             rewrite_as_of_moment(table, moment)
@@ -65,12 +65,28 @@ def check_version(
             "(a timestamp, or a column such as e.time in a join)",
             sql=sql,
         )
+    if table.args.get("sample"):
+        raise QueryRefused(
+            "TABLESAMPLE does not go with FOR SYSTEM_TIME AS OF; sample the result in an "
+            "outer query (SELECT ... FROM (<the query>) USING SAMPLE ...)",
+            sql=sql,
+        )
     if table.name.lower() not in history_tables:
         raise QueryRefused(
             f"FOR SYSTEM_TIME AS OF applies to history tables, and `{table.name}` is not one; "
             f"history tables are: {', '.join(sorted(history_tables)) or '(none synced yet)'}",
             sql=sql,
         )
+
+
+def refers_to_a_row(moment: exp.Expression) -> bool:
+    """Whether the moment names a column of the query's rows (`e.time`), so differs from
+    row to row; a column inside a subquery (`(SELECT max(time) FROM events)`) does not."""
+    return any(
+        column.find_ancestor(exp.Subquery) is None
+        or moment.find_ancestor(exp.Subquery) is column.find_ancestor(exp.Subquery)
+        for column in moment.find_all(exp.Column)
+    )
 
 
 def as_instant(moment: exp.Expression) -> exp.Expression:
@@ -84,7 +100,7 @@ def as_instant(moment: exp.Expression) -> exp.Expression:
 
 def rewrite_as_of_moment(table: exp.Table, moment: exp.Expression) -> None:
     """`h FOR SYSTEM_TIME AS OF m` -> the intervals of h that hold m, under h's name."""
-    alias = table.alias_or_name
+    alias = table.args.get("alias") or exp.TableAlias(this=exp.to_identifier(table.name))
     inner = exp.Table(this=table.this.copy(), db=table.args.get("db"), catalog=None)
     start = exp.column(START_TIME, table=inner.name)
     end = exp.column(END_TIME, table=inner.name)
@@ -92,7 +108,8 @@ def rewrite_as_of_moment(table: exp.Table, moment: exp.Expression) -> None:
         exp.LTE(this=start, expression=moment.copy()),
         exp.paren(exp.or_(end.copy().is_(exp.null()), exp.GT(this=end, expression=moment.copy()))),
     )
-    subquery = exp.select("*").from_(inner).where(holds).subquery(alias)
+    # The alias, with any column names it gives (`AS x(id, since)`), names the subquery.
+    subquery = exp.Subquery(this=exp.select("*").from_(inner).where(holds), alias=alias.copy())
     table.replace(subquery)
 
 
