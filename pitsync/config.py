@@ -195,6 +195,10 @@ def load_config(explicit: str | None = None) -> Config:
         raw = tomllib.loads(path.read_text(encoding="utf-8"))
     except tomllib.TOMLDecodeError as error:
         raise ConfigError(f"{path} is not valid TOML: {error}") from error
+    except UnicodeDecodeError as error:
+        raise ConfigError(
+            f"{path} is not UTF-8 text (at byte offset {error.start}); save it as UTF-8"
+        ) from error
     return parse_config(raw, path)
 
 

@@ -179,6 +179,14 @@ def test_invalid_toml_is_a_config_error(tmp_path: Path) -> None:
         load_config(path)
 
 
+def test_a_config_file_that_is_not_utf8_is_a_config_error(tmp_path: Path) -> None:
+    path = tmp_path / "pitsync.toml"
+    path.write_bytes('[store]\npath = "Zoë.duckdb"\n'.encode("latin-1"))
+
+    with pytest.raises(ConfigError, match=in_order("not UTF-8", "byte offset 18", "as UTF-8")):
+        load_config(str(path))
+
+
 @pytest.mark.parametrize("name", ["events", "runs", "quarantine", "all_events", "Runs", "EVENTS"])
 def test_history_table_may_not_take_a_name_the_store_reserves(tmp_path: Path, name: str) -> None:
     # DuckDB names are case-insensitive, so `Runs` would collide with the runs view too.

@@ -257,6 +257,8 @@ def test_a_file_that_cannot_be_read_is_refused_before_the_store_is_opened(store:
         import_csv(store.config, not_utf8, id_column=1, columns={2: "name"})
     with pytest.raises(SourceError, match="no such file"):
         import_csv(store.config, store.root / "missing.csv", id_column=1, columns={2: "name"})
+    with pytest.raises(SourceError, match="a folder, not a file"):
+        import_csv(store.config, store.root, id_column=1, columns={2: "name"})
     assert not store.config.store_path.exists()
 
 

@@ -243,7 +243,8 @@ def check_group_key(group_key: str | None) -> None:
 def existing_file(path: str | Path) -> Path:
     source = Path(path)
     if not source.is_file():
-        raise SourceError(f"no such file: {path}; give a CSV file", source=str(path))
+        what = "a folder, not a file" if source.is_dir() else "no such file"
+        raise SourceError(f"{what}: {path}; give a CSV file", source=str(path))
     return source
 
 

@@ -37,7 +37,8 @@ def update_file(name: str) -> Iterator[Path]:
     if name != "-":
         path = Path(name)
         if not path.is_file():
-            raise SourceError(f"no such file: {name}; give a JSON lines file, or - for stdin")
+            what = "a folder, not a file" if path.is_dir() else "no such file"
+            raise SourceError(f"{what}: {name}; give a JSON lines file, or - for stdin")
         yield path
         return
     with tempfile.NamedTemporaryFile(prefix="pitsync-updates-", suffix=".json") as copy:
