@@ -239,6 +239,7 @@ def test_strings_are_cut_to_255_bytes_and_names_to_255_characters(store: Store) 
         ({"columns": {2: "name", 3: "name"}}, r"columns 2 and 3 are both mapped to name"),
         ({"columns": {}}, r"map at least one column"),
         ({"columns": {2: "name"}, "group_key": ""}, r"the group key is empty"),
+        ({"columns": {2: "$last_seen"}}, r"column 2 is mapped to \$last_seen, which pitsync"),
     ],
 )
 def test_a_wrong_mapping_is_refused_before_the_store_is_opened(

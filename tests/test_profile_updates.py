@@ -458,6 +458,22 @@ def test_a_key_given_twice_rejects_the_record(profiles: Profiles) -> None:
     assert profiles.rows("SELECT count(*) FROM user_profiles") == [(0,)]
 
 
+def test_last_seen_is_kept_by_pitsync_and_set_by_no_record(profiles: Profiles) -> None:
+    report = profiles.apply(
+        '{"$distinct_id": "u1", "$set": {"$last_seen": "1999-01-01"}, "$ignore_time": true}',
+        '{"$distinct_id": "u1", "$set_once": {"a": 1, "$last_seen": "1999-01-01"}}',
+        '{"$distinct_id": "u2", "$set": {"a": 1}, "$ignore_time": true}',
+    )
+    reason = (
+        "reserved property $last_seen: pitsync sets it to the time of the last update; "
+        "leave it out, and give the record that $time instead"
+    )
+    assert report.rejections == [f"line 1: {reason}", f"line 2: {reason}"]
+    assert profiles.rows("SELECT distinct_id, properties, last_seen FROM user_profiles") == [
+        ("u2", '{"a":1}', None)
+    ]
+
+
 def test_a_long_string_is_cut_without_reading_it_again_and_again(profiles: Profiles) -> None:
     long = "é" * 3_000_000  # 6 MB
     profiles.apply(user("$set", {"s": long}), user("$append", {"l": "€" * 1_000_000}))

@@ -60,6 +60,7 @@ from pitsync.modeling.profile_operators import (
     stage_schema,
 )
 from pitsync.modeling.profile_records import (
+    LAST_SEEN,
     LINES,
     MAX_NAME_CHARACTERS,
     RECORDS,
@@ -207,6 +208,12 @@ def mapped_columns(columns: dict[int, str]) -> tuple[Column, ...]:
             raise ConfigError(
                 f"column {column.number} is mapped to an empty name; give --column "
                 f"{column.number}=property",
+                key="--column",
+            )
+        if column.name == LAST_SEEN:
+            raise ConfigError(
+                f"column {column.number} is mapped to {LAST_SEEN}, which pitsync keeps as the "
+                "time of the last update (an import leaves it alone); map it to another name",
                 key="--column",
             )
         if column.name in seen:

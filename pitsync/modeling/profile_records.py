@@ -29,6 +29,8 @@ IDS = ("$distinct_id", "$group_key", "$group_id")
 # Clients send $token and $ip with every record; they say nothing about the profile.
 META = ("$time", "$ignore_time", "$token", "$ip")
 
+# Kept by pitsync beside the properties (the time of the last update); never set by one.
+LAST_SEEN = "$last_seen"
 MAX_NAME_CHARACTERS = 255
 MAX_STRING_BYTES = 255
 SECONDS_BELOW = 100_000_000_000  # a numeric $time below this is seconds, above it ms
@@ -158,6 +160,9 @@ def problem_sql() -> str:
         WHEN list_contains({sql_list(OBJECT_OPERATORS)}, operators[1])
              AND coalesce(json_type(payload), 'NULL') <> 'OBJECT' THEN
             'wrong value type: ' || operators[1] || ' takes an object of properties'
+        WHEN json_type(payload) = 'OBJECT' AND list_contains(json_keys(payload), '{LAST_SEEN}')
+            THEN 'reserved property {LAST_SEEN}: pitsync sets it to the time of the last ' ||
+            'update; leave it out, and give the record that $time instead'
 
         -- Items by json_extract: a cast would make a null item SQL NULL, and let it pass.
         WHEN operators[1] = '$unset' AND NOT CASE
