@@ -255,11 +255,13 @@ def insert_before(joins: list[exp.Join], join: exp.Join, new: exp.Join) -> list[
 
 
 def hide_from_star(select: exp.Select, names: list[str]) -> None:
-    """A bare `*` must not show the columns the rewrite added."""
+    """A bare `*`, or `COLUMNS(*)`, must not show the columns the rewrite added."""
     for projection in select.expressions:
-        if isinstance(projection, exp.Star):
-            hidden = list(projection.args.get("except_") or [])
-            projection.set("except_", hidden + [exp.column(name) for name in names])
+        for star in projection.find_all(exp.Star):
+            bare = star is projection or isinstance(star.parent, exp.Columns)
+            if bare and star.find_ancestor(exp.Select) is select:
+                hidden = list(star.args.get("except_") or [])
+                star.set("except_", hidden + [exp.column(name) for name in names])
 
 
 def conjuncts(condition: exp.Expr) -> list[exp.Expr]:
