@@ -4,7 +4,7 @@ In DuckDB 2.0 a lambda is written `lambda x: e`, so `properties -> 'plan'` insid
 is the JSON arrow, as it is anywhere else. The store here holds three profiles:
 
     u1  {"plan": "pro", "v": [1, 2], "my key": {"b": 3}, "vip": true,
-         "utm.source": "google", "page": {"url": "/home"}}
+         "utm.source": "google", "$email": "ann@example.com", "page": {"url": "/home"}}
     u2  {"plan": "free", "v": [], "vip": false, "a[0]": "whole key"}
     u3  {"seats": 4}
 """
@@ -24,6 +24,7 @@ from pitsync.queries.execute import QuerySession, translate
 from pitsync.queries.profiles import profiles_sql
 
 U1 = {"plan": "pro", "v": [1, 2], "my key": {"b": 3}, "vip": True, "utm.source": "google"}
+U1["$email"] = "ann@example.com"
 PROFILES = (
     {"$distinct_id": "u1", "$set": {**U1, "page": {"url": "/home"}}},
     {"$distinct_id": "u2", "$set": {"plan": "free", "v": [], "vip": False, "a[0]": "whole key"}},
@@ -174,6 +175,9 @@ def users(store: Path, where: str) -> list[str]:
         ("plan = 'pro' OR CAST(seats AS INTEGER) > 3", ["u1", "u3"]),
         ("json_type(properties->'v') = 'ARRAY'", ["u1", "u2"]),
         ("distinct_id = 'u2'", ["u2"]),
+        # A $name is the property of that name, not a query parameter.
+        ("$email LIKE '%@example.com'", ["u1"]),
+        ('"$email" IS NULL', ["u2", "u3"]),
     ],
 )
 def test_where_reads_names_as_properties(store: Path, where: str, expected: list[str]) -> None:

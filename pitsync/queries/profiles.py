@@ -53,10 +53,23 @@ def properties_predicate(where: str, columns: tuple[str, ...]) -> exp.Expr:
             sql=where,
         ) from error
     known = {name.lower() for name in columns}
+    predicate = with_dollar_names_as_columns(predicate)
     refuse_bare_properties(predicate, known, where)
     for column in list(predicate.find_all(exp.Column)):
         if is_property(column, known):
             column.replace(property_value(column.name))
+    return predicate
+
+
+def with_dollar_names_as_columns(predicate: exp.Expr) -> exp.Expr:
+    """`$email` is the property `$email` (as an import names it), not a query parameter."""
+    for placeholder in list(predicate.find_all(exp.Placeholder)):
+        name = placeholder.name
+        if name and not name.isdigit():
+            replaced = exp.column(f"${name}", quoted=True)
+            if placeholder is predicate:
+                return replaced
+            placeholder.replace(replaced)
     return predicate
 
 
