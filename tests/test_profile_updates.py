@@ -458,6 +458,18 @@ def test_a_key_given_twice_rejects_the_record(profiles: Profiles) -> None:
     assert profiles.rows("SELECT count(*) FROM user_profiles") == [(0,)]
 
 
+def test_an_integer_id_past_64_bits_is_asked_for_as_text(profiles: Profiles) -> None:
+    report = profiles.apply(
+        '{"$distinct_id": 12345678901234567890123, "$set": {"a": 1}}',
+        '{"$distinct_id": "12345678901234567890123", "$set": {"a": 2}}',
+    )
+    assert report.rejections == [
+        "line 1: no id: $distinct_id must be a non-empty string, or an integer of at most "
+        "64 bits (give a longer one as a string)"
+    ]
+    assert profiles.user("12345678901234567890123") == {"a": 2}
+
+
 def test_last_seen_is_kept_by_pitsync_and_set_by_no_record(profiles: Profiles) -> None:
     report = profiles.apply(
         '{"$distinct_id": "u1", "$set": {"$last_seen": "1999-01-01"}, "$ignore_time": true}',

@@ -100,6 +100,11 @@ def records_sql() -> str:
     """
 
 
+ID_RULE = (
+    "must be a non-empty string, or an integer of at most 64 bits (give a longer one as a string)"
+)
+
+
 def is_id(value: str) -> str:
     return f"(json_type({value}) IN ('BIGINT', 'UBIGINT') OR " + non_empty_text(value) + ")"
 
@@ -146,11 +151,11 @@ def problem_sql() -> str:
         WHEN distinct_id IS NULL AND (group_key IS NULL OR group_id IS NULL) THEN
             'a group update needs both $group_key and $group_id'
         WHEN distinct_id IS NOT NULL AND NOT {is_id("distinct_id")} THEN
-            'no id: $distinct_id must be a non-empty string or an integer'
+            'no id: $distinct_id {ID_RULE}'
         WHEN group_key IS NOT NULL AND NOT {non_empty_text("group_key")} THEN
             'no id: $group_key must be a non-empty string'
         WHEN group_id IS NOT NULL AND NOT {is_id("group_id")} THEN
-            'no id: $group_id must be a non-empty string or an integer'
+            'no id: $group_id {ID_RULE}'
         WHEN group_key IS NOT NULL AND list_contains({group_refused}, operators[1]) THEN
             operators[1] || ' is not available for group profiles (only for users)'
         WHEN ignore_time IS NOT NULL AND json_type(ignore_time) <> 'BOOLEAN' THEN
