@@ -305,6 +305,20 @@ def test_csv_header_of_no_rows_doubles_a_quote_in_a_name(synced: Project) -> Non
     assert list(csv.reader(io.StringIO(out.stdout))) == [['a"b', "c"]]
 
 
+def test_a_failed_query_says_why_without_duckdbs_lists_or_the_rewritten_sql(
+    synced: Project,
+) -> None:
+    mistyped = synced.cli("query", "SELECT plan + 1 FROM company_plan_history", check=False)
+    unknown = synced.cli(
+        "query", "SELECT nosuch FROM company_plan_history FOR SYSTEM_TIME AS OF now()", check=False
+    )
+
+    assert_user_error(mistyped, "No function matches", "'+(VARCHAR, INTEGER_LITERAL)'")
+    assert len(mistyped.stderr.strip().splitlines()) == 1
+    assert_user_error(unknown, 'column "nosuch" not found', "Candidate bindings")
+    assert "LINE 1" not in unknown.stderr and "start_time <=" not in unknown.stderr
+
+
 def test_a_query_that_does_not_parse_is_refused_in_plain_text(synced: Project) -> None:
     result = synced.cli("query", "SELEC 1", check=False)
 

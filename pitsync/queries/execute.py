@@ -65,7 +65,7 @@ class QuerySession:
                 return self.connection.sql(translated, params=parameters)
             return self.connection.sql(translated)
         except duckdb.Error as error:
-            raise QueryError(f"the query failed: {str(error).strip()}") from error
+            raise QueryError.from_duckdb(error) from error
 
     def close(self) -> None:
         self.context.close()

@@ -99,7 +99,7 @@ def formatted(
     try:
         return relation.select(text_projection(relation, nested_as_json=nested_as_json))
     except duckdb.Error as error:
-        raise QueryError(f"the query failed: {str(error).strip()}") from error
+        raise QueryError.from_duckdb(error) from error
 
 
 def batches(relation: duckdb.DuckDBPyRelation) -> Iterator[pa.RecordBatch]:
@@ -110,7 +110,7 @@ def batches(relation: duckdb.DuckDBPyRelation) -> Iterator[pa.RecordBatch]:
     except duckdb.Error as error:
         if is_interrupt(error):
             raise KeyboardInterrupt from None
-        raise QueryError(f"the query failed: {str(error).strip()}") from error
+        raise QueryError.from_duckdb(error) from error
 
 
 def write_csv(relation: duckdb.DuckDBPyRelation, out: TextIO) -> int:
