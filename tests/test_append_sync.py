@@ -13,6 +13,7 @@ import duckdb
 import pytest
 
 from pitsync.errors import ConfigError, StrictModeError
+from pitsync.modeling.timestamps import same_zone
 from tests.conftest import (
     Project,
     configure_companies,
@@ -1102,3 +1103,36 @@ def test_a_timezone_change_that_moves_no_start_is_not_refused(project: Project) 
 
     assert (record.rows_read, record.inserted, record.updated) == (1, 0, 0)
     assert project.query("SELECT start_time FROM plans") == [(utc("2024-02-01T00:00"),)]
+
+
+@pytest.mark.backends("duckdb")
+def test_another_name_of_the_same_zone_is_no_change(project: Project) -> None:
+    # `UTC` and `Etc/UTC` name one zone: naive starts read in either are the same instants.
+    project.source_sql(
+        "CREATE TABLE plans (company_id VARCHAR, valid_from TIMESTAMP, plan VARCHAR, "
+        "loaded_at TIMESTAMPTZ)",
+        "INSERT INTO plans VALUES ('c1', '2024-02-01 00:00', 'pro', '2024-06-01 00:00+00')",
+    )
+    configure_companies(project, "plans", "valid_from", mode="append", cursor="loaded_at")
+    project.sync("plans")
+
+    settings = {"mode": "append", "cursor": "loaded_at", "timezone": "Etc/UTC"}
+    configure_companies(project, "plans", "valid_from", **settings)
+    record = project.sync("plans")
+
+    assert (record.rows_read, record.inserted, record.updated) == (1, 0, 0)
+    assert project.query("SELECT start_time FROM plans") == [(utc("2024-02-01T00:00"),)]
+
+
+@pytest.mark.parametrize(
+    ("first", "second", "same"),
+    [
+        ("UTC", "Etc/UTC", True),
+        ("Etc/Universal", "UTC", True),
+        ("Europe/Berlin", "Europe/Berlin", True),
+        ("Europe/Berlin", "Europe/Paris", False),
+        ("UTC", "Europe/London", False),
+    ],
+)
+def test_zone_names_are_alike_when_they_name_one_zone(first: str, second: str, same: bool) -> None:
+    assert same_zone(first, second) is same

@@ -19,6 +19,7 @@ from pitsync.modeling.events import EventsModel
 from pitsync.modeling.hidden_events import read_catalog
 from pitsync.modeling.intervals import ENTITY, HistoryModel
 from pitsync.modeling.staging import STAGED
+from pitsync.modeling.timestamps import same_zone
 from pitsync.quoting import quote_identifier
 from pitsync.store import END_TIME, INTERNAL_SCHEMA, START_TIME
 
@@ -148,7 +149,7 @@ def check_keys_read_alike(con: duckdb.DuckDBPyConnection, model: HistoryModel) -
             key="id_column",
             table=table.name,
         )
-    if table.mode == "append" and entry.keyed_by not in (None, model.moments_read_by):
+    if table.mode == "append" and not read_alike(entry.keyed_by, model.moments_read_by):
         raise ConfigError(
             f"table `{table.name}`: its start times are read differently now (`start_time`, "
             "`timezone` or `time_unit` changed since the last run), which moves every row; "
@@ -159,6 +160,26 @@ def check_keys_read_alike(con: duckdb.DuckDBPyConnection, model: HistoryModel) -
             key="start_time",
             table=table.name,
         )
+
+
+def read_alike(stored: str | None, current: str) -> bool:
+    """Whether start times are read as the stored rows' were (`moments_read_by`): the same
+    settings, or only another name of the same zone. A store from before the settings
+    were kept has none, and is taken as read alike."""
+    if stored is None or stored == current:
+        return True
+    # `column=...; timezone=...; time_unit=...`: only the column name may hold a "; ".
+    *column_before, zone_before, unit_before = stored.rsplit("; ", 2)
+    *column_now, zone_now, unit_now = current.rsplit("; ", 2)
+    return (
+        (column_before, unit_before) == (column_now, unit_now)
+        and zone_before.startswith(ZONE_SETTING)
+        and zone_now.startswith(ZONE_SETTING)
+        and same_zone(zone_before.removeprefix(ZONE_SETTING), zone_now.removeprefix(ZONE_SETTING))
+    )
+
+
+ZONE_SETTING = "timezone="
 
 
 def respell_id_column(

@@ -15,6 +15,10 @@ error, raised before data moves.
 
 from __future__ import annotations
 
+import importlib.resources
+import zoneinfo
+from pathlib import Path
+
 import pyarrow as pa
 
 from pitsync.errors import ConfigError
@@ -145,3 +149,25 @@ def iso_sql(column: str, type_name: str, *, utc_suffix: str = "+00:00") -> str:
         f"CASE WHEN microsecond({column}) % 1000000 = 0 THEN strftime({column}, {whole}) "
         f"ELSE strftime({column}, {fraction}) END"
     )
+
+
+def same_zone(first: str, second: str) -> bool:
+    """Whether two zone names read every time alike: one name, or two names of one zone
+    (`UTC` and `Etc/UTC`), known by their identical rules in the zone database."""
+    if first == second:
+        return True
+    rules = zone_rules(first)
+    return rules is not None and rules == zone_rules(second)
+
+
+def zone_rules(name: str) -> bytes | None:
+    """The zone's compiled rules, from the system's zone database or the tzdata package;
+    None when neither has it."""
+    for root in zoneinfo.TZPATH:
+        path = Path(root, name)
+        if path.is_file():
+            return path.read_bytes()
+    try:
+        return importlib.resources.files("tzdata.zoneinfo").joinpath(name).read_bytes()
+    except (ModuleNotFoundError, OSError):
+        return None
