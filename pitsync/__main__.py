@@ -14,10 +14,22 @@ INTERRUPTED_STATUS = 130  # as a shell reports a command stopped by SIGINT
 def main() -> int:
     try:
         from pitsync.cli import main as command_line
-    except KeyboardInterrupt:
+    except (KeyboardInterrupt, ImportError) as error:
+        # An extension module (DuckDB's) reports Ctrl-C during its loading as an ImportError.
+        if not interrupted(error):
+            raise
         print("pitsync: interrupted while starting; nothing was done", file=sys.stderr)
         return INTERRUPTED_STATUS
     return command_line()
+
+
+def interrupted(error: BaseException | None) -> bool:
+    """Whether `error` is Ctrl-C, or was caused by it."""
+    while error is not None:
+        if isinstance(error, KeyboardInterrupt):
+            return True
+        error = error.__cause__ or error.__context__
+    return False
 
 
 if __name__ == "__main__":

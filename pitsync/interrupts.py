@@ -79,14 +79,19 @@ def stopped_by_ctrl_c(connection: duckdb.DuckDBPyConnection) -> Iterator[None]:
     wakeups, notes = os.pipe()
     os.set_blocking(notes, False)
     previous = signal.set_wakeup_fd(notes, warn_on_full_buffer=False)
-    watcher = threading.Thread(target=interrupt_on_sigint, args=(wakeups, connection, previous))
-    watcher.start()
+    # A daemon: should a Ctrl-C land between these steps, and the watcher never hear it
+    # should end, the process still exits.
+    watcher = threading.Thread(
+        target=interrupt_on_sigint, args=(wakeups, connection, previous), daemon=True
+    )
     try:
+        watcher.start()
         yield
     finally:
         signal.set_wakeup_fd(previous)
         os.write(notes, bytes([0]))  # no signal has the number 0: it tells the watcher to end
-        watcher.join()
+        if watcher.is_alive():
+            watcher.join()
         os.close(wakeups)
         os.close(notes)
 

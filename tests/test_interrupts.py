@@ -152,6 +152,52 @@ def test_signals_noted_during_a_query_still_reach_the_file_noting_them_before() 
     os.close(notes)
 
 
+def test_ctrl_c_as_the_watcher_starts_leaves_no_thread_holding_the_process() -> None:
+    # Ctrl-C lands just after the watcher thread started, before the block was entered:
+    # nothing will tell the watcher to end, and the process must exit all the same.
+    code = (
+        "import threading, duckdb\n"
+        "from pitsync.interrupts import stopped_by_ctrl_c\n"
+        "start = threading.Thread.start\n"
+        "def start_then_ctrl_c(thread):\n"
+        "    start(thread)\n"
+        "    raise KeyboardInterrupt\n"
+        "threading.Thread.start = start_then_ctrl_c\n"
+        "try:\n"
+        "    with stopped_by_ctrl_c(duckdb.connect()):\n"
+        "        pass\n"
+        "except KeyboardInterrupt:\n"
+        "    print('interrupted')\n"
+    )
+    command = [sys.executable, "-c", code]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=60)
+
+    assert (result.returncode, result.stdout) == (0, "interrupted\n"), result.stderr
+
+
+def test_ctrl_c_reported_by_an_extension_as_it_loads_is_one_line_too() -> None:
+    # DuckDB's extension module turns a Ctrl-C during its loading into an ImportError.
+    code = (
+        "import sys\n"
+        "class CtrlC:\n"
+        "    def find_spec(self, name, path=None, target=None):\n"
+        "        if name == 'duckdb':\n"
+        "            try:\n"
+        "                raise KeyboardInterrupt\n"
+        "            except KeyboardInterrupt as error:\n"
+        "                raise ImportError('initializing the extension failed') from error\n"
+        "sys.meta_path.insert(0, CtrlC())\n"
+        "from pitsync.__main__ import main\n"
+        "sys.exit(main())\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code, "query", "SELECT 1"], capture_output=True, text=True
+    )
+
+    assert result.returncode == 130
+    assert result.stderr == "pitsync: interrupted while starting; nothing was done\n"
+
+
 def test_ctrl_c_while_the_command_loads_is_one_line() -> None:
     # Ctrl-C lands while DuckDB's module is being imported: raised at that import here,
     # so that the moment is not left to chance.
