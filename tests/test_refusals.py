@@ -167,6 +167,37 @@ def test_a_schema_outside_the_store_is_refused_even_beside_a_cte_of_that_name(
         session.query(sql)
 
 
+@pytest.mark.parametrize(
+    "sql",
+    [
+        "SELECT count(*) FROM (WITH pg_settings AS (SELECT 1) SELECT 1) AS a, pg_settings",
+        "SELECT * FROM (WITH sqlite_master AS (SELECT 1) SELECT 1), sqlite_master",
+        "SELECT (SELECT count(*) FROM duckdb_tables), (WITH duckdb_tables AS (SELECT 1) SELECT 1)",
+    ],
+)
+def test_a_cte_names_a_relation_only_within_its_query(store: Project, sql: str) -> None:
+    refused = pytest.raises(QueryRefused, match="unknown relation")
+    with QuerySession(store.store) as session, refused:
+        session.query(sql)
+
+
+@pytest.mark.parametrize(
+    ("sql", "expected"),
+    [
+        ("WITH a AS (SELECT 1 AS x), b AS (SELECT * FROM a) SELECT * FROM b", [(1,)]),
+        ("SELECT * FROM (WITH a AS (SELECT 2 AS x) SELECT * FROM (SELECT * FROM a))", [(2,)]),
+        (
+            "WITH RECURSIVE r(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM r WHERE n < 3) "
+            "SELECT count(*) FROM r",
+            [(3,)],
+        ),
+    ],
+)
+def test_ctes_read_within_their_query(store: Project, sql: str, expected: list[tuple]) -> None:
+    with QuerySession(store.store) as session:
+        assert session.query(sql).fetchall() == expected
+
+
 def test_store_relations_may_be_named_with_their_schema(store: Project) -> None:
     with QuerySession(store.store) as session:
         public = session.query("SELECT count(*) FROM main.company_plan_history").fetchall()

@@ -152,11 +152,10 @@ def check_relations(
 
     `public` names the relations an error message lists (the store's own are left out).
     """
-    ctes = {cte.alias_or_name.lower() for cte in tree.find_all(exp.CTE)}
     for table in tree.find_all(exp.Table):
         # A CTE is named without a schema: `information_schema.tables` is no CTE `tables`.
-        known = relations if table.db else relations | ctes
-        check_table(table, known, sql, listed=(public or relations) | ctes)
+        ctes = set() if table.db else ctes_in_scope(table)
+        check_table(table, relations | ctes, sql, listed=(public or relations) | ctes)
     for function in tree.find_all(exp.Func):
         if isinstance(function.parent, exp.Table):
             continue
@@ -165,6 +164,19 @@ def check_relations(
             raise QueryRefused(
                 f"`{name}` reads files, and queries may read only the store", sql=sql
             )
+
+
+def ctes_in_scope(table: exp.Table) -> set[str]:
+    """The CTEs a table reference can name: those of the WITH clauses around it. Beyond
+    them the name would be looked up in DuckDB's own catalog (`pg_settings`)."""
+    names: set[str] = set()
+    scope = table.parent
+    while scope is not None:
+        with_clause = scope.args.get("with_")
+        if isinstance(with_clause, exp.With):
+            names |= {cte.alias_or_name.lower() for cte in with_clause.expressions}
+        scope = scope.parent
+    return names
 
 
 FILE_FUNCTIONS = {
