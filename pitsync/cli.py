@@ -717,10 +717,9 @@ def command_model(args: argparse.Namespace) -> int:
 
 def terminal() -> Console:
     """Rich output: the terminal's width, or a wide page when written to a pipe or file."""
-    # Values are shown as they are: `[vip]` in a value is no markup.
-    if sys.stdout.isatty():
-        return Console(markup=False)
-    return Console(markup=False, width=PIPE_WIDTH)
+    # Values are shown as they are: `[vip]` in a value is no markup, `:smile:` no emoji.
+    width = None if sys.stdout.isatty() else PIPE_WIDTH
+    return Console(markup=False, emoji=False, width=width)
 
 
 def run() -> None:

@@ -283,9 +283,15 @@ def test_query_csv_writes_types_without_a_csv_form_as_text(synced: Project) -> N
 
 CALENDAR_SQL = (
     "SELECT DATE 'infinity' AS d, DATE '10000-01-01' AS late, DATE '0044-03-15 (BC)' AS bc, "
-    "TIME '24:00:00' AS t, DATE '2024-02-29' AS leap"
+    "TIME '24:00:00' AS t, DATE '2024-02-29' AS leap, "
+    "TIMESTAMP '0044-03-15 (BC) 10:00:00' AS naive_bc, "
+    "TIMESTAMPTZ '0044-03-15 (BC) 10:00:00+00' AS zoned_bc, "
+    "TIMESTAMP '0001-01-01 00:00:00' AS first_ad"
 )
-CALENDAR_TEXT = ["infinity", "10000-01-01", "0044-03-15 (BC)", "24:00:00", "2024-02-29"]
+CALENDAR_TEXT = [
+    *("infinity", "10000-01-01", "0044-03-15 (BC)", "24:00:00", "2024-02-29"),
+    *("0044-03-15 (BC) 10:00:00", "0044-03-15 (BC) 10:00:00+00", "0001-01-01T00:00:00"),
+]
 
 
 def test_dates_and_times_python_cannot_hold_are_written_as_duckdb_writes_them(
@@ -327,15 +333,31 @@ def test_a_query_that_does_not_parse_is_refused_in_plain_text(synced: Project) -
 
 
 def test_table_output_shows_values_as_they_are(synced: Project) -> None:
-    # Square brackets are no markup, and an escape sequence is shown, not sent.
-    sql = "SELECT '[vip] customer' AS \"[b]x\", '[/]' AS b, chr(27) || '[31mred' AS c"
+    # Square brackets are no markup, `:smile:` no emoji, and an escape sequence or a
+    # direction override is shown, not sent.
+    sql = (
+        "SELECT '[vip] customer' AS \"[b]x\", '[/]' AS b, chr(27) || '[31mred' AS c, "
+        "':smile:' AS \":red_heart:\", 'a' || chr(8238) || 'bc' AS r"
+    )
 
     result = synced.cli("query", sql)
 
     header, row = (line for line in result.stdout.splitlines() if "│" in line or "┃" in line)
-    assert header.split("┃")[1:4] == [" [b]x           ", " b   ", " c           "]
-    assert row.split("│")[1:4] == [" [vip] customer ", " [/] ", " \\x1b[31mred "]
-    assert "\x1b" not in result.stdout
+    assert [cell.strip() for cell in header.split("┃")[1:-1]] == [
+        "[b]x",
+        "b",
+        "c",
+        ":red_heart:",
+        "r",
+    ]
+    assert [cell.strip() for cell in row.split("│")[1:-1]] == [
+        "[vip] customer",
+        "[/]",
+        "\\x1b[31mred",
+        ":smile:",
+        "a\\u202ebc",
+    ]
+    assert "\x1b" not in result.stdout and "\u202e" not in result.stdout
 
 
 def test_profile_table_shows_a_bracketed_value_as_it_is(project: Project) -> None:

@@ -184,6 +184,13 @@ def test_where_reads_names_as_properties(store: Path, where: str, expected: list
     assert users(store, where) == expected
 
 
+@pytest.mark.parametrize("where", ["$email = ?", "plan = $1"])
+def test_a_query_parameter_in_where_is_no_property(store: Path, where: str) -> None:
+    # Only a name after `$` is a property; `?` and `$1` ask for values nobody gives.
+    with pytest.raises(QueryError, match="Values were not provided"):
+        users(store, where)
+
+
 @pytest.mark.parametrize("where", ["plan", "(plan)", "NOT vip", "vip AND plan = 'pro'"])
 def test_a_bare_property_as_a_condition_is_refused(where: str) -> None:
     with pytest.raises(QueryRefused, match="IS NOT NULL") as refused:

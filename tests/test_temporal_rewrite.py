@@ -66,6 +66,11 @@ REFUSED = [
     ),
     ("SELECT * FROM events AS e, h FOR SYSTEM_TIME AS OF e.time", "needs ON h.company_id = "),
     ("SELECT * FROM h FOR SYSTEM_TIME AS OF now() TABLESAMPLE 1 ROWS", "sample the result"),
+    (
+        "SELECT h.p FROM events AS e LEFT JOIN h FOR SYSTEM_TIME AS OF e.time AS h(id, s, t, p) "
+        "ON h.id = e.company_id",
+        "without column names",
+    ),
 ]
 
 

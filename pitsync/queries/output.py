@@ -25,8 +25,9 @@ from pitsync.quoting import quote_identifier
 
 OutputFormat = Literal["table", "csv", "json"]
 # Control characters other than tab and newline: an escape sequence in a value would
-# recolour the terminal or move its cursor.
-CONTROL_CHARACTERS = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+# recolour the terminal or move its cursor; a direction override would show the text
+# after it reversed.
+CONTROL_CHARACTERS = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
 BATCH_ROWS = 10_000
 TABLE_ROW_LIMIT = 1_000  # a terminal table beyond this is unreadable; the rest is counted
 
@@ -67,9 +68,13 @@ def text_projection(relation: duckdb.DuckDBPyRelation, *, nested_as_json: bool) 
 def text_sql(column: str, type_name: str, nested_as_json: bool) -> str:
     """One column as it is written out."""
     if type_name in INSTANT_TYPES:
-        return iso_sql(f"CAST({column} AS TIMESTAMPTZ)", "TIMESTAMPTZ")
+        return before_year_one_as_duckdb(
+            iso_sql(f"CAST({column} AS TIMESTAMPTZ)", "TIMESTAMPTZ"), column
+        )
     if type_name in NAIVE_TYPES:
-        return iso_sql(f"CAST({column} AS TIMESTAMP)", "TIMESTAMP")
+        return before_year_one_as_duckdb(
+            iso_sql(f"CAST({column} AS TIMESTAMP)", "TIMESTAMP"), column
+        )
     if type_name in CALENDAR_TYPES:
         return f"CAST({column} AS VARCHAR)"
     element = type_name.removesuffix("[]")
@@ -81,6 +86,14 @@ def text_sql(column: str, type_name: str, nested_as_json: bool) -> str:
     if nested_as_json and not is_plain(type_name):
         return f"CAST({column} AS VARCHAR)"  # INTERVAL, TIMETZ, BIT, UUID... as DuckDB writes them
     return column
+
+
+def before_year_one_as_duckdb(iso: str, column: str) -> str:
+    """ISO 8601 has no year before 1 for strftime to write (it would give `-43-03-15`):
+    such a time is written as DuckDB writes it, `0044-03-15 (BC) 10:00:00`."""
+    # Compared as a naive time (sessions are in UTC): ICU counts a zoned time's years by era.
+    before = f"CAST({column} AS TIMESTAMP) < TIMESTAMP '0001-01-01 00:00:00'"
+    return f"CASE WHEN {before} THEN CAST({column} AS VARCHAR) ELSE {iso} END"
 
 
 def is_plain(type_name: str) -> bool:
@@ -185,6 +198,11 @@ def write_table(relation: duckdb.DuckDBPyRelation, console: Console) -> int:
 
 
 def printable(value: object) -> str:
-    """A value as a terminal shows it: control characters written as `\\xNN`. (The
-    console reads no markup, so `[vip]` shows as it is.)"""
-    return CONTROL_CHARACTERS.sub(lambda found: f"\\x{ord(found.group()):02x}", str(value))
+    """A value as a terminal shows it: control characters written as `\\xNN` (or
+    `\\uNNNN`). (The console reads no markup or emoji codes, so `[vip]` shows as it is.)"""
+    return CONTROL_CHARACTERS.sub(escaped, str(value))
+
+
+def escaped(found: re.Match[str]) -> str:
+    code = ord(found.group())
+    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"

@@ -11,6 +11,7 @@ is text (or NULL when the profile lacks it), so compare numbers with a cast:
 from __future__ import annotations
 
 import datetime as dt
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -61,11 +62,15 @@ def properties_predicate(where: str, columns: tuple[str, ...]) -> exp.Expr:
     return predicate
 
 
+# What DuckDB reads as a named parameter, `$email`; `?` and `$1` stay parameters.
+PROPERTY_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+
+
 def with_dollar_names_as_columns(predicate: exp.Expr) -> exp.Expr:
     """`$email` is the property `$email` (as an import names it), not a query parameter."""
     for placeholder in list(predicate.find_all(exp.Placeholder)):
         name = placeholder.name
-        if name and not name.isdigit():
+        if PROPERTY_NAME.fullmatch(name):
             replaced = exp.column(f"${name}", quoted=True)
             if placeholder is predicate:
                 return replaced

@@ -128,6 +128,13 @@ def rewrite_as_of_join(table: exp.Table, moment: exp.Expression, id_column: str,
             sql=sql,
         )
     check_join_side(join, sql)
+    named = table.args.get("alias")
+    if named is not None and named.columns:
+        raise QueryRefused(
+            f"an as-of join takes its alias without column names; write `AS {named.name}` and "
+            "rename the columns in the SELECT",
+            sql=sql,
+        )
     alias = table.alias_or_name
     key, rest = split_entity_key(join.args.get("on"), alias, id_column, table.name, sql)
     if not rest:
