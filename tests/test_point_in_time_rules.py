@@ -289,6 +289,14 @@ TIME_CASES = [
         "2024-03-01T05:00:00Z",
     ),
     ("VARCHAR", "'2024-03-01 01:00:00 +01:00'", {"timezone": "Asia/Tokyo"}, "2024-03-01T00:00:00Z"),
+    # Naive text in less usual shapes is naive too, read in the table's zone (New York is
+    # five hours behind UTC in winter), never taken for UTC.
+    ("VARCHAR", "'2024-1-5 9:00:00'", {"timezone": "America/New_York"}, "2024-01-05T14:00:00Z"),
+    ("VARCHAR", "'2024-01-05  9:00'", {"timezone": "America/New_York"}, "2024-01-05T14:00:00Z"),
+    ("VARCHAR", "'2024-01-05 9:2:3'", {"timezone": "America/New_York"}, "2024-01-05T14:02:03Z"),
+    ("VARCHAR", "'2024-01-05T09:00:00.'", {"timezone": "America/New_York"}, "2024-01-05T14:00:00Z"),
+    ("VARCHAR", "'2024-01-05'", {"timezone": "America/New_York"}, "2024-01-05T05:00:00Z"),
+    ("VARCHAR", "'2024-01-05T09:00:00-05'", {"timezone": "Asia/Tokyo"}, "2024-01-05T14:00:00Z"),
 ]
 
 

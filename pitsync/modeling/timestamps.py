@@ -32,8 +32,11 @@ EPOCH_LIMITS = {
 }
 MICROS_PER_UNIT = {"s": 1_000_000, "ms": 1_000, "us": 1}
 
-# A date, optionally with a time of day, and nothing else: a naive moment.
-NAIVE_PATTERN = r"\d{4}-\d{2}-\d{2}([T ]\d{1,2}:\d{2}(:\d{2}(\.\d+)?)?)?"
+# A time of day followed by what names its zone: `Z`, an offset (`+01`, `-05:00`), or a
+# name (` UTC`, ` America/New_York`). Text without one is naive.
+ZONED_PATTERN = (
+    r".*\d:\d{1,2}(:\d{1,2}(\.\d*)?)?\s*([zZ]|[+-]\d{1,2}(:?\d{2}){0,2}|[A-Za-z][\w/+-]*)"
+)
 # `2024-01-01 00:00:00 +01:00`: the cast wants the offset written against the time.
 SPACE_BEFORE_OFFSET = r"(\d)\s+([+-]\d{2}(:?\d{2})?)$"
 
@@ -119,19 +122,20 @@ def epoch_text_sql(column: str) -> str:
 
 
 def text_sql(column: str, zone: str) -> str:
-    """Naive text is read in the table's zone; anything else must name its own instant.
+    """Naive text is read in the table's zone; text that names its zone, in that zone.
 
-    Naive means a date, optionally a time, and nothing after it. DuckDB's TIMESTAMP cast
-    would ignore a trailing ` UTC` or ` garbage`, so only text of that exact shape is
-    read as naive. All other text goes to the TIMESTAMPTZ cast, which reads offsets and
-    zone names (`Z`, `+01:00`, ` UTC`, ` America/New_York`) and fails on the rest.
+    Whether text names its zone is told by its shape (`ZONED_PATTERN`), not left to the
+    casts: DuckDB's TIMESTAMPTZ cast reads naive text it does not expect (`2024-1-5 9:00`)
+    as UTC, and its TIMESTAMP cast drops an offset or a trailing name (` UTC`, ` garbage`).
+    Text that names a zone goes to the TIMESTAMPTZ cast, which reads offsets and zone
+    names and fails on the rest; all other text to the TIMESTAMP cast, read in the zone.
     """
     trimmed = f"trim({column})"
     offset_joined = f"regexp_replace({trimmed}, {quote_string(SPACE_BEFORE_OFFSET)}, '\\1\\2')"
     return (
-        f"CASE WHEN regexp_full_match({trimmed}, {quote_string(NAIVE_PATTERN)}) "
-        f"THEN timezone({zone}, TRY_CAST({trimmed} AS TIMESTAMP)) "
-        f"ELSE TRY_CAST({offset_joined} AS TIMESTAMPTZ) END"
+        f"CASE WHEN regexp_full_match({trimmed}, {quote_string(ZONED_PATTERN)}) "
+        f"THEN TRY_CAST({offset_joined} AS TIMESTAMPTZ) "
+        f"ELSE timezone({zone}, TRY_CAST({trimmed} AS TIMESTAMP)) END"
     )
 
 
