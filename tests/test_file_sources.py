@@ -1,4 +1,5 @@
-"""CSV sources: a value far down the file is read as it is written, not as the top suggests.
+"""File sources: a CSV value far down the file is read as it is written, not as the top
+suggests; the files of one table are read by column name.
 
 DuckDB guesses CSV column types from a sample of the first rows. pitsync reads ids and
 time columns as text and sniffs the other columns from the whole file, so a late `007`
@@ -8,6 +9,7 @@ stays its own entity and a late unreadable time is one quarantined row, not a fa
 from __future__ import annotations
 
 import duckdb
+import pytest
 
 from tests.conftest import Project
 
@@ -77,3 +79,63 @@ def test_naive_and_offset_times_in_one_column_each_keep_their_meaning(project: P
         "WHERE user_id IN ('u1', 'u2') ORDER BY user_id"
     )
     assert starts == [("u1", "2024-05-31T19:00"), ("u2", "2024-05-31T18:30")]
+
+
+def write_loads(project: Project, kind: str, loads: dict[str, str]) -> None:
+    """One file per load under loads/<day>/, each written from a SELECT."""
+    con = duckdb.connect()
+    for name, select in loads.items():
+        folder = project.root / "loads" / name[:7]
+        folder.mkdir(parents=True, exist_ok=True)
+        options = "FORMAT parquet" if kind == "parquet" else "HEADER true"
+        con.execute(f"COPY ({select}) TO '{folder / name}.{kind}' ({options})")
+    con.close()
+
+
+def configure_loads(project: Project, kind: str) -> None:
+    project.configure(
+        "user_plans",
+        source="files",
+        kind="user_history",
+        id_column="user_id",
+        start_time="valid_from",
+    )
+    # `**`: the loads sit in a folder a month.
+    project.write_config(f'[sources.files]\ntype = "{kind}"\npath = "loads/**/*.{kind}"\n')
+
+
+@pytest.mark.parametrize("kind", ["parquet", "csv"])
+def test_files_of_one_table_are_read_by_column_name(project: Project, kind: str) -> None:
+    # The second load brings a column the first lacks; the third lacks `plan`, so its row
+    # leaves plan undefined from its start (rule 2), and its region is read.
+    write_loads(
+        project,
+        kind,
+        {
+            "2024-01-a": "SELECT 'u1' AS user_id, 'free' AS plan, '2024-01-01' AS valid_from",
+            "2024-02-b": "SELECT 'u1' AS user_id, '2024-02-01' AS valid_from, 'pro' AS plan, "
+            "'eu' AS region",
+            "2024-03-c": "SELECT 'u1' AS user_id, '2024-03-01' AS valid_from, 'us' AS region",
+        },
+    )
+    configure_loads(project, kind)
+
+    project.sync("user_plans")
+
+    assert project.query(
+        "SELECT strftime(start_time, '%m-%d'), plan, region FROM user_plans ORDER BY 1"
+    ) == [("01-01", "free", None), ("02-01", "pro", "eu"), ("03-01", None, "us")]
+
+
+def test_a_csv_that_is_not_utf8_is_a_one_line_error(project: Project) -> None:
+    (project.root / "plans.csv").write_bytes(
+        "user_id,plan,valid_from\nü1,café,2024-01-01\n".encode("latin-1")
+    )
+    configure_plans(project)
+
+    result = project.cli("sync", "--all", check=False)
+
+    assert result.returncode == 1
+    assert "Traceback" not in result.stderr
+    assert result.stderr.startswith("pitsync: error: source `files`: cannot read the header")
+    assert len(result.stderr.strip().splitlines()) == 1

@@ -82,8 +82,11 @@ def duckdb_relation(config: SourceConfig, table: str, text_columns: Sequence[str
     return f"source_db.{quote_identifier(config.schema or 'main')}.{quote_identifier(table)}"
 
 
+# Files of one table (a glob) are read by column name, every column any of them has: a
+# column that only later files have is a new property, and one a later file lacks is
+# NULL in its rows, rather than a column silently left out or a failed run.
 def parquet_relation(config: SourceConfig, table: str, text_columns: Sequence[str]) -> str:
-    return f"read_parquet({quote_string(str(file_pattern(config, table)))})"
+    return f"read_parquet({quote_string(str(file_pattern(config, table)))}, union_by_name = true)"
 
 
 def csv_relation(config: SourceConfig, table: str, text_columns: Sequence[str]) -> str:
@@ -91,7 +94,7 @@ def csv_relation(config: SourceConfig, table: str, text_columns: Sequence[str]) 
     as_text = ", ".join(f"{quote_string(name)}: 'VARCHAR'" for name in text_columns)
     return (
         f"read_csv({quote_string(str(file_pattern(config, table)))}, header = true, "
-        f"sample_size = -1, types = {{{as_text}}})"
+        f"sample_size = -1, union_by_name = true, types = {{{as_text}}})"
     )
 
 
@@ -181,17 +184,24 @@ class FileSource:
         """The text columns the table has (a CSV reader refuses types for absent ones)."""
         if not text_columns or self.config.type != "csv":
             return []
-        header = self.engine.sql(
-            f"SELECT * FROM read_csv({quote_string(str(file_pattern(self.config, table)))}, "
-            "header = true, all_varchar = true) LIMIT 0"
-        ).columns
+        try:
+            header = self.engine.sql(
+                f"SELECT * FROM read_csv({quote_string(str(file_pattern(self.config, table)))}, "
+                "header = true, all_varchar = true, union_by_name = true) LIMIT 0"
+            ).columns
+        except duckdb.Error as error:
+            raise SourceError(
+                f"source `{self.name}`: cannot read the header of table `{table}` from "
+                f"{self.kind.describe} {self.config.path}: {first_line(error)}",
+                source=self.name,
+            ) from None
         return [name for name in text_columns if name in header]
 
     def check_exists(self, table: str) -> None:
         """Fail with the list of tables (or the missing path) when `table` is not there."""
         if not self.kind.needs_attach:
             pattern = str(file_pattern(self.config, table))
-            if not glob.glob(pattern):
+            if not glob.glob(pattern, recursive=True):  # `**` matches folders at any depth
                 raise SourceError(
                     f"source `{self.name}`: no {self.kind.describe} match {pattern}; check "
                     f"`path` in [sources.{self.name}]",
