@@ -300,9 +300,10 @@ def test_events_append_meets_added_dropped_and_changed_columns(
         ("e4", None, "us"),
     ]
 
-    # A type that cannot hold the stored values stops the run; nothing changes.
+    # A type that cannot hold the stored values stops the run; nothing changes. (A column
+    # that holds no value in the run would tell nothing of its type: this one holds 1.)
     project.source_sql(
-        "CREATE OR REPLACE TABLE events AS SELECT * REPLACE (CAST(NULL AS INTEGER) AS region) "
+        "CREATE OR REPLACE TABLE events AS SELECT * REPLACE (CAST(1 AS INTEGER) AS region) "
         "FROM events"
     )
     with pytest.raises(ConfigError, match="`region` changed type from VARCHAR to (INTEGER|BIGINT)"):

@@ -139,3 +139,20 @@ def test_a_csv_that_is_not_utf8_is_a_one_line_error(project: Project) -> None:
     assert "Traceback" not in result.stderr
     assert result.stderr.startswith("pitsync: error: source `files`: cannot read the header")
     assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_a_csv_column_left_empty_keeps_its_type_in_a_mirror_run(project: Project) -> None:
+    # An empty column is sniffed as text; it holds no value, so it tells nothing of a type:
+    # seats stays an integer, and the run makes every seats undefined.
+    plans = project.root / "plans.csv"
+    plans.write_text("user_id,plan,seats,valid_from\nu1,free,1,2024-01-01\nu2,pro,3,2024-01-01\n")
+    configure_plans(project, mode="mirror")
+    project.sync("user_plans")
+
+    plans.write_text("user_id,plan,seats,valid_from\nu1,free,,2024-01-01\nu2,pro,,2024-01-01\n")
+    emptied = project.sync("user_plans")
+    plans.write_text("user_id,plan,seats,valid_from\nu1,free,4,2024-01-01\n")
+    refilled = project.sync("user_plans")
+
+    assert (emptied.updated, refilled.updated, refilled.deleted) == (2, 1, 1)
+    assert project.query("SELECT user_id, seats FROM user_plans") == [("u1", 4)]

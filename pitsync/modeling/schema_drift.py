@@ -256,7 +256,9 @@ def meet_source_columns(
         if known != name:
             respell_column(con, table, stored, known, name)
         old = stored_types[known]
-        if holds(old, new):
+        if holds(old, new) or holds_no_value(con, STAGED, name):
+            # A column that holds no value this run tells nothing of its type (a CSV
+            # column left empty is sniffed as text): its NULLs take the stored type.
             continue
         if holds(new, old) or holds_no_value(con, stored, name):
             log.warning("table %s: column `%s` changes from %s to %s", table, name, old, new)
