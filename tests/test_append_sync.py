@@ -8,6 +8,7 @@ changed).
 from __future__ import annotations
 
 import hashlib
+import logging
 
 import duckdb
 import pytest
@@ -1137,3 +1138,26 @@ def test_another_name_of_the_same_zone_is_no_change(project: Project) -> None:
 )
 def test_zone_names_are_alike_when_they_name_one_zone(first: str, second: str, same: bool) -> None:
     assert same_zone(first, second) is same
+
+
+@pytest.mark.backends("duckdb")
+@pytest.mark.parametrize(
+    ("loaded", "warned"), [("2024-05-01T10:00:00", True), ("01HZX3K9Q8ZV", False)]
+)
+def test_a_text_cursor_of_times_is_warned_of(
+    project: Project, caplog: pytest.LogCaptureFixture, loaded: str, warned: bool
+) -> None:
+    # Times written as text are compared as text, where `2024-05-01 11:00` sorts below
+    # `2024-05-01T10:00`; a text cursor of other values (a sortable id) is as intended.
+    project.source_sql(
+        "CREATE TABLE plans (company_id VARCHAR, valid_from TIMESTAMPTZ, plan VARCHAR, "
+        "loaded_at VARCHAR)",
+        f"INSERT INTO plans VALUES ('c1', '2024-01-01 00:00+00', 'free', '{loaded}')",
+    )
+    configure_companies(project, "plans", "valid_from", mode="append", cursor="loaded_at")
+
+    with caplog.at_level(logging.WARNING, logger="pitsync.connectors.watermarks"):
+        project.sync("plans")
+
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert any("holds times written as text" in w for w in warnings) is warned

@@ -146,6 +146,16 @@ def advance_watermark(
     if not row or row[0] is None:
         return before
     after = Watermark(str(row[0]), str(row[1]))
+    if after.type_name == "VARCHAR" and holds_times_as_text(con, cursor):
+        log.warning(
+            "table %s: cursor `%s` holds times written as text, and text is compared as "
+            "text: a time written another way (`2024-05-01 11:00` beside `2024-05-01T10:00`, "
+            "or with another offset) sorts apart from its instant, and a row may never be "
+            "read; make the cursor a timestamp column (cast it in a view), or write every "
+            "value in one format and offset",
+            table.name,
+            table.cursor,
+        )
     if before is not None:
         # Rows read again by the lookback may all lie below the old watermark.
         newer = con.execute(
@@ -159,6 +169,15 @@ def advance_watermark(
         [table.name, table.cursor, after.value, after.type_name],
     )
     return after
+
+
+def holds_times_as_text(con: duckdb.DuckDBPyConnection, cursor: str) -> bool:
+    """Whether every cursor value of this run's rows (a quoted column of text) is a time."""
+    row = con.execute(
+        f"SELECT count({cursor}) > 0 AND count({cursor}) = count(TRY_CAST({cursor} AS "
+        f"TIMESTAMPTZ)) FROM {STAGED}"
+    ).fetchone()
+    return bool(row and row[0])
 
 
 def has_infinities(con: duckdb.DuckDBPyConnection, column: str) -> bool:
