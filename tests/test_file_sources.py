@@ -11,6 +11,7 @@ from __future__ import annotations
 import duckdb
 import pytest
 
+from pitsync.errors import SourceError
 from tests.conftest import Project
 
 GOOD_ROWS = 30_000  # well past the sniffer's sample
@@ -156,3 +157,25 @@ def test_a_csv_column_left_empty_keeps_its_type_in_a_mirror_run(project: Project
 
     assert (emptied.updated, refilled.updated, refilled.deleted) == (2, 1, 1)
     assert project.query("SELECT user_id, seats FROM user_plans") == [("u1", 4)]
+
+
+@pytest.mark.backends("duckdb")
+def test_a_duckdb_source_with_a_schema_looks_for_tables_there(project: Project) -> None:
+    project.source_sql(
+        "CREATE SCHEMA crm",
+        "CREATE TABLE crm.accounts (user_id VARCHAR, valid_from DATE, plan VARCHAR)",
+        "CREATE TABLE plans (user_id VARCHAR, valid_from DATE, plan VARCHAR)",
+    )
+    project.configure("plans", kind="user_history", id_column="user_id", start_time="valid_from")
+    config = project.config_path.read_text(encoding="utf-8")
+    project.config_path.write_text(
+        config.replace('path = "warehouse.duckdb"', 'path = "warehouse.duckdb"\nschema = "crm"')
+    )
+
+    with pytest.raises(SourceError) as raised:
+        project.sync("plans")
+
+    assert str(raised.value).startswith(
+        "source `warehouse`: table `plans` not found in schema `crm` of "
+    )
+    assert "tables are: accounts;" in str(raised.value)

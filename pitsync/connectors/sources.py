@@ -208,16 +208,20 @@ class FileSource:
                     source=self.name,
                 )
             return
+        schema = self.config.schema or "main"
         names = [
             row[0]
             for row in self.engine.execute(
                 "SELECT table_name FROM duckdb_tables() WHERE database_name = 'source_db' "
-                "UNION ALL SELECT view_name FROM duckdb_views() WHERE database_name = 'source_db'"
+                "AND schema_name = $1 UNION ALL SELECT view_name FROM duckdb_views() "
+                "WHERE database_name = 'source_db' AND schema_name = $1",
+                [schema],
             ).fetchall()
         ]
         if table not in names:
+            where = f"schema `{schema}` of " if self.config.schema else ""
             raise SourceError(
-                f"source `{self.name}`: table `{table}` not found in {self.config.path}; "
+                f"source `{self.name}`: table `{table}` not found in {where}{self.config.path}; "
                 f"tables are: {', '.join(sorted(names)) or '(none)'}; set `from` in the "
                 "table's section when its name in the source differs",
                 source=self.name,
