@@ -365,6 +365,35 @@ def test_sqlite_types_and_text_start_times(project: Project) -> None:
 
 
 @pytest.mark.backends("sqlite")
+def test_a_sqlite_value_of_another_storage_class_quarantines_its_row(project: Project) -> None:
+    # SQLite keeps any value in any column; the driver would fail the whole read on one.
+    project.database_sql(
+        "CREATE TABLE account_history (account_id TEXT, start_timestamp TEXT, seats INTEGER, "
+        "price REAL, paid BOOLEAN)",
+        "INSERT INTO account_history VALUES "
+        "('a1', '2024-03-01 00:00:00', 3, 2, 1), "
+        "('a2', '2024-03-01 00:00:00', x'00ff', 1.5, 0), "
+        "('a3', '2024-03-01 00:00:00', 9.3e18, 1.5, 0), "
+        "('a4', '2024-03-01 00:00:00', 4, 'cheap', 0), "
+        "('a5', '2024-03-01 00:00:00', NULL, NULL, 'yes')",
+    )
+    configure_accounts(project)
+
+    record = project.sync("account_history")
+
+    assert (record.inserted, record.quarantined) == (1, 4)
+    assert project.query("SELECT account_id, seats, price, paid FROM account_history") == [
+        ("a1", 3, 2.0, True)
+    ]
+    assert project.query("SELECT reason FROM quarantine ORDER BY reason") == [
+        ("blob value in integer column seats",),
+        ("real value in integer column seats",),
+        ("text value in boolean column paid",),
+        ("text value in real column price",),
+    ]
+
+
+@pytest.mark.backends("sqlite")
 def test_sqlite_columns_declared_json_or_uuid_are_read_as_text(project: Project) -> None:
     # Their affinity is NUMERIC, yet they hold text; only NUMERIC or DECIMAL mean numbers.
     project.database_sql(

@@ -146,6 +146,7 @@ class DatabaseSource:
         checked_times: list[str] = []
         if self.config.type == "sqlite":
             sql = sqlite_typed_select(table, target, lower_bound_column=bound)
+            target = target.append(pa.field(UNREADABLE, pa.string()))
         else:
             arrays, decimals = array_columns(target), decimal_columns(target)
             times = time_columns(target)

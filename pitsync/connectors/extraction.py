@@ -149,6 +149,17 @@ SAMPLE_VALUES = {
 }
 
 
+# The storage classes a SQLite value of each read type may have (besides NULL). SQLite
+# keeps any value in any column, and the driver fails the whole read on the first value
+# of another class; such a value is read as NULL, and its row quarantined.
+STORAGE_CLASSES = {
+    pa.int64(): ("integer",),
+    pa.bool_(): ("integer",),
+    pa.float64(): ("integer", "real"),
+    pa.binary(): ("blob",),
+}
+
+
 def sqlite_column(field: pa.Field) -> exp.Expr:
     """A column as read; a text column's numbers are made text by SQLite itself.
 
@@ -158,7 +169,40 @@ def sqlite_column(field: pa.Field) -> exp.Expr:
     column = exp.column(field.name, quoted=True)
     if field.type == pa.string():
         return exp.alias_(exp.cast(column, "TEXT"), field.name, quoted=True)
+    if field.type in STORAGE_CLASSES:
+        checked = exp.Case().when(stored_as_read(field), column)
+        return exp.alias_(checked, field.name, quoted=True)
     return column
+
+
+def stored_as_read(field: pa.Field) -> exp.Expr:
+    """`typeof("a") IN ('null', 'integer')`: the value has a storage class of its type."""
+    classes = ("null", *STORAGE_CLASSES[field.type])
+    kind = exp.Anonymous(this="typeof", expressions=[exp.column(field.name, quoted=True)])
+    return exp.In(this=kind, expressions=[exp.Literal.string(name) for name in classes])
+
+
+def sqlite_unreadable(target: pa.Schema) -> exp.Expr:
+    """`CASE WHEN NOT typeof("a") IN (...) THEN typeof("a") || ' value in ...' END`."""
+    case = exp.Case()
+    for field in target:
+        if field.type in STORAGE_CLASSES:
+            kind = exp.Anonymous(this="typeof", expressions=[exp.column(field.name, quoted=True)])
+            where = exp.Literal.string(
+                f" value in {SQLITE_TYPE_WORDS[field.type]} column {field.name}"
+            )
+            case = case.when(
+                exp.not_(stored_as_read(field)), exp.DPipe(this=kind, expression=where)
+            )
+    return exp.alias_(case if case.args.get("ifs") else exp.null(), UNREADABLE, quoted=True)
+
+
+SQLITE_TYPE_WORDS = {
+    pa.int64(): "integer",
+    pa.bool_(): "boolean",
+    pa.float64(): "real",
+    pa.binary(): "blob",
+}
 
 
 def sqlite_typed_select(
@@ -169,14 +213,17 @@ def sqlite_typed_select(
     SQLite's ADBC driver takes each result column's type from the first rows it sees; a
     column that begins with NULLs would be guessed as an integer and fail on its first
     text. The sample row, marked by a column of its own, settles every type first; the
-    reader drops it by the mark, so row order does not matter.
+    reader drops it by the mark, so row order does not matter. A last column,
+    `UNREADABLE`, names a value of another storage class than its column's type.
     """
     sample = exp.select(
         *(exp.alias_(SAMPLE_VALUES[field.type], field.name, quoted=True) for field in target),
+        exp.alias_(exp.Literal.string(""), UNREADABLE, quoted=True),
         exp.alias_(exp.Literal.number(1), SAMPLE_MARK),
     )
     rows = exp.select(
         *(sqlite_column(field) for field in target),
+        sqlite_unreadable(target),
         exp.alias_(exp.null(), SAMPLE_MARK),
     ).from_(exp.table_(table, quoted=True))
     if lower_bound_column is not None:
