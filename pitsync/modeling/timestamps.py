@@ -32,10 +32,12 @@ EPOCH_LIMITS = {
 }
 MICROS_PER_UNIT = {"s": 1_000_000, "ms": 1_000, "us": 1}
 
-# A time of day followed by what names its zone: `Z`, an offset (`+01`, `-05:00`), or a
-# name (` UTC`, ` America/New_York`). Text without one is naive.
+# Text that names its zone: a time of day followed by `Z` or an offset (`+01`, `-05:00`),
+# or a date or time followed by a name (` UTC`, ` America/New_York`). Text without one
+# is naive.
 ZONED_PATTERN = (
-    r".*\d:\d{1,2}(:\d{1,2}(\.\d*)?)?\s*([zZ]|[+-]\d{1,2}(:?\d{2}){0,2}|[A-Za-z][\w/+-]*)"
+    r".*\d:\d{1,2}(:\d{1,2}(\.\d*)?)?\s*([zZ]|[+-]\d{1,2}(:?\d{2}){0,2})"
+    r"|.*\d\s*[A-Za-z][\w/+-]*"
 )
 # `2024-01-01 00:00:00 +01:00`: the cast wants the offset written against the time.
 SPACE_BEFORE_OFFSET = r"(\d)\s+([+-]\d{2}(:?\d{2})?)$"
