@@ -82,20 +82,28 @@ def duckdb_relation(config: SourceConfig, table: str, text_columns: Sequence[str
     return f"source_db.{quote_identifier(config.schema or 'main')}.{quote_identifier(table)}"
 
 
-# Files of one table (a glob) are read by column name, every column any of them has: a
-# column that only later files have is a new property, and one a later file lacks is
-# NULL in its rows, rather than a column silently left out or a failed run.
 def parquet_relation(config: SourceConfig, table: str, text_columns: Sequence[str]) -> str:
-    return f"read_parquet({quote_string(str(file_pattern(config, table)))}, union_by_name = true)"
+    pattern = file_pattern(config, table)
+    return f"read_parquet({quote_string(str(pattern))}{by_name(pattern)})"
 
 
 def csv_relation(config: SourceConfig, table: str, text_columns: Sequence[str]) -> str:
     """Types are sniffed from the whole file, so a late odd value cannot break a run."""
+    pattern = file_pattern(config, table)
     as_text = ", ".join(f"{quote_string(name)}: 'VARCHAR'" for name in text_columns)
     return (
-        f"read_csv({quote_string(str(file_pattern(config, table)))}, header = true, "
-        f"sample_size = -1, union_by_name = true, types = {{{as_text}}})"
+        f"read_csv({quote_string(str(pattern))}, header = true, sample_size = -1"
+        f"{by_name(pattern)}, types = {{{as_text}}})"
     )
+
+
+def by_name(pattern: Path) -> str:
+    """The option that reads several files by column name, every column any of them has:
+    a column only later files have is a new property, and one a later file lacks is NULL
+    in its rows, rather than a column silently left out or a failed run. One file is
+    read without it, which for a CSV would sniff the whole file twice."""
+    several = len(glob.glob(str(pattern), recursive=True)) > 1
+    return ", union_by_name = true" if several else ""
 
 
 FILE_KINDS: dict[str, FileKind] = {
@@ -184,10 +192,11 @@ class FileSource:
         """The text columns the table has (a CSV reader refuses types for absent ones)."""
         if not text_columns or self.config.type != "csv":
             return []
+        pattern = file_pattern(self.config, table)
         try:
             header = self.engine.sql(
-                f"SELECT * FROM read_csv({quote_string(str(file_pattern(self.config, table)))}, "
-                "header = true, all_varchar = true, union_by_name = true) LIMIT 0"
+                f"SELECT * FROM read_csv({quote_string(str(pattern))}, header = true, "
+                f"all_varchar = true{by_name(pattern)}) LIMIT 0"
             ).columns
         except duckdb.Error as error:
             raise SourceError(
