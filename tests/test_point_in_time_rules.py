@@ -297,6 +297,25 @@ TIME_CASES = [
     ("VARCHAR", "'2024-01-05T09:00:00.'", {"timezone": "America/New_York"}, "2024-01-05T14:00:00Z"),
     ("VARCHAR", "'2024-01-05'", {"timezone": "America/New_York"}, "2024-01-05T05:00:00Z"),
     ("VARCHAR", "'2024-01-05T09:00:00-05'", {"timezone": "Asia/Tokyo"}, "2024-01-05T14:00:00Z"),
+    # A zone written as a name with an offset; an offset or `Z` with a line end after it.
+    (
+        "VARCHAR",
+        "'2024-07-01 09:00:00 UTC-05:00'",
+        {"timezone": "Europe/Berlin"},
+        "2024-07-01T14:00:00Z",
+    ),
+    (
+        "VARCHAR",
+        "'2024-07-01T09:00:00+01:00' || chr(10)",
+        {"timezone": "Europe/Berlin"},
+        "2024-07-01T08:00:00Z",
+    ),
+    (
+        "VARCHAR",
+        "chr(9) || '2024-07-01T09:00:00Z'",
+        {"timezone": "Europe/Berlin"},
+        "2024-07-01T09:00:00Z",
+    ),
 ]
 
 
@@ -315,14 +334,27 @@ def test_start_times_are_read_as_utc_instants(
     assert project.query("SELECT start_time FROM company_plan_history") == [(utc(instant),)]
 
 
+@pytest.mark.parametrize(
+    "text",
+    [
+        "2024-03-01 00:00:00 garbage",
+        # An abbreviation names several zones (BST: British summer, or Bangladesh).
+        "2024-07-01 09:00:00 BST",
+        "2024-07-01 09:00:00 PST",
+        # No zone is 99 or 15 hours from UTC.
+        "2024-07-01 09:00:00+99",
+        "2024-07-01 09:00:00+15:00",
+    ],
+)
 def test_text_with_anything_after_the_time_that_is_no_zone_is_quarantined(
-    project: Project,
+    project: Project, text: str
 ) -> None:
-    # DuckDB's TIMESTAMP cast would read this as 2024-03-01 00:00 and drop the rest.
+    # DuckDB's TIMESTAMP cast would read each as a naive time and drop the rest; its
+    # TIMESTAMPTZ cast reads the abbreviations as zones of its own choosing.
     project.source_sql(
         "CREATE TABLE company_plan_history (company_id VARCHAR, plan VARCHAR, "
         "start_timestamp VARCHAR)",
-        "INSERT INTO company_plan_history VALUES ('c1', 'pro', '2024-03-01 00:00:00 garbage')",
+        f"INSERT INTO company_plan_history VALUES ('c1', 'pro', '{text}')",
     )
     configure_company_history(project)
 

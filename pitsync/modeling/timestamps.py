@@ -32,13 +32,21 @@ EPOCH_LIMITS = {
 }
 MICROS_PER_UNIT = {"s": 1_000_000, "ms": 1_000, "us": 1}
 
-# Text that names its zone: a time of day followed by `Z` or an offset (`+01`, `-05:00`),
-# or a date or time followed by a name (` UTC`, ` America/New_York`). Text without one
-# is naive.
+# Text that names its zone: a time of day followed by `Z` or an offset of at most 14
+# hours (`+01`, `-05:00`), or a date or time followed by a name (` UTC`,
+# ` America/New_York`, ` UTC-05:00`).
 ZONED_PATTERN = (
-    r".*\d:\d{1,2}(:\d{1,2}(\.\d*)?)?\s*([zZ]|[+-]\d{1,2}(:?\d{2}){0,2})"
-    r"|.*\d\s*[A-Za-z][\w/+-]*"
+    r".*\d:\d{1,2}(:\d{1,2}(\.\d*)?)?\s*([zZ]|[+-](0?\d|1[0-4])(:?[0-5]\d){0,2})"
+    r"|.*\d\s*[A-Za-z]{2}[\w/+:.-]*"  # two letters: `T9:00` is no zone
 )
+# Naive text: digits and the separators of a date and a time, nothing else.
+NAIVE_PATTERN = r"[0-9 T:./-]+"
+# A zone abbreviation (`BST`, `PST`, `IST`): each names several zones, and DuckDB reads
+# it as one of them, often not the one meant; only UTC and GMT mean one thing.
+ABBREVIATION_PATTERN = r".*\d\s*[A-Z]{2,5}"
+UNIVERSAL_PATTERN = r".*\d\s*(UTC|GMT|UT)"
+# Blanks a text time may carry at either end: spaces, tabs, line ends.
+BLANKS = "' ' || chr(9) || chr(10) || chr(13)"
 # `2024-01-01 00:00:00 +01:00`: the cast wants the offset written against the time.
 SPACE_BEFORE_OFFSET = r"(\d)\s+([+-]\d{2}(:?\d{2})?)$"
 
@@ -126,18 +134,26 @@ def epoch_text_sql(column: str) -> str:
 def text_sql(column: str, zone: str) -> str:
     """Naive text is read in the table's zone; text that names its zone, in that zone.
 
-    Whether text names its zone is told by its shape (`ZONED_PATTERN`), not left to the
-    casts: DuckDB's TIMESTAMPTZ cast reads naive text it does not expect (`2024-1-5 9:00`)
-    as UTC, and its TIMESTAMP cast drops an offset or a trailing name (` UTC`, ` garbage`).
-    Text that names a zone goes to the TIMESTAMPTZ cast, which reads offsets and zone
-    names and fails on the rest; all other text to the TIMESTAMP cast, read in the zone.
+    Which text names its zone is told by its shape, not left to the casts: DuckDB's
+    TIMESTAMPTZ cast reads naive text it does not expect (`2024-1-5 9:00`) as UTC, and its
+    TIMESTAMP cast drops an offset or a trailing word (` UTC`, ` garbage`). Text that
+    names a zone (`ZONED_PATTERN`) goes to the TIMESTAMPTZ cast, which reads offsets and
+    zone names and fails on the rest; text of only digits and separators
+    (`NAIVE_PATTERN`) to the TIMESTAMP cast, read in the zone; an abbreviation, or any
+    other text, is unreadable (NULL).
     """
-    trimmed = f"trim({column})"
+    trimmed = f"trim({column}, {BLANKS})"
     offset_joined = f"regexp_replace({trimmed}, {quote_string(SPACE_BEFORE_OFFSET)}, '\\1\\2')"
+
+    def shaped(pattern: str) -> str:
+        return f"regexp_full_match({trimmed}, {quote_string(pattern)})"
+
+    abbreviated = f"{shaped(ABBREVIATION_PATTERN)} AND NOT {shaped(UNIVERSAL_PATTERN)}"
     return (
-        f"CASE WHEN regexp_full_match({trimmed}, {quote_string(ZONED_PATTERN)}) "
-        f"THEN TRY_CAST({offset_joined} AS TIMESTAMPTZ) "
-        f"ELSE timezone({zone}, TRY_CAST({trimmed} AS TIMESTAMP)) END"
+        f"CASE WHEN {abbreviated} THEN NULL "
+        f"WHEN {shaped(ZONED_PATTERN)} THEN TRY_CAST({offset_joined} AS TIMESTAMPTZ) "
+        f"WHEN {shaped(NAIVE_PATTERN)} THEN timezone({zone}, TRY_CAST({trimmed} AS TIMESTAMP)) "
+        "END"
     )
 
 
