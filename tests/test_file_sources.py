@@ -179,3 +179,28 @@ def test_a_duckdb_source_with_a_schema_looks_for_tables_there(project: Project) 
         "source `warehouse`: table `plans` not found in schema `crm` of "
     )
     assert "tables are: accounts;" in str(raised.value)
+
+
+@pytest.mark.backends("duckdb")
+def test_a_duckdb_source_finds_its_schema_and_table_without_regard_to_case(
+    project: Project,
+) -> None:
+    project.source_sql(
+        "CREATE SCHEMA crm",
+        'CREATE TABLE crm."Accounts" (user_id VARCHAR, valid_from DATE, plan VARCHAR)',
+        "INSERT INTO crm.accounts VALUES ('u1', '2024-01-01', 'pro')",
+    )
+    project.configure(
+        "accounts",
+        kind="user_history",
+        id_column="user_id",
+        start_time="valid_from",
+        **{"from": "ACCOUNTS"},
+    )
+    config = project.config_path.read_text(encoding="utf-8")
+    project.config_path.write_text(
+        config.replace('path = "warehouse.duckdb"', 'path = "warehouse.duckdb"\nschema = "CRM"')
+    )
+
+    assert project.sync("accounts").inserted == 1
+    assert project.query("SELECT user_id, plan FROM accounts") == [("u1", "pro")]

@@ -222,12 +222,14 @@ class FileSource:
             row[0]
             for row in self.engine.execute(
                 "SELECT table_name FROM duckdb_tables() WHERE database_name = 'source_db' "
-                "AND schema_name = $1 UNION ALL SELECT view_name FROM duckdb_views() "
-                "WHERE database_name = 'source_db' AND schema_name = $1",
+                "AND lower(schema_name) = lower($1) UNION ALL SELECT view_name FROM "
+                "duckdb_views() WHERE database_name = 'source_db' AND lower(schema_name) = "
+                "lower($1)",
                 [schema],
             ).fetchall()
         ]
-        if table not in names:
+        # DuckDB finds names without regard to case, and so does this check.
+        if table.lower() not in {name.lower() for name in names}:
             where = f"schema `{schema}` of " if self.config.schema else ""
             raise SourceError(
                 f"source `{self.name}`: table `{table}` not found in {where}{self.config.path}; "
