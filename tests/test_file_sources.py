@@ -119,6 +119,9 @@ def test_files_of_one_table_are_read_by_column_name(project: Project, kind: str)
             "2024-03-c": "SELECT 'u1' AS user_id, '2024-03-01' AS valid_from, 'us' AS region",
         },
     )
+    # An empty file, as an export that failed leaves, holds no rows and no columns.
+    (project.root / "loads" / "2024-04" / f"2024-04-d.{kind}").parent.mkdir()
+    (project.root / "loads" / "2024-04" / f"2024-04-d.{kind}").write_bytes(b"")
     configure_loads(project, kind)
 
     project.sync("user_plans")
@@ -126,6 +129,9 @@ def test_files_of_one_table_are_read_by_column_name(project: Project, kind: str)
     assert project.query(
         "SELECT strftime(start_time, '%m-%d'), plan, region FROM user_plans ORDER BY 1"
     ) == [("01-01", "free", None), ("02-01", "pro", "eu"), ("03-01", None, "us")]
+    assert [row[0] for row in project.query("SELECT * FROM (DESCRIBE user_plans)")] == [
+        *("user_id", "start_time", "end_time", "plan", "region")
+    ]
 
 
 def test_a_csv_that_is_not_utf8_is_a_one_line_error(project: Project) -> None:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import glob
 import logging
+import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -83,27 +84,34 @@ def duckdb_relation(config: SourceConfig, table: str, text_columns: Sequence[str
 
 
 def parquet_relation(config: SourceConfig, table: str, text_columns: Sequence[str]) -> str:
-    pattern = file_pattern(config, table)
-    return f"read_parquet({quote_string(str(pattern))}{by_name(pattern)})"
+    return f"read_parquet({files_read(file_pattern(config, table))})"
 
 
 def csv_relation(config: SourceConfig, table: str, text_columns: Sequence[str]) -> str:
     """Types are sniffed from the whole file, so a late odd value cannot break a run."""
-    pattern = file_pattern(config, table)
     as_text = ", ".join(f"{quote_string(name)}: 'VARCHAR'" for name in text_columns)
     return (
-        f"read_csv({quote_string(str(pattern))}, header = true, sample_size = -1"
-        f"{by_name(pattern)}, types = {{{as_text}}})"
+        f"read_csv({files_read(file_pattern(config, table))}, header = true, "
+        f"sample_size = -1, types = {{{as_text}}})"
     )
 
 
-def by_name(pattern: Path) -> str:
-    """The option that reads several files by column name, every column any of them has:
-    a column only later files have is a new property, and one a later file lacks is NULL
-    in its rows, rather than a column silently left out or a failed run. One file is
-    read without it, which for a CSV would sniff the whole file twice."""
-    several = len(glob.glob(str(pattern), recursive=True)) > 1
-    return ", union_by_name = true" if several else ""
+def files_read(pattern: Path) -> str:
+    """The files of a pattern as DuckDB's readers take them.
+
+    Several files are read by column name, every column any of them has: a column only
+    later files have is a new property, and one a later file lacks is NULL in its rows,
+    rather than a column silently left out or a failed run. Empty files hold no rows and
+    no columns, and are left out. One file is read as it is: by name, a CSV would be
+    sniffed twice.
+    """
+    matched = sorted(glob.glob(str(pattern), recursive=True))
+    files = [name for name in matched if os.path.getsize(name) > 0]
+    if len(files) == 1:
+        return quote_string(files[0])
+    if len(files) > 1:
+        return f"[{', '.join(quote_string(name) for name in files)}], union_by_name = true"
+    return quote_string(str(pattern))  # nothing to read: the reader says so
 
 
 FILE_KINDS: dict[str, FileKind] = {
@@ -192,11 +200,10 @@ class FileSource:
         """The text columns the table has (a CSV reader refuses types for absent ones)."""
         if not text_columns or self.config.type != "csv":
             return []
-        pattern = file_pattern(self.config, table)
+        files = files_read(file_pattern(self.config, table))
         try:
             header = self.engine.sql(
-                f"SELECT * FROM read_csv({quote_string(str(pattern))}, header = true, "
-                f"all_varchar = true{by_name(pattern)}) LIMIT 0"
+                f"SELECT * FROM read_csv({files}, header = true, all_varchar = true) LIMIT 0"
             ).columns
         except duckdb.Error as error:
             raise SourceError(
