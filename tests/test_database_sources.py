@@ -369,27 +369,30 @@ def test_a_sqlite_value_of_another_storage_class_quarantines_its_row(project: Pr
     # SQLite keeps any value in any column; the driver would fail the whole read on one.
     project.database_sql(
         "CREATE TABLE account_history (account_id TEXT, start_timestamp TEXT, seats INTEGER, "
-        "price REAL, paid BOOLEAN)",
+        "price REAL, paid BOOLEAN, note TEXT)",
         "INSERT INTO account_history VALUES "
-        "('a1', '2024-03-01 00:00:00', 3, 2, 1), "
-        "('a2', '2024-03-01 00:00:00', x'00ff', 1.5, 0), "
-        "('a3', '2024-03-01 00:00:00', 9.3e18, 1.5, 0), "
-        "('a4', '2024-03-01 00:00:00', 4, 'cheap', 0), "
-        "('a5', '2024-03-01 00:00:00', NULL, NULL, 'yes')",
+        "('a1', '2024-03-01 00:00:00', 3, 2, 1, 12.5), "
+        "('a2', '2024-03-01 00:00:00', x'00ff', 1.5, 0, NULL), "
+        "('a3', '2024-03-01 00:00:00', 9.3e18, 1.5, 0, NULL), "
+        "('a4', '2024-03-01 00:00:00', 4, 'cheap', 0, NULL), "
+        "('a5', '2024-03-01 00:00:00', NULL, NULL, 'yes', NULL), "
+        "('a6', '2024-03-01 00:00:00', NULL, NULL, NULL, x'fffe')",
     )
     configure_accounts(project)
 
     record = project.sync("account_history")
 
-    assert (record.inserted, record.quarantined) == (1, 4)
-    assert project.query("SELECT account_id, seats, price, paid FROM account_history") == [
-        ("a1", 3, 2.0, True)
+    assert (record.inserted, record.quarantined) == (1, 5)
+    assert project.query("SELECT account_id, seats, price, paid, note FROM account_history") == [
+        ("a1", 3, 2.0, True, "12.5")
     ]
+    # The reason names the value as SQLite writes it: the row keeps it NULL.
     assert project.query("SELECT reason FROM quarantine ORDER BY reason") == [
-        ("blob value in integer column seats",),
-        ("real value in integer column seats",),
-        ("text value in boolean column paid",),
-        ("text value in real column price",),
+        ("blob value X'00FF' in integer column seats",),
+        ("blob value X'FFFE' in text column note",),
+        ("real value 9.3e+18 in integer column seats",),
+        ("text value 'cheap' in real column price",),
+        ("text value 'yes' in boolean column paid",),
     ]
 
 

@@ -153,6 +153,7 @@ SAMPLE_VALUES = {
 # keeps any value in any column, and the driver fails the whole read on the first value
 # of another class; such a value is read as NULL, and its row quarantined.
 STORAGE_CLASSES = {
+    pa.string(): ("text", "integer", "real"),  # a blob need not be UTF-8 text
     pa.int64(): ("integer",),
     pa.bool_(): ("integer",),
     pa.float64(): ("integer", "real"),
@@ -167,10 +168,9 @@ def sqlite_column(field: pa.Field) -> exp.Expr:
     (1234567.89 as 1.234568e+06); SQLite's own CAST keeps every digit.
     """
     column = exp.column(field.name, quoted=True)
-    if field.type == pa.string():
-        return exp.alias_(exp.cast(column, "TEXT"), field.name, quoted=True)
+    read = exp.cast(column, "TEXT") if field.type == pa.string() else column
     if field.type in STORAGE_CLASSES:
-        checked = exp.Case().when(stored_as_read(field), column)
+        checked = exp.Case().when(stored_as_read(field), read)
         return exp.alias_(checked, field.name, quoted=True)
     return column
 
@@ -183,21 +183,27 @@ def stored_as_read(field: pa.Field) -> exp.Expr:
 
 
 def sqlite_unreadable(target: pa.Schema) -> exp.Expr:
-    """`CASE WHEN NOT typeof("a") IN (...) THEN typeof("a") || ' value in ...' END`."""
+    """`CASE WHEN NOT typeof("a") IN (...) THEN 'text value ''abc'' in integer column a'
+    END`: the reason names the value, as the row itself keeps it NULL."""
     case = exp.Case()
-    for field in target:
-        if field.type in STORAGE_CLASSES:
-            kind = exp.Anonymous(this="typeof", expressions=[exp.column(field.name, quoted=True)])
-            where = exp.Literal.string(
-                f" value in {SQLITE_TYPE_WORDS[field.type]} column {field.name}"
-            )
-            case = case.when(
-                exp.not_(stored_as_read(field)), exp.DPipe(this=kind, expression=where)
-            )
+    for field in (field for field in target if field.type in STORAGE_CLASSES):
+        column = exp.column(field.name, quoted=True)
+        kind = exp.Anonymous(this="typeof", expressions=[column])
+        written = exp.Anonymous(this="quote", expressions=[column.copy()])
+        value = exp.Substring(
+            this=written, start=exp.Literal.number(1), length=exp.Literal.number(100)
+        )
+        place = exp.Literal.string(f" in {SQLITE_TYPE_WORDS[field.type]} column {field.name}")
+        reason = exp.DPipe(
+            this=exp.DPipe(this=kind, expression=exp.Literal.string(" value ")),
+            expression=exp.DPipe(this=value, expression=place),
+        )
+        case = case.when(exp.not_(stored_as_read(field)), reason)
     return exp.alias_(case if case.args.get("ifs") else exp.null(), UNREADABLE, quoted=True)
 
 
 SQLITE_TYPE_WORDS = {
+    pa.string(): "text",
     pa.int64(): "integer",
     pa.bool_(): "boolean",
     pa.float64(): "real",
