@@ -31,7 +31,9 @@ def write_csv(project: Project, late_rows: list[str]) -> None:
         handle.writelines(line + "\n" for line in late_rows)
 
 
-def configure_plans(project: Project, **settings: str) -> None:
+def configure_plans(
+    project: Project, path: str = "plans.csv", kind: str = "csv", **settings: str
+) -> None:
     project.configure(
         "user_plans",
         source="files",
@@ -40,7 +42,7 @@ def configure_plans(project: Project, **settings: str) -> None:
         start_time="valid_from",
         **settings,
     )
-    project.write_config('[sources.files]\ntype = "csv"\npath = "plans.csv"\n')
+    project.write_config(f'[sources.files]\ntype = "{kind}"\npath = "{path}"\n')
 
 
 def test_a_late_id_with_leading_zeros_stays_its_own_entity(project: Project) -> None:
@@ -94,15 +96,8 @@ def write_loads(project: Project, kind: str, loads: dict[str, str]) -> None:
 
 
 def configure_loads(project: Project, kind: str) -> None:
-    project.configure(
-        "user_plans",
-        source="files",
-        kind="user_history",
-        id_column="user_id",
-        start_time="valid_from",
-    )
     # `**`: the loads sit in a folder a month.
-    project.write_config(f'[sources.files]\ntype = "{kind}"\npath = "loads/**/*.{kind}"\n')
+    configure_plans(project, path=f"loads/**/*.{kind}", kind=kind)
 
 
 @pytest.mark.parametrize("kind", ["parquet", "csv"])

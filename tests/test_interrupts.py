@@ -175,23 +175,31 @@ def test_ctrl_c_as_the_watcher_starts_leaves_no_thread_holding_the_process() -> 
     assert (result.returncode, result.stdout) == (0, "interrupted\n"), result.stderr
 
 
-def test_ctrl_c_reported_by_an_extension_as_it_loads_is_one_line_too() -> None:
-    # DuckDB's extension module turns a Ctrl-C during its loading into an ImportError.
+def started_with_ctrl_c_at_duckdb(interrupt: str) -> subprocess.CompletedProcess[str]:
+    """`pitsync query` started through its entry point, with `interrupt` (Python source)
+    run where DuckDB's module would be imported."""
+    body = "".join(f"            {line}\n" for line in interrupt.splitlines())
     code = (
         "import sys\n"
         "class CtrlC:\n"
         "    def find_spec(self, name, path=None, target=None):\n"
         "        if name == 'duckdb':\n"
-        "            try:\n"
-        "                raise KeyboardInterrupt\n"
-        "            except KeyboardInterrupt as error:\n"
-        "                raise ImportError('initializing the extension failed') from error\n"
+        f"{body}"
         "sys.meta_path.insert(0, CtrlC())\n"
         "from pitsync.__main__ import main\n"
         "sys.exit(main())\n"
     )
-    result = subprocess.run(
-        [sys.executable, "-c", code, "query", "SELECT 1"], capture_output=True, text=True
+    command = [sys.executable, "-c", code, "query", "SELECT 1"]
+    return subprocess.run(command, capture_output=True, text=True)
+
+
+def test_ctrl_c_reported_by_an_extension_as_it_loads_is_one_line_too() -> None:
+    # DuckDB's extension module turns a Ctrl-C during its loading into an ImportError.
+    result = started_with_ctrl_c_at_duckdb(
+        "try:\n"
+        "    raise KeyboardInterrupt\n"
+        "except KeyboardInterrupt as error:\n"
+        "    raise ImportError('initializing the extension failed') from error\n"
     )
 
     assert result.returncode == 130
@@ -201,19 +209,7 @@ def test_ctrl_c_reported_by_an_extension_as_it_loads_is_one_line_too() -> None:
 def test_ctrl_c_while_the_command_loads_is_one_line() -> None:
     # Ctrl-C lands while DuckDB's module is being imported: raised at that import here,
     # so that the moment is not left to chance.
-    code = (
-        "import sys\n"
-        "class CtrlC:\n"
-        "    def find_spec(self, name, path=None, target=None):\n"
-        "        if name == 'duckdb':\n"
-        "            raise KeyboardInterrupt\n"
-        "sys.meta_path.insert(0, CtrlC())\n"
-        "from pitsync.__main__ import main\n"
-        "sys.exit(main())\n"
-    )
-    result = subprocess.run(
-        [sys.executable, "-c", code, "query", "SELECT 1"], capture_output=True, text=True
-    )
+    result = started_with_ctrl_c_at_duckdb("raise KeyboardInterrupt\n")
 
     assert result.returncode == 130
     assert result.stderr == "pitsync: interrupted while starting; nothing was done\n"

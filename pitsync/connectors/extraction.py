@@ -159,6 +159,14 @@ STORAGE_CLASSES = {
     pa.float64(): ("integer", "real"),
     pa.binary(): ("blob",),
 }
+# How a quarantine reason names each of those types.
+SQLITE_TYPE_WORDS = {
+    pa.string(): "text",
+    pa.int64(): "integer",
+    pa.bool_(): "boolean",
+    pa.float64(): "real",
+    pa.binary(): "blob",
+}
 
 
 def sqlite_column(field: pa.Field) -> exp.Expr:
@@ -200,15 +208,6 @@ def sqlite_unreadable(target: pa.Schema) -> exp.Expr:
         )
         case = case.when(exp.not_(stored_as_read(field)), reason)
     return exp.alias_(case if case.args.get("ifs") else exp.null(), UNREADABLE, quoted=True)
-
-
-SQLITE_TYPE_WORDS = {
-    pa.string(): "text",
-    pa.int64(): "integer",
-    pa.bool_(): "boolean",
-    pa.float64(): "real",
-    pa.binary(): "blob",
-}
 
 
 def sqlite_typed_select(
