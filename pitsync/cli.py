@@ -37,6 +37,7 @@ from pitsync.interrupts import is_interrupt
 from pitsync.modeling.attribution import Entity, entity_tables, interval_at_sql, timeline_sql
 from pitsync.modeling.portable import ENGINES
 from pitsync.modeling.staging import json_object_sql
+from pitsync.modeling.timestamps import AMBIGUOUS_ZONE_HINT, names_ambiguous_zone
 from pitsync.queries.execute import QuerySession
 from pitsync.queries.output import formatted, printable, write_csv, write_json, write_table
 from pitsync.queries.profiles import (
@@ -506,6 +507,8 @@ def history_profile(session: QuerySession, entity: Entity, moment: str) -> dict[
 
 def resolve_moment(session: QuerySession, text: str) -> str:
     """The moment as ISO text in UTC; 'now' is the store clock's now."""
+    if names_ambiguous_zone(text):
+        raise PitsyncError(f"--at {text!r} is refused: {AMBIGUOUS_ZONE_HINT}")
     sql = "SELECT now() AS moment" if text == "now" else "SELECT CAST(? AS TIMESTAMPTZ) AS moment"
     try:
         relation = session.connection.sql(sql, params=[] if text == "now" else [text])

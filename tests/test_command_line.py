@@ -509,6 +509,13 @@ def test_profile_at_text_that_is_no_moment_is_a_user_error(synced: Project) -> N
     assert_user_error(result, "next tuesday", "ISO 8601")
 
 
+def test_profile_at_a_zone_abbreviation_is_a_user_error(synced: Project) -> None:
+    # DuckDB reads BST as Bangladesh time; a British reader means another moment.
+    result = synced.cli(*PROFILE_ARGS, "--at", "2024-06-01T05:30:00 BST", check=False)
+
+    assert_user_error(result, "BST", "abbreviation", "Europe/London")
+
+
 # --- file sources and epochs ---------------------------------------------------------------
 
 

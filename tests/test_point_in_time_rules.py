@@ -445,3 +445,40 @@ def test_a_condition_in_the_as_of_join_tests_the_interval_holding_the_moment(
         )
         assert len(star.fetchall()) == 1
         assert not [name for name in star.columns if name.startswith("__")]
+
+
+def test_an_integer_id_of_the_event_side_joins_the_id_of_the_same_text(project: Project) -> None:
+    # 100 is the entity "100" (rule 7), not "0100", which an integer cast would also make
+    # 100; and the id "u1", which no integer cast can read, must not fail the query.
+    company_history(
+        project,
+        [
+            ("100", "basic", 1, "2024-01-01 00:00:00+00", None),
+            ("0100", "zero", 2, "2024-02-01 00:00:00+00", None),
+            ("u1", "other", 3, "2024-01-01 00:00:00+00", None),
+        ],
+    )
+    project.source_sql(
+        "CREATE OR REPLACE TABLE events (insert_id VARCHAR, event VARCHAR, "
+        "distinct_id VARCHAR, account INTEGER, time TIMESTAMPTZ)",
+        "INSERT INTO events VALUES ('e1', 'login', 'x', 100, '2024-03-01 00:00:00+00'), "
+        "('e2', 'login', 'x', 7, '2024-03-01 00:00:00+00')",
+    )
+    project.configure("product_events", kind="events", **{"from": "events"})
+    project.sync("company_plan_history")
+    project.sync("product_events")
+    joined = (
+        "SELECT e.insert_id, h.company_id, h.plan FROM events AS e "
+        "LEFT JOIN company_plan_history FOR SYSTEM_TIME AS OF e.time AS h "
+        "ON h.company_id = e.properties->>'account'{more} ORDER BY e.insert_id"
+    )
+    typed = (
+        "SELECT e.insert_id, h.company_id, h.plan FROM events AS e "
+        "LEFT JOIN company_plan_history FOR SYSTEM_TIME AS OF e.time AS h "
+        "ON CAST(e.properties->>'account' AS INTEGER) = h.company_id{more} ORDER BY e.insert_id"
+    )
+    expected = [("e1", "100", "basic"), ("e2", None, None)]
+
+    assert project.query(joined.format(more="")) == expected
+    assert project.query(typed.format(more="")) == expected
+    assert project.query(typed.format(more=" AND h.seats < 5")) == expected

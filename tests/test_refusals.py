@@ -260,3 +260,48 @@ def test_connection_cannot_change_the_store_even_without_the_guard(
 
     count = raw_connection.execute("SELECT count(*) FROM company_plan_history").fetchone()
     assert count == (2,)
+
+
+@pytest.mark.parametrize(
+    ("sql", "expected"),
+    [
+        ("VALUES (1, 'a'), (2, 'b')", [(1, "a"), (2, "b")]),
+        (
+            "PIVOT (SELECT plan FROM company_plan_history) ON plan IN ('free', 'team') "
+            "USING count(*)",
+            [(1, 1)],
+        ),
+    ],
+    ids=["values", "pivot"],
+)
+def test_values_and_pivot_statements_are_reads(
+    store: Project, sql: str, expected: list[tuple]
+) -> None:
+    assert store.query(sql) == expected
+
+
+@pytest.mark.parametrize("sql", ["EXPLAIN SELECT 1", "DESCRIBE events", "SHOW TABLES"])
+def test_reads_that_are_no_select_are_refused_as_such(store: Project, sql: str) -> None:
+    message = assert_refused(store, sql, "runs SELECT queries", sql.split()[0])
+    assert "only reads are allowed" not in message
+
+
+@pytest.mark.parametrize(
+    "sql",
+    [
+        "SELECT plan FROM company_plan_history FOR SYSTEM_TIME AS OF '2024-06-01 05:30:00 BST'",
+        "SELECT plan FROM company_plan_history FOR SYSTEM_TIME AS OF "
+        "TIMESTAMPTZ '2024-06-01 05:30 PST'",
+    ],
+)
+def test_a_moment_with_a_zone_abbreviation_is_refused(store: Project, sql: str) -> None:
+    assert_refused(store, sql, "abbreviation", "Europe/London")
+
+
+def test_a_moment_with_utc_or_gmt_is_read(store: Project) -> None:
+    sql = (
+        "SELECT company_id FROM company_plan_history FOR SYSTEM_TIME AS OF "
+        "'2024-01-10 00:00:00 {zone}' ORDER BY company_id"
+    )
+    assert store.query(sql.format(zone="UTC")) == [("c1",)]
+    assert store.query(sql.format(zone="GMT")) == [("c1",)]

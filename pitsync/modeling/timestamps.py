@@ -16,6 +16,7 @@ error, raised before data moves.
 from __future__ import annotations
 
 import importlib.resources
+import re
 import zoneinfo
 from pathlib import Path
 
@@ -171,6 +172,21 @@ def iso_sql(column: str, type_name: str, *, utc_suffix: str = "+00:00") -> str:
         f"CASE WHEN microsecond({column}) % 1000000 = 0 THEN strftime({column}, {whole}) "
         f"ELSE strftime({column}, {fraction}) END"
     )
+
+
+def names_ambiguous_zone(text: str) -> bool:
+    """Whether text ends in a zone abbreviation other than UTC or GMT, which a moment
+    given on the command line or in a query may not use any more than a source row."""
+    trimmed = text.strip()
+    return bool(re.fullmatch(ABBREVIATION_PATTERN, trimmed)) and not re.fullmatch(
+        UNIVERSAL_PATTERN, trimmed
+    )
+
+
+AMBIGUOUS_ZONE_HINT = (
+    "a zone abbreviation names several zones; write an offset (+01:00) or a zone name "
+    "(Europe/London)"
+)
 
 
 def same_zone(first: str, second: str) -> bool:

@@ -48,6 +48,9 @@ WRITE_NODES = (
     exp.Into,
 )
 
+# Statements that read but are no SELECT: refused with a message that says so.
+READ_STATEMENTS = (exp.Describe, exp.Summarize, exp.Show)
+READ_WORDS = {"EXPLAIN", "DESCRIBE", "DESC", "SUMMARIZE", "SHOW"}
 
 ANSI_ESCAPE = re.compile(r"\x1b\[[0-9;]*m")
 
@@ -130,9 +133,18 @@ def parse_read_query(sql: str) -> exp.Query:
             sql=sql,
         )
     tree = statements[0]
+    if isinstance(tree, (exp.Values, exp.Pivot)):
+        # Reads of their own, which run as the rows of a SELECT.
+        tree = exp.select("*").from_(exp.paren(tree))
+    if isinstance(tree, READ_STATEMENTS) or first_word(sql) in READ_WORDS:
+        raise QueryRefused(
+            f"`pitsync query` runs SELECT queries (WITH, FROM-first, VALUES and PIVOT "
+            f"included), and {first_word(sql)} is not one; select from the relation instead",
+            sql=sql,
+        )
     if not isinstance(tree, exp.Query):
         raise QueryRefused(
-            f"only reads are allowed, and this is a {first_word(sql)} statement; "
+            f"only reads are allowed, and this statement is {first_word(sql)}; "
             "the store is changed only by pitsync's own commands (sync, engage, import-csv, "
             "delete-profiles)",
             sql=sql,

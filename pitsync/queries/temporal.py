@@ -30,6 +30,7 @@ from __future__ import annotations
 from sqlglot import exp
 
 from pitsync.errors import QueryRefused
+from pitsync.modeling.timestamps import AMBIGUOUS_ZONE_HINT, names_ambiguous_zone
 from pitsync.store import END_TIME, START_TIME
 
 TEMPORAL_KINDS = ("AS OF",)
@@ -45,7 +46,7 @@ def rewrite_temporal_tree(tree: exp.Query, history_tables: dict[str, str], sql: 
         if version is None:
             continue
         check_version(table, version, history_tables, sql)
-        moment = as_instant(version.expression)
+        moment = as_instant(version.expression, sql)
         table.set("version", None)
         if refers_to_a_row(moment):
             rewrite_as_of_join(table, moment, history_tables[table.name.lower()], sql)
@@ -89,11 +90,16 @@ def refers_to_a_row(moment: exp.Expression) -> bool:
     )
 
 
-def as_instant(moment: exp.Expression) -> exp.Expression:
-    """The moment as a TIMESTAMPTZ; a literal keeps any offset it is written with."""
+def as_instant(moment: exp.Expression, sql: str) -> exp.Expression:
+    """The moment as a TIMESTAMPTZ; a literal keeps any offset it is written with, and
+    may not name its zone by an abbreviation (DuckDB reads `BST` as Bangladesh)."""
     if isinstance(moment, exp.Cast) and isinstance(moment.this, exp.Literal):
         moment = moment.this
     if isinstance(moment, exp.Literal):
+        if moment.is_string and names_ambiguous_zone(moment.this):
+            raise QueryRefused(
+                f"the moment {moment.sql('duckdb')} is refused: {AMBIGUOUS_ZONE_HINT}", sql=sql
+            )
         return exp.cast(moment, exp.DataType.build("TIMESTAMPTZ"))
     return moment
 
@@ -163,11 +169,19 @@ def started_by(moment: exp.Expression, alias: str) -> exp.Expr:
 def split_entity_key(
     condition: exp.Expr | None, alias: str, id_column: str, name: str, sql: str
 ) -> tuple[exp.Expr, list[exp.Expr]]:
-    """The ON clause's first `alias.id = <other side>` equality, and every other term."""
+    """The ON clause's first `alias.id = <other side>` equality, and every other term.
+
+    The other side is compared as text: ids are strings (rule 7), and DuckDB would
+    otherwise cast the stored ids to the other side's type, so an integer 100 would
+    match the id `0100`, and an id `u1` would fail the cast.
+    """
     parts = conjuncts(condition) if condition is not None else []
     for index, part in enumerate(parts):
-        if is_entity_key(part, alias, id_column):
-            return part.copy(), [other.copy() for other in parts[:index] + parts[index + 1 :]]
+        sides = entity_key_sides(part, alias, id_column)
+        if sides is not None:
+            mine, other = sides
+            key = exp.EQ(this=mine.copy(), expression=exp.cast(other.copy(), "VARCHAR"))
+            return key, [other.copy() for other in parts[:index] + parts[index + 1 :]]
     raise QueryRefused(
         f"the as-of join with `{name}` needs ON {alias}.{id_column} = <the event's id>, "
         f"so each row is matched with its own entity's history",
@@ -175,16 +189,19 @@ def split_entity_key(
     )
 
 
-def is_entity_key(term: exp.Expr, alias: str, id_column: str) -> bool:
-    """`alias.id = x` or `x = alias.id`, where x does not refer to the history itself."""
+def entity_key_sides(
+    term: exp.Expr, alias: str, id_column: str
+) -> tuple[exp.Expr, exp.Expr] | None:
+    """For `alias.id = x` or `x = alias.id`, where x does not refer to the history itself:
+    (alias.id, x); None for any other term."""
     if not isinstance(term, exp.EQ):
-        return False
+        return None
     for mine, other in ((term.this, term.expression), (term.expression, term.this)):
         if refers_to(mine, alias, id_column) and not any(
             column.table.lower() == alias.lower() for column in other.find_all(exp.Column)
         ):
-            return True
-    return False
+            return mine, other
+    return None
 
 
 def refers_to(node: exp.Expr, alias: str, column: str) -> bool:
