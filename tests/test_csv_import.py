@@ -251,6 +251,11 @@ def test_a_wrong_mapping_is_refused_before_the_store_is_opened(
     assert not store.config.store_path.exists()
 
 
+def test_a_file_of_one_column_is_said_to_need_commas(store: Store) -> None:
+    with pytest.raises(ConfigError, match=r"has 1 column .* must be comma-separated"):
+        import_csv(store.config, store.csv("u1;Ann;x\n"), id_column=1, columns={2: "name"})
+
+
 def test_a_file_that_cannot_be_read_is_refused_before_the_store_is_opened(store: Store) -> None:
     not_utf8 = store.root / "latin1.csv"
     not_utf8.write_bytes("u1,Zoë\n".encode("latin-1"))

@@ -30,6 +30,7 @@ from tests.conftest import (
     PostgresSchema,
     Project,
     company_history,
+    configure_companies,
     configure_company_history,
     login_events,
 )
@@ -398,3 +399,215 @@ def test_executing_again_after_the_columns_changed_replaces_the_views(
         "SELECT plan, seats, feeling::text FROM company_plan_history_intervals"
     )
     assert rows == [("free", 1, "happy")]
+
+
+# --- Where the model and the store once differed ----------------------------------------------
+
+
+def model_events_in_postgres(project: Project, *statements: str) -> None:
+    """The warehouse tables `hist` and `ev` in PostgreSQL, configured, then modeled."""
+    project.database_sql(*statements)
+    configure_companies(project, "hist", "start_ts")
+    project.configure("ev", kind="events")
+    project.cli("model", "--table", "hist", "--engine", "postgres", "--events", "ev", "--execute")
+
+
+def test_numeric_ids_are_entities_by_their_text_in_the_model_as_in_the_store(
+    tmp_path: Path, postgres_schema: PostgresSchema
+) -> None:
+    # 1.0 and 1.00 are one number but two ids (rule 7): 1.0 stays free, open, and its
+    # event on 15 Feb is on free, not on 1.00's pro.
+    project = Project(root=tmp_path, backend="postgres", postgres=postgres_schema)
+    model_events_in_postgres(
+        project,
+        "CREATE TABLE hist (company_id numeric, start_ts timestamptz, plan text)",
+        "INSERT INTO hist VALUES (1.0, '2024-01-01 00:00+00', 'free'), "
+        "(1.00, '2024-02-01 00:00+00', 'pro')",
+        "CREATE TABLE ev (distinct_id text, time timestamptz, event text, company_id numeric)",
+        "INSERT INTO ev VALUES ('u1', '2024-02-15 00:00+00', 'x', 1.0)",
+    )
+
+    intervals = postgres_schema.execute(
+        "SELECT company_id, plan, end_time FROM hist_intervals ORDER BY 1"
+    )
+    assert intervals == [("1.0", "free", None), ("1.00", "pro", None)]
+    assert postgres_schema.execute("SELECT plan FROM ev_enriched") == [("free",)]
+    project.sync("hist")
+    project.sync("ev")
+    assert project.query(
+        "SELECT h.plan FROM events AS e LEFT JOIN hist FOR SYSTEM_TIME AS OF e.time AS h "
+        "ON h.company_id = e.company_id"
+    ) == [("free",)]
+
+
+@pytest.mark.parametrize(
+    ("start_type", "zone", "first_start", "event_time", "expected"),
+    [
+        # A date starts at midnight UTC: the event at 22:00 on 31 Jan is still on free,
+        # whatever zone the session that reads the view is in.
+        ("date", "UTC", "2024-01-01", "2024-01-31 22:00+00", "free"),
+        # A naive 1 Feb 00:00 in New York is 05:00 UTC: an event at 02:00 UTC is on free.
+        ("timestamp", "America/New_York", "2024-01-01 00:00", "2024-02-01 02:00+00", "free"),
+        ("timestamp", "America/New_York", "2024-01-01 00:00", "2024-02-01 05:00+00", "pro"),
+    ],
+)
+def test_naive_starts_are_read_in_the_tables_zone_whatever_the_session_zone(
+    tmp_path: Path,
+    postgres_schema: PostgresSchema,
+    start_type: str,
+    zone: str,
+    first_start: str,
+    event_time: str,
+    expected: str,
+) -> None:
+    project = Project(root=tmp_path, backend="postgres", postgres=postgres_schema)
+    second_start = "2024-02-01" if start_type == "date" else "2024-02-01 00:00"
+    project.database_sql(
+        f"CREATE TABLE hist (company_id text, start_ts {start_type}, plan text)",
+        f"INSERT INTO hist VALUES ('c1', '{first_start}', 'free'), ('c1', '{second_start}', 'pro')",
+        "CREATE TABLE ev (distinct_id text, time timestamptz, event text, company_id text)",
+        f"INSERT INTO ev VALUES ('u1', '{event_time}', 'x', 'c1')",
+    )
+    configure_companies(project, "hist", "start_ts", timezone=zone)
+    project.configure("ev", kind="events")
+    project.cli("model", "--table", "hist", "--engine", "postgres", "--events", "ev", "--execute")
+
+    for session_zone in ("UTC", "Asia/Tokyo", "America/Los_Angeles"):
+        assert postgres_schema.execute(
+            f"SET TIME ZONE '{session_zone}'", "SELECT plan FROM ev_enriched"
+        ) == [(expected,)]
+    project.sync("hist")
+    project.sync("ev")
+    assert project.query(
+        "SELECT h.plan FROM events AS e LEFT JOIN hist FOR SYSTEM_TIME AS OF e.time AS h "
+        "ON h.company_id = e.company_id"
+    ) == [(expected,)]
+
+
+def test_executing_again_keeps_a_users_view_that_reads_the_model(
+    tmp_path: Path, postgres_schema: PostgresSchema
+) -> None:
+    project = Project(root=tmp_path, backend="postgres", postgres=postgres_schema)
+    company_history(project, [("c1", "free", 1, "2024-01-01 00:00:00+00", None)])
+    project.cli("model", "--table", HISTORY, "--engine", "postgres", "--execute")
+    postgres_schema.execute(
+        "CREATE VIEW my_report AS SELECT plan FROM company_plan_history_intervals"
+    )
+    postgres_schema.execute(
+        "INSERT INTO company_plan_history VALUES ('c2', 'team', 3, '2024-01-01 00:00+00', NULL)"
+    )
+
+    project.cli("model", "--table", HISTORY, "--engine", "postgres", "--execute")
+
+    assert postgres_schema.execute("SELECT plan FROM my_report ORDER BY 1") == [
+        ("free",),
+        ("team",),
+    ]
+
+
+def test_a_failure_in_postgres_gives_its_own_sentence(
+    tmp_path: Path, postgres_schema: PostgresSchema
+) -> None:
+    project = Project(root=tmp_path, backend="postgres", postgres=postgres_schema)
+    project.database_sql(
+        "CREATE TABLE hist (company_id text, start_ts bigint, plan text)",
+        "CREATE TABLE ev (distinct_id text, time timestamptz, event text, company_id text)",
+    )
+    configure_companies(project, "hist", "start_ts", time_unit="s")
+    project.configure("ev", kind="events")
+
+    result = project.cli(
+        "model",
+        "--table",
+        "hist",
+        "--engine",
+        "postgres",
+        "--events",
+        "ev",
+        "--execute",
+        check=False,
+    )
+
+    assert result.returncode == 1
+    message = result.stderr.strip()
+    assert "creating the views failed: ERROR: operator does not exist: bigint" in message
+    assert "Traceback" not in message and len(message.splitlines()) == 1
+
+
+def write_parquet(path: Path, sql: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    duckdb.sql(f"COPY ({sql}) TO '{path}' (FORMAT parquet)")
+
+
+def test_spark_reads_the_files_a_sync_reads_and_leaves_out_unreadable_starts(
+    tmp_path: Path, spark: Any
+) -> None:
+    # c1: free from 1 Jan (in a file named `_...`), pro from 1 Feb (one folder down, with a
+    # seats column the other files lack), team from 1 Mar (two folders down); rows at
+    # -infinity, at infinity and in year 12000 cannot be read and are left out, so an event
+    # in 2023 finds nothing, as in the store.
+    hist, ev = tmp_path / "data" / "my hist", tmp_path / "data" / "ev"
+    start = "CAST('{}' AS TIMESTAMPTZ)"
+    write_parquet(
+        hist / "_2024-01.parquet",
+        f"SELECT 'c1' AS company_id, {start.format('2024-01-01 00:00+00')} AS start_ts, "
+        f"'free' AS plan UNION ALL SELECT 'c1', {start.format('-infinity')}, 'ancient'",
+    )
+    write_parquet(
+        hist / "x" / "b.parquet",
+        f"SELECT 'c1' AS company_id, {start.format('2024-02-01 00:00+00')} AS start_ts, "
+        "'pro' AS plan, 5 AS seats",
+    )
+    write_parquet(
+        hist / "x" / "y" / "c.parquet",
+        f"SELECT 'c1' AS company_id, {start.format('2024-03-01 00:00+00')} AS start_ts, "
+        f"'team' AS plan UNION ALL SELECT 'c1', {start.format('infinity')}, 'never' "
+        f"UNION ALL SELECT 'c1', {start.format('12000-01-01 00:00+00')}, 'far'",
+    )
+    times = ["2023-06-01", "2024-01-15", "2024-02-15", "2024-03-15"]
+    write_parquet(
+        ev / "x" / "e.parquet",
+        " UNION ALL ".join(
+            f"SELECT 'e{n}' AS insert_id, 'login' AS event, 'u' AS distinct_id, "
+            f"'c1' AS company_id, {start.format(t + ' 00:00+00')} AS time"
+            for n, t in enumerate(times)
+        ),
+    )
+    project = Project(root=tmp_path)
+    (tmp_path / "pitsync.toml").write_text(
+        '[store]\npath = "store.duckdb"\n'
+        '[sources.files]\ntype = "parquet"\npath = "data/{table}/**/*.parquet"\n'
+        '[tables."my hist"]\nsource = "files"\nfrom = "my hist"\nkind = "group_history"\n'
+        'id_column = "company_id"\ngroup_key = "company_id"\nstart_time = "start_ts"\n'
+        '[tables.product_events]\nsource = "files"\nfrom = "ev"\nkind = "events"\n',
+        encoding="utf-8",
+    )
+    out = tmp_path / "out"
+
+    project.cli(
+        "model",
+        "--table",
+        "my hist",
+        "--engine",
+        "spark",
+        "--events",
+        "product_events",
+        "--execute",
+        "--output",
+        str(out),
+    )
+
+    modeled = duckdb.sql(
+        f"SELECT insert_id, plan, seats FROM '{out}/product_events_enriched/*.parquet' "
+        "ORDER BY insert_id"
+    ).fetchall()
+    expected = [("e0", None, None), ("e1", "free", None), ("e2", "pro", 5), ("e3", "team", None)]
+    assert modeled == expected
+    project.cli("sync", "--all")
+    assert (
+        project.query(
+            'SELECT e.insert_id, h.plan, h.seats FROM events AS e LEFT JOIN "my hist" '
+            "FOR SYSTEM_TIME AS OF e.time AS h ON h.company_id = e.company_id ORDER BY 1"
+        )
+        == expected
+    )

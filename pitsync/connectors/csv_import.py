@@ -340,9 +340,12 @@ def check_in_range(
     named += [("--id-column", id_column)] if id_column is not None else []
     for option, number in named:
         if number > width:
+            # One column where more were named is often a file split by `;` or tabs.
+            separators = "; the file must be comma-separated" if width == 1 else ""
             raise ConfigError(
                 f"{option} {number}: {path} has {width} column{'' if width == 1 else 's'} "
-                f"(numbered from 1, no header row); name a column from 1 to {width}",
+                f"(numbered from 1, no header row); name a column from 1 to {width}"
+                f"{separators}",
                 key=option,
             )
 

@@ -8,8 +8,10 @@ Spark session, runs the same statements there, and can write the results as Parq
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -18,11 +20,12 @@ import pyarrow as pa
 from sqlglot import exp
 
 from pitsync.config import Config, TableConfig
-from pitsync.connectors.sources import file_pattern, open_source
+from pitsync.connectors.sources import file_pattern, matched_files, open_source
 from pitsync.errors import ConfigError, SourceError, first_line
 from pitsync.modeling.intervals import plan_history
 from pitsync.modeling.portable import (
     UNBOUNDED_TIME_ENGINES,
+    ZONE_ENGINES,
     ModelSql,
     enriched_query,
     intervals_query,
@@ -61,7 +64,7 @@ def plan_model_sql(
     history = config.table(history_name)
     if not history.is_history:
         raise ConfigError(
-            f"table `{history_name}` is a {history.kind} table; model a history table"
+            f"table `{history_name}` is {with_article(history.kind)} table; model a history table"
         )
     schema = source_schema(config, history)
     properties = plan_history(history, schema).properties
@@ -77,6 +80,7 @@ def plan_model_sql(
         source_table(config, history),
         text_properties=text,
         bounded_start=holds_times and engine in UNBOUNDED_TIME_ENGINES,
+        start_zone=naive_zone(history, start_type, engine),
     )
     statements = [view(intervals_name, query, engine=engine)]
     names = [intervals_name.name]
@@ -91,14 +95,34 @@ def plan_model_sql(
                     f"`{history.name}` on; its columns are: {', '.join(columns)}",
                     table=events.name,
                 )
+        time_type = source_schema(config, events).field(events.time_column).type
         enriched = enriched_query(
-            events, source_table(config, events), history, intervals_name, properties, columns
+            events,
+            source_table(config, events),
+            history,
+            intervals_name,
+            properties,
+            columns,
+            time_zone=naive_zone(events, time_type, engine),
         )
         enriched_name = view_name(config, events, f"{events.name}_enriched")
         statements.append(view(enriched_name, enriched, engine=engine))
         names.append(enriched_name.name)
     sql = ModelSql(intervals=statements[0], enriched=statements[1] if events_name else None)
     return PlannedModel(engine=engine, sql=sql, view_names=names)
+
+
+def naive_zone(table: TableConfig, time_type: pa.DataType, engine: str) -> str | None:
+    """The zone a naive time or date column is read in (rule 6), where the engine can;
+    None for a zoned column, and for engines whose own reading is left as it is."""
+    naive = pa.types.is_date(time_type) or (
+        pa.types.is_timestamp(time_type) and time_type.tz is None
+    )
+    return table.timezone if naive and engine in ZONE_ENGINES else None
+
+
+def with_article(word: str) -> str:
+    return f"an {word}" if word[:1] in "aeiou" else f"a {word}"
 
 
 # PostgreSQL string types that take a collation; an enum arrives as a string too, but
@@ -116,7 +140,9 @@ def is_plain_text(field: pa.Field) -> bool:
 def events_table(config: Config, name: str, history: TableConfig) -> TableConfig:
     events = config.table(name)
     if events.kind != "events":
-        raise ConfigError(f"--events `{name}` is a {events.kind} table; name an events table")
+        raise ConfigError(
+            f"--events `{name}` is {with_article(events.kind)} table; name an events table"
+        )
     if events.source != history.source:
         raise ConfigError(
             f"--events `{name}` reads source `{events.source}`, `{history.name}` reads "
@@ -153,15 +179,7 @@ def execute_on_postgres(config: Config, history_name: str, planned: PlannedModel
     source = open_source(source_config)
     connection: Any = source.connection  # type: ignore[attr-defined]
     try:
-        with connection.cursor() as cursor:
-            # PostgreSQL cannot replace a view whose columns changed; drop the old ones first
-            # (in the same transaction, so a failure keeps them).
-            for name in reversed(planned.dropped()):
-                cursor.execute(name)
-            for statement in planned.rendered():
-                log.debug("postgres: %s", statement)
-                cursor.execute(statement)
-        connection.commit()
+        replace_views(connection, planned)
     except Exception as error:
         connection.rollback()
         raise SourceError(
@@ -173,6 +191,31 @@ def execute_on_postgres(config: Config, history_name: str, planned: PlannedModel
         source.close()
 
 
+def replace_views(connection: Any, planned: PlannedModel) -> None:
+    """CREATE OR REPLACE the views in one transaction; where that cannot be (a view's
+    columns changed), drop the old views and create them anew, in a second one. Either
+    transaction fails whole, keeping the old views.
+
+    Replacing first keeps views of the user's own that read these: PostgreSQL refuses to
+    drop a view another depends on, and says which.
+    """
+    try:
+        run_statements(connection, planned.rendered())
+        return
+    except Exception as error:
+        log.debug("postgres: views not replaced in place (%s); dropping them", first_line(error))
+        connection.rollback()
+    run_statements(connection, [*reversed(planned.dropped()), *planned.rendered()])
+
+
+def run_statements(connection: Any, statements: list[str]) -> None:
+    with connection.cursor() as cursor:
+        for statement in statements:
+            log.debug("postgres: %s", statement)
+            cursor.execute(statement)
+    connection.commit()
+
+
 def execute_on_spark(
     config: Config, tables: list[str], planned: PlannedModel, output: Path | None
 ) -> dict[str, int]:
@@ -181,29 +224,38 @@ def execute_on_spark(
         check_spark_source(config, config.table(name))
     spark = local_spark_session()
     try:
-        for name in tables:
-            register_parquet(spark, config, config.table(name))
-        for statement in planned.rendered():
-            log.debug("spark: %s", statement)
-            spark.sql(statement)
-        counts = {}
-        for name in planned.view_names:
-            frame = spark.table(name)
-            counts[name] = frame.count()
-            if output is not None:
-                frame.write.mode("overwrite").parquet(str(output / name))
-        return counts
+        with tempfile.TemporaryDirectory(prefix="pitsync-spark-") as links:
+            for name in tables:
+                register_parquet(spark, config, config.table(name), Path(links))
+            return run_on_spark(spark, planned, output)
     except Exception as error:  # Spark's own exception classes come from the JVM
         raise SourceError(f"Spark could not run the model: {first_line(error)}") from None
     finally:
         spark.stop()
 
 
+def run_on_spark(spark: Any, planned: PlannedModel, output: Path | None) -> dict[str, int]:
+    """Create the views, count their rows, and write them as Parquet under `output`."""
+    for statement in planned.rendered():
+        log.debug("spark: %s", statement)
+        spark.sql(statement)
+    counts = {}
+    for name in planned.view_names:
+        frame = spark.table(spark_identifier(name))
+        counts[name] = frame.count()
+        if output is not None:
+            frame.write.mode("overwrite").parquet(str(output / name))
+    return counts
+
+
 def database_error(error: BaseException) -> str:
-    """The database's own sentence (`ERROR: ...`) from a driver message, else its first line."""
+    """The database's own sentence (`ERROR: ...`) from a driver message, else its first line.
+
+    The driver quotes the statement first, so the sentence may share a line with its end.
+    """
     for line in str(error).splitlines():
         if "ERROR:" in line:
-            return line.strip()
+            return " ".join(line[line.index("ERROR:") :].split())
     return first_line(error)
 
 
@@ -218,7 +270,7 @@ def local_spark_session() -> Any:
     # The JVM picks its own address before it reads any setting: keep it on loopback.
     os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
     builder: Any = SparkSession.builder
-    return (
+    session = (
         builder.master("local[2]")
         .appName("pitsync-model")
         .config("spark.sql.session.timeZone", "UTC")
@@ -229,6 +281,9 @@ def local_spark_session() -> Any:
         .config("spark.driver.bindAddress", "127.0.0.1")
         .getOrCreate()
     )
+    # A failed query would log its whole plan before pitsync's one line says what failed.
+    session.sparkContext.setLogLevel("OFF")
+    return session
 
 
 def check_spark_source(config: Config, table: TableConfig) -> None:
@@ -240,8 +295,34 @@ def check_spark_source(config: Config, table: TableConfig) -> None:
         )
 
 
-def register_parquet(spark: Any, config: Config, table: TableConfig) -> None:
-    """A table's Parquet files as a view named like the table in the source."""
+def register_parquet(spark: Any, config: Config, table: TableConfig, links: Path) -> None:
+    """A table's Parquet files as a view named like the table in the source.
+
+    The files are those a sync reads, found as a sync finds them: Hadoop's globbing reads
+    `**` as `*`, and Spark passes over files whose names start with `_` or `.`, even when
+    named. So each file is linked under a plain name in a folder of the table's own, and
+    Spark reads that folder, merging the files' columns by name as a sync does.
+    """
     source = config.sources[table.source]
-    path = str(file_pattern(source, table.source_table))
-    spark.read.parquet(path).createOrReplaceTempView(table.source_table)
+    pattern = file_pattern(source, table.source_table)
+    files = matched_files(pattern)
+    if not files:
+        raise SourceError(f"source `{source.name}`: no Parquet files match {pattern}")
+    key = hashlib.sha256(table.source_table.encode()).hexdigest()[:16]
+    folder = links / key
+    folder.mkdir(exist_ok=True)
+    for number, name in enumerate(files):
+        (folder / f"part-{number:05d}.parquet").symlink_to(Path(name).resolve())
+    frame = spark.read.option("mergeSchema", "true").parquet(str(folder))
+    # Spark's Python API takes view names of plain words only; its SQL takes any name.
+    files_view = f"pitsync_files_{key}"
+    frame.createOrReplaceTempView(files_view)
+    spark.sql(
+        f"CREATE OR REPLACE TEMPORARY VIEW {spark_identifier(table.source_table)} "
+        f"AS SELECT * FROM {files_view}"
+    )
+
+
+def spark_identifier(name: str) -> str:
+    """A view name as Spark SQL reads it, backquoted (a space or a dot is part of it)."""
+    return "`" + name.replace("`", "``") + "`"

@@ -105,13 +105,18 @@ def files_read(pattern: Path) -> str:
     no columns, and are left out. One file is read as it is: by name, a CSV would be
     sniffed twice.
     """
-    matched = sorted(glob.glob(str(pattern), recursive=True))
-    files = [name for name in matched if os.path.getsize(name) > 0]
+    files = matched_files(pattern)
     if len(files) == 1:
         return quote_string(files[0])
     if len(files) > 1:
         return f"[{', '.join(quote_string(name) for name in files)}], union_by_name = true"
     return quote_string(str(pattern))  # nothing to read: the reader says so
+
+
+def matched_files(pattern: Path) -> list[str]:
+    """The non-empty files a pattern matches, in name order; `**` reaches any depth."""
+    matched = sorted(glob.glob(str(pattern), recursive=True))
+    return [name for name in matched if os.path.isfile(name) and os.path.getsize(name) > 0]
 
 
 FILE_KINDS: dict[str, FileKind] = {

@@ -10,7 +10,8 @@ types and NULL ordering follow each engine's rules without a template per engine
 
 What stays with the sync job: quarantine (rows without an id or a start time, or starting
 at an infinity, are left out here, not recorded) and time parsing (the start column is
-compared as the engine stores it, so it should already be a timestamp).
+compared as the engine stores it, so it should already be a timestamp; a naive one is
+read in the table's `timezone` where the engine's AT TIME ZONE does so).
 """
 
 from __future__ import annotations
@@ -27,7 +28,11 @@ ENGINES = ("duckdb", "postgres", "spark", "snowflake", "bigquery")
 # Engines whose times reach past years 1 to 9999 (infinities, and later years). A row
 # starting there names no moment: the store quarantines it (rule 8), and the view here
 # leaves it out, when the start column holds times. The other engines' times stop there.
-UNBOUNDED_TIME_ENGINES = {"duckdb", "postgres"}
+UNBOUNDED_TIME_ENGINES = {"duckdb", "postgres", "spark"}
+
+# Engines where `naive AT TIME ZONE zone` reads a naive time in that zone, as rule 6 does.
+# Spark and Snowflake spell it as a conversion the other way, BigQuery reads DATETIMEs only.
+ZONE_ENGINES = {"duckdb", "postgres"}
 FIRST_MOMENT, LAST_MOMENT = "0001-01-01 00:00:00", "9999-12-31 23:59:59.999999"
 
 # PostgreSQL sorts text by the database's locale; the store and the other engines sort by
@@ -51,6 +56,13 @@ def identifier_column(name: str, table: str | None = None) -> exp.Column:
     return exp.column(name, table=table, quoted=True)
 
 
+def in_zone(column: exp.Expression, zone: str | None) -> exp.Expression:
+    """A naive time read in `zone` (None: the column as the engine stores it)."""
+    if zone is None:
+        return column
+    return exp.AtTimeZone(this=exp.cast(column, "TIMESTAMP"), zone=exp.Literal.string(zone))
+
+
 def intervals_query(
     history: TableConfig,
     properties: list[str],
@@ -58,26 +70,27 @@ def intervals_query(
     *,
     text_properties: set[str],
     bounded_start: bool,
+    start_zone: str | None = None,
 ) -> exp.Select:
     """SELECT id, start_time, end_time, properties... of the non-empty intervals.
 
     With `bounded_start`, rows starting outside years 1 to 9999 are left out (see
-    `UNBOUNDED_TIME_ENGINES`).
+    `UNBOUNDED_TIME_ENGINES`); with `start_zone`, a naive start is read in that zone.
+    Entities are told apart by their ids' text (rule 7), as the store keys them: numeric
+    ids `1.0` and `1.00` are two entities.
     """
-    entity, start = (
-        identifier_column(history.id_column),
-        identifier_column(history.start_time or ""),
-    )
+    entity = identifier_column(history.id_column)
+    start = in_zone(identifier_column(history.start_time or ""), start_zone)
+    as_text = exp.cast(entity.copy(), "VARCHAR")
     tie = [identifier_column(history.tie_breaker)] if history.tie_breaker else []
     order = [exp.Ordered(this=start.copy(), desc=False, nulls_first=True)]
     for column in [*tie, *(identifier_column(name) for name in properties)]:
         order.append(exp.Ordered(this=sortable(column, text_properties), nulls_first=True))
     following = exp.Window(
         this=exp.Lead(this=start.copy()),
-        partition_by=[entity.copy()],
+        partition_by=[as_text.copy()],
         order=exp.Order(expressions=order),
     )
-    as_text = exp.cast(entity.copy(), "VARCHAR")
     ranked = (
         exp.select(
             exp.alias_(as_text, history.id_column, quoted=True),
@@ -105,7 +118,7 @@ def intervals_query(
     )
 
 
-def within_moments(start: exp.Column) -> exp.Expression:
+def within_moments(start: exp.Expression) -> exp.Expression:
     """`start BETWEEN year 1 AND the end of year 9999`, which leaves the infinities out.
 
     The bounds are plain timestamps, so for a zoned column the engine's session zone
@@ -131,10 +144,15 @@ def enriched_query(
     intervals: exp.Table,
     properties: list[str],
     event_columns: list[str],
+    *,
+    time_zone: str | None = None,
 ) -> exp.Select:
-    """Each event with the properties of the interval holding its time (NULLs if none)."""
+    """Each event with the properties of the interval holding its time (NULLs if none).
+
+    With `time_zone`, a naive event time is read in that zone.
+    """
     join_column = history.group_key if history.group_key else events.id_column
-    event_time = identifier_column(events.time_column, "e")
+    event_time = in_zone(identifier_column(events.time_column, "e"), time_zone)
     holds = exp.and_(
         exp.EQ(
             this=identifier_column(history.id_column, "h"),
