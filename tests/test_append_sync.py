@@ -420,6 +420,40 @@ def test_events_without_insert_id_read_again_across_column_changes_never_double(
 
 
 @pytest.mark.backends("duckdb")
+@pytest.mark.parametrize(
+    ("time_type", "time", "first", "changed"),
+    [
+        ("BIGINT", "1704103200", {"time_unit": "s"}, {"time_unit": "ms"}),
+        ("TIMESTAMP", "'2024-01-01 10:00'", {}, {"timezone": "America/New_York"}),
+    ],
+)
+def test_appended_events_whose_times_are_read_anew_are_refused(
+    project: Project, time_type: str, time: str, first: dict, changed: dict
+) -> None:
+    # The event read again at the watermark would get another time, so another key, and
+    # stand beside its first load: one purchase, counted twice.
+    project.source_sql(
+        f"CREATE TABLE ev (event VARCHAR, distinct_id VARCHAR, time {time_type}, loaded INTEGER)",
+        f"INSERT INTO ev VALUES ('buy', 'u1', {time}, 1)",
+    )
+    project.configure("ev", kind="events", mode="append", cursor="loaded", **first)
+    project.sync("ev")
+    before = project.query("SELECT * FROM events")
+
+    project.configure("ev", kind="events", mode="append", cursor="loaded", **changed)
+    with pytest.raises(ConfigError, match='times are read differently now.*mode = "full"'):
+        project.sync("ev")
+    assert project.query("SELECT * FROM events") == before
+
+    # One full run stores the event at its new time; append runs go on from there.
+    project.configure("ev", kind="events", **changed)
+    project.sync("ev")
+    project.configure("ev", kind="events", mode="append", cursor="loaded", **changed)
+    assert project.sync("ev").inserted == 0
+    assert project.query("SELECT count(*) FROM events") == [(1,)]
+
+
+@pytest.mark.backends("duckdb")
 def test_an_event_without_insert_id_is_the_same_after_a_column_returns_or_is_backfilled(
     project: Project,
 ) -> None:
@@ -775,6 +809,22 @@ def test_a_lookback_on_an_integer_cursor_is_refused_before_any_run(project: Proj
 
 
 @pytest.mark.backends("duckdb")
+@pytest.mark.parametrize("cursor_type", ["TIME", "BOOLEAN", "BLOB", "INTERVAL"])
+def test_a_cursor_that_orders_no_arrivals_is_refused_before_any_run(
+    project: Project, cursor_type: str
+) -> None:
+    project.source_sql(
+        "CREATE TABLE plans (company_id VARCHAR, plan VARCHAR, valid_from TIMESTAMPTZ, "
+        f"loaded {cursor_type})"
+    )
+    configure_companies(project, "plans", "valid_from", mode="append", cursor="loaded")
+
+    with pytest.raises(ConfigError, match="cursor `loaded` holds .* does not order rows"):
+        project.sync("plans")
+    assert not project.store.exists()
+
+
+@pytest.mark.backends("duckdb")
 def test_a_csv_cursor_on_the_start_column_compares_instants(project: Project) -> None:
     # 08:30-02:00 is 10:30 UTC, after the first row's 09:00 UTC, though as text it sorts
     # before it.
@@ -1075,7 +1125,7 @@ def test_an_append_table_whose_starts_are_read_anew_is_refused(
     settings = {"mode": "append", "cursor": "loaded_at", **changed}
     start = settings.pop("start_time", "valid_from")
     configure_companies(project, "plans", start, **settings)
-    with pytest.raises(ConfigError, match="start times are read differently now"):
+    with pytest.raises(ConfigError, match="times are read differently now"):
         project.sync("plans")
     assert project.query("SELECT * FROM plans") == before
 

@@ -132,6 +132,41 @@ def test_a_widened_type_is_taken_and_a_narrowing_one_stops_the_run(project: Proj
     assert project.query(INTERVALS) == before
 
 
+def test_64_bit_integers_widen_to_doubles_that_keep_every_stored_value(
+    project: Project,
+) -> None:
+    # CSV and SQLite read every integer column as BIGINT; seats then starts to hold a
+    # fraction. Every stored seat count is exact as a double, so the column widens.
+    seeded(project)
+    project.source_sql("ALTER TABLE plans ALTER COLUMN seats TYPE BIGINT")
+    project.sync("plans")
+
+    project.source_sql(
+        "ALTER TABLE plans ALTER COLUMN seats TYPE DOUBLE",
+        "UPDATE plans SET seats = 2.5 WHERE company_id = 'c'",
+    )
+    assert changes(project.sync("plans")) == (0, 1, 0, 1)
+    assert project.query(
+        "SELECT company_id, seats FROM plans WHERE start_time = '2024-01-01 00:00+00' ORDER BY 1"
+    ) == [("a", 1.0), ("b", None), ("c", 2.5)]
+
+
+def test_a_64_bit_integer_a_double_cannot_keep_stops_the_widening(project: Project) -> None:
+    seeded(project)
+    project.source_sql(
+        "ALTER TABLE plans ALTER COLUMN seats TYPE BIGINT",
+        "UPDATE plans SET seats = 9007199254740993 WHERE company_id = 'c'",
+    )
+    project.sync("plans")
+    before = project.query(INTERVALS)
+
+    # 2^53 + 1 is no double: the nearest one is 2^53.
+    project.source_sql("ALTER TABLE plans ALTER COLUMN seats TYPE DOUBLE")
+    with pytest.raises(ConfigError, match="BIGINT to DOUBLE, and DOUBLE would not keep every"):
+        project.sync("plans")
+    assert project.query(INTERVALS) == before
+
+
 @pytest.mark.backends("duckdb")
 def test_a_column_that_held_only_nulls_takes_the_type_its_values_come_with(
     project: Project,

@@ -173,6 +173,7 @@ def plan_model(config: Config, table: TableConfig, source: Source) -> Plan:
     group_keys = group_keys_of(config)
     schema = source.schema(table.source_table, text_columns(table, group_keys))
     check_lookback(table, schema)
+    check_cursor(table, schema)
     model: Model
     if table.is_history:
         model = plan_history(table, schema)
@@ -183,6 +184,30 @@ def plan_model(config: Config, table: TableConfig, source: Source) -> Plan:
     # Each plan has checked that the cursor, when one is set, is a column of the schema.
     cursor_type = schema.field(table.cursor).type if table.cursor else None
     return Plan(model, cursor_type)
+
+
+def check_cursor(table: TableConfig, schema: pa.Schema) -> None:
+    """A cursor orders rows as they arrive: a time, a date, a number or text. A time of
+    day wraps every midnight, and booleans, bytes and spans of time order no arrivals."""
+    if not table.cursor or table.cursor not in schema.names:
+        return
+    kind = schema.field(table.cursor).type
+    unordered = (
+        pa.types.is_time(kind)
+        or pa.types.is_boolean(kind)
+        or pa.types.is_binary(kind)
+        or pa.types.is_large_binary(kind)
+        or pa.types.is_interval(kind)
+        or pa.types.is_duration(kind)
+    )
+    if unordered:
+        raise ConfigError(
+            f"table `{table.name}`: cursor `{table.cursor}` holds {kind}, which does not "
+            "order rows as they arrive; choose a timestamp, date, number or text column "
+            "that grows with each load",
+            key="cursor",
+            table=table.name,
+        )
 
 
 def check_lookback(table: TableConfig, schema: pa.Schema) -> None:
@@ -354,7 +379,9 @@ def finish(con: duckdb.DuckDBPyConnection, model: Model, record: RunRecord) -> N
             group_key=table.group_key,
             stored_as=f"main.{model.relation}" if table.is_history else model.relation,
             properties=model.properties,
-            keyed_by=model.moments_read_by if isinstance(model, HistoryModel) else None,
+            keyed_by=(
+                model.moments_read_by if isinstance(model, HistoryModel | EventsModel) else None
+            ),
         ),
     )
     refresh_views(con)

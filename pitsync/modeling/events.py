@@ -30,7 +30,7 @@ from pitsync.modeling.staging import (
     quarantine_rows,
     stage_rows,
 )
-from pitsync.modeling.timestamps import beyond_moments_sql, instant_sql
+from pitsync.modeling.timestamps import beyond_moments_sql, instant_sql, time_reading
 from pitsync.quoting import quote_identifier
 from pitsync.store import DISTINCT_ID, EVENT, EVENT_IDENTITY, INTERNAL_SCHEMA, PROPERTIES, TIME
 
@@ -59,6 +59,8 @@ class EventsModel:
     # Without an insert id, the properties that tell events apart besides their name,
     # user and time (see `event_identity`); None: every property but the cursor.
     identity: tuple[str, ...] | None = None
+    # The settings that say each event's moment (`time_reading`); others move every key.
+    moments_read_by: str = ""
 
     @property
     def relation(self) -> str:
@@ -166,4 +168,7 @@ def plan_events(table: TableConfig, schema: pa.Schema, group_keys: set[str]) -> 
         where=f"table `{table.name}`: column `{table.time_column}` (time_column)",
     )
     id_properties = [name for name in properties if name in group_keys | {table.insert_id}]
-    return EventsModel(table, names, properties, id_properties, time_sql)
+    reading = time_reading(
+        table.time_column, schema.field(table.time_column).type, table.timezone, table.time_unit
+    )
+    return EventsModel(table, names, properties, id_properties, time_sql, moments_read_by=reading)

@@ -88,11 +88,11 @@ def apply_run(
     rows_read, quarantined = model.stage(con, run_id)
     if not table_exists(con, model.stored):
         return model.replace(con, run_id, rows_read, quarantined), model  # the first run
+    check_keys_read_alike(con, model)
     if isinstance(model, EventsModel):
         inserted, updated, stored_events = merge_events(con, model)
         return ModelCounts(rows_read, inserted, quarantined, 0, updated), stored_events
 
-    check_keys_read_alike(con, model)
     stored, columns = reconcile_columns(con, model)
     if model.table.mode == "mirror":
         # A view, not a copy: the whole table's good rows are read from the staged rows.

@@ -36,7 +36,7 @@ from pitsync.modeling.staging import (
     quarantine_rows,
     stage_rows,
 )
-from pitsync.modeling.timestamps import beyond_moments_sql, instant_sql, iso_sql
+from pitsync.modeling.timestamps import beyond_moments_sql, instant_sql, iso_sql, time_reading
 from pitsync.quoting import quote_identifier
 from pitsync.store import (
     END_TIME,
@@ -78,18 +78,8 @@ class HistoryModel:
     integer_ids: bool
     # Floating-point columns: their -0.0 is stored as 0.0 (see `good_rows_sql`).
     float_columns: frozenset[str] = frozenset()
-    # Whether the start column's type makes `timezone` (naive times, dates, text) and
-    # `time_unit` (integers, text) matter to where a row starts.
-    zone_applies: bool = True
-    unit_applies: bool = True
-
-    @property
-    def moments_read_by(self) -> str:
-        """The settings that say where each row starts; other values move every key."""
-        table = self.table
-        zone = table.timezone if self.zone_applies else ""
-        unit = (table.time_unit or "") if self.unit_applies else ""
-        return f"column={table.time_source_column}; timezone={zone}; time_unit={unit}"
+    # The settings that say where each row starts (`time_reading`); others move every key.
+    moments_read_by: str = ""
 
     @property
     def relation(self) -> str:
@@ -191,18 +181,9 @@ def plan_history(table: TableConfig, schema: pa.Schema) -> HistoryModel:
     )
     integer_ids = pa.types.is_integer(schema.field(table.id_column).type)
     floats = frozenset(field.name for field in schema if pa.types.is_floating(field.type))
-    kind = schema.field(start).type
-    text = pa.types.is_string(kind) or pa.types.is_large_string(kind)
-    zoned = pa.types.is_timestamp(kind) and kind.tz is not None
+    reading = time_reading(start, schema.field(start).type, table.timezone, table.time_unit)
     return HistoryModel(
-        table,
-        names,
-        properties,
-        start_sql,
-        integer_ids,
-        floats,
-        zone_applies=not zoned and not pa.types.is_integer(kind),
-        unit_applies=pa.types.is_integer(kind) or text,
+        table, names, properties, start_sql, integer_ids, floats, moments_read_by=reading
     )
 
 

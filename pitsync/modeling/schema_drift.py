@@ -131,17 +131,20 @@ def retire_columns(
     return retired
 
 
-def check_keys_read_alike(con: duckdb.DuckDBPyConnection, model: HistoryModel) -> None:
-    """Refuse a run whose keys the stored rows were not keyed by: another id column, or
-    (in append mode) start times read anew (`start_time`, `timezone` or `time_unit`
-    changed). An append run never deletes, so it would keep every row twice, once at its
-    old key; a mirror run compares every row, and moves the starts itself.
+def check_keys_read_alike(
+    con: duckdb.DuckDBPyConnection, model: HistoryModel | EventsModel
+) -> None:
+    """Refuse a run whose keys the stored rows were not keyed by: a history's other id
+    column, or (in append mode) times read anew: the time column, its type, `timezone` or
+    `time_unit` changed. An append run never deletes, so it would keep every row twice,
+    once at its old key (an event without an insert id is keyed by its time too); a
+    mirror run compares every row, and moves the starts itself.
     """
     table = model.table
     entry = next((e for e in read_catalog(con) if e.table_name == table.name), None)
     if entry is None:
         return
-    if entry.id_column.lower() != table.id_column.lower():
+    if isinstance(model, HistoryModel) and entry.id_column.lower() != table.id_column.lower():
         raise ConfigError(
             f"table `{table.name}`: its rows are stored by id column `{entry.id_column}`, "
             f"and `id_column` is `{table.id_column}` now; nothing was applied: sync once "
@@ -151,15 +154,27 @@ def check_keys_read_alike(con: duckdb.DuckDBPyConnection, model: HistoryModel) -
         )
     if table.mode == "append" and not read_alike(entry.keyed_by, model.moments_read_by):
         raise ConfigError(
-            f"table `{table.name}`: its start times are read differently now (`start_time`, "
-            "`timezone` or `time_unit` changed since the last run), which moves every row; "
-            "an append run would keep each row twice, at its old start and its new one. "
-            'Nothing was applied: sync once with mode = "mirror" (or "full", without '
-            "`cursor` and `lookback`) to store every row at its new start, then go back to "
-            "append; or undo the change",
-            key="start_time",
+            f"table `{table.name}`: its times are read differently now (the time column, "
+            f"its type, `timezone` or `time_unit` changed since the last run: "
+            f"`{entry.keyed_by}` then, `{model.moments_read_by}` now), which moves every "
+            "row; an append run would keep rows read again at their new time beside the "
+            f"others at their old one. Nothing was applied: {read_anew_advice(model)}; "
+            "or undo the change",
+            key="start_time" if isinstance(model, HistoryModel) else "time_column",
             table=table.name,
         )
+
+
+def read_anew_advice(model: HistoryModel | EventsModel) -> str:
+    if isinstance(model, EventsModel):
+        return (
+            'sync once with mode = "full" (without `cursor` and `lookback`) to store every '
+            "event at its new time, then go back to append"
+        )
+    return (
+        'sync once with mode = "mirror" (or "full", without `cursor` and `lookback`) to '
+        "store every row at its new start, then go back to append"
+    )
 
 
 def read_alike(stored: str | None, current: str) -> bool:
@@ -260,16 +275,36 @@ def meet_source_columns(
             # A column that holds no value this run tells nothing of its type (a CSV
             # column left empty is sniffed as text): its NULLs take the stored type.
             continue
-        if holds(new, old) or holds_no_value(con, stored, name):
+        if (
+            holds(new, old)
+            or holds_no_value(con, stored, name)
+            or holds_stored_numbers(con, stored, name, old, new)
+        ):
             log.warning("table %s: column `%s` changes from %s to %s", table, name, old, new)
             con.execute(f"ALTER TABLE {stored} ALTER COLUMN {quote_identifier(name)} TYPE {new}")
         else:
             raise ConfigError(
                 f"table `{table}`: source column `{name}` changed type from {old} to {new}, "
-                "which cannot hold the stored values; nothing was applied: cast it in the "
-                "source, or sync once in full mode to start the table over",
+                f"and {new} would not keep every stored value as it is; nothing was applied: "
+                "cast it in the source, or sync once in full mode to start the table over",
                 table=table,
             )
+
+
+def holds_stored_numbers(
+    con: duckdb.DuckDBPyConnection, stored: str, column: str, old: str, new: str
+) -> bool:
+    """Whether 64-bit integers grow into a double that keeps every stored value exactly,
+    as it does each integer up to 2^53: CSV and SQLite sources read every integer column
+    as BIGINT, so a column that starts holding fractions meets this."""
+    if new != "DOUBLE" or old not in INTEGER_WIDTHS:
+        return False
+    cell = quote_identifier(column)
+    rows = con.execute(
+        f"SELECT count(*) FROM {stored} WHERE {cell} IS NOT NULL AND "
+        f"TRY_CAST(TRY_CAST({cell} AS DOUBLE) AS {old}) IS DISTINCT FROM {cell}"
+    ).fetchall()
+    return rows[0][0] == 0
 
 
 def holds_no_value(con: duckdb.DuckDBPyConnection, stored: str, column: str) -> bool:

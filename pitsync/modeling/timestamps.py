@@ -174,6 +174,18 @@ def iso_sql(column: str, type_name: str, *, utc_suffix: str = "+00:00") -> str:
     )
 
 
+def time_reading(column: str, arrow_type: pa.DataType, timezone: str, time_unit: str | None) -> str:
+    """The settings that say which instant each value of a time column is: its name, and
+    `timezone` and `time_unit` where they apply to its type (a zone to naive times, dates
+    and text; a unit to integers and text). Stored rows keyed by another reading would
+    all move."""
+    text = pa.types.is_string(arrow_type) or pa.types.is_large_string(arrow_type)
+    zoned = pa.types.is_timestamp(arrow_type) and arrow_type.tz is not None
+    zone = "" if zoned or pa.types.is_integer(arrow_type) else timezone
+    unit = (time_unit or "") if pa.types.is_integer(arrow_type) or text else ""
+    return f"column={column}; timezone={zone}; time_unit={unit}"
+
+
 def names_ambiguous_zone(text: str) -> bool:
     """Whether text ends in a zone abbreviation other than UTC or GMT, which a moment
     given on the command line or in a query may not use any more than a source row."""
