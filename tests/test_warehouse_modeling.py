@@ -288,12 +288,21 @@ def test_model_execute_on_spark_writes_the_views_as_parquet(tmp_path: Path, spar
             ("e3", "c9", "2024-02-15 00:00:00+00"),
         ],
     )
-    out = tmp_path / "out"
 
+    printed, enriched = enriched_on_spark(project, HISTORY)
+
+    assert "company_plan_history_intervals: 2 rows" in printed
+    assert enriched == [("e1", "free", 1), ("e2", "team", 9), ("e3", None, None)]
+
+
+def enriched_on_spark(project: Project, history: str) -> tuple[str, list[tuple]]:
+    """Model `history` with product_events on Spark; what it prints, and the enriched
+    events it wrote (id, plan, seats), by id."""
+    out = project.root / "out"
     result = project.cli(
         "model",
         "--table",
-        HISTORY,
+        history,
         "--engine",
         "spark",
         "--events",
@@ -302,13 +311,11 @@ def test_model_execute_on_spark_writes_the_views_as_parquet(tmp_path: Path, spar
         "--output",
         str(out),
     )
-
-    assert "company_plan_history_intervals: 2 rows" in result.stdout
     enriched = duckdb.sql(
         f"SELECT insert_id, plan, seats FROM '{out}/product_events_enriched/*.parquet' "
         "ORDER BY insert_id"
     ).fetchall()
-    assert enriched == [("e1", "free", 1), ("e2", "team", 9), ("e3", None, None)]
+    return result.stdout, enriched
 
 
 # --- Snowflake and BigQuery: no server here, so the SQL is parsed back ------------------
@@ -582,25 +589,9 @@ def test_spark_reads_the_files_a_sync_reads_and_leaves_out_unreadable_starts(
         '[tables.product_events]\nsource = "files"\nfrom = "ev"\nkind = "events"\n',
         encoding="utf-8",
     )
-    out = tmp_path / "out"
 
-    project.cli(
-        "model",
-        "--table",
-        "my hist",
-        "--engine",
-        "spark",
-        "--events",
-        "product_events",
-        "--execute",
-        "--output",
-        str(out),
-    )
+    _, modeled = enriched_on_spark(project, "my hist")
 
-    modeled = duckdb.sql(
-        f"SELECT insert_id, plan, seats FROM '{out}/product_events_enriched/*.parquet' "
-        "ORDER BY insert_id"
-    ).fetchall()
     expected = [("e0", None, None), ("e1", "free", None), ("e2", "pro", 5), ("e3", "team", None)]
     assert modeled == expected
     project.cli("sync", "--all")
