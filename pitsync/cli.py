@@ -11,6 +11,7 @@ import json
 import logging
 import os
 import sys
+import threading
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
@@ -29,6 +30,7 @@ from pitsync.connectors.schedule import (
     Scheduler,
     last_successful_runs,
     scheduled_tables,
+    stop_on_signals,
     sync_runner,
 )
 from pitsync.connectors.sync import SyncOptions, sync_tables
@@ -583,7 +585,7 @@ def command_schedule(args: argparse.Namespace) -> int:
     config = load_config(args.config)
     tables = scheduled_tables(config)
     if args.table:
-        tables = [config.table(name) for name in args.table]
+        tables = [config.table(name) for name in dict.fromkeys(args.table)]
     unscheduled = [table.name for table in tables if not table.schedule]
     if not tables or unscheduled:
         raise PitsyncError(
@@ -591,9 +593,10 @@ def command_schedule(args: argparse.Namespace) -> int:
             f"[tables.{unscheduled[0] if unscheduled else 'NAME'}]"
         )
     runner = sync_runner(config, SyncOptions(wait_seconds=args.wait))
-    scheduler = Scheduler(tables, runner, last_successful_runs(config, args.wait))
-    scheduler.stop_on_signals()
-    scheduler.serve()
+    stopping = threading.Event()
+    stop_on_signals(stopping)
+    last_runs = last_successful_runs(config, args.wait)
+    Scheduler(tables, runner, last_runs, stopping=stopping).serve()
     return 0
 
 

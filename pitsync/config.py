@@ -422,6 +422,12 @@ def schedule_value(raw: dict[str, Any], *, where: str) -> str | None:
             '"0 * * * *" (hourly), "*/15 * * * *" or "@daily"',
             key="schedule",
         )
+    if text is not None and any(part.upper().startswith("R") for part in text.split()):
+        raise ConfigError(
+            f"{where}: `schedule` = {text!r} has a random field (R), which would be drawn "
+            "again for every slot; write the minute (or hour) itself",
+            key="schedule",
+        )
     if text is not None:
         try:
             croniter(text).get_next(float)

@@ -245,6 +245,17 @@ def test_a_schedule_that_never_comes_is_refused(tmp_path: Path) -> None:
         load_config(path)
 
 
+@pytest.mark.parametrize("schedule", ["R * * * *", "0 r(0-6) * * *"])
+def test_a_schedule_with_a_random_field_is_refused(tmp_path: Path, schedule: str) -> None:
+    # croniter draws a random field again for every slot it computes, so the runs would
+    # come at no regular time.
+    path = config_with_setting(tmp_path, f'schedule = "{schedule}"')
+
+    with pytest.raises(ConfigError, match=in_order("`schedule`", "random field")):
+        load_config(path)
+    assert load_config(config_with_setting(tmp_path, 'schedule = "0 * * * MON-FRI"'))
+
+
 def test_a_schedule_with_a_field_for_years_is_refused(tmp_path: Path) -> None:
     # Five fields, or six with seconds: a seventh (years) is nothing pitsync promises.
     path = config_with_setting(tmp_path, 'schedule = "0 * * * * 0 2030"')

@@ -80,6 +80,37 @@ def run_statuses(project: Project) -> list[str]:
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("delay", [0.6, 1.0, 1.4, 1.8])
+def test_ctrl_c_during_a_csv_import_is_one_line_and_keeps_all_or_nothing(
+    tmp_path, delay: float
+) -> None:
+    # 300k rows: the import takes a few seconds, its batches of rows registered in turn.
+    rows = 300_000
+    (tmp_path / "pitsync.toml").write_text('[store]\npath = "store.duckdb"\n')
+    duckdb.sql(
+        f"COPY (SELECT 'u' || range, range, 'plan' || (range % 7) FROM range({rows})) "
+        f"TO '{tmp_path / 'people.csv'}' (HEADER false)"
+    )
+    command = [sys.executable, "-m", "pitsync.cli", "import-csv", "people.csv"]
+    command += ["--id-column", "1", "--column", "2=n", "--column", "3=plan"]
+    process = subprocess.Popen(command, cwd=tmp_path, stderr=subprocess.PIPE, text=True)
+    time.sleep(delay)
+    process.send_signal(signal.SIGINT)
+    _, stderr = process.communicate(timeout=60)
+
+    assert "Traceback" not in stderr
+    assert process.returncode in (0, 130), stderr
+    store = tmp_path / "store.duckdb"
+    if store.exists():
+        con = duckdb.connect(str(store), read_only=True)
+        try:
+            [(profiles,)] = con.execute("SELECT count(*) FROM _pitsync.profiles").fetchall()
+        finally:
+            con.close()
+        assert profiles in (0, rows)
+
+
+@pytest.mark.slow
 @pytest.mark.parametrize("delay", [0.0, 0.2, 0.4])
 def test_ctrl_c_rolls_the_run_back_in_one_line_or_lets_a_commit_finish(
     project: Project, delay: float

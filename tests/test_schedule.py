@@ -190,3 +190,37 @@ def test_a_store_busy_at_start_leaves_the_last_runs_unknown(project: Project) ->
     finally:
         holder.kill()
         holder.communicate()
+
+
+def test_a_stop_while_the_job_waits_for_a_busy_store_at_start_is_clean(
+    project: Project,
+) -> None:
+    company_history(
+        project, [("c1", "free", 1, "2024-01-01 00:00:00+00", None)], schedule="@hourly"
+    )
+    project.sync("company_plan_history")
+    hold = (
+        f"import duckdb, time; c = duckdb.connect({str(project.store)!r}); "
+        "print('held', flush=True); time.sleep(15)"
+    )
+    holder = subprocess.Popen([sys.executable, "-c", hold], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
+        command = [sys.executable, "-m", "pitsync.cli", "--config", str(project.config_path)]
+        job = subprocess.Popen(
+            [*command, "schedule", "--wait", "8"],
+            cwd=project.root,
+            stderr=subprocess.PIPE,
+            text=True,
+            env={**os.environ, "NO_COLOR": "1"},
+        )
+        # Started (about a second), and waiting for the store (eight).
+        time.sleep(3)
+        job.send_signal(signal.SIGTERM)
+        _, stderr = job.communicate(timeout=30)
+    finally:
+        holder.kill()
+        holder.communicate()
+
+    assert job.returncode == 0, stderr
+    assert "SIGTERM received" in stderr and "stopped" in stderr

@@ -463,12 +463,12 @@ def register_rows(
     con.register(CELLS, block.append_column("position", numbered(block, 1)))
     con.register(SHORT, padded_rows(plan, short))
     con.register(LONG, long_rows(long))
-    try:
-        total = block.num_rows + len(ragged)
-        con.execute(f"CREATE OR REPLACE TEMP TABLE {LINES} AS {lines_sql(plan, first, total)}")
-    finally:
-        for name in (CELLS, SHORT, LONG):
-            con.unregister(name)
+    total = block.num_rows + len(ragged)
+    # On a failure (Ctrl-C too) the import rolls back and closes the connection, and its
+    # registrations go with it: an aborted transaction refuses even to unregister.
+    con.execute(f"CREATE OR REPLACE TEMP TABLE {LINES} AS {lines_sql(plan, first, total)}")
+    for name in (CELLS, SHORT, LONG):
+        con.unregister(name)
 
 
 def padded_rows(plan: CsvPlan, short: list[Ragged]) -> pa.Table:

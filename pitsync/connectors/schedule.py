@@ -107,15 +107,20 @@ class Scheduler:
             self.stopping.wait(self.seconds_to_next())
         log.info("stopped")
 
-    def stop_on_signals(self) -> None:
-        """SIGTERM and SIGINT end the loop once the run in progress is done."""
 
-        def stop(signum: int, frame: FrameType | None) -> None:
-            log.info("%s received: stopping after the current run", signal.Signals(signum).name)
-            self.stopping.set()
+def stop_on_signals(stopping: threading.Event) -> None:
+    """SIGTERM and SIGINT set `stopping`: the loop ends once the run in progress is done.
 
-        signal.signal(signal.SIGTERM, stop)
-        signal.signal(signal.SIGINT, stop)
+    Set before the job reads the store, which may wait for a busy store: a stop asked
+    then is a clean stop too.
+    """
+
+    def stop(signum: int, frame: FrameType | None) -> None:
+        log.info("%s received: stopping after the current run", signal.Signals(signum).name)
+        stopping.set()
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
 
 
 def scheduled_tables(config: Config) -> list[TableConfig]:
