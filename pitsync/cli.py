@@ -359,9 +359,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         return SIGPIPE_STATUS
 
 
+class StandardErrorHandler(logging.StreamHandler):
+    """Lines to standard error as it is when each comes: while a progress bar shows, that
+    is the bar's own stream, which prints the line above the bar rather than across it."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.stream = sys.stderr
+        super().emit(record)
+
+
 def configure_logging(*, verbose: bool) -> None:
     """Plain lines on standard error: INFO by default, DEBUG (with SQL) when verbose."""
-    handler = logging.StreamHandler(sys.stderr)
+    handler = StandardErrorHandler()
     handler.setFormatter(logging.Formatter("pitsync: %(levelname)s: %(message)s"))
     root = logging.getLogger("pitsync")
     root.handlers[:] = [handler]
