@@ -316,6 +316,11 @@ TIME_CASES = [
         {"timezone": "Europe/Berlin"},
         "2024-07-01T09:00:00Z",
     ),
+    # Short names of the zone database name one zone each, in any case: Japan is nine
+    # hours ahead of UTC, EST5EDT is New York's rules (summer: four hours behind).
+    ("VARCHAR", "'2024-07-01 09:00:00 Japan'", {}, "2024-07-01T00:00:00Z"),
+    ("VARCHAR", "'2024-07-01 09:00:00 utc'", {"timezone": "Asia/Tokyo"}, "2024-07-01T09:00:00Z"),
+    ("VARCHAR", "'2024-07-01 09:00:00 EST5EDT'", {}, "2024-07-01T13:00:00Z"),
 ]
 
 
@@ -341,6 +346,8 @@ def test_start_times_are_read_as_utc_instants(
         # An abbreviation names several zones (BST: British summer, or Bangladesh).
         "2024-07-01 09:00:00 BST",
         "2024-07-01 09:00:00 PST",
+        "2024-07-01 09:00:00 bst",
+        "2024-07-01 09:00:00.5 Ist",
         # No zone is 99 or 15 hours from UTC.
         "2024-07-01 09:00:00+99",
         "2024-07-01 09:00:00+15:00",

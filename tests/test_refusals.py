@@ -292,6 +292,10 @@ def test_reads_that_are_no_select_are_refused_as_such(store: Project, sql: str) 
         "SELECT plan FROM company_plan_history FOR SYSTEM_TIME AS OF '2024-06-01 05:30:00 BST'",
         "SELECT plan FROM company_plan_history FOR SYSTEM_TIME AS OF "
         "TIMESTAMPTZ '2024-06-01 05:30 PST'",
+        # DuckDB reads an abbreviation in any case, and inside any expression.
+        "SELECT plan FROM company_plan_history FOR SYSTEM_TIME AS OF '2024-06-01 05:30 bst'",
+        "SELECT plan FROM company_plan_history FOR SYSTEM_TIME AS OF "
+        "(TIMESTAMPTZ '2024-06-01 05:30 Bst' + INTERVAL 0 HOUR)",
     ],
 )
 def test_a_moment_with_a_zone_abbreviation_is_refused(store: Project, sql: str) -> None:
@@ -304,4 +308,18 @@ def test_a_moment_with_utc_or_gmt_is_read(store: Project) -> None:
         "'2024-01-10 00:00:00 {zone}' ORDER BY company_id"
     )
     assert store.query(sql.format(zone="UTC")) == [("c1",)]
-    assert store.query(sql.format(zone="GMT")) == [("c1",)]
+    assert store.query(sql.format(zone="gmt")) == [("c1",)]
+    # A short name of the zone database names one zone: 9:00 in Japan is 0:00 UTC.
+    japan = sql.replace("00:00:00 {zone}", "09:00:00 Japan")
+    assert store.query(japan) == [("c1",)]
+
+
+def test_a_pivot_naming_columns_by_their_table_is_refused(store: Project) -> None:
+    # Printed back by sqlglot, `x.plan = h.plan` would lose its table names and compare
+    # each row's plan with itself.
+    sql = (
+        "PIVOT (SELECT h.plan FROM company_plan_history AS h WHERE h.seats = "
+        "(SELECT max(x.seats) FROM company_plan_history AS x WHERE x.plan = h.plan)) "
+        "ON plan USING count(*)"
+    )
+    assert_refused(store, sql, "PIVOT or UNPIVOT", "`h.plan`")

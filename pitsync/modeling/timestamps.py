@@ -42,10 +42,14 @@ ZONED_PATTERN = (
 )
 # Naive text: digits and the separators of a date and a time, nothing else.
 NAIVE_PATTERN = r"[0-9 T:./-]+"
-# A zone abbreviation (`BST`, `PST`, `IST`): each names several zones, and DuckDB reads
-# it as one of them, often not the one meant; only UTC and GMT mean one thing.
-ABBREVIATION_PATTERN = r".*\d\s*[A-Z]{2,5}"
-UNIVERSAL_PATTERN = r".*\d\s*(UTC|GMT|UT)"
+# A zone abbreviation after the time (`BST`, `pst`, `Ist`): each names several zones, and
+# DuckDB reads it, in any case, as one of them, often not the one meant. A short name the
+# zone database knows (`UTC`, `EST`, `Japan`) names one zone, and is read as that zone.
+ABBREVIATION_PATTERN = r"(?i).*(^|[^a-z])\d+(\.\d*)?\s*[a-z]{2,5}"
+TRAILING_WORD = "[A-Za-z]+$"
+KNOWN_SHORT_ZONES = frozenset(
+    name.lower() for name in zoneinfo.available_timezones() if re.fullmatch("[A-Za-z]{2,5}", name)
+)
 # Blanks a text time may carry at either end: spaces, tabs, line ends.
 BLANKS = "' ' || chr(9) || chr(10) || chr(13)"
 # `2024-01-01 00:00:00 +01:00`: the cast wants the offset written against the time.
@@ -149,7 +153,9 @@ def text_sql(column: str, zone: str) -> str:
     def shaped(pattern: str) -> str:
         return f"regexp_full_match({trimmed}, {quote_string(pattern)})"
 
-    abbreviated = f"{shaped(ABBREVIATION_PATTERN)} AND NOT {shaped(UNIVERSAL_PATTERN)}"
+    known = ", ".join(quote_string(name) for name in sorted(KNOWN_SHORT_ZONES))
+    word = f"lower(regexp_extract({trimmed}, {quote_string(TRAILING_WORD)}))"
+    abbreviated = f"{shaped(ABBREVIATION_PATTERN)} AND {word} NOT IN ({known})"
     return (
         f"CASE WHEN {abbreviated} THEN NULL "
         f"WHEN {shaped(ZONED_PATTERN)} THEN TRY_CAST({offset_joined} AS TIMESTAMPTZ) "
@@ -187,12 +193,13 @@ def time_reading(column: str, arrow_type: pa.DataType, timezone: str, time_unit:
 
 
 def names_ambiguous_zone(text: str) -> bool:
-    """Whether text ends in a zone abbreviation other than UTC or GMT, which a moment
-    given on the command line or in a query may not use any more than a source row."""
+    """Whether a time ends in a zone abbreviation the zone database does not know, which a
+    moment given on the command line or in a query may not use any more than a source row."""
     trimmed = text.strip()
-    return bool(re.fullmatch(ABBREVIATION_PATTERN, trimmed)) and not re.fullmatch(
-        UNIVERSAL_PATTERN, trimmed
-    )
+    if not re.fullmatch(ABBREVIATION_PATTERN, trimmed):
+        return False
+    word = re.search(TRAILING_WORD, trimmed)
+    return word is None or word.group().lower() not in KNOWN_SHORT_ZONES
 
 
 AMBIGUOUS_ZONE_HINT = (

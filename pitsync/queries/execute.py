@@ -16,7 +16,7 @@ import duckdb
 from pitsync.errors import QueryError
 from pitsync.interrupts import stopped_by_ctrl_c
 from pitsync.modeling.hidden_events import read_catalog
-from pitsync.queries.guard import check_relations, parse_read_query
+from pitsync.queries.guard import check_pivots, check_relations, parse_read_query
 from pitsync.queries.temporal import rewrite_temporal_tree
 from pitsync.store import DEFAULT_WAIT_SECONDS, open_read_only
 
@@ -33,6 +33,7 @@ def translate(
     tree = parse_read_query(sql)
     check_relations(tree, relations, sql, public=public)
     rewritten = rewrite_temporal_tree(tree, history_tables, sql)
+    check_pivots(rewritten, sql)
     return rewritten.sql(dialect="duckdb")
 
 

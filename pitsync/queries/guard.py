@@ -178,6 +178,21 @@ def check_relations(
             )
 
 
+def check_pivots(tree: exp.Query, sql: str) -> None:
+    """Refuse a PIVOT or UNPIVOT that names a column by its table (`e.time`): sqlglot
+    prints such a pivot back with every table name left out, so `x.event = e.event`
+    would run as `event = event`. (An as-of join inside one adds such names too.)"""
+    for pivot in tree.find_all(exp.Pivot):
+        qualified = next((c for c in pivot.find_all(exp.Column) if c.table), None)
+        if qualified is not None:
+            raise QueryRefused(
+                f"inside a PIVOT or UNPIVOT, columns may not be named by their table "
+                f"(`{qualified.sql('duckdb')}`); select them into a subquery of plain names "
+                "first, or count with FILTER in a GROUP BY",
+                sql=sql,
+            )
+
+
 def ctes_in_scope(table: exp.Table) -> set[str]:
     """The CTEs a table reference can name: those of the WITH clauses around it. Beyond
     them the name would be looked up in DuckDB's own catalog (`pg_settings`)."""

@@ -93,13 +93,14 @@ def refers_to_a_row(moment: exp.Expression) -> bool:
 def as_instant(moment: exp.Expression, sql: str) -> exp.Expression:
     """The moment as a TIMESTAMPTZ; a literal keeps any offset it is written with, and
     may not name its zone by an abbreviation (DuckDB reads `BST` as Bangladesh)."""
+    for text in moment.find_all(exp.Literal):
+        if text.is_string and names_ambiguous_zone(text.this):
+            raise QueryRefused(
+                f"the moment {text.sql('duckdb')} is refused: {AMBIGUOUS_ZONE_HINT}", sql=sql
+            )
     if isinstance(moment, exp.Cast) and isinstance(moment.this, exp.Literal):
         moment = moment.this
     if isinstance(moment, exp.Literal):
-        if moment.is_string and names_ambiguous_zone(moment.this):
-            raise QueryRefused(
-                f"the moment {moment.sql('duckdb')} is refused: {AMBIGUOUS_ZONE_HINT}", sql=sql
-            )
         return exp.cast(moment, exp.DataType.build("TIMESTAMPTZ"))
     return moment
 
