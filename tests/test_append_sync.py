@@ -14,6 +14,7 @@ import duckdb
 import pytest
 
 from pitsync.errors import ConfigError, StrictModeError
+from pitsync.modeling.schema_drift import read_alike
 from pitsync.modeling.timestamps import same_zone
 from tests.conftest import (
     Project,
@@ -1179,6 +1180,73 @@ def test_a_timezone_change_that_moves_no_start_is_not_refused(
 )
 def test_zone_names_are_alike_when_they_name_one_zone(first: str, second: str, same: bool) -> None:
     assert same_zone(first, second) is same
+
+
+@pytest.mark.backends("duckdb")
+@pytest.mark.parametrize(
+    ("new_type", "refused"),
+    [
+        # Cut to its date, the 10:00 row starts at midnight: a new key beside the old.
+        ("DATE", True),
+        # Text spells the same times, read in the same zone: no key moves.
+        ("VARCHAR", False),
+    ],
+)
+def test_a_start_column_of_another_kind_is_refused_unless_it_reads_alike(
+    project: Project, new_type: str, refused: bool
+) -> None:
+    project.source_sql(
+        "CREATE TABLE plans (company_id VARCHAR, valid_from TIMESTAMP, plan VARCHAR, "
+        "loaded_at INTEGER)",
+        "INSERT INTO plans VALUES ('c1', '2024-01-01 10:00', 'a', 1)",
+    )
+    configure_companies(project, "plans", "valid_from", mode="append", cursor="loaded_at")
+    project.sync("plans")
+    before = project.query("SELECT * FROM plans")
+
+    project.source_sql(
+        "CREATE OR REPLACE TABLE plans AS SELECT company_id, "
+        f"CAST(valid_from AS {new_type}) AS valid_from, plan, loaded_at FROM plans"
+    )
+    if refused:
+        with pytest.raises(ConfigError, match="type=naive time` then, .*type=date` now"):
+            project.sync("plans")
+        assert project.query("SELECT * FROM plans") == before
+    else:
+        assert project.sync("plans").inserted == 0
+        assert project.query("SELECT * FROM plans") == before
+
+
+@pytest.mark.parametrize(
+    ("stored", "current", "alike"),
+    [
+        # A store from before the kind was kept: only the settings compare.
+        (
+            "column=st; timezone=UTC; time_unit=",
+            "column=st; timezone=UTC; time_unit=; type=date",
+            True,
+        ),
+        (
+            "column=a; b; timezone=UTC; time_unit=; type=naive time",
+            "column=a; b; timezone=Etc/UTC; time_unit=; type=naive time",
+            True,
+        ),
+        (
+            "column=st; timezone=UTC; time_unit=; type=naive time",
+            "column=st; timezone=; time_unit=; type=zoned time",
+            False,
+        ),
+        (
+            "column=st; timezone=UTC; time_unit=; type=text",
+            "column=st; timezone=UTC; time_unit=; type=naive time",
+            True,
+        ),
+    ],
+)
+def test_time_readings_compare_by_column_settings_and_kind(
+    stored: str, current: str, alike: bool
+) -> None:
+    assert read_alike(stored, current) is alike
 
 
 @pytest.mark.backends("duckdb")

@@ -178,22 +178,43 @@ def read_anew_advice(model: HistoryModel | EventsModel) -> str:
 
 
 def read_alike(stored: str | None, current: str) -> bool:
-    """Whether start times are read as the stored rows' were (`moments_read_by`): the same
-    settings, or only another name of the same zone. A store from before the settings
-    were kept has none, and is taken as read alike."""
+    """Whether times are read as the stored rows' were (`time_reading`): the same column,
+    kind of values and settings, or only another name of the same zone. A store from
+    before the settings were kept has none, and is taken as read alike; one from before
+    their type was kept, as of the same type."""
     if stored is None or stored == current:
         return True
-    # `column=...; timezone=...; time_unit=...`: only the column name may hold a "; ".
-    *column_before, zone_before, unit_before = stored.rsplit("; ", 2)
-    *column_now, zone_now, unit_now = current.rsplit("; ", 2)
+    column_before, zone_before, unit_before, kind_before = reading_parts(stored)
+    column_now, zone_now, unit_now, kind_now = reading_parts(current)
     return (
         (column_before, unit_before) == (column_now, unit_now)
+        and same_kind(kind_before, kind_now)
         and zone_before.startswith(ZONE_SETTING)
         and zone_now.startswith(ZONE_SETTING)
         and same_zone(zone_before.removeprefix(ZONE_SETTING), zone_now.removeprefix(ZONE_SETTING))
     )
 
 
+def same_kind(before: str | None, now: str | None) -> bool:
+    """Whether a time column's values name the same instants across a change of type:
+    text (a CSV column sniffed as text one run, as times the next) is read as the times
+    it spells, so it goes with any kind; a time cut to a date, or naive times turned
+    zoned (converted in some zone by whoever changed them), do not."""
+    return before is None or now is None or before == now or "text" in (before, now)
+
+
+def reading_parts(reading: str) -> tuple[str, str, str, str | None]:
+    """`column=...; timezone=...; time_unit=...[; type=...]` as its parts (column, zone,
+    unit, type or None); only the column name may hold a "; "."""
+    head, _, last = reading.rpartition("; ")
+    kind = None
+    if last.startswith(TYPE_SETTING):
+        reading, kind = head, last.removeprefix(TYPE_SETTING)
+    column, zone, unit = reading.rsplit("; ", 2)
+    return column, zone, unit, kind
+
+
+TYPE_SETTING = "type="
 ZONE_SETTING = "timezone="
 
 

@@ -189,7 +189,23 @@ def time_reading(column: str, arrow_type: pa.DataType, timezone: str, time_unit:
     zoned = pa.types.is_timestamp(arrow_type) and arrow_type.tz is not None
     zone = "" if zoned or pa.types.is_integer(arrow_type) else timezone
     unit = (time_unit or "") if pa.types.is_integer(arrow_type) or text else ""
-    return f"column={column}; timezone={zone}; time_unit={unit}"
+    return f"column={column}; timezone={zone}; time_unit={unit}; type={time_kind(arrow_type)}"
+
+
+def time_kind(arrow_type: pa.DataType) -> str:
+    """What a time column's values are, as far as which instant each names: a time cut to
+    its date, or a naive time read as a zoned one, names another."""
+    if pa.types.is_date(arrow_type):
+        return "date"
+    if pa.types.is_timestamp(arrow_type):
+        return "zoned time" if arrow_type.tz else "naive time"
+    if pa.types.is_integer(arrow_type):
+        return "integer"
+    return (
+        "text"
+        if pa.types.is_string(arrow_type) or pa.types.is_large_string(arrow_type)
+        else str(arrow_type)
+    )
 
 
 def names_ambiguous_zone(text: str) -> bool:
