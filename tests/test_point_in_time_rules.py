@@ -467,9 +467,9 @@ def test_an_integer_id_of_the_event_side_joins_the_id_of_the_same_text(project: 
     )
     project.source_sql(
         "CREATE OR REPLACE TABLE events (insert_id VARCHAR, event VARCHAR, "
-        "distinct_id VARCHAR, account INTEGER, time TIMESTAMPTZ)",
-        "INSERT INTO events VALUES ('e1', 'login', 'x', 100, '2024-03-01 00:00:00+00'), "
-        "('e2', 'login', 'x', 7, '2024-03-01 00:00:00+00')",
+        "distinct_id VARCHAR, account INTEGER, label VARCHAR, time TIMESTAMPTZ)",
+        "INSERT INTO events VALUES ('e1', 'login', 'x', 100, 'u1', '2024-03-01 00:00:00+00'), "
+        "('e2', 'login', 'x', 7, NULL, '2024-03-01 00:00:00+00')",
     )
     project.configure("product_events", kind="events", **{"from": "events"})
     project.sync("company_plan_history")
@@ -489,3 +489,12 @@ def test_an_integer_id_of_the_event_side_joins_the_id_of_the_same_text(project: 
     assert project.query(joined.format(more="")) == expected
     assert project.query(typed.format(more="")) == expected
     assert project.query(typed.format(more=" AND h.seats < 5")) == expected
+    # A JSON value taken with `->` is its text: the number 100 is `100`, the string "u1"
+    # is `u1`, without its quotes.
+    for key, company, plan in (("account", "100", "basic"), ("label", "u1", "other")):
+        by_json = (
+            "SELECT e.insert_id, h.company_id, h.plan FROM events AS e "
+            "LEFT JOIN company_plan_history FOR SYSTEM_TIME AS OF e.time AS h "
+            f"ON h.company_id = e.properties->'{key}' ORDER BY e.insert_id"
+        )
+        assert project.query(by_json) == [("e1", company, plan), ("e2", None, None)]

@@ -181,13 +181,21 @@ def split_entity_key(
         sides = entity_key_sides(part, alias, id_column)
         if sides is not None:
             mine, other = sides
-            key = exp.EQ(this=mine.copy(), expression=exp.cast(other.copy(), "VARCHAR"))
+            key = exp.EQ(this=mine.copy(), expression=as_text(other))
             return key, [other.copy() for other in parts[:index] + parts[index + 1 :]]
     raise QueryRefused(
         f"the as-of join with `{name}` needs ON {alias}.{id_column} = <the event's id>, "
         f"so each row is matched with its own entity's history",
         sql=sql,
     )
+
+
+def as_text(value: exp.Expr) -> exp.Expr:
+    """The event's id as text: a JSON value taken with `->` as `->>` takes it, so the
+    string "u1" is the id `u1`, not `"u1"` with its quotes."""
+    if isinstance(value, exp.JSONExtract):
+        return exp.JSONExtractScalar(this=value.this.copy(), expression=value.expression.copy())
+    return exp.cast(value.copy(), "VARCHAR")
 
 
 def entity_key_sides(
