@@ -810,7 +810,9 @@ def test_a_lookback_on_an_integer_cursor_is_refused_before_any_run(project: Proj
 
 
 @pytest.mark.backends("duckdb")
-@pytest.mark.parametrize("cursor_type", ["TIME", "BOOLEAN", "BLOB", "INTERVAL"])
+@pytest.mark.parametrize(
+    "cursor_type", ["TIME", "BOOLEAN", "BLOB", "INTERVAL", "INTEGER[]", "STRUCT(a INTEGER)"]
+)
 def test_a_cursor_that_orders_no_arrivals_is_refused_before_any_run(
     project: Project, cursor_type: str
 ) -> None:

@@ -28,7 +28,13 @@ from pitsync.config import Config, TableConfig
 from pitsync.connectors.progress import ReadProgress
 from pitsync.connectors.runs import RunRecord, next_run_id, utc_now, write_run
 from pitsync.connectors.sources import LowerBound, Source, open_source
-from pitsync.connectors.watermarks import Watermark, advance_watermark, read_watermark
+from pitsync.connectors.watermarks import (
+    CURSOR_KINDS,
+    Watermark,
+    advance_watermark,
+    cursor_kind,
+    read_watermark,
+)
 from pitsync.errors import (
     ConfigError,
     PitsyncError,
@@ -187,20 +193,13 @@ def plan_model(config: Config, table: TableConfig, source: Source) -> Plan:
 
 
 def check_cursor(table: TableConfig, schema: pa.Schema) -> None:
-    """A cursor orders rows as they arrive: a time, a date, a number or text. A time of
-    day wraps every midnight, and booleans, bytes and spans of time order no arrivals."""
+    """A cursor orders rows as they arrive, and its watermark is kept as a value of its
+    type: a time, a date, a number or text. A time of day wraps every midnight, and
+    booleans, bytes, spans of time, lists or JSON order no arrivals."""
     if not table.cursor or table.cursor not in schema.names:
         return
     kind = schema.field(table.cursor).type
-    unordered = (
-        pa.types.is_time(kind)
-        or pa.types.is_boolean(kind)
-        or pa.types.is_binary(kind)
-        or pa.types.is_large_binary(kind)
-        or pa.types.is_interval(kind)
-        or pa.types.is_duration(kind)
-    )
-    if unordered:
+    if cursor_kind(kind) not in CURSOR_KINDS:
         raise ConfigError(
             f"table `{table.name}`: cursor `{table.cursor}` holds {kind}, which does not "
             "order rows as they arrive; choose a timestamp, date, number or text column "

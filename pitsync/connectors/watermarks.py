@@ -92,6 +92,10 @@ def read_watermark(
     return watermark
 
 
+# The kinds of value a cursor may hold: each keeps a watermark of the same kind.
+CURSOR_KINDS = {"date", "naive time", "zoned time", "number", "text"}
+
+
 def cursor_kind(arrow_type: pa.DataType) -> str:
     """Which values a source's cursor type holds: dates, naive or zoned times, numbers,
     text, or another kind. Only a watermark of the same kind compares without a shift (a
