@@ -1272,3 +1272,35 @@ def test_a_text_cursor_of_times_is_warned_of(
 
     warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
     assert any("holds times written as text" in w for w in warnings) is warned
+
+
+@pytest.mark.backends("duckdb")
+@pytest.mark.parametrize(("new_type", "refused"), [("DOUBLE", True), ("VARCHAR", False)])
+def test_integer_ids_that_arrive_with_a_fraction_are_refused_in_append_mode(
+    project: Project, new_type: str, refused: bool
+) -> None:
+    # As a double, the id 1 is `1.0`: another entity (rule 7), so an append run would keep
+    # c1's rows under both. As text, it is `1`, the same entity.
+    project.source_sql(
+        "CREATE TABLE plans (company_id INTEGER, valid_from TIMESTAMPTZ, plan VARCHAR, "
+        "loaded_at INTEGER)",
+        "INSERT INTO plans VALUES (1, '2024-01-01 00:00+00', 'free', 1)",
+    )
+    configure_companies(project, "plans", "valid_from", mode="append", cursor="loaded_at")
+    project.sync("plans")
+    project.source_sql(
+        "CREATE OR REPLACE TABLE plans AS SELECT CAST(company_id AS "
+        f"{new_type}) AS company_id, valid_from, plan, loaded_at FROM plans",
+        "INSERT INTO plans VALUES (1, '2024-02-01 00:00+00', 'pro', 2)",
+    )
+
+    if refused:
+        with pytest.raises(ConfigError, match="arrive written with a fraction .*`1.0`"):
+            project.sync("plans")
+        assert project.query("SELECT company_id, plan FROM plans") == [("1", "free")]
+    else:
+        project.sync("plans")
+        assert project.query("SELECT company_id, plan FROM plans ORDER BY start_time") == [
+            ("1", "free"),
+            ("1", "pro"),
+        ]

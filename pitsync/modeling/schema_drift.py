@@ -20,7 +20,7 @@ from pitsync.modeling.hidden_events import read_catalog
 from pitsync.modeling.intervals import ENTITY, HistoryModel
 from pitsync.modeling.staging import STAGED
 from pitsync.modeling.timestamps import same_zone
-from pitsync.quoting import quote_identifier
+from pitsync.quoting import quote_identifier, quote_string
 from pitsync.store import END_TIME, INTERNAL_SCHEMA, START_TIME
 
 log = logging.getLogger(__name__)
@@ -257,6 +257,8 @@ def reconcile_ids(
         log.warning("table %s: ids widen from %s to %s", name, stored_type, staged_type)
         con.execute(f"ALTER TABLE {model.stored} ALTER COLUMN {column} TYPE {staged_type}")
         return
+    if model.table.mode == "append" and stored_type in INTEGER_WIDTHS:
+        check_ids_keep_their_text(con, model)
     if stored_type != "VARCHAR":
         log.warning(
             "table %s: ids change from %s to %s; ids are kept as text from now on",
@@ -267,6 +269,28 @@ def reconcile_ids(
         con.execute(f"ALTER TABLE {model.stored} ALTER COLUMN {column} TYPE VARCHAR")
     if staged_type != "VARCHAR":
         con.execute(f"ALTER TABLE {STAGED} ALTER COLUMN {ENTITY} TYPE VARCHAR")
+
+
+def check_ids_keep_their_text(con: duckdb.DuckDBPyConnection, model: HistoryModel) -> None:
+    """Integer ids that now arrive as fractions (`1.0`, from a DOUBLE or DECIMAL column)
+    are other ids (rule 7: ids are their text): an append run, which never deletes, would
+    keep every entity twice. Text ids spelled as the integers were (`1`) are the same."""
+    fraction = quote_string(r"[+-]?[0-9]*\.[0-9]*([eE][+-]?[0-9]+)?|[+-]?[0-9]+[eE][+-]?[0-9]+")
+    rows = con.execute(
+        f"SELECT min({ENTITY}) FROM {STAGED} WHERE regexp_full_match({ENTITY}, {fraction})"
+    ).fetchall()
+    if rows[0][0] is None:
+        return
+    table = model.table
+    raise ConfigError(
+        f"table `{table.name}`: its ids were integers and now arrive written with a "
+        f"fraction (such as `{rows[0][0]}`), which are other ids, so every entity would be "
+        "kept twice. Nothing was applied: cast the id column to an integer in the source, "
+        'or sync once with mode = "mirror" (or "full", without `cursor` and `lookback`) '
+        "to store the table by its new ids",
+        key="id_column",
+        table=table.name,
+    )
 
 
 def meet_source_columns(
