@@ -602,3 +602,76 @@ def test_spark_reads_the_files_a_sync_reads_and_leaves_out_unreadable_starts(
         )
         == expected
     )
+
+
+def test_a_view_of_the_users_that_blocks_new_columns_is_named(
+    tmp_path: Path, postgres_schema: PostgresSchema
+) -> None:
+    project = Project(root=tmp_path, backend="postgres", postgres=postgres_schema)
+    company_history(project, [("c1", "free", 1, "2024-01-01 00:00:00+00", None)])
+    project.cli("model", "--table", HISTORY, "--engine", "postgres", "--execute")
+    postgres_schema.execute(
+        "CREATE VIEW my_report AS SELECT plan FROM company_plan_history_intervals"
+    )
+
+    # updated_at becomes the tie-breaker: the view loses a column, so it must be dropped,
+    # and my_report is in the way.
+    configure_company_history(project, tie_breaker="updated_at")
+    result = project.cli(
+        "model", "--table", HISTORY, "--engine", "postgres", "--execute", check=False
+    )
+
+    assert result.returncode == 1
+    assert "cannot drop view" in result.stderr
+    assert f"DETAIL: view {postgres_schema.name}.my_report depends on" in result.stderr
+
+
+def test_spark_says_why_it_cannot_read_files_of_one_table(tmp_path: Path, spark: Any) -> None:
+    # One file types seats as a number, the other as text: Spark cannot merge them.
+    hist = tmp_path / "data" / HISTORY
+    write_parquet(
+        hist / "a.parquet",
+        "SELECT 'c1' AS company_id, TIMESTAMPTZ '2024-01-01 00:00+00' AS start_timestamp, "
+        "'free' AS plan, 1 AS seats",
+    )
+    write_parquet(
+        hist / "b.parquet",
+        "SELECT 'c1' AS company_id, TIMESTAMPTZ '2024-02-01 00:00+00' AS start_timestamp, "
+        "'pro' AS plan, 'ten' AS seats",
+    )
+    project = Project(root=tmp_path)
+    (tmp_path / "pitsync.toml").write_text(
+        '[store]\npath = "store.duckdb"\n'
+        '[sources.files]\ntype = "parquet"\npath = "data/{table}/*.parquet"\n'
+        f'[tables.{HISTORY}]\nsource = "files"\nkind = "group_history"\n'
+        'id_column = "company_id"\ngroup_key = "company_id"\nstart_time = "start_timestamp"\n',
+        encoding="utf-8",
+    )
+
+    result = project.cli("model", "--table", HISTORY, "--engine", "spark", "--execute", check=False)
+
+    assert result.returncode == 1
+    message = result.stderr.strip().splitlines()[-1]
+    assert message.startswith("pitsync: error: Spark could not run the model:")
+    assert "merge" in message.lower() and "o3" not in message
+
+
+def test_the_last_moments_of_year_9999_are_kept_in_every_session_zone(
+    tmp_path: Path, postgres_schema: PostgresSchema
+) -> None:
+    # Noon on 31 December 9999 in New York is 17:00 UTC, still within year 9999: the store
+    # keeps the row, and so must the view, whatever zone its reader's session is in.
+    project = Project(root=tmp_path, backend="postgres", postgres=postgres_schema)
+    project.database_sql(
+        "CREATE TABLE hist (company_id text, start_ts timestamp, plan text)",
+        "INSERT INTO hist VALUES ('c9', '9999-12-31 12:00', 'last')",
+    )
+    configure_companies(project, "hist", "start_ts", timezone="America/New_York")
+    project.cli("model", "--table", "hist", "--engine", "postgres", "--execute")
+
+    for session_zone in ("UTC", "Asia/Tokyo", "Pacific/Kiritimati"):
+        assert postgres_schema.execute(
+            f"SET TIME ZONE '{session_zone}'", "SELECT count(*) FROM hist_intervals"
+        ) == [(1,)]
+    project.sync("hist")
+    assert project.query("SELECT count(*) FROM hist") == [(1,)]

@@ -81,6 +81,8 @@ def plan_model_sql(
         text_properties=text,
         bounded_start=holds_times and engine in UNBOUNDED_TIME_ENGINES,
         start_zone=naive_zone(history, start_type, engine),
+        # Times there are instants by now: a naive start is read in its zone above.
+        zoned_bounds=engine in ZONE_ENGINES,
     )
     statements = [view(intervals_name, query, engine=engine)]
     names = [intervals_name.name]
@@ -225,11 +227,13 @@ def execute_on_spark(
     spark = local_spark_session()
     try:
         with tempfile.TemporaryDirectory(prefix="pitsync-spark-") as links:
-            for name in tables:
-                register_parquet(spark, config, config.table(name), Path(links))
+            # A history and an events table may read one source table: it is one view.
+            read = {config.table(name).source_table: config.table(name) for name in tables}
+            for table in read.values():
+                register_parquet(spark, config, table, Path(links))
             return run_on_spark(spark, planned, output)
     except Exception as error:  # Spark's own exception classes come from the JVM
-        raise SourceError(f"Spark could not run the model: {first_line(error)}") from None
+        raise SourceError(f"Spark could not run the model: {spark_error(error)}") from None
     finally:
         spark.stop()
 
@@ -248,14 +252,30 @@ def run_on_spark(spark: Any, planned: PlannedModel, output: Path | None) -> dict
     return counts
 
 
+def spark_error(error: BaseException) -> str:
+    """Spark's own sentence: a call into Java that failed says only that it failed on its
+    first line, and why on the first line of the Java exception it carries."""
+    java = getattr(error, "java_exception", None)
+    if java is not None:
+        return " ".join(str(java.getMessage()).split()) or first_line(error)
+    return first_line(error)
+
+
 def database_error(error: BaseException) -> str:
-    """The database's own sentence (`ERROR: ...`) from a driver message, else its first line.
+    """The database's own sentence (`ERROR: ...`) from a driver message, with its DETAIL
+    (which says what object is in the way, when one is); else the message's first line.
 
     The driver quotes the statement first, so the sentence may share a line with its end.
     """
-    for line in str(error).splitlines():
+    lines = str(error).splitlines()
+    for number, line in enumerate(lines):
         if "ERROR:" in line:
-            return " ".join(line[line.index("ERROR:") :].split())
+            sentence = [line[line.index("ERROR:") :]]
+            for more in lines[number + 1 :]:
+                if not more.strip() or more.startswith(("HINT:", "Query was:")):
+                    break
+                sentence.append(more)
+            return " ".join(" ".join(sentence).split())
     return first_line(error)
 
 

@@ -71,11 +71,13 @@ def intervals_query(
     text_properties: set[str],
     bounded_start: bool,
     start_zone: str | None = None,
+    zoned_bounds: bool = False,
 ) -> exp.Select:
     """SELECT id, start_time, end_time, properties... of the non-empty intervals.
 
     With `bounded_start`, rows starting outside years 1 to 9999 are left out (see
-    `UNBOUNDED_TIME_ENGINES`); with `start_zone`, a naive start is read in that zone.
+    `UNBOUNDED_TIME_ENGINES`), bounds given in UTC with `zoned_bounds`; with
+    `start_zone`, a naive start is read in that zone.
     Entities are told apart by their ids' text (rule 7), as the store keys them: numeric
     ids `1.0` and `1.00` are two entities.
     """
@@ -103,7 +105,7 @@ def intervals_query(
         .where(exp.NEQ(this=as_text.copy(), expression=exp.Literal.string("")))
     )
     if bounded_start:
-        ranked = ranked.where(within_moments(start.copy()))
+        ranked = ranked.where(within_moments(start.copy(), zoned=zoned_bounds))
     end, begin = identifier_column(END_TIME), identifier_column(START_TIME)
     holds_a_moment = exp.or_(end.is_(exp.null()), exp.GT(this=end.copy(), expression=begin))
     return (
@@ -118,14 +120,16 @@ def intervals_query(
     )
 
 
-def within_moments(start: exp.Expression) -> exp.Expression:
+def within_moments(start: exp.Expression, *, zoned: bool) -> exp.Expression:
     """`start BETWEEN year 1 AND the end of year 9999`, which leaves the infinities out.
 
-    The bounds are plain timestamps, so for a zoned column the engine's session zone
-    moves them by its offset; only rows within hours of those bounds could tell.
+    Against zoned times the bounds are instants in UTC, as the store's are, so no session
+    zone moves them; otherwise they are plain timestamps.
     """
+    offset, kind = ("+00", "TIMESTAMPTZ") if zoned else ("", "TIMESTAMP")
     low, high = (
-        exp.cast(exp.Literal.string(moment), "TIMESTAMP") for moment in (FIRST_MOMENT, LAST_MOMENT)
+        exp.cast(exp.Literal.string(moment + offset), kind)
+        for moment in (FIRST_MOMENT, LAST_MOMENT)
     )
     return exp.Between(this=start, low=low, high=high)
 
