@@ -13,6 +13,8 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 from pitsync.config import TableConfig
 from pitsync.connectors.schedule import Scheduler, last_successful_runs
@@ -145,21 +147,26 @@ def test_the_last_successful_runs_are_read_from_the_store(project: Project) -> N
     assert before <= last["company_plan_history"] <= dt.datetime.now(UTC)
 
 
+def started_schedule(project: Project, *options: str) -> subprocess.Popen[str]:
+    """The real `pitsync schedule` of the project, running; its standard error piped."""
+    command = [sys.executable, "-m", "pitsync.cli", "--config", str(project.config_path)]
+    return subprocess.Popen(
+        [*command, "schedule", *options],
+        cwd=project.root,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "NO_COLOR": "1"},
+    )
+
+
 def test_the_schedule_command_runs_due_tables_and_stops_cleanly_on_sigterm(
     project: Project,
 ) -> None:
     company_history(
         project, [("c1", "free", 1, "2024-01-01 00:00:00+00", None)], schedule="* * * * * */1"
     )
-    command = [sys.executable, "-m", "pitsync.cli", "--config", str(project.config_path)]
-    job = subprocess.Popen(
-        [*command, "schedule"],
-        cwd=project.root,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env={**os.environ, "NO_COLOR": "1"},
-    )
+    job = started_schedule(project)
     time.sleep(4)
     job.send_signal(signal.SIGTERM)
     _, stderr = job.communicate(timeout=30)
@@ -178,15 +185,21 @@ def test_a_store_busy_at_start_leaves_the_last_runs_unknown(project: Project) ->
     company_history(project, [("c1", "free", 1, "2024-01-01 00:00:00+00", None)])
     project.sync("company_plan_history")
 
-    # Another process holds the store, as a running sync would.
+    with store_held(project):
+        assert last_successful_runs(project.config(), wait_seconds=0.2) is None
+
+
+@contextmanager
+def store_held(project: Project) -> Iterator[None]:
+    """Another process holds the store open for writing, as a running sync would."""
     hold = (
         f"import duckdb, time; c = duckdb.connect({str(project.store)!r}); "
-        "print('held', flush=True); time.sleep(10)"
+        "print('held', flush=True); time.sleep(20)"
     )
     holder = subprocess.Popen([sys.executable, "-c", hold], stdout=subprocess.PIPE, text=True)
     try:
         assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
-        assert last_successful_runs(project.config(), wait_seconds=0.2) is None
+        yield
     finally:
         holder.kill()
         holder.communicate()
@@ -199,28 +212,12 @@ def test_a_stop_while_the_job_waits_for_a_busy_store_at_start_is_clean(
         project, [("c1", "free", 1, "2024-01-01 00:00:00+00", None)], schedule="@hourly"
     )
     project.sync("company_plan_history")
-    hold = (
-        f"import duckdb, time; c = duckdb.connect({str(project.store)!r}); "
-        "print('held', flush=True); time.sleep(15)"
-    )
-    holder = subprocess.Popen([sys.executable, "-c", hold], stdout=subprocess.PIPE, text=True)
-    try:
-        assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
-        command = [sys.executable, "-m", "pitsync.cli", "--config", str(project.config_path)]
-        job = subprocess.Popen(
-            [*command, "schedule", "--wait", "8"],
-            cwd=project.root,
-            stderr=subprocess.PIPE,
-            text=True,
-            env={**os.environ, "NO_COLOR": "1"},
-        )
+    with store_held(project):
+        job = started_schedule(project, "--wait", "8")
         # Started (about a second), and waiting for the store (eight).
         time.sleep(3)
         job.send_signal(signal.SIGTERM)
         _, stderr = job.communicate(timeout=30)
-    finally:
-        holder.kill()
-        holder.communicate()
 
     assert job.returncode == 0, stderr
     assert "SIGTERM received" in stderr and "stopped" in stderr

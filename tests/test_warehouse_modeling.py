@@ -491,15 +491,20 @@ def test_naive_starts_are_read_in_the_tables_zone_whatever_the_session_zone(
     ) == [(expected,)]
 
 
+def modeled_with_a_users_view(root: Path, schema: PostgresSchema) -> Project:
+    """c1's history modeled in PostgreSQL, and a view of the user's own, `my_report`,
+    reading the intervals view."""
+    project = Project(root=root, backend="postgres", postgres=schema)
+    company_history(project, [("c1", "free", 1, "2024-01-01 00:00:00+00", None)])
+    project.cli("model", "--table", HISTORY, "--engine", "postgres", "--execute")
+    schema.execute("CREATE VIEW my_report AS SELECT plan FROM company_plan_history_intervals")
+    return project
+
+
 def test_executing_again_keeps_a_users_view_that_reads_the_model(
     tmp_path: Path, postgres_schema: PostgresSchema
 ) -> None:
-    project = Project(root=tmp_path, backend="postgres", postgres=postgres_schema)
-    company_history(project, [("c1", "free", 1, "2024-01-01 00:00:00+00", None)])
-    project.cli("model", "--table", HISTORY, "--engine", "postgres", "--execute")
-    postgres_schema.execute(
-        "CREATE VIEW my_report AS SELECT plan FROM company_plan_history_intervals"
-    )
+    project = modeled_with_a_users_view(tmp_path, postgres_schema)
     postgres_schema.execute(
         "INSERT INTO company_plan_history VALUES ('c2', 'team', 3, '2024-01-01 00:00+00', NULL)"
     )
@@ -607,12 +612,7 @@ def test_spark_reads_the_files_a_sync_reads_and_leaves_out_unreadable_starts(
 def test_a_view_of_the_users_that_blocks_new_columns_is_named(
     tmp_path: Path, postgres_schema: PostgresSchema
 ) -> None:
-    project = Project(root=tmp_path, backend="postgres", postgres=postgres_schema)
-    company_history(project, [("c1", "free", 1, "2024-01-01 00:00:00+00", None)])
-    project.cli("model", "--table", HISTORY, "--engine", "postgres", "--execute")
-    postgres_schema.execute(
-        "CREATE VIEW my_report AS SELECT plan FROM company_plan_history_intervals"
-    )
+    project = modeled_with_a_users_view(tmp_path, postgres_schema)
 
     # updated_at becomes the tie-breaker: the view loses a column, so it must be dropped,
     # and my_report is in the way.
