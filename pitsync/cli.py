@@ -328,8 +328,8 @@ def add_entity_arguments(parser: argparse.ArgumentParser) -> None:
 
 def interrupted() -> int:
     print(
-        "pitsync: interrupted; nothing in progress was kept (a sync run rolls back, and "
-        "runs that finished stay committed: see `pitsync runs`)",
+        "pitsync: interrupted; nothing in progress was kept (the run in progress rolls "
+        "back, and runs that finished stay committed: see `pitsync runs`)",
         file=sys.stderr,
     )
     return 130

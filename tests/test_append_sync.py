@@ -1275,7 +1275,9 @@ def test_a_text_cursor_of_times_is_warned_of(
 
 
 @pytest.mark.backends("duckdb")
-@pytest.mark.parametrize(("new_type", "refused"), [("DOUBLE", True), ("VARCHAR", False)])
+@pytest.mark.parametrize(
+    ("new_type", "refused"), [("DOUBLE", True), ("VARCHAR", False), ("UINTEGER", False)]
+)
 def test_integer_ids_that_arrive_with_a_fraction_are_refused_in_append_mode(
     project: Project, new_type: str, refused: bool
 ) -> None:

@@ -491,10 +491,13 @@ def test_an_integer_id_of_the_event_side_joins_the_id_of_the_same_text(project: 
     assert project.query(typed.format(more=" AND h.seats < 5")) == expected
     # A JSON value taken with `->` is its text: the number 100 is `100`, the string "u1"
     # is `u1`, without its quotes.
+    spellings = ["e.properties->'{key}'", "(e.properties->'{key}')", "e.properties.{key}"]
+    spellings += ["e.properties['{key}']", "json_extract(e.properties, '{key}')"]
     for key, company, plan in (("account", "100", "basic"), ("label", "u1", "other")):
-        by_json = (
-            "SELECT e.insert_id, h.company_id, h.plan FROM events AS e "
-            "LEFT JOIN company_plan_history FOR SYSTEM_TIME AS OF e.time AS h "
-            f"ON h.company_id = e.properties->'{key}' ORDER BY e.insert_id"
-        )
-        assert project.query(by_json) == [("e1", company, plan), ("e2", None, None)]
+        for spelling in spellings:
+            by_json = (
+                "SELECT e.insert_id, h.company_id, h.plan FROM events AS e "
+                "LEFT JOIN company_plan_history FOR SYSTEM_TIME AS OF e.time AS h "
+                f"ON h.company_id = {spelling.format(key=key)} ORDER BY e.insert_id"
+            )
+            assert project.query(by_json) == [("e1", company, plan), ("e2", None, None)]

@@ -302,6 +302,28 @@ def test_a_moment_with_a_zone_abbreviation_is_refused(store: Project, sql: str) 
     assert_refused(store, sql, "abbreviation", "Europe/London")
 
 
+def test_a_zone_abbreviation_given_as_the_zone_of_a_moment_is_refused(store: Project) -> None:
+    sql = (
+        "SELECT plan FROM company_plan_history FOR SYSTEM_TIME AS OF "
+        "TIMESTAMP '2024-06-01 05:30' AT TIME ZONE 'BST'"
+    )
+    assert_refused(store, sql, "the zone 'BST'", "abbreviation")
+
+
+@pytest.mark.parametrize(
+    "moment",
+    [
+        "TIMESTAMPTZ '2024-01-09 00:00:00+00' + INTERVAL '1 day 12 hours'",
+        "TIMESTAMPTZ '2024-01-08 00:00:00+00' + '3 days'::INTERVAL",
+        "strptime('11/01/2024 10am', '%d/%m/%Y %I%p')",
+    ],
+)
+def test_words_of_a_moment_that_are_no_zone_are_read(store: Project, moment: str) -> None:
+    # Each moment falls on 10 or 11 January 2024, while c1 alone has a plan.
+    sql = f"SELECT company_id FROM company_plan_history FOR SYSTEM_TIME AS OF {moment}"
+    assert store.query(sql) == [("c1",)]
+
+
 def test_a_moment_with_utc_or_gmt_is_read(store: Project) -> None:
     sql = (
         "SELECT company_id FROM company_plan_history FOR SYSTEM_TIME AS OF "
@@ -312,6 +334,15 @@ def test_a_moment_with_utc_or_gmt_is_read(store: Project) -> None:
     # A short name of the zone database names one zone: 9:00 in Japan is 0:00 UTC.
     japan = sql.replace("00:00:00 {zone}", "09:00:00 Japan")
     assert store.query(japan) == [("c1",)]
+
+
+def test_a_pivot_of_a_cte_that_names_columns_by_table_runs(store: Project) -> None:
+    sql = (
+        "WITH x AS (SELECT e.event, h.plan FROM events AS e LEFT JOIN company_plan_history "
+        "FOR SYSTEM_TIME AS OF e.time AS h ON h.company_id = e.company_id) "
+        "PIVOT x ON event USING count(*) GROUP BY plan"
+    )
+    assert store.query(sql) == [("free", 1)]
 
 
 def test_a_pivot_naming_columns_by_their_table_is_refused(store: Project) -> None:

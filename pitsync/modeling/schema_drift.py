@@ -275,9 +275,10 @@ def check_ids_keep_their_text(con: duckdb.DuckDBPyConnection, model: HistoryMode
     """Integer ids that now arrive as fractions (`1.0`, from a DOUBLE or DECIMAL column)
     are other ids (rule 7: ids are their text): an append run, which never deletes, would
     keep every entity twice. Text ids spelled as the integers were (`1`) are the same."""
-    fraction = quote_string(r"[+-]?[0-9]*\.[0-9]*([eE][+-]?[0-9]+)?|[+-]?[0-9]+[eE][+-]?[0-9]+")
+    fraction = quote_string(r"[+-]?[0-9]+\.[0-9]+")
+    text = f"CAST({ENTITY} AS VARCHAR)"
     rows = con.execute(
-        f"SELECT min({ENTITY}) FROM {STAGED} WHERE regexp_full_match({ENTITY}, {fraction})"
+        f"SELECT min({text}) FROM {STAGED} WHERE regexp_full_match({text}, {fraction})"
     ).fetchall()
     if rows[0][0] is None:
         return

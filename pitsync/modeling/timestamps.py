@@ -215,7 +215,14 @@ def names_ambiguous_zone(text: str) -> bool:
     if not re.fullmatch(ABBREVIATION_PATTERN, trimmed):
         return False
     word = re.search(TRAILING_WORD, trimmed)
-    return word is None or word.group().lower() not in KNOWN_SHORT_ZONES
+    return word is None or is_ambiguous_zone_name(word.group())
+
+
+def is_ambiguous_zone_name(name: str) -> bool:
+    """A word of two to five letters that the zone database does not know (`BST`); a
+    time of day's `am` or `pm` is no zone at all."""
+    known = KNOWN_SHORT_ZONES | {"am", "pm"}
+    return bool(re.fullmatch("[A-Za-z]{2,5}", name)) and name.lower() not in known
 
 
 AMBIGUOUS_ZONE_HINT = (

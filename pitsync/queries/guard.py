@@ -134,8 +134,7 @@ def parse_read_query(sql: str) -> exp.Query:
         )
     tree = statements[0]
     if isinstance(tree, (exp.Values, exp.Pivot)):
-        # Reads of their own, which run as the rows of a SELECT.
-        tree = exp.select("*").from_(exp.paren(tree))
+        tree = as_select(tree)
     if isinstance(tree, READ_STATEMENTS) or first_word(sql) in READ_WORDS:
         raise QueryRefused(
             f"`pitsync query` runs SELECT queries (WITH, FROM-first, VALUES and PIVOT "
@@ -178,17 +177,30 @@ def check_relations(
             )
 
 
+def as_select(statement: exp.Values | exp.Pivot) -> exp.Select:
+    """A VALUES or PIVOT statement, a read of its own, as the rows of a SELECT. The CTEs
+    of `WITH x AS (...) PIVOT x ...` go to the SELECT, outside the pivot (see
+    `check_pivots`)."""
+    ctes = statement.args.get("with_")
+    statement.set("with_", None)
+    select = exp.select("*").from_(exp.paren(statement))
+    if ctes is not None:
+        select.set("with_", ctes)
+    return select
+
+
 def check_pivots(tree: exp.Query, sql: str) -> None:
-    """Refuse a PIVOT or UNPIVOT that names a column by its table (`e.time`): sqlglot
-    prints such a pivot back with every table name left out, so `x.event = e.event`
-    would run as `event = event`. (An as-of join inside one adds such names too.)"""
+    """Refuse a PIVOT or UNPIVOT that names a column by its table (`e.time`) anywhere
+    inside it: sqlglot prints such a pivot back with every table name left out, so
+    `x.event = e.event` would run as `event = event`. (An as-of join inside one adds such
+    names too.) A CTE the pivot reads keeps its names."""
     for pivot in tree.find_all(exp.Pivot):
         qualified = next((c for c in pivot.find_all(exp.Column) if c.table), None)
         if qualified is not None:
             raise QueryRefused(
                 f"inside a PIVOT or UNPIVOT, columns may not be named by their table "
-                f"(`{qualified.sql('duckdb')}`); select them into a subquery of plain names "
-                "first, or count with FILTER in a GROUP BY",
+                f"(`{qualified.sql('duckdb')}`); select them in a CTE and pivot that "
+                "(WITH x AS (SELECT ...) PIVOT x ON ...)",
                 sql=sql,
             )
 

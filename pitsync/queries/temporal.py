@@ -30,8 +30,12 @@ from __future__ import annotations
 from sqlglot import exp
 
 from pitsync.errors import QueryRefused
-from pitsync.modeling.timestamps import AMBIGUOUS_ZONE_HINT, names_ambiguous_zone
-from pitsync.store import END_TIME, START_TIME
+from pitsync.modeling.timestamps import (
+    AMBIGUOUS_ZONE_HINT,
+    is_ambiguous_zone_name,
+    names_ambiguous_zone,
+)
+from pitsync.store import END_TIME, PROPERTIES, START_TIME
 
 TEMPORAL_KINDS = ("AS OF",)
 
@@ -93,16 +97,45 @@ def refers_to_a_row(moment: exp.Expression) -> bool:
 def as_instant(moment: exp.Expression, sql: str) -> exp.Expression:
     """The moment as a TIMESTAMPTZ; a literal keeps any offset it is written with, and
     may not name its zone by an abbreviation (DuckDB reads `BST` as Bangladesh)."""
-    for text in moment.find_all(exp.Literal):
-        if text.is_string and names_ambiguous_zone(text.this):
+    for text in moment_texts(moment):
+        if names_ambiguous_zone(text.this):
             raise QueryRefused(
                 f"the moment {text.sql('duckdb')} is refused: {AMBIGUOUS_ZONE_HINT}", sql=sql
+            )
+    for shift in moment.find_all(exp.AtTimeZone):
+        zone = shift.args.get("zone")
+        if isinstance(zone, exp.Literal) and is_ambiguous_zone_name(zone.this):
+            raise QueryRefused(
+                f"the zone {zone.sql('duckdb')} is refused: {AMBIGUOUS_ZONE_HINT}", sql=sql
             )
     if isinstance(moment, exp.Cast) and isinstance(moment.this, exp.Literal):
         moment = moment.this
     if isinstance(moment, exp.Literal):
         return exp.cast(moment, exp.DataType.build("TIMESTAMPTZ"))
     return moment
+
+
+def moment_texts(moment: exp.Expression) -> list[exp.Literal]:
+    """The text a moment reads as a time: the moment itself, or text cast to a time type
+    within it (not an interval's `'1 day'` or a format's `'%d/%m'`)."""
+    texts = [
+        literal
+        for literal in moment.find_all(exp.Literal)
+        if literal.is_string
+        and (
+            literal is moment
+            or (isinstance(literal.parent, exp.Cast) and literal.parent.to.is_type(*TIME_TYPES))
+        )
+    ]
+    return texts
+
+
+TIME_TYPES = (
+    exp.DataType.Type.TIMESTAMP,
+    exp.DataType.Type.TIMESTAMPTZ,
+    exp.DataType.Type.TIMESTAMPLTZ,
+    exp.DataType.Type.DATETIME,
+)
 
 
 def rewrite_as_of_moment(table: exp.Table, moment: exp.Expression) -> None:
@@ -191,11 +224,34 @@ def split_entity_key(
 
 
 def as_text(value: exp.Expr) -> exp.Expr:
-    """The event's id as text: a JSON value taken with `->` as `->>` takes it, so the
-    string "u1" is the id `u1`, not `"u1"` with its quotes."""
-    if isinstance(value, exp.JSONExtract):
-        return exp.JSONExtractScalar(this=value.this.copy(), expression=value.expression.copy())
+    """The event's id as text. A value of a JSON object is taken as `->>` takes it, so the
+    string "u1" is the id `u1`, not `"u1"` with its quotes: one taken with `->` or
+    json_extract, and one of the events' `properties` taken as a field
+    (`e.properties.company_id`) or by key (`e.properties['company_id']`)."""
+    inner = value.unnest()
+    if isinstance(inner, exp.JSONExtract):
+        return exp.JSONExtractScalar(this=inner.this.copy(), expression=inner.expression.copy())
+    key = properties_key(inner)
+    if key is not None:
+        document, name = key
+        return exp.JSONExtractScalar(this=document, expression=exp.Literal.string(name))
     return exp.cast(value.copy(), "VARCHAR")
+
+
+def properties_key(value: exp.Expr) -> tuple[exp.Column, str] | None:
+    """(the properties column, the key) of `e.properties.key` or `e.properties['key']`."""
+    if isinstance(value, exp.Column) and value.args.get("db") and value.table.lower() == PROPERTIES:
+        return exp.column(value.table, table=value.args["db"].name), value.name
+    if (
+        isinstance(value, exp.Bracket)
+        and isinstance(value.this, exp.Column)
+        and value.this.name.lower() == PROPERTIES
+        and len(value.expressions) == 1
+        and isinstance(value.expressions[0], exp.Literal)
+        and value.expressions[0].is_string
+    ):
+        return value.this.copy(), value.expressions[0].this
+    return None
 
 
 def entity_key_sides(
