@@ -604,7 +604,7 @@ def command_schedule(args: argparse.Namespace) -> int:
     runner = sync_runner(config, SyncOptions(wait_seconds=args.wait))
     stopping = threading.Event()
     stop_on_signals(stopping)
-    last_runs = last_successful_runs(config, args.wait)
+    last_runs = last_successful_runs(config, args.wait, stopping)
     Scheduler(tables, runner, last_runs, stopping=stopping).serve()
     return 0
 

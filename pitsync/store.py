@@ -8,6 +8,7 @@ pitsync keeps for itself lives in the `_pitsync` schema.
 from __future__ import annotations
 
 import re
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -120,14 +121,19 @@ RETRY_SECONDS = 0.1
 LOCK_HOLDER = re.compile(r"Conflicting lock is held in (.*?) \(PID (\d+)\)")
 
 
-def connect_waiting(path: Path, wait_seconds: float, **options: Any) -> duckdb.DuckDBPyConnection:
-    """Connect, waiting up to `wait_seconds` while another process holds the store.
+def connect_waiting(
+    path: Path, wait_seconds: float, *, given_up: threading.Event | None = None, **options: Any
+) -> duckdb.DuckDBPyConnection:
+    """Connect, waiting up to `wait_seconds` while another process holds the store (and
+    no longer once `given_up` is set: a job asked to stop).
 
     DuckDB lets one process write a file, and no other open it meanwhile; a reader then
     waits for the writer's run to end, and so always sees a whole run or none of it.
     """
     deadline = time.monotonic() + wait_seconds
     while True:
+        if given_up is not None and given_up.is_set():
+            deadline = time.monotonic()
         try:
             return duckdb.connect(str(path), **options)
         except duckdb.IOException as error:
@@ -168,9 +174,14 @@ def limit_memory(connection: duckdb.DuckDBPyConnection, memory_limit: str | None
 
 
 def open_read_only(
-    path: Path, memory_limit: str | None = None, wait_seconds: float = DEFAULT_WAIT_SECONDS
+    path: Path,
+    memory_limit: str | None = None,
+    wait_seconds: float = DEFAULT_WAIT_SECONDS,
+    *,
+    given_up: threading.Event | None = None,
 ) -> duckdb.DuckDBPyConnection:
-    """Open the store for queries: read-only, no file or network access, settings locked."""
+    """Open the store for queries: read-only, no file or network access, settings locked;
+    a busy store is waited for (see `connect_waiting`)."""
     if not path.is_file():
         raise StoreError(f"the store {path} does not exist yet; run `pitsync sync --all` first")
     config: dict[str, str | bool | int | float | list[str]] = {
@@ -179,7 +190,9 @@ def open_read_only(
         "autoinstall_known_extensions": "false",
     }
     try:
-        connection = connect_waiting(path, wait_seconds, read_only=True, config=config)
+        connection = connect_waiting(
+            path, wait_seconds, given_up=given_up, read_only=True, config=config
+        )
     except duckdb.Error as error:
         raise StoreError(
             f"cannot open the store {path} for reading: {str(error).splitlines()[0]}"

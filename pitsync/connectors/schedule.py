@@ -99,9 +99,11 @@ class Scheduler:
         return max(0.0, (min(self.due.values()) - self.clock()).total_seconds())
 
     def serve(self) -> None:
-        """Run tables as they come due until asked to stop."""
+        """Run tables as they come due until asked to stop (perhaps before the first)."""
         for table in self.tables:
-            log.info("table %s: first run at %s", table.name, self.due[table.name].isoformat())
+            if not self.stopping.is_set():
+                first = self.due[table.name].isoformat()
+                log.info("table %s: first run at %s", table.name, first)
         while not self.stopping.is_set():
             self.run_due()
             self.stopping.wait(self.seconds_to_next())
@@ -127,17 +129,22 @@ def scheduled_tables(config: Config) -> list[TableConfig]:
     return [table for table in config.tables.values() if table.schedule]
 
 
-def last_successful_runs(config: Config, wait_seconds: float) -> dict[str, dt.datetime] | None:
+def last_successful_runs(
+    config: Config, wait_seconds: float, stopping: threading.Event | None = None
+) -> dict[str, dt.datetime] | None:
     """When each table's last successful run started, as the store records it; None if
-    the store stayed busy."""
+    the store stayed busy, or the job was asked to stop while it waited."""
     if not config.store_path.is_file():
         return {}
     try:
-        con = open_read_only(config.store_path, config.memory_limit, wait_seconds)
-    except StoreInUse:
-        log.warning(
-            "the store is busy, so the runs so far are unknown: tables wait for their next slot"
+        con = open_read_only(
+            config.store_path, config.memory_limit, wait_seconds, given_up=stopping
         )
+    except StoreInUse:
+        if stopping is None or not stopping.is_set():
+            log.warning(
+                "the store is busy, so the runs so far are unknown: tables wait for their next slot"
+            )
         return None
     except PitsyncError:  # no run finished yet: every table is due
         return {}
