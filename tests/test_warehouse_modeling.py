@@ -12,6 +12,7 @@ from __future__ import annotations
 import importlib.util
 import os
 import shutil
+import subprocess
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -411,12 +412,19 @@ def test_executing_again_after_the_columns_changed_replaces_the_views(
 # --- Where the model and the store once differed ----------------------------------------------
 
 
-def model_events_in_postgres(project: Project, *statements: str) -> None:
-    """The warehouse tables `hist` and `ev` in PostgreSQL, configured, then modeled."""
+def model_in_postgres(
+    project: Project, *statements: str, events: bool = True, check: bool = True, **settings: str
+) -> subprocess.CompletedProcess[str]:
+    """The warehouse tables the statements make in PostgreSQL: `hist`, a history of
+    companies from `start_ts` (with the settings given), and `ev`, its events unless told
+    otherwise; configured, then modeled there with `--execute`."""
     project.database_sql(*statements)
-    configure_companies(project, "hist", "start_ts")
-    project.configure("ev", kind="events")
-    project.cli("model", "--table", "hist", "--engine", "postgres", "--events", "ev", "--execute")
+    configure_companies(project, "hist", "start_ts", **settings)
+    command = ["model", "--table", "hist", "--engine", "postgres", "--execute"]
+    if events:
+        project.configure("ev", kind="events")
+        command += ["--events", "ev"]
+    return project.cli(*command, check=check)
 
 
 def test_numeric_ids_are_entities_by_their_text_in_the_model_as_in_the_store(
@@ -425,7 +433,7 @@ def test_numeric_ids_are_entities_by_their_text_in_the_model_as_in_the_store(
     # 1.0 and 1.00 are one number but two ids (rule 7): 1.0 stays free, open, and its
     # event on 15 Feb is on free, not on 1.00's pro.
     project = Project(root=tmp_path, backend="postgres", postgres=postgres_schema)
-    model_events_in_postgres(
+    model_in_postgres(
         project,
         "CREATE TABLE hist (company_id numeric, start_ts timestamptz, plan text)",
         "INSERT INTO hist VALUES (1.0, '2024-01-01 00:00+00', 'free'), "
@@ -469,15 +477,14 @@ def test_naive_starts_are_read_in_the_tables_zone_whatever_the_session_zone(
 ) -> None:
     project = Project(root=tmp_path, backend="postgres", postgres=postgres_schema)
     second_start = "2024-02-01" if start_type == "date" else "2024-02-01 00:00"
-    project.database_sql(
+    model_in_postgres(
+        project,
         f"CREATE TABLE hist (company_id text, start_ts {start_type}, plan text)",
         f"INSERT INTO hist VALUES ('c1', '{first_start}', 'free'), ('c1', '{second_start}', 'pro')",
         "CREATE TABLE ev (distinct_id text, time timestamptz, event text, company_id text)",
         f"INSERT INTO ev VALUES ('u1', '{event_time}', 'x', 'c1')",
+        timezone=zone,
     )
-    configure_companies(project, "hist", "start_ts", timezone=zone)
-    project.configure("ev", kind="events")
-    project.cli("model", "--table", "hist", "--engine", "postgres", "--events", "ev", "--execute")
 
     for session_zone in ("UTC", "Asia/Tokyo", "America/Los_Angeles"):
         assert postgres_schema.execute(
@@ -521,23 +528,13 @@ def test_a_failure_in_postgres_gives_its_own_sentence(
     tmp_path: Path, postgres_schema: PostgresSchema
 ) -> None:
     project = Project(root=tmp_path, backend="postgres", postgres=postgres_schema)
-    project.database_sql(
+
+    result = model_in_postgres(
+        project,
         "CREATE TABLE hist (company_id text, start_ts bigint, plan text)",
         "CREATE TABLE ev (distinct_id text, time timestamptz, event text, company_id text)",
-    )
-    configure_companies(project, "hist", "start_ts", time_unit="s")
-    project.configure("ev", kind="events")
-
-    result = project.cli(
-        "model",
-        "--table",
-        "hist",
-        "--engine",
-        "postgres",
-        "--events",
-        "ev",
-        "--execute",
         check=False,
+        time_unit="s",
     )
 
     assert result.returncode == 1
@@ -662,12 +659,13 @@ def test_the_last_moments_of_year_9999_are_kept_in_every_session_zone(
     # Noon on 31 December 9999 in New York is 17:00 UTC, still within year 9999: the store
     # keeps the row, and so must the view, whatever zone its reader's session is in.
     project = Project(root=tmp_path, backend="postgres", postgres=postgres_schema)
-    project.database_sql(
+    model_in_postgres(
+        project,
         "CREATE TABLE hist (company_id text, start_ts timestamp, plan text)",
         "INSERT INTO hist VALUES ('c9', '9999-12-31 12:00', 'last')",
+        events=False,
+        timezone="America/New_York",
     )
-    configure_companies(project, "hist", "start_ts", timezone="America/New_York")
-    project.cli("model", "--table", "hist", "--engine", "postgres", "--execute")
 
     for session_zone in ("UTC", "Asia/Tokyo", "Pacific/Kiritimati"):
         assert postgres_schema.execute(

@@ -228,8 +228,8 @@ def execute_on_spark(
     try:
         with tempfile.TemporaryDirectory(prefix="pitsync-spark-") as links:
             # A history and an events table may read one source table: it is one view.
-            read = {config.table(name).source_table: config.table(name) for name in tables}
-            for table in read.values():
+            configured = [config.table(name) for name in tables]
+            for table in {table.source_table: table for table in configured}.values():
                 register_parquet(spark, config, table, Path(links))
             return run_on_spark(spark, planned, output)
     except Exception as error:  # Spark's own exception classes come from the JVM

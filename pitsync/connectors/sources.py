@@ -157,11 +157,7 @@ class FileSource:
                 f"ATTACH {quote_string(str(self.config.path))} AS source_db (READ_ONLY)"
             )
         except duckdb.Error as error:
-            raise SourceError(
-                f"source `{self.name}`: cannot open {self.config.path} as a DuckDB file: "
-                f"{first_line(error)}",
-                source=self.name,
-            ) from error
+            raise self.failed(f"cannot open {self.config.path} as a DuckDB file", error) from error
 
     def schema(self, table: str, text_columns: Sequence[str] = ()) -> pa.Schema:
         self.check_exists(table)
@@ -169,10 +165,8 @@ class FileSource:
         try:
             return self.engine.sql(f"SELECT * FROM {relation} LIMIT 0").to_arrow_table().schema
         except duckdb.Error as error:
-            raise SourceError(
-                f"source `{self.name}`: cannot read table `{table}` from "
-                f"{self.kind.describe} {self.config.path}: {first_line(error)}",
-                source=self.name,
+            raise self.failed(
+                f"cannot read table `{table}` from {self.kind.describe} {self.config.path}", error
             ) from error
 
     def read(
@@ -195,10 +189,8 @@ class FileSource:
         try:
             return self.engine.sql(sql, params=parameters or None).to_arrow_reader(BATCH_ROWS)
         except duckdb.Error as error:
-            raise SourceError(
-                f"source `{self.name}`: reading table `{table}` from {self.kind.describe} "
-                f"failed: {first_line(error)}",
-                source=self.name,
+            raise self.failed(
+                f"reading table `{table}` from {self.kind.describe} failed", error
             ) from None
 
     def present(self, table: str, text_columns: Sequence[str]) -> list[str]:
@@ -211,12 +203,16 @@ class FileSource:
                 f"SELECT * FROM read_csv({files}, header = true, all_varchar = true) LIMIT 0"
             ).columns
         except duckdb.Error as error:
-            raise SourceError(
-                f"source `{self.name}`: cannot read the header of table `{table}` from "
-                f"{self.kind.describe} {self.config.path}: {first_line(error)}",
-                source=self.name,
+            raise self.failed(
+                f"cannot read the header of table `{table}` from {self.kind.describe} "
+                f"{self.config.path}",
+                error,
             ) from None
         return [name for name in text_columns if name in header]
+
+    def failed(self, what: str, error: duckdb.Error) -> SourceError:
+        """`source NAME: <what>: <DuckDB's reason>`, for a step the source's engine failed."""
+        return SourceError(f"source `{self.name}`: {what}: {first_line(error)}", source=self.name)
 
     def check_exists(self, table: str) -> None:
         """Fail with the list of tables (or the missing path) when `table` is not there."""

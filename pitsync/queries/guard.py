@@ -49,7 +49,6 @@ WRITE_NODES = (
 )
 
 # Statements that read but are no SELECT: refused with a message that says so.
-READ_STATEMENTS = (exp.Describe, exp.Summarize, exp.Show)
 READ_WORDS = {"EXPLAIN", "DESCRIBE", "DESC", "SUMMARIZE", "SHOW"}
 
 ANSI_ESCAPE = re.compile(r"\x1b\[[0-9;]*m")
@@ -135,7 +134,7 @@ def parse_read_query(sql: str) -> exp.Query:
     tree = statements[0]
     if isinstance(tree, (exp.Values, exp.Pivot)):
         tree = as_select(tree)
-    if isinstance(tree, READ_STATEMENTS) or first_word(sql) in READ_WORDS:
+    if first_word(sql) in READ_WORDS:
         raise QueryRefused(
             f"`pitsync query` runs SELECT queries (WITH, FROM-first, VALUES and PIVOT "
             f"included), and {first_word(sql)} is not one; select from the relation instead",

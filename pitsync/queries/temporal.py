@@ -118,7 +118,7 @@ def as_instant(moment: exp.Expression, sql: str) -> exp.Expression:
 def moment_texts(moment: exp.Expression) -> list[exp.Literal]:
     """The text a moment reads as a time: the moment itself, or text cast to a time type
     within it (not an interval's `'1 day'` or a format's `'%d/%m'`)."""
-    texts = [
+    return [
         literal
         for literal in moment.find_all(exp.Literal)
         if literal.is_string
@@ -127,7 +127,6 @@ def moment_texts(moment: exp.Expression) -> list[exp.Literal]:
             or (isinstance(literal.parent, exp.Cast) and literal.parent.to.is_type(*TIME_TYPES))
         )
     ]
-    return texts
 
 
 TIME_TYPES = (
