@@ -80,7 +80,7 @@ def run_statuses(project: Project) -> list[str]:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("delay", [0.6, 1.0, 1.4, 1.8])
+@pytest.mark.parametrize("delay", [0.6, 1.0, 1.4, 1.8, 2.0, 2.2])
 def test_ctrl_c_during_a_csv_import_is_one_line_and_keeps_all_or_nothing(
     tmp_path, delay: float
 ) -> None:

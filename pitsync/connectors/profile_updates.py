@@ -22,6 +22,7 @@ from pitsync.connectors.runs import RunRecord, next_run_id, utc_now, write_run
 from pitsync.connectors.sync import record_failure
 from pitsync.connectors.update_files import array_records, is_json_array, line_batches, update_file
 from pitsync.errors import StrictModeError
+from pitsync.interrupts import held_while_committing
 from pitsync.modeling.hidden_events import refresh_views
 from pitsync.modeling.profile_operators import (
     UpdateOutcome,
@@ -123,14 +124,16 @@ def run_updates(
             count_profiles(con, report.outcome)
             check_strict(report, strict)
             finish(con, report, record)
-            con.execute("COMMIT")
+            with held_while_committing():  # a Ctrl-C now lets the commit finish
+                con.execute("COMMIT")
         except BaseException as error:
             con.execute("ROLLBACK")
             record.rows_read = report.records
             record_failure(con, record, error)  # after the rollback, in a transaction of its own
             raise
     finally:
-        con.close()
+        with held_while_committing():  # closing writes the committed run into the file
+            con.close()
     log.debug("profiles: %s", report.summary())  # the command prints it
     return report
 
