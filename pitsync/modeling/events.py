@@ -16,6 +16,7 @@ import pyarrow as pa
 from pitsync.config import TableConfig
 from pitsync.modeling.intervals import (
     ModelCounts,
+    StagedModel,
     cursor_rejections,
     latest_load_sql,
     require_column,
@@ -27,8 +28,6 @@ from pitsync.modeling.staging import (
     Rejection,
     check_column_names,
     count,
-    quarantine_rows,
-    stage_rows,
 )
 from pitsync.modeling.timestamps import beyond_moments_sql, instant_sql, time_reading
 from pitsync.quoting import quote_identifier
@@ -46,7 +45,7 @@ def stored_events_table(name: str) -> str:
 
 
 @dataclass(frozen=True)
-class EventsModel:
+class EventsModel(StagedModel):
     """How one events table's source columns become stored events."""
 
     table: TableConfig
@@ -69,19 +68,6 @@ class EventsModel:
     @property
     def stored(self) -> str:
         return self.relation
-
-    def apply(self, con: duckdb.DuckDBPyConnection, run_id: int) -> ModelCounts:
-        """Stage, quarantine and replace the stored events, inside the run."""
-        rows_read, quarantined = self.stage(con, run_id)
-        return self.replace(con, run_id, rows_read, quarantined)
-
-    def stage(self, con: duckdb.DuckDBPyConnection, run_id: int) -> tuple[int, int]:
-        """Stage the run's rows and quarantine the bad ones: (rows read, quarantined)."""
-        stage_rows(con, self.derived_columns(), self.rejections())
-        quarantined = quarantine_rows(
-            con, table=self.table.name, run_id=run_id, source_columns=self.source_columns
-        )
-        return count(con, f"SELECT count(*) FROM {STAGED}"), quarantined
 
     def replace(
         self, con: duckdb.DuckDBPyConnection, run_id: int, rows_read: int, quarantined: int

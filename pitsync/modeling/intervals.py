@@ -67,8 +67,41 @@ class ModelCounts:
     deleted: int = 0
 
 
+class StagedModel:
+    """What history and events models share: a run's rows are staged with the columns
+    the model derives, the rows it rejects are quarantined, and the good ones replace
+    what the store holds (a full run) or merge into it (see increments.py)."""
+
+    table: TableConfig
+    source_columns: list[str]
+
+    def derived_columns(self) -> list[DerivedColumn]:
+        raise NotImplementedError
+
+    def rejections(self) -> list[Rejection]:
+        raise NotImplementedError
+
+    def replace(
+        self, con: duckdb.DuckDBPyConnection, run_id: int, rows_read: int, quarantined: int
+    ) -> ModelCounts:
+        raise NotImplementedError
+
+    def apply(self, con: duckdb.DuckDBPyConnection, run_id: int) -> ModelCounts:
+        """Stage, quarantine and replace what the store holds for the table, in the run."""
+        rows_read, quarantined = self.stage(con, run_id)
+        return self.replace(con, run_id, rows_read, quarantined)
+
+    def stage(self, con: duckdb.DuckDBPyConnection, run_id: int) -> tuple[int, int]:
+        """Stage the run's rows and quarantine the bad ones: (rows read, quarantined)."""
+        stage_rows(con, self.derived_columns(), self.rejections())
+        quarantined = quarantine_rows(
+            con, table=self.table.name, run_id=run_id, source_columns=self.source_columns
+        )
+        return count(con, f"SELECT count(*) FROM {STAGED}"), quarantined
+
+
 @dataclass(frozen=True)
-class HistoryModel:
+class HistoryModel(StagedModel):
     """How one history table's source columns become intervals."""
 
     table: TableConfig
@@ -95,19 +128,6 @@ class HistoryModel:
     def stored(self) -> str:
         """The table the intervals are kept in; `main.<name>` is a view of it."""
         return f"{INTERNAL_SCHEMA}.{quote_identifier('intervals__' + self.table.name)}"
-
-    def apply(self, con: duckdb.DuckDBPyConnection, run_id: int) -> ModelCounts:
-        """Stage, quarantine, resolve ties and replace the intervals, inside the run."""
-        rows_read, quarantined = self.stage(con, run_id)
-        return self.replace(con, run_id, rows_read, quarantined)
-
-    def stage(self, con: duckdb.DuckDBPyConnection, run_id: int) -> tuple[int, int]:
-        """Stage the run's rows and quarantine the bad ones: (rows read, quarantined)."""
-        stage_rows(con, self.derived_columns(), self.rejections())
-        quarantined = quarantine_rows(
-            con, table=self.table.name, run_id=run_id, source_columns=self.source_columns
-        )
-        return count(con, f"SELECT count(*) FROM {STAGED}"), quarantined
 
     def replace(
         self, con: duckdb.DuckDBPyConnection, run_id: int, rows_read: int, quarantined: int
