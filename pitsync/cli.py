@@ -113,24 +113,14 @@ def build_parser() -> argparse.ArgumentParser:
         "runs", help="list recorded sync runs, oldest first", parents=[waiting]
     )
     runs.add_argument("--table", metavar="NAME", help="only the runs of this table")
-    runs.add_argument(
-        "--format",
-        choices=("table", "json"),
-        default="table",
-        help="output format (default: table)",
-    )
+    add_format_argument(runs, ("table", "json"))
     runs.set_defaults(handler=command_runs)
 
     query = commands.add_parser(
         "query", help="run a read-only SQL query over the store", parents=[waiting]
     )
     query.add_argument("sql", help="the query; FOR SYSTEM_TIME AS OF asks for a moment")
-    query.add_argument(
-        "--format",
-        choices=("table", "csv", "json"),
-        default="table",
-        help="output format (default: table)",
-    )
+    add_format_argument(query, ("table", "csv", "json"))
     query.set_defaults(handler=command_query)
 
     profile = commands.add_parser(
@@ -140,24 +130,14 @@ def build_parser() -> argparse.ArgumentParser:
     profile.add_argument(
         "--at", default="now", help="the moment, ISO 8601; naive means UTC (default: now)"
     )
-    profile.add_argument(
-        "--format",
-        choices=("table", "json"),
-        default="table",
-        help="output format (default: table)",
-    )
+    add_format_argument(profile, ("table", "json"))
     profile.set_defaults(handler=command_profile)
 
     history = commands.add_parser(
         "history", help="an entity's intervals, oldest first", parents=[waiting]
     )
     add_entity_arguments(history)
-    history.add_argument(
-        "--format",
-        choices=("table", "json"),
-        default="table",
-        help="output format (default: table)",
-    )
+    add_format_argument(history, ("table", "json"))
     history.set_defaults(handler=command_history)
 
     schedule = commands.add_parser(
