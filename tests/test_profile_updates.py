@@ -359,6 +359,23 @@ def test_strings_are_cut_to_255_bytes_at_a_character_boundary(profiles: Profiles
     assert all(len(value.encode()) <= 255 for value in state.values())
 
 
+def test_a_list_item_holding_a_long_string_is_the_same_item_for_every_operator(
+    profiles: Profiles,
+) -> None:
+    # A string item of a list is cut; a string inside an item that is itself a list is
+    # kept whole, whether the item came by $set, $union, $append or $remove.
+    long = "e" * 300
+    profiles.apply(
+        user("$union", {"nested": [[long], "x"]}),
+        user("$remove", {"nested": [long]}),
+        user("$append", {"appended": [long]}),
+        user("$union", {"appended": [[long]]}),
+        user("$set", {"flat": [long]}),
+        user("$remove", {"flat": long}),
+    )
+    assert profiles.user("u1") == {"nested": ["x"], "appended": [[long]], "flat": []}
+
+
 def test_lists_and_objects_up_to_256_kb(profiles: Profiles) -> None:
     item = "x" * 100
     within = [item] * 2000  # about 204 KB of JSON

@@ -258,17 +258,19 @@ def updates_sql() -> str:
 def operations_sql() -> str:
     return f"""
         SELECT e.line, e.profile_key, e.profile_id, e.operator, e.position,
-            left(e.full_name, {MAX_NAME_CHARACTERS}), {cut_value_sql("e.raw_value")}
+            left(e.full_name, {MAX_NAME_CHARACTERS}), {cut_value_sql("e.raw_value", "e.operator")}
         FROM __pitsync_exploded e ANTI JOIN {REJECTED} USING (line)
     """
 
 
-def cut_value_sql(value: str) -> str:
-    """Strings are cut to 255 bytes, at a character boundary; so are the items of a union."""
+def cut_value_sql(value: str, operator: str) -> str:
+    """Strings are cut to 255 bytes, at a character boundary; so are the string items of a
+    list. The value of `$append` or `$remove` is one item: a list there is an item that
+    holds a list, whose strings are kept whole, as in a list `$set` or `$union` stores."""
     items = f"list_transform(CAST({value} AS JSON[]), lambda item: {cut_string_sql('item')})"
     return (
-        f"CASE WHEN json_type({value}) = 'ARRAY' THEN to_json({items}) "
-        f"ELSE {cut_string_sql(value)} END"
+        f"CASE WHEN json_type({value}) = 'ARRAY' AND {operator} NOT IN ('$append', '$remove') "
+        f"THEN to_json({items}) ELSE {cut_string_sql(value)} END"
     )
 
 
