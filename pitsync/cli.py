@@ -180,7 +180,9 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="N=NAME",
         help="import column N as property NAME (repeatable); unmapped columns are skipped",
     )
-    imports.add_argument("--group-key", metavar="KEY", help="the rows are groups of this key")
+    imports.add_argument(
+        "--group-key", metavar="KEY", type=group_key, help="the rows are groups of this key"
+    )
     imports.add_argument(
         "--dry-run", action="store_true", help="show the first rows as mapped; change nothing"
     )
@@ -199,7 +201,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     users.add_argument("--limit", type=positive_count, metavar="N", help="at most N profiles")
     users.add_argument(
-        "--group-key", metavar="KEY", help="list the group profiles of this key instead"
+        "--group-key",
+        metavar="KEY",
+        type=group_key,
+        help="list the group profiles of this key instead",
     )
     add_format_argument(users, ("table", "csv", "json"))
     users.set_defaults(handler=command_users)
@@ -228,7 +233,9 @@ def build_parser() -> argparse.ArgumentParser:
     chosen = delete.add_mutually_exclusive_group(required=True)
     chosen.add_argument("--id", action="append", metavar="ID", help="a profile id (repeatable)")
     chosen.add_argument("--where", metavar="PREDICATE", help="every profile matching this")
-    delete.add_argument("--group-key", metavar="KEY", help="delete group profiles of this key")
+    delete.add_argument(
+        "--group-key", metavar="KEY", type=group_key, help="delete group profiles of this key"
+    )
     delete.set_defaults(handler=command_delete_profiles)
 
     model = commands.add_parser(
@@ -291,6 +298,16 @@ def positive_count(text: str) -> int:
     return count
 
 
+def group_key(text: str) -> str:
+    """A group key names a column: an empty one would quietly mean users instead."""
+    if not text.strip():
+        raise argparse.ArgumentTypeError(
+            "a group key cannot be empty; name one (e.g. company_id), or leave "
+            "--group-key out for users"
+        )
+    return text
+
+
 def add_format_argument(parser: argparse.ArgumentParser, choices: tuple[str, ...]) -> None:
     parser.add_argument(
         "--format", choices=choices, default="table", help="output format (default: table)"
@@ -302,6 +319,7 @@ def add_entity_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--group-key",
         metavar="KEY",
+        type=group_key,
         help="the group key (e.g. company_id); without it ID is a user",
     )
 

@@ -232,6 +232,17 @@ def test_delete_profiles_keeps_events(project: Project) -> None:
     assert project.query("SELECT count(*) FROM user_profiles") == [(0,)]
 
 
+@pytest.mark.parametrize("command", ["delete-profiles", "users", "profile", "feed"])
+def test_an_empty_group_key_is_a_usage_error_not_a_user(project: Project, command: str) -> None:
+    # `--group-key "$KEY"` with KEY unset must not quietly act on the user of that id.
+    people(project)
+    entity = ["--id", "bob"] if command == "delete-profiles" else ["bob"]
+    entity = [] if command == "users" else entity
+    refused = project.cli(command, *entity, "--group-key", "", check=False)
+    assert refused.returncode == 2 and "a group key cannot be empty" in refused.stderr
+    assert project.query("SELECT count(*) FROM user_profiles WHERE distinct_id = 'bob'") == [(1,)]
+
+
 def test_feed_lists_events_newest_first_within_the_window(project: Project) -> None:
     events_table(
         project,
