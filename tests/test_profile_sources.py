@@ -117,6 +117,21 @@ def test_profile_tables_refuse_mirror_and_history_keys(project: Project) -> None
         project.config()
 
 
+def test_a_profile_table_column_named_last_seen_is_refused_before_anything_changes(
+    project: Project,
+) -> None:
+    from pitsync.errors import ConfigError
+
+    project.source_sql(
+        'CREATE TABLE crm_users (user_id VARCHAR, "$last_seen" DATE)',
+        "INSERT INTO crm_users VALUES ('u1', DATE '1999-01-01')",
+    )
+    project.configure("crm_users", kind="user_profiles", id_column="user_id")
+    with pytest.raises(ConfigError, match=r"source column `\$last_seen` would be a property"):
+        project.sync("crm_users")
+    assert not project.store.exists()
+
+
 HISTORY_ROWS = [
     ("c1", "free", 3, "2024-01-01 00:00:00+00", None),
     ("c1", "pro", 10, "2024-06-01 00:00:00+00", None),

@@ -23,6 +23,7 @@ import duckdb
 import pyarrow as pa
 
 from pitsync.config import TableConfig
+from pitsync.errors import ConfigError
 from pitsync.modeling.intervals import ModelCounts, cursor_rejections, require_column
 from pitsync.modeling.profile_operators import (
     OPERATIONS,
@@ -34,7 +35,12 @@ from pitsync.modeling.profile_operators import (
     count_profiles,
     stage_schema,
 )
-from pitsync.modeling.profile_records import MAX_NAME_CHARACTERS, cut_value_sql, finite_sql
+from pitsync.modeling.profile_records import (
+    LAST_SEEN,
+    MAX_NAME_CHARACTERS,
+    cut_value_sql,
+    finite_sql,
+)
 from pitsync.modeling.staging import (
     REASON,
     STAGED,
@@ -194,7 +200,7 @@ class ProfilesModel:
 def stored_value_sql(column: str) -> str:
     """A column's value as a property: JSON, strings (and list items) cut as an update's
     are, and a NaN or infinite number undefined."""
-    return cut_value_sql(f"({finite_sql(f'to_json({column})')})")
+    return cut_value_sql(f"({finite_sql(f'to_json({column})')})", "'$set'")
 
 
 def plan_profiles(table: TableConfig, schema: pa.Schema) -> ProfilesModel:
@@ -206,4 +212,11 @@ def plan_profiles(table: TableConfig, schema: pa.Schema) -> ProfilesModel:
     keys = {table.id_column, table.cursor}
     properties = [name for name in names if name not in keys]
     check_column_names(table, properties, (table.id_column,))
+    if LAST_SEEN in properties:
+        raise ConfigError(
+            f"table `{table.name}`: source column `{LAST_SEEN}` would be a property, but "
+            f"pitsync keeps {LAST_SEEN} as the time of a profile's last update (a sync leaves "
+            "it alone); rename it in the source or a view",
+            table=table.name,
+        )
     return ProfilesModel(table, names, properties)
