@@ -34,6 +34,7 @@ import duckdb
 from croniter import CroniterBadDateError, croniter
 
 from pitsync.errors import ConfigError
+from pitsync.modeling.timestamps import is_ambiguous_zone_name
 
 CONFIG_ENV = "PITSYNC_CONFIG"
 DEFAULT_CONFIG = "pitsync.toml"
@@ -549,6 +550,13 @@ def known_zone_names() -> set[str]:
 def timezone_value(raw: dict[str, Any], *, where: str) -> str:
     """The IANA zone naive timestamps of this table are read in."""
     name = text_value(raw, "timezone", where=where, default="UTC")
+    if is_ambiguous_zone_name(name):
+        # DuckDB's list keeps Java's old abbreviations (`BST` is Bangladesh there).
+        raise ConfigError(
+            f"{where}: timezone {name!r} is an abbreviation, which names several zones; "
+            'give the IANA zone name (for example "Europe/London")',
+            key="timezone",
+        )
     if name != "UTC" and name not in known_zone_names():
         raise ConfigError(
             f"{where}: timezone {name!r} is not a known IANA zone name "

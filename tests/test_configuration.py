@@ -144,6 +144,22 @@ def test_unknown_timezone_names_the_zone_and_what_is_expected(tmp_path: Path) ->
         load_config(path)
 
 
+@pytest.mark.parametrize("abbreviation", ["BST", "IST", "CST", "PST", "AET"])
+def test_a_zone_abbreviation_is_refused_as_a_timezone(tmp_path: Path, abbreviation: str) -> None:
+    # DuckDB would read BST as Bangladesh, where a British user means British summer time.
+    path = config_with_setting(tmp_path, f'timezone = "{abbreviation}"')
+
+    with pytest.raises(ConfigError, match=in_order("timezone", "abbreviation", "IANA")):
+        load_config(path)
+
+
+@pytest.mark.parametrize("zone", ["EST", "Japan", "NZ", "EST5EDT", "Europe/London"])
+def test_a_short_name_of_the_zone_database_is_a_timezone(tmp_path: Path, zone: str) -> None:
+    path = config_with_setting(tmp_path, f'timezone = "{zone}"')
+
+    assert [table.timezone for table in load_config(path).tables.values()] == [zone]
+
+
 def test_unknown_time_unit_lists_the_units(tmp_path: Path) -> None:
     path = config_with_setting(tmp_path, 'time_unit = "sec"')
 

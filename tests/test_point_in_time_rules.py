@@ -316,6 +316,15 @@ TIME_CASES = [
         {"timezone": "Europe/Berlin"},
         "2024-07-01T09:00:00Z",
     ),
+    # An offset after UTC or GMT keeps its minutes; `Z` may follow a blank or be lower case;
+    # +14:00 (Kiribati) is the furthest a zone is from UTC.
+    ("VARCHAR", "'2024-07-01 09:00:00 UTC+05:30'", {}, "2024-07-01T03:30:00Z"),
+    ("VARCHAR", "'2024-07-01 09:00:00 gmt-0530'", {}, "2024-07-01T14:30:00Z"),
+    ("VARCHAR", "'2024-07-01 09:00:00 UTC-5:30'", {}, "2024-07-01T14:30:00Z"),
+    ("VARCHAR", "'2024-07-01 09:00:00 UTC+5'", {}, "2024-07-01T04:00:00Z"),
+    ("VARCHAR", "'2024-07-01 09:00:00 Z'", {"timezone": "Asia/Tokyo"}, "2024-07-01T09:00:00Z"),
+    ("VARCHAR", "'2024-07-01T09:00:00z'", {"timezone": "Asia/Tokyo"}, "2024-07-01T09:00:00Z"),
+    ("VARCHAR", "'2024-07-01 09:00:00+14:00'", {}, "2024-06-30T19:00:00Z"),
     # Short names of the zone database name one zone each, in any case: Japan is nine
     # hours ahead of UTC, EST5EDT is New York's rules (summer: four hours behind).
     ("VARCHAR", "'2024-07-01 09:00:00 Japan'", {}, "2024-07-01T00:00:00Z"),
@@ -351,6 +360,10 @@ def test_start_times_are_read_as_utc_instants(
         # No zone is 99 or 15 hours from UTC.
         "2024-07-01 09:00:00+99",
         "2024-07-01 09:00:00+15:00",
+        "2024-07-01 09:00:00+14:30",
+        "2024-07-01 09:00:00 UTC+15",
+        # A year of two digits: DuckDB would read the year 99.
+        "99-07-01 09:00:00",
     ],
 )
 def test_text_with_anything_after_the_time_that_is_no_zone_is_quarantined(

@@ -34,14 +34,25 @@ EPOCH_LIMITS = {
 MICROS_PER_UNIT = {"s": 1_000_000, "ms": 1_000, "us": 1}
 
 # Text that names its zone: a time of day followed by `Z` or an offset of at most 14
-# hours (`+01`, `-05:00`), or a date or time followed by a name (` UTC`,
-# ` America/New_York`, ` UTC-05:00`).
+# hours (`+01`, `-05:00`; no zone is further from UTC than +14:00), or a date or time
+# followed by a name (` UTC`, ` America/New_York`, ` UTC-05:00`).
+OFFSET = r"[+-]((0?\d|1[0-3])(:?[0-5]\d){0,2}|14(:?00){0,2})"
 ZONED_PATTERN = (
-    r".*\d:\d{1,2}(:\d{1,2}(\.\d*)?)?\s*([zZ]|[+-](0?\d|1[0-4])(:?[0-5]\d){0,2})"
+    rf".*\d:\d{{1,2}}(:\d{{1,2}}(\.\d*)?)?\s*([zZ]|{OFFSET})"
     r"|.*\d\s*[A-Za-z]{2}[\w/+:.-]*"  # two letters: `T9:00` is no zone
 )
 # Naive text: digits and the separators of a date and a time, nothing else.
 NAIVE_PATTERN = r"[0-9 T:./-]+"
+# Text times begin with a year of four digits: DuckDB reads `99-01-05` as the year 99.
+YEAR_FIRST = r"\d{4}[-/].*"
+# How the cast wants a zone written after the time, each rewritten in turn: `UTC+5:30` or
+# `GMT-0530` as a bare offset (DuckDB drops the minutes after `UTC`, and reads a one-digit
+# hour only there), and `Z` after a blank or in lower case as `+00`.
+OFFSET_SPELLINGS = (
+    (r"(\d)\s*(?i:utc|gmt)\s*([+-])(\d)((:?\d{2})?)$", r"\1\20\3\4"),
+    (r"(\d)\s*(?i:utc|gmt)\s*([+-]\d{2}(:?\d{2})?)$", r"\1\2"),
+    (r"(\d)\s*[zZ]$", r"\1+00"),
+)
 # A zone abbreviation after the time (`BST`, `pst`, `Ist`): each names several zones, and
 # DuckDB reads it, in any case, as one of them, often not the one meant. A short name the
 # zone database knows (`UTC`, `EST`, `Japan`) names one zone, and is read as that zone.
@@ -149,15 +160,19 @@ def text_sql(column: str, zone: str) -> str:
     """
     trimmed = f"trim({column}, {BLANKS})"
     offset_joined = f"regexp_replace({trimmed}, {quote_string(SPACE_BEFORE_OFFSET)}, '\\1\\2')"
+    for spelling, offset in OFFSET_SPELLINGS:
+        offset_joined = (
+            f"regexp_replace({offset_joined}, {quote_string(spelling)}, {quote_string(offset)})"
+        )
 
     def shaped(pattern: str) -> str:
-        return f"regexp_full_match({trimmed}, {quote_string(pattern)})"
+        return f"regexp_full_match({offset_joined}, {quote_string(pattern)})"
 
     known = ", ".join(quote_string(name) for name in sorted(KNOWN_SHORT_ZONES))
     word = f"lower(regexp_extract({trimmed}, {quote_string(TRAILING_WORD)}))"
     abbreviated = f"{shaped(ABBREVIATION_PATTERN)} AND {word} NOT IN ({known})"
     return (
-        f"CASE WHEN {abbreviated} THEN NULL "
+        f"CASE WHEN {abbreviated} OR NOT {shaped(YEAR_FIRST)} THEN NULL "
         f"WHEN {shaped(ZONED_PATTERN)} THEN TRY_CAST({offset_joined} AS TIMESTAMPTZ) "
         f"WHEN {shaped(NAIVE_PATTERN)} THEN timezone({zone}, TRY_CAST({trimmed} AS TIMESTAMP)) "
         "END"
