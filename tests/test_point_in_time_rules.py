@@ -514,3 +514,33 @@ def test_an_integer_id_of_the_event_side_joins_the_id_of_the_same_text(project: 
                 f"ON h.company_id = {spelling.format(key=key)} ORDER BY e.insert_id"
             )
             assert project.query(by_json) == [("e1", company, plan), ("e2", None, None)]
+
+
+def test_an_events_column_named_like_a_group_key_in_another_case_is_that_key(
+    project: Project,
+) -> None:
+    # Names compare without case in the store, so `Company_Id` is the group key
+    # company_id: its integers are stored as text, and a plain join compares text, where
+    # an integer column would make `007` equal to 7.
+    company_history(
+        project,
+        [
+            ("7", "seven", 1, "2024-01-01 00:00:00+00", None),
+            ("007", "agent", 2, "2024-01-01 00:00:00+00", None),
+        ],
+    )
+    project.source_sql(
+        "CREATE OR REPLACE TABLE events (event VARCHAR, distinct_id VARCHAR, "
+        '"Company_Id" INTEGER, time TIMESTAMPTZ)',
+        "INSERT INTO events VALUES ('login', 'x', 7, '2024-03-01 00:00:00+00')",
+    )
+    project.configure("product_events", kind="events", **{"from": "events"})
+    project.sync("company_plan_history")
+    project.sync("product_events")
+
+    assert project.query("SELECT typeof(Company_Id) FROM events") == [("VARCHAR",)]
+    plain = (
+        "SELECT h.plan FROM events AS e "
+        "JOIN company_plan_history AS h ON h.company_id = e.company_id"
+    )
+    assert project.query(plain) == [("seven",)]

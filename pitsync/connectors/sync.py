@@ -86,6 +86,7 @@ class Plan:
 
     model: Model
     cursor_type: pa.DataType | None = None
+    text_columns: tuple[str, ...] = ()  # as the source spells them (see `text_columns`)
 
 
 @dataclass(frozen=True)
@@ -153,7 +154,7 @@ def run_model(config: Config, plan: Plan, source: Source, options: SyncOptions) 
     con = open_for_writing(store, config.memory_limit, options.wait_seconds)
     try:
         check_property_ownership(con, model)
-        as_text = text_columns(table, group_keys_of(config))
+        as_text = list(plan.text_columns)
         watermark = None
         if table.mode == "append" and plan.cursor_type is not None:
             watermark = read_watermark(con, table, plan.cursor_type)
@@ -177,7 +178,11 @@ def plan_model(config: Config, table: TableConfig, source: Source) -> Plan:
     Raises ConfigError on any mismatch between the configuration and the columns.
     """
     group_keys = group_keys_of(config)
-    schema = source.schema(table.source_table, text_columns(table, group_keys))
+    as_text = text_columns(table, group_keys)
+    schema = source.schema(table.source_table, as_text)
+    spelled = text_columns(table, group_keys, schema.names)
+    if spelled != as_text:  # a group key the source spells in another case
+        as_text, schema = spelled, source.schema(table.source_table, spelled)
     check_lookback(table, schema)
     check_cursor(table, schema)
     model: Model
@@ -189,7 +194,7 @@ def plan_model(config: Config, table: TableConfig, source: Source) -> Plan:
         model = plan_events(table, schema, group_keys)
     # Each plan has checked that the cursor, when one is set, is a column of the schema.
     cursor_type = schema.field(table.cursor).type if table.cursor else None
-    return Plan(model, cursor_type)
+    return Plan(model, cursor_type, tuple(as_text))
 
 
 def check_cursor(table: TableConfig, schema: pa.Schema) -> None:
@@ -232,9 +237,12 @@ def group_keys_of(config: Config) -> set[str]:
     }
 
 
-def text_columns(table: TableConfig, group_keys: set[str]) -> list[str]:
+def text_columns(
+    table: TableConfig, group_keys: set[str], source_names: list[str] | None = None
+) -> list[str]:
     """Columns whose written text is the value: ids, group keys, insert ids, and a time not
-    in epochs."""
+    in epochs. Given the source's column names, an events column named like a group key
+    in another case (`Company_Id`) is that key's column, as the store compares names."""
     columns = [table.id_column]
     if table.is_profiles:
         return columns
@@ -242,9 +250,16 @@ def text_columns(table: TableConfig, group_keys: set[str]) -> list[str]:
     if table.time_unit is None and table.time_source_column != table.cursor:
         columns.append(table.time_source_column)
     if table.kind == "events":
-        ids = group_keys | ({table.insert_id} if table.insert_id else set())
+        keys = group_key_columns(group_keys, source_names) if source_names else group_keys
+        ids = keys | ({table.insert_id} if table.insert_id else set())
         columns.extend(sorted(ids - set(columns)))
     return columns
+
+
+def group_key_columns(group_keys: set[str], source_names: list[str]) -> set[str]:
+    """The group keys under the source's spelling, where a column matches one in any case."""
+    spelled = {name.lower(): name for name in source_names}
+    return {spelled.get(key.lower(), key) for key in group_keys}
 
 
 def check_property_ownership(con: duckdb.DuckDBPyConnection, model: Model) -> None:

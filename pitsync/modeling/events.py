@@ -153,7 +153,11 @@ def plan_events(table: TableConfig, schema: pa.Schema, group_keys: set[str]) -> 
         time_unit=table.time_unit,
         where=f"table `{table.name}`: column `{table.time_column}` (time_column)",
     )
-    id_properties = [name for name in properties if name in group_keys | {table.insert_id}]
+    # Names compare without case, as in the store: `Company_Id` is the group key company_id.
+    folded_keys = {key.lower() for key in group_keys}
+    id_properties = [
+        name for name in properties if name.lower() in folded_keys or name == table.insert_id
+    ]
     reading = time_reading(
         table.time_column, schema.field(table.time_column).type, table.timezone, table.time_unit
     )
