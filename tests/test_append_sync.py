@@ -1306,3 +1306,47 @@ def test_integer_ids_that_arrive_with_a_fraction_are_refused_in_append_mode(
             ("1", "free"),
             ("1", "pro"),
         ]
+
+
+@pytest.mark.backends("duckdb")
+@pytest.mark.parametrize("column", ["distinct_id", "company_id", "insert_id"])
+@pytest.mark.parametrize(("new_type", "refused"), [("DOUBLE", True), ("VARCHAR", False)])
+def test_integer_event_ids_that_arrive_with_a_fraction_are_refused_in_append_mode(
+    project: Project, column: str, new_type: str, refused: bool
+) -> None:
+    # A column of integers written again as doubles (as pandas writes integers beside a
+    # missing value) spells 7 as `7.0`: another user, group or event (rule 7). An append
+    # run would keep e1 twice, and its copy would join no company.
+    project.source_sql(
+        "CREATE TABLE events (insert_id INTEGER, event VARCHAR, distinct_id INTEGER, "
+        "time TIMESTAMPTZ, company_id INTEGER, loaded_at INTEGER)",
+        "INSERT INTO events VALUES (1, 'buy', 7, '2024-02-01 00:00+00', 7, 1)",
+    )
+    project.source_sql(CASE_DDL)
+    insert_rows(project, "company_plan_history", [("7", "2024-01-01 00:00+00", "pro")])
+    configure_case(project)
+    project.sync("company_plan_history")
+    project.configure(
+        "events", kind="events", mode="append", cursor="loaded_at", insert_id="insert_id"
+    )
+    project.sync("events")
+    others = [name for name in ("insert_id", "distinct_id", "company_id") if name != column]
+    project.source_sql(
+        f"CREATE OR REPLACE TABLE events AS SELECT CAST({column} AS {new_type}) AS {column}, "
+        f"event, time, loaded_at, {', '.join(others)} FROM events",
+        "INSERT INTO events BY NAME SELECT 2 AS insert_id, 'buy' AS event, 8 AS distinct_id, "
+        "TIMESTAMPTZ '2024-02-02 00:00+00' AS time, 7 AS company_id, 1 AS loaded_at",
+    )
+    joined = (
+        "SELECT e.insert_id, e.distinct_id, h.plan FROM events AS e "
+        "LEFT JOIN company_plan_history FOR SYSTEM_TIME AS OF e.time AS h "
+        "ON h.company_id = e.company_id ORDER BY 1"
+    )
+
+    if refused:
+        with pytest.raises(ConfigError, match=f"`{column}` held integer ids.*`[178]\\.0`"):
+            project.sync("events")
+        assert project.query(joined) == [("1", "7", "pro")]
+    else:
+        project.sync("events")
+        assert project.query(joined) == [("1", "7", "pro"), ("2", "8", "pro")]

@@ -41,6 +41,7 @@ from pitsync.modeling.intervals import (
     write_view,
 )
 from pitsync.modeling.schema_drift import (
+    check_event_ids_keep_their_text,
     check_keys_read_alike,
     column_types,
     meet_event_columns,
@@ -90,6 +91,7 @@ def apply_run(
         return model.replace(con, run_id, rows_read, quarantined), model  # the first run
     check_keys_read_alike(con, model)
     if isinstance(model, EventsModel):
+        check_event_ids_keep_their_text(con, model)
         inserted, updated, stored_events = merge_events(con, model)
         return ModelCounts(rows_read, inserted, quarantined, 0, updated), stored_events
 

@@ -18,10 +18,10 @@ from pitsync.errors import ConfigError
 from pitsync.modeling.events import EventsModel
 from pitsync.modeling.hidden_events import read_catalog
 from pitsync.modeling.intervals import ENTITY, HistoryModel
-from pitsync.modeling.staging import STAGED
+from pitsync.modeling.staging import REASON, STAGED, count
 from pitsync.modeling.timestamps import same_zone
 from pitsync.quoting import quote_identifier, quote_string
-from pitsync.store import END_TIME, INTERNAL_SCHEMA, START_TIME
+from pitsync.store import DISTINCT_ID, END_TIME, INTERNAL_SCHEMA, START_TIME
 
 log = logging.getLogger(__name__)
 
@@ -292,6 +292,51 @@ def check_ids_keep_their_text(con: duckdb.DuckDBPyConnection, model: HistoryMode
         key="id_column",
         table=table.name,
     )
+
+
+FRACTION = quote_string(r"[+-]?[0-9]+\.[0-9]+")
+FRACTIONAL_TYPES = ("FLOAT", "DOUBLE", "DECIMAL")
+
+
+def check_event_ids_keep_their_text(con: duckdb.DuckDBPyConnection, model: EventsModel) -> None:
+    """Refuse an append run whose event ids (user, group keys, insert id) now arrive from
+    a floating-point or decimal column written with a fraction (`7.0`), where the stored
+    events of the table hold that column without one: they are other ids (rule 7), so an
+    event read again would be kept twice, and its group would join no history."""
+    table = model.table
+    arriving = column_types(con, "main", STAGED, temporary=True)
+    stored_names = {table.id_column: DISTINCT_ID} | {name: name for name in model.id_properties}
+    for name, stored_name in stored_names.items():
+        if not arriving.get(name, "").startswith(FRACTIONAL_TYPES):
+            continue
+        example = first_fraction(con, STAGED, name, f"{REASON} IS NULL")
+        stored = quote_identifier(stored_name)
+        if example is None or not count(
+            con, f"SELECT count(*) FROM (FROM {model.stored} WHERE {stored} IS NOT NULL LIMIT 1)"
+        ):
+            continue
+        if first_fraction(con, model.stored, stored_name) is None:
+            raise ConfigError(
+                f"table `{table.name}`: column `{name}` held integer ids, and now arrives "
+                f"written with a fraction (such as `{example}`), which are other ids, so "
+                "every event read again would be kept twice. Nothing was applied: cast the "
+                'column to an integer in the source, or sync once with mode = "full" '
+                "(without `cursor` and `lookback`) to store the events by their new ids",
+                key="id_column" if name == table.id_column else None,
+                table=table.name,
+            )
+
+
+def first_fraction(
+    con: duckdb.DuckDBPyConnection, relation: str, column: str, where: str = "true"
+) -> str | None:
+    """One value of the column whose text is written with a fraction, if any."""
+    text = f"CAST({quote_identifier(column)} AS VARCHAR)"
+    rows = con.execute(
+        f"SELECT {text} FROM {relation} WHERE {where} AND regexp_full_match({text}, {FRACTION}) "
+        "LIMIT 1"
+    ).fetchall()
+    return rows[0][0] if rows else None
 
 
 def meet_source_columns(
