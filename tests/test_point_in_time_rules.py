@@ -544,3 +544,30 @@ def test_an_events_column_named_like_a_group_key_in_another_case_is_that_key(
         "JOIN company_plan_history AS h ON h.company_id = e.company_id"
     )
     assert project.query(plain) == [("seven",)]
+
+
+@pytest.mark.backends("duckdb")
+def test_a_property_two_events_tables_type_differently_is_its_text_in_events(
+    project: Project,
+) -> None:
+    # `x` is a time in one table and a number in the other: DuckDB could not read them as
+    # one column. `flag` is a boolean and a number: DuckDB would show true as 1. Numbers
+    # of two widths are still numbers.
+    project.source_sql(
+        "CREATE TABLE signups (event VARCHAR, distinct_id VARCHAR, time TIMESTAMPTZ, "
+        "x TIMESTAMP, flag BOOLEAN, amount INTEGER)",
+        "INSERT INTO signups VALUES ('signup', 'u1', '2024-01-01 00:00:00+00', "
+        "'2024-01-01 10:00:00', true, 2)",
+        "CREATE TABLE orders (event VARCHAR, distinct_id VARCHAR, time TIMESTAMPTZ, "
+        "x BIGINT, flag BIGINT, amount DOUBLE)",
+        "INSERT INTO orders VALUES ('order', 'u1', '2024-01-02 00:00:00+00', 5, 1, 2.5)",
+    )
+    project.configure("signups", kind="events")
+    project.configure("orders", kind="events")
+    project.sync("signups")
+    project.sync("orders")
+
+    assert project.query("SELECT event, x, flag, amount FROM events ORDER BY time") == [
+        ("signup", "2024-01-01 10:00:00", "true", 2.0),
+        ("order", "5", "1", 2.5),
+    ]

@@ -88,7 +88,9 @@ def read_catalog(con: duckdb.DuckDBPyConnection) -> list[CatalogEntry]:
 def refresh_views(con: duckdb.DuckDBPyConnection) -> None:
     """Rebuild the public views over what the catalog says the store holds."""
     catalog = read_catalog(con)
-    con.execute(f"CREATE OR REPLACE VIEW main.events AS {visible_events_sql(catalog)}")
+    events = [entry for entry in catalog if entry.is_events]
+    mixed = mixed_columns([stored_types(con, entry) for entry in events])
+    con.execute(f"CREATE OR REPLACE VIEW main.events AS {visible_events_sql(events, mixed)}")
     con.execute(f"CREATE OR REPLACE VIEW main.all_events AS {all_events_sql(catalog)}")
     con.execute(
         "CREATE OR REPLACE VIEW main.quarantine AS SELECT run_id, table_name, reason, "
@@ -99,16 +101,55 @@ def refresh_views(con: duckdb.DuckDBPyConnection) -> None:
     con.execute(f"CREATE OR REPLACE VIEW main.group_profiles AS {group_profiles_sql(catalog)}")
 
 
-def visible_events_sql(catalog: list[CatalogEntry]) -> str:
-    """Every events table, each property also a column, with a JSON of all properties."""
+def visible_events_sql(events: list[CatalogEntry], mixed: set[str]) -> str:
+    """Every events table, each property also a column, with a JSON of all properties.
+
+    A property that events tables hold as types of different kinds (`mixed`, lower case)
+    is its text in the column: DuckDB would read a boolean as 1, and fail on times and
+    numbers together only as the rows were read."""
+
+    def column(name: str) -> str:
+        quoted = quote_identifier(name)
+        return f"CAST({quoted} AS VARCHAR) AS {quoted}" if name.lower() in mixed else quoted
+
     parts = [
         f"SELECT event, distinct_id, time, {json_object_sql(entry.properties)} AS properties"
-        + "".join(f", {quote_identifier(name)}" for name in entry.properties)
+        + "".join(f", {column(name)}" for name in entry.properties)
         + f" FROM {entry.stored_as}"
-        for entry in catalog
-        if entry.is_events
+        for entry in events
     ]
     return " UNION ALL BY NAME ".join(parts) if parts else EMPTY_EVENTS
+
+
+def stored_types(con: duckdb.DuckDBPyConnection, entry: CatalogEntry) -> dict[str, str]:
+    """An events table's stored columns and their types, names in lower case."""
+    schema, _, table = entry.stored_as.partition(".")
+    rows = con.execute(
+        "SELECT column_name, data_type FROM duckdb_columns() "
+        "WHERE database_name <> 'temp' AND schema_name = ? AND table_name = ?",
+        [schema, table.strip('"').replace('""', '"')],
+    ).fetchall()
+    return {str(name).lower(): str(kind) for name, kind in rows}
+
+
+def mixed_columns(tables: list[dict[str, str]]) -> set[str]:
+    """The columns that tables hold as types of different kinds. Numbers of any width or
+    precision are one kind, which DuckDB widens to one type."""
+    kinds: dict[str, set[str]] = {}
+    for types in tables:
+        for name, kind in types.items():
+            kinds.setdefault(name, set()).add("number" if is_number(kind) else kind)
+    return {name for name, found in kinds.items() if len(found) > 1}
+
+
+def is_number(kind: str) -> bool:
+    return kind in NUMBER_TYPES or kind.startswith("DECIMAL")
+
+
+NUMBER_TYPES = frozenset(
+    ["TINYINT", "SMALLINT", "INTEGER", "BIGINT", "HUGEINT", "UTINYINT", "USMALLINT"]
+    + ["UINTEGER", "UBIGINT", "UHUGEINT", "FLOAT", "DOUBLE"]
+)
 
 
 def all_events_sql(catalog: list[CatalogEntry]) -> str:
