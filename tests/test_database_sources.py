@@ -437,6 +437,31 @@ def test_sqlite_numeric_ids_are_the_text_sqlite_prints(project: Project) -> None
 
 
 @pytest.mark.backends("sqlite")
+def test_a_sqlite_numeric_cursor_past_2_to_the_53_loses_no_boundary_row(project: Project) -> None:
+    # The cursor is read as a double, which rounds 1709251200123456900 up to
+    # 1709251200123457024; SQLite compares the stored integer with it exactly, so a
+    # watermark of the rounded value would leave out a row at the boundary.
+    loaded = 1709251200123456900
+    project.database_sql(
+        "CREATE TABLE account_history (account_id TEXT, start_timestamp TEXT, plan TEXT, "
+        "loaded NUMERIC)",
+        f"INSERT INTO account_history VALUES ('a1', '2024-01-01 00:00:00', 'free', {loaded})",
+    )
+    configure_accounts(project, mode="append", cursor="loaded")
+    project.sync("account_history")
+    project.database_sql(
+        f"INSERT INTO account_history VALUES ('a2', '2024-01-02 00:00:00', 'pro', {loaded})"
+    )
+    record = project.sync("account_history")
+
+    assert (record.rows_read, record.inserted) == (2, 1)
+    assert project.query("SELECT account_id FROM account_history ORDER BY 1") == [
+        ("a1",),
+        ("a2",),
+    ]
+
+
+@pytest.mark.backends("sqlite")
 def test_sqlite_epochs_in_a_timestamp_column_are_read_by_time_unit(project: Project) -> None:
     # SQLite declares the column TIMESTAMP (read as text) but keeps epoch seconds in it.
     project.database_sql(

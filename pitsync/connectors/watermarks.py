@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -38,6 +39,11 @@ class Watermark:
         """The value the next run reads from: the watermark, less the lookback."""
         row = con.execute(f"SELECT CAST(? AS {self.type_name})", [self.value]).fetchone()
         value = row[0] if row else None
+        if isinstance(value, float) and math.isfinite(value):
+            # A cursor read as a double (SQLite's NUMERIC) may hold integers a double
+            # rounds up; the source compares them exactly, and would leave out the rows
+            # at the boundary. One step below reads them again, which changes nothing.
+            return math.nextafter(value, -math.inf)
         if not table.lookback_seconds or value is None:
             return value
         if not self.type_name.upper().startswith(TIME_TYPE_PREFIXES):
