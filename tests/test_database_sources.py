@@ -635,6 +635,17 @@ def test_redact_hides_each_piece_of_a_password_the_driver_cut_apart(
     assert redact(echoed, uri) == shown
 
 
+def test_redact_hides_a_password_up_to_the_next_parameter_and_no_further() -> None:
+    # Unquoted, a password ends at a blank: the driver echoes the word after it.
+    spaced = "host=127.0.0.1 port=5432 password=Hunter2 Secret dbname=test"
+    assert redact('missing "=" after "Secret"', spaced) == 'missing "=" after "***"'
+    quoted = "host=127.0.0.1 password='Hunter2 Secret' dbname=test"
+    assert redact("password Hunter2 Secret rejected", quoted) == "password *** rejected"
+    # The database named after the password is no secret.
+    uri = "postgresql://postgres@127.0.0.1:5432/?password=Sekr1t&dbname=nosuchdb"
+    assert redact('database "nosuchdb" does not exist', uri) == 'database "nosuchdb" does not exist'
+
+
 @pytest.mark.backends("postgres")
 def test_a_password_cut_apart_by_the_driver_is_not_printed(project: Project) -> None:
     project.write_config(

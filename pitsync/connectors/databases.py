@@ -568,5 +568,13 @@ def passwords_in(uri: str) -> set[str]:
     if password:
         found.add(password)
     found.update(re.findall(r"password\s*=\s*([^\s&;]+)", uri, flags=re.IGNORECASE))
-    found.update(re.findall(r"password\s*=\s*(\S+)", uri, flags=re.IGNORECASE))
+    found.update(re.findall(r"password\s*=\s*'([^']*)'", uri, flags=re.IGNORECASE))
+    # A password runs on over blanks, `&` and `;` until the next `name=`: the driver's
+    # parser cuts it there, and may echo the rest; the next parameter is no secret.
+    found.update(
+        value.strip() for value in re.findall(PASSWORD_TO_NEXT_PARAMETER, uri, flags=re.IGNORECASE)
+    )
     return found
+
+
+PASSWORD_TO_NEXT_PARAMETER = r"password\s*=\s*((?:[^\s&;]|[\s&;]+(?![A-Za-z_]\w*\s*=))+)"
