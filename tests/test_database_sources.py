@@ -10,6 +10,7 @@ import datetime as dt
 import importlib.util
 import json
 import tomllib
+from collections.abc import Callable
 from decimal import Decimal
 from pathlib import Path
 
@@ -886,3 +887,29 @@ def test_numeric_and_char_ids_are_the_text_postgres_prints(project: Project) -> 
     ]
     assert project.query("SELECT count(*) FROM _pitsync.superseded") == [(0,)]
     assert project.query("SELECT reason FROM quarantine") == [("missing id",)]
+
+
+@pytest.mark.backends("sqlite")
+@pytest.mark.parametrize(
+    ("make", "said"),
+    [
+        (
+            lambda path: path.write_text("hello"),
+            "is not an SQLite database (file is not a database)",
+        ),
+        (lambda path: path.mkdir(), "is a folder"),
+        (lambda path: None, "not found"),
+    ],
+)
+def test_a_sqlite_path_that_is_no_database_says_so_once(
+    project: Project, make: Callable[[Path], object], said: str
+) -> None:
+    configure_accounts(project)
+    project.sqlite_file.unlink(missing_ok=True)
+    make(project.sqlite_file)
+
+    with pytest.raises(SourceError) as raised:
+        project.sync("account_history")
+    message = str(raised.value)
+    assert said in message and "check `path`" in message
+    assert "uri" not in message and message.count("source `warehouse`") == 1

@@ -101,9 +101,9 @@ class DatabaseSource:
 
     def connect(self) -> Any:
         module = load_driver(self.config, self.driver)
+        if self.config.type == "sqlite":
+            return connect_sqlite(module, self.config)
         try:
-            if self.config.type == "sqlite":
-                return module.connect(sqlite_read_only_uri(self.config))
             if self.config.type == "bigquery":
                 return module.connect(db_kwargs={"uri": self.uri})
             return module.connect(self.uri)
@@ -246,12 +246,32 @@ def load_driver(config: SourceConfig, driver: Driver) -> Any:
         ) from None
 
 
+def connect_sqlite(module: Any, config: SourceConfig) -> Any:
+    """The SQLite file, opened read-only, once it has answered as a database: SQLite
+    opens any file, and says it is none only at the first query."""
+    connection = module.connect(sqlite_read_only_uri(config))
+    try:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT count(*) FROM sqlite_master")
+            cursor.fetchall()
+    except Exception as error:  # the driver's DB-API error classes
+        connection.close()
+        reason = first_line(error).rpartition(": ")[2]
+        raise SourceError(
+            f"source `{config.name}`: {config.path} is not an SQLite database ({reason}); "
+            f"check `path` in [sources.{config.name}]",
+            source=config.name,
+        ) from None
+    return connection
+
+
 def sqlite_read_only_uri(config: SourceConfig) -> str:
     """SQLite opens a missing file by creating it; a source must exist and stay unchanged."""
     path = config.path
     if path is None or not path.is_file():
+        found = "is a folder" if path is not None and path.is_dir() else "not found"
         raise SourceError(
-            f"source `{config.name}`: SQLite file {path} not found; check `path` in "
+            f"source `{config.name}`: SQLite file {path} {found}; check `path` in "
             f"[sources.{config.name}]",
             source=config.name,
         )
