@@ -277,6 +277,9 @@ def test_feed_lists_events_newest_first_within_the_window(project: Project) -> N
     assert feed("--days", "60") == ["login", "purchase", "login"]
     assert feed("--days", "90", "--hide", "login") == ["purchase"]
     assert feed("--from", "2020-05-01T00:00:00Z", "--to", "2020-06-01T00:00:00Z") == ["login"]
+    # Other ISO 8601 forms: a basic date, a week date (Wednesday 6 May), an hour alone.
+    assert feed("--from", "20200501", "--to", "2020-W19-3") == ["login"]
+    assert feed("--from", "2020-05-04T00", "--to", "2020-05-05T00+00:00") == []
     assert project.cli("feed", "ann", "--days", "7", check=False).returncode == 2
 
 

@@ -183,9 +183,9 @@ def feed_sql(
 
 
 def parse_moment(text: str, option: str) -> str:
-    """ISO 8601 text checked in Python; the store reads it as a TIMESTAMPTZ."""
-    moment_of(text, option)
-    return text
+    """ISO 8601 text read in Python, and written again in the one form the store reads as
+    a TIMESTAMPTZ (Python also reads `20250101` and week dates, which DuckDB does not)."""
+    return moment_of(text, option).isoformat()
 
 
 def moment_of(text: str, option: str) -> dt.datetime:
