@@ -80,7 +80,8 @@ class Model:
         else:
             refused = set()
             for name, value in payload.items():
-                if not apply_operator(profile.properties, operator, cut_name(name), cut(value)):
+                item = cut_item(value) if operator in ONE_ITEM else cut(value)
+                if not apply_operator(profile.properties, operator, cut_name(name), item):
                     refused.add(cut_name(name))
             self.warnings += len(refused)
         if not record.get("$ignore_time", False):
@@ -151,6 +152,15 @@ def cut_string(text: str) -> str:
     while len(text.encode("utf-8")) > 255:
         text = text[:-1]
     return text
+
+
+# The value of these operators is one item of a list: cut if it is a string; a list
+# there is an item whose strings are no items of the property's list.
+ONE_ITEM = ("$append", "$remove")
+
+
+def cut_item(value: Any) -> Any:
+    return cut_string(value) if isinstance(value, str) else value
 
 
 def cut(value: Any) -> Any:

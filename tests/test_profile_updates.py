@@ -264,6 +264,23 @@ def test_last_seen_is_the_last_update_time_unless_ignored(profiles: Profiles) ->
     assert profiles.last_seen("u1") == "2024-03-01T00:00:00"
 
 
+def test_a_time_outside_the_years_1_to_9999_is_rejected(profiles: Profiles) -> None:
+    # -70e9 seconds is the year 249 BC; 1.7e15, microseconds, read as milliseconds, is
+    # the year 55840; the year 0 is 1 BC.
+    report = profiles.apply(
+        user("$set", {"a": 1}, **{"$time": -70_000_000_000}),
+        user("$set", {"a": 2}, **{"$time": 1_700_000_000_000_000}),
+        user("$set", {"a": 3}, **{"$time": "0000-01-01T00:00:00Z"}),
+        user("$set", {"a": 4}, **{"$time": "9999-12-31T23:59:59Z"}),
+    )
+    assert profiles.user("u1") == {"a": 4}
+    assert [line.split(" is outside")[0] for line in report.rejections] == [
+        "line 1: $time -70000000000",
+        "line 2: $time 1700000000000000",
+        'line 3: $time "0000-01-01T00:00:00Z"',
+    ]
+
+
 def test_last_seen_without_time_is_now(profiles: Profiles) -> None:
     profiles.apply(user("$set", {"a": 1}))
     rows = profiles.rows("SELECT now() - last_seen < INTERVAL 1 MINUTE FROM user_profiles")

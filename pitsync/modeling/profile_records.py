@@ -15,7 +15,7 @@ from __future__ import annotations
 import duckdb
 
 from pitsync.modeling.profile_operators import MAX_NESTED_BYTES, OPERATIONS, UPDATES, USER_KEY
-from pitsync.modeling.timestamps import text_sql
+from pitsync.modeling.timestamps import beyond_moments_sql, text_sql
 from pitsync.quoting import quote_identifier, quote_string
 
 LINES = "__pitsync_lines"
@@ -162,6 +162,9 @@ def problem_sql() -> str:
             'wrong value type: $ignore_time must be true or false'
         WHEN update_time IS NOT NULL AND parsed_time IS NULL THEN
             'wrong value type: $time must be milliseconds since 1970 or ISO 8601 text'
+        WHEN {beyond_moments_sql("parsed_time")} THEN
+            '$time ' || update_time || ' is outside the years 1 to 9999 (seconds or ' ||
+            'milliseconds since 1970, or ISO 8601 text)'
         WHEN list_contains({sql_list(OBJECT_OPERATORS)}, operators[1])
              AND coalesce(json_type(payload), 'NULL') <> 'OBJECT' THEN
             'wrong value type: ' || operators[1] || ' takes an object of properties'
