@@ -86,6 +86,8 @@ RESERVED_TABLE_NAMES = {
     "group_profiles",
 }
 INTERNAL_PREFIX = "__pitsync_"  # a run's temporary tables and derived columns
+# The table name runs of profile updates (engage, import-csv) are recorded under.
+PROFILES_TABLE = "profiles"
 
 
 @dataclass(frozen=True)
@@ -349,6 +351,13 @@ def parse_table(name: str, raw: dict[str, Any], sources: dict[str, SourceConfig]
         raise ConfigError(
             f"{where}: `{name}` is a name the store keeps for its own relations "
             f"({', '.join(sorted(RESERVED_TABLE_NAMES))}); rename the history table and set "
+            f'from = "{name}" to keep reading the same source table',
+            table=name,
+        )
+    if name.lower() == PROFILES_TABLE:
+        raise ConfigError(
+            f"{where}: `{name}` is the name the runs and quarantined records of profile "
+            f"updates (engage, import-csv) are kept under; rename the table and set "
             f'from = "{name}" to keep reading the same source table',
             table=name,
         )

@@ -542,3 +542,19 @@ def test_same_property_on_a_different_kind_of_entity_is_allowed(project: Project
     record = project.sync("company_billing")
 
     assert (record.status, record.inserted) == ("succeeded", 1)
+
+
+@pytest.mark.parametrize("kind", ['"user_profiles"', '"events"', '"group_history"'])
+def test_a_table_named_profiles_is_refused_as_the_name_of_profile_update_runs(
+    tmp_path: Path, kind: str
+) -> None:
+    # `pitsync runs --table profiles` and the quarantine would mix its runs with those
+    # of engage and import-csv.
+    path = config_file(tmp_path, "[tables.company_plan_history]", "[tables.Profiles]")
+    Path(path).write_text(
+        Path(path).read_text().replace('kind = "group_history"', f"kind = {kind}"),
+        encoding="utf-8",
+    )
+
+    with pytest.raises(ConfigError, match=in_order("`Profiles`", "profile updates", 'from = "')):
+        load_config(path)

@@ -17,7 +17,7 @@ from pathlib import Path
 import duckdb
 import pyarrow as pa
 
-from pitsync.config import Config
+from pitsync.config import PROFILES_TABLE, Config
 from pitsync.connectors.runs import RunRecord, next_run_id, utc_now, write_run
 from pitsync.connectors.sync import record_failure
 from pitsync.connectors.update_files import array_records, is_json_array, line_batches, update_file
@@ -40,7 +40,6 @@ from pitsync.store import DEFAULT_WAIT_SECONDS, DISTINCT_ID, QUARANTINE, open_fo
 
 log = logging.getLogger(__name__)
 
-PROFILES_TABLE = "profiles"  # the table name profile runs are recorded under
 MAX_REJECTIONS_SHOWN = 100
 
 
