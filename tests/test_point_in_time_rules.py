@@ -571,3 +571,25 @@ def test_a_property_two_events_tables_type_differently_is_its_text_in_events(
         ("signup", "2024-01-01 10:00:00", "true", 2.0),
         ("order", "5", "1", 2.5),
     ]
+
+
+@pytest.mark.backends("duckdb")
+def test_an_event_without_a_user_is_kept_as_anonymous_and_one_without_a_name_is_not(
+    project: Project,
+) -> None:
+    project.source_sql(
+        "CREATE TABLE events (event VARCHAR, distinct_id VARCHAR, time TIMESTAMPTZ)",
+        "INSERT INTO events VALUES ('view', NULL, '2024-01-01 00:00:00+00'), "
+        "('view', '', '2024-01-02 00:00:00+00'), ('view', 'u1', '2024-01-03 00:00:00+00'), "
+        "(NULL, 'u1', '2024-01-04 00:00:00+00'), ('', 'u1', '2024-01-05 00:00:00+00')",
+    )
+    project.configure("events", kind="events")
+    record = project.sync("events")
+
+    assert (record.rows_read, record.inserted, record.quarantined) == (5, 3, 2)
+    assert project.query("SELECT distinct_id FROM events ORDER BY time") == [
+        (None,),
+        ("",),
+        ("u1",),
+    ]
+    assert project.query("SELECT reason FROM quarantine") == [("missing event name",)] * 2
