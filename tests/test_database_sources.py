@@ -780,6 +780,7 @@ def test_infinite_times_are_kept_as_infinities_and_ones_past_reach_are_quarantin
         "(3, '2024-01-01 00:00+00', NULL, '-infinity', NULL, '2024-01-02 00:00+00', 'b'), "
         "(4, '2024-01-01 00:00+00', NULL, NULL, '{2024-01-01, infinity}', NULL, 'c'), "
         "(5, '2024-01-01 00:00+00', '294250-01-01 00:00+00', NULL, NULL, NULL, 'e'), "
+        "(7, '2024-01-01 00:00+00', NULL, NULL, '{2024-01-01, 294270-01-01 00:00}', NULL, 'f'), "
         # A tie the infinite updated_at wins, as it does in PostgreSQL.
         "(6, '2024-01-01 00:00+00', NULL, NULL, NULL, 'infinity', 'winner'), "
         "(6, '2024-01-01 00:00+00', NULL, NULL, NULL, '2024-05-01 00:00+00', 'loser')",
@@ -793,8 +794,8 @@ def test_infinite_times_are_kept_as_infinities_and_ones_past_reach_are_quarantin
     )
     record = project.sync("subscriptions")
 
-    # Four intervals (6's loser is kept only as a hidden event), two rows quarantined.
-    assert (record.inserted, record.quarantined, record.conflicts) == (4, 2, 1)
+    # Four intervals (6's loser is kept only as a hidden event), three rows quarantined.
+    assert (record.inserted, record.quarantined, record.conflicts) == (4, 3, 1)
     assert project.query(
         "SELECT user_id, expires_at::VARCHAR, valid_to::VARCHAR, notices, plan "
         "FROM subscriptions ORDER BY user_id"
@@ -805,8 +806,9 @@ def test_infinite_times_are_kept_as_infinities_and_ones_past_reach_are_quarantin
         ("6", None, None, None, "winner"),
     ]
     assert project.query("SELECT reason FROM quarantine ORDER BY row_data->>'user_id'") == [
-        ("infinite time in array column notices",),
+        ("infinite or out-of-range time in array column notices",),
         ("out-of-range time in column expires_at",),
+        ("infinite or out-of-range time in array column notices",),
     ]
 
 

@@ -90,24 +90,32 @@ def unreadable_column(
         reason = exp.Literal.string(f"NaN in numeric column {name}")
         case = case.when(exp.EQ(this=column, expression=not_a_number), reason)
     for name, postgres_type in time_arrays.items():
-        reason = exp.Literal.string(f"infinite time in array column {name}")
+        reason = exp.Literal.string(f"infinite or out-of-range time in array column {name}")
         case = case.when(unreadable_time(name, postgres_type), reason)
     return exp.alias_(case, UNREADABLE, quoted=True)
 
 
+# Microseconds since 1970 in 64 bits reach 294247-01-10: the driver wraps a later time
+# around to one some 290,000 years BC. A date of PostgreSQL's always fits its days.
+FIRST_WRAPPED_TIME = "294247-01-01 00:00:00"
+
+
 def unreadable_time(name: str, postgres_type: str) -> exp.Expr:
-    """True for an array of PostgreSQL times holding an infinity, which the driver would
-    turn into a time some 290,000 years BC."""
+    """True for an array of PostgreSQL times holding an infinity or a time past the
+    driver's range, which the driver would turn into a time some 290,000 years BC."""
     column = exp.column(name, quoted=True)
     item_type = exp.DataType.build(postgres_type.removeprefix("_"), dialect="postgres")
-    infinities = [
-        exp.EQ(
-            this=exp.cast(exp.Literal.string(infinity), item_type.copy()),
+
+    def any_item(comparison: type[exp.Binary], value: str) -> exp.Expr:
+        return comparison(
+            this=exp.cast(exp.Literal.string(value), item_type.copy()),
             expression=exp.Any(this=exp.paren(column.copy())),
         )
-        for infinity in ("infinity", "-infinity")
-    ]
-    return exp.or_(*infinities)
+
+    found = [any_item(exp.EQ, infinity) for infinity in ("infinity", "-infinity")]
+    if postgres_type != "_date":
+        found.append(any_item(exp.LTE, FIRST_WRAPPED_TIME))
+    return exp.or_(*found)
 
 
 def at_or_past(column: str, dialect: str, *, source_type: str | None = None) -> exp.Expr:
