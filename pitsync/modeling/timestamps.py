@@ -159,24 +159,38 @@ def text_sql(column: str, zone: str) -> str:
     other text, is unreadable (NULL).
     """
     trimmed = f"trim({column}, {BLANKS})"
-    offset_joined = f"regexp_replace({trimmed}, {quote_string(SPACE_BEFORE_OFFSET)}, '\\1\\2')"
-    for spelling, offset in OFFSET_SPELLINGS:
-        offset_joined = (
-            f"regexp_replace({offset_joined}, {quote_string(spelling)}, {quote_string(offset)})"
-        )
 
-    def shaped(pattern: str) -> str:
-        return f"regexp_full_match({offset_joined}, {quote_string(pattern)})"
+    def shaped(text: str, pattern: str) -> str:
+        return f"regexp_full_match({text}, {quote_string(pattern)})"
 
     known = ", ".join(quote_string(name) for name in sorted(KNOWN_SHORT_ZONES))
     word = f"lower(regexp_extract({trimmed}, {quote_string(TRAILING_WORD)}))"
-    abbreviated = f"{shaped(ABBREVIATION_PATTERN)} AND {word} NOT IN ({known})"
+    abbreviated = f"{shaped(trimmed, ABBREVIATION_PATTERN)} AND {word} NOT IN ({known})"
+    # Its shape is checked again once the zone is spelled as the cast wants it: `UTC+15`
+    # names a zone, and `+15` no offset.
+    spelled = offset_spelled(trimmed)
+    zoned = (
+        f"CASE WHEN {shaped(spelled, ZONED_PATTERN)} THEN TRY_CAST({spelled} AS TIMESTAMPTZ) END"
+    )
     return (
-        f"CASE WHEN {abbreviated} OR NOT {shaped(YEAR_FIRST)} THEN NULL "
-        f"WHEN {shaped(ZONED_PATTERN)} THEN TRY_CAST({offset_joined} AS TIMESTAMPTZ) "
-        f"WHEN {shaped(NAIVE_PATTERN)} THEN timezone({zone}, TRY_CAST({trimmed} AS TIMESTAMP)) "
+        f"CASE WHEN {abbreviated} OR NOT {shaped(trimmed, YEAR_FIRST)} THEN NULL "
+        f"WHEN {shaped(trimmed, ZONED_PATTERN)} THEN {zoned} "
+        f"WHEN {shaped(trimmed, NAIVE_PATTERN)} "
+        f"THEN timezone({zone}, TRY_CAST({trimmed} AS TIMESTAMP)) "
         "END"
     )
+
+
+def offset_spelled(text: str) -> str:
+    """Zoned text with its offset written against the time, and `UTC+hh:mm` or `Z` as the
+    cast reads them (`OFFSET_SPELLINGS`); only text that may need it is rewritten, as
+    most zoned text is written as the cast reads it."""
+    joined = f"regexp_replace({text}, {quote_string(SPACE_BEFORE_OFFSET)}, '\\1\\2')"
+    spelled = joined
+    for spelling, offset in OFFSET_SPELLINGS:
+        spelled = f"regexp_replace({spelled}, {quote_string(spelling)}, {quote_string(offset)})"
+    unusual = f"(lower({text}) SIMILAR TO '.*(utc|gmt).*' OR {text} SIMILAR TO '.*(\\sZ|z)')"
+    return f"CASE WHEN {unusual} THEN {spelled} ELSE {joined} END"
 
 
 def iso_sql(column: str, type_name: str, *, utc_suffix: str = "+00:00") -> str:
