@@ -8,7 +8,8 @@ import pytest
 import sqlglot
 
 from pitsync.errors import QueryRefused
-from pitsync.queries.execute import translate
+from pitsync.queries.execute import QuerySession, translate
+from tests.conftest import Project, company_history, login_events
 
 FIXTURES = Path(__file__).parent / "fixtures" / "temporal_rewrites.sql"
 RELATIONS = {"h", "u", "events"}
@@ -57,12 +58,19 @@ REFUSED = [
     (
         "SELECT * FROM events AS e FULL JOIN h FOR SYSTEM_TIME AS OF e.time AS h "
         "ON h.company_id = e.company_id",
-        "only JOIN and LEFT JOIN",
+        "only JOIN, LEFT JOIN, SEMI JOIN and ANTI JOIN take .* not FULL JOIN",
     ),
     (
         "SELECT * FROM events AS e RIGHT JOIN h FOR SYSTEM_TIME AS OF e.time AS h "
         "ON h.company_id = e.company_id",
-        "only JOIN and LEFT JOIN",
+        "not RIGHT JOIN",
+    ),
+    ("SELECT * FROM events AS e CROSS JOIN h FOR SYSTEM_TIME AS OF e.time AS h", "not CROSS JOIN"),
+    ("SELECT * FROM events AS e NATURAL JOIN h FOR SYSTEM_TIME AS OF e.time", "not NATURAL JOIN"),
+    (
+        "SELECT * FROM events AS e ASOF LEFT JOIN h FOR SYSTEM_TIME AS OF e.time AS h "
+        "ON h.company_id = e.company_id",
+        "not ASOF LEFT JOIN",
     ),
     ("SELECT * FROM events AS e, h FOR SYSTEM_TIME AS OF e.time", "needs ON h.company_id = "),
     ("SELECT * FROM h FOR SYSTEM_TIME AS OF now() TABLESAMPLE 1 ROWS", "sample the result"),
@@ -78,3 +86,62 @@ REFUSED = [
 def test_temporal_forms_that_cannot_be_answered_are_refused(query: str, message: str) -> None:
     with pytest.raises(QueryRefused, match=message):
         translate(query, RELATIONS, HISTORY)
+
+
+# --- the rewritten joins, run on a small store ----------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory: pytest.TempPathFactory) -> Project:
+    """c1 is free from 1 January and pro from 1 February; c2 is on team from 15 January;
+    c3 has no history. e3 comes before c2's first row, so no interval holds it."""
+    project = Project(root=tmp_path_factory.mktemp("joins"))
+    company_history(
+        project,
+        [
+            ("c1", "free", 1, "2024-01-01 00:00:00+00", None),
+            ("c1", "pro", 5, "2024-02-01 00:00:00+00", None),
+            ("c2", "team", 9, "2024-01-15 00:00:00+00", None),
+        ],
+    )
+    login_events(
+        project,
+        [
+            ("e1", "c1", "2024-01-10 00:00:00+00"),
+            ("e2", "c1", "2024-02-10 00:00:00+00"),
+            ("e3", "c2", "2024-01-10 00:00:00+00"),
+            ("e4", "c3", "2024-01-10 00:00:00+00"),
+            ("e5", "c2", "2024-01-20 00:00:00+00"),
+        ],
+    )
+    project.sync("company_plan_history")
+    project.sync("product_events")
+    return project
+
+
+def event_ids(project: Project, sql: str) -> list[str]:
+    with QuerySession(project.store) as session:
+        return sorted(str(row[0]) for row in session.query(sql).fetchall())
+
+
+AS_OF = "company_plan_history FOR SYSTEM_TIME AS OF e.time AS h ON h.company_id = e.company_id"
+
+
+@pytest.mark.parametrize(
+    ("join", "condition", "expected"),
+    [
+        ("ANTI JOIN", "", ["e3", "e4"]),
+        ("LEFT ANTI JOIN", "", ["e3", "e4"]),
+        ("SEMI JOIN", "", ["e1", "e2", "e5"]),
+        ("LEFT SEMI JOIN", "", ["e1", "e2", "e5"]),
+        # e2's holding interval is pro; its older free one must not count.
+        ("ANTI JOIN", " AND h.plan = 'free'", ["e2", "e3", "e4", "e5"]),
+        ("SEMI JOIN", " AND h.plan = 'free'", ["e1"]),
+        ("SEMI JOIN", " AND h.plan = 'pro'", ["e2"]),
+    ],
+)
+def test_semi_and_anti_joins_test_the_interval_holding_the_moment(
+    store: Project, join: str, condition: str, expected: list[str]
+) -> None:
+    sql = f"SELECT e.insert_id FROM events AS e {join} {AS_OF}{condition}"
+    assert event_ids(store, sql) == expected

@@ -6,9 +6,10 @@ Two forms, told apart by whether the moment refers to a column:
   on the intervals that hold that moment: `start_time <= m AND (end_time IS NULL OR
   m < end_time)`;
 - `LEFT JOIN h FOR SYSTEM_TIME AS OF e.time AS h ON h.company_id = e.company_id` becomes
-  `ASOF LEFT JOIN h ON h.company_id = e.company_id AND e.time >= h.start_time`. Since an
-  entity's intervals are contiguous, the latest start at or before the moment is the
-  interval holding it; an unmatched row keeps NULLs.
+  `ASOF LEFT JOIN h ON h.company_id = e.company_id AND e.time >= h.start_time` (and
+  JOIN, SEMI JOIN and ANTI JOIN their ASOF forms). Since an entity's intervals are
+  contiguous, the latest start at or before the moment is the interval holding it; an
+  unmatched row keeps NULLs.
 
 A literal moment is read as TIMESTAMPTZ, so `TIMESTAMP '2024-03-01 00:00:00+05'` keeps
 its offset (DuckDB's plain TIMESTAMP would drop it) and a naive literal means UTC.
@@ -166,7 +167,7 @@ def rewrite_as_of_join(table: exp.Table, moment: exp.Expression, id_column: str,
             f"FOR SYSTEM_TIME AS OF e.time AS h ON h.{id_column} = e.<id>`",
             sql=sql,
         )
-    check_join_side(join, sql)
+    side, kind = as_of_join_shape(join, sql)
     named = table.args.get("alias")
     if named is not None and named.columns:
         raise QueryRefused(
@@ -179,20 +180,40 @@ def rewrite_as_of_join(table: exp.Table, moment: exp.Expression, id_column: str,
     if not rest:
         join.set("on", exp.and_(key, started_by(moment, alias)))
         join.set("method", "ASOF")
-        join.set("kind", None)
+        join.set("side", side)
+        join.set("kind", kind)
         return
-    match_then_test(join, table, moment, key, rest, id_column)
+    match_then_test(join, table, moment, key, rest, id_column, shape=(side, kind), sql=sql)
 
 
-def check_join_side(join: exp.Join, sql: str) -> None:
+# The joins an as-of join may be written as, by (side, kind) as sqlglot reads them, and the
+# (side, kind) each means, which the rewritten joins take.
+AS_OF_JOINS: dict[tuple[str, str], tuple[str | None, str | None]] = {
+    ("", ""): (None, None),
+    ("", "INNER"): (None, None),
+    ("LEFT", ""): ("LEFT", None),
+    ("", "SEMI"): (None, "SEMI"),
+    ("LEFT", "SEMI"): (None, "SEMI"),
+    ("", "ANTI"): (None, "ANTI"),
+    ("LEFT", "ANTI"): (None, "ANTI"),
+}
+
+
+def as_of_join_shape(join: exp.Join, sql: str) -> tuple[str | None, str | None]:
+    """The (side, kind) of an as-of join: inner, left, semi or anti; refuse any other."""
     if join.args.get("using"):
         raise QueryRefused("the as-of join needs ON, not USING", sql=sql)
-    side = str(join.args.get("side") or "").upper()
-    if side not in ("", "LEFT") or str(join.args.get("kind") or "").upper() in ("CROSS", "OUTER"):
+    method, side, kind = (
+        str(join.args.get(arg) or "").upper() for arg in ("method", "side", "kind")
+    )
+    if method or (side, kind) not in AS_OF_JOINS:
+        written = " ".join(word for word in (method, side, kind) if word)
         raise QueryRefused(
-            f"only JOIN and LEFT JOIN take FOR SYSTEM_TIME AS OF a column, not {side} JOIN",
+            "only JOIN, LEFT JOIN, SEMI JOIN and ANTI JOIN take FOR SYSTEM_TIME AS OF a column, "
+            f"not {written} JOIN",
             sql=sql,
         )
+    return AS_OF_JOINS[(side, kind)]
 
 
 def started_by(moment: exp.Expression, alias: str) -> exp.Expr:
@@ -283,36 +304,33 @@ def match_then_test(
     key: exp.Expr,
     rest: list[exp.Expr],
     id_column: str,
+    *,
+    shape: tuple[str | None, str | None],
+    sql: str,
 ) -> None:
     """Find the holding interval by id with an ASOF join, then join it under its alias.
 
     The ASOF join reads only (id, start_time) under names of its own; the second join
     looks the interval up by that unique pair and applies the other ON terms, so for a
-    LEFT JOIN an interval that fails them leaves NULLs, as a plain LEFT JOIN would.
+    LEFT JOIN an interval that fails them leaves NULLs, as a plain LEFT JOIN would, and an
+    ANTI JOIN keeps the row.
     """
     alias = table.alias_or_name
     match = f"__asof_{alias}"
     matched_id, matched_start = f"{match}_id", f"{match}_start"
-    history = exp.Table(this=table.this.copy(), db=table.args.get("db"))
-    holding = (
-        exp.select(
-            exp.alias_(exp.column(id_column, quoted=True), matched_id),
-            exp.alias_(exp.column(START_TIME), matched_start),
-        )
-        .from_(history)
-        .subquery(match)
-    )
     key = key.copy()
     for column in key.find_all(exp.Column):
         if refers_to(column, alias, id_column):
             column.replace(exp.column(matched_id, table=match))
+    side, kind = shape
+    # An ANTI JOIN keeps a row that has no holding interval: the match must keep it too.
     asof = exp.Join(
-        this=holding,
+        this=holding_intervals(table, id_column, match),
         on=exp.and_(
             key, exp.GTE(this=moment.copy(), expression=exp.column(matched_start, table=match))
         ),
         method="ASOF",
-        side=join.args.get("side"),
+        side="LEFT" if side == "LEFT" or kind == "ANTI" else None,
     )
     same_interval = [
         exp.EQ(
@@ -325,16 +343,26 @@ def match_then_test(
         ),
     ]
     join.set("on", exp.and_(*same_interval, *rest))
-    join.set("kind", None)
+    join.set("side", side)
+    join.set("kind", kind)
     select = join.find_ancestor(exp.Select)
     if select is None:  # a join always sits in a SELECT; sqlglot says so in its types only
-        raise QueryRefused("the as-of join must be part of a SELECT", sql=select_sql(join))
+        raise QueryRefused("the as-of join must be part of a SELECT", sql=sql)
     select.set("joins", insert_before(select.args.get("joins") or [], join, asof))
     hide_from_star(select, [matched_id, matched_start])
 
 
-def select_sql(node: exp.Expr) -> str:
-    return node.root().sql("duckdb")
+def holding_intervals(table: exp.Table, id_column: str, match: str) -> exp.Subquery:
+    """The (id, start_time) of every interval of the history, under the match's names."""
+    history = exp.Table(this=table.this.copy(), db=table.args.get("db"))
+    return (
+        exp.select(
+            exp.alias_(exp.column(id_column, quoted=True), f"{match}_id"),
+            exp.alias_(exp.column(START_TIME), f"{match}_start"),
+        )
+        .from_(history)
+        .subquery(match)
+    )
 
 
 def insert_before(joins: list[exp.Join], join: exp.Join, new: exp.Join) -> list[exp.Join]:
