@@ -145,3 +145,35 @@ def test_semi_and_anti_joins_test_the_interval_holding_the_moment(
 ) -> None:
     sql = f"SELECT e.insert_id FROM events AS e {join} {AS_OF}{condition}"
     assert event_ids(store, sql) == expected
+
+
+def rows(project: Project, sql: str) -> list[tuple]:
+    with QuerySession(project.store) as session:
+        return sorted(session.query(sql).fetchall())
+
+
+def test_a_from_first_as_of_join_with_another_condition_tests_the_holding_interval(
+    store: Project,
+) -> None:
+    sql = f"FROM events AS e LEFT JOIN {AS_OF} AND h.plan = 'pro' SELECT e.insert_id, h.plan"
+    assert rows(store, sql) == [
+        ("e1", None),
+        ("e2", "pro"),
+        ("e3", None),
+        ("e4", None),
+        ("e5", None),
+    ]
+
+
+def test_a_from_first_as_of_join_shows_no_columns_of_its_own(store: Project) -> None:
+    with QuerySession(store.store) as session:
+        relation = session.query(f"FROM events AS e JOIN {AS_OF} AND h.plan = 'pro'")
+        assert not [name for name in relation.columns if name.startswith("__asof")]
+        assert len(relation.fetchall()) == 1
+
+
+def test_an_as_of_join_in_parentheses_with_another_condition_tests_the_holding_interval(
+    store: Project,
+) -> None:
+    sql = f"SELECT count(h.plan) FROM (events AS e LEFT JOIN {AS_OF} AND h.plan = 'free')"
+    assert rows(store, sql) == [(1,)]  # e1 only: e2's free interval no longer holds

@@ -345,11 +345,10 @@ def match_then_test(
     join.set("on", exp.and_(*same_interval, *rest))
     join.set("side", side)
     join.set("kind", kind)
+    insert_before(join, asof, sql=sql)
     select = join.find_ancestor(exp.Select)
-    if select is None:  # a join always sits in a SELECT; sqlglot says so in its types only
-        raise QueryRefused("the as-of join must be part of a SELECT", sql=sql)
-    select.set("joins", insert_before(select.args.get("joins") or [], join, asof))
-    hide_from_star(select, [matched_id, matched_start])
+    if select is not None:
+        hide_from_star(select, [matched_id, matched_start])
 
 
 def holding_intervals(table: exp.Table, id_column: str, match: str) -> exp.Subquery:
@@ -365,9 +364,15 @@ def holding_intervals(table: exp.Table, id_column: str, match: str) -> exp.Subqu
     )
 
 
-def insert_before(joins: list[exp.Join], join: exp.Join, new: exp.Join) -> list[exp.Join]:
-    index = next(i for i, existing in enumerate(joins) if existing is join)
-    return joins[:index] + [new] + joins[index:]
+def insert_before(join: exp.Join, new: exp.Join, *, sql: str) -> None:
+    """Put a join just before another, in the list that holds it: a SELECT's joins, or,
+    in a FROM-first query or a join in parentheses, those of the first table."""
+    owner = join.parent
+    joins = list(owner.args.get("joins") or []) if owner is not None else []
+    index = next((i for i, existing in enumerate(joins) if existing is join), None)
+    if owner is None or index is None:
+        raise QueryRefused("the as-of join must follow a table it joins", sql=sql)
+    owner.set("joins", joins[:index] + [new] + joins[index:])
 
 
 def hide_from_star(select: exp.Select, names: list[str]) -> None:
