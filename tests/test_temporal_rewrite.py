@@ -177,3 +177,14 @@ def test_an_as_of_join_in_parentheses_with_another_condition_tests_the_holding_i
 ) -> None:
     sql = f"SELECT count(h.plan) FROM (events AS e LEFT JOIN {AS_OF} AND h.plan = 'free')"
     assert rows(store, sql) == [(1,)]  # e1 only: e2's free interval no longer holds
+
+
+def test_left_outer_join_is_a_left_join(store: Project) -> None:
+    sql = f"SELECT e.insert_id, h.plan FROM events AS e LEFT OUTER JOIN {AS_OF}"
+    assert rows(store, sql) == [
+        ("e1", "free"),
+        ("e2", "pro"),
+        ("e3", None),
+        ("e4", None),
+        ("e5", "team"),
+    ]

@@ -192,6 +192,7 @@ AS_OF_JOINS: dict[tuple[str, str], tuple[str | None, str | None]] = {
     ("", ""): (None, None),
     ("", "INNER"): (None, None),
     ("LEFT", ""): ("LEFT", None),
+    ("LEFT", "OUTER"): ("LEFT", None),
     ("", "SEMI"): (None, "SEMI"),
     ("LEFT", "SEMI"): (None, "SEMI"),
     ("", "ANTI"): (None, "ANTI"),
