@@ -75,6 +75,10 @@ REFUSED = [
     ("SELECT * FROM events AS e, h FOR SYSTEM_TIME AS OF e.time", "needs ON h.company_id = "),
     ("SELECT * FROM h FOR SYSTEM_TIME AS OF now() TABLESAMPLE 1 ROWS", "sample the result"),
     (
+        "SELECT * FROM h FOR SYSTEM_TIME AS OF TIMESTAMP '2024-03-01 00:00 BST' + INTERVAL 1 DAY",
+        "the moment '2024-03-01 00:00 BST' is refused",
+    ),
+    (
         "SELECT h.p FROM events AS e LEFT JOIN h FOR SYSTEM_TIME AS OF e.time AS h(id, s, t, p) "
         "ON h.id = e.company_id",
         "without column names",
@@ -188,3 +192,20 @@ def test_left_outer_join_is_a_left_join(store: Project) -> None:
         ("e4", None),
         ("e5", "team"),
     ]
+
+
+@pytest.mark.parametrize(
+    ("moment", "plan"),
+    [
+        # 23:31 UTC on 31 January: c1 was still on free (pro starts at midnight UTC).
+        ("TIMESTAMP '2024-02-01 04:30:00+05' + INTERVAL 1 MINUTE", "free"),
+        ("TIMESTAMP '2024-02-01 04:31:00+05' - INTERVAL 0 MINUTE", "free"),
+        # 00:31 UTC on 1 February, New York being five hours behind in winter: pro.
+        ("TIMESTAMP '2024-01-31 19:30:00 America/New_York' + INTERVAL 1 MINUTE", "pro"),
+    ],
+)
+def test_a_literal_in_a_moment_expression_keeps_its_offset(
+    store: Project, moment: str, plan: str
+) -> None:
+    sql = f"SELECT plan FROM company_plan_history FOR SYSTEM_TIME AS OF {moment}"
+    assert rows(store, sql + " WHERE company_id = 'c1'") == [(plan,)]

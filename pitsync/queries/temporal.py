@@ -98,6 +98,21 @@ def refers_to_a_row(moment: exp.Expression) -> bool:
 def as_instant(moment: exp.Expression, sql: str) -> exp.Expression:
     """The moment as a TIMESTAMPTZ; a literal keeps any offset it is written with, and
     may not name its zone by an abbreviation (DuckDB reads `BST` as Bangladesh)."""
+    check_zones(moment, sql)
+    if isinstance(moment, exp.Cast) and isinstance(moment.this, exp.Literal):
+        moment = moment.this
+    if isinstance(moment, exp.Literal):
+        return exp.cast(moment, exp.DataType.build("TIMESTAMPTZ"))
+    # DuckDB's TIMESTAMP drops an offset (`TIMESTAMP '00:30+05' + INTERVAL 1 MINUTE` would
+    # be 00:31 UTC): text read as a time within the moment is read as TIMESTAMPTZ too.
+    for text in moment_texts(moment):
+        if isinstance(text.parent, exp.Cast):
+            text.parent.set("to", exp.DataType.build("TIMESTAMPTZ"))
+    return moment
+
+
+def check_zones(moment: exp.Expression, sql: str) -> None:
+    """Refuse a zone abbreviation in the moment's text or as the zone it is shifted to."""
     for text in moment_texts(moment):
         if names_ambiguous_zone(text.this):
             raise QueryRefused(
@@ -109,11 +124,6 @@ def as_instant(moment: exp.Expression, sql: str) -> exp.Expression:
             raise QueryRefused(
                 f"the zone {zone.sql('duckdb')} is refused: {AMBIGUOUS_ZONE_HINT}", sql=sql
             )
-    if isinstance(moment, exp.Cast) and isinstance(moment.this, exp.Literal):
-        moment = moment.this
-    if isinstance(moment, exp.Literal):
-        return exp.cast(moment, exp.DataType.build("TIMESTAMPTZ"))
-    return moment
 
 
 def moment_texts(moment: exp.Expression) -> list[exp.Literal]:
@@ -132,6 +142,7 @@ def moment_texts(moment: exp.Expression) -> list[exp.Literal]:
 
 TIME_TYPES = (
     exp.DataType.Type.TIMESTAMP,
+    exp.DataType.Type.TIMESTAMPNTZ,  # DuckDB's TIMESTAMP, as sqlglot reads it
     exp.DataType.Type.TIMESTAMPTZ,
     exp.DataType.Type.TIMESTAMPLTZ,
     exp.DataType.Type.DATETIME,
