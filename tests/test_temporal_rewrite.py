@@ -75,6 +75,17 @@ REFUSED = [
     ("SELECT * FROM events AS e, h FOR SYSTEM_TIME AS OF e.time", "needs ON h.company_id = "),
     ("SELECT * FROM h FOR SYSTEM_TIME AS OF now() TABLESAMPLE 1 ROWS", "sample the result"),
     (
+        "WITH h AS (SELECT * FROM main.h WHERE plan = 'pro') "
+        "SELECT * FROM h FOR SYSTEM_TIME AS OF now()",
+        "`h` here is a CTE of the query; rename the CTE, or write `main.h`",
+    ),
+    (
+        "WITH h AS (SELECT * FROM main.h WHERE plan = 'pro') SELECT * FROM events AS e "
+        "LEFT JOIN (SELECT 1) AS x ON true LEFT JOIN h FOR SYSTEM_TIME AS OF e.time AS p "
+        "ON p.company_id = e.company_id",
+        "`h` here is a CTE",
+    ),
+    (
         "SELECT * FROM h FOR SYSTEM_TIME AS OF TIMESTAMP '2024-03-01 00:00 BST' + INTERVAL 1 DAY",
         "the moment '2024-03-01 00:00 BST' is refused",
     ),
@@ -209,3 +220,15 @@ def test_a_literal_in_a_moment_expression_keeps_its_offset(
 ) -> None:
     sql = f"SELECT plan FROM company_plan_history FOR SYSTEM_TIME AS OF {moment}"
     assert rows(store, sql + " WHERE company_id = 'c1'") == [(plan,)]
+
+
+def test_a_history_table_named_with_its_schema_beside_a_cte_of_its_name_is_the_history(
+    store: Project,
+) -> None:
+    sql = (
+        "WITH company_plan_history AS (SELECT * FROM main.company_plan_history "
+        "WHERE plan = 'pro') SELECT e.insert_id, h.plan FROM events AS e "
+        "JOIN main.company_plan_history FOR SYSTEM_TIME AS OF e.time AS h "
+        "ON h.company_id = e.company_id"
+    )
+    assert rows(store, sql) == [("e1", "free"), ("e2", "pro"), ("e5", "team")]

@@ -36,6 +36,7 @@ from pitsync.modeling.timestamps import (
     is_ambiguous_zone_name,
     names_ambiguous_zone,
 )
+from pitsync.queries.guard import ctes_in_scope
 from pitsync.store import END_TIME, PROPERTIES, START_TIME
 
 TEMPORAL_KINDS = ("AS OF",)
@@ -75,6 +76,12 @@ def check_version(
         raise QueryRefused(
             "TABLESAMPLE does not go with FOR SYSTEM_TIME AS OF; sample the result in an "
             "outer query (SELECT ... FROM (<the query>) USING SAMPLE ...)",
+            sql=sql,
+        )
+    if not table.db and table.name.lower() in ctes_in_scope(table):
+        raise QueryRefused(
+            f"FOR SYSTEM_TIME AS OF applies to history tables, and `{table.name}` here is a CTE "
+            f"of the query; rename the CTE, or write `main.{table.name}` for the history table",
             sql=sql,
         )
     if table.name.lower() not in history_tables:
