@@ -232,3 +232,35 @@ def test_a_history_table_named_with_its_schema_beside_a_cte_of_its_name_is_the_h
         "ON h.company_id = e.company_id"
     )
     assert rows(store, sql) == [("e1", "free"), ("e2", "pro"), ("e5", "team")]
+
+
+def test_an_unqualified_property_in_on_is_read_as_text(store: Project) -> None:
+    sql = (
+        "SELECT insert_id, h.plan FROM events "
+        "LEFT JOIN company_plan_history FOR SYSTEM_TIME AS OF time AS h "
+        "ON h.company_id = properties.company_id"
+    )
+    assert rows(store, sql) == [
+        ("e1", "free"),
+        ("e2", "pro"),
+        ("e3", None),
+        ("e4", None),
+        ("e5", "team"),
+    ]
+
+
+def test_a_relation_called_properties_keeps_its_columns_in_on(store: Project) -> None:
+    # `properties.company_id` is the CTE's column, c1, for every event.
+    sql = (
+        "WITH properties AS (SELECT 'c1' AS company_id) SELECT e.insert_id, h.plan "
+        "FROM events AS e JOIN properties ON true "
+        "LEFT JOIN company_plan_history FOR SYSTEM_TIME AS OF e.time AS h "
+        "ON h.company_id = properties.company_id"
+    )
+    assert rows(store, sql) == [
+        ("e1", "free"),
+        ("e2", "pro"),
+        ("e3", "free"),
+        ("e4", "free"),
+        ("e5", "free"),
+    ]

@@ -278,9 +278,13 @@ def as_text(value: exp.Expr) -> exp.Expr:
 
 
 def properties_key(value: exp.Expr) -> tuple[exp.Column, str] | None:
-    """(the properties column, the key) of `e.properties.key` or `e.properties['key']`."""
-    if isinstance(value, exp.Column) and value.args.get("db") and value.table.lower() == PROPERTIES:
-        return exp.column(value.table, table=value.args["db"].name), value.name
+    """(the properties column, the key) of `e.properties.key` or `e.properties['key']`,
+    or of `properties.key` where no relation of the query is called `properties`."""
+    if isinstance(value, exp.Column) and value.table.lower() == PROPERTIES:
+        if value.args.get("db"):
+            return exp.column(value.table, table=value.args["db"].name), value.name
+        if not names_a_relation(value, PROPERTIES):
+            return exp.column(value.table), value.name
     if (
         isinstance(value, exp.Bracket)
         and isinstance(value.this, exp.Column)
@@ -291,6 +295,14 @@ def properties_key(value: exp.Expr) -> tuple[exp.Column, str] | None:
     ):
         return value.this.copy(), value.expressions[0].this
     return None
+
+
+def names_a_relation(node: exp.Expr, name: str) -> bool:
+    """Whether the query calls a relation `name`: DuckDB reads `name.x` as its column x."""
+    root = node.root()
+    aliases = (alias.name.lower() for alias in root.find_all(exp.TableAlias))
+    tables = (table.name.lower() for table in root.find_all(exp.Table))
+    return name in aliases or name in tables
 
 
 def entity_key_sides(
