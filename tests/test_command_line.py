@@ -325,6 +325,35 @@ def test_a_failed_query_says_why_without_duckdbs_lists_or_the_rewritten_sql(
     assert "LINE 1" not in unknown.stderr and "start_time <=" not in unknown.stderr
 
 
+# Rows past the first batches fail their cast: DuckDB meets the error while they are fetched.
+FAILS_LATE = (
+    "SELECT CAST(CASE WHEN r.i < 300000 THEN '1' ELSE 'a' END AS INTEGER) AS v "
+    "FROM range(400000) AS r(i)"
+)
+
+
+@pytest.mark.parametrize("output", ["table", "csv", "json"])
+def test_a_query_that_fails_while_its_rows_are_fetched_is_a_user_error(
+    synced: Project, output: str
+) -> None:
+    result = synced.cli("query", FAILS_LATE, "--format", output, check=False)
+
+    assert_user_error(result, "Could not convert string 'a' to INT32")
+    assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_a_json_query_that_fails_before_its_first_row_writes_nothing(synced: Project) -> None:
+    sql = "SELECT CAST(x AS INTEGER) AS v FROM (VALUES ('a')) AS t(x)"
+    result = synced.cli("query", sql, "--format", "json", check=False)
+
+    assert_user_error(result, "Could not convert string 'a' to INT32")
+    assert result.stdout == ""
+
+
+def test_a_json_query_of_no_rows_is_an_empty_array(synced: Project) -> None:
+    assert query_json(synced, "SELECT 1 AS x WHERE false") == []
+
+
 def test_a_query_that_does_not_parse_is_refused_in_plain_text(synced: Project) -> None:
     result = synced.cli("query", "SELEC 1", check=False)
 

@@ -120,7 +120,10 @@ def batches(relation: duckdb.DuckDBPyRelation) -> Iterator[pa.RecordBatch]:
     try:
         reader = relation.to_arrow_reader(BATCH_ROWS)
         yield from reader
-    except duckdb.Error as error:
+    # An error DuckDB meets while the reader fetches (a cast that fails on a later row)
+    # comes through Arrow, which raises it as an OSError carrying DuckDB's message. Only
+    # the reader's own failures land here: the consumer's run outside this generator.
+    except (duckdb.Error, pa.ArrowException, OSError) as error:
         if is_interrupt(error):
             raise KeyboardInterrupt from None
         raise QueryError.from_duckdb(error) from error
@@ -153,12 +156,14 @@ def write_json(relation: duckdb.DuckDBPyRelation, out: TextIO) -> int:
     text = formatted(relation, nested_as_json=False)
     objects = text.select(f"CAST({json_object_sql(relation.columns)} AS VARCHAR) AS row_json")
     rows = 0
-    out.write("[")
+    # The array opens with its first row, so a query that fails before any row writes
+    # nothing at all.
     for batch in batches(objects):
         lines = batch.column(0).to_pylist()
-        out.write(("," if rows else "") + "\n" + ",\n".join(lines) if lines else "")
-        rows += len(lines)
-    out.write("\n]\n" if rows else "]\n")
+        if lines:
+            out.write(("," if rows else "[") + "\n" + ",\n".join(lines))
+            rows += len(lines)
+    out.write("\n]\n" if rows else "[]\n")
     return rows
 
 
