@@ -469,7 +469,7 @@ def command_profile(args: argparse.Namespace) -> int:
     entity = Entity(str(args.id), args.group_key)
     with QuerySession(config.store_path, config.memory_limit, args.wait) as session:
         moment = resolve_moment(session, args.at)
-        if args.at != "now":
+        if not means_now(args.at):
             properties = profile_at(session, entity, moment)  # updates have no history
         else:
             latest = latest_profile(session, entity)
@@ -518,15 +518,21 @@ def resolve_moment(session: QuerySession, text: str) -> str:
     """The moment as ISO text in UTC; 'now' is the store clock's now."""
     if names_ambiguous_zone(text):
         raise PitsyncError(f"--at {text!r} is refused: {AMBIGUOUS_ZONE_HINT}")
-    sql = "SELECT now() AS moment" if text == "now" else "SELECT CAST(? AS TIMESTAMPTZ) AS moment"
+    now = means_now(text)
+    sql = "SELECT now() AS moment" if now else "SELECT CAST(? AS TIMESTAMPTZ) AS moment"
     try:
-        relation = session.connection.sql(sql, params=[] if text == "now" else [text])
+        relation = session.connection.sql(sql, params=[] if now else [text])
         rows = formatted(relation, nested_as_json=False).fetchall()
     except duckdb.Error as error:
         raise PitsyncError(
             f"--at {text!r} is not a moment; write ISO 8601, e.g. 2024-03-01T00:00:00Z"
         ) from error
     return str(rows[0][0])
+
+
+def means_now(text: str) -> bool:
+    """Whether `--at` asks for now, in any case (`now`, `NOW`)."""
+    return text.strip().lower() == "now"
 
 
 def profile_at(session: QuerySession, entity: Entity, moment: str) -> dict[str, object]:

@@ -531,6 +531,11 @@ def test_history_of_an_unknown_user_points_to_the_group_keys(project: Project) -
     assert_user_error(result, "user nobody", "no rows in user_plans", "--group-key `company_id`")
 
 
+@pytest.mark.parametrize("now", ["NOW", "Now"])
+def test_profile_at_now_may_be_written_in_any_case(synced: Project, now: str) -> None:
+    assert cli_json(synced, *PROFILE_ARGS, "--at", now) == cli_json(synced, *PROFILE_ARGS)
+
+
 def test_profile_at_text_that_is_no_moment_is_a_user_error(synced: Project) -> None:
 
     result = synced.cli(*PROFILE_ARGS, "--at", "next tuesday", check=False)
