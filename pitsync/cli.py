@@ -50,6 +50,7 @@ from pitsync.queries.profiles import (
     parse_moment,
     profiles_sql,
 )
+from pitsync.queries.temporal import OFFSET_HINT, offset_beyond_any_zone
 from pitsync.store import DEFAULT_WAIT_SECONDS, END_TIME, START_TIME, open_read_only
 
 log = logging.getLogger("pitsync")
@@ -518,6 +519,8 @@ def resolve_moment(session: QuerySession, text: str) -> str:
     """The moment as ISO text in UTC; 'now' is the store clock's now."""
     if names_ambiguous_zone(text):
         raise PitsyncError(f"--at {text!r} is refused: {AMBIGUOUS_ZONE_HINT}")
+    if offset_beyond_any_zone(text):
+        raise PitsyncError(f"--at {text!r} is refused: {OFFSET_HINT}")
     now = means_now(text)
     sql = "SELECT now() AS moment" if now else "SELECT CAST(? AS TIMESTAMPTZ) AS moment"
     try:

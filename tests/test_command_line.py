@@ -536,6 +536,21 @@ def test_profile_at_now_may_be_written_in_any_case(synced: Project, now: str) ->
     assert cli_json(synced, *PROFILE_ARGS, "--at", now) == cli_json(synced, *PROFILE_ARGS)
 
 
+@pytest.mark.parametrize(
+    "args",
+    [
+        (*PROFILE_ARGS, "--at", "2024-03-01T00:00:00+15:00"),
+        ("feed", "c1", "--group-key", "company_id", "--from", "2024-03-01T00:00:00-15:00"),
+    ],
+)
+def test_a_moment_offset_beyond_fourteen_hours_is_a_user_error(
+    synced: Project, args: tuple[str, ...]
+) -> None:
+    result = synced.cli(*args, check=False)
+
+    assert_user_error(result, args[-1], "14 hours")
+
+
 def test_profile_at_text_that_is_no_moment_is_a_user_error(synced: Project) -> None:
 
     result = synced.cli(*PROFILE_ARGS, "--at", "next tuesday", check=False)

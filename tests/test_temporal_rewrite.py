@@ -75,6 +75,14 @@ REFUSED = [
     ("SELECT * FROM events AS e, h FOR SYSTEM_TIME AS OF e.time", "needs ON h.company_id = "),
     ("SELECT * FROM h FOR SYSTEM_TIME AS OF now() TABLESAMPLE 1 ROWS", "sample the result"),
     (
+        "SELECT * FROM h FOR SYSTEM_TIME AS OF TIMESTAMPTZ '2024-03-01 00:00:00+15:00'",
+        "no zone is more than 14 hours from UTC",
+    ),
+    (
+        "SELECT * FROM h FOR SYSTEM_TIME AS OF TIMESTAMP '2024-03-01 00:00-1500' + INTERVAL 1 DAY",
+        "no zone is more than 14 hours from UTC",
+    ),
+    (
         "WITH h AS (SELECT * FROM main.h WHERE plan = 'pro') "
         "SELECT * FROM h FOR SYSTEM_TIME AS OF now()",
         "`h` here is a CTE of the query; rename the CTE, or write `main.h`",

@@ -28,6 +28,8 @@ runs as
 
 from __future__ import annotations
 
+import re
+
 from sqlglot import exp
 
 from pitsync.errors import QueryRefused
@@ -40,6 +42,11 @@ from pitsync.queries.guard import ctes_in_scope
 from pitsync.store import END_TIME, PROPERTIES, START_TIME
 
 TEMPORAL_KINDS = ("AS OF",)
+
+# An offset after a time of day (`+15:00`, `-1500`), its hours captured. No zone is more
+# than 14 hours from UTC, and a source's time with such an offset is refused (rule 6).
+OFFSET_AFTER_TIME = re.compile(r"\d:\d{1,2}(?::\d{1,2}(?:\.\d*)?)?\s*[+-](\d{1,2})(?::?\d{2}){0,2}")
+OFFSET_HINT = "no zone is more than 14 hours from UTC; write an offset from -14:00 to +14:00"
 
 
 def rewrite_temporal_tree(tree: exp.Query, history_tables: dict[str, str], sql: str) -> exp.Query:
@@ -125,12 +132,22 @@ def check_zones(moment: exp.Expression, sql: str) -> None:
             raise QueryRefused(
                 f"the moment {text.sql('duckdb')} is refused: {AMBIGUOUS_ZONE_HINT}", sql=sql
             )
+        if offset_beyond_any_zone(text.this):
+            raise QueryRefused(
+                f"the moment {text.sql('duckdb')} is refused: {OFFSET_HINT}", sql=sql
+            )
     for shift in moment.find_all(exp.AtTimeZone):
         zone = shift.args.get("zone")
         if isinstance(zone, exp.Literal) and is_ambiguous_zone_name(zone.this):
             raise QueryRefused(
                 f"the zone {zone.sql('duckdb')} is refused: {AMBIGUOUS_ZONE_HINT}", sql=sql
             )
+
+
+def offset_beyond_any_zone(text: str) -> bool:
+    """Whether a time is written with an offset of 15 hours or more (`+15:00`)."""
+    offset = OFFSET_AFTER_TIME.search(text)
+    return offset is not None and int(offset.group(1)) > 14
 
 
 def moment_texts(moment: exp.Expression) -> list[exp.Literal]:
