@@ -75,6 +75,17 @@ REFUSED = [
     ("SELECT * FROM events AS e, h FOR SYSTEM_TIME AS OF e.time", "needs ON h.company_id = "),
     ("SELECT * FROM h FOR SYSTEM_TIME AS OF now() TABLESAMPLE 1 ROWS", "sample the result"),
     (
+        "SELECT * FROM events AS e WHERE EXISTS (SELECT 1 FROM (SELECT 1) AS x(i) "
+        "JOIN h FOR SYSTEM_TIME AS OF e.time AS h ON h.company_id = e.company_id)",
+        r"takes its moment \(e.time\) from an outer query, which is not supported",
+    ),
+    (
+        "SELECT (SELECT p.plan FROM (SELECT e.company_id AS c) AS x LEFT JOIN h "
+        "FOR SYSTEM_TIME AS OF e.time + INTERVAL 1 DAY AS p ON p.company_id = x.c) "
+        "FROM events AS e",
+        "from an outer query",
+    ),
+    (
         "SELECT * FROM h FOR SYSTEM_TIME AS OF TIMESTAMPTZ '2024-03-01 00:00:00+15:00'",
         "no zone is more than 14 hours from UTC",
     ),
@@ -272,3 +283,12 @@ def test_a_relation_called_properties_keeps_its_columns_in_on(store: Project) ->
         ("e4", "free"),
         ("e5", "free"),
     ]
+
+
+def test_an_as_of_join_inside_exists_with_a_moment_of_its_own_runs(store: Project) -> None:
+    sql = (
+        "SELECT count(*) FROM events AS e WHERE EXISTS (SELECT 1 FROM events AS x "
+        "JOIN company_plan_history FOR SYSTEM_TIME AS OF x.time AS h "
+        "ON h.company_id = x.company_id WHERE x.insert_id = e.insert_id)"
+    )
+    assert rows(store, sql) == [(3,)]  # e1, e2 and e5 have an interval holding them

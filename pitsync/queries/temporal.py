@@ -203,6 +203,7 @@ def rewrite_as_of_join(table: exp.Table, moment: exp.Expression, id_column: str,
             sql=sql,
         )
     side, kind = as_of_join_shape(join, sql)
+    check_moment_in_scope(join, moment, table.name, sql)
     named = table.args.get("alias")
     if named is not None and named.columns:
         raise QueryRefused(
@@ -219,6 +220,58 @@ def rewrite_as_of_join(table: exp.Table, moment: exp.Expression, id_column: str,
         join.set("kind", kind)
         return
     match_then_test(join, table, moment, key, rest, id_column, shape=(side, kind), sql=sql)
+
+
+def check_moment_in_scope(join: exp.Join, moment: exp.Expression, name: str, sql: str) -> None:
+    """Refuse a moment taken from an outer query (`EXISTS (... JOIN h FOR SYSTEM_TIME AS OF
+    e.time ...)` with `e` outside): DuckDB's ASOF join compares only its own two sides."""
+    select = join.find_ancestor(exp.Select)
+    if select is None:
+        return
+    inner = scope_names(select)
+    outer: set[str] = set()
+    for enclosing in iter_selects_around(select):
+        outer |= scope_names(enclosing)
+    for column in moment.find_all(exp.Column):
+        qualifiers = {part.name.lower() for part in column.parts[:-1]}
+        if qualifiers & outer and not qualifiers & inner:
+            raise QueryRefused(
+                f"the as-of join with `{name}` takes its moment ({column.sql('duckdb')}) from "
+                "an outer query, which is not supported; join the history in that outer query "
+                f"(LEFT JOIN {name} FOR SYSTEM_TIME AS OF ... AS h ON ...) and test h there",
+                sql=sql,
+            )
+
+
+def iter_selects_around(select: exp.Select) -> list[exp.Select]:
+    """The SELECTs that enclose this one, nearest first."""
+    around = []
+    node = select.parent
+    while node is not None:
+        if isinstance(node, exp.Select):
+            around.append(node)
+        node = node.parent
+    return around
+
+
+def scope_names(select: exp.Select) -> set[str]:
+    """The names of the relations a SELECT reads: its FROM item's and its joins'."""
+    source = select.args.get("from_")
+    names = relation_names(source.this) if source is not None else set()
+    for join in select.args.get("joins") or []:
+        names |= relation_names(join.this)
+    return names
+
+
+def relation_names(relation: exp.Expr) -> set[str]:
+    """A FROM item's alias or name, and those of the joins hung on it (FROM-first, or a
+    join in parentheses)."""
+    names = {relation.alias_or_name.lower()} if relation.alias_or_name else set()
+    if isinstance(relation, exp.Subquery) and not relation.alias:
+        names |= relation_names(relation.this)
+    for join in relation.args.get("joins") or []:
+        names |= relation_names(join.this)
+    return names
 
 
 # The joins an as-of join may be written as, by (side, kind) as sqlglot reads them, and the
