@@ -12,6 +12,7 @@ import duckdb
 import pytest
 
 from pitsync.errors import SourceError
+from pitsync.queries.execute import QuerySession
 from tests.conftest import Project
 
 GOOD_ROWS = 30_000  # well past the sniffer's sample
@@ -124,9 +125,9 @@ def test_files_of_one_table_are_read_by_column_name(project: Project, kind: str)
     assert project.query(
         "SELECT strftime(start_time, '%m-%d'), plan, region FROM user_plans ORDER BY 1"
     ) == [("01-01", "free", None), ("02-01", "pro", "eu"), ("03-01", None, "us")]
-    assert [row[0] for row in project.query("SELECT * FROM (DESCRIBE user_plans)")] == [
-        *("user_id", "start_time", "end_time", "plan", "region")
-    ]
+    with QuerySession(project.store) as session:
+        columns = session.query("SELECT * FROM user_plans").columns
+    assert columns == ["user_id", "start_time", "end_time", "plan", "region"]
 
 
 def test_a_csv_that_is_not_utf8_is_a_one_line_error(project: Project) -> None:

@@ -287,6 +287,22 @@ def test_reads_that_are_no_select_are_refused_as_such(store: Project, sql: str) 
 
 
 @pytest.mark.parametrize(
+    ("sql", "word"),
+    [
+        ("SELECT * FROM (SUMMARIZE '/etc/hostname')", "SUMMARIZE"),
+        ("SELECT * FROM (SUMMARIZE events)", "SUMMARIZE"),
+        ("SELECT column_name FROM (DESCRIBE events)", "DESCRIBE"),
+        ("WITH d AS (DESCRIBE events) SELECT count(*) FROM d", "DESCRIBE"),
+        ("SELECT (SELECT count(*) FROM (SUMMARIZE SELECT 1 AS x)) AS n", "SUMMARIZE"),
+    ],
+)
+def test_describe_and_summarize_inside_a_query_are_refused(
+    store: Project, sql: str, word: str
+) -> None:
+    assert_refused(store, sql, "runs SELECT queries", f"{word} is not one")
+
+
+@pytest.mark.parametrize(
     "sql",
     [
         "SELECT plan FROM company_plan_history FOR SYSTEM_TIME AS OF '2024-06-01 05:30:00 BST'",

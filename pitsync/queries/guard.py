@@ -50,6 +50,8 @@ WRITE_NODES = (
 
 # Statements that read but are no SELECT: refused with a message that says so.
 READ_WORDS = {"EXPLAIN", "DESCRIBE", "DESC", "SUMMARIZE", "SHOW"}
+# The same, as sqlglot reads them inside a query (`FROM (SUMMARIZE 'file.csv')`).
+READ_NODES: dict[type[exp.Expr], str] = {exp.Describe: "DESCRIBE", exp.Summarize: "SUMMARIZE"}
 
 ANSI_ESCAPE = re.compile(r"\x1b\[[0-9;]*m")
 
@@ -135,11 +137,7 @@ def parse_read_query(sql: str) -> exp.Query:
     if isinstance(tree, (exp.Values, exp.Pivot)):
         tree = as_select(tree)
     if first_word(sql) in READ_WORDS:
-        raise QueryRefused(
-            f"`pitsync query` runs SELECT queries (WITH, FROM-first, VALUES and PIVOT "
-            f"included), and {first_word(sql)} is not one; select from the relation instead",
-            sql=sql,
-        )
+        raise no_select(first_word(sql), sql)
     if not isinstance(tree, exp.Query):
         raise QueryRefused(
             f"only reads are allowed, and this statement is {first_word(sql)}; "
@@ -152,7 +150,19 @@ def parse_read_query(sql: str) -> exp.Query:
             raise QueryRefused(
                 f"only reads are allowed: the query contains {statement_word(node)}", sql=sql
             )
+        if type(node) in READ_NODES:
+            raise no_select(READ_NODES[type(node)], sql, inside=True)
     return tree
+
+
+def no_select(word: str, sql: str, *, inside: bool = False) -> QueryRefused:
+    """The refusal of a read that is no SELECT (DESCRIBE, SUMMARIZE, SHOW, EXPLAIN)."""
+    where = " (not even inside a query)" if inside else ""
+    return QueryRefused(
+        f"`pitsync query` runs SELECT queries (WITH, FROM-first, VALUES and PIVOT "
+        f"included), and {word} is not one{where}; select from the relation instead",
+        sql=sql,
+    )
 
 
 def check_relations(
