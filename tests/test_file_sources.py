@@ -1,5 +1,5 @@
 """File sources: a CSV value far down the file is read as it is written, not as the top
-suggests; the files of one table are read by column name.
+suggests; the files of one table are read by column name, each once, whatever its name.
 
 DuckDB guesses CSV column types from a sample of the first rows. pitsync reads ids and
 time columns as text and sniffs the other columns from the whole file, so a late `007`
@@ -8,11 +8,15 @@ stays its own entity and a late unreadable time is one quarantined row, not a fa
 
 from __future__ import annotations
 
+import re
+from pathlib import Path
+
 import duckdb
 import pytest
 
 from pitsync.errors import SourceError
 from pitsync.queries.execute import QuerySession
+from pitsync.quoting import quote_string
 from tests.conftest import Project
 
 GOOD_ROWS = 30_000  # well past the sniffer's sample
@@ -128,6 +132,57 @@ def test_files_of_one_table_are_read_by_column_name(project: Project, kind: str)
     with QuerySession(project.store) as session:
         columns = session.query("SELECT * FROM user_plans").columns
     assert columns == ["user_id", "start_time", "end_time", "plan", "region"]
+
+
+def write_file(path: Path, select: str) -> None:
+    """A CSV or Parquet file, as its name ends, holding the rows of a SELECT."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    options = "FORMAT parquet" if path.suffix == ".parquet" else "HEADER true"
+    con = duckdb.connect()
+    con.execute(f"COPY ({select}) TO {quote_string(str(path))} ({options})")
+    con.close()
+
+
+def a_plan(user: str, plan: str) -> str:
+    return f"SELECT '{user}' AS user_id, '{plan}' AS plan, '2024-01-01' AS valid_from"
+
+
+@pytest.mark.parametrize("kind", ["parquet", "csv"])
+def test_file_names_with_glob_characters_are_read_once_each(project: Project, kind: str) -> None:
+    # As globs, `plans[1]` names plans1 and `plans-*` names every plans- file; here they
+    # are only names, and each of the four files is read once.
+    loads = project.root / "loads"
+    write_file(loads / f"plans[1].{kind}", a_plan("u1", "free"))
+    write_file(loads / f"plans1.{kind}", a_plan("u2", "pro"))
+    write_file(loads / f"plans-*.{kind}", a_plan("u3", "team"))
+    write_file(loads / f"plans-2.{kind}", a_plan("u4", "basic"))
+    configure_plans(project, path=f"loads/*.{kind}", kind=kind)
+
+    assert project.sync("user_plans").rows_read == 4
+    assert project.query("SELECT user_id, plan FROM user_plans ORDER BY 1") == [
+        *(("u1", "free"), ("u2", "pro"), ("u3", "team"), ("u4", "basic"))
+    ]
+
+
+def test_a_path_naming_a_file_with_brackets_reads_that_file(project: Project) -> None:
+    # `plans[1].csv` exists as written, so the path is that file, not a glob for plans1.csv.
+    write_file(project.root / "plans[1].csv", a_plan("u1", "free"))
+    write_file(project.root / "plans1.csv", a_plan("u2", "pro"))
+    configure_plans(project, path="plans[1].csv")
+
+    project.sync("user_plans")
+
+    assert project.query("SELECT user_id, plan FROM user_plans") == [("u1", "free")]
+
+
+def test_a_file_name_duckdb_cannot_read_is_refused_by_name(project: Project) -> None:
+    # A name holding `[` goes to DuckDB as a glob, and its globs never match a backslash.
+    write_file(project.root / "loads" / "plans\\[1].csv", a_plan("u1", "free"))
+    configure_plans(project, path="loads/*.csv")
+
+    refusal = re.escape("plans\\[1].csv, whose path holds both a backslash and")
+    with pytest.raises(SourceError, match=refusal):
+        project.sync("user_plans")
 
 
 def test_a_csv_that_is_not_utf8_is_a_one_line_error(project: Project) -> None:

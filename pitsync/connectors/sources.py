@@ -84,20 +84,20 @@ def duckdb_relation(config: SourceConfig, table: str, text_columns: Sequence[str
 
 
 def parquet_relation(config: SourceConfig, table: str, text_columns: Sequence[str]) -> str:
-    return f"read_parquet({files_read(file_pattern(config, table))})"
+    return f"read_parquet({files_read(config, table)})"
 
 
 def csv_relation(config: SourceConfig, table: str, text_columns: Sequence[str]) -> str:
     """Types are sniffed from the whole file, so a late odd value cannot break a run."""
     as_text = ", ".join(f"{quote_string(name)}: 'VARCHAR'" for name in text_columns)
     return (
-        f"read_csv({files_read(file_pattern(config, table))}, header = true, "
+        f"read_csv({files_read(config, table)}, header = true, "
         f"sample_size = -1, types = {{{as_text}}})"
     )
 
 
-def files_read(pattern: Path) -> str:
-    """The files of a pattern as DuckDB's readers take them.
+def files_read(config: SourceConfig, table: str) -> str:
+    """The files of a table as DuckDB's readers take them.
 
     Several files are read by column name, every column any of them has: a column only
     later files have is a new property, and one a later file lacks is NULL in its rows,
@@ -105,7 +105,8 @@ def files_read(pattern: Path) -> str:
     no columns, and are left out. One file is read as it is: by name, a CSV would be
     sniffed twice.
     """
-    files = matched_files(pattern)
+    pattern = file_pattern(config, table)
+    files = [literal_path(config, name) for name in matched_files(pattern)]
     if len(files) == 1:
         return quote_string(files[0])
     if len(files) > 1:
@@ -113,10 +114,38 @@ def files_read(pattern: Path) -> str:
     return quote_string(str(pattern))  # nothing to read: the reader says so
 
 
+def literal_path(config: SourceConfig, name: str) -> str:
+    """A file's name as a DuckDB glob that matches that file alone.
+
+    DuckDB expands `*`, `?` and `[` in every name it reads, so a file named `ev[1].csv`
+    would read `ev1.csv` instead; each such character is enclosed in brackets, which
+    DuckDB's globs match literally. Its globs never match a name holding a backslash.
+    """
+    escaped = glob.escape(name)
+    if escaped != name and "\\" in name:
+        raise SourceError(
+            f"source `{config.name}`: DuckDB cannot read {name}, whose path holds both a "
+            "backslash and one of `*`, `?` or `[`; rename the file or its folder",
+            source=config.name,
+        )
+    return escaped
+
+
 def matched_files(pattern: Path) -> list[str]:
-    """The non-empty files a pattern matches, in name order; `**` reaches any depth."""
-    matched = sorted(glob.glob(str(pattern), recursive=True))
-    return [name for name in matched if os.path.isfile(name) and os.path.getsize(name) > 0]
+    """The non-empty files a source's path names, in name order."""
+    return [
+        name
+        for name in matched_paths(pattern)
+        if os.path.isfile(name) and os.path.getsize(name) > 0
+    ]
+
+
+def matched_paths(pattern: Path) -> list[str]:
+    """The file or folder a path names as written, else what it matches as a glob, in name
+    order; `**` reaches any depth. A file named `ev[1].csv` is that file, not `ev1.csv`."""
+    if pattern.exists():
+        return [str(pattern)]
+    return sorted(glob.glob(str(pattern), recursive=True))
 
 
 FILE_KINDS: dict[str, FileKind] = {
@@ -197,7 +226,7 @@ class FileSource:
         """The text columns the table has (a CSV reader refuses types for absent ones)."""
         if not text_columns or self.config.type != "csv":
             return []
-        files = files_read(file_pattern(self.config, table))
+        files = files_read(self.config, table)
         try:
             header = self.engine.sql(
                 f"SELECT * FROM read_csv({files}, header = true, all_varchar = true) LIMIT 0"
@@ -217,8 +246,8 @@ class FileSource:
     def check_exists(self, table: str) -> None:
         """Fail with the list of tables (or the missing path) when `table` is not there."""
         if not self.kind.needs_attach:
-            pattern = str(file_pattern(self.config, table))
-            if not glob.glob(pattern, recursive=True):  # `**` matches folders at any depth
+            pattern = file_pattern(self.config, table)
+            if not matched_paths(pattern):
                 raise SourceError(
                     f"source `{self.name}`: no {self.kind.describe} match {pattern}; check "
                     f"`path` in [sources.{self.name}]",
