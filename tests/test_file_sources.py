@@ -185,6 +185,28 @@ def test_a_file_name_duckdb_cannot_read_is_refused_by_name(project: Project) -> 
         project.sync("user_plans")
 
 
+@pytest.mark.parametrize("kind", ["parquet", "csv"])
+def test_a_folder_named_like_a_column_leaves_the_files_columns_alone(
+    project: Project, kind: str
+) -> None:
+    # Hive-style folder names (`plan=free`) are only folders: each file's plan is its own,
+    # and `batch` is no column.
+    loads = project.root / "loads"
+    write_file(loads / "plan=free" / "batch=1" / f"a.{kind}", a_plan("u1", "pro"))
+    write_file(loads / "plan=free" / "batch=2" / f"b.{kind}", a_plan("u2", "team"))
+    write_file(loads / "plan=basic" / "batch=1" / f"c.{kind}", a_plan("u3", "free"))
+    configure_plans(project, path=f"loads/**/*.{kind}", kind=kind)
+
+    project.sync("user_plans")
+
+    assert project.query("SELECT user_id, plan FROM user_plans ORDER BY 1") == [
+        *(("u1", "pro"), ("u2", "team"), ("u3", "free"))
+    ]
+    assert [row[0] for row in project.query("SELECT * FROM (DESCRIBE user_plans)")] == [
+        *("user_id", "start_time", "end_time", "plan")
+    ]
+
+
 def test_a_csv_that_is_not_utf8_is_a_one_line_error(project: Project) -> None:
     (project.root / "plans.csv").write_bytes(
         "user_id,plan,valid_from\nü1,café,2024-01-01\n".encode("latin-1")

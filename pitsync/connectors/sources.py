@@ -31,6 +31,9 @@ from pitsync.store import SET_UTC
 log = logging.getLogger(__name__)
 
 BATCH_ROWS = 122_880  # DuckDB's row-group size: one batch per row group read.
+# DuckDB would make a folder named `plan=free` a column `plan`, even over the file's own
+# `plan`: a file's columns are its own, wherever it is kept.
+OWN_COLUMNS = "hive_partitioning = false"
 
 
 @dataclass(frozen=True)
@@ -84,14 +87,14 @@ def duckdb_relation(config: SourceConfig, table: str, text_columns: Sequence[str
 
 
 def parquet_relation(config: SourceConfig, table: str, text_columns: Sequence[str]) -> str:
-    return f"read_parquet({files_read(config, table)})"
+    return f"read_parquet({files_read(config, table)}, {OWN_COLUMNS})"
 
 
 def csv_relation(config: SourceConfig, table: str, text_columns: Sequence[str]) -> str:
     """Types are sniffed from the whole file, so a late odd value cannot break a run."""
     as_text = ", ".join(f"{quote_string(name)}: 'VARCHAR'" for name in text_columns)
     return (
-        f"read_csv({files_read(config, table)}, header = true, "
+        f"read_csv({files_read(config, table)}, header = true, {OWN_COLUMNS}, "
         f"sample_size = -1, types = {{{as_text}}})"
     )
 
@@ -229,7 +232,8 @@ class FileSource:
         files = files_read(self.config, table)
         try:
             header = self.engine.sql(
-                f"SELECT * FROM read_csv({files}, header = true, all_varchar = true) LIMIT 0"
+                f"SELECT * FROM read_csv({files}, header = true, {OWN_COLUMNS}, "
+                "all_varchar = true) LIMIT 0"
             ).columns
         except duckdb.Error as error:
             raise self.failed(
