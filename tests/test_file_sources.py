@@ -207,6 +207,24 @@ def test_a_folder_named_like_a_column_leaves_the_files_columns_alone(
     ]
 
 
+@pytest.mark.parametrize("kind", ["parquet", "csv"])
+def test_a_path_matching_only_empty_files_says_they_are_empty(project: Project, kind: str) -> None:
+    # Two exports that failed, each leaving an empty file.
+    (project.root / "loads").mkdir()
+    for name in ("a", "b"):
+        (project.root / "loads" / f"{name}.{kind}").write_bytes(b"")
+    configure_plans(project, path=f"loads/*.{kind}", kind=kind)
+
+    with pytest.raises(SourceError) as raised:
+        project.sync("user_plans")
+
+    assert str(raised.value) == (
+        f"source `files`: table `user_plans`: {project.root}/loads/*.{kind} matches only "
+        "empty files (2), so there are no rows and no columns to read; check `path` in "
+        "[sources.files], or sync once the files are written"
+    )
+
+
 def test_a_csv_that_is_not_utf8_is_a_one_line_error(project: Project) -> None:
     (project.root / "plans.csv").write_bytes(
         "user_id,plan,valid_from\nü1,café,2024-01-01\n".encode("latin-1")

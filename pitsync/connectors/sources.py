@@ -250,13 +250,7 @@ class FileSource:
     def check_exists(self, table: str) -> None:
         """Fail with the list of tables (or the missing path) when `table` is not there."""
         if not self.kind.needs_attach:
-            pattern = file_pattern(self.config, table)
-            if not matched_paths(pattern):
-                raise SourceError(
-                    f"source `{self.name}`: no {self.kind.describe} match {pattern}; check "
-                    f"`path` in [sources.{self.name}]",
-                    source=self.name,
-                )
+            self.check_files(table)
             return
         schema = self.config.schema or "main"
         names = [
@@ -276,6 +270,26 @@ class FileSource:
                 f"source `{self.name}`: table `{table}` not found in {where}{self.config.path}; "
                 f"tables are: {', '.join(sorted(names)) or '(none)'}; set `from` in the "
                 "table's section when its name in the source differs",
+                source=self.name,
+            )
+
+    def check_files(self, table: str) -> None:
+        """Fail when the path matches nothing, or only empty files: files that hold no
+        columns cannot hold the ones the table names."""
+        pattern = file_pattern(self.config, table)
+        paths = matched_paths(pattern)
+        if not paths:
+            raise SourceError(
+                f"source `{self.name}`: no {self.kind.describe} match {pattern}; check "
+                f"`path` in [sources.{self.name}]",
+                source=self.name,
+            )
+        # A folder is read whole by DuckDB, which says itself what it finds there.
+        if not matched_files(pattern) and not any(os.path.isdir(path) for path in paths):
+            raise SourceError(
+                f"source `{self.name}`: table `{table}`: {pattern} matches only empty "
+                f"files ({len(paths)}), so there are no rows and no columns to read; "
+                f"check `path` in [sources.{self.name}], or sync once the files are written",
                 source=self.name,
             )
 
