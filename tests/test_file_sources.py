@@ -235,8 +235,12 @@ def test_a_csv_that_is_not_utf8_is_a_one_line_error(project: Project) -> None:
 
     assert result.returncode == 1
     assert "Traceback" not in result.stderr
-    assert result.stderr.startswith("pitsync: error: source `files`: cannot read the header")
-    assert len(result.stderr.strip().splitlines()) == 1
+    plans = project.root / "plans.csv"
+    assert result.stderr.strip() == (
+        f"pitsync: error: source `files`: cannot read the header of table `user_plans` from "
+        f"CSV files {plans}: line 2 of {plans}: Invalid unicode (byte sequence mismatch) "
+        "detected. This file is not utf-8 encoded; save the file as UTF-8"
+    )
 
 
 def test_a_csv_column_left_empty_keeps_its_type_in_a_mirror_run(project: Project) -> None:

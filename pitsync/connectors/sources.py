@@ -15,6 +15,7 @@ from __future__ import annotations
 import glob
 import logging
 import os
+import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,6 +35,8 @@ BATCH_ROWS = 122_880  # DuckDB's row-group size: one batch per row group read.
 # DuckDB would make a folder named `plan=free` a column `plan`, even over the file's own
 # `plan`: a file's columns are its own, wherever it is kept.
 OWN_COLUMNS = "hive_partitioning = false"
+CSV_ERROR_LINE = re.compile(r"CSV Error on Line: (\d+)")
+CSV_ERROR_FILE = re.compile(r"^\s*file = (.+)$", re.MULTILINE)
 
 
 @dataclass(frozen=True)
@@ -243,9 +246,9 @@ class FileSource:
             ) from None
         return [name for name in text_columns if name in header]
 
-    def failed(self, what: str, error: duckdb.Error) -> SourceError:
+    def failed(self, what: str, error: BaseException) -> SourceError:
         """`source NAME: <what>: <DuckDB's reason>`, for a step the source's engine failed."""
-        return SourceError(f"source `{self.name}`: {what}: {first_line(error)}", source=self.name)
+        return SourceError(f"source `{self.name}`: {what}: {reason(error)}", source=self.name)
 
     def check_exists(self, table: str) -> None:
         """Fail with the list of tables (or the missing path) when `table` is not there."""
@@ -295,6 +298,29 @@ class FileSource:
 
     def close(self) -> None:
         self.engine.close()
+
+
+def reason(error: BaseException) -> str:
+    """DuckDB's reason in one line, and for a CSV error the file, the line and what to do.
+
+    DuckDB names the line of a CSV error on the first line of its message, but says what
+    is wrong there (a field too many, a file not in UTF-8) only on the lines after it.
+    """
+    text = str(error).strip()
+    line = CSV_ERROR_LINE.search(text)
+    if line is None:
+        return first_line(error)
+    file = CSV_ERROR_FILE.search(text)
+    where = f"line {line.group(1)}" + (f" of {file.group(1).strip()}" if file else "")
+    said = []
+    for part in text.splitlines()[1:]:
+        if not part.strip() or part.startswith("Possible"):
+            break  # DuckDB's advice names its own options, which pitsync does not take
+        if not part.startswith("Original Line:"):
+            said.append(part.strip())
+    what = " ".join(said).rstrip(".")
+    advice = "save the file as UTF-8" if "not utf-8" in what else "correct or remove that row"
+    return f"{where}: {what}; {advice}"
 
 
 def open_source(config: SourceConfig) -> Source:
