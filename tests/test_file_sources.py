@@ -243,6 +243,22 @@ def test_a_csv_that_is_not_utf8_is_a_one_line_error(project: Project) -> None:
     )
 
 
+def test_a_late_row_with_a_field_too_many_is_named_by_its_line(project: Project) -> None:
+    # The header is line 1, so the rows after it end at line GOOD_ROWS + 1.
+    write_csv(project, ["8,pro,5,2024-02-01 00:00:00,eu"])
+    configure_plans(project)
+
+    with pytest.raises(SourceError) as raised:
+        project.sync("user_plans")
+
+    plans = project.root / "plans.csv"
+    assert str(raised.value) == (
+        f"source `files`: cannot read table `user_plans` from CSV files {plans}: line "
+        f"{GOOD_ROWS + 2} of {plans}: Expected Number of Columns: 4 Found: 5; correct or "
+        "remove that row"
+    )
+
+
 def test_a_csv_column_left_empty_keeps_its_type_in_a_mirror_run(project: Project) -> None:
     # An empty column is sniffed as text; it holds no value, so it tells nothing of a type:
     # seats stays an integer, and the run makes every seats undefined.

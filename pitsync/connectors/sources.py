@@ -201,7 +201,8 @@ class FileSource:
             return self.engine.sql(f"SELECT * FROM {relation} LIMIT 0").to_arrow_table().schema
         except duckdb.Error as error:
             raise self.failed(
-                f"cannot read table `{table}` from {self.kind.describe} {self.config.path}", error
+                f"cannot read table `{table}` from {self.kind.describe} {self.config.path}",
+                self.located(table, error),
             ) from error
 
     def read(
@@ -245,6 +246,23 @@ class FileSource:
                 error,
             ) from None
         return [name for name in text_columns if name in header]
+
+    def located(self, table: str, error: duckdb.Error) -> duckdb.Error:
+        """The error of the line a CSV sniffer could not read, where it can be found.
+
+        A sniffer that reads the whole file fails at a row with a field too many without
+        saying which: a plain read, as the header is read, stops at that row and names it.
+        """
+        if self.config.type != "csv" or "Error when sniffing file" not in str(error):
+            return error
+        try:
+            self.engine.execute(
+                f"SELECT count(*) FROM read_csv({files_read(self.config, table)}, "
+                f"header = true, {OWN_COLUMNS}, all_varchar = true)"
+            )
+        except duckdb.Error as found:
+            return found
+        return error
 
     def failed(self, what: str, error: BaseException) -> SourceError:
         """`source NAME: <what>: <DuckDB's reason>`, for a step the source's engine failed."""
