@@ -12,6 +12,8 @@ import re
 from pathlib import Path
 
 import duckdb
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 
 from pitsync.errors import SourceError
@@ -222,6 +224,41 @@ def test_a_path_matching_only_empty_files_says_they_are_empty(project: Project, 
         f"source `files`: table `user_plans`: {project.root}/loads/*.{kind} matches only "
         "empty files (2), so there are no rows and no columns to read; check `path` in "
         "[sources.files], or sync once the files are written"
+    )
+
+
+def test_a_parquet_file_damaged_partway_is_named(project: Project) -> None:
+    # Zeros over the middle of b.parquet: its footer reads, its pages do not.
+    loads = project.root / "loads"
+    loads.mkdir()
+    rows = 300_000
+    plans = pa.table(
+        {
+            "user_id": [f"u{number}" for number in range(rows)],
+            "plan": ["free"] * rows,
+            "valid_from": ["2024-01-01"] * rows,
+        }
+    )
+    for name in ("a", "b"):
+        pq.write_table(plans, loads / f"{name}.parquet", compression="none", row_group_size=50_000)
+    damaged = bytearray((loads / "b.parquet").read_bytes())
+    middle = len(damaged) // 2
+    damaged[middle : middle + 5000] = bytes(5000)
+    (loads / "b.parquet").write_bytes(bytes(damaged))
+    configure_plans(project, path="loads/*.parquet", kind="parquet")
+
+    with pytest.raises(SourceError) as raised:
+        project.sync("user_plans")
+
+    # Between the two is DuckDB's reason, which does not name the file.
+    message = str(raised.value)
+    assert message.startswith(
+        f"source `files`: reading table `user_plans` from Parquet files {loads}/*.parquet "
+        "failed partway: "
+    )
+    assert message.endswith(
+        f"; the file {loads}/b.parquet is damaged: write it again, or move it out of the "
+        "files `path` in [sources.files] matches"
     )
 
 

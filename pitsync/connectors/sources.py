@@ -16,7 +16,7 @@ import glob
 import logging
 import os
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -26,6 +26,7 @@ import pyarrow as pa
 
 from pitsync.config import SourceConfig
 from pitsync.errors import SourceError, first_line
+from pitsync.interrupts import is_interrupt
 from pitsync.quoting import quote_identifier, quote_string
 from pitsync.store import SET_UTC
 
@@ -223,11 +224,64 @@ class FileSource:
             parameters.append(lower_bound.value)
         log.debug("source %s: %s %s", self.name, sql, parameters)
         try:
-            return self.engine.sql(sql, params=parameters or None).to_arrow_reader(BATCH_ROWS)
+            rows = self.engine.sql(sql, params=parameters or None).to_arrow_reader(BATCH_ROWS)
         except duckdb.Error as error:
             raise self.failed(
                 f"reading table `{table}` from {self.kind.describe} failed", error
             ) from None
+        return pa.RecordBatchReader.from_batches(rows.schema, self.checked(rows, table, columns))
+
+    def checked(
+        self, rows: pa.RecordBatchReader, table: str, columns: list[str]
+    ) -> Iterator[pa.RecordBatch]:
+        """The rows as DuckDB reads them; a failure partway names the source, the table and,
+        where DuckDB's reason does not, the damaged file."""
+        try:
+            yield from rows
+        except Exception as error:
+            if is_interrupt(error):
+                raise
+            failure = self.failed(
+                f"reading table `{table}` from {self.kind.describe} {self.config.path} failed "
+                "partway",
+                error,
+            )
+            damaged = self.damaged_file(table, columns)
+            if damaged is None:
+                raise failure from None
+            raise SourceError(
+                f"{failure}; the file {damaged} is damaged: write it again, or move it out "
+                f"of the files `path` in [sources.{self.name}] matches",
+                source=self.name,
+            ) from None
+
+    def damaged_file(self, table: str, columns: list[str]) -> str | None:
+        """The first of a table's Parquet files whose columns cannot be read in full.
+
+        Some of DuckDB's Parquet errors (`Out of buffer`) do not say which file failed, so
+        each file's columns are read again, in DuckDB, until one fails. A CSV error names
+        its file, and a path of one file names that file.
+        """
+        files = matched_files(file_pattern(self.config, table))
+        if self.config.type != "parquet" or len(files) < 2:
+            return None
+        for name in files:
+            try:
+                self.read_whole(name, columns)
+            except Exception as error:
+                if is_interrupt(error):
+                    raise
+                return name
+        return None
+
+    def read_whole(self, name: str, columns: list[str]) -> None:
+        """Read every value of a Parquet file's `columns` (those it has), keeping none."""
+        relation = f"read_parquet({quote_string(literal_path(self.config, name))}, {OWN_COLUMNS})"
+        held = {column.lower() for column in self.engine.sql(f"FROM {relation} LIMIT 0").columns}
+        kept = [quote_identifier(column) for column in columns if column.lower() in held]
+        if kept:
+            # A hash needs every value, where a count would let DuckDB skip the columns.
+            self.engine.execute(f"SELECT max(hash({', '.join(kept)})) FROM {relation}")
 
     def present(self, table: str, text_columns: Sequence[str]) -> list[str]:
         """The text columns the table has (a CSV reader refuses types for absent ones)."""
