@@ -181,6 +181,16 @@ def test_semi_and_anti_joins_test_the_interval_holding_the_moment(
     assert event_ids(store, sql) == expected
 
 
+# Each event of the store with the plan its company had at its moment.
+EACH_EVENT_WITH_ITS_PLAN = [
+    ("e1", "free"),
+    ("e2", "pro"),
+    ("e3", None),
+    ("e4", None),
+    ("e5", "team"),
+]
+
+
 def rows(project: Project, sql: str) -> list[tuple]:
     with QuerySession(project.store) as session:
         return sorted(session.query(sql).fetchall())
@@ -215,13 +225,7 @@ def test_an_as_of_join_in_parentheses_with_another_condition_tests_the_holding_i
 
 def test_left_outer_join_is_a_left_join(store: Project) -> None:
     sql = f"SELECT e.insert_id, h.plan FROM events AS e LEFT OUTER JOIN {AS_OF}"
-    assert rows(store, sql) == [
-        ("e1", "free"),
-        ("e2", "pro"),
-        ("e3", None),
-        ("e4", None),
-        ("e5", "team"),
-    ]
+    assert rows(store, sql) == EACH_EVENT_WITH_ITS_PLAN
 
 
 @pytest.mark.parametrize(
@@ -259,13 +263,7 @@ def test_an_unqualified_property_in_on_is_read_as_text(store: Project) -> None:
         "LEFT JOIN company_plan_history FOR SYSTEM_TIME AS OF time AS h "
         "ON h.company_id = properties.company_id"
     )
-    assert rows(store, sql) == [
-        ("e1", "free"),
-        ("e2", "pro"),
-        ("e3", None),
-        ("e4", None),
-        ("e5", "team"),
-    ]
+    assert rows(store, sql) == EACH_EVENT_WITH_ITS_PLAN
 
 
 def test_a_relation_called_properties_keeps_its_columns_in_on(store: Project) -> None:
