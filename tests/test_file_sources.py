@@ -131,9 +131,14 @@ def test_files_of_one_table_are_read_by_column_name(project: Project, kind: str)
     assert project.query(
         "SELECT strftime(start_time, '%m-%d'), plan, region FROM user_plans ORDER BY 1"
     ) == [("01-01", "free", None), ("02-01", "pro", "eu"), ("03-01", None, "us")]
+    assert stored_columns(project, "user_plans") == [
+        *("user_id", "start_time", "end_time", "plan", "region")
+    ]
+
+
+def stored_columns(project: Project, relation: str) -> list[str]:
     with QuerySession(project.store) as session:
-        columns = session.query("SELECT * FROM user_plans").columns
-    assert columns == ["user_id", "start_time", "end_time", "plan", "region"]
+        return list(session.query(f"SELECT * FROM {relation}").columns)
 
 
 def write_file(path: Path, select: str) -> None:
@@ -204,9 +209,7 @@ def test_a_folder_named_like_a_column_leaves_the_files_columns_alone(
     assert project.query("SELECT user_id, plan FROM user_plans ORDER BY 1") == [
         *(("u1", "pro"), ("u2", "team"), ("u3", "free"))
     ]
-    assert [row[0] for row in project.query("SELECT * FROM (DESCRIBE user_plans)")] == [
-        *("user_id", "start_time", "end_time", "plan")
-    ]
+    assert stored_columns(project, "user_plans") == ["user_id", "start_time", "end_time", "plan"]
 
 
 @pytest.mark.parametrize("kind", ["parquet", "csv"])
