@@ -322,6 +322,8 @@ TIME_CASES = [
     ("VARCHAR", "'2024-07-01 09:00:00 gmt-0530'", {}, "2024-07-01T14:30:00Z"),
     ("VARCHAR", "'2024-07-01 09:00:00 UTC-5:30'", {}, "2024-07-01T14:30:00Z"),
     ("VARCHAR", "'2024-07-01 09:00:00 UTC+5'", {}, "2024-07-01T04:00:00Z"),
+    ("VARCHAR", "'2024-07-01 09:00:00 UTC+05:30:15'", {}, "2024-07-01T03:29:45Z"),
+    ("VARCHAR", "'2024-07-01 09:00:00 UTC +05:30'", {}, "2024-07-01T03:30:00Z"),
     ("VARCHAR", "'2024-07-01 09:00:00 Z'", {"timezone": "Asia/Tokyo"}, "2024-07-01T09:00:00Z"),
     ("VARCHAR", "'2024-07-01T09:00:00z'", {"timezone": "Asia/Tokyo"}, "2024-07-01T09:00:00Z"),
     ("VARCHAR", "'2024-07-01 09:00:00+14:00'", {}, "2024-06-30T19:00:00Z"),
@@ -362,6 +364,10 @@ def test_start_times_are_read_as_utc_instants(
         "2024-07-01 09:00:00+15:00",
         "2024-07-01 09:00:00+14:30",
         "2024-07-01 09:00:00 UTC+15",
+        # A negative offset past 14 hours, or no offset at all: DuckDB's naive cast would
+        # drop it and read the time as naive.
+        "2024-07-01 09:00:00-16:00",
+        "2024-07-01 09:00:00-05:30:99",
         # A year of two digits: DuckDB would read the year 99.
         "99-07-01 09:00:00",
     ],

@@ -39,18 +39,19 @@ MICROS_PER_UNIT = {"s": 1_000_000, "ms": 1_000, "us": 1}
 OFFSET = r"[+-]((0?\d|1[0-3])(:?[0-5]\d){0,2}|14(:?00){0,2})"
 ZONED_PATTERN = (
     rf".*\d:\d{{1,2}}(:\d{{1,2}}(\.\d*)?)?\s*([zZ]|{OFFSET})"
-    r"|.*\d\s*[A-Za-z]{2}[\w/+:.-]*"  # two letters: `T9:00` is no zone
+    r"|.*\d\s*[A-Za-z]{2}[\w/+:.-]*(\s*[+-][0-9:]+)?"  # two letters: `T9:00` is no zone
 )
-# Naive text: digits and the separators of a date and a time, nothing else.
-NAIVE_PATTERN = r"[0-9 T:./-]+"
+# Naive text: a date, and maybe a time of day, nothing after it: DuckDB's TIMESTAMP cast
+# would drop an offset it cannot read (`-16:00`).
+NAIVE_PATTERN = r"\d{4}[-/]\d{1,2}[-/]\d{1,2}([ T]+\d{1,2}(:\d{1,2}){0,2}(\.\d*)?)?"
 # Text times begin with a year of four digits: DuckDB reads `99-01-05` as the year 99.
 YEAR_FIRST = r"\d{4}[-/].*"
 # How the cast wants a zone written after the time, each rewritten in turn: `UTC+5:30` or
 # `GMT-0530` as a bare offset (DuckDB drops the minutes after `UTC`, and reads a one-digit
 # hour only there), and `Z` after a blank or in lower case as `+00`.
 OFFSET_SPELLINGS = (
-    (r"(\d)\s*(?i:utc|gmt)\s*([+-])(\d)((:?\d{2})?)$", r"\1\20\3\4"),
-    (r"(\d)\s*(?i:utc|gmt)\s*([+-]\d{2}(:?\d{2})?)$", r"\1\2"),
+    (r"(\d)\s*(?i:utc|gmt)\s*([+-])(\d)((:?\d{2}){0,2})$", r"\1\20\3\4"),
+    (r"(\d)\s*(?i:utc|gmt)\s*([+-]\d{2}(:?\d{2}){0,2})$", r"\1\2"),
     (r"(\d)\s*[zZ]$", r"\1+00"),
 )
 # A zone abbreviation after the time (`BST`, `pst`, `Ist`): each names several zones, and
