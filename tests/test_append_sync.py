@@ -1350,3 +1350,26 @@ def test_integer_event_ids_that_arrive_with_a_fraction_are_refused_in_append_mod
     else:
         project.sync("events")
         assert project.query(joined) == [("1", "7", "pro"), ("2", "8", "pro")]
+
+
+@pytest.mark.backends("duckdb")
+def test_a_large_integer_id_arriving_as_a_double_in_exponent_form_is_refused(
+    project: Project,
+) -> None:
+    # As a double, 10^16 is written `1e+16`: another entity, as `1.0` is for 1.
+    project.source_sql(
+        "CREATE TABLE plans (company_id BIGINT, valid_from TIMESTAMPTZ, plan VARCHAR, "
+        "loaded_at INTEGER)",
+        "INSERT INTO plans VALUES (10000000000000000, '2024-01-01 00:00+00', 'free', 1)",
+    )
+    configure_companies(project, "plans", "valid_from", mode="append", cursor="loaded_at")
+    project.sync("plans")
+    project.source_sql(
+        "CREATE OR REPLACE TABLE plans AS SELECT CAST(company_id AS DOUBLE) AS company_id, "
+        "valid_from, plan, loaded_at FROM plans",
+        "INSERT INTO plans VALUES (10000000000000000, '2024-02-01 00:00+00', 'pro', 2)",
+    )
+
+    with pytest.raises(ConfigError, match=r"arrive written with a fraction .*`1e\+16`"):
+        project.sync("plans")
+    assert project.query("SELECT company_id, plan FROM plans") == [("10000000000000000", "free")]

@@ -271,14 +271,17 @@ def reconcile_ids(
         con.execute(f"ALTER TABLE {STAGED} ALTER COLUMN {ENTITY} TYPE VARCHAR")
 
 
+# A number's text as a double or a decimal writes it: `7.0`, `1e+16`, `1.5e+16`.
+FRACTION = quote_string(r"(?i)[+-]?[0-9]+(\.[0-9]+)?e[+-]?[0-9]+|[+-]?[0-9]+\.[0-9]+")
+
+
 def check_ids_keep_their_text(con: duckdb.DuckDBPyConnection, model: HistoryModel) -> None:
     """Integer ids that now arrive as fractions (`1.0`, from a DOUBLE or DECIMAL column)
     are other ids (rule 7: ids are their text): an append run, which never deletes, would
     keep every entity twice. Text ids spelled as the integers were (`1`) are the same."""
-    fraction = quote_string(r"[+-]?[0-9]+\.[0-9]+")
     text = f"CAST({ENTITY} AS VARCHAR)"
     rows = con.execute(
-        f"SELECT min({text}) FROM {STAGED} WHERE regexp_full_match({text}, {fraction})"
+        f"SELECT min({text}) FROM {STAGED} WHERE regexp_full_match({text}, {FRACTION})"
     ).fetchall()
     if rows[0][0] is None:
         return
@@ -294,7 +297,6 @@ def check_ids_keep_their_text(con: duckdb.DuckDBPyConnection, model: HistoryMode
     )
 
 
-FRACTION = quote_string(r"[+-]?[0-9]+\.[0-9]+")
 FRACTIONAL_TYPES = ("FLOAT", "DOUBLE", "DECIMAL")
 
 
