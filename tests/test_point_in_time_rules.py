@@ -558,25 +558,31 @@ def test_a_property_two_events_tables_type_differently_is_its_text_in_events(
 ) -> None:
     # `x` is a time in one table and a number in the other: DuckDB could not read them as
     # one column. `flag` is a boolean and a number: DuckDB would show true as 1. Numbers
-    # of two widths are still numbers.
+    # with a fraction are doubles: DuckDB would cut `price` 1.5 to the other's scale, 2,
+    # and fail to fit `fee` 3e9 in the other's DECIMAL(38, 30). Integers stay integers.
     project.source_sql(
         "CREATE TABLE signups (event VARCHAR, distinct_id VARCHAR, time TIMESTAMPTZ, "
-        "x TIMESTAMP, flag BOOLEAN, amount INTEGER)",
+        "x TIMESTAMP, flag BOOLEAN, amount INTEGER, price DECIMAL(38, 18), fee BIGINT, "
+        "seats INTEGER)",
         "INSERT INTO signups VALUES ('signup', 'u1', '2024-01-01 00:00:00+00', "
-        "'2024-01-01 10:00:00', true, 2)",
+        "'2024-01-01 10:00:00', true, 2, 1.5, 3000000000, 4)",
         "CREATE TABLE orders (event VARCHAR, distinct_id VARCHAR, time TIMESTAMPTZ, "
-        "x BIGINT, flag BIGINT, amount DOUBLE)",
-        "INSERT INTO orders VALUES ('order', 'u1', '2024-01-02 00:00:00+00', 5, 1, 2.5)",
+        "x BIGINT, flag BIGINT, amount DOUBLE, price DECIMAL(38, 0), fee DECIMAL(38, 30), "
+        "seats BIGINT)",
+        "INSERT INTO orders VALUES ('order', 'u1', '2024-01-02 00:00:00+00', 5, 1, 2.5, 3, "
+        "0.25, 9000000000)",
     )
     project.configure("signups", kind="events")
     project.configure("orders", kind="events")
     project.sync("signups")
     project.sync("orders")
 
-    assert project.query("SELECT event, x, flag, amount FROM events ORDER BY time") == [
-        ("signup", "2024-01-01 10:00:00", "true", 2.0),
-        ("order", "5", "1", 2.5),
+    columns = "event, x, flag, amount, price, fee, seats"
+    assert project.query(f"SELECT {columns} FROM events ORDER BY time") == [
+        ("signup", "2024-01-01 10:00:00", "true", 2.0, 1.5, 3e9, 4),
+        ("order", "5", "1", 2.5, 3.0, 0.25, 9000000000),
     ]
+    assert project.query("SELECT typeof(seats) FROM events LIMIT 1") == [("BIGINT",)]
 
 
 @pytest.mark.backends("duckdb")

@@ -101,16 +101,18 @@ def refresh_views(con: duckdb.DuckDBPyConnection) -> None:
     con.execute(f"CREATE OR REPLACE VIEW main.group_profiles AS {group_profiles_sql(catalog)}")
 
 
-def visible_events_sql(events: list[CatalogEntry], mixed: set[str]) -> str:
+def visible_events_sql(events: list[CatalogEntry], mixed: dict[str, str]) -> str:
     """Every events table, each property also a column, with a JSON of all properties.
 
-    A property that events tables hold as types of different kinds (`mixed`, lower case)
-    is its text in the column: DuckDB would read a boolean as 1, and fail on times and
-    numbers together only as the rows were read."""
+    A property that events tables hold as different types (`mixed`: lower-case name to
+    the type all of them take) is cast to one: DuckDB would read a boolean as 1, cut a
+    decimal to another's scale, and fail on times and numbers together only as the rows
+    were read."""
 
     def column(name: str) -> str:
         quoted = quote_identifier(name)
-        return f"CAST({quoted} AS VARCHAR) AS {quoted}" if name.lower() in mixed else quoted
+        common = mixed.get(name.lower())
+        return f"CAST({quoted} AS {common}) AS {quoted}" if common else quoted
 
     parts = [
         f"SELECT event, distinct_id, time, {json_object_sql(entry.properties)} AS properties"
@@ -132,24 +134,35 @@ def stored_types(con: duckdb.DuckDBPyConnection, entry: CatalogEntry) -> dict[st
     return {str(name).lower(): str(kind) for name, kind in rows}
 
 
-def mixed_columns(tables: list[dict[str, str]]) -> set[str]:
-    """The columns that tables hold as types of different kinds. Numbers of any width or
-    precision are one kind, which DuckDB widens to one type."""
-    kinds: dict[str, set[str]] = {}
+def mixed_columns(tables: list[dict[str, str]]) -> dict[str, str]:
+    """The columns that tables hold as different types, each with the type all take:
+    integers of any width stay as DuckDB widens them (BIGINT, HUGEINT); numbers with a
+    fraction among them are doubles; any other mix is text."""
+    found: dict[str, set[str]] = {}
     for types in tables:
         for name, kind in types.items():
-            kinds.setdefault(name, set()).add("number" if is_number(kind) else kind)
-    return {name for name, found in kinds.items() if len(found) > 1}
+            found.setdefault(name, set()).add(kind)
+    common = {name: common_type(kinds) for name, kinds in found.items() if len(kinds) > 1}
+    return {name: kind for name, kind in common.items() if kind}
 
 
-def is_number(kind: str) -> bool:
-    return kind in NUMBER_TYPES or kind.startswith("DECIMAL")
+def common_type(kinds: set[str]) -> str:
+    """The type a column of these types is read as in `events`; "" where DuckDB's own
+    union is exact (integers only)."""
+    if kinds <= INTEGER_TYPES:
+        return ""
+    if all(
+        kind in INTEGER_TYPES or kind in FLOAT_TYPES or kind.startswith("DECIMAL") for kind in kinds
+    ):
+        return "DOUBLE"
+    return "VARCHAR"
 
 
-NUMBER_TYPES = frozenset(
+INTEGER_TYPES = frozenset(
     ["TINYINT", "SMALLINT", "INTEGER", "BIGINT", "HUGEINT", "UTINYINT", "USMALLINT"]
-    + ["UINTEGER", "UBIGINT", "UHUGEINT", "FLOAT", "DOUBLE"]
+    + ["UINTEGER", "UBIGINT", "UHUGEINT"]
 )
+FLOAT_TYPES = frozenset(["FLOAT", "DOUBLE"])
 
 
 def all_events_sql(catalog: list[CatalogEntry]) -> str:
