@@ -463,6 +463,22 @@ def test_a_sqlite_numeric_cursor_past_2_to_the_53_loses_no_boundary_row(project:
 
 
 @pytest.mark.backends("sqlite")
+def test_a_sqlite_cursor_without_a_declared_type_is_refused(project: Project) -> None:
+    # Read as text, its watermark would be the text '5', and SQLite orders every number
+    # below any text: no later row would ever be read.
+    project.database_sql(
+        "CREATE TABLE loads (account_id TEXT, start_timestamp TEXT, plan TEXT, loaded)",
+        "INSERT INTO loads VALUES ('a1', '2024-01-01 00:00:00', 'free', 5)",
+        "CREATE VIEW account_history AS SELECT *, loaded + 0 AS batch FROM loads",
+    )
+    configure_accounts(project, mode="append", cursor="batch")
+
+    with pytest.raises(ConfigError, match="cursor `batch` has no declared type"):
+        project.sync("account_history")
+    assert not project.store.exists()
+
+
+@pytest.mark.backends("sqlite")
 def test_sqlite_epochs_in_a_timestamp_column_are_read_by_time_unit(project: Project) -> None:
     # SQLite declares the column TIMESTAMP (read as text) but keeps epoch seconds in it.
     project.database_sql(

@@ -46,7 +46,7 @@ from pitsync.connectors.extraction import (
     select_columns,
     sqlite_typed_select,
 )
-from pitsync.connectors.sources import LowerBound
+from pitsync.connectors.sources import UNTYPED, LowerBound
 from pitsync.errors import ConfigError, SourceError, first_line
 from pitsync.modeling.staging import UNREADABLE
 
@@ -318,10 +318,15 @@ def sqlite_declared_schema(
         [
             pa.field(name, pa.string())
             if name in text_columns and keeps_integers(kind or "")
-            else pa.field(name, sqlite_type(kind or ""))
+            else pa.field(name, sqlite_type(kind or ""), metadata=untyped(kind or ""))
             for name, kind in declared
         ]
     )
+
+
+def untyped(declared: str) -> dict[bytes, bytes] | None:
+    """The mark of a column declared without a type (a view's computed column too)."""
+    return None if declared.strip() else {UNTYPED: b"1"}
 
 
 def keeps_integers(declared: str) -> bool:

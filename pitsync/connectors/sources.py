@@ -39,6 +39,11 @@ OWN_COLUMNS = "hive_partitioning = false"
 CSV_ERROR_LINE = re.compile(r"CSV Error on Line: (\d+)")
 CSV_ERROR_FILE = re.compile(r"^\s*file = (.+)$", re.MULTILINE)
 
+# Field metadata a source sets on a column whose values have no type of their own (an
+# SQLite column declared without one holds numbers and text alike): such a column is read
+# as text, whose order is not its numbers', so it cannot be a cursor.
+UNTYPED = b"pitsync.untyped"
+
 
 @dataclass(frozen=True)
 class LowerBound:

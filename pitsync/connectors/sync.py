@@ -27,7 +27,7 @@ import pyarrow as pa
 from pitsync.config import Config, TableConfig
 from pitsync.connectors.progress import ReadProgress
 from pitsync.connectors.runs import RunRecord, next_run_id, utc_now, write_run
-from pitsync.connectors.sources import LowerBound, Source, open_source
+from pitsync.connectors.sources import UNTYPED, LowerBound, Source, open_source
 from pitsync.connectors.watermarks import (
     CURSOR_KINDS,
     Watermark,
@@ -203,7 +203,16 @@ def check_cursor(table: TableConfig, schema: pa.Schema) -> None:
     booleans, bytes, spans of time, lists or JSON order no arrivals."""
     if not table.cursor or table.cursor not in schema.names:
         return
-    kind = schema.field(table.cursor).type
+    field = schema.field(table.cursor)
+    if UNTYPED in (field.metadata or {}):
+        raise ConfigError(
+            f"table `{table.name}`: cursor `{table.cursor}` has no declared type in its "
+            "source, which keeps numbers and text in it alike and compares them apart, so "
+            "no watermark orders its rows; choose a column declared INTEGER, REAL or TEXT",
+            key="cursor",
+            table=table.name,
+        )
+    kind = field.type
     if cursor_kind(kind) not in CURSOR_KINDS:
         raise ConfigError(
             f"table `{table.name}`: cursor `{table.cursor}` holds {kind}, which does not "
