@@ -124,6 +124,12 @@ def test_two_statements_separated_by_a_semicolon_are_refused(store: Project) -> 
     assert_refused(store, sql, "exactly one statement", "got 2")
 
 
+@pytest.mark.parametrize("end", [";", "; -- done", "; /* done */", ";\n-- done\n"])
+def test_a_comment_after_the_last_semicolon_is_no_statement(store: Project, end: str) -> None:
+    with QuerySession(store.store) as session:
+        assert session.query(f"SELECT 1 AS x{end}").fetchall() == [(1,)]
+
+
 def test_as_of_on_a_relation_that_is_not_a_history_table_is_refused(store: Project) -> None:
     sql = "SELECT * FROM events FOR SYSTEM_TIME AS OF TIMESTAMP '2024-03-01 00:00:00+00'"
     message = assert_refused(store, sql, "history tables", "`events`")

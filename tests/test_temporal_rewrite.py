@@ -113,6 +113,21 @@ REFUSED = [
         "ON h.id = e.company_id",
         "without column names",
     ),
+    # No zone is more than 14 hours from UTC: not +14:30, nor 15 hours after GMT.
+    (
+        "SELECT * FROM h FOR SYSTEM_TIME AS OF TIMESTAMPTZ '2024-03-01 00:30:00+14:30'",
+        "no zone is more than 14 hours from UTC",
+    ),
+    (
+        "SELECT * FROM h FOR SYSTEM_TIME AS OF TIMESTAMPTZ '2024-03-01 00:30:00 GMT+15'",
+        "no zone is more than 14 hours from UTC",
+    ),
+    (
+        "SELECT * FROM h FOR SYSTEM_TIME AS OF timezone('BST', TIMESTAMP '2024-03-01 00:30')",
+        "the zone 'BST' is refused",
+    ),
+    ("SELECT count(*) FROM h FOR SYSTEM_TIME AS OF", "needs a moment after it"),
+    ("SELECT count(*) FROM h FOR SYSTEM_TIME AS OF WHERE true", "needs a moment after it"),
 ]
 
 
@@ -236,6 +251,11 @@ def test_left_outer_join_is_a_left_join(store: Project) -> None:
         ("TIMESTAMP '2024-02-01 04:31:00+05' - INTERVAL 0 MINUTE", "free"),
         # 00:31 UTC on 1 February, New York being five hours behind in winter: pro.
         ("TIMESTAMP '2024-01-31 19:30:00 America/New_York' + INTERVAL 1 MINUTE", "pro"),
+        ("TIMESTAMP_MS '2024-02-01 04:30:00+05' + INTERVAL 1 MINUTE", "free"),
+        # A wall-clock time read in a zone: 05:20 in Karachi (five hours ahead) is 00:20
+        # UTC on 1 February, pro; 04:50 there is 23:50 UTC the day before, free.
+        ("TIMESTAMP '2024-02-01 05:20:00' AT TIME ZONE 'Asia/Karachi'", "pro"),
+        ("timezone('Asia/Karachi', TIMESTAMP '2024-02-01 04:50:00')", "free"),
     ],
 )
 def test_a_literal_in_a_moment_expression_keeps_its_offset(

@@ -104,7 +104,8 @@ def parse_duckdb(sql: str) -> list[exp.Expr]:
     """The statements of `sql` as sqlglot trees, `->` read as the JSON arrow throughout."""
     dialect = StoreDuckDB()
     trees = JsonArrowParser(dialect=dialect).parse(tokens_of(dialect, sql), sql)
-    return [tree for tree in trees if tree is not None]
+    # A comment after the last `;` is a statement of nothing but that comment.
+    return [tree for tree in trees if tree is not None and not isinstance(tree, exp.Semicolon)]
 
 
 def parse_condition(sql: str) -> exp.Expr:

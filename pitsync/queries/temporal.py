@@ -29,6 +29,7 @@ runs as
 from __future__ import annotations
 
 import re
+from typing import TypeGuard
 
 from sqlglot import exp
 
@@ -43,9 +44,12 @@ from pitsync.store import END_TIME, PROPERTIES, START_TIME
 
 TEMPORAL_KINDS = ("AS OF",)
 
-# An offset after a time of day (`+15:00`, `-1500`), its hours captured. No zone is more
-# than 14 hours from UTC, and a source's time with such an offset is refused (rule 6).
-OFFSET_AFTER_TIME = re.compile(r"\d:\d{1,2}(?::\d{1,2}(?:\.\d*)?)?\s*[+-](\d{1,2})(?::?\d{2}){0,2}")
+# An offset after a time of day or after UTC or GMT (`+15:00`, `-1430`, `GMT+15`), its
+# hours and minutes captured. No zone is more than 14 hours from UTC, and a source's time
+# with such an offset is refused (rule 6).
+OFFSET_AFTER_TIME = re.compile(
+    r"(?:\d:\d{1,2}(?::\d{1,2}(?:\.\d*)?)?|(?i:utc|gmt))\s*[+-](\d{1,2})(?::?(\d{2}))?"
+)
 OFFSET_HINT = "no zone is more than 14 hours from UTC; write an offset from -14:00 to +14:00"
 
 
@@ -73,6 +77,12 @@ def check_version(
 ) -> None:
     """Only `FOR SYSTEM_TIME AS OF`, and only on a history relation."""
     kind = str(version.args.get("kind", "")).upper()
+    if kind in TEMPORAL_KINDS and version.expression is None:
+        raise QueryRefused(
+            "FOR SYSTEM_TIME AS OF needs a moment after it: a timestamp, or a column such "
+            "as e.time in a join",
+            sql=sql,
+        )
     if kind not in TEMPORAL_KINDS:
         raise QueryRefused(
             f"FOR SYSTEM_TIME {kind} is not supported; use FOR SYSTEM_TIME AS OF a moment "
@@ -120,9 +130,22 @@ def as_instant(moment: exp.Expression, sql: str) -> exp.Expression:
     # DuckDB's TIMESTAMP drops an offset (`TIMESTAMP '00:30+05' + INTERVAL 1 MINUTE` would
     # be 00:31 UTC): text read as a time within the moment is read as TIMESTAMPTZ too.
     for text in moment_texts(moment):
-        if isinstance(text.parent, exp.Cast):
+        if isinstance(text.parent, exp.Cast) and not shifted_to_a_zone(text.parent):
             text.parent.set("to", exp.DataType.build("TIMESTAMPTZ"))
     return moment
+
+
+def shifted_to_a_zone(time: exp.Expression) -> bool:
+    """Whether a time is read in a zone it is given (`AT TIME ZONE 'X'`, `timezone('X',
+    ...)`): that reads its wall-clock time there, which a TIMESTAMPTZ would not have."""
+    parent = time.parent
+    if isinstance(parent, exp.AtTimeZone):
+        return parent.this is time
+    return is_timezone_call(parent) and any(value is time for value in parent.expressions[1:2])
+
+
+def is_timezone_call(node: object) -> TypeGuard[exp.Anonymous]:
+    return isinstance(node, exp.Anonymous) and str(node.this).lower() == "timezone"
 
 
 def check_zones(moment: exp.Expression, sql: str) -> None:
@@ -136,8 +159,13 @@ def check_zones(moment: exp.Expression, sql: str) -> None:
             raise QueryRefused(
                 f"the moment {text.sql('duckdb')} is refused: {OFFSET_HINT}", sql=sql
             )
-    for shift in moment.find_all(exp.AtTimeZone):
-        zone = shift.args.get("zone")
+    zones = [shift.args.get("zone") for shift in moment.find_all(exp.AtTimeZone)]
+    zones += [
+        call.expressions[0]
+        for call in moment.find_all(exp.Anonymous)
+        if is_timezone_call(call) and call.expressions
+    ]
+    for zone in zones:
         if isinstance(zone, exp.Literal) and is_ambiguous_zone_name(zone.this):
             raise QueryRefused(
                 f"the zone {zone.sql('duckdb')} is refused: {AMBIGUOUS_ZONE_HINT}", sql=sql
@@ -145,9 +173,11 @@ def check_zones(moment: exp.Expression, sql: str) -> None:
 
 
 def offset_beyond_any_zone(text: str) -> bool:
-    """Whether a time is written with an offset of 15 hours or more (`+15:00`)."""
-    offset = OFFSET_AFTER_TIME.search(text)
-    return offset is not None and int(offset.group(1)) > 14
+    """Whether a time is written with an offset past 14 hours (`+14:30`, `GMT+15`)."""
+    return any(
+        int(hours) * 60 + int(minutes or 0) > 14 * 60
+        for hours, minutes in OFFSET_AFTER_TIME.findall(text)
+    )
 
 
 def moment_texts(moment: exp.Expression) -> list[exp.Literal]:
@@ -170,6 +200,9 @@ TIME_TYPES = (
     exp.DataType.Type.TIMESTAMPTZ,
     exp.DataType.Type.TIMESTAMPLTZ,
     exp.DataType.Type.DATETIME,
+    exp.DataType.Type.TIMESTAMP_S,
+    exp.DataType.Type.TIMESTAMP_MS,
+    exp.DataType.Type.TIMESTAMP_NS,
 )
 
 
