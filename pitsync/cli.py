@@ -125,7 +125,9 @@ def build_parser() -> argparse.ArgumentParser:
     query.set_defaults(handler=command_query)
 
     profile = commands.add_parser(
-        "profile", help="an entity's properties at a moment", parents=[waiting]
+        "profile",
+        help="an entity's merged profile now, or its history properties at a moment (--at)",
+        parents=[waiting],
     )
     add_entity_arguments(profile)
     profile.add_argument(
