@@ -39,7 +39,7 @@ from pitsync.interrupts import is_interrupt
 from pitsync.modeling.attribution import Entity, entity_tables, interval_at_sql, timeline_sql
 from pitsync.modeling.portable import ENGINES
 from pitsync.modeling.staging import json_object_sql
-from pitsync.modeling.timestamps import AMBIGUOUS_ZONE_HINT, names_ambiguous_zone
+from pitsync.modeling.timestamps import spelled_moment
 from pitsync.queries.execute import QuerySession
 from pitsync.queries.output import formatted, printable, write_csv, write_json, write_table
 from pitsync.queries.profiles import (
@@ -50,7 +50,7 @@ from pitsync.queries.profiles import (
     parse_moment,
     profiles_sql,
 )
-from pitsync.queries.temporal import OFFSET_HINT, offset_beyond_any_zone
+from pitsync.queries.temporal import moment_text_problem
 from pitsync.store import DEFAULT_WAIT_SECONDS, END_TIME, START_TIME, open_read_only
 
 log = logging.getLogger("pitsync")
@@ -519,14 +519,13 @@ def history_profile(session: QuerySession, entity: Entity, moment: str) -> dict[
 
 def resolve_moment(session: QuerySession, text: str) -> str:
     """The moment as ISO text in UTC; 'now' is the store clock's now."""
-    if names_ambiguous_zone(text):
-        raise PitsyncError(f"--at {text!r} is refused: {AMBIGUOUS_ZONE_HINT}")
-    if offset_beyond_any_zone(text):
-        raise PitsyncError(f"--at {text!r} is refused: {OFFSET_HINT}")
+    problem = moment_text_problem(text)
+    if problem:
+        raise PitsyncError(f"--at {text!r} is refused: {problem}")
     now = means_now(text)
     sql = "SELECT now() AS moment" if now else "SELECT CAST(? AS TIMESTAMPTZ) AS moment"
     try:
-        relation = session.connection.sql(sql, params=[] if now else [text])
+        relation = session.connection.sql(sql, params=[] if now else [spelled_moment(text)])
         rows = formatted(relation, nested_as_json=False).fetchall()
     except duckdb.Error as error:
         raise PitsyncError(

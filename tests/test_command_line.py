@@ -438,13 +438,29 @@ def test_latest_profile_leaves_out_undefined_properties(synced: Project) -> None
         ("2024-01-01T00:00:00Z", {"plan": "free", "seats": 1}),
         ("2024-01-31T23:59:59.999999Z", {"plan": "free", "seats": 1}),
         ("2024-02-01T01:00:00+01:00", {"plan": "pro"}),
+        # 05:20 at UTC+05:30 is 23:50 UTC on 31 January; DuckDB alone would read 00:20.
+        ("2024-02-01 05:20:00 UTC+05:30", {"plan": "free", "seats": 1}),
     ],
-    ids=["before-first-row", "at-first-start", "last-microsecond-of-free", "offset-at-pro-start"],
+    ids=[
+        *("before-first-row", "at-first-start", "last-microsecond-of-free"),
+        *("offset-at-pro-start", "offset-minutes-after-utc"),
+    ],
 )
 def test_profile_at_a_moment_takes_the_row_holding_it(
     synced: Project, moment: str, expected: dict[str, Any]
 ) -> None:
     assert cli_json(synced, *PROFILE_ARGS, "--at", moment) == expected
+
+
+@pytest.mark.parametrize(
+    ("moment", "said"),
+    [("24-02-01T00:00:00Z", "four digits"), ("2024-02-01T00:00:00+14:30", "14 hours")],
+)
+def test_profile_at_text_rule_6_would_not_read_is_refused(
+    synced: Project, moment: str, said: str
+) -> None:
+    result = synced.cli(*PROFILE_ARGS, "--at", moment, check=False)
+    assert_user_error(result, said)
 
 
 def test_history_lists_intervals_oldest_first(synced: Project) -> None:

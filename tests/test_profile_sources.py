@@ -390,6 +390,9 @@ def test_feed_refuses_a_window_that_ends_before_it_starts(project: Project) -> N
     login_events_now(project)
     result = project.cli("feed", "ann", "--from", "2025-02-01", "--to", "2025-01-01", check=False)
     assert result.returncode == 1 and "is not before --to" in result.stderr
+    # A basic ISO 8601 time with an offset past 14 hours names no zone's time.
+    result = project.cli("feed", "ann", "--from", "20250101T090000+1500", check=False)
+    assert result.returncode == 1 and "14 hours" in result.stderr
 
 
 def login_events_now(project: Project) -> None:

@@ -127,6 +127,24 @@ REFUSED = [
         "the zone 'BST' is refused",
     ),
     ("SELECT count(*) FROM h FOR SYSTEM_TIME AS OF", "needs a moment after it"),
+    (
+        "SELECT * FROM h FOR SYSTEM_TIME AS OF TIMESTAMPTZ '2024-03-01 00:30:00+14:00:01'",
+        "no zone is more than 14 hours from UTC",
+    ),
+    (
+        "SELECT * FROM h FOR SYSTEM_TIME AS OF TIMESTAMP '24-03-01 00:30:00'",
+        "write the year with four digits",
+    ),
+    (
+        "SELECT * FROM h FOR SYSTEM_TIME AS OF "
+        "TIMESTAMP '2024-03-01 00:30:00+05' AT TIME ZONE 'America/New_York'",
+        "leave its offset or zone out",
+    ),
+    (
+        "SELECT * FROM h FOR SYSTEM_TIME AS OF "
+        "TIMESTAMP '2024-03-01 00:30' AT TIME ZONE 'UTC+05:30'",
+        "DuckDB would drop its minutes",
+    ),
     ("SELECT count(*) FROM h FOR SYSTEM_TIME AS OF WHERE true", "needs a moment after it"),
 ]
 
@@ -256,6 +274,16 @@ def test_left_outer_join_is_a_left_join(store: Project) -> None:
         # UTC on 1 February, pro; 04:50 there is 23:50 UTC the day before, free.
         ("TIMESTAMP '2024-02-01 05:20:00' AT TIME ZONE 'Asia/Karachi'", "pro"),
         ("timezone('Asia/Karachi', TIMESTAMP '2024-02-01 04:50:00')", "free"),
+        # However deep the time sits in what is shifted: 19:20 in New York is 00:20 UTC.
+        (
+            "(TIMESTAMP '2024-01-31 19:19:00' + INTERVAL 1 MINUTE) AT TIME ZONE 'America/New_York'",
+            "pro",
+        ),
+        ("coalesce(TIMESTAMP '2024-01-31 18:50:00') AT TIME ZONE 'America/New_York'", "free"),
+        # After UTC an offset keeps its minutes: 05:20 at UTC+05:30 is 23:50 UTC, free.
+        ("TIMESTAMPTZ '2024-02-01 05:20:00 UTC+05:30'", "free"),
+        ("TIMESTAMPTZ '2024-02-01 06:20:00 UTC+05:30'", "pro"),
+        ("TIMESTAMPTZ '2024-02-01 00:20:00 Z'", "pro"),
     ],
 )
 def test_a_literal_in_a_moment_expression_keeps_its_offset(

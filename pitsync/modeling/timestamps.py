@@ -50,9 +50,9 @@ YEAR_FIRST = r"\d{4}[-/].*"
 # `GMT-0530` as a bare offset (DuckDB drops the minutes after `UTC`, and reads a one-digit
 # hour only there), and `Z` after a blank or in lower case as `+00`.
 OFFSET_SPELLINGS = (
-    (r"(\d)\s*(?i:utc|gmt)\s*([+-])(\d)((:?\d{2}){0,2})$", r"\1\20\3\4"),
-    (r"(\d)\s*(?i:utc|gmt)\s*([+-]\d{2}(:?\d{2}){0,2})$", r"\1\2"),
-    (r"(\d)\s*[zZ]$", r"\1+00"),
+    (r"(\d)\s*(?i:utc|gmt)\s*([+-])(\d)((:?\d{2}){0,2})$", r"\g<1>\g<2>0\g<3>\g<4>"),
+    (r"(\d)\s*(?i:utc|gmt)\s*([+-]\d{2}(:?\d{2}){0,2})$", r"\g<1>\g<2>"),
+    (r"(\d)\s*[zZ]$", r"\g<1>+00"),
 )
 # A zone abbreviation after the time (`BST`, `pst`, `Ist`): each names several zones, and
 # DuckDB reads it, in any case, as one of them, often not the one meant. A short name the
@@ -189,9 +189,25 @@ def offset_spelled(text: str) -> str:
     joined = f"regexp_replace({text}, {quote_string(SPACE_BEFORE_OFFSET)}, '\\1\\2')"
     spelled = joined
     for spelling, offset in OFFSET_SPELLINGS:
-        spelled = f"regexp_replace({spelled}, {quote_string(spelling)}, {quote_string(offset)})"
+        # DuckDB's regexp_replace names a group `\\1`, where Python's re writes `\\g<1>`.
+        group = re.sub(r"\\g<(\d)>", r"\\\1", offset)
+        spelled = f"regexp_replace({spelled}, {quote_string(spelling)}, {quote_string(group)})"
     unusual = f"(lower({text}) SIMILAR TO '.*(utc|gmt).*' OR {text} SIMILAR TO '.*(\\sZ|z)')"
     return f"CASE WHEN {unusual} THEN {spelled} ELSE {joined} END"
+
+
+def spelled_moment(text: str) -> str:
+    """A moment given in a query or on the command line, its zone spelled as DuckDB's cast
+    reads it, as `text_sql` spells a source's text: `UTC+05:30` keeps its minutes there."""
+    spelled = re.sub(SPACE_BEFORE_OFFSET, r"\g<1>\g<2>", text.strip())
+    for spelling, offset in OFFSET_SPELLINGS:
+        spelled = re.sub(spelling, offset, spelled)
+    return spelled
+
+
+def short_year(text: str) -> bool:
+    """Whether a time begins with a year of fewer than four digits (`24-01-05`)."""
+    return re.match(r"\s*[0-9]{1,3}[-/]", text) is not None
 
 
 def iso_sql(column: str, type_name: str, *, utc_suffix: str = "+00:00") -> str:

@@ -20,7 +20,7 @@ from sqlglot.errors import ParseError
 
 from pitsync.errors import QueryRefused
 from pitsync.queries.guard import parse_condition
-from pitsync.queries.temporal import OFFSET_HINT, offset_beyond_any_zone
+from pitsync.queries.temporal import OFFSET_HINT
 from pitsync.store import DISTINCT_ID, EVENT, PROPERTIES, TIME
 
 USER_COLUMNS = (DISTINCT_ID, PROPERTIES, "last_seen")
@@ -198,6 +198,7 @@ def moment_of(text: str, option: str) -> dt.datetime:
             f"{option} {text!r} is not a moment; write ISO 8601, e.g. 2024-03-01T00:00:00Z",
             sql=text,
         ) from None
-    if offset_beyond_any_zone(text):
+    offset = moment.utcoffset()
+    if offset is not None and abs(offset) > dt.timedelta(hours=14):  # `+1500` as well
         raise QueryRefused(f"{option} {text!r} is refused: {OFFSET_HINT}", sql=text)
     return moment if moment.tzinfo else moment.replace(tzinfo=dt.UTC)

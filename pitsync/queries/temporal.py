@@ -36,8 +36,11 @@ from sqlglot import exp
 from pitsync.errors import QueryRefused
 from pitsync.modeling.timestamps import (
     AMBIGUOUS_ZONE_HINT,
+    ZONED_PATTERN,
     is_ambiguous_zone_name,
     names_ambiguous_zone,
+    short_year,
+    spelled_moment,
 )
 from pitsync.queries.guard import ctes_in_scope
 from pitsync.store import END_TIME, PROPERTIES, START_TIME
@@ -49,6 +52,15 @@ TEMPORAL_KINDS = ("AS OF",)
 # with such an offset is refused (rule 6).
 OFFSET_AFTER_TIME = re.compile(
     r"(?:\d:\d{1,2}(?::\d{1,2}(?:\.\d*)?)?|(?i:utc|gmt))\s*[+-](\d{1,2})(?::?(\d{2}))?"
+    r"(?::?(\d{2}))?"
+)
+# A zone shifted to, written as UTC or GMT and an offset: DuckDB reads `UTC+05:30` there as
+# five hours, dropping the minutes.
+OFFSET_NAMED_ZONE = re.compile(r"(?i)\s*(utc|gmt)\s*[+-]\d")
+SHORT_YEAR_HINT = "write the year with four digits (2024-03-01)"
+ZONE_IN_SHIFTED_TIME_HINT = (
+    "a time read in a zone (AT TIME ZONE, timezone()) is a wall-clock time there; leave "
+    "its offset or zone out"
 )
 OFFSET_HINT = "no zone is more than 14 hours from UTC; write an offset from -14:00 to +14:00"
 
@@ -130,18 +142,32 @@ def as_instant(moment: exp.Expression, sql: str) -> exp.Expression:
     # DuckDB's TIMESTAMP drops an offset (`TIMESTAMP '00:30+05' + INTERVAL 1 MINUTE` would
     # be 00:31 UTC): text read as a time within the moment is read as TIMESTAMPTZ too.
     for text in moment_texts(moment):
-        if isinstance(text.parent, exp.Cast) and not shifted_to_a_zone(text.parent):
+        if isinstance(text.parent, exp.Cast) and not shifted_to_a_zone(text.parent, moment):
             text.parent.set("to", exp.DataType.build("TIMESTAMPTZ"))
     return moment
 
 
-def shifted_to_a_zone(time: exp.Expression) -> bool:
+def zone_in_shifted_time(text: exp.Literal, moment: exp.Expression) -> bool:
+    """Whether text with its own offset or zone is read in another zone: DuckDB drops it."""
+    cast = text.parent
+    return (
+        isinstance(cast, exp.Cast) and shifted_to_a_zone(cast, moment) and names_a_zone(text.this)
+    )
+
+
+def shifted_to_a_zone(time: exp.Expression, moment: exp.Expression) -> bool:
     """Whether a time is read in a zone it is given (`AT TIME ZONE 'X'`, `timezone('X',
-    ...)`): that reads its wall-clock time there, which a TIMESTAMPTZ would not have."""
-    parent = time.parent
-    if isinstance(parent, exp.AtTimeZone):
-        return parent.this is time
-    return is_timezone_call(parent) and any(value is time for value in parent.expressions[1:2])
+    ...)`), however deep within the shifted value: that reads its wall-clock time there,
+    which a TIMESTAMPTZ would not have."""
+    node: exp.Expr = time
+    while node is not moment and node.parent is not None:
+        parent = node.parent
+        if isinstance(parent, exp.AtTimeZone) and parent.this is node:
+            return True
+        if is_timezone_call(parent) and any(value is node for value in parent.expressions[1:2]):
+            return True
+        node = parent
+    return False
 
 
 def is_timezone_call(node: object) -> TypeGuard[exp.Anonymous]:
@@ -149,16 +175,15 @@ def is_timezone_call(node: object) -> TypeGuard[exp.Anonymous]:
 
 
 def check_zones(moment: exp.Expression, sql: str) -> None:
-    """Refuse a zone abbreviation in the moment's text or as the zone it is shifted to."""
+    """Refuse a moment's text that rule 6 would not read, or a zone it is shifted to that
+    names no zone or not the one meant; spell the rest as the cast reads it."""
     for text in moment_texts(moment):
-        if names_ambiguous_zone(text.this):
-            raise QueryRefused(
-                f"the moment {text.sql('duckdb')} is refused: {AMBIGUOUS_ZONE_HINT}", sql=sql
-            )
-        if offset_beyond_any_zone(text.this):
-            raise QueryRefused(
-                f"the moment {text.sql('duckdb')} is refused: {OFFSET_HINT}", sql=sql
-            )
+        problem = moment_text_problem(text.this)
+        if problem is None and zone_in_shifted_time(text, moment):
+            problem = ZONE_IN_SHIFTED_TIME_HINT
+        if problem:
+            raise QueryRefused(f"the moment {text.sql('duckdb')} is refused: {problem}", sql=sql)
+        text.set("this", spelled_moment(text.this))
     zones = [shift.args.get("zone") for shift in moment.find_all(exp.AtTimeZone)]
     zones += [
         call.expressions[0]
@@ -166,17 +191,40 @@ def check_zones(moment: exp.Expression, sql: str) -> None:
         if is_timezone_call(call) and call.expressions
     ]
     for zone in zones:
+        if isinstance(zone, exp.Literal) and OFFSET_NAMED_ZONE.match(zone.this):
+            raise QueryRefused(
+                f"the zone {zone.sql('duckdb')} is refused: DuckDB would drop its minutes; "
+                "give a zone name (Asia/Kolkata)",
+                sql=sql,
+            )
         if isinstance(zone, exp.Literal) and is_ambiguous_zone_name(zone.this):
             raise QueryRefused(
                 f"the zone {zone.sql('duckdb')} is refused: {AMBIGUOUS_ZONE_HINT}", sql=sql
             )
 
 
+def moment_text_problem(text: str) -> str | None:
+    """Why rule 6 would not read a moment's text, if it would not: a zone abbreviation,
+    an offset past 14 hours, or a year of fewer than four digits."""
+    if names_ambiguous_zone(text):
+        return AMBIGUOUS_ZONE_HINT
+    if offset_beyond_any_zone(text):
+        return OFFSET_HINT
+    if short_year(text):
+        return SHORT_YEAR_HINT
+    return None
+
+
+def names_a_zone(text: str) -> bool:
+    """Whether a time's text ends in an offset, `Z` or a zone name."""
+    return re.fullmatch(ZONED_PATTERN, text.strip()) is not None
+
+
 def offset_beyond_any_zone(text: str) -> bool:
     """Whether a time is written with an offset past 14 hours (`+14:30`, `GMT+15`)."""
     return any(
-        int(hours) * 60 + int(minutes or 0) > 14 * 60
-        for hours, minutes in OFFSET_AFTER_TIME.findall(text)
+        int(hours) * 3600 + int(minutes or 0) * 60 + int(seconds or 0) > 14 * 3600
+        for hours, minutes, seconds in OFFSET_AFTER_TIME.findall(text)
     )
 
 
