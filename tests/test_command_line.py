@@ -281,6 +281,18 @@ def test_query_csv_writes_types_without_a_csv_form_as_text(synced: Project) -> N
     assert list(csv.reader(io.StringIO(out))) == [["gap", "local_time"], ["1 day", "10:00:00+02"]]
 
 
+def test_the_largest_unsigned_integers_are_written_as_they_are(synced: Project) -> None:
+    # 2^128 - 1 passed through as a signed number would print as -1.
+    top = "340282366920938463463374607431768211455"
+    sql = f"SELECT {top}::UHUGEINT AS top, 5::UHUGEINT AS small"
+
+    out = synced.cli("query", sql, "--format", "csv").stdout
+    table = synced.cli("query", sql).stdout
+
+    assert list(csv.reader(io.StringIO(out))) == [["top", "small"], [top, "5"]]
+    assert top in table and "-1" not in table
+
+
 CALENDAR_SQL = (
     "SELECT DATE 'infinity' AS d, DATE '10000-01-01' AS late, DATE '0044-03-15 (BC)' AS bc, "
     "TIME '24:00:00' AS t, DATE '2024-02-29' AS leap, "

@@ -35,7 +35,7 @@ NESTED_TYPE_PREFIXES = ("STRUCT", "MAP", "UNION")
 PLAIN_TYPES = {
     "BOOLEAN",
     *("TINYINT", "SMALLINT", "INTEGER", "BIGINT", "HUGEINT"),
-    *("UTINYINT", "USMALLINT", "UINTEGER", "UBIGINT", "UHUGEINT"),
+    *("UTINYINT", "USMALLINT", "UINTEGER", "UBIGINT"),
     *("FLOAT", "DOUBLE", "VARCHAR"),
 }
 # Written as DuckDB's text: Python's dates and times hold neither `infinity`, years
