@@ -280,6 +280,10 @@ def test_feed_lists_events_newest_first_within_the_window(project: Project) -> N
     # Other ISO 8601 forms: a basic date, a week date (Wednesday 6 May), an hour alone.
     assert feed("--from", "20200501", "--to", "2020-W19-3") == ["login"]
     assert feed("--from", "2020-05-04T00", "--to", "2020-05-05T00+00:00") == []
+    # Read as --at reads text: a zone name, UTC with an offset, a one-digit month.
+    assert feed("--from", "2020-05-04 20:00 America/New_York", "--to", "2020-5-6 0:00") == ["login"]
+    # 05:29 at UTC+05:30 is 23:59 UTC the day before the login; read as UTC+05, it is after.
+    assert feed("--from", "2020-05-05 05:29:00 UTC+05:30", "--to", "2020-05-06") == ["login"]
     assert project.cli("feed", "ann", "--days", "7", check=False).returncode == 2
 
 

@@ -128,6 +128,15 @@ REFUSED = [
     ),
     ("SELECT count(*) FROM h FOR SYSTEM_TIME AS OF", "needs a moment after it"),
     (
+        "SELECT * FROM h FOR SYSTEM_TIME AS OF (SELECT x AT TIME ZONE 'America/New_York' "
+        "FROM (SELECT TIMESTAMP '2024-03-01 00:30+05' AS x))",
+        "leave its offset or zone out",
+    ),
+    (
+        "SELECT * FROM h FOR SYSTEM_TIME AS OF TIMESTAMP '12024-03-01 00:30:00'",
+        "write the year with four digits",
+    ),
+    (
         "SELECT * FROM h FOR SYSTEM_TIME AS OF TIMESTAMPTZ '2024-03-01 00:30:00+14:00:01'",
         "no zone is more than 14 hours from UTC",
     ),
@@ -284,6 +293,15 @@ def test_left_outer_join_is_a_left_join(store: Project) -> None:
         ("TIMESTAMPTZ '2024-02-01 05:20:00 UTC+05:30'", "free"),
         ("TIMESTAMPTZ '2024-02-01 06:20:00 UTC+05:30'", "pro"),
         ("TIMESTAMPTZ '2024-02-01 00:20:00 Z'", "pro"),
+        # A time cast to a date is the start of its day, as DuckDB reads it: 1 February.
+        ("CAST('2024-01-31 23:30:00' AS DATE) + INTERVAL 1 DAY", "pro"),
+        ("DATE '2024-01-31 23:59'", "free"),
+        # A shift applied to a CTE's column reads the time written there as a wall clock.
+        (
+            "(WITH m AS (SELECT TIMESTAMP '2024-01-31 19:20' AS x) "
+            "SELECT x AT TIME ZONE 'America/New_York' FROM m)",
+            "pro",
+        ),
     ],
 )
 def test_a_literal_in_a_moment_expression_keeps_its_offset(

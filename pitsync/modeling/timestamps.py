@@ -206,8 +206,9 @@ def spelled_moment(text: str) -> str:
 
 
 def short_year(text: str) -> bool:
-    """Whether a time begins with a year of fewer than four digits (`24-01-05`)."""
-    return re.match(r"\s*[0-9]{1,3}[-/]", text) is not None
+    """Whether a time begins with a year of other than four digits (`24-01-05`)."""
+    year = re.match(r"\s*([0-9]+)[-/]", text)
+    return year is not None and len(year.group(1)) != 4
 
 
 def iso_sql(column: str, type_name: str, *, utc_suffix: str = "+00:00") -> str:

@@ -135,16 +135,38 @@ def as_instant(moment: exp.Expression, sql: str) -> exp.Expression:
     """The moment as a TIMESTAMPTZ; a literal keeps any offset it is written with, and
     may not name its zone by an abbreviation (DuckDB reads `BST` as Bangladesh)."""
     check_zones(moment, sql)
-    if isinstance(moment, exp.Cast) and isinstance(moment.this, exp.Literal):
+    if is_time_cast(moment) and isinstance(moment.this, exp.Literal):
         moment = moment.this
     if isinstance(moment, exp.Literal):
         return exp.cast(moment, exp.DataType.build("TIMESTAMPTZ"))
     # DuckDB's TIMESTAMP drops an offset (`TIMESTAMP '00:30+05' + INTERVAL 1 MINUTE` would
-    # be 00:31 UTC): text read as a time within the moment is read as TIMESTAMPTZ too.
+    # be 00:31 UTC): text with an offset or a zone, read as a time within the moment, is
+    # read as TIMESTAMPTZ. Naive text stays as DuckDB reads it: sessions run in UTC, so it
+    # names the same instant, and a zone shift anywhere after it (even one applied to a
+    # CTE's column) reads its wall-clock time as written.
     for text in moment_texts(moment):
-        if isinstance(text.parent, exp.Cast) and not shifted_to_a_zone(text.parent, moment):
+        if isinstance(text.parent, exp.Cast) and names_a_zone(text.this):
+            check_no_shift(moment, text, sql)
             text.parent.set("to", exp.DataType.build("TIMESTAMPTZ"))
     return moment
+
+
+def is_time_cast(node: exp.Expression) -> TypeGuard[exp.Cast]:
+    """A cast (not a TRY_CAST, which may give NULL) to a time type, whose text alone is
+    the moment; a cast to DATE keeps the start of its day."""
+    return type(node) is exp.Cast and node.to.is_type(*TIME_TYPES)
+
+
+def check_no_shift(moment: exp.Expression, text: exp.Literal, sql: str) -> None:
+    """Refuse text with its own offset in a moment that also reads a time in a zone: the
+    shift may reach it through a CTE or a subquery, where DuckDB drops the offset."""
+    shifted = any(moment.find_all(exp.AtTimeZone)) or any(
+        is_timezone_call(call) for call in moment.find_all(exp.Anonymous)
+    )
+    if shifted:
+        raise QueryRefused(
+            f"the moment {text.sql('duckdb')} is refused: {ZONE_IN_SHIFTED_TIME_HINT}", sql=sql
+        )
 
 
 def zone_in_shifted_time(text: exp.Literal, moment: exp.Expression) -> bool:
