@@ -136,6 +136,11 @@ REFUSED = [
         "SELECT * FROM h FOR SYSTEM_TIME AS OF TIMESTAMP '12024-03-01 00:30:00'",
         "write the year with four digits",
     ),
+    ("SELECT * FROM h FOR SYSTEM_TIME AS OF DATE '24-07-01'", "write the year with four digits"),
+    (
+        "SELECT * FROM h FOR SYSTEM_TIME AS OF TIMESTAMP '2024-07-01 00:30:00+05:99'",
+        "minutes and seconds run from 00 to 59",
+    ),
     (
         "SELECT * FROM h FOR SYSTEM_TIME AS OF TIMESTAMPTZ '2024-03-01 00:30:00+14:00:01'",
         "no zone is more than 14 hours from UTC",

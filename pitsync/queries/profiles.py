@@ -22,7 +22,7 @@ from sqlglot.errors import ParseError
 from pitsync.errors import QueryRefused
 from pitsync.modeling.timestamps import spelled_moment
 from pitsync.queries.guard import parse_condition
-from pitsync.queries.temporal import OFFSET_HINT, moment_text_problem
+from pitsync.queries.temporal import moment_text_problem
 from pitsync.store import DISTINCT_ID, EVENT, PROPERTIES, TIME
 
 USER_COLUMNS = (DISTINCT_ID, PROPERTIES, "last_seen")
@@ -192,21 +192,18 @@ def parse_moment(text: str, option: str) -> str:
 
 
 def moment_of(text: str, option: str) -> dt.datetime:
-    """The instant text names, read as `--at` and the store read text (rule 6), or else as
-    Python reads ISO 8601 (`20250101`, week dates); naive text is UTC."""
+    """The instant text names, read as `--at` and the store read text (rule 6); naive
+    text is UTC."""
     problem = moment_text_problem(text)
     if problem:
         raise QueryRefused(f"{option} {text!r} is refused: {problem}", sql=text)
-    moment = duckdb_moment(text) or iso_moment(text)
+    moment = duckdb_moment(text)
     if moment is None:
         raise QueryRefused(
             f"{option} {text!r} is not a moment; write ISO 8601, e.g. 2024-03-01T00:00:00Z",
             sql=text,
         )
-    offset = moment.utcoffset()
-    if offset is not None and abs(offset) > dt.timedelta(hours=14):  # `+1500` as well
-        raise QueryRefused(f"{option} {text!r} is refused: {OFFSET_HINT}", sql=text)
-    return moment if moment.tzinfo else moment.replace(tzinfo=dt.UTC)
+    return moment
 
 
 def duckdb_moment(text: str) -> dt.datetime | None:
@@ -216,10 +213,3 @@ def duckdb_moment(text: str) -> dt.datetime | None:
         row = con.execute("SELECT TRY_CAST(? AS TIMESTAMPTZ)", [spelled_moment(text)]).fetchone()
     found = row[0] if row else None
     return found if isinstance(found, dt.datetime) else None
-
-
-def iso_moment(text: str) -> dt.datetime | None:
-    try:
-        return dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
-    except ValueError:
-        return None

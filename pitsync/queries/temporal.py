@@ -58,6 +58,7 @@ OFFSET_AFTER_TIME = re.compile(
 # five hours, dropping the minutes.
 OFFSET_NAMED_ZONE = re.compile(r"(?i)\s*(utc|gmt)\s*[+-]\d")
 SHORT_YEAR_HINT = "write the year with four digits (2024-03-01)"
+OFFSET_PARTS_HINT = "an offset's minutes and seconds run from 00 to 59 (+05:30)"
 ZONE_IN_SHIFTED_TIME_HINT = (
     "a time read in a zone (AT TIME ZONE, timezone()) is a wall-clock time there; leave "
     "its offset or zone out"
@@ -199,7 +200,7 @@ def is_timezone_call(node: object) -> TypeGuard[exp.Anonymous]:
 def check_zones(moment: exp.Expression, sql: str) -> None:
     """Refuse a moment's text that rule 6 would not read, or a zone it is shifted to that
     names no zone or not the one meant; spell the rest as the cast reads it."""
-    for text in moment_texts(moment):
+    for text in moment_texts(moment, with_dates=True):
         problem = moment_text_problem(text.this)
         if problem is None and zone_in_shifted_time(text, moment):
             problem = ZONE_IN_SHIFTED_TIME_HINT
@@ -227,11 +228,14 @@ def check_zones(moment: exp.Expression, sql: str) -> None:
 
 def moment_text_problem(text: str) -> str | None:
     """Why rule 6 would not read a moment's text, if it would not: a zone abbreviation,
-    an offset past 14 hours, or a year of fewer than four digits."""
+    an offset past 14 hours or with minutes or seconds past 59, or a year of other than
+    four digits."""
     if names_ambiguous_zone(text):
         return AMBIGUOUS_ZONE_HINT
     if offset_beyond_any_zone(text):
         return OFFSET_HINT
+    if any(int(part or 0) > 59 for _, *parts in OFFSET_AFTER_TIME.findall(text) for part in parts):
+        return OFFSET_PARTS_HINT
     if short_year(text):
         return SHORT_YEAR_HINT
     return None
@@ -250,16 +254,18 @@ def offset_beyond_any_zone(text: str) -> bool:
     )
 
 
-def moment_texts(moment: exp.Expression) -> list[exp.Literal]:
-    """The text a moment reads as a time: the moment itself, or text cast to a time type
-    within it (not an interval's `'1 day'` or a format's `'%d/%m'`)."""
+def moment_texts(moment: exp.Expression, *, with_dates: bool = False) -> list[exp.Literal]:
+    """The text a moment reads as a time (or, `with_dates`, as a date): the moment itself,
+    or text cast to a time type within it (not an interval's `'1 day'` or a format's
+    `'%d/%m'`)."""
+    types = (*TIME_TYPES, exp.DataType.Type.DATE) if with_dates else TIME_TYPES
     return [
         literal
         for literal in moment.find_all(exp.Literal)
         if literal.is_string
         and (
             literal is moment
-            or (isinstance(literal.parent, exp.Cast) and literal.parent.to.is_type(*TIME_TYPES))
+            or (isinstance(literal.parent, exp.Cast) and literal.parent.to.is_type(*types))
         )
     ]
 
