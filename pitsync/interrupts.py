@@ -34,7 +34,9 @@ def is_interrupt(error: BaseException) -> bool:
     """Whether `error` is Ctrl-C, as Python or DuckDB reports it."""
     if isinstance(error, KeyboardInterrupt | duckdb.InterruptException):
         return True
-    text = str(error).rstrip()
+    # DuckDB reading a Python stream ends its message in the stream's error, with or
+    # without a colon after it: `... failed: KeyboardInterrupt:`.
+    text = str(error).rstrip().removesuffix(":")
     return "Query interrupted" in text or text.endswith("KeyboardInterrupt")
 
 

@@ -282,6 +282,9 @@ def test_duckdb_reports_of_ctrl_c_are_known_as_interrupts() -> None:
         con.execute("CREATE TABLE t AS SELECT * FROM rows")
 
     assert is_interrupt(raised.value)
+    # As DuckDB words it when reading a stream through a replacement scan.
+    wrapped = "exporting a stream from the object registered as 'cells' failed: KeyboardInterrupt:"
+    assert is_interrupt(duckdb.InvalidInputException(f"Invalid Input Error: {wrapped}"))
     assert is_interrupt(RuntimeError("Query interrupted"))
     assert not is_interrupt(RuntimeError("Out of Memory Error"))
 

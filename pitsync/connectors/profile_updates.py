@@ -22,7 +22,7 @@ from pitsync.connectors.runs import RunRecord, next_run_id, utc_now, write_run
 from pitsync.connectors.sync import record_failure
 from pitsync.connectors.update_files import array_records, is_json_array, line_batches, update_file
 from pitsync.errors import StrictModeError
-from pitsync.interrupts import held_while_committing
+from pitsync.interrupts import held_while_committing, is_interrupt
 from pitsync.modeling.hidden_events import refresh_views
 from pitsync.modeling.profile_operators import (
     UpdateOutcome,
@@ -128,7 +128,11 @@ def run_updates(
         except BaseException as error:
             con.execute("ROLLBACK")
             record.rows_read = report.records
-            record_failure(con, record, error)  # after the rollback, in a transaction of its own
+            interrupted = is_interrupt(error)
+            failure = KeyboardInterrupt("interrupted") if interrupted else error
+            record_failure(con, record, failure)  # after the rollback, in a transaction of its own
+            if interrupted and not isinstance(error, KeyboardInterrupt):
+                raise KeyboardInterrupt from None  # DuckDB's wrapping of it, as Python's own
             raise
     finally:
         with held_while_committing():  # closing writes the committed run into the file
