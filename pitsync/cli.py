@@ -47,7 +47,6 @@ from pitsync.queries.profiles import (
     FeedWindow,
     feed_sql,
     moment_of,
-    parse_moment,
     profiles_sql,
 )
 from pitsync.queries.temporal import moment_text_problem
@@ -675,12 +674,14 @@ def command_feed(args: argparse.Namespace) -> int:
     config = load_config(args.config)
     if args.end is not None and args.start is None:
         raise PitsyncError("--to goes with --from: give both, or --days for the last days")
-    if args.start and args.end and moment_of(args.start, "--from") >= moment_of(args.end, "--to"):
+    start = moment_of(args.start, "--from") if args.start else None
+    end = moment_of(args.end, "--to") if args.end else None
+    if start and end and start >= end:
         raise PitsyncError(f"--from {args.start} is not before --to {args.end}; swap them")
     window = FeedWindow(
         days=args.days or 30,
-        start=parse_moment(args.start, "--from") if args.start else None,
-        end=parse_moment(args.end, "--to") if args.end else None,
+        start=start.isoformat() if start else None,
+        end=end.isoformat() if end else None,
     )
     with QuerySession(config.store_path, config.memory_limit, args.wait) as session:
         columns = {name.lower() for name in session.connection.sql("FROM events").columns}

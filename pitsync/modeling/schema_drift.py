@@ -279,16 +279,13 @@ def check_ids_keep_their_text(con: duckdb.DuckDBPyConnection, model: HistoryMode
     """Integer ids that now arrive as fractions (`1.0`, from a DOUBLE or DECIMAL column)
     are other ids (rule 7: ids are their text): an append run, which never deletes, would
     keep every entity twice. Text ids spelled as the integers were (`1`) are the same."""
-    text = f"CAST({ENTITY} AS VARCHAR)"
-    rows = con.execute(
-        f"SELECT min({text}) FROM {STAGED} WHERE regexp_full_match({text}, {FRACTION})"
-    ).fetchall()
-    if rows[0][0] is None:
+    example = first_fraction(con, STAGED, ENTITY)
+    if example is None:
         return
     table = model.table
     raise ConfigError(
         f"table `{table.name}`: its ids were integers and now arrive written with a "
-        f"fraction (such as `{rows[0][0]}`), which are other ids, so every entity would be "
+        f"fraction (such as `{example}`), which are other ids, so every entity would be "
         "kept twice. Nothing was applied: cast the id column to an integer in the source, "
         'or sync once with mode = "mirror" (or "full", without `cursor` and `lookback`) '
         "to store the table by its new ids",
@@ -317,7 +314,7 @@ def check_event_ids_keep_their_text(con: duckdb.DuckDBPyConnection, model: Event
             con, f"SELECT count(*) FROM (FROM {model.stored} WHERE {stored} IS NOT NULL LIMIT 1)"
         ):
             continue
-        if first_fraction(con, model.stored, stored_name) is None:
+        if not holds_fraction(con, model.stored, stored_name):
             raise ConfigError(
                 f"table `{table.name}`: column `{name}` held integer ids, and now arrives "
                 f"written with a fraction (such as `{example}`), which are other ids, so "
@@ -332,13 +329,20 @@ def check_event_ids_keep_their_text(con: duckdb.DuckDBPyConnection, model: Event
 def first_fraction(
     con: duckdb.DuckDBPyConnection, relation: str, column: str, where: str = "true"
 ) -> str | None:
-    """One value of the column whose text is written with a fraction, if any."""
+    """The least value of the column whose text is written with a fraction, if any."""
     text = f"CAST({quote_identifier(column)} AS VARCHAR)"
-    rows = con.execute(
-        f"SELECT {text} FROM {relation} WHERE {where} AND regexp_full_match({text}, {FRACTION}) "
-        "LIMIT 1"
-    ).fetchall()
-    return rows[0][0] if rows else None
+    rows = con.execute(f"SELECT min({text}) FROM {relation} WHERE {where} AND {fraction(text)}")
+    return rows.fetchall()[0][0]
+
+
+def holds_fraction(con: duckdb.DuckDBPyConnection, relation: str, column: str) -> bool:
+    """Whether any value of the column is written with a fraction (the scan stops at one)."""
+    text = f"CAST({quote_identifier(column)} AS VARCHAR)"
+    return bool(con.execute(f"SELECT 1 FROM {relation} WHERE {fraction(text)} LIMIT 1").fetchall())
+
+
+def fraction(text: str) -> str:
+    return f"regexp_full_match({text}, {FRACTION})"
 
 
 def meet_source_columns(

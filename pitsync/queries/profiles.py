@@ -185,12 +185,6 @@ def feed_sql(
     return query.order_by(exp.Ordered(this=exp.column(TIME), desc=True)).sql(dialect="duckdb")
 
 
-def parse_moment(text: str, option: str) -> str:
-    """ISO 8601 text read in Python, and written again in the one form the store reads as
-    a TIMESTAMPTZ (Python also reads `20250101` and week dates, which DuckDB does not)."""
-    return moment_of(text, option).isoformat()
-
-
 def moment_of(text: str, option: str) -> dt.datetime:
     """The instant text names, read as `--at` and the store read text (rule 6); naive
     text is UTC."""

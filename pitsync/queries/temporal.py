@@ -147,7 +147,6 @@ def as_instant(moment: exp.Expression, sql: str) -> exp.Expression:
     # CTE's column) reads its wall-clock time as written.
     for text in moment_texts(moment):
         if isinstance(text.parent, exp.Cast) and names_a_zone(text.this):
-            check_no_shift(moment, text, sql)
             text.parent.set("to", exp.DataType.build("TIMESTAMPTZ"))
     return moment
 
@@ -158,39 +157,13 @@ def is_time_cast(node: exp.Expression) -> TypeGuard[exp.Cast]:
     return type(node) is exp.Cast and node.to.is_type(*TIME_TYPES)
 
 
-def check_no_shift(moment: exp.Expression, text: exp.Literal, sql: str) -> None:
-    """Refuse text with its own offset in a moment that also reads a time in a zone: the
-    shift may reach it through a CTE or a subquery, where DuckDB drops the offset."""
-    shifted = any(moment.find_all(exp.AtTimeZone)) or any(
+def shifts_to_a_zone(moment: exp.Expression) -> bool:
+    """Whether the moment reads a time in a zone it gives (`AT TIME ZONE 'X'`,
+    `timezone('X', ...)`): that reads a wall-clock time there, which may reach it from
+    anywhere in the moment, through a CTE or a subquery too."""
+    return any(moment.find_all(exp.AtTimeZone)) or any(
         is_timezone_call(call) for call in moment.find_all(exp.Anonymous)
     )
-    if shifted:
-        raise QueryRefused(
-            f"the moment {text.sql('duckdb')} is refused: {ZONE_IN_SHIFTED_TIME_HINT}", sql=sql
-        )
-
-
-def zone_in_shifted_time(text: exp.Literal, moment: exp.Expression) -> bool:
-    """Whether text with its own offset or zone is read in another zone: DuckDB drops it."""
-    cast = text.parent
-    return (
-        isinstance(cast, exp.Cast) and shifted_to_a_zone(cast, moment) and names_a_zone(text.this)
-    )
-
-
-def shifted_to_a_zone(time: exp.Expression, moment: exp.Expression) -> bool:
-    """Whether a time is read in a zone it is given (`AT TIME ZONE 'X'`, `timezone('X',
-    ...)`), however deep within the shifted value: that reads its wall-clock time there,
-    which a TIMESTAMPTZ would not have."""
-    node: exp.Expr = time
-    while node is not moment and node.parent is not None:
-        parent = node.parent
-        if isinstance(parent, exp.AtTimeZone) and parent.this is node:
-            return True
-        if is_timezone_call(parent) and any(value is node for value in parent.expressions[1:2]):
-            return True
-        node = parent
-    return False
 
 
 def is_timezone_call(node: object) -> TypeGuard[exp.Anonymous]:
@@ -200,10 +173,11 @@ def is_timezone_call(node: object) -> TypeGuard[exp.Anonymous]:
 def check_zones(moment: exp.Expression, sql: str) -> None:
     """Refuse a moment's text that rule 6 would not read, or a zone it is shifted to that
     names no zone or not the one meant; spell the rest as the cast reads it."""
+    shifted = shifts_to_a_zone(moment)
     for text in moment_texts(moment, with_dates=True):
         problem = moment_text_problem(text.this)
-        if problem is None and zone_in_shifted_time(text, moment):
-            problem = ZONE_IN_SHIFTED_TIME_HINT
+        if problem is None and shifted and names_a_zone(text.this):
+            problem = ZONE_IN_SHIFTED_TIME_HINT  # DuckDB would drop the text's own zone
         if problem:
             raise QueryRefused(f"the moment {text.sql('duckdb')} is refused: {problem}", sql=sql)
         text.set("this", spelled_moment(text.this))
@@ -234,7 +208,7 @@ def moment_text_problem(text: str) -> str | None:
         return AMBIGUOUS_ZONE_HINT
     if offset_beyond_any_zone(text):
         return OFFSET_HINT
-    if any(int(part or 0) > 59 for _, *parts in OFFSET_AFTER_TIME.findall(text) for part in parts):
+    if any(minutes > 59 or seconds > 59 for _, minutes, seconds in offsets(text)):
         return OFFSET_PARTS_HINT
     if short_year(text):
         return SHORT_YEAR_HINT
@@ -249,9 +223,17 @@ def names_a_zone(text: str) -> bool:
 def offset_beyond_any_zone(text: str) -> bool:
     """Whether a time is written with an offset past 14 hours (`+14:30`, `GMT+15`)."""
     return any(
-        int(hours) * 3600 + int(minutes or 0) * 60 + int(seconds or 0) > 14 * 3600
-        for hours, minutes, seconds in OFFSET_AFTER_TIME.findall(text)
+        hours * 3600 + minutes * 60 + seconds > 14 * 3600
+        for hours, minutes, seconds in offsets(text)
     )
+
+
+def offsets(text: str) -> list[tuple[int, int, int]]:
+    """The (hours, minutes, seconds) of each offset written after a time, UTC or GMT."""
+    return [
+        (int(hours), int(minutes or 0), int(seconds or 0))
+        for hours, minutes, seconds in OFFSET_AFTER_TIME.findall(text)
+    ]
 
 
 def moment_texts(moment: exp.Expression, *, with_dates: bool = False) -> list[exp.Literal]:
