@@ -592,7 +592,6 @@ def passwords_in(uri: str) -> set[str]:
     user, _, password = authority.rpartition("@")[0].partition(":")
     if password:
         found.add(password)
-    found.update(re.findall(r"password\s*=\s*([^\s&;]+)", uri, flags=re.IGNORECASE))
     found.update(re.findall(r"password\s*=\s*'([^']*)'", uri, flags=re.IGNORECASE))
     # A password runs on over blanks, `&` and `;` until the next `name=`: the driver's
     # parser cuts it there, and may echo the rest; the next parameter is no secret.
