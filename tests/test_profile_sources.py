@@ -132,6 +132,26 @@ def test_a_profile_table_column_named_last_seen_is_refused_before_anything_chang
     assert not project.store.exists()
 
 
+def test_a_history_column_named_last_seen_is_refused_before_anything_changes(
+    project: Project,
+) -> None:
+    """A history's latest values are profile properties too: its `$last_seen` column would
+    show in `profile` as the time of a last update that never was."""
+    from pitsync.errors import ConfigError
+
+    project.source_sql(
+        'CREATE TABLE user_plans (user_id VARCHAR, valid_from TIMESTAMPTZ, "$last_seen" DATE)',
+        "INSERT INTO user_plans VALUES ('u1', TIMESTAMPTZ '2024-01-01 00:00:00+00', "
+        "DATE '1999-01-01')",
+    )
+    project.configure(
+        "user_plans", kind="user_history", id_column="user_id", start_time="valid_from"
+    )
+    with pytest.raises(ConfigError, match=r"source column `\$last_seen` would be a property"):
+        project.sync("user_plans")
+    assert not project.store.exists()
+
+
 HISTORY_ROWS = [
     ("c1", "free", 3, "2024-01-01 00:00:00+00", None),
     ("c1", "pro", 10, "2024-06-01 00:00:00+00", None),

@@ -25,6 +25,7 @@ import pyarrow as pa
 
 from pitsync.config import TableConfig
 from pitsync.errors import ConfigError
+from pitsync.modeling.profile_records import refuse_last_seen_column
 from pitsync.modeling.staging import (
     REASON,
     STAGED,
@@ -192,6 +193,7 @@ def plan_history(table: TableConfig, schema: pa.Schema) -> HistoryModel:
     keys = {column for column in settings.values() if column is not None}
     properties = [name for name in names if name not in keys]
     check_column_names(table, properties, (*RESERVED_COLUMNS, table.id_column))
+    refuse_last_seen_column(table, properties)  # history tables feed the profiles too
     start_sql = instant_sql(
         f"src.{quote_identifier(start)}",
         schema.field(start).type,

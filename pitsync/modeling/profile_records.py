@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import duckdb
 
+from pitsync.config import TableConfig
+from pitsync.errors import ConfigError
 from pitsync.modeling.profile_operators import MAX_NESTED_BYTES, OPERATIONS, UPDATES, USER_KEY
 from pitsync.modeling.timestamps import beyond_moments_sql, text_sql
 from pitsync.quoting import quote_identifier, quote_string
@@ -34,6 +36,18 @@ LAST_SEEN = "$last_seen"
 MAX_NAME_CHARACTERS = 255
 MAX_STRING_BYTES = 255
 SECONDS_BELOW = 100_000_000_000  # a numeric $time below this is seconds, above it ms
+
+
+def refuse_last_seen_column(table: TableConfig, properties: list[str]) -> None:
+    """A warehouse table's column may not become a profile property named `$last_seen`:
+    the profile would show it as the time of its last update, which it is not."""
+    if LAST_SEEN in properties:
+        raise ConfigError(
+            f"table `{table.name}`: source column `{LAST_SEEN}` would be a property, but "
+            f"pitsync keeps {LAST_SEEN} as the time of a profile's last update (a sync leaves "
+            "it alone); rename it in the source or a view",
+            table=table.name,
+        )
 
 
 def stage_records(con: duckdb.DuckDBPyConnection) -> None:

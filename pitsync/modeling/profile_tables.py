@@ -23,7 +23,6 @@ import duckdb
 import pyarrow as pa
 
 from pitsync.config import TableConfig
-from pitsync.errors import ConfigError
 from pitsync.modeling.intervals import ModelCounts, cursor_rejections, require_column
 from pitsync.modeling.profile_operators import (
     OPERATIONS,
@@ -36,10 +35,10 @@ from pitsync.modeling.profile_operators import (
     stage_schema,
 )
 from pitsync.modeling.profile_records import (
-    LAST_SEEN,
     MAX_NAME_CHARACTERS,
     cut_value_sql,
     finite_sql,
+    refuse_last_seen_column,
 )
 from pitsync.modeling.staging import (
     REASON,
@@ -212,11 +211,5 @@ def plan_profiles(table: TableConfig, schema: pa.Schema) -> ProfilesModel:
     keys = {table.id_column, table.cursor}
     properties = [name for name in names if name not in keys]
     check_column_names(table, properties, (table.id_column,))
-    if LAST_SEEN in properties:
-        raise ConfigError(
-            f"table `{table.name}`: source column `{LAST_SEEN}` would be a property, but "
-            f"pitsync keeps {LAST_SEEN} as the time of a profile's last update (a sync leaves "
-            "it alone); rename it in the source or a view",
-            table=table.name,
-        )
+    refuse_last_seen_column(table, properties)
     return ProfilesModel(table, names, properties)
