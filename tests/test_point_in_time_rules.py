@@ -558,8 +558,9 @@ def test_a_property_two_events_tables_type_differently_is_its_text_in_events(
 ) -> None:
     # `x` is a time in one table and a number in the other: DuckDB could not read them as
     # one column. `flag` is a boolean and a number: DuckDB would show true as 1. Numbers
-    # with a fraction are doubles: DuckDB would cut `price` 1.5 to the other's scale, 2,
-    # and fail to fit `fee` 3e9 in the other's DECIMAL(38, 30). Integers stay integers.
+    # with a fraction are doubles: DuckDB would cut `price` 1.5 to the other's scale, 2.
+    # An integer mixed with a fraction is text: as a double, `amount` 2 would read 2.0,
+    # and `fee` 3e9 would not fit the other's DECIMAL(38, 30). Integers stay integers.
     project.source_sql(
         "CREATE TABLE signups (event VARCHAR, distinct_id VARCHAR, time TIMESTAMPTZ, "
         "x TIMESTAMP, flag BOOLEAN, amount INTEGER, price DECIMAL(38, 18), fee BIGINT, "
@@ -579,10 +580,43 @@ def test_a_property_two_events_tables_type_differently_is_its_text_in_events(
 
     columns = "event, x, flag, amount, price, fee, seats"
     assert project.query(f"SELECT {columns} FROM events ORDER BY time") == [
-        ("signup", "2024-01-01 10:00:00", "true", 2.0, 1.5, 3e9, 4),
-        ("order", "5", "1", 2.5, 3.0, 0.25, 9000000000),
+        ("signup", "2024-01-01 10:00:00", "true", "2", 1.5, "3000000000", 4),
+        ("order", "5", "1", "2.5", 3.0, "0." + "25".ljust(30, "0"), 9000000000),
     ]
     assert project.query("SELECT typeof(seats) FROM events LIMIT 1") == [("BIGINT",)]
+
+
+@pytest.mark.backends("duckdb")
+def test_an_integer_id_keeps_its_text_in_events_when_another_table_holds_it_as_a_double(
+    project: Project,
+) -> None:
+    """A second events table holding `account` as a double leaves the first table's
+    integer 100 the id `100`, so its as-of join still finds company 100."""
+    project.source_sql(
+        "CREATE TABLE org_plans (org BIGINT, valid_from TIMESTAMPTZ, plan VARCHAR)",
+        "INSERT INTO org_plans VALUES (100, '2024-01-01 00:00:00+00', 'pro')",
+        "CREATE TABLE web (event VARCHAR, distinct_id VARCHAR, time TIMESTAMPTZ, account BIGINT)",
+        "INSERT INTO web VALUES ('web', 'u1', '2024-02-01 00:00:00+00', 100)",
+        "CREATE TABLE app (event VARCHAR, distinct_id VARCHAR, time TIMESTAMPTZ, account DOUBLE)",
+        "INSERT INTO app VALUES ('app', 'u2', '2024-02-01 00:00:00+00', 2.5)",
+    )
+    project.configure(
+        "org_plans",
+        kind="group_history",
+        id_column="org",
+        group_key="org_id",
+        start_time="valid_from",
+    )
+    project.configure("web", kind="events")
+    project.configure("app", kind="events")
+    for table in ("org_plans", "web", "app"):
+        project.sync(table)
+
+    assert project.query(
+        "SELECT e.event, e.account, h.plan FROM events AS e "
+        "LEFT JOIN org_plans FOR SYSTEM_TIME AS OF e.time AS h ON h.org = e.account "
+        "ORDER BY e.event"
+    ) == [("app", "2.5", None), ("web", "100", "pro")]
 
 
 @pytest.mark.backends("duckdb")

@@ -137,7 +137,9 @@ def stored_types(con: duckdb.DuckDBPyConnection, entry: CatalogEntry) -> dict[st
 def mixed_columns(tables: list[dict[str, str]]) -> dict[str, str]:
     """The columns that tables hold as different types, each with the type all take:
     integers of any width stay as DuckDB widens them (BIGINT, HUGEINT); numbers with a
-    fraction among them are doubles; any other mix is text."""
+    fraction (floats, decimals) are doubles; any other mix is text, integers mixed with
+    fractions included, so that an integer keeps its text (`100`, not `100.0`) and still
+    joins with the id it names."""
     found: dict[str, set[str]] = {}
     for types in tables:
         for name, kind in types.items():
@@ -151,9 +153,7 @@ def common_type(kinds: set[str]) -> str:
     union is exact (integers only)."""
     if kinds <= INTEGER_TYPES:
         return ""
-    if all(
-        kind in INTEGER_TYPES or kind in FLOAT_TYPES or kind.startswith("DECIMAL") for kind in kinds
-    ):
+    if all(kind in FLOAT_TYPES or kind.startswith("DECIMAL") for kind in kinds):
         return "DOUBLE"
     return "VARCHAR"
 
