@@ -559,6 +559,26 @@ def test_history_of_an_unknown_user_points_to_the_group_keys(project: Project) -
     assert_user_error(result, "user nobody", "no rows in user_plans", "--group-key `company_id`")
 
 
+def test_history_of_an_unknown_user_without_group_histories_asks_only_to_check_the_id(
+    project: Project,
+) -> None:
+    seeded(project)
+    project.configure(
+        "user_plans",
+        kind="user_history",
+        id_column="company_id",
+        start_time="start_timestamp",
+        **{"from": "company_plan_history"},
+    )
+    project.cli("sync", "--table", "user_plans")
+
+    result = project.cli("history", "nobody", check=False)
+
+    assert_user_error(result, "user nobody has no rows in user_plans; check the id")
+    assert "sync a history table first" not in result.stderr
+    assert "--group-key" not in result.stderr
+
+
 @pytest.mark.parametrize("now", ["NOW", "Now"])
 def test_profile_at_now_may_be_written_in_any_case(synced: Project, now: str) -> None:
     assert cli_json(synced, *PROFILE_ARGS, "--at", now) == cli_json(synced, *PROFILE_ARGS)

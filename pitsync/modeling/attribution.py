@@ -41,9 +41,11 @@ def entity_tables(con: duckdb.DuckDBPyConnection, entity: Entity) -> list[Catalo
         raise StoreError(f"no history table for {what} has been synced; {hint}")
     if not any(holds_entity(con, entry, entity) for entry in tables):
         names = ", ".join(entry.table_name for entry in tables)
+        # A user id may be a group's: point at the group keys, where there are any.
+        groups = not entity.group_key and any(entry.group_key for entry in catalog)
         raise StoreError(
             f"{entity.describe()} has no rows in {names}; check the id"
-            + ("" if entity.group_key else f", or {group_key_hint(catalog)}")
+            + (f", or {group_key_hint(catalog)}" if groups else "")
         )
     return tables
 
