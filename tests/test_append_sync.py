@@ -115,6 +115,27 @@ def test_append_story_inserts_updates_boundary_lookback_and_null_cursor(project:
     assert len(project.query(INTERVALS)) == 5
 
 
+@pytest.mark.backends("duckdb")
+@pytest.mark.parametrize("lookback", ["800000d", "99999999999999999999d"])
+def test_a_lookback_reaching_past_the_year_1_reads_every_row(
+    project: Project, lookback: str
+) -> None:
+    project.source_sql(HISTORY_DDL)
+    insert_rows(project, "plans", [("a", "free", 1, "2024-01-01 00:00+00", "2024-01-10 00:00+00")])
+    configure_plans(project, lookback=lookback)
+    project.sync("plans")
+
+    # Committed late with a cursor 34 years behind the watermark: inside the lookback.
+    insert_rows(project, "plans", [("b", "pro", 2, "2024-01-02 00:00+00", "1990-01-01 00:00+00")])
+    record = project.sync("plans")
+
+    assert counts(record) == (2, 1, 0, 0, 1)
+    assert project.query(INTERVALS) == [
+        ("a", "free", 1, utc("2024-01-01T00:00"), None),
+        ("b", "pro", 2, utc("2024-01-02T00:00"), None),
+    ]
+
+
 def test_rows_sharing_the_boundary_cursor_value_are_neither_lost_nor_doubled(
     project: Project,
 ) -> None:

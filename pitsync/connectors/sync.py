@@ -159,9 +159,10 @@ def run_model(config: Config, plan: Plan, source: Source, options: SyncOptions) 
         if table.mode == "append" and plan.cursor_type is not None:
             watermark = read_watermark(con, table, plan.cursor_type)
         bound = None
-        if watermark is not None and table.cursor:
-            bound = LowerBound(table.cursor, watermark.lower_bound(con, table))
-            log.debug("table %s: reading rows with %s >= %s", table.name, table.cursor, bound.value)
+        start = watermark.lower_bound(con, table) if watermark and table.cursor else None
+        if start is not None and table.cursor:
+            bound = LowerBound(table.cursor, start)
+            log.debug("table %s: reading rows with %s >= %s", table.name, table.cursor, start)
 
         def read() -> pa.RecordBatchReader:
             return source.read(table.source_table, model.source_columns, as_text, bound)

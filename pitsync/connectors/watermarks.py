@@ -36,7 +36,8 @@ class Watermark:
     type_name: str
 
     def lower_bound(self, con: duckdb.DuckDBPyConnection, table: TableConfig) -> Any:
-        """The value the next run reads from: the watermark, less the lookback."""
+        """The value the next run reads from: the watermark, less the lookback; None: the
+        run reads every row."""
         row = con.execute(f"SELECT CAST(? AS {self.type_name})", [self.value]).fetchone()
         value = row[0] if row else None
         if isinstance(value, float) and math.isfinite(value):
@@ -55,7 +56,10 @@ class Watermark:
             )
         if isinstance(value, dt.date) and not isinstance(value, dt.datetime):
             value = dt.datetime.combine(value, dt.time())
-        return value - dt.timedelta(seconds=table.lookback_seconds)
+        try:
+            return value - dt.timedelta(seconds=table.lookback_seconds)
+        except OverflowError:
+            return None  # a lookback reaching past the year 1 reads every row
 
 
 def read_watermark(
