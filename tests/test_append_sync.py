@@ -136,6 +136,47 @@ def test_a_lookback_reaching_past_the_year_1_reads_every_row(
     ]
 
 
+@pytest.mark.backends("duckdb")
+@pytest.mark.parametrize("mode", ["append", "mirror"])
+def test_a_column_named_rowid_is_refused_in_runs_that_find_stored_rows_by_it(
+    project: Project, mode: str
+) -> None:
+    """DuckDB's row id, hidden by such a column, is how these runs find a row to replace;
+    reading the column's values instead deleted other entities' rows."""
+    from pitsync.errors import ConfigError
+
+    project.source_sql(
+        'CREATE TABLE plans (company_id VARCHAR, valid_from TIMESTAMPTZ, "RowID" INTEGER, '
+        "updated_at TIMESTAMPTZ)",
+        "INSERT INTO plans VALUES ('a', '2024-01-01 00:00+00', 7, '2024-01-01 00:00+00')",
+        'CREATE TABLE ev (event VARCHAR, distinct_id VARCHAR, time TIMESTAMPTZ, "rowid" INTEGER)',
+        "INSERT INTO ev VALUES ('buy', 'u1', '2024-01-01 00:00+00', 7)",
+    )
+    cursor = {"cursor": "updated_at"} if mode == "append" else {}
+    configure_companies(project, "plans", "valid_from", mode=mode, **cursor)
+    project.configure("ev", kind="events", mode="append", cursor="time")
+
+    for table, column in (("plans", "RowID"), ("ev", "rowid")):
+        with pytest.raises(ConfigError, match=f"source column `{column}` would hide the row id"):
+            project.sync(table)
+    assert not project.store.exists()
+
+
+@pytest.mark.backends("duckdb")
+def test_a_column_named_rowid_is_a_property_in_a_full_sync(project: Project) -> None:
+    project.source_sql(
+        'CREATE TABLE plans (company_id VARCHAR, valid_from TIMESTAMPTZ, "rowid" INTEGER)',
+        "INSERT INTO plans VALUES ('a', '2024-01-01 00:00+00', 7), ('b', '2024-01-02 00:00+00', 7)",
+    )
+    configure_companies(project, "plans", "valid_from")
+    project.sync("plans")
+
+    assert project.query('SELECT company_id, "rowid" FROM plans ORDER BY 1') == [
+        ("a", 7),
+        ("b", 7),
+    ]
+
+
 def test_rows_sharing_the_boundary_cursor_value_are_neither_lost_nor_doubled(
     project: Project,
 ) -> None:

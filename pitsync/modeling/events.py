@@ -28,6 +28,7 @@ from pitsync.modeling.staging import (
     Rejection,
     check_column_names,
     count,
+    refuse_row_id_column,
 )
 from pitsync.modeling.timestamps import beyond_moments_sql, instant_sql, time_reading
 from pitsync.quoting import quote_identifier
@@ -146,6 +147,7 @@ def plan_events(table: TableConfig, schema: pa.Schema, group_keys: set[str]) -> 
 
     properties = [name for name in names if name not in keys]
     check_column_names(table, properties, EVENT_COLUMNS)
+    refuse_row_id_column(table, properties)
     time_sql = instant_sql(
         f"src.{quote_identifier(table.time_column)}",
         schema.field(table.time_column).type,

@@ -35,6 +35,7 @@ from pitsync.modeling.staging import (
     count,
     json_object_sql,
     quarantine_rows,
+    refuse_row_id_column,
     stage_rows,
 )
 from pitsync.modeling.timestamps import beyond_moments_sql, instant_sql, iso_sql, time_reading
@@ -194,6 +195,7 @@ def plan_history(table: TableConfig, schema: pa.Schema) -> HistoryModel:
     properties = [name for name in names if name not in keys]
     check_column_names(table, properties, (*RESERVED_COLUMNS, table.id_column))
     refuse_last_seen_column(table, properties)  # history tables feed the profiles too
+    refuse_row_id_column(table, [table.id_column, table.tie_breaker or "", *properties])
     start_sql = instant_sql(
         f"src.{quote_identifier(start)}",
         schema.field(start).type,

@@ -45,6 +45,22 @@ class Rejection:
     reason_sql: str | None = None
 
 
+def refuse_row_id_column(table: TableConfig, stored: list[str]) -> None:
+    """Append and mirror runs find a stored row again by DuckDB's `rowid`, which a stored
+    column of that name (in any case) hides: the run would delete other entities' rows.
+    A full run replaces the whole table and never looks a row up."""
+    if table.mode == "full":
+        return
+    for name in stored:
+        if name.lower() == "rowid":
+            raise ConfigError(
+                f"table `{table.name}`: source column `{name}` would hide the row id by which "
+                f"{table.mode} runs find stored rows; rename it in the source or a view, or "
+                'sync the table with mode = "full"',
+                table=table.name,
+            )
+
+
 def check_column_names(
     table: TableConfig, properties: list[str], reserved: tuple[str, ...]
 ) -> None:
