@@ -433,6 +433,38 @@ def test_a_reordered_source_decides_every_tie_again_and_counts_the_new_winners(
     assert changes(project.sync("plans")) == (0, 0, 0, 0)
 
 
+def test_a_dropped_column_counts_no_update_for_a_key_whose_end_alone_moved(
+    project: Project,
+) -> None:
+    project.source_sql(
+        "CREATE OR REPLACE TABLE plans (company_id VARCHAR, valid_from TIMESTAMPTZ, "
+        "plan VARCHAR, region VARCHAR, seats INTEGER)"
+    )
+    insert(
+        project,
+        [
+            ("a", "2024-01-01 00:00+00", "free", "eu", 1),
+            ("a", "2024-02-01 00:00+00", "pro", "eu", 2),
+        ],
+    )
+    configure(project)
+    project.sync("plans")
+
+    project.source_sql("ALTER TABLE plans DROP COLUMN region")
+    insert(project, [("a", "2024-03-01 00:00+00", "team", 3)])
+
+    # March is new; February's end moves to March, but it has no tie, so no new winner.
+    assert changes(project.sync("plans")) == (1, 0, 0, 1)
+    jan, feb, mar = (utc(f"2024-0{month}-01T00:00") for month in (1, 2, 3))
+    assert project.query(
+        "SELECT plan, region, seats, start_time, end_time FROM plans ORDER BY start_time"
+    ) == [
+        ("free", "eu", 1, jan, feb),
+        ("pro", "eu", 2, feb, mar),
+        ("team", None, 3, mar, None),
+    ]
+
+
 def test_an_unchanged_row_keeps_a_dropped_column_when_its_key_changes(project: Project) -> None:
     project.source_sql(
         "CREATE OR REPLACE TABLE plans (company_id VARCHAR, plan VARCHAR, seats INTEGER, "

@@ -341,20 +341,25 @@ def record_rewritten_keys(
     the same rows sorted the same way, only its end (the row before a new or deleted
     start); after the order that decides ties changed, also which row wins. The losers of
     an unchanged key, the same rows, end where they start.
+
+    Each unchanged key is marked `new_winner` when more than its end differs.
     """
     entity = quote_identifier(model.table.id_column)
     keys = key_columns(model)
-    columns = [END_TIME, *(quote_identifier(name) for name in stored.kept)]
-    winners = ", ".join(f"s.{name}" for name in columns)
+    values = [quote_identifier(name) for name in stored.kept]
+    winners = ", ".join(f"s.{name}" for name in [END_TIME, *values])
     before_winners = (
         f"SELECT s.{entity}, s.{START_TIME}, {winners} FROM ({before}) AS s WHERE {non_empty('s.')}"
     )
     after = f"SELECT {keys}, {winners} FROM {REMODELLED} AS s WHERE {non_empty('s.')}"
-    differs = " OR ".join(f"b.{name} IS DISTINCT FROM s.{name}" for name in columns)
+    new_winner = " OR ".join(f"b.{name} IS DISTINCT FROM s.{name}" for name in values) or "false"
+    differs = f"b.{END_TIME} IS DISTINCT FROM s.{END_TIME} OR {new_winner}"
     con.execute(
-        f"CREATE OR REPLACE TEMP TABLE {REWRITTEN} AS SELECT {keys} FROM {CHANGED} UNION "
-        f"SELECT b.{entity}, b.{START_TIME} FROM ({before_winners}) AS b "
-        f"JOIN ({after}) AS s ON {same_key(model)} WHERE {differs}"
+        f"CREATE OR REPLACE TEMP TABLE {REWRITTEN} AS "
+        f"SELECT {keys}, false AS new_winner FROM {CHANGED} UNION ALL "
+        f"SELECT b.{entity}, b.{START_TIME}, {new_winner} FROM ({before_winners}) AS b "
+        f"JOIN ({after}) AS s ON {same_key(model)} "
+        f"ANTI JOIN {CHANGED} AS c ON {same_key(model, 'b', 'c')} WHERE {differs}"
     )
     log.debug(
         "table %s: %d keys written back",
@@ -379,12 +384,10 @@ def rewrite_differing_keys(con: duckdb.DuckDBPyConnection, model: HistoryModel) 
 
 def count_decided_again(con: duckdb.DuckDBPyConnection, model: HistoryModel) -> int:
     """After the order deciding ties changed: how many keys the run did not change have a
-    new winner (they are updates). The entities it changed become every entity with a
-    rewritten key."""
+    new winner (they are updates; a key whose end alone moved is not). The entities it
+    changed become every entity with a rewritten key."""
     entity = quote_identifier(model.table.id_column)
-    updated = count(
-        con, f"SELECT count(*) FROM {REWRITTEN} AS s ANTI JOIN {CHANGED} AS b ON {same_key(model)}"
-    )
+    updated = count(con, f"SELECT count(*) FROM {REWRITTEN} WHERE new_winner")
     con.execute(
         f"CREATE OR REPLACE TEMP TABLE {AFFECTED} AS SELECT DISTINCT {entity} FROM {REWRITTEN}"
     )
