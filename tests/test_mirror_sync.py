@@ -133,6 +133,35 @@ def test_a_widened_type_is_taken_and_a_narrowing_one_stops_the_run(project: Proj
     assert project.query(INTERVALS) == before
 
 
+@pytest.mark.backends("duckdb")
+@pytest.mark.parametrize(
+    ("stored", "too_narrow", "wide_enough"),
+    [
+        # 1 in DECIMAL(18, 1) would read 1.0: a scale changes the text.
+        ("INTEGER", "DECIMAL(18, 1)", "DECIMAL(10, 0)"),
+        # A 64-bit integer has up to 19 digits.
+        ("BIGINT", "DECIMAL(18, 0)", "DECIMAL(19, 0)"),
+    ],
+)
+def test_integers_widen_to_a_decimal_without_scale_with_room_for_every_digit(
+    project: Project, stored: str, too_narrow: str, wide_enough: str
+) -> None:
+    seeded(project)
+    project.source_sql(f"ALTER TABLE plans ALTER COLUMN seats TYPE {stored}")
+    project.sync("plans")
+
+    project.source_sql(f"ALTER TABLE plans ALTER COLUMN seats TYPE {too_narrow}")
+    with pytest.raises(ConfigError, match=f"`seats` changed type from {stored} to DECIMAL"):
+        project.sync("plans")
+
+    project.source_sql(f"ALTER TABLE plans ALTER COLUMN seats TYPE {wide_enough}")
+    assert changes(project.sync("plans")) == (0, 0, 0, 0)
+    assert project.query(
+        "SELECT company_id, CAST(seats AS VARCHAR) FROM plans "
+        "WHERE start_time = '2024-01-01 00:00+00' ORDER BY 1"
+    ) == [("a", "1"), ("b", None), ("c", "1")]
+
+
 def test_64_bit_integers_widen_to_doubles_that_keep_every_stored_value(
     project: Project,
 ) -> None:

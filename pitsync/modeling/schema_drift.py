@@ -28,6 +28,7 @@ log = logging.getLogger(__name__)
 # Types each type can hold every value of, for a source column whose type changed.
 INTEGER_WIDTHS = ["TINYINT", "SMALLINT", "INTEGER", "BIGINT", "HUGEINT"]
 FLOAT_WIDTHS = ["FLOAT", "DOUBLE"]
+INTEGER_DIGITS = {"TINYINT": 3, "SMALLINT": 5, "INTEGER": 10, "BIGINT": 19, "HUGEINT": 39}
 DECIMAL = re.compile(r"DECIMAL\((\d+),\s*(\d+)\)")
 # DuckDB's type of a column that holds nothing but NULL (a source's Arrow null type).
 NULL_TYPE = '"NULL"'
@@ -43,6 +44,10 @@ def holds(wide: str, narrow: str) -> bool:
     if wide == "DOUBLE" and narrow in INTEGER_WIDTHS[:3]:
         return True  # up to 32-bit integers are exact in a double
     wide_decimal, narrow_decimal = DECIMAL.fullmatch(wide), DECIMAL.fullmatch(narrow)
+    if wide_decimal and narrow in INTEGER_DIGITS:
+        # Without a scale, an integer keeps its text, and so an id stays the same id.
+        precision, scale = map(int, wide_decimal.groups())
+        return scale == 0 and precision >= INTEGER_DIGITS[narrow]
     if wide_decimal and narrow_decimal:
         (wp, ws), (np_, ns) = (map(int, m.groups()) for m in (wide_decimal, narrow_decimal))
         return ws >= ns and wp - ws >= np_ - ns
