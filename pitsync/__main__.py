@@ -6,6 +6,7 @@ Arrow: a noticeable moment) ends in one line, like Ctrl-C at any later point.
 
 from __future__ import annotations
 
+import os
 import sys
 
 INTERRUPTED_STATUS = 130  # as a shell reports a command stopped by SIGINT
@@ -19,7 +20,10 @@ def main() -> int:
         if not interrupted(error):
             raise
         print("pitsync: interrupted while starting; nothing was done", file=sys.stderr)
-        return INTERRUPTED_STATUS
+        sys.stderr.flush()
+        # Leave at once: a module that failed to load may have left the interrupt pending,
+        # and Python, meeting it again as it shuts down, would end by the signal instead.
+        os._exit(INTERRUPTED_STATUS)
     return command_line()
 
 

@@ -42,7 +42,7 @@ def large_history(project: Project) -> None:
 
 def interrupted_sync(project: Project, delay: float) -> subprocess.CompletedProcess[str]:
     """`pitsync sync` sent SIGINT `delay` seconds after it created the store."""
-    command = [sys.executable, "-m", "pitsync.cli", "--config", str(project.config_path)]
+    command = [sys.executable, "-m", "pitsync", "--config", str(project.config_path)]
     process = subprocess.Popen(
         [*command, "sync", "--all"], cwd=project.root, stderr=subprocess.PIPE, text=True
     )
@@ -91,7 +91,7 @@ def test_ctrl_c_during_a_csv_import_is_one_line_and_keeps_all_or_nothing(
         f"COPY (SELECT 'u' || range, range, 'plan' || (range % 7) FROM range({rows})) "
         f"TO '{tmp_path / 'people.csv'}' (HEADER false)"
     )
-    command = [sys.executable, "-m", "pitsync.cli", "import-csv", "people.csv"]
+    command = [sys.executable, "-m", "pitsync", "import-csv", "people.csv"]
     command += ["--id-column", "1", "--column", "2=n", "--column", "3=plan"]
     process = subprocess.Popen(
         command, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
@@ -167,7 +167,7 @@ def test_ctrl_c_stops_a_query_inside_a_long_join(project: Project) -> None:
         "SELECT count(*) FROM company_plan_history AS a JOIN company_plan_history AS b "
         "ON a.plan = b.plan JOIN company_plan_history AS c ON b.plan = c.plan"
     )
-    command = [sys.executable, "-m", "pitsync.cli", "--config", str(project.config_path)]
+    command = [sys.executable, "-m", "pitsync", "--config", str(project.config_path)]
     process = subprocess.Popen(
         [*command, "query", endless], cwd=project.root, stderr=subprocess.PIPE, text=True
     )
