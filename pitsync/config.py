@@ -34,7 +34,7 @@ import duckdb
 from croniter import CroniterBadDateError, croniter
 
 from pitsync.errors import ConfigError
-from pitsync.modeling.timestamps import is_ambiguous_zone_name
+from pitsync.modeling.timestamps import OFFSET_ABBREVIATION_ZONES, is_ambiguous_zone_name
 
 CONFIG_ENV = "PITSYNC_CONFIG"
 DEFAULT_CONFIG = "pitsync.toml"
@@ -559,6 +559,14 @@ def known_zone_names() -> set[str]:
 def timezone_value(raw: dict[str, Any], *, where: str) -> str:
     """The IANA zone naive timestamps of this table are read in."""
     name = text_value(raw, "timezone", where=where, default="UTC")
+    region = OFFSET_ABBREVIATION_ZONES.get(name.lower())
+    if region is not None:
+        raise ConfigError(
+            f"{where}: timezone {name!r} is also an abbreviation of one offset all year, "
+            "as PostgreSQL reads it, while DuckDB gives it summer time; give the IANA zone "
+            f'name of a region (for example "{region}")',
+            key="timezone",
+        )
     if is_ambiguous_zone_name(name):
         # DuckDB's list keeps Java's old abbreviations (`BST` is Bangladesh there).
         raise ConfigError(

@@ -153,6 +153,26 @@ def test_a_zone_abbreviation_is_refused_as_a_timezone(tmp_path: Path, abbreviati
         load_config(path)
 
 
+@pytest.mark.parametrize(
+    ("name", "region"),
+    [
+        ("CET", "Europe/Paris"),
+        ("MET", "Europe/Paris"),
+        ("EET", "Europe/Athens"),
+        ("wet", "Europe/Lisbon"),
+    ],
+)
+def test_a_zone_name_postgresql_reads_as_one_offset_is_refused_as_a_timezone(
+    tmp_path: Path, name: str, region: str
+) -> None:
+    # The zone database gives CET summer time (+02:00 in July); PostgreSQL's AT TIME ZONE
+    # reads it as +01:00 all year, so a modeled view would be an hour off in summer.
+    path = config_with_setting(tmp_path, f'timezone = "{name}"')
+
+    with pytest.raises(ConfigError, match=in_order("timezone", f"'{name}'", "PostgreSQL", region)):
+        load_config(path)
+
+
 @pytest.mark.parametrize("zone", ["EST", "Japan", "NZ", "EST5EDT", "Europe/London"])
 def test_a_short_name_of_the_zone_database_is_a_timezone(tmp_path: Path, zone: str) -> None:
     path = config_with_setting(tmp_path, f'timezone = "{zone}"')

@@ -359,6 +359,8 @@ def test_start_times_are_read_as_utc_instants(
         "2024-07-01 09:00:00 PST",
         "2024-07-01 09:00:00 bst",
         "2024-07-01 09:00:00.5 Ist",
+        # +01:00 all year as an abbreviation, +02:00 in July as the zone database's zone.
+        "2024-07-01 09:00:00 CET",
         # No zone is 99 or 15 hours from UTC.
         "2024-07-01 09:00:00+99",
         "2024-07-01 09:00:00+15:00",

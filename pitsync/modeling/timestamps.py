@@ -59,8 +59,23 @@ OFFSET_SPELLINGS = (
 # zone database knows (`UTC`, `EST`, `Japan`) names one zone, and is read as that zone.
 ABBREVIATION_PATTERN = r"(?i).*(^|[^a-z])\d+(\.\d*)?\s*[a-z]{2,5}"
 TRAILING_WORD = "[A-Za-z]+$"
-KNOWN_SHORT_ZONES = frozenset(
-    name.lower() for name in zoneinfo.available_timezones() if re.fullmatch("[A-Za-z]{2,5}", name)
+# Zone names that are also abbreviations of one offset all year, and read as such by
+# PostgreSQL's AT TIME ZONE, while the zone database (and DuckDB) gives them summer time:
+# in summer the two readings are an hour apart. Each is refused as a zone, with a region's
+# name to give instead.
+OFFSET_ABBREVIATION_ZONES = {
+    "cet": "Europe/Paris",
+    "met": "Europe/Paris",
+    "eet": "Europe/Athens",
+    "wet": "Europe/Lisbon",
+}
+KNOWN_SHORT_ZONES = (
+    frozenset(
+        name.lower()
+        for name in zoneinfo.available_timezones()
+        if re.fullmatch("[A-Za-z]{2,5}", name)
+    )
+    - OFFSET_ABBREVIATION_ZONES.keys()
 )
 # Blanks a text time may carry at either end: spaces, tabs, line ends.
 BLANKS = "' ' || chr(9) || chr(10) || chr(13)"
