@@ -5,13 +5,15 @@ warehouse's own SQL: one expression tree, printed in the engine's dialect, so qu
 types and NULL ordering follow each engine's rules without a template per engine.
 
     intervals:  each row ends where its entity's next row starts (DESIGN rules 1-5);
-                a row that lost a tie ends at its own start, and is left out;
+                a row that lost a tie ends at its own start, and is left out; in
+                append mode, only a key's rows of its greatest cursor value count;
     enriched:   every event with the properties of the interval holding its time.
 
-What stays with the sync job: quarantine (rows without an id or a start time, or starting
-at an infinity, are left out here, not recorded) and time parsing (the start column is
-compared as the engine stores it, so it should already be a timestamp; a naive one is
-read in the table's `timezone` where the engine's AT TIME ZONE does so).
+What stays with the sync job: quarantine (the rows the store would quarantine, such as
+rows without an id or a start time, or starting at an infinity, are left out here, not
+recorded) and time parsing (the start column is compared as the engine stores it, so it
+should already be a timestamp; a naive one is read in the table's `timezone` where the
+engine's AT TIME ZONE does so).
 """
 
 from __future__ import annotations
@@ -34,6 +36,8 @@ UNBOUNDED_TIME_ENGINES = {"duckdb", "postgres", "spark"}
 # Spark and Snowflake spell it as a conversion the other way, BigQuery reads DATETIMEs only.
 ZONE_ENGINES = {"duckdb", "postgres"}
 FIRST_MOMENT, LAST_MOMENT = "0001-01-01 00:00:00", "9999-12-31 23:59:59.999999"
+# An append-mode table's greatest cursor value at each key, beside the source's columns.
+LATEST_LOAD = "__pitsync_latest_load"
 
 # PostgreSQL sorts text by the database's locale; the store and the other engines sort by
 # code point. Binary collation makes tie resolution, which orders by property values,
@@ -84,6 +88,18 @@ def intervals_query(
     entity = identifier_column(history.id_column)
     start = in_zone(identifier_column(history.start_time or ""), start_zone)
     as_text = exp.cast(entity.copy(), "VARCHAR")
+    good = [
+        entity.copy().is_(exp.null()).not_(),
+        start.copy().is_(exp.null()).not_(),
+        exp.NEQ(this=as_text.copy(), expression=exp.Literal.string("")),
+    ]
+    if bounded_start:
+        good.append(within_moments(start.copy(), zoned=zoned_bounds))
+    rows: exp.Expression = source
+    kept: exp.Expr = exp.and_(*good)
+    if history.mode == "append" and history.cursor:
+        rows, kept = latest_load(source, kept, history.cursor, [as_text.copy(), start.copy()])
+
     tie = [identifier_column(history.tie_breaker)] if history.tie_breaker else []
     order = [exp.Ordered(this=start.copy(), desc=False, nulls_first=True)]
     for column in [*tie, *(identifier_column(name) for name in properties)]:
@@ -100,12 +116,9 @@ def intervals_query(
             exp.alias_(following, END_TIME, quoted=True),
             *(identifier_column(name) for name in properties),
         )
-        .from_(source)
-        .where(exp.and_(entity.copy().is_(exp.null()).not_(), start.copy().is_(exp.null()).not_()))
-        .where(exp.NEQ(this=as_text.copy(), expression=exp.Literal.string("")))
+        .from_(rows)
+        .where(kept)
     )
-    if bounded_start:
-        ranked = ranked.where(within_moments(start.copy(), zoned=zoned_bounds))
     end, begin = identifier_column(END_TIME), identifier_column(START_TIME)
     holds_a_moment = exp.or_(end.is_(exp.null()), exp.GT(this=end.copy(), expression=begin))
     return (
@@ -118,6 +131,27 @@ def intervals_query(
         .from_(ranked.subquery(exp.to_identifier("ranked", quoted=True)))
         .where(holds_a_moment)
     )
+
+
+def latest_load(
+    source: exp.Table, good: exp.Expr, cursor: str, key: list[exp.Expression]
+) -> tuple[exp.Subquery, exp.Expr]:
+    """The good rows of `source` that an append sync keeps, and the condition that keeps
+    them: of each key's rows, those of its greatest cursor value (the key's latest load,
+    see `latest_load_sql`); a row without a cursor value is quarantined there.
+
+    The greatest value is taken over the good rows only, as the store takes it after
+    quarantine, so it is a column of a subquery, and the condition compares with it.
+    """
+    loaded = identifier_column(cursor)
+    greatest = exp.Window(this=exp.Max(this=loaded.copy()), partition_by=key)
+    rows = (
+        exp.select(exp.Star(), exp.alias_(greatest, LATEST_LOAD, quoted=True))
+        .from_(source.copy())
+        .where(exp.and_(good, loaded.copy().is_(exp.null()).not_()))
+    )
+    latest = exp.EQ(this=loaded, expression=identifier_column(LATEST_LOAD))
+    return rows.subquery(exp.to_identifier("loaded", quoted=True)), latest
 
 
 def within_moments(start: exp.Expression, *, zoned: bool) -> exp.Expression:
