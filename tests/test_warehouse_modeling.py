@@ -745,3 +745,87 @@ def test_an_append_table_keeps_each_keys_latest_load_on_spark(tmp_path: Path, sp
         )
         == APPENDED_INTERVALS
     )
+
+
+# c1 is free from 1 Jan. Of the events on it, only e1 has a name and a time a moment can
+# have; the store quarantines the others, and the enriched view leaves them out.
+QUARANTINED_EVENTS = (
+    "INSERT INTO ev VALUES ('e1', 'u1', '2024-02-15 00:00+00', 'login', 'c1', 1), "
+    "('e2', 'u1', NULL, 'login', 'c1', 1), ('e3', 'u1', '2024-02-15 00:00+00', NULL, 'c1', 1), "
+    "('e4', 'u1', '2024-02-15 00:00+00', '', 'c1', 1), ('e5', 'u1', 'infinity', 'login', 'c1', 1), "
+    "('e6', 'u1', '-infinity', 'login', 'c1', 1), "
+    "('e7', 'u1', '10000-01-01 00:00+00', 'login', 'c1', 1)"
+)
+EVENTS_TABLE = (
+    "CREATE TABLE ev (insert_id {text}, distinct_id {text}, time timestamptz, event {text}, "
+    "company_id {text}, loaded_at bigint)"
+)
+ONE_PLAN = (
+    "CREATE TABLE hist (company_id {text}, start_ts timestamptz, plan {text})",
+    "INSERT INTO hist VALUES ('c1', '2024-01-01 00:00+00', 'free')",
+)
+STORED_EVENTS = (
+    "SELECT e.insert_id, h.plan FROM events AS e "
+    "LEFT JOIN hist FOR SYSTEM_TIME AS OF e.time AS h ON h.company_id = e.company_id"
+)
+
+
+def events_in_postgres(project: Project, *rows: str, **settings: str) -> None:
+    """`hist` (c1 free from 1 Jan) and the events `ev` of these rows, modeled in PostgreSQL."""
+    statements = [*ONE_PLAN, EVENTS_TABLE, *rows]
+    project.database_sql(*(statement.format(text="text") for statement in statements))
+    configure_companies(project, "hist", "start_ts")
+    project.configure("ev", kind="events", **settings)
+    project.cli("model", "--table", "hist", "--engine", "postgres", "--execute", "--events", "ev")
+
+
+def test_events_the_store_quarantines_are_left_out_of_the_enriched_view_in_postgres(
+    tmp_path: Path, postgres_schema: PostgresSchema
+) -> None:
+    project = Project(root=tmp_path, backend="postgres", postgres=postgres_schema)
+    events_in_postgres(project, QUARANTINED_EVENTS)
+
+    assert postgres_schema.execute("SELECT insert_id, plan FROM ev_enriched") == [("e1", "free")]
+    project.sync("hist")
+    project.sync("ev")
+    assert project.query(STORED_EVENTS) == [("e1", "free")]
+
+
+def test_appended_events_without_a_cursor_or_insert_id_are_left_out_in_postgres(
+    tmp_path: Path, postgres_schema: PostgresSchema
+) -> None:
+    # e8 has no cursor value, and the last event no insert id: the store quarantines both.
+    project = Project(root=tmp_path, backend="postgres", postgres=postgres_schema)
+    events_in_postgres(
+        project,
+        "INSERT INTO ev VALUES ('e1', 'u1', '2024-02-15 00:00+00', 'login', 'c1', 1), "
+        "('e8', 'u1', '2024-02-15 00:00+00', 'login', 'c1', NULL), "
+        "(NULL, 'u1', '2024-02-16 00:00+00', 'login', 'c1', 2)",
+        mode="append",
+        cursor="loaded_at",
+        insert_id="insert_id",
+    )
+
+    assert postgres_schema.execute("SELECT insert_id, plan FROM ev_enriched") == [("e1", "free")]
+    project.sync("hist")
+    project.sync("ev")
+    assert project.query(STORED_EVENTS) == [("e1", "free")]
+
+
+def test_events_the_store_quarantines_are_left_out_of_the_enriched_view_on_spark(
+    tmp_path: Path, spark: Any
+) -> None:
+    project = Project(root=tmp_path, backend="parquet")
+    statements = [*ONE_PLAN, EVENTS_TABLE, QUARANTINED_EVENTS]
+    project.source_sql(*(statement.format(text="VARCHAR") for statement in statements))
+    configure_companies(project, "hist", "start_ts")
+    project.configure("ev", kind="events")
+    for name in ("hist", "ev"):
+        spark.read.parquet(str(tmp_path / "parquet" / f"{name}.parquet")).createOrReplaceTempView(
+            name
+        )
+
+    for statement in plan_model_sql(project.config(), "hist", "spark", "ev").rendered():
+        spark.sql(statement)
+
+    assert spark_rows(spark, "SELECT insert_id, plan FROM ev_enriched") == [("e1", "free")]

@@ -73,45 +73,65 @@ def plan_model_sql(
 
     intervals_name = view_name(config, history, f"{history.name}_intervals")
     start_type = schema.field(history.time_source_column).type
-    holds_times = pa.types.is_timestamp(start_type) or pa.types.is_date(start_type)
     query = intervals_query(
         history,
         properties,
         source_table(config, history),
         text_properties=text,
-        bounded_start=holds_times and engine in UNBOUNDED_TIME_ENGINES,
+        bounded_start=holds_moments(start_type) and engine in UNBOUNDED_TIME_ENGINES,
         start_zone=naive_zone(history, start_type, engine),
         # Times there are instants by now: a naive start is read in its zone above.
         zoned_bounds=engine in ZONE_ENGINES,
     )
-    statements = [view(intervals_name, query, engine=engine)]
-    names = [intervals_name.name]
+    intervals = view(intervals_name, query, engine=engine)
+    enriched = None
     if events_name is not None:
         events = events_table(config, events_name, history)
-        columns = list(source_schema(config, events).names)
-        joined_on = history.group_key or events.id_column
-        for column in (joined_on, events.time_column):
-            if column not in columns:
-                raise ConfigError(
-                    f"--events `{events.name}` has no column `{column}` to join "
-                    f"`{history.name}` on; its columns are: {', '.join(columns)}",
-                    table=events.name,
-                )
-        time_type = source_schema(config, events).field(events.time_column).type
-        enriched = enriched_query(
-            events,
-            source_table(config, events),
-            history,
-            intervals_name,
-            properties,
-            columns,
-            time_zone=naive_zone(events, time_type, engine),
-        )
-        enriched_name = view_name(config, events, f"{events.name}_enriched")
-        statements.append(view(enriched_name, enriched, engine=engine))
-        names.append(enriched_name.name)
-    sql = ModelSql(intervals=statements[0], enriched=statements[1] if events_name else None)
-    return PlannedModel(engine=engine, sql=sql, view_names=names)
+        enriched = enriched_view(config, events, history, properties, intervals_name, engine)
+    names = [statement.this.name for statement in (intervals, enriched) if statement is not None]
+    return PlannedModel(engine=engine, sql=ModelSql(intervals, enriched), view_names=names)
+
+
+def enriched_view(
+    config: Config,
+    events: TableConfig,
+    history: TableConfig,
+    properties: list[str],
+    intervals_name: exp.Table,
+    engine: str,
+) -> exp.Create:
+    """The view of `events` joined with the intervals of `history` at each event's time."""
+    schema = source_schema(config, events)
+    columns = list(schema.names)
+    joined_on = history.group_key or events.id_column
+    for column in (joined_on, events.time_column):
+        if column not in columns:
+            raise ConfigError(
+                f"--events `{events.name}` has no column `{column}` to join "
+                f"`{history.name}` on; its columns are: {', '.join(columns)}",
+                table=events.name,
+            )
+    time_type = schema.field(events.time_column).type
+    query = enriched_query(
+        events,
+        source_table(config, events),
+        history,
+        intervals_name,
+        properties,
+        columns,
+        join_column=joined_on,
+        time_zone=naive_zone(events, time_type, engine),
+        bounded_time=holds_moments(time_type) and engine in UNBOUNDED_TIME_ENGINES,
+        zoned_bounds=engine in ZONE_ENGINES,
+    )
+    name = view_name(config, events, f"{events.name}_enriched")
+    return view(name, query, engine=engine)
+
+
+def holds_moments(time_type: pa.DataType) -> bool:
+    """Whether a time column holds times or dates, which may lie past years 1 to 9999
+    (an epoch's numbers are compared as they are)."""
+    return pa.types.is_timestamp(time_type) or pa.types.is_date(time_type)
 
 
 def naive_zone(table: TableConfig, time_type: pa.DataType, engine: str) -> str | None:

@@ -183,18 +183,22 @@ def enriched_query(
     properties: list[str],
     event_columns: list[str],
     *,
+    join_column: str,
     time_zone: str | None = None,
+    bounded_time: bool = False,
+    zoned_bounds: bool = False,
 ) -> exp.Select:
-    """Each event with the properties of the interval holding its time (NULLs if none).
+    """Each event the store keeps with the properties of the interval holding its time
+    (NULLs if none), joined by the events' `join_column`.
 
-    With `time_zone`, a naive event time is read in that zone.
+    With `time_zone`, a naive event time is read in that zone; `bounded_time` and
+    `zoned_bounds` are as `bounded_start` and `zoned_bounds` of `intervals_query`.
     """
-    join_column = history.group_key if history.group_key else events.id_column
     event_time = in_zone(identifier_column(events.time_column, "e"), time_zone)
     holds = exp.and_(
         exp.EQ(
             this=identifier_column(history.id_column, "h"),
-            expression=exp.cast(identifier_column(join_column or "", "e"), "VARCHAR"),
+            expression=exp.cast(identifier_column(join_column, "e"), "VARCHAR"),
         ),
         exp.LTE(this=identifier_column(START_TIME, "h"), expression=event_time.copy()),
         exp.paren(
@@ -210,11 +214,35 @@ def enriched_query(
         alias = unique_name(name, history.name, taken)
         taken.add(alias.lower())
         chosen.append(exp.alias_(identifier_column(name, "h"), alias, quoted=True))
+    kept = stored_events(events, event_time, bounded_time=bounded_time, zoned_bounds=zoned_bounds)
     return (
         exp.select(*(identifier_column(name, "e") for name in event_columns), *chosen)
         .from_(events_source.as_(exp.to_identifier("e", quoted=True)))
         .join(intervals.as_(exp.to_identifier("h", quoted=True)), on=holds, join_type="LEFT")
+        .where(kept)
     )
+
+
+def stored_events(
+    events: TableConfig, event_time: exp.Expression, *, bounded_time: bool, zoned_bounds: bool
+) -> exp.Expr:
+    """True for an event the store keeps: it has a name and a time (within years 1 to
+    9999 with `bounded_time`), and in append mode a cursor value and, where one is
+    configured, an insert id. The store quarantines the others (`EventsModel.rejections`).
+    """
+    name = exp.cast(identifier_column(events.event_column, "e"), "VARCHAR")
+    kept = [
+        name.is_(exp.null()).not_(),
+        exp.NEQ(this=name.copy(), expression=exp.Literal.string("")),
+        identifier_column(events.time_column, "e").is_(exp.null()).not_(),
+    ]
+    if bounded_time:
+        kept.append(within_moments(event_time.copy(), zoned=zoned_bounds))
+    if events.mode == "append":
+        for column in (events.cursor, events.insert_id):
+            if column:
+                kept.append(identifier_column(column, "e").is_(exp.null()).not_())
+    return exp.and_(*kept)
 
 
 def unique_name(name: str, prefix: str, taken: set[str]) -> str:
