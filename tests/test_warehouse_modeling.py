@@ -829,3 +829,24 @@ def test_events_the_store_quarantines_are_left_out_of_the_enriched_view_on_spark
         spark.sql(statement)
 
     assert spark_rows(spark, "SELECT insert_id, plan FROM ev_enriched") == [("e1", "free")]
+
+
+def test_an_events_group_key_spelled_in_another_case_is_joined_as_the_store_joins_it(
+    tmp_path: Path, postgres_schema: PostgresSchema
+) -> None:
+    # The events name the group key COMPANY_ID: c1's login on 15 Feb is on free.
+    project = Project(root=tmp_path, backend="postgres", postgres=postgres_schema)
+    model_in_postgres(
+        project,
+        *(statement.format(text="text") for statement in ONE_PLAN),
+        'CREATE TABLE ev (distinct_id text, time timestamptz, event text, "COMPANY_ID" text)',
+        "INSERT INTO ev VALUES ('u1', '2024-02-15 00:00+00', 'login', 'c1')",
+    )
+
+    assert postgres_schema.execute('SELECT "COMPANY_ID", plan FROM ev_enriched') == [("c1", "free")]
+    project.sync("hist")
+    project.sync("ev")
+    assert project.query(
+        "SELECT e.company_id, h.plan FROM events AS e LEFT JOIN hist FOR SYSTEM_TIME AS OF "
+        "e.time AS h ON h.company_id = e.company_id"
+    ) == [("c1", "free")]
