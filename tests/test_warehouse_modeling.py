@@ -850,3 +850,27 @@ def test_an_events_group_key_spelled_in_another_case_is_joined_as_the_store_join
         "SELECT e.company_id, h.plan FROM events AS e LEFT JOIN hist FOR SYSTEM_TIME AS OF "
         "e.time AS h ON h.company_id = e.company_id"
     ) == [("c1", "free")]
+
+
+@pytest.mark.parametrize("name", ["h" * 54, "é" * 27])
+def test_a_view_name_postgresql_would_cut_is_refused_before_anything_runs(
+    tmp_path: Path, postgres_schema: PostgresSchema, name: str
+) -> None:
+    # `<name>_intervals` is 64 bytes (27 é are 54 bytes): PostgreSQL would keep 63 of them,
+    # `<name>_interval`, which is the name of a view of the user's own.
+    project = Project(root=tmp_path, backend="postgres", postgres=postgres_schema)
+    project.database_sql(
+        ONE_PLAN[0].format(text="text"),
+        ONE_PLAN[1],
+        f"CREATE VIEW \"{name}_interval\" AS SELECT 'mine' AS owner",
+    )
+    configure_companies(project, name, "start_ts", **{"from": "hist"})
+    text = project.config_path.read_text(encoding="utf-8")
+    project.config_path.write_text(text.replace(f"[tables.{name}]", f'[tables."{name}"]'), "utf-8")
+
+    result = project.cli("model", "--table", name, "--engine", "postgres", "--execute", check=False)
+
+    assert result.returncode == 1
+    assert f"`{name}_intervals` has a name of 64 bytes" in result.stderr
+    assert "keeps 63 bytes" in result.stderr and "Traceback" not in result.stderr
+    assert postgres_schema.execute(f'SELECT owner FROM "{name}_interval"') == [("mine",)]

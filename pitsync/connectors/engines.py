@@ -37,6 +37,10 @@ log = logging.getLogger(__name__)
 
 SPARK_SOURCES = ("parquet",)
 
+# The longest view name an engine keeps, in bytes. PostgreSQL cuts a longer one without a
+# word, and CREATE OR REPLACE would then replace whatever has the cut name.
+NAME_BYTES = {"postgres": 63}
+
 
 @dataclass(frozen=True)
 class PlannedModel:
@@ -71,7 +75,7 @@ def plan_model_sql(
     ordered = [*properties, *([history.tie_breaker] if history.tie_breaker else [])]
     text = {name for name in ordered if is_plain_text(schema.field(name))}
 
-    intervals_name = view_name(config, history, f"{history.name}_intervals")
+    intervals_name = view_name(config, history, f"{history.name}_intervals", engine)
     start_type = schema.field(history.time_source_column).type
     query = intervals_query(
         history,
@@ -126,7 +130,7 @@ def enriched_view(
         bounded_time=holds_moments(time_type) and engine in UNBOUNDED_TIME_ENGINES,
         zoned_bounds=engine in ZONE_ENGINES,
     )
-    name = view_name(config, events, f"{events.name}_enriched")
+    name = view_name(config, events, f"{events.name}_enriched", engine)
     return view(name, query, engine=engine)
 
 
@@ -196,7 +200,17 @@ def source_table(config: Config, table: TableConfig) -> exp.Table:
     return exp.table_(table.source_table, db=config.sources[table.source].schema, quoted=True)
 
 
-def view_name(config: Config, table: TableConfig, name: str) -> exp.Table:
+def view_name(config: Config, table: TableConfig, name: str, engine: str) -> exp.Table:
+    """A view's name in the table's source, refused where the engine would cut it."""
+    limit, size = NAME_BYTES.get(engine), len(name.encode())
+    if limit is not None and size > limit:
+        raise ConfigError(
+            f"table `{table.name}`: its view `{name}` has a name of {size} bytes, and "
+            f"{engine} keeps {limit} bytes of a name, cutting the rest; give the table a "
+            f'shorter name in pitsync.toml (`from = "{table.source_table}"` still reads the '
+            "same source table)",
+            table=table.name,
+        )
     return exp.table_(name, db=config.sources[table.source].schema, quoted=True)
 
 
