@@ -874,3 +874,53 @@ def test_a_view_name_postgresql_would_cut_is_refused_before_anything_runs(
     assert f"`{name}_intervals` has a name of 64 bytes" in result.stderr
     assert "keeps 63 bytes" in result.stderr and "Traceback" not in result.stderr
     assert postgres_schema.execute(f'SELECT owner FROM "{name}_interval"') == [("mine",)]
+
+
+@pytest.mark.parametrize(
+    ("relation", "kind"),
+    [
+        ("CREATE TABLE hist_intervals (owner text)", "table"),
+        ("CREATE VIEW hist_intervals AS SELECT 'mine'::text AS owner", "view"),
+    ],
+)
+def test_a_relation_of_the_users_with_a_views_name_is_not_replaced(
+    tmp_path: Path, postgres_schema: PostgresSchema, relation: str, kind: str
+) -> None:
+    project = Project(root=tmp_path, backend="postgres", postgres=postgres_schema)
+    result = model_in_postgres(
+        project,
+        *(statement.format(text="text") for statement in ONE_PLAN),
+        relation,
+        events=False,
+        check=False,
+    )
+
+    assert result.returncode == 1
+    message = result.stderr.strip()
+    assert f"{kind} `{postgres_schema.name}.hist_intervals` is in the way" in message
+    assert "pitsync did not make it" in message and "drop or rename it" in message
+    assert len(message.splitlines()) == 1
+    assert postgres_schema.execute(
+        "SELECT column_name FROM information_schema.columns WHERE table_name = 'hist_intervals'"
+    ) == [("owner",)]
+
+
+def test_a_failure_of_creating_the_views_is_reported_as_it_first_happened(
+    tmp_path: Path, postgres_schema: PostgresSchema
+) -> None:
+    # Every transaction is read-only: creating the views fails, and that is what is said,
+    # not why dropping them in a second try failed as well.
+    project = Project(root=tmp_path, backend="postgres", postgres=postgres_schema)
+    project.database_sql(*(statement.format(text="text") for statement in ONE_PLAN))
+    configure_companies(project, "hist", "start_ts")
+    read_only = postgres_schema.uri + "?options=-c%20default_transaction_read_only%3Don"
+    text = project.config_path.read_text(encoding="utf-8")
+    project.config_path.write_text(text.replace(postgres_schema.uri, read_only), "utf-8")
+
+    result = project.cli(
+        "model", "--table", "hist", "--engine", "postgres", "--execute", check=False
+    )
+
+    assert result.returncode == 1
+    assert "cannot execute CREATE VIEW in a read-only transaction" in result.stderr
+    assert "DROP VIEW" not in result.stderr

@@ -21,7 +21,7 @@ from sqlglot import exp
 
 from pitsync.config import Config, TableConfig
 from pitsync.connectors.sources import file_pattern, matched_files, open_source
-from pitsync.errors import ConfigError, SourceError, first_line
+from pitsync.errors import ConfigError, PitsyncError, SourceError, first_line
 from pitsync.modeling.intervals import plan_history
 from pitsync.modeling.portable import (
     UNBOUNDED_TIME_ENGINES,
@@ -32,6 +32,7 @@ from pitsync.modeling.portable import (
     render,
     view,
 )
+from pitsync.quoting import quote_string
 
 log = logging.getLogger(__name__)
 
@@ -40,6 +41,23 @@ SPARK_SOURCES = ("parquet",)
 # The longest view name an engine keeps, in bytes. PostgreSQL cuts a longer one without a
 # word, and CREATE OR REPLACE would then replace whatever has the cut name.
 NAME_BYTES = {"postgres": 63}
+
+# The comment that marks a view in PostgreSQL as pitsync's: a relation without it is
+# never replaced, since it may be the user's own.
+MODEL_MARK = "pitsync model:"
+RELATION_KINDS = {
+    "r": "table",
+    "p": "table",
+    "v": "view",
+    "m": "materialized view",
+    "f": "foreign table",
+    "S": "sequence",
+    "i": "index",
+    "I": "index",
+    "c": "composite type",
+}
+# CREATE OR REPLACE VIEW cannot drop, rename or retype a view's columns.
+VIEW_COLUMNS_CHANGED = "42P16"
 
 
 @dataclass(frozen=True)
@@ -52,6 +70,17 @@ class PlannedModel:
 
     def rendered(self) -> list[str]:
         return [render(statement, self.engine) for statement in self.sql.statements()]
+
+    def view_tables(self) -> list[exp.Table]:
+        return [statement.this for statement in self.sql.statements()]
+
+    def marks(self) -> list[str]:
+        """`COMMENT ON VIEW` for each view, which marks it as one pitsync may replace."""
+        comment = exp.Literal.string(f"{MODEL_MARK} made by `pitsync model`, which replaces it")
+        return [
+            exp.Comment(this=name.copy(), kind="VIEW", expression=comment).sql(self.engine)
+            for name in self.view_tables()
+        ]
 
     def dropped(self) -> list[str]:
         """`DROP VIEW IF EXISTS` for each view, in the order they are created."""
@@ -222,22 +251,14 @@ def execute_on_postgres(config: Config, history_name: str, planned: PlannedModel
             f"--execute with --engine postgres needs a postgres source; `{history_name}` reads "
             f"source `{source_config.name}` of type {source_config.type}"
         )
-    source = open_source(source_config)
-    connection: Any = source.connection  # type: ignore[attr-defined]
+    source: Any = open_source(source_config)
     try:
-        replace_views(connection, planned)
-    except Exception as error:
-        connection.rollback()
-        raise SourceError(
-            f"source `{source_config.name}`: creating the views failed: "
-            f"{source.redact(database_error(error))}",  # type: ignore[attr-defined]
-            source=source_config.name,
-        ) from None
+        replace_views(source, planned)
     finally:
         source.close()
 
 
-def replace_views(connection: Any, planned: PlannedModel) -> None:
+def replace_views(source: Any, planned: PlannedModel) -> None:
     """CREATE OR REPLACE the views in one transaction; where that cannot be (a view's
     columns changed), drop the old views and create them anew, in a second one. Either
     transaction fails whole, keeping the old views.
@@ -245,21 +266,76 @@ def replace_views(connection: Any, planned: PlannedModel) -> None:
     Replacing first keeps views of the user's own that read these: PostgreSQL refuses to
     drop a view another depends on, and says which.
     """
+    connection = source.connection
     try:
-        run_statements(connection, planned.rendered())
+        build_views(source, planned, planned.rendered())
         return
     except Exception as error:
-        log.debug("postgres: views not replaced in place (%s); dropping them", first_line(error))
         connection.rollback()
-    run_statements(connection, [*reversed(planned.dropped()), *planned.rendered()])
+        if sqlstate(error) != VIEW_COLUMNS_CHANGED:
+            raise creation_failed(source, error) from None
+        log.debug("postgres: views not replaced in place (%s); dropping them", first_line(error))
+    try:
+        build_views(source, planned, [*reversed(planned.dropped()), *planned.rendered()])
+    except Exception as error:
+        connection.rollback()
+        changed = "their columns changed, so they are dropped and made anew, which failed: "
+        raise creation_failed(source, error, changed) from None
 
 
-def run_statements(connection: Any, statements: list[str]) -> None:
-    with connection.cursor() as cursor:
-        for statement in statements:
+def build_views(source: Any, planned: PlannedModel, statements: list[str]) -> None:
+    """Run `statements` and mark the views as pitsync's, in one transaction, once no
+    relation of another's has a view's name."""
+    with source.connection.cursor() as cursor:
+        for name in planned.view_tables():
+            refuse_others_relation(source, cursor, name)
+        for statement in [*statements, *planned.marks()]:
             log.debug("postgres: %s", statement)
             cursor.execute(statement)
-    connection.commit()
+    source.connection.commit()
+
+
+def refuse_others_relation(source: Any, cursor: Any, name: exp.Table) -> None:
+    """Refuse to replace a relation named as a view that pitsync did not make: a view
+    without pitsync's comment, or any other kind (a table, a sequence, an index)."""
+    schema = quote_string(name.db) if name.db else "current_schema()"
+    cursor.execute(
+        "SELECT c.relkind::text, obj_description(c.oid, 'pg_class') FROM pg_catalog.pg_class "
+        "AS c JOIN pg_catalog.pg_namespace AS n ON n.oid = c.relnamespace "
+        f"WHERE n.nspname = {schema} AND c.relname = {quote_string(name.name)}"
+    )
+    found = cursor.fetchone()
+    if found is None:
+        return
+    kind, comment = found
+    if kind == "v" and (comment or "").startswith(MODEL_MARK):
+        return
+    what = RELATION_KINDS.get(kind, "relation")
+    shown = f"{name.db}.{name.name}" if name.db else name.name
+    raise SourceError(
+        f"source `{source.name}`: {what} `{shown}` is in the way of a view "
+        f"pitsync would create, and pitsync did not make it (its views have a comment "
+        f"that starts `{MODEL_MARK}`), so it is left as it is; drop or rename it (a view "
+        "made by an earlier pitsync has no such comment), then run the command again",
+        source=source.name,
+    )
+
+
+def creation_failed(source: Any, error: BaseException, why: str = "") -> PitsyncError:
+    """The error to report when creating the views failed: pitsync's own as it is, else
+    the database's own sentence."""
+    if isinstance(error, PitsyncError):
+        return error
+    return SourceError(
+        f"source `{source.name}`: creating the views failed: "
+        f"{why}{source.redact(database_error(error))}",
+        source=source.name,
+    )
+
+
+def sqlstate(error: BaseException) -> str | None:
+    """PostgreSQL's code for an error the driver reports (`42P16`), if it carries one."""
+    return getattr(error, "sqlstate", None)
 
 
 def execute_on_spark(
