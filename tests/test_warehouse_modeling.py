@@ -924,3 +924,48 @@ def test_a_failure_of_creating_the_views_is_reported_as_it_first_happened(
     assert result.returncode == 1
     assert "cannot execute CREATE VIEW in a read-only transaction" in result.stderr
     assert "DROP VIEW" not in result.stderr
+
+
+def spark_model_without_java(project: Project, java_home: Path) -> str:
+    """What `model --engine spark --execute` says, run with JAVA_HOME set to `java_home`."""
+    company_history(project, [("c1", "free", 1, "2024-01-01 00:00:00+00", None)])
+    result = project.cli(
+        "model",
+        "--table",
+        HISTORY,
+        "--engine",
+        "spark",
+        "--execute",
+        check=False,
+        env={"JAVA_HOME": str(java_home)},
+    )
+    assert result.returncode == 1
+    assert "Traceback" not in result.stderr
+    return result.stderr.strip()
+
+
+def test_spark_without_java_is_one_line_saying_where_java_was_looked_for(tmp_path: Path) -> None:
+    pytest.importorskip("pyspark")
+    missing = tmp_path / "no-java"
+
+    message = spark_model_without_java(Project(root=tmp_path, backend="parquet"), missing)
+
+    assert message == (
+        f"pitsync: error: Spark cannot start: JAVA_HOME is {missing}, which has no bin/java; "
+        "set JAVA_HOME to a Java installation, 17 or newer, or unset it to use the java on PATH"
+    )
+
+
+def test_a_java_that_fails_to_start_spark_ends_in_one_line(tmp_path: Path) -> None:
+    # A `java` that exits at once: Spark's gateway never starts.
+    pytest.importorskip("pyspark")
+    java = tmp_path / "broken-java" / "bin" / "java"
+    java.parent.mkdir(parents=True)
+    java.write_text("#!/bin/sh\nexit 1\n", encoding="utf-8")
+    java.chmod(0o755)
+
+    message = spark_model_without_java(
+        Project(root=tmp_path, backend="parquet"), java.parent.parent
+    )
+
+    assert message.splitlines()[-1].startswith("pitsync: error: Spark could not start: ")

@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
+import shutil
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -400,6 +401,8 @@ def database_error(error: BaseException) -> str:
 
 
 def local_spark_session() -> Any:
+    """A Spark session on this machine, in UTC and on loopback; a Spark that cannot start
+    is one line saying why."""
     try:
         from pyspark.sql import SparkSession
     except ImportError:
@@ -407,23 +410,47 @@ def local_spark_session() -> Any:
             "Spark is not installed; install it with: pip install 'pitsync[spark]' "
             "(it runs on the machine's Java, 17 or newer)"
         ) from None
+    missing = missing_java()
+    if missing is not None:
+        raise SourceError(f"Spark cannot start: {missing}")
     # The JVM picks its own address before it reads any setting: keep it on loopback.
     os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
     builder: Any = SparkSession.builder
-    session = (
-        builder.master("local[2]")
-        .appName("pitsync-model")
-        .config("spark.sql.session.timeZone", "UTC")
-        .config("spark.ui.enabled", "false")
-        .config("spark.ui.showConsoleProgress", "false")
-        # A local session talks to itself only: never on a network address.
-        .config("spark.driver.host", "127.0.0.1")
-        .config("spark.driver.bindAddress", "127.0.0.1")
-        .getOrCreate()
-    )
+    try:
+        session = (
+            builder.master("local[2]")
+            .appName("pitsync-model")
+            .config("spark.sql.session.timeZone", "UTC")
+            .config("spark.ui.enabled", "false")
+            .config("spark.ui.showConsoleProgress", "false")
+            # A local session talks to itself only: never on a network address.
+            .config("spark.driver.host", "127.0.0.1")
+            .config("spark.driver.bindAddress", "127.0.0.1")
+            .getOrCreate()
+        )
+    except Exception as error:  # PySpark's own errors, and Java's
+        raise SourceError(f"Spark could not start: {spark_error(error)}") from None
     # A failed query would log its whole plan before pitsync's one line says what failed.
     session.sparkContext.setLogLevel("OFF")
     return session
+
+
+def missing_java() -> str | None:
+    """Why Spark's launcher would find no Java, if it would not: it runs JAVA_HOME's
+    bin/java where JAVA_HOME is set, else the `java` on PATH. Its own complaint would be
+    a shell error, and PySpark's only that the gateway exited."""
+    home = os.environ.get("JAVA_HOME")
+    if home:
+        java = Path(home, "bin", "java")
+        if java.is_file() and os.access(java, os.X_OK):
+            return None
+        return (
+            f"JAVA_HOME is {home}, which has no bin/java; set JAVA_HOME to a Java "
+            "installation, 17 or newer, or unset it to use the java on PATH"
+        )
+    if shutil.which("java") is None:
+        return "no java is on PATH and JAVA_HOME is not set; install Java 17 or newer"
+    return None
 
 
 def check_spark_source(config: Config, table: TableConfig) -> None:
