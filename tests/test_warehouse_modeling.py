@@ -969,3 +969,36 @@ def test_a_java_that_fails_to_start_spark_ends_in_one_line(tmp_path: Path) -> No
     )
 
     assert message.splitlines()[-1].startswith("pitsync: error: Spark could not start: ")
+
+
+@pytest.mark.parametrize("relative", [True, False])
+def test_spark_output_refuses_a_table_name_leading_out_of_the_folder(
+    tmp_path: Path, relative: bool
+) -> None:
+    # `../victim` and `<tmp>/victim` would both be written to <tmp>/victim_intervals.
+    victim = tmp_path / "victim_intervals"
+    (victim / "precious.txt").parent.mkdir()
+    (victim / "precious.txt").write_text("keep", encoding="utf-8")
+    name = "../victim" if relative else str(tmp_path / "victim")
+    project = Project(root=tmp_path, backend="parquet")
+    project.source_sql(
+        "CREATE TABLE hist (company_id VARCHAR, start_ts TIMESTAMPTZ, plan VARCHAR)",
+        "INSERT INTO hist VALUES ('c1', '2024-01-01 00:00+00', 'free')",
+    )
+    configure_companies(project, "hist", "start_ts")
+    text = project.config_path.read_text(encoding="utf-8")
+    project.config_path.write_text(
+        text.replace("[tables.hist]", f'[tables."{name}"]\nfrom = "hist"'), "utf-8"
+    )
+
+    command = ["model", "--table", name, "--engine", "spark", "--execute"]
+    result = project.cli(*command, "--output", str(tmp_path / "out"), check=False)
+
+    assert result.returncode == 1
+    assert result.stderr.strip() == (
+        f"pitsync: error: --output {tmp_path / 'out'}: view `{name}_intervals` would be "
+        f"written to {tmp_path / 'out' / (name + '_intervals')}, outside that folder, "
+        "replacing what is there; give its table a name in pitsync.toml without `..` or a "
+        "leading `/`"
+    )
+    assert (victim / "precious.txt").read_text(encoding="utf-8") == "keep"

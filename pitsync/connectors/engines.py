@@ -345,6 +345,8 @@ def execute_on_spark(
     """Run the statements on a local Spark session; return each view's row count."""
     for name in tables:
         check_spark_source(config, config.table(name))
+    if output is not None:
+        check_output_folders(output, planned.view_names)
     spark = local_spark_session()
     try:
         with tempfile.TemporaryDirectory(prefix="pitsync-spark-") as links:
@@ -371,6 +373,20 @@ def run_on_spark(spark: Any, planned: PlannedModel, output: Path | None) -> dict
         if output is not None:
             frame.write.mode("overwrite").parquet(str(output / name))
     return counts
+
+
+def check_output_folders(output: Path, names: list[str]) -> None:
+    """Each view is written to a folder of its name inside `output`, replacing what is
+    there: a name that would lead out of it (`../x`, `/x`) is refused."""
+    inside = output.resolve()
+    for name in names:
+        folder = output / name
+        if inside not in folder.resolve().parents:
+            raise ConfigError(
+                f"--output {output}: view `{name}` would be written to {folder}, outside "
+                "that folder, replacing what is there; give its table a name in "
+                "pitsync.toml without `..` or a leading `/`"
+            )
 
 
 def spark_error(error: BaseException) -> str:
