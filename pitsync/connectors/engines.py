@@ -33,7 +33,6 @@ from pitsync.modeling.portable import (
     render,
     view,
 )
-from pitsync.quoting import quote_string
 
 log = logging.getLogger(__name__)
 
@@ -73,6 +72,7 @@ class PlannedModel:
         return [render(statement, self.engine) for statement in self.sql.statements()]
 
     def view_tables(self) -> list[exp.Table]:
+        """The names of the views, as the statements create them."""
         return [statement.this for statement in self.sql.statements()]
 
     def marks(self) -> list[str]:
@@ -299,11 +299,11 @@ def build_views(source: Any, planned: PlannedModel, statements: list[str]) -> No
 def refuse_others_relation(source: Any, cursor: Any, name: exp.Table) -> None:
     """Refuse to replace a relation named as a view that pitsync did not make: a view
     without pitsync's comment, or any other kind (a table, a sequence, an index)."""
-    schema = quote_string(name.db) if name.db else "current_schema()"
+    schema = postgres_string(name.db) if name.db else "current_schema()"
     cursor.execute(
         "SELECT c.relkind::text, obj_description(c.oid, 'pg_class') FROM pg_catalog.pg_class "
         "AS c JOIN pg_catalog.pg_namespace AS n ON n.oid = c.relnamespace "
-        f"WHERE n.nspname = {schema} AND c.relname = {quote_string(name.name)}"
+        f"WHERE n.nspname = {schema} AND c.relname = {postgres_string(name.name)}"
     )
     found = cursor.fetchone()
     if found is None:
@@ -314,12 +314,17 @@ def refuse_others_relation(source: Any, cursor: Any, name: exp.Table) -> None:
     what = RELATION_KINDS.get(kind, "relation")
     shown = f"{name.db}.{name.name}" if name.db else name.name
     raise SourceError(
-        f"source `{source.name}`: {what} `{shown}` is in the way of a view "
-        f"pitsync would create, and pitsync did not make it (its views have a comment "
-        f"that starts `{MODEL_MARK}`), so it is left as it is; drop or rename it (a view "
-        "made by an earlier pitsync has no such comment), then run the command again",
+        f"source `{source.name}`: {what} `{shown}` is in the way of a view pitsync would "
+        f"create, and pitsync did not make it (pitsync's views carry a comment starting "
+        f"`{MODEL_MARK}`), so it is left as it is; drop or rename it, then run the command "
+        "again (a view made by a pitsync from before that comment has none either)",
         source=source.name,
     )
+
+
+def postgres_string(text: str) -> str:
+    """A string literal as PostgreSQL reads it."""
+    return exp.Literal.string(text).sql("postgres")
 
 
 def creation_failed(source: Any, error: BaseException, why: str = "") -> PitsyncError:
