@@ -56,6 +56,11 @@ LOSERS = "__pitsync_losers"
 CONFLICT_EXAMPLES = 10
 
 
+def stored_intervals_table(name: str) -> str:
+    """Where the store keeps a history table's intervals; `main.<name>` is a view of it."""
+    return f"{INTERNAL_SCHEMA}.{quote_identifier('intervals__' + name)}"
+
+
 @dataclass(frozen=True)
 class ModelCounts:
     """What one run did to one table, for its run record."""
@@ -128,8 +133,7 @@ class HistoryModel(StagedModel):
 
     @property
     def stored(self) -> str:
-        """The table the intervals are kept in; `main.<name>` is a view of it."""
-        return f"{INTERNAL_SCHEMA}.{quote_identifier('intervals__' + self.table.name)}"
+        return stored_intervals_table(self.table.name)
 
     def replace(
         self, con: duckdb.DuckDBPyConnection, run_id: int, rows_read: int, quarantined: int

@@ -60,6 +60,11 @@ ROW_HASH = "__pitsync_row_hash"
 ORDERED = "__pitsync_profile_rows"
 
 
+def applied_rows_table(name: str) -> str:
+    """Where the store keeps, per id, a hash of the profile table's row it last applied."""
+    return f"{INTERNAL_SCHEMA}.{quote_identifier('profile_rows__' + name)}"
+
+
 @dataclass(frozen=True)
 class ProfilesModel:
     """How one profile table's columns become `$set` updates."""
@@ -137,8 +142,7 @@ class ProfilesModel:
 
     @property
     def applied_rows(self) -> str:
-        """Where the store keeps, per id, a hash of the row it last applied."""
-        return f"{INTERNAL_SCHEMA}.{quote_identifier('profile_rows__' + self.table.name)}"
+        return applied_rows_table(self.table.name)
 
     def stage_updates(self, con: duckdb.DuckDBPyConnection) -> None:
         """UPDATES: a `$set` for each id whose last row changed; OPERATIONS: its columns."""
