@@ -24,7 +24,12 @@ from pitsync import __version__
 from pitsync.config import CONFIG_ENV, load_config
 from pitsync.connectors.csv_import import import_csv, preview_csv
 from pitsync.connectors.engines import execute_on_postgres, execute_on_spark, plan_model_sql
-from pitsync.connectors.profile_updates import UpdateReport, apply_file, delete_profiles
+from pitsync.connectors.profile_updates import (
+    UpdateReport,
+    apply_file,
+    counted,
+    delete_profiles,
+)
 from pitsync.connectors.runs import RunRecord, read_runs
 from pitsync.connectors.schedule import (
     Scheduler,
@@ -33,6 +38,7 @@ from pitsync.connectors.schedule import (
     stop_on_signals,
     sync_runner,
 )
+from pitsync.connectors.stored_tables import drop_table
 from pitsync.connectors.sync import SyncOptions, sync_tables
 from pitsync.errors import PitsyncError, StoreError
 from pitsync.interrupts import is_interrupt
@@ -239,6 +245,20 @@ def build_parser() -> argparse.ArgumentParser:
         "--group-key", metavar="KEY", type=group_key, help="delete group profiles of this key"
     )
     delete.set_defaults(handler=command_delete_profiles)
+
+    dropping = (
+        "remove a synced table from the store: its rows, view, events and state (its runs "
+        "stay); a table still configured is synced again from scratch by the next sync"
+    )
+    drop = commands.add_parser(
+        "drop-table",
+        help=dropping,
+        description=f"{dropping.capitalize()}. The properties a profile table set stay in "
+        "the profiles, as those of any update do.",
+        parents=[waiting],
+    )
+    drop.add_argument("name", metavar="NAME", help="the table, as `pitsync runs` names it")
+    drop.set_defaults(handler=command_drop_table)
 
     model = commands.add_parser(
         "model",
@@ -710,6 +730,19 @@ def command_delete_profiles(args: argparse.Namespace) -> int:
         config, ids=args.id, where=args.where, group_key=args.group_key, wait=args.wait
     )
     print_update_report(report)
+    return 0
+
+
+def command_drop_table(args: argparse.Namespace) -> int:
+    config = load_config(args.config)
+    dropped = drop_table(config, args.name, wait=args.wait)
+    name, rows = dropped.entry.table_name, counted(dropped.record.deleted, "row")
+    print(
+        f"dropped {printable(name)} ({dropped.entry.kind}, {rows}) from the store; its runs "
+        f"stay (run {dropped.record.run_id} records the drop)"
+    )
+    if name.lower() in {configured.lower() for configured in config.tables}:
+        print(f"{printable(name)} is still configured: the next sync loads it again from scratch")
     return 0
 
 

@@ -70,6 +70,26 @@ def test_a_sync_that_waits_long_enough_runs_once_the_store_is_free(project: Proj
     ]
 
 
+def test_a_drop_waits_for_the_store_then_names_its_holder_and_drops_nothing(
+    project: Project,
+) -> None:
+    synced(project)
+    holder = duckdb.connect(str(project.store))
+    try:
+        started = time.monotonic()
+        result = project.cli("drop-table", "company_plan_history", "--wait", "1", check=False)
+        waited = time.monotonic() - started
+    finally:
+        holder.close()
+
+    assert result.returncode == 1
+    assert f"in use by process {os.getpid()}" in result.stderr
+    assert "--wait SECONDS" in result.stderr and "Traceback" not in result.stderr
+    assert waited >= 1
+    assert project.query("SELECT count(*) FROM company_plan_history") == [(1,)]
+    assert project.query("SELECT mode FROM runs") == [("full",)]
+
+
 def test_a_query_while_the_store_is_written_waits_and_never_sees_half_a_run(
     project: Project,
 ) -> None:

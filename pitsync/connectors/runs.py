@@ -2,7 +2,8 @@
 
 A run that succeeds writes its record in the same transaction as its data. A run that
 fails rolls back, then writes a `failed` record (with the error) in a transaction of its
-own, so the history of attempts survives while the data stays as it was.
+own, so the history of attempts survives while the data stays as it was. Profile
+updates and dropped tables leave records too, each with its command as its mode.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from pitsync.modeling.intervals import ModelCounts
 from pitsync.store import RUNS
 
 RunStatus = Literal["succeeded", "failed", "dry run"]
+DROPPED = "drop-table"  # the mode of the record `pitsync drop-table` leaves
 
 
 def utc_now() -> dt.datetime:

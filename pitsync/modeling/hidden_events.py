@@ -6,8 +6,8 @@ properties are the row's other columns. Hidden events are not stored twice: they
 read from the history relation itself, plus the conflict losers kept in
 `_pitsync.superseded`. Visible events come from each synced events table.
 
-The views are rebuilt from `_pitsync.catalog` at the end of every run, inside its
-transaction, so they always match the tables the store holds.
+The views are rebuilt from `_pitsync.catalog` at the end of every run (and of every
+drop of a table), inside its transaction, so they always match the tables the store holds.
 """
 
 from __future__ import annotations
