@@ -147,6 +147,20 @@ def test_the_last_successful_runs_are_read_from_the_store(project: Project) -> N
     assert before <= last["company_plan_history"] <= dt.datetime.now(UTC)
 
 
+def test_a_table_dropped_since_its_last_run_is_due_at_once(project: Project) -> None:
+    company_history(project, [("c1", "free", 1, "2024-01-01 00:00:00+00", None)])
+    project.sync("company_plan_history")
+    project.cli("drop-table", "company_plan_history")
+
+    # The drop is recorded as a run, but the table holds nothing: it has not run since.
+    assert last_successful_runs(project.config(), wait_seconds=1) == {}
+
+    before = dt.datetime.now(UTC)
+    project.sync("company_plan_history")
+    last = last_successful_runs(project.config(), wait_seconds=1)
+    assert before <= last["company_plan_history"] <= dt.datetime.now(UTC)
+
+
 def started_schedule(project: Project, *options: str) -> subprocess.Popen[str]:
     """The real `pitsync schedule` of the project, running; its standard error piped."""
     command = [sys.executable, "-m", "pitsync.cli", "--config", str(project.config_path)]

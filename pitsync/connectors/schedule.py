@@ -26,7 +26,7 @@ from types import FrameType
 from croniter import croniter
 
 from pitsync.config import Config, TableConfig
-from pitsync.connectors.runs import RunRecord, next_run_id, utc_now, write_run
+from pitsync.connectors.runs import DROPPED, RunRecord, next_run_id, utc_now, write_run
 from pitsync.connectors.sync import RunOutcome, SyncOptions, sync_tables
 from pitsync.errors import PitsyncError
 from pitsync.store import RUNS, StoreInUse, open_for_writing, open_read_only
@@ -133,7 +133,8 @@ def last_successful_runs(
     config: Config, wait_seconds: float, stopping: threading.Event | None = None
 ) -> dict[str, dt.datetime] | None:
     """When each table's last successful run started, as the store records it; None if
-    the store stayed busy, or the job was asked to stop while it waited."""
+    the store stayed busy, or the job was asked to stop while it waited. A table dropped
+    since its last run holds nothing now: it is left out, so it runs at once."""
     if not config.store_path.is_file():
         return {}
     try:
@@ -151,7 +152,8 @@ def last_successful_runs(
     try:
         rows = con.execute(
             f"SELECT table_name, max(started_at) FROM {RUNS} WHERE status = 'succeeded' "
-            "GROUP BY table_name"
+            "GROUP BY table_name HAVING arg_max(mode, run_id) <> ?",
+            [DROPPED],
         ).fetchall()
     finally:
         con.close()
