@@ -21,7 +21,7 @@ from rich.console import Console
 from rich.table import Column, Table
 
 from pitsync import __version__
-from pitsync.config import CONFIG_ENV, load_config
+from pitsync.config import CONFIG_ENV, Config, load_config
 from pitsync.connectors.csv_import import import_csv, preview_csv
 from pitsync.connectors.engines import execute_on_postgres, execute_on_spark, plan_model_sql
 from pitsync.connectors.profile_updates import (
@@ -38,7 +38,7 @@ from pitsync.connectors.schedule import (
     stop_on_signals,
     sync_runner,
 )
-from pitsync.connectors.stored_tables import drop_table
+from pitsync.connectors.stored_tables import drop_table, unconfigured_tables
 from pitsync.connectors.sync import SyncOptions, sync_tables
 from pitsync.errors import PitsyncError, StoreError
 from pitsync.interrupts import is_interrupt
@@ -410,10 +410,23 @@ def command_sync(args: argparse.Namespace) -> int:
     records = [outcome.record for outcome in outcomes if outcome.record]
     if records:
         print_sync_report(records, dry_run=args.dry_run)
+    if args.all:
+        warn_of_unconfigured_tables(config)
     failed = [outcome for outcome in outcomes if outcome.error]
     for outcome in failed:
         print(f"pitsync: error: {outcome.error}", file=sys.stderr)
     return 1 if failed else 0
+
+
+def warn_of_unconfigured_tables(config: Config) -> None:
+    """One line naming the tables the store holds and the configuration no longer does."""
+    names = unconfigured_tables(config)
+    if names:
+        log.warning(
+            "the store holds tables no longer configured: %s; they answer queries and own "
+            "their properties until `pitsync drop-table NAME` removes them",
+            ", ".join(printable(name) for name in names),
+        )
 
 
 def print_sync_report(records: list[RunRecord], *, dry_run: bool = False) -> None:

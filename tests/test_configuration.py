@@ -529,7 +529,9 @@ def test_second_table_of_a_group_with_the_same_property_fails_naming_both(
 
     result = project.cli("sync", "--table", "company_billing", check=False)
 
-    assert_user_error(result, "company_billing", "company_plan_history", "`plan`")
+    assert_user_error(
+        result, "company_billing", "company_plan_history", "`plan`", "drop or rename the column"
+    )
     # Nothing of the refused table reached the store.
     con = duckdb.connect(str(project.store), read_only=True)
     try:

@@ -129,6 +129,24 @@ def assert_user_error(result: subprocess.CompletedProcess[str], *fragments: str)
 # --- a renamed history table ---------------------------------------------------------------
 
 
+def test_a_rename_is_refused_naming_the_left_over_table_and_how_to_drop_it(
+    project: Project,
+) -> None:
+    renamed(project)
+
+    result = project.cli("sync", "--all", check=False)
+
+    assert_user_error(
+        result,
+        "table `plan_history`: property `plan` already modeled by history table `a`",
+        "`a` is no longer configured: it is a table left in the store from an earlier "
+        "configuration, and `pitsync drop-table a` removes it",
+        # The one-line warning of `sync --all` names it too.
+        "WARNING: the store holds tables no longer configured: a;",
+    )
+    assert "drop or rename the column" not in result.stderr
+
+
 def test_dropping_the_old_table_leaves_nothing_of_it_but_its_runs(project: Project) -> None:
     renamed(project)
     # Before: `a` holds the catalog entry, watermark, conflict loser and quarantined row,
@@ -312,3 +330,29 @@ def test_dropping_from_a_store_not_yet_made_is_a_user_error(project: Project) ->
 
     assert_user_error(result, f"the store {project.store} does not exist")
     assert not project.store.exists()
+
+
+def test_sync_all_warns_in_one_line_of_a_table_removed_from_the_configuration(
+    project: Project,
+) -> None:
+    seed_a(project)
+    del project.tables["a"]
+    seed_logins(project, "logins")
+
+    result = project.cli("sync", "--all")
+
+    warnings = [line for line in result.stderr.splitlines() if "WARNING" in line]
+    assert warnings == [
+        "pitsync: WARNING: the store holds tables no longer configured: a; they answer "
+        "queries and own their properties until `pitsync drop-table NAME` removes them"
+    ]
+
+
+def test_sync_all_says_nothing_of_stored_tables_while_all_are_configured(
+    project: Project,
+) -> None:
+    seed_a(project)
+
+    result = project.cli("sync", "--all")
+
+    assert "WARNING" not in result.stderr

@@ -1,4 +1,4 @@
-"""Dropping a table from the store.
+"""The tables the store holds: those the configuration no longer names, and dropping one.
 
 A table renamed or removed in the configuration stays in the store until it is dropped:
 it answers queries, its events stay in `all_events` and its values in the profiles, and
@@ -21,7 +21,7 @@ import duckdb
 
 from pitsync.config import Config
 from pitsync.connectors.runs import DROPPED, RunRecord, next_run_id, utc_now, write_run
-from pitsync.errors import StoreError, first_line
+from pitsync.errors import PitsyncError, StoreError, first_line
 from pitsync.interrupts import held_while_committing, is_interrupt
 from pitsync.modeling.events import stored_events_table
 from pitsync.modeling.hidden_events import CatalogEntry, read_catalog, refresh_views
@@ -34,6 +34,7 @@ from pitsync.store import (
     SUPERSEDED,
     WATERMARKS,
     open_for_writing,
+    open_read_only,
 )
 
 log = logging.getLogger(__name__)
@@ -128,3 +129,23 @@ def remove(con: duckdb.DuckDBPyConnection, entry: CatalogEntry) -> None:
         con.execute(f"DROP TABLE IF EXISTS {relation(entry.table_name)}")
     for table in KEPT_BY_NAME:
         con.execute(f"DELETE FROM {table} WHERE table_name = ?", [entry.table_name])
+
+
+def unconfigured_tables(config: Config) -> list[str]:
+    """The tables the store holds that the configuration does not name, in name order.
+
+    Only a hint is made of them, so the store is not waited for: none are found while
+    another process holds it, or before it exists.
+    """
+    if not config.store_path.is_file():
+        return []
+    try:
+        con = open_read_only(config.store_path, config.memory_limit, wait_seconds=0)
+    except PitsyncError:
+        return []
+    try:
+        names = [entry.table_name for entry in read_catalog(con)]
+    finally:
+        con.close()
+    configured = {name.lower() for name in config.tables}
+    return [name for name in names if name.lower() not in configured]

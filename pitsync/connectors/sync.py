@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import logging
 import re
+import shlex
 from collections.abc import Callable
 from contextlib import ExitStack
 from dataclasses import dataclass
@@ -153,7 +154,7 @@ def run_model(config: Config, plan: Plan, source: Source, options: SyncOptions) 
     store = Path(":memory:") if fresh_dry_run else config.store_path
     con = open_for_writing(store, config.memory_limit, options.wait_seconds)
     try:
-        check_property_ownership(con, model)
+        check_property_ownership(con, model, configured={name.lower() for name in config.tables})
         as_text = list(plan.text_columns)
         watermark = None
         if table.mode == "append" and plan.cursor_type is not None:
@@ -272,11 +273,17 @@ def group_key_columns(group_keys: set[str], source_names: list[str]) -> set[str]
     return {spelled.get(key.lower(), key) for key in group_keys}
 
 
-def check_property_ownership(con: duckdb.DuckDBPyConnection, model: Model) -> None:
-    """Two history tables of one entity may not both model a property (DESIGN rule 11)."""
+def check_property_ownership(
+    con: duckdb.DuckDBPyConnection, model: Model, *, configured: set[str]
+) -> None:
+    """Two history tables of one entity may not both model a property (DESIGN rule 11),
+    even when one of them is only left in the store (`configured`: names in lower case)."""
     for other in read_catalog(con):
         if other.table_name != model.table.name:
-            check_disjoint(model, other.table_name, other.kind, other.group_key, other.properties)
+            remedy = LEFT_OVER if other.table_name.lower() not in configured else ONE_OWNER
+            check_disjoint(
+                model, other.table_name, other.kind, other.group_key, other.properties, remedy
+            )
 
 
 def check_ownership_among(models: list[Model]) -> None:
@@ -287,8 +294,20 @@ def check_ownership_among(models: list[Model]) -> None:
             check_disjoint(model, table.name, table.kind, table.group_key, other.properties)
 
 
+ONE_OWNER = "each property has one owner: drop or rename the column in one of the tables"
+LEFT_OVER = (
+    "`{other}` is no longer configured: it is a table left in the store from an earlier "
+    "configuration, and `pitsync drop-table {quoted}` removes it"
+)
+
+
 def check_disjoint(
-    model: Model, other: str, kind: str, group_key: str | None, properties: list[str]
+    model: Model,
+    other: str,
+    kind: str,
+    group_key: str | None,
+    properties: list[str],
+    remedy: str = ONE_OWNER,
 ) -> None:
     table = model.table
     same_entity = kind == table.kind and group_key == table.group_key
@@ -301,8 +320,8 @@ def check_disjoint(
         raise ConfigError(
             f"table `{table.name}`: propert{'y' if len(shared) == 1 else 'ies'} "
             f"{', '.join(f'`{name}`' for name in shared)} already modeled by history "
-            f"table `{other}` of the same entity; each property has one "
-            "owner: drop or rename the column in one of the tables",
+            f"table `{other}` of the same entity; "
+            + remedy.format(other=other, quoted=shlex.quote(other)),
             table=table.name,
         )
 
