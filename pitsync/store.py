@@ -219,12 +219,17 @@ def check_is_store(connection: duckdb.DuckDBPyConnection, path: Path) -> None:
         )
     # Every run, failed ones too, leaves the public views; only a first run that was
     # killed leaves a store without them.
-    views = connection.execute(
-        "SELECT count(*) FROM duckdb_views() WHERE schema_name = 'main' AND view_name = 'runs'"
-    ).fetchone()
-    if not views or not views[0]:
+    if not has_public_views(connection):
         connection.close()
         raise StoreError(
             f"the store {path} holds no finished run yet (the first sync was stopped before "
             "it ended); run `pitsync sync --all`"
         )
+
+
+def has_public_views(connection: duckdb.DuckDBPyConnection) -> bool:
+    """Whether the store has its public views (`runs` among them) yet."""
+    [(views,)] = connection.execute(
+        "SELECT count(*) FROM duckdb_views() WHERE schema_name = 'main' AND view_name = 'runs'"
+    ).fetchall()
+    return bool(views)

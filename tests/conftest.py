@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import datetime as dt
 import os
+import resource
 import secrets
 import sqlite3
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -403,3 +404,17 @@ RESOLVE_SQL = (
 def resolved(project: Project) -> dict[str, dict[str, Any]]:
     """Each event's plan and seats at its moment, by event id."""
     return {eid: {"plan": plan, "seats": seats} for eid, plan, seats in project.query(RESOLVE_SQL)}
+
+
+def file_size_limit(limit: int) -> Callable[[], None]:
+    """For `preexec_fn`: the process may write no file past `limit` bytes (a pipe it may),
+    as on a full disk; DuckDB's commit then fails to write its log."""
+
+    def limit_files() -> None:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+
+    return limit_files
+
+
+# Room for a run record in DuckDB's write-ahead log, not for a run's data and catalog.
+FULL_DISK = file_size_limit(4000)

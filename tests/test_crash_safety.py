@@ -4,22 +4,35 @@ The store is synced once; then the source changes and a real `pitsync sync` proc
 killed with SIGKILL after a random delay, in seeded trials spread over the whole run.
 After each kill every table of the store must equal, by checksum, either the state
 before the run or the state after a clean run, and a new run must reach the clean state.
+
+A disk that refuses the run's writes is played by a limit on the size of the files the
+`pitsync` process may write (RLIMIT_FSIZE): DuckDB's commit then fails as on a full disk.
 """
 
 from __future__ import annotations
 
+import json
+import os
 import random
 import shutil
 import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import duckdb
 import pytest
 
-from tests.conftest import Project, configure_company_history
+from tests.conftest import (
+    FULL_DISK,
+    Project,
+    company_history,
+    configure_company_history,
+    file_size_limit,
+    login_events,
+)
 
 TRIALS = 30
 SEED = 20241204
@@ -115,3 +128,83 @@ def test_a_killed_sync_leaves_the_store_before_or_after_and_a_rerun_converges(
 
     # The delays span the run, so kills must have landed both before and after its commit.
     assert outcomes["before"] > 0, outcomes
+
+
+# No room for DuckDB's write-ahead log at all.
+NO_ROOM = file_size_limit(100)
+
+
+def sync_on_a_full_disk(
+    project: Project, limit: Callable[[], None], *options: str
+) -> subprocess.CompletedProcess[str]:
+    """The real `pitsync sync` under the file size limit."""
+    command = [sys.executable, "-m", "pitsync.cli", "--config", str(project.config_path)]
+    return subprocess.run(
+        [*command, "sync", *options],
+        cwd=project.root,
+        capture_output=True,
+        text=True,
+        env={**os.environ, "NO_COLOR": "1"},
+        preexec_fn=limit,
+        timeout=120,
+    )
+
+
+def test_a_run_the_disk_cannot_take_fails_in_one_line_and_is_recorded(project: Project) -> None:
+    # Two tables synced once; then each gains a row, and the disk takes no more.
+    company_history(project, [("c1", "free", 1, "2024-01-01 00:00:00+00", None)])
+    login_events(project, [("e1", "c1", "2024-01-02 00:00:00+00")])
+    project.cli("sync", "--all")
+    project.source_sql(
+        "INSERT INTO company_plan_history VALUES ('c2', 'pro', 5, '2024-02-01 00:00:00+00', NULL)",
+        "INSERT INTO events VALUES ('e2', 'login', 'c2', 'c2', '2024-02-02 00:00:00+00')",
+    )
+
+    result = sync_on_a_full_disk(project, FULL_DISK, "--all")
+
+    # One line a table, saying why and what to do; both tables were tried.
+    assert result.returncode == 1, result.stderr
+    errors = result.stderr.splitlines()
+    assert [line.partition(": the store could not commit the run")[0] for line in errors] == [
+        "pitsync: error: table `company_plan_history`",
+        "pitsync: error: table `product_events`",
+    ], result.stderr
+    for line in errors:
+        assert ", so nothing was applied: " in line
+        assert line.endswith(
+            "File too large; once the store can be written (room on its disk, a folder "
+            "it may write in), run again"
+        )
+    # Nothing of either run was applied, and both failures are recorded.
+    assert project.query("SELECT company_id FROM company_plan_history") == [("c1",)]
+    assert project.query("SELECT distinct_id FROM events") == [("c1",)]
+    runs = json.loads(project.cli("runs", "--format", "json").stdout)
+    assert [(run["table_name"], run["status"]) for run in runs] == [
+        ("company_plan_history", "succeeded"),
+        ("product_events", "succeeded"),
+        ("company_plan_history", "failed"),
+        ("product_events", "failed"),
+    ]
+    assert all("could not commit the run" in run["error"] for run in runs[2:])
+
+
+def test_a_failed_run_the_disk_cannot_record_either_is_logged_in_one_line(
+    project: Project,
+) -> None:
+    company_history(project, [("c1", "free", 1, "2024-01-01 00:00:00+00", None)])
+    project.cli("sync", "--all")
+
+    result = sync_on_a_full_disk(project, NO_ROOM, "--table", "company_plan_history")
+
+    assert result.returncode == 1, result.stderr
+    logged, error = result.stderr.splitlines()
+    assert logged.startswith(
+        "pitsync: ERROR: table company_plan_history: the failed run could not be recorded in "
+        'the store either: Could not write file "'
+    )
+    assert logged.endswith('store.duckdb.wal": File too large'), logged
+    assert error.startswith(
+        "pitsync: error: table `company_plan_history`: the store could not commit the run"
+    )
+    runs = json.loads(project.cli("runs", "--format", "json").stdout)
+    assert [run["status"] for run in runs] == ["succeeded"]

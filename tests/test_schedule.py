@@ -13,7 +13,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
 from pitsync.config import TableConfig
@@ -21,7 +21,7 @@ from pitsync.connectors.schedule import Scheduler, last_successful_runs
 from pitsync.connectors.sync import RunOutcome
 from pitsync.errors import SourceError
 from pitsync.store import StoreInUse
-from tests.conftest import Project, company_history
+from tests.conftest import FULL_DISK, Project, company_history, login_events
 
 UTC = dt.UTC
 
@@ -97,6 +97,29 @@ def test_a_failing_table_does_not_stop_the_others() -> None:
     }
 
 
+def test_a_table_whose_run_raises_does_not_stop_the_others() -> None:
+    clock = Clock(dt.datetime(2024, 1, 1, 11, 0, tzinfo=UTC))
+    ran: list[str] = []
+
+    def run(table: TableConfig) -> RunOutcome:
+        ran.append(table.name)
+        if table.name == "broken":
+            raise RuntimeError("cannot rollback - no transaction is active")
+        return RunOutcome(table.name)
+
+    ran_at_ten = dt.datetime(2024, 1, 1, 10, 0, 5, tzinfo=UTC)
+    last_runs = {"broken": ran_at_ten, "plans": ran_at_ten}
+    scheduler = Scheduler([hourly("broken"), hourly("plans")], run, last_runs, clock=clock)
+    outcomes = scheduler.run_due()
+
+    assert ran == ["broken", "plans"]
+    assert [str(outcome.error) for outcome in outcomes] == [
+        "RuntimeError: cannot rollback - no transaction is active",
+        "None",
+    ]
+    assert scheduler.due["broken"] == dt.datetime(2024, 1, 1, 12, tzinfo=UTC)
+
+
 def test_a_table_whose_last_slot_passed_without_a_run_runs_at_once() -> None:
     # At 10:30: "late" last ran at 09:05, before the 10:00 slot (the scheduler was down);
     # "new" never ran; "fresh" ran at 10:00:05, so it waits for 11:00.
@@ -161,7 +184,9 @@ def test_a_table_dropped_since_its_last_run_is_due_at_once(project: Project) -> 
     assert before <= last["company_plan_history"] <= dt.datetime.now(UTC)
 
 
-def started_schedule(project: Project, *options: str) -> subprocess.Popen[str]:
+def started_schedule(
+    project: Project, *options: str, limit: Callable[[], None] | None = None
+) -> subprocess.Popen[str]:
     """The real `pitsync schedule` of the project, running; its standard error piped."""
     command = [sys.executable, "-m", "pitsync.cli", "--config", str(project.config_path)]
     return subprocess.Popen(
@@ -171,6 +196,7 @@ def started_schedule(project: Project, *options: str) -> subprocess.Popen[str]:
         stderr=subprocess.PIPE,
         text=True,
         env={**os.environ, "NO_COLOR": "1"},
+        preexec_fn=limit,
     )
 
 
@@ -193,6 +219,35 @@ def test_the_schedule_command_runs_due_tables_and_stops_cleanly_on_sigterm(
     # One at a time: each run starts after the one before it finished.
     for earlier, later in zip(runs, runs[1:], strict=False):
         assert later["started_at"] >= earlier["finished_at"]
+
+
+def test_runs_the_disk_cannot_take_are_recorded_and_the_job_goes_on(project: Project) -> None:
+    # Two tables due every second, synced once; then the disk takes no run's data.
+    every_second = "* * * * * */1"
+    company_history(
+        project, [("c1", "free", 1, "2024-01-01 00:00:00+00", None)], schedule=every_second
+    )
+    login_events(project, [("e1", "c1", "2024-01-02 00:00:00+00")])
+    project.configure("product_events", kind="events", schedule=every_second, **{"from": "events"})
+    project.cli("sync", "--all")
+
+    job = started_schedule(project, limit=FULL_DISK)
+    time.sleep(4)
+    job.send_signal(signal.SIGTERM)
+    _, stderr = job.communicate(timeout=30)
+
+    assert job.returncode == 0, stderr
+    assert "Traceback" not in stderr and "SIGTERM received" in stderr
+    for table in ("company_plan_history", "product_events"):
+        assert f"ERROR: table {table}: run failed: table `{table}`: the store could not commit" in (
+            stderr
+        )
+    failed = [
+        run["table_name"]
+        for run in json.loads(project.cli("runs", "--format", "json").stdout)
+        if run["status"] == "failed"
+    ]
+    assert {"company_plan_history", "product_events"} <= set(failed), stderr
 
 
 def test_a_store_busy_at_start_leaves_the_last_runs_unknown(project: Project) -> None:

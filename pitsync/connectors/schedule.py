@@ -27,7 +27,7 @@ from croniter import croniter
 
 from pitsync.config import Config, TableConfig
 from pitsync.connectors.runs import DROPPED, RunRecord, next_run_id, utc_now, write_run
-from pitsync.connectors.sync import RunOutcome, SyncOptions, sync_tables
+from pitsync.connectors.sync import RunOutcome, SyncOptions, describe, sync_tables
 from pitsync.errors import PitsyncError
 from pitsync.store import RUNS, StoreInUse, open_for_writing, open_read_only
 
@@ -87,13 +87,22 @@ class Scheduler:
         for table in self.tables:
             if self.stopping.is_set() or self.due[table.name] > self.clock():
                 continue
-            outcome = self.run(table)
+            outcome = self.run_one(table)
             outcomes.append(outcome)
             self.due[table.name] = next_slot(table.schedule or "", self.clock())
             if isinstance(outcome.error, StoreInUse):
                 self.due[table.name] = min(self.due[table.name], self.clock() + BUSY_RETRY)
             log.debug("table %s: next run at %s", table.name, self.due[table.name].isoformat())
         return outcomes
+
+    def run_one(self, table: TableConfig) -> RunOutcome:
+        """Run the table; whatever its run raises, short of a stop, the others go on."""
+        try:
+            return self.run(table)
+        except Exception as error:  # a fault in pitsync or DuckDB: this table's run only
+            log.error("table %s: run failed: %s", table.name, describe(error))
+            log.debug("table %s: the failure in full", table.name, exc_info=True)
+            return RunOutcome(table.name, error=PitsyncError(describe(error)))
 
     def seconds_to_next(self) -> float:
         return max(0.0, (min(self.due.values()) - self.clock()).total_seconds())

@@ -60,12 +60,14 @@ from pitsync.modeling.increments import apply_run
 from pitsync.modeling.intervals import HistoryModel, ModelCounts, plan_history
 from pitsync.modeling.profile_tables import ProfilesModel, plan_profiles
 from pitsync.modeling.staging import SOURCE_ROWS
-from pitsync.store import DEFAULT_WAIT_SECONDS, StoreInUse, open_for_writing
+from pitsync.store import DEFAULT_WAIT_SECONDS, StoreInUse, has_public_views, open_for_writing
 
 log = logging.getLogger(__name__)
 
 # How DuckDB reports an exception raised by a Python stream it was reading.
 STREAM_FAILURE = re.compile(r"registered as '\w+' failed: (?:Unknown error: )?(.*?)\. Detail:")
+# How DuckDB opens the message of a COMMIT that could not write the store.
+COMMIT_FAILED = "TransactionContext Error: Failed to commit: "
 
 Model = HistoryModel | EventsModel | ProfilesModel
 
@@ -344,6 +346,7 @@ def run_once(
     # Known before the run, so a failed run's record says where it started from too.
     record.watermark_before = watermark.value if watermark else None
     ended = False  # committed, or rolled back as a dry run
+    committing = False  # DuckDB ends the transaction on COMMIT, even on one that fails
     con.execute("BEGIN TRANSACTION")
     try:
         with ReadProgress(table.name, interactive=options.progress) as progress:
@@ -356,14 +359,16 @@ def run_once(
             record.watermark_after = after.value if after else None
         finish(con, model, record)
         with held_while_committing():
-            con.execute("ROLLBACK" if options.dry_run else "COMMIT")
+            committing = True
+            end_run(con, table, dry_run=options.dry_run)
             ended = True
         if options.dry_run:
             record.status = "dry run"
     except BaseException as error:
         if ended:
             raise  # an interrupt just after the run ended: the run stands as it is
-        con.execute("ROLLBACK")
+        if not committing:
+            roll_back(con, table)
         if is_interrupt(error):
             if not options.dry_run:
                 record_failure(con, record, KeyboardInterrupt("interrupted"))
@@ -389,6 +394,35 @@ def run_once(
         record.seconds,
     )
     return record
+
+
+def end_run(con: duckdb.DuckDBPyConnection, table: TableConfig, *, dry_run: bool) -> None:
+    """Commit the run (roll back a dry run); a commit the disk refuses applies nothing."""
+    if dry_run:
+        con.execute("ROLLBACK")
+        return
+    try:
+        con.execute("COMMIT")
+    except duckdb.Error as error:
+        raise StoreError(
+            f"table `{table.name}`: the store could not commit the run, so nothing was "
+            f"applied: {why_not_written(error)}; once the store can be written (room on its "
+            "disk, a folder it may write in), run again"
+        ) from error
+
+
+def why_not_written(error: duckdb.Error) -> str:
+    """DuckDB's reason a write failed, without the words that only say a commit did."""
+    return first_line(error).removeprefix(COMMIT_FAILED)
+
+
+def roll_back(con: duckdb.DuckDBPyConnection, table: TableConfig) -> None:
+    """Undo the run's transaction; a rollback that fails too must not hide why the run
+    failed (DuckDB has then dropped the transaction itself)."""
+    try:
+        con.execute("ROLLBACK")
+    except duckdb.Error as error:
+        log.error("table %s: the rollback failed too: %s", table.name, first_line(error))
 
 
 def apply_model(
@@ -443,9 +477,14 @@ def record_failure(con: duckdb.DuckDBPyConnection, record: RunRecord, error: Bas
     record.error = str(error) if isinstance(error, PitsyncError) else describe(error)
     try:
         write_run(con, record)
-        refresh_views(con)  # so a store whose first run failed still answers queries
-    except duckdb.Error:
-        log.exception("table %s: could not record the failed run", record.table_name)
+        if not has_public_views(con):  # a failed run changes no view, but a new store has none
+            refresh_views(con)  # so a store whose first run failed still answers queries
+    except duckdb.Error as write_error:  # the store refuses writes (a full disk, say)
+        log.error(
+            "table %s: the failed run could not be recorded in the store either: %s",
+            record.table_name,
+            why_not_written(write_error),
+        )
 
 
 def as_run_error(table: TableConfig, error: BaseException) -> PitsyncError | None:
