@@ -154,7 +154,7 @@ def open_for_writing(
     path: Path, memory_limit: str | None = None, wait_seconds: float = DEFAULT_WAIT_SECONDS
 ) -> duckdb.DuckDBPyConnection:
     """Open (creating if needed) the store for a sync run."""
-    path.parent.mkdir(parents=True, exist_ok=True)
+    make_folder_for(path)
     try:
         connection = connect_waiting(path, wait_seconds)
     except duckdb.IOException as error:
@@ -165,6 +165,23 @@ def open_for_writing(
     limit_memory(connection, memory_limit)
     connection.execute(SCHEMA_DDL)
     return connection
+
+
+def make_folder_for(path: Path) -> None:
+    """Make the store's folder if it is missing, or say why it cannot be made."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        existing = next(folder for folder in path.parents if folder.exists())
+        why = (
+            f"{existing} is a file, not a folder"
+            if not existing.is_dir()
+            else f"{error.strerror or error} in {existing}"
+        )
+        raise StoreError(
+            f"cannot make the folder {path.parent} for the store {path}: {why}; set [store] "
+            "path to a file in a folder pitsync may write in, or make that folder first"
+        ) from error
 
 
 def limit_memory(connection: duckdb.DuckDBPyConnection, memory_limit: str | None) -> None:

@@ -136,6 +136,26 @@ def test_bad_row_is_quarantined_and_counted_without_strict(project: Project) -> 
     ]
 
 
+def test_a_store_whose_folder_cannot_be_made_is_a_user_error(project: Project) -> None:
+    # The store's folder would be `afile`, which is a file.
+    company_history(project, ROWS)
+    (project.root / "afile").write_text("not a folder", encoding="utf-8")
+    config = project.config_path.read_text(encoding="utf-8")
+    project.config_path.write_text(
+        config.replace('path = "store.duckdb"', 'path = "afile/store.duckdb"'), encoding="utf-8"
+    )
+
+    result = project.cli("sync", "--all", check=False)
+
+    folder = project.root / "afile"
+    assert_user_error(
+        result,
+        f"cannot make the folder {folder} for the store {folder / 'store.duckdb'}: "
+        f"{folder} is a file, not a folder; set [store] path to a file in a folder pitsync "
+        "may write in, or make that folder first",
+    )
+
+
 def test_strict_run_with_a_null_id_fails_applies_nothing_and_is_recorded(
     project: Project,
 ) -> None:

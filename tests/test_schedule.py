@@ -9,9 +9,11 @@ from __future__ import annotations
 import datetime as dt
 import json
 import os
+import queue
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -200,6 +202,48 @@ def started_schedule(
     )
 
 
+class Watched:
+    """A running job whose standard error is read on a thread, line by line as it comes."""
+
+    def __init__(self, job: subprocess.Popen[str]):
+        self.job = job
+        self.arrived: queue.Queue[str] = queue.Queue()
+        self.lines: list[str] = []
+        self.reader = threading.Thread(target=self.read, daemon=True)
+        self.reader.start()
+
+    def read(self) -> None:
+        assert self.job.stderr is not None
+        for line in self.job.stderr:
+            self.arrived.put(line)
+
+    def wait_for(self, fragment: str, times: int = 1, timeout: float = 30.0) -> None:
+        """Until `fragment` has come in `times` lines; fails after `timeout` seconds."""
+        deadline = time.monotonic() + timeout
+        while sum(fragment in line for line in self.lines) < times:
+            try:
+                self.lines.append(self.arrived.get(timeout=max(0.0, deadline - time.monotonic())))
+            except queue.Empty:
+                self.job.kill()
+                raise AssertionError(
+                    f"no {fragment!r} {times} times in:\n{self.ended(5)}"
+                ) from None
+
+    def stopped(self, timeout: float) -> str:
+        """SIGTERM; every line, once the job has ended within `timeout` seconds."""
+        self.job.send_signal(signal.SIGTERM)
+        return self.ended(timeout)
+
+    def ended(self, timeout: float) -> str:
+        self.job.wait(timeout=timeout)
+        self.reader.join(timeout=10)
+        assert self.job.stderr is not None
+        self.job.stderr.close()
+        while not self.arrived.empty():
+            self.lines.append(self.arrived.get_nowait())
+        return "".join(self.lines)
+
+
 def test_the_schedule_command_runs_due_tables_and_stops_cleanly_on_sigterm(
     project: Project,
 ) -> None:
@@ -231,23 +275,48 @@ def test_runs_the_disk_cannot_take_are_recorded_and_the_job_goes_on(project: Pro
     project.configure("product_events", kind="events", schedule=every_second, **{"from": "events"})
     project.cli("sync", "--all")
 
-    job = started_schedule(project, limit=FULL_DISK)
-    time.sleep(4)
-    job.send_signal(signal.SIGTERM)
-    _, stderr = job.communicate(timeout=30)
-
-    assert job.returncode == 0, stderr
-    assert "Traceback" not in stderr and "SIGTERM received" in stderr
+    watched = Watched(started_schedule(project, limit=FULL_DISK))
+    # Each table fails in one line, and the job goes on to the next, and to the next slot.
     for table in ("company_plan_history", "product_events"):
-        assert f"ERROR: table {table}: run failed: table `{table}`: the store could not commit" in (
-            stderr
-        )
+        failure = f"ERROR: table {table}: run failed: table `{table}`: the store could not commit"
+        watched.wait_for(failure, times=2)
+    stderr = watched.stopped(timeout=30)
+
+    assert watched.job.returncode == 0, stderr
+    assert "Traceback" not in stderr and "SIGTERM received" in stderr
     failed = [
         run["table_name"]
         for run in json.loads(project.cli("runs", "--format", "json").stdout)
         if run["status"] == "failed"
     ]
     assert {"company_plan_history", "product_events"} <= set(failed), stderr
+
+
+def test_a_store_whose_folder_cannot_be_made_fails_each_run_in_one_line(
+    project: Project,
+) -> None:
+    company_history(
+        project, [("c1", "free", 1, "2024-01-01 00:00:00+00", None)], schedule="* * * * * */1"
+    )
+    (project.root / "afile").write_text("not a folder", encoding="utf-8")
+    config = project.config_path.read_text(encoding="utf-8")
+    project.config_path.write_text(
+        config.replace('path = "store.duckdb"', 'path = "afile/store.duckdb"'), encoding="utf-8"
+    )
+
+    job = started_schedule(project)
+    # The job goes on: a failed run a second, each said in one line.
+    folder = project.root / "afile"
+    failure = (
+        f"ERROR: table company_plan_history: run failed: cannot make the folder {folder} for "
+        f"the store {folder / 'store.duckdb'}: {folder} is a file, not a folder;"
+    )
+    watched = Watched(job)
+    watched.wait_for(failure, times=2)
+    stderr = watched.stopped(timeout=30)
+
+    assert job.returncode == 0, stderr
+    assert "Traceback" not in stderr and "stopped" in stderr
 
 
 def test_a_store_busy_at_start_leaves_the_last_runs_unknown(project: Project) -> None:
