@@ -641,8 +641,8 @@ def command_schedule(args: argparse.Namespace) -> int:
             'no table to schedule: set schedule = "0 * * * *" (or @hourly, @daily) in '
             f"[tables.{unscheduled[0] if unscheduled else 'NAME'}]"
         )
-    runner = sync_runner(config, SyncOptions(wait_seconds=args.wait))
     stopping = threading.Event()
+    runner = sync_runner(config, SyncOptions(wait_seconds=args.wait, stop=stopping))
     stop_on_signals(stopping)
     last_runs = last_successful_runs(config, args.wait, stopping)
     Scheduler(tables, runner, last_runs, stopping=stopping).serve()

@@ -117,6 +117,10 @@ class StoreInUse(StoreError):
     """Another process held the store for longer than the wait allowed."""
 
 
+class StoreGivenUp(StoreInUse):
+    """The job was asked to stop before it had the store, so it did not open it."""
+
+
 RETRY_SECONDS = 0.1
 LOCK_HOLDER = re.compile(r"Conflicting lock is held in (.*?) \(PID (\d+)\)")
 
@@ -124,8 +128,8 @@ LOCK_HOLDER = re.compile(r"Conflicting lock is held in (.*?) \(PID (\d+)\)")
 def connect_waiting(
     path: Path, wait_seconds: float, *, given_up: threading.Event | None = None, **options: Any
 ) -> duckdb.DuckDBPyConnection:
-    """Connect, waiting up to `wait_seconds` while another process holds the store (and
-    no longer once `given_up` is set: a job asked to stop).
+    """Connect, waiting up to `wait_seconds` while another process holds the store; once
+    `given_up` is set (a job asked to stop), neither wait nor connect.
 
     DuckDB lets one process write a file, and no other open it meanwhile; a reader then
     waits for the writer's run to end, and so always sees a whole run or none of it.
@@ -133,7 +137,7 @@ def connect_waiting(
     deadline = time.monotonic() + wait_seconds
     while True:
         if given_up is not None and given_up.is_set():
-            deadline = time.monotonic()
+            raise StoreGivenUp(f"the store {path} was left unopened: the job is stopping")
         try:
             return duckdb.connect(str(path), **options)
         except duckdb.IOException as error:
@@ -151,12 +155,17 @@ def connect_waiting(
 
 
 def open_for_writing(
-    path: Path, memory_limit: str | None = None, wait_seconds: float = DEFAULT_WAIT_SECONDS
+    path: Path,
+    memory_limit: str | None = None,
+    wait_seconds: float = DEFAULT_WAIT_SECONDS,
+    *,
+    given_up: threading.Event | None = None,
 ) -> duckdb.DuckDBPyConnection:
-    """Open (creating if needed) the store for a sync run."""
+    """Open (creating if needed) the store for a sync run; a busy store is waited for
+    (see `connect_waiting`)."""
     make_folder_for(path)
     try:
-        connection = connect_waiting(path, wait_seconds)
+        connection = connect_waiting(path, wait_seconds, given_up=given_up)
     except duckdb.IOException as error:
         raise StoreError(
             f"cannot open the store {path} for writing: {str(error).splitlines()[0]}"

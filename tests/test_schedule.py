@@ -18,6 +18,8 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
+import pytest
+
 from pitsync.config import TableConfig
 from pitsync.connectors.schedule import Scheduler, last_successful_runs
 from pitsync.connectors.sync import RunOutcome
@@ -235,7 +237,11 @@ class Watched:
         return self.ended(timeout)
 
     def ended(self, timeout: float) -> str:
-        self.job.wait(timeout=timeout)
+        try:
+            self.job.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self.job.kill()
+            raise AssertionError(f"the job went on for {timeout}s:\n{self.ended(5)}") from None
         self.reader.join(timeout=10)
         assert self.job.stderr is not None
         self.job.stderr.close()
@@ -363,3 +369,63 @@ def test_a_stop_while_the_job_waits_for_a_busy_store_at_start_is_clean(
 
     assert job.returncode == 0, stderr
     assert "SIGTERM received" in stderr and "stopped" in stderr
+
+
+# Takes the store as soon as no one holds it, says how many runs it holds, and keeps it.
+TAKE_THE_STORE = """
+import sys, time, duckdb
+while True:
+    try:
+        store = duckdb.connect(sys.argv[1])
+        break
+    except duckdb.IOException:
+        time.sleep(0.01)
+print(store.execute("SELECT count(*) FROM _pitsync.runs").fetchall()[0][0], flush=True)
+time.sleep(60)
+"""
+
+
+@pytest.mark.parametrize(
+    ("source", "after_a_run", "last_run"),
+    [
+        ("readable", "rows read", "INFO: table company_plan_history: not run, as the job is"),
+        ("dropped", "run failed", "ERROR: table company_plan_history: run failed: "),
+    ],
+)
+def test_a_stop_while_a_run_waits_for_a_busy_store_starts_no_run(
+    project: Project, source: str, after_a_run: str, last_run: str
+) -> None:
+    company_history(
+        project, [("c1", "free", 1, "2024-01-01 00:00:00+00", None)], schedule="* * * * * */1"
+    )
+    project.sync("company_plan_history")
+    if source == "dropped":  # each run is refused, then waits for the store to record it
+        project.source_sql("DROP TABLE company_plan_history")
+    watched = Watched(started_schedule(project, "--wait", "60"))
+    watched.wait_for(after_a_run)
+
+    # Another process takes the store between two runs; the next run waits for it.
+    holder = subprocess.Popen(
+        [sys.executable, "-c", TAKE_THE_STORE, str(project.store)],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert holder.stdout is not None
+        runs_when_taken = int(holder.stdout.readline())
+        time.sleep(2)
+        asked = time.monotonic()
+        stderr = watched.stopped(timeout=15)
+        stopped_after = time.monotonic() - asked
+    finally:
+        holder.kill()
+        holder.communicate()
+
+    # It stopped waiting at once, and started no run once the store was free.
+    assert watched.job.returncode == 0, stderr
+    assert stopped_after < 5, stderr
+    assert "Traceback" not in stderr
+    *_, stop_asked, told, stopped = stderr.splitlines()
+    assert "SIGTERM received" in stop_asked and last_run in told and "stopped" in stopped
+    runs = json.loads(project.cli("runs", "--format", "json").stdout)
+    assert len(runs) == runs_when_taken, stderr

@@ -10,7 +10,7 @@ that was down: at start, a table whose last slot passed with no successful run s
 (or that never ran) runs at once. A failing table is recorded (its run record says
 why) and the others go on; a run that found the store busy is tried again a minute
 later, not a whole period. SIGTERM or Ctrl-C lets the run in progress finish, then the
-job exits with status 0.
+job exits with status 0; a run still waiting for a busy store gives up and never starts.
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ from pitsync.config import Config, TableConfig
 from pitsync.connectors.runs import DROPPED, RunRecord, next_run_id, utc_now, write_run
 from pitsync.connectors.sync import RunOutcome, SyncOptions, describe, sync_tables
 from pitsync.errors import PitsyncError
-from pitsync.store import RUNS, StoreInUse, open_for_writing, open_read_only
+from pitsync.store import RUNS, StoreGivenUp, StoreInUse, open_for_writing, open_read_only
 
 log = logging.getLogger(__name__)
 
@@ -150,11 +150,12 @@ def last_successful_runs(
         con = open_read_only(
             config.store_path, config.memory_limit, wait_seconds, given_up=stopping
         )
+    except StoreGivenUp:
+        return None  # no table is to run
     except StoreInUse:
-        if stopping is None or not stopping.is_set():
-            log.warning(
-                "the store is busy, so the runs so far are unknown: tables wait for their next slot"
-            )
+        log.warning(
+            "the store is busy, so the runs so far are unknown: tables wait for their next slot"
+        )
         return None
     except PitsyncError:  # no run finished yet: every table is due
         return {}
@@ -175,10 +176,14 @@ def sync_runner(config: Config, options: SyncOptions) -> Runner:
     def run(table: TableConfig) -> RunOutcome:
         try:
             [outcome] = sync_tables(config, [table], options)
+        except StoreInUse as error:  # the busy store cannot take a record of it either
+            outcome = RunOutcome(table.name, error=error)
         except PitsyncError as error:  # refused before its run began: record it here
             record_refusal(config, table, error, options)
             outcome = RunOutcome(table.name, error=error)
-        if outcome.error is not None:
+        if isinstance(outcome.error, StoreGivenUp):
+            log.info("table %s: not run, as the job is stopping", table.name)
+        elif outcome.error is not None:
             log.error("table %s: run failed: %s", table.name, outcome.error)
         return outcome
 
@@ -190,7 +195,9 @@ def record_refusal(
 ) -> None:
     """A `failed` run record for a table whose run could not start (a changed source)."""
     try:
-        con = open_for_writing(config.store_path, config.memory_limit, options.wait_seconds)
+        con = open_for_writing(
+            config.store_path, config.memory_limit, options.wait_seconds, given_up=options.stop
+        )
     except PitsyncError:
         return  # the store itself is out of reach; the log line is all there can be
     try:

@@ -17,6 +17,7 @@ from __future__ import annotations
 import logging
 import re
 import shlex
+import threading
 from collections.abc import Callable
 from contextlib import ExitStack
 from dataclasses import dataclass
@@ -74,12 +75,15 @@ Model = HistoryModel | EventsModel | ProfilesModel
 
 @dataclass(frozen=True)
 class SyncOptions:
-    """How a run treats bad rows."""
+    """How a run treats bad rows, and how it waits for the store."""
 
     strict: bool = False
     dry_run: bool = False
     wait_seconds: float = DEFAULT_WAIT_SECONDS  # for another process to release the store
     progress: bool | None = False  # a live bar; None: when standard error is a terminal
+    # The scheduled job's stop: once set, the store is neither waited for nor opened, so
+    # no new run starts (StoreGivenUp).
+    stop: threading.Event | None = None
 
 
 @dataclass(frozen=True)
@@ -154,7 +158,7 @@ def run_model(config: Config, plan: Plan, source: Source, options: SyncOptions) 
     # A dry run before the first sync must not create the store: it runs in memory.
     fresh_dry_run = options.dry_run and not config.store_path.exists()
     store = Path(":memory:") if fresh_dry_run else config.store_path
-    con = open_for_writing(store, config.memory_limit, options.wait_seconds)
+    con = open_for_writing(store, config.memory_limit, options.wait_seconds, given_up=options.stop)
     try:
         check_property_ownership(con, model, configured={name.lower() for name in config.tables})
         as_text = list(plan.text_columns)
