@@ -325,6 +325,24 @@ def test_a_store_whose_folder_cannot_be_made_fails_each_run_in_one_line(
     assert "Traceback" not in stderr and "stopped" in stderr
 
 
+def test_a_refused_first_run_leaves_a_store_that_shows_it(project: Project) -> None:
+    # No store yet, and the table's source table is gone: the run is refused as it plans.
+    company_history(
+        project, [("c1", "free", 1, "2024-01-01 00:00:00+00", None)], schedule="@hourly"
+    )
+    project.source_sql("DROP TABLE company_plan_history")
+
+    watched = Watched(started_schedule(project))
+    watched.wait_for("ERROR: table company_plan_history: run failed: ")
+    stderr = watched.stopped(timeout=30)
+
+    assert watched.job.returncode == 0, stderr
+    [run] = json.loads(project.cli("runs", "--format", "json").stdout)
+    assert (run["table_name"], run["status"]) == ("company_plan_history", "failed")
+    assert "company_plan_history" in run["error"] and "tables are: (none)" in run["error"]
+    assert run["finished_at"] is not None
+
+
 def test_a_store_busy_at_start_leaves_the_last_runs_unknown(project: Project) -> None:
     company_history(project, [("c1", "free", 1, "2024-01-01 00:00:00+00", None)])
     project.sync("company_plan_history")

@@ -26,8 +26,14 @@ from types import FrameType
 from croniter import croniter
 
 from pitsync.config import Config, TableConfig
-from pitsync.connectors.runs import DROPPED, RunRecord, next_run_id, utc_now, write_run
-from pitsync.connectors.sync import RunOutcome, SyncOptions, describe, sync_tables
+from pitsync.connectors.runs import DROPPED, RunRecord, next_run_id
+from pitsync.connectors.sync import (
+    RunOutcome,
+    SyncOptions,
+    describe,
+    record_failure,
+    sync_tables,
+)
 from pitsync.errors import PitsyncError
 from pitsync.store import RUNS, StoreGivenUp, StoreInUse, open_for_writing, open_read_only
 
@@ -202,8 +208,6 @@ def record_refusal(
         return  # the store itself is out of reach; the log line is all there can be
     try:
         record = RunRecord(run_id=next_run_id(con), table_name=table.name, mode=table.mode)
-        record.finished_at = utc_now()
-        record.error = str(error)
-        write_run(con, record)
+        record_failure(con, record, error)  # with the views, if this is the store's first run
     finally:
         con.close()
