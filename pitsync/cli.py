@@ -39,7 +39,7 @@ from pitsync.connectors.schedule import (
     sync_runner,
 )
 from pitsync.connectors.stored_tables import drop_table, unconfigured_tables
-from pitsync.connectors.sync import SyncOptions, sync_tables
+from pitsync.connectors.sync import SyncOptions, check_ownership_of, sync_tables
 from pitsync.errors import PitsyncError, StoreError
 from pitsync.interrupts import is_interrupt
 from pitsync.modeling.attribution import Entity, entity_tables, interval_at_sql, timeline_sql
@@ -641,6 +641,7 @@ def command_schedule(args: argparse.Namespace) -> int:
             'no table to schedule: set schedule = "0 * * * *" (or @hourly, @daily) in '
             f"[tables.{unscheduled[0] if unscheduled else 'NAME'}]"
         )
+    check_ownership_of(config, tables)  # as `sync --all` does, before any table runs
     stopping = threading.Event()
     runner = sync_runner(config, SyncOptions(wait_seconds=args.wait, stop=stopping))
     stop_on_signals(stopping)

@@ -343,6 +343,38 @@ def test_a_refused_first_run_leaves_a_store_that_shows_it(project: Project) -> N
     assert run["finished_at"] is not None
 
 
+def test_two_history_tables_owning_one_property_are_refused_before_any_runs(
+    project: Project,
+) -> None:
+    # Both company histories have a `plan` column (DESIGN rule 11).
+    company_history(
+        project, [("c1", "free", 1, "2024-01-01 00:00:00+00", None)], schedule="* * * * * */1"
+    )
+    project.source_sql(
+        "CREATE TABLE company_billing (company_id VARCHAR, plan VARCHAR, billed_from TIMESTAMPTZ)",
+        "INSERT INTO company_billing VALUES ('c1', 'annual', '2024-01-05 00:00:00+00')",
+    )
+    project.configure(
+        "company_billing",
+        kind="group_history",
+        id_column="company_id",
+        group_key="company_id",
+        start_time="billed_from",
+        schedule="* * * * * */1",
+    )
+
+    watched = Watched(started_schedule(project))
+    stderr = watched.ended(timeout=30)
+
+    assert watched.job.returncode == 1
+    assert stderr == (
+        "pitsync: error: table `company_plan_history`: property `plan` already modeled by "
+        "history table `company_billing` of the same entity; each property has one owner: "
+        "drop or rename the column in one of the tables\n"
+    )
+    assert not project.store.exists()
+
+
 def test_a_store_busy_at_start_leaves_the_last_runs_unknown(project: Project) -> None:
     company_history(project, [("c1", "free", 1, "2024-01-01 00:00:00+00", None)])
     project.sync("company_plan_history")

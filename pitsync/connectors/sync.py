@@ -300,6 +300,43 @@ def check_ownership_among(models: list[Model]) -> None:
             check_disjoint(model, table.name, table.kind, table.group_key, other.properties)
 
 
+def check_ownership_of(config: Config, tables: list[TableConfig]) -> None:
+    """The same rule among the history tables of a job that runs them one by one, before
+    any of them runs. A table that cannot be planned now (its source is down) is left out:
+    each of its runs says why, and checks itself against what the store holds."""
+    histories = [table for table in tables if table.is_history]
+    with ExitStack() as stack:
+        sources: dict[str, Source | None] = {}
+        models = []
+        for table in histories:
+            if table.source not in sources:
+                sources[table.source] = source_if_readable(config, table.source, stack)
+            model = model_if_plannable(config, table, sources[table.source])
+            if model is not None:
+                models.append(model)
+        check_ownership_among(models)
+
+
+def source_if_readable(config: Config, name: str, stack: ExitStack) -> Source | None:
+    try:
+        source = open_source(config.sources[name])
+    except PitsyncError as error:
+        log.debug("source %s: not read before the runs: %s", name, error)
+        return None
+    stack.callback(source.close)
+    return source
+
+
+def model_if_plannable(config: Config, table: TableConfig, source: Source | None) -> Model | None:
+    if source is None:
+        return None
+    try:
+        return plan_model(config, table, source).model
+    except PitsyncError as error:
+        log.debug("table %s: not planned before its runs: %s", table.name, error)
+        return None
+
+
 ONE_OWNER = "each property has one owner: drop or rename the column in one of the tables"
 LEFT_OVER = (
     "`{other}` is no longer configured: it is a table left in the store from an earlier "
