@@ -390,19 +390,15 @@ def run_once(
     committing = False  # DuckDB ends the transaction on COMMIT, even on one that fails
     con.execute("BEGIN TRANSACTION")
     try:
+        # Progress is shown (or logged) until the run has ended, commit included.
         with ReadProgress(table.name, interactive=options.progress) as progress:
             con.register(SOURCE_ROWS, progress.track(read()))
-            counts, model = apply_model(con, model, record.run_id)
-        record.count(counts)
-        check_strict(table, counts, options)
-        if table.mode == "append":
-            after = advance_watermark(con, table, watermark)
-            record.watermark_after = after.value if after else None
-        finish(con, model, record)
-        with held_while_committing():
-            committing = True
-            end_run(con, table, dry_run=options.dry_run)
-            ended = True
+            apply_in_transaction(con, model, record, options, watermark)
+            progress.now("rolling back, as a dry run" if options.dry_run else "committing")
+            with held_while_committing():
+                committing = True
+                end_run(con, table, dry_run=options.dry_run)
+                ended = True
         if options.dry_run:
             record.status = "dry run"
     except BaseException as error:
@@ -435,6 +431,25 @@ def run_once(
         record.seconds,
     )
     return record
+
+
+def apply_in_transaction(
+    con: duckdb.DuckDBPyConnection,
+    model: Model,
+    record: RunRecord,
+    options: SyncOptions,
+    watermark: Watermark | None,
+) -> None:
+    """The run's work before its commit: model the source's rows into the store, check
+    them, move the watermark, and write catalog, views and the run record."""
+    table = model.table
+    counts, model = apply_model(con, model, record.run_id)
+    record.count(counts)
+    check_strict(table, counts, options)
+    if table.mode == "append":
+        after = advance_watermark(con, table, watermark)
+        record.watermark_after = after.value if after else None
+    finish(con, model, record)
 
 
 def end_run(con: duckdb.DuckDBPyConnection, table: TableConfig, *, dry_run: bool) -> None:
