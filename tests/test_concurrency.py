@@ -1,18 +1,25 @@
 """One writer at a time: a second process waits for the store, then says who holds it.
 
 The holder here is a DuckDB connection of the test process, which locks the store file
-exactly as a running `pitsync sync` does; the commands under test are real subprocesses.
+exactly as a running `pitsync sync` does; the commands under test are real subprocesses,
+but for one that needs another process to take the store between two tables.
 """
 
 from __future__ import annotations
 
+import logging
 import os
 import subprocess
 import sys
 import time
+from pathlib import Path
+from typing import Any
 
 import duckdb
+import pytest
 
+from pitsync import cli
+from pitsync.connectors import sync
 from pitsync.store import open_for_writing
 from tests.conftest import Project, company_history, login_events
 
@@ -142,3 +149,53 @@ def test_a_table_named_twice_is_synced_once(project: Project) -> None:
     project.cli("sync", "--table", "company_plan_history", "--table", "company_plan_history")
 
     assert project.query("SELECT count(*) FROM runs") == [(1,)]
+
+
+def test_a_store_taken_between_tables_reports_what_was_synced_and_names_the_rest(
+    project: Project, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Three tables; another process takes the store once the first has committed. The
+    # command runs in this process, so that the store is taken at that very moment.
+    synced(project)
+    project.configure("more_events", kind="events", **{"from": "events"})
+    opened: list[Path] = []
+    holders: list[subprocess.Popen[str]] = []
+
+    def open_once_the_store_is_taken(path: Path, *args: Any, **options: Any) -> Any:
+        opened.append(path)
+        if len(opened) == 2:  # the first table's run has committed and closed the store
+            holders.append(store_taken(path))
+        return open_for_writing(path, *args, **options)
+
+    monkeypatch.setattr(sync, "open_for_writing", open_once_the_store_is_taken)
+    logger = logging.getLogger("pitsync")
+    for attribute in ("handlers", "propagate", "level"):  # as other tests expect them
+        monkeypatch.setattr(logger, attribute, getattr(logger, attribute))
+    try:
+        status = cli.main(["--config", str(project.config_path), "sync", "--all", "--wait", "1"])
+    finally:
+        for holder in holders:
+            holder.kill()
+            holder.communicate()
+    out, err = capsys.readouterr()
+
+    assert status == 1
+    report = [line.split()[1] for line in out.splitlines() if line.startswith("│")]
+    assert report == ["company_plan_history"]
+    [error] = [line for line in err.splitlines() if line.startswith("pitsync: error:")]
+    assert error.startswith(
+        "pitsync: error: tables `product_events`, `more_events` not synced: the store "
+        f"{project.store} is in use by process {holders[0].pid} "
+    )
+    statuses = project.query("SELECT table_name, status FROM runs ORDER BY run_id")
+    assert statuses == [("company_plan_history", "succeeded")] * 2
+
+
+def store_taken(path: Path) -> subprocess.Popen[str]:
+    """Another process, holding the store open for writing until it is killed."""
+    hold = f"import duckdb, time; c = duckdb.connect({str(path)!r}); print('held', flush=True); "
+    holder = subprocess.Popen(
+        [sys.executable, "-c", hold + "time.sleep(60)"], stdout=subprocess.PIPE, text=True
+    )
+    assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
+    return holder

@@ -182,8 +182,6 @@ def sync_runner(config: Config, options: SyncOptions) -> Runner:
     def run(table: TableConfig) -> RunOutcome:
         try:
             [outcome] = sync_tables(config, [table], options)
-        except StoreInUse as error:  # the busy store cannot take a record of it either
-            outcome = RunOutcome(table.name, error=error)
         except PitsyncError as error:  # refused before its run began: record it here
             record_refusal(config, table, error, options)
             outcome = RunOutcome(table.name, error=error)

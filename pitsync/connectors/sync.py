@@ -108,7 +108,8 @@ class RunOutcome:
 def sync_tables(
     config: Config, tables: list[TableConfig], options: SyncOptions
 ) -> list[RunOutcome]:
-    """Plan every table first, then run each; one table's failure does not stop the rest.
+    """Plan every table first, then run each; one table's failure does not stop the rest,
+    but a busy store does: its outcome, the last, names the tables left unsynced.
 
     Planning reads only schemas, so a configuration mistake in any table stops the whole
     command before any table changes. Each source is opened once for the whole command.
@@ -118,10 +119,24 @@ def sync_tables(
         plans = [plan_model(config, table, sources[table.source]) for table in tables]
         check_ownership_among([plan.model for plan in plans])
         outcomes = []
-        for plan in plans:
+        for index, plan in enumerate(plans):
             raise_held_interrupt()  # Ctrl-C while the last table committed: stop here
-            outcomes.append(run_or_report(config, plan, sources[plan.model.table.source], options))
+            try:
+                outcomes.append(
+                    run_or_report(config, plan, sources[plan.model.table.source], options)
+                )
+            except StoreInUse as error:  # every table left would wait for the same store
+                unsynced = [later.model.table.name for later in plans[index:]]
+                busy = not_synced(error, unsynced) if len(plans) > 1 else error
+                outcomes.append(RunOutcome(plan.model.table.name, error=busy))
+                break
         return outcomes
+
+
+def not_synced(error: StoreInUse, tables: list[str]) -> StoreInUse:
+    """The same error, naming the tables of the command it leaves unsynced."""
+    names = ", ".join(f"`{name}`" for name in tables)
+    return type(error)(f"table{'s' if len(tables) > 1 else ''} {names} not synced: {error}")
 
 
 def run_or_report(config: Config, plan: Plan, source: Source, options: SyncOptions) -> RunOutcome:
@@ -129,7 +144,7 @@ def run_or_report(config: Config, plan: Plan, source: Source, options: SyncOptio
     try:
         return RunOutcome(model.table.name, record=run_model(config, plan, source, options))
     except StoreInUse:
-        raise  # every other table would wait for the same store: stop the command
+        raise  # every other table would wait for the same store: the caller stops
     except PitsyncError as error:  # the caller reports it, once
         log.debug("table %s: the run failed", model.table.name)
         return RunOutcome(model.table.name, error=error)
