@@ -563,6 +563,7 @@ def test_a_dry_run_reports_and_changes_nothing(project: Project) -> None:
     result = project.cli("sync", "--table", "plans", "--dry-run")
 
     assert "dry run" in result.stdout and "nothing was applied" in result.stdout
+    assert "table plans (dry run, nothing applied): 2 rows read, 1 inserted" in result.stderr
     # c1 free is read again at the watermark (unchanged) and c1 pro is a new key.
     row = next(line for line in result.stdout.splitlines() if line.startswith("│ plans"))
     # rows read, inserted, updated, deleted, quarantined, conflicts, entities

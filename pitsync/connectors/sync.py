@@ -434,9 +434,10 @@ def run_once(
     finally:
         con.unregister(SOURCE_ROWS)
     log.info(
-        "table %s: %d rows read, %d inserted, %d updated, %d deleted, %d quarantined, "
+        "table %s%s: %d rows read, %d inserted, %d updated, %d deleted, %d quarantined, "
         "%d conflicts in %.2fs",
         table.name,
+        " (dry run, nothing applied)" if options.dry_run else "",
         record.rows_read,
         record.inserted,
         record.updated,
