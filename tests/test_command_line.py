@@ -563,7 +563,8 @@ def test_profile_of_an_unknown_id_is_a_user_error_naming_the_tables(synced: Proj
     assert_user_error(result, "company_id c9", "no rows in company_plan_history", "check the id")
 
 
-def test_history_of_an_unknown_user_points_to_the_group_keys(project: Project) -> None:
+def seeded_user_plans(project: Project) -> None:
+    """The seeded company history, also read as a user history `user_plans`."""
     seeded(project)
     project.configure(
         "user_plans",
@@ -572,6 +573,10 @@ def test_history_of_an_unknown_user_points_to_the_group_keys(project: Project) -
         start_time="start_timestamp",
         **{"from": "company_plan_history"},
     )
+
+
+def test_history_of_an_unknown_user_points_to_the_group_keys(project: Project) -> None:
+    seeded_user_plans(project)
     project.cli("sync", "--all")
 
     result = project.cli("history", "nobody", check=False)
@@ -582,14 +587,7 @@ def test_history_of_an_unknown_user_points_to_the_group_keys(project: Project) -
 def test_history_of_an_unknown_user_without_group_histories_asks_only_to_check_the_id(
     project: Project,
 ) -> None:
-    seeded(project)
-    project.configure(
-        "user_plans",
-        kind="user_history",
-        id_column="company_id",
-        start_time="start_timestamp",
-        **{"from": "company_plan_history"},
-    )
+    seeded_user_plans(project)
     project.cli("sync", "--table", "user_plans")
 
     result = project.cli("history", "nobody", check=False)

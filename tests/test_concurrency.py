@@ -33,15 +33,20 @@ def synced(project: Project) -> Project:
     return project
 
 
-def test_a_second_sync_waits_then_names_the_process_holding_the_store(project: Project) -> None:
-    synced(project)
+def run_while_held(project: Project, *args: str) -> tuple[subprocess.CompletedProcess[str], float]:
+    """Run a command while this process holds the store; its result and seconds taken."""
     holder = duckdb.connect(str(project.store))
     try:
         started = time.monotonic()
-        result = project.cli("sync", "--all", "--wait", "1", check=False)
-        waited = time.monotonic() - started
+        result = project.cli(*args, check=False)
+        return result, time.monotonic() - started
     finally:
         holder.close()
+
+
+def test_a_second_sync_waits_then_names_the_process_holding_the_store(project: Project) -> None:
+    synced(project)
+    result, waited = run_while_held(project, "sync", "--all", "--wait", "1")
 
     assert result.returncode == 1
     # One message: the command stops, rather than wait again for each of its two tables.
@@ -81,13 +86,7 @@ def test_a_drop_waits_for_the_store_then_names_its_holder_and_drops_nothing(
     project: Project,
 ) -> None:
     synced(project)
-    holder = duckdb.connect(str(project.store))
-    try:
-        started = time.monotonic()
-        result = project.cli("drop-table", "company_plan_history", "--wait", "1", check=False)
-        waited = time.monotonic() - started
-    finally:
-        holder.close()
+    result, waited = run_while_held(project, "drop-table", "company_plan_history", "--wait", "1")
 
     assert result.returncode == 1
     assert f"in use by process {os.getpid()}" in result.stderr
