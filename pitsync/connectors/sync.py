@@ -61,7 +61,13 @@ from pitsync.modeling.increments import apply_run
 from pitsync.modeling.intervals import HistoryModel, ModelCounts, plan_history
 from pitsync.modeling.profile_tables import ProfilesModel, plan_profiles
 from pitsync.modeling.staging import SOURCE_ROWS
-from pitsync.store import DEFAULT_WAIT_SECONDS, StoreInUse, has_public_views, open_for_writing
+from pitsync.store import (
+    CATALOG,
+    DEFAULT_WAIT_SECONDS,
+    StoreInUse,
+    has_public_views,
+    open_for_writing,
+)
 
 log = logging.getLogger(__name__)
 
@@ -175,6 +181,7 @@ def run_model(config: Config, plan: Plan, source: Source, options: SyncOptions) 
     store = Path(":memory:") if fresh_dry_run else config.store_path
     con = open_for_writing(store, config.memory_limit, options.wait_seconds, given_up=options.stop)
     try:
+        check_stored_spelling(con, table)
         check_property_ownership(con, model, configured={name.lower() for name in config.tables})
         as_text = list(plan.text_columns)
         watermark = None
@@ -350,6 +357,25 @@ def model_if_plannable(config: Config, table: TableConfig, source: Source | None
     except PitsyncError as error:
         log.debug("table %s: not planned before its runs: %s", table.name, error)
         return None
+
+
+def check_stored_spelling(con: duckdb.DuckDBPyConnection, table: TableConfig) -> None:
+    """A table the store holds under another spelling is this one: the store compares
+    table names without case, as DuckDB does, and a second entry for the same stored
+    relation would read its rows twice and start its watermark anew."""
+    row = con.execute(
+        f"SELECT table_name FROM {CATALOG} WHERE lower(table_name) = lower(?) "
+        "AND table_name <> ?",
+        [table.name, table.name],
+    ).fetchone()
+    if row:
+        held = str(row[0])
+        raise ConfigError(
+            f"table `{table.name}`: the store holds it as `{held}` and compares table names "
+            f"without case; name the section [tables.{held}] again, or run "
+            f"`pitsync drop-table {shlex.quote(held)}` to store it anew under this name",
+            table=table.name,
+        )
 
 
 ONE_OWNER = "each property has one owner: drop or rename the column in one of the tables"
