@@ -584,6 +584,25 @@ def test_history_of_an_unknown_user_points_to_the_group_keys(project: Project) -
     assert_user_error(result, "user nobody", "no rows in user_plans", "--group-key `company_id`")
 
 
+def test_a_group_key_of_profiles_alone_is_no_synced_history_key(project: Project) -> None:
+    seeded(project)
+    project.configure(
+        "company_crm",
+        kind="group_profiles",
+        id_column="company_id",
+        group_key="company_id",
+        **{"from": "company_plan_history"},
+    )
+    project.cli("sync", "--table", "company_crm")
+
+    result = project.cli("history", "c1", "--group-key", "company_id", check=False)
+
+    assert_user_error(
+        result, "no history table for group key `company_id` has been synced", "sync a history"
+    )
+    assert "the synced group keys are" not in result.stderr
+
+
 def test_history_of_an_unknown_user_without_group_histories_asks_only_to_check_the_id(
     project: Project,
 ) -> None:

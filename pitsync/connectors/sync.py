@@ -364,8 +364,7 @@ def check_stored_spelling(con: duckdb.DuckDBPyConnection, table: TableConfig) ->
     table names without case, as DuckDB does, and a second entry for the same stored
     relation would read its rows twice and start its watermark anew."""
     row = con.execute(
-        f"SELECT table_name FROM {CATALOG} WHERE lower(table_name) = lower(?) "
-        "AND table_name <> ?",
+        f"SELECT table_name FROM {CATALOG} WHERE lower(table_name) = lower(?) AND table_name <> ?",
         [table.name, table.name],
     ).fetchone()
     if row:

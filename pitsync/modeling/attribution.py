@@ -42,7 +42,9 @@ def entity_tables(con: duckdb.DuckDBPyConnection, entity: Entity) -> list[Catalo
     if not any(holds_entity(con, entry, entity) for entry in tables):
         names = ", ".join(entry.table_name for entry in tables)
         # A user id may be a group's: point at the group keys, where there are any.
-        groups = not entity.group_key and any(entry.group_key for entry in catalog)
+        groups = not entity.group_key and any(
+            entry.group_key and entry.is_history for entry in catalog
+        )
         raise StoreError(
             f"{entity.describe()} has no rows in {names}; check the id"
             + (f", or {group_key_hint(catalog)}" if groups else "")
@@ -52,7 +54,7 @@ def entity_tables(con: duckdb.DuckDBPyConnection, entity: Entity) -> list[Catalo
 
 def group_key_hint(catalog: list[CatalogEntry], *, given: bool = False) -> str:
     """What --group-key can name; `given`: the user passed one that names no history."""
-    keys = sorted({entry.group_key for entry in catalog if entry.group_key})
+    keys = sorted({entry.group_key for entry in catalog if entry.group_key and entry.is_history})
     if not keys:
         return "sync a history table first"
     named = " or ".join(f"`{key}`" for key in keys)
