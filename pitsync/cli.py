@@ -755,7 +755,7 @@ def command_drop_table(args: argparse.Namespace) -> int:
         f"dropped {printable(name)} ({dropped.entry.kind}, {rows}) from the store; its runs "
         f"stay (run {dropped.record.run_id} records the drop)"
     )
-    if name.lower() in {configured.lower() for configured in config.tables}:
+    if config.configures(name):
         print(f"{printable(name)} is still configured: the next sync loads it again from scratch")
     return 0
 

@@ -167,6 +167,11 @@ class Config:
     sources: dict[str, SourceConfig] = field(default_factory=dict)
     tables: dict[str, TableConfig] = field(default_factory=dict)
 
+    def configures(self, name: str) -> bool:
+        """Whether a table of this name is configured, in any case, as the store compares
+        table names."""
+        return name.lower() in {configured.lower() for configured in self.tables}
+
     def table(self, name: str) -> TableConfig:
         """The table named `name`, or a clear error listing the configured ones."""
         if name not in self.tables:

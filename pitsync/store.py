@@ -7,6 +7,7 @@ pitsync keeps for itself lives in the `_pitsync` schema.
 
 from __future__ import annotations
 
+import logging
 import re
 import threading
 import time
@@ -17,6 +18,8 @@ import duckdb
 
 from pitsync.errors import StoreError
 from pitsync.quoting import quote_string
+
+log = logging.getLogger(__name__)
 
 # Reserved column names of the public relations, defined once.
 START_TIME = "start_time"
@@ -191,6 +194,17 @@ def make_folder_for(path: Path) -> None:
             f"cannot make the folder {path.parent} for the store {path}: {why}; set [store] "
             "path to a file in a folder pitsync may write in, or make that folder first"
         ) from error
+
+
+def roll_back(connection: duckdb.DuckDBPyConnection) -> None:
+    """Undo the open transaction. DuckDB ends a transaction whose COMMIT failed itself, so
+    there may be none left; any other failure to roll back is logged, never raised over
+    the error that made the rollback needed."""
+    try:
+        connection.execute("ROLLBACK")
+    except duckdb.Error as error:
+        if "no transaction is active" not in str(error):
+            log.error("the rollback failed too: %s", str(error).splitlines()[0])
 
 
 def limit_memory(connection: duckdb.DuckDBPyConnection, memory_limit: str | None) -> None:

@@ -21,7 +21,7 @@ import pyarrow as pa
 from sqlglot import exp
 
 from pitsync.config import Config, TableConfig
-from pitsync.connectors.sources import file_pattern, matched_files, open_source
+from pitsync.connectors.sources import file_pattern, matched_files, open_source, spelled_as_in
 from pitsync.errors import ConfigError, PitsyncError, SourceError, first_line
 from pitsync.modeling.intervals import plan_history
 from pitsync.modeling.portable import (
@@ -139,7 +139,7 @@ def enriched_view(
     columns = list(schema.names)
     joined_on = events.id_column
     if history.group_key:
-        joined_on = group_key_column(history.group_key, columns)
+        joined_on = spelled_as_in(columns, history.group_key)
     for column in (joined_on, events.time_column):
         if column not in columns:
             raise ConfigError(
@@ -168,14 +168,6 @@ def holds_moments(time_type: pa.DataType) -> bool:
     """Whether a time column holds times or dates, which may lie past years 1 to 9999
     (an epoch's numbers are compared as they are)."""
     return pa.types.is_timestamp(time_type) or pa.types.is_date(time_type)
-
-
-def group_key_column(group_key: str, columns: list[str]) -> str:
-    """The events' column of a group key: the one so named, else one that matches it in
-    another case, as a sync matches it (`COMPANY_ID` for `company_id`)."""
-    if group_key in columns:
-        return group_key
-    return next((name for name in columns if name.lower() == group_key.lower()), group_key)
 
 
 def naive_zone(table: TableConfig, time_type: pa.DataType, engine: str) -> str | None:

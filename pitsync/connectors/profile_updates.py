@@ -36,7 +36,13 @@ from pitsync.modeling.profile_records import LINES, RECORDS, REJECTED, stage_rec
 from pitsync.queries.execute import store_relations, translate
 from pitsync.queries.profiles import profiles_sql
 from pitsync.quoting import quote_string
-from pitsync.store import DEFAULT_WAIT_SECONDS, DISTINCT_ID, QUARANTINE, open_for_writing
+from pitsync.store import (
+    DEFAULT_WAIT_SECONDS,
+    DISTINCT_ID,
+    QUARANTINE,
+    open_for_writing,
+    roll_back,
+)
 
 log = logging.getLogger(__name__)
 
@@ -126,7 +132,7 @@ def run_updates(
             with held_while_committing():  # a Ctrl-C now lets the commit finish
                 con.execute("COMMIT")
         except BaseException as error:
-            con.execute("ROLLBACK")
+            roll_back(con)
             record.rows_read = report.records
             interrupted = is_interrupt(error)
             failure = KeyboardInterrupt("interrupted") if interrupted else error

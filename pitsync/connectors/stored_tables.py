@@ -35,6 +35,7 @@ from pitsync.store import (
     WATERMARKS,
     open_for_writing,
     open_read_only,
+    roll_back,
 )
 
 log = logging.getLogger(__name__)
@@ -72,7 +73,7 @@ def drop_table(config: Config, name: str, *, wait: float) -> DroppedTable:
             with held_while_committing():
                 con.execute("COMMIT")
         except BaseException as error:
-            con.execute("ROLLBACK")
+            roll_back(con)
             if not isinstance(error, duckdb.Error) or is_interrupt(error):
                 raise
             raise StoreError(
@@ -147,5 +148,4 @@ def unconfigured_tables(config: Config) -> list[str]:
         names = [entry.table_name for entry in read_catalog(con)]
     finally:
         con.close()
-    configured = {name.lower() for name in config.tables}
-    return [name for name in names if name.lower() not in configured]
+    return [name for name in names if not config.configures(name)]

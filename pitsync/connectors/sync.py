@@ -29,7 +29,7 @@ import pyarrow as pa
 from pitsync.config import Config, TableConfig
 from pitsync.connectors.progress import ReadProgress
 from pitsync.connectors.runs import RunRecord, next_run_id, utc_now, write_run
-from pitsync.connectors.sources import UNTYPED, LowerBound, Source, open_source
+from pitsync.connectors.sources import UNTYPED, LowerBound, Source, open_source, spelled_as_in
 from pitsync.connectors.watermarks import (
     CURSOR_KINDS,
     Watermark,
@@ -62,11 +62,11 @@ from pitsync.modeling.intervals import HistoryModel, ModelCounts, plan_history
 from pitsync.modeling.profile_tables import ProfilesModel, plan_profiles
 from pitsync.modeling.staging import SOURCE_ROWS
 from pitsync.store import (
-    CATALOG,
     DEFAULT_WAIT_SECONDS,
     StoreInUse,
     has_public_views,
     open_for_writing,
+    roll_back,
 )
 
 log = logging.getLogger(__name__)
@@ -181,14 +181,15 @@ def run_model(config: Config, plan: Plan, source: Source, options: SyncOptions) 
     store = Path(":memory:") if fresh_dry_run else config.store_path
     con = open_for_writing(store, config.memory_limit, options.wait_seconds, given_up=options.stop)
     try:
-        check_stored_spelling(con, table)
-        check_property_ownership(con, model, configured={name.lower() for name in config.tables})
+        catalog = read_catalog(con)
+        check_stored_spelling(catalog, table)
+        check_property_ownership(catalog, model, config)
         as_text = list(plan.text_columns)
         watermark = None
         if table.mode == "append" and plan.cursor_type is not None:
             watermark = read_watermark(con, table, plan.cursor_type)
         bound = None
-        start = watermark.lower_bound(con, table) if watermark and table.cursor else None
+        start = watermark.lower_bound(con, table) if watermark else None
         if start is not None and table.cursor:
             bound = LowerBound(table.cursor, start)
             log.debug("table %s: reading rows with %s >= %s", table.name, table.cursor, start)
@@ -289,26 +290,18 @@ def text_columns(
     if table.time_unit is None and table.time_source_column != table.cursor:
         columns.append(table.time_source_column)
     if table.kind == "events":
-        keys = group_key_columns(group_keys, source_names) if source_names else group_keys
+        keys = {spelled_as_in(source_names or [], key) for key in group_keys}
         ids = keys | ({table.insert_id} if table.insert_id else set())
         columns.extend(sorted(ids - set(columns)))
     return columns
 
 
-def group_key_columns(group_keys: set[str], source_names: list[str]) -> set[str]:
-    """The group keys under the source's spelling, where a column matches one in any case."""
-    spelled = {name.lower(): name for name in source_names}
-    return {spelled.get(key.lower(), key) for key in group_keys}
-
-
-def check_property_ownership(
-    con: duckdb.DuckDBPyConnection, model: Model, *, configured: set[str]
-) -> None:
+def check_property_ownership(catalog: list[CatalogEntry], model: Model, config: Config) -> None:
     """Two history tables of one entity may not both model a property (DESIGN rule 11),
-    even when one of them is only left in the store (`configured`: names in lower case)."""
-    for other in read_catalog(con):
+    even when one of them is only left in the store, no longer configured."""
+    for other in catalog:
         if other.table_name != model.table.name:
-            remedy = LEFT_OVER if other.table_name.lower() not in configured else ONE_OWNER
+            remedy = ONE_OWNER if config.configures(other.table_name) else LEFT_OVER
             check_disjoint(
                 model, other.table_name, other.kind, other.group_key, other.properties, remedy
             )
@@ -359,16 +352,14 @@ def model_if_plannable(config: Config, table: TableConfig, source: Source | None
         return None
 
 
-def check_stored_spelling(con: duckdb.DuckDBPyConnection, table: TableConfig) -> None:
+def check_stored_spelling(catalog: list[CatalogEntry], table: TableConfig) -> None:
     """A table the store holds under another spelling is this one: the store compares
     table names without case, as DuckDB does, and a second entry for the same stored
     relation would read its rows twice and start its watermark anew."""
-    row = con.execute(
-        f"SELECT table_name FROM {CATALOG} WHERE lower(table_name) = lower(?) AND table_name <> ?",
-        [table.name, table.name],
-    ).fetchone()
-    if row:
-        held = str(row[0])
+    for entry in catalog:
+        held = entry.table_name
+        if held == table.name or held.lower() != table.name.lower():
+            continue
         raise ConfigError(
             f"table `{table.name}`: the store holds it as `{held}` and compares table names "
             f"without case; name the section [tables.{held}] again, or run "
@@ -427,7 +418,6 @@ def run_once(
     # Known before the run, so a failed run's record says where it started from too.
     record.watermark_before = watermark.value if watermark else None
     ended = False  # committed, or rolled back as a dry run
-    committing = False  # DuckDB ends the transaction on COMMIT, even on one that fails
     con.execute("BEGIN TRANSACTION")
     try:
         # Progress is shown (or logged) until the run has ended, commit included.
@@ -436,7 +426,6 @@ def run_once(
             apply_in_transaction(con, model, record, options, watermark)
             progress.now("rolling back, as a dry run" if options.dry_run else "committing")
             with held_while_committing():
-                committing = True
                 end_run(con, table, dry_run=options.dry_run)
                 ended = True
         if options.dry_run:
@@ -444,8 +433,7 @@ def run_once(
     except BaseException as error:
         if ended:
             raise  # an interrupt just after the run ended: the run stands as it is
-        if not committing:
-            roll_back(con, table)
+        roll_back(con)
         if is_interrupt(error):
             if not options.dry_run:
                 record_failure(con, record, KeyboardInterrupt("interrupted"))
@@ -511,15 +499,6 @@ def end_run(con: duckdb.DuckDBPyConnection, table: TableConfig, *, dry_run: bool
 def why_not_written(error: duckdb.Error) -> str:
     """DuckDB's reason a write failed, without the words that only say a commit did."""
     return first_line(error).removeprefix(COMMIT_FAILED)
-
-
-def roll_back(con: duckdb.DuckDBPyConnection, table: TableConfig) -> None:
-    """Undo the run's transaction; a rollback that fails too must not hide why the run
-    failed (DuckDB has then dropped the transaction itself)."""
-    try:
-        con.execute("ROLLBACK")
-    except duckdb.Error as error:
-        log.error("table %s: the rollback failed too: %s", table.name, first_line(error))
 
 
 def apply_model(

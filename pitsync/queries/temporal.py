@@ -157,13 +157,17 @@ def is_time_cast(node: exp.Expression) -> TypeGuard[exp.Cast]:
     return type(node) is exp.Cast and node.to.is_type(*TIME_TYPES)
 
 
-def shifts_to_a_zone(moment: exp.Expression) -> bool:
-    """Whether the moment reads a time in a zone it gives (`AT TIME ZONE 'X'`,
-    `timezone('X', ...)`): that reads a wall-clock time there, which may reach it from
-    anywhere in the moment, through a CTE or a subquery too."""
-    return any(moment.find_all(exp.AtTimeZone)) or any(
-        is_timezone_call(call) for call in moment.find_all(exp.Anonymous)
-    )
+def shifted_zones(moment: exp.Expression) -> list[exp.Expression | None]:
+    """The zones the moment reads a time in (`AT TIME ZONE 'X'`, `timezone('X', ...)`), as
+    written (None: a call without one). Such a shift reads a wall-clock time there, which
+    may reach it from anywhere in the moment, through a CTE or a subquery too."""
+    zones = [shift.args.get("zone") for shift in moment.find_all(exp.AtTimeZone)]
+    zones += [
+        call.expressions[0] if call.expressions else None
+        for call in moment.find_all(exp.Anonymous)
+        if is_timezone_call(call)
+    ]
+    return zones
 
 
 def is_timezone_call(node: object) -> TypeGuard[exp.Anonymous]:
@@ -173,20 +177,14 @@ def is_timezone_call(node: object) -> TypeGuard[exp.Anonymous]:
 def check_zones(moment: exp.Expression, sql: str) -> None:
     """Refuse a moment's text that rule 6 would not read, or a zone it is shifted to that
     names no zone or not the one meant; spell the rest as the cast reads it."""
-    shifted = shifts_to_a_zone(moment)
+    zones = shifted_zones(moment)
     for text in moment_texts(moment, with_dates=True):
         problem = moment_text_problem(text.this)
-        if problem is None and shifted and names_a_zone(text.this):
+        if problem is None and zones and names_a_zone(text.this):
             problem = ZONE_IN_SHIFTED_TIME_HINT  # DuckDB would drop the text's own zone
         if problem:
             raise QueryRefused(f"the moment {text.sql('duckdb')} is refused: {problem}", sql=sql)
         text.set("this", spelled_moment(text.this))
-    zones = [shift.args.get("zone") for shift in moment.find_all(exp.AtTimeZone)]
-    zones += [
-        call.expressions[0]
-        for call in moment.find_all(exp.Anonymous)
-        if is_timezone_call(call) and call.expressions
-    ]
     for zone in zones:
         if isinstance(zone, exp.Literal) and OFFSET_NAMED_ZONE.match(zone.this):
             raise QueryRefused(
