@@ -931,3 +931,29 @@ def test_a_sqlite_path_that_is_no_database_says_so_once(
     message = str(raised.value)
     assert said in message and "check `path`" in message
     assert "uri" not in message and message.count("source `warehouse`") == 1
+
+
+@pytest.mark.backends("postgres")
+def test_a_failed_read_leaves_the_next_table_of_the_source_readable(project: Project) -> None:
+    # The view fails as PostgreSQL computes its rows; the failed read must not leave the
+    # shared connection in an aborted transaction, where the next table looks missing.
+    project.database_sql(
+        "CREATE TABLE base (id text, st timestamptz, n integer)",
+        "INSERT INTO base VALUES ('a', '2024-01-01 00:00:00+00', 1), "
+        "('b', '2024-01-01 00:00:00+00', 0)",
+        "CREATE VIEW broken AS SELECT id, st, 1 / n AS q FROM base",
+        "CREATE TABLE good (id text, st timestamptz, plan text)",
+        "INSERT INTO good VALUES ('a', '2024-01-01 00:00:00+00', 'pro')",
+    )
+    project.configure("broken", kind="user_history", id_column="id", start_time="st")
+    project.configure(
+        "good", kind="group_history", id_column="id", group_key="company_id", start_time="st"
+    )
+
+    result = project.cli("sync", "--all", check=False)
+
+    assert result.returncode == 1
+    assert "reading table `broken` failed" in result.stderr
+    assert "division by zero" in result.stderr
+    assert "not found" not in result.stderr
+    assert project.query("SELECT id, plan FROM good") == [("a", "pro")]

@@ -128,7 +128,7 @@ class DatabaseSource:
                         select_all(self.driver.dialect, table, schema=self.config.schema)
                     )
         except Exception:
-            self.connection.rollback()  # PostgreSQL refuses all else in a failed transaction
+            self.roll_back()
             raise SourceError(self.missing_table_message(table), source=self.name) from None
         mapped = mappable_schema(raw, source=self.name, table=table)
         return keys_as_text(mapped, text_columns)
@@ -194,11 +194,20 @@ class DatabaseSource:
             raise self.read_failure(table, error) from None
 
     def read_failure(self, table: str, error: BaseException) -> SourceError:
+        self.roll_back()  # the source's next table is read on the same connection
         return SourceError(
             f"source `{self.name}`: reading table `{table}` failed: "
             f"{self.redact(first_line(error))}",
             source=self.name,
         )
+
+    def roll_back(self) -> None:
+        """End the transaction a statement failed in: PostgreSQL refuses every later
+        statement inside it, so the next table would look missing."""
+        try:
+            self.connection.rollback()
+        except Exception:  # the driver's own error classes; the first error is what counts
+            log.debug("source %s: the rollback failed", self.name, exc_info=True)
 
     def missing_table_message(self, table: str) -> str:
         where = f"schema `{self.config.schema}`" if self.config.schema else "the database"
