@@ -361,3 +361,24 @@ def test_a_duckdb_source_finds_its_schema_and_table_without_regard_to_case(
 
     assert project.sync("accounts").inserted == 1
     assert project.query("SELECT user_id, plan FROM accounts") == [("u1", "pro")]
+
+
+def test_a_quoted_empty_csv_value_is_empty_text_and_an_empty_field_undefined(
+    project: Project,
+) -> None:
+    # As PostgreSQL's COPY reads CSV: `""` is a value, the empty string; nothing between
+    # the commas is NULL, which makes the property undefined (rule 5).
+    plans = project.root / "plans.csv"
+    plans.write_text(
+        'user_id,plan,seats,valid_from\nu1,"",1,2024-01-01\nu1,,2,2024-02-01\n'
+        'u2,"",3,2024-01-01\nu2,"",4,2024-01-01\n'
+    )
+    configure_plans(project)
+
+    project.sync("user_plans")
+
+    assert project.query("SELECT user_id, plan, seats FROM user_plans ORDER BY ALL") == [
+        ("u1", "", 1),
+        ("u1", None, 2),  # DuckDB orders NULL last
+        ("u2", "", 4),  # the tie: both plans are "", a value, so seats decides
+    ]

@@ -100,11 +100,15 @@ def parquet_relation(config: SourceConfig, table: str, text_columns: Sequence[st
 
 
 def csv_relation(config: SourceConfig, table: str, text_columns: Sequence[str]) -> str:
-    """Types are sniffed from the whole file, so a late odd value cannot break a run."""
+    """Types are sniffed from the whole file, so a late odd value cannot break a run.
+
+    A quoted empty value (`""`) is the empty string, as PostgreSQL's COPY reads CSV;
+    only a field with nothing in it is NULL (undefined).
+    """
     as_text = ", ".join(f"{quote_string(name)}: 'VARCHAR'" for name in text_columns)
     return (
         f"read_csv({files_read(config, table)}, header = true, {OWN_COLUMNS}, "
-        f"sample_size = -1, types = {{{as_text}}})"
+        f"sample_size = -1, allow_quoted_nulls = false, types = {{{as_text}}})"
     )
 
 
