@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 
 from pitsync.config import load_config
+from pitsync.connectors import update_files
 from pitsync.connectors.profile_updates import UpdateReport, apply_file
 from pitsync.queries.execute import QuerySession
 
@@ -547,3 +548,26 @@ def test_many_properties_beside_one_long_value(profiles: Profiles) -> None:
     state = profiles.user("u1")
     assert state is not None and len(state) == 501
     assert state["long"] == "y" * 255 and state["p499"] == 499
+
+
+@pytest.mark.parametrize("batch_bytes", [None, 60])
+def test_deleted_counts_the_profiles_the_file_found_and_removed_however_it_is_cut(
+    profiles: Profiles, monkeypatch: pytest.MonkeyPatch, batch_bytes: int | None
+) -> None:
+    # u0 existed before the file and goes; u1 is made and removed by the file itself, so
+    # the store lost nothing of it; u2 existed, goes, and comes back. With 60-byte
+    # batches every record is a batch of its own.
+    profiles.apply(user("$set", {"a": 1}, "u0"), user("$set", {"a": 1}, "u2"))
+    if batch_bytes is not None:
+        monkeypatch.setattr(update_files, "BATCH_BYTES", batch_bytes)
+
+    report = profiles.apply(
+        user("$set", {"a": 2}, "u1"),
+        user("$delete", "", "u0"),
+        user("$delete", "", "u1"),
+        user("$delete", "", "u2"),
+        user("$set", {"a": 3}, "u2"),
+    )
+
+    assert (report.outcome.profiles_deleted, report.outcome.profiles_changed) == (1, 1)
+    assert [profiles.user(name) for name in ("u0", "u1", "u2")] == [None, None, {"a": 3}]

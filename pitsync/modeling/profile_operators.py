@@ -40,6 +40,7 @@ HELD_OPERATIONS = "__pitsync_held_operations"
 OVER_LIMIT = "__pitsync_over_limit"
 RUN_TOUCHED = "__pitsync_run_touched"
 RUN_DELETED = "__pitsync_run_deleted"
+RUN_CREATED = "__pitsync_run_created"
 
 MAX_PROPERTIES = 2000
 MAX_NESTED_BYTES = 256 * 1024  # a list or object value, as minified JSON
@@ -316,10 +317,17 @@ def write_profiles(con: duckdb.DuckDBPyConnection, outcome: UpdateOutcome) -> No
         LEFT JOIN {DELETES} d USING (group_key, profile_id)
         LEFT JOIN {PROFILES} p USING (group_key, profile_id)
     """)
-    # Remembered for the run's counts: a profile may be touched by several batches.
+    # Remembered for the run's counts: a profile may be touched by several batches. A
+    # profile an earlier batch created is no loss when deleted: the store did not hold
+    # it before the run, so the count is the same however the file is cut.
     con.execute(
         f"INSERT INTO {RUN_DELETED} SELECT group_key, profile_id FROM {DELETES} "
-        f"SEMI JOIN {PROFILES} USING (group_key, profile_id)"
+        f"SEMI JOIN {PROFILES} USING (group_key, profile_id) "
+        f"ANTI JOIN {RUN_CREATED} USING (group_key, profile_id)"
+    )
+    con.execute(
+        f"INSERT INTO {RUN_CREATED} SELECT group_key, profile_id FROM __pitsync_profile_changes "
+        f"ANTI JOIN {PROFILES} USING (group_key, profile_id)"
     )
     con.execute(
         f"INSERT INTO {RUN_TOUCHED} SELECT group_key, profile_id FROM __pitsync_profile_changes"
@@ -334,8 +342,8 @@ def write_profiles(con: duckdb.DuckDBPyConnection, outcome: UpdateOutcome) -> No
 
 
 def begin_run(con: duckdb.DuckDBPyConnection) -> None:
-    """Empty the run's record of the profiles it touched and deleted."""
-    for table in (RUN_TOUCHED, RUN_DELETED):
+    """Empty the run's record of the profiles it touched, deleted and created."""
+    for table in (RUN_TOUCHED, RUN_DELETED, RUN_CREATED):
         con.execute(f"CREATE OR REPLACE TEMP TABLE {table} (group_key VARCHAR, profile_id VARCHAR)")
 
 
