@@ -304,6 +304,25 @@ def test_feed_lists_events_newest_first_within_the_window(project: Project) -> N
     assert project.cli("feed", "ann", "--days", "7", check=False).returncode == 2
 
 
+def test_feed_matches_a_numeric_group_key_column_as_text(project: Project) -> None:
+    # Ids are text (rule 7): `010` and `10.0` are other groups than `10`, whatever type
+    # the events table gives the column.
+    project.source_sql(
+        "CREATE OR REPLACE TABLE events (event VARCHAR, distinct_id VARCHAR, "
+        "time TIMESTAMPTZ, org_id INTEGER)",
+        "INSERT INTO events VALUES ('signup', 'u1', now() - INTERVAL 1 DAY, 10), "
+        "('signup', 'u2', now() - INTERVAL 1 DAY, 11)",
+    )
+    project.configure("product_events", kind="events", **{"from": "events"})
+    project.sync("product_events")
+
+    def feed(group_id: str) -> list[str]:
+        shown = project.cli("feed", group_id, "--group-key", "org_id", "--format", "json")
+        return [row["distinct_id"] for row in json.loads(shown.stdout)]
+
+    assert [feed(group_id) for group_id in ("10", "010", "10.0", " 10")] == [["u1"], [], [], []]
+
+
 def test_profile_shows_updates_and_history_merged(project: Project) -> None:
     company_history(project, HISTORY_ROWS)
     project.sync("company_plan_history")

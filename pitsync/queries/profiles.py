@@ -176,7 +176,10 @@ def feed_sql(
             sql=owner,
         )
     query = exp.select(TIME, EVENT, DISTINCT_ID, PROPERTIES).from_("events")
-    query = query.where(exp.column(owner).eq(exp.Literal.string(entity_id)))
+    # Ids are text (rule 7): a group key column of numbers is compared as the text of
+    # each number, so `010` is not `10`.
+    owned_by = exp.cast(exp.column(owner), exp.DataType.build("VARCHAR"))
+    query = query.where(owned_by.eq(exp.Literal.string(entity_id)))
     for condition in window.conditions():
         query = query.where(condition)
     if hidden:
