@@ -179,6 +179,13 @@ def test_a_schema_outside_the_store_is_refused_even_beside_a_cte_of_that_name(
         "SELECT count(*) FROM (WITH pg_settings AS (SELECT 1) SELECT 1) AS a, pg_settings",
         "SELECT * FROM (WITH sqlite_master AS (SELECT 1) SELECT 1), sqlite_master",
         "SELECT (SELECT count(*) FROM duckdb_tables), (WITH duckdb_tables AS (SELECT 1) SELECT 1)",
+        # Inside its own body a CTE's name is still DuckDB's catalog table, and so is a
+        # CTE defined later, or the CTE itself before the UNION of a recursive one.
+        "WITH pg_settings AS (SELECT * FROM pg_settings) SELECT * FROM pg_settings",
+        "WITH a AS (FROM pg_database), pg_database AS (SELECT 1) FROM a",
+        "WITH RECURSIVE pg_settings AS (SELECT name FROM pg_settings UNION ALL "
+        "SELECT name FROM pg_settings WHERE false) SELECT * FROM pg_settings",
+        "WITH x AS (WITH pg_database AS (FROM pg_database) FROM pg_database) FROM x",
     ],
 )
 def test_a_cte_names_a_relation_only_within_its_query(store: Project, sql: str) -> None:

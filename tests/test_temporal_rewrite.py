@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import duckdb
 import pytest
 import sqlglot
 
@@ -361,3 +362,34 @@ def test_an_as_of_join_inside_exists_with_a_moment_of_its_own_runs(store: Projec
         "ON h.company_id = x.company_id WHERE x.insert_id = e.insert_id)"
     )
     assert rows(store, sql) == [(3,)]  # e1, e2 and e5 have an interval holding them
+
+
+@pytest.mark.parametrize(
+    "expression",
+    [
+        "TIMESTAMPTZ '2024-02-01 03:00:00+05'::TIMESTAMP",
+        "TIMESTAMPTZ '2024-03-01 02:00:00+05'::DATE",
+        "TIMESTAMP '2024-03-01 23:00:00'::DATE",
+        "TIMESTAMP WITH TIME ZONE '2024-03-01 02:00:00+05'::DATE",
+        "DATE '2024-03-01'::VARCHAR LIKE '2024%'",
+        "DATE '2024-03-10'::TIMESTAMP - DATE '2024-03-01'::TIMESTAMP",
+        "TIMESTAMP '2024-03-01 10:20:30'::TIME",
+        "JSON '{\"a\":1}'::VARCHAR",
+        "INTEGER '7'::VARCHAR || 'x'",
+        "INTERVAL '1 day'::VARCHAR",
+        "(TIMESTAMPTZ '2024-03-01 02:00:00+05')::DATE",
+    ],
+)
+def test_a_typed_literal_is_cast_whole_as_duckdb_reads_it(store: Project, expression: str) -> None:
+    # DuckDB itself is the oracle: `TYPE 'text'::OTHER` casts the typed literal, not the text.
+    con = duckdb.connect()
+    con.execute("SET TimeZone = 'UTC'")
+    expected = con.execute(f"SELECT CAST({expression} AS VARCHAR)").fetchall()
+    assert rows(store, f"SELECT CAST({expression} AS VARCHAR)") == expected
+
+
+def test_an_as_of_moment_cast_from_a_typed_literal_to_a_date_is_its_day(store: Project) -> None:
+    # 02:00 at UTC+05 on 1 February is 21:00 UTC on 31 January: that day, c1 was on free.
+    moment = "TIMESTAMPTZ '2024-02-01 02:00:00+05'::DATE"
+    sql = f"SELECT plan FROM company_plan_history FOR SYSTEM_TIME AS OF {moment}"
+    assert rows(store, sql + " WHERE company_id = 'c1'") == [("free",)]

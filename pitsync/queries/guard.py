@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import re
+from collections.abc import Iterator
 
 import sqlglot
 from sqlglot import exp
@@ -77,6 +78,44 @@ class JsonArrowParser(DuckDBParser):
         for name, build in DuckDBParser.FUNCTIONS.items()
         if name not in {"JSON_EXTRACT_PATH", "JSON_EXTRACT_PATH_TEXT"}
     }
+
+    # Set while a typed literal is read: the next operators after its text wait for it.
+    literal_operators_wait = False
+
+    def _parse_type(
+        self, parse_interval: bool = True, fallback_to_identifier: bool = False
+    ) -> exp.Expr | None:
+        """A typed literal whole, then what follows it.
+
+        sqlglot applies an operator after a typed literal's text to the text alone:
+        `TIMESTAMPTZ '... +05'::DATE` would cast the text to a date first, dropping the
+        offset and the time. DuckDB casts the typed literal, and so does this parser.
+        """
+        if not self.typed_literal_ahead():
+            return super()._parse_type(parse_interval, fallback_to_identifier)
+        self.literal_operators_wait = True
+        try:
+            literal = super()._parse_type(parse_interval, fallback_to_identifier)
+        finally:
+            self.literal_operators_wait = False
+        return self._parse_column_ops(literal)
+
+    def _parse_column_ops(self, this: exp.Expr | None) -> exp.Expr | None:
+        if self.literal_operators_wait and isinstance(this, exp.Literal):
+            self.literal_operators_wait = False
+            return this  # the typed literal takes them, once it is built
+        return super()._parse_column_ops(this)
+
+    def typed_literal_ahead(self) -> bool:
+        """Whether the next tokens are a type (not INTERVAL, read apart) and a string."""
+        if self._curr is None or self._curr.token_type == TokenType.INTERVAL:
+            return False
+        start = self._index
+        try:
+            kind = self._parse_types(check_func=True, allow_identifiers=False)
+            return kind is not None and self._match(TokenType.STRING, advance=False) is True
+        finally:
+            self._retreat(start)
 
 
 class StoreDuckDB(DuckDB):
@@ -217,14 +256,45 @@ def check_pivots(tree: exp.Query, sql: str) -> None:
 
 def ctes_in_scope(table: exp.Table) -> set[str]:
     """The CTEs a table reference can name: those of the WITH clauses around it. Beyond
-    them the name would be looked up in DuckDB's own catalog (`pg_settings`)."""
+    them the name would be looked up in DuckDB's own catalog (`pg_settings`).
+
+    Inside a CTE's own body only the CTEs before it are names, and the CTE itself only
+    in the recursive part of a WITH RECURSIVE (after its UNION): elsewhere DuckDB reads
+    `WITH pg_settings AS (SELECT * FROM pg_settings)` as its catalog's table.
+    """
     names: set[str] = set()
-    scope = table.parent
-    while scope is not None:
+    within: exp.CTE | None = None  # the CTE whose body the reference sits in, if any
+    for scope in ancestors(table):
+        if isinstance(scope, exp.CTE):
+            within = scope
         with_clause = scope.args.get("with_")
         if isinstance(with_clause, exp.With):
-            names |= {cte.alias_or_name.lower() for cte in with_clause.expressions}
-        scope = scope.parent
+            names |= visible_ctes(with_clause, within, table)
+            within = None
+    return names
+
+
+def ancestors(node: exp.Expr) -> Iterator[exp.Expr]:
+    """The nodes around `node`, nearest first."""
+    parent = node.parent
+    while parent is not None:
+        yield parent
+        parent = parent.parent
+
+
+def visible_ctes(with_clause: exp.With, within: exp.CTE | None, table: exp.Table) -> set[str]:
+    """The names of `with_clause` a table reference in `within` (None: in the query the
+    WITH belongs to) can use."""
+    ctes = list(with_clause.expressions)
+    if within is None or not any(cte is within for cte in ctes):
+        return {cte.alias_or_name.lower() for cte in ctes}
+    position = next(index for index, cte in enumerate(ctes) if cte is within)
+    names = {cte.alias_or_name.lower() for cte in ctes[:position]}
+    body = within.this
+    recursive_part = body.expression if isinstance(body, exp.Union) else None
+    recursive = with_clause.args.get("recursive") and recursive_part is not None
+    if recursive and any(node is recursive_part for node in ancestors(table)):
+        names.add(within.alias_or_name.lower())
     return names
 
 
