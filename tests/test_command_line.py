@@ -267,6 +267,26 @@ def test_query_json_writes_a_list_of_instants_as_iso_strings(synced: Project) ->
     ]
 
 
+def test_query_json_writes_nanoseconds_it_cannot_round_in_full(synced: Project) -> None:
+    # Rounded to microseconds, the last moment of 2024 would be written as 2025.
+    rows = query_json(
+        synced,
+        "SELECT TIMESTAMP_NS '2024-12-31 23:59:59.9999999' AS naive, "
+        "TIMESTAMP_NS '1969-12-31 23:59:59.999999999' AS before_1970, "
+        "TIMESTAMP_NS '2024-03-01 10:00:00.123456' AS whole_microseconds, "
+        "[TIMESTAMP_NS '2024-12-31 23:59:59.9999999'] AS listed",
+    )
+
+    assert rows == [
+        {
+            "naive": "2024-12-31T23:59:59.999999900",
+            "before_1970": "1969-12-31T23:59:59.999999999",
+            "whole_microseconds": "2024-03-01T10:00:00.123456",
+            "listed": ["2024-12-31T23:59:59.999999900"],
+        }
+    ]
+
+
 def test_query_csv_keeps_each_value_when_two_columns_share_a_name(synced: Project) -> None:
 
     out = synced.cli("query", "SELECT 'a' AS x, 'b' AS x", "--format", "csv").stdout

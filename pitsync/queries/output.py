@@ -21,7 +21,7 @@ from pitsync.errors import QueryError
 from pitsync.interrupts import is_interrupt
 from pitsync.modeling.staging import json_object_sql
 from pitsync.modeling.timestamps import iso_sql
-from pitsync.quoting import quote_identifier
+from pitsync.quoting import quote_identifier, quote_string
 
 OutputFormat = Literal["table", "csv", "json"]
 # Control characters other than tab and newline: an escape sequence in a value would
@@ -46,6 +46,7 @@ CALENDAR_TYPES = {"DATE", "TIME", "TIME_NS"}
 # Scalar time types and the text each is written as; nested ones go through to_json.
 INSTANT_TYPES = {"TIMESTAMP WITH TIME ZONE", "TIMESTAMPTZ", "TIMESTAMPTZ_NS"}
 NAIVE_TYPES = {"TIMESTAMP", "TIMESTAMP_S", "TIMESTAMP_MS", "TIMESTAMP_NS"}
+NANOSECOND_TYPES = {"TIMESTAMP_NS", "TIMESTAMPTZ_NS"}
 
 
 def text_projection(relation: duckdb.DuckDBPyRelation, *, nested_as_json: bool) -> str:
@@ -67,6 +68,8 @@ def text_projection(relation: duckdb.DuckDBPyRelation, *, nested_as_json: bool) 
 
 def text_sql(column: str, type_name: str, nested_as_json: bool) -> str:
     """One column as it is written out."""
+    if type_name in NANOSECOND_TYPES:
+        return with_nanoseconds(column, type_name, text_sql(column, type_name[:-3], False))
     if type_name in INSTANT_TYPES:
         return before_year_one_as_duckdb(
             iso_sql(f"CAST({column} AS TIMESTAMPTZ)", "TIMESTAMPTZ"), column
@@ -86,6 +89,16 @@ def text_sql(column: str, type_name: str, nested_as_json: bool) -> str:
     if nested_as_json and not is_plain(type_name):
         return f"CAST({column} AS VARCHAR)"  # INTERVAL, TIMETZ, BIT, UUID... as DuckDB writes them
     return column
+
+
+def with_nanoseconds(column: str, type_name: str, microseconds: str) -> str:
+    """A nanosecond time with a fraction finer than microseconds is written with all nine
+    digits: cast to microseconds, DuckDB would round it, into the next year at worst."""
+    offset = "+00:00" if type_name.startswith("TIMESTAMPTZ") else ""
+    nine_digits = quote_string(f"%Y-%m-%dT%H:%M:%S.%n{offset}")
+    finer = f"epoch_ns({column}) % 1000 <> 0"
+    nanoseconds = before_year_one_as_duckdb(f"strftime({column}, {nine_digits})", column)
+    return f"CASE WHEN {finer} THEN {nanoseconds} ELSE {microseconds} END"
 
 
 def before_year_one_as_duckdb(iso: str, column: str) -> str:
