@@ -187,6 +187,13 @@ def test_strict_run_with_a_null_id_fails_applies_nothing_and_is_recorded(
 # --- query ---------------------------------------------------------------------------------
 
 
+def test_runs_of_one_table_are_found_by_its_name_in_any_case(synced: Project) -> None:
+    # Table names are compared without case everywhere else in the configuration.
+    runs = cli_json(synced, "runs", "--table", "Company_Plan_HISTORY", "--format", "json")
+
+    assert [(r["table_name"], r["rows_read"]) for r in runs] == [("company_plan_history", 3)]
+
+
 def test_query_json_is_an_array_of_objects_with_iso_instants(synced: Project) -> None:
 
     assert query_json(synced, INTERVALS_SQL.format(table="company_plan_history")) == INTERVALS

@@ -86,8 +86,8 @@ def write_run(con: duckdb.DuckDBPyConnection, record: RunRecord) -> None:
 
 
 def read_runs(con: duckdb.DuckDBPyConnection, table: str | None = None) -> list[RunRecord]:
-    """Recorded runs, oldest first, of one table or of all."""
-    where, parameters = ("WHERE table_name = ?", [table]) if table else ("", [])
+    """Recorded runs, oldest first, of one table (its name in any case) or of all."""
+    where, parameters = ("WHERE lower(table_name) = lower(?)", [table]) if table else ("", [])
     rows = con.execute(
         f"SELECT {', '.join(RUN_COLUMNS)} FROM {RUNS} {where} ORDER BY run_id", parameters
     ).fetchall()
