@@ -136,6 +136,65 @@ def test_a_lookback_reaching_past_the_year_1_reads_every_row(
     ]
 
 
+# Cursors Python's own dates cannot hold: past the year 9999, or before the year 1.
+# Each: its type, the watermark, a later load, one inside the lookback, one beyond it.
+CURSORS_PAST_PYTHONS_DATES = [
+    ("DATE", "12000-01-01", "12000-01-02", "11999-12-31", "11999-12-30"),
+    (
+        "TIMESTAMPTZ",
+        "10000-01-01 00:00:00+00",
+        "10000-01-01 01:00:00+00",
+        "9999-12-31 23:30:00+00",
+        "9999-12-31 22:00:00+00",
+    ),
+    (
+        "TIMESTAMP",
+        "0100-01-01 (BC) 00:00:00",
+        "0100-01-01 (BC) 01:00:00",
+        "0101-12-31 (BC) 23:30:00",  # the day before 1 January of 100 BC
+        "0101-12-31 (BC) 22:00:00",
+    ),
+]
+
+
+@pytest.mark.backends("duckdb", "parquet", "postgres")  # SQLite keeps dates as text
+@pytest.mark.parametrize(("kind", "mark", "later", "inside", "beyond"), CURSORS_PAST_PYTHONS_DATES)
+@pytest.mark.parametrize("lookback", [True, False])
+def test_a_cursor_past_the_years_python_holds_reads_from_its_watermark(
+    project: Project, kind: str, mark: str, later: str, inside: str, beyond: str, lookback: bool
+) -> None:
+    project.source_sql(
+        "CREATE TABLE plans (company_id VARCHAR, plan VARCHAR, seats INTEGER, "
+        f"valid_from TIMESTAMPTZ, updated_at {kind})"
+    )
+    insert_rows(project, "plans", [("c1", "free", 1, "2024-01-01 00:00+00", mark)])
+    # A day back for a date (a date is read whole), an hour for a time.
+    span = "1d" if kind == "DATE" else "1h"
+    configure_plans(project, **({"lookback": span} if lookback else {}))
+    assert project.sync("plans").watermark_after == mark
+
+    insert_rows(
+        project,
+        "plans",
+        [
+            ("c2", "pro", 2, "2024-01-02 00:00+00", later),
+            ("c3", "team", 3, "2024-01-03 00:00+00", inside),
+            ("c4", "lost", 4, "2024-01-04 00:00+00", beyond),
+        ],
+    )
+    result = project.cli("sync", "--table", "plans")
+
+    # Read: c1 again at the watermark and c2 past it; c3 only inside the lookback; never c4.
+    assert "Traceback" not in result.stderr
+    read, inserted, companies = (3, 2, ["c1", "c2", "c3"]) if lookback else (2, 1, ["c1", "c2"])
+    assert project.query(
+        "SELECT status, rows_read, inserted, updated, watermark_after FROM runs "
+        "ORDER BY run_id DESC LIMIT 1"
+    ) == [("succeeded", read, inserted, 0, later)]
+    stored = project.query("SELECT company_id FROM plans ORDER BY company_id")
+    assert [company for (company,) in stored] == companies
+
+
 @pytest.mark.backends("duckdb")
 @pytest.mark.parametrize("mode", ["append", "mirror"])
 def test_a_column_named_rowid_is_refused_in_runs_that_find_stored_rows_by_it(

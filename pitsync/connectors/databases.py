@@ -166,7 +166,10 @@ class DatabaseSource:
             if arrays or decimals or times:
                 target = target.append(pa.field(UNREADABLE, pa.string()))
             checked_times = [name for name in times if name not in time_arrays]
-        parameters = [lower_bound.value] if lower_bound else None
+        parameters = None
+        if lower_bound is not None:
+            # Bound as Arrow: a date past the year 9999, or BC, has no Python value.
+            parameters = pa.record_batch([lower_bound.arrow_value()], ["bound"])
         log.debug("source %s: %s", self.name, sql)
         cursor = self.connection.cursor()
         self.cursors.append(cursor)

@@ -47,10 +47,25 @@ UNTYPED = b"pitsync.untyped"
 
 @dataclass(frozen=True)
 class LowerBound:
-    """Read only the rows whose `column` is at or past `value` (a value of its own type)."""
+    """Read only the rows whose `column` is at or past a value of the cursor's own type.
+
+    The value is DuckDB's `text` of it and its DuckDB `type_name`, never a Python value:
+    Python's dates end at the year 9999 and begin at the year 1, where a cursor need not.
+    """
 
     column: str
-    value: Any
+    text: str
+    type_name: str
+
+    def arrow_value(self) -> pa.Array:
+        """The value as one Arrow value of its type, which a database driver binds."""
+        engine = duckdb.connect(":memory:")
+        try:
+            engine.execute(SET_UTC)
+            bound = engine.sql(f"SELECT CAST(? AS {self.type_name})", params=[self.text])
+            return bound.to_arrow_table().column(0).combine_chunks()
+        finally:
+            engine.close()
 
 
 class Source(Protocol):
@@ -238,8 +253,9 @@ class FileSource:
         if lower_bound is not None:
             cursor = quote_identifier(lower_bound.column)
             # Rows without a cursor value are read every time, to be quarantined.
-            sql += f" WHERE {cursor} >= ? OR {cursor} IS NULL"
-            parameters.append(lower_bound.value)
+            bound = f"CAST(? AS {lower_bound.type_name})"
+            sql += f" WHERE {cursor} >= {bound} OR {cursor} IS NULL"
+            parameters.append(lower_bound.text)
         log.debug("source %s: %s %s", self.name, sql, parameters)
         try:
             rows = self.engine.sql(sql, params=parameters or None).to_arrow_reader(BATCH_ROWS)

@@ -29,7 +29,7 @@ import pyarrow as pa
 from pitsync.config import Config, TableConfig
 from pitsync.connectors.progress import ReadProgress
 from pitsync.connectors.runs import RunRecord, next_run_id, utc_now, write_run
-from pitsync.connectors.sources import UNTYPED, LowerBound, Source, open_source, spelled_as_in
+from pitsync.connectors.sources import UNTYPED, Source, open_source, spelled_as_in
 from pitsync.connectors.watermarks import (
     CURSOR_KINDS,
     Watermark,
@@ -188,11 +188,9 @@ def run_model(config: Config, plan: Plan, source: Source, options: SyncOptions) 
         watermark = None
         if table.mode == "append" and plan.cursor_type is not None:
             watermark = read_watermark(con, table, plan.cursor_type)
-        bound = None
-        start = watermark.lower_bound(con, table) if watermark else None
-        if start is not None and table.cursor:
-            bound = LowerBound(table.cursor, start)
-            log.debug("table %s: reading rows with %s >= %s", table.name, table.cursor, start)
+        bound = watermark.lower_bound(con, table) if watermark else None
+        if bound is not None:
+            log.debug("table %s: reading rows with %s >= %s", table.name, bound.column, bound.text)
 
         def read() -> pa.RecordBatchReader:
             return source.read(table.source_table, model.source_columns, as_text, bound)

@@ -8,9 +8,7 @@ transaction: it moves only when the run commits.
 
 from __future__ import annotations
 
-import datetime as dt
 import logging
-import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -18,6 +16,7 @@ import duckdb
 import pyarrow as pa
 
 from pitsync.config import TableConfig
+from pitsync.connectors.sources import LowerBound
 from pitsync.errors import ConfigError
 from pitsync.modeling.staging import STAGED
 from pitsync.quoting import quote_identifier
@@ -26,6 +25,7 @@ from pitsync.store import WATERMARKS
 log = logging.getLogger(__name__)
 
 TIME_TYPE_PREFIXES = ("TIMESTAMP", "DATE")  # TIMESTAMP_NS, TIMESTAMP WITH TIME ZONE...
+SECONDS_PER_DAY = 86_400
 
 
 @dataclass(frozen=True)
@@ -35,31 +35,66 @@ class Watermark:
     value: str
     type_name: str
 
-    def lower_bound(self, con: duckdb.DuckDBPyConnection, table: TableConfig) -> Any:
-        """The value the next run reads from: the watermark, less the lookback; None: the
-        run reads every row."""
-        row = con.execute(f"SELECT CAST(? AS {self.type_name})", [self.value]).fetchone()
-        value = row[0] if row else None
-        if isinstance(value, float) and math.isfinite(value):
+    def lower_bound(self, con: duckdb.DuckDBPyConnection, table: TableConfig) -> LowerBound | None:
+        """Where the next run reads from: the watermark, less the lookback, as a value of
+        the cursor's type; None: the run reads every row.
+
+        It is worked out in DuckDB and handed on as DuckDB's text of it, never as a Python
+        value: Python's dates end at the year 9999, and a cursor may lie past it.
+        """
+        expression = self.bound_expression(table)
+        if expression is None:
+            return None  # a lookback longer than any span of time DuckDB holds
+        bound, parameters = expression
+        try:
+            row = con.execute(
+                f"SELECT CAST(bound AS VARCHAR), typeof(bound) FROM (SELECT {bound} AS bound)",
+                parameters,
+            ).fetchone()
+        except (duckdb.OutOfRangeException, duckdb.ConversionException):
+            if not table.lookback_seconds:
+                raise
+            return None  # a lookback reaching past DuckDB's earliest time reads every row
+        if not row or row[0] is None:
+            return None
+        return LowerBound(table.cursor or "", str(row[0]), str(row[1]))
+
+    def bound_expression(self, table: TableConfig) -> tuple[str, list[Any]] | None:
+        """The lower bound as DuckDB SQL, with its parameters; None when the lookback
+        reaches further back than any time DuckDB holds."""
+        value = f"CAST(? AS {self.type_name})"
+        kind = self.type_name.upper()
+        if kind in ("FLOAT", "DOUBLE"):
             # A cursor read as a double (SQLite's NUMERIC) may hold integers a double
             # rounds up; the source compares them exactly, and would leave out the rows
             # at the boundary. One step below reads them again, which changes nothing.
-            return math.nextafter(value, -math.inf)
-        if not table.lookback_seconds or value is None:
-            return value
-        if not self.type_name.upper().startswith(TIME_TYPE_PREFIXES):
+            below = f"nextafter(CAST({value} AS DOUBLE), CAST('-inf' AS DOUBLE))"
+            below = f"CASE WHEN isfinite({value}) THEN {below} ELSE {value} END"
+            return below, [self.value] * 3
+        if not table.lookback_seconds:
+            return value, [self.value]
+        if not kind.startswith(TIME_TYPE_PREFIXES):
             raise ConfigError(
                 f"table `{table.name}`: `lookback` needs a time cursor, and `{table.cursor}` "
                 f"holds {self.type_name}; remove lookback",
                 key="lookback",
                 table=table.name,
             )
-        if isinstance(value, dt.date) and not isinstance(value, dt.datetime):
-            value = dt.datetime.combine(value, dt.time())
-        try:
-            return value - dt.timedelta(seconds=table.lookback_seconds)
-        except OverflowError:
-            return None  # a lookback reaching past the year 1 reads every row
+        return behind(value, self.value, kind, table.lookback_seconds)
+
+
+def behind(value: str, text: str, kind: str, seconds: int) -> tuple[str, list[Any]] | None:
+    """`value` (SQL of a time of DuckDB type `kind`, read from `text`) less `seconds`;
+    None when no time DuckDB holds lies that far back."""
+    if kind == "DATE":
+        # A date stands for the start of its day, so a day lies inside the lookback only
+        # whole: the bound stays a date, and the source compares dates with a date.
+        days = seconds // SECONDS_PER_DAY
+        return (f"{value} - CAST(? AS INTEGER)", [text, days]) if days < 2**31 else None
+    microseconds = seconds * 1_000_000
+    if microseconds >= 2**63:
+        return None
+    return f"{value} - to_microseconds(CAST(? AS BIGINT))", [text, microseconds]
 
 
 def read_watermark(
