@@ -11,6 +11,7 @@ import importlib.util
 import json
 import tomllib
 from collections.abc import Callable
+from dataclasses import replace
 from decimal import Decimal
 from pathlib import Path
 
@@ -957,3 +958,41 @@ def test_a_failed_read_leaves_the_next_table_of_the_source_readable(project: Pro
     assert "division by zero" in result.stderr
     assert "not found" not in result.stderr
     assert project.query("SELECT id, plan FROM good") == [("a", "pro")]
+
+
+@pytest.mark.backends("postgres")
+def test_postgres_composites_are_read_as_the_json_postgres_writes(project: Project) -> None:
+    # Read as structs, a composite after a NULL one came back NULL, and an infinity
+    # inside one came back as a time some 290,000 years BC.
+    project.database_sql(
+        "CREATE TYPE validity AS (valid_until timestamptz, renew_on date)",
+        "CREATE TYPE contract AS (terms validity, seats integer[])",
+        "CREATE TABLE plans (id text, st timestamptz, v validity, c contract, vs validity[])",
+        "INSERT INTO plans VALUES "
+        "('u1', '2024-01-01 00:00:00+00', NULL, NULL, NULL), "
+        "('u2', '2024-01-01 00:00:00+00', ROW('2025-01-01 05:30:00+05:30', '2024-05-01'), "
+        "ROW(ROW('infinity', NULL), ARRAY[1, 2]), "
+        "ARRAY[ROW('294276-12-31 23:59:59+00', 'infinity')::validity, NULL]), "
+        "('u3', '2024-01-01 00:00:00+00', ROW(NULL, NULL), NULL, ARRAY[]::validity[])",
+    )
+    # A session in India: JSON times are still written in UTC.
+    assert project.postgres is not None
+    in_india = "options=-c%20TimeZone%3DAsia%2FKolkata"
+    project.postgres = replace(project.postgres, uri=f"{project.postgres.uri}?{in_india}")
+    project.configure("plans", kind="user_history", id_column="id", start_time="st")
+
+    record = project.sync("plans")
+
+    assert (record.inserted, record.quarantined) == (3, 0)
+    assert stored_types(project, "plans")["v"] == "JSON"
+    stored = project.query("SELECT id, v, c, vs FROM plans ORDER BY id")
+    values = [tuple(json.loads(value) if value else value for value in row[1:]) for row in stored]
+    assert values == [
+        (None, None, None),
+        (
+            {"valid_until": "2025-01-01T00:00:00+00:00", "renew_on": "2024-05-01"},
+            {"terms": {"valid_until": "infinity", "renew_on": None}, "seats": [1, 2]},
+            [{"valid_until": "294276-12-31T23:59:59+00:00", "renew_on": "infinity"}, None],
+        ),
+        ({"valid_until": None, "renew_on": None}, None, []),
+    ]

@@ -67,6 +67,11 @@ TEXT_POSTGRES_TYPES = {"uuid", "bpchar"}
 # unconstrained numeric would arrive as a double, merging ids past 2^53 and printing
 # 123 as 123.0.
 KEY_TEXT_POSTGRES_TYPES = {"numeric"}
+# Marks a column read as JSON: the driver misreads PostgreSQL composites (after the
+# first NULL one in a batch, every later one of the batch arrives as NULL), and would
+# wrap an infinite time inside one around to some 290,000 years BC. As JSON, each
+# composite is the object PostgreSQL writes, every value kept.
+AS_JSON = b"pitsync.as_json"
 # Time types whose infinities (and, for timestamps, latest years) the driver misreads.
 TIME_POSTGRES_TYPES = {"timestamp", "timestamptz", "date"}
 
@@ -98,6 +103,8 @@ class DatabaseSource:
         self.uri = config.connection_uri()
         self.connection = self.connect()
         self.cursors: list[Any] = []  # a result stream lives only as long as its cursor
+        if config.type == "postgres":
+            self.write_times_in_utc()
 
     def connect(self) -> Any:
         module = load_driver(self.config, self.driver)
@@ -114,6 +121,13 @@ class DatabaseSource:
                 f"[sources.{self.name}]",
                 source=self.name,
             ) from None
+
+    def write_times_in_utc(self) -> None:
+        """PostgreSQL writes a zoned time in JSON at the session's offset: in UTC, the
+        same composite reads as the same text whatever the server's setting."""
+        with self.connection.cursor() as cursor:
+            cursor.execute("SET TIME ZONE 'UTC'")
+        self.connection.commit()  # a later failed read's rollback must not undo it
 
     def schema(self, table: str, text_columns: Sequence[str] = ()) -> pa.Schema:
         """The mapped columns; ids and group keys of some PostgreSQL types become text."""
@@ -159,6 +173,7 @@ class DatabaseSource:
                 schema=self.config.schema,
                 lower_bound_column=bound,
                 read_as_text=read_as_text(target, text_columns),
+                read_as_json=json_columns(target),
                 arrays=arrays,
                 decimals=decimals,
                 time_arrays=time_arrays,
@@ -372,6 +387,8 @@ def mappable_schema(schema: pa.Schema, *, source: str, table: str) -> pa.Schema:
 def mapped_field(field: pa.Field, *, source: str, table: str) -> pa.Field:
     metadata = field.metadata or {}
     postgres_type = postgres_type_of(field)
+    if postgres_type and holds_composite(field.type):
+        return pa.field(field.name, pa.json_(), field.nullable, {**metadata, AS_JSON: b"1"})
     if element_type(postgres_type) in MISREAD_POSTGRES_TYPES:
         return refuse_type(field, postgres_type, source=source, table=table)
     if element_type(postgres_type) in TEXT_POSTGRES_TYPES:
@@ -392,6 +409,18 @@ def mapped_field(field: pa.Field, *, source: str, table: str) -> pa.Field:
     if database_type == "numeric":
         return pa.field(field.name, numeric_type(metadata), field.nullable, metadata)
     return refuse_type(field, database_type, source=source, table=table)
+
+
+def holds_composite(kind: pa.DataType) -> bool:
+    """Whether a type is, or holds at any depth, a struct: a PostgreSQL composite."""
+    if pa.types.is_struct(kind):
+        return True
+    return any(holds_composite(kind.field(index).type) for index in range(kind.num_fields))
+
+
+def json_columns(target: pa.Schema) -> list[str]:
+    """The PostgreSQL columns read as JSON (composites, and arrays of them)."""
+    return [field.name for field in target if (field.metadata or {}).get(AS_JSON)]
 
 
 def element_type(postgres_type: str) -> str:

@@ -31,6 +31,7 @@ def select_columns(
     schema: str | None,
     lower_bound_column: str | None = None,
     read_as_text: Mapping[str, str] | None = None,
+    read_as_json: Sequence[str] = (),
     arrays: Sequence[str] = (),
     decimals: Sequence[str] = (),
     time_arrays: Mapping[str, str] | None = None,
@@ -39,13 +40,17 @@ def select_columns(
 
     With a lower bound, `WHERE "cursor" >= ?`: the value is a bound parameter, so the
     source filters by its own comparison of its own type. `read_as_text` names columns
-    (with their types in the source) that are selected as `CAST("a" AS TEXT) AS "a"`.
+    (with their types in the source) that are selected as `CAST("a" AS TEXT) AS "a"`;
+    `read_as_json` names PostgreSQL columns selected as `TO_JSONB("a") AS "a"`.
     `arrays`, `decimals` and `time_arrays` name PostgreSQL array, numeric(p, s) and time array
     columns (time arrays with their types): one more column, `UNREADABLE`, says why a
     row holds a value pitsync cannot store as it is.
     """
     as_text = read_as_text or {}
-    selected = [selected_column(name, as_text.get(name)) for name in columns]
+    selected = [
+        as_json(name) if name in read_as_json else selected_column(name, as_text.get(name))
+        for name in columns
+    ]
     if arrays or decimals or time_arrays:
         selected.append(unreadable_column(arrays, decimals, time_arrays or {}))
     query = exp.select(*selected).from_(exp.table_(table, db=schema, quoted=True))
@@ -66,6 +71,12 @@ def selected_column(name: str, source_type: str | None) -> exp.Expr:
         return column
     text = "TEXT[]" if source_type.startswith("_") else "TEXT"
     return exp.alias_(exp.cast(column, text), name, quoted=True)
+
+
+def as_json(name: str) -> exp.Expr:
+    """`TO_JSONB("a") AS "a"`: a PostgreSQL value as the JSON PostgreSQL writes for it."""
+    column = exp.column(name, quoted=True)
+    return exp.alias_(exp.Anonymous(this="to_jsonb", expressions=[column]), name, quoted=True)
 
 
 def unreadable_column(
