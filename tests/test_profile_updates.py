@@ -16,6 +16,7 @@ import pytest
 from pitsync.config import load_config
 from pitsync.connectors import update_files
 from pitsync.connectors.profile_updates import UpdateReport, apply_file
+from pitsync.errors import SourceError
 from pitsync.queries.execute import QuerySession
 
 CASES = Path(__file__).parent / "fixtures" / "point_in_time_cases.json"
@@ -273,12 +274,14 @@ def test_a_time_outside_the_years_1_to_9999_is_rejected(profiles: Profiles) -> N
         user("$set", {"a": 2}, **{"$time": 1_700_000_000_000_000}),
         user("$set", {"a": 3}, **{"$time": "0000-01-01T00:00:00Z"}),
         user("$set", {"a": 4}, **{"$time": "9999-12-31T23:59:59Z"}),
+        user("$set", {"a": 5}, **{"$time": 1e20}),  # past any time DuckDB holds
     )
     assert profiles.user("u1") == {"a": 4}
     assert [line.split(" is outside")[0] for line in report.rejections] == [
         "line 1: $time -70000000000",
         "line 2: $time 1700000000000000",
         'line 3: $time "0000-01-01T00:00:00Z"',
+        "line 5: $time 100000000000000000000.0",
     ]
 
 
@@ -315,7 +318,7 @@ def test_bad_records_are_reported_by_line_and_the_rest_apply(profiles: Profiles)
     assert report.rejections[3].startswith("line 5: unknown operator or key $bogus")
     assert report.rejections[4].startswith("line 6: one operator a record")
     assert "$add takes numbers" in report.rejections[5]
-    assert "$union takes a list" in report.rejections[6]
+    assert report.rejections[6].endswith("$union takes a list for each property, and tags is text")
     assert "$time" in report.rejections[7]
     assert "$unset takes a list" in report.rejections[8]
 
@@ -470,6 +473,18 @@ def test_a_json_array_may_start_with_a_byte_order_mark(profiles: Profiles) -> No
     path.write_bytes(b"\xef\xbb\xbf" + json.dumps([user("$set", {"a": 1})]).encode())
     apply_file(load_config(str(profiles.config_path)), str(path))
     assert profiles.user("u1") == {"a": 1}
+
+
+def test_a_json_array_that_is_not_utf8_is_refused_as_such(profiles: Profiles) -> None:
+    path = profiles.root / "latin1.json"
+    path.write_bytes(json.dumps([user("$set", {"a": "caf\u00e9"})]).encode("latin-1"))
+    path.write_bytes(path.read_bytes().replace(b"\\u00e9", b"\xe9"))
+
+    with pytest.raises(SourceError, match="is not UTF-8 text") as refused:
+        apply_file(load_config(str(profiles.config_path)), str(path))
+
+    assert "not one JSON array" not in str(refused.value)
+    assert profiles.rows("SELECT count(*) FROM user_profiles") == [(0,)]
 
 
 def test_a_failed_run_is_recorded_and_leaves_the_relations(profiles: Profiles) -> None:

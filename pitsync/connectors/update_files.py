@@ -149,6 +149,11 @@ def array_records(con: duckdb.DuckDBPyConnection, path: Path) -> None:
             f"AS items FROM read_text({quote_string(str(path))}))"
         )
     except duckdb.Error as error:
+        if "valid UTF-8" in str(error):
+            raise SourceError(
+                f"{path} is not UTF-8 text, and a JSON array is read whole, so none of it "
+                "was applied; save the file as UTF-8"
+            ) from error
         raise SourceError(
             f"{path} starts with `[` but is not one JSON array ({str(error).splitlines()[0]}); "
             "write one JSON object a line, or one array of objects"

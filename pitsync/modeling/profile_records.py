@@ -174,9 +174,11 @@ def problem_sql() -> str:
             operators[1] || ' is not available for group profiles (only for users)'
         WHEN ignore_time IS NOT NULL AND json_type(ignore_time) <> 'BOOLEAN' THEN
             'wrong value type: $ignore_time must be true or false'
-        WHEN update_time IS NOT NULL AND parsed_time IS NULL THEN
+        WHEN update_time IS NOT NULL AND parsed_time IS NULL
+             AND json_type(update_time) NOT IN ('BIGINT', 'UBIGINT', 'DOUBLE') THEN
             'wrong value type: $time must be milliseconds since 1970 or ISO 8601 text'
-        WHEN {beyond_moments_sql("parsed_time")} THEN
+        WHEN (update_time IS NOT NULL AND parsed_time IS NULL)
+             OR {beyond_moments_sql("parsed_time")} THEN
             '$time ' || update_time || ' is outside the years 1 to 9999 (seconds or ' ||
             'milliseconds since 1970, or ISO 8601 text)'
         WHEN list_contains({sql_list(OBJECT_OPERATORS)}, operators[1])
@@ -240,13 +242,22 @@ def value_problem_sql() -> str:
             THEN 'wrong value type: ' || left(full_name, 80) || ' is not a finite number'
         WHEN operator = '$add' AND json_type(raw_value) NOT IN ('BIGINT', 'UBIGINT', 'DOUBLE')
             THEN 'wrong value type: $add takes numbers, and ' || full_name || ' is ' ||
-                 lower(json_type(raw_value))
+                 {json_kind_sql("raw_value")}
         WHEN operator = '$union' AND json_type(raw_value) <> 'ARRAY'
             THEN 'wrong value type: $union takes a list for each property, and ' ||
-                 full_name || ' is ' || lower(json_type(raw_value))
+                 full_name || ' is ' || {json_kind_sql("raw_value")}
         WHEN json_type(raw_value) IN ('ARRAY', 'OBJECT') AND strlen(raw_value) > {MAX_NESTED_BYTES}
             THEN 'the value of ' || left(full_name, 80) || ' is larger than 256 KB'
         END"""
+
+
+def json_kind_sql(value: str) -> str:
+    """What a JSON value is, in words: `a number`, `text`, `a list`..."""
+    return f"""CASE json_type({value})
+        WHEN 'BIGINT' THEN 'a number' WHEN 'UBIGINT' THEN 'a number'
+        WHEN 'DOUBLE' THEN 'a number' WHEN 'VARCHAR' THEN 'text'
+        WHEN 'BOOLEAN' THEN 'a boolean' WHEN 'ARRAY' THEN 'a list'
+        WHEN 'OBJECT' THEN 'an object' ELSE 'null' END"""
 
 
 def rejected_sql() -> str:
