@@ -1495,3 +1495,27 @@ def test_a_large_integer_id_arriving_as_a_double_in_exponent_form_is_refused(
     with pytest.raises(ConfigError, match=r"arrive written with a fraction .*`1e\+16`"):
         project.sync("plans")
     assert project.query("SELECT company_id, plan FROM plans") == [("10000000000000000", "free")]
+
+
+@pytest.mark.backends("postgres")
+def test_a_cursor_the_driver_wraps_around_never_becomes_the_watermark(project: Project) -> None:
+    # PostgreSQL holds times up to the year 294,276; the driver wraps those past 294,246 to
+    # some 290,000 years BC. The row is quarantined; had its cursor become the watermark,
+    # every later run would fail to subtract from it, or read from before any row.
+    project.database_sql(
+        "CREATE TABLE plans (company_id text, plan text, seats integer, valid_from timestamptz, "
+        "updated_at timestamptz)",
+        "INSERT INTO plans VALUES ('c1', 'free', 1, '2024-01-01 00:00+00', "
+        "'294276-12-31 23:59:59+00')",
+    )
+    configure_plans(project, lookback="1h")
+
+    first = project.sync("plans")
+    project.database_sql(
+        "INSERT INTO plans VALUES ('c2', 'pro', 2, '2024-01-02 00:00+00', '2024-06-01 00:00+00')"
+    )
+    second = project.sync("plans")
+
+    assert (first.quarantined, first.watermark_after) == (1, None)
+    assert (second.inserted, second.quarantined) == (1, 1)
+    assert second.watermark_after == "2024-06-01 00:00:00+00"

@@ -18,7 +18,7 @@ import pyarrow as pa
 from pitsync.config import TableConfig
 from pitsync.connectors.sources import LowerBound
 from pitsync.errors import ConfigError
-from pitsync.modeling.staging import STAGED
+from pitsync.modeling.staging import STAGED, UNREADABLE
 from pitsync.quoting import quote_identifier
 from pitsync.store import WATERMARKS
 
@@ -185,12 +185,19 @@ def advance_watermark(
 
     Only finite values count. A NaN or an infinite time sorts above every value, so a
     watermark there would leave every later row unread; such rows are read again by each
-    run instead, as the greatest values are.
+    run instead, as the greatest values are. So are rows whose source marked a value
+    unreadable: their cursor may be one (a time past the year 294,246 that the driver
+    wrapped around to some 290,000 years BC, below which no bound can reach).
     """
     cursor = quote_identifier(table.cursor or "")
-    finite = f" WHERE isfinite({cursor})" if has_infinities(con, table.cursor or "") else ""
+    counted = []
+    if has_infinities(con, table.cursor or ""):
+        counted.append(f"isfinite({cursor})")
+    if UNREADABLE in staged_columns(con):
+        counted.append(f"{UNREADABLE} IS NULL")
+    where = f" WHERE {' AND '.join(counted)}" if counted else ""
     row = con.execute(
-        f"SELECT CAST(max({cursor}) AS VARCHAR), typeof(max({cursor})) FROM {STAGED}{finite}"
+        f"SELECT CAST(max({cursor}) AS VARCHAR), typeof(max({cursor})) FROM {STAGED}{where}"
     ).fetchone()
     if not row or row[0] is None:
         return before
@@ -227,6 +234,14 @@ def holds_times_as_text(con: duckdb.DuckDBPyConnection, cursor: str) -> bool:
         f"TIMESTAMPTZ)) FROM {STAGED}"
     ).fetchone()
     return bool(row and row[0])
+
+
+def staged_columns(con: duckdb.DuckDBPyConnection) -> list[str]:
+    rows = con.execute(
+        "SELECT column_name FROM duckdb_columns() WHERE database_name = 'temp' AND table_name = ?",
+        [STAGED],
+    ).fetchall()
+    return [row[0] for row in rows]
 
 
 def has_infinities(con: duckdb.DuckDBPyConnection, column: str) -> bool:
