@@ -129,10 +129,13 @@ class EventsModel(StagedModel):
 
 
 def insert_id_rejections(table: TableConfig) -> list[Rejection]:
-    """An appended event without its insert id could never be matched again."""
+    """An appended event without its insert id (NULL or empty text, as an id is) could
+    never be matched again: every event of an empty one would be one event."""
     if table.mode != "append" or not table.insert_id:
         return []
-    return [Rejection(f"{quote_identifier(table.insert_id)} IS NULL", "missing insert id")]
+    insert_id = quote_identifier(table.insert_id)
+    missing = f"{insert_id} IS NULL OR CAST({insert_id} AS VARCHAR) = ''"
+    return [Rejection(missing, "missing insert id")]
 
 
 def plan_events(table: TableConfig, schema: pa.Schema, group_keys: set[str]) -> EventsModel:

@@ -14,8 +14,8 @@ NULL -> 10 -> NULL is two changes, and no joining of text can make "pro" + "10" 
 like "pro1" + "0". Identical history rows of one key mean one row (DESIGN rule 4), so
 they are compared as sets; identical events are as many events, compared as multisets.
 
-Events are keyed by their insert id, or, without one, by a hash of the columns that
-identify them; a run's events of a key replace the stored events of that key, unless
+Events are keyed by their insert id, or, without one, by the values of the columns
+that identify them; a run's events of a key replace the stored events of that key, unless
 they are the same.
 
 The source's columns may change between runs; schema_drift.py says how they are met.
@@ -69,7 +69,7 @@ REMODELLED = "__pitsync_remodelled"
 ARRIVING = "__pitsync_arriving"  # the run's rows at the keys it changes
 REPLACED = "__pitsync_replaced"  # events: the stored events of the run's event keys
 RUN_EVENTS = "__pitsync_run_events"  # events: the run's good events, before keying
-EVENT_KEY = "__pitsync_event_key"  # events: an event's insert id, or its row hash
+EVENT_KEY = "__pitsync_event_key"  # events: an event's insert id, or its identity
 TOUCHED = "__pitsync_touched"  # the stored rows of the entities a run may change
 REWRITTEN = "__pitsync_rewritten"  # the keys whose stored rows a run replaces
 STORED_ROW = "__pitsync_stored_row"  # a touched row's row id in the stored table
@@ -422,8 +422,8 @@ def merge_events(
         f"CREATE OR REPLACE TEMP TABLE {BATCH} AS "
         f"SELECT b.*, {key('b')} AS {EVENT_KEY} FROM {RUN_EVENTS} AS b"
     )
-    # The one pass over the stored events: without an insert id, each is hashed here, and
-    # the ones a run replaces are deleted by the row ids taken with them.
+    # The one pass over the stored events: without an insert id, each one's identity is
+    # built here, and the ones a run replaces are deleted by the row ids taken with them.
     con.execute(
         f"CREATE OR REPLACE TEMP TABLE {REPLACED} AS SELECT s.rowid AS {STORED_ROW}, s.*, "
         f"{key('s')} AS {EVENT_KEY} FROM {stored} AS s "
@@ -483,24 +483,29 @@ def event_identity(
 
 def key_types(con: duckdb.DuckDBPyConnection, model: EventsModel) -> dict[str, str]:
     """The columns that tell events apart without an insert id, with their stored types:
-    name, user, time and the identity properties. Both sides are hashed as the stored
-    types, since a value's hash depends on its type."""
+    name, user, time and the identity properties. Both sides are cast to the stored
+    types, so that a value compares alike from either."""
     stored_types = column_types(con, INTERNAL_SCHEMA, f"events__{model.table.name}")
     names = [EVENT, DISTINCT_ID, TIME, *model.identifying()]
     return {name: stored_types[name] for name in names}
 
 
 def event_key(insert_id: str | None, columns: dict[str, str]) -> Callable[[str], str]:
-    """An event's key under a table alias: its insert id, or a hash of the named columns,
-    each cast to the given type."""
+    """An event's key under a table alias: its insert id, or a struct of the named
+    columns, each cast to the given type.
+
+    The struct is compared whole, never by a hash of it: DuckDB hashes an empty list and
+    a NULL list alike, and a hash that met another event's would replace it. Inside a
+    struct NULL equals NULL, so an event with an undefined property is found again.
+    """
     if insert_id:
         return lambda alias: f"{alias}.{quote_identifier(insert_id)}"
 
-    def row_hash(alias: str) -> str:
+    def identity(alias: str) -> str:
         fields = ", ".join(
             f"{quote_identifier(name)} := CAST({alias}.{quote_identifier(name)} AS {kind})"
             for name, kind in columns.items()
         )
-        return f"hash(struct_pack({fields}))"
+        return f"struct_pack({fields})"
 
-    return row_hash
+    return identity
