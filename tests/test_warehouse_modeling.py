@@ -394,7 +394,8 @@ def test_executing_again_after_the_columns_changed_replaces_the_views(
 
     columns = postgres_schema.execute(
         "SELECT column_name FROM information_schema.columns "
-        "WHERE table_name = 'company_plan_history_intervals' ORDER BY ordinal_position"
+        "WHERE table_name = 'company_plan_history_intervals' "
+        f"AND table_schema = '{postgres_schema.name}' ORDER BY ordinal_position"
     )
     assert [name for (name,) in columns] == [
         "company_id",
@@ -900,8 +901,10 @@ def test_a_relation_of_the_users_with_a_views_name_is_not_replaced(
     assert f"{kind} `{postgres_schema.name}.hist_intervals` is in the way" in message
     assert "pitsync did not make it" in message and "drop or rename it" in message
     assert len(message.splitlines()) == 1
+    # Only this test's schema: tests running beside it make relations of that name too.
     assert postgres_schema.execute(
-        "SELECT column_name FROM information_schema.columns WHERE table_name = 'hist_intervals'"
+        "SELECT column_name FROM information_schema.columns WHERE table_name = 'hist_intervals' "
+        f"AND table_schema = '{postgres_schema.name}'"
     ) == [("owner",)]
 
 
