@@ -186,6 +186,8 @@ def test_a_schema_outside_the_store_is_refused_even_beside_a_cte_of_that_name(
         "WITH RECURSIVE pg_settings AS (SELECT name FROM pg_settings UNION ALL "
         "SELECT name FROM pg_settings WHERE false) SELECT * FROM pg_settings",
         "WITH x AS (WITH pg_database AS (FROM pg_database) FROM pg_database) FROM x",
+        "WITH RECURSIVE pg_settings AS (SELECT 'a' AS name UNION ALL BY NAME "
+        "SELECT name FROM pg_settings WHERE name <> 'a') SELECT * FROM pg_settings",
     ],
 )
 def test_a_cte_names_a_relation_only_within_its_query(store: Project, sql: str) -> None:

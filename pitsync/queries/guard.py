@@ -259,7 +259,8 @@ def ctes_in_scope(table: exp.Table) -> set[str]:
     them the name would be looked up in DuckDB's own catalog (`pg_settings`).
 
     Inside a CTE's own body only the CTEs before it are names, and the CTE itself only
-    in the recursive part of a WITH RECURSIVE (after its UNION): elsewhere DuckDB reads
+    in the recursive part of a WITH RECURSIVE (after its UNION, not UNION BY NAME):
+    elsewhere DuckDB reads
     `WITH pg_settings AS (SELECT * FROM pg_settings)` as its catalog's table.
     """
     names: set[str] = set()
@@ -291,7 +292,9 @@ def visible_ctes(with_clause: exp.With, within: exp.CTE | None, table: exp.Table
     position = next(index for index, cte in enumerate(ctes) if cte is within)
     names = {cte.alias_or_name.lower() for cte in ctes[:position]}
     body = within.this
-    recursive_part = body.expression if isinstance(body, exp.Union) else None
+    # DuckDB makes no CTE recursive through UNION BY NAME: there the name is its catalog's.
+    by_position = isinstance(body, exp.Union) and not body.args.get("by_name")
+    recursive_part = body.expression if by_position else None
     recursive = with_clause.args.get("recursive") and recursive_part is not None
     if recursive and any(node is recursive_part for node in ancestors(table)):
         names.add(within.alias_or_name.lower())
