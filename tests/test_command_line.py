@@ -294,6 +294,19 @@ def test_query_json_writes_nanoseconds_it_cannot_round_in_full(synced: Project) 
     ]
 
 
+@pytest.mark.parametrize("output", ["json", "csv"])
+def test_query_output_keeps_every_digit_of_a_json_number(synced: Project, output: str) -> None:
+    # Read through DuckDB's JSON functions, the first would be 12345678901234568.0.
+    stored = '{"amount": 12345678901234567.89, "rate": 0.10}'
+    sql = f"SELECT CAST('{stored}' AS JSON) AS p, 1 AS n, CAST(NULL AS JSON) AS q"
+    out = synced.cli("query", sql, "--format", output).stdout
+
+    if output == "json":
+        assert out == f'[\n{{"p":{stored},"n":1,"q":null}}\n]\n'
+    else:
+        assert list(csv.reader(io.StringIO(out))) == [["p", "n", "q"], [stored, "1", ""]]
+
+
 def test_query_csv_keeps_each_value_when_two_columns_share_a_name(synced: Project) -> None:
 
     out = synced.cli("query", "SELECT 'a' AS x, 'b' AS x", "--format", "csv").stdout

@@ -19,7 +19,6 @@ from rich.table import Table
 
 from pitsync.errors import QueryError
 from pitsync.interrupts import is_interrupt
-from pitsync.modeling.staging import json_object_sql
 from pitsync.modeling.timestamps import iso_sql
 from pitsync.quoting import quote_identifier, quote_string
 
@@ -84,6 +83,8 @@ def text_sql(column: str, type_name: str, nested_as_json: bool) -> str:
     if element != type_name and element in INSTANT_TYPES | NAIVE_TYPES:
         listed = f"list_transform({column}, lambda value: {text_sql('value', element, False)})"
         return f"CAST(to_json({listed}) AS VARCHAR)" if nested_as_json else listed
+    if nested_as_json and type_name == "JSON":
+        return f"CAST({column} AS VARCHAR)"  # as stored: to_json would round 0.10 to 0.1
     if nested_as_json and is_nested(type_name):
         return f"CAST(to_json({column}) AS VARCHAR)"
     if nested_as_json and not is_plain(type_name):
@@ -167,7 +168,7 @@ def write_json(relation: duckdb.DuckDBPyRelation, out: TextIO) -> int:
     """A JSON array of objects, one per row; returns the number of rows written."""
     check_unique_names(relation.columns)
     text = formatted(relation, nested_as_json=False)
-    objects = text.select(f"CAST({json_object_sql(relation.columns)} AS VARCHAR) AS row_json")
+    objects = text.select(f"{json_row_sql(text)} AS row_json")
     rows = 0
     # The array opens with its first row, so a query that fails before any row writes
     # nothing at all.
@@ -178,6 +179,22 @@ def write_json(relation: duckdb.DuckDBPyRelation, out: TextIO) -> int:
             rows += len(lines)
     out.write("\n]\n" if rows else "[]\n")
     return rows
+
+
+def json_row_sql(relation: duckdb.DuckDBPyRelation) -> str:
+    """Each row as the text of a JSON object, keyed by column name.
+
+    A JSON column's text goes in as it is stored: DuckDB's JSON functions would read its
+    numbers as doubles, writing 12345678901234567.89 as 12345678901234568.0.
+    """
+    members = []
+    for position, (name, duck_type) in enumerate(
+        zip(relation.columns, relation.types, strict=True), start=1
+    ):
+        key = f"CAST(to_json({quote_string(name)}) AS VARCHAR)"
+        value = f"#{position}" if str(duck_type).upper() == "JSON" else f"to_json(#{position})"
+        members.append(f"{key} || ':' || coalesce(CAST({value} AS VARCHAR), 'null')")
+    return "'{' || " + " || ',' || ".join(members) + " || '}'" if members else "'{}'"
 
 
 def check_unique_names(columns: list[str]) -> None:
