@@ -1409,17 +1409,24 @@ def test_time_readings_compare_by_column_settings_and_kind(
 
 @pytest.mark.backends("duckdb")
 @pytest.mark.parametrize(
-    ("loaded", "warned"), [("2024-05-01T10:00:00", True), ("01HZX3K9Q8ZV", False)]
+    ("loaded", "warning"),
+    [
+        ("2024-05-01T10:00:00", "holds times written as text"),
+        ("10", "holds numbers written as text"),
+        ("01HZX3K9Q8ZV", None),
+    ],
 )
-def test_a_text_cursor_of_times_is_warned_of(
-    project: Project, caplog: pytest.LogCaptureFixture, loaded: str, warned: bool
+def test_a_text_cursor_of_times_or_numbers_is_warned_of(
+    project: Project, caplog: pytest.LogCaptureFixture, loaded: str, warning: str | None
 ) -> None:
     # Times written as text are compared as text, where `2024-05-01 11:00` sorts below
-    # `2024-05-01T10:00`; a text cursor of other values (a sortable id) is as intended.
+    # `2024-05-01T10:00`, and numbers, where `10` sorts below `9`; a text cursor of other
+    # values (a sortable id) is as intended. An empty value is neither.
     project.source_sql(
         "CREATE TABLE plans (company_id VARCHAR, valid_from TIMESTAMPTZ, plan VARCHAR, "
         "loaded_at VARCHAR)",
-        f"INSERT INTO plans VALUES ('c1', '2024-01-01 00:00+00', 'free', '{loaded}')",
+        f"INSERT INTO plans VALUES ('c1', '2024-01-01 00:00+00', 'free', '{loaded}'), "
+        "('c2', '2024-01-01 00:00+00', 'free', '')",
     )
     configure_companies(project, "plans", "valid_from", mode="append", cursor="loaded_at")
 
@@ -1427,7 +1434,8 @@ def test_a_text_cursor_of_times_is_warned_of(
         project.sync("plans")
 
     warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
-    assert any("holds times written as text" in w for w in warnings) is warned
+    found = [text for text in ("holds times", "holds numbers") if any(text in w for w in warnings)]
+    assert found == ([warning.rsplit(" written", 1)[0]] if warning else [])
 
 
 @pytest.mark.backends("duckdb")

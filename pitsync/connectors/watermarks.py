@@ -202,16 +202,8 @@ def advance_watermark(
     if not row or row[0] is None:
         return before
     after = Watermark(str(row[0]), str(row[1]))
-    if after.type_name == "VARCHAR" and holds_times_as_text(con, cursor):
-        log.warning(
-            "table %s: cursor `%s` holds times written as text, and text is compared as "
-            "text: a time written another way (`2024-05-01 11:00` beside `2024-05-01T10:00`, "
-            "or with another offset) sorts apart from its instant, and a row may never be "
-            "read; make the cursor a timestamp column (cast it in a view), or write every "
-            "value in one format and offset",
-            table.name,
-            table.cursor,
-        )
+    if after.type_name == "VARCHAR":
+        warn_of_values_as_text(con, table)
     if before is not None:
         # Rows read again by the lookback may all lie below the old watermark.
         newer = con.execute(
@@ -227,11 +219,37 @@ def advance_watermark(
     return after
 
 
-def holds_times_as_text(con: duckdb.DuckDBPyConnection, cursor: str) -> bool:
-    """Whether every cursor value of this run's rows (a quoted column of text) is a time."""
+def warn_of_values_as_text(con: duckdb.DuckDBPyConnection, table: TableConfig) -> None:
+    """A text cursor is compared as text: say so when its values are times or numbers,
+    which then sort apart from their order (`10` before `9`)."""
+    cursor = quote_identifier(table.cursor or "")
+    if holds_as_text(con, cursor, "TIMESTAMPTZ"):
+        log.warning(
+            "table %s: cursor `%s` holds times written as text, and text is compared as "
+            "text: a time written another way (`2024-05-01 11:00` beside `2024-05-01T10:00`, "
+            "or with another offset) sorts apart from its instant, and a row may never be "
+            "read; make the cursor a timestamp column (cast it in a view), or write every "
+            "value in one format and offset",
+            table.name,
+            table.cursor,
+        )
+    elif holds_as_text(con, cursor, "DOUBLE"):
+        log.warning(
+            "table %s: cursor `%s` holds numbers written as text, and text is compared as "
+            "text: `10` sorts before `9`, so a row may never be read; make the cursor a "
+            "number column (cast it in a view; in a CSV file, a quoted empty value makes a "
+            "column text)",
+            table.name,
+            table.cursor,
+        )
+
+
+def holds_as_text(con: duckdb.DuckDBPyConnection, cursor: str, kind: str) -> bool:
+    """Whether every non-empty cursor value of this run's rows (a quoted column of text)
+    reads as a value of DuckDB type `kind`."""
     row = con.execute(
-        f"SELECT count({cursor}) > 0 AND count({cursor}) = count(TRY_CAST({cursor} AS "
-        f"TIMESTAMPTZ)) FROM {STAGED}"
+        f"SELECT count(nullif({cursor}, '')) > 0 AND count(nullif({cursor}, '')) = "
+        f"count(TRY_CAST(nullif({cursor}, '') AS {kind})) FROM {STAGED}"
     ).fetchone()
     return bool(row and row[0])
 
