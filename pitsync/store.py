@@ -125,6 +125,14 @@ class StoreGivenUp(StoreInUse):
 
 
 RETRY_SECONDS = 0.1
+# The store needs no extension beyond those built in; DuckDB would otherwise fetch one
+# over the network to read a file that is no DuckDB file.
+NO_EXTENSIONS: dict[str, str | bool | int | float | list[str]] = {
+    "autoload_known_extensions": "false",
+    "autoinstall_known_extensions": "false",
+}
+DUCKDB_MAGIC = b"DUCK"  # bytes 8 to 12 of every DuckDB file
+SQLITE_MAGIC = b"SQLite format 3\x00"
 LOCK_HOLDER = re.compile(r"Conflicting lock is held in (.*?) \(PID (\d+)\)")
 
 
@@ -167,16 +175,54 @@ def open_for_writing(
     """Open (creating if needed) the store for a sync run; a busy store is waited for
     (see `connect_waiting`)."""
     make_folder_for(path)
+    check_is_duckdb_file(path)
     try:
-        connection = connect_waiting(path, wait_seconds, given_up=given_up)
+        connection = connect_waiting(path, wait_seconds, given_up=given_up, config=NO_EXTENSIONS)
     except duckdb.IOException as error:
         raise StoreError(
             f"cannot open the store {path} for writing: {str(error).splitlines()[0]}"
         ) from error
+    check_is_not_foreign(connection, path)
     connection.execute(SET_UTC)
     limit_memory(connection, memory_limit)
     connection.execute(SCHEMA_DDL)
     return connection
+
+
+def check_is_duckdb_file(path: Path) -> None:
+    """The store path names a DuckDB file, or nothing yet: a folder or another kind of
+    file is said to be one, before DuckDB tries to read it (it would look for an
+    extension that reads SQLite, for one)."""
+    if path.is_dir():
+        raise StoreError(f"the store path {path} is a folder; set [store] path to a file")
+    if not path.is_file() or path.stat().st_size == 0:
+        return
+    with path.open("rb") as file:
+        header = file.read(len(SQLITE_MAGIC))
+    if header[8:12] != DUCKDB_MAGIC:
+        kind = "an SQLite database" if header.startswith(SQLITE_MAGIC) else "no DuckDB file"
+        raise StoreError(
+            f"{path} is {kind}, not a pitsync store; point [store] path at the store, or "
+            "at a file that does not exist yet for a new one"
+        )
+
+
+def check_is_not_foreign(connection: duckdb.DuckDBPyConnection, path: Path) -> None:
+    """A DuckDB database of someone else's (tables of its own, no pitsync schema) is left
+    as it is: a run would add pitsync's tables and views among the owner's."""
+    [(ours, theirs)] = connection.execute(
+        "SELECT (SELECT count(*) FROM duckdb_schemas() WHERE database_name = current_database() "
+        "AND schema_name = ?), (SELECT count(*) FROM duckdb_tables() WHERE database_name = "
+        "current_database()) + (SELECT count(*) FROM duckdb_views() WHERE NOT internal "
+        "AND database_name = current_database())",
+        [INTERNAL_SCHEMA],
+    ).fetchall()
+    if not ours and theirs:
+        connection.close()
+        raise StoreError(
+            f"{path} is a DuckDB database pitsync did not make (it holds tables of its own); "
+            "point [store] path at the store, or at a file that does not exist yet"
+        )
 
 
 def make_folder_for(path: Path) -> None:
@@ -222,12 +268,12 @@ def open_read_only(
 ) -> duckdb.DuckDBPyConnection:
     """Open the store for queries: read-only, no file or network access, settings locked;
     a busy store is waited for (see `connect_waiting`)."""
+    check_is_duckdb_file(path)
     if not path.is_file():
         raise StoreError(f"the store {path} does not exist yet; run `pitsync sync --all` first")
     config: dict[str, str | bool | int | float | list[str]] = {
         "enable_external_access": "false",
-        "autoload_known_extensions": "false",
-        "autoinstall_known_extensions": "false",
+        **NO_EXTENSIONS,
     }
     try:
         connection = connect_waiting(

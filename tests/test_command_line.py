@@ -10,9 +10,11 @@ import csv
 import datetime as dt
 import io
 import json
+import sqlite3
 import subprocess
 from typing import Any
 
+import duckdb
 import pytest
 
 from tests.conftest import Project, company_history, login_events
@@ -588,6 +590,67 @@ def test_query_before_any_sync_is_a_user_error(project: Project) -> None:
     result = project.cli("query", "SELECT 1", check=False)
 
     assert_user_error(result, "does not exist yet", "pitsync sync")
+
+
+STORE_COMMANDS = [
+    ("sync", "--all"),
+    ("engage", "updates.jsonl"),
+    ("delete-profiles", "--id", "u1"),
+    ("drop-table", "company_plan_history"),
+    ("query", "SELECT 1"),
+    ("runs",),
+]
+
+
+def sqlite_file(project: Project) -> None:
+    con = sqlite3.connect(project.store)
+    con.execute("CREATE TABLE mine (a INTEGER)")
+    con.commit()
+    con.close()
+
+
+def foreign_duckdb_file(project: Project) -> None:
+    con = duckdb.connect(str(project.store))
+    con.execute("CREATE TABLE events (a INTEGER)")
+    con.close()
+
+
+@pytest.mark.parametrize("command", STORE_COMMANDS, ids=[c[0] for c in STORE_COMMANDS])
+@pytest.mark.parametrize(
+    ("make", "said"),
+    [
+        (sqlite_file, "is an SQLite database, not a pitsync store"),
+        (foreign_duckdb_file, "pitsync did not make"),
+    ],
+    ids=["sqlite", "duckdb"],
+)
+def test_a_store_path_naming_someone_elses_database_is_refused_and_left_as_it_is(
+    project: Project, command: tuple[str, ...], make: Any, said: str
+) -> None:
+    # Neither written to nor read with an extension DuckDB would fetch over the network.
+    seeded(project)
+    (project.root / "updates.jsonl").write_text('{"$distinct_id": "u1", "$set": {"a": 1}}\n')
+    make(project)
+    before = project.store.read_bytes()
+
+    result = project.cli(*command, check=False)
+
+    message = said if command[0] not in ("query", "runs") else "not a pitsync store"
+    assert_user_error(result, message)
+    assert "extension" not in result.stderr
+    assert project.store.read_bytes() == before
+
+
+@pytest.mark.parametrize("command", [("sync", "--all"), ("query", "SELECT 1")])
+def test_a_store_path_that_is_a_folder_is_said_to_be_one(
+    project: Project, command: tuple[str, ...]
+) -> None:
+    seeded(project)
+    project.store.mkdir()
+
+    result = project.cli(*command, check=False)
+
+    assert_user_error(result, "is a folder; set [store] path to a file")
 
 
 def test_query_naming_an_unknown_column_is_a_user_error(synced: Project) -> None:
