@@ -996,3 +996,23 @@ def test_postgres_composites_are_read_as_the_json_postgres_writes(project: Proje
         ),
         ({"valid_until": None, "renew_on": None}, None, []),
     ]
+
+
+@pytest.mark.backends("postgres")
+def test_a_composite_the_driver_cannot_describe_is_read_as_json_too(project: Project) -> None:
+    # The driver cannot describe a composite holding a range; PostgreSQL's catalog can.
+    project.database_sql(
+        "CREATE TYPE span AS (days int4range)",
+        "CREATE TABLE plans (id text, st timestamptz, s span, ss span[], r int4range)",
+        "INSERT INTO plans VALUES ('u1', '2024-01-01 00:00:00+00', ROW('[1,5)'), "
+        "ARRAY[ROW('[2,3)')::span], NULL)",
+    )
+    project.configure("plans", kind="user_history", id_column="id", start_time="st")
+
+    with pytest.raises(ConfigError, match="column `r` of table `plans` has type int4range"):
+        project.sync("plans")
+    project.database_sql("ALTER TABLE plans DROP COLUMN r")
+    project.sync("plans")
+
+    [(single, listed)] = project.query("SELECT s, ss FROM plans")
+    assert (json.loads(single), json.loads(listed)) == ({"days": "[1,5)"}, [{"days": "[2,3)"}])

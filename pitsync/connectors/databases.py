@@ -72,6 +72,8 @@ KEY_TEXT_POSTGRES_TYPES = {"numeric"}
 # wrap an infinite time inside one around to some 290,000 years BC. As JSON, each
 # composite is the object PostgreSQL writes, every value kept.
 AS_JSON = b"pitsync.as_json"
+# How the driver names a type it cannot describe.
+UNNAMED_TYPE = re.compile(r"unnamed<oid:(\d+)>")
 # Time types whose infinities (and, for timestamps, latest years) the driver misreads.
 TIME_POSTGRES_TYPES = {"timestamp", "timestamptz", "date"}
 
@@ -122,6 +124,42 @@ class DatabaseSource:
                 source=self.name,
             ) from None
 
+    def with_unnamed_types_named(self, raw: pa.Schema) -> pa.Schema:
+        """The schema with each type the driver could not describe (`unnamed<oid:N>`)
+        named as PostgreSQL's catalog names it (an array `_item`, as the driver names
+        one), and a composite among them read as JSON, as every
+        composite is (the driver cannot describe one that holds a range, say)."""
+        unnamed = {
+            field.name: int(found.group(1))
+            for field in raw
+            if (found := UNNAMED_TYPE.fullmatch(postgres_type_of(field)))
+        }
+        if not unnamed:
+            return raw
+        oids = ", ".join(str(oid) for oid in set(unnamed.values()))  # digits only
+        with self.connection.cursor() as cursor:
+            # A composite, or an array of one: its type, or its items' type, is a row type.
+            cursor.execute(
+                "SELECT t.oid, t.typname, "
+                "t.typtype = 'c' OR coalesce(e.typtype = 'c', false) "
+                f"FROM pg_type t LEFT JOIN pg_type e ON e.oid = t.typelem WHERE t.oid IN ({oids})"
+            )
+            described = {oid: (name, composite) for oid, name, composite in cursor.fetchall()}
+        fields = []
+        for field in raw:
+            if field.name not in unnamed:
+                fields.append(field)
+                continue
+            name, composite = described.get(unnamed[field.name], (postgres_type_of(field), False))
+            metadata = {**(field.metadata or {}), POSTGRES_TYPE: str(name).encode()}
+            if composite:
+                fields.append(
+                    pa.field(field.name, pa.json_(), field.nullable, {**metadata, AS_JSON: b"1"})
+                )
+            else:
+                fields.append(field.with_metadata(metadata))
+        return pa.schema(fields)
+
     def write_times_in_utc(self) -> None:
         """PostgreSQL writes a zoned time in JSON at the session's offset: in UTC, the
         same composite reads as the same text whatever the server's setting."""
@@ -144,6 +182,8 @@ class DatabaseSource:
         except Exception:
             self.roll_back()
             raise SourceError(self.missing_table_message(table), source=self.name) from None
+        if self.config.type == "postgres":
+            raw = self.with_unnamed_types_named(raw)
         mapped = mappable_schema(raw, source=self.name, table=table)
         return keys_as_text(mapped, text_columns)
 
