@@ -73,6 +73,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"pitsync {__version__}")
     parser.add_argument(
         "--config",
+        type=config_path,
         help=f"the configuration file (default: ${CONFIG_ENV}, else ./pitsync.toml)",
     )
     parser.add_argument(
@@ -285,11 +286,23 @@ def build_parser() -> argparse.ArgumentParser:
 def everywhere() -> argparse.ArgumentParser:
     """--config and --verbose after the command too; they then win over the ones before."""
     options = argparse.ArgumentParser(add_help=False)
-    options.add_argument("--config", default=argparse.SUPPRESS, help="the configuration file")
+    options.add_argument(
+        "--config", type=config_path, default=argparse.SUPPRESS, help="the configuration file"
+    )
     options.add_argument(
         "--verbose", "-v", action="store_true", default=argparse.SUPPRESS, help="log the SQL"
     )
     return options
+
+
+def config_path(text: str) -> str:
+    """An empty path is most often a variable left unset; it must not mean the default."""
+    if not text.strip():
+        raise argparse.ArgumentTypeError(
+            "the config path is empty; name a file, or leave --config out to use "
+            f"${CONFIG_ENV} or ./pitsync.toml"
+        )
+    return text
 
 
 def non_negative_seconds(text: str) -> float:

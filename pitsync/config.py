@@ -187,8 +187,13 @@ def find_config_path(explicit: str | None) -> Path:
     """The config file to use: the explicit path, else $PITSYNC_CONFIG, else ./pitsync.toml."""
     chosen = explicit or os.environ.get(CONFIG_ENV) or DEFAULT_CONFIG
     path = Path(chosen)
+    how = "--config" if explicit else (CONFIG_ENV if os.environ.get(CONFIG_ENV) else "default")
+    if path.is_dir():
+        raise ConfigError(
+            f"config file {path} is a folder ({how}); name the .toml file itself, "
+            f"such as {path / DEFAULT_CONFIG}"
+        )
     if not path.is_file():
-        how = "--config" if explicit else (CONFIG_ENV if os.environ.get(CONFIG_ENV) else "default")
         raise ConfigError(
             f"config file {path} not found ({how}); pass --config PATH, set {CONFIG_ENV}, "
             f"or create {DEFAULT_CONFIG} in the current folder"
@@ -200,14 +205,33 @@ def load_config(explicit: str | None = None) -> Config:
     """Find, parse and validate the configuration."""
     path = find_config_path(explicit)
     try:
-        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+        raw = tomllib.loads(config_text(path))
     except tomllib.TOMLDecodeError as error:
         raise ConfigError(f"{path} is not valid TOML: {error}") from error
-    except UnicodeDecodeError as error:
-        raise ConfigError(
-            f"{path} is not UTF-8 text (at byte offset {error.start}); save it as UTF-8"
-        ) from error
     return parse_config(raw, path)
+
+
+# Editors on Windows may start a UTF-8 file with this mark; TOML itself does not allow it.
+BYTE_ORDER_MARK = b"\xef\xbb\xbf"
+
+
+def config_text(path: Path) -> str:
+    """The file's text, a leading byte order mark left out."""
+    try:
+        data = path.read_bytes()
+    except OSError as error:
+        reason = (error.strerror or str(error)).lower()
+        raise ConfigError(
+            f"cannot read config file {path}: {reason}; check that it is a file you may read"
+        ) from error
+    body = data.removeprefix(BYTE_ORDER_MARK)
+    try:
+        return body.decode("utf-8")
+    except UnicodeDecodeError as error:
+        offset = error.start + len(data) - len(body)
+        raise ConfigError(
+            f"{path} is not UTF-8 text (at byte offset {offset}); save it as UTF-8"
+        ) from error
 
 
 def parse_config(raw: dict[str, Any], path: Path) -> Config:

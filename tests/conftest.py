@@ -11,6 +11,7 @@ import datetime as dt
 import os
 import resource
 import secrets
+import shutil
 import sqlite3
 import subprocess
 import sys
@@ -178,6 +179,19 @@ class Project:
         if check and result.returncode != 0:
             raise AssertionError(f"pitsync {args} failed ({result.returncode}):\n{result.stderr}")
         return result
+
+
+def unreadable(path: Path) -> list[str]:
+    """Make the file unreadable; returns the prefix a command needs to be refused it too.
+
+    Root reads any file whatever its mode, unless its right to override modes is dropped."""
+    path.chmod(0)
+    if os.geteuid() != 0:
+        return []
+    setpriv = shutil.which("setpriv")
+    if setpriv is None:
+        pytest.skip("running as root without setpriv, every file can be read")
+    return [setpriv, "--bounding-set=-dac_override,-dac_read_search"]
 
 
 def toml_value(value: Any) -> str:

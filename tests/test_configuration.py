@@ -20,7 +20,7 @@ from pitsync.config import load_config
 from pitsync.connectors.sources import open_source
 from pitsync.errors import ConfigError
 from pitsync.queries.execute import QuerySession
-from tests.conftest import Project, company_history
+from tests.conftest import Project, company_history, unreadable
 
 VALID = """\
 [store]
@@ -60,14 +60,14 @@ def config_with_setting(tmp_path: Path, line: str) -> str:
 
 
 def run_pitsync(
-    cwd: Path, *args: str, env_config: str | None = None
+    cwd: Path, *args: str, env_config: str | None = None, prefix: list[str] | None = None
 ) -> subprocess.CompletedProcess[str]:
     """The real command without --config; PITSYNC_CONFIG only when env_config is given."""
     env = {key: value for key, value in os.environ.items() if key != "PITSYNC_CONFIG"}
     if env_config is not None:
         env["PITSYNC_CONFIG"] = env_config
     return subprocess.run(
-        [sys.executable, "-m", "pitsync.cli", *args],
+        [*(prefix or []), sys.executable, "-m", "pitsync.cli", *args],
         cwd=cwd,
         capture_output=True,
         text=True,
@@ -220,6 +220,22 @@ def test_a_config_file_that_is_not_utf8_is_a_config_error(tmp_path: Path) -> Non
     path.write_bytes('[store]\npath = "Zoë.duckdb"\n'.encode("latin-1"))
 
     with pytest.raises(ConfigError, match=in_order("not UTF-8", "byte offset 18", "as UTF-8")):
+        load_config(str(path))
+
+
+def test_a_config_file_may_start_with_a_byte_order_mark(tmp_path: Path) -> None:
+    path = tmp_path / "pitsync.toml"
+    path.write_bytes(b"\xef\xbb\xbf" + VALID.encode())
+
+    assert load_config(str(path)).store_path == tmp_path / "store.duckdb"
+
+
+def test_a_byte_not_utf8_after_a_byte_order_mark_counts_the_mark(tmp_path: Path) -> None:
+    path = tmp_path / "pitsync.toml"
+    path.write_bytes(b"\xef\xbb\xbf" + '[store]\npath = "Zoë.duckdb"\n'.encode("latin-1"))
+
+    # The mark is 3 bytes, then `[store]\npath = "Zo` is 18.
+    with pytest.raises(ConfigError, match=in_order("not UTF-8", "byte offset 21")):
         load_config(str(path))
 
 
@@ -456,6 +472,36 @@ def test_missing_config_file_given_by_flag_is_a_user_error(tmp_path: Path) -> No
     result = run_pitsync(tmp_path, "--config", "nowhere.toml", "runs")
 
     assert_user_error(result, "nowhere.toml", "not found", "--config")
+
+
+def test_a_config_file_that_cannot_be_read_is_a_user_error(tmp_path: Path) -> None:
+    path = Path(config_file(tmp_path))
+    prefix = unreadable(path)
+
+    result = run_pitsync(tmp_path, "--config", str(path), "runs", prefix=prefix)
+
+    assert_user_error(result, f"cannot read config file {path}: permission denied")
+
+
+def test_a_config_path_that_is_a_folder_says_so(tmp_path: Path) -> None:
+    (tmp_path / "settings").mkdir()
+
+    result = run_pitsync(tmp_path, "--config", "settings", "runs")
+
+    assert_user_error(result, "config file settings is a folder", "settings/pitsync.toml")
+    assert "not found" not in result.stderr
+
+
+@pytest.mark.parametrize("where", ["before", "after"])
+def test_an_empty_config_path_is_a_usage_error(tmp_path: Path, where: str) -> None:
+    # An unset variable in `--config "$CONFIG"` must not quietly mean ./pitsync.toml.
+    config_file(tmp_path)
+    args = ["--config", "", "runs"] if where == "before" else ["runs", "--config", ""]
+
+    result = run_pitsync(tmp_path, *args)
+
+    assert result.returncode == 2, result.stderr
+    assert "--config: the config path is empty" in result.stderr
 
 
 def test_pitsync_config_variable_is_used_without_the_flag(project: Project) -> None:
