@@ -18,6 +18,7 @@ from pitsync.connectors import update_files
 from pitsync.connectors.profile_updates import UpdateReport, apply_file
 from pitsync.errors import SourceError
 from pitsync.queries.execute import QuerySession
+from tests.conftest import unreadable
 
 CASES = Path(__file__).parent / "fixtures" / "point_in_time_cases.json"
 
@@ -422,6 +423,26 @@ def test_standard_input_is_read_with_a_dash(tmp_path: Path) -> None:
     )
     assert "3 of 3 records applied to 1 profile (0 deleted)" in result.stdout
     assert Profiles(tmp_path).user("u1") == {"n": 2}
+
+
+def test_an_update_file_that_cannot_be_read_is_one_line_and_no_run(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    profiles = Profiles(tmp_path)
+    path = tmp_path / "updates.jsonl"
+    path.write_text(json.dumps(user("$set", {"a": 1})) + "\n")
+    prefix = unreadable(path)
+    result = subprocess.run(
+        [*prefix, sys.executable, "-m", "pitsync.cli", "--config", str(profiles.config_path)]
+        + ["engage", str(path)],
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode == 1, result.stderr
+    assert "Traceback" not in result.stderr
+    assert f"pitsync: error: cannot read {path}: permission denied" in result.stderr
+    assert not (tmp_path / "store.duckdb").exists()
 
 
 def test_the_limit_holds_at_every_record_not_only_at_the_end(profiles: Profiles) -> None:

@@ -39,12 +39,25 @@ def update_file(name: str) -> Iterator[Path]:
         if not path.is_file():
             what = "a folder, not a file" if path.is_dir() else "no such file"
             raise SourceError(f"{what}: {name}; give a JSON lines file, or - for stdin")
+        check_readable(path)
         yield path
         return
     with tempfile.NamedTemporaryFile(prefix="pitsync-updates-", suffix=".json") as copy:
         shutil.copyfileobj(sys.stdin.buffer, copy)
         copy.flush()
         yield Path(copy.name)
+
+
+def check_readable(path: Path) -> None:
+    """Open the file once before the store is, so a refusal is one line and no run."""
+    try:
+        path.open("rb").close()
+    except OSError as error:
+        reason = (error.strerror or str(error)).lower()
+        raise SourceError(
+            f"cannot read {path}: {reason}; check that it is a file you may read",
+            source=str(path),
+        ) from error
 
 
 def is_json_array(path: Path) -> bool:
