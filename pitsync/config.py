@@ -245,11 +245,11 @@ def parse_config(raw: dict[str, Any], path: Path) -> Config:
     memory_limit = memory_limit_value(store)
 
     sources = {
-        name: parse_source(name, section(section(raw, "sources"), name), base)
+        name: parse_source(name, section(section(raw, "sources"), name, "sources."), base)
         for name in section(raw, "sources")
     }
     tables = {
-        name: parse_table(name, section(section(raw, "tables"), name), sources)
+        name: parse_table(name, section(section(raw, "tables"), name, "tables."), sources)
         for name in section(raw, "tables")
     }
     check_table_names_differ_beyond_case(tables)
@@ -286,7 +286,8 @@ def memory_limit_value(store: dict[str, Any]) -> str | None:
     number = float(value.strip()[: size.start(2)])
     if not MEMORY_BOUNDS[0] <= number * MEMORY_UNITS[size.group(2).lower()] <= MEMORY_BOUNDS[1]:
         raise ConfigError(
-            f'[store]: `memory_limit` = {value!r} is out of range; give between "64MB" and "1PiB"',
+            f"[store]: `memory_limit` = {value!r} is out of range; "
+            'give between "64MB" and "1024TiB"',
             key="memory_limit",
         )
     return value
@@ -370,6 +371,12 @@ def parse_table(name: str, raw: dict[str, Any], sources: dict[str, SourceConfig]
     where = f"[tables.{name}]"
     check_keys(raw, TABLE_KEYS, where=where)
     kind = cast(TableKind, choice(raw, "kind", get_args(TableKind), where=where))
+    if not name.strip():
+        raise ConfigError(
+            f'[tables."{name}"]: a table needs a name, which the store gives its relation; name it '
+            "(for example [tables.plans]) and set `from` to the source table",
+            table=name,
+        )
     if name.lower().startswith(INTERNAL_PREFIX):
         raise ConfigError(
             f"{where}: names starting with `{INTERNAL_PREFIX}` are kept for pitsync's own "
@@ -540,11 +547,12 @@ def check_keys(raw: dict[str, Any], allowed: set[str], *, where: str) -> None:
         raise ConfigError(f"{where}: unknown key `{key}`; {hint}", key=key)
 
 
-def section(raw: dict[str, Any], key: str) -> dict[str, Any]:
-    """A sub-table of the document; absent means empty."""
+def section(raw: dict[str, Any], key: str, parent: str = "") -> dict[str, Any]:
+    """A sub-table of the document; absent means empty. `parent` ("tables.") names the
+    section it sits in, so the message names the section as it is written."""
     value = raw.get(key, {})
     if not isinstance(value, dict):
-        raise ConfigError(f"`{key}` must be a table ([{key}]), got {value!r}", key=key)
+        raise ConfigError(f"`{key}` must be a table ([{parent}{key}]), got {value!r}", key=key)
     return value
 
 

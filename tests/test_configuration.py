@@ -358,6 +358,47 @@ def test_the_store_may_not_be_a_source_file(tmp_path: Path) -> None:
         load_config(path)
 
 
+@pytest.mark.parametrize("name", ["", " "])
+def test_a_table_without_a_name_is_refused(tmp_path: Path, name: str) -> None:
+    path = config_file(
+        tmp_path,
+        "[tables.company_plan_history]",
+        f'[tables."{name}"]\nfrom = "company_plan_history"',
+    )
+
+    with pytest.raises(ConfigError, match=in_order(f'[tables."{name}"]', "needs a name", "`from`")):
+        load_config(path)
+
+
+@pytest.mark.parametrize(
+    ("document", "section"),
+    [
+        ('[sources]\nwarehouse = "x"\n', "[sources.warehouse]"),
+        ("[tables]\nplans = 5\n", "[tables.plans]"),
+    ],
+)
+def test_a_setting_where_a_section_belongs_names_the_section(
+    tmp_path: Path, document: str, section: str
+) -> None:
+    path = tmp_path / "pitsync.toml"
+    path.write_text(document, encoding="utf-8")
+
+    with pytest.raises(ConfigError, match=in_order("must be a table", f"({section})")):
+        load_config(str(path))
+
+
+def test_the_largest_memory_limit_the_message_names_is_accepted(tmp_path: Path) -> None:
+    setting = 'path = "store.duckdb"\nmemory_limit = "{}"'
+    path = config_file(tmp_path, 'path = "store.duckdb"', setting.format("1025TiB"))
+    with pytest.raises(ConfigError, match="out of range") as refused:
+        load_config(path)
+    largest = re.findall(r'"([^"]+)"', str(refused.value))[-1]
+
+    path = config_file(tmp_path, 'path = "store.duckdb"', setting.format(largest))
+
+    assert load_config(path).memory_limit == "1024TiB"
+
+
 def test_a_database_source_needs_exactly_one_of_uri_and_uri_env(tmp_path: Path) -> None:
     path = config_file(tmp_path, 'type = "duckdb"\npath = "warehouse.duckdb"', 'type = "postgres"')
 
