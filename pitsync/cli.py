@@ -326,10 +326,16 @@ def column_mapping(text: str) -> tuple[int, str]:
     return column_number(number.strip()), name
 
 
+# DuckDB takes a LIMIT as a 64-bit integer, and refuses a larger one as a conversion error.
+LARGEST_COUNT = 2**63 - 1
+
+
 def positive_count(text: str) -> int:
     count = int(text)
-    if count < 1:
-        raise argparse.ArgumentTypeError(f"give a count of 1 or more, not {text}")
+    if not 1 <= count <= LARGEST_COUNT:
+        raise argparse.ArgumentTypeError(
+            f"give a count from 1 to {LARGEST_COUNT}, not {text}; leave --limit out for all"
+        )
     return count
 
 
