@@ -508,6 +508,17 @@ def test_a_json_array_that_is_not_utf8_is_refused_as_such(profiles: Profiles) ->
     assert profiles.rows("SELECT count(*) FROM user_profiles") == [(0,)]
 
 
+def test_a_line_arrow_cannot_split_stops_the_file_in_one_line(profiles: Profiles) -> None:
+    # A raw unit separator together with bytes that are not UTF-8 on one line.
+    path = profiles.root / "mixed.jsonl"
+    path.write_bytes(b'{"$distinct_id": "u1", "$set": {"a": 1}}\n\x1f\xd8\n')
+
+    with pytest.raises(SourceError, match="line 2 holds a raw 0x1F byte and bytes that"):
+        apply_file(load_config(str(profiles.config_path)), str(path))
+
+    assert profiles.rows("SELECT count(*) FROM user_profiles") == [(0,)]
+
+
 def test_a_failed_run_is_recorded_and_leaves_the_relations(profiles: Profiles) -> None:
     from pitsync.errors import StrictModeError
 

@@ -8,10 +8,11 @@ white space) is `[` is one JSON array: DuckDB reads it whole and numbers its rec
 
 from __future__ import annotations
 
+import re
 import shutil
 import sys
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -93,13 +94,25 @@ def line_batches(path: Path) -> Iterator[pa.RecordBatch]:
             break
         except pa.ArrowInvalid as error:
             if "straddl" not in str(error):
-                raise
+                raise unsplittable(path, error) from error
             block_size *= 4
     if skipped:
         lines, texts = zip(*sorted(skipped.items()), strict=True)
         yield pa.record_batch(
             [pa.array(lines, pa.int64()), pa.array(texts, pa.binary())], schema=LINE_SCHEMA
         )
+
+
+def unsplittable(path: Path, error: pa.ArrowInvalid) -> SourceError:
+    """The one line Arrow cannot hand over: a raw unit separator in text that is not
+    UTF-8 (either alone rejects just its line)."""
+    row = re.search(r"Row #(\d+)", str(error))
+    where = f"line {row.group(1)}" if row else "a line"
+    return SourceError(
+        f"cannot read {path} as lines: {where} holds a raw 0x1F byte and bytes that are not "
+        "UTF-8; nothing was applied; save the file as UTF-8 text",
+        source=str(path),
+    )
 
 
 def numbered_blocks(
@@ -113,7 +126,26 @@ def numbered_blocks(
         skipped[row.number] = row.text
         return "skip"
 
-    reader = pacsv.open_csv(
+    with undecodable_rows_quiet():  # the first block is read as the file is opened
+        reader = open_lines(path, block_size, not_one_field)
+    first = 1
+    while (batch := next_block(reader)) is not None:
+        numbers = numbered(batch, first)
+        for line in sorted(line for line in skipped if line >= first):
+            if batch.num_rows and line <= numbers[-1].as_py():
+                # Lines from a split one on are one further down the file.
+                numbers = pc.add(numbers, pc.cast(pc.greater_equal(numbers, line), pa.int64()))
+        yield pa.record_batch([numbers, batch.column(0)], schema=LINE_SCHEMA)
+        first = numbers[-1].as_py() + 1 if batch.num_rows else first
+        while first in skipped:
+            first += 1
+
+
+def open_lines(
+    path: Path, block_size: int, not_one_field: Callable[[pacsv.InvalidRow], str]
+) -> pacsv.CSVStreamingReader:
+    """A reader of the file's lines, each one field of bytes."""
+    return pacsv.open_csv(
         path,
         read_options=pacsv.ReadOptions(
             # Only a serial read knows the number of a line that is not one field.
@@ -132,17 +164,34 @@ def numbered_blocks(
             column_types={"text": pa.binary()}, strings_can_be_null=False
         ),
     )
-    first = 1
-    for batch in reader:
-        numbers = numbered(batch, first)
-        for line in sorted(line for line in skipped if line >= first):
-            if batch.num_rows and line <= numbers[-1].as_py():
-                # Lines from a split one on are one further down the file.
-                numbers = pc.add(numbers, pc.cast(pc.greater_equal(numbers, line), pa.int64()))
-        yield pa.record_batch([numbers, batch.column(0)], schema=LINE_SCHEMA)
-        first = numbers[-1].as_py() + 1 if batch.num_rows else first
-        while first in skipped:
-            first += 1
+
+
+def next_block(reader: pacsv.CSVStreamingReader) -> pa.RecordBatch | None:
+    """The reader's next batch, or None at the end."""
+    with undecodable_rows_quiet():
+        try:
+            return reader.read_next_batch()
+        except StopIteration:
+            return None
+
+
+@contextmanager
+def undecodable_rows_quiet() -> Iterator[None]:
+    """A line that is not UTF-8 and holds a unit separator cannot be handed to the row
+    handler: Arrow decodes it first, Python reports that failure as an ignored exception
+    on standard error, and the read fails (see `unsplittable`). Only that report is kept
+    quiet, and only while a block is read."""
+    reported = sys.unraisablehook
+
+    def quiet_on_undecodable(unraisable: sys.UnraisableHookArgs) -> None:
+        if not isinstance(unraisable.exc_value, UnicodeDecodeError):
+            reported(unraisable)
+
+    sys.unraisablehook = quiet_on_undecodable
+    try:
+        yield
+    finally:
+        sys.unraisablehook = reported
 
 
 def numbered(batch: pa.RecordBatch, first: int) -> pa.Array:
