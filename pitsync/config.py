@@ -35,6 +35,7 @@ from croniter import CroniterBadDateError, croniter
 
 from pitsync.errors import ConfigError
 from pitsync.modeling.timestamps import OFFSET_ABBREVIATION_ZONES, is_ambiguous_zone_name
+from pitsync.paths import FILE, FOLDER, MISSING, path_kind
 
 CONFIG_ENV = "PITSYNC_CONFIG"
 DEFAULT_CONFIG = "pitsync.toml"
@@ -188,15 +189,20 @@ def find_config_path(explicit: str | None) -> Path:
     chosen = explicit or os.environ.get(CONFIG_ENV) or DEFAULT_CONFIG
     path = Path(chosen)
     how = "--config" if explicit else (CONFIG_ENV if os.environ.get(CONFIG_ENV) else "default")
-    if path.is_dir():
+    kind = path_kind(path)
+    if kind == FOLDER:
         raise ConfigError(
             f"config file {path} is a folder ({how}); name the .toml file itself, "
             f"such as {path / DEFAULT_CONFIG}"
         )
-    if not path.is_file():
+    if kind == MISSING:
         raise ConfigError(
             f"config file {path} not found ({how}); pass --config PATH, set {CONFIG_ENV}, "
             f"or create {DEFAULT_CONFIG} in the current folder"
+        )
+    if kind != FILE:
+        raise ConfigError(
+            f"cannot read config file {path} ({how}): {kind}; name a .toml file you may read"
         )
     return path
 

@@ -17,6 +17,7 @@ from typing import Any
 import duckdb
 
 from pitsync.errors import StoreError
+from pitsync.paths import FOLDER, MISSING, path_kind
 from pitsync.quoting import quote_string
 
 log = logging.getLogger(__name__)
@@ -190,15 +191,28 @@ def open_for_writing(
 
 
 def check_is_duckdb_file(path: Path) -> None:
-    """The store path names a DuckDB file, or nothing yet: a folder or another kind of
-    file is said to be one, before DuckDB tries to read it (it would look for an
-    extension that reads SQLite, for one)."""
-    if path.is_dir():
+    """The store path names a DuckDB file, or nothing yet: a folder, an empty file or
+    another kind of file is said to be one, before DuckDB tries to read it (it would
+    look for an extension that reads SQLite, for one)."""
+    kind = path_kind(path)
+    if kind == FOLDER:
         raise StoreError(f"the store path {path} is a folder; set [store] path to a file")
-    if not path.is_file() or path.stat().st_size == 0:
+    if kind == MISSING:
         return
-    with path.open("rb") as file:
-        header = file.read(len(SQLITE_MAGIC))
+    try:
+        with path.open("rb") as file:
+            header = file.read(len(SQLITE_MAGIC))
+    except OSError as error:
+        reason = (error.strerror or str(error)).lower()
+        raise StoreError(
+            f"cannot read the store {path}: {reason}; let pitsync read and write it, or "
+            "set [store] path to another file"
+        ) from error
+    if not header:
+        raise StoreError(
+            f"the store {path} is an empty file, which DuckDB cannot open; remove it, and "
+            "the next sync creates the store there"
+        )
     if header[8:12] != DUCKDB_MAGIC:
         kind = "an SQLite database" if header.startswith(SQLITE_MAGIC) else "no DuckDB file"
         raise StoreError(
@@ -301,7 +315,7 @@ def check_is_store(connection: duckdb.DuckDBPyConnection, path: Path) -> None:
         connection.close()
         raise StoreError(
             f"{path} is not a pitsync store (it has no {CATALOG} table); point [store] path "
-            "at the store, or run `pitsync sync --all` to create one"
+            "at the store, or at a file that does not exist yet and run `pitsync sync --all`"
         )
     # Every run, failed ones too, leaves the public views; only a first run that was
     # killed leaves a store without them.

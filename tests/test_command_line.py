@@ -309,6 +309,14 @@ def test_query_output_keeps_every_digit_of_a_json_number(synced: Project, output
         assert list(csv.reader(io.StringIO(out))) == [["p", "n", "q"], [stored, "1", ""]]
 
 
+def test_query_json_writes_a_result_of_many_columns(synced: Project) -> None:
+    columns = ", ".join(f"{n} AS c{n}" for n in range(600))
+
+    rows = query_json(synced, f"SELECT {columns}")
+
+    assert rows == [{f"c{n}": n for n in range(600)}]
+
+
 def test_query_csv_keeps_each_value_when_two_columns_share_a_name(synced: Project) -> None:
 
     out = synced.cli("query", "SELECT 'a' AS x, 'b' AS x", "--format", "csv").stdout

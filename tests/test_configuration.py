@@ -524,6 +524,43 @@ def test_a_config_file_that_cannot_be_read_is_a_user_error(tmp_path: Path) -> No
     assert_user_error(result, f"cannot read config file {path}: permission denied")
 
 
+def test_a_config_file_in_a_folder_that_cannot_be_entered_is_a_user_error(
+    tmp_path: Path,
+) -> None:
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    path = config_file(locked)
+    prefix = unreadable(locked)
+
+    result = run_pitsync(tmp_path, "--config", path, "runs", prefix=prefix)
+
+    assert_user_error(result, f"cannot read config file {path}", "permission denied")
+
+
+@pytest.mark.parametrize("command", [["runs"], ["delete-profiles", "--id", "u1"]])
+def test_a_store_that_cannot_be_read_is_a_user_error(tmp_path: Path, command: list[str]) -> None:
+    config_file(tmp_path)
+    store = tmp_path / "store.duckdb"
+    duckdb.connect(str(store)).close()
+    prefix = unreadable(store)
+
+    result = run_pitsync(tmp_path, *command, prefix=prefix)
+
+    assert_user_error(result, f"cannot read the store {store}: permission denied")
+
+
+@pytest.mark.parametrize("command", [["runs"], ["delete-profiles", "--id", "u1"]])
+def test_an_empty_store_file_says_to_remove_it(tmp_path: Path, command: list[str]) -> None:
+    config_file(tmp_path)
+    store = tmp_path / "store.duckdb"
+    store.touch()
+
+    result = run_pitsync(tmp_path, *command)
+
+    assert_user_error(result, "is an empty file", "remove it")
+    assert store.read_bytes() == b""
+
+
 def test_a_config_path_that_is_a_folder_says_so(tmp_path: Path) -> None:
     (tmp_path / "settings").mkdir()
 

@@ -50,7 +50,7 @@ from pitsync.connectors.profile_updates import (
     check_strict,
     run_updates,
 )
-from pitsync.connectors.update_files import numbered
+from pitsync.connectors.update_files import numbered, refuse_unless_file
 from pitsync.errors import ConfigError, SourceError, first_line
 from pitsync.modeling.profile_operators import (
     OPERATIONS,
@@ -249,9 +249,7 @@ def check_group_key(group_key: str | None) -> None:
 
 def existing_file(path: str | Path) -> Path:
     source = Path(path)
-    if not source.is_file():
-        what = "a folder, not a file" if source.is_dir() else "no such file"
-        raise SourceError(f"{what}: {path}; give a CSV file", source=str(path))
+    refuse_unless_file(source, "give a CSV file")
     return source
 
 

@@ -23,6 +23,7 @@ import pyarrow.csv as pacsv
 
 from pitsync.errors import SourceError
 from pitsync.modeling.profile_records import LINES
+from pitsync.paths import FILE, FOLDER, MISSING, path_kind
 from pitsync.quoting import quote_string
 
 BATCH_BYTES = 32 << 20  # a block of this many bytes of lines is one batch
@@ -37,9 +38,7 @@ def update_file(name: str) -> Iterator[Path]:
     """The path to read: the file itself, or a temporary copy of standard input."""
     if name != "-":
         path = Path(name)
-        if not path.is_file():
-            what = "a folder, not a file" if path.is_dir() else "no such file"
-            raise SourceError(f"{what}: {name}; give a JSON lines file, or - for stdin")
+        refuse_unless_file(path, "give a JSON lines file, or - for stdin")
         check_readable(path)
         yield path
         return
@@ -47,6 +46,15 @@ def update_file(name: str) -> Iterator[Path]:
         shutil.copyfileobj(sys.stdin.buffer, copy)
         copy.flush()
         yield Path(copy.name)
+
+
+def refuse_unless_file(path: Path, hint: str) -> None:
+    """A one-line refusal of a path that names no file pitsync may read."""
+    kind = path_kind(path)
+    if kind == FILE:
+        return
+    what = {FOLDER: "a folder, not a file", MISSING: "no such file"}.get(kind, kind)
+    raise SourceError(f"{what}: {path}; {hint}", source=str(path))
 
 
 def check_readable(path: Path) -> None:

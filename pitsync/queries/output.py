@@ -7,6 +7,7 @@ array of objects; CSV has a header row, and nested values as JSON text.
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Iterator
 from typing import Literal, TextIO
@@ -191,10 +192,13 @@ def json_row_sql(relation: duckdb.DuckDBPyRelation) -> str:
     for position, (name, duck_type) in enumerate(
         zip(relation.columns, relation.types, strict=True), start=1
     ):
-        key = f"CAST(to_json({quote_string(name)}) AS VARCHAR)"
+        separator = "," if position > 1 else ""
+        key = quote_string(separator + json.dumps(name, ensure_ascii=False) + ":")
         value = f"#{position}" if str(duck_type).upper() == "JSON" else f"to_json(#{position})"
-        members.append(f"{key} || ':' || coalesce(CAST({value} AS VARCHAR), 'null')")
-    return "'{' || " + " || ',' || ".join(members) + " || '}'" if members else "'{}'"
+        members.append(f"{key}, coalesce(CAST({value} AS VARCHAR), 'null')")
+    # One call of many arguments: chained `||` would pass DuckDB's expression depth limit
+    # at a few hundred columns.
+    return f"concat('{{', {', '.join(members)}, '}}')"
 
 
 def check_unique_names(columns: list[str]) -> None:

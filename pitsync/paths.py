@@ -1,0 +1,26 @@
+"""What a path given to pitsync names, told apart before anything is opened."""
+
+from __future__ import annotations
+
+import stat
+from pathlib import Path
+
+FILE, FOLDER, MISSING, OTHER = "file", "folder", "missing", "not a regular file"
+
+
+def path_kind(path: Path) -> str:
+    """FILE, FOLDER, MISSING or OTHER (a device, a pipe); for a path pitsync may not look
+    at, why not (`permission denied`).
+
+    `Path.is_file()` raises on a folder that may not be entered, where a one-line
+    message is due.
+    """
+    try:
+        mode = path.stat().st_mode
+    except (FileNotFoundError, NotADirectoryError):
+        return MISSING
+    except OSError as error:
+        return (error.strerror or str(error)).lower()
+    if stat.S_ISDIR(mode):
+        return FOLDER
+    return FILE if stat.S_ISREG(mode) else OTHER
