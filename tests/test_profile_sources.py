@@ -426,6 +426,55 @@ def test_a_row_refused_for_the_limit_is_quarantined_and_tried_again(project: Pro
     assert users(project)["u1"]["c0"] == 1
 
 
+def test_a_row_returning_to_the_values_applied_before_a_refused_one_sets_nothing(
+    project: Project,
+) -> None:
+    # u1's row is applied (plan pro), an update sets plan custom, then a wide row is
+    # refused for the limit, then the row is back to the values applied first: it sets
+    # nothing, so the update stays.
+    wide = ", ".join(f"c{i} INTEGER" for i in range(5))
+    project.source_sql(
+        f"CREATE OR REPLACE TABLE crm (user_id VARCHAR, plan VARCHAR, {wide})",
+        "INSERT INTO crm VALUES ('u1', 'pro', NULL, NULL, NULL, NULL, NULL)",
+    )
+    project.configure("crm", kind="user_profiles", id_column="user_id")
+    engage(project, {"$distinct_id": "u1", "$set": {f"e{i}": i for i in range(1995)}})
+    project.sync("crm")
+    engage(project, {"$distinct_id": "u1", "$set": {"plan": "custom"}})
+
+    project.source_sql("UPDATE crm SET c0 = 0, c1 = 1, c2 = 2, c3 = 3, c4 = 4")
+    assert project.sync("crm").quarantined == 1
+    project.source_sql("UPDATE crm SET c0 = NULL, c1 = NULL, c2 = NULL, c3 = NULL, c4 = NULL")
+    record = project.sync("crm")
+
+    assert record.inserted == 0
+    assert users(project)["u1"]["plan"] == "custom"
+
+
+@pytest.mark.parametrize("change", ["group_key", "kind"])
+def test_a_profile_table_under_another_key_sets_its_rows_again(
+    project: Project, change: str
+) -> None:
+    # Applied under company_id, the rows have never been applied under org_id (or to
+    # users): they are new profiles there.
+    project.source_sql(
+        "CREATE OR REPLACE TABLE orgs (id INTEGER, name VARCHAR)",
+        "INSERT INTO orgs VALUES (7, 'seven'), (8, 'eight')",
+    )
+    project.configure("orgs", kind="group_profiles", group_key="company_id", id_column="id")
+    project.sync("orgs")
+    if change == "group_key":
+        project.configure("orgs", kind="group_profiles", group_key="org_id", id_column="id")
+        relation, key = "group_profiles WHERE group_key = 'org_id'", "group_id"
+    else:
+        project.configure("orgs", kind="user_profiles", id_column="id")
+        relation, key = "user_profiles", "distinct_id"
+
+    assert project.sync("orgs").inserted == 2
+    shown = project.query(f"SELECT {key}, properties ->> 'name' FROM {relation} ORDER BY 1")
+    assert shown == [("7", "seven"), ("8", "eight")]
+
+
 def test_feed_refuses_a_window_that_ends_before_it_starts(project: Project) -> None:
     login_events_now(project)
     result = project.cli("feed", "ann", "--from", "2025-02-01", "--to", "2025-01-01", check=False)

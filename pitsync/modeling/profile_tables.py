@@ -58,6 +58,7 @@ ENTITY = "__pitsync_entity"
 LINE = "__pitsync_line"
 ROW_HASH = "__pitsync_row_hash"
 ORDERED = "__pitsync_profile_rows"
+APPLIED_BEFORE = "__pitsync_applied_before"  # the rows last applied, before this run
 
 
 def applied_rows_table(name: str) -> str:
@@ -109,7 +110,8 @@ class ProfilesModel:
         self, con: duckdb.DuckDBPyConnection, run_id: int, outcome: UpdateOutcome
     ) -> None:
         """Rows refused for the property limit go to quarantine, and are not remembered as
-        applied, so a later run tries them again."""
+        applied, so a later run tries them again; the row applied before them stays the
+        one a later row is compared with."""
         if not outcome.refused:
             return
         refused = pa.table(
@@ -124,9 +126,13 @@ class ProfilesModel:
             f"FROM __pitsync_refused_rows f JOIN {ORDERED} o ON o.{LINE} = f.line",
             [run_id, self.table.name],
         )
+        refused_ids = (
+            f"SELECT o.{ENTITY} FROM {ORDERED} o JOIN __pitsync_refused_rows f ON o.{LINE} = f.line"
+        )
+        con.execute(f"DELETE FROM {self.applied_rows} WHERE profile_id IN ({refused_ids})")
         con.execute(
-            f"DELETE FROM {self.applied_rows} a USING {ORDERED} o, __pitsync_refused_rows f "
-            f"WHERE o.{LINE} = f.line AND a.profile_id = o.{ENTITY}"
+            f"INSERT INTO {self.applied_rows} SELECT * FROM {APPLIED_BEFORE} "
+            f"WHERE profile_id IN ({refused_ids})"
         )
         con.unregister("__pitsync_refused_rows")
 
@@ -144,19 +150,38 @@ class ProfilesModel:
     def applied_rows(self) -> str:
         return applied_rows_table(self.table.name)
 
+    def keep_applied_rows(self, con: duckdb.DuckDBPyConnection) -> None:
+        """The table of rows last applied, each with the group key it was applied under:
+        under another key (the configuration changed) no row has been applied yet."""
+        key = quote_string(self.group_key)
+        con.execute(
+            f"CREATE TABLE IF NOT EXISTS {self.applied_rows} "
+            "(profile_id VARCHAR NOT NULL, row_hash UBIGINT NOT NULL, group_key VARCHAR)"
+        )
+        # A store written before the key was kept applied its rows under the key of now.
+        con.execute(
+            f"ALTER TABLE {self.applied_rows} ADD COLUMN IF NOT EXISTS group_key VARCHAR "
+            f"DEFAULT {key}"
+        )
+
     def stage_updates(self, con: duckdb.DuckDBPyConnection) -> None:
         """UPDATES: a `$set` for each id whose last row changed; OPERATIONS: its columns."""
         stage_schema(con)
-        con.execute(
-            f"CREATE TABLE IF NOT EXISTS {self.applied_rows} "
-            "(profile_id VARCHAR NOT NULL, row_hash UBIGINT NOT NULL)"
-        )
+        key = quote_string(self.group_key)
+        self.keep_applied_rows(con)
         con.execute(f"CREATE OR REPLACE TEMP TABLE {ORDERED} AS {self.changed_rows_sql()}")
+        # What was applied before, for the ids whose row changed: a row the property limit
+        # refuses leaves it standing (see `quarantine_refused`).
+        con.execute(
+            f"CREATE OR REPLACE TEMP TABLE {APPLIED_BEFORE} AS SELECT a.* FROM "
+            f"{self.applied_rows} a SEMI JOIN {ORDERED} o ON a.profile_id = o.{ENTITY}"
+        )
         con.execute(
             f"DELETE FROM {self.applied_rows} a USING {ORDERED} o WHERE a.profile_id = o.{ENTITY}"
         )
-        con.execute(f"INSERT INTO {self.applied_rows} SELECT {ENTITY}, {ROW_HASH} FROM {ORDERED}")
-        key = quote_string(self.group_key)
+        con.execute(
+            f"INSERT INTO {self.applied_rows} SELECT {ENTITY}, {ROW_HASH}, {key} FROM {ORDERED}"
+        )
         con.execute(
             f"INSERT INTO {UPDATES} SELECT {LINE}, {key}, {ENTITY}, '$set', now(), true "
             f"FROM {ORDERED}"
@@ -196,6 +221,7 @@ class ProfilesModel:
             FROM ranked r
             ANTI JOIN {self.applied_rows} a
                 ON a.profile_id = r.{ENTITY} AND a.row_hash = r.{ROW_HASH}
+                AND a.group_key = {quote_string(self.group_key)}
             WHERE r.__pitsync_rank = 1
         """
 
