@@ -420,6 +420,8 @@ def test_a_row_refused_for_the_limit_is_quarantined_and_tried_again(project: Pro
     assert record.quarantined == 1
     reasons = project.query("SELECT reason FROM quarantine WHERE table_name = 'crm'")
     assert reasons == [("update refused: user u1 would have 2001 properties, more than 2000",)]
+    [(row,)] = project.query("SELECT row_data FROM quarantine WHERE table_name = 'crm'")
+    assert json.loads(row) == {"user_id": "u1", "c0": 1}
 
     engage(project, {"$distinct_id": "u1", "$unset": ["e0"]})
     project.sync("crm")

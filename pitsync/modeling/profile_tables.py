@@ -121,8 +121,15 @@ class ProfilesModel:
             }
         )
         con.register("__pitsync_refused_rows", refused)
+        # The row as its columns, the id under its own name (the values as they would
+        # have been set: JSON, strings cut).
+        fields = [f"{quote_identifier(self.table.id_column)} := o.{ENTITY}"]
+        fields += [
+            f"{quote_identifier(name)} := o.{quote_identifier(name)}" for name in self.properties
+        ]
         con.execute(
-            f"INSERT INTO {QUARANTINE} SELECT ?, ?, f.reason, to_json(o) "
+            f"INSERT INTO {QUARANTINE} SELECT ?, ?, f.reason, "
+            f"to_json(struct_pack({', '.join(fields)})) "
             f"FROM __pitsync_refused_rows f JOIN {ORDERED} o ON o.{LINE} = f.line",
             [run_id, self.table.name],
         )
