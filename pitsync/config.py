@@ -35,7 +35,7 @@ from croniter import CroniterBadDateError, croniter
 
 from pitsync.errors import ConfigError
 from pitsync.modeling.timestamps import OFFSET_ABBREVIATION_ZONES, is_ambiguous_zone_name
-from pitsync.paths import FILE, FOLDER, MISSING, path_kind
+from pitsync.paths import FILE, FOLDER, MISSING, path_kind, reason
 
 CONFIG_ENV = "PITSYNC_CONFIG"
 DEFAULT_CONFIG = "pitsync.toml"
@@ -226,9 +226,8 @@ def config_text(path: Path) -> str:
     try:
         data = path.read_bytes()
     except OSError as error:
-        reason = (error.strerror or str(error)).lower()
         raise ConfigError(
-            f"cannot read config file {path}: {reason}; check that it is a file you may read"
+            f"cannot read config file {path}: {reason(error)}; check that it is a file you may read"
         ) from error
     body = data.removeprefix(BYTE_ORDER_MARK)
     try:

@@ -8,6 +8,11 @@ from pathlib import Path
 FILE, FOLDER, MISSING, OTHER = "file", "folder", "missing", "not a regular file"
 
 
+def reason(error: OSError) -> str:
+    """Why the system refused a file, as a message says it: `permission denied`."""
+    return (error.strerror or str(error)).lower()
+
+
 def path_kind(path: Path) -> str:
     """FILE, FOLDER, MISSING or OTHER (a device, a pipe); for a path pitsync may not look
     at, why not (`permission denied`).
@@ -20,7 +25,7 @@ def path_kind(path: Path) -> str:
     except (FileNotFoundError, NotADirectoryError):
         return MISSING
     except OSError as error:
-        return (error.strerror or str(error)).lower()
+        return reason(error)
     if stat.S_ISDIR(mode):
         return FOLDER
     return FILE if stat.S_ISREG(mode) else OTHER

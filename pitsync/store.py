@@ -17,7 +17,7 @@ from typing import Any
 import duckdb
 
 from pitsync.errors import StoreError
-from pitsync.paths import FOLDER, MISSING, path_kind
+from pitsync.paths import FOLDER, MISSING, path_kind, reason
 from pitsync.quoting import quote_string
 
 log = logging.getLogger(__name__)
@@ -203,9 +203,8 @@ def check_is_duckdb_file(path: Path) -> None:
         with path.open("rb") as file:
             header = file.read(len(SQLITE_MAGIC))
     except OSError as error:
-        reason = (error.strerror or str(error)).lower()
         raise StoreError(
-            f"cannot read the store {path}: {reason}; let pitsync read and write it, or "
+            f"cannot read the store {path}: {reason(error)}; let pitsync read and write it, or "
             "set [store] path to another file"
         ) from error
     if not header:

@@ -152,12 +152,9 @@ class DatabaseSource:
                 continue
             name, composite = described.get(unnamed[field.name], (postgres_type_of(field), False))
             metadata = {**(field.metadata or {}), POSTGRES_TYPE: str(name).encode()}
-            if composite:
-                fields.append(
-                    pa.field(field.name, pa.json_(), field.nullable, {**metadata, AS_JSON: b"1"})
-                )
-            else:
-                fields.append(field.with_metadata(metadata))
+            fields.append(
+                read_as_json(field, metadata) if composite else field.with_metadata(metadata)
+            )
         return pa.schema(fields)
 
     def write_times_in_utc(self) -> None:
@@ -428,7 +425,7 @@ def mapped_field(field: pa.Field, *, source: str, table: str) -> pa.Field:
     metadata = field.metadata or {}
     postgres_type = postgres_type_of(field)
     if postgres_type and holds_composite(field.type):
-        return pa.field(field.name, pa.json_(), field.nullable, {**metadata, AS_JSON: b"1"})
+        return read_as_json(field, metadata)
     if element_type(postgres_type) in MISREAD_POSTGRES_TYPES:
         return refuse_type(field, postgres_type, source=source, table=table)
     if element_type(postgres_type) in TEXT_POSTGRES_TYPES:
@@ -456,6 +453,11 @@ def holds_composite(kind: pa.DataType) -> bool:
     if pa.types.is_struct(kind):
         return True
     return any(holds_composite(kind.field(index).type) for index in range(kind.num_fields))
+
+
+def read_as_json(field: pa.Field, metadata: dict[bytes, bytes]) -> pa.Field:
+    """The column as JSON, marked so that the SELECT reads it with `to_jsonb`."""
+    return pa.field(field.name, pa.json_(), field.nullable, {**metadata, AS_JSON: b"1"})
 
 
 def json_columns(target: pa.Schema) -> list[str]:

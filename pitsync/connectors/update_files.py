@@ -23,7 +23,7 @@ import pyarrow.csv as pacsv
 
 from pitsync.errors import SourceError
 from pitsync.modeling.profile_records import LINES
-from pitsync.paths import FILE, FOLDER, MISSING, path_kind
+from pitsync.paths import FILE, FOLDER, MISSING, path_kind, reason
 from pitsync.quoting import quote_string
 
 BATCH_BYTES = 32 << 20  # a block of this many bytes of lines is one batch
@@ -62,9 +62,8 @@ def check_readable(path: Path) -> None:
     try:
         path.open("rb").close()
     except OSError as error:
-        reason = (error.strerror or str(error)).lower()
         raise SourceError(
-            f"cannot read {path}: {reason}; check that it is a file you may read",
+            f"cannot read {path}: {reason(error)}; check that it is a file you may read",
             source=str(path),
         ) from error
 

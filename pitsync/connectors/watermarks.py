@@ -18,6 +18,7 @@ import pyarrow as pa
 from pitsync.config import TableConfig
 from pitsync.connectors.sources import LowerBound
 from pitsync.errors import ConfigError
+from pitsync.modeling.schema_drift import column_types
 from pitsync.modeling.staging import STAGED, UNREADABLE
 from pitsync.quoting import quote_identifier
 from pitsync.store import WATERMARKS
@@ -190,10 +191,11 @@ def advance_watermark(
     wrapped around to some 290,000 years BC, below which no bound can reach).
     """
     cursor = quote_identifier(table.cursor or "")
+    staged = column_types(con, "main", STAGED, temporary=True)
     counted = []
-    if has_infinities(con, table.cursor or ""):
+    if has_infinities(staged.get(table.cursor or "", "")):
         counted.append(f"isfinite({cursor})")
-    if UNREADABLE in staged_columns(con):
+    if UNREADABLE in staged:
         counted.append(f"{UNREADABLE} IS NULL")
     where = f" WHERE {' AND '.join(counted)}" if counted else ""
     row = con.execute(
@@ -254,20 +256,8 @@ def holds_as_text(con: duckdb.DuckDBPyConnection, cursor: str, kind: str) -> boo
     return bool(row and row[0])
 
 
-def staged_columns(con: duckdb.DuckDBPyConnection) -> list[str]:
-    rows = con.execute(
-        "SELECT column_name FROM duckdb_columns() WHERE database_name = 'temp' AND table_name = ?",
-        [STAGED],
-    ).fetchall()
-    return [row[0] for row in rows]
-
-
-def has_infinities(con: duckdb.DuckDBPyConnection, column: str) -> bool:
-    """Whether the staged column's type has NaN or infinite values: floats and times."""
-    rows = con.execute(
-        "SELECT data_type FROM duckdb_columns() WHERE database_name = 'temp' "
-        "AND table_name = ? AND column_name = ?",
-        [STAGED, column],
-    ).fetchall()
-    kind = str(rows[0][0]).upper() if rows else ""
+def has_infinities(type_name: str) -> bool:
+    """Whether a column of this DuckDB type may hold NaN or infinite values: floats and
+    times."""
+    kind = type_name.upper()
     return kind in ("FLOAT", "DOUBLE") or kind.startswith(TIME_TYPE_PREFIXES)

@@ -260,8 +260,8 @@ def ctes_in_scope(table: exp.Table) -> set[str]:
 
     Inside a CTE's own body only the CTEs before it are names, and the CTE itself only
     in the recursive part of a WITH RECURSIVE (after its UNION, not UNION BY NAME):
-    elsewhere DuckDB reads
-    `WITH pg_settings AS (SELECT * FROM pg_settings)` as its catalog's table.
+    elsewhere DuckDB reads `WITH pg_settings AS (SELECT * FROM pg_settings)` as its
+    catalog's table.
     """
     names: set[str] = set()
     within: exp.CTE | None = None  # the CTE whose body the reference sits in, if any
@@ -287,9 +287,9 @@ def visible_ctes(with_clause: exp.With, within: exp.CTE | None, table: exp.Table
     """The names of `with_clause` a table reference in `within` (None: in the query the
     WITH belongs to) can use."""
     ctes = list(with_clause.expressions)
-    if within is None or not any(cte is within for cte in ctes):
+    position = next((index for index, cte in enumerate(ctes) if cte is within), None)
+    if within is None or position is None:
         return {cte.alias_or_name.lower() for cte in ctes}
-    position = next(index for index, cte in enumerate(ctes) if cte is within)
     names = {cte.alias_or_name.lower() for cte in ctes[:position]}
     body = within.this
     # DuckDB makes no CTE recursive through UNION BY NAME: there the name is its catalog's.
