@@ -17,7 +17,7 @@ from typing import Any
 import duckdb
 
 from pitsync.errors import StoreError
-from pitsync.paths import FOLDER, MISSING, path_kind, reason
+from pitsync.paths import FOLDER, MISSING, OTHER, path_kind, reason
 from pitsync.quoting import quote_string
 
 log = logging.getLogger(__name__)
@@ -199,6 +199,11 @@ def check_is_duckdb_file(path: Path) -> None:
         raise StoreError(f"the store path {path} is a folder; set [store] path to a file")
     if kind == MISSING:
         return
+    if kind == OTHER:  # a pipe would keep the open waiting for a writer
+        raise StoreError(
+            f"the store path {path} is not a regular file (a device or a pipe); set [store] "
+            "path to a file"
+        )
     try:
         with path.open("rb") as file:
             header = file.read(len(SQLITE_MAGIC))

@@ -550,6 +550,18 @@ def test_a_store_that_cannot_be_read_is_a_user_error(tmp_path: Path, command: li
 
 
 @pytest.mark.parametrize("command", [["runs"], ["delete-profiles", "--id", "u1"]])
+def test_a_store_path_naming_a_pipe_is_refused_without_waiting_on_it(
+    tmp_path: Path, command: list[str]
+) -> None:
+    config_file(tmp_path)
+    os.mkfifo(tmp_path / "store.duckdb")
+
+    result = run_pitsync(tmp_path, *command)  # opening the pipe would wait for a writer
+
+    assert_user_error(result, "is not a regular file")
+
+
+@pytest.mark.parametrize("command", [["runs"], ["delete-profiles", "--id", "u1"]])
 def test_an_empty_store_file_says_to_remove_it(tmp_path: Path, command: list[str]) -> None:
     config_file(tmp_path)
     store = tmp_path / "store.duckdb"
