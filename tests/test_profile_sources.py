@@ -267,6 +267,41 @@ def test_delete_profiles_keeps_events(project: Project) -> None:
     assert project.query("SELECT count(*) FROM user_profiles") == [(0,)]
 
 
+@pytest.mark.parametrize("chosen", [["--id", "bob"], ["--where", "true", "--group-key", "team"]])
+def test_delete_profiles_without_a_store_says_so_and_makes_none(
+    project: Project, chosen: list[str]
+) -> None:
+    project.write_config()
+
+    refused = project.cli("delete-profiles", *chosen, check=False)
+
+    assert refused.returncode == 1
+    assert f"the store {project.store} does not exist, so it holds no profiles" in refused.stderr
+    assert not project.store.exists()
+
+
+def test_delete_profiles_where_sees_no_relation_of_the_run_itself(project: Project) -> None:
+    people(project)
+
+    internal = "distinct_id IN (SELECT profile_id FROM __pitsync_run_deleted)"
+    refused = project.cli("delete-profiles", "--where", internal, check=False)
+
+    assert refused.returncode == 1
+    assert "unknown relation `__pitsync_run_deleted`" in refused.stderr
+    assert "__pitsync_run" not in refused.stderr.split("the store has:")[-1]
+
+
+def test_delete_profiles_where_that_duckdb_cannot_bind_is_one_line(project: Project) -> None:
+    people(project)
+
+    refused = project.cli("delete-profiles", "--where", "distinct_id IN (SELECT 1, 2)", check=False)
+
+    assert refused.returncode == 1
+    assert refused.stderr.startswith("pitsync: error: the query failed: Binder Error: Subquery")
+    assert "Traceback" not in refused.stderr
+    assert project.query("SELECT count(*) FROM user_profiles") == [(3,)]
+
+
 @pytest.mark.parametrize("command", ["delete-profiles", "users", "profile", "feed"])
 def test_an_empty_group_key_is_a_usage_error_not_a_user(project: Project, command: str) -> None:
     # `--group-key "$KEY"` with KEY unset must not quietly act on the user of that id.

@@ -21,7 +21,7 @@ from pitsync.config import PROFILES_TABLE, Config
 from pitsync.connectors.runs import RunRecord, next_run_id, utc_now, write_run
 from pitsync.connectors.sync import record_failure
 from pitsync.connectors.update_files import array_records, is_json_array, line_batches, update_file
-from pitsync.errors import StrictModeError
+from pitsync.errors import QueryError, StoreError, StrictModeError
 from pitsync.interrupts import held_while_committing, is_interrupt
 from pitsync.modeling.hidden_events import refresh_views
 from pitsync.modeling.profile_operators import (
@@ -215,6 +215,8 @@ def delete_profiles(
     wait: float = DEFAULT_WAIT_SECONDS,
 ) -> UpdateReport:
     """`pitsync delete-profiles`: a `$delete` for each chosen profile; events stay."""
+    if not config.store_path.is_file():
+        raise StoreError(f"the store {config.store_path} does not exist, so it holds no profiles")
 
     def stage_targets(con: duckdb.DuckDBPyConnection) -> None:
         targets = chosen_profiles_sql(con, ids, where, group_key)
@@ -223,10 +225,15 @@ def delete_profiles(
             if group_key
             else "json_object('$distinct_id', id, '$delete', '')"
         )
-        con.execute(
-            f"CREATE OR REPLACE TEMP TABLE {LINES} AS SELECT row_number() OVER (ORDER BY id) "
-            f"AS line, CAST({record} AS VARCHAR) AS text FROM ({targets})"
-        )
+        try:
+            con.execute(
+                f"CREATE OR REPLACE TEMP TABLE {LINES} AS SELECT row_number() OVER (ORDER BY id) "
+                f"AS line, CAST({record} AS VARCHAR) AS text FROM ({targets})"
+            )
+        except duckdb.Error as error:
+            if is_interrupt(error):
+                raise
+            raise QueryError.from_duckdb(error) from error  # the --where condition's own error
 
     return run_updates(config, "delete-profiles", iter([stage_targets]), False, wait)
 

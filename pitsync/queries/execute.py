@@ -86,8 +86,9 @@ class QuerySession:
 
 
 def store_relations(connection: duckdb.DuckDBPyConnection, schema: str | None = None) -> set[str]:
-    """Names of the store's tables and views (of one schema, or all), lower-cased."""
-    where = "NOT internal" + (" AND schema_name = ?" if schema else "")
+    """Names of the store's tables and views (of one schema, or all), lower-cased; not the
+    temporary ones a writing command makes for itself."""
+    where = "NOT internal AND NOT temporary" + (" AND schema_name = ?" if schema else "")
     parameters = [schema, schema] if schema else []
     rows = connection.execute(
         f"SELECT table_name FROM duckdb_tables() WHERE {where} "
