@@ -382,3 +382,35 @@ def test_a_quoted_empty_csv_value_is_empty_text_and_an_empty_field_undefined(
         ("u1", None, 2),  # DuckDB orders NULL last
         ("u2", "", 4),  # the tie: both plans are "", a value, so seats decides
     ]
+
+
+def write_header_and_row(path: Path, names: list[str], values: list[str]) -> None:
+    """A CSV or Parquet file, as its name ends, of one row under these column names."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if path.suffix == ".csv":
+        path.write_text(",".join(names) + "\n" + ",".join(values) + "\n", encoding="utf-8")
+    else:
+        pq.write_table(pa.table([pa.array([value]) for value in values], names=names), path)
+
+
+@pytest.mark.parametrize("kind", ["parquet", "csv"])
+@pytest.mark.parametrize("second", ["plan", "PLAN"])
+def test_a_file_with_two_columns_of_one_name_is_refused_as_a_database_table_is(
+    project: Project, kind: str, second: str
+) -> None:
+    # DuckDB's readers would call the second one `PLAN_1`, a property nobody named; a
+    # PostgreSQL table with `plan` and `PLAN` is refused, and so is the file.
+    write_file(project.root / "loads" / f"a.{kind}", a_plan("u1", "free"))
+    names, values = ["user_id", "plan", second, "valid_from"], ["u2", "pro", "x", "2024-02-01"]
+    write_header_and_row(project.root / "loads" / f"b.{kind}", names, values)
+    configure_plans(project, path=f"loads/*.{kind}", kind=kind)
+
+    result = project.cli("sync", "--all", check=False)
+
+    assert result.returncode == 1
+    assert result.stderr.strip() == (
+        f"pitsync: error: source `files`: {project.root / 'loads' / f'b.{kind}'} has the "
+        f"columns `plan` and `{second}`, which the store cannot tell apart (it compares "
+        "names without case); rename one"
+    )
+    assert not project.store.exists()

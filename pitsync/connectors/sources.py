@@ -23,6 +23,7 @@ from typing import Any, Protocol
 
 import duckdb
 import pyarrow as pa
+import pyarrow.parquet as pq
 
 from pitsync.config import SourceConfig
 from pitsync.errors import SourceError, first_line
@@ -232,12 +233,49 @@ class FileSource:
         self.check_exists(table)
         relation = self.kind.relation(self.config, table, self.present(table, text_columns))
         try:
-            return self.engine.sql(f"SELECT * FROM {relation} LIMIT 0").to_arrow_table().schema
+            schema = self.engine.sql(f"SELECT * FROM {relation} LIMIT 0").to_arrow_table().schema
         except duckdb.Error as error:
             raise self.failed(
                 f"cannot read table `{table}` from {self.kind.describe} {self.config.path}",
                 self.located(table, error),
             ) from error
+        if not self.kind.needs_attach:
+            self.check_names_apart(table)
+        return schema
+
+    def check_names_apart(self, table: str) -> None:
+        """Fail when a file names two columns alike, in any case, as a database would.
+
+        DuckDB's readers would call the second `plan` (or `PLAN`) `plan_1`, a property
+        nobody named; a PostgreSQL table with `plan` and `PLAN` is refused, and so is this.
+        """
+        for name in matched_files(file_pattern(self.config, table)):
+            seen: dict[str, str] = {}
+            for column in self.written_names(name):
+                earlier = seen.setdefault(column.lower(), column)
+                if earlier is not column:
+                    raise SourceError(
+                        f"source `{self.name}`: {name} has the columns `{earlier}` and "
+                        f"`{column}`, which the store cannot tell apart (it compares names "
+                        "without case); rename one",
+                        source=self.name,
+                    )
+
+    def written_names(self, name: str) -> list[str]:
+        """A file's column names as written, before DuckDB makes repeated ones unique; none
+        when the file cannot be read so (the read that follows says why)."""
+        try:
+            if self.config.type == "parquet":
+                return list(pq.read_schema(name).names)
+            rows = self.engine.execute(
+                f"SELECT * FROM read_csv({quote_string(literal_path(self.config, name))}, "
+                f"header = false, all_varchar = true, {OWN_COLUMNS}) LIMIT 1"
+            ).fetchall()
+        except (duckdb.Error, pa.ArrowException, OSError) as error:
+            if is_interrupt(error):
+                raise
+            return []
+        return [str(column) for column in rows[0] if column is not None] if rows else []
 
     def read(
         self,
