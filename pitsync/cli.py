@@ -660,10 +660,10 @@ def command_schedule(args: argparse.Namespace) -> int:
             'no table to schedule: set schedule = "0 * * * *" (or @hourly, @daily) in '
             f"[tables.{unscheduled[0] if unscheduled else 'NAME'}]"
         )
-    check_ownership_of(config, tables)  # as `sync --all` does, before any table runs
     stopping = threading.Event()
+    stop_on_signals(stopping)  # first: reading the sources below may take a while
+    check_ownership_of(config, tables)  # as `sync --all` does, before any table runs
     runner = sync_runner(config, SyncOptions(wait_seconds=args.wait, stop=stopping))
-    stop_on_signals(stopping)
     last_runs = last_successful_runs(config, args.wait, stopping)
     Scheduler(tables, runner, last_runs, stopping=stopping).serve()
     return 0

@@ -421,6 +421,35 @@ def test_a_stop_while_the_job_waits_for_a_busy_store_at_start_is_clean(
     assert "SIGTERM received" in stderr and "stopped" in stderr
 
 
+@pytest.mark.backends("postgres")
+def test_a_stop_while_the_job_reads_its_sources_at_start_is_clean(project: Project) -> None:
+    # Before any run, the job reads each table's columns, to refuse two tables owning one
+    # property; a table another session has locked holds that read up until it commits.
+    import adbc_driver_postgresql.dbapi as postgres_adbc
+
+    company_history(
+        project, [("c1", "free", 1, "2024-01-01 00:00:00+00", None)], schedule="@hourly"
+    )
+    assert project.postgres is not None
+    table = f'"{project.postgres.name}".company_plan_history'
+    with postgres_adbc.connect(project.postgres.uri) as locker, locker.cursor() as cursor:
+        cursor.execute(f"LOCK TABLE {table} IN ACCESS EXCLUSIVE MODE")
+        job = started_schedule(project)
+        waiting = f"SELECT count(*) FROM pg_locks WHERE relation = '{table}'::regclass"
+        deadline = time.monotonic() + 30
+        while project.postgres.execute(f"{waiting} AND NOT granted") == [(0,)]:
+            assert time.monotonic() < deadline and job.poll() is None, "never reached the lock"
+            time.sleep(0.1)
+        job.send_signal(signal.SIGTERM)
+        time.sleep(1)  # the signal is handled (or kills the job) before the read goes on
+        locker.rollback()
+        _, stderr = job.communicate(timeout=30)
+
+    assert job.returncode == 0, stderr
+    assert "SIGTERM received" in stderr and "stopped" in stderr
+    assert "first run" not in stderr
+
+
 # Takes the store as soon as no one holds it, says how many runs it holds, and keeps it.
 TAKE_THE_STORE = """
 import sys, time, duckdb

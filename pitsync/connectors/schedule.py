@@ -128,8 +128,8 @@ class Scheduler:
 def stop_on_signals(stopping: threading.Event) -> None:
     """SIGTERM and SIGINT set `stopping`: the loop ends once the run in progress is done.
 
-    Set before the job reads the store, which may wait for a busy store: a stop asked
-    then is a clean stop too.
+    Set before the job reads its sources' columns and the store, either of which may
+    wait (a locked table, a busy store): a stop asked then is a clean stop too.
     """
 
     def stop(signum: int, frame: FrameType | None) -> None:
