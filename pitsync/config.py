@@ -465,6 +465,8 @@ def mode_fields(raw: dict[str, Any], kind: TableKind, *, where: str) -> dict[str
 def schedule_value(raw: dict[str, Any], *, where: str) -> str | None:
     """A cron expression: five fields (or a sixth for seconds), or @hourly, @daily..."""
     text = text_value(raw, "schedule", where=where, default=None)
+    # Blanks around it are no part of it: croniter takes " 0 * * * * " but not " @hourly ".
+    text = text.strip() if text is not None else None
     # croniter would also take a seventh field, for years, which nothing here promises.
     fields = len(text.split()) if text is not None else 0
     if text is not None and (not croniter.is_valid(text) or fields > 6):

@@ -308,6 +308,17 @@ def test_a_schedule_with_a_random_field_is_refused(tmp_path: Path, schedule: str
     assert load_config(config_with_setting(tmp_path, 'schedule = "0 * * * MON-FRI"'))
 
 
+@pytest.mark.parametrize("schedule", [" @hourly ", "@hourly\\n", " 0 * * * * "])
+def test_a_schedule_with_blanks_around_it_is_read_without_them(
+    tmp_path: Path, schedule: str
+) -> None:
+    path = config_with_setting(tmp_path, f'schedule = "{schedule}"')
+
+    [table] = load_config(path).tables.values()
+
+    assert table.schedule == schedule.replace("\\n", "").strip()
+
+
 def test_a_schedule_with_a_field_for_years_is_refused(tmp_path: Path) -> None:
     # Five fields, or six with seconds: a seventh (years) is nothing pitsync promises.
     path = config_with_setting(tmp_path, 'schedule = "0 * * * * 0 2030"')
@@ -549,7 +560,10 @@ def test_a_store_that_cannot_be_read_is_a_user_error(tmp_path: Path, command: li
     assert_user_error(result, f"cannot read the store {store}: permission denied")
 
 
-@pytest.mark.parametrize("command", [["runs"], ["delete-profiles", "--id", "u1"]])
+ON_A_STORE = [["runs"], ["delete-profiles", "--id", "u1"], ["drop-table", "plans"]]
+
+
+@pytest.mark.parametrize("command", ON_A_STORE)
 def test_a_store_path_naming_a_pipe_is_refused_without_waiting_on_it(
     tmp_path: Path, command: list[str]
 ) -> None:
@@ -561,7 +575,17 @@ def test_a_store_path_naming_a_pipe_is_refused_without_waiting_on_it(
     assert_user_error(result, "is not a regular file")
 
 
-@pytest.mark.parametrize("command", [["runs"], ["delete-profiles", "--id", "u1"]])
+@pytest.mark.parametrize("command", ON_A_STORE)
+def test_a_store_path_naming_a_folder_says_so(tmp_path: Path, command: list[str]) -> None:
+    config_file(tmp_path)
+    (tmp_path / "store.duckdb").mkdir()
+
+    result = run_pitsync(tmp_path, *command)
+
+    assert_user_error(result, "store.duckdb is a folder; set [store] path to a file")
+
+
+@pytest.mark.parametrize("command", ON_A_STORE)
 def test_an_empty_store_file_says_to_remove_it(tmp_path: Path, command: list[str]) -> None:
     config_file(tmp_path)
     store = tmp_path / "store.duckdb"

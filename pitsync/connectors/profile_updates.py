@@ -33,6 +33,7 @@ from pitsync.modeling.profile_operators import (
     stage_schema,
 )
 from pitsync.modeling.profile_records import LINES, RECORDS, REJECTED, stage_records
+from pitsync.paths import MISSING, path_kind
 from pitsync.queries.execute import store_relations, translate
 from pitsync.queries.profiles import profiles_sql
 from pitsync.quoting import quote_string
@@ -215,7 +216,7 @@ def delete_profiles(
     wait: float = DEFAULT_WAIT_SECONDS,
 ) -> UpdateReport:
     """`pitsync delete-profiles`: a `$delete` for each chosen profile; events stay."""
-    if not config.store_path.is_file():
+    if path_kind(config.store_path) == MISSING:
         raise StoreError(f"the store {config.store_path} does not exist, so it holds no profiles")
 
     def stage_targets(con: duckdb.DuckDBPyConnection) -> None:

@@ -28,6 +28,7 @@ from pitsync.modeling.hidden_events import CatalogEntry, read_catalog, refresh_v
 from pitsync.modeling.intervals import stored_intervals_table
 from pitsync.modeling.profile_tables import applied_rows_table
 from pitsync.modeling.staging import count
+from pitsync.paths import FILE, MISSING, path_kind
 from pitsync.store import (
     CATALOG,
     EVENT_IDENTITY,
@@ -62,7 +63,7 @@ def drop_table(config: Config, name: str, *, wait: float) -> DroppedTable:
     Properties a profile table set stay in the profiles, as any update's do: the store
     keeps the values, not which table or file set them.
     """
-    if not config.store_path.is_file():
+    if path_kind(config.store_path) == MISSING:
         raise StoreError(f"the store {config.store_path} does not exist, so it holds no tables")
     con = open_for_writing(config.store_path, config.memory_limit, wait)
     try:
@@ -138,7 +139,7 @@ def unconfigured_tables(config: Config) -> list[str]:
     Only a hint is made of them, so the store is not waited for: none are found while
     another process holds it, or before it exists.
     """
-    if not config.store_path.is_file():
+    if path_kind(config.store_path) != FILE:
         return []
     try:
         con = open_read_only(config.store_path, config.memory_limit, wait_seconds=0)
