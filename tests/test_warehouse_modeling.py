@@ -9,6 +9,7 @@ its own dialect and must give the same tree.
 
 from __future__ import annotations
 
+import datetime as dt
 import importlib.util
 import os
 import shutil
@@ -811,6 +812,97 @@ def test_appended_events_without_a_cursor_or_insert_id_are_left_out_in_postgres(
     project.sync("hist")
     project.sync("ev")
     assert project.query(STORED_EVENTS) == [("e1", "free")]
+
+
+def test_appended_events_with_an_empty_insert_id_are_left_out_in_postgres(
+    tmp_path: Path, postgres_schema: PostgresSchema
+) -> None:
+    # An empty insert id is no id, as a NULL one: the store quarantines that event.
+    project = Project(root=tmp_path, backend="postgres", postgres=postgres_schema)
+    events_in_postgres(
+        project,
+        "INSERT INTO ev VALUES ('e1', 'u1', '2024-02-15 00:00+00', 'login', 'c1', 1), "
+        "('', 'u1', '2024-02-16 00:00+00', 'login', 'c1', 1)",
+        mode="append",
+        cursor="loaded_at",
+        insert_id="insert_id",
+    )
+
+    assert postgres_schema.execute("SELECT insert_id, plan FROM ev_enriched") == [("e1", "free")]
+    project.sync("hist")
+    project.sync("ev")
+    assert project.query(STORED_EVENTS) == [("e1", "free")]
+
+
+def test_a_text_cursors_latest_load_is_the_greatest_by_code_point_in_postgres_as_in_the_store(
+    tmp_path: Path, postgres_schema: PostgresSchema
+) -> None:
+    # Under a linguistic collation `Z-batch` sorts after `a-batch`; by code point, which
+    # the store orders by, `a` (0x61) is after `Z` (0x5A), so a-batch is the latest load.
+    project = Project(root=tmp_path, backend="postgres", postgres=postgres_schema)
+    model_in_postgres(
+        project,
+        "CREATE TABLE hist (company_id text, start_ts timestamptz, plan text, "
+        'loaded_at text COLLATE "und-x-icu")',
+        "INSERT INTO hist VALUES ('c1', '2024-01-01 00:00+00', 'from Z', 'Z-batch'), "
+        "('c1', '2024-01-01 00:00+00', 'from a', 'a-batch')",
+        events=False,
+        **APPEND_MODE,
+    )
+
+    assert postgres_schema.execute("SELECT plan FROM hist_intervals") == [("from a",)]
+    project.sync("hist")
+    assert project.query("SELECT plan FROM hist") == [("from a",)]
+
+
+def test_the_duckdb_model_cuts_nanoseconds_off_naive_times_as_the_store_does(
+    project: Project,
+) -> None:
+    # Rounded, 00:00:00.000000999 would become 00:00:00.000001 and tie with b's start;
+    # cut off (rule 6), a holds from midnight to b's start, when the event is.
+    project.source_sql(
+        "CREATE TABLE hist (company_id VARCHAR, start_ts TIMESTAMP_NS, plan VARCHAR)",
+        "INSERT INTO hist VALUES ('c1', '2024-01-01 00:00:00.000000999', 'a'), "
+        "('c1', '2024-01-01 00:00:00.000001', 'b')",
+        "CREATE TABLE ev (distinct_id VARCHAR, event VARCHAR, time TIMESTAMP_NS, company_id "
+        "VARCHAR)",
+        "INSERT INTO ev VALUES ('u1', 'login', '2024-01-01 00:00:00.000000999', 'c1')",
+    )
+    configure_companies(project, "hist", "start_ts")
+    project.configure("ev", kind="events")
+    statements = plan_model_sql(project.config(), "hist", "duckdb", "ev").rendered()
+
+    with duckdb.connect(str(project.warehouse)) as con:
+        con.execute("SET TimeZone = 'UTC'")
+        for statement in statements:
+            con.execute(statement)
+        intervals = con.execute(
+            "SELECT plan, strftime(start_time, '%H:%M:%S.%f'), strftime(end_time, '%S.%f') "
+            "FROM hist_intervals ORDER BY start_time"
+        ).fetchall()
+        enriched = con.execute("SELECT event, plan FROM ev_enriched").fetchall()
+
+    assert intervals == [("a", "00:00:00.000000", "00.000001"), ("b", "00:00:00.000001", None)]
+    assert enriched == [("login", "a")]
+
+
+def test_printed_spark_views_are_not_qualified_by_the_sources_schema(
+    tmp_path: Path, postgres_schema: PostgresSchema, spark: Any
+) -> None:
+    # Spark's temporary views live outside every database, and refuse a qualified name.
+    project = Project(root=tmp_path, backend="postgres", postgres=postgres_schema)
+    project.database_sql(*(statement.format(text="text") for statement in ONE_PLAN))
+    configure_companies(project, "hist", "start_ts")
+    rows = [("c1", dt.datetime(2024, 1, 1, tzinfo=dt.UTC), "free")]
+    spark.createDataFrame(
+        rows, "company_id string, start_ts timestamp, plan string"
+    ).createOrReplaceTempView("hist")
+
+    [statement] = plan_model_sql(project.config(), "hist", "spark").rendered()
+    # The source table, read here from the view registered above.
+    spark.sql(statement.replace(f"`{postgres_schema.name}`.`hist`", "`hist`"))
+
+    assert spark_rows(spark, "SELECT plan FROM hist_intervals") == [("free",)]
 
 
 def test_events_the_store_quarantines_are_left_out_of_the_enriched_view_on_spark(

@@ -102,7 +102,8 @@ def plan_model_sql(
         )
     schema = source_schema(config, history)
     properties = plan_history(history, schema).properties
-    ordered = [*properties, *([history.tie_breaker] if history.tie_breaker else [])]
+    # The columns compared by order: text among them is compared by code point.
+    ordered = [*properties, *(name for name in (history.tie_breaker, history.cursor) if name)]
     text = {name for name in ordered if is_plain_text(schema.field(name))}
 
     intervals_name = view_name(config, history, f"{history.name}_intervals", engine)
@@ -114,6 +115,7 @@ def plan_model_sql(
         text_properties=text,
         bounded_start=holds_moments(start_type) and engine in UNBOUNDED_TIME_ENGINES,
         start_zone=naive_zone(history, start_type, engine),
+        start_nanoseconds=in_nanoseconds(start_type, engine),
         # Times there are instants by now: a naive start is read in its zone above.
         zoned_bounds=engine in ZONE_ENGINES,
     )
@@ -157,6 +159,7 @@ def enriched_view(
         columns,
         join_column=joined_on,
         time_zone=naive_zone(events, time_type, engine),
+        time_nanoseconds=in_nanoseconds(time_type, engine),
         bounded_time=holds_moments(time_type) and engine in UNBOUNDED_TIME_ENGINES,
         zoned_bounds=engine in ZONE_ENGINES,
     )
@@ -179,8 +182,15 @@ def naive_zone(table: TableConfig, time_type: pa.DataType, engine: str) -> str |
     return table.timezone if naive and engine in ZONE_ENGINES else None
 
 
+def in_nanoseconds(time_type: pa.DataType, engine: str) -> bool:
+    """A time of nanoseconds in DuckDB (TIMESTAMP_NS), which the view cuts to microseconds
+    as the store does. PostgreSQL and Spark hold none; Snowflake's stay (see README)."""
+    return engine == "duckdb" and pa.types.is_timestamp(time_type) and time_type.unit == "ns"
+
+
 def with_article(word: str) -> str:
-    return f"an {word}" if word[:1] in "aeiou" else f"a {word}"
+    """`an events`, `a user_history`: table kinds, whose `u` is said as in `use`."""
+    return f"an {word}" if word[:1] in "aeio" else f"a {word}"
 
 
 # PostgreSQL string types that take a collation; an enum arrives as a string too, but
@@ -233,7 +243,9 @@ def view_name(config: Config, table: TableConfig, name: str, engine: str) -> exp
             "same source table)",
             table=table.name,
         )
-    return exp.table_(name, db=config.sources[table.source].schema, quoted=True)
+    # Spark's views are temporary ones, which live in no database.
+    schema = None if engine == "spark" else config.sources[table.source].schema
+    return exp.table_(name, db=schema, quoted=True)
 
 
 def execute_on_postgres(config: Config, history_name: str, planned: PlannedModel) -> None:

@@ -60,11 +60,34 @@ def identifier_column(name: str, table: str | None = None) -> exp.Column:
     return exp.column(name, table=table, quoted=True)
 
 
-def in_zone(column: exp.Expression, zone: str | None) -> exp.Expression:
-    """A naive time read in `zone` (None: the column as the engine stores it)."""
+def in_zone(
+    column: exp.Expression, zone: str | None, *, nanoseconds: bool = False
+) -> exp.Expression:
+    """A naive time read in `zone` (None: the column as the engine stores it); of a
+    column of `nanoseconds` (DuckDB's TIMESTAMP_NS), the microseconds it starts in."""
     if zone is None:
         return column
-    return exp.AtTimeZone(this=exp.cast(column, "TIMESTAMP"), zone=exp.Literal.string(zone))
+    naive = to_microseconds(column) if nanoseconds else exp.cast(column, "TIMESTAMP")
+    return exp.AtTimeZone(this=naive, zone=exp.Literal.string(zone))
+
+
+def to_microseconds(column: exp.Expression) -> exp.Expression:
+    """A TIMESTAMP_NS cut down to its microsecond (rule 6), in DuckDB's functions.
+
+    DuckDB's cast rounds (00:00:00.000000999 to 00:00:00.000001); the nanoseconds past
+    the microsecond are taken off the epoch first, also before 1970, where they count
+    down to it.
+    """
+    nanos = exp.Anonymous(this="epoch_ns", expressions=[column])
+    thousand = exp.Literal.number(1000)
+    past = exp.Mod(
+        this=exp.paren(exp.Add(this=exp.Mod(this=nanos, expression=thousand), expression=thousand)),
+        expression=thousand.copy(),
+    )
+    micros = exp.IntDiv(
+        this=exp.paren(exp.Sub(this=nanos.copy(), expression=past)), expression=thousand.copy()
+    )
+    return exp.UnixToTime(this=micros, scale=exp.Literal.number(6))
 
 
 def intervals_query(
@@ -75,18 +98,22 @@ def intervals_query(
     text_properties: set[str],
     bounded_start: bool,
     start_zone: str | None = None,
+    start_nanoseconds: bool = False,
     zoned_bounds: bool = False,
 ) -> exp.Select:
     """SELECT id, start_time, end_time, properties... of the non-empty intervals.
 
     With `bounded_start`, rows starting outside years 1 to 9999 are left out (see
     `UNBOUNDED_TIME_ENGINES`), bounds given in UTC with `zoned_bounds`; with
-    `start_zone`, a naive start is read in that zone.
+    `start_zone`, a naive start is read in that zone (cut to its microsecond, with
+    `start_nanoseconds`).
     Entities are told apart by their ids' text (rule 7), as the store keys them: numeric
     ids `1.0` and `1.00` are two entities.
     """
     entity = identifier_column(history.id_column)
-    start = in_zone(identifier_column(history.start_time or ""), start_zone)
+    start = in_zone(
+        identifier_column(history.start_time or ""), start_zone, nanoseconds=start_nanoseconds
+    )
     as_text = exp.cast(entity.copy(), "VARCHAR")
     good = [
         entity.copy().is_(exp.null()).not_(),
@@ -98,7 +125,8 @@ def intervals_query(
     rows: exp.Expression = source
     kept: exp.Expr = exp.and_(*good)
     if history.mode == "append" and history.cursor:
-        rows, kept = latest_load(source, kept, history.cursor, [as_text.copy(), start.copy()])
+        loaded = sortable(identifier_column(history.cursor), text_properties)
+        rows, kept = latest_load(source, kept, loaded, [as_text.copy(), start.copy()])
 
     tie = [identifier_column(history.tie_breaker)] if history.tie_breaker else []
     order = [exp.Ordered(this=start.copy(), desc=False, nulls_first=True)]
@@ -134,16 +162,16 @@ def intervals_query(
 
 
 def latest_load(
-    source: exp.Table, good: exp.Expr, cursor: str, key: list[exp.Expression]
+    source: exp.Table, good: exp.Expr, loaded: exp.Expression, key: list[exp.Expression]
 ) -> tuple[exp.Subquery, exp.Expr]:
     """The good rows of `source` that an append sync keeps, and the condition that keeps
-    them: of each key's rows, those of its greatest cursor value (the key's latest load,
-    see `latest_load_sql`); a row without a cursor value is quarantined there.
+    them: of each key's rows, those of its greatest cursor value (`loaded`: the cursor
+    column, text by code point, as the store compares it; the key's latest load, see
+    `latest_load_sql`); a row without a cursor value is quarantined there.
 
     The greatest value is taken over the good rows only, as the store takes it after
     quarantine, so it is a column of a subquery, and the condition compares with it.
     """
-    loaded = identifier_column(cursor)
     greatest = exp.Window(this=exp.Max(this=loaded.copy()), partition_by=key)
     rows = (
         exp.select(exp.Star(), exp.alias_(greatest, LATEST_LOAD, quoted=True))
@@ -185,16 +213,20 @@ def enriched_query(
     *,
     join_column: str,
     time_zone: str | None = None,
+    time_nanoseconds: bool = False,
     bounded_time: bool = False,
     zoned_bounds: bool = False,
 ) -> exp.Select:
     """Each event the store keeps with the properties of the interval holding its time
     (NULLs if none), joined by the events' `join_column`.
 
-    With `time_zone`, a naive event time is read in that zone; `bounded_time` and
-    `zoned_bounds` are as `bounded_start` and `zoned_bounds` of `intervals_query`.
+    With `time_zone`, a naive event time is read in that zone; `time_nanoseconds`,
+    `bounded_time` and `zoned_bounds` are as the `start_` ones and `zoned_bounds` of
+    `intervals_query`.
     """
-    event_time = in_zone(identifier_column(events.time_column, "e"), time_zone)
+    event_time = in_zone(
+        identifier_column(events.time_column, "e"), time_zone, nanoseconds=time_nanoseconds
+    )
     holds = exp.and_(
         exp.EQ(
             this=identifier_column(history.id_column, "h"),
@@ -242,6 +274,10 @@ def stored_events(
         for column in (events.cursor, events.insert_id):
             if column:
                 kept.append(identifier_column(column, "e").is_(exp.null()).not_())
+        if events.insert_id:
+            # An empty insert id is no id either.
+            insert_id = exp.cast(identifier_column(events.insert_id, "e"), "VARCHAR")
+            kept.append(exp.NEQ(this=insert_id, expression=exp.Literal.string("")))
     return exp.and_(*kept)
 
 
