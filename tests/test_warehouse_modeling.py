@@ -1097,3 +1097,16 @@ def test_spark_output_refuses_a_table_name_leading_out_of_the_folder(
         "leading `/`"
     )
     assert (victim / "precious.txt").read_text(encoding="utf-8") == "keep"
+
+
+def test_a_table_of_another_kind_is_named_by_its_kind(project: Project) -> None:
+    project.source_sql(*(statement.format(text="VARCHAR") for statement in ONE_PLAN))
+    configure_companies(project, "hist", "start_ts")
+    project.configure("people", kind="user_profiles", id_column="user_id")
+
+    refused = project.cli(
+        "model", "--table", "hist", "--engine", "duckdb", "--events", "people", check=False
+    )
+
+    assert refused.returncode == 1
+    assert "--events `people` is a user_profiles table; name an events table" in refused.stderr
