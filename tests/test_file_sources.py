@@ -16,7 +16,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from pitsync.errors import SourceError
+from pitsync.errors import ConfigError, SourceError
 from pitsync.queries.execute import QuerySession
 from pitsync.quoting import quote_string
 from tests.conftest import Project
@@ -414,3 +414,57 @@ def test_a_file_with_two_columns_of_one_name_is_refused_as_a_database_table_is(
         "names without case); rename one"
     )
     assert not project.store.exists()
+
+
+@pytest.mark.backends("duckdb")
+@pytest.mark.parametrize(
+    ("declared", "value"),
+    [
+        ("UHUGEINT", "340282366920938463463374607431768211455"),  # would wrap to -1
+        ("TIMETZ", "TIMETZ '12:00:00+05'"),  # would lose its offset
+        ("BIT", "BIT '101'"),  # would be DuckDB's bytes, not the bits
+        ("TIMETZ[]", "[TIMETZ '12:00:00+05']"),
+        ("STRUCT(flags BIT)", "{'flags': BIT '1'}"),
+        ("BIGNUM", "12345678901234567890123456789012345678901234567890"),
+        ("UNION(n INTEGER, s VARCHAR)", "12"),
+    ],
+)
+def test_a_duckdb_column_of_a_type_the_store_cannot_keep_is_refused_by_name(
+    project: Project, declared: str, value: str
+) -> None:
+    # A PostgreSQL timetz or bit column is refused too: no source changes a value silently.
+    project.source_sql(
+        f"CREATE TABLE plans (user_id VARCHAR, valid_from DATE, odd {declared})",
+        f"INSERT INTO plans VALUES ('u1', DATE '2024-01-01', {value})",
+    )
+    project.configure("plans", kind="user_history", id_column="user_id", start_time="valid_from")
+
+    with pytest.raises(ConfigError) as raised:
+        project.sync("plans")
+
+    assert str(raised.value).startswith("source `warehouse`: column `odd` of table `plans` has ")
+    assert "which pitsync cannot map; cast it in a view" in str(raised.value)
+    assert not project.store.exists()
+
+
+@pytest.mark.backends("duckdb")
+def test_a_duckdb_hugeint_is_kept_to_its_last_digit_or_refused_past_38(project: Project) -> None:
+    # A sum() in a DuckDB view is a HUGEINT: 38 digits are a DECIMAL(38, 0) exactly; 39
+    # are more than the store's type holds, and the run stops, changing nothing.
+    project.source_sql(
+        "CREATE TABLE plans (user_id VARCHAR, valid_from DATE, total HUGEINT)",
+        "INSERT INTO plans VALUES ('u1', DATE '2024-01-01', -" + "9" * 38 + ")",
+    )
+    project.configure("plans", kind="user_history", id_column="user_id", start_time="valid_from")
+
+    project.sync("plans")
+
+    assert project.query("SELECT CAST(total AS VARCHAR) FROM plans") == [
+        ("-99999999999999999999999999999999999999",)
+    ]
+    project.source_sql("INSERT INTO plans VALUES ('u2', DATE '2024-01-01', 1" + "0" * 38 + ")")
+    before = project.query("SELECT * FROM runs")
+    with pytest.raises(SourceError, match="100000000000000000000000000000000000000"):
+        project.sync("plans")
+    assert project.query("SELECT count(*) FROM plans") == [(1,)]
+    assert len(project.query("SELECT * FROM runs")) == len(before) + 1

@@ -46,8 +46,8 @@ from pitsync.connectors.extraction import (
     select_columns,
     sqlite_typed_select,
 )
-from pitsync.connectors.sources import UNTYPED, LowerBound
-from pitsync.errors import ConfigError, SourceError, first_line
+from pitsync.connectors.sources import UNTYPED, LowerBound, unmappable
+from pitsync.errors import SourceError, first_line
 from pitsync.modeling.staging import UNREADABLE
 
 log = logging.getLogger(__name__)
@@ -531,12 +531,7 @@ def read_as_text(target: pa.Schema, text_columns: Sequence[str] = ()) -> dict[st
 
 
 def refuse_type(field: pa.Field, database_type: str, *, source: str, table: str) -> pa.Field:
-    raise ConfigError(
-        f"source `{source}`: column `{field.name}` of table `{table}` has type "
-        f"{database_type}, which pitsync cannot map; cast it in a view in the source "
-        "(for example to text) and read the view with `from`",
-        table=table,
-    )
+    raise unmappable(source, table, field.name, database_type)
 
 
 def numeric_type(metadata: dict[bytes, bytes]) -> pa.DataType:

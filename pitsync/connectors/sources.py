@@ -26,7 +26,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from pitsync.config import SourceConfig
-from pitsync.errors import SourceError, first_line
+from pitsync.errors import ConfigError, SourceError, first_line
 from pitsync.interrupts import is_interrupt
 from pitsync.quoting import quote_identifier, quote_string
 from pitsync.store import SET_UTC
@@ -37,6 +37,17 @@ BATCH_ROWS = 122_880  # DuckDB's row-group size: one batch per row group read.
 # DuckDB would make a folder named `plan=free` a column `plan`, even over the file's own
 # `plan`: a file's columns are its own, wherever it is kept.
 OWN_COLUMNS = "hive_partitioning = false"
+
+# DuckDB types whose values would not reach the store as they are: Arrow carries a UHUGEINT
+# as a 128-bit decimal (2^127 and up wrap round to negative), a TIMETZ without its offset,
+# a BIT as DuckDB's own bytes; BIGNUM and UNION have no store type. Matched as a type, not
+# as a struct field's name (which a type follows).
+UNKEPT_DUCKDB_TYPES = re.compile(
+    r"\b(UHUGEINT|TIME WITH TIME ZONE|BIT|BIGNUM|VARINT)(?=$|[,)\[])|\bUNION\("
+)
+# A HUGEINT is read as the DECIMAL(38, 0) Arrow carries it as; a value of 39 digits fails
+# that cast, naming the value, where it would be stored beyond its type.
+HUGEINT = "HUGEINT"
 CSV_ERROR_LINE = re.compile(r"CSV Error on Line: (\d+)")
 CSV_ERROR_FILE = re.compile(r"^\s*file = (.+)$", re.MULTILINE)
 
@@ -125,6 +136,24 @@ def csv_relation(config: SourceConfig, table: str, text_columns: Sequence[str]) 
     return (
         f"read_csv({files_read(config, table)}, header = true, {OWN_COLUMNS}, "
         f"sample_size = -1, allow_quoted_nulls = false, types = {{{as_text}}})"
+    )
+
+
+def selected_column(column: str, declared: str | None) -> str:
+    """A column as read: a HUGEINT as the DECIMAL(38, 0) it reaches the store as."""
+    name = quote_identifier(column)
+    if declared == HUGEINT:
+        return f"CAST({name} AS DECIMAL(38, 0)) AS {name}"
+    return name
+
+
+def unmappable(source: str, table: str, column: str, declared: str) -> ConfigError:
+    """The error for a source column of a type pitsync cannot keep, from any source."""
+    return ConfigError(
+        f"source `{source}`: column `{column}` of table `{table}` has type {declared}, which "
+        "pitsync cannot map; cast it in a view in the source (for example to text) and read "
+        "the view with `from`",
+        table=table,
     )
 
 
@@ -233,15 +262,31 @@ class FileSource:
         self.check_exists(table)
         relation = self.kind.relation(self.config, table, self.present(table, text_columns))
         try:
-            schema = self.engine.sql(f"SELECT * FROM {relation} LIMIT 0").to_arrow_table().schema
+            columns = self.engine.sql(f"SELECT * FROM {relation} LIMIT 0")
+            schema = columns.to_arrow_table().schema
         except duckdb.Error as error:
             raise self.failed(
                 f"cannot read table `{table}` from {self.kind.describe} {self.config.path}",
                 self.located(table, error),
             ) from error
+        self.check_types_kept(
+            table, dict(zip(columns.columns, map(str, columns.types), strict=True))
+        )
         if not self.kind.needs_attach:
             self.check_names_apart(table)
         return schema
+
+    def duckdb_types(self, relation: str) -> dict[str, str]:
+        """Each column's type as DuckDB names it, which Arrow's may hide (HUGEINT)."""
+        described = self.engine.sql(f"SELECT * FROM {relation} LIMIT 0")
+        return dict(zip(described.columns, map(str, described.types), strict=True))
+
+    def check_types_kept(self, table: str, types: dict[str, str]) -> None:
+        """Fail, naming the column, at a type (as DuckDB names it) whose values would change
+        on their way to the store."""
+        for column, declared in types.items():
+            if UNKEPT_DUCKDB_TYPES.search(declared):
+                raise unmappable(self.name, table, column, declared)
 
     def check_names_apart(self, table: str) -> None:
         """Fail when a file names two columns alike, in any case, as a database would.
@@ -285,7 +330,8 @@ class FileSource:
         lower_bound: LowerBound | None = None,
     ) -> pa.RecordBatchReader:
         relation = self.kind.relation(self.config, table, self.present(table, text_columns))
-        selected = ", ".join(quote_identifier(column) for column in columns)
+        types = self.duckdb_types(relation) if self.kind.needs_attach else {}
+        selected = ", ".join(selected_column(column, types.get(column)) for column in columns)
         sql = f"SELECT {selected} FROM {relation}"
         parameters: list[Any] = []
         if lower_bound is not None:
