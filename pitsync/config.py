@@ -559,12 +559,23 @@ def section(raw: dict[str, Any], key: str, parent: str = "") -> dict[str, Any]:
     section it sits in, so the message names the section as it is written."""
     value = raw.get(key, {})
     if not isinstance(value, dict):
-        raise ConfigError(f"`{key}` must be a table ([{parent}{key}]), got {value!r}", key=key)
+        raise ConfigError(
+            f"`{key}` must be a table ([{parent}{key}]), got {toml_kind(value)}", key=key
+        )
     return value
 
 
+def toml_kind(value: Any) -> str:
+    """What a misplaced value is: a number or boolean itself, else its kind (`a string`),
+    never the text: any setting may be where a connection URI was put by mistake,
+    password and all."""
+    if isinstance(value, int | float):
+        return repr(value)
+    kinds = [(str, "a string"), (list, "an array"), (dict, "a table")]
+    return next((name for kind, name in kinds if isinstance(value, kind)), "a date or time")
+
+
 _REQUIRED = object()
-SECRET_KEYS = {"uri"}
 
 
 def text_value(raw: dict[str, Any], key: str, *, where: str, default: Any = _REQUIRED) -> Any:
@@ -575,8 +586,7 @@ def text_value(raw: dict[str, Any], key: str, *, where: str, default: Any = _REQ
         return default
     value = raw[key]
     if not isinstance(value, str) or not value:
-        # A connection string may carry a password: name its type, never its value.
-        shown = type(value).__name__ if key in SECRET_KEYS else repr(value)
+        shown = toml_kind(value) if value != "" else "an empty one"
         raise ConfigError(f"{where}: `{key}` must be a non-empty string, got {shown}", key=key)
     return value
 

@@ -446,6 +446,33 @@ def test_a_uri_written_into_uri_env_is_refused_without_showing_it(tmp_path: Path
     assert "Sekr1tQ" not in str(raised.value)
 
 
+@pytest.mark.parametrize(
+    ("old", "new"),
+    [
+        # A source written as one line, its URI where its section should be.
+        (
+            '[sources.warehouse]\ntype = "duckdb"\npath = "warehouse.duckdb"',
+            "[sources]\nwarehouse = {uri!r}",
+        ),
+        ('type = "duckdb"\npath = "warehouse.duckdb"', 'type = "postgres"\nuri_env = [{uri!r}]'),
+        ('path = "warehouse.duckdb"', "path = [{uri!r}]"),
+        ('[store]\npath = "store.duckdb"', "store = {uri!r}"),
+    ],
+)
+def test_a_value_of_the_wrong_kind_is_named_by_its_kind_not_shown(
+    tmp_path: Path, old: str, new: str
+) -> None:
+    # Any setting may be where a URI was put by mistake, password and all.
+    uri = "postgresql://postgres:Sekr1tQ@127.0.0.1:5432/test"
+    path = config_file(tmp_path, old, new.format(uri=uri).replace("'", '"'))
+
+    with pytest.raises(ConfigError) as raised:
+        load_config(path)
+
+    assert "Sekr1tQ" not in str(raised.value)
+    assert str(raised.value).endswith(("got a string", "got an array"))
+
+
 def test_a_file_source_refuses_a_uri(tmp_path: Path) -> None:
     path = config_file(tmp_path, 'type = "duckdb"', 'type = "duckdb"\nuri = "postgresql://x"')
 
