@@ -671,12 +671,26 @@ def passwords_in(uri: str) -> set[str]:
     if password:
         found.add(password)
     found.update(re.findall(r"password\s*=\s*'([^']*)'", uri, flags=re.IGNORECASE))
-    # A password runs on over blanks, `&` and `;` until the next `name=`: the driver's
-    # parser cuts it there, and may echo the rest; the next parameter is no secret.
+    # A password runs on over blanks, `&` and `;` until the next of the driver's own
+    # parameters (`dbname=`): the driver's parser cuts it at any `name=`, and echoes the
+    # rest, or a name it does not know; its own next parameter is no secret.
     found.update(
         value.strip() for value in re.findall(PASSWORD_TO_NEXT_PARAMETER, uri, flags=re.IGNORECASE)
     )
     return found
 
 
-PASSWORD_TO_NEXT_PARAMETER = r"password\s*=\s*((?:[^\s&;]|[\s&;]+(?![A-Za-z_]\w*\s*=))+)"
+# libpq's connection parameters, which end a password written before them.
+LIBPQ_PARAMETERS = (  # noqa: SIM905 (a list of words, read as one)
+    "host hostaddr port dbname user password passfile require_auth channel_binding "
+    "connect_timeout client_encoding options application_name fallback_application_name "
+    "keepalives keepalives_idle keepalives_interval keepalives_count tcp_user_timeout "
+    "replication gssencmode sslmode sslnegotiation requiressl sslcompression sslcert "
+    "sslkey sslkeylogfile sslpassword sslcertmode sslrootcert sslcrl sslcrldir sslsni "
+    "requirepeer ssl_min_protocol_version ssl_max_protocol_version min_protocol_version "
+    "max_protocol_version krbsrvname gsslib gssdelegation service target_session_attrs "
+    "load_balance_hosts"
+).split()
+PASSWORD_TO_NEXT_PARAMETER = (
+    r"password\s*=\s*((?:[^\s&;]|[\s&;]+(?!(?:" + "|".join(LIBPQ_PARAMETERS) + r")\s*=))+)"
+)
