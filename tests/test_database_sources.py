@@ -1037,3 +1037,24 @@ def test_a_composite_the_driver_cannot_describe_is_read_as_json_too(project: Pro
 
     [(single, listed)] = project.query("SELECT s, ss FROM plans")
     assert (json.loads(single), json.loads(listed)) == ({"days": "[1,5)"}, [{"days": "[2,3)"}])
+
+
+@pytest.mark.backends("postgres", "sqlite")
+def test_a_from_in_another_case_finds_the_table_as_the_database_spells_it(
+    project: Project,
+) -> None:
+    # Names compare without case, as in the store: `PLANS` finds `plans`.
+    project.database_sql(
+        "CREATE TABLE plans (user_id text, valid_from text, plan text)",
+        "INSERT INTO plans VALUES ('u1', '2024-01-01', 'pro')",
+    )
+    project.configure(
+        "accounts",
+        kind="user_history",
+        id_column="user_id",
+        start_time="valid_from",
+        **{"from": "PLANS"},
+    )
+
+    assert project.sync("accounts").inserted == 1
+    assert project.query("SELECT user_id, plan FROM accounts") == [("u1", "pro")]

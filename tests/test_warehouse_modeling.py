@@ -1110,3 +1110,19 @@ def test_a_table_of_another_kind_is_named_by_its_kind(project: Project) -> None:
 
     assert refused.returncode == 1
     assert "--events `people` is a user_profiles table; name an events table" in refused.stderr
+
+
+def test_a_from_in_another_case_is_modeled_under_the_tables_own_name(
+    tmp_path: Path, postgres_schema: PostgresSchema
+) -> None:
+    project = Project(root=tmp_path, backend="postgres", postgres=postgres_schema)
+    model_in_postgres(
+        project,
+        *(statement.format(text="text") for statement in ONE_PLAN),
+        events=False,
+        **{"from": "HIST"},
+    )
+
+    assert postgres_schema.execute("SELECT company_id, plan FROM hist_intervals") == [
+        ("c1", "free")
+    ]

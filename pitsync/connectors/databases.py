@@ -105,6 +105,7 @@ class DatabaseSource:
         self.uri = config.connection_uri()
         self.connection = self.connect()
         self.cursors: list[Any] = []  # a result stream lives only as long as its cursor
+        self.spellings: dict[str, str] = {}  # a table name as configured: as the source spells it
         if config.type == "postgres":
             self.write_times_in_utc()
 
@@ -164,8 +165,19 @@ class DatabaseSource:
             cursor.execute("SET TIME ZONE 'UTC'")
         self.connection.commit()  # a later failed read's rollback must not undo it
 
+    def spelled(self, table: str) -> str:
+        """The table as the database spells it: `plans` for `from = "PLANS"`, as the store
+        compares names without case; a name that exists as written, or in two spellings,
+        is kept as written."""
+        if table not in self.spellings:
+            names = self.table_names()
+            alike = [name for name in names if name.lower() == table.lower()]
+            self.spellings[table] = alike[0] if table not in names and len(alike) == 1 else table
+        return self.spellings[table]
+
     def schema(self, table: str, text_columns: Sequence[str] = ()) -> pa.Schema:
         """The mapped columns; ids and group keys of some PostgreSQL types become text."""
+        table = self.spelled(table)
         try:
             if self.config.type == "sqlite":
                 raw = sqlite_declared_schema(self.connection, table, text_columns)
@@ -191,6 +203,7 @@ class DatabaseSource:
         text_columns: Sequence[str] = (),
         lower_bound: LowerBound | None = None,
     ) -> pa.RecordBatchReader:
+        table = self.spelled(table)
         target = self.schema(table, text_columns)
         target = pa.schema([target.field(name) for name in columns])
         bound = lower_bound.column if lower_bound else None

@@ -100,7 +100,8 @@ def plan_model_sql(
         raise ConfigError(
             f"table `{history_name}` is {with_article(history.kind)} table; model a history table"
         )
-    schema = source_schema(config, history)
+    found = read_source_table(config, history)
+    schema = found.schema
     properties = plan_history(history, schema).properties
     # The columns compared by order: text among them is compared by code point.
     ordered = [*properties, *(name for name in (history.tie_breaker, history.cursor) if name)]
@@ -111,7 +112,7 @@ def plan_model_sql(
     query = intervals_query(
         history,
         properties,
-        source_table(config, history),
+        source_table(config, history, found.name),
         text_properties=text,
         bounded_start=holds_moments(start_type) and engine in UNBOUNDED_TIME_ENGINES,
         start_zone=naive_zone(history, start_type, engine),
@@ -137,7 +138,8 @@ def enriched_view(
     engine: str,
 ) -> exp.Create:
     """The view of `events` joined with the intervals of `history` at each event's time."""
-    schema = source_schema(config, events)
+    found = read_source_table(config, events)
+    schema = found.schema
     columns = list(schema.names)
     joined_on = events.id_column
     if history.group_key:
@@ -152,7 +154,7 @@ def enriched_view(
     time_type = schema.field(events.time_column).type
     query = enriched_query(
         events,
-        source_table(config, events),
+        source_table(config, events, found.name),
         history,
         intervals_name,
         properties,
@@ -219,17 +221,26 @@ def events_table(config: Config, name: str, history: TableConfig) -> TableConfig
     return events
 
 
-def source_schema(config: Config, table: TableConfig) -> pa.Schema:
+@dataclass(frozen=True)
+class SourceTable:
+    """A table's columns in its source, and its name as the source spells it."""
+
+    schema: pa.Schema
+    name: str
+
+
+def read_source_table(config: Config, table: TableConfig) -> SourceTable:
     source = open_source(config.sources[table.source])
     try:
-        return source.schema(table.source_table)
+        return SourceTable(source.schema(table.source_table), source.spelled(table.source_table))
     finally:
         source.close()
 
 
-def source_table(config: Config, table: TableConfig) -> exp.Table:
-    """The table as the engine names it: schema-qualified in a database, bare on Spark."""
-    return exp.table_(table.source_table, db=config.sources[table.source].schema, quoted=True)
+def source_table(config: Config, table: TableConfig, spelled: str) -> exp.Table:
+    """The table as the engine names it (`spelled` as the source does), schema-qualified
+    in a database."""
+    return exp.table_(spelled, db=config.sources[table.source].schema, quoted=True)
 
 
 def view_name(config: Config, table: TableConfig, name: str, engine: str) -> exp.Table:

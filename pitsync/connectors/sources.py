@@ -104,6 +104,10 @@ class Source(Protocol):
         """A stream of the table's rows, only the named columns (and rows, if bounded)."""
         ...
 
+    def spelled(self, table: str) -> str:
+        """The table's name as the source spells it (names compare without case)."""
+        ...
+
     def close(self) -> None:
         """Release the connection."""
         ...
@@ -287,6 +291,11 @@ class FileSource:
         for column, declared in types.items():
             if UNKEPT_DUCKDB_TYPES.search(declared):
                 raise unmappable(self.name, table, column, declared)
+
+    def spelled(self, table: str) -> str:
+        """The name as configured: DuckDB finds a table in any case itself, and a path
+        names its files as written."""
+        return table
 
     def check_names_apart(self, table: str) -> None:
         """Fail when a file names two columns alike, in any case, as a database would.
