@@ -9,6 +9,9 @@ from __future__ import annotations
 import datetime as dt
 import importlib.util
 import json
+import socket
+import subprocess
+import sys
 import tomllib
 from collections.abc import Callable
 from dataclasses import replace
@@ -20,7 +23,12 @@ import pyarrow as pa
 import pytest
 
 from pitsync.config import load_config
-from pitsync.connectors.databases import DRIVERS, redact, with_times_unwrapped
+from pitsync.connectors.databases import (
+    DRIVERS,
+    redact,
+    with_connect_timeout,
+    with_times_unwrapped,
+)
 from pitsync.errors import ConfigError, SourceError
 from pitsync.modeling.staging import UNREADABLE
 from tests.conftest import Project, utc
@@ -1058,3 +1066,42 @@ def test_a_from_in_another_case_finds_the_table_as_the_database_spells_it(
 
     assert project.sync("accounts").inserted == 1
     assert project.query("SELECT user_id, plan FROM accounts") == [("u1", "pro")]
+
+
+@pytest.mark.parametrize(
+    ("uri", "connected"),
+    [
+        ("postgresql://u@db/crm", "postgresql://u@db/crm?connect_timeout=10"),
+        (
+            "postgresql://u@db/crm?sslmode=require",
+            "postgresql://u@db/crm?sslmode=require&connect_timeout=10",
+        ),
+        ("postgresql://u@db/crm?", "postgresql://u@db/crm?connect_timeout=10"),
+        ("host=db dbname=crm", "host=db dbname=crm connect_timeout=10"),
+        ("postgresql://u@db/crm?CONNECT_TIMEOUT=60", "postgresql://u@db/crm?CONNECT_TIMEOUT=60"),
+        ("host=db connect_timeout = 3", "host=db connect_timeout = 3"),
+    ],
+)
+def test_a_postgres_uri_gets_a_connect_timeout_unless_it_sets_one(uri: str, connected: str) -> None:
+    assert with_connect_timeout(uri) == connected
+
+
+@pytest.mark.backends("duckdb")
+def test_a_server_that_never_answers_fails_the_run_within_the_timeout(project: Project) -> None:
+    # It takes the connection and says nothing: without a timeout the driver would wait
+    # for good, and neither Ctrl-C nor the scheduled job's SIGTERM would end the wait.
+    with socket.create_server(("127.0.0.1", 0)) as silent:
+        port = silent.getsockname()[1]
+        project.write_config(
+            f'[sources.crm]\ntype = "postgres"\nuri = "postgresql://postgres@127.0.0.1:{port}/test"\n'
+            '[tables.accounts]\nsource = "crm"\nkind = "user_history"\n'
+            'id_column = "account_id"\nstart_time = "start_timestamp"\n'
+        )
+        command = [sys.executable, "-m", "pitsync.cli", "--config", str(project.config_path)]
+        # Without a timeout the run would wait past this one, which fails the test.
+        sync = subprocess.run(
+            [*command, "sync", "--all"], capture_output=True, text=True, timeout=60
+        )
+
+    assert sync.returncode == 1
+    assert "cannot connect to postgres" in sync.stderr

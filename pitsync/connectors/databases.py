@@ -116,6 +116,8 @@ class DatabaseSource:
         try:
             if self.config.type == "bigquery":
                 return module.connect(db_kwargs={"uri": self.uri})
+            if self.config.type == "postgres":
+                return module.connect(with_connect_timeout(self.uri))
             return module.connect(self.uri)
         except Exception as error:  # every driver raises its own DB-API error classes
             raise SourceError(
@@ -309,6 +311,23 @@ class DatabaseSource:
             self.connection.close()
         except Exception:  # closing after a failed read must not hide the first error
             log.debug("source %s: error while closing", self.name, exc_info=True)
+
+
+# libpq waits for a server forever by default, and no signal reaches Python meanwhile: a
+# server that takes the connection and never answers would hold a run, Ctrl-C and the
+# scheduled job for good.
+CONNECT_TIMEOUT_SECONDS = 10
+
+
+def with_connect_timeout(uri: str) -> str:
+    """The PostgreSQL URI (or key=value string) with a connect timeout, unless it sets one."""
+    if re.search(r"connect_timeout\s*=", uri, flags=re.IGNORECASE):
+        return uri
+    setting = f"connect_timeout={CONNECT_TIMEOUT_SECONDS}"
+    if "://" not in uri:
+        return f"{uri} {setting}"
+    joiner = "" if uri.endswith(("?", "&")) else "&" if "?" in uri else "?"
+    return f"{uri}{joiner}{setting}"
 
 
 def load_driver(config: SourceConfig, driver: Driver) -> Any:
