@@ -8,6 +8,7 @@ stays its own entity and a late unreadable time is one quarantined row, not a fa
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 
@@ -468,3 +469,29 @@ def test_a_duckdb_hugeint_is_kept_to_its_last_digit_or_refused_past_38(project: 
         project.sync("plans")
     assert project.query("SELECT count(*) FROM plans") == [(1,)]
     assert len(project.query("SELECT * FROM runs")) == len(before) + 1
+
+
+@pytest.mark.backends("duckdb", "parquet")
+def test_a_json_column_stays_json_as_from_postgresql(project: Project) -> None:
+    # As text, the value would be a JSON string: "{\"k\": 1}" in JSON output and events.
+    project.source_sql(
+        "CREATE TABLE plans (user_id VARCHAR, valid_from DATE, settings JSON)",
+        """INSERT INTO plans VALUES ('u1', DATE '2024-01-01', '{"k": 1}'), """
+        "('u2', DATE '2024-01-01', NULL)",
+    )
+    project.configure("plans", kind="user_history", id_column="user_id", start_time="valid_from")
+
+    project.sync("plans")
+
+    assert project.query(
+        "SELECT user_id, typeof(settings), settings->>'k' FROM plans ORDER BY 1"
+    ) == [
+        ("u1", "JSON", "1"),
+        ("u2", "JSON", None),
+    ]
+    shown = json.loads(
+        project.cli(
+            "query", "SELECT settings FROM plans ORDER BY user_id", "--format", "json"
+        ).stdout
+    )
+    assert shown == [{"settings": {"k": 1}}, {"settings": None}]

@@ -181,6 +181,27 @@ def test_64_bit_integers_widen_to_doubles_that_keep_every_stored_value(
     ) == [("a", 1.0), ("b", None), ("c", 2.5)]
 
 
+@pytest.mark.backends("duckdb")
+def test_text_that_becomes_json_widens_when_every_stored_value_is_json(project: Project) -> None:
+    # A JSON column of a DuckDB source was once read as text: its stored text is the same
+    # values, and stays; text that is no JSON (`fre`) cannot be.
+    seeded(project)
+    project.source_sql("ALTER TABLE plans ADD COLUMN settings VARCHAR DEFAULT '{\"k\": 1}'")
+    project.sync("plans")
+
+    project.source_sql("ALTER TABLE plans ALTER COLUMN settings TYPE JSON")
+    assert changes(project.sync("plans")) == (0, 0, 0, 0)
+    assert project.query("SELECT DISTINCT typeof(settings), settings->>'k' FROM plans") == [
+        ("JSON", "1")
+    ]
+
+    before = project.query(INTERVALS)
+    project.source_sql("ALTER TABLE plans ALTER COLUMN plan TYPE JSON USING to_json(plan)")
+    with pytest.raises(ConfigError, match="`plan` changed type from VARCHAR to JSON"):
+        project.sync("plans")
+    assert project.query(INTERVALS) == before
+
+
 def test_a_64_bit_integer_a_double_cannot_keep_stops_the_widening(project: Project) -> None:
     seeded(project)
     project.source_sql(

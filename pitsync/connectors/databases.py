@@ -117,7 +117,7 @@ class DatabaseSource:
             if self.config.type == "bigquery":
                 return module.connect(db_kwargs={"uri": self.uri})
             if self.config.type == "postgres":
-                return module.connect(with_connect_timeout(self.uri))
+                return module.connect(with_connect_timeout(self.uri or ""))
             return module.connect(self.uri)
         except Exception as error:  # every driver raises its own DB-API error classes
             raise SourceError(

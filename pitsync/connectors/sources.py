@@ -48,6 +48,7 @@ UNKEPT_DUCKDB_TYPES = re.compile(
 # A HUGEINT is read as the DECIMAL(38, 0) Arrow carries it as; a value of 39 digits fails
 # that cast, naming the value, where it would be stored beyond its type.
 HUGEINT = "HUGEINT"
+JSON = "JSON"
 CSV_ERROR_LINE = re.compile(r"CSV Error on Line: (\d+)")
 CSV_ERROR_FILE = re.compile(r"^\s*file = (.+)$", re.MULTILINE)
 
@@ -141,6 +142,24 @@ def csv_relation(config: SourceConfig, table: str, text_columns: Sequence[str]) 
         f"read_csv({files_read(config, table)}, header = true, {OWN_COLUMNS}, "
         f"sample_size = -1, allow_quoted_nulls = false, types = {{{as_text}}})"
     )
+
+
+def with_json_fields(schema: pa.Schema, names: list[str]) -> pa.Schema:
+    """The schema with these text columns marked as JSON, as a PostgreSQL source's are:
+    DuckDB hands its JSON to Arrow as plain text, which the store would keep as text."""
+    for name in names:
+        index = schema.get_field_index(name)
+        schema = schema.set(index, pa.field(name, pa.json_(), schema.field(index).nullable))
+    return schema
+
+
+def with_json(batch: pa.RecordBatch, names: list[str]) -> pa.RecordBatch:
+    """The batch with these text columns as JSON (the same values, marked)."""
+    for name in names:
+        index = batch.schema.get_field_index(name)
+        text = batch.column(index).cast(pa.string())
+        batch = batch.set_column(index, name, pa.ExtensionArray.from_storage(pa.json_(), text))
+    return batch
 
 
 def selected_column(column: str, declared: str | None) -> str:
@@ -273,12 +292,11 @@ class FileSource:
                 f"cannot read table `{table}` from {self.kind.describe} {self.config.path}",
                 self.located(table, error),
             ) from error
-        self.check_types_kept(
-            table, dict(zip(columns.columns, map(str, columns.types), strict=True))
-        )
+        types = dict(zip(columns.columns, map(str, columns.types), strict=True))
+        self.check_types_kept(table, types)
         if not self.kind.needs_attach:
             self.check_names_apart(table)
-        return schema
+        return with_json_fields(schema, [name for name, kind in types.items() if kind == JSON])
 
     def duckdb_types(self, relation: str) -> dict[str, str]:
         """Each column's type as DuckDB names it, which Arrow's may hide (HUGEINT)."""
@@ -339,7 +357,8 @@ class FileSource:
         lower_bound: LowerBound | None = None,
     ) -> pa.RecordBatchReader:
         relation = self.kind.relation(self.config, table, self.present(table, text_columns))
-        types = self.duckdb_types(relation) if self.kind.needs_attach else {}
+        # A CSV has no such types, and would be sniffed again.
+        types = self.duckdb_types(relation) if self.config.type != "csv" else {}
         selected = ", ".join(selected_column(column, types.get(column)) for column in columns)
         sql = f"SELECT {selected} FROM {relation}"
         parameters: list[Any] = []
@@ -356,7 +375,9 @@ class FileSource:
             raise self.failed(
                 f"reading table `{table}` from {self.kind.describe} failed", error
             ) from None
-        return pa.RecordBatchReader.from_batches(rows.schema, self.checked(rows, table, columns))
+        as_json = [column for column in columns if types.get(column) == JSON]
+        batches = (with_json(batch, as_json) for batch in self.checked(rows, table, columns))
+        return pa.RecordBatchReader.from_batches(with_json_fields(rows.schema, as_json), batches)
 
     def checked(
         self, rows: pa.RecordBatchReader, table: str, columns: list[str]

@@ -381,6 +381,7 @@ def meet_source_columns(
             holds(new, old)
             or holds_no_value(con, stored, name)
             or holds_stored_numbers(con, stored, name, old, new)
+            or holds_stored_json(con, stored, name, old, new)
         ):
             log.warning("table %s: column `%s` changes from %s to %s", table, name, old, new)
             con.execute(f"ALTER TABLE {stored} ALTER COLUMN {quote_identifier(name)} TYPE {new}")
@@ -391,6 +392,18 @@ def meet_source_columns(
                 "cast it in the source, or sync once in full mode to start the table over",
                 table=table,
             )
+
+
+def holds_stored_json(
+    con: duckdb.DuckDBPyConnection, stored: str, column: str, old: str, new: str
+) -> bool:
+    """Whether text becomes JSON that is every stored value as written: a DuckDB or
+    Parquet source's JSON column was once read as text."""
+    if (old, new) != ("VARCHAR", "JSON"):
+        return False
+    text = quote_identifier(column)
+    found = con.execute(f"SELECT 1 FROM {stored} WHERE NOT json_valid({text}) LIMIT 1")
+    return not found.fetchall()
 
 
 def holds_stored_numbers(
