@@ -395,14 +395,14 @@ def write_header_and_row(path: Path, names: list[str], values: list[str]) -> Non
 
 
 @pytest.mark.parametrize("kind", ["parquet", "csv"])
-@pytest.mark.parametrize("second", ["plan", "PLAN"])
+@pytest.mark.parametrize(("first", "second"), [("plan", "plan"), ("plan", "PLAN"), ("p", "p")])
 def test_a_file_with_two_columns_of_one_name_is_refused_as_a_database_table_is(
-    project: Project, kind: str, second: str
+    project: Project, kind: str, first: str, second: str
 ) -> None:
     # DuckDB's readers would call the second one `PLAN_1`, a property nobody named; a
     # PostgreSQL table with `plan` and `PLAN` is refused, and so is the file.
     write_file(project.root / "loads" / f"a.{kind}", a_plan("u1", "free"))
-    names, values = ["user_id", "plan", second, "valid_from"], ["u2", "pro", "x", "2024-02-01"]
+    names, values = ["user_id", first, second, "valid_from"], ["u2", "pro", "x", "2024-02-01"]
     write_header_and_row(project.root / "loads" / f"b.{kind}", names, values)
     configure_plans(project, path=f"loads/*.{kind}", kind=kind)
 
@@ -411,7 +411,7 @@ def test_a_file_with_two_columns_of_one_name_is_refused_as_a_database_table_is(
     assert result.returncode == 1
     assert result.stderr.strip() == (
         f"pitsync: error: source `files`: {project.root / 'loads' / f'b.{kind}'} has the "
-        f"columns `plan` and `{second}`, which the store cannot tell apart (it compares "
+        f"columns `{first}` and `{second}`, which the store cannot tell apart (it compares "
         "names without case); rename one"
     )
     assert not project.store.exists()
@@ -495,3 +495,55 @@ def test_a_json_column_stays_json_as_from_postgresql(project: Project) -> None:
         ).stdout
     )
     assert shown == [{"settings": {"k": 1}}, {"settings": None}]
+
+
+def test_csv_header_names_alike_but_for_blanks_are_refused(project: Project) -> None:
+    # DuckDB trims the names of a header written `plan, plan`, then calls the second plan_1.
+    (project.root / "plans.csv").write_text(
+        "user_id,valid_from,plan, plan\nu1,2024-01-01,free,pro\n", encoding="utf-8"
+    )
+    configure_plans(project)
+
+    result = project.cli("sync", "--all", check=False)
+
+    assert result.returncode == 1
+    assert "has the columns `plan` and ` plan`, which the store cannot tell apart" in (
+        result.stderr
+    )
+
+
+@pytest.mark.parametrize("kind", ["parquet", "csv"])
+def test_a_folder_is_read_by_column_name_and_its_files_checked(project: Project, kind: str) -> None:
+    # Read as a glob is: a column only a later file has is a property, not left out.
+    write_file(project.root / "loads" / f"a.{kind}", a_plan("u1", "free"))
+    write_file(
+        project.root / "loads" / "2024" / f"b.{kind}",
+        "SELECT 'u2' AS user_id, 'pro' AS plan, '2024-01-01' AS valid_from, 5 AS seats",
+    )
+    configure_plans(project, path="loads", kind=kind)
+
+    project.sync("user_plans")
+
+    assert project.query("SELECT user_id, plan, seats FROM user_plans ORDER BY 1") == [
+        ("u1", "free", None),
+        ("u2", "pro", 5),
+    ]
+    names, values = ["user_id", "plan", "Plan", "valid_from"], ["u3", "pro", "x", "2024-02-01"]
+    write_header_and_row(project.root / "loads" / f"c.{kind}", names, values)
+    result = project.cli("sync", "--all", check=False)
+    assert result.returncode == 1
+    assert "has the columns `plan` and `Plan`" in result.stderr
+
+
+def test_a_parquet_time_kept_in_utc_is_read_as_its_time(project: Project) -> None:
+    # Parquet marks such a TIME as adjusted to UTC and DuckDB reads it with an offset,
+    # always +00: nothing is lost in reading it as a time, as a DuckDB TIMETZ would lose.
+    write_file(
+        project.root / "loads" / "a.parquet",
+        "SELECT 'u1' AS user_id, '2024-01-01' AS valid_from, TIMETZ '09:30:00+00' AS opens",
+    )
+    configure_plans(project, path="loads/*.parquet", kind="parquet")
+
+    project.sync("user_plans")
+
+    assert project.query("SELECT CAST(opens AS VARCHAR) FROM user_plans") == [("09:30:00",)]

@@ -216,12 +216,12 @@ def literal_path(config: SourceConfig, name: str) -> str:
 
 
 def matched_files(pattern: Path) -> list[str]:
-    """The non-empty files a source's path names, in name order."""
-    return [
-        name
-        for name in matched_paths(pattern)
-        if os.path.isfile(name) and os.path.getsize(name) > 0
-    ]
+    """The non-empty files a source's path names, in name order; a folder names every
+    file in it, at any depth (as DuckDB reads one), so that they are read by name too."""
+    paths = matched_paths(pattern)
+    if len(paths) == 1 and os.path.isdir(paths[0]):
+        paths = sorted(glob.glob(os.path.join(glob.escape(paths[0]), "**", "*"), recursive=True))
+    return [name for name in paths if os.path.isfile(name) and os.path.getsize(name) > 0]
 
 
 def matched_paths(pattern: Path) -> list[str]:
@@ -293,7 +293,8 @@ class FileSource:
                 self.located(table, error),
             ) from error
         types = dict(zip(columns.columns, map(str, columns.types), strict=True))
-        self.check_types_kept(table, types)
+        if self.kind.needs_attach:  # Parquet's TIME in UTC is a TIMETZ of +00, kept as a time
+            self.check_types_kept(table, types)
         if not self.kind.needs_attach:
             self.check_names_apart(table)
         return with_json_fields(schema, [name for name, kind in types.items() if kind == JSON])
@@ -324,14 +325,16 @@ class FileSource:
         for name in matched_files(file_pattern(self.config, table)):
             seen: dict[str, str] = {}
             for column in self.written_names(name):
-                earlier = seen.setdefault(column.lower(), column)
-                if earlier is not column:
+                # DuckDB trims a header's names: `plan, plan` is plan twice.
+                folded = column.strip().lower()
+                if folded in seen:
                     raise SourceError(
-                        f"source `{self.name}`: {name} has the columns `{earlier}` and "
+                        f"source `{self.name}`: {name} has the columns `{seen[folded]}` and "
                         f"`{column}`, which the store cannot tell apart (it compares names "
                         "without case); rename one",
                         source=self.name,
                     )
+                seen[folded] = column
 
     def written_names(self, name: str) -> list[str]:
         """A file's column names as written, before DuckDB makes repeated ones unique; none
