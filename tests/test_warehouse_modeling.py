@@ -1108,3 +1108,28 @@ def test_a_from_in_another_case_is_modeled_under_the_tables_own_name(
     assert postgres_schema.execute("SELECT company_id, plan FROM hist_intervals") == [
         ("c1", "free")
     ]
+
+
+def test_the_duckdb_model_compares_text_by_code_point_whatever_the_columns_collation(
+    project: Project,
+) -> None:
+    # By code point `a` (97) is after `B` (66), the latest load, and `b` after `C`, the
+    # tie's winner; without case, as the columns would compare, each the other way.
+    project.source_sql(
+        "CREATE TABLE hist (company_id VARCHAR, start_ts TIMESTAMPTZ, "
+        "plan VARCHAR COLLATE NOCASE, loaded_at VARCHAR COLLATE NOCASE)",
+        "INSERT INTO hist VALUES ('c1', '2024-01-01', 'pro', 'a'), "
+        "('c1', '2024-01-01', 'free', 'B'), ('c2', '2024-01-01', 'b', 'x'), "
+        "('c2', '2024-01-01', 'C', 'x')",
+    )
+    configure_companies(project, "hist", "start_ts", **APPEND_MODE)
+    statements = plan_model_sql(project.config(), "hist", "duckdb").rendered()
+
+    with duckdb.connect(str(project.warehouse)) as con:
+        for statement in statements:
+            con.execute(statement)
+        modeled = con.execute("SELECT company_id, plan FROM hist_intervals ORDER BY 1").fetchall()
+
+    assert modeled == [("c1", "pro"), ("c2", "b")]
+    project.sync("hist")
+    assert project.query("SELECT company_id, plan FROM hist ORDER BY 1") == modeled

@@ -39,10 +39,11 @@ FIRST_MOMENT, LAST_MOMENT = "0001-01-01 00:00:00", "9999-12-31 23:59:59.999999"
 # An append-mode table's greatest cursor value at each key, beside the source's columns.
 LATEST_LOAD = "__pitsync_latest_load"
 
-# PostgreSQL sorts text by the database's locale; the store and the other engines sort by
-# code point. Binary collation makes tie resolution, which orders by property values,
+# PostgreSQL sorts text by the database's locale, and a DuckDB column may be declared
+# with a collation (NOCASE); the store and the other engines sort by code point. Binary
+# collation makes tie resolution, which orders by property values, and the latest load
 # come out the same everywhere.
-BINARY_COLLATION = {"postgres": "C"}
+BINARY_COLLATION = {"postgres": "C", "duckdb": "binary"}
 
 
 @dataclass(frozen=True)
