@@ -547,3 +547,48 @@ def test_a_parquet_time_kept_in_utc_is_read_as_its_time(project: Project) -> Non
     project.sync("user_plans")
 
     assert project.query("SELECT CAST(opens AS VARCHAR) FROM user_plans") == [("09:30:00",)]
+
+
+@pytest.mark.backends("duckdb")
+@pytest.mark.parametrize(
+    ("declared", "kept", "too_long"),
+    [
+        ("HUGEINT[]", "[{}]", "[{}]"),
+        ("STRUCT(total HUGEINT)", "{{'total': {}}}", "{{'total': {}}}"),
+    ],
+)
+def test_a_hugeint_inside_a_list_or_struct_is_kept_or_refused_as_one_alone(
+    project: Project, declared: str, kept: str, too_long: str
+) -> None:
+    thirty_eight, thirty_nine = "-" + "9" * 38, "1" + "0" * 38
+    project.source_sql(
+        f"CREATE TABLE plans (user_id VARCHAR, valid_from DATE, total {declared})",
+        f"INSERT INTO plans VALUES ('u1', DATE '2024-01-01', {kept.format(thirty_eight)})",
+    )
+    project.configure("plans", kind="user_history", id_column="user_id", start_time="valid_from")
+
+    project.sync("plans")
+
+    assert thirty_eight in project.query("SELECT CAST(total AS VARCHAR) FROM plans")[0][0]
+    project.source_sql(
+        f"INSERT INTO plans VALUES ('u2', DATE '2024-01-01', {too_long.format(thirty_nine)})"
+    )
+    with pytest.raises(SourceError, match=thirty_nine):
+        project.sync("plans")
+    assert project.query("SELECT count(*) FROM plans") == [(1,)]
+
+
+def test_a_csv_column_of_whole_numbers_past_38_digits_stops_the_run(project: Project) -> None:
+    # DuckDB's CSV reader takes whole numbers past 64 bits as HUGEINT.
+    thirty_eight, thirty_nine = "-" + "9" * 38, "1" + "0" * 38
+    path = project.root / "plans.csv"
+    path.write_text(f"user_id,valid_from,total\nu1,2024-01-01,{thirty_eight}\n", encoding="utf-8")
+    configure_plans(project)
+
+    project.sync("user_plans")
+
+    assert project.query("SELECT CAST(total AS VARCHAR) FROM user_plans") == [(thirty_eight,)]
+    path.write_text(path.read_text(encoding="utf-8") + f"u2,2024-01-01,{thirty_nine}\n")
+    with pytest.raises(SourceError, match=thirty_nine):
+        project.sync("user_plans")
+    assert project.query("SELECT count(*) FROM user_plans") == [(1,)]

@@ -45,9 +45,10 @@ OWN_COLUMNS = "hive_partitioning = false"
 UNKEPT_DUCKDB_TYPES = re.compile(
     r"\b(UHUGEINT|TIME WITH TIME ZONE|BIT|BIGNUM|VARINT)(?=$|[,)\[])|\bUNION\("
 )
-# A HUGEINT is read as the DECIMAL(38, 0) Arrow carries it as; a value of 39 digits fails
-# that cast, naming the value, where it would be stored beyond its type.
-HUGEINT = "HUGEINT"
+# A HUGEINT (a DuckDB column, a CSV's big whole numbers, or inside a list or struct) is
+# read as the DECIMAL(38, 0) Arrow carries it as; a value of 39 digits fails that cast,
+# naming the value, where it would be stored beyond its type and break reading it back.
+HUGEINT = re.compile(r"\bHUGEINT(?=$|[,)\[])")
 JSON = "JSON"
 CSV_ERROR_LINE = re.compile(r"CSV Error on Line: (\d+)")
 CSV_ERROR_FILE = re.compile(r"^\s*file = (.+)$", re.MULTILINE)
@@ -163,10 +164,11 @@ def with_json(batch: pa.RecordBatch, names: list[str]) -> pa.RecordBatch:
 
 
 def selected_column(column: str, declared: str | None) -> str:
-    """A column as read: a HUGEINT as the DECIMAL(38, 0) it reaches the store as."""
+    """A column as read: a HUGEINT, wherever it is in the type, as the DECIMAL(38, 0) it
+    reaches the store as."""
     name = quote_identifier(column)
-    if declared == HUGEINT:
-        return f"CAST({name} AS DECIMAL(38, 0)) AS {name}"
+    if declared and HUGEINT.search(declared):
+        return f"CAST({name} AS {HUGEINT.sub('DECIMAL(38, 0)', declared)}) AS {name}"
     return name
 
 
@@ -263,6 +265,7 @@ class FileSource:
         # The engine reads the source in UTC so zone-aware values keep their instant.
         self.engine = duckdb.connect(":memory:")
         self.engine.execute(SET_UTC)
+        self.types: dict[str, dict[str, str]] = {}  # of a relation read, by `duckdb_types`
         if self.kind.needs_attach:
             self.attach()
 
@@ -293,6 +296,7 @@ class FileSource:
                 self.located(table, error),
             ) from error
         types = dict(zip(columns.columns, map(str, columns.types), strict=True))
+        self.types[relation] = types
         if self.kind.needs_attach:  # Parquet's TIME in UTC is a TIMETZ of +00, kept as a time
             self.check_types_kept(table, types)
         if not self.kind.needs_attach:
@@ -300,9 +304,14 @@ class FileSource:
         return with_json_fields(schema, [name for name, kind in types.items() if kind == JSON])
 
     def duckdb_types(self, relation: str) -> dict[str, str]:
-        """Each column's type as DuckDB names it, which Arrow's may hide (HUGEINT)."""
-        described = self.engine.sql(f"SELECT * FROM {relation} LIMIT 0")
-        return dict(zip(described.columns, map(str, described.types), strict=True))
+        """Each column's type as DuckDB names it, which Arrow's may hide (HUGEINT); kept
+        from `schema`, as a CSV would be sniffed again."""
+        if relation not in self.types:
+            described = self.engine.sql(f"SELECT * FROM {relation} LIMIT 0")
+            self.types[relation] = dict(
+                zip(described.columns, map(str, described.types), strict=True)
+            )
+        return self.types[relation]
 
     def check_types_kept(self, table: str, types: dict[str, str]) -> None:
         """Fail, naming the column, at a type (as DuckDB names it) whose values would change
@@ -360,8 +369,7 @@ class FileSource:
         lower_bound: LowerBound | None = None,
     ) -> pa.RecordBatchReader:
         relation = self.kind.relation(self.config, table, self.present(table, text_columns))
-        # A CSV has no such types, and would be sniffed again.
-        types = self.duckdb_types(relation) if self.config.type != "csv" else {}
+        types = self.duckdb_types(relation)
         selected = ", ".join(selected_column(column, types.get(column)) for column in columns)
         sql = f"SELECT {selected} FROM {relation}"
         parameters: list[Any] = []
