@@ -285,13 +285,14 @@ def memory_limit_value(store: dict[str, Any]) -> str | None:
     size = MEMORY_SIZE.fullmatch(value.strip())
     if not size:
         raise ConfigError(
-            f'[store]: `memory_limit` = {value!r} is not a size; write it like "1GB" or "512MB"',
+            f"[store]: `memory_limit` = {shown(value)} is not a size; write it like "
+            '"1GB" or "512MB"',
             key="memory_limit",
         )
     number = float(value.strip()[: size.start(2)])
     if not MEMORY_BOUNDS[0] <= number * MEMORY_UNITS[size.group(2).lower()] <= MEMORY_BOUNDS[1]:
         raise ConfigError(
-            f"[store]: `memory_limit` = {value!r} is out of range; "
+            f"[store]: `memory_limit` = {shown(value)} is out of range; "
             'give between "64MB" and "1024TiB"',
             key="memory_limit",
         )
@@ -471,13 +472,13 @@ def schedule_value(raw: dict[str, Any], *, where: str) -> str | None:
     fields = len(text.split()) if text is not None else 0
     if text is not None and (not croniter.is_valid(text) or fields > 6):
         raise ConfigError(
-            f"{where}: `schedule` = {text!r} is not a cron expression; write it like "
+            f"{where}: `schedule` = {shown(text)} is not a cron expression; write it like "
             '"0 * * * *" (hourly), "*/15 * * * *" or "@daily"',
             key="schedule",
         )
     if text is not None and any(part.upper().startswith("R") for part in text.split()):
         raise ConfigError(
-            f"{where}: `schedule` = {text!r} has a random field (R), which would be drawn "
+            f"{where}: `schedule` = {shown(text)} has a random field (R), which would be drawn "
             "again for every slot; write the minute (or hour) itself",
             key="schedule",
         )
@@ -486,7 +487,7 @@ def schedule_value(raw: dict[str, Any], *, where: str) -> str | None:
             croniter(text).get_next(float)
         except CroniterBadDateError:
             raise ConfigError(
-                f"{where}: `schedule` = {text!r} names no moment that ever comes "
+                f"{where}: `schedule` = {shown(text)} names no moment that ever comes "
                 "(such as 30 February); check the day and month fields",
                 key="schedule",
             ) from None
@@ -501,7 +502,7 @@ def lookback_value(raw: dict[str, Any], *, where: str) -> int:
     match = LOOKBACK.fullmatch(text.strip())
     if not match:
         raise ConfigError(
-            f'{where}: `lookback` = {text!r} is not a duration; write it like "90s", "15m", '
+            f'{where}: `lookback` = {shown(text)} is not a duration; write it like "90s", "15m", '
             '"2h" or "1d"',
             key="lookback",
         )
@@ -565,6 +566,14 @@ def section(raw: dict[str, Any], key: str, parent: str = "") -> dict[str, Any]:
     return value
 
 
+def shown(text: str) -> str:
+    """A setting's text in a message, quoted; not a connection string put there by
+    mistake, which may hold a password."""
+    if "://" in text or "@" in text or re.search(r"password\s*=", text, flags=re.IGNORECASE):
+        return "a connection string (not shown)"
+    return repr(text)
+
+
 def toml_kind(value: Any) -> str:
     """What a misplaced value is: a number or boolean itself, else its kind (`a string`),
     never the text: any setting may be where a connection URI was put by mistake,
@@ -598,7 +607,7 @@ def choice(
     value = text_value(raw, key, where=where, default=default)
     if value is not None and value not in allowed:
         raise ConfigError(
-            f"{where}: `{key}` = {value!r} is not one of: {', '.join(allowed)}", key=key
+            f"{where}: `{key}` = {shown(value)} is not one of: {', '.join(allowed)}", key=key
         )
     return value
 
@@ -616,7 +625,7 @@ def timezone_value(raw: dict[str, Any], *, where: str) -> str:
     region = OFFSET_ABBREVIATION_ZONES.get(name.lower())
     if region is not None:
         raise ConfigError(
-            f"{where}: timezone {name!r} is also an abbreviation of one offset all year, "
+            f"{where}: timezone {shown(name)} is also an abbreviation of one offset all year, "
             "as PostgreSQL reads it, while DuckDB gives it summer time; give the IANA zone "
             f'name of a region (for example "{region}")',
             key="timezone",
@@ -624,13 +633,13 @@ def timezone_value(raw: dict[str, Any], *, where: str) -> str:
     if is_ambiguous_zone_name(name):
         # DuckDB's list keeps Java's old abbreviations (`BST` is Bangladesh there).
         raise ConfigError(
-            f"{where}: timezone {name!r} is an abbreviation, which names several zones; "
+            f"{where}: timezone {shown(name)} is an abbreviation, which names several zones; "
             'give the IANA zone name (for example "Europe/London")',
             key="timezone",
         )
     if name != "UTC" and name not in known_zone_names():
         raise ConfigError(
-            f"{where}: timezone {name!r} is not a known IANA zone name "
+            f"{where}: timezone {shown(name)} is not a known IANA zone name "
             '(for example "UTC" or "Europe/Berlin")',
             key="timezone",
         )

@@ -473,6 +473,30 @@ def test_a_value_of_the_wrong_kind_is_named_by_its_kind_not_shown(
     assert str(raised.value).endswith(("got a string", "got an array"))
 
 
+@pytest.mark.parametrize(
+    ("old", "new"),
+    [
+        ('type = "duckdb"\npath = "warehouse.duckdb"', "type = {uri!r}"),
+        ('kind = "group_history"', "kind = {uri!r}"),
+        ('start_time = "start_timestamp"', 'start_time = "start_timestamp"\nmode = {uri!r}'),
+        ('start_time = "start_timestamp"', 'start_time = "start_timestamp"\nschedule = {uri!r}'),
+        ('start_time = "start_timestamp"', 'start_time = "start_timestamp"\ntimezone = {uri!r}'),
+        ('path = "store.duckdb"', 'path = "store.duckdb"\nmemory_limit = {uri!r}'),
+    ],
+)
+def test_a_uri_in_a_setting_of_words_is_refused_without_showing_it(
+    tmp_path: Path, old: str, new: str
+) -> None:
+    uri = "postgresql://postgres:Sekr1tQ@127.0.0.1:5432/test"
+    path = config_file(tmp_path, old, new.format(uri=uri).replace("'", '"'))
+
+    with pytest.raises(ConfigError) as raised:
+        load_config(path)
+
+    assert "Sekr1tQ" not in str(raised.value)
+    assert "a connection string (not shown)" in str(raised.value)
+
+
 def test_a_file_source_refuses_a_uri(tmp_path: Path) -> None:
     path = config_file(tmp_path, 'type = "duckdb"', 'type = "duckdb"\nuri = "postgresql://x"')
 
