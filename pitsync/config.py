@@ -569,7 +569,7 @@ def section(raw: dict[str, Any], key: str, parent: str = "") -> dict[str, Any]:
 def shown(text: str) -> str:
     """A setting's text in a message, quoted; not a connection string put there by
     mistake, which may hold a password."""
-    if "://" in text or "@" in text or re.search(r"password\s*=", text, flags=re.IGNORECASE):
+    if re.search(r"://|:[^\s@]*@|password\s*=", text, flags=re.IGNORECASE):
         return "a connection string (not shown)"
     return repr(text)
 

@@ -297,6 +297,13 @@ def test_a_schedule_that_never_comes_is_refused(tmp_path: Path) -> None:
         load_config(path)
 
 
+def test_a_mistyped_schedule_word_is_shown_as_written(tmp_path: Path) -> None:
+    path = config_with_setting(tmp_path, 'schedule = "@dialy"')
+
+    with pytest.raises(ConfigError, match=in_order("`schedule` = '@dialy'", "not a cron")):
+        load_config(path)
+
+
 @pytest.mark.parametrize("schedule", ["R * * * *", "0 r(0-6) * * *"])
 def test_a_schedule_with_a_random_field_is_refused(tmp_path: Path, schedule: str) -> None:
     # croniter draws a random field again for every slot it computes, so the runs would
