@@ -592,3 +592,31 @@ def test_a_csv_column_of_whole_numbers_past_38_digits_stops_the_run(project: Pro
     with pytest.raises(SourceError, match=thirty_nine):
         project.sync("user_plans")
     assert project.query("SELECT count(*) FROM user_plans") == [(1,)]
+
+
+@pytest.mark.backends("duckdb")
+def test_a_struct_field_named_like_a_type_keeps_its_name_and_value(project: Project) -> None:
+    # Only a HUGEINT type becomes a DECIMAL(38, 0); text inside a field's name is a name.
+    project.source_sql(
+        "CREATE TABLE plans AS SELECT 'u1' AS user_id, DATE '2024-01-01' AS valid_from, "
+        "{'amount (HUGEINT)': 5, 'n': 1::HUGEINT, 'flag (BIT)': 2} AS totals"
+    )
+    project.configure("plans", kind="user_history", id_column="user_id", start_time="valid_from")
+
+    project.sync("plans")
+
+    assert project.query(
+        "SELECT totals['amount (HUGEINT)'], CAST(totals.n AS VARCHAR), totals['flag (BIT)'] "
+        "FROM plans"
+    ) == [(5, "1", 2)]
+
+
+def test_a_file_a_linked_folder_reaches_again_is_read_once(project: Project) -> None:
+    write_file(project.root / "loads" / "2024-01" / "a.csv", a_plan("u1", "free"))
+    write_file(project.root / "loads" / "2024-02" / "b.csv", a_plan("u2", "pro"))
+    (project.root / "loads" / "latest").symlink_to("2024-02")
+    configure_plans(project, path="loads", kind="csv")
+
+    assert project.sync("user_plans").rows_read == 2
+    configure_plans(project, path="loads/**/*.csv", kind="csv")
+    assert project.sync("user_plans").rows_read == 2

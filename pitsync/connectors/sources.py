@@ -167,9 +167,27 @@ def selected_column(column: str, declared: str | None) -> str:
     """A column as read: a HUGEINT, wherever it is in the type, as the DECIMAL(38, 0) it
     reaches the store as."""
     name = quote_identifier(column)
-    if declared and HUGEINT.search(declared):
-        return f"CAST({name} AS {HUGEINT.sub('DECIMAL(38, 0)', declared)}) AS {name}"
+    if declared and HUGEINT.search(unquoted(declared)):
+        return f"CAST({name} AS {as_decimal(declared)}) AS {name}"
     return name
+
+
+# A quoted name inside a DuckDB type (a struct field's, `"amount (HUGEINT)"`), which no
+# type name is to be looked for in.
+QUOTED_NAME = re.compile(r'"(?:[^"]|"")*"')
+
+
+def unquoted(declared: str) -> str:
+    """The type with its quoted field names blanked out, the same length."""
+    return QUOTED_NAME.sub(lambda found: " " * len(found.group()), declared)
+
+
+def as_decimal(declared: str) -> str:
+    """The type with each HUGEINT in it (not in a quoted field name) a DECIMAL(38, 0)."""
+    pieces = QUOTED_NAME.split(declared)
+    names = QUOTED_NAME.findall(declared)
+    typed = [HUGEINT.sub("DECIMAL(38, 0)", piece) for piece in pieces]
+    return "".join(part for pair in zip(typed, [*names, ""], strict=True) for part in pair)
 
 
 def unmappable(source: str, table: str, column: str, declared: str) -> ConfigError:
@@ -223,7 +241,10 @@ def matched_files(pattern: Path) -> list[str]:
     paths = matched_paths(pattern)
     if len(paths) == 1 and os.path.isdir(paths[0]):
         paths = sorted(glob.glob(os.path.join(glob.escape(paths[0]), "**", "*"), recursive=True))
-    return [name for name in paths if os.path.isfile(name) and os.path.getsize(name) > 0]
+    files = [name for name in paths if os.path.isfile(name) and os.path.getsize(name) > 0]
+    # A file a linked folder reaches again (`latest -> 2024-01-02`) is read once.
+    once = {os.path.realpath(name): name for name in reversed(files)}
+    return [name for name in files if once[os.path.realpath(name)] == name]
 
 
 def matched_paths(pattern: Path) -> list[str]:
@@ -317,7 +338,7 @@ class FileSource:
         """Fail, naming the column, at a type (as DuckDB names it) whose values would change
         on their way to the store."""
         for column, declared in types.items():
-            if UNKEPT_DUCKDB_TYPES.search(declared):
+            if UNKEPT_DUCKDB_TYPES.search(unquoted(declared)):
                 raise unmappable(self.name, table, column, declared)
 
     def spelled(self, table: str) -> str:
