@@ -408,7 +408,7 @@ def parse_table(name: str, raw: dict[str, Any], sources: dict[str, SourceConfig]
     source = text_value(raw, "source", where=where)
     if source not in sources:
         raise ConfigError(
-            f"{where}: source `{source}` is not configured; "
+            f"{where}: source {named(source)} is not configured; "
             f"configured sources are: {', '.join(sorted(sources)) or '(none)'}",
             key="source",
             table=name,
@@ -566,12 +566,22 @@ def section(raw: dict[str, Any], key: str, parent: str = "") -> dict[str, Any]:
     return value
 
 
+HIDDEN = "a connection string (not shown)"
+
+
 def shown(text: str) -> str:
     """A setting's text in a message, quoted; not a connection string put there by
     mistake, which may hold a password."""
-    if re.search(r"://|:[^\s@]*@|password\s*=", text, flags=re.IGNORECASE):
-        return "a connection string (not shown)"
-    return repr(text)
+    return HIDDEN if is_connection_string(text) else repr(text)
+
+
+def named(text: str) -> str:
+    """A name from a setting in a message, `quoted`; not a connection string."""
+    return HIDDEN if is_connection_string(text) else f"`{text}`"
+
+
+def is_connection_string(text: str) -> bool:
+    return bool(re.search(r"://|:[^\s@]*@|password\s*=", text, flags=re.IGNORECASE))
 
 
 def toml_kind(value: Any) -> str:

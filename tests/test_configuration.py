@@ -489,6 +489,7 @@ def test_a_value_of_the_wrong_kind_is_named_by_its_kind_not_shown(
         ('start_time = "start_timestamp"', 'start_time = "start_timestamp"\nschedule = {uri!r}'),
         ('start_time = "start_timestamp"', 'start_time = "start_timestamp"\ntimezone = {uri!r}'),
         ('path = "store.duckdb"', 'path = "store.duckdb"\nmemory_limit = {uri!r}'),
+        ('source = "warehouse"', "source = {uri!r}"),
     ],
 )
 def test_a_uri_in_a_setting_of_words_is_refused_without_showing_it(
