@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import re
+from decimal import Decimal
 from pathlib import Path
 
 import duckdb
@@ -620,3 +621,30 @@ def test_a_file_a_linked_folder_reaches_again_is_read_once(project: Project) -> 
     assert project.sync("user_plans").rows_read == 2
     configure_plans(project, path="loads/**/*.csv", kind="csv")
     assert project.sync("user_plans").rows_read == 2
+
+
+@pytest.mark.backends("duckdb")
+def test_a_json_property_keeps_every_digit_in_properties_and_hidden_events(
+    project: Project,
+) -> None:
+    # DuckDB's JSON functions would read 12345678901234567890.5 as a double (…567000.0).
+    value = '{"m": 12345678901234567890.5, "p": 1.10}'
+    project.source_sql(
+        "CREATE TABLE ev (distinct_id VARCHAR, time TIMESTAMPTZ, event VARCHAR, j JSON)",
+        f"INSERT INTO ev VALUES ('u1', '2024-01-01 00:00:00+00', 'e', '{value}')",
+        "CREATE TABLE plans (user_id VARCHAR, valid_from DATE, meta JSON, plan VARCHAR)",
+        f"INSERT INTO plans VALUES ('u1', DATE '2024-01-01', '{value}', 'free')",
+    )
+    project.configure("ev", kind="events")
+    project.configure("plans", kind="user_history", id_column="user_id", start_time="valid_from")
+
+    project.sync("ev")
+    project.sync("plans")
+
+    expected = {"m": Decimal("12345678901234567890.5"), "p": Decimal("1.10")}
+    [(event,)] = project.query("SELECT CAST(properties AS VARCHAR) FROM events")
+    assert json.loads(event, parse_float=Decimal) == {"j": expected}
+    [(hidden,)] = project.query(
+        "SELECT CAST(properties AS VARCHAR) FROM all_events WHERE event = 'plans'"
+    )
+    assert json.loads(hidden, parse_float=Decimal) == {"meta": expected, "plan": "free"}

@@ -211,7 +211,7 @@ class ProfilesModel:
             f"{stored_value_sql(quote_identifier(name))} AS {quote_identifier(name)}"
             for name in self.properties
         )
-        row_text = f"CAST({json_object_sql(self.properties)} AS VARCHAR)"
+        row_text = f"CAST({json_object_sql(self.properties, exact=False)} AS VARCHAR)"
         # As history ties resolve (rule 4): the greatest values in column order, NULL lowest.
         ordered = ([self.table.cursor] if self.table.cursor else []) + self.properties
         latest = [f"{quote_identifier(name)} DESC NULLS LAST" for name in ordered]

@@ -8,6 +8,7 @@ reason when it cannot be used, and then the bad rows go to quarantine with that 
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 
 import duckdb
@@ -137,15 +138,35 @@ def quarantine_rows(
     return count(con, f"SELECT count(*) FROM {STAGED} WHERE {REASON} IS NOT NULL")
 
 
-def json_object_sql(columns: list[str], *, alias: str = "") -> str:
-    """A JSON object of the named columns, keyed by their names (NULLs kept as null)."""
+def json_object_sql(columns: list[str], *, alias: str = "", exact: bool = True) -> str:
+    """A JSON object of the named columns, keyed by their names (NULLs kept as null).
+
+    A JSON column's text goes in as it is stored: DuckDB's JSON functions would read its
+    numbers as doubles (12345678901234567890.5 as 12345678901234567000.0, 1.10 as 1.1).
+    Which columns are JSON is asked of DuckDB (`typeof`, decided once per column), so any
+    relation will do. Not `exact`: every value through DuckDB's JSON functions, the form
+    rows applied by earlier runs are known by.
+    """
     if not columns:
         return "CAST('{}' AS JSON)"
     prefix = f"{alias}." if alias else ""
-    fields = ", ".join(
-        f"{quote_identifier(name)} := {prefix}{quote_identifier(name)}" for name in columns
-    )
-    return f"to_json(struct_pack({fields}))"
+    if not exact:
+        fields = ", ".join(
+            f"{quote_identifier(name)} := {prefix}{quote_identifier(name)}" for name in columns
+        )
+        return f"to_json(struct_pack({fields}))"
+    members = []
+    for position, name in enumerate(columns):
+        key = quote_string(("," if position else "") + json.dumps(name, ensure_ascii=False) + ":")
+        column = f"{prefix}{quote_identifier(name)}"
+        value = (
+            f"CASE WHEN typeof({column}) = 'JSON' THEN CAST({column} AS VARCHAR) "
+            f"ELSE CAST(to_json({column}) AS VARCHAR) END"
+        )
+        members.append(f"{key}, coalesce({value}, 'null')")
+    # One call of many arguments: chained `||` would pass DuckDB's expression depth limit
+    # at a few hundred columns.
+    return f"CAST(concat('{{', {', '.join(members)}, '}}') AS JSON)"
 
 
 def count(con: duckdb.DuckDBPyConnection, sql: str, parameters: list | None = None) -> int:
