@@ -44,7 +44,7 @@ from pitsync.errors import PitsyncError, StoreError
 from pitsync.interrupts import is_interrupt
 from pitsync.modeling.attribution import Entity, entity_tables, interval_at_sql, timeline_sql
 from pitsync.modeling.portable import ENGINES
-from pitsync.modeling.staging import json_object_sql
+from pitsync.modeling.staging import json_object_text_sql
 from pitsync.modeling.timestamps import spelled_moment
 from pitsync.queries.execute import QuerySession
 from pitsync.queries.output import formatted, printable, write_csv, write_json, write_table
@@ -598,7 +598,7 @@ def profile_at(session: QuerySession, entity: Entity, moment: str) -> dict[str, 
             interval_at_sql(entry), params=[entity.entity_id, moment, moment]
         )
         text = formatted(interval, nested_as_json=False)
-        rows = text.select(f"CAST({json_object_sql(entry.properties)} AS VARCHAR)").fetchall()
+        rows = text.select(json_object_text_sql(entry.properties)).fetchall()
         for (row,) in rows:
             values = json.loads(row)
             merged.update({name: value for name, value in values.items() if value is not None})
@@ -626,7 +626,7 @@ def timeline(session: QuerySession, entry, entity: Entity) -> list[dict[str, obj
     relation = session.connection.sql(timeline_sql(entry), params=[entity.entity_id])
     columns = [START_TIME, END_TIME, *entry.properties]
     text = formatted(relation, nested_as_json=False)
-    rows = text.select(f"CAST({json_object_sql(columns)} AS VARCHAR)").fetchall()
+    rows = text.select(json_object_text_sql(columns)).fetchall()
     return [json.loads(row[0]) for row in rows]
 
 

@@ -141,20 +141,29 @@ def quarantine_rows(
 def json_object_sql(columns: list[str], *, alias: str = "", exact: bool = True) -> str:
     """A JSON object of the named columns, keyed by their names (NULLs kept as null).
 
+    Not `exact`: every value through DuckDB's JSON functions, the form rows applied by
+    earlier runs are known by (see `json_object_text_sql` for what that loses).
+    """
+    if exact:
+        return f"CAST({json_object_text_sql(columns, alias=alias)} AS JSON)"
+    prefix = f"{alias}." if alias else ""
+    fields = ", ".join(
+        f"{quote_identifier(name)} := {prefix}{quote_identifier(name)}" for name in columns
+    )
+    return f"to_json(struct_pack({fields}))" if columns else "CAST('{}' AS JSON)"
+
+
+def json_object_text_sql(columns: list[str], *, alias: str = "") -> str:
+    """The text of a JSON object of the named columns, keyed by their names.
+
     A JSON column's text goes in as it is stored: DuckDB's JSON functions would read its
     numbers as doubles (12345678901234567890.5 as 12345678901234567000.0, 1.10 as 1.1).
     Which columns are JSON is asked of DuckDB (`typeof`, decided once per column), so any
-    relation will do. Not `exact`: every value through DuckDB's JSON functions, the form
-    rows applied by earlier runs are known by.
+    relation will do.
     """
     if not columns:
-        return "CAST('{}' AS JSON)"
+        return "'{}'"
     prefix = f"{alias}." if alias else ""
-    if not exact:
-        fields = ", ".join(
-            f"{quote_identifier(name)} := {prefix}{quote_identifier(name)}" for name in columns
-        )
-        return f"to_json(struct_pack({fields}))"
     members = []
     for position, name in enumerate(columns):
         key = quote_string(("," if position else "") + json.dumps(name, ensure_ascii=False) + ":")
@@ -166,7 +175,7 @@ def json_object_sql(columns: list[str], *, alias: str = "", exact: bool = True) 
         members.append(f"{key}, coalesce({value}, 'null')")
     # One call of many arguments: chained `||` would pass DuckDB's expression depth limit
     # at a few hundred columns.
-    return f"CAST(concat('{{', {', '.join(members)}, '}}') AS JSON)"
+    return f"concat('{{', {', '.join(members)}, '}}')"
 
 
 def count(con: duckdb.DuckDBPyConnection, sql: str, parameters: list | None = None) -> int:

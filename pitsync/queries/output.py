@@ -7,7 +7,6 @@ array of objects; CSV has a header row, and nested values as JSON text.
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Iterator
 from typing import Literal, TextIO
@@ -20,6 +19,7 @@ from rich.table import Table
 
 from pitsync.errors import QueryError
 from pitsync.interrupts import is_interrupt
+from pitsync.modeling.staging import json_object_text_sql
 from pitsync.modeling.timestamps import iso_sql
 from pitsync.quoting import quote_identifier, quote_string
 
@@ -169,7 +169,7 @@ def write_json(relation: duckdb.DuckDBPyRelation, out: TextIO) -> int:
     """A JSON array of objects, one per row; returns the number of rows written."""
     check_unique_names(relation.columns)
     text = formatted(relation, nested_as_json=False)
-    objects = text.select(f"{json_row_sql(text)} AS row_json")
+    objects = text.select(f"{json_object_text_sql(text.columns)} AS row_json")
     rows = 0
     # The array opens with its first row, so a query that fails before any row writes
     # nothing at all.
@@ -180,25 +180,6 @@ def write_json(relation: duckdb.DuckDBPyRelation, out: TextIO) -> int:
             rows += len(lines)
     out.write("\n]\n" if rows else "[]\n")
     return rows
-
-
-def json_row_sql(relation: duckdb.DuckDBPyRelation) -> str:
-    """Each row as the text of a JSON object, keyed by column name.
-
-    A JSON column's text goes in as it is stored: DuckDB's JSON functions would read its
-    numbers as doubles, writing 12345678901234567.89 as 12345678901234568.0.
-    """
-    members = []
-    for position, (name, duck_type) in enumerate(
-        zip(relation.columns, relation.types, strict=True), start=1
-    ):
-        separator = "," if position > 1 else ""
-        key = quote_string(separator + json.dumps(name, ensure_ascii=False) + ":")
-        value = f"#{position}" if str(duck_type).upper() == "JSON" else f"to_json(#{position})"
-        members.append(f"{key}, coalesce(CAST({value} AS VARCHAR), 'null')")
-    # One call of many arguments: chained `||` would pass DuckDB's expression depth limit
-    # at a few hundred columns.
-    return f"concat('{{', {', '.join(members)}, '}}')"
 
 
 def check_unique_names(columns: list[str]) -> None:
