@@ -175,6 +175,7 @@ def selected_column(column: str, declared: str | None) -> str:
 # A quoted name inside a DuckDB type (a struct field's, `"amount (HUGEINT)"`), which no
 # type name is to be looked for in.
 QUOTED_NAME = re.compile(r'"(?:[^"]|"")*"')
+QUOTED_NAME_OR_HUGEINT = re.compile(f"({QUOTED_NAME.pattern})|{HUGEINT.pattern}")
 
 
 def unquoted(declared: str) -> str:
@@ -184,10 +185,7 @@ def unquoted(declared: str) -> str:
 
 def as_decimal(declared: str) -> str:
     """The type with each HUGEINT in it (not in a quoted field name) a DECIMAL(38, 0)."""
-    pieces = QUOTED_NAME.split(declared)
-    names = QUOTED_NAME.findall(declared)
-    typed = [HUGEINT.sub("DECIMAL(38, 0)", piece) for piece in pieces]
-    return "".join(part for pair in zip(typed, [*names, ""], strict=True) for part in pair)
+    return QUOTED_NAME_OR_HUGEINT.sub(lambda found: found.group(1) or "DECIMAL(38, 0)", declared)
 
 
 def unmappable(source: str, table: str, column: str, declared: str) -> ConfigError:
@@ -309,18 +307,17 @@ class FileSource:
         self.check_exists(table)
         relation = self.kind.relation(self.config, table, self.present(table, text_columns))
         try:
-            columns = self.engine.sql(f"SELECT * FROM {relation} LIMIT 0")
-            schema = columns.to_arrow_table().schema
+            described = self.engine.sql(f"SELECT * FROM {relation} LIMIT 0")
+            schema = described.to_arrow_table().schema
         except duckdb.Error as error:
             raise self.failed(
                 f"cannot read table `{table}` from {self.kind.describe} {self.config.path}",
                 self.located(table, error),
             ) from error
-        types = dict(zip(columns.columns, map(str, columns.types), strict=True))
-        self.types[relation] = types
+        types = self.remember_types(relation, described)
         if self.kind.needs_attach:  # Parquet's TIME in UTC is a TIMETZ of +00, kept as a time
             self.check_types_kept(table, types)
-        if not self.kind.needs_attach:
+        else:
             self.check_names_apart(table)
         return with_json_fields(schema, [name for name, kind in types.items() if kind == JSON])
 
@@ -328,10 +325,11 @@ class FileSource:
         """Each column's type as DuckDB names it, which Arrow's may hide (HUGEINT); kept
         from `schema`, as a CSV would be sniffed again."""
         if relation not in self.types:
-            described = self.engine.sql(f"SELECT * FROM {relation} LIMIT 0")
-            self.types[relation] = dict(
-                zip(described.columns, map(str, described.types), strict=True)
-            )
+            self.remember_types(relation, self.engine.sql(f"SELECT * FROM {relation} LIMIT 0"))
+        return self.types[relation]
+
+    def remember_types(self, relation: str, described: duckdb.DuckDBPyRelation) -> dict[str, str]:
+        self.types[relation] = dict(zip(described.columns, map(str, described.types), strict=True))
         return self.types[relation]
 
     def check_types_kept(self, table: str, types: dict[str, str]) -> None:
