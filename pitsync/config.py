@@ -605,8 +605,8 @@ def text_value(raw: dict[str, Any], key: str, *, where: str, default: Any = _REQ
         return default
     value = raw[key]
     if not isinstance(value, str) or not value:
-        shown = toml_kind(value) if value != "" else "an empty one"
-        raise ConfigError(f"{where}: `{key}` must be a non-empty string, got {shown}", key=key)
+        given = toml_kind(value) if value != "" else "an empty one"
+        raise ConfigError(f"{where}: `{key}` must be a non-empty string, got {given}", key=key)
     return value
 
 

@@ -225,6 +225,13 @@ def check_is_duckdb_file(path: Path) -> None:
         )
 
 
+def check_store_exists(path: Path, holds: str) -> None:
+    """For a command that changes what a store holds: none there is one line, and no
+    store is made (`holds`: what it would change, `tables`)."""
+    if path_kind(path) == MISSING:
+        raise StoreError(f"the store {path} does not exist, so it holds no {holds}")
+
+
 def check_is_not_foreign(connection: duckdb.DuckDBPyConnection, path: Path) -> None:
     """A DuckDB database of someone else's (tables of its own, no pitsync schema) is left
     as it is: a run would add pitsync's tables and views among the owner's."""

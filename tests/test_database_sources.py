@@ -1093,7 +1093,8 @@ def test_a_server_that_never_answers_fails_the_run_within_the_timeout(project: P
     with socket.create_server(("127.0.0.1", 0)) as silent:
         port = silent.getsockname()[1]
         project.write_config(
-            f'[sources.crm]\ntype = "postgres"\nuri = "postgresql://postgres@127.0.0.1:{port}/test"\n'
+            '[sources.crm]\ntype = "postgres"\n'
+            f'uri = "postgresql://postgres@127.0.0.1:{port}/test"\n'
             '[tables.accounts]\nsource = "crm"\nkind = "user_history"\n'
             'id_column = "account_id"\nstart_time = "start_timestamp"\n'
         )

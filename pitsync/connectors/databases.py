@@ -459,7 +459,7 @@ def mapped_field(field: pa.Field, *, source: str, table: str) -> pa.Field:
     if postgres_type and holds_composite(field.type):
         return read_as_json(field, metadata)
     if element_type(postgres_type) in MISREAD_POSTGRES_TYPES:
-        return refuse_type(field, postgres_type, source=source, table=table)
+        raise unmappable(source, table, field.name, postgres_type)
     if element_type(postgres_type) in TEXT_POSTGRES_TYPES:
         # The type stays in the metadata: `read` casts by it, and modeling in PostgreSQL
         # knows the column is no collatable text.
@@ -467,7 +467,7 @@ def mapped_field(field: pa.Field, *, source: str, table: str) -> pa.Field:
         return pa.field(field.name, text, field.nullable, metadata)
     if not isinstance(field.type, pa.BaseExtensionType):
         if holds_extension_type(field.type):
-            return refuse_type(field, postgres_type or str(field.type), source=source, table=table)
+            raise unmappable(source, table, field.name, postgres_type or str(field.type))
         return field
     if field.type.extension_name == "arrow.json":
         return field
@@ -477,7 +477,7 @@ def mapped_field(field: pa.Field, *, source: str, table: str) -> pa.Field:
     database_type = database_type or str(field.type)
     if database_type == "numeric":
         return pa.field(field.name, numeric_type(metadata), field.nullable, metadata)
-    return refuse_type(field, database_type, source=source, table=table)
+    raise unmappable(source, table, field.name, database_type)
 
 
 def holds_composite(kind: pa.DataType) -> bool:
@@ -560,10 +560,6 @@ def read_as_text(target: pa.Schema, text_columns: Sequence[str] = ()) -> dict[st
         if element_type(postgres_type_of(field)) in TEXT_POSTGRES_TYPES
         or (field.name in text_columns and postgres_type_of(field) in KEY_TEXT_POSTGRES_TYPES)
     }
-
-
-def refuse_type(field: pa.Field, database_type: str, *, source: str, table: str) -> pa.Field:
-    raise unmappable(source, table, field.name, database_type)
 
 
 def numeric_type(metadata: dict[bytes, bytes]) -> pa.DataType:

@@ -21,7 +21,7 @@ from pitsync.config import PROFILES_TABLE, Config
 from pitsync.connectors.runs import RunRecord, next_run_id, utc_now, write_run
 from pitsync.connectors.sync import record_failure
 from pitsync.connectors.update_files import array_records, is_json_array, line_batches, update_file
-from pitsync.errors import QueryError, StoreError, StrictModeError
+from pitsync.errors import QueryError, StrictModeError
 from pitsync.interrupts import held_while_committing, is_interrupt
 from pitsync.modeling.hidden_events import refresh_views
 from pitsync.modeling.profile_operators import (
@@ -33,7 +33,6 @@ from pitsync.modeling.profile_operators import (
     stage_schema,
 )
 from pitsync.modeling.profile_records import LINES, RECORDS, REJECTED, stage_records
-from pitsync.paths import MISSING, path_kind
 from pitsync.queries.execute import store_relations, translate
 from pitsync.queries.profiles import profiles_sql
 from pitsync.quoting import quote_string
@@ -41,6 +40,7 @@ from pitsync.store import (
     DEFAULT_WAIT_SECONDS,
     DISTINCT_ID,
     QUARANTINE,
+    check_store_exists,
     open_for_writing,
     roll_back,
 )
@@ -216,8 +216,7 @@ def delete_profiles(
     wait: float = DEFAULT_WAIT_SECONDS,
 ) -> UpdateReport:
     """`pitsync delete-profiles`: a `$delete` for each chosen profile; events stay."""
-    if path_kind(config.store_path) == MISSING:
-        raise StoreError(f"the store {config.store_path} does not exist, so it holds no profiles")
+    check_store_exists(config.store_path, "profiles")
 
     def stage_targets(con: duckdb.DuckDBPyConnection) -> None:
         targets = chosen_profiles_sql(con, ids, where, group_key)

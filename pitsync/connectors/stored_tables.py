@@ -28,12 +28,13 @@ from pitsync.modeling.hidden_events import CatalogEntry, read_catalog, refresh_v
 from pitsync.modeling.intervals import stored_intervals_table
 from pitsync.modeling.profile_tables import applied_rows_table
 from pitsync.modeling.staging import count
-from pitsync.paths import FILE, MISSING, path_kind
+from pitsync.paths import FILE, path_kind
 from pitsync.store import (
     CATALOG,
     EVENT_IDENTITY,
     SUPERSEDED,
     WATERMARKS,
+    check_store_exists,
     open_for_writing,
     open_read_only,
     roll_back,
@@ -63,8 +64,7 @@ def drop_table(config: Config, name: str, *, wait: float) -> DroppedTable:
     Properties a profile table set stay in the profiles, as any update's do: the store
     keeps the values, not which table or file set them.
     """
-    if path_kind(config.store_path) == MISSING:
-        raise StoreError(f"the store {config.store_path} does not exist, so it holds no tables")
+    check_store_exists(config.store_path, "tables")
     con = open_for_writing(config.store_path, config.memory_limit, wait)
     try:
         entry = stored_entry(con, name)
