@@ -22,6 +22,7 @@ from collections.abc import Callable
 from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NoReturn
 
 import duckdb
 import pyarrow as pa
@@ -431,24 +432,42 @@ def run_once(
     except BaseException as error:
         if ended:
             raise  # an interrupt just after the run ended: the run stands as it is
-        roll_back(con)
-        if is_interrupt(error):
-            if not options.dry_run:
-                record_failure(con, record, KeyboardInterrupt("interrupted"))
-            raise KeyboardInterrupt from None
-        failure = as_run_error(table, error)
-        if not options.dry_run:
-            record_failure(con, record, failure or error)
-        if failure is None or failure is error:
-            raise
-        raise failure from error
+        fail_run(con, table, record, error, dry_run=options.dry_run)
     finally:
         con.unregister(SOURCE_ROWS)
+    log_run(record, dry_run=options.dry_run)
+    return record
+
+
+def fail_run(
+    con: duckdb.DuckDBPyConnection,
+    table: TableConfig,
+    record: RunRecord,
+    error: BaseException,
+    *,
+    dry_run: bool,
+) -> NoReturn:
+    """Roll the run back, record why (a dry run leaves no record), and raise what the user
+    is told: an interrupt as an interrupt, DuckDB's errors with the table named."""
+    roll_back(con)
+    if is_interrupt(error):
+        if not dry_run:
+            record_failure(con, record, KeyboardInterrupt("interrupted"))
+        raise KeyboardInterrupt from None
+    failure = as_run_error(table, error)
+    if not dry_run:
+        record_failure(con, record, failure or error)
+    if failure is None or failure is error:
+        raise error
+    raise failure from error
+
+
+def log_run(record: RunRecord, *, dry_run: bool) -> None:
     log.info(
         "table %s%s: %d rows read, %d inserted, %d updated, %d deleted, %d quarantined, "
         "%d conflicts in %.2fs",
-        table.name,
-        " (dry run, nothing applied)" if options.dry_run else "",
+        record.table_name,
+        " (dry run, nothing applied)" if dry_run else "",
         record.rows_read,
         record.inserted,
         record.updated,
@@ -457,7 +476,6 @@ def run_once(
         record.conflicts,
         record.seconds,
     )
-    return record
 
 
 def apply_in_transaction(
