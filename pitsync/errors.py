@@ -54,15 +54,15 @@ class QueryError(PitsyncError):
 
     @classmethod
     def from_duckdb(cls, error: BaseException) -> QueryError:
-        """DuckDB's reason, with its hints (`Candidate bindings: ...`), but without its
-        lists of every function signature or its quote of the SQL: that SQL is the query
-        as it runs, rewritten, not as the user wrote it."""
+        """DuckDB's reason on one line, with its hints (`Candidate bindings: ...`), but
+        without its lists of every function signature or its quote of the SQL: that SQL is
+        the query as it runs, rewritten, not as the user wrote it."""
         kept = []
         for line in str(error).strip().splitlines():
             if not line.strip() or line.startswith(("\t", "LINE ")):
                 break
             kept.append(line)
-        return cls(f"the query failed: {chr(10).join(kept) or type(error).__name__}")
+        return cls(f"the query failed: {' '.join(kept) or type(error).__name__}")
 
 
 def first_line(error: BaseException) -> str:

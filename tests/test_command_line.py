@@ -405,6 +405,7 @@ def test_a_failed_query_says_why_without_duckdbs_lists_or_the_rewritten_sql(
     assert len(mistyped.stderr.strip().splitlines()) == 1
     assert_user_error(unknown, 'column "nosuch" not found', "Candidate bindings")
     assert "LINE 1" not in unknown.stderr and "start_time <=" not in unknown.stderr
+    assert len(unknown.stderr.strip().splitlines()) == 1  # the hint joins the reason's line
 
 
 # Rows past the first batches fail their cast: DuckDB meets the error while they are fetched.
@@ -436,11 +437,65 @@ def test_a_json_query_of_no_rows_is_an_empty_array(synced: Project) -> None:
     assert query_json(synced, "SELECT 1 AS x WHERE false") == []
 
 
-def test_a_query_that_does_not_parse_is_refused_in_plain_text(synced: Project) -> None:
-    result = synced.cli("query", "SELEC 1", check=False)
+@pytest.mark.parametrize(
+    "sql",
+    [
+        "SELEC 1",
+        # The alias goes after the clause; sqlglot quotes the query on further lines.
+        "SELECT plan FROM company_plan_history AS h FOR SYSTEM_TIME AS OF '2024-01-01'",
+    ],
+)
+def test_a_query_that_does_not_parse_is_refused_in_one_plain_line(
+    synced: Project, sql: str
+) -> None:
+    result = synced.cli("query", sql, check=False)
 
     assert_user_error(result, "cannot parse the query")
     assert "\x1b[" not in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+
+
+def nested(depth: int, opening: str, inner: str, closing: str) -> str:
+    return opening * depth + inner + closing * depth
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        nested(60, "(", "7", ")"),
+        nested(60, "abs(", "-7", ")"),
+        nested(30, "(SELECT x FROM (SELECT ", "7", " AS x) AS t)"),
+    ],
+    ids=["parentheses", "calls", "subqueries"],
+)
+def test_deeply_nested_sql_is_answered(synced: Project, value: str) -> None:
+    assert query_json(synced, f"SELECT {value} AS x") == [{"x": 7}]
+
+
+def test_a_deeply_nested_where_is_answered(synced: Project) -> None:
+    where = nested(60, "(", "company_id = 'c1'", ")")
+
+    rows = query_json(synced, f"SELECT DISTINCT company_id FROM company_plan_history WHERE {where}")
+
+    assert rows == [{"company_id": "c1"}]
+    assert synced.cli("users", "--where", nested(60, "(", "true", ")")).returncode == 0
+
+
+@pytest.mark.parametrize("command", ["query", "users"])
+def test_sql_nested_past_what_can_be_read_is_refused_in_words(
+    synced: Project, command: str
+) -> None:
+    deep = nested(5000, "(", "1 = 1", ")")
+    args = (
+        ["query", f"SELECT 1 AS x WHERE {deep}"]
+        if command == "query"
+        else ["users", "--where", deep]
+    )
+
+    result = synced.cli(*args, check=False)
+
+    assert_user_error(result, "the query nests too deeply")
+    assert len(result.stderr.strip().splitlines()) == 1
 
 
 def test_table_output_shows_values_as_they_are(synced: Project) -> None:

@@ -433,6 +433,32 @@ def test_names_inside_a_where_subquery_are_its_own_columns(project: Project) -> 
     assert remaining == [("ann",), ("cy",)]  # only bob: free and never logged in
 
 
+def test_delete_profiles_where_reads_history_at_a_moment_as_users_does(project: Project) -> None:
+    company_history(
+        project,
+        [
+            ("ann", "pro", 1, "2024-01-01 00:00:00+00", None),
+            ("ann", "free", 1, "2024-03-01 00:00:00+00", None),
+            ("bob", "free", 1, "2024-01-01 00:00:00+00", None),
+            ("bob", "pro", 1, "2024-03-01 00:00:00+00", None),
+            ("cy", "pro", 1, "2024-01-01 00:00:00+00", None),
+        ],
+    )
+    people(project)
+    project.sync("company_plan_history")
+    # On 1 February ann and cy are on pro, bob on free.
+    pro_then = (
+        "distinct_id IN (SELECT company_id FROM company_plan_history FOR SYSTEM_TIME AS OF "
+        "TIMESTAMPTZ '2024-02-01 00:00:00+00' WHERE plan = 'pro')"
+    )
+    listed = json.loads(project.cli("users", "--where", pro_then, "--format", "json").stdout)
+    assert [row["distinct_id"] for row in listed] == ["ann", "cy"]
+
+    project.cli("delete-profiles", "--where", pro_then)
+
+    assert project.query("SELECT distinct_id FROM user_profiles") == [("bob",)]
+
+
 def test_same_id_rows_keep_the_greatest_values_as_history_ties_do(project: Project) -> None:
     project.source_sql(
         "CREATE OR REPLACE TABLE crm (user_id VARCHAR, score INTEGER, tag VARCHAR)",

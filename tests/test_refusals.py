@@ -137,6 +137,16 @@ def test_as_of_on_a_relation_that_is_not_a_history_table_is_refused(store: Proje
     assert "company_plan_history" in message
 
 
+@pytest.mark.parametrize("sql", ["EXPORT DATABASE 'copy'", "IMPORT DATABASE 'copy'"])
+def test_export_and_import_are_refused_as_writes_not_as_bad_syntax(
+    store: Project, sql: str
+) -> None:
+    message = assert_refused(store, sql, "only reads are allowed", sql.split()[0])
+
+    assert "cannot parse" not in message
+    assert not (store.root / "copy").exists()
+
+
 # --- the guard, through the library --------------------------------------------------------
 
 

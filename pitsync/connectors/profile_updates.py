@@ -33,7 +33,7 @@ from pitsync.modeling.profile_operators import (
     stage_schema,
 )
 from pitsync.modeling.profile_records import LINES, RECORDS, REJECTED, stage_records
-from pitsync.queries.execute import store_relations, translate
+from pitsync.queries.execute import history_id_columns, store_relations, translate
 from pitsync.queries.profiles import profiles_sql
 from pitsync.quoting import quote_string
 from pitsync.store import (
@@ -246,6 +246,8 @@ def chosen_profiles_sql(
         con.register("__pitsync_chosen_ids", pa.table({"id": pa.array(ids, pa.string())}))
         return "SELECT DISTINCT id FROM __pitsync_chosen_ids"
     sql = profiles_sql(group_key, where, None)
-    guarded = translate(sql, store_relations(con), {}, store_relations(con, schema="main"))
+    guarded = translate(
+        sql, store_relations(con), history_id_columns(con), store_relations(con, schema="main")
+    )
     id_column = "group_id" if group_key else DISTINCT_ID
     return f"SELECT DISTINCT {id_column} AS id FROM ({guarded})"

@@ -16,7 +16,12 @@ import duckdb
 from pitsync.errors import QueryError
 from pitsync.interrupts import stopped_by_ctrl_c
 from pitsync.modeling.hidden_events import read_catalog
-from pitsync.queries.guard import check_pivots, check_relations, parse_read_query
+from pitsync.queries.guard import (
+    check_pivots,
+    check_relations,
+    nesting_allowed,
+    parse_read_query,
+)
 from pitsync.queries.temporal import rewrite_temporal_tree
 from pitsync.store import DEFAULT_WAIT_SECONDS, open_read_only
 
@@ -30,11 +35,12 @@ def translate(
     public: set[str] | None = None,
 ) -> str:
     """The DuckDB SQL a user's query runs as, after the guard and the temporal rewrite."""
-    tree = parse_read_query(sql)
-    check_relations(tree, relations, sql, public=public)
-    rewritten = rewrite_temporal_tree(tree, history_tables, sql)
-    check_pivots(rewritten, sql)
-    return rewritten.sql(dialect="duckdb")
+    with nesting_allowed(sql):
+        tree = parse_read_query(sql)
+        check_relations(tree, relations, sql, public=public)
+        rewritten = rewrite_temporal_tree(tree, history_tables, sql)
+        check_pivots(rewritten, sql)
+        return rewritten.sql(dialect="duckdb")
 
 
 class QuerySession:
@@ -50,11 +56,7 @@ class QuerySession:
         self.connection = open_read_only(store_path, memory_limit, wait_seconds)
         self.relations = store_relations(self.connection)
         self.public_relations = store_relations(self.connection, schema="main")
-        self.history_tables = {
-            entry.table_name.lower(): entry.id_column
-            for entry in read_catalog(self.connection)
-            if entry.is_history
-        }
+        self.history_tables = history_id_columns(self.connection)
         self.context = ExitStack()
 
     def query(self, sql: str, parameters: list | None = None) -> duckdb.DuckDBPyRelation:
@@ -83,6 +85,16 @@ class QuerySession:
         trace: TracebackType | None,
     ) -> None:
         self.close()
+
+
+def history_id_columns(connection: duckdb.DuckDBPyConnection) -> dict[str, str]:
+    """The store's history tables, lower-cased, with the id column of each: what the
+    temporal syntax applies to."""
+    return {
+        entry.table_name.lower(): entry.id_column
+        for entry in read_catalog(connection)
+        if entry.is_history
+    }
 
 
 def store_relations(connection: duckdb.DuckDBPyConnection, schema: str | None = None) -> set[str]:

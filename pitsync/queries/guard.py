@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import logging
 import re
+import sys
 from collections.abc import Iterator
+from contextlib import contextmanager
 
 import sqlglot
 from sqlglot import exp
@@ -51,10 +53,17 @@ WRITE_NODES = (
 
 # Statements that read but are no SELECT: refused with a message that says so.
 READ_WORDS = {"EXPLAIN", "DESCRIBE", "DESC", "SUMMARIZE", "SHOW"}
+# Statements sqlglot cannot parse at all, refused as writes rather than as bad syntax.
+WRITE_WORDS = {"EXPORT", "IMPORT"}
 # The same, as sqlglot reads them inside a query (`FROM (SUMMARIZE 'file.csv')`).
 READ_NODES: dict[type[exp.Expr], str] = {exp.Describe: "DESCRIBE", exp.Summarize: "SUMMARIZE"}
 
 ANSI_ESCAPE = re.compile(r"\x1b\[[0-9;]*m")
+
+# sqlglot reads and writes SQL by recursion, some twenty Python frames a level of
+# nesting: Python's default limit stops it at about forty levels, which generated SQL
+# passes. This much room reaches DuckDB's own limit of 1000 levels of expressions.
+SQL_RECURSION_LIMIT = 50_000
 
 
 class JsonArrowParser(DuckDBParser):
@@ -139,6 +148,24 @@ def tokens_of(dialect: DuckDB, sql: str) -> list[Token]:
         raise ParseError(f"is a quote or a comment left open? ({error})") from error
 
 
+@contextmanager
+def nesting_allowed(sql: str) -> Iterator[None]:
+    """Room for sqlglot to read and write deeply nested SQL; SQL nested deeper still is
+    refused in words, not with a traceback."""
+    limit = sys.getrecursionlimit()
+    sys.setrecursionlimit(max(limit, SQL_RECURSION_LIMIT))
+    try:
+        yield
+    except RecursionError:
+        raise QueryRefused(
+            "the query nests too deeply to be read (parentheses, subqueries or calls inside "
+            "each other, about a thousand levels); write the deepest part as a CTE",
+            sql=sql,
+        ) from None
+    finally:
+        sys.setrecursionlimit(limit)
+
+
 def parse_duckdb(sql: str) -> list[exp.Expr]:
     """The statements of `sql` as sqlglot trees, `->` read as the JSON arrow throughout."""
     dialect = StoreDuckDB()
@@ -165,9 +192,9 @@ def parse_read_query(sql: str) -> exp.Query:
     try:
         statements = parse_duckdb(sql)
     except ParseError as error:
-        # sqlglot underlines the bad token with terminal escape codes; messages are plain.
-        plain = ANSI_ESCAPE.sub("", str(error))
-        raise QueryRefused(f"cannot parse the query: {plain}", sql=sql) from error
+        if first_word(sql) in WRITE_WORDS:
+            raise not_a_read(sql) from None
+        raise QueryRefused(f"cannot parse the query: {parse_problem(error)}", sql=sql) from error
     if len(statements) != 1:
         raise QueryRefused(
             f"pass exactly one statement, got {len(statements)}; queries are read one at a time",
@@ -179,12 +206,7 @@ def parse_read_query(sql: str) -> exp.Query:
     if first_word(sql) in READ_WORDS:
         raise no_select(first_word(sql), sql)
     if not isinstance(tree, exp.Query):
-        raise QueryRefused(
-            f"only reads are allowed, and this statement is {first_word(sql)}; "
-            "the store is changed only by pitsync's own commands (sync, engage, import-csv, "
-            "delete-profiles)",
-            sql=sql,
-        )
+        raise not_a_read(sql)
     for node in tree.walk():
         if isinstance(node, WRITE_NODES):
             raise QueryRefused(
@@ -193,6 +215,21 @@ def parse_read_query(sql: str) -> exp.Query:
         if type(node) in READ_NODES:
             raise no_select(READ_NODES[type(node)], sql, inside=True)
     return tree
+
+
+def not_a_read(sql: str) -> QueryRefused:
+    return QueryRefused(
+        f"only reads are allowed, and this statement is {first_word(sql)}; "
+        "the store is changed only by pitsync's own commands (sync, engage, import-csv, "
+        "delete-profiles)",
+        sql=sql,
+    )
+
+
+def parse_problem(error: ParseError) -> str:
+    """sqlglot's reason, on one line: without the quote of the SQL it adds on the next
+    lines, and without the terminal escape codes that underline the bad token there."""
+    return ANSI_ESCAPE.sub("", str(error)).strip().splitlines()[0]
 
 
 def no_select(word: str, sql: str, *, inside: bool = False) -> QueryRefused:

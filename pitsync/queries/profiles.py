@@ -21,7 +21,7 @@ from sqlglot.errors import ParseError
 
 from pitsync.errors import QueryRefused
 from pitsync.modeling.timestamps import spelled_moment
-from pitsync.queries.guard import parse_condition
+from pitsync.queries.guard import nesting_allowed, parse_condition
 from pitsync.queries.temporal import moment_text_problem
 from pitsync.store import DISTINCT_ID, EVENT, PROPERTIES, TIME
 
@@ -38,12 +38,13 @@ def profiles_sql(group_key: str | None, where: str | None, limit: int | None) ->
     query = exp.select(*columns).from_(relation)
     if group_key:
         query = query.where(exp.column("group_key").eq(exp.Literal.string(group_key)))
-    if where:
-        query = query.where(properties_predicate(where, columns))
-    query = query.order_by(columns[1] if group_key else columns[0])
-    if limit is not None:
-        query = query.limit(limit)
-    return query.sql(dialect="duckdb")
+    with nesting_allowed(where or ""):
+        if where:
+            query = query.where(properties_predicate(where, columns))
+        query = query.order_by(columns[1] if group_key else columns[0])
+        if limit is not None:
+            query = query.limit(limit)
+        return query.sql(dialect="duckdb")
 
 
 def properties_predicate(where: str, columns: tuple[str, ...]) -> exp.Expr:
