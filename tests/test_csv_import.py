@@ -99,6 +99,20 @@ def test_existing_profiles_are_updated_and_keep_what_the_file_leaves_out(store: 
     assert store.last_seen() == {"u1": "2024-05-01T10:00:00"}
 
 
+def test_a_row_refused_for_the_property_limit_is_quarantined_with_its_text(
+    store: Store,
+) -> None:
+    store.engage({"$distinct_id": "u1", "$set": {f"p{i}": i for i in range(1999)}})
+
+    report = store.import_text("u2,Bob,x\nu1,Ann,x\n", {2: "name", 3: "tag"})
+
+    assert report.refused_for_limit == 1
+    assert store.users()["u2"] == {"name": "Bob", "tag": "x"}
+    assert store.rows("SELECT reason, row_data FROM quarantine") == [
+        ("line 2: update refused: user u1 would have 2001 properties, more than 2000", '"u1,Ann,x"')
+    ]
+
+
 def test_rows_apply_in_file_order(store: Store) -> None:
     store.import_text("u1,first,a\nu2,other,b\nu1,second,\n", {2: "name", 3: "tag"})
     assert store.users() == {

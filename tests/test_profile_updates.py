@@ -327,6 +327,15 @@ def test_bad_records_are_reported_by_line_and_the_rest_apply(profiles: Profiles)
     assert quarantined == [(9,)]
 
 
+def test_a_line_of_only_json_white_space_is_blank(profiles: Profiles) -> None:
+    report = profiles.apply(user("$set", {"a": 1}), "\t", " \t  ", user("$set", {"b": 2}))
+
+    assert (report.records, report.rejected) == (2, 0)
+    assert profiles.user("u1") == {"a": 1, "b": 2}
+    # --strict finds no bad line there either.
+    assert profiles.apply(user("$set", {"c": 3}), "\t", strict=True).rejected == 0
+
+
 def test_strict_applies_nothing_when_a_record_is_bad(profiles: Profiles) -> None:
     from pitsync.errors import StrictModeError
 
@@ -359,6 +368,8 @@ def test_property_limit_refuses_exactly_the_record_past_it(profiles: Profiles) -
     assert report.outcome.refused == [
         (2, "update refused: user u1 would have 2001 properties, more than 2000")
     ]
+    [(row_data,)] = profiles.rows("SELECT row_data FROM quarantine")
+    assert json.loads(json.loads(row_data)) == user("$set", {"one_more": 1})  # the line's text
 
     report = profiles.apply(user("$set", {f"q{i}": i for i in range(2001)}, distinct_id="u3"))
     assert profiles.user("u3") is None

@@ -153,7 +153,9 @@ def apply_batch(con: duckdb.DuckDBPyConnection, report: UpdateReport, stage: Sta
     stage(con)
     report.records += count(con, RECORDS)  # blank lines are no records
     quarantine_rejected(con, report)
+    refused_before = len(report.outcome.refused)
     apply_updates(con, report.outcome)
+    quarantine_refused(con, report, report.outcome.refused[refused_before:])
 
 
 def quarantine_rejected(con: duckdb.DuckDBPyConnection, report: UpdateReport) -> None:
@@ -174,6 +176,23 @@ def quarantine_rejected(con: duckdb.DuckDBPyConnection, report: UpdateReport) ->
     report.rejected += rejected
 
 
+def quarantine_refused(
+    con: duckdb.DuckDBPyConnection, report: UpdateReport, refused: list[tuple[int, str]]
+) -> None:
+    """Records refused for the property limit go to quarantine with their text, taken
+    while their batch's lines are at hand."""
+    if not refused:
+        return
+    lines = pa.table({"line": [line for line, _ in refused], "reason": [r for _, r in refused]})
+    con.register("__pitsync_refused_lines", lines)
+    con.execute(
+        f"INSERT INTO {QUARANTINE} SELECT ?, ?, 'line ' || r.line || ': ' || r.reason, "
+        f"to_json(l.text) FROM __pitsync_refused_lines AS r JOIN {LINES} AS l USING (line)",
+        [report.run_id, PROFILES_TABLE],
+    )
+    con.unregister("__pitsync_refused_lines")
+
+
 def check_strict(report: UpdateReport, strict: bool) -> None:
     rejected = report.rejected + report.refused_for_limit
     if strict and rejected:
@@ -188,12 +207,7 @@ def check_strict(report: UpdateReport, strict: bool) -> None:
 
 
 def finish(con: duckdb.DuckDBPyConnection, report: UpdateReport, record: RunRecord) -> None:
-    """Quarantine the limit refusals, rebuild the views, record the run."""
-    for line, message in report.outcome.refused:
-        con.execute(
-            f"INSERT INTO {QUARANTINE} VALUES (?, ?, ?, NULL)",
-            [report.run_id, PROFILES_TABLE, f"line {line}: {message}"],
-        )
+    """Rebuild the views and record the run."""
     refresh_views(con)
     o = report.outcome
     record.rows_read = report.records

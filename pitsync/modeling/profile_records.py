@@ -23,6 +23,8 @@ from pitsync.quoting import quote_identifier, quote_string
 LINES = "__pitsync_lines"
 RECORDS = "__pitsync_records"
 REJECTED = "__pitsync_rejected"
+# JSON's white space (space, tab, line feed, carriage return): a line of only these is blank.
+JSON_BLANKS = "' ' || chr(9) || chr(10) || chr(13)"
 
 OBJECT_OPERATORS = ("$set", "$set_once", "$add", "$union", "$append", "$remove")
 OPERATORS = (*OBJECT_OPERATORS, "$unset", "$delete")
@@ -86,7 +88,7 @@ def records_sql() -> str:
     return f"""
         WITH parsed AS (
             SELECT line, text, CASE WHEN json_valid(text) THEN json(text) END AS record
-            FROM {LINES} WHERE text IS NULL OR trim(text) <> ''
+            FROM {LINES} WHERE text IS NULL OR trim(text, {JSON_BLANKS}) <> ''
         ), keyed AS (
             SELECT line, text, record,
                 CASE WHEN json_type(record) = 'OBJECT' THEN json_keys(record) END AS keys,
