@@ -8,6 +8,7 @@ checked too.
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 from typing import Any
 
@@ -110,6 +111,15 @@ def test_add_counts_missing_as_zero_and_keeps_integers_whole(profiles: Profiles)
         user("$add", {"spend": 2, "logins": -1}),
     )
     assert profiles.user("u1") == {"logins": 4, "spend": 3.5}
+
+
+def test_add_to_a_missing_property_is_a_sum_with_zero(profiles: Profiles) -> None:
+    big = 10**40  # past HUGEINT: kept whole, as given
+    profiles.apply(f'{{"$distinct_id": "u1", "$add": {{"z": -0.0, "h": 1.50, "big": {big}}}}}')
+
+    state = profiles.user("u1")
+    assert state == {"z": 0.0, "h": 1.5, "big": big}
+    assert math.copysign(1.0, state["z"]) == 1.0  # 0 + (-0.0) is 0.0
 
 
 def test_add_on_a_non_number_is_refused_for_that_property(profiles: Profiles) -> None:

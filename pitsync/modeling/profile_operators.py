@@ -154,7 +154,7 @@ def step_sql() -> str:
         WHEN '$unset' THEN {kept("NULL")}
         WHEN '$set_once' THEN {kept(once)}
         WHEN '$add' THEN CASE
-            WHEN {current} IS NULL THEN {kept("x.value")}
+            WHEN {current} IS NULL THEN {kept(added_to_nothing("x.value"))}
             WHEN {is_number(current)} THEN {kept(sum_sql(current, "x.value"))}
             ELSE {refused("is not numeric")} END
         WHEN '$append' THEN CASE
@@ -223,6 +223,14 @@ def sum_sql(left: str, right: str) -> str:
     exact = f"to_json(try(CAST({left} AS HUGEINT) + CAST({right} AS HUGEINT)))"
     inexact = f"to_json(CAST({left} AS DOUBLE) + CAST({right} AS DOUBLE))"
     return f"CASE WHEN {whole} THEN coalesce({exact}, {inexact}) ELSE {inexact} END"
+
+
+def added_to_nothing(value: str) -> str:
+    """A missing property counts as 0: a whole number stays as given (exact at any size),
+    anything else is 0.0 + value, so -0.0 becomes 0.0 and 1.50 is 1.5, as a sum is."""
+    return (
+        f"CASE WHEN {is_whole(value)} THEN {value} ELSE to_json(CAST({value} AS DOUBLE) + 0.0) END"
+    )
 
 
 def is_whole(value: str) -> str:
