@@ -489,6 +489,22 @@ def test_a_row_refused_for_the_limit_is_quarantined_and_tried_again(project: Pro
     assert users(project)["u1"]["c0"] == 1
 
 
+def test_a_row_refused_for_the_limit_is_quarantined_as_the_source_had_it(project: Project) -> None:
+    long = "é" * 200  # 400 bytes: set, it would be cut to 255
+    project.source_sql(
+        "CREATE OR REPLACE TABLE crm (user_id VARCHAR, note VARCHAR)",
+        f"INSERT INTO crm VALUES ('u1', '{long}'), ('u2', '{long}')",
+    )
+    project.configure("crm", kind="user_profiles", id_column="user_id")
+    engage(project, {"$distinct_id": "u1", "$set": {f"e{i}": i for i in range(2000)}})
+
+    project.sync("crm")
+
+    [(row,)] = project.query("SELECT row_data FROM quarantine WHERE table_name = 'crm'")
+    assert json.loads(row) == {"user_id": "u1", "note": long}
+    assert users(project)["u2"] == {"note": "é" * 127}  # 254 bytes: a 128th would pass 255
+
+
 def test_a_row_returning_to_the_values_applied_before_a_refused_one_sets_nothing(
     project: Project,
 ) -> None:

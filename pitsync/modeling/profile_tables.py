@@ -121,8 +121,7 @@ class ProfilesModel:
             }
         )
         con.register("__pitsync_refused_rows", refused)
-        # The row as its columns, the id under its own name (the values as they would
-        # have been set: JSON, strings cut).
+        # The row as the source had it, the id under its own name.
         fields = [f"{quote_identifier(self.table.id_column)} := o.{ENTITY}"]
         fields += [
             f"{quote_identifier(name)} := o.{quote_identifier(name)}" for name in self.properties
@@ -196,9 +195,10 @@ class ProfilesModel:
         if not self.properties:
             return
         names = ", ".join(quote_identifier(name) for name in self.properties)
+        value = stored_value_sql("value")
         con.execute(
             f"INSERT INTO {OPERATIONS} SELECT {LINE}, {key}, {ENTITY}, '$set', 0, "
-            f"left(name, {MAX_NAME_CHARACTERS}), coalesce(value, 'null') FROM "
+            f"left(name, {MAX_NAME_CHARACTERS}), coalesce({value}, 'null') FROM "
             f"(SELECT * EXCLUDE ({ROW_HASH}) FROM {ORDERED}) "
             f"UNPIVOT INCLUDE NULLS (value FOR name IN ({names}))"
         )
@@ -207,8 +207,10 @@ class ProfilesModel:
         """Each id's last good row (every row sets every column, so the last decides),
         unless it is the row last applied: a row read again changes nothing, and leaves
         what updates set since."""
+        # As JSON, and made a property's value only once unpivoted (`stage_updates`): the
+        # one expression for every column, where a wide table made it thousands.
         values = ", ".join(
-            f"{stored_value_sql(quote_identifier(name))} AS {quote_identifier(name)}"
+            f"to_json({quote_identifier(name)}) AS {quote_identifier(name)}"
             for name in self.properties
         )
         row_text = f"CAST({json_object_sql(self.properties, exact=False)} AS VARCHAR)"
@@ -233,10 +235,10 @@ class ProfilesModel:
         """
 
 
-def stored_value_sql(column: str) -> str:
-    """A column's value as a property: JSON, strings (and list items) cut as an update's
+def stored_value_sql(value: str) -> str:
+    """A column's JSON value as a property: strings (and list items) cut as an update's
     are, and a NaN or infinite number undefined."""
-    return cut_value_sql(f"({finite_sql(f'to_json({column})')})", "'$set'")
+    return cut_value_sql(f"({finite_sql(value)})", "'$set'")
 
 
 def plan_profiles(table: TableConfig, schema: pa.Schema) -> ProfilesModel:

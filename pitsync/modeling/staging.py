@@ -130,12 +130,14 @@ def quarantine_rows(
     con: duckdb.DuckDBPyConnection, *, table: str, run_id: int, source_columns: list[str]
 ) -> int:
     """Copy rejected rows, as the source had them, into the quarantine; return how many."""
-    con.execute(
-        f"INSERT INTO {QUARANTINE} SELECT ?, ?, {REASON}, {json_object_sql(source_columns)} "
-        f"FROM {STAGED} WHERE {REASON} IS NOT NULL",
-        [run_id, table],
-    )
-    return count(con, f"SELECT count(*) FROM {STAGED} WHERE {REASON} IS NOT NULL")
+    rejected = count(con, f"SELECT count(*) FROM {STAGED} WHERE {REASON} IS NOT NULL")
+    if rejected:  # the row's JSON is one long expression for a wide table: built only if used
+        con.execute(
+            f"INSERT INTO {QUARANTINE} SELECT ?, ?, {REASON}, {json_object_sql(source_columns)} "
+            f"FROM {STAGED} WHERE {REASON} IS NOT NULL",
+            [run_id, table],
+        )
+    return rejected
 
 
 def json_object_sql(columns: list[str], *, alias: str = "", exact: bool = True) -> str:
