@@ -179,6 +179,15 @@ def test_a_column_is_numbers_only_when_every_value_is_a_plain_decimal(store: Sto
     }
 
 
+def test_blank_cells_neither_decide_a_column_nor_set_anything(store: Store) -> None:
+    # Column 2: numbers and blanks (spaces, empty, left out), so numbers. Column 3: only
+    # blanks, so nothing is set. Column 4: a blank and a word, so text.
+    store.import_text("u1,5,  ,\nu2,   ,,x\nu3,\n", {2: "n", 3: "blank", 4: "word"})
+
+    # u3's row sets nothing, and still makes the profile, as any row with an id does.
+    assert store.users() == {"u1": {"n": 5}, "u2": {"word": "x"}, "u3": {}}
+
+
 def test_lines_count_blank_rows_and_a_quoted_value_is_one_row(store: Store) -> None:
     # Line 2 is blank; line 3 holds a comma and a newline in quotes; line 4 has no id;
     # line 5 leaves its last cell out.

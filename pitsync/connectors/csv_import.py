@@ -309,10 +309,16 @@ def not_blank_count_sql() -> str:
 
 
 def numeric_sql(cell: str) -> str:
-    """True when the column has values and every one is a plain decimal."""
+    """True when the column has values and every one is a plain decimal.
+
+    Said with plain aggregates (every cell blank or a number, and some cell a number):
+    a filter or a CASE in each of thousands of columns' aggregates makes DuckDB's
+    planning take seconds.
+    """
+    blank_or_number = quote_string(f" *|{NUMBER}")
     return (
-        f"coalesce(bool_and(regexp_full_match({cell}, {quote_string(NUMBER)})) "
-        f"FILTER (WHERE trim({cell}) <> ''), false)"
+        f"(coalesce(bool_and(regexp_full_match({cell}, {blank_or_number})), false) "
+        f"AND coalesce(bool_or(regexp_full_match({cell}, {quote_string(NUMBER)})), false))"
     )
 
 
@@ -577,33 +583,38 @@ def updates_sql(plan: CsvPlan) -> str:
 
 
 def operations_sql(plan: CsvPlan) -> str:
-    """One operation a non-empty mapped cell, all columns unnested in one pass."""
+    """One operation a non-empty mapped cell, all columns unnested in one pass.
+
+    The cells are unnested first and made values by one expression: one for each of
+    thousands of columns would take DuckDB seconds to plan.
+    """
     entries = ", ".join(
-        f"{{'position': {c.number}, 'name': {quote_string(c.name)}, 'value': {value_sql(c)}}}"
+        f"{{'position': {c.number}, 'name': {quote_string(c.name)}, 'cell': c{c.number}, "
+        f"'numeric': {'true' if c.numeric else 'false'}}}"
         for c in plan.columns
     )
     return f"""
-        SELECT line, {quote_string(plan.group_key)}, profile_id, '$set', p.position, p.name,
-            p.value
+        SELECT line, {quote_string(plan.group_key)}, profile_id, '$set', position, name, value
         FROM (
-            SELECT line, profile_id, unnest([{entries}]) AS p
-            FROM {RECORDS} ANTI JOIN {REJECTED} USING (line)
-        ) WHERE p.value IS NOT NULL
+            SELECT line, profile_id, p.position AS position, p.name AS name,
+                {value_sql("p.cell", "p.numeric")} AS value
+            FROM (
+                SELECT line, profile_id, unnest([{entries}]) AS p
+                FROM {RECORDS} ANTI JOIN {REJECTED} USING (line)
+            )
+        ) WHERE value IS NOT NULL
     """
 
 
-def value_sql(column: Column) -> str:
+def value_sql(cell: str, numeric: str) -> str:
     """The cell as JSON, NULL when empty: a number in a numeric column, else a string.
 
     A numeric column checks each cell again, so a cell the scan did not see as pyarrow
     does is still stored as the string it is.
     """
-    cell = f"c{column.number}"
     text = cut_string_sql(f"to_json({cell})")
-    value = text
-    if column.numeric:
-        value = f"CASE WHEN regexp_full_match({cell}, {quote_string(NUMBER)}) THEN json({cell}) "
-        value += f"ELSE {text} END"
+    number = f"{numeric} AND regexp_full_match({cell}, {quote_string(NUMBER)})"
+    value = f"CASE WHEN {number} THEN json({cell}) ELSE {text} END"
     return f"CASE WHEN trim({cell}) <> '' THEN CAST({value} AS JSON) END"
 
 
