@@ -1143,9 +1143,79 @@ def test_a_failed_run_records_the_watermark_it_started_from(project: Project) ->
     with pytest.raises(StrictModeError):
         project.sync("plans", strict=True)
 
-    assert project.query("SELECT status, watermark_before FROM runs ORDER BY run_id") == [
-        ("succeeded", None),
-        ("failed", first.watermark_after),
+    runs = "SELECT status, watermark_before, watermark_after FROM runs ORDER BY run_id"
+    assert project.query(runs) == [
+        ("succeeded", None, first.watermark_after),
+        ("failed", first.watermark_after, first.watermark_after),  # the watermark stands
+    ]
+
+
+def last_run(project: Project) -> tuple:
+    return project.query("SELECT table_name, status, error FROM runs ORDER BY run_id DESC LIMIT 1")[
+        0
+    ]
+
+
+@pytest.mark.backends("duckdb")
+def test_a_run_refused_by_what_the_store_holds_is_recorded_as_failed(project: Project) -> None:
+    project.source_sql(
+        HISTORY_DDL,
+        "CREATE TABLE seats (company_id VARCHAR, size INTEGER, valid_from TIMESTAMPTZ)",
+        "INSERT INTO seats VALUES ('c1', 5, '2024-01-01 00:00+00')",
+    )
+    insert_rows(project, "plans", [("c1", "free", 1, "2024-01-01 00:00+00", "2024-01-01 10:00+00")])
+    configure_plans(project)
+    configure_companies(project, "seats", "valid_from")
+    project.sync("plans")
+    project.sync("seats")
+
+    # `seats` now has a `plan` column, which `plans` owns in the store.
+    project.source_sql("ALTER TABLE seats ADD COLUMN plan VARCHAR")
+    refused = project.cli("sync", "--table", "seats", check=False)
+
+    assert refused.returncode == 1
+    table, status, error = last_run(project)
+    assert (table, status) == ("seats", "failed")
+    assert "property `plan` already modeled by history table `plans`" in error
+
+
+@pytest.mark.backends("duckdb")
+def test_start_and_cursor_columns_spelled_in_another_case_are_the_same_columns(
+    project: Project, caplog: pytest.LogCaptureFixture
+) -> None:
+    project.source_sql(HISTORY_DDL)
+    insert_rows(
+        project,
+        "plans",
+        [
+            ("c1", "free", 1, "2024-01-01 00:00+00", "2024-01-01 10:00+00"),
+            ("c1", "pro", 2, "2024-02-01 00:00+00", "2024-02-01 10:00+00"),
+        ],
+    )
+    configure_plans(project)
+    project.sync("plans")
+
+    project.source_sql(
+        'ALTER TABLE plans RENAME COLUMN valid_from TO "VALID_FROM"',
+        'ALTER TABLE plans RENAME COLUMN updated_at TO "Updated_At"',
+    )
+    insert_rows(project, "plans", [("c1", "team", 3, "2024-03-01 00:00+00", "2024-03-01 10:00+00")])
+    configure_companies(project, "plans", "VALID_FROM", mode="append", cursor="Updated_At")
+    with caplog.at_level(logging.WARNING):
+        record = project.sync("plans")
+
+    # Only the rows at or past the watermark are read: the boundary row and the new one.
+    assert (record.status, record.rows_read, record.inserted, record.updated) == (
+        "succeeded",
+        2,
+        1,
+        0,
+    )
+    assert "watermark starts again" not in caplog.text
+    assert project.query(INTERVALS) == [
+        ("c1", "free", 1, utc("2024-01-01 00:00:00"), utc("2024-02-01 00:00:00")),
+        ("c1", "pro", 2, utc("2024-02-01 00:00:00"), utc("2024-03-01 00:00:00")),
+        ("c1", "team", 3, utc("2024-03-01 00:00:00"), None),
     ]
 
 

@@ -30,7 +30,7 @@ import pyarrow as pa
 from pitsync.config import Config, TableConfig
 from pitsync.connectors.progress import ReadProgress
 from pitsync.connectors.runs import RunRecord, next_run_id, utc_now, write_run
-from pitsync.connectors.sources import UNTYPED, Source, open_source, spelled_as_in
+from pitsync.connectors.sources import UNTYPED, LowerBound, Source, open_source, spelled_as_in
 from pitsync.connectors.watermarks import (
     CURSOR_KINDS,
     Watermark,
@@ -182,14 +182,8 @@ def run_model(config: Config, plan: Plan, source: Source, options: SyncOptions) 
     store = Path(":memory:") if fresh_dry_run else config.store_path
     con = open_for_writing(store, config.memory_limit, options.wait_seconds, given_up=options.stop)
     try:
-        catalog = read_catalog(con)
-        check_stored_spelling(catalog, table)
-        check_property_ownership(catalog, model, config)
+        watermark, bound = checked_against_store(con, config, plan, options)
         as_text = list(plan.text_columns)
-        watermark = None
-        if table.mode == "append" and plan.cursor_type is not None:
-            watermark = read_watermark(con, table, plan.cursor_type)
-        bound = watermark.lower_bound(con, table) if watermark else None
         if bound is not None:
             log.debug("table %s: reading rows with %s >= %s", table.name, bound.column, bound.text)
 
@@ -200,6 +194,27 @@ def run_model(config: Config, plan: Plan, source: Source, options: SyncOptions) 
     finally:
         with held_while_committing():  # closing writes the committed run into the file
             con.close()
+
+
+def checked_against_store(
+    con: duckdb.DuckDBPyConnection, config: Config, plan: Plan, options: SyncOptions
+) -> tuple[Watermark | None, LowerBound | None]:
+    """The table's watermark and the rows to read from it, once what the store holds
+    (its spelling, the properties other tables own) allows the run; a refusal is a failed
+    run, recorded (unless a dry run) so that `runs` shows why the table stands still."""
+    table = plan.model.table
+    try:
+        catalog = read_catalog(con)
+        check_stored_spelling(catalog, table)
+        check_property_ownership(catalog, plan.model, config)
+        watermark = None
+        if table.mode == "append" and plan.cursor_type is not None:
+            watermark = read_watermark(con, table, plan.cursor_type)
+        return watermark, watermark.lower_bound(con, table) if watermark else None
+    except PitsyncError as error:
+        if not options.dry_run:
+            record_failure(con, RunRecord(next_run_id(con), table.name, table.mode), error)
+        raise
 
 
 def plan_model(config: Config, table: TableConfig, source: Source) -> Plan:
@@ -563,6 +578,7 @@ def record_failure(con: duckdb.DuckDBPyConnection, record: RunRecord, error: Bas
     """Write a `failed` record after the rollback; never hides the original error."""
     record.status = "failed"
     record.finished_at = utc_now()
+    record.watermark_after = record.watermark_before  # a failed run moves no watermark
     record.inserted = record.updated = record.deleted = 0
     record.quarantined = record.conflicts = 0
     record.entities_changed = 0  # nothing was applied

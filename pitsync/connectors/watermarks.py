@@ -115,7 +115,7 @@ def read_watermark(
     if not row:
         return None
     watermark, column = Watermark(str(row[0]), str(row[1])), str(row[2])
-    if column != table.cursor:
+    if column.lower() != (table.cursor or "").lower():  # the same column, spelled in another case
         log.warning(
             "table %s: the cursor is `%s` now, no longer `%s`; this run reads every row, "
             "and the watermark starts again",

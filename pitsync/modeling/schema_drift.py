@@ -186,13 +186,14 @@ def read_alike(stored: str | None, current: str) -> bool:
     """Whether times are read as the stored rows' were (`time_reading`): the same column,
     kind of values and settings, or only another name of the same zone. A store from
     before the settings were kept has none, and is taken as read alike; one from before
-    their type was kept, as of the same type."""
+    their type was kept, as of the same type. A column spelled in another case is the
+    same column, as the store's columns are."""
     if stored is None or stored == current:
         return True
     column_before, zone_before, unit_before, kind_before = reading_parts(stored)
     column_now, zone_now, unit_now, kind_now = reading_parts(current)
     return (
-        (column_before, unit_before) == (column_now, unit_now)
+        (column_before.lower(), unit_before) == (column_now.lower(), unit_now)
         and same_kind(kind_before, kind_now)
         and zone_before.startswith(ZONE_SETTING)
         and zone_now.startswith(ZONE_SETTING)
