@@ -376,8 +376,17 @@ def interrupted() -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the console script."""
-    args = build_parser().parse_args(argv)
-    configure_logging(verbose=args.verbose)
+    try:
+        # Reading the command line takes a moment too, on a busy machine.
+        args = build_parser().parse_args(argv)
+        configure_logging(verbose=args.verbose)
+        return run_command(args)
+    except KeyboardInterrupt:
+        return interrupted()
+
+
+def run_command(args: argparse.Namespace) -> int:
+    """The command's handler; its errors as one line and an exit status."""
     handler: Callable[[argparse.Namespace], int] = args.handler
     try:
         return handler(args)
@@ -386,8 +395,6 @@ def main(argv: Sequence[str] | None = None) -> int:
             log.exception("failed")
         print(f"pitsync: error: {error}", file=sys.stderr)
         return 1
-    except KeyboardInterrupt:
-        return interrupted()
     except RuntimeError as error:  # DuckDB stops a query on Ctrl-C with its own error
         if not is_interrupt(error):
             raise

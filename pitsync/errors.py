@@ -49,6 +49,9 @@ class QueryRefused(PitsyncError):
         self.sql = sql
 
 
+DEPTH_LIMIT = "Max expression depth limit of"
+
+
 class QueryError(PitsyncError):
     """A read-only query failed inside DuckDB (an unknown column, a type error)."""
 
@@ -57,6 +60,10 @@ class QueryError(PitsyncError):
         """DuckDB's reason on one line, with its hints (`Candidate bindings: ...`), but
         without its lists of every function signature or its quote of the SQL: that SQL is
         the query as it runs, rewritten, not as the user wrote it."""
+        if DEPTH_LIMIT in str(error):  # its advice, to SET a limit, cannot be taken here
+            return cls(
+                "the query failed: it nests deeper than DuckDB reads (1000 levels); nest it less"
+            )
         kept = []
         for line in str(error).strip().splitlines():
             if not line.strip() or line.startswith(("\t", "LINE ")):

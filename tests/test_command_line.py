@@ -481,6 +481,15 @@ def test_a_deeply_nested_where_is_answered(synced: Project) -> None:
     assert synced.cli("users", "--where", nested(60, "(", "true", ")")).returncode == 0
 
 
+def test_sql_nested_past_duckdbs_depth_is_refused_without_its_advice_to_set_it(
+    synced: Project,
+) -> None:
+    result = synced.cli("query", f"SELECT {nested(1200, '(', '1', ')')} AS x", check=False)
+
+    assert_user_error(result, "nests deeper than DuckDB reads (1000 levels)")
+    assert "SET" not in result.stderr and len(result.stderr.strip().splitlines()) == 1
+
+
 @pytest.mark.parametrize("command", ["query", "users"])
 def test_sql_nested_past_what_can_be_read_is_refused_in_words(
     synced: Project, command: str
@@ -494,7 +503,7 @@ def test_sql_nested_past_what_can_be_read_is_refused_in_words(
 
     result = synced.cli(*args, check=False)
 
-    assert_user_error(result, "the query nests too deeply")
+    assert_user_error(result, "the SQL nests too deeply to be read")
     assert len(result.stderr.strip().splitlines()) == 1
 
 

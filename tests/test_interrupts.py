@@ -18,6 +18,7 @@ import duckdb
 import pyarrow as pa
 import pytest
 
+from pitsync import cli
 from pitsync.interrupts import (
     HELD,
     held_while_committing,
@@ -300,3 +301,18 @@ def test_ctrl_c_while_committing_is_held_until_the_commit_is_done() -> None:
     with pytest.raises(KeyboardInterrupt):
         raise_held_interrupt()
     assert not HELD.is_set()
+
+
+def test_ctrl_c_while_the_command_line_is_read_is_one_line(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # On a busy machine Ctrl-C can land while the parser is still being built.
+    def interrupted_parser() -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(cli, "build_parser", interrupted_parser)
+
+    status = cli.main(["runs"])
+
+    assert status == 130
+    assert capsys.readouterr().err.startswith("pitsync: interrupted;")

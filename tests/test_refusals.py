@@ -8,13 +8,16 @@ which is read-only with external access off and its settings locked.
 from __future__ import annotations
 
 import hashlib
+import sys
+import threading
 from collections.abc import Iterator
 
 import duckdb
 import pytest
 
 from pitsync.errors import QueryRefused
-from pitsync.queries.execute import QuerySession
+from pitsync.queries.execute import QuerySession, translate
+from pitsync.queries.profiles import profiles_sql
 from pitsync.store import open_read_only
 from tests.conftest import Project, company_history, login_events
 
@@ -400,3 +403,34 @@ def test_a_pivot_naming_columns_by_their_table_is_refused(store: Project) -> Non
         "ON plan USING count(*)"
     )
     assert_refused(store, sql, "PIVOT or UNPIVOT", "`h.plan`")
+
+
+# --- deep SQL, in the library ---------------------------------------------------------------
+
+
+def test_a_chain_of_twenty_five_thousand_conditions_is_read() -> None:
+    sql = profiles_sql(None, " OR ".join(["plan = 'a'"] * 25_000), 2)
+
+    assert sql.count(" OR ") == 24_999
+
+
+def test_threads_reading_deep_sql_at_once_leave_the_recursion_limit_as_it_was() -> None:
+    limit = sys.getrecursionlimit()
+    deep = "SELECT " + "(" * 300 + "1" + ")" * 300 + " AS x"
+    refused: list[BaseException] = []
+
+    def read_many() -> None:
+        for _ in range(30):
+            try:
+                translate(deep, set(), {})
+            except QueryRefused as error:
+                refused.append(error)
+
+    threads = [threading.Thread(target=read_many) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+    assert refused == []
+    assert sys.getrecursionlimit() == limit

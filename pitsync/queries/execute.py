@@ -19,9 +19,9 @@ from pitsync.modeling.hidden_events import read_catalog
 from pitsync.queries.guard import (
     check_pivots,
     check_relations,
-    nesting_allowed,
     parse_read_query,
 )
+from pitsync.queries.nesting import with_room_to_nest
 from pitsync.queries.temporal import rewrite_temporal_tree
 from pitsync.store import DEFAULT_WAIT_SECONDS, open_read_only
 
@@ -35,12 +35,15 @@ def translate(
     public: set[str] | None = None,
 ) -> str:
     """The DuckDB SQL a user's query runs as, after the guard and the temporal rewrite."""
-    with nesting_allowed(sql):
+
+    def translated() -> str:
         tree = parse_read_query(sql)
         check_relations(tree, relations, sql, public=public)
         rewritten = rewrite_temporal_tree(tree, history_tables, sql)
         check_pivots(rewritten, sql)
         return rewritten.sql(dialect="duckdb")
+
+    return with_room_to_nest(sql, translated)
 
 
 class QuerySession:

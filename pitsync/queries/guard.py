@@ -10,9 +10,7 @@ from __future__ import annotations
 
 import logging
 import re
-import sys
 from collections.abc import Iterator
-from contextlib import contextmanager
 
 import sqlglot
 from sqlglot import exp
@@ -59,11 +57,7 @@ WRITE_WORDS = {"EXPORT", "IMPORT"}
 READ_NODES: dict[type[exp.Expr], str] = {exp.Describe: "DESCRIBE", exp.Summarize: "SUMMARIZE"}
 
 ANSI_ESCAPE = re.compile(r"\x1b\[[0-9;]*m")
-
-# sqlglot reads and writes SQL by recursion, some twenty Python frames a level of
-# nesting: Python's default limit stops it at about forty levels, which generated SQL
-# passes. This much room reaches DuckDB's own limit of 1000 levels of expressions.
-SQL_RECURSION_LIMIT = 50_000
+LEADING_WORD = re.compile(r"\s*([A-Za-z]+)")
 
 
 class JsonArrowParser(DuckDBParser):
@@ -146,24 +140,6 @@ def tokens_of(dialect: DuckDB, sql: str) -> list[Token]:
         return dialect.tokenize(sql)
     except TokenError as error:
         raise ParseError(f"is a quote or a comment left open? ({error})") from error
-
-
-@contextmanager
-def nesting_allowed(sql: str) -> Iterator[None]:
-    """Room for sqlglot to read and write deeply nested SQL; SQL nested deeper still is
-    refused in words, not with a traceback."""
-    limit = sys.getrecursionlimit()
-    sys.setrecursionlimit(max(limit, SQL_RECURSION_LIMIT))
-    try:
-        yield
-    except RecursionError:
-        raise QueryRefused(
-            "the query nests too deeply to be read (parentheses, subqueries or calls inside "
-            "each other, about a thousand levels); write the deepest part as a CTE",
-            sql=sql,
-        ) from None
-    finally:
-        sys.setrecursionlimit(limit)
 
 
 def parse_duckdb(sql: str) -> list[exp.Expr]:
@@ -404,6 +380,11 @@ def statement_word(node: exp.Expression) -> str:
 
 def first_word(sql: str) -> str:
     """The statement's keyword as the user wrote it (comments skipped)."""
-    for token in sqlglot.tokenize(sql, read="duckdb"):
+    try:
+        tokens = sqlglot.tokenize(sql, read="duckdb")
+    except TokenError:  # a quote or comment left open further on
+        word = LEADING_WORD.match(sql)
+        return word.group(1).upper() if word else "unreadable"
+    for token in tokens:
         return token.text.upper()
     return "empty"

@@ -21,7 +21,8 @@ from sqlglot.errors import ParseError
 
 from pitsync.errors import QueryRefused
 from pitsync.modeling.timestamps import spelled_moment
-from pitsync.queries.guard import nesting_allowed, parse_condition
+from pitsync.queries.guard import parse_condition
+from pitsync.queries.nesting import with_room_to_nest
 from pitsync.queries.temporal import moment_text_problem
 from pitsync.store import DISTINCT_ID, EVENT, PROPERTIES, TIME
 
@@ -38,13 +39,14 @@ def profiles_sql(group_key: str | None, where: str | None, limit: int | None) ->
     query = exp.select(*columns).from_(relation)
     if group_key:
         query = query.where(exp.column("group_key").eq(exp.Literal.string(group_key)))
-    with nesting_allowed(where or ""):
-        if where:
-            query = query.where(properties_predicate(where, columns))
-        query = query.order_by(columns[1] if group_key else columns[0])
-        if limit is not None:
-            query = query.limit(limit)
-        return query.sql(dialect="duckdb")
+    if where:
+        query = with_room_to_nest(
+            where, lambda: query.where(properties_predicate(where, columns), copy=False)
+        )
+    query = query.order_by(columns[1] if group_key else columns[0], copy=False)
+    if limit is not None:
+        query = query.limit(limit, copy=False)
+    return with_room_to_nest(where or "", lambda: query.sql(dialect="duckdb"))
 
 
 def properties_predicate(where: str, columns: tuple[str, ...]) -> exp.Expr:
@@ -57,11 +59,11 @@ def properties_predicate(where: str, columns: tuple[str, ...]) -> exp.Expr:
             '"plan = \'pro\'" or "CAST(seats AS INTEGER) > 3"',
             sql=where,
         ) from error
-    known = {name.lower() for name in columns}
     predicate = with_dollar_names_as_columns(predicate)
-    refuse_bare_properties(predicate, known, where)
+    names = PropertyNames(predicate, {name.lower() for name in columns})
+    refuse_bare_properties(predicate, names, where)
     for column in list(predicate.find_all(exp.Column)):
-        if is_property(column, known):
+        if names.names_a_property(column):
             column.replace(property_value(column.name))
     return predicate
 
@@ -82,28 +84,39 @@ def with_dollar_names_as_columns(predicate: exp.Expr) -> exp.Expr:
     return predicate
 
 
-def is_property(node: exp.Expr, known: set[str]) -> bool:
-    """A plain name that is not a column of the relation: it names a property.
-
-    Inside a subquery a name belongs to the subquery's own relations, so it is left alone:
-    `distinct_id IN (SELECT distinct_id FROM events WHERE event = 'login')`.
+class PropertyNames:
+    """Which plain names of a predicate name properties: those that are not a column of the
+    relation. Inside a subquery a name belongs to the subquery's own relations, so it is
+    left alone: `distinct_id IN (SELECT distinct_id FROM events WHERE event = 'login')`.
     """
-    return (
-        isinstance(node, exp.Column)
-        and not node.table
-        and node.name.lower() not in known
-        and node.find_ancestor(exp.Select) is None
-    )
+
+    def __init__(self, predicate: exp.Expr, known: set[str]):
+        self.known = known
+        # Found once, top down: asking each name for its ancestors would walk a chain of
+        # thousands of ORs once a name.
+        self.in_subqueries = {
+            id(column)
+            for select in predicate.find_all(exp.Select)
+            for column in select.find_all(exp.Column)
+        }
+
+    def names_a_property(self, node: exp.Expr) -> bool:
+        return (
+            isinstance(node, exp.Column)
+            and not node.table
+            and node.name.lower() not in self.known
+            and id(node) not in self.in_subqueries
+        )
 
 
-def refuse_bare_properties(predicate: exp.Expr, known: set[str], where: str) -> None:
+def refuse_bare_properties(predicate: exp.Expr, names: PropertyNames, where: str) -> None:
     """A property standing as a condition is refused: what it should test is a guess.
 
     Its text could be read as a boolean, or its presence tested; for `delete-profiles`
     a wrong guess deletes profiles, so the user writes the comparison instead.
     """
     for condition in conditions_of(predicate):
-        if is_property(condition, known):
+        if names.names_a_property(condition):
             name = condition.sql(dialect="duckdb")
             raise QueryRefused(
                 f"--where {where!r} uses the property {name} as a condition by itself; "
@@ -114,11 +127,16 @@ def refuse_bare_properties(predicate: exp.Expr, known: set[str], where: str) -> 
 
 
 def conditions_of(predicate: exp.Expr) -> Iterator[exp.Expr]:
-    """The predicate and, through AND, OR, NOT and parentheses, the conditions it joins."""
-    yield predicate
-    if isinstance(predicate, (exp.Connector, exp.Not, exp.Paren)):
-        for operand in predicate.iter_expressions():
-            yield from conditions_of(operand)
+    """The predicate and, through AND, OR, NOT and parentheses, the conditions it joins.
+
+    Walked with a list of its own, not by recursion: a chain of thousands of ORs is as
+    many levels deep."""
+    pending = [predicate]
+    while pending:
+        condition = pending.pop()
+        yield condition
+        if isinstance(condition, (exp.Connector, exp.Not, exp.Paren)):
+            pending.extend(condition.iter_expressions())
 
 
 def property_value(name: str) -> exp.Expr:
