@@ -1160,14 +1160,15 @@ def last_run(project: Project) -> tuple:
 def test_a_run_refused_by_what_the_store_holds_is_recorded_as_failed(project: Project) -> None:
     project.source_sql(
         HISTORY_DDL,
-        "CREATE TABLE seats (company_id VARCHAR, size INTEGER, valid_from TIMESTAMPTZ)",
-        "INSERT INTO seats VALUES ('c1', 5, '2024-01-01 00:00+00')",
+        "CREATE TABLE seats (company_id VARCHAR, size INTEGER, valid_from TIMESTAMPTZ, "
+        "loaded_at TIMESTAMPTZ)",
+        "INSERT INTO seats VALUES ('c1', 5, '2024-01-01 00:00+00', '2024-05-02 00:00+00')",
     )
     insert_rows(project, "plans", [("c1", "free", 1, "2024-01-01 00:00+00", "2024-01-01 10:00+00")])
     configure_plans(project)
-    configure_companies(project, "seats", "valid_from")
+    configure_companies(project, "seats", "valid_from", mode="append", cursor="loaded_at")
     project.sync("plans")
-    project.sync("seats")
+    watermark = project.sync("seats").watermark_after
 
     # `seats` now has a `plan` column, which `plans` owns in the store.
     project.source_sql("ALTER TABLE seats ADD COLUMN plan VARCHAR")
@@ -1177,6 +1178,10 @@ def test_a_run_refused_by_what_the_store_holds_is_recorded_as_failed(project: Pr
     table, status, error = last_run(project)
     assert (table, status) == ("seats", "failed")
     assert "property `plan` already modeled by history table `plans`" in error
+    # The watermark the table stands at, before and after.
+    assert project.query(
+        "SELECT watermark_before, watermark_after FROM runs ORDER BY run_id DESC LIMIT 1"
+    ) == [(watermark, watermark)]
 
 
 @pytest.mark.backends("duckdb")

@@ -37,6 +37,7 @@ from pitsync.connectors.watermarks import (
     advance_watermark,
     cursor_kind,
     read_watermark,
+    stored_watermark,
 )
 from pitsync.errors import (
     ConfigError,
@@ -213,7 +214,11 @@ def checked_against_store(
         return watermark, watermark.lower_bound(con, table) if watermark else None
     except PitsyncError as error:
         if not options.dry_run:
-            record_failure(con, RunRecord(next_run_id(con), table.name, table.mode), error)
+            record = RunRecord(next_run_id(con), table.name, table.mode)
+            record.watermark_before = (
+                stored_watermark(con, table) if table.mode == "append" else None
+            )
+            record_failure(con, record, error)
         raise
 
 

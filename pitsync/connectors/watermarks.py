@@ -98,6 +98,14 @@ def behind(value: str, text: str, kind: str, seconds: int) -> tuple[str, list[An
     return f"{value} - to_microseconds(CAST(? AS BIGINT))", [text, microseconds]
 
 
+def stored_watermark(con: duckdb.DuckDBPyConnection, table: TableConfig) -> str | None:
+    """The watermark the store holds for the table, as text, whatever its cursor now."""
+    row = con.execute(
+        f"SELECT value FROM {WATERMARKS} WHERE table_name = ?", [table.name]
+    ).fetchone()
+    return str(row[0]) if row else None
+
+
 def read_watermark(
     con: duckdb.DuckDBPyConnection, table: TableConfig, cursor_type: pa.DataType
 ) -> Watermark | None:
