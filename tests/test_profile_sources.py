@@ -491,9 +491,10 @@ def test_a_row_refused_for_the_limit_is_quarantined_and_tried_again(project: Pro
 
 def test_a_row_refused_for_the_limit_is_quarantined_as_the_source_had_it(project: Project) -> None:
     long = "é" * 200  # 400 bytes: set, it would be cut to 255
+    exact = '{"big":12345678901234567890.5,"d":2.50}'  # no double holds these digits
     project.source_sql(
-        "CREATE OR REPLACE TABLE crm (user_id VARCHAR, note VARCHAR)",
-        f"INSERT INTO crm VALUES ('u1', '{long}'), ('u2', '{long}')",
+        "CREATE OR REPLACE TABLE crm (user_id VARCHAR, note VARCHAR, js JSON)",
+        f"INSERT INTO crm VALUES ('u1', '{long}', '{exact}'), ('u2', '{long}', NULL)",
     )
     project.configure("crm", kind="user_profiles", id_column="user_id")
     engage(project, {"$distinct_id": "u1", "$set": {f"e{i}": i for i in range(2000)}})
@@ -501,7 +502,8 @@ def test_a_row_refused_for_the_limit_is_quarantined_as_the_source_had_it(project
     project.sync("crm")
 
     [(row,)] = project.query("SELECT row_data FROM quarantine WHERE table_name = 'crm'")
-    assert json.loads(row) == {"user_id": "u1", "note": long}
+    assert json.loads(row) == {"user_id": "u1", "note": long, "js": json.loads(exact)}
+    assert f'"js":{exact}' in row
     assert users(project)["u2"] == {"note": "é" * 127}  # 254 bytes: a 128th would pass 255
 
 

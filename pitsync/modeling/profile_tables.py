@@ -48,6 +48,7 @@ from pitsync.modeling.staging import (
     check_column_names,
     count,
     json_object_sql,
+    json_text_sql,
     quarantine_rows,
     stage_rows,
 )
@@ -56,6 +57,7 @@ from pitsync.store import INTERNAL_SCHEMA, PROFILES, QUARANTINE
 
 ENTITY = "__pitsync_entity"
 LINE = "__pitsync_line"
+REFUSAL = "__pitsync_refusal"  # why a row was refused, beside its columns
 ROW_HASH = "__pitsync_row_hash"
 ORDERED = "__pitsync_profile_rows"
 APPLIED_BEFORE = "__pitsync_applied_before"  # the rows last applied, before this run
@@ -122,14 +124,12 @@ class ProfilesModel:
         )
         con.register("__pitsync_refused_rows", refused)
         # The row as the source had it, the id under its own name.
-        fields = [f"{quote_identifier(self.table.id_column)} := o.{ENTITY}"]
-        fields += [
-            f"{quote_identifier(name)} := o.{quote_identifier(name)}" for name in self.properties
-        ]
+        entity = quote_identifier(self.table.id_column)
+        row = json_object_sql([self.table.id_column, *self.properties])
         con.execute(
-            f"INSERT INTO {QUARANTINE} SELECT ?, ?, f.reason, "
-            f"to_json(struct_pack({', '.join(fields)})) "
-            f"FROM __pitsync_refused_rows f JOIN {ORDERED} o ON o.{LINE} = f.line",
+            f"INSERT INTO {QUARANTINE} SELECT ?, ?, {REFUSAL}, {row} FROM ("
+            f"SELECT f.reason AS {REFUSAL}, o.* RENAME ({ENTITY} AS {entity}) "
+            f"FROM __pitsync_refused_rows f JOIN {ORDERED} o ON o.{LINE} = f.line)",
             [run_id, self.table.name],
         )
         refused_ids = (
@@ -210,7 +210,7 @@ class ProfilesModel:
         # As JSON, and made a property's value only once unpivoted (`stage_updates`): the
         # one expression for every column, where a wide table made it thousands.
         values = ", ".join(
-            f"to_json({quote_identifier(name)}) AS {quote_identifier(name)}"
+            f"CAST({json_text_sql(quote_identifier(name))} AS JSON) AS {quote_identifier(name)}"
             for name in self.properties
         )
         row_text = f"CAST({json_object_sql(self.properties, exact=False)} AS VARCHAR)"

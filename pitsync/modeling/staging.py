@@ -169,15 +169,20 @@ def json_object_text_sql(columns: list[str], *, alias: str = "") -> str:
     members = []
     for position, name in enumerate(columns):
         key = quote_string(("," if position else "") + json.dumps(name, ensure_ascii=False) + ":")
-        column = f"{prefix}{quote_identifier(name)}"
-        value = (
-            f"CASE WHEN typeof({column}) = 'JSON' THEN CAST({column} AS VARCHAR) "
-            f"ELSE CAST(to_json({column}) AS VARCHAR) END"
-        )
+        value = json_text_sql(f"{prefix}{quote_identifier(name)}")
         members.append(f"{key}, coalesce({value}, 'null')")
     # One call of many arguments: chained `||` would pass DuckDB's expression depth limit
     # at a few hundred columns.
     return f"concat('{{', {', '.join(members)}, '}}')"
+
+
+def json_text_sql(column: str) -> str:
+    """A column's value as JSON text: a JSON column's text as it is stored (DuckDB's JSON
+    functions would read its numbers as doubles), any other value through to_json."""
+    return (
+        f"CASE WHEN typeof({column}) = 'JSON' THEN CAST({column} AS VARCHAR) "
+        f"ELSE CAST(to_json({column}) AS VARCHAR) END"
+    )
 
 
 def count(con: duckdb.DuckDBPyConnection, sql: str, parameters: list | None = None) -> int:
