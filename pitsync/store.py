@@ -308,12 +308,40 @@ def open_read_only(
         raise StoreError(
             f"cannot open the store {path} for reading: {str(error).splitlines()[0]}"
         ) from error
-    connection.execute(SET_UTC)
-    limit_memory(connection, memory_limit)
-    # Locked last, so no query can turn file access back on.
-    connection.execute("SET lock_configuration = true")
+    if locked_as_wanted(connection):
+        # Another session of this process opened the store first: DuckDB shares that
+        # database, settings and lock included, and the lock stops them being set again.
+        log.debug("the store %s is open in this process already; its settings stand", path)
+    else:
+        lock_for_queries(connection, path, memory_limit)
     check_is_store(connection, path)
     return connection
+
+
+def lock_for_queries(
+    connection: duckdb.DuckDBPyConnection, path: Path, memory_limit: str | None
+) -> None:
+    """Times in UTC for every session of the database, the memory limit, then the lock,
+    last, so that no query can turn file access back on."""
+    try:
+        connection.execute("SET GLOBAL TimeZone = 'UTC'")
+        limit_memory(connection, memory_limit)
+        connection.execute("SET lock_configuration = true")
+    except duckdb.InvalidInputException as error:  # this process locked it otherwise
+        connection.close()
+        raise StoreError(
+            f"cannot open the store {path} for queries: this process holds it open with "
+            f"other settings ({str(error).splitlines()[0]}); close that connection first"
+        ) from error
+
+
+def locked_as_wanted(connection: duckdb.DuckDBPyConnection) -> bool:
+    """Whether the settings are locked already, with times in UTC and no file access."""
+    row = connection.execute(
+        "SELECT current_setting('lock_configuration'), current_setting('TimeZone'), "
+        "current_setting('enable_external_access')"
+    ).fetchone()
+    return bool(row and row[0] and row[1] in ("UTC", "Etc/UTC") and row[2] is False)
 
 
 def check_is_store(connection: duckdb.DuckDBPyConnection, path: Path) -> None:

@@ -434,3 +434,22 @@ def test_threads_reading_deep_sql_at_once_leave_the_recursion_limit_as_it_was() 
 
     assert refused == []
     assert sys.getrecursionlimit() == limit
+
+
+# --- sessions in one process ----------------------------------------------------------------
+
+
+def test_two_query_sessions_of_one_store_in_one_process_both_answer_in_utc(
+    store: Project,
+) -> None:
+    with QuerySession(store.store) as first, QuerySession(store.store) as second:
+        moments = [
+            session.query(
+                "SELECT CAST(TIMESTAMPTZ '2024-01-15 00:00:00+00' AS VARCHAR) AS shown"
+            ).fetchall()
+            for session in (first, second)
+        ]
+        plans = second.query("SELECT count(*) FROM company_plan_history").fetchall()
+
+    assert moments == [[("2024-01-15 00:00:00+00",)]] * 2
+    assert plans == [(2,)]
