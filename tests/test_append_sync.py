@@ -1185,6 +1185,29 @@ def test_a_run_refused_by_what_the_store_holds_is_recorded_as_failed(project: Pr
 
 
 @pytest.mark.backends("duckdb")
+def test_a_run_whose_cursor_changed_type_records_the_watermark_the_store_holds(
+    project: Project,
+) -> None:
+    project.source_sql(
+        "CREATE TABLE ev (iid VARCHAR, event VARCHAR, distinct_id VARCHAR, time TIMESTAMPTZ, "
+        "loaded_at TIMESTAMP)",
+        "INSERT INTO ev VALUES ('e1', 'buy', 'u1', '2024-01-01 00:00+00', '2024-02-01 00:00')",
+    )
+    project.configure("ev", kind="events", mode="append", cursor="loaded_at", insert_id="iid")
+    held = project.sync("ev").watermark_after
+
+    # The cursor is a stored column too, and naive to zoned times is no widening.
+    project.source_sql("ALTER TABLE ev ALTER COLUMN loaded_at TYPE TIMESTAMPTZ")
+    with pytest.raises(ConfigError, match="`loaded_at` changed type"):
+        project.sync("ev")
+
+    # The run would have read every row (the watermark starts again with a changed
+    # cursor); it failed, and the store stands at the watermark it held.
+    runs = "SELECT status, watermark_before, watermark_after FROM runs ORDER BY run_id"
+    assert project.query(runs) == [("succeeded", None, held), ("failed", None, held)]
+
+
+@pytest.mark.backends("duckdb")
 def test_start_and_cursor_columns_spelled_in_another_case_are_the_same_columns(
     project: Project, caplog: pytest.LogCaptureFixture
 ) -> None:

@@ -33,6 +33,7 @@ from pitsync.connectors.sync import (
     describe,
     record_failure,
     sync_tables,
+    watermark_held,
 )
 from pitsync.errors import PitsyncError
 from pitsync.store import RUNS, StoreGivenUp, StoreInUse, open_for_writing, open_read_only
@@ -206,6 +207,8 @@ def record_refusal(
         return  # the store itself is out of reach; the log line is all there can be
     try:
         record = RunRecord(run_id=next_run_id(con), table_name=table.name, mode=table.mode)
-        record_failure(con, record, error)  # with the views, if this is the store's first run
+        record.watermark_before = watermark_held(con, table)
+        # With the views, if this is the store's first run.
+        record_failure(con, record, error, watermark=record.watermark_before)
     finally:
         con.close()

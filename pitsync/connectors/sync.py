@@ -215,11 +215,15 @@ def checked_against_store(
     except PitsyncError as error:
         if not options.dry_run:
             record = RunRecord(next_run_id(con), table.name, table.mode)
-            record.watermark_before = (
-                stored_watermark(con, table) if table.mode == "append" else None
-            )
-            record_failure(con, record, error)
+            record.watermark_before = watermark_held(con, table)
+            record_failure(con, record, error, watermark=record.watermark_before)
         raise
+
+
+def watermark_held(con: duckdb.DuckDBPyConnection, table: TableConfig) -> str | None:
+    """The watermark an append table stands at in the store: also one a run cannot use
+    (its cursor changed), which the store keeps until a run commits."""
+    return stored_watermark(con, table) if table.mode == "append" else None
 
 
 def plan_model(config: Config, table: TableConfig, source: Source) -> Plan:
@@ -470,13 +474,17 @@ def fail_run(
     """Roll the run back, record why (a dry run leaves no record), and raise what the user
     is told: an interrupt as an interrupt, DuckDB's errors with the table named."""
     roll_back(con)
+    try:
+        held = watermark_held(con, table)
+    except duckdb.Error:  # a store that refuses even this takes no record either
+        held = None
     if is_interrupt(error):
         if not dry_run:
-            record_failure(con, record, KeyboardInterrupt("interrupted"))
+            record_failure(con, record, KeyboardInterrupt("interrupted"), watermark=held)
         raise KeyboardInterrupt from None
     failure = as_run_error(table, error)
     if not dry_run:
-        record_failure(con, record, failure or error)
+        record_failure(con, record, failure or error, watermark=held)
     if failure is None or failure is error:
         raise error
     raise failure from error
@@ -579,11 +587,19 @@ def finish(con: duckdb.DuckDBPyConnection, model: Model, record: RunRecord) -> N
     write_run(con, record)
 
 
-def record_failure(con: duckdb.DuckDBPyConnection, record: RunRecord, error: BaseException) -> None:
-    """Write a `failed` record after the rollback; never hides the original error."""
+def record_failure(
+    con: duckdb.DuckDBPyConnection,
+    record: RunRecord,
+    error: BaseException,
+    *,
+    watermark: str | None = None,
+) -> None:
+    """Write a `failed` record after the rollback; never hides the original error. A
+    failed run moves no watermark: after it, the table stands at `watermark`, the one the
+    store holds."""
     record.status = "failed"
     record.finished_at = utc_now()
-    record.watermark_after = record.watermark_before  # a failed run moves no watermark
+    record.watermark_after = watermark
     record.inserted = record.updated = record.deleted = 0
     record.quarantined = record.conflicts = 0
     record.entities_changed = 0  # nothing was applied

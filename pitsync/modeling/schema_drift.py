@@ -389,10 +389,21 @@ def meet_source_columns(
         else:
             raise ConfigError(
                 f"table `{table}`: source column `{name}` changed type from {old} to {new}, "
-                f"and {new} would not keep every stored value as it is; nothing was applied: "
-                "cast it in the source, or sync once in full mode to start the table over",
+                f"{not_widened(old, new)}; nothing was applied: cast it in the source, or "
+                "sync once in full mode to start the table over",
                 table=table,
             )
+
+
+def not_widened(old: str, new: str) -> str:
+    """Why a stored column is not changed to the source's new type."""
+    if new == "DOUBLE" and old in INTEGER_WIDTHS:
+        return f"and a stored value is not exact as a {new}"
+    return (
+        "which is not a change pitsync makes to stored values (it makes an integer wider or "
+        "a DOUBLE, an integer a DECIMAL with room for its digits, a DECIMAL wider, and text "
+        "JSON when every stored value is JSON)"
+    )
 
 
 def holds_stored_json(
