@@ -284,6 +284,10 @@ def limit_memory(connection: duckdb.DuckDBPyConnection, memory_limit: str | None
         connection.execute(f"SET memory_limit = {quote_string(memory_limit)}")
 
 
+# Held while a query session sets the database's settings or finds them set.
+QUERY_SETTINGS_LOCK = threading.Lock()
+
+
 def open_read_only(
     path: Path,
     memory_limit: str | None = None,
@@ -299,6 +303,10 @@ def open_read_only(
     config: dict[str, str | bool | int | float | list[str]] = {
         "enable_external_access": "false",
         **NO_EXTENSIONS,
+        # DuckDB shares one database among a process's connections to a file opened with
+        # the same settings. This one is pitsync's alone, so a connection the caller opened
+        # otherwise is refused by DuckDB, never joined with its settings.
+        "custom_user_agent": "pitsync",
     }
     try:
         connection = connect_waiting(
@@ -308,12 +316,13 @@ def open_read_only(
         raise StoreError(
             f"cannot open the store {path} for reading: {str(error).splitlines()[0]}"
         ) from error
-    if locked_as_wanted(connection):
-        # Another session of this process opened the store first: DuckDB shares that
-        # database, settings and lock included, and the lock stops them being set again.
-        log.debug("the store %s is open in this process already; its settings stand", path)
-    else:
-        lock_for_queries(connection, path, memory_limit)
+    with QUERY_SETTINGS_LOCK:  # two sessions opening at once: one sets, the other finds
+        if locked_as_wanted(connection):
+            # Another session of this process opened the store first: its settings,
+            # shared and locked, stand.
+            log.debug("the store %s is open in this process already", path)
+        else:
+            lock_for_queries(connection, path, memory_limit)
     check_is_store(connection, path)
     return connection
 

@@ -1179,9 +1179,15 @@ def test_a_run_refused_by_what_the_store_holds_is_recorded_as_failed(project: Pr
     assert (table, status) == ("seats", "failed")
     assert "property `plan` already modeled by history table `plans`" in error
     # The watermark the table stands at, before and after.
-    assert project.query(
-        "SELECT watermark_before, watermark_after FROM runs ORDER BY run_id DESC LIMIT 1"
-    ) == [(watermark, watermark)]
+    last = "SELECT watermark_before, watermark_after FROM runs ORDER BY run_id DESC LIMIT 1"
+    assert project.query(last) == [(watermark, watermark)]
+
+    # With another cursor the run would have read every row: it starts from no watermark,
+    # and the store still holds the old one.
+    project.source_sql("ALTER TABLE seats ADD COLUMN loaded_again TIMESTAMPTZ")
+    configure_companies(project, "seats", "valid_from", mode="append", cursor="loaded_again")
+    assert project.cli("sync", "--table", "seats", check=False).returncode == 1
+    assert project.query(last) == [(None, watermark)]
 
 
 @pytest.mark.backends("duckdb")

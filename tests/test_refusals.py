@@ -15,10 +15,11 @@ from collections.abc import Iterator
 import duckdb
 import pytest
 
-from pitsync.errors import QueryRefused
+from pitsync.errors import QueryRefused, StoreError
+from pitsync.queries import nesting
 from pitsync.queries.execute import QuerySession, translate
 from pitsync.queries.profiles import profiles_sql
-from pitsync.store import open_read_only
+from pitsync.store import NO_EXTENSIONS, open_read_only
 from tests.conftest import Project, company_history, login_events
 
 
@@ -453,3 +454,74 @@ def test_two_query_sessions_of_one_store_in_one_process_both_answer_in_utc(
 
     assert moments == [[("2024-01-15 00:00:00+00",)]] * 2
     assert plans == [(2,)]
+
+
+def test_sessions_opening_at_once_in_one_process_all_open(store: Project) -> None:
+    failures: list[BaseException] = []
+
+    def open_and_count() -> None:
+        try:
+            with QuerySession(store.store) as session:
+                session.query("SELECT count(*) FROM company_plan_history").fetchall()
+        except Exception as error:  # noqa: BLE001 - any failure to open is the finding
+            failures.append(error)
+
+    for _ in range(20):
+        threads = [threading.Thread(target=open_and_count) for _ in range(3)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+
+    assert failures == []
+
+
+def test_a_session_does_not_join_a_connection_the_caller_opened_with_other_settings(
+    store: Project,
+) -> None:
+    # Even with the settings a session asks for, a connection of the caller's is not joined.
+    settings = {"enable_external_access": "false", **NO_EXTENSIONS}
+    mine = duckdb.connect(str(store.store), read_only=True, config=settings)
+    try:
+        mine.execute("SET GLOBAL default_collation = 'nocase'")
+        with pytest.raises(StoreError, match="cannot open the store .* for reading"):
+            QuerySession(store.store)
+        # The caller's connection keeps its settings, unlocked.
+        assert mine.execute("SELECT 'abc' = 'ABC'").fetchall() == [(True,)]
+        mine.execute("SET GLOBAL default_collation = 'binary'")
+    finally:
+        mine.close()
+
+
+def test_only_sql_past_the_default_limit_is_read_in_a_thread_of_its_own(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    threads: list[str] = []
+
+    def work() -> str:
+        threads.append(threading.current_thread().name)
+        if len(threads) == 1:
+            raise RecursionError  # as deep SQL meets the default limit
+        return "read"
+
+    assert nesting.with_room_to_nest("SELECT 1", lambda: "shallow") == "shallow"
+    assert nesting.with_room_to_nest("SELECT ((1))", work) == "read"
+    assert threads == [threading.current_thread().name, "pitsync-sql"]
+
+
+def test_a_recursion_limit_set_while_sql_is_read_is_kept() -> None:
+    limit = sys.getrecursionlimit()
+    calls: list[int] = []
+
+    def work() -> str:
+        calls.append(1)
+        if len(calls) == 1:
+            raise RecursionError
+        sys.setrecursionlimit(7777)  # another part of the program, meanwhile
+        return "read"
+
+    try:
+        assert nesting.with_room_to_nest("SELECT 1", work) == "read"
+        assert sys.getrecursionlimit() == 7777
+    finally:
+        sys.setrecursionlimit(limit)

@@ -206,9 +206,8 @@ def record_refusal(
     except PitsyncError:
         return  # the store itself is out of reach; the log line is all there can be
     try:
+        # It read from no watermark; with the views, if this is the store's first run.
         record = RunRecord(run_id=next_run_id(con), table_name=table.name, mode=table.mode)
-        record.watermark_before = watermark_held(con, table)
-        # With the views, if this is the store's first run.
-        record_failure(con, record, error, watermark=record.watermark_before)
+        record_failure(con, record, error, watermark=watermark_held(con, table))
     finally:
         con.close()

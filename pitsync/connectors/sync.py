@@ -204,19 +204,19 @@ def checked_against_store(
     (its spelling, the properties other tables own) allows the run; a refusal is a failed
     run, recorded (unless a dry run) so that `runs` shows why the table stands still."""
     table = plan.model.table
+    watermark = None
     try:
+        if table.mode == "append" and plan.cursor_type is not None:
+            watermark = read_watermark(con, table, plan.cursor_type)
         catalog = read_catalog(con)
         check_stored_spelling(catalog, table)
         check_property_ownership(catalog, plan.model, config)
-        watermark = None
-        if table.mode == "append" and plan.cursor_type is not None:
-            watermark = read_watermark(con, table, plan.cursor_type)
         return watermark, watermark.lower_bound(con, table) if watermark else None
     except PitsyncError as error:
         if not options.dry_run:
             record = RunRecord(next_run_id(con), table.name, table.mode)
-            record.watermark_before = watermark_held(con, table)
-            record_failure(con, record, error, watermark=record.watermark_before)
+            record.watermark_before = watermark.value if watermark else None
+            record_failure(con, record, error, watermark=watermark_held(con, table))
         raise
 
 

@@ -3,9 +3,13 @@
 sqlglot reads and writes SQL by recursion, some twenty Python frames a level of nesting,
 some of them through C. Python's default limit stops it at about forty levels, which
 generated SQL passes, and a higher limit alone would let the C stack of the main thread
-overflow (a crash, not an error). So the work runs in a thread of its own, whose stack is
-large, under a raised recursion limit: room for DuckDB's own limit of 1000 levels of
-expressions. SQL nested deeper still is refused in words.
+overflow (a crash, not an error). So SQL that meets the default limit is read again in a
+thread of its own, whose stack is large, under a raised recursion limit: room for DuckDB's
+own limit of 1000 levels of expressions. SQL nested deeper still is refused in words.
+
+The limit is the interpreter's, not the thread's: while deep SQL is read, another thread
+of a program using pitsync as a library that recursed as deep through C could overflow
+its own stack. Only SQL nested past the default limit is read this way.
 """
 
 from __future__ import annotations
@@ -33,21 +37,23 @@ class SharedRecursionLimit:
     def __init__(self) -> None:
         self.lock = threading.Lock()
         self.readers = 0
-        self.before = sys.getrecursionlimit()
+        self.before = self.during = sys.getrecursionlimit()
 
     @contextmanager
     def raised(self) -> Iterator[None]:
         with self.lock:
             if self.readers == 0:
                 self.before = sys.getrecursionlimit()
-                sys.setrecursionlimit(max(self.before, RECURSION_LIMIT))
+                self.during = max(self.before, RECURSION_LIMIT)
+                sys.setrecursionlimit(self.during)
             self.readers += 1
         try:
             yield
         finally:
             with self.lock:
                 self.readers -= 1
-                if self.readers == 0:
+                # A limit someone else set meanwhile is theirs to keep.
+                if self.readers == 0 and sys.getrecursionlimit() == self.during:
                     sys.setrecursionlimit(self.before)
 
 
@@ -57,7 +63,18 @@ STACK_SIZE_LOCK = threading.Lock()
 
 
 def with_room_to_nest(sql: str, work: Callable[[], Result]) -> Result:
-    """`work()`, the reading or writing of `sql`, with room for deep nesting."""
+    """`work()`, the reading or writing of `sql`, with room for deep nesting.
+
+    `work` must start afresh each time it is called: SQL that meets the default limit is
+    read a second time."""
+    try:
+        return work()
+    except RecursionError:
+        return in_large_stack(sql, work)
+
+
+def in_large_stack(sql: str, work: Callable[[], Result]) -> Result:
+    """`work()` in a thread of a large stack, under the raised recursion limit."""
     results: list[Result] = []
     failures: list[BaseException] = []
 
