@@ -9,11 +9,16 @@ from __future__ import annotations
 
 import json
 import subprocess
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import duckdb
+import pytest
 
+from pitsync.config import load_config
+from pitsync.connectors import stored_tables
 from tests.conftest import Project, sql_row
 
 # The user history `a`, read in append mode by its `loaded_at` cursor. u has two rows at
@@ -382,3 +387,27 @@ def test_a_table_renamed_only_in_case_is_refused_until_the_old_spelling_is_dropp
         ("A", "u"),
         ("A", "v"),
     ]
+
+
+def test_ctrl_c_just_after_the_drop_commits_leaves_it_dropped(
+    project: Project, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    seed_a(project)
+
+    @contextmanager
+    def interrupted_as_it_ends() -> Iterator[None]:
+        yield  # the commit has happened
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(stored_tables, "held_while_committing", interrupted_as_it_ends)
+    with pytest.raises(KeyboardInterrupt):
+        stored_tables.drop_table(load_config(str(project.config_path)), "a", wait=5)
+    monkeypatch.undo()
+
+    assert held_of(project.store, "a")["catalog"] == 0
+    con = duckdb.connect(str(project.store), read_only=True)
+    try:
+        runs = con.execute("SELECT mode, status FROM _pitsync.runs ORDER BY run_id").fetchall()
+    finally:
+        con.close()
+    assert runs == [("append", "succeeded"), ("drop-table", "succeeded")]

@@ -9,13 +9,15 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from pitsync.config import load_config
-from pitsync.connectors import update_files
+from pitsync.connectors import profile_updates, update_files
 from pitsync.connectors.profile_updates import UpdateReport, apply_file
 from pitsync.errors import SourceError
 from pitsync.queries.execute import QuerySession
@@ -639,3 +641,28 @@ def test_deleted_counts_the_profiles_the_file_found_and_removed_however_it_is_cu
 
     assert (report.outcome.profiles_deleted, report.outcome.profiles_changed) == (1, 1)
     assert [profiles.user(name) for name in ("u0", "u1", "u2")] == [None, None, {"a": 3}]
+
+
+@contextmanager
+def interrupted_as_it_ends() -> Iterator[None]:
+    """A Ctrl-C that lands as the commit's block is left: the commit has happened."""
+    yield
+    raise KeyboardInterrupt
+
+
+def test_ctrl_c_just_after_the_commit_leaves_the_run_as_committed(
+    profiles: Profiles, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    profiles.apply(user("$set", {"a": 1}))
+    monkeypatch.setattr(profile_updates, "held_while_committing", interrupted_as_it_ends)
+
+    with pytest.raises(KeyboardInterrupt):
+        profiles.apply(user("$set", {"b": 2}))
+
+    monkeypatch.undo()
+    assert profiles.user("u1") == {"a": 1, "b": 2}
+    assert profiles.rows("SELECT status FROM runs ORDER BY run_id") == [
+        ("succeeded",),
+        ("succeeded",),
+    ]
+    assert "could not be recorded" not in caplog.text

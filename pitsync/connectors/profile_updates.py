@@ -122,6 +122,7 @@ def run_updates(
         report.run_id = next_run_id(con)
         record = RunRecord(run_id=report.run_id, table_name=PROFILES_TABLE, mode=mode)
         con.execute("BEGIN TRANSACTION")
+        committed = False
         try:
             begin_run(con)
             for stage_lines in batches:
@@ -132,7 +133,10 @@ def run_updates(
             finish(con, report, record)
             with held_while_committing():  # a Ctrl-C now lets the commit finish
                 con.execute("COMMIT")
+                committed = True
         except BaseException as error:
+            if committed:
+                raise  # an interrupt just after the commit: the run stands as it is
             roll_back(con)
             record.rows_read = report.records
             interrupted = is_interrupt(error)

@@ -69,11 +69,15 @@ def drop_table(config: Config, name: str, *, wait: float) -> DroppedTable:
     try:
         entry = stored_entry(con, name)
         con.execute("BEGIN TRANSACTION")
+        committed = False
         try:
             dropped = drop_in_transaction(con, entry)
             with held_while_committing():
                 con.execute("COMMIT")
+                committed = True
         except BaseException as error:
+            if committed:
+                raise  # an interrupt just after the commit: the drop stands
             roll_back(con)
             if not isinstance(error, duckdb.Error) or is_interrupt(error):
                 raise
