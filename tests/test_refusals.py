@@ -493,30 +493,10 @@ def test_a_session_does_not_join_a_connection_the_caller_opened_with_other_setti
         mine.close()
 
 
-def test_only_sql_past_the_default_limit_is_read_in_a_thread_of_its_own(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    threads: list[str] = []
-
-    def work() -> str:
-        threads.append(threading.current_thread().name)
-        if len(threads) == 1:
-            raise RecursionError  # as deep SQL meets the default limit
-        return "read"
-
-    assert nesting.with_room_to_nest("SELECT 1", lambda: "shallow") == "shallow"
-    assert nesting.with_room_to_nest("SELECT ((1))", work) == "read"
-    assert threads == [threading.current_thread().name, "pitsync-sql"]
-
-
 def test_a_recursion_limit_set_while_sql_is_read_is_kept() -> None:
     limit = sys.getrecursionlimit()
-    calls: list[int] = []
 
     def work() -> str:
-        calls.append(1)
-        if len(calls) == 1:
-            raise RecursionError
         sys.setrecursionlimit(7777)  # another part of the program, meanwhile
         return "read"
 

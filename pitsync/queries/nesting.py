@@ -3,13 +3,15 @@
 sqlglot reads and writes SQL by recursion, some twenty Python frames a level of nesting,
 some of them through C. Python's default limit stops it at about forty levels, which
 generated SQL passes, and a higher limit alone would let the C stack of the main thread
-overflow (a crash, not an error). So SQL that meets the default limit is read again in a
-thread of its own, whose stack is large, under a raised recursion limit: room for DuckDB's
-own limit of 1000 levels of expressions. SQL nested deeper still is refused in words.
+overflow (a crash, not an error). So SQL is read in a thread of its own, whose stack is
+large, under a raised recursion limit: room for DuckDB's own limit of 1000 levels of
+expressions. SQL nested deeper still is refused in words.
 
-The limit is the interpreter's, not the thread's: while deep SQL is read, another thread
-of a program using pitsync as a library that recursed as deep through C could overflow
-its own stack. Only SQL nested past the default limit is read this way.
+Every reading runs so, shallow SQL too: a reading on another thread, outside the count of
+readers, could be deeper than the default limit when the last reader puts it back, and
+Python aborts a thread found that far past its limit. The limit is the interpreter's,
+not the thread's: while SQL is read, another thread of a program using pitsync as a
+library that recursed as deep through C could overflow its own stack.
 """
 
 from __future__ import annotations
@@ -63,18 +65,8 @@ STACK_SIZE_LOCK = threading.Lock()
 
 
 def with_room_to_nest(sql: str, work: Callable[[], Result]) -> Result:
-    """`work()`, the reading or writing of `sql`, with room for deep nesting.
-
-    `work` must start afresh each time it is called: SQL that meets the default limit is
-    read a second time."""
-    try:
-        return work()
-    except RecursionError:
-        return in_large_stack(sql, work)
-
-
-def in_large_stack(sql: str, work: Callable[[], Result]) -> Result:
-    """`work()` in a thread of a large stack, under the raised recursion limit."""
+    """`work()`, the reading or writing of `sql`, in a thread of a large stack, under the
+    raised recursion limit."""
     results: list[Result] = []
     failures: list[BaseException] = []
 
