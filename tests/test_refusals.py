@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 import sys
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import duckdb
 import pytest
@@ -409,6 +409,15 @@ def test_a_pivot_naming_columns_by_their_table_is_refused(store: Project) -> Non
 # --- deep SQL, in the library ---------------------------------------------------------------
 
 
+def run_at_once(work: Callable[[], None], threads: int) -> None:
+    """`work` in that many threads started together; back when all have ended."""
+    started = [threading.Thread(target=work) for _ in range(threads)]
+    for thread in started:
+        thread.start()
+    for thread in started:
+        thread.join()
+
+
 def test_a_chain_of_twenty_five_thousand_conditions_is_read() -> None:
     sql = profiles_sql(None, " OR ".join(["plan = 'a'"] * 25_000), 2)
 
@@ -427,11 +436,7 @@ def test_threads_reading_deep_sql_at_once_leave_the_recursion_limit_as_it_was() 
             except QueryRefused as error:
                 refused.append(error)
 
-    threads = [threading.Thread(target=read_many) for _ in range(4)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+    run_at_once(read_many, 4)
 
     assert refused == []
     assert sys.getrecursionlimit() == limit
@@ -467,11 +472,7 @@ def test_sessions_opening_at_once_in_one_process_all_open(store: Project) -> Non
             failures.append(error)
 
     for _ in range(20):
-        threads = [threading.Thread(target=open_and_count) for _ in range(3)]
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join()
+        run_at_once(open_and_count, 3)
 
     assert failures == []
 

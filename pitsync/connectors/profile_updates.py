@@ -30,6 +30,7 @@ from pitsync.modeling.profile_operators import (
     begin_run,
     count,
     count_profiles,
+    refused_table,
     stage_schema,
 )
 from pitsync.modeling.profile_records import LINES, RECORDS, REJECTED, stage_records
@@ -187,8 +188,7 @@ def quarantine_refused(
     while their batch's lines are at hand."""
     if not refused:
         return
-    lines = pa.table({"line": [line for line, _ in refused], "reason": [r for _, r in refused]})
-    con.register("__pitsync_refused_lines", lines)
+    con.register("__pitsync_refused_lines", refused_table(refused))
     con.execute(
         f"INSERT INTO {QUARANTINE} SELECT ?, ?, 'line ' || r.line || ': ' || r.reason, "
         f"to_json(l.text) FROM __pitsync_refused_lines AS r JOIN {LINES} AS l USING (line)",

@@ -98,11 +98,17 @@ def behind(value: str, text: str, kind: str, seconds: int) -> tuple[str, list[An
     return f"{value} - to_microseconds(CAST(? AS BIGINT))", [text, microseconds]
 
 
+def watermark_row(con: duckdb.DuckDBPyConnection, table: TableConfig) -> tuple | None:
+    """The store's (value, type name, cursor column) for the table, if it has one."""
+    return con.execute(
+        f"SELECT value, type_name, cursor_column FROM {WATERMARKS} WHERE table_name = ?",
+        [table.name],
+    ).fetchone()
+
+
 def stored_watermark(con: duckdb.DuckDBPyConnection, table: TableConfig) -> str | None:
     """The watermark the store holds for the table, as text, whatever its cursor now."""
-    row = con.execute(
-        f"SELECT value FROM {WATERMARKS} WHERE table_name = ?", [table.name]
-    ).fetchone()
+    row = watermark_row(con, table)
     return str(row[0]) if row else None
 
 
@@ -116,10 +122,7 @@ def read_watermark(
     which rows are new: the run reads every row, which an append run may always do, as a
     key's rows read again as stored are no change, and the watermark starts again.
     """
-    row = con.execute(
-        f"SELECT value, type_name, cursor_column FROM {WATERMARKS} WHERE table_name = ?",
-        [table.name],
-    ).fetchone()
+    row = watermark_row(con, table)
     if not row:
         return None
     watermark, column = Watermark(str(row[0]), str(row[1])), str(row[2])

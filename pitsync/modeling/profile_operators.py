@@ -26,6 +26,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import duckdb
+import pyarrow as pa
 
 from pitsync.modeling.staging import count as count_rows
 from pitsync.store import PROFILE_PROPERTIES, PROFILES
@@ -72,6 +73,11 @@ class UpdateOutcome:
     def warn(self, messages: list[str], count: int) -> None:
         self.warning_count += count
         self.warnings.extend(messages[: max(0, MAX_MESSAGES - len(self.warnings))])
+
+
+def refused_table(refused: list[tuple[int, str]]) -> pa.Table:
+    """Records refused for the property limit, (line, reason), as a table to join with."""
+    return pa.table({"line": [line for line, _ in refused], "reason": [r for _, r in refused]})
 
 
 def stage_schema(con: duckdb.DuckDBPyConnection) -> None:

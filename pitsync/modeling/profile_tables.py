@@ -32,6 +32,7 @@ from pitsync.modeling.profile_operators import (
     apply_updates,
     begin_run,
     count_profiles,
+    refused_table,
     stage_schema,
 )
 from pitsync.modeling.profile_records import (
@@ -116,13 +117,7 @@ class ProfilesModel:
         one a later row is compared with."""
         if not outcome.refused:
             return
-        refused = pa.table(
-            {
-                "line": [line for line, _ in outcome.refused],
-                "reason": [reason for _, reason in outcome.refused],
-            }
-        )
-        con.register("__pitsync_refused_rows", refused)
+        con.register("__pitsync_refused_rows", refused_table(outcome.refused))
         # The row as the source had it, the id under its own name.
         entity = quote_identifier(self.table.id_column)
         row = json_object_sql([self.table.id_column, *self.properties])
