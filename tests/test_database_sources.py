@@ -10,6 +10,7 @@ import datetime as dt
 import importlib.util
 import json
 import socket
+import sqlite3
 import subprocess
 import sys
 import tomllib
@@ -31,7 +32,7 @@ from pitsync.connectors.databases import (
 )
 from pitsync.errors import ConfigError, SourceError
 from pitsync.modeling.staging import UNREADABLE
-from tests.conftest import Project, utc
+from tests.conftest import PostgresSchema, Project, toml_value, utc
 
 SECRET = "SECRETPW123"
 SECRET_URI = f"postgresql://postgres:{SECRET}@127.0.0.1:1/test"  # nothing listens on port 1
@@ -264,6 +265,39 @@ def test_a_postgres_numeric_nan_is_quarantined_where_a_decimal_cannot_hold_it(
     assert rows == [("a2", "3.25", True, False), ("a3", "1.00", False, True)]
     assert project.query("SELECT reason, row_data->>'account_id' FROM quarantine") == [
         ("NaN in numeric column price", "a1")
+    ]
+
+
+@pytest.mark.backends("postgres")
+def test_a_postgres_numeric_past_every_double_is_quarantined_not_made_infinite(
+    project: Project,
+) -> None:
+    # A double ends near 1.8e308, where a numeric goes on: 2^1024 - 2^970 is the least
+    # number that rounds to infinity, and one less rounds to the largest double. A
+    # numeric that is infinite, or NaN, stays so.
+    rounds_to_infinity = 2**1024 - 2**970
+    project.database_sql(
+        "CREATE TABLE account_history (account_id text, start_timestamp timestamptz, "
+        "ratio numeric)",
+        "INSERT INTO account_history VALUES "
+        "('a1', '2024-03-01 00:00:00+00', 1e400), "
+        f"('a2', '2024-03-01 00:00:00+00', -{rounds_to_infinity}), "
+        f"('a3', '2024-03-01 00:00:00+00', {rounds_to_infinity - 1}), "
+        "('a4', '2024-03-01 00:00:00+00', 'Infinity'), "
+        "('a5', '2024-03-01 00:00:00+00', 'NaN')",
+    )
+    configure_accounts(project)
+    record = project.sync("account_history")
+
+    assert (record.rows_read, record.inserted, record.quarantined) == (5, 3, 2)
+    rows = project.query("SELECT account_id, ratio FROM account_history ORDER BY account_id")
+    assert [row[0] for row in rows] == ["a3", "a4", "a5"]
+    assert rows[0][1] == sys.float_info.max and rows[1][1] == float("inf")
+    assert rows[2][1] != rows[2][1]  # NaN
+    quarantined = "SELECT reason, row_data->>'account_id' FROM quarantine ORDER BY 2"
+    assert project.query(quarantined) == [
+        ("number too large for a double in column ratio", "a1"),
+        ("number too large for a double in column ratio", "a2"),
     ]
 
 
@@ -963,6 +997,26 @@ def test_a_sqlite_path_that_is_no_database_says_so_once(
     assert "uri" not in message and message.count("source `warehouse`") == 1
 
 
+@pytest.mark.parametrize("name", ["a%41.db", "data#2.db", "x?y.db"])
+def test_a_sqlite_path_is_the_file_it_names_opened_read_only(tmp_path: Path, name: str) -> None:
+    # In a URI, SQLite reads `%41` as `A`, and a `?` or `#` ends the path there: such a
+    # path read another file (`aA.db`), or created one (`data`, `x`) and found no table.
+    project = Project(root=tmp_path, backend="sqlite")
+    for file_name, plan in [(name, "named"), ("aA.db", "other")]:
+        with sqlite3.connect(tmp_path / file_name) as con:
+            con.execute("CREATE TABLE h (id TEXT, st TEXT, plan TEXT)")
+            con.execute(f"INSERT INTO h VALUES ('u1', '2024-01-01 00:00:00', '{plan}')")
+        con.close()
+    before = sorted(path.name for path in tmp_path.iterdir())
+    project.configure("h", source="files", kind="user_history", id_column="id", start_time="st")
+    project.write_config(f'[sources.files]\ntype = "sqlite"\npath = {toml_value(name)}\n')
+
+    assert project.sync("h").inserted == 1
+    assert project.query("SELECT id, plan FROM h") == [("u1", "named")]
+    created = sorted(path.name for path in tmp_path.iterdir() if path.name not in before)
+    assert created == ["pitsync.toml", "store.duckdb"]
+
+
 @pytest.mark.backends("postgres")
 def test_a_failed_read_leaves_the_next_table_of_the_source_readable(project: Project) -> None:
     # The view fails as PostgreSQL computes its rows; the failed read must not leave the
@@ -1066,6 +1120,42 @@ def test_a_from_in_another_case_finds_the_table_as_the_database_spells_it(
 
     assert project.sync("accounts").inserted == 1
     assert project.query("SELECT user_id, plan FROM accounts") == [("u1", "pro")]
+
+
+@pytest.mark.backends("postgres")
+def test_without_a_schema_only_the_search_path_is_searched_and_listed(
+    project: Project, postgres_uri: str
+) -> None:
+    # A bare name is read through the search path. Tables of other schemas are neither
+    # a second spelling of it (`Plans` made `PLANS` ambiguous) nor tables to list.
+    assert project.postgres is not None
+    project.database_sql(
+        "CREATE TABLE plans (user_id text, valid_from text, plan text)",
+        "INSERT INTO plans VALUES ('u1', '2024-01-01', 'pro')",
+    )
+    elsewhere = PostgresSchema.create(postgres_uri)
+    try:
+        elsewhere.execute('CREATE TABLE "Plans" (q int)', "CREATE TABLE hidden (q int)")
+        search_path = f"options=-csearch_path%3D{project.postgres.name}"
+        uri = postgres_uri + ("&" if "?" in postgres_uri else "?") + search_path
+        for name, table in [("accounts", "PLANS"), ("ghosts", "hidden")]:
+            project.configure(
+                name,
+                source="bare",
+                kind="user_history",
+                id_column="user_id",
+                start_time="valid_from",
+                **{"from": table},
+            )
+        project.write_config(f'[sources.bare]\ntype = "postgres"\nuri = {toml_value(uri)}\n')
+
+        assert project.sync("accounts").inserted == 1
+        with pytest.raises(SourceError) as raised:
+            project.sync("ghosts")
+    finally:
+        elsewhere.drop()
+    assert project.query("SELECT user_id, plan FROM accounts") == [("u1", "pro")]
+    assert "table `hidden` not found in the database; tables are: plans;" in str(raised.value)
 
 
 @pytest.mark.parametrize(

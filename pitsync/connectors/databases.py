@@ -18,7 +18,8 @@ for the source to compare; a `uuid[]` is read as an array of that text. `money` 
 are refused (the driver hands over numbers that do not mean the value), and so is any
 other type the driver cannot express in Arrow, naming the column; arrays of such types
 are refused the same way. A row holding a multi-dimensional array (which the driver
-would hand over flattened), a NaN in a numeric(p, s), or a time the driver cannot hand
+would hand over flattened), a NaN in a numeric(p, s), a finite numeric past every
+double (the cast would make it infinite), or a time the driver cannot hand
 over (an infinity inside an array, a year past 294,246) is quarantined; a single time
 `infinity` or `-infinity` becomes DuckDB's. A `char(n)` is read without the padding
 PostgreSQL itself ignores, as its cast to text gives it. Ids and group keys of type
@@ -33,7 +34,7 @@ import re
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import unquote
+from urllib.parse import quote, unquote
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -85,10 +86,15 @@ class Driver:
     module: str
     dialect: str
     extra: str | None  # None: installed with pitsync itself
+    # The database's earliest date and time, as DuckDB writes it: a lookback reaching
+    # further back reads every row. None: none earlier than DuckDB's.
+    earliest_time: str | None = None
 
 
 DRIVERS = {
-    "postgres": Driver("adbc_driver_postgresql.dbapi", DIALECTS["postgres"], None),
+    "postgres": Driver(
+        "adbc_driver_postgresql.dbapi", DIALECTS["postgres"], None, "4714-11-24 (BC)"
+    ),
     "sqlite": Driver("adbc_driver_sqlite.dbapi", DIALECTS["sqlite"], None),
     "snowflake": Driver("adbc_driver_snowflake.dbapi", DIALECTS["snowflake"], "snowflake"),
     "bigquery": Driver("adbc_driver_bigquery.dbapi", DIALECTS["bigquery"], "bigquery"),
@@ -208,6 +214,12 @@ class DatabaseSource:
         table = self.spelled(table)
         target = self.schema(table, text_columns)
         target = pa.schema([target.field(name) for name in columns])
+        if (
+            lower_bound
+            and self.driver.earliest_time
+            and lower_bound.earlier_than(self.driver.earliest_time)
+        ):
+            lower_bound = None  # the database holds no earlier time, and refuses to bind one
         bound = lower_bound.column if lower_bound else None
         checked_times: list[str] = []
         if self.config.type == "sqlite":
@@ -215,6 +227,7 @@ class DatabaseSource:
             target = target.append(pa.field(UNREADABLE, pa.string()))
         else:
             arrays, decimals = array_columns(target), decimal_columns(target)
+            doubles = double_numeric_columns(target)
             times = time_columns(target)
             # Arrays of times are checked by PostgreSQL; single times as they arrive.
             time_arrays = {name: kind for name, kind in times.items() if kind.startswith("_")}
@@ -228,9 +241,10 @@ class DatabaseSource:
                 read_as_json=json_columns(target),
                 arrays=arrays,
                 decimals=decimals,
+                doubles=doubles,
                 time_arrays=time_arrays,
             )
-            if arrays or decimals or times:
+            if arrays or decimals or doubles or times:
                 target = target.append(pa.field(UNREADABLE, pa.string()))
             checked_times = [name for name in times if name not in time_arrays]
         parameters = None
@@ -289,17 +303,30 @@ class DatabaseSource:
         )
 
     def table_names(self) -> list[str]:
+        """The tables the extraction query can name: those of `schema`, or without one,
+        those a bare name reaches (PostgreSQL's search path), not every schema's."""
         try:
             objects = self.connection.adbc_get_objects(
                 depth="tables", db_schema_filter=self.config.schema
             ).read_all()
+            reachable = self.search_path()
         except Exception:
             return []
         names: list[str] = []
         for catalog in objects.to_pylist():
             for schema in catalog.get("catalog_db_schemas") or []:
+                if reachable is not None and schema["db_schema_name"] not in reachable:
+                    continue
                 names.extend(entry["table_name"] for entry in schema.get("db_schema_tables") or [])
         return sorted(set(names))
+
+    def search_path(self) -> list[str] | None:
+        """The schemas a bare table name is looked up in; None: any schema listed."""
+        if self.config.type != "postgres" or self.config.schema:
+            return None
+        with self.connection.cursor() as cursor:
+            cursor.execute("SELECT unnest(current_schemas(false))")
+            return [str(row[0]) for row in cursor.fetchall()]
 
     def redact(self, text: str) -> str:
         return redact(text, self.uri)
@@ -362,7 +389,10 @@ def connect_sqlite(module: Any, config: SourceConfig) -> Any:
 
 
 def sqlite_read_only_uri(config: SourceConfig) -> str:
-    """SQLite opens a missing file by creating it; a source must exist and stay unchanged."""
+    """SQLite opens a missing file by creating it; a source must exist and stay unchanged.
+
+    The path is percent-encoded: in a URI, SQLite reads `%41` as `A`, and a `?` or `#`
+    would end the path, and the read-only mode with it."""
     path = config.path
     if path is None or not path.is_file():
         found = "is a folder" if path is not None and path.is_dir() else "not found"
@@ -371,7 +401,7 @@ def sqlite_read_only_uri(config: SourceConfig) -> str:
             f"[sources.{config.name}]",
             source=config.name,
         )
-    return f"file:{path.resolve()}?mode=ro"
+    return f"file:{quote(str(path.resolve()))}?mode=ro"
 
 
 # SQLite declares types loosely; its affinity rules read a declared type by the words in
@@ -526,6 +556,15 @@ def decimal_columns(target: pa.Schema) -> list[str]:
         field.name
         for field in target
         if postgres_type_of(field) == "numeric" and pa.types.is_decimal(field.type)
+    ]
+
+
+def double_numeric_columns(target: pa.Schema) -> list[str]:
+    """The PostgreSQL numeric columns read as DOUBLE, which ends where a numeric goes on."""
+    return [
+        field.name
+        for field in target
+        if postgres_type_of(field) == "numeric" and pa.types.is_floating(field.type)
     ]
 
 

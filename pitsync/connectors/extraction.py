@@ -34,6 +34,7 @@ def select_columns(
     read_as_json: Sequence[str] = (),
     arrays: Sequence[str] = (),
     decimals: Sequence[str] = (),
+    doubles: Sequence[str] = (),
     time_arrays: Mapping[str, str] | None = None,
 ) -> str:
     """`SELECT "a", "b" FROM "schema"."table"`, quoted as `dialect` quotes names.
@@ -42,17 +43,17 @@ def select_columns(
     source filters by its own comparison of its own type. `read_as_text` names columns
     (with their types in the source) that are selected as `CAST("a" AS TEXT) AS "a"`;
     `read_as_json` names PostgreSQL columns selected as `TO_JSONB("a") AS "a"`.
-    `arrays`, `decimals` and `time_arrays` name PostgreSQL array, numeric(p, s) and time array
-    columns (time arrays with their types): one more column, `UNREADABLE`, says why a
-    row holds a value pitsync cannot store as it is.
+    `arrays`, `decimals`, `doubles` and `time_arrays` name PostgreSQL array, numeric(p, s),
+    numeric read as a double, and time array columns (time arrays with their types): one
+    more column, `UNREADABLE`, says why a row holds a value pitsync cannot store as it is.
     """
     as_text = read_as_text or {}
     selected = [
         as_json(name) if name in read_as_json else selected_column(name, as_text.get(name))
         for name in columns
     ]
-    if arrays or decimals or time_arrays:
-        selected.append(unreadable_column(arrays, decimals, time_arrays or {}))
+    if arrays or decimals or doubles or time_arrays:
+        selected.append(unreadable_column(arrays, decimals, doubles, time_arrays or {}))
     query = exp.select(*selected).from_(exp.table_(table, db=schema, quoted=True))
     if lower_bound_column is not None:
         source_type = as_text.get(lower_bound_column)
@@ -80,14 +81,18 @@ def as_json(name: str) -> exp.Expr:
 
 
 def unreadable_column(
-    arrays: Sequence[str], decimals: Sequence[str], time_arrays: Mapping[str, str]
+    arrays: Sequence[str],
+    decimals: Sequence[str],
+    doubles: Sequence[str],
+    time_arrays: Mapping[str, str],
 ) -> exp.Expr:
     """`CASE WHEN array_ndims("a") > 1 THEN '...' WHEN "p" = 'NaN' THEN '...' END`.
 
     The driver hands `{{1,2},{3,4}}` over flattened, as `[1, 2, 3, 4]`, a numeric(p, s)
-    may hold NaN, which no DECIMAL can, and an array of times may hold `infinity`, which
-    the driver turns into a time some 290,000 years BC: such a row is quarantined, not
-    stored or failing the run.
+    may hold NaN, which no DECIMAL can, a numeric read as a double may be finite past
+    any double (it would become an infinity), and an array of times may hold `infinity`,
+    which the driver turns into a time some 290,000 years BC: such a row is quarantined,
+    not stored or failing the run.
     """
     case = exp.Case()
     for name in arrays:
@@ -100,10 +105,30 @@ def unreadable_column(
         not_a_number = exp.cast(exp.Literal.string("NaN"), "NUMERIC")
         reason = exp.Literal.string(f"NaN in numeric column {name}")
         case = case.when(exp.EQ(this=column, expression=not_a_number), reason)
+    for name in doubles:
+        reason = exp.Literal.string(f"number too large for a double in column {name}")
+        case = case.when(past_every_double(name), reason)
     for name, postgres_type in time_arrays.items():
         reason = exp.Literal.string(f"infinite or out-of-range time in array column {name}")
         case = case.when(unreadable_time(name, postgres_type), reason)
     return exp.alias_(case, UNREADABLE, quoted=True)
+
+
+# The least number a double rounds to infinity: halfway from the largest double to 2^1024.
+ROUNDS_TO_INFINITY = str(2**1024 - 2**970)
+
+
+def past_every_double(name: str) -> exp.Expr:
+    """True for a finite PostgreSQL numeric that a double would hold as an infinity.
+
+    NaN and the infinities are compared as text: NaN sorts above every number, and
+    PostgreSQL before 14 has no infinite numeric to compare with."""
+    column = exp.column(name, quoted=True)
+    magnitude = exp.Anonymous(this="abs", expressions=[column])
+    too_large = exp.GTE(this=magnitude, expression=exp.Literal.number(ROUNDS_TO_INFINITY))
+    special = [exp.Literal.string(text) for text in ("NaN", "Infinity", "-Infinity")]
+    finite = exp.Not(this=exp.In(this=exp.cast(column.copy(), "TEXT"), expressions=special))
+    return exp.and_(too_large, finite)
 
 
 # Microseconds since 1970 in 64 bits reach 294247-01-10: the driver wraps a later time

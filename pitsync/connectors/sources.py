@@ -17,6 +17,7 @@ import logging
 import os
 import re
 from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -73,13 +74,29 @@ class LowerBound:
 
     def arrow_value(self) -> pa.Array:
         """The value as one Arrow value of its type, which a database driver binds."""
-        engine = duckdb.connect(":memory:")
-        try:
-            engine.execute(SET_UTC)
+        with utc_engine() as engine:
             bound = engine.sql(f"SELECT CAST(? AS {self.type_name})", params=[self.text])
             return bound.to_arrow_table().column(0).combine_chunks()
-        finally:
-            engine.close()
+
+    def earlier_than(self, moment: str) -> bool:
+        """Whether the bound is a date or time before `moment`, DuckDB's text of one."""
+        if not self.type_name.upper().startswith(("DATE", "TIMESTAMP")):
+            return False
+        with utc_engine() as engine:
+            value = f"CAST(? AS {self.type_name})"
+            found = engine.execute(f"SELECT {value} < {value}", [self.text, moment]).fetchone()
+            return bool(found and found[0])
+
+
+@contextmanager
+def utc_engine() -> Iterator[duckdb.DuckDBPyConnection]:
+    """A DuckDB engine of its own, reading and writing times in UTC."""
+    engine = duckdb.connect(":memory:")
+    try:
+        engine.execute(SET_UTC)
+        yield engine
+    finally:
+        engine.close()
 
 
 class Source(Protocol):
