@@ -789,8 +789,7 @@ def command_drop_table(args: argparse.Namespace) -> int:
 def command_model(args: argparse.Namespace) -> int:
     """Print the modeling SQL, or run it where the data lives."""
     config = load_config(args.config)
-    if args.output and not (args.execute and args.engine == "spark"):
-        raise PitsyncError("--output goes with --engine spark --execute, which writes Parquet")
+    check_model_options(args)
     planned = plan_model_sql(config, args.table, args.engine, args.events)
     if not args.execute:
         print(";\n\n".join(planned.rendered()) + ";")
@@ -799,17 +798,28 @@ def command_model(args: argparse.Namespace) -> int:
         execute_on_postgres(config, args.table, planned)
         print("created views: " + ", ".join(planned.view_names))
         return 0
-    if args.engine == "spark":
-        tables = [args.table] + ([args.events] if args.events else [])
-        output = Path(args.output) if args.output else None
-        counts = execute_on_spark(config, tables, planned, output)
-        for name, rows in counts.items():
-            print(f"{name}: {rows} rows" + (f" written to {output / name}" if output else ""))
-        return 0
-    raise PitsyncError(
-        f"--execute runs on postgres or spark; for {args.engine}, print the SQL (without "
-        "--execute) and run it in the warehouse"
-    )
+    tables = [args.table] + ([args.events] if args.events else [])
+    output = Path(args.output) if args.output else None
+    counts = execute_on_spark(config, tables, planned, output)
+    for name, rows in counts.items():
+        print(f"{name}: {rows} rows" + (f" written to {output / name}" if output else ""))
+    return 0
+
+
+def check_model_options(args: argparse.Namespace) -> None:
+    """Refuse options that do not go together before any source is read."""
+    if args.execute and args.engine not in ("postgres", "spark"):
+        raise PitsyncError(
+            f"--execute runs on postgres or spark; for {args.engine}, print the SQL (without "
+            "--execute) and run it in the warehouse"
+        )
+    if args.output and not (args.execute and args.engine == "spark"):
+        raise PitsyncError("--output goes with --engine spark --execute, which writes Parquet")
+    if args.output and Path(args.output).exists() and not Path(args.output).is_dir():
+        raise PitsyncError(
+            f"--output {args.output} is a file; name a folder (made if missing), where each "
+            "view is written to a folder of its name"
+        )
 
 
 def terminal() -> Console:

@@ -1133,3 +1133,85 @@ def test_the_duckdb_model_compares_text_by_code_point_whatever_the_columns_colla
     assert modeled == [("c1", "pro"), ("c2", "b")]
     project.sync("hist")
     assert project.query("SELECT company_id, plan FROM hist ORDER BY 1") == modeled
+
+
+@pytest.mark.parametrize(
+    ("table", "source_table", "view"),
+    [("plan", "plan_intervals", "plan_intervals"), ("ev", "EV_ENRICHED", "ev_enriched")],
+)
+def test_a_view_named_as_a_table_it_reads_is_refused_before_anything_runs(
+    tmp_path: Path, table: str, source_table: str, view: str
+) -> None:
+    # Spark would see the view read itself; PostgreSQL would refuse to replace the very
+    # table being modeled. Either way, the table's section wants another name.
+    project = Project(root=tmp_path, backend="parquet")
+    project.source_sql(
+        *(statement.format(text="VARCHAR") for statement in ONE_PLAN),
+        EVENTS_TABLE.format(text="VARCHAR"),
+    )
+    history = {"from": "hist"} if table == "ev" else {"from": source_table}
+    events = {"from": source_table} if table == "ev" else {"from": "ev"}
+    source_files = tmp_path / "parquet"
+    (source_files / "hist.parquet").rename(source_files / f"{history['from']}.parquet")
+    (source_files / "ev.parquet").rename(source_files / f"{events['from']}.parquet")
+    configure_companies(project, "plan", "start_ts", **history)
+    project.configure("ev", kind="events", **events)
+
+    command = ["model", "--table", "plan", "--events", "ev", "--engine", "spark", "--execute"]
+    result = project.cli(*command, check=False)
+
+    assert result.returncode == 1
+    assert result.stderr.strip() == (
+        f"pitsync: error: table `{table}`: its view `{view}` would have the name of the "
+        f"source table `{table}` reads, in that table's place; give `{table}` another "
+        f'name in pitsync.toml (`from = "{source_table}"` still reads the same source table)'
+    )
+
+
+def test_the_views_events_made_name_what_to_do_when_they_block_new_columns(
+    tmp_path: Path, postgres_schema: PostgresSchema
+) -> None:
+    project = Project(root=tmp_path, backend="postgres", postgres=postgres_schema)
+    company_history(project, [("c1", "free", 1, "2024-01-01 00:00:00+00", None)])
+    login_events(project, [("e1", "c1", "2024-02-01 00:00:00+00")])
+    command = ["model", "--table", HISTORY, "--engine", "postgres", "--execute"]
+    project.cli(*command, "--events", "product_events")
+
+    # updated_at is no longer a property: the intervals lose a column, so their view is
+    # dropped and made anew, which the enriched view made with --events prevents.
+    configure_company_history(project, tie_breaker="updated_at")
+    refused = project.cli(*command, check=False)
+
+    assert refused.returncode == 1
+    assert "product_events_enriched depends on view" in refused.stderr
+    assert refused.stderr.rstrip().endswith(
+        "drop the views that depend on them (one made by `pitsync model --events NAME` is "
+        "made again by running the command with that --events), then run the command again"
+    )
+    project.cli(*command, "--events", "product_events")
+    columns = postgres_schema.execute(
+        "SELECT column_name FROM information_schema.columns "
+        f"WHERE table_name = '{HISTORY}_intervals' AND table_schema = '{postgres_schema.name}'"
+    )
+    assert "updated_at" not in {name for (name,) in columns}
+
+
+@pytest.mark.parametrize(
+    ("options", "said"),
+    [
+        (["--engine", "duckdb", "--execute"], "--execute runs on postgres or spark; for duckdb"),
+        (["--engine", "spark", "--execute", "--output", "taken"], "--output taken is a file"),
+    ],
+)
+def test_options_that_cannot_run_are_refused_before_the_source_is_read(
+    tmp_path: Path, options: list[str], said: str
+) -> None:
+    project = Project(root=tmp_path)
+    configure_companies(project, "hist", "start_ts")  # its warehouse file does not exist
+    (tmp_path / "taken").write_text("a file", encoding="utf-8")
+
+    result = project.cli("model", "--table", "hist", *options, check=False)
+
+    assert result.returncode == 1
+    assert result.stderr.startswith(f"pitsync: error: {said}")
+    assert not project.warehouse.exists()

@@ -58,6 +58,8 @@ RELATION_KINDS = {
 }
 # CREATE OR REPLACE VIEW cannot drop, rename or retype a view's columns.
 VIEW_COLUMNS_CHANGED = "42P16"
+# DROP VIEW of a view others read.
+OTHERS_DEPEND = "2BP01"
 
 
 @dataclass(frozen=True)
@@ -100,6 +102,8 @@ def plan_model_sql(
         raise ConfigError(
             f"table `{history_name}` is {with_article(history.kind)} table; model a history table"
         )
+    events = events_table(config, events_name, history) if events_name is not None else None
+    check_views_leave_sources(history, events)
     found = read_source_table(config, history)
     schema = found.schema
     properties = plan_history(history, schema).properties
@@ -122,8 +126,7 @@ def plan_model_sql(
     )
     intervals = view(intervals_name, query, engine=engine)
     enriched = None
-    if events_name is not None:
-        events = events_table(config, events_name, history)
+    if events is not None:
         enriched = enriched_view(config, events, history, properties, intervals_name, engine)
     names = [statement.this.name for statement in (intervals, enriched) if statement is not None]
     return PlannedModel(engine=engine, sql=ModelSql(intervals, enriched), view_names=names)
@@ -167,6 +170,25 @@ def enriched_view(
     )
     name = view_name(config, events, f"{events.name}_enriched", engine)
     return view(name, query, engine=engine)
+
+
+def check_views_leave_sources(history: TableConfig, events: TableConfig | None) -> None:
+    """Refuse a view named as a table it reads: in the source's schema (or among Spark's
+    views of the Parquet sources) the view would take that table's place."""
+    views = [(history, f"{history.name}_intervals")]
+    if events is not None:
+        views.append((events, f"{events.name}_enriched"))
+    read = [table for table in (history, events) if table is not None]
+    for table, name in views:
+        for source in read:
+            if name.lower() == source.source_table.lower():
+                raise ConfigError(
+                    f"table `{table.name}`: its view `{name}` would have the name of the "
+                    f"source table `{source.name}` reads, in that table's place; give "
+                    f"`{table.name}` another name in pitsync.toml "
+                    f'(`from = "{table.source_table}"` still reads the same source table)',
+                    table=table.name,
+                )
 
 
 def holds_moments(time_type: pa.DataType) -> bool:
@@ -296,7 +318,15 @@ def replace_views(source: Any, planned: PlannedModel) -> None:
     except Exception as error:
         connection.rollback()
         changed = "their columns changed, so they are dropped and made anew, which failed: "
-        raise creation_failed(source, error, changed) from None
+        failed = creation_failed(source, error, changed)
+        if sqlstate(error) == OTHERS_DEPEND:
+            failed = SourceError(
+                f"{failed}; drop the views that depend on them (one made by `pitsync model "
+                "--events NAME` is made again by running the command with that --events), "
+                "then run the command again",
+                source=source.name,
+            )
+        raise failed from None
 
 
 def build_views(source: Any, planned: PlannedModel, statements: list[str]) -> None:
