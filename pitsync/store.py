@@ -7,6 +7,7 @@ pitsync keeps for itself lives in the `_pitsync` schema.
 
 from __future__ import annotations
 
+import functools
 import logging
 import re
 import threading
@@ -179,7 +180,7 @@ def open_for_writing(
     check_is_duckdb_file(path)
     try:
         connection = connect_waiting(path, wait_seconds, given_up=given_up, config=NO_EXTENSIONS)
-    except duckdb.IOException as error:
+    except duckdb.Error as error:  # a file DuckDB cannot read, or a damaged one
         raise StoreError(
             f"cannot open the store {path} for writing: {str(error).splitlines()[0]}"
         ) from error
@@ -365,6 +366,13 @@ def check_is_store(connection: duckdb.DuckDBPyConnection, path: Path) -> None:
             f"{path} is not a pitsync store (it has no {CATALOG} table); point [store] path "
             "at the store, or at a file that does not exist yet and run `pitsync sync --all`"
         )
+    missing = missing_store_columns(connection)
+    if missing:
+        connection.close()
+        raise StoreError(
+            f"the store {path} was written by an earlier pitsync (it has no {missing[0]}); "
+            "run `pitsync sync --all` once, which brings it up to date, then this command"
+        )
     # Every run, failed ones too, leaves the public views; only a first run that was
     # killed leaves a store without them.
     if not has_public_views(connection):
@@ -373,6 +381,31 @@ def check_is_store(connection: duckdb.DuckDBPyConnection, path: Path) -> None:
             f"the store {path} holds no finished run yet (the first sync was stopped before "
             "it ended); run `pitsync sync --all`"
         )
+
+
+def missing_store_columns(connection: duckdb.DuckDBPyConnection) -> list[str]:
+    """The internal tables and columns of this pitsync's layout the store lacks (a store
+    is brought up to date only when it is written)."""
+    present = set(connection.execute(STORE_COLUMNS, [INTERNAL_SCHEMA]).fetchall())
+    return [
+        f"{table}.{column}" for table, column in layout_columns() if (table, column) not in present
+    ]
+
+
+STORE_COLUMNS = (
+    "SELECT schema_name || '.' || table_name, column_name FROM duckdb_columns() "
+    "WHERE schema_name = ? AND database_name = current_database()"
+)
+
+
+@functools.cache
+def layout_columns() -> list[tuple[str, str]]:
+    """Each internal table and column SCHEMA_DDL makes, in order."""
+    with duckdb.connect(":memory:") as con:
+        con.execute(SCHEMA_DDL)
+        return con.execute(
+            STORE_COLUMNS + " ORDER BY table_name, column_index", [INTERNAL_SCHEMA]
+        ).fetchall()
 
 
 def has_public_views(connection: duckdb.DuckDBPyConnection) -> bool:

@@ -14,6 +14,7 @@ import subprocess
 import sys
 import time
 
+import adbc_driver_postgresql.dbapi as postgres_adbc
 import duckdb
 import pyarrow as pa
 import pytest
@@ -26,7 +27,7 @@ from pitsync.interrupts import (
     raise_held_interrupt,
     stopped_by_ctrl_c,
 )
-from tests.conftest import Project, configure_company_history
+from tests.conftest import Project, company_history, configure_company_history
 
 ROWS = 1_500_000
 
@@ -316,3 +317,59 @@ def test_ctrl_c_while_the_command_line_is_read_is_one_line(
 
     assert status == 130
     assert capsys.readouterr().err.startswith("pitsync: interrupted;")
+
+
+def waiting_in_postgres(project: Project, wait: str, timeout: float = 30) -> None:
+    """Until a session of the project's PostgreSQL server waits on `wait` (a wait event
+    type or name: `PgSleep`, `Lock`)."""
+    assert project.postgres is not None
+    seen = (
+        "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+        f"AND '{wait}' IN (wait_event, wait_event_type) AND pid <> pg_backend_pid()"
+    )
+    deadline = time.monotonic() + timeout
+    while project.postgres.execute(seen) == [(0,)]:
+        assert time.monotonic() < deadline, f"no session came to wait on {wait}"
+        time.sleep(0.05)
+
+
+def sync_started(project: Project) -> subprocess.Popen[str]:
+    command = [sys.executable, "-m", "pitsync", "--config", str(project.config_path)]
+    return subprocess.Popen(
+        [*command, "sync", "--all"], cwd=project.root, stderr=subprocess.PIPE, text=True
+    )
+
+
+@pytest.mark.backends("postgres")
+@pytest.mark.parametrize("wait", ["PgSleep", "Lock"])
+def test_ctrl_c_while_postgres_works_on_a_read_stops_the_command(
+    project: Project, wait: str
+) -> None:
+    # The driver would take SIGINT for itself while PostgreSQL works: it cancelled the
+    # statement, the table failed as if its source had, and the next table was synced.
+    company_history(project, [("c1", "free", 1, "2024-01-01 00:00:00+00", None)])
+    project.database_sql(
+        "CREATE VIEW slow AS SELECT h.* FROM company_plan_history AS h "
+        "CROSS JOIN (SELECT pg_sleep(60)) AS s"
+    )
+    # The slow table is synced first; its users are the companies, to own no property
+    # of the company history's.
+    project.tables = {}
+    project.configure(
+        "slow", kind="user_history", id_column="company_id", start_time="start_timestamp"
+    )
+    configure_company_history(project)
+    assert project.postgres is not None
+    with postgres_adbc.connect(project.postgres.uri) as locker, locker.cursor() as cursor:
+        if wait == "Lock":  # the slow table's columns are read while another holds it
+            cursor.execute(f'LOCK TABLE "{project.postgres.name}".company_plan_history')
+        job = sync_started(project)
+        waiting_in_postgres(project, wait)
+        job.send_signal(signal.SIGINT)
+        _, stderr = job.communicate(timeout=30)
+        locker.rollback()
+
+    assert job.returncode == 130, stderr
+    assert "interrupted; nothing in progress was kept" in stderr and "Traceback" not in stderr
+    # Columns are read before the store is opened: a stop there leaves no store at all.
+    assert not project.store.exists() or "succeeded" not in run_statuses(project)

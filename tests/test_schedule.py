@@ -508,3 +508,39 @@ def test_a_stop_while_a_run_waits_for_a_busy_store_starts_no_run(
     assert "SIGTERM received" in stop_asked and last_run in told and "stopped" in stopped
     runs = json.loads(project.cli("runs", "--format", "json").stdout)
     assert len(runs) == runs_when_taken, stderr
+
+
+@pytest.mark.backends("postgres")
+def test_ctrl_c_while_postgres_works_on_a_run_lets_it_finish_then_stops(project: Project) -> None:
+    # The driver would take SIGINT for itself while PostgreSQL works: it cancelled the
+    # statement, recorded a failed run, and the job never heard of the signal.
+    company_history(
+        project, [("c1", "free", 1, "2024-01-01 00:00:00+00", None)], schedule="@hourly"
+    )
+    project.database_sql(
+        "CREATE VIEW slow AS SELECT h.* FROM company_plan_history AS h "
+        "CROSS JOIN (SELECT pg_sleep(2)) AS s"
+    )
+    project.tables["company_plan_history"]["from"] = "slow"
+    project.write_config()
+    assert project.postgres is not None
+    sleeping = (
+        "SELECT count(*) FROM pg_stat_activity WHERE wait_event = 'PgSleep' "
+        "AND datname = current_database()"
+    )
+    job = started_schedule(project)
+    deadline = time.monotonic() + 30
+    while project.postgres.execute(sleeping) == [(0,)]:
+        assert time.monotonic() < deadline and job.poll() is None, "the run never read"
+        time.sleep(0.05)
+    job.send_signal(signal.SIGINT)
+    try:
+        _, stderr = job.communicate(timeout=30)
+    except subprocess.TimeoutExpired:
+        job.kill()
+        raise
+
+    assert job.returncode == 0, stderr
+    assert "SIGINT received" in stderr and "stopped" in stderr
+    runs = json.loads(project.cli("runs", "--format", "json").stdout)
+    assert [(run["status"], run["inserted"]) for run in runs] == [("succeeded", 1)]

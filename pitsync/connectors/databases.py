@@ -31,9 +31,10 @@ from __future__ import annotations
 import importlib
 import logging
 import re
-from collections.abc import Iterator, Sequence
+import threading
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import quote, unquote
 
 import pyarrow as pa
@@ -52,6 +53,8 @@ from pitsync.errors import SourceError, first_line
 from pitsync.modeling.staging import UNREADABLE
 
 log = logging.getLogger(__name__)
+
+Result = TypeVar("Result")
 
 MAX_DECIMAL_PRECISION = 38
 POSTGRES_TYPE = b"POSTGRESQL:type"
@@ -193,9 +196,8 @@ class DatabaseSource:
                 with self.connection.cursor() as cursor:
                     # The schema of the query, not of the table: only a result carries
                     # PostgreSQL's numeric precision and scale.
-                    raw = cursor.adbc_execute_schema(
-                        select_all(self.driver.dialect, table, schema=self.config.schema)
-                    )
+                    query = select_all(self.driver.dialect, table, schema=self.config.schema)
+                    raw = keeping_ctrl_c(cursor, lambda: cursor.adbc_execute_schema(query))
         except Exception:
             self.roll_back()
             raise SourceError(self.missing_table_message(table), source=self.name) from None
@@ -255,7 +257,7 @@ class DatabaseSource:
         cursor = self.connection.cursor()
         self.cursors.append(cursor)
         try:
-            cursor.execute(sql, parameters)
+            keeping_ctrl_c(cursor, lambda: cursor.execute(sql, parameters))
             batches = cursor.fetch_record_batch()
         except Exception as error:
             raise self.read_failure(table, error) from None
@@ -367,6 +369,46 @@ def load_driver(config: SourceConfig, driver: Driver) -> Any:
             f"installed; install it with: pip install '{package}'",
             source=config.name,
         ) from None
+
+
+def keeping_ctrl_c(cursor: Any, call: Callable[[], Result]) -> Result:
+    """Make a call of the driver that waits on the database in a thread of its own, so
+    Ctrl-C stays pitsync's.
+
+    On the main thread, the driver takes SIGINT for itself while the database works,
+    cancels the statement, and reports a failed read: `sync` would go on to the next
+    table, and the scheduled job would record a failure and never stop. Here the signal
+    reaches pitsync's handler: the scheduled job's lets the statement run on; the default
+    one raises KeyboardInterrupt, which cancels the statement.
+    """
+    outcome: list[Result] = []
+    failure: list[BaseException] = []
+
+    def work() -> None:
+        try:
+            outcome.append(call())
+        except BaseException as error:  # handed to the waiting thread
+            failure.append(error)
+
+    worker = threading.Thread(target=work, name="pitsync-source-statement", daemon=True)
+    worker.start()
+    try:
+        worker.join()
+    except KeyboardInterrupt:
+        cancel_quietly(cursor)
+        worker.join()
+        raise
+    if failure:
+        raise failure[0]
+    return outcome[0]
+
+
+def cancel_quietly(cursor: Any) -> None:
+    """Ask the database to stop the cursor's query; one that has ended needs nothing."""
+    try:
+        cursor.adbc_cancel()
+    except Exception:  # the driver's own error classes; the interrupt is what counts
+        log.debug("the source query could not be cancelled", exc_info=True)
 
 
 def connect_sqlite(module: Any, config: SourceConfig) -> Any:
