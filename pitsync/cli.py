@@ -427,6 +427,10 @@ def configure_logging(*, verbose: bool) -> None:
 def command_sync(args: argparse.Namespace) -> int:
     """Sync the chosen tables one after another; status 1 if any of them failed."""
     config = load_config(args.config)
+    if args.all and not config.tables:
+        raise PitsyncError(
+            f"no table to sync: {config.path} configures none; add a [tables.NAME] section"
+        )
     names = list(config.tables) if args.all else list(dict.fromkeys(args.table))
     tables = [config.table(name) for name in names]
     options = SyncOptions(
@@ -822,11 +826,20 @@ def check_model_options(args: argparse.Namespace) -> None:
         )
 
 
+class PipedConsole(Console):
+    """A console whose reader going away ends the command as the other formats end it
+    (`run_command`), not with rich's own exit 1, which says an error happened."""
+
+    def on_broken_pipe(self) -> None:
+        self.quiet = True
+        raise BrokenPipeError
+
+
 def terminal() -> Console:
     """Rich output: the terminal's width, or a wide page when written to a pipe or file."""
     # Values are shown as they are: `[vip]` in a value is no markup, `:smile:` no emoji.
     width = None if sys.stdout.isatty() else PIPE_WIDTH
-    return Console(markup=False, emoji=False, width=width)
+    return PipedConsole(markup=False, emoji=False, width=width)
 
 
 def run() -> None:

@@ -186,6 +186,11 @@ class Config:
 
 def find_config_path(explicit: str | None) -> Path:
     """The config file to use: the explicit path, else $PITSYNC_CONFIG, else ./pitsync.toml."""
+    if not explicit and os.environ.get(CONFIG_ENV) == "":
+        # Most often a variable meant to be set and left empty: it must not mean the default.
+        raise ConfigError(
+            f"{CONFIG_ENV} is set but empty; set it to the config file's path, or unset it"
+        )
     chosen = explicit or os.environ.get(CONFIG_ENV) or DEFAULT_CONFIG
     path = Path(chosen)
     how = "--config" if explicit else (CONFIG_ENV if os.environ.get(CONFIG_ENV) else "default")
@@ -520,16 +525,42 @@ def kind_fields(raw: dict[str, Any], kind: TableKind, *, where: str) -> dict[str
     if kind in PROFILE_KINDS:
         fields = {"id_column": text_value(raw, "id_column", where=where)}
         if kind == "group_profiles":
-            fields["group_key"] = text_value(raw, "group_key", where=where)
+            fields["group_key"] = group_key_value(raw, where=where)
         return fields
     fields = {
         "id_column": text_value(raw, "id_column", where=where),
         "start_time": text_value(raw, "start_time", where=where),
         "tie_breaker": text_value(raw, "tie_breaker", where=where, default=None),
     }
+    check_tie_breaker(fields, where=where)
     if kind == "group_history":
-        fields["group_key"] = text_value(raw, "group_key", where=where)
+        fields["group_key"] = group_key_value(raw, where=where)
     return fields
+
+
+def check_tie_breaker(fields: dict[str, Any], *, where: str) -> None:
+    """Tied rows share their id and start time: neither can tell them apart."""
+    tie_breaker = fields["tie_breaker"]
+    for key in ("id_column", "start_time"):
+        if tie_breaker is not None and tie_breaker.lower() == fields[key].lower():
+            raise ConfigError(
+                f"{where}: `tie_breaker` = {shown(tie_breaker)} is the `{key}`, which every "
+                "tied row shares, so it decides no tie; name another column (such as an "
+                "updated-at time), or remove tie_breaker",
+                key="tie_breaker",
+            )
+
+
+def group_key_value(raw: dict[str, Any], *, where: str) -> str:
+    """The group key's name, which commands take as `--group-key KEY`: not blank."""
+    value = text_value(raw, "group_key", where=where)
+    if not value.strip():
+        raise ConfigError(
+            f"{where}: `group_key` = {shown(value)} is blank; name the group key, such as "
+            '"company_id"',
+            key="group_key",
+        )
+    return str(value)
 
 
 def check_kind_keys(raw: dict[str, Any], kind: TableKind, *, where: str) -> None:
@@ -607,6 +638,12 @@ def text_value(raw: dict[str, Any], key: str, *, where: str, default: Any = _REQ
     if not isinstance(value, str) or not value:
         given = toml_kind(value) if value != "" else "an empty one"
         raise ConfigError(f"{where}: `{key}` must be a non-empty string, got {given}", key=key)
+    if "\x00" in value:
+        raise ConfigError(
+            f"{where}: `{key}` holds a NUL character (\\u0000), which no name or path can "
+            "hold; remove it",
+            key=key,
+        )
     return value
 
 

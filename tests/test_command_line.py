@@ -12,6 +12,7 @@ import io
 import json
 import sqlite3
 import subprocess
+import sys
 from typing import Any
 
 import duckdb
@@ -999,3 +1000,24 @@ def test_a_source_that_fails_as_it_is_read_is_a_failed_run_and_the_others_go_on(
         "product_events": "succeeded",
         "broken_plans": "failed",
     }
+
+
+@pytest.mark.parametrize("output", ["table", "csv", "json"])
+def test_a_reader_that_goes_away_ends_every_format_as_sigpipe_would(
+    synced: Project, output: str
+) -> None:
+    # `pitsync query ... | head -1`: rich's table ended with exit 1, which means an error.
+    command = [sys.executable, "-m", "pitsync.cli", "--config", str(synced.config_path)]
+    command += ["query", "SELECT range AS n FROM range(200000)", "--format", output]
+    job = subprocess.Popen(
+        command, cwd=synced.root, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    assert job.stdout is not None and job.stderr is not None
+    job.stdout.readline()
+    job.stdout.close()
+    with job.stderr:
+        stderr = job.stderr.read()
+    job.wait(timeout=60)
+
+    assert job.returncode == 141, stderr
+    assert stderr == ""

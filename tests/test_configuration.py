@@ -127,6 +127,59 @@ def test_id_column_of_the_wrong_type_names_key_and_value(tmp_path: Path) -> None
         load_config(path)
 
 
+@pytest.mark.parametrize("tie_breaker", ["company_id", "START_TIMESTAMP"])
+def test_a_tie_breaker_every_tied_row_shares_is_refused(tmp_path: Path, tie_breaker: str) -> None:
+    # It failed the run in DuckDB's words, as a column not found.
+    path = config_with_setting(tmp_path, f'tie_breaker = "{tie_breaker}"')
+
+    with pytest.raises(
+        ConfigError, match=in_order(f"`tie_breaker` = '{tie_breaker}' is the", "decides no tie")
+    ):
+        load_config(path)
+
+
+def test_a_blank_group_key_is_refused_as_no_command_can_name_it(tmp_path: Path) -> None:
+    path = config_file(tmp_path, 'group_key = "company_id"', 'group_key = " "')
+
+    with pytest.raises(ConfigError, match=re.escape("`group_key` = ' ' is blank; name the group")):
+        load_config(path)
+
+
+@pytest.mark.parametrize(
+    ("old", "new"),
+    [
+        ('path = "store.duckdb"', 'path = "a\\u0000b.duckdb"'),
+        ('path = "warehouse.duckdb"', 'path = "w\\u0000.duckdb"'),
+        ('id_column = "company_id"', 'id_column = "company\\u0000id"'),
+    ],
+)
+def test_a_nul_character_in_a_setting_is_refused_in_one_line(
+    tmp_path: Path, old: str, new: str
+) -> None:
+    config_file(tmp_path, old, new)
+
+    result = run_pitsync(tmp_path, "runs")
+
+    assert_user_error(result, "holds a NUL character (\\u0000)")
+
+
+def test_an_empty_pitsync_config_is_refused_not_taken_for_the_default(tmp_path: Path) -> None:
+    config_file(tmp_path)  # ./pitsync.toml exists, and is not what was meant
+
+    result = run_pitsync(tmp_path, "runs", env_config="")
+
+    assert_user_error(result, "PITSYNC_CONFIG is set but empty")
+
+
+def test_sync_all_without_tables_says_there_is_none_to_sync(tmp_path: Path) -> None:
+    (tmp_path / "pitsync.toml").write_text('[store]\npath = "store.duckdb"\n', encoding="utf-8")
+
+    result = run_pitsync(tmp_path, "sync", "--all")
+
+    assert_user_error(result, "no table to sync", "add a [tables.NAME] section")
+    assert not (tmp_path / "store.duckdb").exists()
+
+
 def test_unknown_kind_lists_the_known_kinds(tmp_path: Path) -> None:
     path = config_file(tmp_path, 'kind = "group_history"', 'kind = "group_hist"')
 
