@@ -15,6 +15,7 @@ import threading
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TextIO
 
 import duckdb
 from rich.console import Console
@@ -47,7 +48,14 @@ from pitsync.modeling.portable import ENGINES
 from pitsync.modeling.staging import json_object_text_sql
 from pitsync.modeling.timestamps import spelled_moment
 from pitsync.queries.execute import QuerySession
-from pitsync.queries.output import formatted, printable, write_csv, write_json, write_table
+from pitsync.queries.output import (
+    TABLE_ROW_LIMIT,
+    formatted,
+    printable,
+    write_csv,
+    write_json,
+    write_table,
+)
 from pitsync.queries.profiles import (
     FEED_DAYS,
     FeedWindow,
@@ -56,6 +64,7 @@ from pitsync.queries.profiles import (
     profiles_sql,
 )
 from pitsync.queries.temporal import moment_text_problem
+from pitsync.quoting import quote_identifier
 from pitsync.store import DEFAULT_WAIT_SECONDS, END_TIME, START_TIME, open_read_only
 
 log = logging.getLogger("pitsync")
@@ -617,36 +626,48 @@ def profile_at(session: QuerySession, entity: Entity, moment: str) -> dict[str, 
 
 
 def command_history(args: argparse.Namespace) -> int:
+    """Each history table's intervals of the entity, oldest first, a batch at a time."""
     config = load_config(args.config)
     entity = Entity(str(args.id), args.group_key)
     with QuerySession(config.store_path, config.memory_limit, args.wait) as session:
-        timelines = {
-            entry.table_name: timeline(session, entry, entity)
+        timelines = [
+            (entry.table_name, timeline(session, entry, entity))
             for entry in entity_tables(session.connection, entity)
-        }
-    if args.format == "json":
-        print(json.dumps(timelines, indent=2))
-        return 0
-    console = terminal()
-    for name, intervals in timelines.items():
-        print_timeline(console, name, entity, intervals)
+        ]
+        if args.format == "json":
+            write_timelines(timelines, sys.stdout)
+            return 0
+        console = terminal()
+        for name, intervals in timelines:
+            print_timeline(console, name, entity, intervals)
     return 0
 
 
-def timeline(session: QuerySession, entry, entity: Entity) -> list[dict[str, object]]:
+def timeline(session: QuerySession, entry, entity: Entity) -> duckdb.DuckDBPyRelation:
+    """The entity's intervals in one table: start, end and every property."""
     relation = session.connection.sql(timeline_sql(entry), params=[entity.entity_id])
     columns = [START_TIME, END_TIME, *entry.properties]
-    text = formatted(relation, nested_as_json=False)
-    rows = text.select(json_object_text_sql(columns)).fetchall()
-    return [json.loads(row[0]) for row in rows]
+    return relation.select(*(quote_identifier(column) for column in columns))
+
+
+def write_timelines(timelines: list[tuple[str, duckdb.DuckDBPyRelation]], out: TextIO) -> None:
+    """`{"table": [interval, ...], ...}`, every table's intervals streamed as `query` does."""
+    for number, (name, intervals) in enumerate(timelines):
+        out.write(("{" if number == 0 else ",") + "\n" + json.dumps(name) + ": ")
+        write_json(intervals, out, end="")
+    out.write("\n}\n" if timelines else "{}\n")
 
 
 def print_timeline(
-    console: Console, name: str, entity: Entity, intervals: list[dict[str, object]]
+    console: Console, name: str, entity: Entity, intervals: duckdb.DuckDBPyRelation
 ) -> None:
+    """The first intervals as a terminal table, and how many more there are."""
     title = printable(f"{entity.describe()} in {name}")
     table = Table("from", "until", "properties", title=title)
-    for interval in intervals:
+    text = formatted(intervals, nested_as_json=False)
+    shown = text.select(json_object_text_sql(text.columns)).limit(TABLE_ROW_LIMIT)
+    for (row,) in shown.fetchall():
+        interval = json.loads(row)
         properties = {k: v for k, v in interval.items() if k not in (START_TIME, END_TIME)}
         defined = ", ".join(f"{k}={v}" for k, v in properties.items() if v is not None)
         table.add_row(
@@ -654,9 +675,13 @@ def print_timeline(
             str(interval[END_TIME] or "(open)"),
             printable(defined) or "(nothing defined)",
         )
-    if not intervals:
+    [(total,)] = intervals.count("*").fetchall()
+    if not total:
         table.add_row("-", "-", "(no rows)")
     console.print(table)
+    if total > TABLE_ROW_LIMIT:
+        more = total - TABLE_ROW_LIMIT
+        console.print(f"{more} more intervals not shown; use --format json for all")
 
 
 def command_schedule(args: argparse.Namespace) -> int:

@@ -18,7 +18,7 @@ from typing import Any
 import duckdb
 import pytest
 
-from tests.conftest import Project, company_history, login_events
+from tests.conftest import Project, company_history, configure_company_history, login_events
 
 # c1 is free (1 seat) from 1 Jan, then pro with seats undefined from 1 Feb; c2 is team
 # (5 seats) from 15 Jan noon. Rows are out of order so "oldest first" means something.
@@ -1021,3 +1021,28 @@ def test_a_reader_that_goes_away_ends_every_format_as_sigpipe_would(
 
     assert job.returncode == 141, stderr
     assert stderr == ""
+
+
+def test_a_long_history_is_written_whole_as_json_and_its_first_intervals_as_a_table(
+    project: Project,
+) -> None:
+    # 1500 daily plans of one company: JSON holds each, in order; the table shows 1000.
+    project.source_sql(
+        "CREATE TABLE company_plan_history AS SELECT 'c1' AS company_id, "
+        "'plan' || range AS plan, CAST(range AS INTEGER) AS seats, "
+        "TIMESTAMPTZ '2024-01-01 00:00:00+00' + to_days(range) AS start_timestamp, "
+        "CAST(NULL AS TIMESTAMPTZ) AS updated_at FROM range(1500)"
+    )
+    configure_company_history(project)
+    project.cli("sync", "--all")
+
+    history = ("history", "c1", "--group-key", "company_id")
+    timelines = json.loads(project.cli(*history, "--format", "json").stdout)
+    table = project.cli(*history).stdout
+
+    intervals = timelines["company_plan_history"]
+    assert [interval["seats"] for interval in intervals] == list(range(1500))
+    assert intervals[-1]["end_time"] is None
+    assert intervals[0]["end_time"] == intervals[1]["start_time"] == "2024-01-02T00:00:00+00:00"
+    assert "seats=999" in table and "seats=1000" not in table
+    assert "500 more intervals not shown; use --format json for all" in table

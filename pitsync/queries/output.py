@@ -165,8 +165,9 @@ def csv_quoted(text: str) -> str:
     return '"' + text.replace('"', '""') + '"'
 
 
-def write_json(relation: duckdb.DuckDBPyRelation, out: TextIO) -> int:
-    """A JSON array of objects, one per row; returns the number of rows written."""
+def write_json(relation: duckdb.DuckDBPyRelation, out: TextIO, end: str = "\n") -> int:
+    """A JSON array of objects, one per row, then `end`; returns the number of rows
+    written."""
     check_unique_names(relation.columns)
     text = formatted(relation, nested_as_json=False)
     objects = text.select(f"{json_object_text_sql(text.columns)} AS row_json")
@@ -178,7 +179,7 @@ def write_json(relation: duckdb.DuckDBPyRelation, out: TextIO) -> int:
         if lines:
             out.write(("," if rows else "[") + "\n" + ",\n".join(lines))
             rows += len(lines)
-    out.write("\n]\n" if rows else "[]\n")
+    out.write(("\n]" if rows else "[]") + end)
     return rows
 
 
