@@ -442,7 +442,8 @@ def mode_fields(raw: dict[str, Any], kind: TableKind, *, where: str) -> dict[str
     mode = cast(SyncMode, choice(raw, "mode", get_args(SyncMode), where=where, default="full"))
     if mode == "mirror" and kind == "events":
         raise ConfigError(
-            f'{where}: events tables sync in mode "full" or "append" (by insert_id); '
+            f'{where}: events tables sync in mode "full" or "append" (by a cursor; '
+            "events are keyed by insert_id, or by their values without one); "
             '"mirror" compares history rows by their key',
             key="mode",
         )

@@ -138,6 +138,37 @@ def test_a_widened_type_is_taken_and_a_narrowing_one_stops_the_run(project: Proj
 
 
 @pytest.mark.backends("duckdb")
+@pytest.mark.parametrize("mode", ["mirror", "full"])
+def test_a_widened_type_writes_the_losers_of_untouched_entities_anew(
+    project: Project, mode: str
+) -> None:
+    # `a` has two rows at one start: `pro` wins (the greatest values), `free` is kept as
+    # a hidden event. Seats become doubles, and only `b` changes: `a`'s loser was left
+    # with 2 where its winner, and a sync from scratch, say 2.0.
+    project.source_sql(
+        "CREATE TABLE plans (company_id VARCHAR, valid_from TIMESTAMPTZ, plan VARCHAR, "
+        "seats INTEGER)",
+        "INSERT INTO plans VALUES ('a', '2024-01-01 00:00+00', 'pro', 1), "
+        "('a', '2024-01-01 00:00+00', 'free', 2), ('b', '2024-01-01 00:00+00', 'pro', 5)",
+    )
+    configure_companies(project, "plans", "valid_from", mode=mode)
+    project.sync("plans")
+
+    project.source_sql(
+        "ALTER TABLE plans ALTER seats TYPE DOUBLE",
+        "UPDATE plans SET plan = 'team' WHERE company_id = 'b'",
+    )
+    project.sync("plans")
+
+    hidden = "SELECT distinct_id, CAST(properties AS VARCHAR) FROM all_events ORDER BY ALL"
+    assert project.query(hidden) == [
+        ("a", '{"plan":"free","seats":2.0}'),
+        ("a", '{"plan":"pro","seats":1.0}'),
+        ("b", '{"plan":"team","seats":5.0}'),
+    ]
+
+
+@pytest.mark.backends("duckdb")
 @pytest.mark.parametrize(
     ("stored", "too_narrow", "wide_enough"),
     [

@@ -109,9 +109,9 @@ def apply_run(
     conflicts = remodel(con, model, stored, run_id, everything=columns.reordered)
     if columns.reordered:
         changes = replace(changes, updated=changes.updated + count_decided_again(con, model))
-    elif columns.added or columns.renamed:
+    elif columns.added or columns.renamed or columns.widened:
         # The losers kept as hidden events hold every property, the new ones too, under
-        # the names the source spells them with now.
+        # the names the source spells them with now, as their types write them now.
         write_superseded(con, stored, run_id)
     write_view(con, stored)
     counts = ModelCounts(

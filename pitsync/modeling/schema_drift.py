@@ -74,6 +74,7 @@ class ColumnChanges:
     added: list[str]
     reordered: bool  # the order that decides ties is not the one the stored rows had
     renamed: bool = False  # a column is spelled anew (names compare without case)
+    widened: bool = False  # a column's type grew: values are written anew (2 as 2.0)
 
 
 def reconcile_columns(
@@ -117,7 +118,9 @@ def reconcile_columns(
     if reordered:
         log.info("table %s: the columns' order changed; every tie is decided again", table.name)
     renamed = any(name not in before and name.lower() in folded for name in model.kept)
-    return stored, ColumnChanges(added, reordered, renamed)
+    types_before = {name.lower(): kind for name, kind in before.items()}
+    widened = any(types_before.get(name.lower(), kind) != kind for name, kind in after.items())
+    return stored, ColumnChanges(added, reordered, renamed, widened)
 
 
 def retire_columns(
