@@ -41,7 +41,7 @@ from pitsync.connectors.schedule import (
 )
 from pitsync.connectors.stored_tables import drop_table, unconfigured_tables
 from pitsync.connectors.sync import SyncOptions, check_ownership_of, sync_tables
-from pitsync.errors import PitsyncError, StoreError
+from pitsync.errors import PitsyncError, StoreError, first_line
 from pitsync.interrupts import is_interrupt
 from pitsync.modeling.attribution import Entity, entity_tables, interval_at_sql, timeline_sql
 from pitsync.modeling.portable import ENGINES
@@ -408,10 +408,22 @@ def run_command(args: argparse.Namespace) -> int:
         if not is_interrupt(error):
             raise
         return interrupted()
+    except duckdb.OutOfMemoryException as error:
+        print(f"pitsync: error: {out_of_memory(error)}", file=sys.stderr)
+        return 1
     except BrokenPipeError:
         # The reader went away (`pitsync runs | head`): stop quietly, as a SIGPIPE would.
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return SIGPIPE_STATUS
+
+
+def out_of_memory(error: BaseException) -> str:
+    """DuckDB's first line, and what to do: its own advice names settings pitsync sets."""
+    return (
+        f"{first_line(error)}; nothing in progress was kept: raise `memory_limit` in "
+        "[store] (or remove it, to let DuckDB take most of the machine's memory), or give "
+        "the command less at a time"
+    )
 
 
 class StandardErrorHandler(logging.StreamHandler):

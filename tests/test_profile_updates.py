@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import json
 import math
+import subprocess
+import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -666,3 +668,28 @@ def test_ctrl_c_just_after_the_commit_leaves_the_run_as_committed(
         ("succeeded",),
     ]
     assert "could not be recorded" not in caplog.text
+
+
+def test_running_out_of_memory_is_one_line_that_says_what_to_do(tmp_path: Path) -> None:
+    # A 10 MB value takes DuckDB many times its size to check and stage: more than 64 MB.
+    (tmp_path / "pitsync.toml").write_text(
+        '[store]\npath = "store.duckdb"\nmemory_limit = "64MB"\n', encoding="utf-8"
+    )
+    record = {"$distinct_id": "u1", "$set": {"notes": "y" * 10_000_000}}
+    (tmp_path / "big.jsonl").write_text(json.dumps(record) + "\n", encoding="utf-8")
+
+    result = subprocess.run(
+        [sys.executable, "-m", "pitsync", "engage", "big.jsonl"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+    assert result.returncode == 1
+    [line] = result.stderr.splitlines()
+    assert line.startswith("pitsync: error: Out of Memory Error: ")
+    assert line.endswith(
+        "raise `memory_limit` in [store] (or remove it, to let DuckDB take "
+        "most of the machine's memory), or give the command less at a time"
+    )
