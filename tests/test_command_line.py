@@ -18,6 +18,7 @@ from typing import Any
 import duckdb
 import pytest
 
+from pitsync.queries.output import cell
 from tests.conftest import Project, company_history, configure_company_history, login_events
 
 # c1 is free (1 seat) from 1 Jan, then pro with seats undefined from 1 Feb; c2 is team
@@ -1046,3 +1047,15 @@ def test_a_long_history_is_written_whole_as_json_and_its_first_intervals_as_a_ta
     assert intervals[0]["end_time"] == intervals[1]["start_time"] == "2024-01-02T00:00:00+00:00"
     assert "seats=999" in table and "seats=1000" not in table
     assert "500 more intervals not shown; use --format json for all" in table
+
+
+def test_a_table_cell_past_ten_thousand_characters_is_cut_saying_how_much_more() -> None:
+    # Folding a cell of megabytes into a terminal table took over a minute, to show
+    # nothing anyone reads; CSV and JSON keep every character.
+    assert cell("ab" * 5000) == "ab" * 5000
+    assert cell("ab" * 6000) == (
+        "ab" * 5000 + "... (2000 more characters; use --format csv or json)"
+    )
+    assert cell("\x1b" * 10_001) == "\\x1b" * 10_000 + (
+        "... (1 more character; use --format csv or json)"
+    )

@@ -30,6 +30,9 @@ OutputFormat = Literal["table", "csv", "json"]
 CONTROL_CHARACTERS = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
 BATCH_ROWS = 10_000
 TABLE_ROW_LIMIT = 1_000  # a terminal table beyond this is unreadable; the rest is counted
+# A terminal cell beyond this is unreadable, and folding it takes the table's layout time
+# that grows faster than its length (a 10 MB value took over a minute).
+TABLE_CELL_LIMIT = 10_000
 
 NESTED_TYPE_PREFIXES = ("STRUCT", "MAP", "UNION")
 PLAIN_TYPES = {
@@ -209,13 +212,25 @@ def write_table(relation: duckdb.DuckDBPyRelation, console: Console) -> int:
         if room > 0:
             shown_rows = batch.slice(0, room)
             for row in zip(*(column.to_pylist() for column in shown_rows.columns), strict=True):
-                table.add_row(*("NULL" if value is None else printable(value) for value in row))
+                table.add_row(*("NULL" if value is None else cell(value) for value in row))
             shown += min(room, batch.num_rows)
     console.print(table)
     if total > shown:
         console.print(f"{total - shown} more rows not shown; use --format csv or json for all")
     console.print(f"({total} row{'s' if total != 1 else ''})", style="dim")
     return total
+
+
+def cell(value: object) -> str:
+    """A value as a table cell shows it: printable, and cut past `TABLE_CELL_LIMIT`
+    characters, saying how many more there are."""
+    text = str(value)
+    if len(text) <= TABLE_CELL_LIMIT:
+        return printable(text)
+    more = len(text) - TABLE_CELL_LIMIT
+    shown = printable(text[:TABLE_CELL_LIMIT])
+    plural = "s" if more != 1 else ""
+    return f"{shown}... ({more} more character{plural}; use --format csv or json)"
 
 
 def printable(value: object) -> str:
