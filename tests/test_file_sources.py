@@ -386,6 +386,20 @@ def test_a_quoted_empty_csv_value_is_empty_text_and_an_empty_field_undefined(
     ]
 
 
+def test_a_csv_row_longer_than_duckdbs_default_limit_is_read_whole(project: Project) -> None:
+    # DuckDB refuses a row past 2 MB unless told otherwise: a long note stopped the run.
+    note = "n" * 5_000_000
+    (project.root / "plans.csv").write_text(
+        f"user_id,plan,seats,valid_from\nu1,{note},1,2024-01-01\nu2,pro,2,2024-01-01\n"
+    )
+    configure_plans(project)
+
+    project.sync("user_plans")
+
+    rows = project.query("SELECT user_id, length(plan) FROM user_plans ORDER BY ALL")
+    assert rows == [("u1", 5_000_000), ("u2", 3)]
+
+
 def write_header_and_row(path: Path, names: list[str], values: list[str]) -> None:
     """A CSV or Parquet file, as its name ends, of one row under these column names."""
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -38,6 +38,10 @@ BATCH_ROWS = 122_880  # DuckDB's row-group size: one batch per row group read.
 # DuckDB would make a folder named `plan=free` a column `plan`, even over the file's own
 # `plan`: a file's columns are its own, wherever it is kept.
 OWN_COLUMNS = "hive_partitioning = false"
+# DuckDB refuses a longer CSV row, by default one past 2 MB, which a long text value
+# reaches; a Parquet source holds such a value without a word.
+CSV_MAX_ROW_BYTES = 64 << 20
+CSV_OPTIONS = f"{OWN_COLUMNS}, max_line_size = {CSV_MAX_ROW_BYTES}"
 
 # DuckDB types whose values would not reach the store as they are: Arrow carries a UHUGEINT
 # as a 128-bit decimal (2^127 and up wrap round to negative), a TIMETZ without its offset,
@@ -157,7 +161,7 @@ def csv_relation(config: SourceConfig, table: str, text_columns: Sequence[str]) 
     """
     as_text = ", ".join(f"{quote_string(name)}: 'VARCHAR'" for name in text_columns)
     return (
-        f"read_csv({files_read(config, table)}, header = true, {OWN_COLUMNS}, "
+        f"read_csv({files_read(config, table)}, header = true, {CSV_OPTIONS}, "
         f"sample_size = -1, allow_quoted_nulls = false, types = {{{as_text}}})"
     )
 
@@ -389,7 +393,7 @@ class FileSource:
                 return list(pq.read_schema(name).names)
             rows = self.engine.execute(
                 f"SELECT * FROM read_csv({quote_string(literal_path(self.config, name))}, "
-                f"header = false, all_varchar = true, {OWN_COLUMNS}) LIMIT 1"
+                f"header = false, all_varchar = true, {CSV_OPTIONS}) LIMIT 1"
             ).fetchall()
         except (duckdb.Error, pa.ArrowException, OSError) as error:
             if is_interrupt(error):
@@ -485,7 +489,7 @@ class FileSource:
         files = files_read(self.config, table)
         try:
             header = self.engine.sql(
-                f"SELECT * FROM read_csv({files}, header = true, {OWN_COLUMNS}, "
+                f"SELECT * FROM read_csv({files}, header = true, {CSV_OPTIONS}, "
                 "all_varchar = true) LIMIT 0"
             ).columns
         except duckdb.Error as error:
@@ -507,7 +511,7 @@ class FileSource:
         try:
             self.engine.execute(
                 f"SELECT count(*) FROM read_csv({files_read(self.config, table)}, "
-                f"header = true, {OWN_COLUMNS}, all_varchar = true)"
+                f"header = true, {CSV_OPTIONS}, all_varchar = true)"
             )
         except duckdb.Error as found:
             return found
