@@ -41,7 +41,7 @@ from pitsync.connectors.schedule import (
 )
 from pitsync.connectors.stored_tables import drop_table, unconfigured_tables
 from pitsync.connectors.sync import SyncOptions, check_ownership_of, sync_tables
-from pitsync.errors import PitsyncError, StoreError, first_line
+from pitsync.errors import PitsyncError, StoreError, UsageError, first_line
 from pitsync.interrupts import is_interrupt
 from pitsync.modeling.attribution import Entity, entity_tables, interval_at_sql, timeline_sql
 from pitsync.modeling.portable import ENGINES
@@ -70,6 +70,7 @@ from pitsync.store import DEFAULT_WAIT_SECONDS, END_TIME, START_TIME, open_read_
 log = logging.getLogger("pitsync")
 
 SIGPIPE_STATUS = 141  # what a shell reports for a program ended by SIGPIPE
+USAGE_STATUS = 2  # argparse's, for options that do not go together
 PIPE_WIDTH = 160  # rich would squeeze tables into 80 columns when not on a terminal
 
 
@@ -403,7 +404,7 @@ def run_command(args: argparse.Namespace) -> int:
         if args.verbose:
             log.exception("failed")
         print(f"pitsync: error: {error}", file=sys.stderr)
-        return 1
+        return USAGE_STATUS if isinstance(error, UsageError) else 1
     except RuntimeError as error:  # DuckDB stops a query on Ctrl-C with its own error
         if not is_interrupt(error):
             raise
@@ -774,7 +775,7 @@ def command_users(args: argparse.Namespace) -> int:
 def command_feed(args: argparse.Namespace) -> int:
     config = load_config(args.config)
     if args.end is not None and args.start is None:
-        raise PitsyncError("--to goes with --from: give both, or --days for the last days")
+        raise UsageError("--to goes with --from: give both, or --days for the last days")
     start = moment_of(args.start, "--from") if args.start else None
     end = moment_of(args.end, "--to") if args.end else None
     if start and end and start >= end:
@@ -850,12 +851,12 @@ def command_model(args: argparse.Namespace) -> int:
 def check_model_options(args: argparse.Namespace) -> None:
     """Refuse options that do not go together before any source is read."""
     if args.execute and args.engine not in ("postgres", "spark"):
-        raise PitsyncError(
+        raise UsageError(
             f"--execute runs on postgres or spark; for {args.engine}, print the SQL (without "
             "--execute) and run it in the warehouse"
         )
     if args.output and not (args.execute and args.engine == "spark"):
-        raise PitsyncError("--output goes with --engine spark --execute, which writes Parquet")
+        raise UsageError("--output goes with --engine spark --execute, which writes Parquet")
     if args.output and Path(args.output).exists() and not Path(args.output).is_dir():
         raise PitsyncError(
             f"--output {args.output} is a file; name a folder (made if missing), where each "

@@ -331,6 +331,7 @@ def check_store_is_no_source(store_path: Path, sources: dict[str, SourceConfig])
 def parse_source(name: str, raw: dict[str, Any], base: Path) -> SourceConfig:
     """One [sources.NAME] section: files take `path`, database servers `uri` or `uri_env`."""
     where = f"[sources.{name}]"
+    check_has_no_nul(name, "source")
     check_keys(raw, SOURCE_KEYS, where=where)
     source_type = cast(SourceType, choice(raw, "type", get_args(SourceType), where=where))
     schema = text_value(raw, "schema", where=where, default=None)
@@ -380,6 +381,7 @@ def refuse_keys(raw: dict[str, Any], keys: set[str], *, where: str, reason: str)
 def parse_table(name: str, raw: dict[str, Any], sources: dict[str, SourceConfig]) -> TableConfig:
     """One [tables.NAME] section, checked against its kind."""
     where = f"[tables.{name}]"
+    check_has_no_nul(name, "table")
     check_keys(raw, TABLE_KEYS, where=where)
     kind = cast(TableKind, choice(raw, "kind", get_args(TableKind), where=where))
     if not name.strip():
@@ -573,6 +575,16 @@ def check_kind_keys(raw: dict[str, Any], kind: TableKind, *, where: str) -> None
         wrong = wrong | {"group_key"}
     for key in sorted(wrong & raw.keys()):
         raise ConfigError(f'{where}: `{key}` does not apply to kind = "{kind}"; remove it', key=key)
+
+
+def check_has_no_nul(name: str, kind: str) -> None:
+    """A section name is a name in the store and on the command line, which hold no NUL."""
+    if "\x00" in name:
+        shown_name = name.replace("\x00", "\\u0000")
+        raise ConfigError(
+            f'[{kind}s."{shown_name}"]: the {kind} name holds a NUL character (\\u0000), '
+            "which no name can hold; remove it"
+        )
 
 
 def check_keys(raw: dict[str, Any], allowed: set[str], *, where: str) -> None:

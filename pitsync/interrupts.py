@@ -60,6 +60,20 @@ def held_while_committing() -> Iterator[None]:
         HELD.set()
 
 
+@contextmanager
+def ctrl_c_ignored() -> Iterator[None]:
+    """Within the block, Ctrl-C does nothing: the interrupt being handled stops the
+    command already, and a second one must not cut its clean-up short."""
+    if threading.current_thread() is not threading.main_thread():
+        yield  # only the main thread receives signals
+        return
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
 def raise_held_interrupt() -> None:
     """Raise the KeyboardInterrupt that arrived while the last run committed, if any."""
     if HELD.is_set():

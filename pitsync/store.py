@@ -371,7 +371,8 @@ def check_is_store(connection: duckdb.DuckDBPyConnection, path: Path) -> None:
         connection.close()
         raise StoreError(
             f"the store {path} was written by an earlier pitsync (it has no {missing[0]}); "
-            "run `pitsync sync --all` once, which brings it up to date, then this command"
+            "bring it up to date by writing it once, with `pitsync sync --all` (where no "
+            "table is configured, `pitsync engage` of an empty file), then run this command"
         )
     # Every run, failed ones too, leaves the public views; only a first run that was
     # killed leaves a store without them.

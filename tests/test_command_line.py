@@ -13,6 +13,7 @@ import json
 import sqlite3
 import subprocess
 import sys
+from pathlib import Path
 from typing import Any
 
 import duckdb
@@ -775,8 +776,9 @@ def test_a_store_of_an_earlier_layout_asks_for_one_sync_before_it_is_read(
     refused = project.cli(*command, check=False)
     assert_user_error(
         refused,
-        "was written by an earlier pitsync (it has no _pitsync.catalog.keyed_by); run "
-        "`pitsync sync --all` once, which brings it up to date, then this command",
+        "was written by an earlier pitsync (it has no _pitsync.catalog.keyed_by); bring it "
+        "up to date by writing it once, with `pitsync sync --all` (where no table is "
+        "configured, `pitsync engage` of an empty file), then run this command",
     )
     project.cli("sync", "--all")
     assert project.cli(*command).returncode == 0
@@ -1009,7 +1011,9 @@ def test_a_reader_that_goes_away_ends_every_format_as_sigpipe_would(
 ) -> None:
     # `pitsync query ... | head -1`: rich's table ended with exit 1, which means an error.
     command = [sys.executable, "-m", "pitsync.cli", "--config", str(synced.config_path)]
-    command += ["query", "SELECT range AS n FROM range(200000)", "--format", output]
+    # More than a pipe holds, even of a table, which shows the first 1000 rows.
+    wide_rows = "SELECT range AS n, repeat('x', 300) AS filler FROM range(200000)"
+    command += ["query", wide_rows, "--format", output]
     job = subprocess.Popen(
         command, cwd=synced.root, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
     )
@@ -1059,3 +1063,21 @@ def test_a_table_cell_past_ten_thousand_characters_is_cut_saying_how_much_more()
     assert cell("\x1b" * 10_001) == "\\x1b" * 10_000 + (
         "... (1 more character; use --format csv or json)"
     )
+
+
+def test_a_store_of_profiles_alone_is_brought_up_to_date_by_an_empty_engage(
+    tmp_path: Path,
+) -> None:
+    # With no table configured, `sync --all` has nothing to run: the refusal's other way.
+    project = Project(root=tmp_path)
+    project.write_config()
+    (tmp_path / "updates.jsonl").write_text('{"$distinct_id": "u1", "$set": {"plan": "pro"}}\n')
+    (tmp_path / "empty.jsonl").write_text("")
+    project.cli("engage", "updates.jsonl")
+    con = duckdb.connect(str(project.store))
+    con.execute("ALTER TABLE _pitsync.catalog DROP COLUMN keyed_by")
+    con.close()
+
+    assert_user_error(project.cli("users", check=False), "`pitsync engage` of an empty file")
+    project.cli("engage", "empty.jsonl")
+    assert "u1" in project.cli("users").stdout

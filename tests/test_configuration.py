@@ -843,3 +843,24 @@ def test_a_table_named_profiles_is_refused_as_the_name_of_profile_update_runs(
 
     with pytest.raises(ConfigError, match=in_order("`Profiles`", "profile updates", 'from = "')):
         load_config(path)
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "said"),
+    [
+        (
+            "[tables.company_plan_history]",
+            '[tables."a\\u0000b"]',
+            '[tables."a\\u0000b"]: the table',
+        ),
+        ("[sources.warehouse]", '[sources."w\\u0000"]', '[sources."w\\u0000"]: the source'),
+    ],
+)
+def test_a_nul_character_in_a_section_name_is_refused(
+    tmp_path: Path, old: str, new: str, said: str
+) -> None:
+    config_file(tmp_path, old, new)
+
+    result = run_pitsync(tmp_path, "runs")
+
+    assert_user_error(result, said, "holds a NUL character")

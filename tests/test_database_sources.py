@@ -1155,7 +1155,10 @@ def test_without_a_schema_only_the_search_path_is_searched_and_listed(
     finally:
         elsewhere.drop()
     assert project.query("SELECT user_id, plan FROM accounts") == [("u1", "pro")]
-    assert "table `hidden` not found in the database; tables are: plans;" in str(raised.value)
+    assert (
+        f"table `hidden` not found in the schemas of the search path ({project.postgres.name}; "
+        "set `schema` for another); tables are: plans;"
+    ) in str(raised.value)
 
 
 @pytest.mark.parametrize(

@@ -12,6 +12,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 
 import adbc_driver_postgresql.dbapi as postgres_adbc
@@ -20,6 +21,7 @@ import pyarrow as pa
 import pytest
 
 from pitsync import cli
+from pitsync.connectors.databases import keeping_ctrl_c
 from pitsync.interrupts import (
     HELD,
     held_while_committing,
@@ -302,6 +304,42 @@ def test_ctrl_c_while_committing_is_held_until_the_commit_is_done() -> None:
     with pytest.raises(KeyboardInterrupt):
         raise_held_interrupt()
     assert not HELD.is_set()
+
+
+class StatementOnHold:
+    """A driver cursor whose statement runs until cancelled; a second Ctrl-C comes while
+    it is being cancelled."""
+
+    def __init__(self) -> None:
+        self.started = threading.Event()
+        self.cancelled = threading.Event()
+
+    def execute(self) -> str:
+        self.started.set()
+        self.cancelled.wait(timeout=30)
+        return "cancelled" if self.cancelled.is_set() else "ran on"
+
+    def adbc_cancel(self) -> None:
+        os.kill(os.getpid(), signal.SIGINT)
+        time.sleep(0.05)  # the second signal is delivered here
+        self.cancelled.set()
+
+
+def test_a_second_ctrl_c_does_not_keep_a_source_statement_from_being_cancelled() -> None:
+    # Cut short, the cancel left the query running on the server after pitsync exited.
+    cursor = StatementOnHold()
+
+    def first_ctrl_c() -> None:
+        cursor.started.wait(30)
+        time.sleep(0.2)  # the statement runs, and the command waits for it
+        os.kill(os.getpid(), signal.SIGINT)
+
+    threading.Thread(target=first_ctrl_c, daemon=True).start()
+
+    with pytest.raises(KeyboardInterrupt):
+        keeping_ctrl_c(cursor, cursor.execute)
+
+    assert cursor.cancelled.is_set()
 
 
 def test_ctrl_c_while_the_command_line_is_read_is_one_line(

@@ -651,3 +651,30 @@ def test_a_negative_zero_is_stored_as_zero_so_later_runs_agree_with_a_full_sync(
         record = project.sync("scores")
         assert (record.inserted, record.updated, record.deleted) == (0, 0, 0)
         assert project.query(stored) == [(0.0, False)]
+
+
+@pytest.mark.backends("duckdb")
+def test_a_new_column_rewrites_old_conflicts_without_logging_them_again(
+    project: Project, caplog: pytest.LogCaptureFixture
+) -> None:
+    # The losers of untouched entities are written anew with the new column: the run
+    # counted no conflict of theirs, and its log said there were.
+    project.source_sql(
+        "CREATE TABLE plans (company_id VARCHAR, valid_from TIMESTAMPTZ, plan VARCHAR)",
+        "INSERT INTO plans VALUES ('u1', '2024-01-01 00:00+00', 'free'), "
+        "('u1', '2024-01-01 00:00+00', 'pro')",
+    )
+    configure_companies(project, "plans", "valid_from", mode="mirror")
+    assert project.sync("plans").conflicts == 1
+
+    project.source_sql("ALTER TABLE plans ADD COLUMN seats INTEGER")
+    caplog.clear()
+    record = project.sync("plans")
+
+    assert (record.conflicts, record.entities_changed) == (0, 0)
+    assert "conflicting rows" not in caplog.text
+    hidden = "SELECT CAST(properties AS VARCHAR) FROM all_events ORDER BY ALL"
+    assert project.query(hidden) == [
+        ('{"plan":"free","seats":null}',),
+        ('{"plan":"pro","seats":null}',),
+    ]

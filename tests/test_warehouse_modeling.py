@@ -1197,21 +1197,23 @@ def test_the_views_events_made_name_what_to_do_when_they_block_new_columns(
 
 
 @pytest.mark.parametrize(
-    ("options", "said"),
+    ("options", "said", "status"),
     [
-        (["--engine", "duckdb", "--execute"], "--execute runs on postgres or spark; for duckdb"),
-        (["--engine", "spark", "--execute", "--output", "taken"], "--output taken is a file"),
+        (["--engine", "duckdb", "--execute"], "--execute runs on postgres or spark; for duckdb", 2),
+        (["--engine", "duckdb", "--output", "out"], "--output goes with --engine spark", 2),
+        (["--engine", "spark", "--execute", "--output", "taken"], "--output taken is a file", 1),
     ],
 )
 def test_options_that_cannot_run_are_refused_before_the_source_is_read(
-    tmp_path: Path, options: list[str], said: str
+    tmp_path: Path, options: list[str], said: str, status: int
 ) -> None:
+    # Options that do not go together are a usage error (2); a file in the way, not.
     project = Project(root=tmp_path)
     configure_companies(project, "hist", "start_ts")  # its warehouse file does not exist
     (tmp_path / "taken").write_text("a file", encoding="utf-8")
 
     result = project.cli("model", "--table", "hist", *options, check=False)
 
-    assert result.returncode == 1
+    assert result.returncode == status
     assert result.stderr.startswith(f"pitsync: error: {said}")
     assert not project.warehouse.exists()

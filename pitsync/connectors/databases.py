@@ -50,6 +50,7 @@ from pitsync.connectors.extraction import (
 )
 from pitsync.connectors.sources import UNTYPED, LowerBound, unmappable
 from pitsync.errors import SourceError, first_line
+from pitsync.interrupts import ctrl_c_ignored
 from pitsync.modeling.staging import UNREADABLE
 
 log = logging.getLogger(__name__)
@@ -297,6 +298,13 @@ class DatabaseSource:
 
     def missing_table_message(self, table: str) -> str:
         where = f"schema `{self.config.schema}`" if self.config.schema else "the database"
+        try:
+            search_path = self.search_path()
+        except Exception:  # the driver's own error classes; the message goes on without it
+            search_path = None
+        if search_path is not None:
+            schemas = ", ".join(search_path) or "none"
+            where = f"the schemas of the search path ({schemas}; set `schema` for another)"
         names = self.table_names()
         listed = ", ".join(names) if names else "(none)"
         return (
@@ -391,12 +399,13 @@ def keeping_ctrl_c(cursor: Any, call: Callable[[], Result]) -> Result:
             failure.append(error)
 
     worker = threading.Thread(target=work, name="pitsync-source-statement", daemon=True)
-    worker.start()
     try:
+        worker.start()
         worker.join()
     except KeyboardInterrupt:
-        cancel_quietly(cursor)
-        worker.join()
+        with ctrl_c_ignored():  # a second Ctrl-C would leave the query running on
+            cancel_quietly(cursor)
+            worker.join(CONNECT_TIMEOUT_SECONDS)  # a server that never answers is let go
         raise
     if failure:
         raise failure[0]

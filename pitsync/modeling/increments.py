@@ -111,8 +111,9 @@ def apply_run(
         changes = replace(changes, updated=changes.updated + count_decided_again(con, model))
     elif columns.added or columns.renamed or columns.widened:
         # The losers kept as hidden events hold every property, the new ones too, under
-        # the names the source spells them with now, as their types write them now.
-        write_superseded(con, stored, run_id)
+        # the names the source spells them with now, as their types write them now. Only
+        # the re-modelled entities' conflicts are this run's to count and log.
+        write_superseded(con, stored, run_id, warn=False)
     write_view(con, stored)
     counts = ModelCounts(
         rows_read,

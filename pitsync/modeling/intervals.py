@@ -329,12 +329,15 @@ def write_superseded(
     run_id: int,
     only: str | None = None,
     rows: str | None = None,
+    *,
+    warn: bool = True,
 ) -> int:
     """Keep rows that lost a conflict as hidden events; log a few; return conflicting keys.
 
     A row that lost only to an identical row is a duplicate, merged silently. With `only`
     (a table of entity ids), just those entities' losers are rewritten, found in `rows`
-    (their rows as now stored).
+    (their rows as now stored). Without `warn`, the losers are only written anew: the
+    run that found them said so.
     """
     name = model.table.name
     entity = quote_identifier(model.table.id_column)
@@ -355,7 +358,8 @@ def write_superseded(
         f"{json_object_sql(model.properties)} FROM {LOSERS}",
         [run_id, name],
     )
-    warn_conflicts(con, model)
+    if warn:
+        warn_conflicts(con, model)
     return count(con, f"SELECT count(DISTINCT ({entity}, {START_TIME})) FROM {LOSERS}")
 
 
