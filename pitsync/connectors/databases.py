@@ -217,12 +217,7 @@ class DatabaseSource:
         table = self.spelled(table)
         target = self.schema(table, text_columns)
         target = pa.schema([target.field(name) for name in columns])
-        if (
-            lower_bound
-            and self.driver.earliest_time
-            and lower_bound.earlier_than(self.driver.earliest_time)
-        ):
-            lower_bound = None  # the database holds no earlier time, and refuses to bind one
+        lower_bound = self.reachable(lower_bound)
         bound = lower_bound.column if lower_bound else None
         checked_times: list[str] = []
         if self.config.type == "sqlite":
@@ -264,6 +259,14 @@ class DatabaseSource:
             raise self.read_failure(table, error) from None
         converted = self.converted(batches, target, table, checked_times)
         return pa.RecordBatchReader.from_batches(target, converted)
+
+    def reachable(self, bound: LowerBound | None) -> LowerBound | None:
+        """The bound, or None where it lies before every time the database holds: then
+        every row is past it, and the database would refuse to take it."""
+        earliest = self.driver.earliest_time
+        if bound is None or earliest is None or not bound.earlier_than(earliest):
+            return bound
+        return None
 
     def converted(
         self, batches: pa.RecordBatchReader, target: pa.Schema, table: str, times: list[str]
