@@ -678,3 +678,25 @@ def test_a_new_column_rewrites_old_conflicts_without_logging_them_again(
         ('{"plan":"free","seats":null}',),
         ('{"plan":"pro","seats":null}',),
     ]
+
+
+@pytest.mark.backends("duckdb")
+def test_a_run_that_decides_every_tie_again_counts_every_entity_as_remodelled(
+    project: Project,
+) -> None:
+    # Dropping `plan` changes the order that decides ties: every entity (c1 and c2) is
+    # re-modelled, and c1's conflict, decided again, is this run's. The run said 0
+    # entities while counting and logging that conflict.
+    project.source_sql(
+        "CREATE TABLE plans (company_id VARCHAR, valid_from TIMESTAMPTZ, plan VARCHAR, "
+        "seats INTEGER)",
+        "INSERT INTO plans VALUES ('c1', '2024-01-01 00:00+00', 'free', 1), "
+        "('c1', '2024-01-01 00:00+00', 'pro', 1), ('c2', '2024-01-01 00:00+00', 'x', 5)",
+    )
+    configure_companies(project, "plans", "valid_from", mode="mirror")
+    assert project.sync("plans").conflicts == 1
+
+    project.source_sql("ALTER TABLE plans DROP COLUMN plan")
+    record = project.sync("plans")
+
+    assert (record.conflicts, record.entities_changed) == (1, 2)

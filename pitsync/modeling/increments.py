@@ -115,13 +115,21 @@ def apply_run(
         # the re-modelled entities' conflicts are this run's to count and log.
         write_superseded(con, stored, run_id, warn=False)
     write_view(con, stored)
+    # Every entity is re-modelled when every tie is decided again, and its conflicts
+    # are counted and logged as this run's.
+    entity = quote_identifier(model.table.id_column)
+    remodelled = (
+        f"SELECT count(DISTINCT {entity}) FROM {stored.stored}"
+        if columns.reordered
+        else f"SELECT count(*) FROM {AFFECTED}"
+    )
     counts = ModelCounts(
         rows_read,
         changes.inserted,
         quarantined,
         conflicts,
         changes.updated,
-        entities_changed=count(con, f"SELECT count(*) FROM {AFFECTED}"),
+        entities_changed=count(con, remodelled),
         deleted=changes.deleted,
     )
     return counts, stored
