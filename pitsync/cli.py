@@ -215,6 +215,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     users.add_argument(
         "--where",
+        type=condition,
         metavar="PREDICATE",
         help="a SQL condition; other names are properties: \"plan = 'pro'\"",
     )
@@ -251,7 +252,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     chosen = delete.add_mutually_exclusive_group(required=True)
     chosen.add_argument("--id", action="append", metavar="ID", help="a profile id (repeatable)")
-    chosen.add_argument("--where", metavar="PREDICATE", help="every profile matching this")
+    chosen.add_argument(
+        "--where", type=condition, metavar="PREDICATE", help="every profile matching this"
+    )
     delete.add_argument(
         "--group-key", metavar="KEY", type=group_key, help="delete group profiles of this key"
     )
@@ -311,6 +314,17 @@ def config_path(text: str) -> str:
         raise argparse.ArgumentTypeError(
             "the config path is empty; name a file, or leave --config out to use "
             f"${CONFIG_ENV} or ./pitsync.toml"
+        )
+    return text
+
+
+def condition(text: str) -> str:
+    """An empty condition is most often a variable left unset; it must not mean every
+    profile (`delete-profiles --where "$FILTER"` would delete them all)."""
+    if not text.strip():
+        raise argparse.ArgumentTypeError(
+            "the condition is empty; write one, such as \"plan = 'pro'\" (leave --where out "
+            "of `users` to list every profile)"
         )
     return text
 

@@ -267,6 +267,21 @@ def test_delete_profiles_keeps_events(project: Project) -> None:
     assert project.query("SELECT count(*) FROM user_profiles") == [(0,)]
 
 
+@pytest.mark.parametrize("command", ["delete-profiles", "users"])
+@pytest.mark.parametrize("condition", ["", "  "])
+def test_an_empty_where_is_refused_and_deletes_nothing(
+    project: Project, command: str, condition: str
+) -> None:
+    # `--where "$FILTER"` with the variable unset matched every profile, and deleted them.
+    people(project)
+
+    refused = project.cli(command, "--where", condition, check=False)
+
+    assert refused.returncode == 2
+    assert "argument --where: the condition is empty" in refused.stderr
+    assert project.query("SELECT count(*) FROM user_profiles") == [(3,)]
+
+
 @pytest.mark.parametrize("chosen", [["--id", "bob"], ["--where", "true", "--group-key", "team"]])
 def test_delete_profiles_without_a_store_says_so_and_makes_none(
     project: Project, chosen: list[str]
