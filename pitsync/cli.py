@@ -41,7 +41,13 @@ from pitsync.connectors.schedule import (
 )
 from pitsync.connectors.stored_tables import drop_table, unconfigured_tables
 from pitsync.connectors.sync import SyncOptions, check_ownership_of, sync_tables
-from pitsync.errors import PitsyncError, StoreError, UsageError, first_line
+from pitsync.errors import (
+    PitsyncError,
+    StoreError,
+    UsageError,
+    first_line,
+    with_memory_advice,
+)
 from pitsync.interrupts import is_interrupt
 from pitsync.modeling.attribution import Entity, entity_tables, interval_at_sql, timeline_sql
 from pitsync.modeling.portable import ENGINES
@@ -433,12 +439,8 @@ def run_command(args: argparse.Namespace) -> int:
 
 
 def out_of_memory(error: BaseException) -> str:
-    """DuckDB's first line, and what to do: its own advice names settings pitsync sets."""
-    return (
-        f"{first_line(error)}; nothing in progress was kept: raise `memory_limit` in "
-        "[store] (or remove it, to let DuckDB take most of the machine's memory), or give "
-        "the command less at a time"
-    )
+    """DuckDB's first line, and what to do."""
+    return with_memory_advice(f"{first_line(error)}; nothing in progress was kept", error)
 
 
 class StandardErrorHandler(logging.StreamHandler):

@@ -73,7 +73,22 @@ class QueryError(PitsyncError):
             if not line.strip() or line.startswith(("\t", "LINE ")):
                 break
             kept.append(line)
-        return cls(f"the query failed: {' '.join(kept) or type(error).__name__}")
+        message = f"the query failed: {' '.join(kept) or type(error).__name__}"
+        return cls(with_memory_advice(message, error))
+
+
+# What to do when DuckDB runs out of memory: its own advice names settings pitsync sets.
+MEMORY_ADVICE = (
+    "raise `memory_limit` in [store] (or remove it, to let DuckDB take most of the "
+    "machine's memory), or give the command less at a time"
+)
+
+
+def with_memory_advice(message: str, error: BaseException) -> str:
+    """The message, and what to do when `error` is DuckDB running out of memory."""
+    if type(error).__name__ != "OutOfMemoryException":  # duckdb's, not imported here
+        return message
+    return f"{message}; {MEMORY_ADVICE}"
 
 
 def first_line(error: BaseException) -> str:

@@ -19,6 +19,8 @@ from typing import Any
 import duckdb
 import pytest
 
+from pitsync.config import TableConfig
+from pitsync.connectors.sync import as_run_error
 from pitsync.queries.output import cell
 from tests.conftest import Project, company_history, configure_company_history, login_events
 
@@ -1081,3 +1083,35 @@ def test_a_store_of_profiles_alone_is_brought_up_to_date_by_an_empty_engage(
     assert_user_error(project.cli("users", check=False), "`pitsync engage` of an empty file")
     project.cli("engage", "empty.jsonl")
     assert "u1" in project.cli("users").stdout
+
+
+def test_a_query_out_of_memory_says_what_to_do(project: Project) -> None:
+    # string_agg holds its whole result in memory: 200 MB, past a limit of 64 MB.
+    seeded(project)
+    text = project.config_path.read_text(encoding="utf-8")
+    project.config_path.write_text(
+        text.replace('path = "store.duckdb"', 'path = "store.duckdb"\nmemory_limit = "64MB"', 1),
+        encoding="utf-8",
+    )
+    project.cli("sync", "--all")
+
+    huge = "SELECT length(string_agg(repeat('x', 1000), ',')) FROM range(200000)"
+    result = project.cli("query", huge, "--format", "csv", check=False)
+
+    assert_user_error(result, "the query failed: Out of Memory Error")
+    assert result.stderr.rstrip().endswith("or give the command less at a time")
+
+
+def test_a_sync_run_out_of_memory_says_what_to_do() -> None:
+    table = TableConfig(
+        name="plans", source="warehouse", kind="user_history", id_column="id", source_table="p"
+    )
+    error = duckdb.OutOfMemoryException("Out of Memory Error: could not allocate block")
+
+    message = str(as_run_error(table, error))
+
+    assert message == (
+        "table `plans`: the run failed and nothing was applied: Out of Memory Error: could "
+        "not allocate block; raise `memory_limit` in [store] (or remove it, to let DuckDB "
+        "take most of the machine's memory), or give the command less at a time"
+    )

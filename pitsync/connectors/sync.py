@@ -46,6 +46,7 @@ from pitsync.errors import (
     StoreError,
     StrictModeError,
     first_line,
+    with_memory_advice,
 )
 from pitsync.interrupts import (
     held_while_committing,
@@ -630,7 +631,8 @@ def as_run_error(table: TableConfig, error: BaseException) -> PitsyncError | Non
     from_stream = STREAM_FAILURE.search(message)
     if from_stream:
         return SourceError(from_stream.group(1), source=table.source)
-    return StoreError(f"table `{table.name}`: the run failed and nothing was applied: {message}")
+    message = f"table `{table.name}`: the run failed and nothing was applied: {message}"
+    return StoreError(with_memory_advice(message, error))
 
 
 def describe(error: BaseException) -> str:
