@@ -42,6 +42,7 @@ OWN_COLUMNS = "hive_partitioning = false"
 # reaches; a Parquet source holds such a value without a word.
 CSV_MAX_ROW_BYTES = 64 << 20
 CSV_OPTIONS = f"{OWN_COLUMNS}, max_line_size = {CSV_MAX_ROW_BYTES}"
+TOO_LONG_ROW = "Maximum line size"
 
 # DuckDB types whose values would not reach the store as they are: Arrow carries a UHUGEINT
 # as a 128-bit decimal (2^127 and up wrap round to negative), a TIMETZ without its offset,
@@ -582,6 +583,13 @@ def reason(error: BaseException) -> str:
     if line is None:
         return first_line(error)
     file = CSV_ERROR_FILE.search(text)
+    if TOO_LONG_ROW in text:
+        # DuckDB names line 1 for a row too long wherever it is: no line is named.
+        named = file.group(1).strip() if file else "the file"
+        return (
+            f"a row of {named} is longer than {CSV_MAX_ROW_BYTES >> 20} MB, the longest CSV "
+            "row pitsync reads; shorten its values, or keep the table as Parquet"
+        )
     where = f"line {line.group(1)}" + (f" of {file.group(1).strip()}" if file else "")
     said = []
     for part in text.splitlines()[1:]:
