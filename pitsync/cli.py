@@ -761,7 +761,7 @@ def command_import_csv(args: argparse.Namespace) -> int:
     config = load_config(args.config)
     columns = dict(args.column)
     if len(columns) < len(args.column):
-        raise PitsyncError("a column is mapped twice: give each column one --column N=NAME")
+        raise UsageError("a column is mapped twice: give each column one --column N=NAME")
     mapping = {"id_column": args.id_column, "columns": columns, "group_key": args.group_key}
     if args.dry_run:
         print_csv_preview(preview_csv(args.file, **mapping))

@@ -11,10 +11,6 @@ class PitsyncError(Exception):
     """Base class: a failure a user can act on (exit status 1 on the command line)."""
 
 
-class UsageError(PitsyncError):
-    """Options of a command that do not go together (exit status 2, as argparse's)."""
-
-
 class ConfigError(PitsyncError):
     """The configuration is wrong: a key, a value, or a column it names."""
 
@@ -22,6 +18,10 @@ class ConfigError(PitsyncError):
         super().__init__(message)
         self.key = key
         self.table = table
+
+
+class UsageError(ConfigError):
+    """Options of a command that do not go together (exit status 2, as argparse's)."""
 
 
 class SourceError(PitsyncError):

@@ -347,4 +347,9 @@ def test_import_csv_command_line(tmp_path: Path) -> None:
     twice = subprocess.run(
         [*command[:-2], "--column", "2=zip"], capture_output=True, text=True, check=False
     )
-    assert twice.returncode == 1 and "mapped twice" in twice.stderr
+    assert twice.returncode == 2 and "mapped twice" in twice.stderr
+    # Two columns to one name are options that do not go together too: exit 2.
+    same_name = subprocess.run(
+        [*command[:-2], "--column", "3=name"], capture_output=True, text=True, check=False
+    )
+    assert same_name.returncode == 2 and "are both mapped to name" in same_name.stderr

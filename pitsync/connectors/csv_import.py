@@ -51,7 +51,7 @@ from pitsync.connectors.profile_updates import (
     run_updates,
 )
 from pitsync.connectors.update_files import numbered, refuse_unless_file
-from pitsync.errors import ConfigError, SourceError, first_line
+from pitsync.errors import ConfigError, SourceError, UsageError, first_line
 from pitsync.modeling.profile_operators import (
     OPERATIONS,
     UPDATES,
@@ -217,7 +217,7 @@ def mapped_columns(columns: dict[int, str]) -> tuple[Column, ...]:
                 key="--column",
             )
         if column.name in seen:
-            raise ConfigError(
+            raise UsageError(
                 f"columns {seen[column.name]} and {column.number} are both mapped to "
                 f"{column.name}; map each property to one column",
                 key="--column",
