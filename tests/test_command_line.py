@@ -1115,3 +1115,12 @@ def test_a_sync_run_out_of_memory_says_what_to_do() -> None:
         "not allocate block; raise `memory_limit` in [store] (or remove it, to let DuckDB "
         "take most of the machine's memory), or give the command less at a time"
     )
+
+
+def test_a_result_column_name_past_ten_thousand_characters_is_cut_too(synced: Project) -> None:
+    # A column named by a value (PIVOT) can be as long as the value.
+    pivot = "PIVOT (SELECT repeat('k', 20000) AS k, 1 AS v) ON k USING first(v)"
+
+    out = synced.cli("query", pivot).stdout
+
+    assert out.count("k") == 10_000

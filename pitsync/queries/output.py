@@ -202,7 +202,7 @@ def write_table(relation: duckdb.DuckDBPyRelation, console: Console) -> int:
     """A terminal table of the first rows; says how many more there are."""
     table = Table(show_lines=False)
     for name in relation.columns:
-        table.add_column(printable(name), overflow="fold")
+        table.add_column(cell(name), overflow="fold")
     text = formatted(relation, nested_as_json=True)
     shown = 0
     total = 0
