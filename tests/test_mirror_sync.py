@@ -653,19 +653,25 @@ def test_a_negative_zero_is_stored_as_zero_so_later_runs_agree_with_a_full_sync(
         assert project.query(stored) == [(0.0, False)]
 
 
+def synced_with_one_tie(project: Project, *statements: str) -> None:
+    """A mirror `plans` table made by the statements, with one conflicting key, synced."""
+    project.source_sql(*statements)
+    configure_companies(project, "plans", "valid_from", mode="mirror")
+    assert project.sync("plans").conflicts == 1
+
+
 @pytest.mark.backends("duckdb")
 def test_a_new_column_rewrites_old_conflicts_without_logging_them_again(
     project: Project, caplog: pytest.LogCaptureFixture
 ) -> None:
     # The losers of untouched entities are written anew with the new column: the run
     # counted no conflict of theirs, and its log said there were.
-    project.source_sql(
+    synced_with_one_tie(
+        project,
         "CREATE TABLE plans (company_id VARCHAR, valid_from TIMESTAMPTZ, plan VARCHAR)",
         "INSERT INTO plans VALUES ('u1', '2024-01-01 00:00+00', 'free'), "
         "('u1', '2024-01-01 00:00+00', 'pro')",
     )
-    configure_companies(project, "plans", "valid_from", mode="mirror")
-    assert project.sync("plans").conflicts == 1
 
     project.source_sql("ALTER TABLE plans ADD COLUMN seats INTEGER")
     caplog.clear()
@@ -687,14 +693,13 @@ def test_a_run_that_decides_every_tie_again_counts_every_entity_as_remodelled(
     # Dropping `plan` changes the order that decides ties: every entity (c1 and c2) is
     # re-modelled, and c1's conflict, decided again, is this run's. The run said 0
     # entities while counting and logging that conflict.
-    project.source_sql(
+    synced_with_one_tie(
+        project,
         "CREATE TABLE plans (company_id VARCHAR, valid_from TIMESTAMPTZ, plan VARCHAR, "
         "seats INTEGER)",
         "INSERT INTO plans VALUES ('c1', '2024-01-01 00:00+00', 'free', 1), "
         "('c1', '2024-01-01 00:00+00', 'pro', 1), ('c2', '2024-01-01 00:00+00', 'x', 5)",
     )
-    configure_companies(project, "plans", "valid_from", mode="mirror")
-    assert project.sync("plans").conflicts == 1
 
     project.source_sql("ALTER TABLE plans DROP COLUMN plan")
     record = project.sync("plans")
