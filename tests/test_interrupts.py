@@ -358,12 +358,13 @@ def test_ctrl_c_while_the_command_line_is_read_is_one_line(
 
 
 def waiting_in_postgres(project: Project, wait: str, timeout: float = 30) -> None:
-    """Until a session of the project's PostgreSQL server waits on `wait` (a wait event
-    type or name: `PgSleep`, `Lock`)."""
+    """Until a session reading the project's PostgreSQL schema waits on `wait` (a wait
+    event type or name: `PgSleep`, `Lock`); other tests' sessions may wait too."""
     assert project.postgres is not None
     seen = (
         "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
-        f"AND '{wait}' IN (wait_event, wait_event_type) AND pid <> pg_backend_pid()"
+        f"AND '{wait}' IN (wait_event, wait_event_type) AND pid <> pg_backend_pid() "
+        f"AND strpos(query, '{project.postgres.name}') > 0"
     )
     deadline = time.monotonic() + timeout
     while project.postgres.execute(seen) == [(0,)]:

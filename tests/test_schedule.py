@@ -524,9 +524,9 @@ def test_ctrl_c_while_postgres_works_on_a_run_lets_it_finish_then_stops(project:
     project.tables["company_plan_history"]["from"] = "slow"
     project.write_config()
     assert project.postgres is not None
-    sleeping = (
+    sleeping = (  # this test's read: other tests' sessions may sleep too
         "SELECT count(*) FROM pg_stat_activity WHERE wait_event = 'PgSleep' "
-        "AND datname = current_database()"
+        f"AND datname = current_database() AND strpos(query, '{project.postgres.name}') > 0"
     )
     job = started_schedule(project)
     deadline = time.monotonic() + 30
