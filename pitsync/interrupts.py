@@ -11,9 +11,10 @@ job's, which stops after the run), or, for the default one, as a mark that
 `raise_held_interrupt` turns into a KeyboardInterrupt before the next table's run.
 
 A query is different: nothing of it needs to finish, so `stopped_by_ctrl_c` makes Ctrl-C
-stop its statement at once. DuckDB looks for Python's signals only between the pieces of
-work it schedules, and one piece (a join whose output grows large, say) may run for
-minutes; `connection.interrupt()` is seen inside it.
+stop its statement at once. DuckDB looks for Python's signals only between the pieces
+of work it schedules, and one piece (a join whose output grows large, say) may run for
+minutes; `connection.interrupt()` is seen inside it. A run's read of a database is
+stopped at once too (`on_ctrl_c`): the driver may wait minutes on rows coming slowly.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ import contextlib
 import os
 import signal
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
 import duckdb
@@ -81,13 +82,21 @@ def raise_held_interrupt() -> None:
         raise KeyboardInterrupt
 
 
-@contextmanager
-def stopped_by_ctrl_c(connection: duckdb.DuckDBPyConnection) -> Iterator[None]:
-    """Within the block, Ctrl-C also interrupts the connection's running statement.
+def stopped_by_ctrl_c(
+    connection: duckdb.DuckDBPyConnection,
+) -> contextlib.AbstractContextManager[None]:
+    """Within the block, Ctrl-C also interrupts the connection's running statement."""
+    return on_ctrl_c(connection.interrupt)
 
-    Python notes a signal in a file as it arrives, even while DuckDB holds the main
-    thread (`signal.set_wakeup_fd`); a watcher thread waiting on that file interrupts
-    the connection. The KeyboardInterrupt is raised as usual once DuckDB returns.
+
+@contextmanager
+def on_ctrl_c(stop: Callable[[], object]) -> Iterator[None]:
+    """Within the block, each Ctrl-C also calls `stop` at once, from another thread.
+
+    Python notes a signal in a file as it arrives, even while DuckDB or a database
+    driver holds the main thread (`signal.set_wakeup_fd`); a watcher thread waiting on
+    that file calls `stop`. The KeyboardInterrupt is raised as usual once the main
+    thread runs Python again.
     """
     if threading.current_thread() is not threading.main_thread():
         yield  # only the main thread receives signals
@@ -97,9 +106,7 @@ def stopped_by_ctrl_c(connection: duckdb.DuckDBPyConnection) -> Iterator[None]:
     previous = signal.set_wakeup_fd(notes, warn_on_full_buffer=False)
     # A daemon: should a Ctrl-C land between these steps, and the watcher never hear it
     # should end, the process still exits.
-    watcher = threading.Thread(
-        target=interrupt_on_sigint, args=(wakeups, connection, previous), daemon=True
-    )
+    watcher = threading.Thread(target=stop_on_sigint, args=(wakeups, stop, previous), daemon=True)
     try:
         watcher.start()
         yield
@@ -112,8 +119,8 @@ def stopped_by_ctrl_c(connection: duckdb.DuckDBPyConnection) -> Iterator[None]:
         os.close(notes)
 
 
-def interrupt_on_sigint(wakeups: int, connection: duckdb.DuckDBPyConnection, previous: int) -> None:
-    """Interrupt the connection at each SIGINT noted in `wakeups`, until a 0 is read.
+def stop_on_sigint(wakeups: int, stop: Callable[[], object], previous: int) -> None:
+    """Call `stop` at each SIGINT noted in `wakeups`, until a 0 is read.
 
     Every signal noted is passed on to the file that was noting them before (an event
     loop's, say), so that its owner still learns of it.
@@ -125,6 +132,6 @@ def interrupt_on_sigint(wakeups: int, connection: duckdb.DuckDBPyConnection, pre
             with contextlib.suppress(OSError):  # a full or closed file: as Python itself does
                 os.write(previous, signals)
         if signal.SIGINT in signals:
-            connection.interrupt()
+            stop()
         if len(signals) < len(numbers):
             return

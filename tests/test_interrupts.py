@@ -29,7 +29,12 @@ from pitsync.interrupts import (
     raise_held_interrupt,
     stopped_by_ctrl_c,
 )
-from tests.conftest import Project, company_history, configure_company_history
+from tests.conftest import (
+    Project,
+    company_history,
+    configure_companies,
+    configure_company_history,
+)
 
 ROWS = 1_500_000
 
@@ -412,3 +417,30 @@ def test_ctrl_c_while_postgres_works_on_a_read_stops_the_command(
     assert "interrupted; nothing in progress was kept" in stderr and "Traceback" not in stderr
     # Columns are read before the store is opened: a stop there leaves no store at all.
     assert not project.store.exists() or "succeeded" not in run_statuses(project)
+
+
+@pytest.mark.backends("postgres")
+def test_ctrl_c_while_postgres_sends_rows_slowly_stops_the_read(project: Project) -> None:
+    # 12,000 rows, one every 5 ms: a minute before the driver hands over its first batch.
+    # Ctrl-C waited for it; the read is now cancelled at once.
+    project.database_sql(
+        "CREATE TABLE plans AS SELECT 'c' || (i % 50) AS company_id, "
+        "timestamptz '2024-01-01' + i * interval '1 hour' AS start_ts, 't' || (i % 3) AS tier "
+        "FROM generate_series(1, 12000) AS i",
+        "CREATE VIEW drip AS SELECT h.company_id, h.start_ts, h.tier, "
+        "pg_sleep(0.005 + 0 * length(h.tier))::text AS z FROM plans AS h",
+    )
+    configure_companies(project, "drip", "start_ts")
+    job = sync_started(project)
+    waiting_in_postgres(project, "PgSleep")
+    time.sleep(3)  # the rows flow, into a batch not yet full
+    job.send_signal(signal.SIGINT)
+    try:
+        _, stderr = job.communicate(timeout=30)
+    except subprocess.TimeoutExpired:
+        job.kill()
+        raise
+
+    assert job.returncode == 130, stderr
+    assert "interrupted; nothing in progress was kept" in stderr and "Traceback" not in stderr
+    assert "succeeded" not in run_statuses(project)

@@ -344,6 +344,10 @@ class DatabaseSource:
     def redact(self, text: str) -> str:
         return redact(text, self.uri)
 
+    def cancel(self) -> None:
+        for cursor in self.cursors:
+            cancel_quietly(cursor)
+
     def close(self) -> None:
         try:
             for cursor in self.cursors:

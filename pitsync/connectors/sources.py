@@ -132,6 +132,11 @@ class Source(Protocol):
         """The table's name as the source spells it (names compare without case)."""
         ...
 
+    def cancel(self) -> None:
+        """Stop the reads under way, from any thread (Ctrl-C): a database may be working
+        on them where no signal reaches."""
+        ...
+
     def close(self) -> None:
         """Release the connection."""
         ...
@@ -567,6 +572,9 @@ class FileSource:
                 f"check `path` in [sources.{self.name}], or sync once the files are written",
                 source=self.name,
             )
+
+    def cancel(self) -> None:
+        """Nothing to do: DuckDB reads the files, and stops at Ctrl-C itself."""
 
     def close(self) -> None:
         self.engine.close()

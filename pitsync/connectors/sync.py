@@ -17,9 +17,10 @@ from __future__ import annotations
 import logging
 import re
 import shlex
+import signal
 import threading
 from collections.abc import Callable
-from contextlib import ExitStack
+from contextlib import AbstractContextManager, ExitStack, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import NoReturn
@@ -51,6 +52,7 @@ from pitsync.errors import (
 from pitsync.interrupts import (
     held_while_committing,
     is_interrupt,
+    on_ctrl_c,
     raise_held_interrupt,
 )
 from pitsync.modeling.events import EventsModel, plan_events
@@ -192,10 +194,20 @@ def run_model(config: Config, plan: Plan, source: Source, options: SyncOptions) 
         def read() -> pa.RecordBatchReader:
             return source.read(table.source_table, model.source_columns, as_text, bound)
 
-        return run_once(con, model, read, options, watermark)
+        with reads_stopped_by_ctrl_c(source):
+            return run_once(con, model, read, options, watermark)
     finally:
         with held_while_committing():  # closing writes the committed run into the file
             con.close()
+
+
+def reads_stopped_by_ctrl_c(source: Source) -> AbstractContextManager[None]:
+    """Ctrl-C stops the source's read at once where Ctrl-C stops the command: a database
+    sending rows slowly would hold it until its next batch. The scheduled job's own
+    handler lets a run finish, its read included."""
+    if signal.getsignal(signal.SIGINT) is not signal.default_int_handler:
+        return nullcontext()
+    return on_ctrl_c(source.cancel)
 
 
 def checked_against_store(
