@@ -115,21 +115,13 @@ def apply_run(
         # the re-modelled entities' conflicts are this run's to count and log.
         write_superseded(con, stored, run_id, warn=False)
     write_view(con, stored)
-    # Every entity is re-modelled when every tie is decided again, and its conflicts
-    # are counted and logged as this run's.
-    entity = quote_identifier(model.table.id_column)
-    remodelled = (
-        f"SELECT count(DISTINCT {entity}) FROM {stored.stored}"
-        if columns.reordered
-        else f"SELECT count(*) FROM {AFFECTED}"
-    )
     counts = ModelCounts(
         rows_read,
         changes.inserted,
         quarantined,
         conflicts,
         changes.updated,
-        entities_changed=count(con, remodelled),
+        entities_changed=count(con, f"SELECT count(*) FROM {AFFECTED}"),
         deleted=changes.deleted,
     )
     return counts, stored
@@ -308,7 +300,8 @@ def remodel(
     if everything:
         record_rewritten_keys(con, model, stored, f"SELECT * FROM {model.stored}")
         con.execute(f"CREATE OR REPLACE TABLE {model.stored} AS FROM {REMODELLED}")
-        return write_superseded(con, stored, run_id)
+        # Every loser is written anew; the changed entities' conflicts are the run's.
+        return write_superseded(con, stored, run_id, counted=AFFECTED)
     touched = f"SELECT * FROM {TOUCHED} AS s SEMI JOIN {AFFECTED} AS a ON s.{entity} = a.{entity}"
     record_rewritten_keys(con, model, stored, touched)
     rewrite_differing_keys(con, model)

@@ -331,13 +331,15 @@ def write_superseded(
     rows: str | None = None,
     *,
     warn: bool = True,
+    counted: str | None = None,
 ) -> int:
     """Keep rows that lost a conflict as hidden events; log a few; return conflicting keys.
 
     A row that lost only to an identical row is a duplicate, merged silently. With `only`
     (a table of entity ids), just those entities' losers are rewritten, found in `rows`
     (their rows as now stored). Without `warn`, the losers are only written anew: the
-    run that found them said so.
+    run that found them said so. With `counted` (a table of entity ids), only those
+    entities' conflicts are logged and counted.
     """
     name = model.table.name
     entity = quote_identifier(model.table.id_column)
@@ -358,6 +360,8 @@ def write_superseded(
         f"{json_object_sql(model.properties)} FROM {LOSERS}",
         [run_id, name],
     )
+    if counted is not None:
+        con.execute(f"DELETE FROM {LOSERS} WHERE {entity} NOT IN (SELECT {entity} FROM {counted})")
     if warn:
         warn_conflicts(con, model)
     return count(con, f"SELECT count(DISTINCT ({entity}, {START_TIME})) FROM {LOSERS}")
