@@ -181,6 +181,18 @@ class Project:
         return result
 
 
+def stopped_by(job: subprocess.Popen[str], signum: int, timeout: float = 30) -> str:
+    """Send the signal; the job's standard error once it ended, killed if it went on
+    past `timeout` seconds (the test then fails, leaving no process behind)."""
+    job.send_signal(signum)
+    try:
+        _, stderr = job.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        job.kill()
+        raise
+    return stderr
+
+
 def unreadable(path: Path) -> list[str]:
     """Make the file unreadable; returns the prefix a command needs to be refused it too.
 

@@ -34,6 +34,7 @@ from tests.conftest import (
     company_history,
     configure_companies,
     configure_company_history,
+    stopped_by,
 )
 
 ROWS = 1_500_000
@@ -409,8 +410,7 @@ def test_ctrl_c_while_postgres_works_on_a_read_stops_the_command(
             cursor.execute(f'LOCK TABLE "{project.postgres.name}".company_plan_history')
         job = sync_started(project)
         waiting_in_postgres(project, wait)
-        job.send_signal(signal.SIGINT)
-        _, stderr = job.communicate(timeout=30)
+        stderr = stopped_by(job, signal.SIGINT)
         locker.rollback()
 
     assert job.returncode == 130, stderr
@@ -434,12 +434,7 @@ def test_ctrl_c_while_postgres_sends_rows_slowly_stops_the_read(project: Project
     job = sync_started(project)
     waiting_in_postgres(project, "PgSleep")
     time.sleep(3)  # the rows flow, into a batch not yet full
-    job.send_signal(signal.SIGINT)
-    try:
-        _, stderr = job.communicate(timeout=30)
-    except subprocess.TimeoutExpired:
-        job.kill()
-        raise
+    stderr = stopped_by(job, signal.SIGINT)
 
     assert job.returncode == 130, stderr
     assert "interrupted; nothing in progress was kept" in stderr and "Traceback" not in stderr

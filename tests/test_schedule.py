@@ -25,7 +25,7 @@ from pitsync.connectors.schedule import Scheduler, last_successful_runs
 from pitsync.connectors.sync import RunOutcome
 from pitsync.errors import SourceError
 from pitsync.store import StoreInUse
-from tests.conftest import FULL_DISK, Project, company_history, login_events
+from tests.conftest import FULL_DISK, Project, company_history, login_events, stopped_by
 
 UTC = dt.UTC
 
@@ -533,12 +533,7 @@ def test_ctrl_c_while_postgres_works_on_a_run_lets_it_finish_then_stops(project:
     while project.postgres.execute(sleeping) == [(0,)]:
         assert time.monotonic() < deadline and job.poll() is None, "the run never read"
         time.sleep(0.05)
-    job.send_signal(signal.SIGINT)
-    try:
-        _, stderr = job.communicate(timeout=30)
-    except subprocess.TimeoutExpired:
-        job.kill()
-        raise
+    stderr = stopped_by(job, signal.SIGINT)
 
     assert job.returncode == 0, stderr
     assert "SIGINT received" in stderr and "stopped" in stderr
