@@ -694,8 +694,9 @@ def print_timeline(
     title = printable(f"{entity.describe()} in {name}")
     table = Table("from", "until", "properties", title=title)
     text = formatted(intervals, nested_as_json=False)
-    shown = text.select(json_object_text_sql(text.columns)).limit(TABLE_ROW_LIMIT)
-    for (row,) in shown.fetchall():
+    counted = f"{json_object_text_sql(text.columns)}, count(*) OVER ()"
+    shown = text.select(counted).limit(TABLE_ROW_LIMIT).fetchall()
+    for row, _ in shown:
         interval = json.loads(row)
         properties = {k: v for k, v in interval.items() if k not in (START_TIME, END_TIME)}
         defined = ", ".join(f"{k}={v}" for k, v in properties.items() if v is not None)
@@ -704,7 +705,7 @@ def print_timeline(
             str(interval[END_TIME] or "(open)"),
             printable(defined) or "(nothing defined)",
         )
-    [(total,)] = intervals.count("*").fetchall()
+    total = shown[0][1] if shown else 0
     if not total:
         table.add_row("-", "-", "(no rows)")
     console.print(table)

@@ -22,6 +22,7 @@ import pytest
 from pitsync.config import TableConfig
 from pitsync.connectors.sync import as_run_error
 from pitsync.queries.output import cell
+from pitsync.store import SCHEMA_DDL, layout_columns
 from tests.conftest import Project, company_history, configure_company_history, login_events
 
 # c1 is free (1 seat) from 1 Jan, then pro with seats undefined from 1 Feb; c2 is team
@@ -1124,3 +1125,16 @@ def test_a_result_column_name_past_ten_thousand_characters_is_cut_too(synced: Pr
     out = synced.cli("query", pivot).stdout
 
     assert out.count("k") == 10_000
+
+
+def test_the_store_layout_read_from_its_text_is_the_one_duckdb_makes() -> None:
+    # Refusing a store of an earlier layout compares its columns with this reading.
+    con = duckdb.connect()
+    con.execute(SCHEMA_DDL)
+    made = con.execute(
+        "SELECT schema_name || '.' || table_name, column_name FROM duckdb_columns() "
+        "WHERE schema_name = '_pitsync'"
+    ).fetchall()
+    con.close()
+
+    assert sorted(layout_columns()) == sorted(made)

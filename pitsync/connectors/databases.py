@@ -28,6 +28,7 @@ numeric are read as the text PostgreSQL prints for them.
 
 from __future__ import annotations
 
+import functools
 import importlib
 import logging
 import re
@@ -217,8 +218,9 @@ class DatabaseSource:
         table = self.spelled(table)
         target = self.schema(table, text_columns)
         target = pa.schema([target.field(name) for name in columns])
-        lower_bound = self.reachable(lower_bound)
-        bound = lower_bound.column if lower_bound else None
+        # Bound as Arrow: a date past the year 9999, or BC, has no Python value.
+        bound_value = lower_bound.arrow_value(self.driver.earliest_time) if lower_bound else None
+        bound = lower_bound.column if lower_bound and bound_value is not None else None
         checked_times: list[str] = []
         if self.config.type == "sqlite":
             sql = sqlite_typed_select(table, target, lower_bound_column=bound)
@@ -245,10 +247,7 @@ class DatabaseSource:
             if arrays or decimals or doubles or times:
                 target = target.append(pa.field(UNREADABLE, pa.string()))
             checked_times = [name for name in times if name not in time_arrays]
-        parameters = None
-        if lower_bound is not None:
-            # Bound as Arrow: a date past the year 9999, or BC, has no Python value.
-            parameters = pa.record_batch([lower_bound.arrow_value()], ["bound"])
+        parameters = None if bound_value is None else pa.record_batch([bound_value], ["bound"])
         log.debug("source %s: %s", self.name, sql)
         cursor = self.connection.cursor()
         self.cursors.append(cursor)
@@ -259,14 +258,6 @@ class DatabaseSource:
             raise self.read_failure(table, error) from None
         converted = self.converted(batches, target, table, checked_times)
         return pa.RecordBatchReader.from_batches(target, converted)
-
-    def reachable(self, bound: LowerBound | None) -> LowerBound | None:
-        """The bound, or None where it lies before every time the database holds: then
-        every row is past it, and the database would refuse to take it."""
-        earliest = self.driver.earliest_time
-        if bound is None or earliest is None or not bound.earlier_than(earliest):
-            return bound
-        return None
 
     def converted(
         self, batches: pa.RecordBatchReader, target: pa.Schema, table: str, times: list[str]
@@ -302,7 +293,7 @@ class DatabaseSource:
     def missing_table_message(self, table: str) -> str:
         where = f"schema `{self.config.schema}`" if self.config.schema else "the database"
         try:
-            search_path = self.search_path()
+            search_path = self.search_path
         except Exception:  # the driver's own error classes; the message goes on without it
             search_path = None
         if search_path is not None:
@@ -322,7 +313,7 @@ class DatabaseSource:
             objects = self.connection.adbc_get_objects(
                 depth="tables", db_schema_filter=self.config.schema
             ).read_all()
-            reachable = self.search_path()
+            reachable = self.search_path
         except Exception:
             return []
         names: list[str] = []
@@ -333,6 +324,7 @@ class DatabaseSource:
                 names.extend(entry["table_name"] for entry in schema.get("db_schema_tables") or [])
         return sorted(set(names))
 
+    @functools.cached_property
     def search_path(self) -> list[str] | None:
         """The schemas a bare table name is looked up in; None: any schema listed."""
         if self.config.type != "postgres" or self.config.schema:

@@ -77,20 +77,19 @@ class LowerBound:
     text: str
     type_name: str
 
-    def arrow_value(self) -> pa.Array:
-        """The value as one Arrow value of its type, which a database driver binds."""
+    def arrow_value(self, earliest: str | None = None) -> pa.Array | None:
+        """The value as one Arrow value of its type, which a database driver binds; None
+        for a date or time before `earliest` (DuckDB's text of a database's first time):
+        every row is past it, and the database would refuse to take it."""
+        value = f"CAST(? AS {self.type_name})"
+        is_time = self.type_name.upper().startswith(("DATE", "TIMESTAMP"))
         with utc_engine() as engine:
-            bound = engine.sql(f"SELECT CAST(? AS {self.type_name})", params=[self.text])
+            if earliest is not None and is_time:
+                found = engine.execute(f"SELECT {value} < {value}", [self.text, earliest])
+                if found.fetchall() == [(True,)]:
+                    return None
+            bound = engine.sql(f"SELECT {value}", params=[self.text])
             return bound.to_arrow_table().column(0).combine_chunks()
-
-    def earlier_than(self, moment: str) -> bool:
-        """Whether the bound is a date or time before `moment`, DuckDB's text of one."""
-        if not self.type_name.upper().startswith(("DATE", "TIMESTAMP")):
-            return False
-        with utc_engine() as engine:
-            value = f"CAST(? AS {self.type_name})"
-            found = engine.execute(f"SELECT {value} < {value}", [self.text, moment]).fetchone()
-            return bool(found and found[0])
 
 
 @contextmanager
