@@ -8,6 +8,7 @@ change, and the config reads the copy, so one test states one answer for every s
 from __future__ import annotations
 
 import datetime as dt
+import gc
 import os
 import resource
 import secrets
@@ -191,6 +192,30 @@ def stopped_by(job: subprocess.Popen[str], signum: int, timeout: float = 30) -> 
         job.kill()
         raise
     return stderr
+
+
+def arrow_held_per_batch(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """The bytes Arrow holds after each batch of a profile import is applied, filled in as
+    the import runs."""
+    from pitsync.connectors import profile_updates
+
+    held: list[int] = []
+    apply_batch = profile_updates.apply_batch
+
+    def measured(*args: Any) -> None:
+        apply_batch(*args)
+        gc.collect()
+        held.append(pa.total_allocated_bytes())
+
+    monkeypatch.setattr(profile_updates, "apply_batch", measured)
+    return held
+
+
+def growth_per_batch(held: list[int]) -> float:
+    """How much more Arrow holds after each batch, from a quarter of the batches to three
+    quarters: away from the start and the end, where the read-ahead fills and drains."""
+    first, last = len(held) // 4, 3 * len(held) // 4
+    return (held[last] - held[first]) / (last - first)
 
 
 def unreadable(path: Path) -> list[str]:

@@ -23,7 +23,7 @@ from pitsync.connectors import profile_updates, update_files
 from pitsync.connectors.profile_updates import UpdateReport, apply_file
 from pitsync.errors import SourceError
 from pitsync.queries.execute import QuerySession
-from tests.conftest import unreadable
+from tests.conftest import arrow_held_per_batch, growth_per_batch, unreadable
 
 CASES = Path(__file__).parent / "fixtures" / "point_in_time_cases.json"
 
@@ -620,6 +620,44 @@ def test_many_properties_beside_one_long_value(profiles: Profiles) -> None:
     state = profiles.user("u1")
     assert state is not None and len(state) == 501
     assert state["long"] == "y" * 255 and state["p499"] == 499
+
+
+def test_blocks_gather_into_batches_and_every_line_keeps_its_number(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Blocks of 100 bytes, batches of at least 1000; one line is longer than a block.
+    monkeypatch.setattr(update_files, "READ_BYTES", 100)
+    monkeypatch.setattr(update_files, "BATCH_BYTES", 1000)
+    lines = [json.dumps({"$distinct_id": f"u{i}", "$set": {"n": i}}) for i in range(1, 301)]
+    lines[9] = ""
+    lines[200] = json.dumps({"$distinct_id": "long", "$set": {"a": "x" * 300}})
+    path = tmp_path / "updates.jsonl"
+    path.write_text("\n".join(lines) + "\n")
+
+    batches = list(update_files.line_batches(path))
+
+    assert len(batches) > 5
+    assert all(batch.nbytes >= 1000 for batch in batches[:-1])
+    numbers = [n for batch in batches for n in batch.column("line").to_pylist()]
+    texts = [t.decode() for batch in batches for t in batch.column("text").to_pylist()]
+    assert (numbers, texts) == (list(range(1, 301)), lines)
+
+
+def test_memory_held_between_batches_does_not_grow_with_the_file(
+    profiles: Profiles, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # 2000 records of about 1 kB in batches of 20 kB: some 100 batches, 2 MB in all. What
+    # is held is the batch at hand, the one being gathered, and 32 blocks read ahead; a
+    # batch kept to the end would add 20 kB each time.
+    monkeypatch.setattr(update_files, "BATCH_BYTES", 20_000)
+    monkeypatch.setattr(update_files, "READ_BYTES", 2_000)
+    held = arrow_held_per_batch(monkeypatch)
+
+    report = profiles.apply(*(user("$set", {"a": "x" * 1000}, f"u{i}") for i in range(2000)))
+
+    assert report.outcome.applied == 2000 and len(held) > 75
+    assert max(held) < 500_000
+    assert growth_per_batch(held) < 2_000
 
 
 @pytest.mark.parametrize("batch_bytes", [None, 60])

@@ -50,7 +50,7 @@ from pitsync.connectors.profile_updates import (
     check_strict,
     run_updates,
 )
-from pitsync.connectors.update_files import numbered, refuse_unless_file
+from pitsync.connectors.update_files import numbered, refuse_unless_file, register_block
 from pitsync.errors import ConfigError, SourceError, UsageError, first_line
 from pitsync.modeling.profile_operators import (
     OPERATIONS,
@@ -86,6 +86,7 @@ BLOCK_BYTES = 8 << 20
 CELLS = "__pitsync_csv_cells"  # a block as pyarrow read it
 SHORT = "__pitsync_csv_short"  # the block's short rows, padded
 LONG = "__pitsync_csv_long"  # the block's rows with too many cells
+RAGGED = "__pitsync_csv_ragged"  # the short rows and the long ones, with their lines
 
 
 @dataclass(frozen=True)
@@ -464,12 +465,13 @@ def register_rows(
     """LINES: the block's rows and its skipped ones, each with its line, cells and text."""
     short = [row for row in ragged if row.cells < plan.width]
     long = [row for row in ragged if row.cells > plan.width]
-    con.register(CELLS, block.append_column("position", numbered(block, 1)))
-    con.register(SHORT, padded_rows(plan, short))
-    con.register(LONG, long_rows(long))
+    register_block(con, CELLS, block.append_column("position", numbered(block, 1)))
+    register_block(con, SHORT, padded_rows(plan, short))
+    register_block(con, LONG, long_rows(long))
     total = block.num_rows + len(ragged)
     # On a failure (Ctrl-C too) the import rolls back and closes the connection, and its
     # registrations go with it: an aborted transaction refuses even to unregister.
+    con.execute(f"CREATE OR REPLACE TEMP TABLE {RAGGED} AS {ragged_sql(plan)}")
     con.execute(f"CREATE OR REPLACE TEMP TABLE {LINES} AS {lines_sql(plan, first, total)}")
     for name in (CELLS, SHORT, LONG):
         con.unregister(name)
@@ -500,6 +502,15 @@ def long_rows(long: list[Ragged]) -> pa.Table:
     )
 
 
+def ragged_sql(plan: CsvPlan) -> str:
+    """The short rows, padded, and the long ones, whose cells are not read (NULL)."""
+    cells = ", ".join(cell_names(plan.width))
+    return (
+        f"SELECT line, raw, NULL::BIGINT AS cells, {cells} FROM {SHORT} "
+        f"UNION ALL BY NAME SELECT line, raw, cells FROM {LONG}"
+    )
+
+
 def lines_sql(plan: CsvPlan, first: int, total: int) -> str:
     """Every row of the block with its line: the block's rows take, in order, the lines
     from `first` on that no skipped row holds.
@@ -509,12 +520,11 @@ def lines_sql(plan: CsvPlan, first: int, total: int) -> str:
         WITH numbers AS (
             SELECT row_number() OVER (ORDER BY line) AS position, line
             FROM range({first}, {first + total}) t(line)
-            ANTI JOIN (SELECT line FROM {SHORT} UNION ALL SELECT line FROM {LONG}) USING (line)
+            ANTI JOIN {RAGGED} USING (line)
         ), numbered_rows AS (
             SELECT n.line, NULL::VARCHAR AS raw, NULL::BIGINT AS cells, {cells}
             FROM {CELLS} JOIN numbers n USING (position)
-            UNION ALL BY NAME SELECT line, raw, {cells} FROM {SHORT}
-            UNION ALL BY NAME SELECT line, raw, cells FROM {LONG}
+            UNION ALL BY NAME FROM {RAGGED}
         )
         SELECT line, cells, {cells}, {text_sql(plan)} AS text FROM numbered_rows
     """

@@ -20,7 +20,13 @@ import pyarrow as pa
 from pitsync.config import PROFILES_TABLE, Config
 from pitsync.connectors.runs import RunRecord, next_run_id, utc_now, write_run
 from pitsync.connectors.sync import record_failure
-from pitsync.connectors.update_files import array_records, is_json_array, line_batches, update_file
+from pitsync.connectors.update_files import (
+    array_records,
+    is_json_array,
+    line_batches,
+    register_block,
+    update_file,
+)
 from pitsync.errors import QueryError, StrictModeError
 from pitsync.interrupts import held_while_committing, is_interrupt
 from pitsync.modeling.hidden_events import refresh_views
@@ -100,7 +106,7 @@ def record_batches(path: Path) -> Iterator[Stager]:
 
 
 def register_lines(con: duckdb.DuckDBPyConnection, *, batch: pa.RecordBatch) -> None:
-    con.register("__pitsync_line_batch", batch)
+    register_block(con, "__pitsync_line_batch", batch)
     con.execute(
         f"CREATE OR REPLACE TEMP TABLE {LINES} AS "
         "SELECT line, try(decode(text)) AS text FROM __pitsync_line_batch"

@@ -26,7 +26,10 @@ from pitsync.modeling.profile_records import LINES
 from pitsync.paths import FILE, FOLDER, MISSING, path_kind, reason
 from pitsync.quoting import quote_string
 
-BATCH_BYTES = 32 << 20  # a block of this many bytes of lines is one batch
+BATCH_BYTES = 32 << 20  # blocks of lines are gathered into batches of this many bytes
+# Arrow reads up to 32 blocks ahead of the one handed over, in a thread of its own: small
+# blocks keep that to 32 MB. A longer line makes the blocks larger (see `line_batches`).
+READ_BYTES = 1 << 20
 UNIT_SEPARATOR = "\x1f"  # never raw inside JSON, so every line is one field
 
 # Lines are bytes until DuckDB decodes them, so a line that is not UTF-8 is one bad record.
@@ -84,16 +87,17 @@ def line_batches(path: Path) -> Iterator[pa.RecordBatch]:
     """Numbered lines, a block at a time; blank lines keep their numbers and are skipped later.
 
     Arrow cannot read a line longer than a block. On one, the file is read again in blocks
-    four times as large, going on after the last line already given.
+    four times as large, going on after the last line already given; the larger blocks
+    hold for the rest of the file, and so does the read-ahead they make.
     """
     if is_empty(path):
         return  # no lines; Arrow refuses to open an empty file
-    block_size = BATCH_BYTES
+    block_size = min(READ_BYTES, BATCH_BYTES)
     given = 0  # the last line given so far
     while True:
         skipped: dict[int, str] = {}
         try:
-            for batch in numbered_blocks(path, block_size, skipped):
+            for batch in gathered(numbered_blocks(path, block_size, skipped)):
                 rest = batch.filter(pc.greater(batch.column("line"), given))
                 if rest.num_rows:
                     yield rest
@@ -108,6 +112,31 @@ def line_batches(path: Path) -> Iterator[pa.RecordBatch]:
         yield pa.record_batch(
             [pa.array(lines, pa.int64()), pa.array(texts, pa.binary())], schema=LINE_SCHEMA
         )
+
+
+def gathered(blocks: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
+    """The blocks, put together into batches of at least BATCH_BYTES (but the last)."""
+    pending: list[pa.RecordBatch] = []
+    for block in blocks:
+        pending.append(block)
+        if sum(batch.nbytes for batch in pending) >= BATCH_BYTES:
+            yield pa.concat_batches(pending)
+            pending = []
+    if pending:
+        yield pa.concat_batches(pending)
+
+
+def register_block(
+    con: duckdb.DuckDBPyConnection, name: str, block: pa.RecordBatch | pa.Table
+) -> None:
+    """Make `block` readable under `name`, for one scan.
+
+    DuckDB keeps what is registered alive until the transaction ends, unregistered or not:
+    in an import, every block of the file. A reader it has read to the end holds nothing,
+    so memory stays bounded by a block.
+    """
+    batches = block.to_batches() if isinstance(block, pa.Table) else [block]
+    con.register(name, pa.RecordBatchReader.from_batches(block.schema, iter(batches)))
 
 
 def unsplittable(path: Path, error: pa.ArrowInvalid) -> SourceError:
