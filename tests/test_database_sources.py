@@ -28,6 +28,7 @@ from pitsync.connectors.databases import (
     DRIVERS,
     redact,
     with_connect_timeout,
+    with_text_checked,
     with_times_unwrapped,
 )
 from pitsync.errors import ConfigError, SourceError
@@ -438,6 +439,66 @@ def test_a_sqlite_value_of_another_storage_class_quarantines_its_row(project: Pr
         ("text value 'cheap' in real column price",),
         ("text value 'yes' in boolean column paid",),
     ]
+
+
+@pytest.mark.backends("sqlite")
+def test_sqlite_text_that_is_not_utf8_quarantines_its_row_naming_the_column(
+    project: Project,
+) -> None:
+    # SQLite keeps any bytes as text. Handed to DuckDB as they are, they invalidated the
+    # store's engine, and no run of any table could even be recorded.
+    project.database_sql(
+        "CREATE TABLE account_history (account_id TEXT, start_timestamp TEXT, note TEXT)",
+        "INSERT INTO account_history VALUES ('a1', '2024-03-01 00:00:00', 'fine'), "
+        "('a2', CAST(x'323032342d30332d3031ff' AS TEXT), 'x'), "
+        "('a3', '2024-03-01 00:00:00', CAST(x'61ff62' AS TEXT)), "
+        "(CAST(x'61ff62' AS TEXT), '2024-03-01 00:00:00', 'y')",
+    )
+    configure_accounts(project)
+
+    record = project.sync("account_history")
+
+    assert (record.inserted, record.quarantined) == (1, 3)
+    assert project.query("SELECT account_id, note FROM account_history") == [("a1", "fine")]
+    assert project.query("SELECT reason, row_data FROM quarantine ORDER BY reason") == [
+        (
+            "text that is not UTF-8 in column account_id",
+            '{"account_id":null,"start_timestamp":"2024-03-01 00:00:00","note":"y"}',
+        ),
+        (
+            "text that is not UTF-8 in column note",
+            '{"account_id":"a3","start_timestamp":"2024-03-01 00:00:00","note":null}',
+        ),
+        (
+            "text that is not UTF-8 in column start_timestamp",
+            '{"account_id":"a2","start_timestamp":null,"note":"x"}',
+        ),
+    ]
+
+
+def test_text_that_is_not_utf8_is_made_null_and_an_earlier_reason_stands() -> None:
+    # As a driver hands text over: the bytes, whatever they are.
+    v = pa.array([b"ok", b"a\xffb", b"\xc3\xa9", None, b"\xe2\x82"], pa.binary())
+    w = pa.array([b"x", b"y", b"\xff", b"z", b"w"], pa.binary())
+    batch = pa.RecordBatch.from_arrays([v.view(pa.string()), w.view(pa.string())], names=["v", "w"])
+
+    checked = with_text_checked(batch)
+
+    assert checked.column("v").to_pylist() == ["ok", None, "é", None, None]
+    assert checked.column("w").to_pylist() == ["x", "y", None, "z", "w"]
+    assert checked.column(UNREADABLE).to_pylist() == [
+        None,
+        "text that is not UTF-8 in column v",
+        "text that is not UTF-8 in column w",
+        None,
+        "text that is not UTF-8 in column v",
+    ]
+    given = batch.append_column(UNREADABLE, pa.array(["NaN in numeric column p", *[None] * 4]))
+    assert with_text_checked(given).column(UNREADABLE).to_pylist()[:2] == [
+        "NaN in numeric column p",
+        "text that is not UTF-8 in column v",
+    ]
+    assert with_text_checked(given.slice(0, 1)).column("v").to_pylist() == ["ok"]
 
 
 @pytest.mark.backends("sqlite")

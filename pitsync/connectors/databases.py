@@ -24,6 +24,10 @@ over (an infinity inside an array, a year past 294,246) is quarantined; a single
 `infinity` or `-infinity` becomes DuckDB's. A `char(n)` is read without the padding
 PostgreSQL itself ignores, as its cast to text gives it. Ids and group keys of type
 numeric are read as the text PostgreSQL prints for them.
+
+Text that is not UTF-8 (SQLite stores whatever bytes it is given, and so does a
+PostgreSQL database whose encoding is SQL_ASCII) is no text DuckDB can hold: the value
+is made NULL and its row quarantined, naming the column.
 """
 
 from __future__ import annotations
@@ -38,6 +42,7 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 from urllib.parse import quote, unquote
 
+import duckdb
 import pyarrow as pa
 import pyarrow.compute as pc
 
@@ -244,7 +249,7 @@ class DatabaseSource:
                 doubles=doubles,
                 time_arrays=time_arrays,
             )
-            if arrays or decimals or doubles or times:
+            if arrays or decimals or doubles or times or text_columns_of(target):
                 target = target.append(pa.field(UNREADABLE, pa.string()))
             checked_times = [name for name in times if name not in time_arrays]
         parameters = None if bound_value is None else pa.record_batch([bound_value], ["bound"])
@@ -270,7 +275,7 @@ class DatabaseSource:
                     batch = without_type_sample(batch)
                 if times:
                     batch = with_times_unwrapped(batch, times)
-                yield conform(batch, target)
+                yield conform(with_text_checked(batch), target)
         except Exception as error:
             raise self.read_failure(table, error) from None
 
@@ -738,6 +743,55 @@ def with_times_unwrapped(batch: pa.RecordBatch, times: list[str]) -> pa.RecordBa
     index = batch.schema.get_field_index(UNREADABLE)
     given = batch.column(index).cast(pa.string())
     return batch.set_column(index, UNREADABLE, pc.coalesce(given, found))
+
+
+def text_columns_of(schema: pa.Schema) -> list[str]:
+    return [
+        field.name
+        for field in schema
+        if pa.types.is_string(field.type) and field.name != UNREADABLE
+    ]
+
+
+def with_text_checked(batch: pa.RecordBatch) -> pa.RecordBatch:
+    """The batch with text that is not UTF-8 made NULL, its row given an `UNREADABLE`
+    reason naming the column (the first such column's, unless a reason stands already).
+
+    The driver hands text over as the bytes the database holds. Arrow checks a whole
+    column at once; only a column that fails is looked at row by row, by DuckDB.
+    """
+    found = pa.nulls(len(batch), pa.string())
+    for name in reversed(text_columns_of(batch.schema)):
+        column = batch.column(name)
+        if is_utf8(column):
+            continue
+        decoded = utf8_or_null(column)
+        batch = batch.set_column(batch.schema.get_field_index(name), name, decoded)
+        undecodable = pc.and_(pc.is_null(decoded), pc.is_valid(column))
+        found = pc.if_else(
+            undecodable, pa.scalar(f"text that is not UTF-8 in column {name}"), found
+        )
+    if UNREADABLE not in batch.schema.names:
+        return batch.append_column(UNREADABLE, found)
+    index = batch.schema.get_field_index(UNREADABLE)
+    given = batch.column(index).cast(pa.string())
+    return batch.set_column(index, UNREADABLE, pc.coalesce(given, found))
+
+
+def is_utf8(column: pa.Array) -> bool:
+    try:
+        column.validate(full=True)
+    except pa.ArrowInvalid:
+        return False
+    return True
+
+
+def utf8_or_null(column: pa.Array) -> pa.Array:
+    """Each value of a text column as text, or NULL where its bytes are not UTF-8."""
+    raw = pa.table({"raw": column.view(pa.binary())})
+    with duckdb.connect() as con:
+        decoded = con.from_arrow(raw).select("try(decode(raw)) AS text").to_arrow_table()
+    return decoded.column("text").combine_chunks().cast(pa.string())
 
 
 def conform(batch: pa.RecordBatch, target: pa.Schema) -> pa.RecordBatch:
