@@ -611,6 +611,31 @@ def test_a_property_column_colliding_with_a_stored_name_is_refused(
     assert not project.store.exists()
 
 
+@pytest.mark.parametrize(
+    ("setting", "column"),
+    [("id_column", "end_time"), ("id_column", "Start_Time"), ("tie_breaker", "END_TIME")],
+)
+def test_an_id_or_tie_breaker_column_colliding_with_a_stored_name_is_refused(
+    project: Project, setting: str, column: str
+) -> None:
+    # Both are stored under their own names, beside start_time and end_time: the sync
+    # failed on a type mismatch, and the model printed a view with two end_time columns.
+    project.source_sql(
+        f'CREATE TABLE h ("{column}" VARCHAR, start_timestamp TIMESTAMPTZ, company_id VARCHAR)',
+        "INSERT INTO h VALUES ('x', '2024-01-01 00:00:00+00', 'c1')",
+    )
+    keys = {"id_column": "company_id", setting: column}
+    project.configure("h", kind="user_history", start_time="start_timestamp", **keys)
+    expected = (f"{setting} `{column}`", "reserves", "start_time, end_time")
+
+    with pytest.raises(ConfigError, match=in_order(*expected)):
+        project.sync("h")
+    model = project.cli("model", "--table", "h", "--engine", "duckdb", check=False)
+
+    assert_user_error(model, *expected)
+    assert not project.store.exists()
+
+
 def test_sync_of_an_unknown_table_lists_the_configured_ones(project: Project) -> None:
     company_history(project, [("c1", "free", 1, "2024-01-01 00:00:00+00", None)])
 

@@ -1183,6 +1183,28 @@ def test_a_from_in_another_case_finds_the_table_as_the_database_spells_it(
     assert project.query("SELECT user_id, plan FROM accounts") == [("u1", "pro")]
 
 
+@pytest.mark.backends("postgres")  # SQLite's names are one whatever their case
+def test_a_from_matching_two_spellings_says_which_and_how_to_choose(project: Project) -> None:
+    project.database_sql(
+        "CREATE TABLE plans (user_id text, valid_from text, plan text)",
+        'CREATE TABLE "Plans" (user_id text, valid_from text, plan text)',
+    )
+    project.configure(
+        "accounts",
+        kind="user_history",
+        id_column="user_id",
+        start_time="valid_from",
+        **{"from": "PLANS"},
+    )
+
+    with pytest.raises(
+        SourceError,
+        match="table `PLANS` is ambiguous: .* has `Plans` and "
+        "`plans`, which differ only in case; set `from` to the one to read",
+    ):
+        project.sync("accounts")
+
+
 @pytest.mark.backends("postgres")
 def test_without_a_schema_only_the_search_path_is_searched_and_listed(
     project: Project, postgres_uri: str

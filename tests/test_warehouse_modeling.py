@@ -27,6 +27,7 @@ from hypothesis import strategies as st
 from sqlglot import exp
 
 from pitsync.connectors.engines import execute_on_postgres, local_spark_session, plan_model_sql
+from pitsync.errors import ConfigError
 from pitsync.modeling.portable import for_engine
 from tests.conftest import (
     PostgresSchema,
@@ -354,6 +355,28 @@ def test_snowflake_sql_quotes_every_name_so_none_is_folded_to_upper_case(
     for text in planned.rendered():
         names = list(sqlglot.parse_one(text, read="snowflake").find_all(exp.Identifier))
         assert names and all(name.quoted for name in names), text
+
+
+@pytest.mark.parametrize("engine", ["bigquery", "snowflake", "postgres", "duckdb", "spark"])
+def test_no_bare_column_name_is_also_a_tables_or_a_subquerys(project: Project, engine: str) -> None:
+    # In BigQuery a bare name that is also a table's or a subquery's in scope means that
+    # whole row. A table `plan` with a property `plan`, properties named like the query's
+    # own subqueries, and a cursor `loaded`; events with columns `e` and `h`.
+    project.source_sql(
+        "CREATE TABLE plan (company_id VARCHAR, start_timestamp TIMESTAMPTZ, "
+        "loaded BIGINT, plan VARCHAR, ranked BIGINT, rows BIGINT, e BIGINT, h BIGINT)",
+        "CREATE TABLE events (event VARCHAR, distinct_id VARCHAR, company_id VARCHAR, "
+        "time TIMESTAMPTZ, e BIGINT, h BIGINT)",
+    )
+    configure_companies(project, "plan", "start_timestamp", mode="append", cursor="loaded")
+    project.configure("events", kind="events")
+
+    for text in plan_model_sql(project.config(), "plan", engine, "events").rendered():
+        tree = sqlglot.parse_one(text, read=engine)
+        ranges = {table.alias_or_name.lower() for table in tree.find_all(exp.Table)}
+        ranges |= {query.alias.lower() for query in tree.find_all(exp.Subquery) if query.alias}
+        bare = {column.name.lower() for column in tree.find_all(exp.Column) if not column.table}
+        assert not bare & ranges, text
 
 
 def test_enriched_columns_never_repeat_a_name_in_any_case(project: Project) -> None:
@@ -949,6 +972,24 @@ def test_a_view_name_postgresql_would_cut_is_refused_before_anything_runs(
     assert f"`{name}_intervals` has a name of 64 bytes" in result.stderr
     assert "keeps 63 bytes" in result.stderr and "Traceback" not in result.stderr
     assert postgres_schema.execute(f'SELECT owner FROM "{name}_interval"') == [("mine",)]
+
+
+def test_an_enriched_column_name_postgresql_would_cut_is_refused(project: Project) -> None:
+    # The events share both properties' names, so the view names them after the history
+    # table: 67 bytes each, which PostgreSQL would cut to the same 63.
+    history = "h" * 40
+    first, second = "property_number_one_xxxxxx", "property_number_one_xxxxxy"
+    project.source_sql(
+        f"CREATE TABLE hist (company_id VARCHAR, start_ts TIMESTAMPTZ, {first} INT, {second} INT)",
+        "CREATE TABLE events (event VARCHAR, distinct_id VARCHAR, company_id VARCHAR, "
+        f"time TIMESTAMPTZ, {first} INT, {second} INT)",
+    )
+    configure_companies(project, history, "start_ts", **{"from": "hist"})
+    project.configure("events", kind="events")
+
+    with pytest.raises(ConfigError, match=f"`{history}_{first}`.* 67 bytes.* keeps 63"):
+        plan_model_sql(project.config(), history, "postgres", "events")
+    assert plan_model_sql(project.config(), history, "duckdb", "events").sql.enriched
 
 
 @pytest.mark.parametrize(

@@ -305,6 +305,13 @@ class DatabaseSource:
             schemas = ", ".join(search_path) or "none"
             where = f"the schemas of the search path ({schemas}; set `schema` for another)"
         names = self.table_names()
+        alike = [name for name in names if name.lower() == table.lower()]
+        if len(alike) > 1:
+            spellings = " and ".join(f"`{name}`" for name in alike)
+            return (
+                f"source `{self.name}`: table `{table}` is ambiguous: {where} has {spellings}, "
+                "which differ only in case; set `from` to the one to read, spelled exactly"
+            )
         listed = ", ".join(names) if names else "(none)"
         return (
             f"source `{self.name}`: table `{table}` not found in {where}; tables are: {listed}; "

@@ -169,7 +169,24 @@ def enriched_view(
         zoned_bounds=engine in ZONE_ENGINES,
     )
     name = view_name(config, events, f"{events.name}_enriched", engine)
+    check_names_kept_whole(query, name.name, engine)
     return view(name, query, engine=engine)
+
+
+def check_names_kept_whole(query: exp.Select, view_name: str, engine: str) -> None:
+    """Refuse a column name the engine would cut: a property named after its history
+    table, to tell it from an events column, may pass the limit, and two cut names can
+    come out the same."""
+    limit = NAME_BYTES.get(engine)
+    for column in query.expressions:
+        size = len(column.alias_or_name.encode())
+        if limit is not None and size > limit:
+            raise ConfigError(
+                f"the view `{view_name}` would have a column `{column.alias_or_name}` "
+                f"(a property named after its table, as an events column has its name) of "
+                f"{size} bytes, and {engine} keeps {limit} bytes of a name; give the history "
+                "table a shorter name in pitsync.toml, or rename the events column in a view"
+            )
 
 
 def check_views_leave_sources(history: TableConfig, events: TableConfig | None) -> None:

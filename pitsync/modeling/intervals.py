@@ -32,6 +32,7 @@ from pitsync.modeling.staging import (
     DerivedColumn,
     Rejection,
     check_column_names,
+    check_key_names,
     count,
     json_object_sql,
     quarantine_rows,
@@ -197,6 +198,8 @@ def plan_history(table: TableConfig, schema: pa.Schema) -> HistoryModel:
 
     keys = {column for column in settings.values() if column is not None}
     properties = [name for name in names if name not in keys]
+    stored_keys = {"id_column": table.id_column, "tie_breaker": table.tie_breaker}
+    check_key_names(table, stored_keys, RESERVED_COLUMNS)
     check_column_names(table, properties, (*RESERVED_COLUMNS, table.id_column))
     refuse_last_seen_column(table, properties)  # history tables feed the profiles too
     refuse_row_id_column(table, [table.id_column, table.tie_breaker or "", *properties])

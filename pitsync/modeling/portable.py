@@ -38,6 +38,10 @@ ZONE_ENGINES = {"duckdb", "postgres"}
 FIRST_MOMENT, LAST_MOMENT = "0001-01-01 00:00:00", "9999-12-31 23:59:59.999999"
 # An append-mode table's greatest cursor value at each key, beside the source's columns.
 LATEST_LOAD = "__pitsync_latest_load"
+# The source's rows, its rows of each key's latest load, and its ranked rows, as the
+# intervals query names them: names no source column can have (they are refused), since
+# in BigQuery a bare name that is also a table's or a subquery's means that whole row.
+ROWS, LOADED, RANKED = "__pitsync_rows", "__pitsync_loaded", "__pitsync_ranked"
 
 # PostgreSQL sorts text by the database's locale, and a DuckDB column may be declared
 # with a collation (NOCASE); the store and the other engines sort by code point. Binary
@@ -123,11 +127,11 @@ def intervals_query(
     ]
     if bounded_start:
         good.append(within_moments(start.copy(), zoned=zoned_bounds))
-    rows: exp.Expression = source
+    rows: exp.Expression = source.as_(exp.to_identifier(ROWS, quoted=True))
     kept: exp.Expr = exp.and_(*good)
     if history.mode == "append" and history.cursor:
         loaded = sortable(identifier_column(history.cursor), text_properties)
-        rows, kept = latest_load(source, kept, loaded, [as_text.copy(), start.copy()])
+        rows, kept = latest_load(rows, kept, loaded, [as_text.copy(), start.copy()])
 
     tie = [identifier_column(history.tie_breaker)] if history.tie_breaker else []
     order = [exp.Ordered(this=start.copy(), desc=False, nulls_first=True)]
@@ -157,13 +161,13 @@ def intervals_query(
             identifier_column(END_TIME),
             *(identifier_column(name) for name in properties),
         )
-        .from_(ranked.subquery(exp.to_identifier("ranked", quoted=True)))
+        .from_(ranked.subquery(exp.to_identifier(RANKED, quoted=True)))
         .where(holds_a_moment)
     )
 
 
 def latest_load(
-    source: exp.Table, good: exp.Expr, loaded: exp.Expression, key: list[exp.Expression]
+    source: exp.Expression, good: exp.Expr, loaded: exp.Expression, key: list[exp.Expression]
 ) -> tuple[exp.Subquery, exp.Expr]:
     """The good rows of `source` that an append sync keeps, and the condition that keeps
     them: of each key's rows, those of its greatest cursor value (`loaded`: the cursor
@@ -180,7 +184,7 @@ def latest_load(
         .where(exp.and_(good, loaded.copy().is_(exp.null()).not_()))
     )
     latest = exp.EQ(this=loaded, expression=identifier_column(LATEST_LOAD))
-    return rows.subquery(exp.to_identifier("loaded", quoted=True)), latest
+    return rows.subquery(exp.to_identifier(LOADED, quoted=True)), latest
 
 
 def within_moments(start: exp.Expression, *, zoned: bool) -> exp.Expression:

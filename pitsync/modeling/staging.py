@@ -62,6 +62,22 @@ def refuse_row_id_column(table: TableConfig, stored: list[str]) -> None:
             )
 
 
+def check_key_names(
+    table: TableConfig, keys: dict[str, str | None], reserved: tuple[str, ...]
+) -> None:
+    """Key columns the store keeps under their own names (an id column, a tie-breaker)
+    must not take one it uses for another column either, in any case."""
+    for key, name in keys.items():
+        if name is not None and name.lower() in (column.lower() for column in reserved):
+            raise ConfigError(
+                f"table `{table.name}`: {key} `{name}` has a name the stored relation "
+                f"reserves ({', '.join(reserved)}, in any case); rename it in a view of the "
+                "source",
+                key=key,
+                table=table.name,
+            )
+
+
 def check_column_names(
     table: TableConfig, properties: list[str], reserved: tuple[str, ...]
 ) -> None:
