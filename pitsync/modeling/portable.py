@@ -127,7 +127,7 @@ def intervals_query(
     ]
     if bounded_start:
         good.append(within_moments(start.copy(), zoned=zoned_bounds))
-    rows: exp.Expression = source.as_(exp.to_identifier(ROWS, quoted=True))
+    rows: exp.Expr = source.as_(exp.to_identifier(ROWS, quoted=True))
     kept: exp.Expr = exp.and_(*good)
     if history.mode == "append" and history.cursor:
         loaded = sortable(identifier_column(history.cursor), text_properties)
@@ -167,7 +167,7 @@ def intervals_query(
 
 
 def latest_load(
-    source: exp.Expression, good: exp.Expr, loaded: exp.Expression, key: list[exp.Expression]
+    source: exp.Expr, good: exp.Expr, loaded: exp.Expression, key: list[exp.Expression]
 ) -> tuple[exp.Subquery, exp.Expr]:
     """The good rows of `source` that an append sync keeps, and the condition that keeps
     them: of each key's rows, those of its greatest cursor value (`loaded`: the cursor
