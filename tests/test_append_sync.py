@@ -1021,17 +1021,30 @@ def test_a_dry_run_before_the_first_sync_creates_no_store(project: Project) -> N
 
 
 @pytest.mark.backends("duckdb")
-def test_a_failing_dry_run_records_nothing(project: Project) -> None:
+def test_a_failing_dry_run_records_nothing_says_why_in_one_line_and_the_others_go_on(
+    project: Project,
+) -> None:
+    # With a watermark stored, a failed dry run left a result open, and DuckDB refused
+    # to let the source go: a traceback hid the reason and stopped the command.
     project.source_sql(HISTORY_DDL)
     insert_rows(project, "plans", [("c1", "free", 1, "2024-01-01 00:00+00", "2024-01-01 10:00+00")])
     configure_plans(project)
+    project.source_sql(
+        "CREATE TABLE seat_history AS SELECT company_id, valid_from, seats FROM plans"
+    )
+    project.configure(
+        "seat_history", kind="user_history", id_column="company_id", start_time="valid_from"
+    )
     project.sync("plans")
     insert_rows(project, "plans", [(None, "free", 1, "2024-02-01 00:00+00", "2024-02-01 10:00+00")])
     before = checksum(project.store)
 
-    result = project.cli("sync", "--table", "plans", "--dry-run", "--strict", check=False)
+    result = project.cli("sync", "--all", "--dry-run", "--strict", check=False)
 
     assert result.returncode == 1
+    assert "table `plans`: 1 bad rows and --strict is set" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert "seat_history (dry run, nothing applied): 1 rows read, 1 inserted" in result.stderr
     assert checksum(project.store) == before
 
 

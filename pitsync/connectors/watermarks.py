@@ -100,10 +100,12 @@ def behind(value: str, text: str, kind: str, seconds: int) -> tuple[str, list[An
 
 def watermark_row(con: duckdb.DuckDBPyConnection, table: TableConfig) -> tuple | None:
     """The store's (value, type name, cursor column) for the table, if it has one."""
-    return con.execute(
+    # Every row fetched: a result left open makes DuckDB refuse to unregister the source.
+    rows = con.execute(
         f"SELECT value, type_name, cursor_column FROM {WATERMARKS} WHERE table_name = ?",
         [table.name],
-    ).fetchone()
+    ).fetchall()
+    return rows[0] if rows else None
 
 
 def stored_watermark(con: duckdb.DuckDBPyConnection, table: TableConfig) -> str | None:
