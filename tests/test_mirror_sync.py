@@ -516,6 +516,8 @@ def test_a_reordered_source_decides_every_tie_again_and_counts_the_new_winners(
     )
     record = project.sync("plans")
     assert changes(record) == (0, 2, 0, 2)
+    # Both re-modelled entities have a conflicting key, so the run counts both.
+    assert record.conflicts == 2
     assert project.query("SELECT DISTINCT plan FROM plans") == [("free",)]
     assert changes(project.sync("plans")) == (0, 0, 0, 0)
 

@@ -108,7 +108,7 @@ def apply_run(
         changes = find_append_changes(con, model)
     conflicts = remodel(con, model, stored, run_id, everything=columns.reordered)
     if columns.reordered:
-        changes = replace(changes, updated=changes.updated + count_decided_again(con, model))
+        changes = replace(changes, updated=changes.updated + count_decided_again(con))
     elif columns.added or columns.renamed or columns.widened:
         # The losers kept as hidden events hold every property, the new ones too, under
         # the names the source spells them with now, as their types write them now. Only
@@ -300,7 +300,11 @@ def remodel(
     if everything:
         record_rewritten_keys(con, model, stored, f"SELECT * FROM {model.stored}")
         con.execute(f"CREATE OR REPLACE TABLE {model.stored} AS FROM {REMODELLED}")
-        # Every loser is written anew; the changed entities' conflicts are the run's.
+        # The entities the run changed are those with a rewritten key: a changed key, or
+        # one with a new winner. Every loser is written anew; theirs are the run's.
+        con.execute(
+            f"CREATE OR REPLACE TEMP TABLE {AFFECTED} AS SELECT DISTINCT {entity} FROM {REWRITTEN}"
+        )
         return write_superseded(con, stored, run_id, counted=AFFECTED)
     touched = f"SELECT * FROM {TOUCHED} AS s SEMI JOIN {AFFECTED} AS a ON s.{entity} = a.{entity}"
     record_rewritten_keys(con, model, stored, touched)
@@ -384,16 +388,10 @@ def rewrite_differing_keys(con: duckdb.DuckDBPyConnection, model: HistoryModel) 
     )
 
 
-def count_decided_again(con: duckdb.DuckDBPyConnection, model: HistoryModel) -> int:
+def count_decided_again(con: duckdb.DuckDBPyConnection) -> int:
     """After the order deciding ties changed: how many keys the run did not change have a
-    new winner (they are updates; a key whose end alone moved is not). The entities it
-    changed become every entity with a rewritten key."""
-    entity = quote_identifier(model.table.id_column)
-    updated = count(con, f"SELECT count(*) FROM {REWRITTEN} WHERE new_winner")
-    con.execute(
-        f"CREATE OR REPLACE TEMP TABLE {AFFECTED} AS SELECT DISTINCT {entity} FROM {REWRITTEN}"
-    )
-    return updated
+    new winner (they are updates; a key whose end alone moved is not)."""
+    return count(con, f"SELECT count(*) FROM {REWRITTEN} WHERE new_winner")
 
 
 def merge_events(
