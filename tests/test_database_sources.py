@@ -212,6 +212,31 @@ def test_postgres_arrays_of_uuids_are_lists_of_text_and_other_arrays_lists(
 
 
 @pytest.mark.backends("postgres")
+def test_postgres_arrays_whose_subscripts_start_anywhere_are_read_as_their_items(
+    project: Project,
+) -> None:
+    # An array's first subscript may be any integer; the driver refused the whole read
+    # on one that is neither 0 nor 1.
+    project.database_sql(
+        "CREATE TABLE account_history (account_id text, start_timestamp timestamptz, "
+        "seats integer[], owners uuid[])",
+        "INSERT INTO account_history VALUES "
+        "('a1', '2024-03-01 00:00:00+00', '[2:3]={7,8}', "
+        "'[5:5]={A0EEBC99-9C0B-4EF8-BB6D-6BB9BD380A11}'), "
+        "('a2', '2024-03-01 00:00:00+00', '[-5:-4]={1,2}', '{}'), "
+        "('a3', '2024-03-01 00:00:00+00', '[0:1]={5,6}', NULL)",
+    )
+    configure_accounts(project)
+
+    assert project.sync("account_history").inserted == 3
+    assert project.query("SELECT account_id, seats, owners FROM account_history ORDER BY 1") == [
+        ("a1", [7, 8], [ACCOUNT_UUID]),
+        ("a2", [1, 2], []),
+        ("a3", [5, 6], None),
+    ]
+
+
+@pytest.mark.backends("postgres")
 def test_a_postgres_row_with_a_multi_dimensional_array_is_quarantined_naming_the_column(
     project: Project,
 ) -> None:

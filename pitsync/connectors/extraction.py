@@ -49,7 +49,9 @@ def select_columns(
     """
     as_text = read_as_text or {}
     selected = [
-        as_json(name) if name in read_as_json else selected_column(name, as_text.get(name))
+        as_json(name)
+        if name in read_as_json
+        else selected_column(name, as_text.get(name), array=name in arrays)
         for name in columns
     ]
     if arrays or decimals or doubles or time_arrays:
@@ -61,17 +63,21 @@ def select_columns(
     return query.sql(dialect=dialect)
 
 
-def selected_column(name: str, source_type: str | None) -> exp.Expr:
+def selected_column(name: str, source_type: str | None, *, array: bool = False) -> exp.Expr:
     """The column, or with a source type to read as text, `CAST("a" AS TEXT) AS "a"`.
 
     PostgreSQL names an array type by its item type with a leading underscore; an array
-    is cast to an array of text.
+    is cast to an array of text. An `array` is selected whole as a slice, `"a"[:]`,
+    whose subscripts start at 1: the driver refuses the whole read on an array whose
+    first subscript is another (`'[2:3]={7,8}'`).
     """
-    column = exp.column(name, quoted=True)
-    if source_type is None:
-        return column
-    text = "TEXT[]" if source_type.startswith("_") else "TEXT"
-    return exp.alias_(exp.cast(column, text), name, quoted=True)
+    column: exp.Expr = exp.column(name, quoted=True)
+    if array:
+        column = exp.Bracket(this=column, expressions=[exp.Slice()])
+    if source_type is not None:
+        text = "TEXT[]" if source_type.startswith("_") else "TEXT"
+        column = exp.cast(column, text)
+    return column if isinstance(column, exp.Column) else exp.alias_(column, name, quoted=True)
 
 
 def as_json(name: str) -> exp.Expr:
