@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import math
 import os
 import sys
 import threading
@@ -336,9 +337,12 @@ def condition(text: str) -> str:
 
 
 def non_negative_seconds(text: str) -> float:
-    seconds = float(text)
+    try:
+        seconds = float(text)
+    except ValueError:
+        seconds = math.nan
     if not seconds >= 0:  # also refuses NaN, which would wait forever
-        raise argparse.ArgumentTypeError(f"--wait takes seconds, 0 or more, not {text}")
+        raise argparse.ArgumentTypeError(f"--wait takes seconds, 0 or more, not {text!r}")
     return seconds
 
 
@@ -714,6 +718,9 @@ def print_timeline(
         console.print(f"{more} more intervals not shown; use --format json for all")
 
 
+SCHEDULE_EXAMPLE = 'schedule = "0 * * * *" (or @hourly, @daily)'
+
+
 def command_schedule(args: argparse.Namespace) -> int:
     """The long-running job: each scheduled table runs when due; SIGTERM stops it."""
     config = load_config(args.config)
@@ -721,11 +728,13 @@ def command_schedule(args: argparse.Namespace) -> int:
     if args.table:
         tables = [config.table(name) for name in dict.fromkeys(args.table)]
     unscheduled = [table.name for table in tables if not table.schedule]
-    if not tables or unscheduled:
+    if unscheduled:
         raise PitsyncError(
-            'no table to schedule: set schedule = "0 * * * *" (or @hourly, @daily) in '
-            f"[tables.{unscheduled[0] if unscheduled else 'NAME'}]"
+            f"table `{unscheduled[0]}` has no schedule: set {SCHEDULE_EXAMPLE} in "
+            f"[tables.{unscheduled[0]}], or leave it out of --table"
         )
+    if not tables:
+        raise PitsyncError(f"no table to schedule: set {SCHEDULE_EXAMPLE} in [tables.NAME]")
     stopping = threading.Event()
     stop_on_signals(stopping)  # first: reading the sources below may take a while
     check_ownership_of(config, tables)  # as `sync --all` does, before any table runs

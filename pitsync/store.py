@@ -361,7 +361,12 @@ def check_is_store(connection: duckdb.DuckDBPyConnection, path: Path) -> None:
         [INTERNAL_SCHEMA],
     ).fetchone()
     if not found or not found[0]:
+        # A first sync killed before its first commit leaves a DuckDB file with nothing
+        # in it: the store it was making, not some other database.
+        empty = holds_nothing(connection)
         connection.close()
+        if empty:
+            raise StoreError(unfinished_store(path))
         raise StoreError(
             f"{path} is not a pitsync store (it has no {CATALOG} table); point [store] path "
             "at the store, or at a file that does not exist yet and run `pitsync sync --all`"
@@ -378,10 +383,24 @@ def check_is_store(connection: duckdb.DuckDBPyConnection, path: Path) -> None:
     # killed leaves a store without them.
     if not has_public_views(connection):
         connection.close()
-        raise StoreError(
-            f"the store {path} holds no finished run yet (the first sync was stopped before "
-            "it ended); run `pitsync sync --all`"
-        )
+        raise StoreError(unfinished_store(path))
+
+
+def unfinished_store(path: Path) -> str:
+    return (
+        f"the store {path} holds no finished run yet (the first sync was stopped before it "
+        "ended); run `pitsync sync --all`"
+    )
+
+
+def holds_nothing(connection: duckdb.DuckDBPyConnection) -> bool:
+    """Whether the database has no table, view or schema of its own."""
+    [(relations,)] = connection.execute(
+        "SELECT (SELECT count(*) FROM duckdb_tables() WHERE NOT temporary) + "
+        "(SELECT count(*) FROM duckdb_views() WHERE NOT internal AND NOT temporary) + "
+        "(SELECT count(*) FROM duckdb_schemas() WHERE NOT internal)"
+    ).fetchall()
+    return not relations
 
 
 def missing_store_columns(connection: duckdb.DuckDBPyConnection) -> list[str]:

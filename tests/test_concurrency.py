@@ -120,26 +120,39 @@ def test_a_query_while_the_store_is_written_waits_and_never_sees_half_a_run(
     assert '"n":1' in after.stdout.replace(" ", "")
 
 
-def test_a_wait_that_is_not_a_number_of_seconds_is_a_usage_error(project: Project) -> None:
-    # NaN compares false with everything: as a deadline it would wait forever.
+@pytest.mark.parametrize("wait", ["nan", "-1", "abc", ""])
+def test_a_wait_that_is_not_a_number_of_seconds_is_a_usage_error(
+    project: Project, wait: str
+) -> None:
+    # NaN compares false with everything: as a deadline it would wait forever. Text that
+    # is no number was refused in argparse's words, naming a function of pitsync's.
     synced(project)
 
-    result = project.cli("runs", "--wait", "nan", check=False)
+    result = project.cli("runs", f"--wait={wait}", check=False)
 
     assert result.returncode == 2
-    assert "--wait takes seconds, 0 or more, not nan" in result.stderr
+    assert f"--wait takes seconds, 0 or more, not {wait!r}" in result.stderr
 
 
-def test_a_store_whose_first_sync_was_stopped_says_so(project: Project) -> None:
-    # A first run killed after the store was made, before it committed: the store holds
-    # pitsync's own tables and no public relation.
+@pytest.mark.parametrize("stopped", ["before its first commit", "after it"])
+@pytest.mark.parametrize("command", [("query", "SELECT * FROM runs"), ("runs",)])
+def test_a_store_whose_first_sync_was_stopped_says_so(
+    project: Project, stopped: str, command: tuple[str, ...]
+) -> None:
+    # A first run killed after the store was made: before it committed anything, the
+    # file holds nothing at all (it was said to be someone else's database); after, it
+    # holds pitsync's own tables and no public relation.
     company_history(project, ROWS)
-    open_for_writing(project.store).close()
+    if stopped == "after it":
+        open_for_writing(project.store).close()
+    else:
+        duckdb.connect(str(project.store)).close()
 
-    result = project.cli("query", "SELECT * FROM runs", check=False)
+    result = project.cli(*command, check=False)
 
     assert result.returncode == 1
     assert "holds no finished run yet" in result.stderr and "Traceback" not in result.stderr
+    assert project.cli("sync", "--all").returncode == 0
 
 
 def test_a_table_named_twice_is_synced_once(project: Project) -> None:

@@ -25,7 +25,14 @@ from pitsync.connectors.schedule import Scheduler, last_successful_runs
 from pitsync.connectors.sync import RunOutcome
 from pitsync.errors import SourceError
 from pitsync.store import StoreInUse
-from tests.conftest import FULL_DISK, Project, company_history, login_events, stopped_by
+from tests.conftest import (
+    FULL_DISK,
+    Project,
+    company_history,
+    configure_companies,
+    login_events,
+    stopped_by,
+)
 
 UTC = dt.UTC
 
@@ -373,6 +380,32 @@ def test_two_history_tables_owning_one_property_are_refused_before_any_runs(
         "drop or rename the column in one of the tables\n"
     )
     assert not project.store.exists()
+
+
+def test_a_table_named_without_a_schedule_is_named_and_so_is_the_lack_of_any(
+    project: Project,
+) -> None:
+    company_history(project, [("c1", "free", 1, "2024-01-01 00:00:00+00", None)])
+    project.source_sql("CREATE TABLE other_history AS FROM company_plan_history")
+    configure_companies(project, "other_history", "start_timestamp", schedule="@hourly")
+
+    named = project.cli(
+        "schedule", "--table", "other_history", "--table", "company_plan_history", check=False
+    )
+    del project.tables["other_history"]["schedule"]
+    project.write_config()
+    none = project.cli("schedule", check=False)
+
+    assert (named.returncode, none.returncode) == (1, 1)
+    assert named.stderr == (
+        "pitsync: error: table `company_plan_history` has no schedule: set schedule = "
+        '"0 * * * *" (or @hourly, @daily) in [tables.company_plan_history], or leave it out '
+        "of --table\n"
+    )
+    assert none.stderr == (
+        'pitsync: error: no table to schedule: set schedule = "0 * * * *" (or @hourly, '
+        "@daily) in [tables.NAME]\n"
+    )
 
 
 def test_a_store_busy_at_start_leaves_the_last_runs_unknown(project: Project) -> None:
