@@ -234,21 +234,45 @@ def check_store_exists(path: Path, holds: str) -> None:
 
 
 def check_is_not_foreign(connection: duckdb.DuckDBPyConnection, path: Path) -> None:
-    """A DuckDB database of someone else's (tables of its own, no pitsync schema) is left
+    """A DuckDB database of someone else's (anything of its own, no pitsync schema) is left
     as it is: a run would add pitsync's tables and views among the owner's."""
-    [(ours, theirs)] = connection.execute(
-        "SELECT (SELECT count(*) FROM duckdb_schemas() WHERE database_name = current_database() "
-        "AND schema_name = ?), (SELECT count(*) FROM duckdb_tables() WHERE database_name = "
-        "current_database()) + (SELECT count(*) FROM duckdb_views() WHERE NOT internal "
-        "AND database_name = current_database())",
-        [INTERNAL_SCHEMA],
-    ).fetchall()
-    if not ours and theirs:
+    if not has_internal_schema(connection) and not holds_nothing(connection):
         connection.close()
         raise StoreError(
-            f"{path} is a DuckDB database pitsync did not make (it holds tables of its own); "
-            "point [store] path at the store, or at a file that does not exist yet"
+            f"{path} is a DuckDB database pitsync did not make (it holds tables, views or "
+            "other objects of its own); point [store] path at the store, or at a file that "
+            "does not exist yet"
         )
+
+
+def has_internal_schema(connection: duckdb.DuckDBPyConnection) -> bool:
+    [(schemas,)] = connection.execute(
+        "SELECT count(*) FROM duckdb_schemas() WHERE database_name = current_database() "
+        "AND schema_name = ?",
+        [INTERNAL_SCHEMA],
+    ).fetchall()
+    return bool(schemas)
+
+
+# What a database holds of its own, besides pitsync's schema: tables, views, schemas,
+# sequences, macros and types.
+OWN_OBJECTS = " + ".join(
+    f"(SELECT count(*) FROM {relation} WHERE database_name = current_database(){condition})"
+    for relation, condition in (
+        ("duckdb_tables()", ""),
+        ("duckdb_views()", " AND NOT internal"),
+        ("duckdb_schemas()", f" AND NOT internal AND schema_name <> '{INTERNAL_SCHEMA}'"),
+        ("duckdb_sequences()", ""),
+        ("duckdb_functions()", " AND NOT internal"),
+        ("duckdb_types()", " AND NOT internal"),
+    )
+)
+
+
+def holds_nothing(connection: duckdb.DuckDBPyConnection) -> bool:
+    """Whether the database holds nothing but (maybe) pitsync's own empty schema."""
+    [(objects,)] = connection.execute(f"SELECT {OWN_OBJECTS}").fetchall()
+    return not objects
 
 
 def make_folder_for(path: Path) -> None:
@@ -362,10 +386,10 @@ def check_is_store(connection: duckdb.DuckDBPyConnection, path: Path) -> None:
     ).fetchone()
     if not found or not found[0]:
         # A first sync killed before its first commit leaves a DuckDB file with nothing
-        # in it: the store it was making, not some other database.
-        empty = holds_nothing(connection)
+        # in it: the store it was making, not some other database, as a sync finds too.
+        unfinished = has_internal_schema(connection) or holds_nothing(connection)
         connection.close()
-        if empty:
+        if unfinished:
             raise StoreError(unfinished_store(path))
         raise StoreError(
             f"{path} is not a pitsync store (it has no {CATALOG} table); point [store] path "
@@ -391,16 +415,6 @@ def unfinished_store(path: Path) -> str:
         f"the store {path} holds no finished run yet (the first sync was stopped before it "
         "ended); run `pitsync sync --all`"
     )
-
-
-def holds_nothing(connection: duckdb.DuckDBPyConnection) -> bool:
-    """Whether the database has no table, view or schema of its own."""
-    [(relations,)] = connection.execute(
-        "SELECT (SELECT count(*) FROM duckdb_tables() WHERE NOT temporary) + "
-        "(SELECT count(*) FROM duckdb_views() WHERE NOT internal AND NOT temporary) + "
-        "(SELECT count(*) FROM duckdb_schemas() WHERE NOT internal)"
-    ).fetchall()
-    return not relations
 
 
 def missing_store_columns(connection: duckdb.DuckDBPyConnection) -> list[str]:

@@ -707,14 +707,22 @@ def foreign_duckdb_file(project: Project) -> None:
     con.close()
 
 
+def foreign_duckdb_sequence(project: Project) -> None:
+    # No table at all: neither a store a killed first sync left, nor one to write into.
+    con = duckdb.connect(str(project.store))
+    con.execute("CREATE SEQUENCE invoice_numbers")
+    con.close()
+
+
 @pytest.mark.parametrize("command", STORE_COMMANDS, ids=[c[0] for c in STORE_COMMANDS])
 @pytest.mark.parametrize(
     ("make", "said"),
     [
         (sqlite_file, "is an SQLite database, not a pitsync store"),
         (foreign_duckdb_file, "pitsync did not make"),
+        (foreign_duckdb_sequence, "pitsync did not make"),
     ],
-    ids=["sqlite", "duckdb"],
+    ids=["sqlite", "duckdb", "duckdb-sequence"],
 )
 def test_a_store_path_naming_someone_elses_database_is_refused_and_left_as_it_is(
     project: Project, command: tuple[str, ...], make: Any, said: str

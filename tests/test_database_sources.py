@@ -26,6 +26,7 @@ import pytest
 from pitsync.config import load_config
 from pitsync.connectors.databases import (
     DRIVERS,
+    TextDecoder,
     redact,
     with_connect_timeout,
     with_text_checked,
@@ -478,11 +479,20 @@ def test_sqlite_text_that_is_not_utf8_quarantines_its_row_naming_the_column(
         "('a2', CAST(x'323032342d30332d3031ff' AS TEXT), 'x'), "
         "('a3', '2024-03-01 00:00:00', CAST(x'61ff62' AS TEXT)), "
         "(CAST(x'61ff62' AS TEXT), '2024-03-01 00:00:00', 'y')",
+        # Text in an integer column: its reason quotes it, its bad bytes escaped.
+        "CREATE TABLE seat_history (account_id TEXT, start_timestamp TEXT, seats INTEGER)",
+        "INSERT INTO seat_history VALUES ('a1', '2024-03-01 00:00:00', 3), "
+        "('a2', '2024-03-01 00:00:00', CAST(x'61ff' AS TEXT))",
     )
     configure_accounts(project)
+    project.configure(
+        "seat_history", kind="user_history", id_column="account_id", start_time="start_timestamp"
+    )
 
+    seats = project.sync("seat_history")
     record = project.sync("account_history")
 
+    assert (seats.inserted, seats.quarantined) == (1, 1)
     assert (record.inserted, record.quarantined) == (1, 3)
     assert project.query("SELECT account_id, note FROM account_history") == [("a1", "fine")]
     assert project.query("SELECT reason, row_data FROM quarantine ORDER BY reason") == [
@@ -498,6 +508,10 @@ def test_sqlite_text_that_is_not_utf8_quarantines_its_row_naming_the_column(
             "text that is not UTF-8 in column start_timestamp",
             '{"account_id":"a2","start_timestamp":null,"note":"x"}',
         ),
+        (
+            "text value 'a\\xFF' in integer column seats",
+            '{"account_id":"a2","start_timestamp":"2024-03-01 00:00:00","seats":null}',
+        ),
     ]
 
 
@@ -506,8 +520,9 @@ def test_text_that_is_not_utf8_is_made_null_and_an_earlier_reason_stands() -> No
     v = pa.array([b"ok", b"a\xffb", b"\xc3\xa9", None, b"\xe2\x82"], pa.binary())
     w = pa.array([b"x", b"y", b"\xff", b"z", b"w"], pa.binary())
     batch = pa.RecordBatch.from_arrays([v.view(pa.string()), w.view(pa.string())], names=["v", "w"])
+    decoder = TextDecoder()
 
-    checked = with_text_checked(batch)
+    checked = with_text_checked(batch, decoder)
 
     assert checked.column("v").to_pylist() == ["ok", None, "é", None, None]
     assert checked.column("w").to_pylist() == ["x", "y", None, "z", "w"]
@@ -518,12 +533,19 @@ def test_text_that_is_not_utf8_is_made_null_and_an_earlier_reason_stands() -> No
         None,
         "text that is not UTF-8 in column v",
     ]
-    given = batch.append_column(UNREADABLE, pa.array(["NaN in numeric column p", *[None] * 4]))
-    assert with_text_checked(given).column(UNREADABLE).to_pylist()[:2] == [
+    # A reason that quotes a value (SQLite's, of a value of another type) has its bytes
+    # outside printable ASCII escaped when it is not UTF-8, and stands all the same.
+    reasons = [b"NaN in numeric column p", b"text value 'a\xff\"' in integer column n"]
+    given = batch.append_column(
+        UNREADABLE, pa.array([*reasons, None, None, None], pa.binary()).view(pa.string())
+    )
+    assert with_text_checked(given, decoder).column(UNREADABLE).to_pylist()[:3] == [
         "NaN in numeric column p",
-        "text that is not UTF-8 in column v",
+        "text value 'a\\xFF\"' in integer column n",
+        "text that is not UTF-8 in column w",
     ]
-    assert with_text_checked(given.slice(0, 1)).column("v").to_pylist() == ["ok"]
+    assert with_text_checked(given.slice(0, 1), decoder).column("v").to_pylist() == ["ok"]
+    decoder.close()
 
 
 @pytest.mark.backends("sqlite")

@@ -269,15 +269,18 @@ class DatabaseSource:
     ) -> Iterator[pa.RecordBatch]:
         """Each batch cast to the mapped types, its `times` unwrapped; a driver failure
         mid-stream names the table."""
+        decoder = TextDecoder()
         try:
             for batch in batches:
                 if SAMPLE_MARK in batch.schema.names:
                     batch = without_type_sample(batch)
                 if times:
                     batch = with_times_unwrapped(batch, times)
-                yield conform(with_text_checked(batch), target)
+                yield conform(with_text_checked(batch, decoder), target)
         except Exception as error:
             raise self.read_failure(table, error) from None
+        finally:
+            decoder.close()
 
     def read_failure(self, table: str, error: BaseException) -> SourceError:
         self.roll_back()  # the source's next table is read on the same connection
@@ -760,19 +763,46 @@ def text_columns_of(schema: pa.Schema) -> list[str]:
     ]
 
 
-def with_text_checked(batch: pa.RecordBatch) -> pa.RecordBatch:
+class TextDecoder:
+    """Tells text that is not UTF-8 apart, row by row, in DuckDB: only for a column Arrow
+    found not UTF-8 as a whole. Its engine is made when first needed, once per read."""
+
+    def __init__(self) -> None:
+        self.engine: duckdb.DuckDBPyConnection | None = None
+
+    def decoded(self, column: pa.Array, *, escaped: bool = False) -> pa.Array:
+        """Each value as text, or NULL where its bytes are not UTF-8; `escaped`: such a
+        value with its bytes outside printable ASCII written as DuckDB writes a blob's
+        (`\\xFF`)."""
+        if self.engine is None:
+            self.engine = duckdb.connect()
+        text = "try(decode(raw))"
+        if escaped:
+            # Quotes are written back as themselves: the reason quotes the value.
+            blob = "replace(replace(CAST(raw AS VARCHAR), '\\x27', ''''), '\\x22', '\"')"
+            text = f"coalesce({text}, {blob})"
+        raw = pa.table({"raw": column.view(pa.binary())})
+        decoded = self.engine.from_arrow(raw).select(f"{text} AS text").to_arrow_table()
+        return decoded.column("text").combine_chunks().cast(pa.string())
+
+    def close(self) -> None:
+        if self.engine is not None:
+            self.engine.close()
+
+
+def with_text_checked(batch: pa.RecordBatch, decoder: TextDecoder) -> pa.RecordBatch:
     """The batch with text that is not UTF-8 made NULL, its row given an `UNREADABLE`
     reason naming the column (the first such column's, unless a reason stands already).
 
-    The driver hands text over as the bytes the database holds. Arrow checks a whole
-    column at once; only a column that fails is looked at row by row, by DuckDB.
+    The driver hands text over as the bytes the database holds; a reason that quotes
+    such a value (SQLite's, of a value of another type) has those bytes escaped.
     """
     found = pa.nulls(len(batch), pa.string())
     for name in reversed(text_columns_of(batch.schema)):
         column = batch.column(name)
         if is_utf8(column):
             continue
-        decoded = utf8_or_null(column)
+        decoded = decoder.decoded(column)
         batch = batch.set_column(batch.schema.get_field_index(name), name, decoded)
         undecodable = pc.and_(pc.is_null(decoded), pc.is_valid(column))
         found = pc.if_else(
@@ -782,6 +812,8 @@ def with_text_checked(batch: pa.RecordBatch) -> pa.RecordBatch:
         return batch.append_column(UNREADABLE, found)
     index = batch.schema.get_field_index(UNREADABLE)
     given = batch.column(index).cast(pa.string())
+    if not is_utf8(given):
+        given = decoder.decoded(given, escaped=True)
     return batch.set_column(index, UNREADABLE, pc.coalesce(given, found))
 
 
@@ -791,14 +823,6 @@ def is_utf8(column: pa.Array) -> bool:
     except pa.ArrowInvalid:
         return False
     return True
-
-
-def utf8_or_null(column: pa.Array) -> pa.Array:
-    """Each value of a text column as text, or NULL where its bytes are not UTF-8."""
-    raw = pa.table({"raw": column.view(pa.binary())})
-    with duckdb.connect() as con:
-        decoded = con.from_arrow(raw).select("try(decode(raw)) AS text").to_arrow_table()
-    return decoded.column("text").combine_chunks().cast(pa.string())
 
 
 def conform(batch: pa.RecordBatch, target: pa.Schema) -> pa.RecordBatch:
