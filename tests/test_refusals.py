@@ -151,6 +151,36 @@ def test_export_and_import_are_refused_as_writes_not_as_bad_syntax(
     assert not (store.root / "copy").exists()
 
 
+@pytest.mark.parametrize(
+    "sql", ["CREATE SECRET (TYPE s3)", "ATTACH OR REPLACE 'other.duckdb' AS other"]
+)
+def test_writes_sqlglot_cannot_parse_are_refused_as_writes(store: Project, sql: str) -> None:
+    message = assert_refused(store, sql, "only reads are allowed", sql.split()[0])
+
+    assert "cannot parse" not in message
+
+
+@pytest.mark.parametrize(
+    ("sql", "said"),
+    [
+        ("SELECT * FROM", "Expected table name but got the end of the query"),
+        ("SELECT 1 +", "an unfinished add"),
+        ("SELEC 1", "Invalid expression / Unexpected token"),
+        (
+            "SELECT range FROM range(3) WHERE range < 2",
+            "a column named `range` is read as a keyword: write it in double quotes",
+        ),
+    ],
+)
+def test_a_query_that_does_not_parse_says_why_in_the_users_words(
+    store: Project, sql: str, said: str
+) -> None:
+    # Not in sqlglot's: `<Token token_type: TokenType.SENTINEL, ...>`, `<class ...>`.
+    message = assert_refused(store, sql, "cannot parse the query", said)
+
+    assert "<" not in message.replace(sql, "")
+
+
 # --- the guard, through the library --------------------------------------------------------
 
 

@@ -51,8 +51,15 @@ WRITE_NODES = (
 
 # Statements that read but are no SELECT: refused with a message that says so.
 READ_WORDS = {"EXPLAIN", "DESCRIBE", "DESC", "SUMMARIZE", "SHOW"}
-# Statements sqlglot cannot parse at all, refused as writes rather than as bad syntax.
-WRITE_WORDS = {"EXPORT", "IMPORT"}
+# Statements that change something: one sqlglot cannot parse (EXPORT, or a CREATE
+# SECRET it does not know) is refused as a write rather than as bad syntax.
+WRITE_WORDS = {
+    *("ABORT", "ALTER", "ANALYZE", "ATTACH", "BEGIN", "CALL", "CHECKPOINT", "COMMENT"),
+    *("COMMIT", "COPY", "CREATE", "DEALLOCATE", "DELETE", "DETACH", "DROP", "END"),
+    *("EXECUTE", "EXPORT", "FORCE", "GRANT", "IMPORT", "INSERT", "INSTALL", "LOAD"),
+    *("MERGE", "PRAGMA", "PREPARE", "RESET", "REVOKE", "ROLLBACK", "SET", "START"),
+    *("TRUNCATE", "UPDATE", "UPSERT", "USE", "VACUUM"),
+}
 # The same, as sqlglot reads them inside a query (`FROM (SUMMARIZE 'file.csv')`).
 READ_NODES: dict[type[exp.Expr], str] = {exp.Describe: "DESCRIBE", exp.Summarize: "SUMMARIZE"}
 
@@ -170,7 +177,9 @@ def parse_read_query(sql: str) -> exp.Query:
     except ParseError as error:
         if first_word(sql) in WRITE_WORDS:
             raise not_a_read(sql) from None
-        raise QueryRefused(f"cannot parse the query: {parse_problem(error)}", sql=sql) from error
+        raise QueryRefused(
+            f"cannot parse the query: {parse_problem(error)}{keyword_hint(sql)}", sql=sql
+        ) from error
     if len(statements) != 1:
         raise QueryRefused(
             f"pass exactly one statement, got {len(statements)}; queries are read one at a time",
@@ -204,8 +213,28 @@ def not_a_read(sql: str) -> QueryRefused:
 
 def parse_problem(error: ParseError) -> str:
     """sqlglot's reason, on one line: without the quote of the SQL it adds on the next
-    lines, and without the terminal escape codes that underline the bad token there."""
-    return ANSI_ESCAPE.sub("", str(error)).strip().splitlines()[0]
+    lines, the terminal escape codes that underline the bad token there, or the names
+    of sqlglot's own classes."""
+    problem = ANSI_ESCAPE.sub("", str(error)).strip().splitlines()[0]
+    problem = END_TOKEN.sub("the end of the query", problem)
+    problem = TOKEN.sub(lambda found: f"`{found.group(1)}`", problem)
+    problem = MISSING_PART.sub(lambda found: f"an unfinished {found.group(2).lower()}", problem)
+    return problem.rstrip(".")
+
+
+END_TOKEN = re.compile(r"<Token token_type: TokenType\.SENTINEL[^>]*>")
+TOKEN = re.compile(r"<Token token_type: TokenType\.\w+, text: (.*?), line: [^>]*>")
+MISSING_PART = re.compile(r"Required keyword: '(\w+)' missing for <class '[\w.]*\.(\w+)'>")
+# Words DuckDB reads as a type or a function where a column of that name is meant.
+KEYWORD_NAMES = re.compile(r'(?<!["\w.])(range|list|map|struct|nullable)(?!["\w(])', re.IGNORECASE)
+
+
+def keyword_hint(sql: str) -> str:
+    """A hint when the query names a column like a DuckDB type or function."""
+    found = KEYWORD_NAMES.search(sql)
+    if found is None:
+        return ""
+    return f"; a column named `{found.group(1)}` is read as a keyword: write it in double quotes"
 
 
 def no_select(word: str, sql: str, *, inside: bool = False) -> QueryRefused:
