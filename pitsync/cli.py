@@ -586,10 +586,14 @@ def command_profile(args: argparse.Namespace) -> int:
         return 0
     table = Table("property", "value", title=printable(f"{entity.describe()} at {moment}"))
     for name, value in properties.items():
-        shown = json.dumps(value) if not isinstance(value, str) else value
-        table.add_row(printable(name), printable(shown))
+        table.add_row(printable(name), printable(as_text(value)))
     terminal().print(table)
     return 0
+
+
+def as_text(value: object) -> str:
+    """A property value in a terminal table: text as it is, anything else as JSON."""
+    return value if isinstance(value, str) else json.dumps(value)
 
 
 def latest_profile(session: QuerySession, entity: Entity) -> dict[str, object] | None:
@@ -703,7 +707,7 @@ def print_timeline(
     for row, _ in shown:
         interval = json.loads(row)
         properties = {k: v for k, v in interval.items() if k not in (START_TIME, END_TIME)}
-        defined = ", ".join(f"{k}={v}" for k, v in properties.items() if v is not None)
+        defined = ", ".join(f"{k}={as_text(v)}" for k, v in properties.items() if v is not None)
         table.add_row(
             str(interval[START_TIME]),
             str(interval[END_TIME] or "(open)"),

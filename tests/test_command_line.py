@@ -661,6 +661,32 @@ def test_history_table_format_names_open_interval(synced: Project) -> None:
     assert "2024-01-15T12:00:00+00:00" in out and "(open)" in out and "plan=team" in out
 
 
+def test_history_and_profile_tables_show_nested_values_as_json(project: Project) -> None:
+    # Python's repr (`{'a': 2}`, `None`, `True`) is no notation of the product's.
+    project.source_sql(
+        "CREATE TABLE team_history (team VARCHAR, valid_from TIMESTAMPTZ, "
+        "meta STRUCT(a INTEGER, b VARCHAR), tags VARCHAR[], paid BOOLEAN)",
+        "INSERT INTO team_history VALUES ('t1', '2024-01-01 00:00:00+00', "
+        "{'a': 2, 'b': NULL}, ['x', NULL], true)",
+    )
+    project.configure(
+        "team_history",
+        kind="group_history",
+        id_column="team",
+        group_key="team",
+        start_time="valid_from",
+    )
+    project.cli("sync", "--all")
+
+    history = project.cli("history", "t1", "--group-key", "team").stdout
+    profile = project.cli("profile", "t1", "--group-key", "team", "--at", "2024-06-01").stdout
+
+    flat = " ".join(history.split())
+    assert 'meta={"a": 2, "b": null}' in flat and 'tags=["x", null]' in flat
+    assert "paid=true" in flat
+    assert '["x", null]' in profile and "None" not in history + profile
+
+
 # --- exit status ---------------------------------------------------------------------------
 
 
