@@ -181,6 +181,17 @@ def test_a_query_that_does_not_parse_says_why_in_the_users_words(
     assert "<" not in message.replace(sql, "")
 
 
+@pytest.mark.parametrize("alias", ["h", "H"])
+def test_a_moment_taken_from_the_history_itself_is_refused(store: Project, alias: str) -> None:
+    # DuckDB said only "Missing ASOF JOIN inequality".
+    sql = (
+        "SELECT e.company_id, h.plan FROM events AS e LEFT JOIN company_plan_history "
+        f"FOR SYSTEM_TIME AS OF {alias}.start_time AS h ON h.company_id = e.company_id"
+    )
+
+    assert_refused(store, sql, f"its moment ({alias}.start_time)", "from that history itself")
+
+
 # --- the guard, through the library --------------------------------------------------------
 
 

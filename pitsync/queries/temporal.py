@@ -293,6 +293,7 @@ def rewrite_as_of_join(table: exp.Table, moment: exp.Expression, id_column: str,
         )
     side, kind = as_of_join_shape(join, sql)
     check_moment_in_scope(join, moment, table.name, sql)
+    check_moment_not_of_history(table, moment, sql)
     named = table.args.get("alias")
     if named is not None and named.columns:
         raise QueryRefused(
@@ -328,6 +329,20 @@ def check_moment_in_scope(join: exp.Join, moment: exp.Expression, name: str, sql
                 f"the as-of join with `{name}` takes its moment ({column.sql('duckdb')}) from "
                 "an outer query, which is not supported; join the history in that outer query "
                 f"(LEFT JOIN {name} FOR SYSTEM_TIME AS OF ... AS h ON ...) and test h there",
+                sql=sql,
+            )
+
+
+def check_moment_not_of_history(table: exp.Table, moment: exp.Expression, sql: str) -> None:
+    """Refuse a moment taken from the joined history itself (`JOIN h FOR SYSTEM_TIME AS
+    OF h.start_time AS h`): the moment picks the interval, so it cannot come from one."""
+    alias = table.alias_or_name.lower()
+    for column in moment.find_all(exp.Column):
+        if column.table and column.table.lower() == alias:
+            raise QueryRefused(
+                f"the as-of join with `{table.name}` takes its moment ({column.sql('duckdb')}) "
+                "from that history itself, whose interval the moment is to pick; take it from "
+                "the other side of the join (e.time), or give a constant moment",
                 sql=sql,
             )
 
