@@ -450,6 +450,23 @@ def test_standard_input_is_read_with_a_dash(tmp_path: Path) -> None:
     assert Profiles(tmp_path).user("u1") == {"n": 2}
 
 
+def test_a_refusal_of_standard_input_names_it_not_its_passing_copy(tmp_path: Path) -> None:
+    Profiles(tmp_path)
+    array = b'[{"$distinct_id": "u1", "$set": {"a": "\xff"}}]'
+    result = subprocess.run(
+        [sys.executable, "-m", "pitsync.cli", "--config", str(tmp_path / "pitsync.toml")]
+        + ["engage", "-"],
+        input=array,
+        capture_output=True,
+        check=False,
+    )
+    assert result.returncode == 1
+    assert result.stderr.decode() == (
+        "pitsync: error: standard input is not UTF-8 text, and a JSON array is read whole, "
+        "so none of it was applied; save the file as UTF-8\n"
+    )
+
+
 def test_an_update_file_that_cannot_be_read_is_one_line_and_no_run(tmp_path: Path) -> None:
     import subprocess
     import sys

@@ -48,7 +48,12 @@ def update_file(name: str) -> Iterator[Path]:
     with tempfile.NamedTemporaryFile(prefix="pitsync-updates-", suffix=".json") as copy:
         shutil.copyfileobj(sys.stdin.buffer, copy)
         copy.flush()
-        yield Path(copy.name)
+        try:
+            yield Path(copy.name)
+        except SourceError as error:
+            # The copy is gone when the message is read: it names what the user gave.
+            message = str(error).replace(copy.name, "standard input")
+            raise SourceError(message, source="-") from error
 
 
 def refuse_unless_file(path: Path, hint: str) -> None:
