@@ -365,10 +365,10 @@ LARGEST_COUNT = 2**63 - 1
 
 
 def positive_count(text: str) -> int:
-    count = int(text)
+    count = int(text) if text.strip().lstrip("+-").isdigit() else 0
     if not 1 <= count <= LARGEST_COUNT:
         raise argparse.ArgumentTypeError(
-            f"give a count from 1 to {LARGEST_COUNT}, not {text}; leave --limit out for all"
+            f"give a count from 1 to {LARGEST_COUNT}, not {text!r}; leave --limit out for all"
         )
     return count
 

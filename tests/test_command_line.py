@@ -574,12 +574,16 @@ def test_an_open_quote_or_comment_is_one_line_not_a_traceback(
     assert len(result.stderr.strip().splitlines()) == 1
 
 
-@pytest.mark.parametrize("limit", ["0", "9223372036854775808", "99999999999999999999999"])
-def test_a_limit_beyond_a_64_bit_count_is_a_usage_error(synced: Project, limit: str) -> None:
-    result = synced.cli("users", "--limit", limit, check=False)
+@pytest.mark.parametrize(
+    "limit", ["0", "9223372036854775808", "99999999999999999999999", "abc", "1.5", ""]
+)
+def test_a_limit_that_is_no_64_bit_count_is_a_usage_error(synced: Project, limit: str) -> None:
+    # Text that is no number was refused in argparse's words, naming a function of pitsync's.
+    result = synced.cli("users", f"--limit={limit}", check=False)
 
     assert result.returncode == 2, result.stderr
-    assert f"--limit: give a count from 1 to 9223372036854775807, not {limit}" in result.stderr
+    expected = f"--limit: give a count from 1 to 9223372036854775807, not {limit!r}"
+    assert expected in result.stderr
 
 
 def test_the_largest_limit_lists_every_profile(synced: Project) -> None:
