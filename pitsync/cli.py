@@ -258,7 +258,9 @@ def build_parser() -> argparse.ArgumentParser:
         parents=[waiting],
     )
     chosen = delete.add_mutually_exclusive_group(required=True)
-    chosen.add_argument("--id", action="append", metavar="ID", help="a profile id (repeatable)")
+    chosen.add_argument(
+        "--id", action="append", type=profile_id, metavar="ID", help="a profile id (repeatable)"
+    )
     chosen.add_argument(
         "--where", type=condition, metavar="PREDICATE", help="every profile matching this"
     )
@@ -322,6 +324,14 @@ def config_path(text: str) -> str:
             "the config path is empty; name a file, or leave --config out to use "
             f"${CONFIG_ENV} or ./pitsync.toml"
         )
+    return text
+
+
+def profile_id(text: str) -> str:
+    """An empty id names no profile, as in an update record; most often a variable left
+    unset."""
+    if text == "":
+        raise argparse.ArgumentTypeError("the id is empty; give the id of a profile")
     return text
 
 

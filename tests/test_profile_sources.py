@@ -282,6 +282,17 @@ def test_an_empty_where_is_refused_and_deletes_nothing(
     assert project.query("SELECT count(*) FROM user_profiles") == [(3,)]
 
 
+def test_an_empty_id_to_delete_is_a_usage_error(project: Project) -> None:
+    # It was rejected as an update record's would be, and the command exited 0.
+    people(project)
+
+    refused = project.cli("delete-profiles", "--id", "bob", "--id", "", check=False)
+
+    assert refused.returncode == 2
+    assert "argument --id: the id is empty; give the id of a profile" in refused.stderr
+    assert project.query("SELECT count(*) FROM user_profiles") == [(3,)]
+
+
 @pytest.mark.parametrize("chosen", [["--id", "bob"], ["--where", "true", "--group-key", "team"]])
 def test_delete_profiles_without_a_store_says_so_and_makes_none(
     project: Project, chosen: list[str]
