@@ -67,6 +67,10 @@ POSTGRES_ACCOUNTS = (
     "active boolean, plan text, renews_on date, start_timestamp timestamp, "
     "trial_ends_at timestamptz, settings json, flags jsonb)"
 )
+ARRAY_ACCOUNTS = (
+    "CREATE TABLE account_history (account_id text, start_timestamp timestamptz, "
+    "seats integer[], owners uuid[])"
+)
 POSTGRES_ACCOUNT_ROW = (
     "INSERT INTO account_history VALUES (7, 12, 9000000000, 1234.50, 0.125, 12.5, true, "
     "'pro', '2024-06-30', '2024-03-01 09:00:00', '2024-03-15 12:00:00+02', "
@@ -219,8 +223,7 @@ def test_postgres_arrays_whose_subscripts_start_anywhere_are_read_as_their_items
     # An array's first subscript may be any integer; the driver refused the whole read
     # on one that is neither 0 nor 1.
     project.database_sql(
-        "CREATE TABLE account_history (account_id text, start_timestamp timestamptz, "
-        "seats integer[], owners uuid[])",
+        ARRAY_ACCOUNTS,
         "INSERT INTO account_history VALUES "
         "('a1', '2024-03-01 00:00:00+00', '[2:3]={7,8}', "
         "'[5:5]={A0EEBC99-9C0B-4EF8-BB6D-6BB9BD380A11}'), "
@@ -245,8 +248,7 @@ def test_a_postgres_row_with_a_multi_dimensional_array_is_quarantined_naming_the
     # as [1, 2, 3, 4]. Such a row cannot be stored as it is, so it is set aside; the
     # one-dimensional, empty and NULL arrays of the other rows are kept.
     project.database_sql(
-        "CREATE TABLE account_history (account_id text, start_timestamp timestamptz, "
-        "seats integer[], owners uuid[])",
+        ARRAY_ACCOUNTS,
         "INSERT INTO account_history VALUES "
         "('a1', '2024-03-01 00:00:00+00', '{3, 5}', '{}'), "
         "('a1', '2024-04-01 00:00:00+00', '{{1, 2}, {3, 4}}', NULL), "

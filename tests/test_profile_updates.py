@@ -432,34 +432,28 @@ def test_lists_and_objects_up_to_256_kb(profiles: Profiles) -> None:
     assert report.rejections == ["line 2: the value of beyond is larger than 256 KB"]
 
 
-def test_standard_input_is_read_with_a_dash(tmp_path: Path) -> None:
-    import subprocess
-    import sys
+def engaged_from_standard_input(root: Path, data: bytes) -> subprocess.CompletedProcess[bytes]:
+    """`pitsync engage -` as a command, with `data` on its standard input."""
+    Profiles(root)
+    command = [sys.executable, "-m", "pitsync.cli", "--config", str(root / "pitsync.toml")]
+    return subprocess.run([*command, "engage", "-"], input=data, capture_output=True)
 
-    Profiles(tmp_path)
+
+def test_standard_input_is_read_with_a_dash(tmp_path: Path) -> None:
     records = "\n".join(json.dumps(user("$set", {"n": n})) for n in range(3))
-    result = subprocess.run(
-        [sys.executable, "-m", "pitsync.cli", "--config", str(tmp_path / "pitsync.toml")]
-        + ["engage", "-"],
-        input=records,
-        capture_output=True,
-        text=True,
-        check=True,
-    )
-    assert "3 of 3 records applied to 1 profile (0 deleted)" in result.stdout
+
+    result = engaged_from_standard_input(tmp_path, records.encode())
+
+    assert result.returncode == 0
+    assert "3 of 3 records applied to 1 profile (0 deleted)" in result.stdout.decode()
     assert Profiles(tmp_path).user("u1") == {"n": 2}
 
 
 def test_a_refusal_of_standard_input_names_it_not_its_passing_copy(tmp_path: Path) -> None:
-    Profiles(tmp_path)
     array = b'[{"$distinct_id": "u1", "$set": {"a": "\xff"}}]'
-    result = subprocess.run(
-        [sys.executable, "-m", "pitsync.cli", "--config", str(tmp_path / "pitsync.toml")]
-        + ["engage", "-"],
-        input=array,
-        capture_output=True,
-        check=False,
-    )
+
+    result = engaged_from_standard_input(tmp_path, array)
+
     assert result.returncode == 1
     assert result.stderr.decode() == (
         "pitsync: error: standard input is not UTF-8 text, and a JSON array is read whole, "
