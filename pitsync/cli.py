@@ -375,7 +375,10 @@ LARGEST_COUNT = 2**63 - 1
 
 
 def positive_count(text: str) -> int:
-    count = int(text) if text.strip().lstrip("+-").isdigit() else 0
+    try:
+        count = int(text) if text.strip().isascii() else 0
+    except ValueError:
+        count = 0
     if not 1 <= count <= LARGEST_COUNT:
         raise argparse.ArgumentTypeError(
             f"give a count from 1 to {LARGEST_COUNT}, not {text!r}; leave --limit out for all"
@@ -603,7 +606,7 @@ def command_profile(args: argparse.Namespace) -> int:
 
 def as_text(value: object) -> str:
     """A property value in a terminal table: text as it is, anything else as JSON."""
-    return value if isinstance(value, str) else json.dumps(value)
+    return value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
 
 
 def latest_profile(session: QuerySession, entity: Entity) -> dict[str, object] | None:

@@ -236,7 +236,7 @@ def check_store_exists(path: Path, holds: str) -> None:
 def check_is_not_foreign(connection: duckdb.DuckDBPyConnection, path: Path) -> None:
     """A DuckDB database of someone else's (anything of its own, no pitsync schema) is left
     as it is: a run would add pitsync's tables and views among the owner's."""
-    if not has_internal_schema(connection) and not holds_nothing(connection):
+    if not has_catalog(connection) and not holds_nothing(connection):
         connection.close()
         raise StoreError(
             f"{path} is a DuckDB database pitsync did not make (it holds tables, views or "
@@ -245,13 +245,14 @@ def check_is_not_foreign(connection: duckdb.DuckDBPyConnection, path: Path) -> N
         )
 
 
-def has_internal_schema(connection: duckdb.DuckDBPyConnection) -> bool:
-    [(schemas,)] = connection.execute(
-        "SELECT count(*) FROM duckdb_schemas() WHERE database_name = current_database() "
-        "AND schema_name = ?",
+def has_catalog(connection: duckdb.DuckDBPyConnection) -> bool:
+    """Whether pitsync's catalog table is there: every store has it from its first run."""
+    [(tables,)] = connection.execute(
+        "SELECT count(*) FROM duckdb_tables() WHERE database_name = current_database() "
+        "AND schema_name = ? AND table_name = 'catalog'",
         [INTERNAL_SCHEMA],
     ).fetchall()
-    return bool(schemas)
+    return bool(tables)
 
 
 # What a database holds of its own, besides pitsync's schema: tables, views, schemas,
@@ -380,14 +381,10 @@ def locked_as_wanted(connection: duckdb.DuckDBPyConnection) -> bool:
 
 def check_is_store(connection: duckdb.DuckDBPyConnection, path: Path) -> None:
     """A DuckDB file pitsync did not write has no catalog; say so instead of failing later."""
-    found = connection.execute(
-        "SELECT count(*) FROM duckdb_tables() WHERE schema_name = ? AND table_name = 'catalog'",
-        [INTERNAL_SCHEMA],
-    ).fetchone()
-    if not found or not found[0]:
+    if not has_catalog(connection):
         # A first sync killed before its first commit leaves a DuckDB file with nothing
         # in it: the store it was making, not some other database, as a sync finds too.
-        unfinished = has_internal_schema(connection) or holds_nothing(connection)
+        unfinished = holds_nothing(connection)
         connection.close()
         if unfinished:
             raise StoreError(unfinished_store(path))

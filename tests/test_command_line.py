@@ -575,7 +575,8 @@ def test_an_open_quote_or_comment_is_one_line_not_a_traceback(
 
 
 @pytest.mark.parametrize(
-    "limit", ["0", "9223372036854775808", "99999999999999999999999", "abc", "1.5", ""]
+    "limit",
+    ["0", "9223372036854775808", "99999999999999999999999", "abc", "1.5", "", "+-5", "1²"],
 )
 def test_a_limit_that_is_no_64_bit_count_is_a_usage_error(synced: Project, limit: str) -> None:
     # Text that is no number was refused in argparse's words, naming a function of pitsync's.
@@ -671,7 +672,7 @@ def test_history_and_profile_tables_show_nested_values_as_json(project: Project)
         "CREATE TABLE team_history (team VARCHAR, valid_from TIMESTAMPTZ, "
         "meta STRUCT(a INTEGER, b VARCHAR), tags VARCHAR[], paid BOOLEAN)",
         "INSERT INTO team_history VALUES ('t1', '2024-01-01 00:00:00+00', "
-        "{'a': 2, 'b': NULL}, ['x', NULL], true)",
+        "{'a': 2, 'b': 'Zürich'}, ['x', NULL], true)",
     )
     project.configure(
         "team_history",
@@ -686,7 +687,7 @@ def test_history_and_profile_tables_show_nested_values_as_json(project: Project)
     profile = project.cli("profile", "t1", "--group-key", "team", "--at", "2024-06-01").stdout
 
     flat = " ".join(history.split())
-    assert 'meta={"a": 2, "b": null}' in flat and 'tags=["x", null]' in flat
+    assert 'meta={"a": 2, "b": "Zürich"}' in flat and 'tags=["x", null]' in flat
     assert "paid=true" in flat
     assert '["x", null]' in profile and "None" not in history + profile
 
@@ -737,6 +738,13 @@ def foreign_duckdb_file(project: Project) -> None:
     con.close()
 
 
+def foreign_tables_beside_an_empty_pitsync_schema(project: Project) -> None:
+    con = duckdb.connect(str(project.store))
+    con.execute("CREATE SCHEMA _pitsync")
+    con.execute("CREATE TABLE customers (a INTEGER)")
+    con.close()
+
+
 def foreign_duckdb_sequence(project: Project) -> None:
     # No table at all: neither a store a killed first sync left, nor one to write into.
     con = duckdb.connect(str(project.store))
@@ -751,8 +759,9 @@ def foreign_duckdb_sequence(project: Project) -> None:
         (sqlite_file, "is an SQLite database, not a pitsync store"),
         (foreign_duckdb_file, "pitsync did not make"),
         (foreign_duckdb_sequence, "pitsync did not make"),
+        (foreign_tables_beside_an_empty_pitsync_schema, "pitsync did not make"),
     ],
-    ids=["sqlite", "duckdb", "duckdb-sequence"],
+    ids=["sqlite", "duckdb", "duckdb-sequence", "duckdb-pitsync-schema"],
 )
 def test_a_store_path_naming_someone_elses_database_is_refused_and_left_as_it_is(
     project: Project, command: tuple[str, ...], make: Any, said: str

@@ -164,12 +164,14 @@ def test_writes_sqlglot_cannot_parse_are_refused_as_writes(store: Project, sql: 
     ("sql", "said"),
     [
         ("SELECT * FROM", "Expected table name but got the end of the query"),
-        ("SELECT 1 +", "an unfinished add"),
+        ("SELECT 1 +", "an unfinished expression"),
         ("SELEC 1", "Invalid expression / Unexpected token"),
+        ("SELECT * FROM WHERE /* a>b */", "Expected table name but got `WHERE`. Line 1"),
         (
             "SELECT range FROM range(3) WHERE range < 2",
             "a column named `range` is read as a keyword: write it in double quotes",
         ),
+        ("SELECT range, map FROM runs", "a column named `map` is read"),
     ],
 )
 def test_a_query_that_does_not_parse_says_why_in_the_users_words(
@@ -178,7 +180,22 @@ def test_a_query_that_does_not_parse_says_why_in_the_users_words(
     # Not in sqlglot's: `<Token token_type: TokenType.SENTINEL, ...>`, `<class ...>`.
     message = assert_refused(store, sql, "cannot parse the query", said)
 
-    assert "<" not in message.replace(sql, "")
+    assert "Token" not in message and "<class" not in message and "]>" not in message
+
+
+@pytest.mark.parametrize(
+    "sql",
+    [
+        "SELECT 'range' AS x FROM runs WHERE",
+        "SELECT 1 -- range\nFROM runs WHERE",
+        "SELECT * FROM range (5) WHERE x = (",
+        'SELECT "range" FROM runs WHERE',
+    ],
+)
+def test_no_keyword_hint_where_no_bare_column_is_named_like_one(store: Project, sql: str) -> None:
+    message = assert_refused(store, sql, "cannot parse the query")
+
+    assert "read as a keyword" not in message
 
 
 @pytest.mark.parametrize("alias", ["h", "H"])

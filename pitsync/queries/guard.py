@@ -178,7 +178,7 @@ def parse_read_query(sql: str) -> exp.Query:
         if first_word(sql) in WRITE_WORDS:
             raise not_a_read(sql) from None
         raise QueryRefused(
-            f"cannot parse the query: {parse_problem(error)}{keyword_hint(sql)}", sql=sql
+            f"cannot parse the query: {parse_problem(error)}{keyword_hint(sql, error)}", sql=sql
         ) from error
     if len(statements) != 1:
         raise QueryRefused(
@@ -218,23 +218,50 @@ def parse_problem(error: ParseError) -> str:
     problem = ANSI_ESCAPE.sub("", str(error)).strip().splitlines()[0]
     problem = END_TOKEN.sub("the end of the query", problem)
     problem = TOKEN.sub(lambda found: f"`{found.group(1)}`", problem)
-    problem = MISSING_PART.sub(lambda found: f"an unfinished {found.group(2).lower()}", problem)
+    problem = MISSING_PART.sub("an unfinished expression", problem)
     return problem.rstrip(".")
 
 
-END_TOKEN = re.compile(r"<Token token_type: TokenType\.SENTINEL[^>]*>")
-TOKEN = re.compile(r"<Token token_type: TokenType\.\w+, text: (.*?), line: [^>]*>")
-MISSING_PART = re.compile(r"Required keyword: '(\w+)' missing for <class '[\w.]*\.(\w+)'>")
+END_TOKEN = re.compile(r"<Token token_type: TokenType\.SENTINEL.*?comments: \[.*?\]>")
+TOKEN = re.compile(r"<Token token_type: TokenType\.\w+, text: (.*?), line: .*?comments: \[.*?\]>")
+MISSING_PART = re.compile(r"Required keyword: '\w+' missing for <class '[\w.]*'>")
 # Words DuckDB reads as a type or a function where a column of that name is meant.
-KEYWORD_NAMES = re.compile(r'(?<!["\w.])(range|list|map|struct|nullable)(?!["\w(])', re.IGNORECASE)
+KEYWORD_NAMES = {"range", "list", "map", "struct", "nullable"}
+# How many tokens before the one a parse failed at may be the keyword to blame.
+NEAR_FAILURE = 3
 
 
-def keyword_hint(sql: str) -> str:
-    """A hint when the query names a column like a DuckDB type or function."""
-    found = KEYWORD_NAMES.search(sql)
-    if found is None:
+def keyword_hint(sql: str, error: ParseError) -> str:
+    """A hint when the query failed to parse just after a bare column name DuckDB reads
+    as a type or a function (`range < 5`, `SELECT map FROM t`)."""
+    failed = next(iter(error.errors), {})
+    line, column = failed.get("line"), failed.get("col")
+    try:
+        tokens = sqlglot.tokenize(sql, read="duckdb")
+    except TokenError:
         return ""
-    return f"; a column named `{found.group(1)}` is read as a keyword: write it in double quotes"
+    if not isinstance(line, int) or not isinstance(column, int):
+        return ""
+    before = [token for token in tokens if (token.line, token.col) <= (line, column)]
+    for position in range(len(before) - 1, max(len(before) - 1 - NEAR_FAILURE, -1), -1):
+        if is_bare_keyword_name(tokens, position):
+            return (
+                f"; a column named `{tokens[position].text}` is read as a keyword: write it "
+                "in double quotes"
+            )
+    return ""
+
+
+def is_bare_keyword_name(tokens: list[Token], position: int) -> bool:
+    """A keyword of KEYWORD_NAMES neither called (`range(`) nor qualified (`t.range`)."""
+    token = tokens[position]
+    if token.token_type in (TokenType.STRING, TokenType.IDENTIFIER):
+        return False
+    if token.text.lower() not in KEYWORD_NAMES:
+        return False
+    after = tokens[position + 1].token_type if position + 1 < len(tokens) else None
+    before = tokens[position - 1].token_type if position > 0 else None
+    return after != TokenType.L_PAREN and before != TokenType.DOT
 
 
 def no_select(word: str, sql: str, *, inside: bool = False) -> QueryRefused:
