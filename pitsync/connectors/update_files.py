@@ -122,11 +122,13 @@ def line_batches(path: Path) -> Iterator[pa.RecordBatch]:
 def gathered(blocks: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
     """The blocks, put together into batches of at least BATCH_BYTES (but the last)."""
     pending: list[pa.RecordBatch] = []
+    held = 0
     for block in blocks:
         pending.append(block)
-        if sum(batch.nbytes for batch in pending) >= BATCH_BYTES:
+        held += block.nbytes
+        if held >= BATCH_BYTES:
             yield pa.concat_batches(pending)
-            pending = []
+            pending, held = [], 0
     if pending:
         yield pa.concat_batches(pending)
 

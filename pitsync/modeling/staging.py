@@ -68,14 +68,29 @@ def check_key_names(
     """Key columns the store keeps under their own names (an id column, a tie-breaker)
     must not take one it uses for another column either, in any case."""
     for key, name in keys.items():
-        if name is not None and name.lower() in (column.lower() for column in reserved):
-            raise ConfigError(
-                f"table `{table.name}`: {key} `{name}` has a name the stored relation "
-                f"reserves ({', '.join(reserved)}, in any case); rename it in a view of the "
-                "source",
-                key=key,
-                table=table.name,
-            )
+        if name is not None:
+            remedy = "rename it in a view of the source"
+            refuse_reserved(table, key, name, reserved, remedy, key=key)
+
+
+def refuse_reserved(
+    table: TableConfig,
+    named: str,
+    name: str,
+    reserved: tuple[str, ...],
+    remedy: str,
+    *,
+    key: str | None = None,
+) -> None:
+    """Refuse a column (`named`: what names it, a setting `key` or the source) taking a
+    reserved name, in any case."""
+    if name.lower() in (column.lower() for column in reserved):
+        raise ConfigError(
+            f"table `{table.name}`: {named} `{name}` has a name the stored relation reserves "
+            f"({', '.join(reserved)}, in any case); {remedy}",
+            key=key,
+            table=table.name,
+        )
 
 
 def check_column_names(
@@ -96,12 +111,8 @@ def check_column_names(
                 "keeps for its own columns; rename it in the source or a view",
                 table=table.name,
             )
-        if folded in (column.lower() for column in reserved):
-            raise ConfigError(
-                f"{where}: source column `{name}` has a name the stored relation reserves "
-                f"({', '.join(reserved)}, in any case); rename it in the source or a view",
-                table=table.name,
-            )
+        remedy = "rename it in the source or a view"
+        refuse_reserved(table, "source column", name, reserved, remedy)
         if folded in seen:
             raise ConfigError(
                 f"{where}: source columns `{seen[folded]}` and `{name}` differ only in case, "

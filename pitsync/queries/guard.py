@@ -236,14 +236,14 @@ def keyword_hint(sql: str, error: ParseError) -> str:
     as a type or a function (`range < 5`, `SELECT map FROM t`)."""
     failed = next(iter(error.errors), {})
     line, column = failed.get("line"), failed.get("col")
+    if not isinstance(line, int) or not isinstance(column, int):
+        return ""
     try:
         tokens = sqlglot.tokenize(sql, read="duckdb")
     except TokenError:
         return ""
-    if not isinstance(line, int) or not isinstance(column, int):
-        return ""
-    before = [token for token in tokens if (token.line, token.col) <= (line, column)]
-    for position in range(len(before) - 1, max(len(before) - 1 - NEAR_FAILURE, -1), -1):
+    reached = sum(1 for token in tokens if (token.line, token.col) <= (line, column))
+    for position in reversed(range(max(reached - NEAR_FAILURE, 0), reached)):
         if is_bare_keyword_name(tokens, position):
             return (
                 f"; a column named `{tokens[position].text}` is read as a keyword: write it "
