@@ -15,6 +15,7 @@ from typing import Any, Literal
 import duckdb
 
 from pitsync.modeling.intervals import ModelCounts
+from pitsync.modeling.staging import count
 from pitsync.store import RUNS
 
 RunStatus = Literal["succeeded", "failed", "dry run"]
@@ -74,8 +75,7 @@ RUN_COLUMNS = list(RunRecord.__dataclass_fields__)
 
 
 def next_run_id(con: duckdb.DuckDBPyConnection) -> int:
-    row = con.execute(f"SELECT coalesce(max(run_id), 0) + 1 FROM {RUNS}").fetchone()
-    return int(row[0]) if row else 1
+    return count(con, f"SELECT coalesce(max(run_id), 0) + 1 FROM {RUNS}")
 
 
 def write_run(con: duckdb.DuckDBPyConnection, record: RunRecord) -> None:

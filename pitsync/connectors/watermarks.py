@@ -19,7 +19,7 @@ from pitsync.config import TableConfig
 from pitsync.connectors.sources import LowerBound
 from pitsync.errors import ConfigError
 from pitsync.modeling.schema_drift import column_types
-from pitsync.modeling.staging import STAGED, UNREADABLE
+from pitsync.modeling.staging import STAGED, UNREADABLE, one_row
 from pitsync.quoting import quote_identifier
 from pitsync.store import WATERMARKS
 
@@ -48,10 +48,11 @@ class Watermark:
             return None  # a lookback longer than any span of time DuckDB holds
         bound, parameters = expression
         try:
-            row = con.execute(
+            row = one_row(
+                con,
                 f"SELECT CAST(bound AS VARCHAR), typeof(bound) FROM (SELECT {bound} AS bound)",
                 parameters,
-            ).fetchone()
+            )
         except (duckdb.OutOfRangeException, duckdb.ConversionException):
             if not table.lookback_seconds:
                 raise
@@ -100,12 +101,11 @@ def behind(value: str, text: str, kind: str, seconds: int) -> tuple[str, list[An
 
 def watermark_row(con: duckdb.DuckDBPyConnection, table: TableConfig) -> tuple | None:
     """The store's (value, type name, cursor column) for the table, if it has one."""
-    # Every row fetched: a result left open makes DuckDB refuse to unregister the source.
-    rows = con.execute(
+    return one_row(
+        con,
         f"SELECT value, type_name, cursor_column FROM {WATERMARKS} WHERE table_name = ?",
         [table.name],
-    ).fetchall()
-    return rows[0] if rows else None
+    )
 
 
 def stored_watermark(con: duckdb.DuckDBPyConnection, table: TableConfig) -> str | None:
@@ -211,9 +211,9 @@ def advance_watermark(
     if UNREADABLE in staged:
         counted.append(f"{UNREADABLE} IS NULL")
     where = f" WHERE {' AND '.join(counted)}" if counted else ""
-    row = con.execute(
-        f"SELECT CAST(max({cursor}) AS VARCHAR), typeof(max({cursor})) FROM {STAGED}{where}"
-    ).fetchone()
+    row = one_row(
+        con, f"SELECT CAST(max({cursor}) AS VARCHAR), typeof(max({cursor})) FROM {STAGED}{where}"
+    )
     if not row or row[0] is None:
         return before
     after = Watermark(str(row[0]), str(row[1]))
@@ -221,10 +221,11 @@ def advance_watermark(
         warn_of_values_as_text(con, table)
     if before is not None:
         # Rows read again by the lookback may all lie below the old watermark.
-        newer = con.execute(
+        newer = one_row(
+            con,
             f"SELECT CAST(? AS {after.type_name}) >= CAST(? AS {before.type_name})",
             [after.value, before.value],
-        ).fetchone()
+        )
         if newer and not newer[0]:
             return before
     con.execute(
@@ -262,10 +263,11 @@ def warn_of_values_as_text(con: duckdb.DuckDBPyConnection, table: TableConfig) -
 def holds_as_text(con: duckdb.DuckDBPyConnection, cursor: str, kind: str) -> bool:
     """Whether every non-empty cursor value of this run's rows (a quoted column of text)
     reads as a value of DuckDB type `kind`."""
-    row = con.execute(
+    row = one_row(
+        con,
         f"SELECT count(nullif({cursor}, '')) > 0 AND count(nullif({cursor}, '')) = "
-        f"count(TRY_CAST(nullif({cursor}, '') AS {kind})) FROM {STAGED}"
-    ).fetchone()
+        f"count(TRY_CAST(nullif({cursor}, '') AS {kind})) FROM {STAGED}",
+    )
     return bool(row and row[0])
 
 

@@ -138,11 +138,12 @@ class KeyChanges:
 
 def table_exists(con: duckdb.DuckDBPyConnection, qualified: str) -> bool:
     schema, _, name = qualified.partition(".")
-    found = con.execute(
+    found = count(
+        con,
         "SELECT count(*) FROM duckdb_tables() WHERE schema_name = ? AND table_name = ?",
         [schema, name.strip('"').replace('""', '"')],
-    ).fetchone()
-    return bool(found and found[0])
+    )
+    return bool(found)
 
 
 def compared_columns(model: HistoryModel) -> str:
@@ -204,11 +205,14 @@ def key_columns(model: HistoryModel) -> str:
 
 def record_keys_of(con: duckdb.DuckDBPyConnection, model: HistoryModel, keys: str) -> None:
     """The run's changed keys, and the entities they belong to."""
-    entity = quote_identifier(model.table.id_column)
     con.execute(f"CREATE OR REPLACE TEMP TABLE {CHANGED} AS {keys}")
-    con.execute(
-        f"CREATE OR REPLACE TEMP TABLE {AFFECTED} AS SELECT DISTINCT {entity} FROM {CHANGED}"
-    )
+    record_entities_of(con, model, CHANGED)
+
+
+def record_entities_of(con: duckdb.DuckDBPyConnection, model: HistoryModel, keys: str) -> None:
+    """AFFECTED: the entities of the keys in the table `keys`, the ones the run changes."""
+    entity = quote_identifier(model.table.id_column)
+    con.execute(f"CREATE OR REPLACE TEMP TABLE {AFFECTED} AS SELECT DISTINCT {entity} FROM {keys}")
 
 
 def equal_rows(model: HistoryModel) -> str:
@@ -302,9 +306,7 @@ def remodel(
         con.execute(f"CREATE OR REPLACE TABLE {model.stored} AS FROM {REMODELLED}")
         # The entities the run changed are those with a rewritten key: a changed key, or
         # one with a new winner. Every loser is written anew; theirs are the run's.
-        con.execute(
-            f"CREATE OR REPLACE TEMP TABLE {AFFECTED} AS SELECT DISTINCT {entity} FROM {REWRITTEN}"
-        )
+        record_entities_of(con, model, REWRITTEN)
         return write_superseded(con, stored, run_id, counted=AFFECTED)
     touched = f"SELECT * FROM {TOUCHED} AS s SEMI JOIN {AFFECTED} AS a ON s.{entity} = a.{entity}"
     record_rewritten_keys(con, model, stored, touched)

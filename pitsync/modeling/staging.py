@@ -213,10 +213,18 @@ def json_text_sql(column: str) -> str:
 
 
 def count(con: duckdb.DuckDBPyConnection, sql: str, parameters: list | None = None) -> int:
-    """The single integer a counting query returns.
+    """The single integer a counting query returns."""
+    row = one_row(con, sql, parameters)
+    return int(row[0]) if row and row[0] is not None else 0
 
-    Every row is fetched, so no result stays open: DuckDB refuses to register an Arrow
-    stream on a connection that still has one.
+
+def one_row(
+    con: duckdb.DuckDBPyConnection, sql: str, parameters: list | None = None
+) -> tuple | None:
+    """The first row a query returns, if any.
+
+    Every row is fetched, so no result stays open: DuckDB refuses to register or
+    unregister an Arrow stream on a connection that still has one.
     """
     rows = con.execute(sql, parameters or []).fetchall()
-    return int(rows[0][0]) if rows and rows[0][0] is not None else 0
+    return rows[0] if rows else None
