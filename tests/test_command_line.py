@@ -19,6 +19,8 @@ from typing import Any
 import duckdb
 import pytest
 
+from pitsync.arguments import build_parser
+from pitsync.cli import HANDLERS
 from pitsync.config import TableConfig
 from pitsync.connectors.sync import as_run_error
 from pitsync.queries.output import cell
@@ -705,6 +707,14 @@ def test_usage_error_exits_two_with_usage_text(synced: Project, args: tuple[str,
 
     assert result.returncode == 2
     assert "usage:" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_every_command_of_the_parser_has_a_handler_and_no_handler_is_left_over() -> None:
+    [commands] = [
+        action for action in build_parser()._actions if action.dest == "command"
+    ]  # argparse keeps its subcommands only among its private actions
+
+    assert set(commands.choices) == set(HANDLERS)
 
 
 def test_query_before_any_sync_is_a_user_error(project: Project) -> None:
