@@ -155,12 +155,30 @@ def write_csv(relation: duckdb.DuckDBPyRelation, out: TextIO) -> int:
         buffer = pa.BufferOutputStream()
         options = pacsv.WriteOptions(include_header=header)
         pacsv.write_csv(pa.Table.from_batches([batch]), buffer, options)
-        out.write(buffer.getvalue().to_pybytes().decode("utf-8"))
+        write_whole(out, buffer.getvalue().to_pybytes().decode("utf-8"))
         rows += batch.num_rows
         header = False
     if header:
         out.write(",".join(csv_quoted(name) for name in relation.columns) + "\n")
     return rows
+
+
+def write_whole(out: TextIO, text: str) -> None:
+    """Write all of `text`, or raise BrokenPipeError if the reader has gone.
+
+    Handed more than its buffer holds, a buffered stream writes it straight to the pipe;
+    when the reader goes away in the middle, it returns the count that got through and
+    drops the rest without a word. So the rest is written again until nothing is left,
+    and a pipe with no reader raises.
+    """
+    buffer = getattr(out, "buffer", None)
+    if buffer is None:  # a stream of text only, such as io.StringIO
+        out.write(text)
+        return
+    out.flush()  # what the text stream holds goes first
+    remaining = memoryview(text.encode(out.encoding, out.errors or "strict"))
+    while remaining:
+        remaining = remaining[buffer.write(remaining) :]
 
 
 def csv_quoted(text: str) -> str:
@@ -180,7 +198,7 @@ def write_json(relation: duckdb.DuckDBPyRelation, out: TextIO, end: str = "\n") 
     for batch in batches(objects):
         lines = batch.column(0).to_pylist()
         if lines:
-            out.write(("," if rows else "[") + "\n" + ",\n".join(lines))
+            write_whole(out, ("," if rows else "[") + "\n" + ",\n".join(lines))
             rows += len(lines)
     out.write(("\n]" if rows else "[]") + end)
     return rows
