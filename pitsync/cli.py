@@ -43,6 +43,7 @@ from pitsync.connectors.stored_tables import drop_table, unconfigured_tables
 from pitsync.connectors.sync import SyncOptions, check_ownership_of, sync_tables
 from pitsync.errors import (
     PitsyncError,
+    QueryError,
     StoreError,
     UsageError,
     first_line,
@@ -66,6 +67,7 @@ from pitsync.queries.profiles import (
     feed_sql,
     moment_of,
     profiles_sql,
+    with_text_hint,
 )
 from pitsync.queries.temporal import moment_text_problem
 from pitsync.quoting import quote_identifier
@@ -477,7 +479,10 @@ def command_users(args: argparse.Namespace) -> int:
     config = load_config(args.config)
     sql = profiles_sql(args.group_key, args.where, args.limit)
     with QuerySession(config.store_path, config.memory_limit, args.wait) as session:
-        write_relation(session.query(sql), args.format)
+        try:
+            write_relation(session.query(sql), args.format)
+        except QueryError as error:
+            raise with_text_hint(error, args.where) from error
     return 0
 
 

@@ -328,6 +328,30 @@ def test_delete_profiles_where_that_duckdb_cannot_bind_is_one_line(project: Proj
     assert project.query("SELECT count(*) FROM user_profiles") == [(3,)]
 
 
+@pytest.mark.parametrize("command", ["users", "delete-profiles"])
+def test_a_where_comparing_a_property_with_a_number_says_properties_are_text(
+    project: Project, command: str
+) -> None:
+    people(project)
+
+    refused = project.cli(command, "--where", "seats > 2", check=False)
+
+    assert refused.returncode == 1
+    assert "Cannot compare values of type VARCHAR" in refused.stderr
+    assert "properties are text in --where" in refused.stderr
+    assert "CAST(seats AS INTEGER) > 3" in refused.stderr
+    assert project.query("SELECT count(*) FROM user_profiles") == [(3,)]
+
+
+def test_a_where_failing_on_no_text_gets_no_word_about_text(project: Project) -> None:
+    people(project)
+
+    refused = project.cli("users", "--where", "distinct_id IN (SELECT 1, 2)", check=False)
+
+    assert refused.returncode == 1
+    assert "Subquery" in refused.stderr and "properties are text" not in refused.stderr
+
+
 @pytest.mark.parametrize("command", ["delete-profiles", "users", "profile", "feed"])
 def test_an_empty_group_key_is_a_usage_error_not_a_user(project: Project, command: str) -> None:
     # `--group-key "$KEY"` with KEY unset must not quietly act on the user of that id.

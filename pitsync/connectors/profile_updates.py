@@ -41,7 +41,7 @@ from pitsync.modeling.profile_operators import (
 )
 from pitsync.modeling.profile_records import LINES, RECORDS, REJECTED, stage_records
 from pitsync.queries.execute import history_id_columns, store_relations, translate
-from pitsync.queries.profiles import profiles_sql
+from pitsync.queries.profiles import profiles_sql, with_text_hint
 from pitsync.quoting import quote_string
 from pitsync.store import (
     DEFAULT_WAIT_SECONDS,
@@ -257,7 +257,8 @@ def delete_profiles(
         except duckdb.Error as error:
             if is_interrupt(error):
                 raise
-            raise QueryError.from_duckdb(error) from error  # the --where condition's own error
+            # The --where condition's own error.
+            raise with_text_hint(QueryError.from_duckdb(error), where) from error
 
     return run_updates(config, "delete-profiles", iter([stage_targets]), False, wait)
 

@@ -19,7 +19,7 @@ import duckdb
 from sqlglot import exp
 from sqlglot.errors import ParseError
 
-from pitsync.errors import QueryRefused
+from pitsync.errors import QueryError, QueryRefused
 from pitsync.modeling.timestamps import spelled_moment
 from pitsync.queries.guard import parse_condition
 from pitsync.queries.nesting import with_room_to_nest
@@ -69,6 +69,18 @@ def properties_predicate(where: str, columns: tuple[str, ...]) -> exp.Expr:
         if names.names_a_property(column):
             column.replace(property_value(column.name))
     return predicate
+
+
+def with_text_hint(error: QueryError, where: str | None) -> QueryError:
+    """A type error of a --where condition, saying that properties are text: DuckDB's
+    own words (`Cannot compare values of type VARCHAR and type INTEGER_LITERAL`) do not
+    say which name is the text."""
+    if not where or "VARCHAR" not in str(error):
+        return error
+    return QueryError(
+        f"{error}; properties are text in --where: compare them with text "
+        "(plan = 'pro'), or cast them (CAST(seats AS INTEGER) > 3)"
+    )
 
 
 # What DuckDB reads as a named parameter, `$email`; `?` and `$1` stay parameters.
