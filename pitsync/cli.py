@@ -258,7 +258,7 @@ def command_profile(args: argparse.Namespace) -> int:
     with QuerySession(config.store_path, config.memory_limit, args.wait) as session:
         moment = resolve_moment(session, args.at)
         if not means_now(args.at):
-            properties = profile_at(session, entity, moment)  # updates have no history
+            properties = history_then(session, entity, moment)
         else:
             latest = latest_profile(session, entity)
             properties = latest if latest is not None else history_profile(session, entity, moment)
@@ -304,6 +304,21 @@ def history_profile(session: QuerySession, entity: Entity, moment: str) -> dict[
     except StoreError as error:
         reason = str(error).removeprefix(f"{entity.describe()} has ")
         raise StoreError(f"{entity.describe()} has no profile, and {reason}") from None
+
+
+def history_then(session: QuerySession, entity: Entity, moment: str) -> dict[str, object]:
+    """The history properties at a moment other than now. Updates keep no history, so an
+    entity with a profile but no history rows is told what --at reads."""
+    try:
+        return profile_at(session, entity, moment)
+    except StoreError as error:
+        if latest_profile(session, entity) is None:
+            raise
+        found = str(error).partition("; ")[0].replace(f"{entity.describe()} has ", "it has ")
+        raise StoreError(
+            f"{entity.describe()} has a profile, but --at reads history tables only (profile "
+            f"updates keep no history), and {found}; leave --at out for its profile now"
+        ) from None
 
 
 def resolve_moment(session: QuerySession, text: str) -> str:

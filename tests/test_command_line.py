@@ -636,6 +636,28 @@ def test_profile_at_text_rule_6_would_not_read_is_refused(
     assert_user_error(result, said)
 
 
+def test_profile_at_a_moment_of_an_entity_with_updates_only_says_what_at_reads(
+    synced: Project,
+) -> None:
+    updates = synced.root / "updates.jsonl"
+    record = {"$group_key": "company_id", "$group_id": "c9", "$set": {"tier": "gold"}}
+    updates.write_text(json.dumps(record) + "\n")
+    synced.cli("engage", str(updates))
+
+    result = synced.cli(
+        "profile", "c9", "--group-key", "company_id", "--at", "2024-03-01", check=False
+    )
+
+    assert_user_error(
+        result,
+        "company_id c9 has a profile, but --at reads history tables only",
+        "it has no rows in company_plan_history",
+        "leave --at out for its profile now",
+    )
+    now = cli_json(synced, "profile", "c9", "--group-key", "company_id", "--format", "json")
+    assert now == {"tier": "gold"}
+
+
 def test_history_lists_intervals_oldest_first(synced: Project) -> None:
 
     timelines = cli_json(synced, "history", "c1", "--group-key", "company_id", "--format", "json")
