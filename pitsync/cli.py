@@ -80,24 +80,34 @@ USAGE_STATUS = 2  # argparse's, for options that do not go together
 PIPE_WIDTH = 160  # rich would squeeze tables into 80 columns when not on a terminal
 
 
-def interrupted() -> int:
-    print(
-        "pitsync: interrupted; nothing in progress was kept (the run in progress rolls "
-        "back, and runs that finished stay committed: see `pitsync runs`)",
-        file=sys.stderr,
-    )
+# The commands that record runs in the store; the others change nothing there.
+RUN_COMMANDS = {"sync", "schedule", "engage", "import-csv", "delete-profiles", "drop-table"}
+
+
+def interrupted(command: str | None = None) -> int:
+    """Say what a Ctrl-C left, for the command it stopped (None: not known yet)."""
+    if command is not None and command not in RUN_COMMANDS:
+        print("pitsync: interrupted", file=sys.stderr)
+    else:
+        print(
+            "pitsync: interrupted; nothing in progress was kept (the run in progress rolls "
+            "back, and runs that finished stay committed: see `pitsync runs`)",
+            file=sys.stderr,
+        )
     return 130
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the console script."""
+    command = None
     try:
         # Reading the command line takes a moment too, on a busy machine.
         args = build_parser().parse_args(argv)
+        command = args.command
         configure_logging(verbose=args.verbose)
         return run_command(args)
     except KeyboardInterrupt:
-        return interrupted()
+        return interrupted(command)
 
 
 def run_command(args: argparse.Namespace) -> int:
@@ -113,7 +123,7 @@ def run_command(args: argparse.Namespace) -> int:
     except RuntimeError as error:  # DuckDB stops a query on Ctrl-C with its own error
         if not is_interrupt(error):
             raise
-        return interrupted()
+        return interrupted(args.command)
     except duckdb.OutOfMemoryException as error:
         print(f"pitsync: error: {out_of_memory(error)}", file=sys.stderr)
         return 1
