@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import math
+from typing import Any
 
 from pitsync import __version__
 from pitsync.config import CONFIG_ENV
@@ -16,10 +17,41 @@ from pitsync.store import DEFAULT_WAIT_SECONDS
 Subcommands = argparse._SubParsersAction
 
 
+class GivenOnce(argparse.Action):
+    """An option of one value that refuses a second: argparse would keep the last and drop
+    the first without a word, and `delete-profiles --where A --where B` delete by B alone."""
+
+    def __call__(
+        self,
+        parser: argparse.ArgumentParser,
+        namespace: argparse.Namespace,
+        values: Any,
+        option_string: str | None = None,
+    ) -> None:
+        given: set[str] = vars(namespace).setdefault(GIVEN, set())
+        if self.dest in given:
+            parser.error(f"{option_string} was given twice; give it once")
+        given.add(self.dest)
+        setattr(namespace, self.dest, values)
+
+
+GIVEN = "_options_given"  # where a parse notes the options it has met
+
+
+class Parser(argparse.ArgumentParser):
+    """The parser of pitsync and of each of its commands: options of one value are
+    `GivenOnce`."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.register("action", None, GivenOnce)
+        self.register("action", "store", GivenOnce)
+
+
 def build_parser() -> argparse.ArgumentParser:
     """Every command and option, each with a one-line help; the command's name is
     `command` in what it parses."""
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="pitsync",
         description="Sync warehouse history tables into DuckDB and ask what was true when.",
     )
@@ -55,7 +87,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def waiting_options() -> argparse.ArgumentParser:
     """The options of every command that opens the store."""
-    waiting = argparse.ArgumentParser(add_help=False, parents=[everywhere()])
+    waiting = Parser(add_help=False, parents=[everywhere()])
     waiting.add_argument(
         "--wait",
         type=non_negative_seconds,
@@ -275,7 +307,7 @@ def add_model(commands: Subcommands) -> None:
 
 def everywhere() -> argparse.ArgumentParser:
     """--config and --verbose after the command too; they then win over the ones before."""
-    options = argparse.ArgumentParser(add_help=False)
+    options = Parser(add_help=False)
     options.add_argument(
         "--config", type=config_path, default=argparse.SUPPRESS, help="the configuration file"
     )

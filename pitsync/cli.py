@@ -164,8 +164,7 @@ def command_sync(args: argparse.Namespace) -> int:
         raise PitsyncError(
             f"no table to sync: {config.path} configures none; add a [tables.NAME] section"
         )
-    names = list(config.tables) if args.all else list(dict.fromkeys(args.table))
-    tables = [config.table(name) for name in names]
+    tables = list(config.tables.values()) if args.all else config.tables_named(args.table)
     options = SyncOptions(
         strict=args.strict, dry_run=args.dry_run, wait_seconds=args.wait, progress=None
     )
@@ -436,7 +435,7 @@ def command_schedule(args: argparse.Namespace) -> int:
     config = load_config(args.config)
     tables = scheduled_tables(config)
     if args.table:
-        tables = [config.table(name) for name in dict.fromkeys(args.table)]
+        tables = config.tables_named(args.table)
     unscheduled = [table.name for table in tables if not table.schedule]
     if unscheduled:
         raise PitsyncError(

@@ -28,7 +28,7 @@ import re
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, cast, get_args
+from typing import Any, Literal, NoReturn, cast, get_args
 
 import duckdb
 from croniter import CroniterBadDateError, croniter
@@ -174,14 +174,23 @@ class Config:
         return name.lower() in {configured.lower() for configured in self.tables}
 
     def table(self, name: str) -> TableConfig:
-        """The table named `name`, or a clear error listing the configured ones."""
-        if name not in self.tables:
-            raise ConfigError(
-                f"table `{name}` is not configured in {self.path}; "
-                f"configured tables are: {', '.join(sorted(self.tables)) or '(none)'}",
-                table=name,
-            )
-        return self.tables[name]
+        """The table named `name` in any case, as the store compares names (no two
+        configured tables differ in case only), or a clear error listing the configured
+        ones."""
+        for configured, table in self.tables.items():
+            if configured.lower() == name.lower():
+                return table
+        raise ConfigError(
+            f"table `{name}` is not configured in {self.path}; "
+            f"configured tables are: {', '.join(sorted(self.tables)) or '(none)'}",
+            table=name,
+        )
+
+    def tables_named(self, names: list[str]) -> list[TableConfig]:
+        """The tables of these names, each once however often (or in what case) it is
+        named, in the order first named."""
+        chosen = {table.name: table for table in map(self.table, names)}
+        return list(chosen.values())
 
 
 def find_config_path(explicit: str | None) -> Path:
@@ -246,12 +255,14 @@ def config_text(path: Path) -> str:
 
 def parse_config(raw: dict[str, Any], path: Path) -> Config:
     """Validate a parsed TOML document; every problem names the key and the fix."""
+    check_no_password_outside_uri(raw)
     check_keys(raw, {"store", "sources", "tables"}, where="the top level")
     base = path.resolve().parent
 
     store = section(raw, "store")
     check_keys(store, STORE_KEYS, where="[store]")
-    store_path = base / text_value(store, "path", where="[store]", default="pitsync.duckdb")
+    stored_at = text_value(store, "path", where="[store]", default="pitsync.duckdb")
+    store_path = setting_path(base, stored_at, where="[store]")
     memory_limit = memory_limit_value(store)
 
     sources = {
@@ -273,7 +284,40 @@ def parse_config(raw: dict[str, Any], path: Path) -> Config:
     )
 
 
-MEMORY_SIZE = re.compile(r"\d+(\.\d+)?\s*(B|KB|MB|GB|TB|KiB|MiB|GiB|TiB)", re.IGNORECASE)
+# A password in a connection URL (`://user:secret@`) or in libpq's key words.
+PASSWORD = re.compile(r"://[^/\s@]*:[^/\s@]*@|password\s*=", re.IGNORECASE)
+
+
+def check_no_password_outside_uri(raw: dict[str, Any], where: str = "the top level") -> None:
+    """Refuse a password anywhere but in a source's `uri`, the one setting no message
+    shows: a connection string put in a path or a name by mistake would be printed by the
+    first message to name that setting, and kept in the run record of a scheduled run."""
+    for key, value in raw.items():
+        if PASSWORD.search(key):
+            refuse_password(f"{where}: a section or key name")
+        items = value if isinstance(value, list) else [value]
+        if key != "uri" and any(isinstance(item, str) and PASSWORD.search(item) for item in items):
+            refuse_password(f"{where}: `{key}`")
+        if isinstance(value, dict):
+            check_no_password_outside_uri(value, f"[{section_name(where, key)}]")
+
+
+def refuse_password(setting: str) -> NoReturn:
+    raise ConfigError(
+        f"{setting} holds a password (not shown); only a source's `uri` may hold one, or "
+        "better the environment variable its `uri_env` names"
+    )
+
+
+def section_name(where: str, key: str) -> str:
+    """`sources.w` for the key `w` inside [sources]."""
+    return f"{where.strip('[]')}.{key}" if where.startswith("[") else key
+
+
+# ASCII only: DuckDB reads no other digits or spaces, and would refuse them only later.
+MEMORY_SIZE = re.compile(
+    r"[0-9]+(\.[0-9]+)? *(B|KB|MB|GB|TB|KiB|MiB|GiB|TiB)", re.IGNORECASE | re.ASCII
+)
 
 
 MEMORY_UNITS = {"b": 1, "kb": 10**3, "mb": 10**6, "gb": 10**9, "tb": 10**12}
@@ -282,19 +326,32 @@ MEMORY_UNITS |= {"kib": 2**10, "mib": 2**20, "gib": 2**30, "tib": 2**40}
 MEMORY_BOUNDS = (64 * 10**6, 2**50)
 
 
+def setting_path(base: Path, text: str, *, where: str) -> Path:
+    """A path setting: `~` is the home folder, as a shell reads it (not a folder named
+    `~`), and a relative path is read from the config file's folder."""
+    try:
+        return base / Path(text).expanduser()
+    except RuntimeError:  # `~name` of no user, or no home folder to be found
+        raise ConfigError(
+            f"{where}: `path` = {shown(text)} starts with a home folder that cannot be "
+            "found; write the folder out",
+            key="path",
+        ) from None
+
+
 def memory_limit_value(store: dict[str, Any]) -> str | None:
     """A size DuckDB understands, checked here so a typo fails before any data moves."""
     value = text_value(store, "memory_limit", where="[store]", default=None)
     if value is None:
         return None
-    size = MEMORY_SIZE.fullmatch(value.strip())
+    size = MEMORY_SIZE.fullmatch(value.strip(" "))
     if not size:
         raise ConfigError(
             f"[store]: `memory_limit` = {shown(value)} is not a size; write it like "
             '"1GB" or "512MB"',
             key="memory_limit",
         )
-    number = float(value.strip()[: size.start(2)])
+    number = float(value.strip(" ")[: size.start(2)])
     if not MEMORY_BOUNDS[0] <= number * MEMORY_UNITS[size.group(2).lower()] <= MEMORY_BOUNDS[1]:
         raise ConfigError(
             f"[store]: `memory_limit` = {shown(value)} is out of range; "
@@ -340,7 +397,7 @@ def parse_source(name: str, raw: dict[str, Any], base: Path) -> SourceConfig:
         refuse_keys(raw, {"uri", "uri_env"}, where=where, reason=reads_path)
         if source_type != "duckdb":
             refuse_keys(raw, {"schema"}, where=where, reason=f"{reads_path}, which has no schemas")
-        path = base / text_value(raw, "path", where=where)
+        path = setting_path(base, text_value(raw, "path", where=where), where=where)
         return SourceConfig(name=name, type=source_type, path=path, schema=schema)
     refuse_keys(raw, {"path"}, where=where, reason=f'type = "{source_type}" connects by `uri`')
     check_uri_keys(raw, where=where)

@@ -739,6 +739,31 @@ def test_every_command_of_the_parser_has_a_handler_and_no_handler_is_left_over()
     assert set(commands.choices) == set(HANDLERS)
 
 
+@pytest.mark.parametrize(
+    "args",
+    [
+        ("delete-profiles", "--where", "distinct_id = 'nobody'", "--where", "true"),
+        ("users", "--where", "plan = 'x'", "--where", "true"),
+        ("profile", "c1", "--group-key", "company_id", "--group-key", "other"),
+        ("query", "SELECT 1", "--format", "csv", "--format", "json"),
+    ],
+    ids=["delete-where", "users-where", "group-key", "format"],
+)
+def test_an_option_of_one_value_given_twice_is_a_usage_error(
+    synced: Project, args: tuple[str, ...]
+) -> None:
+    # argparse kept the last: `delete-profiles` deleted every profile by the second --where.
+    engage_line = {"$distinct_id": "u1", "$set": {"plan": "pro"}}
+    (synced.root / "one.jsonl").write_text(json.dumps(engage_line) + "\n")
+    synced.cli("engage", "one.jsonl")
+
+    result = synced.cli(*args, check=False)
+
+    assert result.returncode == 2
+    assert f"{args[-2]} was given twice; give it once" in result.stderr
+    assert synced.query("SELECT count(*) FROM user_profiles") == [(1,)]
+
+
 def test_query_before_any_sync_is_a_user_error(project: Project) -> None:
     seeded(project)
 

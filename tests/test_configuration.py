@@ -310,6 +310,19 @@ def test_memory_limit_that_is_no_size_is_refused(tmp_path: Path) -> None:
         load_config(path)
 
 
+@pytest.mark.parametrize("size", ["\uff12GB", "\u0661\u0660\u0660MB", "1\u2003GB", "1GB\u3000"])
+def test_memory_limit_of_digits_or_spaces_beyond_ascii_is_refused_as_no_size(
+    tmp_path: Path, size: str
+) -> None:
+    # DuckDB reads ASCII digits and spaces only, and refused these later, with a traceback.
+    path = config_file(
+        tmp_path, 'path = "store.duckdb"', f'path = "store.duckdb"\nmemory_limit = "{size}"'
+    )
+
+    with pytest.raises(ConfigError, match=in_order("`memory_limit`", "is not a size")):
+        load_config(path)
+
+
 @pytest.mark.parametrize("size", ["0B", "1MB", "99999999TB"])
 def test_memory_limit_out_of_range_is_refused(tmp_path: Path, size: str) -> None:
     path = config_file(
@@ -317,6 +330,50 @@ def test_memory_limit_out_of_range_is_refused(tmp_path: Path, size: str) -> None
     )
 
     with pytest.raises(ConfigError, match=in_order("`memory_limit`", "out of range", '"64MB"')):
+        load_config(path)
+
+
+SECRET_URI = "postgresql://u:secretpw@127.0.0.1:5432/test"
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "setting"),
+    [
+        ('path = "store.duckdb"', f'path = "{SECRET_URI}"', "[store]: `path`"),
+        ('path = "warehouse.duckdb"', f'path = "{SECRET_URI}"', "[sources.warehouse]: `path`"),
+        ('kind = "group_history"', f'kind = "group_history"\nfrom = "{SECRET_URI}"', "`from`"),
+        ('id_column = "company_id"', 'id_column = "host=db password=secretpw"', "`id_column`"),
+        ("[tables.company_plan_history]", f'[tables."{SECRET_URI}"]', "[tables]: a section"),
+        ('kind = "group_history"', f'kind = "group_history"\n"{SECRET_URI}" = 1', "a section"),
+    ],
+    ids=["store-path", "source-path", "from", "libpq-words", "table-name", "key-name"],
+)
+def test_a_password_anywhere_but_a_uri_is_refused_without_being_shown(
+    tmp_path: Path, old: str, new: str, setting: str
+) -> None:
+    # It would be printed by the first message naming the setting, and kept in `runs`.
+    path = config_file(tmp_path, old, new)
+
+    with pytest.raises(ConfigError) as refused:
+        load_config(path)
+
+    assert setting in str(refused.value) and "holds a password (not shown)" in str(refused.value)
+    assert "secretpw" not in str(refused.value)
+
+
+def test_a_path_starting_with_the_home_folder_is_read_from_there(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    path = config_file(tmp_path, 'path = "store.duckdb"', 'path = "~/stores/store.duckdb"')
+
+    assert load_config(path).store_path == tmp_path / "home" / "stores" / "store.duckdb"
+
+
+def test_a_home_folder_that_cannot_be_found_is_refused(tmp_path: Path) -> None:
+    path = config_file(tmp_path, 'path = "store.duckdb"', 'path = "~nobody-at-all-here/s.duckdb"')
+
+    with pytest.raises(ConfigError, match=in_order("[store]", "home folder", "cannot be found")):
         load_config(path)
 
 
@@ -643,6 +700,20 @@ def test_sync_of_an_unknown_table_lists_the_configured_ones(project: Project) ->
 
     assert_user_error(result, "`company_plan_hist`", "not configured", "company_plan_history")
     assert not project.store.exists()
+
+
+def test_a_table_is_synced_by_its_name_in_any_case_and_once_however_often_named(
+    project: Project,
+) -> None:
+    company_history(project, [("c1", "free", 1, "2024-01-01 00:00:00+00", None)])
+
+    project.cli(
+        "sync", "--table", "COMPANY_PLAN_HISTORY", "--table", "company_plan_history", "--dry-run"
+    )
+    project.cli("sync", "--table", "Company_Plan_History")
+
+    runs = project.query("SELECT table_name, rows_read FROM _pitsync.runs")
+    assert runs == [("company_plan_history", 1)]
 
 
 # --- finding the config file ---------------------------------------------------------------
