@@ -29,3 +29,13 @@ def path_kind(path: Path) -> str:
     if stat.S_ISDIR(mode):
         return FOLDER
     return FILE if stat.S_ISREG(mode) else OTHER
+
+
+def file_problem(path: Path) -> str | None:
+    """Why `path` is no file to read, as a message says it (`is a folder`); None if it is
+    one."""
+    kind = path_kind(path)
+    if kind == FILE:
+        return None
+    said = {MISSING: "not found", FOLDER: "is a folder", OTHER: "is not a regular file"}
+    return said.get(kind, f"cannot be read: {kind}")

@@ -319,6 +319,26 @@ def test_a_csv_column_left_empty_keeps_its_type_in_a_mirror_run(project: Project
     assert project.query("SELECT user_id, seats FROM user_plans") == [("u1", 4)]
 
 
+@pytest.mark.parametrize(
+    ("path", "said"),
+    [("folder", "is a folder"), ("/dev/null", "is not a regular file"), ("nowhere", "not found")],
+)
+def test_a_duckdb_source_path_that_is_no_file_says_what_it_is(
+    project: Project, path: str, said: str
+) -> None:
+    (project.root / "folder").mkdir()
+    project.configure("plans", kind="user_history", id_column="user_id", start_time="valid_from")
+    config = project.config_path.read_text(encoding="utf-8")
+    project.config_path.write_text(
+        config.replace('path = "warehouse.duckdb"', f'path = "{path}"'), encoding="utf-8"
+    )
+
+    with pytest.raises(SourceError) as raised:
+        project.sync("plans")
+
+    assert f"DuckDB file {project.root / path} {said}" in str(raised.value)
+
+
 @pytest.mark.backends("duckdb")
 def test_a_duckdb_source_with_a_schema_looks_for_tables_there(project: Project) -> None:
     project.source_sql(

@@ -58,6 +58,7 @@ from pitsync.connectors.sources import UNTYPED, LowerBound, unmappable
 from pitsync.errors import SourceError, first_line
 from pitsync.interrupts import ctrl_c_ignored
 from pitsync.modeling.staging import UNREADABLE
+from pitsync.paths import file_problem
 
 log = logging.getLogger(__name__)
 
@@ -459,10 +460,10 @@ def sqlite_read_only_uri(config: SourceConfig) -> str:
     The path is percent-encoded: in a URI, SQLite reads `%41` as `A`, and a `?` or `#`
     would end the path, and the read-only mode with it."""
     path = config.path
-    if path is None or not path.is_file():
-        found = "is a folder" if path is not None and path.is_dir() else "not found"
+    problem = "not found" if path is None else file_problem(path)
+    if path is None or problem:
         raise SourceError(
-            f"source `{config.name}`: SQLite file {path} {found}; check `path` in "
+            f"source `{config.name}`: SQLite file {path} {problem}; check `path` in "
             f"[sources.{config.name}]",
             source=config.name,
         )

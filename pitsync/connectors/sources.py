@@ -29,6 +29,7 @@ import pyarrow.parquet as pq
 from pitsync.config import SourceConfig
 from pitsync.errors import ConfigError, SourceError, first_line
 from pitsync.interrupts import is_interrupt
+from pitsync.paths import file_problem
 from pitsync.quoting import quote_identifier, quote_string
 from pitsync.store import SET_UTC
 
@@ -316,9 +317,10 @@ class FileSource:
 
     def attach(self) -> None:
         """Open the DuckDB file read-only, so pitsync can never change a warehouse."""
-        if self.config.path is None or not self.config.path.is_file():
+        problem = "not found" if self.config.path is None else file_problem(self.config.path)
+        if problem:
             raise SourceError(
-                f"source `{self.name}`: DuckDB file {self.config.path} not found; check "
+                f"source `{self.name}`: DuckDB file {self.config.path} {problem}; check "
                 f"`path` in [sources.{self.name}]",
                 source=self.name,
             )
