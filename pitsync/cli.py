@@ -50,7 +50,13 @@ from pitsync.errors import (
     with_memory_advice,
 )
 from pitsync.interrupts import is_interrupt
-from pitsync.modeling.attribution import Entity, entity_tables, interval_at_sql, timeline_sql
+from pitsync.modeling.attribution import (
+    Entity,
+    check_group_key_known,
+    entity_tables,
+    interval_at_sql,
+    timeline_sql,
+)
 from pitsync.modeling.staging import json_object_text_sql
 from pitsync.modeling.timestamps import spelled_moment
 from pitsync.queries.execute import QuerySession
@@ -503,6 +509,8 @@ def command_users(args: argparse.Namespace) -> int:
     config = load_config(args.config)
     sql = profiles_sql(args.group_key, args.where, args.limit)
     with QuerySession(config.store_path, config.memory_limit, args.wait) as session:
+        if args.group_key is not None:
+            check_group_key_known(session.connection, args.group_key)
         try:
             write_relation(session.query(sql), args.format)
         except QueryError as error:

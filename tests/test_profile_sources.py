@@ -328,6 +328,24 @@ def test_delete_profiles_where_that_duckdb_cannot_bind_is_one_line(project: Proj
     assert project.query("SELECT count(*) FROM user_profiles") == [(3,)]
 
 
+def test_users_of_a_group_key_no_group_has_is_an_error_naming_the_keys(project: Project) -> None:
+    # A typo listed no group, as if there were none.
+    people(project)
+
+    before_any_group = project.cli("users", "--group-key", "company", check=False)
+    engage(project, {"$group_key": "company_id", "$group_id": "c1", "$set": {"tier": "gold"}})
+    mistyped = project.cli("users", "--group-key", "company", check=False)
+    listed = project.cli("users", "--group-key", "company_id", "--format", "json").stdout
+
+    assert before_any_group.returncode == 1
+    assert "no group of key `company` is in the store; it holds no group yet" in (
+        before_any_group.stderr
+    )
+    assert mistyped.returncode == 1
+    assert "the group keys are `company_id`" in mistyped.stderr
+    assert [row["group_id"] for row in json.loads(listed)] == ["c1"]
+
+
 @pytest.mark.parametrize("command", ["users", "delete-profiles"])
 def test_a_where_comparing_a_property_with_a_number_says_properties_are_text(
     project: Project, command: str

@@ -13,8 +13,9 @@ import duckdb
 
 from pitsync.errors import StoreError
 from pitsync.modeling.hidden_events import CatalogEntry, read_catalog
+from pitsync.modeling.profile_operators import USER_KEY
 from pitsync.quoting import quote_identifier
-from pitsync.store import END_TIME, START_TIME
+from pitsync.store import END_TIME, PROFILES, START_TIME
 
 
 @dataclass(frozen=True)
@@ -61,6 +62,22 @@ def group_key_hint(catalog: list[CatalogEntry], *, given: bool = False) -> str:
     if given:
         return f"the synced group keys are {named}"
     return f"for a group pass --group-key {named}"
+
+
+def check_group_key_known(con: duckdb.DuckDBPyConnection, group_key: str) -> None:
+    """Refuse a group key no group in the store has: a typo would list no group, as if
+    there were none."""
+    keys = {entry.group_key for entry in read_catalog(con) if entry.group_key}
+    stored = con.execute(
+        f"SELECT DISTINCT group_key FROM {PROFILES} WHERE group_key <> ?", [USER_KEY]
+    ).fetchall()
+    keys |= {key for (key,) in stored}
+    if group_key not in keys:
+        known = " or ".join(f"`{key}`" for key in sorted(keys))
+        raise StoreError(
+            f"no group of key `{group_key}` is in the store; "
+            + (f"the group keys are {known}" if keys else "it holds no group yet")
+        )
 
 
 def holds_entity(con: duckdb.DuckDBPyConnection, entry: CatalogEntry, entity: Entity) -> bool:
