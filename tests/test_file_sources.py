@@ -302,6 +302,92 @@ def test_a_late_row_with_a_field_too_many_is_named_by_its_line(project: Project)
     )
 
 
+@pytest.mark.parametrize(
+    ("rows", "line", "found"),
+    [
+        (["u1,free,2024-01-01", "u2,pro", "u3,pro,2024-02-01"], 3, 2),
+        (["u1,free,2024-01-01", "u2,pro,2024-02-01,eu"], 3, 4),
+    ],
+    ids=["field-too-few", "field-too-many"],
+)
+def test_a_small_csv_with_a_row_of_another_width_names_that_row(
+    project: Project, rows: list[str], line: int, found: int
+) -> None:
+    # DuckDB's sniffer read the file as one column named `user_id,plan,valid_from`, and
+    # the message said `user_id` was missing and to change `id_column`.
+    plans = project.root / "plans.csv"
+    plans.write_text("user_id,plan,valid_from\n" + "\n".join(rows) + "\n", encoding="utf-8")
+    configure_plans(project)
+
+    with pytest.raises(SourceError) as raised:
+        project.sync("user_plans")
+
+    assert str(raised.value) == (
+        f"source `files`: {plans} has rows that do not fit its header: line {line} of {plans}: "
+        f"Expected Number of Columns: 3 Found: {found}; correct or remove that row"
+    )
+
+
+def test_a_csv_column_without_a_name_is_refused_by_its_number(project: Project) -> None:
+    # DuckDB would call it `column2`, and the file's own `column2` would become `column2_1`.
+    plans = project.root / "plans.csv"
+    plans.write_text("user_id,valid_from,,column2\nu1,2024-01-01,x,real\n", encoding="utf-8")
+    configure_plans(project)
+
+    with pytest.raises(SourceError) as raised:
+        project.sync("user_plans")
+
+    assert str(raised.value) == (
+        f"source `files`: {plans} has a column without a name (column 3); name it in the file"
+    )
+
+
+def test_a_parquet_column_without_a_name_is_refused_by_its_number(project: Project) -> None:
+    path = project.root / "plans.parquet"
+    pq.write_table(
+        pa.table({"user_id": ["u1"], "valid_from": ["2024-01-01"], "": ["x"], "C2": ["y"]}), path
+    )
+    configure_plans(project, path="plans.parquet", kind="parquet")
+
+    with pytest.raises(SourceError) as raised:
+        project.sync("user_plans")
+
+    assert str(raised.value) == (
+        f"source `files`: {path} has a column without a name (column 3); name it in the file"
+    )
+
+
+def test_a_parquet_file_damaged_at_its_start_is_named_too(project: Project) -> None:
+    # The first read fails, before any row: DuckDB's reason names no file there either.
+    loads = project.root / "loads"
+    loads.mkdir()
+    plans = pa.table(
+        {
+            "user_id": [f"u{n}" for n in range(1000)],
+            "plan": ["free"] * 1000,
+            "valid_from": ["2024-01-01"] * 1000,
+        }
+    )
+    for name in ("a", "b"):
+        pq.write_table(plans, loads / f"{name}.parquet")
+    damaged = bytearray((loads / "b.parquet").read_bytes())
+    damaged[20:200] = b"\xaa" * 180
+    (loads / "b.parquet").write_bytes(bytes(damaged))
+    configure_plans(project, path="loads/*.parquet", kind="parquet")
+
+    with pytest.raises(SourceError) as raised:
+        project.sync("user_plans")
+
+    message = str(raised.value)
+    assert message.startswith(
+        f"source `files`: reading table `user_plans` from Parquet files {loads}/*.parquet failed: "
+    )
+    assert message.endswith(
+        f"; the file {loads}/b.parquet is damaged: write it again, or move "
+        "it out of the files `path` in [sources.files] matches"
+    )
+
+
 def test_a_csv_column_left_empty_keeps_its_type_in_a_mirror_run(project: Project) -> None:
     # An empty column is sniffed as text; it holds no value, so it tells nothing of a type:
     # seats stays an integer, and the run makes every seats undefined.

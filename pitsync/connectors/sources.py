@@ -333,6 +333,8 @@ class FileSource:
 
     def schema(self, table: str, text_columns: Sequence[str] = ()) -> pa.Schema:
         self.check_exists(table)
+        if not self.kind.needs_attach:
+            self.check_names_apart(table)  # before DuckDB reads the names its own way
         relation = self.kind.relation(self.config, table, self.present(table, text_columns))
         try:
             described = self.engine.sql(f"SELECT * FROM {relation} LIMIT 0")
@@ -346,7 +348,7 @@ class FileSource:
         if self.kind.needs_attach:  # Parquet's TIME in UTC is a TIMETZ of +00, kept as a time
             self.check_types_kept(table, types)
         else:
-            self.check_names_apart(table)
+            self.check_rows_fit_the_header(table, described.columns)
         return with_json_fields(schema, [name for name, kind in types.items() if kind == JSON])
 
     def duckdb_types(self, relation: str) -> dict[str, str]:
@@ -380,7 +382,15 @@ class FileSource:
         """
         for name in matched_files(file_pattern(self.config, table)):
             seen: dict[str, str] = {}
-            for column in self.written_names(name):
+            for number, column in enumerate(self.written_names(name), start=1):
+                if not column.strip():
+                    # DuckDB would name it itself (`column2`, `C2`), maybe as another
+                    # column of the file is named, whose values it would then take.
+                    raise SourceError(
+                        f"source `{self.name}`: {name} has a column without a name (column "
+                        f"{number}); name it in the file",
+                        source=self.name,
+                    )
                 # DuckDB trims a header's names: `plan, plan` is plan twice.
                 folded = column.strip().lower()
                 if folded in seen:
@@ -392,9 +402,44 @@ class FileSource:
                     )
                 seen[folded] = column
 
+    def check_rows_fit_the_header(self, table: str, columns: list[str]) -> None:
+        """Name the first row whose number of fields differs from its file's header.
+
+        DuckDB's sniffer, meeting such a row in a small file, may read the file as one
+        column named by its whole header line (`id,start,plan`), or take the longer row for
+        the header, so the configured columns would look missing. Where the names DuckDB
+        found are not those of a file's first line, the file is read again with the
+        delimiter that line holds, which names the row.
+        """
+        if self.config.type != "csv":
+            return
+        found = {column.strip() for column in columns}
+        for name in matched_files(file_pattern(self.config, table)):
+            header = first_line_of(name) or ""
+            marks = [mark for mark in DELIMITERS if mark in header]
+            if not marks or any(found.issuperset(header_names(header, m)) for m in marks):
+                continue
+            delimiter = max(marks, key=header.count)
+            self.read_with_header(name, header_names(header, delimiter), delimiter)
+
+    def read_with_header(self, name: str, columns: list[str], delimiter: str) -> None:
+        """Read a CSV file of these columns and delimiter; a row of another width fails."""
+        typed = ", ".join(f"{quote_string(column)}: 'VARCHAR'" for column in columns)
+        try:
+            self.engine.execute(
+                f"SELECT count(*) FROM read_csv({quote_string(literal_path(self.config, name))}, "
+                f"header = true, auto_detect = false, delim = {quote_string(delimiter)}, "
+                f"quote = '\"', escape = '\"', columns = {{{typed}}}, {CSV_OPTIONS})"
+            )
+        except duckdb.Error as error:
+            if is_interrupt(error):
+                raise
+            raise self.failed(f"{name} has rows that do not fit its header", error) from None
+
     def written_names(self, name: str) -> list[str]:
-        """A file's column names as written, before DuckDB makes repeated ones unique; none
-        when the file cannot be read so (the read that follows says why)."""
+        """A file's column names as written, before DuckDB makes repeated ones unique (an
+        empty one as ""); none when the file cannot be read so (the read that follows says
+        why)."""
         try:
             if self.config.type == "parquet":
                 return list(pq.read_schema(name).names)
@@ -406,7 +451,7 @@ class FileSource:
             if is_interrupt(error):
                 raise
             return []
-        return [str(column) for column in rows[0] if column is not None] if rows else []
+        return ["" if column is None else str(column) for column in rows[0]] if rows else []
 
     def read(
         self,
@@ -430,9 +475,10 @@ class FileSource:
         try:
             rows = self.engine.sql(sql, params=parameters or None).to_arrow_reader(BATCH_ROWS)
         except duckdb.Error as error:
-            raise self.failed(
-                f"reading table `{table}` from {self.kind.describe} failed", error
-            ) from None
+            if is_interrupt(error):
+                raise
+            what = f"reading table `{table}` from {self.kind.describe} {self.config.path} failed"
+            raise self.read_failure(what, error, table, columns) from None
         as_json = [column for column in columns if types.get(column) == JSON]
         batches = (with_json(batch, as_json) for batch in self.checked(rows, table, columns))
         return pa.RecordBatchReader.from_batches(with_json_fields(rows.schema, as_json), batches)
@@ -447,19 +493,25 @@ class FileSource:
         except Exception as error:
             if is_interrupt(error):
                 raise
-            failure = self.failed(
+            what = (
                 f"reading table `{table}` from {self.kind.describe} {self.config.path} failed "
-                "partway",
-                error,
+                "partway"
             )
-            damaged = self.damaged_file(table, columns)
-            if damaged is None:
-                raise failure from None
-            raise SourceError(
-                f"{failure}; the file {damaged} is damaged: write it again, or move it out "
-                f"of the files `path` in [sources.{self.name}] matches",
-                source=self.name,
-            ) from None
+            raise self.read_failure(what, error, table, columns) from None
+
+    def read_failure(
+        self, what: str, error: BaseException, table: str, columns: list[str]
+    ) -> SourceError:
+        """The failure of a read, naming the damaged file where DuckDB's reason does not."""
+        failure = self.failed(what, error)
+        damaged = self.damaged_file(table, columns)
+        if damaged is None:
+            return failure
+        return SourceError(
+            f"{failure}; the file {damaged} is damaged: write it again, or move it out "
+            f"of the files `path` in [sources.{self.name}] matches",
+            source=self.name,
+        )
 
     def damaged_file(self, table: str, columns: list[str]) -> str | None:
         """The first of a table's Parquet files whose columns cannot be read in full.
@@ -579,6 +631,24 @@ class FileSource:
 
     def close(self) -> None:
         self.engine.close()
+
+
+# What separates a CSV header's names, when DuckDB read the whole header as one name.
+DELIMITERS = (",", ";", "\t", "|")
+
+
+def header_names(header: str, delimiter: str) -> list[str]:
+    """The names of a CSV header line as DuckDB reads them: trimmed, out of quotes."""
+    return [name.strip().strip('"') for name in header.split(delimiter)]
+
+
+def first_line_of(path: str) -> str | None:
+    """A text file's first line without its line end; None if it cannot be read so."""
+    try:
+        with open(path, encoding="utf-8-sig", newline="") as file:
+            return file.readline().rstrip("\r\n")
+    except (OSError, UnicodeDecodeError):
+        return None
 
 
 def reason(error: BaseException) -> str:
