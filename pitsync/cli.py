@@ -124,14 +124,14 @@ def run_command(args: argparse.Namespace) -> int:
     except PitsyncError as error:
         if args.verbose:
             log.exception("failed")
-        print(f"pitsync: error: {error}", file=sys.stderr)
+        print_error(error)
         return USAGE_STATUS if isinstance(error, UsageError) else 1
     except RuntimeError as error:  # DuckDB stops a query on Ctrl-C with its own error
         if not is_interrupt(error):
             raise
         return interrupted(args.command)
     except duckdb.OutOfMemoryException as error:
-        print(f"pitsync: error: {out_of_memory(error)}", file=sys.stderr)
+        print_error(out_of_memory(error))
         return 1
     except BrokenPipeError:
         # The reader went away (`pitsync runs | head`): stop quietly, as a SIGPIPE would.
@@ -142,6 +142,26 @@ def run_command(args: argparse.Namespace) -> int:
 def out_of_memory(error: BaseException) -> str:
     """DuckDB's first line, and what to do."""
     return with_memory_advice(f"{first_line(error)}; nothing in progress was kept", error)
+
+
+def print_error(error: object) -> None:
+    """The one line of an error on standard error; a name from a warehouse or a command
+    line may hold control characters (a newline, a terminal's escape codes), written out."""
+    print(f"pitsync: error: {one_line(error)}", file=sys.stderr)
+
+
+def one_line(text: object) -> str:
+    """`printable`, with line ends written out too."""
+    return printable(text).replace("\r", "\\r").replace("\n", "\\n")
+
+
+class PrintableFormatter(logging.Formatter):
+    """Log lines of one printable line each, as errors are; SQL logged in --verbose keeps
+    its lines."""
+
+    def formatMessage(self, record: logging.LogRecord) -> str:  # noqa: N802 (logging's name)
+        line = super().formatMessage(record)
+        return line if record.levelno < logging.INFO else one_line(line)
 
 
 class StandardErrorHandler(logging.StreamHandler):
@@ -156,7 +176,7 @@ class StandardErrorHandler(logging.StreamHandler):
 def configure_logging(*, verbose: bool) -> None:
     """Plain lines on standard error: INFO by default, DEBUG (with SQL) when verbose."""
     handler = StandardErrorHandler()
-    handler.setFormatter(logging.Formatter("pitsync: %(levelname)s: %(message)s"))
+    handler.setFormatter(PrintableFormatter("pitsync: %(levelname)s: %(message)s"))
     root = logging.getLogger("pitsync")
     root.handlers[:] = [handler]
     root.setLevel(logging.DEBUG if verbose else logging.INFO)
@@ -182,7 +202,7 @@ def command_sync(args: argparse.Namespace) -> int:
         warn_of_unconfigured_tables(config)
     failed = [outcome for outcome in outcomes if outcome.error]
     for outcome in failed:
-        print(f"pitsync: error: {outcome.error}", file=sys.stderr)
+        print_error(outcome.error)
     return 1 if failed else 0
 
 

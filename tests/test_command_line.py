@@ -764,6 +764,36 @@ def test_an_option_of_one_value_given_twice_is_a_usage_error(
     assert synced.query("SELECT count(*) FROM user_profiles") == [(1,)]
 
 
+def test_an_error_naming_control_characters_is_one_line_that_shows_them(
+    synced: Project,
+) -> None:
+    # An escape code would recolour the terminal; a newline would split the one line.
+    result = synced.cli("sync", "--table", "x\x1b[31my\nz", check=False)
+
+    assert result.returncode == 1
+    assert result.stderr.count("\n") == 1 and "\x1b" not in result.stderr
+    assert "table `x\\x1b[31my\\nz` is not configured" in result.stderr
+
+
+def test_a_warning_naming_a_warehouse_value_with_control_characters_is_one_line(
+    project: Project,
+) -> None:
+    company = "c\x1b[2J\n1"
+    company_history(
+        project,
+        [
+            (company, "free", 1, "2024-01-01 00:00:00+00", None),
+            (company, "pro", 1, "2024-01-01 00:00:00+00", None),
+        ],
+    )
+
+    result = project.cli("sync", "--all")
+
+    [warning] = [line for line in result.stderr.splitlines() if "WARNING" in line]
+    assert "c\\x1b[2J\\n1 has 2 conflicting rows" in warning
+    assert "\x1b" not in result.stderr
+
+
 def test_query_before_any_sync_is_a_user_error(project: Project) -> None:
     seeded(project)
 
