@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Callable
 from decimal import Decimal
 from pathlib import Path
 
@@ -328,26 +329,27 @@ def test_a_small_csv_with_a_row_of_another_width_names_that_row(
     )
 
 
-def test_a_csv_column_without_a_name_is_refused_by_its_number(project: Project) -> None:
-    # DuckDB would call it `column2`, and the file's own `column2` would become `column2_1`.
-    plans = project.root / "plans.csv"
-    plans.write_text("user_id,valid_from,,column2\nu1,2024-01-01,x,real\n", encoding="utf-8")
-    configure_plans(project)
-
-    with pytest.raises(SourceError) as raised:
-        project.sync("user_plans")
-
-    assert str(raised.value) == (
-        f"source `files`: {plans} has a column without a name (column 3); name it in the file"
-    )
+def write_csv_without_a_name(path: Path) -> None:
+    path.write_text("user_id,valid_from,,column2\nu1,2024-01-01,x,real\n", encoding="utf-8")
 
 
-def test_a_parquet_column_without_a_name_is_refused_by_its_number(project: Project) -> None:
-    path = project.root / "plans.parquet"
-    pq.write_table(
-        pa.table({"user_id": ["u1"], "valid_from": ["2024-01-01"], "": ["x"], "C2": ["y"]}), path
-    )
-    configure_plans(project, path="plans.parquet", kind="parquet")
+def write_parquet_without_a_name(path: Path) -> None:
+    names = {"user_id": ["u1"], "valid_from": ["2024-01-01"], "": ["x"], "C2": ["y"]}
+    pq.write_table(pa.table(names), path)
+
+
+@pytest.mark.parametrize(
+    ("kind", "write"),
+    [("csv", write_csv_without_a_name), ("parquet", write_parquet_without_a_name)],
+)
+def test_a_column_without_a_name_is_refused_by_its_number(
+    project: Project, kind: str, write: Callable[[Path], None]
+) -> None:
+    # DuckDB would call it `column2` (or `C2`), and the file's own column of that name would
+    # become `column2_1` (or fail as a duplicate).
+    path = project.root / f"plans.{kind}"
+    write(path)
+    configure_plans(project, path=path.name, kind=kind)
 
     with pytest.raises(SourceError) as raised:
         project.sync("user_plans")
