@@ -120,11 +120,7 @@ def intervals_query(
         identifier_column(history.start_time or ""), start_zone, nanoseconds=start_nanoseconds
     )
     as_text = exp.cast(entity.copy(), "VARCHAR")
-    good = [
-        entity.copy().is_(exp.null()).not_(),
-        start.copy().is_(exp.null()).not_(),
-        exp.NEQ(this=as_text.copy(), expression=exp.Literal.string("")),
-    ]
+    good = readable(entity, start, as_text)
     if bounded_start:
         good.append(within_moments(start.copy(), zoned=zoned_bounds))
     rows: exp.Expr = source.as_(exp.to_identifier(ROWS, quoted=True))
@@ -133,14 +129,10 @@ def intervals_query(
         loaded = sortable(identifier_column(history.cursor), text_properties)
         rows, kept = latest_load(rows, kept, loaded, [as_text.copy(), start.copy()])
 
-    tie = [identifier_column(history.tie_breaker)] if history.tie_breaker else []
-    order = [exp.Ordered(this=start.copy(), desc=False, nulls_first=True)]
-    for column in [*tie, *(identifier_column(name) for name in properties)]:
-        order.append(exp.Ordered(this=sortable(column, text_properties), nulls_first=True))
     following = exp.Window(
         this=exp.Lead(this=start.copy()),
         partition_by=[as_text.copy()],
-        order=exp.Order(expressions=order),
+        order=interval_order(history, start, properties, text_properties),
     )
     ranked = (
         exp.select(
@@ -152,6 +144,35 @@ def intervals_query(
         .from_(rows)
         .where(kept)
     )
+    return non_empty_intervals(ranked, history, properties)
+
+
+def readable(entity: exp.Column, start: exp.Expr, as_text: exp.Expr) -> list[exp.Expr]:
+    """The conditions of a row the store keeps: an id that is not empty, and a start."""
+    return [
+        entity.copy().is_(exp.null()).not_(),
+        start.copy().is_(exp.null()).not_(),
+        exp.NEQ(this=as_text.copy(), expression=exp.Literal.string("")),
+    ]
+
+
+def interval_order(
+    history: TableConfig, start: exp.Expr, properties: list[str], text_properties: set[str]
+) -> exp.Order:
+    """Rows of an entity by start, then those of one start by tie-breaker and property
+    values (NULL lowest), so the last of a start is its winner whatever the input order."""
+    tie = [identifier_column(history.tie_breaker)] if history.tie_breaker else []
+    order = [exp.Ordered(this=start.copy(), desc=False, nulls_first=True)]
+    for column in [*tie, *(identifier_column(name) for name in properties)]:
+        order.append(exp.Ordered(this=sortable(column, text_properties), nulls_first=True))
+    return exp.Order(expressions=order)
+
+
+def non_empty_intervals(
+    ranked: exp.Select, history: TableConfig, properties: list[str]
+) -> exp.Select:
+    """The intervals of `ranked` that hold a moment: a row that lost a tie ends where it
+    starts."""
     end, begin = identifier_column(END_TIME), identifier_column(START_TIME)
     holds_a_moment = exp.or_(end.is_(exp.null()), exp.GT(this=end.copy(), expression=begin))
     return (
