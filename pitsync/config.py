@@ -262,7 +262,7 @@ def parse_config(raw: dict[str, Any], path: Path) -> Config:
     store = section(raw, "store")
     check_keys(store, STORE_KEYS, where="[store]")
     stored_at = text_value(store, "path", where="[store]", default="pitsync.duckdb")
-    store_path = setting_path(base, stored_at, where="[store]")
+    store_path = setting_path(base, stored_at)
     memory_limit = memory_limit_value(store)
 
     sources = {
@@ -326,17 +326,14 @@ MEMORY_UNITS |= {"kib": 2**10, "mib": 2**20, "gib": 2**30, "tib": 2**40}
 MEMORY_BOUNDS = (64 * 10**6, 2**50)
 
 
-def setting_path(base: Path, text: str, *, where: str) -> Path:
-    """A path setting: `~` is the home folder, as a shell reads it (not a folder named
-    `~`), and a relative path is read from the config file's folder."""
+def setting_path(base: Path, text: str) -> Path:
+    """A path setting: `~` and `~name` are home folders, as a shell reads them (not
+    folders named `~`); a relative path is read from the config file's folder, and so is
+    `~name` of no user, as a shell leaves it."""
     try:
         return base / Path(text).expanduser()
     except RuntimeError:  # `~name` of no user, or no home folder to be found
-        raise ConfigError(
-            f"{where}: `path` = {shown(text)} starts with a home folder that cannot be "
-            "found; write the folder out",
-            key="path",
-        ) from None
+        return base / text
 
 
 def memory_limit_value(store: dict[str, Any]) -> str | None:
@@ -397,7 +394,7 @@ def parse_source(name: str, raw: dict[str, Any], base: Path) -> SourceConfig:
         refuse_keys(raw, {"uri", "uri_env"}, where=where, reason=reads_path)
         if source_type != "duckdb":
             refuse_keys(raw, {"schema"}, where=where, reason=f"{reads_path}, which has no schemas")
-        path = setting_path(base, text_value(raw, "path", where=where), where=where)
+        path = setting_path(base, text_value(raw, "path", where=where))
         return SourceConfig(name=name, type=source_type, path=path, schema=schema)
     refuse_keys(raw, {"path"}, where=where, reason=f'type = "{source_type}" connects by `uri`')
     check_uri_keys(raw, where=where)

@@ -329,6 +329,58 @@ def test_a_small_csv_with_a_row_of_another_width_names_that_row(
     )
 
 
+@pytest.mark.parametrize(
+    "text",
+    [
+        '"user_id","valid_from","Revenue, USD"\n"u1","2024-01-01","1,234"\n',
+        'user_id,valid_from," plan "\nu1,2024-01-01,free\n',
+        "'user_id','valid_from','plan'\n'u1','2024-01-01','free'\n",
+        'user_id\tvalid_from\t"a\tb"\nu1\t2024-01-01\tx\n',
+        'user_id;valid_from;"say ""hi"""\nu1;2024-01-01;x\n',
+    ],
+    ids=["quoted-delimiter", "quoted-blanks", "single-quotes", "quoted-tab", "escaped-quote"],
+)
+def test_a_csv_header_of_quoted_names_is_no_row_of_another_width(
+    project: Project, text: str
+) -> None:
+    # Split at every delimiter, `"Revenue, USD"` was two names, and every row one too few.
+    (project.root / "plans.csv").write_text(text, encoding="utf-8")
+    configure_plans(project)
+
+    project.sync("user_plans")
+
+    assert project.query("SELECT user_id, start_time::VARCHAR FROM user_plans") == [
+        ("u1", "2024-01-01 00:00:00+00")
+    ]
+
+
+def test_a_row_of_another_width_is_named_below_a_header_of_quoted_names(
+    project: Project,
+) -> None:
+    plans = project.root / "plans.csv"
+    plans.write_text(
+        '"user_id","valid_from","Revenue, USD"\nu1,2024-01-01,"1,234"\nu2,2024-01-01,5,x\n',
+        encoding="utf-8",
+    )
+    configure_plans(project)
+
+    with pytest.raises(SourceError) as raised:
+        project.sync("user_plans")
+
+    assert f"line 3 of {plans}: Expected Number of Columns: 3 Found: 4" in str(raised.value)
+
+
+def test_a_parquet_column_named_by_a_blank_is_a_name_like_any_other(project: Project) -> None:
+    # DuckDB keeps it as written: it names a property, unlike an empty name.
+    path = project.root / "plans.parquet"
+    pq.write_table(pa.table({"user_id": ["u1"], "valid_from": ["2024-01-01"], " ": ["x"]}), path)
+    configure_plans(project, path=path.name, kind="parquet")
+
+    project.sync("user_plans")
+
+    assert project.query('SELECT " " FROM user_plans') == [("x",)]
+
+
 def write_csv_without_a_name(path: Path) -> None:
     path.write_text("user_id,valid_from,,column2\nu1,2024-01-01,x,real\n", encoding="utf-8")
 

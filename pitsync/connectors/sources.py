@@ -12,6 +12,7 @@ between them is only how a table is named, kept in `FILE_KINDS`.
 
 from __future__ import annotations
 
+import csv
 import glob
 import logging
 import os
@@ -383,7 +384,8 @@ class FileSource:
         for name in matched_files(file_pattern(self.config, table)):
             seen: dict[str, str] = {}
             for number, column in enumerate(self.written_names(name), start=1):
-                if not column.strip():
+                # DuckDB trims a CSV header's names; a Parquet name of blanks stays one.
+                if not (column.strip() if self.config.type == "csv" else column):
                     # DuckDB would name it itself (`column2`, `C2`), maybe as another
                     # column of the file is named, whose values it would then take.
                     raise SourceError(
@@ -416,11 +418,11 @@ class FileSource:
         found = {column.strip() for column in columns}
         for name in matched_files(file_pattern(self.config, table)):
             header = first_line_of(name) or ""
-            marks = [mark for mark in DELIMITERS if mark in header]
-            if not marks or any(found.issuperset(header_names(header, m)) for m in marks):
+            readings = [(mark, quote) for mark in DELIMITERS if mark in header for quote in QUOTES]
+            if not readings or any(found.issuperset(header_names(header, *r)) for r in readings):
                 continue
-            delimiter = max(marks, key=header.count)
-            self.read_with_header(name, header_names(header, delimiter), delimiter)
+            delimiter = max((mark for mark, _ in readings), key=header.count)
+            self.read_with_header(name, header_names(header, delimiter, '"'), delimiter)
 
     def read_with_header(self, name: str, columns: list[str], delimiter: str) -> None:
         """Read a CSV file of these columns and delimiter; a row of another width fails."""
@@ -430,7 +432,7 @@ class FileSource:
                 f"SELECT count(*) FROM read_csv({quote_string(literal_path(self.config, name))}, "
                 f"header = true, auto_detect = false, delim = {quote_string(delimiter)}, "
                 f"quote = '\"', escape = '\"', columns = {{{typed}}}, {CSV_OPTIONS})"
-            )
+            ).fetchall()  # fetched whole: an open result would refuse the engine's next query
         except duckdb.Error as error:
             if is_interrupt(error):
                 raise
@@ -637,9 +639,14 @@ class FileSource:
 DELIMITERS = (",", ";", "\t", "|")
 
 
-def header_names(header: str, delimiter: str) -> list[str]:
-    """The names of a CSV header line as DuckDB reads them: trimmed, out of quotes."""
-    return [name.strip().strip('"') for name in header.split(delimiter)]
+# The quotes DuckDB's sniffer tries; a header's names are compared as either would read them.
+QUOTES = ('"', "'")
+
+
+def header_names(header: str, delimiter: str, quote: str) -> list[str]:
+    """The names of a CSV header line, read with this delimiter and quote, trimmed."""
+    names = next(csv.reader([header], delimiter=delimiter, quotechar=quote), [])
+    return [name.strip() for name in names]
 
 
 def first_line_of(path: str) -> str | None:
