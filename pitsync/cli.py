@@ -52,6 +52,7 @@ from pitsync.errors import (
 from pitsync.interrupts import is_interrupt
 from pitsync.modeling.attribution import (
     Entity,
+    NoHistory,
     check_group_key_known,
     entity_tables,
     interval_at_sql,
@@ -346,13 +347,12 @@ def history_then(session: QuerySession, entity: Entity, moment: str) -> dict[str
     entity with a profile but no history rows is told what --at reads."""
     try:
         return profile_at(session, entity, moment)
-    except StoreError as error:
+    except NoHistory as error:
         if latest_profile(session, entity) is None:
             raise
-        found = str(error).partition("; ")[0].replace(f"{entity.describe()} has ", "it has ")
         raise StoreError(
             f"{entity.describe()} has a profile, but --at reads history tables only (profile "
-            f"updates keep no history), and {found}; leave --at out for its profile now"
+            f"updates keep no history), and {error.found}; leave --at out for its profile now"
         ) from None
 
 

@@ -636,25 +636,26 @@ def test_profile_at_text_rule_6_would_not_read_is_refused(
     assert_user_error(result, said)
 
 
+@pytest.mark.parametrize("company", ["c9", "x; y"])
 def test_profile_at_a_moment_of_an_entity_with_updates_only_says_what_at_reads(
-    synced: Project,
+    synced: Project, company: str
 ) -> None:
     updates = synced.root / "updates.jsonl"
-    record = {"$group_key": "company_id", "$group_id": "c9", "$set": {"tier": "gold"}}
+    record = {"$group_key": "company_id", "$group_id": company, "$set": {"tier": "gold"}}
     updates.write_text(json.dumps(record) + "\n")
     synced.cli("engage", str(updates))
 
     result = synced.cli(
-        "profile", "c9", "--group-key", "company_id", "--at", "2024-03-01", check=False
+        "profile", company, "--group-key", "company_id", "--at", "2024-03-01", check=False
     )
 
     assert_user_error(
         result,
-        "company_id c9 has a profile, but --at reads history tables only",
+        f"company_id {company} has a profile, but --at reads history tables only",
         "it has no rows in company_plan_history",
         "leave --at out for its profile now",
     )
-    now = cli_json(synced, "profile", "c9", "--group-key", "company_id", "--format", "json")
+    now = cli_json(synced, "profile", company, "--group-key", "company_id", "--format", "json")
     assert now["tier"] == "gold"
 
 

@@ -39,18 +39,29 @@ def entity_tables(con: duckdb.DuckDBPyConnection, entity: Entity) -> list[Catalo
     if not tables:
         what = f"group key `{entity.group_key}`" if entity.group_key else "users"
         hint = group_key_hint(catalog, given=entity.group_key is not None)
-        raise StoreError(f"no history table for {what} has been synced; {hint}")
+        found = f"no history table for {what} has been synced"
+        raise NoHistory(f"{found}; {hint}", found=found)
     if not any(holds_entity(con, entry, entity) for entry in tables):
         names = ", ".join(entry.table_name for entry in tables)
         # A user id may be a group's: point at the group keys, where there are any.
         groups = not entity.group_key and any(
             entry.group_key and entry.is_history for entry in catalog
         )
-        raise StoreError(
+        raise NoHistory(
             f"{entity.describe()} has no rows in {names}; check the id"
-            + (f", or {group_key_hint(catalog)}" if groups else "")
+            + (f", or {group_key_hint(catalog)}" if groups else ""),
+            found=f"it has no rows in {names}",
         )
     return tables
+
+
+class NoHistory(StoreError):
+    """An entity without history rows to answer from; `found` says what was found, in
+    words that fit after "and"."""
+
+    def __init__(self, message: str, *, found: str):
+        super().__init__(message)
+        self.found = found
 
 
 def group_key_hint(catalog: list[CatalogEntry], *, given: bool = False) -> str:
