@@ -63,6 +63,7 @@ from pitsync.modeling.timestamps import spelled_moment
 from pitsync.queries.execute import QuerySession
 from pitsync.queries.output import (
     TABLE_ROW_LIMIT,
+    WholeOutput,
     formatted,
     printable,
     write_csv,
@@ -107,6 +108,8 @@ def interrupted(command: str | None = None) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the console script."""
     command = None
+    standard_output = sys.stdout
+    sys.stdout = WholeOutput(standard_output)  # type: ignore[assignment]  # a TextIO in all but name
     try:
         # Reading the command line takes a moment too, on a busy machine.
         args = build_parser().parse_args(argv)
@@ -115,13 +118,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         return run_command(args)
     except KeyboardInterrupt:
         return interrupted(command)
+    finally:
+        sys.stdout = standard_output
 
 
 def run_command(args: argparse.Namespace) -> int:
     """The command's handler; its errors as one line and an exit status."""
     handler = HANDLERS[args.command]
     try:
-        return handler(args)
+        status = handler(args)
+        sys.stdout.flush()  # here, where a failure is reported, not as Python exits
+        return status
     except PitsyncError as error:
         if args.verbose:
             log.exception("failed")

@@ -32,6 +32,11 @@ class SourceError(PitsyncError):
         self.source = source
 
 
+class OutputError(PitsyncError):
+    """The command's output could not be written (a full disk, an encoding short of a
+    character)."""
+
+
 class StoreError(PitsyncError):
     """The store could not be opened, or does not hold what was asked for."""
 

@@ -638,8 +638,10 @@ def test_profile_at_text_rule_6_would_not_read_is_refused(
 
 @pytest.mark.parametrize("company", ["c9", "x; y"])
 def test_profile_at_a_moment_of_an_entity_with_updates_only_says_what_at_reads(
-    synced: Project, company: str
+    project: Project, company: str
 ) -> None:
+    synced = seeded(project)
+    synced.cli("sync", "--all")
     updates = synced.root / "updates.jsonl"
     record = {"$group_key": "company_id", "$group_id": company, "$set": {"tier": "gold"}}
     updates.write_text(json.dumps(record) + "\n")
@@ -751,9 +753,11 @@ def test_every_command_of_the_parser_has_a_handler_and_no_handler_is_left_over()
     ids=["delete-where", "users-where", "group-key", "format"],
 )
 def test_an_option_of_one_value_given_twice_is_a_usage_error(
-    synced: Project, args: tuple[str, ...]
+    project: Project, args: tuple[str, ...]
 ) -> None:
     # argparse kept the last: `delete-profiles` deleted every profile by the second --where.
+    synced = seeded(project)
+    synced.cli("sync", "--all")
     engage_line = {"$distinct_id": "u1", "$set": {"plan": "pro"}}
     (synced.root / "one.jsonl").write_text(json.dumps(engage_line) + "\n")
     synced.cli("engage", "one.jsonl")
@@ -1166,6 +1170,78 @@ def test_a_reader_that_goes_away_ends_every_format_as_sigpipe_would(
 
     assert job.returncode == 141, stderr
     assert stderr == ""
+
+
+@pytest.mark.parametrize("output", ["table", "json"])
+def test_a_reader_gone_during_one_large_profile_ends_it_as_sigpipe_would(
+    project: Project, output: str
+) -> None:
+    # One table written in one call: the buffered stream dropped what the pipe did not take.
+    record = {"$distinct_id": "u1", "$set": {f"p{i}": "v" * 200 for i in range(1500)}}
+    (project.root / "wide.jsonl").write_text(json.dumps(record) + "\n")
+    project.write_config()
+    project.cli("engage", "wide.jsonl")
+    command = [sys.executable, "-m", "pitsync.cli", "--config", str(project.config_path)]
+    job = subprocess.Popen(
+        [*command, "profile", "u1", "--format", output],
+        cwd=project.root,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert job.stdout is not None and job.stderr is not None
+    job.stdout.readline()
+    job.stdout.close()
+    with job.stderr:
+        stderr = job.stderr.read()
+    job.wait(timeout=60)
+
+    assert job.returncode == 141, stderr
+    assert stderr == ""
+
+
+@pytest.mark.parametrize("output", ["table", "csv", "json"])
+def test_output_to_a_full_disk_is_one_line_saying_so(synced: Project, output: str) -> None:
+    with open("/dev/full", "w") as full:
+        result = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "pitsync.cli",
+                "--config",
+                str(synced.config_path),
+                "query",
+                "SELECT 1 AS n",
+                "--format",
+                output,
+            ],
+            cwd=synced.root,
+            stdout=full,
+            stderr=subprocess.PIPE,
+            text=True,
+            check=False,
+        )
+
+    assert result.returncode == 1
+    assert result.stderr == "pitsync: error: cannot write the output: no space left on device\n"
+
+
+@pytest.mark.parametrize("output", ["table", "csv", "json"])
+def test_output_in_an_encoding_short_of_a_character_is_one_line_saying_what_to_do(
+    synced: Project, output: str
+) -> None:
+    result = synced.cli(
+        "query",
+        "SELECT 'price in €' AS s",
+        "--format",
+        output,
+        check=False,
+        env={"PYTHONIOENCODING": "latin-1"},
+    )
+
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert "the output's encoding (iso8859-1) cannot write" in result.stderr
+    assert "set PYTHONIOENCODING=utf-8" in result.stderr
 
 
 def test_a_long_history_is_written_whole_as_json_and_its_first_intervals_as_a_table(

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator
-from typing import Literal, TextIO
+from contextlib import contextmanager
+from typing import Any, Literal, TextIO
 
 import duckdb
 import pyarrow as pa
@@ -17,10 +18,11 @@ import pyarrow.csv as pacsv
 from rich.console import Console
 from rich.table import Table
 
-from pitsync.errors import QueryError
+from pitsync.errors import OutputError, QueryError
 from pitsync.interrupts import is_interrupt
 from pitsync.modeling.staging import json_object_text_sql
 from pitsync.modeling.timestamps import iso_sql
+from pitsync.paths import reason
 from pitsync.quoting import quote_identifier, quote_string
 
 OutputFormat = Literal["table", "csv", "json"]
@@ -155,7 +157,7 @@ def write_csv(relation: duckdb.DuckDBPyRelation, out: TextIO) -> int:
         buffer = pa.BufferOutputStream()
         options = pacsv.WriteOptions(include_header=header)
         pacsv.write_csv(pa.Table.from_batches([batch]), buffer, options)
-        write_whole(out, buffer.getvalue().to_pybytes().decode("utf-8"))
+        out.write(buffer.getvalue().to_pybytes().decode("utf-8"))
         rows += batch.num_rows
         header = False
     if header:
@@ -181,6 +183,52 @@ def write_whole(out: TextIO, text: str) -> None:
         remaining = remaining[buffer.write(remaining) :]
 
 
+# Texts longer than this are written by `write_whole`; shorter ones fill the stream's
+# buffer, whose flush writes all of it or raises.
+LARGE_TEXT = 4096
+
+
+class WholeOutput:
+    """Standard output for a command: every text written whole (`write_whole`), and a
+    write that fails for any reason but a reader gone is an error of one line."""
+
+    def __init__(self, stream: TextIO):
+        self.stream = stream
+
+    def write(self, text: str) -> int:
+        with output_errors(self.stream):
+            if len(text) > LARGE_TEXT:
+                write_whole(self.stream, text)
+            else:
+                self.stream.write(text)
+        return len(text)
+
+    def flush(self) -> None:
+        with output_errors(self.stream):
+            self.stream.flush()
+
+    def __getattr__(self, name: str) -> Any:  # isatty, encoding, fileno, buffer, ...
+        return getattr(self.stream, name)
+
+
+@contextmanager
+def output_errors(stream: TextIO) -> Iterator[None]:
+    """A write that failed, as what went wrong and what to do; a reader gone stays a
+    BrokenPipeError, which ends the command as SIGPIPE would."""
+    try:
+        yield
+    except BrokenPipeError:
+        raise
+    except UnicodeEncodeError as error:
+        lacking = error.object[error.start : error.end]
+        raise OutputError(
+            f"the output's encoding ({stream.encoding}) cannot write {lacking!r}; set "
+            "PYTHONIOENCODING=utf-8 (or a UTF-8 locale)"
+        ) from None
+    except OSError as error:
+        raise OutputError(f"cannot write the output: {reason(error)}") from None
+
+
 def csv_quoted(text: str) -> str:
     """A CSV field in quotes, a quote inside written twice, as pyarrow writes a header."""
     return '"' + text.replace('"', '""') + '"'
@@ -198,7 +246,7 @@ def write_json(relation: duckdb.DuckDBPyRelation, out: TextIO, end: str = "\n") 
     for batch in batches(objects):
         lines = batch.column(0).to_pylist()
         if lines:
-            write_whole(out, ("," if rows else "[") + "\n" + ",\n".join(lines))
+            out.write(("," if rows else "[") + "\n" + ",\n".join(lines))
             rows += len(lines)
     out.write(("\n]" if rows else "[]") + end)
     return rows
