@@ -284,8 +284,8 @@ def parse_config(raw: dict[str, Any], path: Path) -> Config:
     )
 
 
-# A password in a connection URL (`://user:secret@`) or in libpq's key words.
-PASSWORD = re.compile(r"://[^/\s@]*:[^/\s@]*@|password\s*=", re.IGNORECASE)
+# A password in a connection URL (`://user:secret@`, blanks and all) or in libpq's key words.
+PASSWORD = re.compile(r"://[^/\s@]*:[^/@]*@|password\s*=", re.IGNORECASE)
 
 
 def check_no_password_outside_uri(raw: dict[str, Any], where: str = "the top level") -> None:

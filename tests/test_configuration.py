@@ -343,10 +343,15 @@ SECRET_URI = "postgresql://u:secretpw@127.0.0.1:5432/test"
         ('path = "warehouse.duckdb"', f'path = "{SECRET_URI}"', "[sources.warehouse]: `path`"),
         ('kind = "group_history"', f'kind = "group_history"\nfrom = "{SECRET_URI}"', "`from`"),
         ('id_column = "company_id"', 'id_column = "host=db password=secretpw"', "`id_column`"),
+        (
+            'path = "warehouse.duckdb"',
+            'path = "postgresql://u:secret pw@127.0.0.1/test"',
+            "[sources.warehouse]: `path`",
+        ),
         ("[tables.company_plan_history]", f'[tables."{SECRET_URI}"]', "[tables]: a section"),
         ('kind = "group_history"', f'kind = "group_history"\n"{SECRET_URI}" = 1', "a section"),
     ],
-    ids=["store-path", "source-path", "from", "libpq-words", "table-name", "key-name"],
+    ids=["store-path", "source-path", "from", "libpq-words", "blank", "table-name", "key-name"],
 )
 def test_a_password_anywhere_but_a_uri_is_refused_without_being_shown(
     tmp_path: Path, old: str, new: str, setting: str
@@ -358,7 +363,7 @@ def test_a_password_anywhere_but_a_uri_is_refused_without_being_shown(
         load_config(path)
 
     assert setting in str(refused.value) and "holds a password (not shown)" in str(refused.value)
-    assert "secretpw" not in str(refused.value)
+    assert "secret" not in str(refused.value)
 
 
 def test_a_path_starting_with_the_home_folder_is_read_from_there(

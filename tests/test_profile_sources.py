@@ -353,9 +353,11 @@ def test_a_where_comparing_a_property_with_a_number_says_properties_are_text(
     people(project)
 
     refused = project.cli(command, "--where", "seats > 2", check=False)
+    cast = project.cli(command, "--where", "plan = 1", check=False)
 
     assert refused.returncode == 1
     assert "Cannot compare values of type VARCHAR" in refused.stderr
+    assert "Could not convert string" in cast.stderr and "properties are text" in cast.stderr
     assert "properties are text in --where" in refused.stderr
     assert "CAST(seats AS INTEGER) > 3" in refused.stderr
     assert project.query("SELECT count(*) FROM user_profiles") == [(3,)]

@@ -71,11 +71,15 @@ def properties_predicate(where: str, columns: tuple[str, ...]) -> exp.Expr:
     return predicate
 
 
+# DuckDB's words for text met where a number was meant: compared with one, or cast to it.
+TEXT_TYPE_ERRORS = ("VARCHAR", "Could not convert string")
+
+
 def with_text_hint(error: QueryError, where: str | None) -> QueryError:
     """A type error of a --where condition, saying that properties are text: DuckDB's
     own words (`Cannot compare values of type VARCHAR and type INTEGER_LITERAL`) do not
     say which name is the text."""
-    if not where or "VARCHAR" not in str(error):
+    if not where or not any(sign in str(error) for sign in TEXT_TYPE_ERRORS):
         return error
     return QueryError(
         f"{error}; properties are text in --where: compare them with text "
