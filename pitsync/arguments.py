@@ -312,7 +312,11 @@ def everywhere() -> argparse.ArgumentParser:
         "--config", type=config_path, default=argparse.SUPPRESS, help="the configuration file"
     )
     options.add_argument(
-        "--verbose", "-v", action="store_true", default=argparse.SUPPRESS, help="log the SQL"
+        "--verbose",
+        "-v",
+        action="store_true",
+        default=argparse.SUPPRESS,
+        help="log the SQL that runs, and tracebacks on errors",
     )
     return options
 

@@ -358,6 +358,9 @@ def test_import_csv_command_line(tmp_path: Path) -> None:
 
     preview = subprocess.run([*command, "--dry-run"], capture_output=True, text=True, check=True)
     assert '{"name": "Ann", "zip": "02139"}' in preview.stdout
+    assert "dry run, nothing applied: 2 of 2 records would be applied; 0 rejected" in (
+        preview.stdout
+    )
     assert not (tmp_path / "store.duckdb").exists()
 
     done = subprocess.run(command, capture_output=True, text=True, check=True)

@@ -633,7 +633,7 @@ def value_sql(cell: str, numeric: str) -> str:
 
 def check_rows(plan: CsvPlan, strict: bool, memory_limit: str | None) -> UpdateReport:
     """Stage every block in a connection of its own: the records and rejections, no fold."""
-    report = UpdateReport()
+    report = UpdateReport(dry_run=True)
     con = duckdb.connect()
     try:
         limit_memory(con, memory_limit)

@@ -66,6 +66,7 @@ class UpdateReport:
     rejections: list[str] = field(default_factory=list)
     outcome: UpdateOutcome = field(default_factory=UpdateOutcome)
     run_id: int = 0
+    dry_run: bool = False  # the records were checked, and none applied
 
     @property
     def refused_for_limit(self) -> int:
@@ -74,6 +75,11 @@ class UpdateReport:
     def summary(self) -> str:
         o = self.outcome
         rejected = self.rejected + self.refused_for_limit
+        if self.dry_run:
+            return (
+                f"dry run, nothing applied: {self.records - rejected} of "
+                f"{counted(self.records, 'record')} would be applied; {rejected} rejected"
+            )
         return (
             f"{o.applied} of {counted(self.records, 'record')} applied to "
             f"{counted(o.profiles_changed, 'profile')} ({o.profiles_deleted} deleted); "
