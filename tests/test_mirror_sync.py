@@ -352,6 +352,47 @@ def test_a_tie_loser_takes_a_property_spelled_anew_as_a_full_sync_does(project: 
     assert "plan" not in json.loads(losers[0][0])
 
 
+@pytest.mark.parametrize("mode", ["mirror", "append"])
+def test_a_tie_breaker_set_or_unset_writes_the_losers_events_as_a_fresh_sync_does(
+    project: Project, mode: str
+) -> None:
+    # `version` turns from a property into the tie-breaker and back: ties fall alike, but
+    # a loser's hidden event carried its old properties, unlike the winner's and a fresh
+    # store's.
+    project.source_sql(
+        "CREATE TABLE versions (company_id VARCHAR, valid_from TIMESTAMPTZ, version INTEGER, "
+        "plan VARCHAR, loaded TIMESTAMPTZ)",
+        "INSERT INTO versions VALUES ('a', '2024-01-01 00:00+00', 1, 'free', '2024-05-01'), "
+        "('a', '2024-01-01 00:00+00', 2, 'pro', '2024-05-01')",
+    )
+    if mode == "mirror":  # only an append table reads `loaded` as its cursor, no property
+        project.source_sql("ALTER TABLE versions DROP COLUMN loaded")
+    cursor = {"cursor": "loaded"} if mode == "append" else {}
+    configure_companies(project, "versions", "valid_from", mode=mode, **cursor)
+    project.sync("versions")
+
+    configure_companies(
+        project, "versions", "valid_from", mode=mode, tie_breaker="version", **cursor
+    )
+    project.sync("versions")
+    as_tie_breaker = hidden_events(project)
+    configure_companies(project, "versions", "valid_from", mode=mode, **cursor)
+    project.sync("versions")
+
+    assert as_tie_breaker == [{"plan": "free"}, {"plan": "pro"}]
+    assert hidden_events(project) == [
+        {"version": 1, "plan": "free"},
+        {"version": 2, "plan": "pro"},
+    ]
+
+
+def hidden_events(project: Project) -> list[dict]:
+    rows = project.query(
+        "SELECT properties FROM all_events WHERE event = 'versions' ORDER BY properties->>'plan'"
+    )
+    return [json.loads(properties) for (properties,) in rows]
+
+
 def test_a_dropped_column_keeps_its_values_and_new_rows_leave_it_undefined(
     project: Project,
 ) -> None:

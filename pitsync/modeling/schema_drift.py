@@ -117,10 +117,32 @@ def reconcile_columns(
     reordered = decided_by + added != stored.kept
     if reordered:
         log.info("table %s: the columns' order changed; every tie is decided again", table.name)
+    elif tie_breaker_moved(con, model, folded):
+        log.info("table %s: the tie-breaker changed; every tie is decided again", table.name)
+        reordered = True
     renamed = any(name not in before and name.lower() in folded for name in model.kept)
     types_before = {name.lower(): kind for name, kind in before.items()}
     widened = any(types_before.get(name.lower(), kind) != kind for name, kind in after.items())
     return stored, ColumnChanges(added, reordered, renamed, widened)
+
+
+def tie_breaker_moved(
+    con: duckdb.DuckDBPyConnection, model: HistoryModel, stored: set[str]
+) -> bool:
+    """Whether a stored column turned from a property into the tie-breaker, or back, since
+    the last run. Ties may fall as before, but the hidden events of the rows that lost one
+    carry the properties, so each is written again. `stored`: the stored columns, folded.
+    """
+    entry = next((e for e in read_catalog(con) if e.table_name == model.table.name), None)
+    if entry is None:
+        return False
+    were_properties = {name.lower() for name in entry.properties}
+    tie = model.table.tie_breaker
+    became_tie = tie is not None and tie.lower() in were_properties
+    became_property = any(
+        name.lower() in stored and name.lower() not in were_properties for name in model.properties
+    )
+    return became_tie or became_property
 
 
 def retire_columns(
