@@ -216,6 +216,32 @@ def test_64_bit_integers_widen_to_doubles_that_keep_every_stored_value(
     ) == [("a", 1.0), ("b", None), ("c", 2.5)]
 
 
+def test_a_double_column_that_arrives_as_integers_again_keeps_its_type_and_values(
+    project: Project,
+) -> None:
+    # A CSV's seats held 2.5, so it was sniffed DOUBLE; corrected to 3, it is sniffed
+    # BIGINT. The stored doubles hold every arriving integer: the run was refused.
+    seeded(project)
+    project.source_sql(
+        "ALTER TABLE plans ALTER COLUMN seats TYPE DOUBLE",
+        "UPDATE plans SET seats = 2.5 WHERE company_id = 'c'",
+    )
+    project.sync("plans")
+
+    project.source_sql(
+        "UPDATE plans SET seats = 3 WHERE company_id = 'c'",
+        "ALTER TABLE plans ALTER COLUMN seats TYPE BIGINT",
+    )
+    assert changes(project.sync("plans")) == (0, 1, 0, 1)
+    assert project.query(
+        "SELECT company_id, seats FROM plans WHERE start_time = '2024-01-01 00:00+00' ORDER BY 1"
+    ) == [("a", 1.0), ("b", None), ("c", 3.0)]
+
+    project.source_sql("UPDATE plans SET seats = 9007199254740993 WHERE company_id = 'c'")
+    with pytest.raises(ConfigError, match="changed type from DOUBLE to BIGINT"):
+        project.sync("plans")  # 2^53 + 1 is no double
+
+
 @pytest.mark.backends("duckdb")
 def test_text_that_becomes_json_widens_when_every_stored_value_is_json(project: Project) -> None:
     # A JSON column of a DuckDB source was once read as text: its stored text is the same

@@ -399,7 +399,11 @@ def meet_source_columns(
         if known != name:
             respell_column(con, table, stored, known, name)
         old = stored_types[known]
-        if holds(old, new) or holds_no_value(con, STAGED, name):
+        if (
+            holds(old, new)
+            or holds_no_value(con, STAGED, name)
+            or holds_arriving_numbers(con, name, old, new)
+        ):
             # A column that holds no value this run tells nothing of its type (a CSV
             # column left empty is sniffed as text): its NULLs take the stored type.
             continue
@@ -451,10 +455,25 @@ def holds_stored_numbers(
     as BIGINT, so a column that starts holding fractions meets this."""
     if new != "DOUBLE" or old not in INTEGER_WIDTHS:
         return False
+    return exact_as_doubles(con, stored, column, old)
+
+
+def holds_arriving_numbers(con: duckdb.DuckDBPyConnection, column: str, old: str, new: str) -> bool:
+    """Whether a stored double keeps every arriving integer exactly: a CSV column whose
+    fractions were corrected to whole numbers is sniffed as integers again."""
+    if old != "DOUBLE" or new not in INTEGER_WIDTHS:
+        return False
+    return exact_as_doubles(con, STAGED, column, new)
+
+
+def exact_as_doubles(
+    con: duckdb.DuckDBPyConnection, relation: str, column: str, integer_type: str
+) -> bool:
+    """Whether every value of an integer column is the same number as a double."""
     cell = quote_identifier(column)
     rows = con.execute(
-        f"SELECT count(*) FROM {stored} WHERE {cell} IS NOT NULL AND "
-        f"TRY_CAST(TRY_CAST({cell} AS DOUBLE) AS {old}) IS DISTINCT FROM {cell}"
+        f"SELECT count(*) FROM {relation} WHERE {cell} IS NOT NULL AND "
+        f"TRY_CAST(TRY_CAST({cell} AS DOUBLE) AS {integer_type}) IS DISTINCT FROM {cell}"
     ).fetchall()
     return rows[0][0] == 0
 
