@@ -242,6 +242,32 @@ def test_a_double_column_that_arrives_as_integers_again_keeps_its_type_and_value
         project.sync("plans")  # 2^53 + 1 is no double
 
 
+@pytest.mark.backends("duckdb", "parquet", "postgres")
+def test_a_list_whose_items_widen_is_widened_as_its_items_would_be(project: Project) -> None:
+    # INTEGER[] to BIGINT[] holds every stored list; the run was refused. BIGINT[] to
+    # INTEGER[] holds what the store holds too, and VARCHAR[] holds no list of integers.
+    project.source_sql(
+        "CREATE TABLE seats (company_id VARCHAR, valid_from TIMESTAMPTZ, sizes INTEGER[])",
+        "INSERT INTO seats VALUES ('a', '2024-01-01 00:00+00', [1, 2])",
+    )
+    configure_companies(project, "seats", "valid_from", mode="mirror")
+    project.sync("seats")
+
+    project.source_sql(
+        "ALTER TABLE seats ALTER COLUMN sizes TYPE BIGINT[]",
+        "INSERT INTO seats VALUES ('b', '2024-01-01 00:00+00', [5000000000])",
+    )
+    assert changes(project.sync("seats")) == (1, 0, 0, 1)
+    assert project.query("SELECT company_id, sizes FROM seats ORDER BY 1") == [
+        ("a", [1, 2]),
+        ("b", [5000000000]),
+    ]
+
+    project.source_sql("ALTER TABLE seats ALTER COLUMN sizes TYPE VARCHAR[]")
+    with pytest.raises(ConfigError, match=r"changed type from BIGINT\[\] to VARCHAR\[\]"):
+        project.sync("seats")
+
+
 @pytest.mark.backends("duckdb")
 def test_text_that_becomes_json_widens_when_every_stored_value_is_json(project: Project) -> None:
     # A JSON column of a DuckDB source was once read as text: its stored text is the same

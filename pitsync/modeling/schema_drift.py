@@ -38,6 +38,8 @@ def holds(wide: str, narrow: str) -> bool:
     """Whether every value of type `narrow` is a value of type `wide`."""
     if wide == narrow or narrow == NULL_TYPE:
         return True
+    if wide.endswith("[]") and narrow.endswith("[]"):  # a list holds what its items hold
+        return holds(wide.removesuffix("[]"), narrow.removesuffix("[]"))
     for chain in (INTEGER_WIDTHS, FLOAT_WIDTHS):
         if wide in chain and narrow in chain:
             return chain.index(wide) >= chain.index(narrow)
