@@ -297,12 +297,17 @@ def check_no_password_outside_uri(raw: dict[str, Any], where: str = "the top lev
             refuse_password(f"{where}: a section or key name")
         items = value if isinstance(value, list) else [value]
         if key != "uri" and any(isinstance(item, str) and PASSWORD.search(item) for item in items):
-            refuse_password(f"{where}: `{key}`")
+            refuse_password(f"{where}: `{key}`", uri_env=key == "uri_env")
         if isinstance(value, dict):
             check_no_password_outside_uri(value, f"[{section_name(where, key)}]")
 
 
-def refuse_password(setting: str) -> NoReturn:
+def refuse_password(setting: str, *, uri_env: bool = False) -> NoReturn:
+    if uri_env:  # the URI itself, where the name of the variable holding it goes
+        raise ConfigError(
+            f"{setting} holds a password (not shown): it must be the name of an environment "
+            "variable, which holds the URI; set the variable to the URI and name it here"
+        )
     raise ConfigError(
         f"{setting} holds a password (not shown); only a source's `uri` may hold one, or "
         "better the environment variable its `uri_env` names"

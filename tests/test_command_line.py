@@ -1154,36 +1154,21 @@ def test_a_reader_that_goes_away_ends_every_format_as_sigpipe_would(
 ) -> None:
     # `pitsync query ... | head -1`: rich's table ended with exit 1, which means an error,
     # and CSV of one batch (one write) ended with 0, what it did not write lost unsaid.
-    command = [sys.executable, "-m", "pitsync.cli", "--config", str(synced.config_path)]
     # More than a pipe holds, even of a table, which shows the first 1000 rows.
     wide_rows = f"SELECT range AS n, repeat('x', 300) AS filler FROM range({rows})"
-    command += ["query", wide_rows, "--format", output]
-    job = subprocess.Popen(
-        command, cwd=synced.root, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
-    )
-    assert job.stdout is not None and job.stderr is not None
-    job.stdout.readline()
-    job.stdout.close()
-    with job.stderr:
-        stderr = job.stderr.read()
-    job.wait(timeout=60)
 
-    assert job.returncode == 141, stderr
+    status, stderr = read_one_line_of(synced, "query", wide_rows, "--format", output)
+
+    assert status == 141, stderr
     assert stderr == ""
 
 
-@pytest.mark.parametrize("output", ["table", "json"])
-def test_a_reader_gone_during_one_large_profile_ends_it_as_sigpipe_would(
-    project: Project, output: str
-) -> None:
-    # One table written in one call: the buffered stream dropped what the pipe did not take.
-    record = {"$distinct_id": "u1", "$set": {f"p{i}": "v" * 200 for i in range(1500)}}
-    (project.root / "wide.jsonl").write_text(json.dumps(record) + "\n")
-    project.write_config()
-    project.cli("engage", "wide.jsonl")
+def read_one_line_of(project: Project, *args: str) -> tuple[int, str]:
+    """Run the command, read one line of its output, and close the pipe, as `| head -1`
+    does; its exit status and standard error."""
     command = [sys.executable, "-m", "pitsync.cli", "--config", str(project.config_path)]
     job = subprocess.Popen(
-        [*command, "profile", "u1", "--format", output],
+        [*command, *args],
         cwd=project.root,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -1195,8 +1180,22 @@ def test_a_reader_gone_during_one_large_profile_ends_it_as_sigpipe_would(
     with job.stderr:
         stderr = job.stderr.read()
     job.wait(timeout=60)
+    return job.returncode, stderr
 
-    assert job.returncode == 141, stderr
+
+@pytest.mark.parametrize("output", ["table", "json"])
+def test_a_reader_gone_during_one_large_profile_ends_it_as_sigpipe_would(
+    project: Project, output: str
+) -> None:
+    # One table written in one call: the buffered stream dropped what the pipe did not take.
+    record = {"$distinct_id": "u1", "$set": {f"p{i}": "v" * 200 for i in range(1500)}}
+    (project.root / "wide.jsonl").write_text(json.dumps(record) + "\n")
+    project.write_config()
+    project.cli("engage", "wide.jsonl")
+
+    status, stderr = read_one_line_of(project, "profile", "u1", "--format", output)
+
+    assert status == 141, stderr
     assert stderr == ""
 
 

@@ -234,11 +234,10 @@ def test_a_path_matching_only_empty_files_says_they_are_empty(project: Project, 
     )
 
 
-def test_a_parquet_file_damaged_partway_is_named(project: Project) -> None:
-    # Zeros over the middle of b.parquet: its footer reads, its pages do not.
+def two_parquet_files(project: Project, rows: int, row_group_size: int | None = None) -> Path:
+    """loads/a.parquet and loads/b.parquet, alike, configured as the plans; the folder."""
     loads = project.root / "loads"
     loads.mkdir()
-    rows = 300_000
     plans = pa.table(
         {
             "user_id": [f"u{number}" for number in range(rows)],
@@ -247,12 +246,20 @@ def test_a_parquet_file_damaged_partway_is_named(project: Project) -> None:
         }
     )
     for name in ("a", "b"):
-        pq.write_table(plans, loads / f"{name}.parquet", compression="none", row_group_size=50_000)
+        pq.write_table(
+            plans, loads / f"{name}.parquet", compression="none", row_group_size=row_group_size
+        )
+    configure_plans(project, path="loads/*.parquet", kind="parquet")
+    return loads
+
+
+def test_a_parquet_file_damaged_partway_is_named(project: Project) -> None:
+    # Zeros over the middle of b.parquet: its footer reads, its pages do not.
+    loads = two_parquet_files(project, rows=300_000, row_group_size=50_000)
     damaged = bytearray((loads / "b.parquet").read_bytes())
     middle = len(damaged) // 2
     damaged[middle : middle + 5000] = bytes(5000)
     (loads / "b.parquet").write_bytes(bytes(damaged))
-    configure_plans(project, path="loads/*.parquet", kind="parquet")
 
     with pytest.raises(SourceError) as raised:
         project.sync("user_plans")
@@ -413,28 +420,18 @@ def test_a_column_without_a_name_is_refused_by_its_number(
 
 def test_a_parquet_file_damaged_at_its_start_is_named_too(project: Project) -> None:
     # The first read fails, before any row: DuckDB's reason names no file there either.
-    loads = project.root / "loads"
-    loads.mkdir()
-    plans = pa.table(
-        {
-            "user_id": [f"u{n}" for n in range(1000)],
-            "plan": ["free"] * 1000,
-            "valid_from": ["2024-01-01"] * 1000,
-        }
-    )
-    for name in ("a", "b"):
-        pq.write_table(plans, loads / f"{name}.parquet")
+    loads = two_parquet_files(project, rows=1000)
     damaged = bytearray((loads / "b.parquet").read_bytes())
     damaged[20:200] = b"\xaa" * 180
     (loads / "b.parquet").write_bytes(bytes(damaged))
-    configure_plans(project, path="loads/*.parquet", kind="parquet")
 
     with pytest.raises(SourceError) as raised:
         project.sync("user_plans")
 
+    # Whether a.parquet gave its rows first (the read then fails partway) is the threads'.
     message = str(raised.value)
     assert message.startswith(
-        f"source `files`: reading table `user_plans` from Parquet files {loads}/*.parquet failed: "
+        f"source `files`: reading table `user_plans` from Parquet files {loads}/*.parquet failed"
     )
     assert message.endswith(
         f"; the file {loads}/b.parquet is damaged: write it again, or move "
