@@ -438,6 +438,41 @@ def test_a_tie_breaker_set_or_unset_writes_the_losers_events_as_a_fresh_sync_doe
     ]
 
 
+def test_a_tie_breaker_gone_from_config_and_source_leaves_no_property_behind(
+    project: Project,
+) -> None:
+    # `upd` decided a's ties; both config and source dropped it. The store kept it as a
+    # dropped property, which b owns: b's runs were refused, and profiles failed.
+    project.source_sql(
+        "CREATE TABLE a (uid VARCHAR, st TIMESTAMPTZ, plan VARCHAR, upd INTEGER)",
+        "INSERT INTO a VALUES ('u1', '2024-01-01 00:00+00', 'pro', 5), "
+        "('u1', '2024-01-01 00:00+00', 'free', 7)",
+        "CREATE TABLE b (uid VARCHAR, st TIMESTAMPTZ, upd INTEGER)",
+        "INSERT INTO b VALUES ('u1', '2024-01-01 00:00+00', 99)",
+    )
+    project.configure(
+        "a",
+        kind="user_history",
+        id_column="uid",
+        start_time="st",
+        mode="mirror",
+        tie_breaker="upd",
+    )
+    project.configure("b", kind="user_history", id_column="uid", start_time="st", mode="mirror")
+    project.sync("a")
+    project.sync("b")
+
+    project.source_sql("ALTER TABLE a DROP COLUMN upd")
+    project.configure("a", kind="user_history", id_column="uid", start_time="st", mode="mirror")
+    project.sync("a")
+    project.sync("b")
+
+    # Without a tie-breaker, the greater plan wins: pro, as a fresh sync decides.
+    assert project.query("SELECT * FROM a") == [("u1", utc("2024-01-01"), None, "pro")]
+    profile = project.cli("profile", "u1", "--format", "json").stdout
+    assert json.loads(profile) == {"plan": "pro", "upd": 99}
+
+
 def hidden_events(project: Project) -> list[dict]:
     rows = project.query(
         "SELECT properties FROM all_events WHERE event = 'versions' ORDER BY properties->>'plan'"

@@ -16,7 +16,7 @@ import duckdb
 
 from pitsync.errors import ConfigError
 from pitsync.modeling.events import EventsModel
-from pitsync.modeling.hidden_events import read_catalog
+from pitsync.modeling.hidden_events import CatalogEntry, read_catalog
 from pitsync.modeling.intervals import ENTITY, HistoryModel
 from pitsync.modeling.staging import REASON, STAGED, count
 from pitsync.modeling.timestamps import same_zone
@@ -128,6 +128,11 @@ def reconcile_columns(
     return stored, ColumnChanges(added, reordered, renamed, widened)
 
 
+def catalog_entry(con: duckdb.DuckDBPyConnection, table: str) -> CatalogEntry | None:
+    """What the store recorded of the table at its last run; None before the first."""
+    return next((entry for entry in read_catalog(con) if entry.table_name == table), None)
+
+
 def tie_breaker_moved(
     con: duckdb.DuckDBPyConnection, model: HistoryModel, stored: set[str]
 ) -> bool:
@@ -135,7 +140,7 @@ def tie_breaker_moved(
     the last run. Ties may fall as before, but the hidden events of the rows that lost one
     carry the properties, so each is written again. `stored`: the stored columns, folded.
     """
-    entry = next((e for e in read_catalog(con) if e.table_name == model.table.name), None)
+    entry = catalog_entry(con, model.table.name)
     if entry is None:
         return False
     were_properties = {name.lower() for name in entry.properties}
@@ -148,14 +153,23 @@ def tie_breaker_moved(
 
 
 def retire_columns(
-    con: duckdb.DuckDBPyConnection, model: HistoryModel, stored_properties: list[str]
+    con: duckdb.DuckDBPyConnection, model: HistoryModel, stored_columns: list[str]
 ) -> list[str]:
-    """Drop the stored properties that the source still has but the configuration now
-    reads as row metadata (the cursor): a sync from scratch would not have them."""
+    """Drop the stored columns a sync from scratch would not have: properties that the
+    source still has but the configuration now reads as row metadata (the cursor), and a
+    former tie-breaker that is neither the tie-breaker nor a property now. (Left, it would
+    turn into a property the source dropped, one another table may own.)"""
+    entry = catalog_entry(con, model.table.name)
+    were_properties = {name.lower() for name in entry.properties} if entry else None
+    kept = {name.lower() for name in model.kept}
     retired = [
         name
-        for name in stored_properties
-        if name not in model.kept and name in model.source_columns
+        for name in stored_columns
+        if name.lower() not in kept
+        and (
+            name in model.source_columns
+            or (were_properties is not None and name.lower() not in were_properties)
+        )
     ]
     for name in retired:
         log.info("table %s: column `%s` is no property now, and is dropped", model.table.name, name)
