@@ -42,6 +42,7 @@ from pitsync.connectors.schedule import (
 from pitsync.connectors.stored_tables import drop_table, unconfigured_tables
 from pitsync.connectors.sync import SyncOptions, check_ownership_of, sync_tables
 from pitsync.errors import (
+    OutputError,
     PitsyncError,
     QueryError,
     StoreError,
@@ -63,6 +64,7 @@ from pitsync.modeling.timestamps import spelled_moment
 from pitsync.queries.execute import QuerySession
 from pitsync.queries.output import (
     TABLE_ROW_LIMIT,
+    ClosedOutput,
     WholeOutput,
     formatted,
     printable,
@@ -109,7 +111,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the console script."""
     command = None
     standard_output = sys.stdout
-    sys.stdout = WholeOutput(standard_output)  # type: ignore[assignment]  # a TextIO in all but name
+    # A TextIO in all but name; None: the command started with its standard output closed.
+    wrapped = ClosedOutput() if standard_output is None else WholeOutput(standard_output)
+    sys.stdout = wrapped  # type: ignore[assignment]
     try:
         # Reading the command line takes a moment too, on a busy machine.
         args = build_parser().parse_args(argv)
@@ -118,6 +122,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return run_command(args)
     except KeyboardInterrupt:
         return interrupted(command)
+    except OutputError as error:  # --help or --version, written as the command line is read
+        print_error(error)
+        return 1
     finally:
         sys.stdout = standard_output
 

@@ -10,6 +10,7 @@ import csv
 import datetime as dt
 import io
 import json
+import os
 import sqlite3
 import subprocess
 import sys
@@ -1223,6 +1224,41 @@ def test_output_to_a_full_disk_is_one_line_saying_so(synced: Project, output: st
 
     assert result.returncode == 1
     assert result.stderr == "pitsync: error: cannot write the output: no space left on device\n"
+
+
+@pytest.mark.parametrize("args", [("--help",), ("--version",), ("query", "--help")])
+def test_help_to_a_full_disk_is_one_line_saying_so(synced: Project, args: tuple[str, ...]) -> None:
+    # Help is written as the command line is read, before any command runs.
+    with open("/dev/full", "w") as full:
+        result = subprocess.run(
+            [sys.executable, "-m", "pitsync.cli", *args],
+            cwd=synced.root,
+            stdout=full,
+            stderr=subprocess.PIPE,
+            text=True,
+            check=False,
+        )
+
+    assert result.returncode == 1
+    assert result.stderr == "pitsync: error: cannot write the output: no space left on device\n"
+
+
+@pytest.mark.parametrize("output", ["table", "json"])
+def test_output_to_a_closed_standard_output_is_one_line_saying_so(
+    synced: Project, output: str
+) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "pitsync.cli", "--config", str(synced.config_path)]
+        + ["runs", "--format", output],
+        cwd=synced.root,
+        stderr=subprocess.PIPE,
+        text=True,
+        check=False,
+        preexec_fn=lambda: os.close(1),  # as a shell's `>&-` starts it
+    )
+
+    assert result.returncode == 1
+    assert result.stderr == "pitsync: error: cannot write the output: standard output is closed\n"
 
 
 @pytest.mark.parametrize("output", ["table", "csv", "json"])

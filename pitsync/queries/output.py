@@ -211,6 +211,22 @@ class WholeOutput:
         return getattr(self.stream, name)
 
 
+class ClosedOutput:
+    """Standard output of a command started with it closed (`>&-`): writing to it is an
+    error of one line, as writing to a full disk is."""
+
+    encoding = "utf-8"
+
+    def write(self, text: str) -> int:
+        raise OutputError("cannot write the output: standard output is closed")
+
+    def flush(self) -> None:
+        pass  # nothing was written
+
+    def isatty(self) -> bool:
+        return False
+
+
 @contextmanager
 def output_errors(stream: TextIO) -> Iterator[None]:
     """A write that failed, as what went wrong and what to do; a reader gone stays a
