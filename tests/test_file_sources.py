@@ -331,9 +331,73 @@ def test_a_small_csv_with_a_row_of_another_width_names_that_row(
         project.sync("user_plans")
 
     assert str(raised.value) == (
-        f"source `files`: {plans} has rows that do not fit its header: line {line} of {plans}: "
+        f"source `files`: {plans} {MISREAD}: line {line} of {plans}: "
         f"Expected Number of Columns: 3 Found: {found}; correct or remove that row"
     )
+
+
+MISREAD = (
+    "is not read as the columns its first line names, as no delimiter splits all its lines "
+    "alike: its header must be its first line, and each row must have as many fields"
+)
+
+
+def test_a_row_of_another_width_in_one_file_of_many_is_named_not_taken_for_its_header(
+    project: Project,
+) -> None:
+    # DuckDB took b.csv's wide last row for its header: u2 and u3 were lost without a
+    # word, and u3's values became properties.
+    loads = project.root / "loads"
+    loads.mkdir()
+    (loads / "a.csv").write_text("user_id,plan,valid_from\nu1,pro,2024-01-01\n")
+    (loads / "b.csv").write_text("user_id,plan,valid_from\nu2,free,2024-02-01\nu3,x,2024-02-01,y\n")
+    configure_plans(project, path="loads/*.csv")
+
+    with pytest.raises(SourceError) as raised:
+        project.sync("user_plans")
+
+    b = loads / "b.csv"
+    assert str(raised.value).startswith(f"source `files`: {b} {MISREAD}: line 3 of {b}: ")
+
+
+@pytest.mark.parametrize(
+    ("text", "said"),
+    [
+        ("Plans, exported 2024\nuser_id,plan,valid_from\nu1,pro,2024-01-01\n", MISREAD),
+        ("\nuser_id,plan,valid_from\nu1,pro,2024-01-01\n", "starts with a blank line"),
+    ],
+    ids=["title-line", "blank-line"],
+)
+def test_a_line_above_the_header_is_refused_not_skipped(
+    project: Project, text: str, said: str
+) -> None:
+    # DuckDB skips lines it finds odd, and would skip rows so too: the header is line 1.
+    plans = project.root / "plans.csv"
+    plans.write_text(text, encoding="utf-8")
+    configure_plans(project)
+
+    with pytest.raises(SourceError) as raised:
+        project.sync("user_plans")
+
+    assert str(raised.value).startswith(f"source `files`: {plans} {said}")
+
+
+def test_comment_lines_above_the_header_leave_every_row_read(project: Project) -> None:
+    # A comment is no header, though it holds a delimiter; DuckDB skips it, and so it is.
+    plans = project.root / "plans.csv"
+    plans.write_text(
+        "# exported, by a tool\n# another note\nuser_id,plan,valid_from\nu1,pro,2024-01-01\n"
+        "u2,free,2024-02-01\n",
+        encoding="utf-8",
+    )
+    configure_plans(project)
+
+    project.sync("user_plans")
+
+    assert project.query("SELECT user_id, plan FROM user_plans ORDER BY 1") == [
+        ("u1", "pro"),
+        ("u2", "free"),
+    ]
 
 
 @pytest.mark.parametrize(

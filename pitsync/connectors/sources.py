@@ -21,7 +21,7 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, NoReturn, Protocol
 
 import duckdb
 import pyarrow as pa
@@ -43,7 +43,10 @@ OWN_COLUMNS = "hive_partitioning = false"
 # DuckDB refuses a longer CSV row, by default one past 2 MB, which a long text value
 # reaches; a Parquet source holds such a value without a word.
 CSV_MAX_ROW_BYTES = 64 << 20
-CSV_OPTIONS = f"{OWN_COLUMNS}, max_line_size = {CSV_MAX_ROW_BYTES}"
+# The header is the first line: DuckDB's sniffer would otherwise skip lines it finds odd,
+# rows of data among them (a file whose last row has a field too many lost every row
+# above it, the wide row taken for its header).
+CSV_OPTIONS = f"{OWN_COLUMNS}, max_line_size = {CSV_MAX_ROW_BYTES}, skip = 0"
 TOO_LONG_ROW = "Maximum line size"
 
 # DuckDB types whose values would not reach the store as they are: Arrow carries a UHUGEINT
@@ -349,7 +352,7 @@ class FileSource:
         if self.kind.needs_attach:  # Parquet's TIME in UTC is a TIMETZ of +00, kept as a time
             self.check_types_kept(table, types)
         else:
-            self.check_rows_fit_the_header(table, described.columns)
+            self.check_read_as_columns(table, described.columns)
         return with_json_fields(schema, [name for name, kind in types.items() if kind == JSON])
 
     def duckdb_types(self, relation: str) -> dict[str, str]:
@@ -404,28 +407,69 @@ class FileSource:
                     )
                 seen[folded] = column
 
-    def check_rows_fit_the_header(self, table: str, columns: list[str]) -> None:
-        """Name the first row whose number of fields differs from its file's header.
+    def check_read_as_columns(self, table: str, columns: list[str]) -> None:
+        """Refuse a file whose columns, as DuckDB reads it, are not those its first line
+        names.
 
-        DuckDB's sniffer, meeting such a row in a small file, may read the file as one
-        column named by its whole header line (`id,start,plan`), or take the longer row for
-        the header, so the configured columns would look missing. Where the names DuckDB
-        found are not those of a file's first line, the file is read again with the
-        delimiter that line holds, which names the row.
+        DuckDB's sniffer, when no delimiter splits every line alike (a row with more or
+        fewer fields than the header, or a line above the header such as a title),
+        reads a file as one column named by its whole first line, or splits it where a
+        quote should have held it together. The configured columns would then look
+        missing, or the file's rows add properties. Read again with the delimiter its
+        first line holds, the first line that does not fit is named.
         """
         if self.config.type != "csv":
             return
         found = {column.strip() for column in columns}
         for name in matched_files(file_pattern(self.config, table)):
-            header = first_line_of(name) or ""
-            readings = [(mark, quote) for mark in DELIMITERS if mark in header for quote in QUOTES]
-            if not readings or any(found.issuperset(header_names(header, *r)) for r in readings):
+            header = first_line_of(name)
+            if header is None:
+                continue  # the read of the table says why it cannot be read
+            if not header.strip():
+                # DuckDB would read the header below it as a row too.
+                raise SourceError(
+                    f"source `{self.name}`: {name} starts with a blank line; its header must "
+                    "be its first line: remove the blank line",
+                    source=self.name,
+                )
+            readings = [header_names(header, mark, quote) for mark, quote in dialects(header)]
+            if not readings or (
+                header not in found and any(found.issuperset(names) for names in readings)
+            ):
                 continue
-            delimiter = max((mark for mark, _ in readings), key=header.count)
-            self.read_with_header(name, header_names(header, delimiter, '"'), delimiter)
+            if self.columns_of_file(name) in readings:
+                continue  # read alone, the file is read as its first line names it
+            self.refuse_misread(name, header)
 
-    def read_with_header(self, name: str, columns: list[str], delimiter: str) -> None:
-        """Read a CSV file of these columns and delimiter; a row of another width fails."""
+    def columns_of_file(self, name: str) -> list[str] | None:
+        """A CSV file's columns as DuckDB reads it alone, trimmed; None if it cannot."""
+        relation = f"read_csv({quote_string(literal_path(self.config, name))}, header = true, "
+        relation += f"{CSV_OPTIONS}, sample_size = -1, all_varchar = true)"
+        try:
+            read = self.engine.sql(f"SELECT * FROM {relation} LIMIT 0").columns
+        except duckdb.Error as error:
+            if is_interrupt(error):
+                raise
+            return None  # the read of the table says what is wrong
+        return [column.strip() for column in read]
+
+    def refuse_misread(self, name: str, header: str) -> NoReturn:
+        """Refuse the file, naming the first line that does not fit its header where a
+        read with the header's most frequent delimiter finds one."""
+        refusal = (
+            f"{name} is not read as the columns its first line names, as no delimiter "
+            "splits all its lines alike: its header must be its first line, and each row "
+            "must have as many fields"
+        )
+        delimiter = max((mark for mark in DELIMITERS if mark in header), key=header.count)
+        names = header_names(header, delimiter, '"')
+        if all(names) and len(set(names)) == len(names):  # names DuckDB can be given
+            self.read_with_header(name, names, delimiter, refusal)
+        raise SourceError(f"source `{self.name}`: {refusal}", source=self.name)
+
+    def read_with_header(self, name: str, columns: list[str], delimiter: str, refusal: str) -> None:
+        """Read a CSV file of these columns and delimiter; a row of another width fails,
+        `refusal` saying why, then DuckDB where."""
         typed = ", ".join(f"{quote_string(column)}: 'VARCHAR'" for column in columns)
         try:
             self.engine.execute(
@@ -436,7 +480,7 @@ class FileSource:
         except duckdb.Error as error:
             if is_interrupt(error):
                 raise
-            raise self.failed(f"{name} has rows that do not fit its header", error) from None
+            raise self.failed(refusal, error) from None
 
     def written_names(self, name: str) -> list[str]:
         """A file's column names as written, before DuckDB makes repeated ones unique (an
@@ -639,21 +683,32 @@ class FileSource:
 DELIMITERS = (",", ";", "\t", "|")
 
 
-# The quotes DuckDB's sniffer tries; a header's names are compared as either would read them.
-QUOTES = ('"', "'")
-
-
 def header_names(header: str, delimiter: str, quote: str) -> list[str]:
     """The names of a CSV header line, read with this delimiter and quote, trimmed."""
     names = next(csv.reader([header], delimiter=delimiter, quotechar=quote), [])
     return [name.strip() for name in names]
 
 
+# The quotes DuckDB's sniffer tries; a header is read with each.
+QUOTES = ('"', "'")
+
+
+def dialects(header: str) -> list[tuple[str, str]]:
+    """The (delimiter, quote) pairs a header line may be written in: the double quote
+    always, as it is the usual one; the single quote where the line holds one."""
+    quotes = [quote for quote in QUOTES if quote == '"' or quote in header]
+    return [(mark, quote) for mark in DELIMITERS if mark in header for quote in quotes]
+
+
 def first_line_of(path: str) -> str | None:
-    """A text file's first line without its line end; None if it cannot be read so."""
+    """A CSV file's first line that is no comment (DuckDB's sniffer takes a line starting
+    with `#` for one), without its line end; None if it cannot be read so."""
     try:
         with open(path, encoding="utf-8-sig", newline="") as file:
-            return file.readline().rstrip("\r\n")
+            for line in file:
+                if not line.startswith("#"):
+                    return line.rstrip("\r\n")
+            return None
     except (OSError, UnicodeDecodeError):
         return None
 
