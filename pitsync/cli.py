@@ -211,13 +211,15 @@ def command_sync(args: argparse.Namespace) -> int:
     )
     outcomes = sync_tables(config, tables, options)
     records = [outcome.record for outcome in outcomes if outcome.record]
-    if records:
-        print_sync_report(records, dry_run=args.dry_run)
-    if args.all:
-        warn_of_unconfigured_tables(config)
     failed = [outcome for outcome in outcomes if outcome.error]
-    for outcome in failed:
-        print_error(outcome.error)
+    try:
+        if records:
+            print_sync_report(records, dry_run=args.dry_run)
+        if args.all:
+            warn_of_unconfigured_tables(config)
+    finally:  # a report that cannot be written leaves the failures said on standard error
+        for outcome in failed:
+            print_error(outcome.error)
     return 1 if failed else 0
 
 

@@ -1226,6 +1226,29 @@ def test_output_to_a_full_disk_is_one_line_saying_so(synced: Project, output: st
     assert result.stderr == "pitsync: error: cannot write the output: no space left on device\n"
 
 
+def test_a_sync_whose_report_cannot_be_written_still_says_which_runs_failed(
+    project: Project,
+) -> None:
+    seeded(project)
+    project.source_sql(
+        "INSERT INTO company_plan_history VALUES (NULL, 'ghost', 9, '2024-03-01', NULL)"
+    )
+    with open("/dev/full", "w") as full:
+        result = subprocess.run(
+            [sys.executable, "-m", "pitsync.cli", "--config", str(project.config_path)]
+            + ["sync", "--all", "--strict"],
+            cwd=project.root,
+            stdout=full,
+            stderr=subprocess.PIPE,
+            text=True,
+            check=False,
+        )
+
+    assert result.returncode == 1
+    assert "pitsync: error: cannot write the output: no space left on device" in result.stderr
+    assert "table `company_plan_history`" in result.stderr and "--strict" in result.stderr
+
+
 @pytest.mark.parametrize("args", [("--help",), ("--version",), ("query", "--help")])
 def test_help_to_a_full_disk_is_one_line_saying_so(synced: Project, args: tuple[str, ...]) -> None:
     # Help is written as the command line is read, before any command runs.

@@ -444,6 +444,8 @@ def not_widened(old: str, new: str) -> str:
     """Why a stored column is not changed to the source's new type."""
     if new == "DOUBLE" and old in INTEGER_WIDTHS:
         return f"and a stored value is not exact as a {new}"
+    if old == "DOUBLE" and new in INTEGER_WIDTHS:
+        return f"and an arriving value is not exact as the stored {old}"
     return (
         "which is not a change pitsync makes to stored values (it makes an integer wider or "
         "a DOUBLE, an integer a DECIMAL with room for its digits, a DECIMAL wider, and text "
