@@ -382,12 +382,31 @@ def test_a_line_above_the_header_is_refused_not_skipped(
     assert str(raised.value).startswith(f"source `files`: {plans} {said}")
 
 
-def test_comment_lines_above_the_header_leave_every_row_read(project: Project) -> None:
-    # A comment is no header, though it holds a delimiter; DuckDB skips it, and so it is.
+def test_a_comment_line_above_the_header_is_refused_not_read_as_a_comment(
+    project: Project,
+) -> None:
+    # DuckDB's sniffer, meeting one, took `#` for a comment all through the file: the
+    # row `#u2` and the end of `a #b` were lost, and `"#x"` became `"`.
     plans = project.root / "plans.csv"
     plans.write_text(
-        "# exported, by a tool\n# another note\nuser_id,plan,valid_from\nu1,pro,2024-01-01\n"
-        "u2,free,2024-02-01\n",
+        '# exported\nuser_id,plan,valid_from\nu1,"#x",2024-01-01\n#u2,pro,2024-01-01\n',
+        encoding="utf-8",
+    )
+    configure_plans(project)
+
+    with pytest.raises(SourceError) as raised:
+        project.sync("user_plans")
+
+    assert str(raised.value) == (
+        f"source `files`: {plans} starts with a comment line ('# exported'); its header "
+        "must be its first line: remove the comment"
+    )
+
+
+def test_values_holding_a_hash_are_values_as_written(project: Project) -> None:
+    (project.root / "plans.csv").write_text(
+        "user_id,plan,valid_from\nu1,#gold,2024-01-01\n#u2,pro,2024-01-01\n"
+        'u3,"#x",2024-01-01\nu4,a #b,2024-01-01\n',
         encoding="utf-8",
     )
     configure_plans(project)
@@ -395,8 +414,10 @@ def test_comment_lines_above_the_header_leave_every_row_read(project: Project) -
     project.sync("user_plans")
 
     assert project.query("SELECT user_id, plan FROM user_plans ORDER BY 1") == [
-        ("u1", "pro"),
-        ("u2", "free"),
+        ("#u2", "pro"),
+        ("u1", "#gold"),
+        ("u3", "#x"),
+        ("u4", "a #b"),
     ]
 
 

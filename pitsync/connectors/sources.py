@@ -46,7 +46,9 @@ CSV_MAX_ROW_BYTES = 64 << 20
 # The header is the first line: DuckDB's sniffer would otherwise skip lines it finds odd,
 # rows of data among them (a file whose last row has a field too many lost every row
 # above it, the wide row taken for its header).
-CSV_OPTIONS = f"{OWN_COLUMNS}, max_line_size = {CSV_MAX_ROW_BYTES}, skip = 0"
+# Nor is a line starting with `#` a comment: DuckDB's sniffer, finding one, took `#` for a
+# comment everywhere in the file, and lost the rows and the ends of values that held one.
+CSV_OPTIONS = f"{OWN_COLUMNS}, max_line_size = {CSV_MAX_ROW_BYTES}, skip = 0, comment = ''"
 TOO_LONG_ROW = "Maximum line size"
 
 # DuckDB types whose values would not reach the store as they are: Arrow carries a UHUGEINT
@@ -432,6 +434,12 @@ class FileSource:
                     "be its first line: remove the blank line",
                     source=self.name,
                 )
+            if header.startswith("#") and self.columns_of_file(name) == [header.strip()]:
+                raise SourceError(
+                    f"source `{self.name}`: {name} starts with a comment line ({header!r}); "
+                    "its header must be its first line: remove the comment",
+                    source=self.name,
+                )
             readings = [header_names(header, mark, quote) for mark, quote in dialects(header)]
             if not readings or (
                 header not in found and any(found.issuperset(names) for names in readings)
@@ -701,14 +709,10 @@ def dialects(header: str) -> list[tuple[str, str]]:
 
 
 def first_line_of(path: str) -> str | None:
-    """A CSV file's first line that is no comment (DuckDB's sniffer takes a line starting
-    with `#` for one), without its line end; None if it cannot be read so."""
+    """A text file's first line without its line end; None if it cannot be read so."""
     try:
         with open(path, encoding="utf-8-sig", newline="") as file:
-            for line in file:
-                if not line.startswith("#"):
-                    return line.rstrip("\r\n")
-            return None
+            return file.readline().rstrip("\r\n")
     except (OSError, UnicodeDecodeError):
         return None
 
