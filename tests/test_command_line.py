@@ -1200,27 +1200,23 @@ def test_a_reader_gone_during_one_large_profile_ends_it_as_sigpipe_would(
     assert stderr == ""
 
 
-@pytest.mark.parametrize("output", ["table", "csv", "json"])
-def test_output_to_a_full_disk_is_one_line_saying_so(synced: Project, output: str) -> None:
+def written_to_a_full_disk(project: Project, *args: str) -> subprocess.CompletedProcess[str]:
+    """The command run with its standard output on /dev/full, where every write fails."""
+    command = [sys.executable, "-m", "pitsync.cli", "--config", str(project.config_path)]
     with open("/dev/full", "w") as full:
-        result = subprocess.run(
-            [
-                sys.executable,
-                "-m",
-                "pitsync.cli",
-                "--config",
-                str(synced.config_path),
-                "query",
-                "SELECT 1 AS n",
-                "--format",
-                output,
-            ],
-            cwd=synced.root,
+        return subprocess.run(
+            [*command, *args],
+            cwd=project.root,
             stdout=full,
             stderr=subprocess.PIPE,
             text=True,
             check=False,
         )
+
+
+@pytest.mark.parametrize("output", ["table", "csv", "json"])
+def test_output_to_a_full_disk_is_one_line_saying_so(synced: Project, output: str) -> None:
+    result = written_to_a_full_disk(synced, "query", "SELECT 1 AS n", "--format", output)
 
     assert result.returncode == 1
     assert result.stderr == "pitsync: error: cannot write the output: no space left on device\n"
@@ -1233,16 +1229,7 @@ def test_a_sync_whose_report_cannot_be_written_still_says_which_runs_failed(
     project.source_sql(
         "INSERT INTO company_plan_history VALUES (NULL, 'ghost', 9, '2024-03-01', NULL)"
     )
-    with open("/dev/full", "w") as full:
-        result = subprocess.run(
-            [sys.executable, "-m", "pitsync.cli", "--config", str(project.config_path)]
-            + ["sync", "--all", "--strict"],
-            cwd=project.root,
-            stdout=full,
-            stderr=subprocess.PIPE,
-            text=True,
-            check=False,
-        )
+    result = written_to_a_full_disk(project, "sync", "--all", "--strict")
 
     assert result.returncode == 1
     assert "pitsync: error: cannot write the output: no space left on device" in result.stderr
@@ -1252,15 +1239,7 @@ def test_a_sync_whose_report_cannot_be_written_still_says_which_runs_failed(
 @pytest.mark.parametrize("args", [("--help",), ("--version",), ("query", "--help")])
 def test_help_to_a_full_disk_is_one_line_saying_so(synced: Project, args: tuple[str, ...]) -> None:
     # Help is written as the command line is read, before any command runs.
-    with open("/dev/full", "w") as full:
-        result = subprocess.run(
-            [sys.executable, "-m", "pitsync.cli", *args],
-            cwd=synced.root,
-            stdout=full,
-            stderr=subprocess.PIPE,
-            text=True,
-            check=False,
-        )
+    result = written_to_a_full_disk(synced, *args)
 
     assert result.returncode == 1
     assert result.stderr == "pitsync: error: cannot write the output: no space left on device\n"

@@ -310,6 +310,16 @@ def test_a_late_row_with_a_field_too_many_is_named_by_its_line(project: Project)
     )
 
 
+def refusal_of_csv(project: Project, text: str) -> tuple[Path, str]:
+    """The refusal of a sync of plans.csv holding `text`: the file, and the message."""
+    plans = project.root / "plans.csv"
+    plans.write_text(text, encoding="utf-8")
+    configure_plans(project)
+    with pytest.raises(SourceError) as raised:
+        project.sync("user_plans")
+    return plans, str(raised.value)
+
+
 @pytest.mark.parametrize(
     ("rows", "line", "found"),
     [
@@ -323,14 +333,9 @@ def test_a_small_csv_with_a_row_of_another_width_names_that_row(
 ) -> None:
     # DuckDB's sniffer read the file as one column named `user_id,plan,valid_from`, and
     # the message said `user_id` was missing and to change `id_column`.
-    plans = project.root / "plans.csv"
-    plans.write_text("user_id,plan,valid_from\n" + "\n".join(rows) + "\n", encoding="utf-8")
-    configure_plans(project)
+    plans, refusal = refusal_of_csv(project, "user_id,plan,valid_from\n" + "\n".join(rows) + "\n")
 
-    with pytest.raises(SourceError) as raised:
-        project.sync("user_plans")
-
-    assert str(raised.value) == (
+    assert refusal == (
         f"source `files`: {plans} {MISREAD}: line {line} of {plans}: "
         f"Expected Number of Columns: 3 Found: {found}; correct or remove that row"
     )
@@ -372,14 +377,9 @@ def test_a_line_above_the_header_is_refused_not_skipped(
     project: Project, text: str, said: str
 ) -> None:
     # DuckDB skips lines it finds odd, and would skip rows so too: the header is line 1.
-    plans = project.root / "plans.csv"
-    plans.write_text(text, encoding="utf-8")
-    configure_plans(project)
+    plans, refusal = refusal_of_csv(project, text)
 
-    with pytest.raises(SourceError) as raised:
-        project.sync("user_plans")
-
-    assert str(raised.value).startswith(f"source `files`: {plans} {said}")
+    assert refusal.startswith(f"source `files`: {plans} {said}")
 
 
 def test_a_comment_line_above_the_header_is_refused_not_read_as_a_comment(
@@ -387,17 +387,11 @@ def test_a_comment_line_above_the_header_is_refused_not_read_as_a_comment(
 ) -> None:
     # DuckDB's sniffer, meeting one, took `#` for a comment all through the file: the
     # row `#u2` and the end of `a #b` were lost, and `"#x"` became `"`.
-    plans = project.root / "plans.csv"
-    plans.write_text(
-        '# exported\nuser_id,plan,valid_from\nu1,"#x",2024-01-01\n#u2,pro,2024-01-01\n',
-        encoding="utf-8",
+    plans, refusal = refusal_of_csv(
+        project, '# exported\nuser_id,plan,valid_from\nu1,"#x",2024-01-01\n#u2,pro,2024-01-01\n'
     )
-    configure_plans(project)
 
-    with pytest.raises(SourceError) as raised:
-        project.sync("user_plans")
-
-    assert str(raised.value) == (
+    assert refusal == (
         f"source `files`: {plans} starts with a comment line ('# exported'); its header "
         "must be its first line: remove the comment"
     )
@@ -449,17 +443,12 @@ def test_a_csv_header_of_quoted_names_is_no_row_of_another_width(
 def test_a_row_of_another_width_is_named_below_a_header_of_quoted_names(
     project: Project,
 ) -> None:
-    plans = project.root / "plans.csv"
-    plans.write_text(
+    plans, refusal = refusal_of_csv(
+        project,
         '"user_id","valid_from","Revenue, USD"\nu1,2024-01-01,"1,234"\nu2,2024-01-01,5,x\n',
-        encoding="utf-8",
     )
-    configure_plans(project)
 
-    with pytest.raises(SourceError) as raised:
-        project.sync("user_plans")
-
-    assert f"line 3 of {plans}: Expected Number of Columns: 3 Found: 4" in str(raised.value)
+    assert f"line 3 of {plans}: Expected Number of Columns: 3 Found: 4" in refusal
 
 
 def test_a_parquet_column_named_by_a_blank_is_a_name_like_any_other(project: Project) -> None:
