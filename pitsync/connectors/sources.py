@@ -339,8 +339,8 @@ class FileSource:
 
     def schema(self, table: str, text_columns: Sequence[str] = ()) -> pa.Schema:
         self.check_exists(table)
-        if not self.kind.needs_attach:
-            self.check_names_apart(table)  # before DuckDB reads the names its own way
+        files = [] if self.kind.needs_attach else matched_files(file_pattern(self.config, table))
+        self.check_names_apart(files)  # before DuckDB reads the names its own way
         relation = self.kind.relation(self.config, table, self.present(table, text_columns))
         try:
             described = self.engine.sql(f"SELECT * FROM {relation} LIMIT 0")
@@ -354,7 +354,7 @@ class FileSource:
         if self.kind.needs_attach:  # Parquet's TIME in UTC is a TIMETZ of +00, kept as a time
             self.check_types_kept(table, types)
         else:
-            self.check_read_as_columns(table, described.columns)
+            self.check_read_as_columns(files, described.columns)
         return with_json_fields(schema, [name for name, kind in types.items() if kind == JSON])
 
     def duckdb_types(self, relation: str) -> dict[str, str]:
@@ -380,13 +380,14 @@ class FileSource:
         names its files as written."""
         return table
 
-    def check_names_apart(self, table: str) -> None:
-        """Fail when a file names two columns alike, in any case, as a database would.
+    def check_names_apart(self, files: list[str]) -> None:
+        """Fail when one of the `files` names two columns alike, in any case, as a database
+        would, or names a column with nothing.
 
         DuckDB's readers would call the second `plan` (or `PLAN`) `plan_1`, a property
         nobody named; a PostgreSQL table with `plan` and `PLAN` is refused, and so is this.
         """
-        for name in matched_files(file_pattern(self.config, table)):
+        for name in files:
             seen: dict[str, str] = {}
             for number, column in enumerate(self.written_names(name), start=1):
                 # DuckDB trims a CSV header's names; a Parquet name of blanks stays one.
@@ -409,9 +410,9 @@ class FileSource:
                     )
                 seen[folded] = column
 
-    def check_read_as_columns(self, table: str, columns: list[str]) -> None:
-        """Refuse a file whose columns, as DuckDB reads it, are not those its first line
-        names.
+    def check_read_as_columns(self, files: list[str], columns: list[str]) -> None:
+        """Refuse one of the CSV `files` whose columns, as DuckDB reads it, are not those its
+        first line names (`columns`: the files' columns as DuckDB read them together).
 
         DuckDB's sniffer, when no delimiter splits every line alike (a row with more or
         fewer fields than the header, or a line above the header such as a title),
@@ -423,7 +424,7 @@ class FileSource:
         if self.config.type != "csv":
             return
         found = {column.strip() for column in columns}
-        for name in matched_files(file_pattern(self.config, table)):
+        for name in files:
             header = first_line_of(name)
             if header is None:
                 continue  # the read of the table says why it cannot be read
@@ -434,19 +435,23 @@ class FileSource:
                     "be its first line: remove the blank line",
                     source=self.name,
                 )
-            if header.startswith("#") and self.columns_of_file(name) == [header.strip()]:
-                raise SourceError(
-                    f"source `{self.name}`: {name} starts with a comment line ({header!r}); "
-                    "its header must be its first line: remove the comment",
-                    source=self.name,
-                )
             readings = [header_names(header, mark, quote) for mark, quote in dialects(header)]
-            if not readings or (
-                header not in found and any(found.issuperset(names) for names in readings)
-            ):
-                continue
-            if self.columns_of_file(name) in readings:
-                continue  # read alone, the file is read as its first line names it
+            named = header not in found and any(found.issuperset(names) for names in readings)
+            if (named or not readings) and not header.startswith("#"):
+                continue  # the files' columns are those this first line names
+            self.check_read_alone(name, header, [] if named else readings)
+
+    def check_read_alone(self, name: str, header: str, readings: list[list[str]]) -> None:
+        """Refuse the file if DuckDB, reading it alone, reads a comment line for its one
+        column, or none of the `readings` of its first line (none: nothing to check)."""
+        alone = self.columns_of_file(name)
+        if header.startswith("#") and alone == [header.strip()]:
+            raise SourceError(
+                f"source `{self.name}`: {name} starts with a comment line ({header!r}); "
+                "its header must be its first line: remove the comment",
+                source=self.name,
+            )
+        if readings and alone not in readings:
             self.refuse_misread(name, header)
 
     def columns_of_file(self, name: str) -> list[str] | None:
