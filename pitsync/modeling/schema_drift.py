@@ -16,7 +16,7 @@ import duckdb
 
 from pitsync.errors import ConfigError
 from pitsync.modeling.events import EventsModel
-from pitsync.modeling.hidden_events import CatalogEntry, read_catalog
+from pitsync.modeling.hidden_events import read_catalog
 from pitsync.modeling.intervals import ENTITY, HistoryModel
 from pitsync.modeling.staging import REASON, STAGED, count
 from pitsync.modeling.timestamps import same_zone
@@ -102,7 +102,10 @@ def reconcile_columns(
     meet_source_columns(con, table.name, model.stored, before, arriving)
     after = column_types(con, INTERNAL_SCHEMA, intervals)
     keys = {table.id_column, START_TIME, END_TIME, table.tie_breaker}
-    retired = retire_columns(con, model, [name for name in after if name not in keys])
+    were_properties = properties_at_last_run(con, table.name)
+    retired = retire_columns(
+        con, model, [name for name in after if name not in keys], were_properties
+    )
     dropped = [name for name in after if name not in keys | set(retired) and name not in model.kept]
     report_dropped(table.name, dropped)
     stored = replace(model, properties=model.properties + dropped)
@@ -119,7 +122,7 @@ def reconcile_columns(
     reordered = decided_by + added != stored.kept
     if reordered:
         log.info("table %s: the columns' order changed; every tie is decided again", table.name)
-    elif tie_breaker_moved(con, model, folded):
+    elif tie_breaker_moved(model, folded, were_properties):
         log.info("table %s: the tie-breaker changed; every tie is decided again", table.name)
         reordered = True
     renamed = any(name not in before and name.lower() in folded for name in model.kept)
@@ -128,22 +131,22 @@ def reconcile_columns(
     return stored, ColumnChanges(added, reordered, renamed, widened)
 
 
-def catalog_entry(con: duckdb.DuckDBPyConnection, table: str) -> CatalogEntry | None:
-    """What the store recorded of the table at its last run; None before the first."""
-    return next((entry for entry in read_catalog(con) if entry.table_name == table), None)
+def properties_at_last_run(con: duckdb.DuckDBPyConnection, table: str) -> set[str] | None:
+    """The table's properties as the store recorded them at its last run, folded; None
+    before the first."""
+    entry = next((entry for entry in read_catalog(con) if entry.table_name == table), None)
+    return {name.lower() for name in entry.properties} if entry else None
 
 
 def tie_breaker_moved(
-    con: duckdb.DuckDBPyConnection, model: HistoryModel, stored: set[str]
+    model: HistoryModel, stored: set[str], were_properties: set[str] | None
 ) -> bool:
     """Whether a stored column turned from a property into the tie-breaker, or back, since
     the last run. Ties may fall as before, but the hidden events of the rows that lost one
     carry the properties, so each is written again. `stored`: the stored columns, folded.
     """
-    entry = catalog_entry(con, model.table.name)
-    if entry is None:
+    if were_properties is None:
         return False
-    were_properties = {name.lower() for name in entry.properties}
     tie = model.table.tie_breaker
     became_tie = tie is not None and tie.lower() in were_properties
     became_property = any(
@@ -153,14 +156,16 @@ def tie_breaker_moved(
 
 
 def retire_columns(
-    con: duckdb.DuckDBPyConnection, model: HistoryModel, stored_columns: list[str]
+    con: duckdb.DuckDBPyConnection,
+    model: HistoryModel,
+    stored_columns: list[str],
+    were_properties: set[str] | None,
 ) -> list[str]:
     """Drop the stored columns a sync from scratch would not have: properties that the
     source still has but the configuration now reads as row metadata (the cursor), and a
     former tie-breaker that is neither the tie-breaker nor a property now. (Left, it would
-    turn into a property the source dropped, one another table may own.)"""
-    entry = catalog_entry(con, model.table.name)
-    were_properties = {name.lower() for name in entry.properties} if entry else None
+    turn into a property the source dropped, one another table may own.)
+    `were_properties`: the properties at the last run, folded; None before the first."""
     kept = {name.lower() for name in model.kept}
     retired = [
         name
