@@ -353,7 +353,7 @@ def history_profile(session: QuerySession, entity: Entity, moment: str) -> dict[
     """The history properties at the moment; an unknown entity says where it was sought."""
     try:
         return profile_at(session, entity, moment)
-    except StoreError as error:
+    except NoHistory as error:
         reason = str(error).removeprefix(f"{entity.describe()} has ")
         raise StoreError(f"{entity.describe()} has no profile, and {reason}") from None
 
