@@ -372,6 +372,25 @@ def test_the_largest_unsigned_integers_are_written_as_they_are(synced: Project) 
     assert top in table and "-1" not in table
 
 
+def test_decimals_are_written_in_full_in_every_format(synced: Project) -> None:
+    # Arrow and Python write these as 0E-18 and 1E-18; DuckDB as the digits below.
+    sql = (
+        "SELECT 0::DECIMAL(38,18) AS zero, 0.000000000000000001::DECIMAL(38,18) AS tiny, "
+        "12.5::DECIMAL(10,2) AS price"
+    )
+    names = ["zero", "tiny", "price"]
+    digits = ["0.000000000000000000", "0.000000000000000001", "12.50"]
+
+    out = synced.cli("query", sql, "--format", "csv").stdout
+    table = synced.cli("query", sql).stdout
+    text = synced.cli("query", sql, "--format", "json").stdout
+
+    assert list(csv.reader(io.StringIO(out))) == [names, digits]
+    [row] = [line for line in table.splitlines() if "│" in line]
+    assert [cell.strip() for cell in row.split("│")[1:-1]] == digits
+    assert '{"zero":0.000000000000000000,"tiny":0.000000000000000001,"price":12.5}' in text
+
+
 CALENDAR_SQL = (
     "SELECT DATE 'infinity' AS d, DATE '10000-01-01' AS late, DATE '0044-03-15 (BC)' AS bc, "
     "TIME '24:00:00' AS t, DATE '2024-02-29' AS leap, "

@@ -172,6 +172,11 @@ def test_writes_sqlglot_cannot_parse_are_refused_as_writes(store: Project, sql: 
             "a column named `range` is read as a keyword: write it in double quotes",
         ),
         ("SELECT range, map FROM runs", "a column named `map` is read"),
+        (
+            "PIVOT runs ON mode USING count(*) GROUP BY status ORDER BY status",
+            "wrap it in a query, SELECT * FROM (PIVOT ...) ORDER BY",
+        ),
+        ("UNPIVOT runs ON mode, status INTO NAME k VALUE v LIMIT 2", "(UNPIVOT ...)"),
     ],
 )
 def test_a_query_that_does_not_parse_says_why_in_the_users_words(

@@ -161,6 +161,11 @@ REFUSED = [
         "DuckDB would drop its minutes",
     ),
     ("SELECT count(*) FROM h FOR SYSTEM_TIME AS OF WHERE true", "needs a moment after it"),
+    ("SELECT * FROM h FOR VERSION AS OF 3", "FOR VERSION AS OF is not supported"),
+    (
+        "SELECT * FROM h FOR VERSION AS OF TIMESTAMP '2024-02-15 00:00:00'",
+        "keeps no versions of a table",
+    ),
 ]
 
 
@@ -327,6 +332,67 @@ def test_a_history_table_named_with_its_schema_beside_a_cte_of_its_name_is_the_h
         "ON h.company_id = e.company_id"
     )
     assert rows(store, sql) == [("e1", "free"), ("e2", "pro"), ("e5", "team")]
+
+
+def test_a_history_table_named_with_its_schema_keeps_columns_named_with_it(
+    store: Project,
+) -> None:
+    sql = (
+        "SELECT main.company_plan_history.company_id, main.company_plan_history.plan "
+        "FROM main.company_plan_history FOR SYSTEM_TIME AS OF '2024-02-10'"
+    )
+    assert rows(store, sql) == [("c1", "pro"), ("c2", "team")]
+
+
+# At 2024-01-10 c1 is free and c2 has no interval yet; at 2024-02-10 c1 is pro.
+FREE_ON_10_JANUARY = (
+    "SELECT company_id FROM company_plan_history FOR SYSTEM_TIME AS OF '2024-01-10' "
+    "WHERE plan = 'free'"
+)
+PRO_ON_10_FEBRUARY = (
+    "SELECT company_id FROM company_plan_history FOR SYSTEM_TIME AS OF '2024-02-10' "
+    "WHERE plan = 'pro'"
+)
+
+
+def test_a_temporal_subquery_in_the_on_clause_of_an_as_of_join_is_rewritten(
+    store: Project,
+) -> None:
+    # Only c1 may match: e5 is c2's, so it finds no interval, though team holds its moment.
+    sql = f"SELECT e.insert_id, h.plan FROM events AS e LEFT JOIN {AS_OF} AND h.company_id IN "
+    assert rows(store, f"{sql}({FREE_ON_10_JANUARY})") == [
+        ("e1", "free"),
+        ("e2", "pro"),
+        ("e3", None),
+        ("e4", None),
+        ("e5", None),
+    ]
+
+
+def test_a_temporal_subquery_as_the_id_an_as_of_join_matches_is_rewritten(
+    store: Project,
+) -> None:
+    # Every event is matched with c1's interval at its moment.
+    sql = (
+        "SELECT e.insert_id, h.plan FROM events AS e LEFT JOIN company_plan_history "
+        f"FOR SYSTEM_TIME AS OF e.time AS h ON h.company_id = ({PRO_ON_10_FEBRUARY})"
+    )
+    assert rows(store, sql) == [
+        ("e1", "free"),
+        ("e2", "pro"),
+        ("e3", "free"),
+        ("e4", "free"),
+        ("e5", "free"),
+    ]
+
+
+def test_a_temporal_subquery_as_the_moment_is_rewritten(store: Project) -> None:
+    # On 20 January the latest start is c2's, 15 January; then c1 is free and c2 on team.
+    latest = (
+        "SELECT max(start_time) FROM company_plan_history FOR SYSTEM_TIME AS OF '2024-01-20'"
+    )
+    sql = f"SELECT company_id, plan FROM company_plan_history FOR SYSTEM_TIME AS OF ({latest})"
+    assert rows(store, sql) == [("c1", "free"), ("c2", "team")]
 
 
 def test_an_unqualified_property_in_on_is_read_as_text(store: Project) -> None:

@@ -49,6 +49,8 @@ WRITE_NODES = (
     exp.Into,
 )
 
+# The clauses that end a query, which sqlglot does not read after a PIVOT statement.
+ENDING_CLAUSES = {TokenType.ORDER_BY, TokenType.LIMIT, TokenType.OFFSET, TokenType.FETCH}
 # Statements that read but are no SELECT: refused with a message that says so.
 READ_WORDS = {"EXPLAIN", "DESCRIBE", "DESC", "SUMMARIZE", "SHOW"}
 # Statements that change something: one sqlglot cannot parse (EXPORT, or a CREATE
@@ -178,7 +180,9 @@ def parse_read_query(sql: str) -> exp.Query:
         if first_word(sql) in WRITE_WORDS:
             raise not_a_read(sql) from None
         raise QueryRefused(
-            f"cannot parse the query: {parse_problem(error)}{keyword_hint(sql, error)}", sql=sql
+            f"cannot parse the query: {parse_problem(error)}{keyword_hint(sql, error)}"
+            f"{pivot_hint(sql)}",
+            sql=sql,
         ) from error
     if len(statements) != 1:
         raise QueryRefused(
@@ -250,6 +254,24 @@ def keyword_hint(sql: str, error: ParseError) -> str:
                 "in double quotes"
             )
     return ""
+
+
+def pivot_hint(sql: str) -> str:
+    """A hint for a PIVOT or UNPIVOT statement that sorts or limits its rows, which
+    sqlglot cannot read (DuckDB can)."""
+    word = first_word(sql)
+    if word not in ("PIVOT", "UNPIVOT"):
+        return ""
+    try:
+        tokens = sqlglot.tokenize(sql, read="duckdb")
+    except TokenError:
+        return ""
+    if not any(token.token_type in ENDING_CLAUSES for token in tokens):
+        return ""
+    return (
+        f"; ORDER BY and LIMIT cannot follow a {word} statement here: wrap it in a query, "
+        f"SELECT * FROM ({word} ...) ORDER BY ... LIMIT ..."
+    )
 
 
 def is_bare_keyword_name(tokens: list[Token], position: int) -> bool:

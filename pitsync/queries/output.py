@@ -94,7 +94,8 @@ def text_sql(column: str, type_name: str, nested_as_json: bool) -> str:
     if nested_as_json and is_nested(type_name):
         return f"CAST(to_json({column}) AS VARCHAR)"
     if nested_as_json and not is_plain(type_name):
-        return f"CAST({column} AS VARCHAR)"  # INTERVAL, TIMETZ, BIT, UUID... as DuckDB writes them
+        # DECIMAL, INTERVAL, TIMETZ, BIT, UUID... as DuckDB writes them
+        return f"CAST({column} AS VARCHAR)"
     return column
 
 
@@ -117,8 +118,9 @@ def before_year_one_as_duckdb(iso: str, column: str) -> str:
 
 
 def is_plain(type_name: str) -> bool:
-    """Types a CSV or table cell shows faithfully as they are."""
-    return type_name in PLAIN_TYPES or type_name.startswith("DECIMAL")
+    """Types a CSV or table cell shows faithfully as they are. (Not DECIMAL: Arrow and
+    Python write a small one in scientific notation, `0E-18`; DuckDB's text is plain.)"""
+    return type_name in PLAIN_TYPES
 
 
 def is_nested(type_name: str) -> bool:

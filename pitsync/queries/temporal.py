@@ -29,6 +29,7 @@ runs as
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from typing import TypeGuard
 
 from sqlglot import exp
@@ -71,7 +72,7 @@ def rewrite_temporal_tree(tree: exp.Query, history_tables: dict[str, str], sql: 
 
     `history_tables` maps each history relation (lower-cased) to its id column.
     """
-    for table in list(tree.find_all(exp.Table)):
+    for table in innermost_first(tree.find_all(exp.Table)):
         version = table.args.get("version")
         if version is None:
             continue
@@ -85,11 +86,32 @@ def rewrite_temporal_tree(tree: exp.Query, history_tables: dict[str, str], sql: 
     return tree
 
 
+def innermost_first(tables: Iterable[exp.Table]) -> list[exp.Table]:
+    """The tables, the deepest in the tree first. A rewrite copies its moment and its ON
+    clause into the new tree, so a temporal table inside them (`AS OF (SELECT ... FROM h
+    FOR SYSTEM_TIME AS OF ...)`) is rewritten before it is copied, not left behind in the
+    original."""
+    return sorted(tables, key=depth, reverse=True)
+
+
+def depth(node: exp.Expr) -> int:
+    levels = 0
+    while node.parent is not None:
+        node, levels = node.parent, levels + 1
+    return levels
+
+
 def check_version(
     table: exp.Table, version: exp.Version, history_tables: dict[str, str], sql: str
 ) -> None:
     """Only `FOR SYSTEM_TIME AS OF`, and only on a history relation."""
     kind = str(version.args.get("kind", "")).upper()
+    if str(version.this).upper() == "VERSION":
+        raise QueryRefused(
+            "FOR VERSION AS OF is not supported: the store keeps no versions of a table; use "
+            "FOR SYSTEM_TIME AS OF a moment (a timestamp, or a column such as e.time in a join)",
+            sql=sql,
+        )
     if kind in TEMPORAL_KINDS and version.expression is None:
         raise QueryRefused(
             "FOR SYSTEM_TIME AS OF needs a moment after it: a timestamp, or a column such "
@@ -274,7 +296,21 @@ def rewrite_as_of_moment(table: exp.Table, moment: exp.Expression) -> None:
     )
     # The alias, with any column names it gives (`AS x(id, since)`), names the subquery.
     subquery = exp.Subquery(this=exp.select("*").from_(inner).where(holds), alias=alias.copy())
+    if not table.args.get("alias"):
+        unqualify_columns_of(table)
     table.replace(subquery)
+
+
+def unqualify_columns_of(table: exp.Table) -> None:
+    """Columns named by the table's schema (`main.h.plan`) name it by its name alone: the
+    subquery that replaces it has a name, but no schema."""
+    select = table.find_ancestor(exp.Select)
+    if select is None or not table.db:
+        return
+    for column in select.find_all(exp.Column):
+        if column.table.lower() == table.name.lower() and column.db.lower() == table.db.lower():
+            column.set("db", None)
+            column.set("catalog", None)
 
 
 def rewrite_as_of_join(table: exp.Table, moment: exp.Expression, id_column: str, sql: str) -> None:
