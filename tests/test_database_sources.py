@@ -403,6 +403,61 @@ def test_a_postgres_uuid_cursor_reads_from_its_watermark_in_uuid_order(project: 
     ]
 
 
+@pytest.mark.backends("postgres")
+def test_a_postgres_enum_cursor_is_refused_before_anything_is_read(project: Project) -> None:
+    # PostgreSQL orders an enum by its labels' place in the type: here b2 comes before b1,
+    # and a watermark of text would read them the other way round.
+    project.database_sql(
+        "CREATE TYPE load_batch AS ENUM ('b2', 'b1')",
+        "CREATE TABLE account_history (account_id text, start_timestamp timestamptz, "
+        "plan text, batch load_batch)",
+        "INSERT INTO account_history VALUES ('a1', '2024-03-01 00:00:00+00', 'free', 'b2')",
+    )
+    configure_accounts(project, mode="append", cursor="batch")
+
+    with pytest.raises(ConfigError, match="cursor `batch` is of type load_batch, which Post"):
+        project.sync("account_history")
+    assert not project.store.exists()
+
+
+@pytest.mark.backends("postgres")
+def test_a_postgres_numeric_cursor_read_as_a_double_is_refused(project: Project) -> None:
+    # As a double, 100000000000000001 and 100000000000000002 are one number: a later load
+    # would tie with the one before it.
+    project.database_sql(
+        "CREATE TABLE account_history (account_id text, start_timestamp timestamptz, "
+        "plan text, load_number numeric)",
+        "INSERT INTO account_history VALUES "
+        "('a1', '2024-03-01 00:00:00+00', 'free', 100000000000000001)",
+    )
+    configure_accounts(project, mode="append", cursor="load_number")
+
+    with pytest.raises(ConfigError, match="cursor `load_number` is a numeric without a prec"):
+        project.sync("account_history")
+    assert not project.store.exists()
+
+
+@pytest.mark.backends("postgres")
+def test_a_postgres_numeric_cursor_of_38_digits_orders_loads_exactly(project: Project) -> None:
+    # The two loads of one key differ in the 18th digit; the later one replaces the first.
+    project.database_sql(
+        "CREATE TABLE account_history (account_id text, start_timestamp timestamptz, "
+        "plan text, load_number numeric(38, 0))",
+        "INSERT INTO account_history VALUES "
+        "('a1', '2024-03-01 00:00:00+00', 'zzz-first', 100000000000000001)",
+    )
+    configure_accounts(project, mode="append", cursor="load_number")
+    project.sync("account_history")
+    project.database_sql(
+        "INSERT INTO account_history VALUES "
+        "('a1', '2024-03-01 00:00:00+00', 'aaa-corrected', 100000000000000002)"
+    )
+    record = project.sync("account_history")
+
+    assert (record.updated, record.conflicts) == (1, 0)
+    assert project.query("SELECT plan FROM account_history") == [("aaa-corrected",)]
+
+
 @pytest.mark.backends("sqlite")
 def test_sqlite_types_and_text_start_times(project: Project) -> None:
     project.database_sql(

@@ -54,7 +54,7 @@ from pitsync.connectors.extraction import (
     select_columns,
     sqlite_typed_select,
 )
-from pitsync.connectors.sources import UNTYPED, LowerBound, unmappable
+from pitsync.connectors.sources import NOT_A_CURSOR, UNTYPED, LowerBound, unmappable
 from pitsync.errors import SourceError, first_line
 from pitsync.interrupts import ctrl_c_ignored
 from pitsync.modeling.staging import UNREADABLE
@@ -79,6 +79,14 @@ TEXT_POSTGRES_TYPES = {"uuid", "bpchar"}
 # unconstrained numeric would arrive as a double, merging ids past 2^53 and printing
 # 123 as 123.0.
 KEY_TEXT_POSTGRES_TYPES = {"numeric"}
+# Types PostgreSQL orders as their text. Another type that arrives as text (an enum,
+# ordered by its labels' place in the type) compares with no text watermark.
+ORDERED_TEXT_POSTGRES_TYPES = {"text", "varchar", "bpchar", "name", "char"}
+ROUNDED_NUMERIC = (
+    "is a numeric without a precision of at most 38 digits, read as a DOUBLE, which keeps "
+    "about 15: loads whose cursors differ past those would tie; declare it numeric(p, s) "
+    "with p up to 38 (in a view, if need be), or choose another column"
+)
 # Marks a column read as JSON: the driver misreads PostgreSQL composites (after the
 # first NULL one in a batch, every later one of the batch arrives as NULL), and would
 # wrap an infinite time inside one around to some 290,000 years BC. As JSON, each
@@ -564,6 +572,13 @@ def mapped_field(field: pa.Field, *, source: str, table: str) -> pa.Field:
     if not isinstance(field.type, pa.BaseExtensionType):
         if holds_extension_type(field.type):
             raise unmappable(source, table, field.name, postgres_type or str(field.type))
+        if postgres_type and is_text_ordered_otherwise(field.type, postgres_type):
+            refusal = (
+                f"is of type {postgres_type}, which PostgreSQL orders in its own way (an enum "
+                "by its labels' place in the type), not as text; choose a timestamp, number "
+                "or text column that grows with each load"
+            )
+            return field.with_metadata({**metadata, NOT_A_CURSOR: refusal.encode()})
         return field
     if field.type.extension_name == "arrow.json":
         return field
@@ -572,8 +587,16 @@ def mapped_field(field: pa.Field, *, source: str, table: str) -> pa.Field:
     ).decode()
     database_type = database_type or str(field.type)
     if database_type == "numeric":
-        return pa.field(field.name, numeric_type(metadata), field.nullable, metadata)
+        kind = numeric_type(metadata)
+        if pa.types.is_floating(kind):
+            metadata = {**metadata, NOT_A_CURSOR: ROUNDED_NUMERIC.encode()}
+        return pa.field(field.name, kind, field.nullable, metadata)
     raise unmappable(source, table, field.name, database_type)
+
+
+def is_text_ordered_otherwise(kind: pa.DataType, postgres_type: str) -> bool:
+    """A column read as text whose PostgreSQL type does not order as its text."""
+    return pa.types.is_string(kind) and postgres_type not in ORDERED_TEXT_POSTGRES_TYPES
 
 
 def holds_composite(kind: pa.DataType) -> bool:

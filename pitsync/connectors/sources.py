@@ -70,6 +70,10 @@ CSV_ERROR_FILE = re.compile(r"^\s*file = (.+)$", re.MULTILINE)
 # SQLite column declared without one holds numbers and text alike): such a column is read
 # as text, whose order is not its numbers', so it cannot be a cursor.
 UNTYPED = b"pitsync.untyped"
+# Field metadata a source sets on a column whose values, as read, cannot order rows as they
+# arrive, though their type could (a number rounded on the way, text the database orders
+# otherwise); its value says why, after "cursor `name`".
+NOT_A_CURSOR = b"pitsync.not_a_cursor"
 
 
 @dataclass(frozen=True)

@@ -31,7 +31,14 @@ import pyarrow as pa
 from pitsync.config import Config, TableConfig
 from pitsync.connectors.progress import ReadProgress
 from pitsync.connectors.runs import RunRecord, next_run_id, utc_now, write_run
-from pitsync.connectors.sources import UNTYPED, LowerBound, Source, open_source, spelled_as_in
+from pitsync.connectors.sources import (
+    NOT_A_CURSOR,
+    UNTYPED,
+    LowerBound,
+    Source,
+    open_source,
+    spelled_as_in,
+)
 from pitsync.connectors.watermarks import (
     CURSOR_KINDS,
     Watermark,
@@ -276,6 +283,13 @@ def check_cursor(table: TableConfig, schema: pa.Schema) -> None:
             f"table `{table.name}`: cursor `{table.cursor}` has no declared type in its "
             "source, which keeps numbers and text in it alike and compares them apart, so "
             "no watermark orders its rows; choose a column declared INTEGER, REAL or TEXT",
+            key="cursor",
+            table=table.name,
+        )
+    refusal = (field.metadata or {}).get(NOT_A_CURSOR)
+    if refusal:
+        raise ConfigError(
+            f"table `{table.name}`: cursor `{table.cursor}` {refusal.decode()}",
             key="cursor",
             table=table.name,
         )
