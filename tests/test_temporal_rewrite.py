@@ -388,9 +388,7 @@ def test_a_temporal_subquery_as_the_id_an_as_of_join_matches_is_rewritten(
 
 def test_a_temporal_subquery_as_the_moment_is_rewritten(store: Project) -> None:
     # On 20 January the latest start is c2's, 15 January; then c1 is free and c2 on team.
-    latest = (
-        "SELECT max(start_time) FROM company_plan_history FOR SYSTEM_TIME AS OF '2024-01-20'"
-    )
+    latest = "SELECT max(start_time) FROM company_plan_history FOR SYSTEM_TIME AS OF '2024-01-20'"
     sql = f"SELECT company_id, plan FROM company_plan_history FOR SYSTEM_TIME AS OF ({latest})"
     assert rows(store, sql) == [("c1", "free"), ("c2", "team")]
 
