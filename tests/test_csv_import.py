@@ -189,6 +189,17 @@ def test_blank_cells_neither_decide_a_column_nor_set_anything(store: Store) -> N
     assert store.users() == {"u1": {"n": 5}, "u2": {"word": "x"}, "u3": {}}
 
 
+def test_an_id_of_spaces_is_an_id_as_in_an_engage_file(store: Store) -> None:
+    # Rule 7: ids are not trimmed. Line 3 holds only padding, so it is skipped; line 4's
+    # id is empty.
+    store.engage({"$distinct_id": "  ", "$set": {"from": "engage"}})
+    report = store.import_text('" ",one\n  ,two\n , \n,three\n', {2: "word"})
+
+    assert store.users() == {" ": {"word": "one"}, "  ": {"from": "engage", "word": "two"}}
+    assert report.records == 3
+    assert report.rejections == ["line 4: the id column 1 is empty"]
+
+
 def test_lines_count_blank_rows_and_a_quoted_value_is_one_row(store: Store) -> None:
     # Line 2 is blank; line 3 holds a comma and a newline in quotes; line 4 has no id;
     # line 5 leaves its last cell out.

@@ -118,11 +118,15 @@ def test_add_counts_missing_as_zero_and_keeps_integers_whole(profiles: Profiles)
 
 
 def test_add_to_a_missing_property_is_a_sum_with_zero(profiles: Profiles) -> None:
-    big = 10**40  # past HUGEINT: kept whole, as given
-    profiles.apply(f'{{"$distinct_id": "u1", "$add": {{"z": -0.0, "h": 1.50, "big": {big}}}}}')
+    big = 10**40  # past HUGEINT, so 0 + big is a double, as it is onto a stored 0
+    profiles.apply(
+        '{"$distinct_id": "u1", "$set": {"zero": 0}}',
+        f'{{"$distinct_id": "u1", "$add": {{"z": -0.0, "h": 1.50, "big": {big}, "zero": {big}}}}}',
+    )
 
     state = profiles.user("u1")
-    assert state == {"z": 0.0, "h": 1.5, "big": big}
+    assert state == {"z": 0.0, "h": 1.5, "big": 1e40, "zero": 1e40}
+    assert type(state["big"]) is float and type(state["zero"]) is float
     assert math.copysign(1.0, state["z"]) == 1.0  # 0 + (-0.0) is 0.0
 
 

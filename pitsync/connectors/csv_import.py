@@ -9,8 +9,9 @@ file with no header row. Columns are numbered from 1; only the mapped ones are i
 - With a group key the rows are group profiles of that key, the id their group id.
 - A row is one `$set`; its line is its row number in the file (blank rows count; a quoted
   value spanning lines is one row). An empty cell (nothing, or only spaces) sets nothing:
-  the property keeps its value. A row with nothing but empty cells is skipped, like a
-  blank line in an engage file.
+  the property keeps its value; an export pads a cell it leaves empty. An id cell of
+  spaces is an id all the same (rule 7: ids are not trimmed). A row with nothing but
+  empty cells holds nothing, and is skipped, like a blank line in an engage file.
 - A column is imported as numbers when each of its non-empty values is a plain decimal
   (`42`, `-3.5`; not `007`, `+1` or `1e3`), so zip codes keep their zeros; every other
   value is a string, cut to 255 bytes, and names are cut to 255 characters.
@@ -571,7 +572,7 @@ def rejected_sql(plan: CsvPlan) -> str:
             SELECT line, text, CASE
                 WHEN cells IS NOT NULL THEN 'the row has ' || cells || ' cells, more than ' ||
                     'the file''s {plan.width} columns: quote a value that holds a comma'
-                WHEN trim(profile_id) = '' THEN {quote_string(empty_id_reason(plan))}
+                WHEN profile_id = '' THEN {quote_string(empty_id_reason(plan))}
                 END AS reason
             FROM {RECORDS}
         ) WHERE reason IS NOT NULL

@@ -232,11 +232,9 @@ def sum_sql(left: str, right: str) -> str:
 
 
 def added_to_nothing(value: str) -> str:
-    """A missing property counts as 0: a whole number stays as given (exact at any size),
-    anything else is 0.0 + value, so -0.0 becomes 0.0 and 1.50 is 1.5, as a sum is."""
-    return (
-        f"CASE WHEN {is_whole(value)} THEN {value} ELSE to_json(CAST({value} AS DOUBLE) + 0.0) END"
-    )
+    """A missing property counts as 0, and is added to as 0 is: -0.0 becomes 0.0, 1.50 is
+    1.5, and a whole number past HUGEINT a double."""
+    return sum_sql("CAST('0' AS JSON)", value)
 
 
 def is_whole(value: str) -> str:
