@@ -61,6 +61,7 @@ from pitsync.modeling.attribution import (
 )
 from pitsync.modeling.staging import json_object_text_sql
 from pitsync.modeling.timestamps import spelled_moment
+from pitsync.queries import exact_json
 from pitsync.queries.execute import QuerySession
 from pitsync.queries.output import (
     TABLE_ROW_LIMIT,
@@ -315,7 +316,7 @@ def command_profile(args: argparse.Namespace) -> int:
             latest = latest_profile(session, entity)
             properties = latest if latest is not None else history_profile(session, entity, moment)
     if args.format == "json":
-        print(json.dumps(properties, indent=2))
+        print(exact_json.dumps(properties, indent=2))
         return 0
     table = Table("property", "value", title=printable(f"{entity.describe()} at {moment}"))
     for name, value in properties.items():
@@ -326,7 +327,7 @@ def command_profile(args: argparse.Namespace) -> int:
 
 def as_text(value: object) -> str:
     """A property value in a terminal table: text as it is, anything else as JSON."""
-    return value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
+    return value if isinstance(value, str) else exact_json.dumps(value, ensure_ascii=False)
 
 
 def latest_profile(session: QuerySession, entity: Entity) -> dict[str, object] | None:
@@ -343,7 +344,7 @@ def latest_profile(session: QuerySession, entity: Entity) -> dict[str, object] |
     if not rows:
         return None
     properties, last_seen = rows[0]
-    merged: dict[str, object] = json.loads(properties)
+    merged: dict[str, object] = exact_json.loads(properties)
     if last_seen is not None:
         merged["$last_seen"] = last_seen
     return merged
@@ -404,7 +405,7 @@ def profile_at(session: QuerySession, entity: Entity, moment: str) -> dict[str, 
         text = formatted(interval, nested_as_json=False)
         rows = text.select(json_object_text_sql(entry.properties)).fetchall()
         for (row,) in rows:
-            values = json.loads(row)
+            values = exact_json.loads(row)
             merged.update({name: value for name, value in values.items() if value is not None})
     return merged
 
@@ -452,7 +453,7 @@ def print_timeline(
     counted = f"{json_object_text_sql(text.columns)}, count(*) OVER ()"
     shown = text.select(counted).limit(TABLE_ROW_LIMIT).fetchall()
     for row, _ in shown:
-        interval = json.loads(row)
+        interval = exact_json.loads(row)
         properties = {k: v for k, v in interval.items() if k not in (START_TIME, END_TIME)}
         defined = ", ".join(f"{k}={as_text(v)}" for k, v in properties.items() if v is not None)
         table.add_row(

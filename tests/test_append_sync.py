@@ -331,6 +331,101 @@ def test_a_nan_cursor_is_read_by_every_run_and_never_becomes_the_watermark(
     ) == [("c1", "free", False), ("c1", "pro", True), ("c2", "free", True)]
 
 
+@pytest.mark.backends("duckdb", "parquet")
+def test_a_uuid_cursor_reads_from_its_watermark_in_uuid_order(project: Project) -> None:
+    # The watermark is kept as the uuid's text; the source compares it as a uuid.
+    project.source_sql(
+        "CREATE TABLE plans (company_id VARCHAR, valid_from TIMESTAMPTZ, plan VARCHAR, "
+        "row_version UUID)",
+        "INSERT INTO plans VALUES ('a1', '2024-03-01 00:00+00', 'free', "
+        "'018f0000-0000-7000-8000-000000000009')",
+    )
+    configure_companies(project, "plans", "valid_from", mode="append", cursor="row_version")
+    project.sync("plans")
+    # ...0a is past ...09; ...08 is below the watermark, so not read.
+    project.source_sql(
+        "INSERT INTO plans VALUES "
+        "('a1', '2024-04-01 00:00+00', 'pro', '018f0000-0000-7000-8000-00000000000A'), "
+        "('a1', '2024-05-01 00:00+00', 'team', '018f0000-0000-7000-8000-000000000008')"
+    )
+    record = project.sync("plans")
+
+    assert (record.rows_read, record.inserted, record.watermark_after) == (
+        2,
+        1,
+        "018f0000-0000-7000-8000-00000000000a",
+    )
+    assert [row[0] for row in project.query("SELECT plan FROM plans ORDER BY start_time")] == [
+        "free",
+        "pro",
+    ]
+
+
+@pytest.mark.backends("duckdb", "parquet")
+def test_a_zoned_nanosecond_cursor_keeps_its_watermark_to_the_nanosecond(
+    project: Project,
+) -> None:
+    # c2's infinite cursor is read by every run and never becomes the watermark.
+    project.source_sql(
+        "CREATE TABLE plans (company_id VARCHAR, valid_from TIMESTAMPTZ, plan VARCHAR, "
+        "loaded TIMESTAMPTZ_NS)",
+        "INSERT INTO plans VALUES "
+        "('c1', '2024-01-01 00:00+00', 'free', '2024-06-01 00:00:00.000000001+00'), "
+        "('c2', '2024-01-01 00:00+00', 'free', 'infinity')",
+    )
+    configure_companies(project, "plans", "valid_from", mode="append", cursor="loaded")
+    first = project.sync("plans")
+    assert (first.inserted, first.watermark_after) == (2, "2024-06-01 00:00:00.000000001+00")
+
+    # One nanosecond below the watermark is left unread; one above is read.
+    project.source_sql(
+        "INSERT INTO plans VALUES "
+        "('c3', '2024-01-01 00:00+00', 'late', '2024-06-01 00:00:00+00'), "
+        "('c4', '2024-01-01 00:00+00', 'new', '2024-06-01 00:00:00.000000002+00')"
+    )
+    second = project.sync("plans")
+
+    # c1 at the watermark and c2 again, and c4.
+    assert (second.rows_read, second.inserted, second.updated) == (3, 1, 0)
+    assert second.watermark_after == "2024-06-01 00:00:00.000000002+00"
+    assert project.query("SELECT company_id FROM plans ORDER BY 1") == [("c1",), ("c2",), ("c4",)]
+
+
+@pytest.mark.backends("duckdb", "parquet")
+def test_a_uuid_start_time_is_refused_before_anything_is_read(project: Project) -> None:
+    project.source_sql(
+        "CREATE TABLE plans (company_id VARCHAR, valid_from UUID, plan VARCHAR)",
+        "INSERT INTO plans VALUES ('c1', '018f0000-0000-7000-8000-000000000009', 'free')",
+    )
+    configure_companies(project, "plans", "valid_from")
+
+    with pytest.raises(ConfigError, match="column `valid_from` .start_time. holds UUID values"):
+        project.sync("plans")
+    assert not project.store.exists()
+
+
+@pytest.mark.backends("duckdb", "parquet")
+def test_insert_ids_equal_as_numbers_are_two_events(project: Project) -> None:
+    # Insert ids are text: 0.0 and -0.0 are two events, in one run as in two.
+    project.source_sql(
+        "CREATE TABLE events (insert_id DOUBLE, event VARCHAR, distinct_id VARCHAR, "
+        "time TIMESTAMPTZ, loaded INTEGER)",
+        "INSERT INTO events VALUES (CAST('0.0' AS DOUBLE), 'signup', 'u1', "
+        "'2024-01-01 00:00+00', 1), (CAST('-0.0' AS DOUBLE), 'purchase', 'u2', "
+        "'2024-03-01 00:00+00', 2)",
+    )
+    project.configure(
+        "events", kind="events", insert_id="insert_id", mode="append", cursor="loaded"
+    )
+    record = project.sync("events")
+
+    assert (record.rows_read, record.inserted) == (2, 2)
+    assert project.query("SELECT insert_id, event FROM events ORDER BY event") == [
+        ("-0.0", "purchase"),
+        ("0.0", "signup"),
+    ]
+
+
 def instant_or_number(text: str | None) -> float | None:
     return None if text is None else float(text)
 

@@ -739,6 +739,35 @@ def test_history_and_profile_tables_show_nested_values_as_json(project: Project)
     assert '["x", null]' in profile and "None" not in history + profile
 
 
+def test_history_and_profile_write_a_decimal_with_every_digit(project: Project) -> None:
+    # 123456789012345.125 has 18 digits; a double keeps 17, 123456789012345.12.
+    project.source_sql(
+        "CREATE TABLE team_history (team VARCHAR, valid_from TIMESTAMPTZ, "
+        "amount DECIMAL(18, 3), rates DECIMAL(38, 18)[])",
+        "INSERT INTO team_history VALUES ('t1', '2024-01-01 00:00:00+00', "
+        "123456789012345.125, [0.000000000000000001])",
+    )
+    project.configure(
+        "team_history",
+        kind="group_history",
+        id_column="team",
+        group_key="team",
+        start_time="valid_from",
+    )
+    project.cli("sync", "--all")
+    at = ("profile", "t1", "--group-key", "team", "--at", "2024-06-01")
+
+    as_json = project.cli(*at, "--format", "json").stdout
+    as_table = " ".join(project.cli(*at).stdout.split())
+    history = " ".join(project.cli("history", "t1", "--group-key", "team").stdout.split())
+
+    assert '"amount": 123456789012345.125' in as_json
+    assert '"rates": [\n    0.000000000000000001\n  ]' in as_json
+    assert "123456789012345.125" in as_table and "[0.000000000000000001]" in as_table
+    assert "amount=123456789012345.125" in history
+    assert "rates=[0.000000000000000001]" in history
+
+
 # --- exit status ---------------------------------------------------------------------------
 
 

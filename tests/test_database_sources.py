@@ -421,6 +421,21 @@ def test_a_postgres_enum_cursor_is_refused_before_anything_is_read(project: Proj
 
 
 @pytest.mark.backends("postgres")
+def test_a_postgres_uuid_start_time_is_refused_before_anything_is_read(project: Project) -> None:
+    # Read as its text, a uuid would be quarantined row by row as an unreadable time.
+    project.database_sql(
+        "CREATE TABLE account_history (account_id text, start_timestamp uuid, plan text)",
+        "INSERT INTO account_history VALUES "
+        "('a1', '018f0000-0000-7000-8000-000000000009', 'free')",
+    )
+    configure_accounts(project)
+
+    with pytest.raises(ConfigError, match="`start_timestamp` .start_time. holds uuid values"):
+        project.sync("account_history")
+    assert not project.store.exists()
+
+
+@pytest.mark.backends("postgres")
 def test_a_postgres_numeric_cursor_read_as_a_double_is_refused(project: Project) -> None:
     # As a double, 100000000000000001 and 100000000000000002 are one number: a later load
     # would tie with the one before it.

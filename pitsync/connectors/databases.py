@@ -58,6 +58,7 @@ from pitsync.connectors.sources import NOT_A_CURSOR, UNTYPED, LowerBound, unmapp
 from pitsync.errors import SourceError, first_line
 from pitsync.interrupts import ctrl_c_ignored
 from pitsync.modeling.staging import UNREADABLE
+from pitsync.modeling.timestamps import TEXT_OF
 from pitsync.paths import file_problem
 
 log = logging.getLogger(__name__)
@@ -568,6 +569,8 @@ def mapped_field(field: pa.Field, *, source: str, table: str) -> pa.Field:
         # The type stays in the metadata: `read` casts by it, and modeling in PostgreSQL
         # knows the column is no collatable text.
         text = pa.string() if postgres_type in TEXT_POSTGRES_TYPES else pa.list_(pa.string())
+        if postgres_type == "uuid":
+            metadata = {**metadata, TEXT_OF: b"uuid"}
         return pa.field(field.name, text, field.nullable, metadata)
     if not isinstance(field.type, pa.BaseExtensionType):
         if holds_extension_type(field.type):

@@ -30,6 +30,7 @@ import pyarrow.parquet as pq
 from pitsync.config import SourceConfig
 from pitsync.errors import ConfigError, SourceError, first_line
 from pitsync.interrupts import is_interrupt
+from pitsync.modeling.timestamps import TEXT_OF
 from pitsync.paths import file_problem
 from pitsync.quoting import quote_identifier, quote_string
 from pitsync.store import SET_UTC
@@ -188,6 +189,16 @@ def with_json_fields(schema: pa.Schema, names: list[str]) -> pa.Schema:
     for name in names:
         index = schema.get_field_index(name)
         schema = schema.set(index, pa.field(name, pa.json_(), schema.field(index).nullable))
+    return schema
+
+
+def with_text_of(schema: pa.Schema, types: dict[str, str]) -> pa.Schema:
+    """The schema with these columns, which Arrow holds as text, marked with their type."""
+    for name, kind in types.items():
+        index = schema.get_field_index(name)
+        field = schema.field(index)
+        marked = {**(field.metadata or {}), TEXT_OF: kind.encode()}
+        schema = schema.set(index, field.with_metadata(marked))
     return schema
 
 
@@ -359,7 +370,8 @@ class FileSource:
             self.check_types_kept(table, types)
         else:
             self.check_read_as_columns(files, described.columns)
-        return with_json_fields(schema, [name for name, kind in types.items() if kind == JSON])
+        schema = with_json_fields(schema, [name for name, kind in types.items() if kind == JSON])
+        return with_text_of(schema, {name: kind for name, kind in types.items() if kind == "UUID"})
 
     def duckdb_types(self, relation: str) -> dict[str, str]:
         """Each column's type as DuckDB names it, which Arrow's may hide (HUGEINT); kept
@@ -532,6 +544,10 @@ class FileSource:
             cursor = quote_identifier(lower_bound.column)
             # Rows without a cursor value are read every time, to be quarantined.
             bound = f"CAST(? AS {lower_bound.type_name})"
+            if types.get(lower_bound.column) == "UUID":
+                # A uuid arrives as its text, and compares with its watermark as a uuid:
+                # DuckDB orders uuids as their lower-case text.
+                bound = f"CAST({bound} AS UUID)"
             sql += f" WHERE {cursor} >= {bound} OR {cursor} IS NULL"
             parameters.append(lower_bound.text)
         log.debug("source %s: %s %s", self.name, sql, parameters)

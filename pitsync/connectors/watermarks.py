@@ -177,7 +177,7 @@ def stored_kind(type_name: str) -> str:
     upper = type_name.upper()
     if upper == "DATE":
         return "date"
-    if upper.startswith("TIMESTAMP WITH TIME ZONE"):
+    if upper.startswith("TIMESTAMP WITH TIME ZONE") or upper == "TIMESTAMPTZ_NS":
         return "zoned time"
     if upper.startswith("TIMESTAMP"):
         return "naive time"
@@ -206,8 +206,9 @@ def advance_watermark(
     cursor = quote_identifier(table.cursor or "")
     staged = column_types(con, "main", STAGED, temporary=True)
     counted = []
-    if has_infinities(staged.get(table.cursor or "", "")):
-        counted.append(f"isfinite({cursor})")
+    cursor_type = staged.get(table.cursor or "", "")
+    if has_infinities(cursor_type):
+        counted.append(f"isfinite({finite_testable(cursor, cursor_type)})")
     if UNREADABLE in staged:
         counted.append(f"{UNREADABLE} IS NULL")
     where = f" WHERE {' AND '.join(counted)}" if counted else ""
@@ -269,6 +270,12 @@ def holds_as_text(con: duckdb.DuckDBPyConnection, cursor: str, kind: str) -> boo
         f"count(TRY_CAST(nullif({cursor}, '') AS {kind})) FROM {STAGED}",
     )
     return bool(row and row[0])
+
+
+def finite_testable(column: str, type_name: str) -> str:
+    """The column in a type `isfinite` takes: DuckDB has none for TIMESTAMPTZ_NS, whose
+    infinities stay infinities as TIMESTAMP_NS (the session is in UTC)."""
+    return f"CAST({column} AS TIMESTAMP_NS)" if type_name.upper() == "TIMESTAMPTZ_NS" else column
 
 
 def has_infinities(type_name: str) -> bool:

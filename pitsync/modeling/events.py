@@ -115,10 +115,11 @@ class EventsModel(StagedModel):
         return rows + latest_load_sql(self.table, ", ".join(self.key_columns()))
 
     def key_columns(self) -> list[str]:
-        """What tells one event from another: its insert id, or its name, user, time and
-        identity properties (under their staged names)."""
+        """What tells one event from another: its insert id, as the text it is stored as
+        (0.0 and -0.0 are equal numbers, but two ids), or its name, user, time and identity
+        properties (under their staged names)."""
         if self.table.insert_id:
-            return [quote_identifier(self.table.insert_id)]
+            return [f"CAST({quote_identifier(self.table.insert_id)} AS VARCHAR)"]
         return [NAME, ENTITY, MOMENT, *(quote_identifier(name) for name in self.identifying())]
 
     def identifying(self) -> list[str]:
@@ -153,7 +154,7 @@ def plan_events(table: TableConfig, schema: pa.Schema, group_keys: set[str]) -> 
     refuse_row_id_column(table, properties)
     time_sql = instant_sql(
         f"src.{quote_identifier(table.time_column)}",
-        schema.field(table.time_column).type,
+        schema.field(table.time_column),
         timezone=table.timezone,
         time_unit=table.time_unit,
         where=f"table `{table.name}`: column `{table.time_column}` (time_column)",

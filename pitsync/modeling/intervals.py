@@ -205,7 +205,7 @@ def plan_history(table: TableConfig, schema: pa.Schema) -> HistoryModel:
     refuse_row_id_column(table, [table.id_column, table.tie_breaker or "", *properties])
     start_sql = instant_sql(
         f"src.{quote_identifier(start)}",
-        schema.field(start).type,
+        schema.field(start),
         timezone=table.timezone,
         time_unit=table.time_unit,
         where=f"{where}: column `{start}` (start_time)",

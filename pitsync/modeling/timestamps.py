@@ -32,6 +32,9 @@ EPOCH_LIMITS = {
     "us": 9_000_000_000_000_000_000,
 }
 MICROS_PER_UNIT = {"s": 1_000_000, "ms": 1_000, "us": 1}
+# Field metadata a source sets on a column it reads as the text of values of another type
+# (a uuid), naming that type: the text is no time's, so the column is no time column.
+TEXT_OF = b"pitsync.text_of"
 
 # Text that names its zone: a time of day followed by `Z` or an offset of at most 14
 # hours (`+01`, `-05:00`; no zone is further from UTC than +14:00), or a date or time
@@ -96,9 +99,16 @@ def beyond_moments_sql(instant: str) -> str:
 
 
 def instant_sql(
-    column: str, arrow_type: pa.DataType, *, timezone: str, time_unit: str | None, where: str
+    column: str,
+    field: pa.Field,
+    *,
+    timezone: str,
+    time_unit: str | None,
+    where: str,
 ) -> str:
-    """SQL that reads `column` (a quoted identifier) of `arrow_type` as a TIMESTAMPTZ."""
+    """SQL that reads the source's `field`, as `column` (a quoted identifier) names it, as a
+    TIMESTAMPTZ."""
+    arrow_type = field.type
     zone = quote_string(timezone)
     if pa.types.is_timestamp(arrow_type):
         return timestamp_sql(column, arrow_type, zone)
@@ -111,6 +121,12 @@ def instant_sql(
         or pa.types.is_large_string(arrow_type)
         or pa.types.is_string_view(arrow_type)
     )
+    read_from = (field.metadata or {}).get(TEXT_OF)
+    if is_text and read_from:
+        raise ConfigError(
+            f"{where} holds {read_from.decode()} values, read as their text, which no time "
+            "is written as; choose a column of times, or cast one in the source"
+        )
     if is_text and time_unit is not None:
         # SQLite keeps epochs in columns declared TIMESTAMP, which are read as text.
         return epoch_sql(epoch_text_sql(column), time_unit, where=where, arrow_type=arrow_type)
