@@ -374,12 +374,18 @@ def test_the_largest_unsigned_integers_are_written_as_they_are(synced: Project) 
 
 def test_decimals_are_written_in_full_in_every_format(synced: Project) -> None:
     # Arrow and Python write these as 0E-18 and 1E-18; DuckDB as the digits below.
+    # DuckDB's JSON holds a DECIMAL of 15 digits or fewer as a double: 1e-8, 100.0.
     sql = (
         "SELECT 0::DECIMAL(38,18) AS zero, 0.000000000000000001::DECIMAL(38,18) AS tiny, "
-        "12.5::DECIMAL(10,2) AS price"
+        "12.5::DECIMAL(10,2) AS price, 0.00000001::DECIMAL(15,8) AS narrow, "
+        "100::DECIMAL(5,0) AS whole, [0.00000001::DECIMAL(15,8)] AS listed, "
+        "{'a b': 1.10::DECIMAL(3,2)} AS nested"
     )
-    names = ["zero", "tiny", "price"]
-    digits = ["0.000000000000000000", "0.000000000000000001", "12.50"]
+    names = ["zero", "tiny", "price", "narrow", "whole", "listed", "nested"]
+    digits = [
+        *("0.000000000000000000", "0.000000000000000001", "12.50", "0.00000001", "100"),
+        *("[0.00000001]", '{"a b":1.10}'),
+    ]
 
     out = synced.cli("query", sql, "--format", "csv").stdout
     table = synced.cli("query", sql).stdout
@@ -388,7 +394,10 @@ def test_decimals_are_written_in_full_in_every_format(synced: Project) -> None:
     assert list(csv.reader(io.StringIO(out))) == [names, digits]
     [row] = [line for line in table.splitlines() if "│" in line]
     assert [cell.strip() for cell in row.split("│")[1:-1]] == digits
-    assert '{"zero":0.000000000000000000,"tiny":0.000000000000000001,"price":12.5}' in text
+    assert (
+        '{"zero":0.000000000000000000,"tiny":0.000000000000000001,"price":12.50,'
+        '"narrow":0.00000001,"whole":100,"listed":[0.00000001],"nested":{"a b":1.10}}'
+    ) in text
 
 
 CALENDAR_SQL = (
@@ -743,9 +752,9 @@ def test_history_and_profile_write_a_decimal_with_every_digit(project: Project) 
     # 123456789012345.125 has 18 digits; a double keeps 17, 123456789012345.12.
     project.source_sql(
         "CREATE TABLE team_history (team VARCHAR, valid_from TIMESTAMPTZ, "
-        "amount DECIMAL(18, 3), rates DECIMAL(38, 18)[])",
+        "amount DECIMAL(18, 3), rates DECIMAL(38, 18)[], fee DECIMAL(9, 7))",
         "INSERT INTO team_history VALUES ('t1', '2024-01-01 00:00:00+00', "
-        "123456789012345.125, [0.000000000000000001])",
+        "123456789012345.125, [0.000000000000000001], 0.0000001)",
     )
     project.configure(
         "team_history",
@@ -764,7 +773,8 @@ def test_history_and_profile_write_a_decimal_with_every_digit(project: Project) 
     assert '"amount": 123456789012345.125' in as_json
     assert '"rates": [\n    0.000000000000000001\n  ]' in as_json
     assert "123456789012345.125" in as_table and "[0.000000000000000001]" in as_table
-    assert "amount=123456789012345.125" in history
+    assert "amount=123456789012345.125" in history and "fee=0.0000001" in history
+    assert '"fee": 0.0000001' in as_json and "0.0000001" in as_table
     assert "rates=[0.000000000000000001]" in history
 
 

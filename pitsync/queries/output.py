@@ -43,6 +43,10 @@ PLAIN_TYPES = {
     *("UTINYINT", "USMALLINT", "UINTEGER", "UBIGINT"),
     *("FLOAT", "DOUBLE", "VARCHAR"),
 }
+# A quoted name inside a type (a struct field's), or a DECIMAL's digits and scale.
+QUOTED_NAME_OR_DECIMAL = re.compile(r'("(?:[^"]|"")*")|DECIMAL\((\d+),\s*(\d+)\)')
+NARROW_DECIMAL_DIGITS = 15
+WIDE_DECIMAL_DIGITS = 18
 # Written as DuckDB's text: Python's dates and times hold neither `infinity`, years
 # past 9999 or BC, nor `24:00:00`.
 CALENDAR_TYPES = {"DATE", "TIME", "TIME_NS"}
@@ -64,9 +68,12 @@ def text_projection(relation: duckdb.DuckDBPyRelation, *, nested_as_json: bool) 
     for position, (name, duck_type) in enumerate(
         zip(relation.columns, relation.types, strict=True), start=1
     ):
+        # Cast with the type as DuckDB spells it: upper case would rename struct fields.
+        declared = str(duck_type)
+        widened = with_wide_decimals(declared)
+        column = f"#{position}" if widened == declared else f"CAST(#{position} AS {widened})"
         parts.append(
-            f"{text_sql(f'#{position}', str(duck_type).upper(), nested_as_json)} "
-            f"AS {quote_identifier(name)}"
+            f"{text_sql(column, widened.upper(), nested_as_json)} AS {quote_identifier(name)}"
         )
     return ", ".join(parts) or "*"
 
@@ -97,6 +104,18 @@ def text_sql(column: str, type_name: str, nested_as_json: bool) -> str:
         # DECIMAL, INTERVAL, TIMETZ, BIT, UUID... as DuckDB writes them
         return f"CAST({column} AS VARCHAR)"
     return column
+
+
+def with_wide_decimals(type_name: str) -> str:
+    """The type with each DECIMAL of 15 digits or fewer, at any depth, as one of 18: DuckDB
+    writes a narrow DECIMAL into JSON as a double (`1e-8`, `100.0`), a wider one in full."""
+
+    def widened(found: re.Match[str]) -> str:
+        if found.group(1) or int(found.group(2)) > NARROW_DECIMAL_DIGITS:
+            return found.group(0)  # a quoted field name, or a DECIMAL written in full
+        return f"DECIMAL({WIDE_DECIMAL_DIGITS},{found.group(3)})"
+
+    return QUOTED_NAME_OR_DECIMAL.sub(widened, type_name)
 
 
 def with_nanoseconds(column: str, type_name: str, microseconds: str) -> str:
