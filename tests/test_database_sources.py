@@ -425,8 +425,7 @@ def test_a_postgres_uuid_start_time_is_refused_before_anything_is_read(project: 
     # Read as its text, a uuid would be quarantined row by row as an unreadable time.
     project.database_sql(
         "CREATE TABLE account_history (account_id text, start_timestamp uuid, plan text)",
-        "INSERT INTO account_history VALUES "
-        "('a1', '018f0000-0000-7000-8000-000000000009', 'free')",
+        "INSERT INTO account_history VALUES ('a1', '018f0000-0000-7000-8000-000000000009', 'free')",
     )
     configure_accounts(project)
 
