@@ -331,6 +331,24 @@ def test_a_nan_cursor_is_read_by_every_run_and_never_becomes_the_watermark(
     ) == [("c1", "free", False), ("c1", "pro", True), ("c2", "free", True)]
 
 
+@pytest.mark.backends("duckdb")
+def test_a_text_cursor_of_a_collation_is_compared_by_code_point(project: Project) -> None:
+    # Under NOCASE "a" < "B"; the watermark "B" is the greatest by code point, where "a"
+    # comes after it, so a2's row is new.
+    project.source_sql(
+        "CREATE TABLE plans (company_id VARCHAR, valid_from TIMESTAMPTZ, plan VARCHAR, "
+        "batch VARCHAR COLLATE NOCASE)",
+        "INSERT INTO plans VALUES ('a1', '2024-03-01 00:00+00', 'free', 'B')",
+    )
+    configure_companies(project, "plans", "valid_from", mode="append", cursor="batch")
+    project.sync("plans")
+    project.source_sql("INSERT INTO plans VALUES ('a2', '2024-03-01 00:00+00', 'pro', 'a')")
+    record = project.sync("plans")
+
+    assert (record.rows_read, record.inserted, record.watermark_after) == (2, 1, "a")
+    assert project.query("SELECT company_id FROM plans ORDER BY 1") == [("a1",), ("a2",)]
+
+
 @pytest.mark.backends("duckdb", "parquet")
 def test_a_uuid_cursor_reads_from_its_watermark_in_uuid_order(project: Project) -> None:
     # The watermark is kept as the uuid's text; the source compares it as a uuid.

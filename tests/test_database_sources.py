@@ -403,6 +403,32 @@ def test_a_postgres_uuid_cursor_reads_from_its_watermark_in_uuid_order(project: 
     ]
 
 
+# Collated so that a later load sorts below the watermark: "a" < "B" there, but the
+# watermark is the greatest cursor by code point, as the store compares text ("B" < "a").
+COLLATED_CURSOR = {"postgres": 'text COLLATE "en-x-icu"', "sqlite": "TEXT COLLATE NOCASE"}
+
+
+@pytest.mark.backends("postgres", "sqlite")
+def test_a_collated_text_cursor_is_compared_by_code_point(project: Project) -> None:
+    project.database_sql(
+        "CREATE TABLE account_history (account_id text, start_timestamp text, plan text, "
+        f"batch {COLLATED_CURSOR[project.backend]})",
+        "INSERT INTO account_history VALUES ('a1', '2024-03-01 00:00:00+00', 'free', 'B')",
+    )
+    configure_accounts(project, mode="append", cursor="batch")
+    project.sync("account_history")
+    project.database_sql(
+        "INSERT INTO account_history VALUES ('a2', '2024-03-01 00:00:00+00', 'pro', 'a')"
+    )
+    record = project.sync("account_history")
+
+    assert (record.rows_read, record.inserted, record.watermark_after) == (2, 1, "a")
+    assert project.query("SELECT account_id FROM account_history ORDER BY 1") == [
+        ("a1",),
+        ("a2",),
+    ]
+
+
 @pytest.mark.backends("postgres")
 def test_a_postgres_enum_cursor_is_refused_before_anything_is_read(project: Project) -> None:
     # PostgreSQL orders an enum by its labels' place in the type: here b2 comes before b1,

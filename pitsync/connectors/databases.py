@@ -37,7 +37,7 @@ import importlib
 import logging
 import re
 import threading
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 from urllib.parse import quote, unquote
@@ -246,18 +246,20 @@ class DatabaseSource:
             times = time_columns(target)
             # Arrays of times are checked by PostgreSQL; single times as they arrive.
             time_arrays = {name: kind for name, kind in times.items() if kind.startswith("_")}
+            as_text = read_as_text(target, text_columns)
             sql = select_columns(
                 self.driver.dialect,
                 table,
                 columns,
                 schema=self.config.schema,
                 lower_bound_column=bound,
-                read_as_text=read_as_text(target, text_columns),
+                read_as_text=as_text,
                 read_as_json=json_columns(target),
                 arrays=arrays,
                 decimals=decimals,
                 doubles=doubles,
                 time_arrays=time_arrays,
+                text_cursor=is_text_cursor(lower_bound, as_text),
             )
             if arrays or decimals or doubles or times or text_columns_of(target):
                 target = target.append(pa.field(UNREADABLE, pa.string()))
@@ -595,6 +597,13 @@ def mapped_field(field: pa.Field, *, source: str, table: str) -> pa.Field:
             metadata = {**metadata, NOT_A_CURSOR: ROUNDED_NUMERIC.encode()}
         return pa.field(field.name, kind, field.nullable, metadata)
     raise unmappable(source, table, field.name, database_type)
+
+
+def is_text_cursor(lower_bound: LowerBound | None, as_text: Mapping[str, str]) -> bool:
+    """A cursor of text, whose collation the source could compare it by (a uuid has none)."""
+    if lower_bound is None or lower_bound.type_name.upper() != "VARCHAR":
+        return False
+    return as_text.get(lower_bound.column) != "uuid"
 
 
 def is_text_ordered_otherwise(kind: pa.DataType, postgres_type: str) -> bool:

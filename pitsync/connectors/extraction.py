@@ -36,6 +36,7 @@ def select_columns(
     decimals: Sequence[str] = (),
     doubles: Sequence[str] = (),
     time_arrays: Mapping[str, str] | None = None,
+    text_cursor: bool = False,
 ) -> str:
     """`SELECT "a", "b" FROM "schema"."table"`, quoted as `dialect` quotes names.
 
@@ -59,7 +60,10 @@ def select_columns(
     query = exp.select(*selected).from_(exp.table_(table, db=schema, quoted=True))
     if lower_bound_column is not None:
         source_type = as_text.get(lower_bound_column)
-        query = query.where(at_or_past(lower_bound_column, dialect, source_type=source_type))
+        bounded = at_or_past(
+            lower_bound_column, dialect, source_type=source_type, by_code_point=text_cursor
+        )
+        query = query.where(bounded)
     return query.sql(dialect=dialect)
 
 
@@ -160,18 +164,33 @@ def unreadable_time(name: str, postgres_type: str) -> exp.Expr:
     return exp.or_(*found)
 
 
-def at_or_past(column: str, dialect: str, *, source_type: str | None = None) -> exp.Expr:
+def at_or_past(
+    column: str, dialect: str, *, source_type: str | None = None, by_code_point: bool = False
+) -> exp.Expr:
     """`cursor >= ? OR cursor IS NULL`: rows without a cursor are read to be quarantined.
 
     A cursor read as text has a watermark that is that text; with `source_type` the
     parameter is cast back to the cursor's own type, which the source can compare (a
-    uuid orders as its lower-case hex text does).
+    uuid orders as its lower-case hex text does). `by_code_point`: the cursor is text,
+    compared as its watermark was found, by code point; under the column's own collation
+    (`en-x-icu`, `NOCASE`) a later value could sort below the watermark, and be lost.
     """
     cursor = exp.column(column, quoted=True)
     bound: exp.Expr = first_parameter(dialect)
     if source_type is not None:
         bound = exp.cast(bound, exp.DataType.build(source_type, dialect=dialect))
-    return exp.or_(exp.GTE(this=cursor, expression=bound), cursor.copy().is_(exp.null()))
+    compared: exp.Expr = cursor.copy()
+    collation = CODE_POINT_COLLATIONS.get(dialect)
+    if by_code_point and collation is not None:
+        compared = exp.Collate(this=compared, expression=collation.copy())
+    return exp.or_(exp.GTE(this=compared, expression=bound), cursor.copy().is_(exp.null()))
+
+
+# The collation of each dialect that orders text by code point, as DuckDB does.
+CODE_POINT_COLLATIONS: dict[str, exp.Expr] = {
+    "postgres": exp.Identifier(this="C", quoted=True),
+    "sqlite": exp.Var(this="BINARY"),
+}
 
 
 def first_parameter(dialect: str) -> exp.Expression:
@@ -282,5 +301,6 @@ def sqlite_typed_select(
         exp.alias_(exp.null(), SAMPLE_MARK),
     ).from_(exp.table_(table, quoted=True))
     if lower_bound_column is not None:
-        rows = rows.where(at_or_past(lower_bound_column, "sqlite"))
+        # BINARY applies to text alone: a number still compares as a number.
+        rows = rows.where(at_or_past(lower_bound_column, "sqlite", by_code_point=True))
     return exp.union(sample, rows, distinct=False).sql(dialect="sqlite")

@@ -544,11 +544,16 @@ class FileSource:
             cursor = quote_identifier(lower_bound.column)
             # Rows without a cursor value are read every time, to be quarantined.
             bound = f"CAST(? AS {lower_bound.type_name})"
+            compared = cursor
             if types.get(lower_bound.column) == "UUID":
                 # A uuid arrives as its text, and compares with its watermark as a uuid:
                 # DuckDB orders uuids as their lower-case text.
                 bound = f"CAST({bound} AS UUID)"
-            sql += f" WHERE {cursor} >= {bound} OR {cursor} IS NULL"
+            elif lower_bound.type_name.upper() == "VARCHAR":
+                # Text compares by code point, as its watermark was found, whatever the
+                # column's collation (NOCASE would put some later values below it).
+                compared = f'({cursor} COLLATE "binary")'
+            sql += f" WHERE {compared} >= {bound} OR {cursor} IS NULL"
             parameters.append(lower_bound.text)
         log.debug("source %s: %s %s", self.name, sql, parameters)
         try:
