@@ -1705,6 +1705,34 @@ def test_integer_ids_that_arrive_with_a_fraction_are_refused_in_append_mode(
 
 
 @pytest.mark.backends("duckdb")
+@pytest.mark.parametrize(
+    ("new_type", "refused"), [("DECIMAL(12, 3)", True), ("DECIMAL(12, 2)", False)]
+)
+def test_decimal_event_ids_that_arrive_with_another_scale_are_refused_in_append_mode(
+    project: Project, new_type: str, refused: bool
+) -> None:
+    # 1.50 written with three digits is `1.500`: another event, which an append run would
+    # keep beside the first.
+    project.source_sql(
+        "CREATE TABLE events (insert_id DECIMAL(10, 2), event VARCHAR, distinct_id VARCHAR, "
+        "time TIMESTAMPTZ, loaded_at INTEGER)",
+        "INSERT INTO events VALUES (1.5, 'buy', 'u1', '2024-02-01 00:00+00', 5)",
+    )
+    project.configure(
+        "events", kind="events", mode="append", cursor="loaded_at", insert_id="insert_id"
+    )
+    project.sync("events")
+    project.source_sql(f"ALTER TABLE events ALTER insert_id TYPE {new_type}")
+
+    if refused:
+        with pytest.raises(ConfigError, match="held ids such as `1.50`, and now arrives as DEC"):
+            project.sync("events")
+    else:
+        assert project.sync("events").inserted == 0
+    assert project.query("SELECT insert_id FROM events") == [("1.50",)]
+
+
+@pytest.mark.backends("duckdb")
 @pytest.mark.parametrize("column", ["distinct_id", "company_id", "insert_id"])
 @pytest.mark.parametrize(("new_type", "refused"), [("DOUBLE", True), ("VARCHAR", False)])
 def test_integer_event_ids_that_arrive_with_a_fraction_are_refused_in_append_mode(

@@ -347,6 +347,7 @@ def check_ids_keep_their_text(con: duckdb.DuckDBPyConnection, model: HistoryMode
 
 
 FRACTIONAL_TYPES = ("FLOAT", "DOUBLE", "DECIMAL")
+DECIMAL_SCALE = re.compile(r"DECIMAL\(\d+,\s*(\d+)\)")
 
 
 def check_event_ids_keep_their_text(con: duckdb.DuckDBPyConnection, model: EventsModel) -> None:
@@ -366,6 +367,7 @@ def check_event_ids_keep_their_text(con: duckdb.DuckDBPyConnection, model: Event
             con, f"SELECT count(*) FROM (FROM {model.stored} WHERE {stored} IS NOT NULL LIMIT 1)"
         ):
             continue
+        check_decimal_scale_kept(con, model, name, arriving[name], stored_name)
         if not holds_fraction(con, model.stored, stored_name):
             raise ConfigError(
                 f"table `{table.name}`: column `{name}` held integer ids, and now arrives "
@@ -376,6 +378,38 @@ def check_event_ids_keep_their_text(con: duckdb.DuckDBPyConnection, model: Event
                 key="id_column" if name == table.id_column else None,
                 table=table.name,
             )
+
+
+def check_decimal_scale_kept(
+    con: duckdb.DuckDBPyConnection,
+    model: EventsModel,
+    name: str,
+    arriving_type: str,
+    stored_name: str,
+) -> None:
+    """Refuse ids that now arrive as a DECIMAL of another scale than the stored ids were
+    written with: `1.50` and `1.500` are other ids (rule 7)."""
+    scale = DECIMAL_SCALE.fullmatch(arriving_type)
+    if scale is None or int(scale.group(1)) == 0:
+        return
+    digits = int(scale.group(1))
+    stored = quote_identifier(stored_name)
+    other = con.execute(
+        f"SELECT {stored} FROM {model.stored} WHERE {fraction(stored)} "
+        f"AND length(split_part({stored}, '.', 2)) <> ? LIMIT 1",
+        [digits],
+    ).fetchall()
+    if other:
+        table = model.table
+        raise ConfigError(
+            f"table `{table.name}`: column `{name}` held ids such as `{other[0][0]}`, and now "
+            f"arrives as {arriving_type}, written with {digits} digits after the point: "
+            "other ids, so every event read again would be kept twice. Nothing was applied: "
+            "cast the column in the source as it was, or sync once with mode = \"full\" "
+            "(without `cursor` and `lookback`) to store the events by their new ids",
+            key="id_column" if name == table.id_column else None,
+            table=table.name,
+        )
 
 
 def first_fraction(
