@@ -722,13 +722,11 @@ def test_history_table_format_names_open_interval(synced: Project) -> None:
     assert "2024-01-15T12:00:00+00:00" in out and "(open)" in out and "plan=team" in out
 
 
-def test_history_and_profile_tables_show_nested_values_as_json(project: Project) -> None:
-    # Python's repr (`{'a': 2}`, `None`, `True`) is no notation of the product's.
+def synced_team(project: Project, columns: str, values: str) -> None:
+    """A group history of team t1 from 1 January 2024, with these columns and values."""
     project.source_sql(
-        "CREATE TABLE team_history (team VARCHAR, valid_from TIMESTAMPTZ, "
-        "meta STRUCT(a INTEGER, b VARCHAR), tags VARCHAR[], paid BOOLEAN)",
-        "INSERT INTO team_history VALUES ('t1', '2024-01-01 00:00:00+00', "
-        "{'a': 2, 'b': 'Zürich'}, ['x', NULL], true)",
+        f"CREATE TABLE team_history (team VARCHAR, valid_from TIMESTAMPTZ, {columns})",
+        f"INSERT INTO team_history VALUES ('t1', '2024-01-01 00:00:00+00', {values})",
     )
     project.configure(
         "team_history",
@@ -738,6 +736,15 @@ def test_history_and_profile_tables_show_nested_values_as_json(project: Project)
         start_time="valid_from",
     )
     project.cli("sync", "--all")
+
+
+def test_history_and_profile_tables_show_nested_values_as_json(project: Project) -> None:
+    # Python's repr (`{'a': 2}`, `None`, `True`) is no notation of the product's.
+    synced_team(
+        project,
+        "meta STRUCT(a INTEGER, b VARCHAR), tags VARCHAR[], paid BOOLEAN",
+        "{'a': 2, 'b': 'Zürich'}, ['x', NULL], true",
+    )
 
     history = project.cli("history", "t1", "--group-key", "team").stdout
     profile = project.cli("profile", "t1", "--group-key", "team", "--at", "2024-06-01").stdout
@@ -750,20 +757,11 @@ def test_history_and_profile_tables_show_nested_values_as_json(project: Project)
 
 def test_history_and_profile_write_a_decimal_with_every_digit(project: Project) -> None:
     # 123456789012345.125 has 18 digits; a double keeps 17, 123456789012345.12.
-    project.source_sql(
-        "CREATE TABLE team_history (team VARCHAR, valid_from TIMESTAMPTZ, "
-        "amount DECIMAL(18, 3), rates DECIMAL(38, 18)[], fee DECIMAL(9, 7))",
-        "INSERT INTO team_history VALUES ('t1', '2024-01-01 00:00:00+00', "
-        "123456789012345.125, [0.000000000000000001], 0.0000001)",
+    synced_team(
+        project,
+        "amount DECIMAL(18, 3), rates DECIMAL(38, 18)[], fee DECIMAL(9, 7)",
+        "123456789012345.125, [0.000000000000000001], 0.0000001",
     )
-    project.configure(
-        "team_history",
-        kind="group_history",
-        id_column="team",
-        group_key="team",
-        start_time="valid_from",
-    )
-    project.cli("sync", "--all")
     at = ("profile", "t1", "--group-key", "team", "--at", "2024-06-01")
 
     as_json = project.cli(*at, "--format", "json").stdout

@@ -14,6 +14,7 @@ from dataclasses import dataclass, replace
 
 import duckdb
 
+from pitsync.config import TableConfig
 from pitsync.errors import ConfigError
 from pitsync.modeling.events import EventsModel
 from pitsync.modeling.hidden_events import read_catalog
@@ -369,14 +370,10 @@ def check_event_ids_keep_their_text(con: duckdb.DuckDBPyConnection, model: Event
             continue
         check_decimal_scale_kept(con, model, name, arriving[name], stored_name)
         if not holds_fraction(con, model.stored, stored_name):
-            raise ConfigError(
-                f"table `{table.name}`: column `{name}` held integer ids, and now arrives "
-                f"written with a fraction (such as `{example}`), which are other ids, so "
-                "every event read again would be kept twice. Nothing was applied: cast the "
-                'column to an integer in the source, or sync once with mode = "full" '
-                "(without `cursor` and `lookback`) to store the events by their new ids",
-                key="id_column" if name == table.id_column else None,
-                table=table.name,
+            raise ids_written_anew(
+                table,
+                name,
+                f"held integer ids, and now arrives written with a fraction (such as `{example}`)",
             )
 
 
@@ -400,16 +397,24 @@ def check_decimal_scale_kept(
         [digits],
     ).fetchall()
     if other:
-        table = model.table
-        raise ConfigError(
-            f"table `{table.name}`: column `{name}` held ids such as `{other[0][0]}`, and now "
-            f"arrives as {arriving_type}, written with {digits} digits after the point: "
-            "other ids, so every event read again would be kept twice. Nothing was applied: "
-            "cast the column in the source as it was, or sync once with mode = \"full\" "
-            "(without `cursor` and `lookback`) to store the events by their new ids",
-            key="id_column" if name == table.id_column else None,
-            table=table.name,
+        raise ids_written_anew(
+            model.table,
+            name,
+            f"held ids such as `{other[0][0]}`, and now arrives as "
+            f"{arriving_type}, written with {digits} digits after the point",
         )
+
+
+def ids_written_anew(table: TableConfig, name: str, change: str) -> ConfigError:
+    """The refusal of ids whose text a new type changes (`change` says how)."""
+    return ConfigError(
+        f"table `{table.name}`: column `{name}` {change}: other ids, so every event read "
+        "again would be kept twice. Nothing was applied: cast the column in the source as "
+        'it was, or sync once with mode = "full" (without `cursor` and `lookback`) to store '
+        "the events by their new ids",
+        key="id_column" if name == table.id_column else None,
+        table=table.name,
+    )
 
 
 def first_fraction(
