@@ -244,6 +244,16 @@ EACH_EVENT_WITH_ITS_PLAN = [
 ]
 
 
+# Each event of the store with the plan c1 had at its moment.
+EACH_EVENT_WITH_C1S_PLAN = [
+    ("e1", "free"),
+    ("e2", "pro"),
+    ("e3", "free"),
+    ("e4", "free"),
+    ("e5", "free"),
+]
+
+
 def rows(project: Project, sql: str) -> list[tuple]:
     with QuerySession(project.store) as session:
         return sorted(session.query(sql).fetchall())
@@ -377,13 +387,7 @@ def test_a_temporal_subquery_as_the_id_an_as_of_join_matches_is_rewritten(
         "SELECT e.insert_id, h.plan FROM events AS e LEFT JOIN company_plan_history "
         f"FOR SYSTEM_TIME AS OF e.time AS h ON h.company_id = ({PRO_ON_10_FEBRUARY})"
     )
-    assert rows(store, sql) == [
-        ("e1", "free"),
-        ("e2", "pro"),
-        ("e3", "free"),
-        ("e4", "free"),
-        ("e5", "free"),
-    ]
+    assert rows(store, sql) == EACH_EVENT_WITH_C1S_PLAN
 
 
 def test_a_temporal_subquery_as_the_moment_is_rewritten(store: Project) -> None:
@@ -410,13 +414,7 @@ def test_a_relation_called_properties_keeps_its_columns_in_on(store: Project) ->
         "LEFT JOIN company_plan_history FOR SYSTEM_TIME AS OF e.time AS h "
         "ON h.company_id = properties.company_id"
     )
-    assert rows(store, sql) == [
-        ("e1", "free"),
-        ("e2", "pro"),
-        ("e3", "free"),
-        ("e4", "free"),
-        ("e5", "free"),
-    ]
+    assert rows(store, sql) == EACH_EVENT_WITH_C1S_PLAN
 
 
 def test_an_as_of_join_inside_exists_with_a_moment_of_its_own_runs(store: Project) -> None:
