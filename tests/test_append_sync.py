@@ -380,6 +380,39 @@ def test_a_uuid_cursor_reads_from_its_watermark_in_uuid_order(project: Project) 
 
 
 @pytest.mark.backends("duckdb", "parquet")
+def test_a_text_cursor_that_becomes_a_uuid_reads_every_row_once(
+    project: Project, caplog: pytest.LogCaptureFixture
+) -> None:
+    # The watermark "batch-9" is no uuid: the next run reads every row, and then the
+    # uuid's own watermark holds.
+    project.source_sql(
+        "CREATE TABLE plans (company_id VARCHAR, valid_from TIMESTAMPTZ, plan VARCHAR, "
+        "row_version VARCHAR)",
+        "INSERT INTO plans VALUES ('a1', '2024-03-01 00:00+00', 'free', 'batch-9')",
+    )
+    configure_companies(project, "plans", "valid_from", mode="append", cursor="row_version")
+    project.sync("plans")
+    project.source_sql(
+        "CREATE OR REPLACE TABLE plans AS SELECT company_id, valid_from, plan, "
+        "CAST('018f0000-0000-7000-8000-000000000001' AS UUID) AS row_version FROM plans",
+        "INSERT INTO plans VALUES ('a2', '2024-03-01 00:00+00', 'pro', "
+        "'018f0000-0000-7000-8000-000000000002')",
+    )
+    with caplog.at_level(logging.WARNING, logger="pitsync"):
+        changed = project.sync("plans")
+    project.source_sql(
+        "INSERT INTO plans VALUES ('a3', '2024-03-01 00:00+00', 'team', "
+        "'018f0000-0000-7000-8000-000000000003')"
+    )
+    after = project.sync("plans")
+
+    assert "holds UUID now, which cannot be compared with its watermark batch-9" in caplog.text
+    assert (changed.rows_read, changed.inserted) == (2, 1)
+    assert changed.watermark_after == "018f0000-0000-7000-8000-000000000002"
+    assert (after.rows_read, after.inserted) == (2, 1)  # a2 at the watermark, and a3
+
+
+@pytest.mark.backends("duckdb", "parquet")
 def test_a_zoned_nanosecond_cursor_keeps_its_watermark_to_the_nanosecond(
     project: Project,
 ) -> None:

@@ -498,6 +498,31 @@ def test_a_postgres_numeric_cursor_of_38_digits_orders_loads_exactly(project: Pr
     assert project.query("SELECT plan FROM account_history") == [("aaa-corrected",)]
 
 
+@pytest.mark.backends("postgres")
+def test_a_postgres_text_cursor_that_becomes_a_uuid_reads_every_row_once(
+    project: Project,
+) -> None:
+    # The watermark "batch-9" is no uuid for PostgreSQL to compare with: the next run reads
+    # every row, and the uuid's own watermark holds from then on.
+    project.database_sql(
+        "CREATE TABLE account_history (account_id text, start_timestamp timestamptz, "
+        "plan text, row_version text)",
+        "INSERT INTO account_history VALUES ('a1', '2024-03-01 00:00:00+00', 'free', 'batch-9')",
+    )
+    configure_accounts(project, mode="append", cursor="row_version")
+    project.sync("account_history")
+    project.database_sql(
+        "UPDATE account_history SET row_version = '018f0000-0000-7000-8000-000000000001'",
+        "ALTER TABLE account_history ALTER row_version TYPE uuid USING row_version::uuid",
+        "INSERT INTO account_history VALUES "
+        "('a2', '2024-03-01 00:00:00+00', 'pro', '018f0000-0000-7000-8000-000000000002')",
+    )
+    changed = project.sync("account_history")
+
+    assert (changed.rows_read, changed.inserted) == (2, 1)
+    assert changed.watermark_after == "018f0000-0000-7000-8000-000000000002"
+
+
 @pytest.mark.backends("sqlite")
 def test_sqlite_types_and_text_start_times(project: Project) -> None:
     project.database_sql(

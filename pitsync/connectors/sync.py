@@ -106,11 +106,11 @@ class SyncOptions:
 
 @dataclass(frozen=True)
 class Plan:
-    """A table's modeling plan, and its append cursor's type as the source gives it (the
-    watermark must be of that type to be compared), both from one read of the schema."""
+    """A table's modeling plan, and its append cursor's column as the source gives it (the
+    watermark must be of its type to be compared), both from one read of the schema."""
 
     model: Model
-    cursor_type: pa.DataType | None = None
+    cursor: pa.Field | None = None
     text_columns: tuple[str, ...] = ()  # as the source spells them (see `text_columns`)
 
 
@@ -226,8 +226,8 @@ def checked_against_store(
     table = plan.model.table
     watermark = None
     try:
-        if table.mode == "append" and plan.cursor_type is not None:
-            watermark = read_watermark(con, table, plan.cursor_type)
+        if table.mode == "append" and plan.cursor is not None:
+            watermark = read_watermark(con, table, plan.cursor)
         catalog = read_catalog(con)
         check_stored_spelling(catalog, table)
         check_property_ownership(catalog, plan.model, config)
@@ -267,8 +267,8 @@ def plan_model(config: Config, table: TableConfig, source: Source) -> Plan:
     else:
         model = plan_events(table, schema, group_keys)
     # Each plan has checked that the cursor, when one is set, is a column of the schema.
-    cursor_type = schema.field(table.cursor).type if table.cursor else None
-    return Plan(model, cursor_type, tuple(as_text))
+    cursor = schema.field(table.cursor) if table.cursor else None
+    return Plan(model, cursor, tuple(as_text))
 
 
 def check_cursor(table: TableConfig, schema: pa.Schema) -> None:

@@ -9,6 +9,7 @@ transaction: it moves only when the run commits.
 from __future__ import annotations
 
 import logging
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -20,11 +21,13 @@ from pitsync.connectors.sources import LowerBound
 from pitsync.errors import ConfigError
 from pitsync.modeling.schema_drift import column_types
 from pitsync.modeling.staging import STAGED, UNREADABLE, one_row
+from pitsync.modeling.timestamps import TEXT_OF
 from pitsync.quoting import quote_identifier
 from pitsync.store import WATERMARKS
 
 log = logging.getLogger(__name__)
 
+UUID_TEXT = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 TIME_TYPE_PREFIXES = ("TIMESTAMP", "DATE")  # TIMESTAMP_NS, TIMESTAMP WITH TIME ZONE...
 SECONDS_PER_DAY = 86_400
 
@@ -115,7 +118,7 @@ def stored_watermark(con: duckdb.DuckDBPyConnection, table: TableConfig) -> str 
 
 
 def read_watermark(
-    con: duckdb.DuckDBPyConnection, table: TableConfig, cursor_type: pa.DataType
+    con: duckdb.DuckDBPyConnection, table: TableConfig, cursor: pa.Field
 ) -> Watermark | None:
     """The table's watermark, if it is one of its cursor as the source now types it.
 
@@ -137,18 +140,35 @@ def read_watermark(
             column,
         )
         return None
-    if cursor_kind(cursor_type) != stored_kind(watermark.type_name):
+    holds = read_from(cursor) or cursor.type
+    if cursor_kind(cursor.type) != stored_kind(watermark.type_name) or not is_uuid_watermark(
+        cursor, watermark
+    ):
         log.warning(
             "table %s: cursor `%s` holds %s now, which cannot be compared with its "
             "watermark %s (%s); this run reads every row, and the watermark starts again",
             table.name,
             column,
-            cursor_type,
+            holds,
             watermark.value,
             watermark.type_name,
         )
         return None
     return watermark
+
+
+def read_from(cursor: pa.Field) -> str | None:
+    """The type a cursor read as text holds in its source (a uuid), if it is another."""
+    found = (cursor.metadata or {}).get(TEXT_OF)
+    return found.decode() if found else None
+
+
+def is_uuid_watermark(cursor: pa.Field, watermark: Watermark) -> bool:
+    """Whether a uuid cursor's watermark is a uuid (true for any other cursor): a text
+    column that turned into a uuid keeps a watermark the source cannot read as one."""
+    if (read_from(cursor) or "").lower() != "uuid":
+        return True
+    return UUID_TEXT.fullmatch(watermark.value) is not None
 
 
 # The kinds of value a cursor may hold: each keeps a watermark of the same kind.
