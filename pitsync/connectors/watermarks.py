@@ -21,7 +21,7 @@ from pitsync.connectors.sources import LowerBound
 from pitsync.errors import ConfigError
 from pitsync.modeling.schema_drift import column_types
 from pitsync.modeling.staging import STAGED, UNREADABLE, one_row
-from pitsync.modeling.timestamps import TEXT_OF
+from pitsync.modeling.timestamps import text_of
 from pitsync.quoting import quote_identifier
 from pitsync.store import WATERMARKS
 
@@ -140,16 +140,13 @@ def read_watermark(
             column,
         )
         return None
-    holds = read_from(cursor) or cursor.type
-    if cursor_kind(cursor.type) != stored_kind(watermark.type_name) or not is_uuid_watermark(
-        cursor, watermark
-    ):
+    if not compares_with(cursor, watermark):
         log.warning(
             "table %s: cursor `%s` holds %s now, which cannot be compared with its "
             "watermark %s (%s); this run reads every row, and the watermark starts again",
             table.name,
             column,
-            holds,
+            text_of(cursor) or cursor.type,
             watermark.value,
             watermark.type_name,
         )
@@ -157,16 +154,13 @@ def read_watermark(
     return watermark
 
 
-def read_from(cursor: pa.Field) -> str | None:
-    """The type a cursor read as text holds in its source (a uuid), if it is another."""
-    found = (cursor.metadata or {}).get(TEXT_OF)
-    return found.decode() if found else None
-
-
-def is_uuid_watermark(cursor: pa.Field, watermark: Watermark) -> bool:
-    """Whether a uuid cursor's watermark is a uuid (true for any other cursor): a text
-    column that turned into a uuid keeps a watermark the source cannot read as one."""
-    if (read_from(cursor) or "").lower() != "uuid":
+def compares_with(cursor: pa.Field, watermark: Watermark) -> bool:
+    """Whether the source can compare the cursor with the watermark: values of one kind,
+    and for a uuid read as text, a watermark that is a uuid (a text column that turned
+    into a uuid keeps one that is not)."""
+    if cursor_kind(cursor.type) != stored_kind(watermark.type_name):
+        return False
+    if (text_of(cursor) or "").lower() != "uuid":
         return True
     return UUID_TEXT.fullmatch(watermark.value) is not None
 

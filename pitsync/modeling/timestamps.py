@@ -98,6 +98,12 @@ def beyond_moments_sql(instant: str) -> str:
     )
 
 
+def text_of(field: pa.Field) -> str | None:
+    """The type whose values a source read as this column's text (`TEXT_OF`), if any."""
+    found = (field.metadata or {}).get(TEXT_OF)
+    return found.decode() if found else None
+
+
 def instant_sql(
     column: str,
     field: pa.Field,
@@ -121,10 +127,10 @@ def instant_sql(
         or pa.types.is_large_string(arrow_type)
         or pa.types.is_string_view(arrow_type)
     )
-    read_from = (field.metadata or {}).get(TEXT_OF)
+    read_from = text_of(field)
     if is_text and read_from:
         raise ConfigError(
-            f"{where} holds {read_from.decode()} values, read as their text, which no time "
+            f"{where} holds {read_from} values, read as their text, which no time "
             "is written as; choose a column of times, or cast one in the source"
         )
     if is_text and time_unit is not None:

@@ -91,14 +91,7 @@ def innermost_first(tables: Iterable[exp.Table]) -> list[exp.Table]:
     clause into the new tree, so a temporal table inside them (`AS OF (SELECT ... FROM h
     FOR SYSTEM_TIME AS OF ...)`) is rewritten before it is copied, not left behind in the
     original."""
-    return sorted(tables, key=depth, reverse=True)
-
-
-def depth(node: exp.Expr) -> int:
-    levels = 0
-    while node.parent is not None:
-        node, levels = node.parent, levels + 1
-    return levels
+    return sorted(tables, key=lambda table: table.depth, reverse=True)
 
 
 def check_version(
