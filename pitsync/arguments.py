@@ -10,8 +10,9 @@ from typing import Any
 from pitsync import __version__
 from pitsync.config import CONFIG_ENV
 from pitsync.modeling.portable import ENGINES
-from pitsync.queries.profiles import FEED_DAYS
 from pitsync.store import DEFAULT_WAIT_SECONDS
+
+FEED_DAYS = (30, 60, 90)  # the windows `feed --days` offers
 
 # argparse names the type of what add_subparsers returns only privately.
 Subcommands = argparse._SubParsersAction

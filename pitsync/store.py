@@ -178,13 +178,16 @@ def open_for_writing(
     (see `connect_waiting`)."""
     make_folder_for(path)
     check_is_duckdb_file(path)
+    # A file DuckDB makes now holds nothing of anyone's, and needs no look inside.
+    made_now = path_kind(path) == MISSING
     try:
         connection = connect_waiting(path, wait_seconds, given_up=given_up, config=NO_EXTENSIONS)
     except duckdb.Error as error:  # a file DuckDB cannot read, or a damaged one
         raise StoreError(
             f"cannot open the store {path} for writing: {str(error).splitlines()[0]}"
         ) from error
-    check_is_not_foreign(connection, path)
+    if not made_now:
+        check_is_not_foreign(connection, path)
     connection.execute(SET_UTC)
     limit_memory(connection, memory_limit)
     connection.execute(SCHEMA_DDL)

@@ -18,7 +18,7 @@ import duckdb
 import pyarrow as pa
 
 from pitsync.config import PROFILES_TABLE, Config
-from pitsync.connectors.runs import RunRecord, next_run_id, utc_now, write_run
+from pitsync.connectors.runs import RunRecord, counted, next_run_id, utc_now, write_run
 from pitsync.connectors.sync import record_failure
 from pitsync.connectors.update_files import (
     array_records,
@@ -85,10 +85,6 @@ class UpdateReport:
             f"{counted(o.profiles_changed, 'profile')} ({o.profiles_deleted} deleted); "
             f"{rejected} rejected; {counted(o.warning_count, 'warning')}"
         )
-
-
-def counted(number: int, noun: str) -> str:
-    return f"{number} {noun}" + ("" if number == 1 else "s")
 
 
 Stager = Callable[[duckdb.DuckDBPyConnection], None]

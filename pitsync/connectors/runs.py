@@ -92,3 +92,8 @@ def read_runs(con: duckdb.DuckDBPyConnection, table: str | None = None) -> list[
         f"SELECT {', '.join(RUN_COLUMNS)} FROM {RUNS} {where} ORDER BY run_id", parameters
     ).fetchall()
     return [RunRecord(**dict(zip(RUN_COLUMNS, row, strict=True))) for row in rows]
+
+
+def counted(number: int, noun: str) -> str:
+    """A count and its noun, as a run's report says it: `1 row`, `3 rows`."""
+    return f"{number} {noun}" + ("" if number == 1 else "s")

@@ -28,7 +28,6 @@ from pitsync.store import DISTINCT_ID, EVENT, PROPERTIES, TIME
 
 USER_COLUMNS = (DISTINCT_ID, PROPERTIES, "last_seen")
 GROUP_COLUMNS = ("group_key", "group_id", PROPERTIES, "last_seen")
-FEED_DAYS = (30, 60, 90)
 
 
 def profiles_sql(group_key: str | None, where: str | None, limit: int | None) -> str:
