@@ -26,8 +26,13 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlglot import exp
 
-from pitsync.connectors.engines import execute_on_postgres, local_spark_session, plan_model_sql
-from pitsync.errors import ConfigError
+from pitsync.connectors.engines import (
+    execute_on_postgres,
+    execute_on_spark,
+    local_spark_session,
+    plan_model_sql,
+)
+from pitsync.errors import ConfigError, SourceError
 from pitsync.modeling.portable import for_engine
 from tests.conftest import (
     PostgresSchema,
@@ -314,11 +319,24 @@ def enriched_on_spark(project: Project, history: str) -> tuple[str, list[tuple]]
         "--output",
         str(out),
     )
-    enriched = duckdb.sql(
+    return result.stdout, written_enrichment(out)
+
+
+def enriched_in_session(spark: Any, project: Project, history: str) -> list[tuple]:
+    """What `enriched_on_spark` writes, modeled in this process on the running session."""
+    out = project.root / "out"
+    config = project.config()
+    planned = plan_model_sql(config, history, "spark", "product_events")
+    execute_on_spark(config, [history, "product_events"], planned, out, session=spark)
+    return written_enrichment(out)
+
+
+def written_enrichment(out: Path) -> list[tuple]:
+    """The enriched events written under `out` (id, plan, seats), by id."""
+    return duckdb.sql(
         f"SELECT insert_id, plan, seats FROM '{out}/product_events_enriched/*.parquet' "
         "ORDER BY insert_id"
     ).fetchall()
-    return result.stdout, enriched
 
 
 # --- Snowflake and BigQuery: no server here, so the SQL is parsed back ------------------
@@ -618,7 +636,7 @@ def test_spark_reads_the_files_a_sync_reads_and_leaves_out_unreadable_starts(
         encoding="utf-8",
     )
 
-    _, modeled = enriched_on_spark(project, "my hist")
+    modeled = enriched_in_session(spark, project, "my hist")
 
     expected = [("e0", None, None), ("e1", "free", None), ("e2", "pro", 5), ("e3", "team", None)]
     assert modeled == expected
@@ -671,12 +689,15 @@ def test_spark_says_why_it_cannot_read_files_of_one_table(tmp_path: Path, spark:
         encoding="utf-8",
     )
 
-    result = project.cli("model", "--table", HISTORY, "--engine", "spark", "--execute", check=False)
+    config = project.config()
+    planned = plan_model_sql(config, HISTORY, "spark")
+    with pytest.raises(SourceError) as raised:
+        execute_on_spark(config, [HISTORY], planned, None, session=spark)
 
-    assert result.returncode == 1
-    message = result.stderr.strip().splitlines()[-1]
-    assert message.startswith("pitsync: error: Spark could not run the model:")
+    message = str(raised.value)
+    assert message.startswith("Spark could not run the model:")
     assert "merge" in message.lower() and "o3" not in message
+    assert spark_rows(spark, "SELECT 1 AS one") == [(1,)], "the session given is left running"
 
 
 def test_the_last_moments_of_year_9999_are_kept_in_every_session_zone(

@@ -407,14 +407,19 @@ def sqlstate(error: BaseException) -> str | None:
 
 
 def execute_on_spark(
-    config: Config, tables: list[str], planned: PlannedModel, output: Path | None
+    config: Config,
+    tables: list[str],
+    planned: PlannedModel,
+    output: Path | None,
+    session: Any | None = None,
 ) -> dict[str, int]:
-    """Run the statements on a local Spark session; return each view's row count."""
+    """Run the statements on Spark; return each view's row count. Without a running
+    `session` to use (and leave running), a local one is started for the run alone."""
     for name in tables:
         check_spark_source(config, config.table(name))
     if output is not None:
         check_output_folders(output, planned.view_names)
-    spark = local_spark_session()
+    spark = local_spark_session() if session is None else session
     try:
         with tempfile.TemporaryDirectory(prefix="pitsync-spark-") as links:
             # A history and an events table may read one source table: it is one view.
@@ -425,7 +430,8 @@ def execute_on_spark(
     except Exception as error:  # Spark's own exception classes come from the JVM
         raise SourceError(f"Spark could not run the model: {spark_error(error)}") from None
     finally:
-        spark.stop()
+        if session is None:
+            spark.stop()
 
 
 def run_on_spark(spark: Any, planned: PlannedModel, output: Path | None) -> dict[str, int]:
