@@ -1766,6 +1766,35 @@ def test_decimal_event_ids_that_arrive_with_another_scale_are_refused_in_append_
 
 
 @pytest.mark.backends("duckdb")
+@pytest.mark.parametrize(("stored", "refused"), [("FLOAT", True), ("DOUBLE", False)])
+def test_single_precision_event_ids_that_arrive_as_doubles_are_refused_in_append_mode(
+    project: Project, stored: str, refused: bool
+) -> None:
+    # The FLOAT 0.1 is written `0.1`; widened to a DOUBLE it is 0.10000000149011612, another
+    # event, which an append run would keep beside the first. A DOUBLE 0.1 read again as a
+    # DOUBLE is the same event.
+    project.source_sql(
+        f"CREATE TABLE events (insert_id {stored}, event VARCHAR, distinct_id VARCHAR, "
+        "time TIMESTAMPTZ, loaded_at INTEGER)",
+        "INSERT INTO events VALUES (0.1, 'buy', 'u1', '2024-02-01 00:00+00', 5)",
+    )
+    project.configure(
+        "events", kind="events", mode="append", cursor="loaded_at", insert_id="insert_id"
+    )
+    project.sync("events")
+    project.source_sql("ALTER TABLE events ALTER insert_id TYPE DOUBLE")
+
+    if refused:
+        with pytest.raises(
+            ConfigError, match=r"such as `0.1`, and now arrives as DOUBLE, written `0.100000001"
+        ):
+            project.sync("events")
+    else:
+        assert project.sync("events").inserted == 0
+    assert project.query("SELECT insert_id FROM events") == [("0.1",)]
+
+
+@pytest.mark.backends("duckdb")
 @pytest.mark.parametrize("column", ["distinct_id", "company_id", "insert_id"])
 @pytest.mark.parametrize(("new_type", "refused"), [("DOUBLE", True), ("VARCHAR", False)])
 def test_integer_event_ids_that_arrive_with_a_fraction_are_refused_in_append_mode(

@@ -369,6 +369,7 @@ def check_event_ids_keep_their_text(con: duckdb.DuckDBPyConnection, model: Event
         ):
             continue
         check_decimal_scale_kept(con, model, name, arriving[name], stored_name)
+        check_single_precision_kept(con, model, name, arriving[name], stored_name)
         if not holds_fraction(con, model.stored, stored_name):
             raise ids_written_anew(
                 table,
@@ -402,6 +403,37 @@ def check_decimal_scale_kept(
             name,
             f"held ids such as `{other[0][0]}`, and now arrives as "
             f"{arriving_type}, written with {digits} digits after the point",
+        )
+
+
+def check_single_precision_kept(
+    con: duckdb.DuckDBPyConnection,
+    model: EventsModel,
+    name: str,
+    arriving_type: str,
+    stored_name: str,
+) -> None:
+    """Refuse ids that now arrive as a DOUBLE where the stored ids were written from a
+    FLOAT: the FLOAT 0.1 is written `0.1`, the same value as a DOUBLE `0.10000000149011612`,
+    another id (rule 7). An arriving id is such a one when its text as a FLOAT is a stored
+    id and its own text is none."""
+    if arriving_type != "DOUBLE":
+        return
+    arriving = f"b.{quote_identifier(name)}"
+    own, single = f"CAST({arriving} AS VARCHAR)", f"CAST(CAST({arriving} AS FLOAT) AS VARCHAR)"
+    stored = quote_identifier(stored_name)
+    found = con.execute(
+        f"SELECT s.{stored}, {own} FROM {STAGED} AS b JOIN {model.stored} AS s "
+        f"ON s.{stored} = {single} WHERE b.{REASON} IS NULL AND {own} <> s.{stored} "
+        f"AND NOT EXISTS (SELECT 1 FROM {model.stored} AS o WHERE o.{stored} = {own}) LIMIT 1"
+    ).fetchall()
+    if found:
+        was, now = found[0]
+        raise ids_written_anew(
+            model.table,
+            name,
+            f"held ids written from single precision such as `{was}`, and now arrives as "
+            f"DOUBLE, written `{now}`",
         )
 
 
