@@ -372,6 +372,27 @@ def test_the_largest_unsigned_integers_are_written_as_they_are(synced: Project) 
     assert top in table and "-1" not in table
 
 
+def test_a_decimal_of_only_a_fraction_is_written_with_its_zero(synced: Project) -> None:
+    # DuckDB's own text of a DECIMAL whose scale is its width drops the 0: `.5000`.
+    sql = (
+        "SELECT 0.5::DECIMAL(18,18) AS half, -0.000000000000000001::DECIMAL(18,18) AS least, "
+        "0::DECIMAL(16,16) AS zero, 1.5::DECIMAL(19,18) AS whole"
+    )
+    digits = [
+        "0.500000000000000000",
+        "-0.000000000000000001",
+        "0.0000000000000000",
+        "1.500000000000000000",
+    ]
+
+    out = synced.cli("query", sql, "--format", "csv").stdout
+    table = synced.cli("query", sql).stdout
+
+    assert list(csv.reader(io.StringIO(out))) == [["half", "least", "zero", "whole"], digits]
+    [row] = [line for line in table.splitlines() if "│" in line]
+    assert [cell.strip() for cell in row.split("│")[1:-1]] == digits
+
+
 def test_decimals_are_written_in_full_in_every_format(synced: Project) -> None:
     # Arrow and Python write these as 0E-18 and 1E-18; DuckDB as the digits below.
     # DuckDB's JSON holds a DECIMAL of 15 digits or fewer as a double: 1e-8, 100.0.

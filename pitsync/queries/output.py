@@ -100,8 +100,11 @@ def text_sql(column: str, type_name: str, nested_as_json: bool) -> str:
         return f"CAST({column} AS VARCHAR)"  # as stored: to_json would round 0.10 to 0.1
     if nested_as_json and is_nested(type_name):
         return f"CAST(to_json({column}) AS VARCHAR)"
+    if nested_as_json and type_name.startswith("DECIMAL"):
+        # DuckDB writes a DECIMAL of only a fraction, DECIMAL(18,18), without its 0: `.5`.
+        return f"regexp_replace(CAST({column} AS VARCHAR), '^(-?)[.]', '\\10.')"
     if nested_as_json and not is_plain(type_name):
-        # DECIMAL, INTERVAL, TIMETZ, BIT, UUID... as DuckDB writes them
+        # INTERVAL, TIMETZ, BIT, UUID... as DuckDB writes them
         return f"CAST({column} AS VARCHAR)"
     return column
 
