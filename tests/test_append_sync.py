@@ -1766,32 +1766,71 @@ def test_decimal_event_ids_that_arrive_with_another_scale_are_refused_in_append_
 
 
 @pytest.mark.backends("duckdb")
-@pytest.mark.parametrize(("stored", "refused"), [("FLOAT", True), ("DOUBLE", False)])
-def test_single_precision_event_ids_that_arrive_as_doubles_are_refused_in_append_mode(
-    project: Project, stored: str, refused: bool
+@pytest.mark.parametrize(
+    ("stored", "value", "new_type", "written"),
+    [
+        # The FLOAT 0.1 widened to a DOUBLE is 0.10000000149011612.
+        ("FLOAT", "0.1", "DOUBLE", "0.10000000149011612"),
+        ("DECIMAL(4, 2)", "1.50", "DOUBLE", "1.5"),
+        ("DOUBLE", "0.123456789", "FLOAT", "0.12345679"),
+        ("DOUBLE", "0.30000001192092896", "FLOAT", "0.3"),
+    ],
+)
+def test_event_ids_read_again_under_another_spelling_are_refused_in_append_mode(
+    project: Project, stored: str, value: str, new_type: str, written: str
 ) -> None:
-    # The FLOAT 0.1 is written `0.1`; widened to a DOUBLE it is 0.10000000149011612, another
-    # event, which an append run would keep beside the first. A DOUBLE 0.1 read again as a
-    # DOUBLE is the same event.
+    # A new type spells the same value otherwise: another event (rule 7), which an append
+    # run would keep beside the first.
     project.source_sql(
         f"CREATE TABLE events (insert_id {stored}, event VARCHAR, distinct_id VARCHAR, "
         "time TIMESTAMPTZ, loaded_at INTEGER)",
-        "INSERT INTO events VALUES (0.1, 'buy', 'u1', '2024-02-01 00:00+00', 5)",
+        f"INSERT INTO events VALUES ({value}, 'buy', 'u1', '2024-02-01 00:00+00', 5)",
     )
     project.configure(
         "events", kind="events", mode="append", cursor="loaded_at", insert_id="insert_id"
     )
     project.sync("events")
-    project.source_sql("ALTER TABLE events ALTER insert_id TYPE DOUBLE")
+    project.source_sql(f"ALTER TABLE events ALTER insert_id TYPE {new_type}")
 
-    if refused:
-        with pytest.raises(
-            ConfigError, match=r"such as `0.1`, and now arrives as DOUBLE, written `0.100000001"
-        ):
-            project.sync("events")
-    else:
-        assert project.sync("events").inserted == 0
-    assert project.query("SELECT insert_id FROM events") == [("0.1",)]
+    with pytest.raises(
+        ConfigError, match=rf"such as `{value}`, and now arrives as {new_type}, written `{written}`"
+    ):
+        project.sync("events")
+    assert project.query("SELECT insert_id FROM events") == [(value,)]
+
+
+@pytest.mark.backends("duckdb")
+@pytest.mark.parametrize(
+    ("first", "second"),
+    [
+        ("0.1", "0.1"),  # read again: the same event
+        ("1.5", "1.5000000001"),  # as FLOATs both are 1.5, but these are DOUBLEs
+        ("0.25", "1e300"),  # past what a FLOAT holds
+        ("0.0", "CAST('-0.0' AS DOUBLE)"),  # two ids (the literal -0.0 is a DECIMAL's 0)
+        ("'nan'", "0.5"),
+        ("1e20", "1.00000001e20"),
+    ],
+)
+def test_new_double_event_ids_near_a_stored_one_are_their_own_events(
+    project: Project, first: str, second: str
+) -> None:
+    project.source_sql(
+        "CREATE TABLE events (insert_id DOUBLE, event VARCHAR, distinct_id VARCHAR, "
+        "time TIMESTAMPTZ, loaded_at INTEGER)",
+        f"INSERT INTO events VALUES ({first}, 'buy', 'u1', '2024-02-01 00:00+00', 5)",
+    )
+    project.configure(
+        "events", kind="events", mode="append", cursor="loaded_at", insert_id="insert_id"
+    )
+    project.sync("events")
+    project.source_sql(
+        f"INSERT INTO events VALUES ({second}, 'buy', 'u2', '2024-02-02 00:00+00', 6)"
+    )
+
+    project.sync("events")
+
+    expected = 1 if first == second else 2
+    assert project.query("SELECT count(*) FROM events") == [(expected,)]
 
 
 @pytest.mark.backends("duckdb")

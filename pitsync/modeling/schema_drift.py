@@ -369,13 +369,15 @@ def check_event_ids_keep_their_text(con: duckdb.DuckDBPyConnection, model: Event
         ):
             continue
         check_decimal_scale_kept(con, model, name, arriving[name], stored_name)
-        check_single_precision_kept(con, model, name, arriving[name], stored_name)
-        if not holds_fraction(con, model.stored, stored_name):
+        if holds_integer(con, model.stored, stored_name) and not holds_fraction(
+            con, model.stored, stored_name
+        ):
             raise ids_written_anew(
                 table,
                 name,
                 f"held integer ids, and now arrives written with a fraction (such as `{example}`)",
             )
+        check_values_keep_their_text(con, model, name, arriving[name], stored_name)
 
 
 def check_decimal_scale_kept(
@@ -406,35 +408,52 @@ def check_decimal_scale_kept(
         )
 
 
-def check_single_precision_kept(
+def check_values_keep_their_text(
     con: duckdb.DuckDBPyConnection,
     model: EventsModel,
     name: str,
     arriving_type: str,
     stored_name: str,
 ) -> None:
-    """Refuse ids that now arrive as a DOUBLE where the stored ids were written from a
-    FLOAT: the FLOAT 0.1 is written `0.1`, the same value as a DOUBLE `0.10000000149011612`,
-    another id (rule 7). An arriving id is such a one when its text as a FLOAT is a stored
-    id and its own text is none."""
-    if arriving_type != "DOUBLE":
-        return
+    """Refuse ids that arrive spelled otherwise than a stored id of the same value: the
+    DECIMAL 1.50 read as a DOUBLE is `1.5`, the FLOAT 0.1 widened to a DOUBLE
+    `0.10000000149011612`, the DOUBLE 0.123456789 narrowed to a FLOAT `0.12345679`. They
+    are other ids (rule 7), so every event read again would be kept twice. An arriving id
+    whose own text is stored is that id read again; 0 and -0 are two ids."""
     arriving = f"b.{quote_identifier(name)}"
-    own, single = f"CAST({arriving} AS VARCHAR)", f"CAST(CAST({arriving} AS FLOAT) AS VARCHAR)"
-    stored = quote_identifier(stored_name)
-    found = con.execute(
-        f"SELECT s.{stored}, {own} FROM {STAGED} AS b JOIN {model.stored} AS s "
-        f"ON s.{stored} = {single} WHERE b.{REASON} IS NULL AND {own} <> s.{stored} "
-        f"AND NOT EXISTS (SELECT 1 FROM {model.stored} AS o WHERE o.{stored} = {own}) LIMIT 1"
-    ).fetchall()
-    if found:
-        was, now = found[0]
-        raise ids_written_anew(
-            model.table,
-            name,
-            f"held ids written from single precision such as `{was}`, and now arrives as "
-            f"DOUBLE, written `{now}`",
+    stored = f"s.{quote_identifier(stored_name)}"
+    same_value = [f"TRY_CAST({stored} AS {arriving_type}) = {arriving}"]
+    if arriving_type == "DOUBLE":
+        # A FLOAT widened: the value is a FLOAT's, and the stored text that FLOAT's.
+        single = f"TRY_CAST({arriving} AS FLOAT)"
+        same_value.append(
+            f"TRY_CAST({stored} AS FLOAT) = {single} AND CAST({single} AS DOUBLE) = {arriving}"
         )
+    for condition in same_value:
+        found = spelled_otherwise(con, model, arriving, stored, condition)
+        if found:
+            raise ids_written_anew(
+                model.table,
+                name,
+                f"held ids such as `{found[0]}`, and now arrives as {arriving_type}, written "
+                f"`{found[1]}`",
+            )
+
+
+def spelled_otherwise(
+    con: duckdb.DuckDBPyConnection, model: EventsModel, arriving: str, stored: str, same: str
+) -> tuple[str, str] | None:
+    """A stored id and an arriving one of the same value (`same`, joining s and b) whose
+    texts differ, the arriving one's text stored nowhere; None if there is none."""
+    own = f"CAST({arriving} AS VARCHAR)"
+    column = stored.removeprefix("s.")
+    rows = con.execute(
+        f"SELECT {stored}, {own} FROM {STAGED} AS b JOIN {model.stored} AS s ON {same} "
+        f"WHERE b.{REASON} IS NULL AND {own} <> {stored} "
+        f"AND ({arriving} <> 0 OR starts_with({own}, '-') = starts_with({stored}, '-')) "
+        f"AND NOT EXISTS (SELECT 1 FROM {model.stored} AS o WHERE o.{column} = {own}) LIMIT 1"
+    ).fetchall()
+    return rows[0] if rows else None
 
 
 def ids_written_anew(table: TableConfig, name: str, change: str) -> ConfigError:
@@ -456,6 +475,13 @@ def first_fraction(
     text = f"CAST({quote_identifier(column)} AS VARCHAR)"
     rows = con.execute(f"SELECT min({text}) FROM {relation} WHERE {where} AND {fraction(text)}")
     return rows.fetchall()[0][0]
+
+
+def holds_integer(con: duckdb.DuckDBPyConnection, relation: str, column: str) -> bool:
+    """Whether any value of the column is written as an integer (the scan stops at one)."""
+    text = f"CAST({quote_identifier(column)} AS VARCHAR)"
+    integer = f"regexp_full_match({text}, '[+-]?[0-9]+')"
+    return bool(con.execute(f"SELECT 1 FROM {relation} WHERE {integer} LIMIT 1").fetchall())
 
 
 def holds_fraction(con: duckdb.DuckDBPyConnection, relation: str, column: str) -> bool:
