@@ -16,15 +16,21 @@ def main() -> int:
     try:
         from pitsync.cli import main as command_line
     except (KeyboardInterrupt, ImportError) as error:
-        # An extension module (DuckDB's) reports Ctrl-C during its loading as an ImportError.
-        if not interrupted(error):
-            raise
-        print("pitsync: interrupted while starting; nothing was done", file=sys.stderr)
-        sys.stderr.flush()
-        # Leave at once: a module that failed to load may have left the interrupt pending,
-        # and Python, meeting it again as it shuts down, would end by the signal instead.
-        os._exit(INTERRUPTED_STATUS)
+        leave_if_interrupted(error)
+        raise
     return command_line()
+
+
+def leave_if_interrupted(error: BaseException) -> None:
+    """End the command, status 130, if `error` is Ctrl-C met while modules loaded."""
+    # An extension module (DuckDB's) reports Ctrl-C during its loading as an ImportError.
+    if not interrupted(error):
+        return
+    print("pitsync: interrupted while starting; nothing was done", file=sys.stderr)
+    sys.stderr.flush()
+    # Leave at once: a module that failed to load may have left the interrupt pending,
+    # and Python, meeting it again as it shuts down, would end by the signal instead.
+    os._exit(INTERRUPTED_STATUS)
 
 
 def interrupted(error: BaseException | None) -> bool:

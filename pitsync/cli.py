@@ -15,6 +15,7 @@ from collections.abc import Callable, Sequence
 
 import duckdb
 
+from pitsync.__main__ import leave_if_interrupted
 from pitsync.arguments import build_parser
 from pitsync.commands.console import one_line, print_error
 from pitsync.errors import OutputError, PitsyncError, UsageError, first_line, with_memory_advice
@@ -144,7 +145,11 @@ HANDLERS = {
 
 
 def handler_of(command: str) -> Callable[[argparse.Namespace], int]:
-    module = importlib.import_module(f"pitsync.commands.{HANDLERS[command]}")
+    try:
+        module = importlib.import_module(f"pitsync.commands.{HANDLERS[command]}")
+    except (KeyboardInterrupt, ImportError) as error:
+        leave_if_interrupted(error)  # Ctrl-C while the command's modules load, as at start
+        raise
     return getattr(module, "command_" + command.replace("-", "_"))
 
 

@@ -240,15 +240,17 @@ def test_ctrl_c_as_the_watcher_starts_leaves_no_thread_holding_the_process() -> 
     assert (result.returncode, result.stdout) == (0, "interrupted\n"), result.stderr
 
 
-def started_with_ctrl_c_at_duckdb(interrupt: str) -> subprocess.CompletedProcess[str]:
+def started_with_ctrl_c_at_duckdb(
+    interrupt: str, module: str = "duckdb"
+) -> subprocess.CompletedProcess[str]:
     """`pitsync query` started through its entry point, with `interrupt` (Python source)
-    run where DuckDB's module would be imported."""
+    run where `module` (DuckDB's) would be imported."""
     body = "".join(f"            {line}\n" for line in interrupt.splitlines())
     code = (
         "import sys\n"
         "class CtrlC:\n"
         "    def find_spec(self, name, path=None, target=None):\n"
-        "        if name == 'duckdb':\n"
+        f"        if name == {module!r}:\n"
         f"{body}"
         "sys.meta_path.insert(0, CtrlC())\n"
         "from pitsync.__main__ import main\n"
@@ -275,6 +277,24 @@ def test_ctrl_c_while_the_command_loads_is_one_line() -> None:
     # Ctrl-C lands while DuckDB's module is being imported: raised at that import here,
     # so that the moment is not left to chance.
     result = started_with_ctrl_c_at_duckdb("raise KeyboardInterrupt\n")
+
+    assert result.returncode == 130
+    assert result.stderr == "pitsync: interrupted while starting; nothing was done\n"
+
+
+@pytest.mark.parametrize(
+    "interrupt",
+    [
+        "raise KeyboardInterrupt\n",
+        "try:\n"
+        "    raise KeyboardInterrupt\n"
+        "except KeyboardInterrupt as error:\n"
+        "    raise ImportError('initializing the extension failed') from error\n",
+    ],
+)
+def test_ctrl_c_while_the_commands_own_module_loads_is_one_line(interrupt: str) -> None:
+    # The query command's module loads once the command line is read.
+    result = started_with_ctrl_c_at_duckdb(interrupt, module="pitsync.commands.reading")
 
     assert result.returncode == 130
     assert result.stderr == "pitsync: interrupted while starting; nothing was done\n"
