@@ -1737,6 +1737,20 @@ def test_integer_ids_that_arrive_with_a_fraction_are_refused_in_append_mode(
         ]
 
 
+def one_event_synced_by_insert_id(project: Project, id_type: str, insert_id: str) -> None:
+    """An events table appended by `loaded_at`, its one event's insert id the SQL value
+    `insert_id` of `id_type`, synced once."""
+    project.source_sql(
+        f"CREATE TABLE events (insert_id {id_type}, event VARCHAR, distinct_id VARCHAR, "
+        "time TIMESTAMPTZ, loaded_at INTEGER)",
+        f"INSERT INTO events VALUES ({insert_id}, 'buy', 'u1', '2024-02-01 00:00+00', 5)",
+    )
+    project.configure(
+        "events", kind="events", mode="append", cursor="loaded_at", insert_id="insert_id"
+    )
+    project.sync("events")
+
+
 @pytest.mark.backends("duckdb")
 @pytest.mark.parametrize(
     ("new_type", "refused"), [("DECIMAL(12, 3)", True), ("DECIMAL(12, 2)", False)]
@@ -1746,15 +1760,7 @@ def test_decimal_event_ids_that_arrive_with_another_scale_are_refused_in_append_
 ) -> None:
     # 1.50 written with three digits is `1.500`: another event, which an append run would
     # keep beside the first.
-    project.source_sql(
-        "CREATE TABLE events (insert_id DECIMAL(10, 2), event VARCHAR, distinct_id VARCHAR, "
-        "time TIMESTAMPTZ, loaded_at INTEGER)",
-        "INSERT INTO events VALUES (1.5, 'buy', 'u1', '2024-02-01 00:00+00', 5)",
-    )
-    project.configure(
-        "events", kind="events", mode="append", cursor="loaded_at", insert_id="insert_id"
-    )
-    project.sync("events")
+    one_event_synced_by_insert_id(project, "DECIMAL(10, 2)", "1.5")
     project.source_sql(f"ALTER TABLE events ALTER insert_id TYPE {new_type}")
 
     if refused:
@@ -1781,15 +1787,7 @@ def test_event_ids_read_again_under_another_spelling_are_refused_in_append_mode(
 ) -> None:
     # A new type spells the same value otherwise: another event (rule 7), which an append
     # run would keep beside the first.
-    project.source_sql(
-        f"CREATE TABLE events (insert_id {stored}, event VARCHAR, distinct_id VARCHAR, "
-        "time TIMESTAMPTZ, loaded_at INTEGER)",
-        f"INSERT INTO events VALUES ({value}, 'buy', 'u1', '2024-02-01 00:00+00', 5)",
-    )
-    project.configure(
-        "events", kind="events", mode="append", cursor="loaded_at", insert_id="insert_id"
-    )
-    project.sync("events")
+    one_event_synced_by_insert_id(project, stored, value)
     project.source_sql(f"ALTER TABLE events ALTER insert_id TYPE {new_type}")
 
     with pytest.raises(
@@ -1814,15 +1812,7 @@ def test_event_ids_read_again_under_another_spelling_are_refused_in_append_mode(
 def test_new_double_event_ids_near_a_stored_one_are_their_own_events(
     project: Project, first: str, second: str
 ) -> None:
-    project.source_sql(
-        "CREATE TABLE events (insert_id DOUBLE, event VARCHAR, distinct_id VARCHAR, "
-        "time TIMESTAMPTZ, loaded_at INTEGER)",
-        f"INSERT INTO events VALUES ({first}, 'buy', 'u1', '2024-02-01 00:00+00', 5)",
-    )
-    project.configure(
-        "events", kind="events", mode="append", cursor="loaded_at", insert_id="insert_id"
-    )
-    project.sync("events")
+    one_event_synced_by_insert_id(project, "DOUBLE", first)
     project.source_sql(
         f"INSERT INTO events VALUES ({second}, 'buy', 'u2', '2024-02-02 00:00+00', 6)"
     )

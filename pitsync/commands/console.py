@@ -1,4 +1,5 @@
-"""Where commands write tables of rows: the terminal, or a pipe or file."""
+"""Where commands write: tables of rows to the terminal, a pipe or a file, and errors in one
+line to standard error."""
 
 from __future__ import annotations
 

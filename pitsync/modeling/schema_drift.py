@@ -325,6 +325,7 @@ def reconcile_ids(
 
 
 # A number's text as a double or a decimal writes it: `7.0`, `1e+16`, `1.5e+16`.
+INTEGER_TEXT = quote_string(r"[+-]?[0-9]+")
 FRACTION = quote_string(r"(?i)[+-]?[0-9]+(\.[0-9]+)?e[+-]?[0-9]+|[+-]?[0-9]+\.[0-9]+")
 
 
@@ -430,7 +431,7 @@ def check_values_keep_their_text(
             f"TRY_CAST({stored} AS FLOAT) = {single} AND CAST({single} AS DOUBLE) = {arriving}"
         )
     for condition in same_value:
-        found = spelled_otherwise(con, model, arriving, stored, condition)
+        found = spelled_otherwise(con, model, arriving, stored_name, condition)
         if found:
             raise ids_written_anew(
                 model.table,
@@ -441,12 +442,13 @@ def check_values_keep_their_text(
 
 
 def spelled_otherwise(
-    con: duckdb.DuckDBPyConnection, model: EventsModel, arriving: str, stored: str, same: str
+    con: duckdb.DuckDBPyConnection, model: EventsModel, arriving: str, stored_name: str, same: str
 ) -> tuple[str, str] | None:
     """A stored id and an arriving one of the same value (`same`, joining s and b) whose
     texts differ, the arriving one's text stored nowhere; None if there is none."""
     own = f"CAST({arriving} AS VARCHAR)"
-    column = stored.removeprefix("s.")
+    column = quote_identifier(stored_name)
+    stored = f"s.{column}"
     rows = con.execute(
         f"SELECT {stored}, {own} FROM {STAGED} AS b JOIN {model.stored} AS s ON {same} "
         f"WHERE b.{REASON} IS NULL AND {own} <> {stored} "
@@ -478,16 +480,22 @@ def first_fraction(
 
 
 def holds_integer(con: duckdb.DuckDBPyConnection, relation: str, column: str) -> bool:
-    """Whether any value of the column is written as an integer (the scan stops at one)."""
-    text = f"CAST({quote_identifier(column)} AS VARCHAR)"
-    integer = f"regexp_full_match({text}, '[+-]?[0-9]+')"
-    return bool(con.execute(f"SELECT 1 FROM {relation} WHERE {integer} LIMIT 1").fetchall())
+    """Whether any value of the column is written as an integer."""
+    return holds_written(con, relation, column, INTEGER_TEXT)
 
 
 def holds_fraction(con: duckdb.DuckDBPyConnection, relation: str, column: str) -> bool:
-    """Whether any value of the column is written with a fraction (the scan stops at one)."""
+    """Whether any value of the column is written with a fraction."""
+    return holds_written(con, relation, column, FRACTION)
+
+
+def holds_written(con: duckdb.DuckDBPyConnection, relation: str, column: str, pattern: str) -> bool:
+    """Whether any value of the column has text matching `pattern` (the scan stops at one)."""
     text = f"CAST({quote_identifier(column)} AS VARCHAR)"
-    return bool(con.execute(f"SELECT 1 FROM {relation} WHERE {fraction(text)} LIMIT 1").fetchall())
+    found = con.execute(
+        f"SELECT 1 FROM {relation} WHERE regexp_full_match({text}, {pattern}) LIMIT 1"
+    )
+    return bool(found.fetchall())
 
 
 def fraction(text: str) -> str:
