@@ -7,6 +7,7 @@ Exit status: 0 on success, 1 on a user or data error (a message, no traceback un
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
 import logging
 import os
@@ -54,7 +55,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     sys.stdout = wrapped  # type: ignore[assignment]
     try:
         # Reading the command line takes a moment too, on a busy machine.
-        args = build_parser().parse_args(argv)
+        args = read_command_line(argv, wrapped)
         command = args.command
         configure_logging(verbose=args.verbose)
         return run_command(args)
@@ -65,6 +66,35 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
     finally:
         sys.stdout = standard_output
+
+
+def read_command_line(
+    argv: Sequence[str] | None, output: WholeOutput | ClosedOutput
+) -> argparse.Namespace:
+    """The parsed arguments. `--help` and `--version` print and leave from here: with 141
+    when their reader went away, as the other commands leave then."""
+    try:
+        return build_parser().parse_args(argv)
+    except SystemExit as leaving:
+        if leaving.code == 0 and not reached_its_reader(output):
+            silence_standard_output()
+            raise SystemExit(SIGPIPE_STATUS) from None
+        raise
+
+
+def reached_its_reader(output: WholeOutput | ClosedOutput) -> bool:
+    """Whether all that was written to standard output went to its reader."""
+    if isinstance(output, ClosedOutput):
+        return True  # writing to it raised an error of its own
+    with contextlib.suppress(BrokenPipeError):  # noted as reader_gone
+        output.flush()
+    return not output.reader_gone
+
+
+def silence_standard_output() -> None:
+    """Standard output onto /dev/null, so that Python, flushing it at exit, finds no pipe
+    without a reader to complain of."""
+    os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
 
 
 def run_command(args: argparse.Namespace) -> int:
@@ -88,7 +118,7 @@ def run_command(args: argparse.Namespace) -> int:
         return 1
     except BrokenPipeError:
         # The reader went away (`pitsync runs | head`): stop quietly, as a SIGPIPE would.
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        silence_standard_output()
         return SIGPIPE_STATUS
 
 

@@ -1277,6 +1277,27 @@ def test_a_reader_gone_during_one_large_profile_ends_it_as_sigpipe_would(
     assert stderr == ""
 
 
+@pytest.mark.parametrize("args", [["--help"], ["--version"], ["sync", "--help"]])
+def test_help_and_version_to_a_reader_gone_end_as_sigpipe_would(
+    project: Project, args: list[str]
+) -> None:
+    # argparse takes no notice of a write that fails: these ended with 0, the text lost.
+    read_end, write_end = os.pipe()
+    os.close(read_end)
+    with os.fdopen(write_end, "w") as no_reader:
+        result = subprocess.run(
+            [sys.executable, "-m", "pitsync.cli", *args],
+            cwd=project.root,
+            stdout=no_reader,
+            stderr=subprocess.PIPE,
+            text=True,
+            check=False,
+        )
+
+    assert result.returncode == 141, result.stderr
+    assert result.stderr == ""
+
+
 def written_to_a_full_disk(project: Project, *args: str) -> subprocess.CompletedProcess[str]:
     """The command run with its standard output on /dev/full, where every write fails."""
     command = [sys.executable, "-m", "pitsync.cli", "--config", str(project.config_path)]

@@ -218,9 +218,12 @@ class WholeOutput:
 
     def __init__(self, stream: TextIO):
         self.stream = stream
+        # Whether a write met a reader gone. argparse's --help and --version take no
+        # notice of a failed write, so the command line asks here.
+        self.reader_gone = False
 
     def write(self, text: str) -> int:
-        with output_errors(self.stream):
+        with self.writing():
             if len(text) > LARGE_TEXT:
                 write_whole(self.stream, text)
             else:
@@ -228,8 +231,18 @@ class WholeOutput:
         return len(text)
 
     def flush(self) -> None:
-        with output_errors(self.stream):
+        with self.writing():
             self.stream.flush()
+
+    @contextmanager
+    def writing(self) -> Iterator[None]:
+        """`output_errors`, noting a reader gone."""
+        try:
+            with output_errors(self.stream):
+                yield
+        except BrokenPipeError:
+            self.reader_gone = True
+            raise
 
     def __getattr__(self, name: str) -> Any:  # isatty, encoding, fileno, buffer, ...
         return getattr(self.stream, name)
