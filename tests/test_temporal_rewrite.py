@@ -8,7 +8,7 @@ import duckdb
 import pytest
 import sqlglot
 
-from pitsync.errors import QueryRefused
+from pitsync.errors import QueryError, QueryRefused
 from pitsync.queries.execute import QuerySession, translate
 from tests.conftest import Project, company_history, login_events
 
@@ -330,6 +330,59 @@ def test_a_literal_in_a_moment_expression_keeps_its_offset(
 ) -> None:
     sql = f"SELECT plan FROM company_plan_history FOR SYSTEM_TIME AS OF {moment}"
     assert rows(store, sql + " WHERE company_id = 'c1'") == [(plan,)]
+
+
+@pytest.mark.parametrize(
+    ("moment", "plan"),
+    [
+        # c1 turns pro at 00:00 on 1 February. A time of nanoseconds is cut to the
+        # microsecond (rule 6), never rounded up into the next interval.
+        ("TIMESTAMP_NS '2024-01-31 23:59:58.9999999' + INTERVAL 1 SECOND", "free"),
+        ("CAST(TIMESTAMP '2024-02-01 00:00:00' AS TIMESTAMP_NS)", "pro"),
+        ("(SELECT CAST('2024-01-31 23:59:59.999999999' AS TIMESTAMP_NS))", "free"),
+        ("(SELECT CAST('2024-02-01 00:00:00.000000001' AS TIMESTAMP_NS))", "pro"),
+    ],
+)
+def test_a_moment_of_nanoseconds_is_cut_to_the_microsecond(
+    store: Project, moment: str, plan: str
+) -> None:
+    sql = f"SELECT plan FROM company_plan_history FOR SYSTEM_TIME AS OF {moment}"
+    assert rows(store, sql + " WHERE company_id = 'c1'") == [(plan,)]
+
+
+# Moments of nanoseconds, each next to a start: c1 is pro from 1 February, c2 on team
+# from 15 January.
+NANOSECOND_MOMENTS = (
+    "(SELECT * FROM (VALUES "
+    "('a', 'c1', TIMESTAMP_NS '2024-01-31 23:59:59.9999995'), "
+    "('b', 'c1', TIMESTAMP_NS '2024-02-01 00:00:00'), "
+    "('c', 'c2', TIMESTAMP_NS '2024-01-14 23:59:59.999999999'), "
+    "('d', 'c2', TIMESTAMP_NS '2024-01-15 00:00:00.000000001'), "
+    "('e', 'c1', NULL)) AS v(k, company_id, t))"
+)
+
+
+@pytest.mark.parametrize("condition", ["", " AND h.seats > 0"], ids=["id-only", "tested"])
+def test_an_as_of_join_on_a_column_of_nanoseconds_cuts_each_to_the_microsecond(
+    store: Project, condition: str
+) -> None:
+    sql = (
+        f"SELECT m.k, h.plan FROM {NANOSECOND_MOMENTS} AS m LEFT JOIN company_plan_history "
+        f"FOR SYSTEM_TIME AS OF m.t AS h ON h.company_id = m.company_id{condition}"
+    )
+    expected = [("a", "free"), ("b", "pro"), ("c", None), ("d", "team"), ("e", None)]
+    assert rows(store, sql) == expected
+
+
+def test_a_comparison_of_nanoseconds_outside_any_moment_is_duckdbs_own_error(
+    store: Project,
+) -> None:
+    sql = (
+        "SELECT plan FROM company_plan_history FOR SYSTEM_TIME AS OF TIMESTAMPTZ '2024-03-01' "
+        "WHERE start_time < TIMESTAMP_NS '2024-03-01 00:00:00' + INTERVAL 0 SECOND"
+    )
+    with pytest.raises(QueryError, match="Cannot compare values of type"):
+        rows(store, sql)
 
 
 def test_a_history_table_named_with_its_schema_beside_a_cte_of_its_name_is_the_history(

@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 import logging
+import re
 from contextlib import ExitStack
 from pathlib import Path
 from types import TracebackType
@@ -27,19 +28,30 @@ from pitsync.store import DEFAULT_WAIT_SECONDS, open_read_only
 
 log = logging.getLogger(__name__)
 
+# DuckDB's refusal to compare a time of nanoseconds with a TIMESTAMPTZ, either way round.
+NANOSECOND_MOMENT = re.compile(
+    r"Cannot compare values of type (TIMESTAMP_NS and type TIMESTAMP WITH TIME ZONE"
+    r"|TIMESTAMP WITH TIME ZONE and type TIMESTAMP_NS)"
+)
+
 
 def translate(
     sql: str,
     relations: set[str],
     history_tables: dict[str, str],
     public: set[str] | None = None,
+    *,
+    in_microseconds: bool = False,
 ) -> str:
-    """The DuckDB SQL a user's query runs as, after the guard and the temporal rewrite."""
+    """The DuckDB SQL a user's query runs as, after the guard and the temporal rewrite
+    (`in_microseconds`: see `rewrite_temporal_tree`)."""
 
     def translated() -> str:
         tree = parse_read_query(sql)
         check_relations(tree, relations, sql, public=public)
-        rewritten = rewrite_temporal_tree(tree, history_tables, sql)
+        rewritten = rewrite_temporal_tree(
+            tree, history_tables, sql, in_microseconds=in_microseconds
+        )
         check_pivots(rewritten, sql)
         return rewritten.sql(dialect="duckdb")
 
@@ -64,14 +76,39 @@ class QuerySession:
 
     def query(self, sql: str, parameters: list | None = None) -> duckdb.DuckDBPyRelation:
         """A lazy DuckDB relation for the query; nothing runs until it is read."""
-        translated = translate(sql, self.relations, self.history_tables, self.public_relations)
-        log.debug("query runs as: %s", translated)
         try:
-            if parameters:
-                return self.connection.sql(translated, params=parameters)
-            return self.connection.sql(translated)
+            return self.bound(self.translated(sql), parameters)
+        except duckdb.BinderException as error:
+            # Only DuckDB knows a moment's type: one it cannot compare with the stored
+            # starts (nanoseconds) is met by cutting every moment to the microsecond.
+            if not NANOSECOND_MOMENT.search(str(error)):
+                raise QueryError.from_duckdb(error) from error
+            retried = self.translated(sql, in_microseconds=True)
+            if retried == self.translated(sql):  # no moment to cut: the user's own compare
+                raise QueryError.from_duckdb(error) from error
+            try:
+                return self.bound(retried, parameters)
+            except duckdb.Error as again:
+                raise QueryError.from_duckdb(again) from again
         except duckdb.Error as error:
             raise QueryError.from_duckdb(error) from error
+
+    def translated(self, sql: str, *, in_microseconds: bool = False) -> str:
+        translated = translate(
+            sql,
+            self.relations,
+            self.history_tables,
+            self.public_relations,
+            in_microseconds=in_microseconds,
+        )
+        log.debug("query runs as: %s", translated)
+        return translated
+
+    def bound(self, translated: str, parameters: list | None) -> duckdb.DuckDBPyRelation:
+        """The relation, its names and types bound (so a binding error raises here)."""
+        if parameters:
+            return self.connection.sql(translated, params=parameters)
+        return self.connection.sql(translated)
 
     def close(self) -> None:
         self.context.close()

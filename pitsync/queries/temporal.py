@@ -67,10 +67,14 @@ ZONE_IN_SHIFTED_TIME_HINT = (
 OFFSET_HINT = "no zone is more than 14 hours from UTC; write an offset from -14:00 to +14:00"
 
 
-def rewrite_temporal_tree(tree: exp.Query, history_tables: dict[str, str], sql: str) -> exp.Query:
+def rewrite_temporal_tree(
+    tree: exp.Query, history_tables: dict[str, str], sql: str, *, in_microseconds: bool = False
+) -> exp.Query:
     """Replace every `FOR SYSTEM_TIME AS OF` in the tree; refuse forms it cannot answer.
 
-    `history_tables` maps each history relation (lower-cased) to its id column.
+    `history_tables` maps each history relation (lower-cased) to its id column. With
+    `in_microseconds`, every moment that is not a literal is cut to the microsecond first
+    (`cut_to_microseconds`), for moments of nanoseconds.
     """
     for table in innermost_first(tree.find_all(exp.Table)):
         version = table.args.get("version")
@@ -78,6 +82,10 @@ def rewrite_temporal_tree(tree: exp.Query, history_tables: dict[str, str], sql: 
             continue
         check_version(table, version, history_tables, sql)
         moment = as_instant(version.expression, sql)
+        # A literal is read as TIMESTAMPTZ text, which cuts its nanoseconds already.
+        literal = isinstance(moment, exp.Cast) and isinstance(moment.this, exp.Literal)
+        if in_microseconds and not literal:
+            moment = cut_to_microseconds(moment)
         table.set("version", None)
         if refers_to_a_row(moment):
             rewrite_as_of_join(table, moment, history_tables[table.name.lower()], sql)
@@ -164,6 +172,19 @@ def as_instant(moment: exp.Expression, sql: str) -> exp.Expression:
         if isinstance(text.parent, exp.Cast) and names_a_zone(text.this):
             text.parent.set("to", exp.DataType.build("TIMESTAMPTZ"))
     return moment
+
+
+def cut_to_microseconds(moment: exp.Expression) -> exp.Expression:
+    """The moment as a TIMESTAMP of whole microseconds, its nanoseconds cut (rule 6).
+
+    DuckDB compares no TIMESTAMP_NS with the stored starts, and its cast to a coarser
+    time rounds. `epoch_us` cuts toward the earlier microsecond, and is exact for every
+    other time type too; an infinite moment, which it gives as NULL, is cast as it is.
+    """
+    microseconds = exp.Anonymous(this="epoch_us", expressions=[moment.copy()])
+    cut = exp.Anonymous(this="make_timestamp", expressions=[microseconds])
+    as_cast = exp.cast(moment.copy(), exp.DataType.build("TIMESTAMP"))
+    return exp.Coalesce(this=cut, expressions=[as_cast])
 
 
 def is_time_cast(node: exp.Expression) -> TypeGuard[exp.Cast]:
