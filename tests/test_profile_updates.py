@@ -592,6 +592,20 @@ def test_an_integer_id_past_64_bits_is_asked_for_as_text(profiles: Profiles) -> 
     assert profiles.user("12345678901234567890123") == {"a": 2}
 
 
+def test_a_blank_group_key_rejects_the_record(profiles: Profiles) -> None:
+    # No command could name such a group: --group-key refuses a blank key.
+    report = profiles.apply(
+        '{"$group_key": " ", "$group_id": "g1", "$set": {"a": 1}}',
+        '{"$group_key": "\\t\\u00a0\\u3000", "$group_id": "g1", "$set": {"a": 1}}',
+        '{"$group_key": " company_id", "$group_id": "g1", "$set": {"a": 1}}',
+    )
+    reason = 'no id: $group_key is blank; name the group key, such as "company_id"'
+    assert report.rejections == [f"line 1: {reason}", f"line 2: {reason}"]
+    assert profiles.rows("SELECT group_key, group_id FROM group_profiles") == [
+        (" company_id", "g1")
+    ]
+
+
 def test_last_seen_is_kept_by_pitsync_and_set_by_no_record(profiles: Profiles) -> None:
     report = profiles.apply(
         '{"$distinct_id": "u1", "$set": {"$last_seen": "1999-01-01"}, "$ignore_time": true}',

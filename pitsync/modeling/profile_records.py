@@ -26,6 +26,10 @@ REJECTED = "__pitsync_rejected"
 # JSON's white space (space, tab, line feed, carriage return): a line of only these is blank.
 JSON_BLANKS = "' ' || chr(9) || chr(10) || chr(13)"
 
+# White space as Python's str.isspace knows it: a group key of only these is refused,
+# as the command line and the configuration refuse one (no command could name it).
+BLANK_TEXT = r"[\s\x{0b}\x{1c}-\x{1f}\x{85}\p{Z}]*"
+
 OBJECT_OPERATORS = ("$set", "$set_once", "$add", "$union", "$append", "$remove")
 OPERATORS = (*OBJECT_OPERATORS, "$unset", "$delete")
 GROUP_REFUSED = ("$add", "$append")
@@ -170,6 +174,8 @@ def problem_sql() -> str:
             'no id: $distinct_id {ID_RULE}'
         WHEN group_key IS NOT NULL AND NOT {non_empty_text("group_key")} THEN
             'no id: $group_key must be a non-empty string'
+        WHEN regexp_full_match(json_extract_string(group_key, '$'), '{BLANK_TEXT}') THEN
+            'no id: $group_key is blank; name the group key, such as "company_id"'
         WHEN group_id IS NOT NULL AND NOT {is_id("group_id")} THEN
             'no id: $group_id {ID_RULE}'
         WHEN group_key IS NOT NULL AND list_contains({group_refused}, operators[1]) THEN
