@@ -57,6 +57,8 @@ class Model:
     warnings: int = 0
     rejected: int = 0
     applied: int = 0
+    changed: int = 0  # over the runs: profiles a run left other than it found them
+    deleted: int = 0  # over the runs: profiles a run found and left gone
 
     def apply(self, record: dict[str, Any], run: int = 0) -> None:
         group = "$group_key" in record
@@ -261,6 +263,8 @@ class Store:
     warnings: int = 0
     rejected: int = 0
     applied: int = 0
+    changed: int = 0
+    deleted: int = 0
 
     @property
     def config(self) -> Config:
@@ -282,6 +286,8 @@ class Store:
         self.warnings += report.outcome.warning_count
         self.rejected += report.rejected
         self.applied += report.outcome.applied
+        self.changed += report.outcome.profiles_changed
+        self.deleted += report.outcome.profiles_deleted
         return report
 
     def state(self) -> dict[tuple[str, str], tuple[dict[str, str], Any]]:
@@ -321,8 +327,12 @@ def expected_state(model: Model) -> dict[tuple[str, str], tuple[dict[str, str], 
 def modelled(runs: list[list[dict[str, Any]]]) -> Model:
     model = Model()
     for run, lines in enumerate(runs):
+        before = expected_state(model)
         for record in lines:
             model.apply(record, run)
+        after = expected_state(model)
+        model.changed += sum(1 for key, state in after.items() if before.get(key) != state)
+        model.deleted += len(before.keys() - after.keys())
     return model
 
 
@@ -333,6 +343,7 @@ def check(store: Store, model: Model) -> None:
         model.rejected,
         model.applied,
     )
+    assert (store.changed, store.deleted) == (model.changed, model.deleted)
 
 
 def applied_in_runs(root: Path, runs: list[list[dict[str, Any]]]) -> Store:
@@ -438,6 +449,27 @@ def test_whole_numbers_add_exactly_past_64_bits(tmp_path: Path) -> None:
     later = [{"$distinct_id": "u1", "$add": {"a": 1, "b": 1}}]
     state = applied(tmp_path / "store", lines, later).state()
     assert state[("", "u1")][0] == {"a": str(3 * big + 1), "b": str(3 * low + 1)}
+
+
+def test_a_profile_a_run_leaves_as_it_found_it_is_not_counted_changed(tmp_path: Path) -> None:
+    first = [
+        {"$distinct_id": "u1", "$set": {"plan": "pro"}, "$ignore_time": True},
+        {"$distinct_id": "u2", "$set": {"plan": "free"}, "$time": 1_700_000_000},
+        {"$distinct_id": "u4", "$set": {"seats": 1}, "$ignore_time": True},
+    ]
+    again = [
+        # u1 is set to what it holds; u2 keeps its plan and its last_seen (same $time).
+        {"$distinct_id": "u1", "$set": {"plan": "pro"}, "$ignore_time": True},
+        {"$distinct_id": "u2", "$set_once": {"plan": "team"}, "$time": 1_700_000_000},
+        # u4 is deleted and made again as it was.
+        {"$distinct_id": "u4", "$delete": ""},
+        {"$distinct_id": "u4", "$set": {"seats": 1}, "$ignore_time": True},
+        # u3 is new, with nothing in it; u5 was never there to delete.
+        {"$distinct_id": "u3", "$unset": ["plan"], "$ignore_time": True},
+        {"$distinct_id": "u5", "$delete": ""},
+    ]
+    store = applied(tmp_path / "store", first, again)
+    assert (store.changed, store.deleted) == (3 + 1, 0)
 
 
 def test_two_names_cut_to_one_property_are_warned_about_once(tmp_path: Path) -> None:

@@ -39,7 +39,7 @@ CHANGES = "__pitsync_changes"
 HELD_UPDATES = "__pitsync_held_updates"
 HELD_OPERATIONS = "__pitsync_held_operations"
 OVER_LIMIT = "__pitsync_over_limit"
-RUN_TOUCHED = "__pitsync_run_touched"
+RUN_BEFORE = "__pitsync_run_before"  # each touched profile as the run found it
 RUN_DELETED = "__pitsync_run_deleted"
 RUN_CREATED = "__pitsync_run_created"
 
@@ -295,6 +295,7 @@ def over_limit_sql() -> str:
 def write(con: duckdb.DuckDBPyConnection, outcome: UpdateOutcome) -> None:
     """Replace the changed properties and the touched profiles; count what happened."""
     collect_warnings(con, outcome)
+    remember_before(con)
     con.execute(
         f"DELETE FROM {PROFILE_PROPERTIES} p USING {DELETES} d "
         "WHERE p.group_key = d.group_key AND p.profile_id = d.profile_id"
@@ -342,9 +343,6 @@ def write_profiles(con: duckdb.DuckDBPyConnection, outcome: UpdateOutcome) -> No
         f"ANTI JOIN {PROFILES} USING (group_key, profile_id)"
     )
     con.execute(
-        f"INSERT INTO {RUN_TOUCHED} SELECT group_key, profile_id FROM __pitsync_profile_changes"
-    )
-    con.execute(
         f"DELETE FROM {PROFILES} p USING (SELECT group_key, profile_id FROM {DELETES} "
         "UNION SELECT group_key, profile_id FROM __pitsync_profile_changes) t "
         "WHERE p.group_key = t.group_key AND p.profile_id = t.profile_id"
@@ -355,16 +353,50 @@ def write_profiles(con: duckdb.DuckDBPyConnection, outcome: UpdateOutcome) -> No
 
 def begin_run(con: duckdb.DuckDBPyConnection) -> None:
     """Empty the run's record of the profiles it touched, deleted and created."""
-    for table in (RUN_TOUCHED, RUN_DELETED, RUN_CREATED):
+    for table in (RUN_DELETED, RUN_CREATED):
         con.execute(f"CREATE OR REPLACE TEMP TABLE {table} (group_key VARCHAR, profile_id VARCHAR)")
+    con.execute(
+        f"CREATE OR REPLACE TEMP TABLE {RUN_BEFORE} (group_key VARCHAR, profile_id VARCHAR, "
+        "existed BOOLEAN, last_seen TIMESTAMPTZ, properties STRUCT(name VARCHAR, value VARCHAR)[])"
+    )
+
+
+def remember_before(con: duckdb.DuckDBPyConnection) -> None:
+    """The profiles the batch touches as they were when the run first touched them: what
+    the run's count of changed profiles compares with, however many batches it takes."""
+    con.execute(f"""
+        INSERT INTO {RUN_BEFORE}
+        WITH touched AS (
+            SELECT DISTINCT group_key, profile_id FROM {UPDATES}
+            ANTI JOIN {RUN_BEFORE} USING (group_key, profile_id)
+        )
+        SELECT t.group_key, t.profile_id, p.profile_id IS NOT NULL, p.last_seen, s.properties
+        FROM touched t
+        LEFT JOIN {PROFILES} p USING (group_key, profile_id)
+        LEFT JOIN ({properties_sql("touched")}) s USING (group_key, profile_id)
+    """)
+
+
+def properties_sql(profiles: str) -> str:
+    """Each of the `profiles` (a relation of keys) with its properties in name order, the
+    values as their JSON text: two lists are equal when the properties are."""
+    return (
+        "SELECT group_key, profile_id, list({'name': name, 'value': CAST(value AS VARCHAR)} "
+        f"ORDER BY name) AS properties FROM {PROFILE_PROPERTIES} "
+        f"SEMI JOIN {profiles} USING (group_key, profile_id) GROUP BY ALL"
+    )
 
 
 def count_profiles(con: duckdb.DuckDBPyConnection, outcome: UpdateOutcome) -> None:
-    """Profiles the run left changed (they exist), and those it deleted (they are gone)."""
+    """Profiles the run left changed (they exist, and differ from what the run found), and
+    those it deleted (they are gone). A record that sets what a profile holds already
+    changes nothing."""
     outcome.profiles_changed = count_rows(
         con,
-        f"SELECT count(*) FROM (SELECT DISTINCT * FROM {RUN_TOUCHED}) "
-        f"SEMI JOIN {PROFILES} USING (group_key, profile_id)",
+        f"SELECT count(*) FROM {RUN_BEFORE} b JOIN {PROFILES} p USING (group_key, profile_id) "
+        f"LEFT JOIN ({properties_sql(RUN_BEFORE)}) s USING (group_key, profile_id) "
+        "WHERE NOT b.existed OR p.last_seen IS DISTINCT FROM b.last_seen "
+        "OR s.properties IS DISTINCT FROM b.properties",
     )
     outcome.profiles_deleted = count_rows(
         con,
