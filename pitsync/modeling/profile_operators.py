@@ -40,6 +40,7 @@ HELD_UPDATES = "__pitsync_held_updates"
 HELD_OPERATIONS = "__pitsync_held_operations"
 OVER_LIMIT = "__pitsync_over_limit"
 RUN_BEFORE = "__pitsync_run_before"  # each touched profile as the run found it
+RUN_BEFORE_PROPERTIES = "__pitsync_run_before_properties"  # and each property it changed
 RUN_DELETED = "__pitsync_run_deleted"
 RUN_CREATED = "__pitsync_run_created"
 
@@ -109,7 +110,7 @@ def fold(con: duckdb.DuckDBPyConnection) -> None:
     con.execute(f"CREATE OR REPLACE TEMP TABLE {FOLDED} AS {folded_sql()}")
     con.execute(
         f"CREATE OR REPLACE TEMP TABLE {CHANGES} AS SELECT f.group_key, f.profile_id, f.name, "
-        f"f.result FROM {FOLDED} f LEFT JOIN {DELETES} d USING (group_key, profile_id) "
+        f"f.result, f.stored FROM {FOLDED} f LEFT JOIN {DELETES} d USING (group_key, profile_id) "
         "WHERE f.epoch = coalesce(d.deletes, 0)"
     )
 
@@ -133,7 +134,7 @@ def folded_sql() -> str:
                                  'operator': o.operator, 'value': o.value}})) AS steps
             FROM {OPERATIONS} o JOIN epochs e USING (line) GROUP BY ALL
         )
-        SELECT s.group_key, s.profile_id, s.name, s.epoch,
+        SELECT s.group_key, s.profile_id, s.name, s.epoch, p.value AS stored,
             list_reduce(s.steps, lambda acc, x: {step_sql()},
                 {{'value': CASE WHEN s.epoch = 0 THEN p.value END,
                   'refused': []::STRUCT(line BIGINT, operator VARCHAR, reason VARCHAR)[]}}
@@ -356,34 +357,36 @@ def begin_run(con: duckdb.DuckDBPyConnection) -> None:
     for table in (RUN_DELETED, RUN_CREATED):
         con.execute(f"CREATE OR REPLACE TEMP TABLE {table} (group_key VARCHAR, profile_id VARCHAR)")
     con.execute(
-        f"CREATE OR REPLACE TEMP TABLE {RUN_BEFORE} (group_key VARCHAR, profile_id VARCHAR, "
-        "existed BOOLEAN, last_seen TIMESTAMPTZ, properties STRUCT(name VARCHAR, value VARCHAR)[])"
+        f"CREATE OR REPLACE TEMP TABLE {RUN_BEFORE} "
+        "(group_key VARCHAR, profile_id VARCHAR, existed BOOLEAN, last_seen TIMESTAMPTZ)"
+    )
+    con.execute(
+        f"CREATE OR REPLACE TEMP TABLE {RUN_BEFORE_PROPERTIES} "
+        "(group_key VARCHAR, profile_id VARCHAR, name VARCHAR, value JSON)"
     )
 
 
 def remember_before(con: duckdb.DuckDBPyConnection) -> None:
-    """The profiles the batch touches as they were when the run first touched them: what
-    the run's count of changed profiles compares with, however many batches it takes."""
-    con.execute(f"""
-        INSERT INTO {RUN_BEFORE}
-        WITH touched AS (
-            SELECT DISTINCT group_key, profile_id FROM {UPDATES}
-            ANTI JOIN {RUN_BEFORE} USING (group_key, profile_id)
-        )
-        SELECT t.group_key, t.profile_id, p.profile_id IS NOT NULL, p.last_seen, s.properties
-        FROM touched t
-        LEFT JOIN {PROFILES} p USING (group_key, profile_id)
-        LEFT JOIN ({properties_sql("touched")}) s USING (group_key, profile_id)
-    """)
-
-
-def properties_sql(profiles: str) -> str:
-    """Each of the `profiles` (a relation of keys) with its properties in name order, the
-    values as their JSON text: two lists are equal when the properties are."""
-    return (
-        "SELECT group_key, profile_id, list({'name': name, 'value': CAST(value AS VARCHAR)} "
-        f"ORDER BY name) AS properties FROM {PROFILE_PROPERTIES} "
-        f"SEMI JOIN {profiles} USING (group_key, profile_id) GROUP BY ALL"
+    """What the batch is about to change, as the run first found it (a later batch of the
+    run finds it remembered): each profile it touches, each property it folds a value for,
+    and every property of a profile it deletes. The run's count of changed profiles
+    compares the profiles with this."""
+    con.execute(
+        f"INSERT INTO {RUN_BEFORE} SELECT t.group_key, t.profile_id, "
+        "p.profile_id IS NOT NULL, p.last_seen "
+        f"FROM (SELECT DISTINCT group_key, profile_id FROM {UPDATES}) t "
+        f"ANTI JOIN {RUN_BEFORE} USING (group_key, profile_id) "
+        f"LEFT JOIN {PROFILES} p USING (group_key, profile_id)"
+    )
+    not_remembered = f"ANTI JOIN {RUN_BEFORE_PROPERTIES} USING (group_key, profile_id, name)"
+    con.execute(
+        f"INSERT INTO {RUN_BEFORE_PROPERTIES} SELECT group_key, profile_id, name, stored "
+        f"FROM {CHANGES} {not_remembered}"
+    )
+    con.execute(
+        f"INSERT INTO {RUN_BEFORE_PROPERTIES} SELECT group_key, profile_id, name, value "
+        f"FROM {PROFILE_PROPERTIES} SEMI JOIN {DELETES} USING (group_key, profile_id) "
+        f"{not_remembered}"
     )
 
 
@@ -391,12 +394,18 @@ def count_profiles(con: duckdb.DuckDBPyConnection, outcome: UpdateOutcome) -> No
     """Profiles the run left changed (they exist, and differ from what the run found), and
     those it deleted (they are gone). A record that sets what a profile holds already
     changes nothing."""
+    # Values compare as their JSON text, as the store keeps them.
+    differing = (
+        f"SELECT DISTINCT b.group_key, b.profile_id FROM {RUN_BEFORE_PROPERTIES} b "
+        f"LEFT JOIN {PROFILE_PROPERTIES} p USING (group_key, profile_id, name) "
+        "WHERE CAST(b.value AS VARCHAR) IS DISTINCT FROM CAST(p.value AS VARCHAR)"
+    )
     outcome.profiles_changed = count_rows(
         con,
         f"SELECT count(*) FROM {RUN_BEFORE} b JOIN {PROFILES} p USING (group_key, profile_id) "
-        f"LEFT JOIN ({properties_sql(RUN_BEFORE)}) s USING (group_key, profile_id) "
+        f"LEFT JOIN ({differing}) d USING (group_key, profile_id) "
         "WHERE NOT b.existed OR p.last_seen IS DISTINCT FROM b.last_seen "
-        "OR s.properties IS DISTINCT FROM b.properties",
+        "OR d.profile_id IS NOT NULL",
     )
     outcome.profiles_deleted = count_rows(
         con,
