@@ -115,6 +115,60 @@ def test_append_story_inserts_updates_boundary_lookback_and_null_cursor(project:
     assert len(project.query(INTERVALS)) == 5
 
 
+@pytest.mark.backends("duckdb", "postgres")
+def test_an_earlier_load_read_again_never_replaces_a_later_one_gone_from_the_source(
+    project: Project,
+) -> None:
+    project.source_sql(HISTORY_DDL)
+    insert_rows(
+        project,
+        "plans",
+        [
+            ("c1", "free", 1, "2024-01-01 00:00+00", "2024-06-01 05:00+00"),
+            ("c1", "pro", 1, "2024-01-01 00:00+00", "2024-06-01 08:00+00"),
+        ],
+    )
+    configure_plans(project, lookback="4h")
+    project.sync("plans")
+    assert project.query(INTERVALS) == [("c1", "pro", 1, utc("2024-01-01T00:00"), None)]
+
+    # The later load leaves the source: the run reads the earlier one again (05:00 is
+    # inside the lookback from 08:00), which is no change. An append run never deletes.
+    project.source_sql("DELETE FROM plans WHERE plan = 'pro'")
+    again = project.sync("plans")
+    assert counts(again) == (1, 0, 0, 0, 0)
+    assert project.query(INTERVALS) == [("c1", "pro", 1, utc("2024-01-01T00:00"), None)]
+
+    # A load later than the stored one replaces it, even below the watermark.
+    insert_rows(project, "plans", [("c1", "team", 1, "2024-01-01 00:00+00", "2024-06-01 08:30+00")])
+    later = project.sync("plans")
+    assert counts(later) == (2, 0, 1, 0, 1)
+    assert project.query(INTERVALS) == [("c1", "team", 1, utc("2024-01-01T00:00"), None)]
+
+
+@pytest.mark.backends("duckdb", "postgres")
+def test_a_full_run_leaves_no_later_load_for_the_next_append_run_to_keep(
+    project: Project,
+) -> None:
+    project.source_sql(HISTORY_DDL)
+    insert_rows(project, "plans", [("c1", "pro", 1, "2024-01-01 00:00+00", "2024-06-01 08:00+00")])
+    configure_plans(project, lookback="4h")
+    project.sync("plans")
+
+    # A full run stores the source as it is now; the load of 08:00 is gone from it.
+    project.source_sql("UPDATE plans SET plan = 'free', updated_at = '2024-06-01 05:00+00'")
+    configure_companies(project, "plans", "valid_from", mode="full")
+    project.sync("plans")
+    assert project.query(INTERVALS) == [("c1", "free", 1, utc("2024-01-01T00:00"), None)]
+
+    # In append mode again, a load of 06:00 (inside the lookback from 08:00) is the latest
+    # the store knows of: it replaces the full run's row.
+    project.source_sql("UPDATE plans SET plan = 'team', updated_at = '2024-06-01 06:00+00'")
+    configure_plans(project, lookback="4h")
+    project.sync("plans")
+    assert project.query(INTERVALS) == [("c1", "team", 1, utc("2024-01-01T00:00"), None)]
+
+
 # 2500000 days reach before PostgreSQL's earliest time (4714 BC), not before DuckDB's; the
 # last lookback, before any time DuckDB holds.
 @pytest.mark.backends("duckdb", "postgres")

@@ -26,6 +26,7 @@ from pitsync.interrupts import held_while_committing, is_interrupt
 from pitsync.modeling.events import stored_events_table
 from pitsync.modeling.hidden_events import CatalogEntry, read_catalog, refresh_views
 from pitsync.modeling.intervals import stored_intervals_table
+from pitsync.modeling.loads import remembered_loads_table
 from pitsync.modeling.profile_tables import applied_rows_table
 from pitsync.modeling.staging import count
 from pitsync.paths import FILE, path_kind
@@ -47,7 +48,12 @@ KEPT_BY_NAME = (SUPERSEDED, WATERMARKS, EVENT_IDENTITY, CATALOG)
 
 # Where each kind of table keeps its own rows. All are dropped, whatever the kind now: a
 # name whose kind changed between configurations may have left the other kind's behind.
-STORED_RELATIONS = (stored_intervals_table, stored_events_table, applied_rows_table)
+STORED_RELATIONS = (
+    stored_intervals_table,
+    stored_events_table,
+    applied_rows_table,
+    remembered_loads_table,
+)
 
 
 @dataclass(frozen=True)

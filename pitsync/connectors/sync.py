@@ -71,6 +71,7 @@ from pitsync.modeling.hidden_events import (
 )
 from pitsync.modeling.increments import apply_run
 from pitsync.modeling.intervals import HistoryModel, ModelCounts, plan_history
+from pitsync.modeling.loads import forget_loads, keeps_loads, remember_loads
 from pitsync.modeling.profile_tables import ProfilesModel, plan_profiles
 from pitsync.modeling.staging import SOURCE_ROWS
 from pitsync.store import (
@@ -543,13 +544,26 @@ def apply_in_transaction(
     """The run's work before its commit: model the source's rows into the store, check
     them, move the watermark, and write catalog, views and the run record."""
     table = model.table
+    if watermark is None:  # the run reads every row anew: a first or full run, say
+        forget_loads(con, table)
     counts, model = apply_model(con, model, record.run_id)
     record.count(counts)
     check_strict(table, counts, options)
     if table.mode == "append":
         after = advance_watermark(con, table, watermark)
         record.watermark_after = after.value if after else None
+        if keeps_loads(table):
+            remember_loads(con, table, next_floor(con, table, after))
     finish(con, model, record)
+
+
+def next_floor(
+    con: duckdb.DuckDBPyConnection, table: TableConfig, watermark: Watermark | None
+) -> tuple[str, str] | None:
+    """Where the next run of an append table reads from, as (text, DuckDB type); None:
+    from the first row."""
+    bound = watermark.lower_bound(con, table) if watermark else None
+    return (bound.text, bound.type_name) if bound else None
 
 
 def end_run(con: duckdb.DuckDBPyConnection, table: TableConfig, *, dry_run: bool) -> None:

@@ -40,6 +40,7 @@ from pitsync.modeling.intervals import (
     write_superseded,
     write_view,
 )
+from pitsync.modeling.loads import drop_superseded_rows, keeps_loads
 from pitsync.modeling.schema_drift import (
     check_event_ids_keep_their_text,
     check_keys_read_alike,
@@ -48,7 +49,7 @@ from pitsync.modeling.schema_drift import (
     meet_event_ids,
     reconcile_columns,
 )
-from pitsync.modeling.staging import count
+from pitsync.modeling.staging import count, table_exists
 from pitsync.quoting import quote_identifier
 from pitsync.store import (
     DISTINCT_ID,
@@ -87,6 +88,8 @@ def apply_run(
     if model.table.mode == "full":
         return model.apply(con, run_id), model
     rows_read, quarantined = model.stage(con, run_id)
+    if isinstance(model, HistoryModel) and keeps_loads(model.table):
+        drop_superseded_rows(con, model.table)
     if not table_exists(con, model.stored):
         return model.replace(con, run_id, rows_read, quarantined), model  # the first run
     check_keys_read_alike(con, model)
@@ -134,16 +137,6 @@ class KeyChanges:
     inserted: int
     updated: int
     deleted: int = 0
-
-
-def table_exists(con: duckdb.DuckDBPyConnection, qualified: str) -> bool:
-    schema, _, name = qualified.partition(".")
-    found = count(
-        con,
-        "SELECT count(*) FROM duckdb_tables() WHERE schema_name = ? AND table_name = ?",
-        [schema, name.strip('"').replace('""', '"')],
-    )
-    return bool(found)
 
 
 def compared_columns(model: HistoryModel) -> str:

@@ -228,3 +228,14 @@ def one_row(
     """
     rows = con.execute(sql, parameters or []).fetchall()
     return rows[0] if rows else None
+
+
+def table_exists(con: duckdb.DuckDBPyConnection, qualified: str) -> bool:
+    """Whether the store holds the table `schema.name` (the name quoted or not)."""
+    schema, _, name = qualified.partition(".")
+    found = count(
+        con,
+        "SELECT count(*) FROM duckdb_tables() WHERE schema_name = ? AND table_name = ?",
+        [schema, name.strip('"').replace('""', '"')],
+    )
+    return bool(found)

@@ -1,0 +1,96 @@
+"""The latest load of each history key an append run may read again.
+
+An append run takes, of a key's rows, those of its latest load (the greatest cursor
+value). Within one run that is a window over the run's rows; across runs the store must
+know when the stored rows were loaded, or a row of an earlier load that a lookback reads
+again would replace a later load that has since left the source (deleted, or its cursor
+moved back): an append run never deletes, and the answer may not depend on when runs
+happened.
+
+Only keys loaded at or past where the next run reads from (the watermark, less the
+lookback) can meet an earlier load of theirs again, so only those are remembered: each
+run forgets the rest. Without a lookback that is the keys of the watermark's own value.
+"""
+
+from __future__ import annotations
+
+import duckdb
+
+from pitsync.config import TableConfig
+from pitsync.modeling.intervals import ENTITY, START
+from pitsync.modeling.staging import REASON, STAGED, count, table_exists
+from pitsync.quoting import quote_identifier
+from pitsync.store import INTERNAL_SCHEMA
+
+
+def remembered_loads_table(name: str) -> str:
+    """Where the store keeps, for an append history table, the cursor value of the latest
+    load of each key that the next run may read again."""
+    return f"{INTERNAL_SCHEMA}.{quote_identifier('loads__' + name)}"
+
+
+def keeps_loads(table: TableConfig) -> bool:
+    """Append runs of a history table with a cursor; events are keyed otherwise."""
+    return table.is_history and table.mode == "append" and table.cursor is not None
+
+
+def forget_loads(con: duckdb.DuckDBPyConnection, table: TableConfig) -> None:
+    """A run that reads every row anew (the first, or one whose cursor changed), or of
+    another mode, leaves the store as its source has it now: no earlier load counts."""
+    con.execute(f"DROP TABLE IF EXISTS {remembered_loads_table(table.name)}")
+
+
+def drop_superseded_rows(con: duckdb.DuckDBPyConnection, table: TableConfig) -> int:
+    """Take out of the staged rows those of an earlier load than the stored one of their
+    key; returns how many. Such rows change nothing, as rows read again as stored do."""
+    loads = remembered_loads_table(table.name)
+    if not table_exists(con, loads):
+        return 0
+    cursor = quote_identifier(table.cursor or "")
+    superseded = count(
+        con,
+        f"SELECT count(*) FROM {STAGED} s JOIN {loads} l ON {same_key('s', 'l')} "
+        f"WHERE s.{cursor} < l.loaded",
+    )
+    if superseded:
+        con.execute(
+            f"DELETE FROM {STAGED} s USING {loads} l WHERE {same_key('s', 'l')} "
+            f"AND s.{cursor} < l.loaded"
+        )
+    return superseded
+
+
+def remember_loads(
+    con: duckdb.DuckDBPyConnection, table: TableConfig, floor: tuple[str, str] | None
+) -> None:
+    """Keep the latest load of each key loaded at or past `floor`, the (text, DuckDB type)
+    of where the next run reads from (None: it reads every row), and forget the others."""
+    loads = remembered_loads_table(table.name)
+    cursor = quote_identifier(table.cursor or "")
+    latest = (
+        f"SELECT CAST({ENTITY} AS VARCHAR) AS entity, {START} AS start_time, "
+        f"max({cursor}) AS loaded FROM {STAGED} WHERE {REASON} IS NULL"
+    )
+    parameters = []
+    if floor is not None:
+        text, type_name = floor
+        latest += f" AND {cursor} >= CAST(? AS {type_name})"
+        parameters = [text]
+    latest += " GROUP BY ALL"
+    con.execute(f"CREATE TABLE IF NOT EXISTS {loads} AS {latest} LIMIT 0", parameters)
+    if floor is not None:
+        con.execute(f"DELETE FROM {loads} WHERE loaded < CAST(? AS {floor[1]})", [floor[0]])
+    # The staged rows hold no earlier load than the remembered one (drop_superseded_rows).
+    con.execute(
+        f"DELETE FROM {loads} l USING ({latest}) n "
+        "WHERE n.entity = l.entity AND n.start_time = l.start_time",
+        parameters,
+    )
+    con.execute(f"INSERT INTO {loads} BY NAME {latest}", parameters)
+
+
+def same_key(staged: str, loads: str) -> str:
+    return (
+        f"CAST({staged}.{ENTITY} AS VARCHAR) = {loads}.entity "
+        f"AND {staged}.{START} = {loads}.start_time"
+    )
