@@ -693,6 +693,39 @@ def test_a_corrected_event_replaces_its_first_load_once(project: Project) -> Non
     assert project.query("SELECT insert_id, amount FROM events") == [("e1", 6)]
 
 
+# SQLite's times are text, which takes no lookback.
+@pytest.mark.backends("duckdb", "parquet", "postgres")
+def test_an_earlier_load_of_an_event_read_again_never_replaces_a_later_one_gone(
+    project: Project,
+) -> None:
+    project.source_sql(EVENTS_DDL)
+    insert_rows(
+        project,
+        "events",
+        [
+            ("e1", "buy", "u1", "2024-01-01 00:00+00", 5, "2024-01-01 10:00+00"),
+            ("e1", "buy", "u1", "2024-01-01 00:00+00", 6, "2024-01-01 11:00+00"),
+        ],
+    )
+    project.configure(
+        "events",
+        kind="events",
+        mode="append",
+        cursor="loaded_at",
+        insert_id="insert_id",
+        lookback="2h",
+    )
+    project.sync("events")
+    assert project.query("SELECT insert_id, amount FROM events") == [("e1", 6)]
+
+    # The correction leaves the source; its first load, inside the lookback from 11:00,
+    # is read again, and changes nothing.
+    project.source_sql("DELETE FROM events WHERE amount = 6")
+    again = project.sync("events")
+    assert (again.rows_read, again.inserted, again.updated) == (1, 0, 0)
+    assert project.query("SELECT insert_id, amount FROM events") == [("e1", 6)]
+
+
 @pytest.mark.parametrize(("first", "later", "kept"), [(2, 1, 1), (1, 2, 2)])
 def test_copies_of_an_event_without_insert_id_are_those_of_its_latest_load(
     project: Project, first: int, later: int, kept: int

@@ -155,7 +155,8 @@ def test_a_rename_is_refused_naming_the_left_over_table_and_how_to_drop_it(
 def test_dropping_the_old_table_leaves_nothing_of_it_but_its_runs(project: Project) -> None:
     renamed(project)
     # Before: `a` holds the catalog entry, watermark, conflict loser and quarantined row,
-    # its intervals, the latest loads it may read again, and its view, and two runs (the engage run is under `profiles`).
+    # its intervals, the latest loads it may read again, its view, and two runs (the
+    # engage run is under `profiles`).
     assert held_of(project.store, "a") == {
         "catalog": 1,
         "event_identity": 0,

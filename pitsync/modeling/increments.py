@@ -425,6 +425,8 @@ def merge_events(
         f"WHERE {key('s')} IN (SELECT {EVENT_KEY} FROM {BATCH})"
     )
     record_changed_events(con, [*columns, EVENT_KEY])
+    if model.table.cursor and model.table.mode == "append":
+        keep_later_loads(con, model.table.cursor)
     changed = f"{EVENT_KEY} IN (SELECT {EVENT_KEY} FROM {CHANGED})"
     con.execute(
         f"DELETE FROM {stored} WHERE rowid IN (SELECT {STORED_ROW} FROM {REPLACED} WHERE {changed})"
@@ -446,6 +448,19 @@ def record_changed_events(con: duckdb.DuckDBPyConnection, columns: list[str]) ->
     con.execute(
         f"CREATE OR REPLACE TEMP TABLE {CHANGED} AS SELECT DISTINCT {EVENT_KEY} "
         f"FROM {differing_rows(run, kept)}"
+    )
+
+
+def keep_later_loads(con: duckdb.DuckDBPyConnection, cursor: str) -> None:
+    """Leave as stored the keys whose stored events are of a later load than the run's:
+    an earlier load read again (inside the lookback) never replaces a later one, even one
+    that has left the source since. The stored events keep their cursor column."""
+    loaded = quote_identifier(cursor)
+    latest = f"SELECT {EVENT_KEY}, max({loaded}) AS loaded FROM {{}} GROUP BY ALL"
+    con.execute(
+        f"DELETE FROM {CHANGED} WHERE {EVENT_KEY} IN (SELECT s.{EVENT_KEY} "
+        f"FROM ({latest.format(REPLACED)}) AS s JOIN ({latest.format(BATCH)}) AS b "
+        f"USING ({EVENT_KEY}) WHERE s.loaded > b.loaded)"
     )
 
 
