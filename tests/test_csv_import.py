@@ -168,6 +168,18 @@ def test_a_row_with_an_empty_id_is_rejected_and_the_others_apply(store: Store) -
     assert store.rows("SELECT rows_read, quarantined FROM runs") == [(3, 1)]
 
 
+def test_a_rejected_row_keeps_its_cells_as_csv_or_a_ragged_one_its_text(store: Store) -> None:
+    text = 'u1,1,2\n,"q",z\n"",  x  ,"a""b"\n,only\n'
+    store.import_text(text, {2: "a", 3: "b"})
+    # Of the file's width, the cells written back, quoted where one holds a quote (an
+    # empty quoted id is an empty cell); line 4 has two cells of three, kept as read.
+    assert store.rows("SELECT reason, row_data FROM quarantine") == [
+        ("line 2: the id column 1 is empty", '",q,z"'),
+        ("line 3: the id column 1 is empty", '",  x  ,\\"a\\"\\"b\\""'),
+        ("line 4: the id column 1 is empty", '",only"'),
+    ]
+
+
 def test_a_column_is_numbers_only_when_every_value_is_a_plain_decimal(store: Store) -> None:
     store.import_text(
         "u1,02134,42,7,1e3,10\nu2,10001,-3.5,7a,5,\nu3,,0,8,6,0.25\n",
