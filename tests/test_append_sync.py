@@ -41,6 +41,14 @@ def configure_plans(project: Project, **settings: object) -> None:
     )
 
 
+def plans_synced(project: Project, rows: list[tuple], **settings: object):
+    """The `plans` source holding `rows`, configured in append mode, and its first run."""
+    project.source_sql(HISTORY_DDL)
+    insert_rows(project, "plans", rows)
+    configure_plans(project, **settings)
+    return project.sync("plans")
+
+
 def counts(record) -> tuple[int, int, int, int, int]:
     return (
         record.rows_read,
@@ -119,17 +127,11 @@ def test_append_story_inserts_updates_boundary_lookback_and_null_cursor(project:
 def test_an_earlier_load_read_again_never_replaces_a_later_one_gone_from_the_source(
     project: Project,
 ) -> None:
-    project.source_sql(HISTORY_DDL)
-    insert_rows(
-        project,
-        "plans",
-        [
-            ("c1", "free", 1, "2024-01-01 00:00+00", "2024-06-01 05:00+00"),
-            ("c1", "pro", 1, "2024-01-01 00:00+00", "2024-06-01 08:00+00"),
-        ],
-    )
-    configure_plans(project, lookback="4h")
-    project.sync("plans")
+    loads = [
+        ("c1", "free", 1, "2024-01-01 00:00+00", "2024-06-01 05:00+00"),
+        ("c1", "pro", 1, "2024-01-01 00:00+00", "2024-06-01 08:00+00"),
+    ]
+    plans_synced(project, loads, lookback="4h")
     assert project.query(INTERVALS) == [("c1", "pro", 1, utc("2024-01-01T00:00"), None)]
 
     # The later load leaves the source: the run reads the earlier one again (05:00 is
@@ -150,10 +152,8 @@ def test_an_earlier_load_read_again_never_replaces_a_later_one_gone_from_the_sou
 def test_a_full_run_leaves_no_later_load_for_the_next_append_run_to_keep(
     project: Project,
 ) -> None:
-    project.source_sql(HISTORY_DDL)
-    insert_rows(project, "plans", [("c1", "pro", 1, "2024-01-01 00:00+00", "2024-06-01 08:00+00")])
-    configure_plans(project, lookback="4h")
-    project.sync("plans")
+    load = ("c1", "pro", 1, "2024-01-01 00:00+00", "2024-06-01 08:00+00")
+    plans_synced(project, [load], lookback="4h")
 
     # A full run stores the source as it is now; the load of 08:00 is gone from it.
     project.source_sql("UPDATE plans SET plan = 'free', updated_at = '2024-06-01 05:00+00'")
@@ -176,10 +176,8 @@ def test_a_full_run_leaves_no_later_load_for_the_next_append_run_to_keep(
 def test_a_lookback_reaching_past_the_year_1_reads_every_row(
     project: Project, lookback: str
 ) -> None:
-    project.source_sql(HISTORY_DDL)
-    insert_rows(project, "plans", [("a", "free", 1, "2024-01-01 00:00+00", "2024-01-10 00:00+00")])
-    configure_plans(project, lookback=lookback)
-    project.sync("plans")
+    load = ("a", "free", 1, "2024-01-01 00:00+00", "2024-01-10 00:00+00")
+    plans_synced(project, [load], lookback=lookback)
 
     # Committed late with a cursor 34 years behind the watermark: inside the lookback.
     insert_rows(project, "plans", [("b", "pro", 2, "2024-01-02 00:00+00", "1990-01-01 00:00+00")])
@@ -698,23 +696,14 @@ def test_a_corrected_event_replaces_its_first_load_once(project: Project) -> Non
 def test_an_earlier_load_of_an_event_read_again_never_replaces_a_later_one_gone(
     project: Project,
 ) -> None:
+    first_and_correction = [
+        ("e1", "buy", "u1", "2024-01-01 00:00+00", 5, "2024-01-01 10:00+00"),
+        ("e1", "buy", "u1", "2024-01-01 00:00+00", 6, "2024-01-01 11:00+00"),
+    ]
     project.source_sql(EVENTS_DDL)
-    insert_rows(
-        project,
-        "events",
-        [
-            ("e1", "buy", "u1", "2024-01-01 00:00+00", 5, "2024-01-01 10:00+00"),
-            ("e1", "buy", "u1", "2024-01-01 00:00+00", 6, "2024-01-01 11:00+00"),
-        ],
-    )
-    project.configure(
-        "events",
-        kind="events",
-        mode="append",
-        cursor="loaded_at",
-        insert_id="insert_id",
-        lookback="2h",
-    )
+    insert_rows(project, "events", first_and_correction)
+    settings = {"insert_id": "insert_id", "lookback": "2h"}
+    project.configure("events", kind="events", mode="append", cursor="loaded_at", **settings)
     project.sync("events")
     assert project.query("SELECT insert_id, amount FROM events") == [("e1", 6)]
 
