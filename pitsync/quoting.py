@@ -8,6 +8,14 @@ def quote_identifier(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
 
 
+def unquote_identifier(text: str) -> str:
+    """The name a DuckDB identifier stands for: one quoted by `quote_identifier`, or a bare
+    one. Only the enclosing pair of quotes is taken off, so a name may end in a quote."""
+    if len(text) >= 2 and text.startswith('"') and text.endswith('"'):
+        return text[1:-1].replace('""', '"')
+    return text
+
+
 def quote_string(text: str) -> str:
     """A DuckDB string literal in single quotes, inner quotes doubled."""
     return "'" + text.replace("'", "''") + "'"

@@ -169,6 +169,68 @@ def test_a_full_run_leaves_no_later_load_for_the_next_append_run_to_keep(
     assert project.query(INTERVALS) == [("c1", "team", 1, utc("2024-01-01T00:00"), None)]
 
 
+@pytest.mark.backends("duckdb", "postgres")
+def test_a_widened_cursor_keeps_its_remembered_loads_to_their_full_value(
+    project: Project,
+) -> None:
+    project.source_sql(
+        "CREATE TABLE plans (company_id VARCHAR, plan VARCHAR, valid_from TIMESTAMPTZ, "
+        "version INTEGER)"
+    )
+    insert_rows(project, "plans", [("a", "free", "2024-01-01 00:00+00", 1)])
+    configure_companies(project, "plans", "valid_from", mode="append", cursor="version")
+    project.sync("plans")
+
+    # The source widens its cursor twice: a load of 1.5 is not 2, nor 5e9 too big for it.
+    project.source_sql("ALTER TABLE plans ALTER COLUMN version TYPE DOUBLE PRECISION")
+    insert_rows(project, "plans", [("a", "pro", "2024-01-01 00:00+00", 1.5)])
+    assert project.sync("plans").updated == 1
+    insert_rows(project, "plans", [("a", "team", "2024-01-01 00:00+00", 1.7)])
+    assert project.sync("plans").updated == 1
+    assert project.query("SELECT plan FROM plans") == [("team",)]
+
+    project.source_sql("DELETE FROM plans WHERE version < 1.7")
+    project.source_sql("ALTER TABLE plans ALTER COLUMN version TYPE BIGINT")
+    insert_rows(project, "plans", [("a", "scale", "2024-01-01 00:00+00", 5_000_000_000)])
+    assert project.sync("plans").updated == 1
+    assert project.query("SELECT plan FROM plans") == [("scale",)]
+
+
+@pytest.mark.backends("duckdb")
+def test_a_table_whose_name_ends_in_a_quote_keeps_its_rows_across_append_runs(
+    project: Project,
+) -> None:
+    project.source_sql(HISTORY_DDL)
+    loads = [
+        ("c1", "free", 1, "2024-01-01 00:00+00", "2024-06-01 05:00+00"),
+        ("c1", "pro", 1, "2024-01-01 00:00+00", "2024-06-01 08:00+00"),
+    ]
+    insert_rows(project, "plans", loads)
+    configure_companies(
+        project,
+        "'pl\"'",
+        "valid_from",
+        mode="append",
+        cursor="updated_at",
+        lookback="4h",
+        **{"from": "plans"},
+    )
+    project.sync('pl"')
+
+    # The later load leaves the source: the earlier one, read again, changes nothing.
+    project.source_sql("DELETE FROM plans WHERE plan = 'pro'")
+    again = project.sync('pl"')
+    assert (again.inserted, again.updated) == (0, 0)
+
+    # A new company joins the one stored.
+    insert_rows(project, "plans", [("c2", "free", 1, "2024-01-01 00:00+00", "2024-06-01 09:00+00")])
+    project.sync('pl"')
+    assert project.query('SELECT company_id, plan FROM "pl""" ORDER BY 1') == [
+        ("c1", "pro"),
+        ("c2", "free"),
+    ]
+
+
 # 2500000 days reach before PostgreSQL's earliest time (4714 BC), not before DuckDB's; the
 # last lookback, before any time DuckDB holds.
 @pytest.mark.backends("duckdb", "postgres")
@@ -713,6 +775,29 @@ def test_an_earlier_load_of_an_event_read_again_never_replaces_a_later_one_gone(
     again = project.sync("events")
     assert (again.rows_read, again.inserted, again.updated) == (1, 0, 0)
     assert project.query("SELECT insert_id, amount FROM events") == [("e1", 6)]
+
+
+@pytest.mark.backends("duckdb", "postgres")
+def test_events_stored_by_a_full_run_are_one_per_insert_id_after_an_append_run(
+    project: Project,
+) -> None:
+    first_and_correction = [
+        ("e1", "buy", "u1", "2024-01-01 00:00+00", 5, "2024-01-01 10:00+00"),
+        ("e1", "buy", "u1", "2024-01-01 00:00+00", 6, "2024-01-01 11:00+00"),
+    ]
+    project.source_sql(EVENTS_DDL)
+    insert_rows(project, "events", first_and_correction)
+    project.configure("events", kind="events", mode="full")
+    project.sync("events")
+    assert project.query("SELECT count(*) FROM events") == [(2,)]
+
+    # The first append run reads every row the source holds now, as a full run does: e1
+    # is its one event of 10:00 (the correction has left), not the two the store held.
+    project.source_sql("DELETE FROM events WHERE amount = 6")
+    settings = {"insert_id": "insert_id", "lookback": "2h"}
+    project.configure("events", kind="events", mode="append", cursor="loaded_at", **settings)
+    project.sync("events")
+    assert project.query("SELECT insert_id, amount FROM events") == [("e1", 5)]
 
 
 @pytest.mark.parametrize(("first", "later", "kept"), [(2, 1, 1), (1, 2, 2)])

@@ -546,7 +546,7 @@ def apply_in_transaction(
     table = model.table
     if watermark is None:  # the run reads every row anew: a first or full run, say
         forget_loads(con, table)
-    counts, model = apply_model(con, model, record.run_id)
+    counts, model = apply_model(con, model, record.run_id, reads_anew=watermark is None)
     record.count(counts)
     check_strict(table, counts, options)
     if table.mode == "append":
@@ -587,12 +587,12 @@ def why_not_written(error: duckdb.Error) -> str:
 
 
 def apply_model(
-    con: duckdb.DuckDBPyConnection, model: Model, run_id: int
+    con: duckdb.DuckDBPyConnection, model: Model, run_id: int, *, reads_anew: bool
 ) -> tuple[ModelCounts, Model]:
     """Profile tables fold their rows as updates in either mode; the others by their mode."""
     if isinstance(model, ProfilesModel):
         return model.apply(con, run_id), model
-    return apply_run(con, model, run_id)
+    return apply_run(con, model, run_id, reads_anew=reads_anew)
 
 
 def check_strict(table: TableConfig, counts: ModelCounts, options: SyncOptions) -> None:

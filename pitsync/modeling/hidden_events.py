@@ -19,7 +19,7 @@ import duckdb
 from pitsync.config import HISTORY_KINDS
 from pitsync.modeling.profile_views import group_profiles_sql, user_profiles_sql
 from pitsync.modeling.staging import json_object_sql
-from pitsync.quoting import quote_identifier, quote_string
+from pitsync.quoting import quote_identifier, quote_string, unquote_identifier
 from pitsync.store import CATALOG, QUARANTINE, RUNS, START_TIME, SUPERSEDED
 
 EMPTY_EVENTS = (
@@ -129,7 +129,7 @@ def stored_types(con: duckdb.DuckDBPyConnection, entry: CatalogEntry) -> dict[st
     rows = con.execute(
         "SELECT column_name, data_type FROM duckdb_columns() "
         "WHERE database_name <> 'temp' AND schema_name = ? AND table_name = ?",
-        [schema, table.strip('"').replace('""', '"')],
+        [schema, unquote_identifier(table)],
     ).fetchall()
     return {str(name).lower(): str(kind) for name, kind in rows}
 

@@ -78,12 +78,18 @@ HELD = "__pitsync_held"  # what a dropped column held, for a row the source did 
 
 
 def apply_run(
-    con: duckdb.DuckDBPyConnection, model: HistoryModel | EventsModel, run_id: int
+    con: duckdb.DuckDBPyConnection,
+    model: HistoryModel | EventsModel,
+    run_id: int,
+    *,
+    reads_anew: bool = False,
 ) -> tuple[ModelCounts, HistoryModel | EventsModel]:
     """Apply the staged run as its table's mode says: replace, merge (append) or mirror.
 
-    Returns the counts and the model as stored after the run: a history table that keeps
-    a column its source dropped has that property still.
+    A run that `reads_anew` reads every row its source holds now (no watermark): no
+    earlier load it meets is one a later load has left behind. Returns the counts and the
+    model as stored after the run: a history table that keeps a column its source dropped
+    has that property still.
     """
     if model.table.mode == "full":
         return model.apply(con, run_id), model
@@ -95,7 +101,7 @@ def apply_run(
     check_keys_read_alike(con, model)
     if isinstance(model, EventsModel):
         check_event_ids_keep_their_text(con, model)
-        inserted, updated, stored_events = merge_events(con, model)
+        inserted, updated, stored_events = merge_events(con, model, reads_anew=reads_anew)
         return ModelCounts(rows_read, inserted, quarantined, 0, updated), stored_events
 
     stored, columns = reconcile_columns(con, model)
@@ -390,7 +396,7 @@ def count_decided_again(con: duckdb.DuckDBPyConnection) -> int:
 
 
 def merge_events(
-    con: duckdb.DuckDBPyConnection, model: EventsModel
+    con: duckdb.DuckDBPyConnection, model: EventsModel, *, reads_anew: bool
 ) -> tuple[int, int, EventsModel]:
     """Insert the run's events, replacing stored ones of the same key.
 
@@ -425,7 +431,7 @@ def merge_events(
         f"WHERE {key('s')} IN (SELECT {EVENT_KEY} FROM {BATCH})"
     )
     record_changed_events(con, [*columns, EVENT_KEY])
-    if model.table.cursor and model.table.mode == "append":
+    if model.table.cursor and model.table.mode == "append" and not reads_anew:
         keep_later_loads(con, model.table.cursor)
     changed = f"{EVENT_KEY} IN (SELECT {EVENT_KEY} FROM {CHANGED})"
     con.execute(

@@ -78,6 +78,7 @@ def remember_loads(
         parameters = [text]
     latest += " GROUP BY ALL"
     con.execute(f"CREATE TABLE IF NOT EXISTS {loads} AS {latest} LIMIT 0", parameters)
+    widen_loaded(con, loads, cursor)
     if floor is not None:
         con.execute(f"DELETE FROM {loads} WHERE loaded < CAST(? AS {floor[1]})", [floor[0]])
     # The staged rows hold no earlier load than the remembered one (drop_superseded_rows).
@@ -87,6 +88,17 @@ def remember_loads(
         parameters,
     )
     con.execute(f"INSERT INTO {loads} BY NAME {latest}", parameters)
+
+
+def widen_loaded(con: duckdb.DuckDBPyConnection, loads: str, cursor: str) -> None:
+    """Give the remembered loads the type both they and the staged cursor fit in: a cursor
+    widened in its source (INTEGER to BIGINT or DOUBLE, a finer timestamp or decimal) keeps
+    its watermark, and its values must not be cut to the narrower type they were kept as."""
+    described = f"DESCRIBE SELECT loaded FROM {loads} UNION ALL SELECT {cursor} FROM {STAGED}"
+    common = con.execute(described).fetchall()[0][1]
+    kept = con.execute(f"DESCRIBE SELECT loaded FROM {loads}").fetchall()[0][1]
+    if common != kept:
+        con.execute(f"ALTER TABLE {loads} ALTER loaded SET DATA TYPE {common}")
 
 
 def same_key(staged: str, loads: str) -> str:

@@ -15,7 +15,7 @@ import duckdb
 
 from pitsync.config import INTERNAL_PREFIX, TableConfig
 from pitsync.errors import ConfigError
-from pitsync.quoting import quote_identifier, quote_string
+from pitsync.quoting import quote_identifier, quote_string, unquote_identifier
 from pitsync.store import QUARANTINE
 
 STAGED = "__pitsync_staged"
@@ -236,6 +236,6 @@ def table_exists(con: duckdb.DuckDBPyConnection, qualified: str) -> bool:
     found = count(
         con,
         "SELECT count(*) FROM duckdb_tables() WHERE schema_name = ? AND table_name = ?",
-        [schema, name.strip('"').replace('""', '"')],
+        [schema, unquote_identifier(name)],
     )
     return bool(found)
