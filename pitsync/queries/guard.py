@@ -210,7 +210,7 @@ def not_a_read(sql: str) -> QueryRefused:
     return QueryRefused(
         f"only reads are allowed, and this statement is {first_word(sql)}; "
         "the store is changed only by pitsync's own commands (sync, engage, import-csv, "
-        "delete-profiles)",
+        "delete-profiles, drop-table)",
         sql=sql,
     )
 
