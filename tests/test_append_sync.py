@@ -49,6 +49,18 @@ def plans_synced(project: Project, rows: list[tuple], **settings: object):
     return project.sync("plans")
 
 
+def versioned_plan_synced(project: Project, plan: str, *, version: int) -> None:
+    """Company `a` on `plan` from January, its row of INTEGER cursor `version`, synced in
+    append mode."""
+    project.source_sql(
+        "CREATE TABLE plans (company_id VARCHAR, plan VARCHAR, valid_from TIMESTAMPTZ, "
+        "version INTEGER)"
+    )
+    insert_rows(project, "plans", [("a", plan, "2024-01-01 00:00+00", version)])
+    configure_companies(project, "plans", "valid_from", mode="append", cursor="version")
+    project.sync("plans")
+
+
 def counts(record) -> tuple[int, int, int, int, int]:
     return (
         record.rows_read,
@@ -173,13 +185,7 @@ def test_a_full_run_leaves_no_later_load_for_the_next_append_run_to_keep(
 def test_a_widened_cursor_keeps_its_remembered_loads_to_their_full_value(
     project: Project,
 ) -> None:
-    project.source_sql(
-        "CREATE TABLE plans (company_id VARCHAR, plan VARCHAR, valid_from TIMESTAMPTZ, "
-        "version INTEGER)"
-    )
-    insert_rows(project, "plans", [("a", "free", "2024-01-01 00:00+00", 1)])
-    configure_companies(project, "plans", "valid_from", mode="append", cursor="version")
-    project.sync("plans")
+    versioned_plan_synced(project, "free", version=1)
 
     # The source widens its cursor twice: a load of 1.5 is not 2, nor 5e9 too big for it.
     project.source_sql("ALTER TABLE plans ALTER COLUMN version TYPE DOUBLE PRECISION")
@@ -400,13 +406,7 @@ def test_a_merge_keeps_earlier_ties_decided_by_the_tie_breaker(project: Project)
 
 
 def test_an_integer_cursor_is_compared_as_a_number_not_as_text(project: Project) -> None:
-    project.source_sql(
-        "CREATE TABLE plans (company_id VARCHAR, plan VARCHAR, valid_from TIMESTAMPTZ, "
-        "version INTEGER)"
-    )
-    insert_rows(project, "plans", [("a", "free", "2024-01-01 00:00+00", 9)])
-    configure_companies(project, "plans", "valid_from", mode="append", cursor="version")
-    project.sync("plans")
+    versioned_plan_synced(project, "free", version=9)
 
     # As text "10" < "9"; as numbers 10 >= 9, so the new row is read.
     insert_rows(project, "plans", [("a", "pro", "2024-02-01 00:00+00", 10)])
@@ -753,19 +753,27 @@ def test_a_corrected_event_replaces_its_first_load_once(project: Project) -> Non
     assert project.query("SELECT insert_id, amount FROM events") == [("e1", 6)]
 
 
+# Event e1's first load, of 10:00, and its correction, of 11:00.
+FIRST_AND_CORRECTION = [
+    ("e1", "buy", "u1", "2024-01-01 00:00+00", 5, "2024-01-01 10:00+00"),
+    ("e1", "buy", "u1", "2024-01-01 00:00+00", 6, "2024-01-01 11:00+00"),
+]
+
+
+def configure_appended_events(project: Project) -> None:
+    """Events appended by their insert id, reading two hours behind the watermark."""
+    settings = {"insert_id": "insert_id", "lookback": "2h"}
+    project.configure("events", kind="events", mode="append", cursor="loaded_at", **settings)
+
+
 # SQLite's times are text, which takes no lookback.
 @pytest.mark.backends("duckdb", "parquet", "postgres")
 def test_an_earlier_load_of_an_event_read_again_never_replaces_a_later_one_gone(
     project: Project,
 ) -> None:
-    first_and_correction = [
-        ("e1", "buy", "u1", "2024-01-01 00:00+00", 5, "2024-01-01 10:00+00"),
-        ("e1", "buy", "u1", "2024-01-01 00:00+00", 6, "2024-01-01 11:00+00"),
-    ]
     project.source_sql(EVENTS_DDL)
-    insert_rows(project, "events", first_and_correction)
-    settings = {"insert_id": "insert_id", "lookback": "2h"}
-    project.configure("events", kind="events", mode="append", cursor="loaded_at", **settings)
+    insert_rows(project, "events", FIRST_AND_CORRECTION)
+    configure_appended_events(project)
     project.sync("events")
     assert project.query("SELECT insert_id, amount FROM events") == [("e1", 6)]
 
@@ -781,12 +789,8 @@ def test_an_earlier_load_of_an_event_read_again_never_replaces_a_later_one_gone(
 def test_events_stored_by_a_full_run_are_one_per_insert_id_after_an_append_run(
     project: Project,
 ) -> None:
-    first_and_correction = [
-        ("e1", "buy", "u1", "2024-01-01 00:00+00", 5, "2024-01-01 10:00+00"),
-        ("e1", "buy", "u1", "2024-01-01 00:00+00", 6, "2024-01-01 11:00+00"),
-    ]
     project.source_sql(EVENTS_DDL)
-    insert_rows(project, "events", first_and_correction)
+    insert_rows(project, "events", FIRST_AND_CORRECTION)
     project.configure("events", kind="events", mode="full")
     project.sync("events")
     assert project.query("SELECT count(*) FROM events") == [(2,)]
@@ -794,8 +798,7 @@ def test_events_stored_by_a_full_run_are_one_per_insert_id_after_an_append_run(
     # The first append run reads every row the source holds now, as a full run does: e1
     # is its one event of 10:00 (the correction has left), not the two the store held.
     project.source_sql("DELETE FROM events WHERE amount = 6")
-    settings = {"insert_id": "insert_id", "lookback": "2h"}
-    project.configure("events", kind="events", mode="append", cursor="loaded_at", **settings)
+    configure_appended_events(project)
     project.sync("events")
     assert project.query("SELECT insert_id, amount FROM events") == [("e1", 5)]
 
