@@ -331,6 +331,18 @@ def test_a_column_that_held_only_nulls_takes_the_type_its_values_come_with(
     ]
 
 
+@pytest.mark.backends("duckdb", "postgres")
+def test_a_text_column_that_arrives_empty_as_integers_keeps_its_type(project: Project) -> None:
+    seeded(project)
+    project.sync("plans")
+
+    # Every `code` was "x"; now none holds a value, as INTEGER. Those NULLs say nothing of
+    # a type: the stored text stays, and each of the five rows changed, in a, b and c.
+    project.source_sql("ALTER TABLE plans ALTER COLUMN code TYPE INTEGER USING NULL")
+    assert changes(project.sync("plans")) == (0, 5, 0, 3)
+    assert project.query("SELECT DISTINCT typeof(code), code FROM plans") == [("VARCHAR", None)]
+
+
 @pytest.mark.backends("duckdb")
 def test_a_column_spelled_in_another_case_is_the_same_property(project: Project) -> None:
     # DuckDB compares names without case: `PLAN` is `plan`, spelled anew.

@@ -525,13 +525,14 @@ def meet_source_columns(
         if known != name:
             respell_column(con, table, stored, known, name)
         old = stored_types[known]
-        if (
-            holds(old, new)
-            or holds_no_value(con, STAGED, name)
-            or holds_arriving_numbers(con, name, old, new)
-        ):
+        if holds(old, new) or holds_arriving_numbers(con, name, old, new):
+            continue
+        if holds_no_value(con, STAGED, name):
             # A column that holds no value this run tells nothing of its type (a CSV
-            # column left empty is sniffed as text): its NULLs take the stored type.
+            # column left empty is sniffed as text): its NULLs take the stored type, here
+            # already, so that no comparison with the stored rows casts them the other way.
+            column = quote_identifier(name)
+            con.execute(f"ALTER TABLE {STAGED} ALTER COLUMN {column} TYPE {old}")
             continue
         if (
             holds(new, old)
