@@ -19,10 +19,13 @@ from typing import Any
 
 import duckdb
 import pytest
+from rich.console import Console
 
 from pitsync.arguments import build_parser
 from pitsync.cli import HANDLERS
+from pitsync.commands import syncing
 from pitsync.config import TableConfig
+from pitsync.connectors.runs import RunRecord
 from pitsync.connectors.sync import as_run_error
 from pitsync.queries.output import cell
 from pitsync.store import SCHEMA_DDL, layout_columns
@@ -1486,3 +1489,23 @@ def test_the_store_layout_read_from_its_text_is_the_one_duckdb_makes() -> None:
     con.close()
 
     assert sorted(layout_columns()) == sorted(made)
+
+
+@pytest.mark.parametrize("width", [40, 80, 200])
+def test_the_sync_report_fits_its_terminal_and_cuts_no_figure_short(
+    monkeypatch: pytest.MonkeyPatch, width: int
+) -> None:
+    records = [
+        RunRecord(1, "company_plan_history", "full", rows_read=12_345_678, inserted=1_234_566),
+        RunRecord(2, "users", "full", rows_read=90_817, entities_changed=654_321),
+    ]
+    page = io.StringIO()
+    console = Console(file=page, width=width, markup=False, emoji=False)
+    monkeypatch.setattr(syncing, "terminal", lambda: console)
+
+    syncing.print_sync_report(records)
+
+    lines = page.getvalue().splitlines()
+    assert max(len(line) for line in lines) <= width
+    cells = {text.strip() for line in lines for text in line.split("│")}
+    assert {"12345678", "1234566", "90817", "654321"} <= cells

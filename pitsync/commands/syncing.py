@@ -9,6 +9,7 @@ import logging
 import threading
 from datetime import UTC, datetime
 
+from rich.measure import Measurement
 from rich.table import Column, Table
 
 from pitsync.commands.console import print_error, terminal
@@ -66,26 +67,37 @@ def warn_of_unconfigured_tables(config: Config) -> None:
         )
 
 
+UNBOUNDED_WIDTH = 10_000  # wider than any terminal: a table's natural width
+REPORT_HEADINGS = (
+    *("rows read", "inserted", "updated", "deleted", "quarantined", "conflicts"),
+    *("entities", "seconds"),
+)
+
+
 def print_sync_report(records: list[RunRecord], *, dry_run: bool = False) -> None:
+    """One row per table; on a terminal too narrow for that, one column per table, so
+    that no figure is ever cut short."""
     title = "dry run: what a sync would do (nothing was applied)" if dry_run else "sync report"
-    table = Table(title=title)
-    table.add_column("table", no_wrap=True)
-    headings = ("rows read", "inserted", "updated", "deleted", "quarantined", "conflicts")
-    for heading in (*headings, "entities", "seconds"):
-        table.add_column(heading, justify="right")
-    for record in records:
-        table.add_row(
-            record.table_name,
-            str(record.rows_read),
-            str(record.inserted),
-            str(record.updated),
-            str(record.deleted),
-            str(record.quarantined),
-            str(record.conflicts),
-            str(record.entities_changed),
-            f"{record.seconds:.2f}",
-        )
-    terminal().print(table)
+    rows = [report_row(record) for record in records]
+    console = terminal()
+    table = Table("table", *(Column(heading, justify="right") for heading in REPORT_HEADINGS))
+    for row in rows:
+        table.add_row(*row)
+    unbounded = console.options.update_width(UNBOUNDED_WIDTH)
+    if Measurement.get(console, unbounded, table).maximum > console.width:
+        table = Table("table", *(Column(row[0], justify="right", overflow="fold") for row in rows))
+        for index, heading in enumerate(REPORT_HEADINGS, start=1):
+            table.add_row(heading, *(row[index] for row in rows))
+    table.title = title
+    console.print(table)
+
+
+def report_row(record: RunRecord) -> list[str]:
+    counts = (
+        *(record.rows_read, record.inserted, record.updated, record.deleted),
+        *(record.quarantined, record.conflicts, record.entities_changed),
+    )
+    return [record.table_name, *(str(count) for count in counts), f"{record.seconds:.2f}"]
 
 
 RUN_COLUMNS = (
