@@ -779,6 +779,16 @@ def test_history_and_profile_tables_show_nested_values_as_json(project: Project)
     assert '["x", null]' in profile and "None" not in history + profile
 
 
+def test_a_profile_table_keeps_its_title_on_one_line_over_narrow_columns(
+    project: Project,
+) -> None:
+    synced_team(project, "paid BOOLEAN", "true")
+
+    profile = project.cli("profile", "t1", "--group-key", "team", "--at", "2024-06-01").stdout
+
+    assert profile.splitlines()[0].strip() == "team t1 at 2024-06-01T00:00:00+00:00"
+
+
 def test_history_and_profile_write_a_decimal_with_every_digit(project: Project) -> None:
     # 123456789012345.125 has 18 digits; a double keeps 17, 123456789012345.12.
     synced_team(

@@ -7,6 +7,7 @@ import sys
 
 import duckdb
 from rich.console import Console
+from rich.table import Column, Table
 
 from pitsync.queries.output import printable, write_csv, write_json, write_table
 
@@ -20,6 +21,12 @@ def write_relation(relation: duckdb.DuckDBPyRelation, output: str) -> int:
     if output == "json":
         return write_json(relation, sys.stdout)
     return write_table(relation, terminal())
+
+
+def titled_table(title: str, *columns: str | Column) -> Table:
+    """A table at least as wide as its title, which would otherwise wrap (a moment cut in
+    two) over narrow columns."""
+    return Table(*columns, title=title, min_width=len(title))
 
 
 class PipedConsole(Console):

@@ -10,9 +10,8 @@ from typing import TextIO
 
 import duckdb
 from rich.console import Console
-from rich.table import Table
 
-from pitsync.commands.console import terminal, write_relation
+from pitsync.commands.console import terminal, titled_table, write_relation
 from pitsync.config import load_config
 from pitsync.errors import PitsyncError, QueryError, StoreError, UsageError
 from pitsync.modeling.attribution import (
@@ -56,7 +55,7 @@ def command_profile(args: argparse.Namespace) -> int:
     if args.format == "json":
         print(exact_json.dumps(properties, indent=2))
         return 0
-    table = Table("property", "value", title=printable(f"{entity.describe()} at {moment}"))
+    table = titled_table(printable(f"{entity.describe()} at {moment}"), "property", "value")
     for name, value in properties.items():
         table.add_row(printable(name), printable(as_text(value)))
     terminal().print(table)
@@ -186,7 +185,7 @@ def print_timeline(
 ) -> None:
     """The first intervals as a terminal table, and how many more there are."""
     title = printable(f"{entity.describe()} in {name}")
-    table = Table("from", "until", "properties", title=title)
+    table = titled_table(title, "from", "until", "properties")
     text = formatted(intervals, nested_as_json=False)
     counted = f"{json_object_text_sql(text.columns)}, count(*) OVER ()"
     shown = text.select(counted).limit(TABLE_ROW_LIMIT).fetchall()

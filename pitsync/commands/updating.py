@@ -6,9 +6,7 @@ import argparse
 import json
 import logging
 
-from rich.table import Table
-
-from pitsync.commands.console import terminal
+from pitsync.commands.console import terminal, titled_table
 from pitsync.config import load_config
 from pitsync.connectors.csv_import import import_csv, preview_csv
 from pitsync.connectors.profile_updates import UpdateReport, apply_file, delete_profiles
@@ -57,7 +55,7 @@ def command_import_csv(args: argparse.Namespace) -> int:
 
 
 def print_csv_preview(rows: list[tuple[str | None, dict[str, object]]]) -> None:
-    table = Table("id", "properties", title="dry run: the first rows as mapped (nothing applied)")
+    table = titled_table("dry run: the first rows as mapped (nothing applied)", "id", "properties")
     for profile_id, properties in rows:
         shown = printable(json.dumps(properties, ensure_ascii=False))
         table.add_row(printable(profile_id) if profile_id else "(generated)", shown)
