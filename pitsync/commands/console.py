@@ -6,6 +6,7 @@ from __future__ import annotations
 import sys
 
 import duckdb
+from rich.cells import cell_len
 from rich.console import Console
 from rich.table import Column, Table
 
@@ -26,7 +27,7 @@ def write_relation(relation: duckdb.DuckDBPyRelation, output: str) -> int:
 def titled_table(title: str, *columns: str | Column) -> Table:
     """A table at least as wide as its title, which would otherwise wrap (a moment cut in
     two) over narrow columns."""
-    return Table(*columns, title=title, min_width=len(title))
+    return Table(*columns, title=title, min_width=cell_len(title))
 
 
 class PipedConsole(Console):

@@ -10,6 +10,7 @@ from typing import TextIO
 
 import duckdb
 from rich.console import Console
+from rich.table import Column
 
 from pitsync.commands.console import terminal, titled_table, write_relation
 from pitsync.config import load_config
@@ -180,12 +181,24 @@ def write_timelines(timelines: list[tuple[str, duckdb.DuckDBPyRelation]], out: T
     out.write("\n}\n" if timelines else "{}\n")
 
 
+# Two moments of 25 characters, each in a cell of 3 more, and 20 for the properties.
+WHOLE_MOMENTS_WIDTH = 2 * (25 + 3) + 20
+
+
 def print_timeline(
     console: Console, name: str, entity: Entity, intervals: duckdb.DuckDBPyRelation
 ) -> None:
     """The first intervals as a terminal table, and how many more there are."""
     title = printable(f"{entity.describe()} in {name}")
-    table = titled_table(title, "from", "until", "properties")
+    # Nothing is cut: a narrow terminal folds the properties onto more lines, and the
+    # moments too when it is narrower than two of them and a little room.
+    whole = console.width >= WHOLE_MOMENTS_WIDTH
+    table = titled_table(
+        title,
+        Column("from", overflow="fold", no_wrap=whole),
+        Column("until", overflow="fold", no_wrap=whole),
+        Column("properties", overflow="fold"),
+    )
     text = formatted(intervals, nested_as_json=False)
     counted = f"{json_object_text_sql(text.columns)}, count(*) OVER ()"
     shown = text.select(counted).limit(TABLE_ROW_LIMIT).fetchall()

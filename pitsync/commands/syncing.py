@@ -75,21 +75,24 @@ REPORT_HEADINGS = (
 
 
 def print_sync_report(records: list[RunRecord], *, dry_run: bool = False) -> None:
-    """One row per table; on a terminal too narrow for that, one column per table, so
-    that no figure is ever cut short."""
+    """One row per table; on a terminal too narrow for that, a line per table, which
+    wraps between figures, so that no figure is ever cut short."""
     title = "dry run: what a sync would do (nothing was applied)" if dry_run else "sync report"
     rows = [report_row(record) for record in records]
     console = terminal()
     table = Table("table", *(Column(heading, justify="right") for heading in REPORT_HEADINGS))
     for row in rows:
         table.add_row(*row)
-    unbounded = console.options.update_width(UNBOUNDED_WIDTH)
-    if Measurement.get(console, unbounded, table).maximum > console.width:
-        table = Table("table", *(Column(row[0], justify="right", overflow="fold") for row in rows))
-        for index, heading in enumerate(REPORT_HEADINGS, start=1):
-            table.add_row(heading, *(row[index] for row in rows))
     table.title = title
-    console.print(table)
+    unbounded = console.options.update_width(UNBOUNDED_WIDTH)
+    if Measurement.get(console, unbounded, table).maximum <= console.width:
+        console.print(table)
+        return
+    console.print(title, highlight=False)
+    for name, *figures in rows:
+        counts = zip(figures, REPORT_HEADINGS, strict=True)
+        line = ", ".join(f"{figure} {heading}" for figure, heading in counts)
+        console.print(f"{name}: {line}", highlight=False)
 
 
 def report_row(record: RunRecord) -> list[str]:
