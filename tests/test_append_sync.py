@@ -202,6 +202,28 @@ def test_a_widened_cursor_keeps_its_remembered_loads_to_their_full_value(
     assert project.query("SELECT plan FROM plans") == [("scale",)]
 
 
+@pytest.mark.backends("duckdb", "parquet")
+def test_a_decimal_cursor_of_a_finer_scale_keeps_every_digit_of_its_loads(
+    project: Project,
+) -> None:
+    project.source_sql(
+        "CREATE TABLE plans (company_id VARCHAR, plan VARCHAR, valid_from TIMESTAMPTZ, "
+        "version DECIMAL(38, 2))"
+    )
+    insert_rows(project, "plans", [("a", "free", "2024-01-01 00:00+00", "1.00")])
+    configure_companies(project, "plans", "valid_from", mode="append", cursor="version")
+    project.sync("plans")
+
+    # No DECIMAL(38, s) holds every value of both scales: 1.0050 must not become 1.01,
+    # which 1.0070, the later load, would lose to.
+    project.source_sql("ALTER TABLE plans ALTER COLUMN version TYPE DECIMAL(38, 4)")
+    insert_rows(project, "plans", [("a", "pro", "2024-01-01 00:00+00", "1.0050")])
+    assert project.sync("plans").updated == 1
+    insert_rows(project, "plans", [("a", "team", "2024-01-01 00:00+00", "1.0070")])
+    assert project.sync("plans").updated == 1
+    assert project.query("SELECT plan FROM plans") == [("team",)]
+
+
 @pytest.mark.backends("duckdb")
 def test_a_table_whose_name_ends_in_a_quote_keeps_its_rows_across_append_runs(
     project: Project,
@@ -790,17 +812,26 @@ def test_events_stored_by_a_full_run_are_one_per_insert_id_after_an_append_run(
     project: Project,
 ) -> None:
     project.source_sql(EVENTS_DDL)
+    insert_rows(
+        project, "events", [("e0", "buy", "u1", "2024-01-01 00:00+00", 1, "2024-01-01 09:00+00")]
+    )
+    configure_appended_events(project)
+    project.sync("events")
     insert_rows(project, "events", FIRST_AND_CORRECTION)
     project.configure("events", kind="events", mode="full")
     project.sync("events")
-    assert project.query("SELECT count(*) FROM events") == [(2,)]
+    assert project.query("SELECT count(*) FROM events") == [(3,)]
 
-    # The first append run reads every row the source holds now, as a full run does: e1
-    # is its one event of 10:00 (the correction has left), not the two the store held.
+    # The append run after a full one reads every row the source holds now, as the full
+    # run did: e1 is its one event of 10:00 (the correction has left), not the two the
+    # store held, whatever watermark the earlier append run left.
     project.source_sql("DELETE FROM events WHERE amount = 6")
     configure_appended_events(project)
-    project.sync("events")
-    assert project.query("SELECT insert_id, amount FROM events") == [("e1", 5)]
+    assert project.sync("events").watermark_before is None
+    assert project.query("SELECT insert_id, amount FROM events ORDER BY 1") == [
+        ("e0", 1),
+        ("e1", 5),
+    ]
 
 
 @pytest.mark.parametrize(("first", "later", "kept"), [(2, 1, 1), (1, 2, 2)])

@@ -332,13 +332,16 @@ def test_a_column_that_held_only_nulls_takes_the_type_its_values_come_with(
 
 
 @pytest.mark.backends("duckdb", "postgres")
-def test_a_text_column_that_arrives_empty_as_integers_keeps_its_type(project: Project) -> None:
+@pytest.mark.parametrize("arriving", ["INTEGER", "DOUBLE PRECISION"])
+def test_a_text_column_that_arrives_empty_as_numbers_keeps_its_type(
+    project: Project, arriving: str
+) -> None:
     seeded(project)
     project.sync("plans")
 
-    # Every `code` was "x"; now none holds a value, as INTEGER. Those NULLs say nothing of
+    # Every `code` was "x"; now none holds a value, as numbers. Those NULLs say nothing of
     # a type: the stored text stays, and each of the five rows changed, in a, b and c.
-    project.source_sql("ALTER TABLE plans ALTER COLUMN code TYPE INTEGER USING NULL")
+    project.source_sql(f"ALTER TABLE plans ALTER COLUMN code TYPE {arriving} USING NULL")
     assert changes(project.sync("plans")) == (0, 5, 0, 3)
     assert project.query("SELECT DISTINCT typeof(code), code FROM plans") == [("VARCHAR", None)]
 

@@ -44,6 +44,7 @@ from pitsync.connectors.watermarks import (
     Watermark,
     advance_watermark,
     cursor_kind,
+    forget_watermark,
     read_watermark,
     stored_watermark,
 )
@@ -554,6 +555,11 @@ def apply_in_transaction(
         record.watermark_after = after.value if after else None
         if keeps_loads(table):
             remember_loads(con, table, next_floor(con, table, after))
+    elif table.kind == "events":
+        # A full run keeps every copy of an event from every load, as its source has
+        # them; an append run keeps one load's. The next one reads every row anew, so
+        # that no copy stored now counts as a later load than the source's.
+        forget_watermark(con, table)
     finish(con, model, record)
 
 

@@ -206,6 +206,11 @@ NUMBER_TYPES = {
 }
 
 
+def forget_watermark(con: duckdb.DuckDBPyConnection, table: TableConfig) -> None:
+    """The next append run reads every row, as the first does."""
+    con.execute(f"DELETE FROM {WATERMARKS} WHERE table_name = ?", [table.name])
+
+
 def advance_watermark(
     con: duckdb.DuckDBPyConnection, table: TableConfig, before: Watermark | None
 ) -> Watermark | None:

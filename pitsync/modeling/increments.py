@@ -49,7 +49,7 @@ from pitsync.modeling.schema_drift import (
     meet_event_ids,
     reconcile_columns,
 )
-from pitsync.modeling.staging import count, table_exists
+from pitsync.modeling.staging import STAGED, count, table_exists
 from pitsync.quoting import quote_identifier
 from pitsync.store import (
     DISTINCT_ID,
@@ -63,6 +63,7 @@ from pitsync.store import (
 
 log = logging.getLogger(__name__)
 
+FLOATS = ("FLOAT", "DOUBLE")
 BATCH = "__pitsync_batch"
 CHANGED = "__pitsync_changed_keys"
 AFFECTED = "__pitsync_affected_entities"
@@ -105,6 +106,7 @@ def apply_run(
         return ModelCounts(rows_read, inserted, quarantined, 0, updated), stored_events
 
     stored, columns = reconcile_columns(con, model)
+    model = replace(model, float_columns=staged_floats(con, model))
     if model.table.mode == "mirror":
         # A view, not a copy: the whole table's good rows are read from the staged rows.
         con.execute(f"CREATE OR REPLACE TEMP VIEW {BATCH} AS {good_rows_sql(model)}")
@@ -212,6 +214,13 @@ def record_entities_of(con: duckdb.DuckDBPyConnection, model: HistoryModel, keys
     """AFFECTED: the entities of the keys in the table `keys`, the ones the run changes."""
     entity = quote_identifier(model.table.id_column)
     con.execute(f"CREATE OR REPLACE TEMP TABLE {AFFECTED} AS SELECT DISTINCT {entity} FROM {keys}")
+
+
+def staged_floats(con: duckdb.DuckDBPyConnection, model: HistoryModel) -> frozenset[str]:
+    """The model's float columns still staged as floats: one the run holds no value of is
+    staged as its stored type now (`meet_source_columns`), and has no -0.0 to read."""
+    types = column_types(con, "main", STAGED, temporary=True)
+    return frozenset(name for name in model.float_columns if types.get(name) in FLOATS)
 
 
 def equal_rows(model: HistoryModel) -> str:

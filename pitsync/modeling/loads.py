@@ -14,6 +14,8 @@ run forgets the rest. Without a lookback that is the keys of the watermark's own
 
 from __future__ import annotations
 
+import re
+
 import duckdb
 
 from pitsync.config import TableConfig
@@ -21,6 +23,8 @@ from pitsync.modeling.intervals import ENTITY, START
 from pitsync.modeling.staging import REASON, STAGED, count, table_exists
 from pitsync.quoting import quote_identifier
 from pitsync.store import INTERNAL_SCHEMA
+
+DECIMAL_TYPE = re.compile(r"DECIMAL\((\d+),(\d+)\)")
 
 
 def remembered_loads_table(name: str) -> str:
@@ -91,14 +95,36 @@ def remember_loads(
 
 
 def widen_loaded(con: duckdb.DuckDBPyConnection, loads: str, cursor: str) -> None:
-    """Give the remembered loads the type both they and the staged cursor fit in: a cursor
-    widened in its source (INTEGER to BIGINT or DOUBLE, a finer timestamp or decimal) keeps
-    its watermark, and its values must not be cut to the narrower type they were kept as."""
-    described = f"DESCRIBE SELECT loaded FROM {loads} UNION ALL SELECT {cursor} FROM {STAGED}"
-    common = con.execute(described).fetchall()[0][1]
-    kept = con.execute(f"DESCRIBE SELECT loaded FROM {loads}").fetchall()[0][1]
+    """Give the remembered loads a type that holds both them and the staged cursor: a
+    cursor widened in its source (INTEGER to BIGINT or DOUBLE, a finer timestamp or
+    decimal) keeps its watermark, and its values must not be cut to the narrower type
+    they were kept as."""
+    kept = described_type(con, f"SELECT loaded FROM {loads}")
+    staged = described_type(con, f"SELECT {cursor} FROM {STAGED}")
+    both = f"SELECT loaded FROM {loads} UNION ALL SELECT {cursor} FROM {STAGED}"
+    common = holding_type(kept, staged, described_type(con, both))
     if common != kept:
         con.execute(f"ALTER TABLE {loads} ALTER loaded SET DATA TYPE {common}")
+
+
+def holding_type(kept: str, staged: str, common: str) -> str:
+    """DuckDB's common type, but one that rounds no fraction: where DuckDB would keep the
+    whole digits of DECIMAL(38,2) and DECIMAL(38,4) and cut the fraction, the widest
+    decimal of the finer scale; where it would make integers a FLOAT, a DOUBLE."""
+    scales = [decimal_scale(kept), decimal_scale(staged), decimal_scale(common)]
+    if all(scale is not None for scale in scales):
+        finest = max(scale or 0 for scale in scales)
+        return common if scales[2] == finest else f"DECIMAL(38,{finest})"
+    return "DOUBLE" if common == "FLOAT" else common
+
+
+def decimal_scale(type_name: str) -> int | None:
+    found = DECIMAL_TYPE.fullmatch(type_name)
+    return int(found.group(2)) if found else None
+
+
+def described_type(con: duckdb.DuckDBPyConnection, sql: str) -> str:
+    return str(con.execute(f"DESCRIBE {sql}").fetchall()[0][1])
 
 
 def same_key(staged: str, loads: str) -> str:
