@@ -812,6 +812,23 @@ def test_history_on_an_80_column_terminal_cuts_no_moment_and_no_value(
     assert f"note={long_note}" in "".join(word for word in words if word != "│")
 
 
+def test_a_profile_on_a_narrow_terminal_folds_a_long_value_whole(
+    project: Project, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    long_note = "n" * 100
+    synced_team(project, "note VARCHAR", f"'{long_note}'")
+    page = io.StringIO()
+    console = Console(file=page, width=60, markup=False, emoji=False)
+    monkeypatch.setattr(reading, "terminal", lambda: console)
+    command = ["--config", str(project.config_path), "profile", "t1", "--group-key", "team"]
+
+    assert reading.command_profile(build_parser().parse_args(command)) == 0
+
+    text = page.getvalue()
+    assert max(len(line) for line in text.splitlines()) <= 60 and "…" not in text
+    assert long_note in "".join(word for word in text.split() if word != "│")
+
+
 def test_history_and_profile_write_a_decimal_with_every_digit(project: Project) -> None:
     # 123456789012345.125 has 18 digits; a double keeps 17, 123456789012345.12.
     synced_team(

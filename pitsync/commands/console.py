@@ -26,8 +26,10 @@ def write_relation(relation: duckdb.DuckDBPyRelation, output: str) -> int:
 
 def titled_table(title: str, *columns: str | Column) -> Table:
     """A table at least as wide as its title, which would otherwise wrap (a moment cut in
-    two) over narrow columns."""
-    return Table(*columns, title=title, min_width=cell_len(title))
+    two) over narrow columns. A column named alone folds a long value onto more lines on a
+    narrow terminal, rather than cut it."""
+    folding = [Column(c, overflow="fold") if isinstance(c, str) else c for c in columns]
+    return Table(*folding, title=title, min_width=cell_len(title))
 
 
 class PipedConsole(Console):
