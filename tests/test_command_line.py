@@ -6,6 +6,7 @@ what they print with values worked out by hand from the seeded rows.
 
 from __future__ import annotations
 
+import argparse
 import csv
 import datetime as dt
 import io
@@ -789,6 +790,19 @@ def test_a_profile_table_keeps_its_title_on_one_line_over_narrow_columns(
     assert profile.splitlines()[0].strip() == "team t1 at 2024-06-01T00:00:00+00:00"
 
 
+def terminal_page(monkeypatch: pytest.MonkeyPatch, module: Any, *, width: int) -> io.StringIO:
+    """What the module's commands print to a terminal `width` columns wide."""
+    page = io.StringIO()
+    console = Console(file=page, width=width, markup=False, emoji=False)
+    monkeypatch.setattr(module, "terminal", lambda: console)
+    return page
+
+
+def parsed(project: Project, *args: str) -> argparse.Namespace:
+    """A command line of the project, read as `pitsync` reads it."""
+    return build_parser().parse_args(["--config", str(project.config_path), *args])
+
+
 def test_history_on_an_80_column_terminal_cuts_no_moment_and_no_value(
     project: Project, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -798,12 +812,9 @@ def test_history_on_an_80_column_terminal_cuts_no_moment_and_no_value(
         f"INSERT INTO team_history VALUES ('t1', '2024-02-01 00:00+00', '{long_note}')"
     )
     project.cli("sync", "--all")
-    page = io.StringIO()
-    console = Console(file=page, width=80, markup=False, emoji=False)
-    monkeypatch.setattr(reading, "terminal", lambda: console)
-    command = ["--config", str(project.config_path), "history", "t1", "--group-key", "team"]
+    page = terminal_page(monkeypatch, reading, width=80)
 
-    assert reading.command_history(build_parser().parse_args(command)) == 0
+    assert reading.command_history(parsed(project, "history", "t1", "--group-key", "team")) == 0
 
     text = page.getvalue()
     assert max(len(line) for line in text.splitlines()) <= 80 and "…" not in text
@@ -817,12 +828,9 @@ def test_a_profile_on_a_narrow_terminal_folds_a_long_value_whole(
 ) -> None:
     long_note = "n" * 100
     synced_team(project, "note VARCHAR", f"'{long_note}'")
-    page = io.StringIO()
-    console = Console(file=page, width=60, markup=False, emoji=False)
-    monkeypatch.setattr(reading, "terminal", lambda: console)
-    command = ["--config", str(project.config_path), "profile", "t1", "--group-key", "team"]
+    page = terminal_page(monkeypatch, reading, width=60)
 
-    assert reading.command_profile(build_parser().parse_args(command)) == 0
+    assert reading.command_profile(parsed(project, "profile", "t1", "--group-key", "team")) == 0
 
     text = page.getvalue()
     assert max(len(line) for line in text.splitlines()) <= 60 and "…" not in text
@@ -1549,9 +1557,7 @@ def test_the_sync_report_fits_its_terminal_and_cuts_no_figure_short(
         RunRecord(1, "company_plan_history", "full", rows_read=12_345_678, inserted=1_234_566),
         RunRecord(2, "users", "full", rows_read=90_817, entities_changed=654_321),
     ]
-    page = io.StringIO()
-    console = Console(file=page, width=width, markup=False, emoji=False)
-    monkeypatch.setattr(syncing, "terminal", lambda: console)
+    page = terminal_page(monkeypatch, syncing, width=width)
 
     syncing.print_sync_report(records)
 

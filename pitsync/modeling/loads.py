@@ -51,17 +51,11 @@ def drop_superseded_rows(con: duckdb.DuckDBPyConnection, table: TableConfig) -> 
     if not table_exists(con, loads):
         return 0
     cursor = quote_identifier(table.cursor or "")
-    superseded = count(
+    return count(
         con,
-        f"SELECT count(*) FROM {STAGED} s JOIN {loads} l ON {same_key('s', 'l')} "
-        f"WHERE s.{cursor} < l.loaded",
+        f"DELETE FROM {STAGED} s USING {loads} l WHERE {same_key('s', 'l')} "
+        f"AND s.{cursor} < l.loaded",
     )
-    if superseded:
-        con.execute(
-            f"DELETE FROM {STAGED} s USING {loads} l WHERE {same_key('s', 'l')} "
-            f"AND s.{cursor} < l.loaded"
-        )
-    return superseded
 
 
 def remember_loads(

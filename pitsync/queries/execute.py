@@ -76,15 +76,16 @@ class QuerySession:
 
     def query(self, sql: str, parameters: list | None = None) -> duckdb.DuckDBPyRelation:
         """A lazy DuckDB relation for the query; nothing runs until it is read."""
+        translated = self.translated(sql)
         try:
-            return self.bound(self.translated(sql), parameters)
+            return self.bound(translated, parameters)
         except duckdb.BinderException as error:
             # Only DuckDB knows a moment's type: one it cannot compare with the stored
             # starts (nanoseconds) is met by cutting every moment to the microsecond.
             if not NANOSECOND_MOMENT.search(str(error)):
                 raise QueryError.from_duckdb(error) from error
             retried = self.translated(sql, in_microseconds=True)
-            if retried == self.translated(sql):  # no moment to cut: the user's own compare
+            if retried == translated:  # no moment to cut: the user's own compare
                 raise QueryError.from_duckdb(error) from error
             try:
                 return self.bound(retried, parameters)
