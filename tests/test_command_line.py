@@ -95,9 +95,11 @@ def synced(tmp_path_factory: pytest.TempPathFactory) -> Project:
     return project
 
 
-def assert_user_error(result: subprocess.CompletedProcess[str], *fragments: str) -> None:
-    """Exit 1, a `pitsync: error:` message holding the fragments, and no traceback."""
-    assert result.returncode == 1, result.stderr
+def assert_user_error(
+    result: subprocess.CompletedProcess[str], *fragments: str, status: int = 1
+) -> None:
+    """Exit `status`, a `pitsync: error:` message holding the fragments, and no traceback."""
+    assert result.returncode == status, result.stderr
     assert "Traceback" not in result.stderr
     assert "pitsync: error:" in result.stderr
     for fragment in fragments:
@@ -1143,26 +1145,35 @@ def test_profile_at_now_may_be_written_in_any_case(synced: Project, now: str) ->
         ("feed", "c1", "--group-key", "company_id", "--from", "2024-03-01T00:00:00-15:00"),
     ],
 )
-def test_a_moment_offset_beyond_fourteen_hours_is_a_user_error(
+def test_a_moment_offset_beyond_fourteen_hours_is_a_usage_error(
     synced: Project, args: tuple[str, ...]
 ) -> None:
     result = synced.cli(*args, check=False)
 
-    assert_user_error(result, args[-1], "14 hours")
+    # A bad option value exits 2, as argparse's own refusals do.
+    assert_user_error(result, args[-1], "14 hours", status=2)
 
 
-def test_profile_at_text_that_is_no_moment_is_a_user_error(synced: Project) -> None:
+@pytest.mark.parametrize(
+    "args",
+    [
+        (*PROFILE_ARGS, "--at", "next tuesday"),
+        ("feed", "c1", "--group-key", "company_id", "--from", "next tuesday"),
+        ("feed", "c1", "--from", "2024-03-01", "--to", "next tuesday"),
+    ],
+)
+def test_text_that_is_no_moment_is_a_usage_error(synced: Project, args: tuple[str, ...]) -> None:
 
-    result = synced.cli(*PROFILE_ARGS, "--at", "next tuesday", check=False)
+    result = synced.cli(*args, check=False)
 
-    assert_user_error(result, "next tuesday", "ISO 8601")
+    assert_user_error(result, "next tuesday", "ISO 8601", status=2)
 
 
-def test_profile_at_a_zone_abbreviation_is_a_user_error(synced: Project) -> None:
+def test_profile_at_a_zone_abbreviation_is_a_usage_error(synced: Project) -> None:
     # DuckDB reads BST as Bangladesh time; a British reader means another moment.
     result = synced.cli(*PROFILE_ARGS, "--at", "2024-06-01T05:30:00 BST", check=False)
 
-    assert_user_error(result, "BST", "abbreviation", "Europe/London")
+    assert_user_error(result, "BST", "abbreviation", "Europe/London", status=2)
 
 
 # --- file sources and epochs ---------------------------------------------------------------

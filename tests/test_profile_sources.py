@@ -629,16 +629,16 @@ def test_a_profile_table_under_another_key_sets_its_rows_again(
 def test_feed_refuses_a_window_that_ends_before_it_starts(project: Project) -> None:
     login_events_now(project)
     result = project.cli("feed", "ann", "--from", "2025-02-01", "--to", "2025-01-01", check=False)
-    assert result.returncode == 1 and "is not before --to" in result.stderr
+    assert result.returncode == 2 and "is not before --to" in result.stderr
     # --to alone is a usage error, as argparse's are.
     for options in (["--to", "2025-01-01"], ["--days", "30", "--to", "2025-01-01"]):
         result = project.cli("feed", "ann", *options, check=False)
         assert result.returncode == 2 and "--to goes with --from" in result.stderr
     # A date followed by an offset is no moment (Python would read the offset as a time).
     result = project.cli("feed", "ann", "--from", "2025-01-01+05:00", check=False)
-    assert result.returncode == 1 and "is not a moment" in result.stderr
+    assert result.returncode == 2 and "is not a moment" in result.stderr
     result = project.cli("feed", "ann", "--from", "2025-01-01 09:00:00+15:00", check=False)
-    assert result.returncode == 1 and "14 hours" in result.stderr
+    assert result.returncode == 2 and "14 hours" in result.stderr
 
 
 def login_events_now(project: Project) -> None:

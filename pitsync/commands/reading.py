@@ -14,7 +14,7 @@ from rich.table import Column
 
 from pitsync.commands.console import terminal, titled_table, write_relation
 from pitsync.config import load_config
-from pitsync.errors import PitsyncError, QueryError, StoreError, UsageError
+from pitsync.errors import QueryError, StoreError, UsageError
 from pitsync.modeling.attribution import (
     Entity,
     NoHistory,
@@ -115,14 +115,14 @@ def resolve_moment(session: QuerySession, text: str) -> str:
     """The moment as ISO text in UTC; 'now' is the store clock's now."""
     problem = moment_text_problem(text)
     if problem:
-        raise PitsyncError(f"--at {text!r} is refused: {problem}")
+        raise UsageError(f"--at {text!r} is refused: {problem}")
     now = means_now(text)
     sql = "SELECT now() AS moment" if now else "SELECT CAST(? AS TIMESTAMPTZ) AS moment"
     try:
         relation = session.connection.sql(sql, params=[] if now else [spelled_moment(text)])
         rows = formatted(relation, nested_as_json=False).fetchall()
     except duckdb.Error as error:
-        raise PitsyncError(
+        raise UsageError(
             f"--at {text!r} is not a moment; write ISO 8601, e.g. 2024-03-01T00:00:00Z"
         ) from error
     return str(rows[0][0])
@@ -240,7 +240,7 @@ def command_feed(args: argparse.Namespace) -> int:
     start = moment_of(args.start, "--from") if args.start else None
     end = moment_of(args.end, "--to") if args.end else None
     if start and end and start >= end:
-        raise PitsyncError(f"--from {args.start} is not before --to {args.end}; swap them")
+        raise UsageError(f"--from {args.start} is not before --to {args.end}; swap them")
     window = FeedWindow(
         days=args.days or 30,
         start=start.isoformat() if start else None,

@@ -19,7 +19,7 @@ import duckdb
 from sqlglot import exp
 from sqlglot.errors import ParseError
 
-from pitsync.errors import QueryError, QueryRefused
+from pitsync.errors import QueryError, QueryRefused, UsageError
 from pitsync.modeling.timestamps import spelled_moment
 from pitsync.queries.guard import parse_condition
 from pitsync.queries.nesting import with_room_to_nest
@@ -230,12 +230,11 @@ def moment_of(text: str, option: str) -> dt.datetime:
     text is UTC."""
     problem = moment_text_problem(text)
     if problem:
-        raise QueryRefused(f"{option} {text!r} is refused: {problem}", sql=text)
+        raise UsageError(f"{option} {text!r} is refused: {problem}")
     moment = duckdb_moment(text)
     if moment is None:
-        raise QueryRefused(
-            f"{option} {text!r} is not a moment; write ISO 8601, e.g. 2024-03-01T00:00:00Z",
-            sql=text,
+        raise UsageError(
+            f"{option} {text!r} is not a moment; write ISO 8601, e.g. 2024-03-01T00:00:00Z"
         )
     return moment
 
