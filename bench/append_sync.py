@@ -55,18 +55,18 @@ def main() -> None:
     )
     full = measure("sync", full_config, fresh=True)
     measure("sync", append_config, fresh=True)  # the first append run sets the watermark
-    add_rows(warehouse)
+    added = add_rows(warehouse)
     raw_store = DATA / f"append-{args.companies}-raw-store.duckdb"
     shutil.copyfile(store, raw_store)
     raw = measure("raw_append", append_config, fresh=False, store=raw_store)
     append = measure("sync", append_config, fresh=False)
     idle = measure("sync", append_config, fresh=False)
 
-    print(f"history rows: {full['rows']:,}; appended: {APPENDED:,}")
+    print(f"history rows: {full['rows']:,}; appended: {added:,}")
     line("full sync", full["rows"], full)
-    line("append run", APPENDED, append)
-    line("raw DuckDB", APPENDED, raw)
-    line("idle run", APPENDED, idle)
+    line("append run", append["rows"], append)
+    line("raw DuckDB", raw["rows"], raw)
+    line("idle run", idle["rows"], idle)
     ratio = append["seconds"] / full["seconds"]
     print(f"  append / full sync: {ratio:.1%} (target: under 5%)")
     print(f"  raw DuckDB upsert / full sync: {raw['seconds'] / full['seconds']:.1%}")
@@ -115,25 +115,37 @@ def prepare_warehouse(args: argparse.Namespace) -> Path:
     return warehouse
 
 
-def add_rows(warehouse: Path) -> None:
+def add_rows(warehouse: Path) -> int:
     """10k rows inserted past the cursor, as an append-only source grows: 5k new keys (a
-    later start) and 5k new loads of existing keys (same start, another plan)."""
+    later start) and 5k new loads of existing keys (same start, another plan), all of one
+    later load time. Returns how many rows were added."""
     import duckdb
 
     half = APPENDED // 2
     con = duckdb.connect(str(warehouse))
-    late = "(SELECT max(loaded_at) FROM plan_changes) + INTERVAL 1 DAY"
+    [(late,)] = con.execute(f"SELECT max(loaded_at) + INTERVAL 1 DAY FROM {TABLE}").fetchall()
+    before = count_rows(con)
     con.execute(
         f"INSERT INTO {TABLE} SELECT company_id, 'enterprise', seats, "
-        f"start_timestamp + INTERVAL 3650 DAY, updated_at, {late} "
-        f"FROM {TABLE} USING SAMPLE {half} ROWS (reservoir, 7)"
+        f"start_timestamp + INTERVAL 3650 DAY, updated_at, $late "
+        f"FROM {TABLE} USING SAMPLE {half} ROWS (reservoir, 7)",
+        {"late": late},
     )
+    # Sampled from the rows the first insert did not add, so the two sets of keys differ.
     con.execute(
         f"INSERT INTO {TABLE} SELECT company_id, 'changed', seats, start_timestamp, "
-        f"updated_at, {late} FROM {TABLE} WHERE plan <> 'enterprise' "
-        f"USING SAMPLE {half} ROWS (reservoir, 11)"
+        f"updated_at, $late FROM (FROM {TABLE} WHERE loaded_at < $late) "
+        f"USING SAMPLE {half} ROWS (reservoir, 11)",
+        {"late": late},
     )
+    added = count_rows(con) - before
     con.close()
+    return added
+
+
+def count_rows(con) -> int:
+    [(rows,)] = con.execute(f"SELECT count(*) FROM {TABLE}").fetchall()
+    return rows
 
 
 def write_config(path: Path, warehouse: Path, store: Path, mode: str, table: str = TABLE) -> Path:
