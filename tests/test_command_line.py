@@ -689,7 +689,7 @@ def test_profile_at_text_rule_6_would_not_read_is_refused(
     synced: Project, moment: str, said: str
 ) -> None:
     result = synced.cli(*PROFILE_ARGS, "--at", moment, check=False)
-    assert_user_error(result, said)
+    assert_user_error(result, said, status=2)
 
 
 @pytest.mark.parametrize("company", ["c9", "x; y"])
@@ -1154,19 +1154,26 @@ def test_a_moment_offset_beyond_fourteen_hours_is_a_usage_error(
     assert_user_error(result, args[-1], "14 hours", status=2)
 
 
+# DuckDB's cast reads each of these as a time; rule 6 reads none of them in a source.
+NO_MOMENTS = ["next tuesday", "epoch", "infinity", "-infinity", "2024-02-01 (BC)"]
+
+
+@pytest.mark.parametrize("text", NO_MOMENTS)
 @pytest.mark.parametrize(
     "args",
     [
-        (*PROFILE_ARGS, "--at", "next tuesday"),
-        ("feed", "c1", "--group-key", "company_id", "--from", "next tuesday"),
-        ("feed", "c1", "--from", "2024-03-01", "--to", "next tuesday"),
+        (*PROFILE_ARGS, "--at"),
+        ("feed", "c1", "--group-key", "company_id", "--from"),
+        ("feed", "c1", "--from", "2024-03-01", "--to"),
     ],
 )
-def test_text_that_is_no_moment_is_a_usage_error(synced: Project, args: tuple[str, ...]) -> None:
+def test_text_that_is_no_moment_is_a_usage_error(
+    synced: Project, args: tuple[str, ...], text: str
+) -> None:
 
-    result = synced.cli(*args, check=False)
+    result = synced.cli(*args[:-1], f"{args[-1]}={text}", check=False)
 
-    assert_user_error(result, "next tuesday", "ISO 8601", status=2)
+    assert_user_error(result, repr(text), "ISO 8601", status=2)
 
 
 def test_profile_at_a_zone_abbreviation_is_a_usage_error(synced: Project) -> None:

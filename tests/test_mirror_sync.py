@@ -90,6 +90,43 @@ def test_mirror_applies_inserts_updates_and_deletes_of_changed_keys_only(
     assert changes(project.sync("plans")) == (0, 0, 0, 0)
 
 
+def test_a_row_turned_unreadable_is_quarantined_and_its_interval_deleted_until_it_reads(
+    project: Project,
+) -> None:
+    # Starts kept as text: text that names no time is unreadable (rule 6).
+    project.source_sql(DDL.replace("valid_from TIMESTAMPTZ", "valid_from VARCHAR"))
+    insert(
+        project,
+        [
+            ("a", "free", "x", 1, "2024-01-01 00:00+00"),
+            ("a", "pro", "x", 2, "2024-02-01 00:00+00"),
+            ("a", "team", "x", 3, "2024-03-01 00:00+00"),
+        ],
+    )
+    configure(project)
+    project.sync("plans")
+
+    project.source_sql("UPDATE plans SET valid_from = '2024-02-01 (BC)' WHERE plan = 'pro'")
+    record = project.sync("plans")
+
+    # As a full run of this source would store it: the pro row is left out, so a's
+    # January interval reaches March (rule 10), and the row waits in quarantine.
+    assert changes(record) == (0, 0, 1, 1) and record.quarantined == 1
+    assert project.query("SELECT plan, end_time FROM plans ORDER BY start_time") == [
+        ("free", utc("2024-03-01T00:00")),
+        ("team", None),
+    ]
+    assert project.query("SELECT count(*) FROM quarantine") == [(1,)]
+
+    project.source_sql("UPDATE plans SET valid_from = '2024-02-01 00:00+00' WHERE plan = 'pro'")
+    assert changes(project.sync("plans")) == (1, 0, 0, 1)
+    assert project.query("SELECT plan, end_time FROM plans ORDER BY start_time") == [
+        ("free", utc("2024-02-01T00:00")),
+        ("pro", utc("2024-03-01T00:00")),
+        ("team", None),
+    ]
+
+
 def test_values_are_compared_by_column_not_as_joined_text(project: Project) -> None:
     seeded(project)
     project.sync("plans")

@@ -7,9 +7,14 @@ from pathlib import Path
 import duckdb
 import pytest
 import sqlglot
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from pitsync.errors import QueryError, QueryRefused
+from pitsync.modeling.timestamps import spelled_moment, text_sql
 from pitsync.queries.execute import QuerySession, translate
+from pitsync.queries.temporal import moment_text_problem
+from pitsync.quoting import quote_string
 from tests.conftest import Project, company_history, login_events
 
 FIXTURES = Path(__file__).parent / "fixtures" / "temporal_rewrites.sql"
@@ -126,6 +131,19 @@ REFUSED = [
     (
         "SELECT * FROM h FOR SYSTEM_TIME AS OF timezone('BST', TIMESTAMP '2024-03-01 00:30')",
         "the zone 'BST' is refused",
+    ),
+    # Text DuckDB reads as a time, where rule 6 reads none: no date and time at all.
+    (
+        "SELECT * FROM h FOR SYSTEM_TIME AS OF TIMESTAMPTZ 'infinity'",
+        "the moment 'infinity' is refused: it is no date and time",
+    ),
+    (
+        "SELECT * FROM h FOR SYSTEM_TIME AS OF CAST('epoch' AS TIMESTAMP) + INTERVAL 1 DAY",
+        "the moment 'epoch' is refused",
+    ),
+    (
+        "SELECT * FROM h FOR SYSTEM_TIME AS OF DATE '2024-02-01 (BC)'",
+        r"the moment '2024-02-01 \(BC\)' is refused",
     ),
     ("SELECT count(*) FROM h FOR SYSTEM_TIME AS OF", "needs a moment after it"),
     (
@@ -508,3 +526,55 @@ def test_an_as_of_moment_cast_from_a_typed_literal_to_a_date_is_its_day(store: P
     moment = "TIMESTAMPTZ '2024-02-01 02:00:00+05'::DATE"
     sql = f"SELECT plan FROM company_plan_history FOR SYSTEM_TIME AS OF {moment}"
     assert rows(store, sql + " WHERE company_id = 'c1'") == [("free",)]
+
+
+# --- moments read as a source's text is read ----------------------------------------------
+
+DATES = st.builds(
+    "{}{}{}{}{}".format,
+    st.sampled_from(["2024", "24", "02024", "1999", "0044"]),
+    st.sampled_from(["-", "/"]),
+    st.sampled_from(["03", "3", "13"]),
+    st.sampled_from(["-", "/"]),
+    st.sampled_from(["01", "1", "31"]),
+)
+TIMES = st.sampled_from(["", " 00:30", "T09:15:00", " 9:05:07.123456", "T24:00:00"])
+ZONES = st.sampled_from(
+    [
+        "",
+        "Z",
+        " z",
+        "+05:30",
+        " -0800",
+        "+15",
+        "+14:30",
+        " UTC",
+        " UTC+5:30",
+        " GMT-0530",
+        " BST",
+        " America/New_York",
+        " Japan",
+        " (BC)",
+        " garbage",
+        "+05:99",
+    ]
+)
+WORDS = st.sampled_from(["epoch", "infinity", "-infinity", "allballs", "today", ""])
+MOMENT_TEXTS = st.one_of(st.builds("{}{}{}".format, DATES, TIMES, ZONES), WORDS)
+
+
+@settings(max_examples=300, deadline=None)
+@given(text=MOMENT_TEXTS)
+def test_a_moment_is_read_as_rule_6_reads_a_source_text(text: str) -> None:
+    """A moment given in a query or an option is the instant a source's text of it is,
+    or refused where that text would be unreadable (quarantined)."""
+    with duckdb.connect() as con:
+        con.execute("SET TimeZone = 'UTC'")
+        source = f"SELECT {text_sql('t', quote_string('UTC'))} FROM (SELECT ? AS t)"
+        as_source = con.execute(source, [text]).fetchone()[0]
+        problem = moment_text_problem(text)
+        moment = None
+        if problem is None:
+            cast = con.execute("SELECT TRY_CAST(? AS TIMESTAMPTZ)", [spelled_moment(text)])
+            moment = cast.fetchone()[0]
+    assert moment == as_source

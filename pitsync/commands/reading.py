@@ -113,10 +113,10 @@ def history_then(session: QuerySession, entity: Entity, moment: str) -> dict[str
 
 def resolve_moment(session: QuerySession, text: str) -> str:
     """The moment as ISO text in UTC; 'now' is the store clock's now."""
-    problem = moment_text_problem(text)
+    now = means_now(text)
+    problem = None if now else moment_text_problem(text)
     if problem:
         raise UsageError(f"--at {text!r} is refused: {problem}")
-    now = means_now(text)
     sql = "SELECT now() AS moment" if now else "SELECT CAST(? AS TIMESTAMPTZ) AS moment"
     try:
         relation = session.connection.sql(sql, params=[] if now else [spelled_moment(text)])

@@ -242,6 +242,19 @@ def spelled_moment(text: str) -> str:
     return spelled
 
 
+def has_moment_shape(text: str) -> bool:
+    """Whether rule 6 reads the text as a time at all, as `text_sql` reads a source's:
+    a year of four digits first, then digits and separators alone (naive) or a time
+    followed by its zone. `epoch`, `infinity` or a date followed by `(BC)` are no moment."""
+    trimmed = text.strip()
+    if not re.fullmatch(YEAR_FIRST, trimmed):
+        return False
+    if re.fullmatch(NAIVE_PATTERN, trimmed):
+        return True
+    zoned = re.fullmatch(ZONED_PATTERN, trimmed)
+    return zoned is not None and re.fullmatch(ZONED_PATTERN, spelled_moment(trimmed)) is not None
+
+
 def short_year(text: str) -> bool:
     """Whether a time begins with a year of other than four digits (`24-01-05`)."""
     year = re.match(r"\s*([0-9]+)[-/]", text)
