@@ -274,6 +274,7 @@ def parse_config(raw: dict[str, Any], path: Path) -> Config:
         for name in section(raw, "tables")
     }
     check_table_names_differ_beyond_case(tables)
+    check_group_keys_spelled_alike(tables)
     check_store_is_no_source(store_path, sources)
     return Config(
         path=path,
@@ -374,6 +375,24 @@ def check_table_names_differ_beyond_case(tables: dict[str, TableConfig]) -> None
                 table=name,
             )
         seen[name.lower()] = name
+
+
+def check_group_keys_spelled_alike(tables: dict[str, TableConfig]) -> None:
+    """A group key is a name, compared without case as the store compares names: tables
+    that spell one key in two ways would file its groups under two keys."""
+    spelled: dict[str, tuple[str, str]] = {}
+    for name, table in tables.items():
+        if not table.group_key:
+            continue
+        key, first = spelled.setdefault(table.group_key.lower(), (table.group_key, name))
+        if key != table.group_key:
+            raise ConfigError(
+                f"[tables.{name}] spells the group key `{table.group_key}`, and "
+                f"[tables.{first}] `{key}`; a key differing only in case is the same key: "
+                "spell it alike in both",
+                key="group_key",
+                table=name,
+            )
 
 
 def check_store_is_no_source(store_path: Path, sources: dict[str, SourceConfig]) -> None:

@@ -477,6 +477,14 @@ def test_table_names_differing_only_in_case_are_refused(tmp_path: Path) -> None:
         load_config(path)
 
 
+def test_a_group_key_spelled_in_two_cases_is_refused(tmp_path: Path) -> None:
+    second = VALID.split("\n\n")[-1].replace("[tables.company_plan_history]", "[tables.orgs]")
+    path = config_with_setting(tmp_path, second.replace('"company_id"\n', '"Company_Id"\n', 2))
+
+    with pytest.raises(ConfigError, match=in_order("orgs", "`Company_Id`", "`company_id`")):
+        load_config(path)
+
+
 def test_a_table_name_with_the_internal_prefix_is_refused(tmp_path: Path) -> None:
     path = config_file(tmp_path, "[tables.company_plan_history]", "[tables.__pitsync_staged]")
 

@@ -21,6 +21,7 @@ from pitsync.modeling.attribution import (
     check_group_key_known,
     entity_tables,
     interval_at_sql,
+    spelled_group_key,
     timeline_sql,
 )
 from pitsync.modeling.staging import json_object_text_sql
@@ -45,8 +46,8 @@ def command_query(args: argparse.Namespace) -> int:
 
 def command_profile(args: argparse.Namespace) -> int:
     config = load_config(args.config)
-    entity = Entity(str(args.id), args.group_key)
     with QuerySession(config.store_path, config.memory_limit, args.wait) as session:
+        entity = entity_named(session, args)
         moment = resolve_moment(session, args.at)
         if not means_now(args.at):
             properties = history_then(session, entity, moment)
@@ -61,6 +62,11 @@ def command_profile(args: argparse.Namespace) -> int:
         table.add_row(printable(name), printable(as_text(value)))
     terminal().print(table)
     return 0
+
+
+def entity_named(session: QuerySession, args: argparse.Namespace) -> Entity:
+    """The entity the command names, its group key spelled as the store spells it."""
+    return Entity(str(args.id), spelled_group_key(session.connection, args.group_key))
 
 
 def as_text(value: object) -> str:
@@ -151,8 +157,8 @@ def profile_at(session: QuerySession, entity: Entity, moment: str) -> dict[str, 
 def command_history(args: argparse.Namespace) -> int:
     """Each history table's intervals of the entity, oldest first, a batch at a time."""
     config = load_config(args.config)
-    entity = Entity(str(args.id), args.group_key)
     with QuerySession(config.store_path, config.memory_limit, args.wait) as session:
+        entity = entity_named(session, args)
         timelines = [
             (entry.table_name, timeline(session, entry, entity))
             for entry in entity_tables(session.connection, entity)
@@ -222,10 +228,11 @@ def print_timeline(
 
 def command_users(args: argparse.Namespace) -> int:
     config = load_config(args.config)
-    sql = profiles_sql(args.group_key, args.where, args.limit)
     with QuerySession(config.store_path, config.memory_limit, args.wait) as session:
-        if args.group_key is not None:
-            check_group_key_known(session.connection, args.group_key)
+        group_key = spelled_group_key(session.connection, args.group_key)
+        if group_key is not None:
+            check_group_key_known(session.connection, group_key)
+        sql = profiles_sql(group_key, args.where, args.limit)
         try:
             write_relation(session.query(sql), args.format)
         except QueryError as error:

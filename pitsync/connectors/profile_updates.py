@@ -29,6 +29,7 @@ from pitsync.connectors.update_files import (
 )
 from pitsync.errors import QueryError, StrictModeError
 from pitsync.interrupts import held_while_committing, is_interrupt
+from pitsync.modeling.attribution import spelled_group_key
 from pitsync.modeling.hidden_events import refresh_views
 from pitsync.modeling.profile_operators import (
     UpdateOutcome,
@@ -245,10 +246,11 @@ def delete_profiles(
     check_store_exists(config.store_path, "profiles")
 
     def stage_targets(con: duckdb.DuckDBPyConnection) -> None:
-        targets = chosen_profiles_sql(con, ids, where, group_key)
+        key = spelled_group_key(con, group_key)
+        targets = chosen_profiles_sql(con, ids, where, key)
         record = (
-            f"json_object('$group_key', {quote_string(group_key)}, '$group_id', id, '$delete', '')"
-            if group_key
+            f"json_object('$group_key', {quote_string(key)}, '$group_id', id, '$delete', '')"
+            if key
             else "json_object('$distinct_id', id, '$delete', '')"
         )
         try:

@@ -15,7 +15,7 @@ from pitsync.errors import StoreError
 from pitsync.modeling.hidden_events import CatalogEntry, read_catalog
 from pitsync.modeling.profile_operators import USER_KEY
 from pitsync.quoting import quote_identifier
-from pitsync.store import END_TIME, PROFILES, START_TIME
+from pitsync.store import CATALOG, END_TIME, PROFILES, START_TIME
 
 
 @dataclass(frozen=True)
@@ -27,6 +27,36 @@ class Entity:
 
     def describe(self) -> str:
         return f"{self.group_key} {self.entity_id}" if self.group_key else f"user {self.entity_id}"
+
+
+def known_group_keys_sql(*more: str) -> str:
+    """Each group key the store knows, by its lower-case form, with the one spelling it is
+    known by: a synced table's (as configured), else that of the stored profiles; `more`
+    adds queries of (key, place) pairs, spellings met in that order, known after those.
+
+    Names compare without case in the store, so a key given in another case is that key.
+    """
+    spellings = [
+        f"SELECT group_key AS key, 0 AS rank, 0 AS place FROM {CATALOG} WHERE group_key <> ''",
+        f"SELECT DISTINCT group_key, 1, 0 FROM {PROFILES} WHERE group_key <> ''",
+        *(f"SELECT key, 2, place FROM ({query})" for query in more),
+    ]
+    return (
+        "SELECT lower(key) AS folded, arg_min(key, (rank, place, key)) AS spelled FROM ("
+        + " UNION ALL ".join(spellings)
+        + ") GROUP BY ALL"
+    )
+
+
+def spelled_group_key(con: duckdb.DuckDBPyConnection, group_key: str | None) -> str | None:
+    """The group key as the store spells it (see `known_group_keys_sql`); a key it does
+    not know, as given."""
+    if not group_key:
+        return group_key
+    rows = con.execute(
+        f"SELECT spelled FROM ({known_group_keys_sql()}) WHERE folded = lower(?)", [group_key]
+    ).fetchall()
+    return str(rows[0][0]) if rows else group_key
 
 
 def entity_tables(con: duckdb.DuckDBPyConnection, entity: Entity) -> list[CatalogEntry]:
