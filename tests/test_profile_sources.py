@@ -493,6 +493,29 @@ def test_a_group_key_in_another_case_is_the_key_the_store_knows(project: Project
     assert project.query("SELECT count(*) FROM group_profiles WHERE group_id = 't1'") == [(0,)]
 
 
+def test_profiles_filed_under_a_spelling_before_a_table_spelled_it_otherwise_are_kept(
+    project: Project,
+) -> None:
+    company_history(project, HISTORY_ROWS)
+    engage(project, {"$group_key": "Company_ID", "$group_id": "c1", "$set": {"name": "Acme"}})
+    project.sync("company_plan_history")  # configured as company_id
+
+    # Each spelling the store holds reaches its own profiles; another one, the table's.
+    engage(project, {"$group_key": "COMPANY_ID", "$group_id": "c1", "$set": {"tier": "gold"}})
+    filed = project.query(
+        "SELECT group_key, properties FROM group_profiles WHERE group_id = 'c1' ORDER BY 1"
+    )
+    assert [(key, json.loads(properties)) for key, properties in filed] == [
+        ("Company_ID", {"name": "Acme"}),
+        ("company_id", {"plan": "pro", "seats": 10, "tier": "gold"}),
+    ]
+    for key, expected in (("Company_ID", {"name"}), ("company_ID", {"plan", "seats", "tier"})):
+        shown = json.loads(
+            project.cli("profile", "c1", "--group-key", key, "--format", "json").stdout
+        )
+        assert set(shown) - {"$last_seen"} == expected
+
+
 def test_a_row_read_again_unchanged_leaves_later_updates(project: Project) -> None:
     ann_synced_in_append_mode(project)
     engage(project, {"$distinct_id": "u1", "$set": {"seats": 100, "vip": True}})

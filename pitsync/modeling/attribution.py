@@ -29,18 +29,23 @@ class Entity:
         return f"{self.group_key} {self.entity_id}" if self.group_key else f"user {self.entity_id}"
 
 
+def stored_group_keys_sql() -> str:
+    """Every spelling of a group key the store holds, as (key, rank, place): a synced
+    table's (rank 0, as configured) and the stored profiles' (rank 1)."""
+    return (
+        f"SELECT group_key AS key, 0 AS rank, 0 AS place FROM {CATALOG} WHERE group_key <> '' "
+        f"UNION ALL SELECT DISTINCT group_key, 1, 0 FROM {PROFILES} WHERE group_key <> ''"
+    )
+
+
 def known_group_keys_sql(*more: str) -> str:
     """Each group key the store knows, by its lower-case form, with the one spelling it is
-    known by: a synced table's (as configured), else that of the stored profiles; `more`
-    adds queries of (key, place) pairs, spellings met in that order, known after those.
+    known by: a synced table's, else that of the stored profiles; `more` adds queries of
+    (key, place) pairs, spellings met in that order, known after those.
 
     Names compare without case in the store, so a key given in another case is that key.
     """
-    spellings = [
-        f"SELECT group_key AS key, 0 AS rank, 0 AS place FROM {CATALOG} WHERE group_key <> ''",
-        f"SELECT DISTINCT group_key, 1, 0 FROM {PROFILES} WHERE group_key <> ''",
-        *(f"SELECT key, 2, place FROM ({query})" for query in more),
-    ]
+    spellings = [stored_group_keys_sql(), *(f"SELECT key, 2, place FROM ({q})" for q in more)]
     return (
         "SELECT lower(key) AS folded, arg_min(key, (rank, place, key)) AS spelled FROM ("
         + " UNION ALL ".join(spellings)
@@ -49,12 +54,15 @@ def known_group_keys_sql(*more: str) -> str:
 
 
 def spelled_group_key(con: duckdb.DuckDBPyConnection, group_key: str | None) -> str | None:
-    """The group key as the store spells it (see `known_group_keys_sql`); a key it does
-    not know, as given."""
+    """The group key as the store spells it (see `known_group_keys_sql`). A spelling the
+    store holds is kept as it is: profiles filed under it before a table spelled the key
+    otherwise are reached by it still. A key the store does not know, as given."""
     if not group_key:
         return group_key
     rows = con.execute(
-        f"SELECT spelled FROM ({known_group_keys_sql()}) WHERE folded = lower(?)", [group_key]
+        f"SELECT CASE WHEN ? IN (SELECT key FROM ({stored_group_keys_sql()})) THEN ? "
+        f"ELSE spelled END FROM ({known_group_keys_sql()}) WHERE folded = lower(?)",
+        [group_key, group_key, group_key],
     ).fetchall()
     return str(rows[0][0]) if rows else group_key
 

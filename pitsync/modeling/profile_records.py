@@ -16,7 +16,7 @@ import duckdb
 
 from pitsync.config import TableConfig
 from pitsync.errors import ConfigError
-from pitsync.modeling.attribution import known_group_keys_sql
+from pitsync.modeling.attribution import known_group_keys_sql, stored_group_keys_sql
 from pitsync.modeling.profile_operators import MAX_NESTED_BYTES, OPERATIONS, UPDATES, USER_KEY
 from pitsync.modeling.timestamps import beyond_moments_sql, text_sql
 from pitsync.quoting import quote_identifier, quote_string
@@ -68,12 +68,14 @@ def stage_records(con: duckdb.DuckDBPyConnection) -> None:
 
 
 def respell_group_keys(con: duckdb.DuckDBPyConnection) -> None:
-    """Each record's group key as the store spells it; a key new to the store, as its
-    first record spells it. `Company_ID` is the key company_id: names compare without case."""
+    """Each record's group key as the store spells it (a spelling it holds is kept); a key
+    new to the store, as its first record spells it. `Company_ID` is the key company_id:
+    names compare without case."""
     given = f"SELECT profile_key AS key, line AS place FROM {RECORDS} WHERE profile_key <> ''"
     con.execute(
         f"UPDATE {RECORDS} AS r SET profile_key = k.spelled FROM ({known_group_keys_sql(given)}) "
-        "AS k WHERE lower(r.profile_key) = k.folded AND r.profile_key <> k.spelled"
+        "AS k WHERE lower(r.profile_key) = k.folded AND r.profile_key <> k.spelled "
+        f"AND r.profile_key NOT IN (SELECT key FROM ({stored_group_keys_sql()}))"
     )
 
 
