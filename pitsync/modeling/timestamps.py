@@ -20,6 +20,7 @@ import re
 import zoneinfo
 from pathlib import Path
 
+import duckdb
 import pyarrow as pa
 
 from pitsync.errors import ConfigError
@@ -236,23 +237,52 @@ def offset_spelled(text: str) -> str:
 def spelled_moment(text: str) -> str:
     """A moment given in a query or on the command line, its zone spelled as DuckDB's cast
     reads it, as `text_sql` spells a source's text: `UTC+05:30` keeps its minutes there."""
-    spelled = re.sub(SPACE_BEFORE_OFFSET, r"\g<1>\g<2>", text.strip())
+    spelled = re.sub(as_in_duckdb(SPACE_BEFORE_OFFSET), r"\g<1>\g<2>", text.strip(" \t\n\r"))
     for spelling, offset in OFFSET_SPELLINGS:
-        spelled = re.sub(spelling, offset, spelled)
+        spelled = re.sub(as_in_duckdb(spelling), offset, spelled)
     return spelled
 
 
 def has_moment_shape(text: str) -> bool:
     """Whether rule 6 reads the text as a time at all, as `text_sql` reads a source's:
     a year of four digits first, then digits and separators alone (naive) or a time
-    followed by its zone. `epoch`, `infinity` or a date followed by `(BC)` are no moment."""
-    trimmed = text.strip()
-    if not re.fullmatch(YEAR_FIRST, trimmed):
+    followed by its zone. `epoch`, `infinity` or a date followed by `(BC)` are no moment.
+
+    The blanks trimmed and the patterns matched as DuckDB's trim and regular expressions
+    do: the ASCII blanks of BLANKS alone, and `\\d` and `\\s` of ASCII characters only."""
+    trimmed = text.strip(" \t\n\r")
+    if not matches_as_in_duckdb(YEAR_FIRST, trimmed):
         return False
-    if re.fullmatch(NAIVE_PATTERN, trimmed):
+    if matches_as_in_duckdb(NAIVE_PATTERN, trimmed):
         return True
-    zoned = re.fullmatch(ZONED_PATTERN, trimmed)
-    return zoned is not None and re.fullmatch(ZONED_PATTERN, spelled_moment(trimmed)) is not None
+    spelled = spelled_moment(trimmed)
+    return matches_as_in_duckdb(ZONED_PATTERN, trimmed) and matches_as_in_duckdb(
+        ZONED_PATTERN, spelled
+    )
+
+
+def matches_as_in_duckdb(pattern: str, text: str) -> bool:
+    """`regexp_full_match`, as DuckDB runs it."""
+    return re.fullmatch(as_in_duckdb(pattern), text) is not None
+
+
+def as_in_duckdb(pattern: str) -> re.Pattern[str]:
+    """A pattern of this module as DuckDB's RE2 reads it: `\\s` is a space, tab, line
+    feed, form feed or carriage return (no vertical tab), and `\\d` an ASCII digit."""
+    return re.compile(pattern.replace(r"\s", r"[\t\n\f\r ]"), flags=re.ASCII)
+
+
+def beyond_moments(text: str) -> bool:
+    """Whether the moment the text names lies outside years 1 to 9999 in UTC, where no row
+    can start (rule 8): `0000-01-01`, or `9999-12-31 23:00-05`. Text the cast cannot
+    read is not: that is for the caller to tell."""
+    with duckdb.connect() as con:
+        con.execute("SET TimeZone = 'UTC'")
+        instant = "TRY_CAST(? AS TIMESTAMPTZ)"
+        row = con.execute(
+            f"SELECT {beyond_moments_sql('m')} FROM (SELECT {instant} AS m)", [spelled_moment(text)]
+        ).fetchone()
+    return bool(row and row[0])
 
 
 def short_year(text: str) -> bool:

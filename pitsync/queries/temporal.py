@@ -38,6 +38,7 @@ from pitsync.errors import QueryRefused
 from pitsync.modeling.timestamps import (
     AMBIGUOUS_ZONE_HINT,
     ZONED_PATTERN,
+    beyond_moments,
     has_moment_shape,
     is_ambiguous_zone_name,
     names_ambiguous_zone,
@@ -60,6 +61,7 @@ OFFSET_AFTER_TIME = re.compile(
 # five hours, dropping the minutes.
 OFFSET_NAMED_ZONE = re.compile(r"(?i)\s*(utc|gmt)\s*[+-]\d")
 SHORT_YEAR_HINT = "write the year with four digits (2024-03-01)"
+BEYOND_MOMENTS_HINT = "no row starts outside years 1 to 9999 in UTC (rule 8)"
 NO_MOMENT_HINT = "it is no date and time; write ISO 8601, e.g. 2024-03-01T00:00:00Z"
 OFFSET_PARTS_HINT = "an offset's minutes and seconds run from 00 to 59 (+05:30)"
 ZONE_IN_SHIFTED_TIME_HINT = (
@@ -239,7 +241,7 @@ def check_zones(moment: exp.Expression, sql: str) -> None:
 def moment_text_problem(text: str) -> str | None:
     """Why rule 6 would not read a moment's text, if it would not: a zone abbreviation,
     an offset past 14 hours or with minutes or seconds past 59, a year of other than
-    four digits, or text of no time's shape."""
+    four digits, text of no time's shape, or a time outside years 1 to 9999."""
     if names_ambiguous_zone(text):
         return AMBIGUOUS_ZONE_HINT
     if offset_beyond_any_zone(text):
@@ -250,6 +252,8 @@ def moment_text_problem(text: str) -> str | None:
         return SHORT_YEAR_HINT
     if not has_moment_shape(text):
         return NO_MOMENT_HINT
+    if beyond_moments(text):
+        return BEYOND_MOMENTS_HINT
     return None
 
 
