@@ -36,6 +36,7 @@ from croniter import CroniterBadDateError, croniter
 from pitsync.errors import ConfigError
 from pitsync.modeling.timestamps import OFFSET_ABBREVIATION_ZONES, is_ambiguous_zone_name
 from pitsync.paths import FILE, FOLDER, MISSING, path_kind, reason
+from pitsync.quoting import fold_name
 
 CONFIG_ENV = "PITSYNC_CONFIG"
 DEFAULT_CONFIG = "pitsync.toml"
@@ -384,7 +385,7 @@ def check_group_keys_spelled_alike(tables: dict[str, TableConfig]) -> None:
     for name, table in tables.items():
         if not table.group_key:
             continue
-        key, first = spelled.setdefault(table.group_key.lower(), (table.group_key, name))
+        key, first = spelled.setdefault(fold_name(table.group_key), (table.group_key, name))
         if key != table.group_key:
             raise ConfigError(
                 f"[tables.{name}] spells the group key `{table.group_key}`, and "

@@ -19,3 +19,20 @@ def unquote_identifier(text: str) -> str:
 def quote_string(text: str) -> str:
     """A DuckDB string literal in single quotes, inner quotes doubled."""
     return "'" + text.replace("'", "''") + "'"
+
+
+ASCII_UPPER = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
+ASCII_FOLD = str.maketrans(ASCII_UPPER, ASCII_UPPER.lower())
+
+
+def fold_name(name: str) -> str:
+    """A name in the case DuckDB compares names in: its ASCII letters lowered, and only
+    those (`İ` and `Σ` stay as they are, where Python's lower() would change them)."""
+    return name.translate(ASCII_FOLD)
+
+
+def fold_name_sql(expression: str) -> str:
+    """`fold_name` in DuckDB SQL: its lower() would lower every letter."""
+    return (
+        f"translate({expression}, {quote_string(ASCII_UPPER)}, {quote_string(ASCII_UPPER.lower())})"
+    )

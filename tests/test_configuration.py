@@ -484,6 +484,10 @@ def test_a_group_key_spelled_in_two_cases_is_refused(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match=in_order("orgs", "`Company_Id`", "`company_id`")):
         load_config(path)
 
+    # DuckDB folds ASCII letters alone: a dotted capital I makes another name.
+    path = config_with_setting(tmp_path, second.replace('"company_id"\n', '"COMPANY_İD"\n', 2))
+    assert load_config(path).table("orgs").group_key == "COMPANY_İD"
+
 
 def test_a_table_name_with_the_internal_prefix_is_refused(tmp_path: Path) -> None:
     path = config_file(tmp_path, "[tables.company_plan_history]", "[tables.__pitsync_staged]")

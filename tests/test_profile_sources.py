@@ -516,6 +516,52 @@ def test_profiles_filed_under_a_spelling_before_a_table_spelled_it_otherwise_are
         assert set(shown) - {"$last_seen"} == expected
 
 
+def test_of_two_tables_spelling_a_key_the_one_synced_last_spells_it(project: Project) -> None:
+    company_history(project, HISTORY_ROWS)
+    project.tables["company_plan_history"]["group_key"] = "COMPANY_ID"
+    project.write_config()
+    project.sync("company_plan_history")
+    # The configuration now keys another table by company_id; the old one stays stored.
+    project.tables.clear()
+    project.source_sql("CREATE TABLE orgs AS SELECT 'c2' AS id, 'retail' AS industry")
+    project.configure("orgs", kind="group_profiles", group_key="company_id", id_column="id")
+    project.sync("orgs")
+
+    listed = project.cli("users", "--group-key", "Company_Id", "--format", "json").stdout
+    assert [(row["group_key"], row["group_id"]) for row in json.loads(listed)] == [
+        ("company_id", "c2")
+    ]
+    # Each spelling a table keeps reaches its own groups.
+    listed = project.cli("users", "--group-key", "COMPANY_ID", "--format", "json").stdout
+    assert sorted(row["group_id"] for row in json.loads(listed)) == ["c1", "c2"]
+
+
+def test_group_keys_differ_where_duckdb_tells_names_apart(project: Project) -> None:
+    # DuckDB folds the case of ASCII letters alone: `COMPANY_İD` is no spelling of
+    # company_id, as Python's lower() would make it (`company_i̇d` with a dot).
+    company_history(project, HISTORY_ROWS)
+    project.sync("company_plan_history")
+    engage(
+        project,
+        {"$group_key": "COMPANY_İD", "$group_id": "c1", "$set": {"a": 1}},
+        {"$group_key": "COMPANY_ID", "$group_id": "c1", "$set": {"b": 2}},
+    )
+    keys = project.query("SELECT DISTINCT group_key FROM _pitsync.profiles ORDER BY 1")
+    assert keys == [("COMPANY_İD",), ("company_id",)]
+
+
+def test_deleting_profiles_of_an_unknown_group_key_names_the_known_ones(project: Project) -> None:
+    company_history(project, HISTORY_ROWS)
+    project.sync("company_plan_history")
+
+    result = project.cli("delete-profiles", "--group-key", "nokey", "--id", "c1", check=False)
+
+    assert result.returncode == 1
+    assert "no group of key `nokey` is in the store; the group keys are `company_id`" in (
+        result.stderr
+    )
+
+
 def test_a_row_read_again_unchanged_leaves_later_updates(project: Project) -> None:
     ann_synced_in_append_mode(project)
     engage(project, {"$distinct_id": "u1", "$set": {"seats": 100, "vip": True}})

@@ -29,7 +29,7 @@ from pitsync.connectors.update_files import (
 )
 from pitsync.errors import QueryError, StrictModeError
 from pitsync.interrupts import held_while_committing, is_interrupt
-from pitsync.modeling.attribution import spelled_group_key
+from pitsync.modeling.attribution import check_group_key_known, spelled_group_key
 from pitsync.modeling.hidden_events import refresh_views
 from pitsync.modeling.profile_operators import (
     UpdateOutcome,
@@ -247,6 +247,8 @@ def delete_profiles(
 
     def stage_targets(con: duckdb.DuckDBPyConnection) -> None:
         key = spelled_group_key(con, group_key)
+        if key:
+            check_group_key_known(con, key)
         targets = chosen_profiles_sql(con, ids, where, key)
         record = (
             f"json_object('$group_key', {quote_string(key)}, '$group_id', id, '$delete', '')"

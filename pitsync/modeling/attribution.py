@@ -14,8 +14,8 @@ import duckdb
 from pitsync.errors import StoreError
 from pitsync.modeling.hidden_events import CatalogEntry, read_catalog
 from pitsync.modeling.profile_operators import USER_KEY
-from pitsync.quoting import quote_identifier
-from pitsync.store import CATALOG, END_TIME, PROFILES, START_TIME
+from pitsync.quoting import fold_name_sql, quote_identifier
+from pitsync.store import CATALOG, END_TIME, PROFILES, RUNS, START_TIME
 
 
 @dataclass(frozen=True)
@@ -32,24 +32,30 @@ class Entity:
 def stored_group_keys_sql() -> str:
     """Every spelling of a group key the store holds, as (key, rank, place): a synced
     table's (rank 0, as configured) and the stored profiles' (rank 1)."""
+    # Of tables spelling a key in two ways, the one synced last spells it: the other one is
+    # a table left over from an older configuration.
+    latest = (
+        f"SELECT table_name, max(run_id) AS run_id FROM {RUNS} "
+        "WHERE status = 'succeeded' GROUP BY ALL"
+    )
     return (
-        f"SELECT group_key AS key, 0 AS rank, 0 AS place FROM {CATALOG} WHERE group_key <> '' "
+        f"SELECT c.group_key AS key, 0 AS rank, -coalesce(r.run_id, 0) AS place FROM {CATALOG} "
+        f"AS c LEFT JOIN ({latest}) AS r USING (table_name) WHERE c.group_key <> '' "
         f"UNION ALL SELECT DISTINCT group_key, 1, 0 FROM {PROFILES} WHERE group_key <> ''"
     )
 
 
 def known_group_keys_sql(*more: str) -> str:
-    """Each group key the store knows, by its lower-case form, with the one spelling it is
-    known by: a synced table's, else that of the stored profiles; `more` adds queries of
-    (key, place) pairs, spellings met in that order, known after those.
+    """Each group key the store knows, by its folded form (`fold_name`), with the spelling
+    it is known by: a synced table's, else that of the stored profiles; `more` adds
+    queries of (key, place) pairs, spellings met in that order, known after those.
 
     Names compare without case in the store, so a key given in another case is that key.
     """
     spellings = [stored_group_keys_sql(), *(f"SELECT key, 2, place FROM ({q})" for q in more)]
     return (
-        "SELECT lower(key) AS folded, arg_min(key, (rank, place, key)) AS spelled FROM ("
-        + " UNION ALL ".join(spellings)
-        + ") GROUP BY ALL"
+        f"SELECT {fold_name_sql('key')} AS folded, arg_min(key, (rank, place, key)) AS spelled "
+        "FROM (" + " UNION ALL ".join(spellings) + ") GROUP BY ALL"
     )
 
 
@@ -61,7 +67,7 @@ def spelled_group_key(con: duckdb.DuckDBPyConnection, group_key: str | None) -> 
         return group_key
     rows = con.execute(
         f"SELECT CASE WHEN ? IN (SELECT key FROM ({stored_group_keys_sql()})) THEN ? "
-        f"ELSE spelled END FROM ({known_group_keys_sql()}) WHERE folded = lower(?)",
+        f"ELSE spelled END FROM ({known_group_keys_sql()}) WHERE folded = {fold_name_sql('?')}",
         [group_key, group_key, group_key],
     ).fetchall()
     return str(rows[0][0]) if rows else group_key

@@ -19,7 +19,7 @@ from pitsync.errors import ConfigError
 from pitsync.modeling.attribution import known_group_keys_sql, stored_group_keys_sql
 from pitsync.modeling.profile_operators import MAX_NESTED_BYTES, OPERATIONS, UPDATES, USER_KEY
 from pitsync.modeling.timestamps import beyond_moments_sql, text_sql
-from pitsync.quoting import quote_identifier, quote_string
+from pitsync.quoting import fold_name_sql, quote_identifier, quote_string
 
 LINES = "__pitsync_lines"
 RECORDS = "__pitsync_records"
@@ -74,7 +74,7 @@ def respell_group_keys(con: duckdb.DuckDBPyConnection) -> None:
     given = f"SELECT profile_key AS key, line AS place FROM {RECORDS} WHERE profile_key <> ''"
     con.execute(
         f"UPDATE {RECORDS} AS r SET profile_key = k.spelled FROM ({known_group_keys_sql(given)}) "
-        "AS k WHERE lower(r.profile_key) = k.folded AND r.profile_key <> k.spelled "
+        f"AS k WHERE {fold_name_sql('r.profile_key')} = k.folded AND r.profile_key <> k.spelled "
         f"AND r.profile_key NOT IN (SELECT key FROM ({stored_group_keys_sql()}))"
     )
 
