@@ -12,6 +12,7 @@ import duckdb
 from rich.console import Console
 from rich.table import Column
 
+from pitsync.arguments import FEED_DAYS
 from pitsync.commands.console import terminal, titled_table, write_relation
 from pitsync.config import load_config
 from pitsync.errors import QueryError, StoreError, UsageError
@@ -258,8 +259,20 @@ def command_feed(args: argparse.Namespace) -> int:
         sql = feed_sql(str(args.id), args.group_key, window, args.hide, columns)
         if not write_relation(session.query(sql), args.format):
             log.warning(
-                "no events of %s in %s; a longer --days, or --from/--to, looks further back",
+                "no events of %s in %s%s",
                 Entity(str(args.id), args.group_key).describe(),
                 window.describe(),
+                further_back_hint(window, args.hide),
             )
     return 0
+
+
+def further_back_hint(window: FeedWindow, hidden: list[str]) -> str:
+    """Where else the events may be: further back, or among those --hide leaves out."""
+    hints = []
+    if window.start is None and window.end is None:
+        longer = "a longer --days, or " if window.days < max(FEED_DAYS) else ""
+        hints.append(f"{longer}--from/--to looks further back")
+    if hidden:
+        hints.append("--hide leaves out " + ", ".join(hidden))
+    return "; " + "; ".join(hints) if hints else ""
