@@ -397,10 +397,15 @@ def load_driver(config: SourceConfig, driver: Driver) -> Any:
     try:
         return importlib.import_module(driver.module)
     except ImportError:
-        package = f"pitsync[{driver.extra}]" if driver.extra else "pitsync"
+        how = (
+            f"install pitsync's {driver.extra} extra (in a clone of pitsync: "
+            f"pip install '.[{driver.extra}]')"
+            if driver.extra
+            else "install pitsync again (in a clone of pitsync: pip install .)"
+        )
         raise SourceError(
             f"source `{config.name}`: the {config.type} driver ({driver.module}) is not "
-            f"installed; install it with: pip install '{package}'",
+            f"installed; {how}",
             source=config.name,
         ) from None
 

@@ -496,8 +496,8 @@ def local_spark_session() -> Any:
         from pyspark.sql import SparkSession
     except ImportError:
         raise SourceError(
-            "Spark is not installed; install it with: pip install 'pitsync[spark]' "
-            "(it runs on the machine's Java, 17 or newer)"
+            "Spark is not installed; install pitsync's spark extra (in a clone of pitsync: "
+            "pip install '.[spark]'); it runs on the machine's Java, 17 or newer"
         ) from None
     missing = missing_java()
     if missing is not None:
