@@ -1272,6 +1272,22 @@ def test_integer_epoch_without_time_unit_is_a_config_error_naming_it(project: Pr
     assert not project.store.exists()
 
 
+@pytest.mark.parametrize(("kind", "held"), [("TIMESTAMP", "timestamps"), ("DATE", "dates")])
+def test_time_unit_on_a_column_of_times_is_a_config_error_naming_it(
+    project: Project, kind: str, held: str
+) -> None:
+    # A setting that would change nothing is refused, as an unknown key is.
+    epoch_history(project, time_unit="ms")
+    project.source_sql(
+        f"ALTER TABLE plan_epochs ALTER started_ms TYPE {kind} USING DATE '2024-01-01'"
+    )
+
+    result = project.cli("sync", "--all", check=False)
+
+    assert_user_error(result, "started_ms", held, "remove time_unit")
+    assert not project.store.exists()
+
+
 def test_a_source_that_fails_as_it_is_read_is_a_failed_run_and_the_others_go_on(
     project: Project,
 ) -> None:

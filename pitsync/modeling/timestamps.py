@@ -117,6 +117,13 @@ def instant_sql(
     TIMESTAMPTZ."""
     arrow_type = field.type
     zone = quote_string(timezone)
+    if time_unit is not None and (
+        pa.types.is_timestamp(arrow_type) or pa.types.is_date(arrow_type)
+    ):
+        raise ConfigError(
+            f"{where} holds {'dates' if pa.types.is_date(arrow_type) else 'timestamps'}, and "
+            "time_unit reads epochs (integers, or text of them): remove time_unit"
+        )
     if pa.types.is_timestamp(arrow_type):
         return timestamp_sql(column, arrow_type, zone)
     if pa.types.is_date(arrow_type):
