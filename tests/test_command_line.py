@@ -1583,6 +1583,29 @@ def test_the_store_layout_read_from_its_text_is_the_one_duckdb_makes() -> None:
     assert sorted(layout_columns()) == sorted(made)
 
 
+@pytest.mark.parametrize("width", [40, 80, 160, 400])
+def test_runs_fit_their_terminal_and_cut_no_figure_short(
+    monkeypatch: pytest.MonkeyPatch, width: int
+) -> None:
+    started = dt.datetime(2024, 3, 1, 9, 30, tzinfo=dt.UTC)
+    records = [
+        RunRecord(7, "company_plan_history", "append", status="succeeded", rows_read=12_345_678,
+                  inserted=1_234_566, started_at=started),
+        RunRecord(8, "users", "mirror", status="failed", started_at=started,
+                  error="table users: column `plan` changed type from VARCHAR to INTEGER"),
+    ]  # fmt: skip
+    page = terminal_page(monkeypatch, syncing, width=width)
+
+    syncing.print_runs(records)
+
+    lines = page.getvalue().splitlines()
+    assert max(len(line) for line in lines) <= width
+    words = set(page.getvalue().split())
+    assert {"12345678", "1234566", "company_plan_history", "failed", "09:30:00"} <= words
+    # The error is whole: on a wide terminal in its column, else on its run's line.
+    assert "changed type from VARCHAR to INTEGER" in " ".join(page.getvalue().split())
+
+
 @pytest.mark.parametrize("width", [40, 80, 200])
 def test_the_sync_report_fits_its_terminal_and_cuts_no_figure_short(
     monkeypatch: pytest.MonkeyPatch, width: int

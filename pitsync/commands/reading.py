@@ -271,7 +271,7 @@ def further_back_hint(window: FeedWindow, hidden: list[str]) -> str:
     """Where else the events may be: further back, or among those --hide leaves out."""
     hints = []
     if window.start is None and window.end is None:
-        longer = "a longer --days, or " if window.days < max(FEED_DAYS) else ""
+        longer = "a longer --days, or " if (window.days or 0) < max(FEED_DAYS) else ""
         hints.append(f"{longer}--from/--to looks further back")
     if hidden:
         hints.append("--hide leaves out " + ", ".join(hidden))

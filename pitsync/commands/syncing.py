@@ -9,6 +9,7 @@ import logging
 import threading
 from datetime import UTC, datetime
 
+from rich.console import Console
 from rich.measure import Measurement
 from rich.table import Column, Table
 
@@ -84,8 +85,7 @@ def print_sync_report(records: list[RunRecord], *, dry_run: bool = False) -> Non
     for row in rows:
         table.add_row(*row)
     table.title = title
-    unbounded = console.options.update_width(UNBOUNDED_WIDTH)
-    if Measurement.get(console, unbounded, table).maximum <= console.width:
+    if fits(console, table):
         console.print(table)
         return
     console.print(title, highlight=False)
@@ -93,6 +93,12 @@ def print_sync_report(records: list[RunRecord], *, dry_run: bool = False) -> Non
         counts = zip(figures, REPORT_HEADINGS, strict=True)
         line = ", ".join(f"{figure} {heading}" for figure, heading in counts)
         console.print(f"{name}: {line}", highlight=False)
+
+
+def fits(console: Console, table: Table) -> bool:
+    """Whether the table, every cell on one line, is no wider than the terminal."""
+    unbounded = console.options.update_width(UNBOUNDED_WIDTH)
+    return Measurement.get(console, unbounded, table).maximum <= console.width
 
 
 def report_row(record: RunRecord) -> list[str]:
@@ -123,25 +129,44 @@ def command_runs(args: argparse.Namespace) -> int:
     if args.format == "json":
         print(json.dumps([record.as_json() for record in records], indent=2))
         return 0
-    # A narrow terminal wraps the cells rather than cutting table names and times short;
-    # the error column is shown when a run has one.
-    errors = any(r.error for r in records)
-    columns = [*RUN_COLUMNS, "error"] if errors else list(RUN_COLUMNS)
-    table = Table(*(Column(name, overflow="fold") for name in columns))
-    for r in records:
-        cells = [
-            str(r.run_id),
-            r.table_name,
-            r.mode,
-            r.status,
-            utc_text(r.started_at),
-            f"{r.seconds:.2f}" if r.finished_at else "",
-            *(str(n) for n in (r.rows_read, r.inserted, r.updated, r.deleted)),
-            *(str(n) for n in (r.quarantined, r.conflicts, r.entities_changed)),
-        ]
-        table.add_row(*cells, *([printable(r.error or "")] if errors else []))
-    terminal().print(table)
+    print_runs(records)
     return 0
+
+
+def print_runs(records: list[RunRecord]) -> None:
+    """A row per run, with an error column when a run has one; on a terminal too narrow
+    for that, a line per run, which wraps between its figures."""
+    errors = any(r.error for r in records)
+    table = Table(*RUN_COLUMNS, *(["error"] if errors else []))
+    for r in records:
+        table.add_row(*run_cells(r), *([printable(r.error or "")] if errors else []))
+    console = terminal()
+    if fits(console, table):
+        console.print(table)
+        return
+    for r in records:
+        run, table_name, mode, status, started, seconds, *counts = run_cells(r)
+        figures = ", ".join(
+            f"{count} {heading}" for count, heading in zip(counts, RUN_COLUMNS[6:], strict=True)
+        )
+        took = f" in {seconds}s" if seconds else ""
+        line = f"run {run}: {table_name} ({mode}) {status} {started} UTC{took}: {figures}"
+        error = f"; error: {printable(r.error)}" if r.error else ""
+        console.print(line + error, highlight=False)
+
+
+def run_cells(r: RunRecord) -> list[str]:
+    """A run's cells under RUN_COLUMNS."""
+    return [
+        str(r.run_id),
+        r.table_name,
+        r.mode,
+        r.status,
+        utc_text(r.started_at),
+        f"{r.seconds:.2f}" if r.finished_at else "",
+        *(str(n) for n in (r.rows_read, r.inserted, r.updated, r.deleted)),
+        *(str(n) for n in (r.quarantined, r.conflicts, r.entities_changed)),
+    ]
 
 
 SCHEDULE_EXAMPLE = 'schedule = "0 * * * *" (or @hourly, @daily)'
