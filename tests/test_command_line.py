@@ -681,6 +681,15 @@ def test_profile_at_a_moment_takes_the_row_holding_it(
     assert cli_json(synced, *PROFILE_ARGS, "--at", moment) == expected
 
 
+def test_profile_at_a_moment_nothing_was_known_says_so(synced: Project) -> None:
+    result = synced.cli(*PROFILE_ARGS, "--at", "2023-12-31T23:59:59.999999Z")
+
+    assert json.loads(result.stdout) == {}
+    assert "no history property of company_id c1 is defined at 2023-12-31" in result.stderr
+    told = synced.cli(*PROFILE_ARGS, "--at", "2024-01-01T00:00:00Z").stderr
+    assert "no history property" not in told
+
+
 @pytest.mark.parametrize(
     ("moment", "said"),
     [("24-02-01T00:00:00Z", "four digits"), ("2024-02-01T00:00:00+14:30", "14 hours")],

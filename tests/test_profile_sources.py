@@ -563,6 +563,17 @@ def test_group_keys_differ_where_duckdb_tells_names_apart(project: Project) -> N
     assert keys == [("COMPANY_İD",), ("company_id",)]
 
 
+def test_deleting_ids_without_a_profile_says_how_many(project: Project) -> None:
+    people(project)
+
+    result = project.cli("delete-profiles", "--id", "ann", "--id", "nobody", "--id", "ann")
+
+    assert "(1 deleted)" in result.stdout
+    assert "1 of the ids given had no profile to delete" in result.stderr
+    quiet = project.cli("delete-profiles", "--id", "bob")
+    assert "no profile" not in quiet.stderr
+
+
 def test_deleting_profiles_of_an_unknown_group_key_names_the_known_ones(project: Project) -> None:
     company_history(project, HISTORY_ROWS)
     project.sync("company_plan_history")

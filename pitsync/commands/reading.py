@@ -52,6 +52,13 @@ def command_profile(args: argparse.Namespace) -> int:
         moment = resolve_moment(session, args.at)
         if not means_now(args.at):
             properties = history_then(session, entity, moment)
+            if not properties:
+                log.warning(
+                    "no history property of %s is defined at %s: before its first row, or "
+                    "after NULLs, nothing is known (rules 2 and 5)",
+                    entity.describe(),
+                    moment,
+                )
         else:
             latest = latest_profile(session, entity)
             properties = latest if latest is not None else history_profile(session, entity, moment)

@@ -68,4 +68,7 @@ def command_delete_profiles(args: argparse.Namespace) -> int:
         config, ids=args.id, where=args.where, group_key=args.group_key, wait=args.wait
     )
     print_update_report(report)
+    missing = len(set(args.id or [])) - report.outcome.profiles_deleted
+    if missing > 0:  # a typo deletes nothing, and says so
+        log.warning("%s of the ids given had no profile to delete", missing)
     return 0
