@@ -109,7 +109,7 @@ def add_sync(commands: Subcommands, waiting: argparse.ArgumentParser) -> None:
         "--table",
         action="append",
         metavar="NAME",
-        help="a configured table to sync (repeat for several)",
+        help="a configured table to sync (repeatable)",
     )
     which.add_argument("--all", action="store_true", help="sync every configured table")
     sync.add_argument(
@@ -245,9 +245,15 @@ def add_feed(commands: Subcommands, waiting: argparse.ArgumentParser) -> None:
         "--days", type=int, choices=FEED_DAYS, help="the last 30, 60 or 90 days (default: 30)"
     )
     span.add_argument("--from", dest="start", metavar="T", help="from this moment (ISO 8601)")
-    feed.add_argument("--to", dest="end", metavar="T", help="until this moment, exclusive")
     feed.add_argument(
-        "--hide", action="append", default=[], metavar="EVENT", help="leave out this event"
+        "--to", dest="end", metavar="T", help="until this moment, exclusive (with --from only)"
+    )
+    feed.add_argument(
+        "--hide",
+        action="append",
+        default=[],
+        metavar="EVENT",
+        help="leave out this event (repeatable)",
     )
     add_format_argument(feed, ("table", "csv", "json"))
 
@@ -282,7 +288,11 @@ def add_drop_table(commands: Subcommands, waiting: argparse.ArgumentParser) -> N
         "the profiles, as those of any update do.",
         parents=[waiting],
     )
-    drop.add_argument("name", metavar="NAME", help="the table, as `pitsync runs` names it")
+    drop.add_argument(
+        "name",
+        metavar="NAME",
+        help="a synced table, as `pitsync runs` names it (profile updates are no table)",
+    )
 
 
 def add_model(commands: Subcommands) -> None:
