@@ -32,7 +32,7 @@ from pitsync.queries.execute import QuerySession
 from pitsync.queries.output import TABLE_ROW_LIMIT, formatted, printable, write_json
 from pitsync.queries.profiles import FeedWindow, feed_sql, moment_of, profiles_sql, with_text_hint
 from pitsync.queries.temporal import moment_text_problem
-from pitsync.quoting import quote_identifier
+from pitsync.quoting import fold_name, quote_identifier
 from pitsync.store import END_TIME, START_TIME
 
 log = logging.getLogger("pitsync")
@@ -262,7 +262,7 @@ def command_feed(args: argparse.Namespace) -> int:
         end=end.isoformat() if end else None,
     )
     with QuerySession(config.store_path, config.memory_limit, args.wait) as session:
-        columns = {name.lower() for name in session.connection.sql("FROM events").columns}
+        columns = {fold_name(name) for name in session.connection.sql("FROM events").columns}
         sql = feed_sql(str(args.id), args.group_key, window, args.hide, columns)
         if not write_relation(session.query(sql), args.format):
             log.warning(

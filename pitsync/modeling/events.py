@@ -31,7 +31,7 @@ from pitsync.modeling.staging import (
     refuse_row_id_column,
 )
 from pitsync.modeling.timestamps import beyond_moments_sql, instant_sql, time_reading
-from pitsync.quoting import quote_identifier
+from pitsync.quoting import fold_name, quote_identifier
 from pitsync.store import DISTINCT_ID, EVENT, EVENT_IDENTITY, INTERNAL_SCHEMA, PROPERTIES, TIME
 
 NAME = "__pitsync_event"
@@ -160,9 +160,9 @@ def plan_events(table: TableConfig, schema: pa.Schema, group_keys: set[str]) -> 
         where=f"table `{table.name}`: column `{table.time_column}` (time_column)",
     )
     # Names compare without case, as in the store: `Company_Id` is the group key company_id.
-    folded_keys = {key.lower() for key in group_keys}
+    folded_keys = {fold_name(key) for key in group_keys}
     id_properties = [
-        name for name in properties if name.lower() in folded_keys or name == table.insert_id
+        name for name in properties if fold_name(name) in folded_keys or name == table.insert_id
     ]
     reading = time_reading(
         table.time_column, schema.field(table.time_column).type, table.timezone, table.time_unit

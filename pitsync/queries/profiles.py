@@ -24,6 +24,7 @@ from pitsync.modeling.timestamps import spelled_moment
 from pitsync.queries.guard import parse_condition
 from pitsync.queries.nesting import with_room_to_nest
 from pitsync.queries.temporal import moment_text_problem
+from pitsync.quoting import fold_name
 from pitsync.store import DISTINCT_ID, EVENT, PROPERTIES, TIME
 
 USER_COLUMNS = (DISTINCT_ID, PROPERTIES, "last_seen")
@@ -206,7 +207,7 @@ def feed_sql(
 ) -> str:
     """The entity's visible events, newest first; hidden events stay out, as everywhere."""
     owner = group_key or DISTINCT_ID
-    if owner.lower() not in event_columns:
+    if fold_name(owner) not in event_columns:
         raise QueryRefused(
             f"no synced events table has a `{owner}` column, so no event belongs to "
             f"{group_key} {entity_id}; sync an events table that carries the group key",
