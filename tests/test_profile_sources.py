@@ -440,6 +440,15 @@ def test_feed_matches_a_numeric_group_key_column_as_text(project: Project) -> No
 
     assert [feed(group_id) for group_id in ("10", "010", "10.0", " 10")] == [["u1"], [], [], []]
 
+    # The key is a name: ASCII letters in another case name the column, as DuckDB reads
+    # names; `É` is not `é` there.
+    shown = project.cli("feed", "10", "--group-key", "ORG_ID", "--format", "json").stdout
+    assert [row["distinct_id"] for row in json.loads(shown)] == ["u1"]
+    project.source_sql('ALTER TABLE events ADD COLUMN "Équipe" VARCHAR')
+    project.sync("product_events")
+    refused = project.cli("feed", "10", "--group-key", "équipe", check=False)
+    assert refused.returncode == 1 and "has a `équipe` column" in refused.stderr
+
 
 def test_profile_shows_updates_and_history_merged(project: Project) -> None:
     company_history(project, HISTORY_ROWS)
