@@ -20,7 +20,7 @@ from pitsync.__main__ import leave_if_interrupted
 from pitsync.arguments import build_parser
 from pitsync.commands.console import one_line, print_error
 from pitsync.errors import OutputError, PitsyncError, UsageError, first_line, with_memory_advice
-from pitsync.interrupts import is_interrupt
+from pitsync.interrupts import is_interrupt, raise_held_interrupt
 from pitsync.queries.output import ClosedOutput, WholeOutput
 
 log = logging.getLogger("pitsync")
@@ -103,6 +103,9 @@ def run_command(args: argparse.Namespace) -> int:
     try:
         status = handler(args)
         sys.stdout.flush()  # here, where a failure is reported, not as Python exits
+        # Ctrl-C while the last run committed: the run stands, and the command says it
+        # was interrupted, as when Ctrl-C came between two tables' runs.
+        raise_held_interrupt()
         return status
     except PitsyncError as error:
         if args.verbose:

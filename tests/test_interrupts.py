@@ -2,8 +2,9 @@
 during a query: the query stops at once.
 
 A real `pitsync sync` is sent SIGINT at moments spread over its run. Whatever the moment,
-no traceback is printed, and what the command says matches the store: exit 130 and no
-committed run, or exit 0 and the committed run.
+no traceback is printed, and what the command says matches the store: exit 130 and the
+run rolled back, or, when the Ctrl-C came as it committed, exit 130 and the committed run;
+or exit 0 and the committed run, when the Ctrl-C came once the command had ended.
 """
 
 from __future__ import annotations
@@ -161,6 +162,39 @@ def test_ctrl_c_rolls_the_run_back_in_one_line_or_lets_a_commit_finish(
     rows = committed_rows(project)
     assert rows in (0, ROWS)
     assert (rows == ROWS) == ("succeeded" in run_statuses(project))
+
+
+# The command, with a Ctrl-C sent to itself as the run's transaction commits.
+CTRL_C_AS_IT_COMMITS = """
+import os, signal, sys
+from pitsync import cli
+from pitsync.connectors import sync
+
+def end_run(*args, **kwargs):
+    os.kill(os.getpid(), signal.SIGINT)
+    return committing(*args, **kwargs)
+
+committing, sync.end_run = sync.end_run, end_run
+sys.exit(cli.main(sys.argv[1:]))
+"""
+
+
+def test_ctrl_c_as_the_last_run_commits_lets_it_commit_and_exits_130(
+    project: Project,
+) -> None:
+    company_history(project, [("c1", "free", 1, "2024-01-01 00:00:00+00", None)])
+
+    result = subprocess.run(
+        [sys.executable, "-c", CTRL_C_AS_IT_COMMITS, "--config", str(project.config_path),
+         "sync", "--all"],
+        cwd=project.root, capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+
+    # As a Ctrl-C between two tables' runs: the run stands, the command was interrupted.
+    assert result.returncode == 130, result.stderr
+    assert "interrupted; nothing in progress was kept" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert run_statuses(project) == ["succeeded"] and committed_rows(project) == 1
 
 
 def test_ctrl_c_stops_a_query_inside_a_long_join(project: Project) -> None:
