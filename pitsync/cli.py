@@ -20,7 +20,7 @@ from pitsync.__main__ import leave_if_interrupted
 from pitsync.arguments import build_parser
 from pitsync.commands.console import one_line, print_error
 from pitsync.errors import OutputError, PitsyncError, UsageError, first_line, with_memory_advice
-from pitsync.interrupts import is_interrupt, raise_held_interrupt
+from pitsync.interrupts import InterruptedAfterCommit, is_interrupt, raise_held_interrupt
 from pitsync.queries.output import ClosedOutput, WholeOutput
 
 log = logging.getLogger("pitsync")
@@ -33,10 +33,17 @@ USAGE_STATUS = 2  # argparse's, for options that do not go together
 RUN_COMMANDS = {"sync", "schedule", "engage", "import-csv", "delete-profiles", "drop-table"}
 
 
-def interrupted(command: str | None = None) -> int:
-    """Say what a Ctrl-C left, for the command it stopped (None: not known yet)."""
+def interrupted(command: str | None = None, *, after_commit: bool = False) -> int:
+    """Say what a Ctrl-C left, for the command it stopped (None: not known yet);
+    `after_commit`: it came as a run committed, which it let finish."""
     if command is not None and command not in RUN_COMMANDS:
         print("pitsync: interrupted", file=sys.stderr)
+    elif after_commit:
+        print(
+            "pitsync: interrupted as a run committed: that run stays committed, and nothing "
+            "after it ran (see `pitsync runs`)",
+            file=sys.stderr,
+        )
     else:
         print(
             "pitsync: interrupted; nothing in progress was kept (the run in progress rolls "
@@ -59,8 +66,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         command = args.command
         configure_logging(verbose=args.verbose)
         return run_command(args)
-    except KeyboardInterrupt:
-        return interrupted(command)
+    except KeyboardInterrupt as error:
+        return interrupted(command, after_commit=isinstance(error, InterruptedAfterCommit))
     except OutputError as error:  # --help or --version, written as the command line is read
         print_error(error)
         return 1

@@ -75,11 +75,15 @@ def ctrl_c_ignored() -> Iterator[None]:
         signal.signal(signal.SIGINT, previous)
 
 
+class InterruptedAfterCommit(KeyboardInterrupt):
+    """Ctrl-C that came as a run committed: that run stands, and nothing after it ran."""
+
+
 def raise_held_interrupt() -> None:
     """Raise the KeyboardInterrupt that arrived while the last run committed, if any."""
     if HELD.is_set():
         HELD.clear()
-        raise KeyboardInterrupt
+        raise InterruptedAfterCommit
 
 
 def stopped_by_ctrl_c(

@@ -211,6 +211,13 @@ def test_runs_of_one_table_are_found_by_its_name_in_any_case(synced: Project) ->
     assert [(r["table_name"], r["rows_read"]) for r in runs] == [("company_plan_history", 3)]
 
 
+def test_runs_of_a_table_never_run_are_said_to_be_none(synced: Project) -> None:
+    shown = synced.cli("runs", "--table", "nosuch", env={"COLUMNS": "40"})
+
+    assert shown.stdout == "no runs of table nosuch are recorded\n"
+    assert cli_json(synced, "runs", "--table", "nosuch", "--format", "json") == []
+
+
 def test_query_json_is_an_array_of_objects_with_iso_instants(synced: Project) -> None:
 
     assert query_json(synced, INTERVALS_SQL.format(table="company_plan_history")) == INTERVALS
@@ -1164,7 +1171,7 @@ def test_a_moment_offset_beyond_fourteen_hours_is_a_usage_error(
 
 
 # DuckDB's cast reads each of these as a time; rule 6 reads none of them in a source.
-NO_MOMENTS = ["next tuesday", "epoch", "infinity", "-infinity", "2024-02-01 (BC)"]
+NO_MOMENTS = ["next tuesday", "epoch", "infinity", "-infinity", "2024-02-01 (BC)", ""]
 
 
 @pytest.mark.parametrize("text", NO_MOMENTS)

@@ -348,6 +348,13 @@ def test_a_dry_run_reports_without_changing_and_the_preview_shows_the_values(
     assert preview_csv(path, id_column=None, columns=columns, limit=1) == [
         (None, {"name": "Ann", "age": 42})
     ]
+    # Of a group key's profiles too, before there is a store and once there is one.
+    for _ in range(2):
+        report = import_csv(
+            store.config, path, id_column=1, columns=columns, group_key="Team", dry_run=True
+        )
+        assert (report.records, report.rejected, report.outcome.applied) == (3, 1, 0)
+        store.engage({"$group_key": "team", "$group_id": "t1", "$set": {"a": 1}})
 
 
 @pytest.mark.slow

@@ -155,13 +155,16 @@ def test_ctrl_c_rolls_the_run_back_in_one_line_or_lets_a_commit_finish(
 
     assert "Traceback" not in result.stderr
     assert result.returncode in (0, 130), result.stderr
-    if result.returncode == 130:
-        assert "interrupted; nothing in progress was kept" in result.stderr
     # The run is whole or absent, as its record says: an interrupt while it committed
     # (or after) lets it finish.
     rows = committed_rows(project)
     assert rows in (0, ROWS)
     assert (rows == ROWS) == ("succeeded" in run_statuses(project))
+    # What the command says is what happened to the run.
+    if result.returncode == 130 and rows == ROWS:
+        assert "interrupted as a run committed: that run stays committed" in result.stderr
+    elif result.returncode == 130:
+        assert "interrupted; nothing in progress was kept" in result.stderr
 
 
 # The command, with a Ctrl-C sent to itself as the run's transaction commits.
@@ -192,7 +195,7 @@ def test_ctrl_c_as_the_last_run_commits_lets_it_commit_and_exits_130(
 
     # As a Ctrl-C between two tables' runs: the run stands, the command was interrupted.
     assert result.returncode == 130, result.stderr
-    assert "interrupted; nothing in progress was kept" in result.stderr
+    assert "interrupted as a run committed: that run stays committed" in result.stderr
     assert "Traceback" not in result.stderr
     assert run_statuses(project) == ["succeeded"] and committed_rows(project) == 1
 

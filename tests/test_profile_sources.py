@@ -410,16 +410,26 @@ def test_feed_lists_events_newest_first_within_the_window(project: Project) -> N
 
 
 def test_an_empty_feed_says_only_where_else_to_look(project: Project) -> None:
-    events_table(project, "('login', 'ann', now() - INTERVAL 100 DAY)")
+    events_table(
+        project,
+        "('login', 'ann', now() - INTERVAL 100 DAY), ('purchase', 'ann', now() - INTERVAL 5 DAY)",
+    )
 
     def told(*options: str) -> str:
         return project.cli("feed", "ann", *options).stderr
 
-    assert "a longer --days, or --from/--to looks further back" in told()
-    # 90 days is the longest --days; a window of --from/--to is looked in already.
-    assert told("--days", "90").endswith("in the last 90 days; --from/--to looks further back\n")
+    assert told("--hide", "purchase").endswith(
+        "in the last 30 days; --hide left out 1 of its events here; "
+        "a longer --days, or --from/--to looks further back\n"
+    )
+    # 90 days is the longest --days; a window of --from/--to is looked in already, and
+    # --hide left nothing of it out.
+    assert told("--days", "90", "--hide", "purchase").endswith(
+        "in the last 90 days; --hide left out 1 of its events here; "
+        "--from/--to looks further back\n"
+    )
     window = ("--from", "2020-01-01", "--to", "2020-02-01", "--hide", "login", "--hide", "x")
-    assert told(*window).endswith("+00:00); --hide leaves out login, x\n")
+    assert told(*window).endswith("2020-02-01T00:00:00+00:00)\n")
 
 
 def test_feed_matches_a_numeric_group_key_column_as_text(project: Project) -> None:

@@ -252,8 +252,8 @@ def command_feed(args: argparse.Namespace) -> int:
     config = load_config(args.config)
     if args.end is not None and args.start is None:
         raise UsageError("--to goes with --from: give both, or --days for the last days")
-    start = moment_of(args.start, "--from") if args.start else None
-    end = moment_of(args.end, "--to") if args.end else None
+    start = moment_of(args.start, "--from") if args.start is not None else None
+    end = moment_of(args.end, "--to") if args.end is not None else None
     if start and end and start >= end:
         raise UsageError(f"--from {args.start} is not before --to {args.end}; swap them")
     window = FeedWindow(
@@ -265,21 +265,24 @@ def command_feed(args: argparse.Namespace) -> int:
         columns = {fold_name(name) for name in session.connection.sql("FROM events").columns}
         sql = feed_sql(str(args.id), args.group_key, window, args.hide, columns)
         if not write_relation(session.query(sql), args.format):
+            everything = feed_sql(str(args.id), args.group_key, window, [], columns)
+            hidden = session.query(f"SELECT count(*) FROM ({everything})").fetchall()[0][0]
             log.warning(
                 "no events of %s in %s%s",
                 Entity(str(args.id), args.group_key).describe(),
                 window.describe(),
-                further_back_hint(window, args.hide),
+                further_back_hint(window, hidden),
             )
     return 0
 
 
-def further_back_hint(window: FeedWindow, hidden: list[str]) -> str:
-    """Where else the events may be: further back, or among those --hide leaves out."""
+def further_back_hint(window: FeedWindow, hidden: int) -> str:
+    """Where else the events may be: further back, or among the `hidden` ones --hide left
+    out of the window."""
     hints = []
+    if hidden:
+        hints.append(f"--hide left out {hidden} of its events here")
     if window.start is None and window.end is None:
         longer = "a longer --days, or " if (window.days or 0) < max(FEED_DAYS) else ""
         hints.append(f"{longer}--from/--to looks further back")
-    if hidden:
-        hints.append("--hide leaves out " + ", ".join(hidden))
     return "; " + "; ".join(hints) if hints else ""

@@ -129,6 +129,10 @@ def command_runs(args: argparse.Namespace) -> int:
     if args.format == "json":
         print(json.dumps([record.as_json() for record in records], indent=2))
         return 0
+    if not records:  # said in words: an empty table on a narrow terminal would say nothing
+        of_table = f" of table {printable(args.table)}" if args.table else ""
+        terminal().print(f"no runs{of_table} are recorded", highlight=False)
+        return 0
     print_runs(records)
     return 0
 

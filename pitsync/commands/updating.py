@@ -70,5 +70,9 @@ def command_delete_profiles(args: argparse.Namespace) -> int:
     print_update_report(report)
     missing = len(set(args.id or [])) - report.outcome.profiles_deleted
     if missing > 0:  # a typo deletes nothing, and says so
-        log.warning("%s of the ids given had no profile to delete", missing)
+        log.warning(
+            "%s of the ids given had no profile to delete (properties a history table "
+            "holds are the table's, and stay)",
+            missing,
+        )
     return 0

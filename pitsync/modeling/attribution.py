@@ -15,7 +15,7 @@ from pitsync.errors import StoreError
 from pitsync.modeling.hidden_events import CatalogEntry, read_catalog
 from pitsync.modeling.profile_operators import USER_KEY
 from pitsync.quoting import fold_name_sql, quote_identifier
-from pitsync.store import CATALOG, END_TIME, PROFILES, RUNS, START_TIME
+from pitsync.store import CATALOG, END_TIME, PROFILES, RUNS, START_TIME, has_catalog
 
 
 @dataclass(frozen=True)
@@ -63,7 +63,7 @@ def spelled_group_key(con: duckdb.DuckDBPyConnection, group_key: str | None) -> 
     """The group key as the store spells it (see `known_group_keys_sql`). A spelling the
     store holds is kept as it is: profiles filed under it before a table spelled the key
     otherwise are reached by it still. A key the store does not know, as given."""
-    if not group_key:
+    if not group_key or not has_catalog(con):  # a dry run's connection holds no store
         return group_key
     rows = con.execute(
         f"SELECT CASE WHEN ? IN (SELECT key FROM ({stored_group_keys_sql()})) THEN ? "

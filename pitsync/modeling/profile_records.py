@@ -20,6 +20,7 @@ from pitsync.modeling.attribution import known_group_keys_sql, stored_group_keys
 from pitsync.modeling.profile_operators import MAX_NESTED_BYTES, OPERATIONS, UPDATES, USER_KEY
 from pitsync.modeling.timestamps import beyond_moments_sql, text_sql
 from pitsync.quoting import fold_name_sql, quote_identifier, quote_string
+from pitsync.store import has_catalog
 
 LINES = "__pitsync_lines"
 RECORDS = "__pitsync_records"
@@ -71,6 +72,8 @@ def respell_group_keys(con: duckdb.DuckDBPyConnection) -> None:
     """Each record's group key as the store spells it (a spelling it holds is kept); a key
     new to the store, as its first record spells it. `Company_ID` is the key company_id:
     names compare without case."""
+    if not has_catalog(con):  # a dry run's connection holds no store
+        return
     given = f"SELECT profile_key AS key, line AS place FROM {RECORDS} WHERE profile_key <> ''"
     con.execute(
         f"UPDATE {RECORDS} AS r SET profile_key = k.spelled FROM ({known_group_keys_sql(given)}) "
