@@ -808,10 +808,20 @@ def test_a_profile_table_keeps_its_title_on_one_line_over_narrow_columns(
     assert profile.splitlines()[0].strip() == "team t1 at 2024-06-01T00:00:00+00:00"
 
 
-def terminal_page(monkeypatch: pytest.MonkeyPatch, module: Any, *, width: int) -> io.StringIO:
-    """What the module's commands print to a terminal `width` columns wide."""
+def terminal_page(
+    monkeypatch: pytest.MonkeyPatch, module: Any, *, width: int, piped: bool = False
+) -> io.StringIO:
+    """What the module's commands print to a terminal `width` columns wide (`piped`: to a
+    file or pipe laid out that wide)."""
     page = io.StringIO()
-    console = Console(file=page, width=width, markup=False, emoji=False)
+    console = Console(
+        file=page,
+        width=width,
+        markup=False,
+        emoji=False,
+        force_terminal=not piped,
+        color_system=None,
+    )
     monkeypatch.setattr(module, "terminal", lambda: console)
     return page
 
@@ -1620,6 +1630,19 @@ def test_runs_fit_their_terminal_and_cut_no_figure_short(
     assert {"12345678", "1234566", "company_plan_history", "failed", "09:30:00"} <= words
     # The error is whole: on a wide terminal in its column, else on its run's line.
     assert "changed type from VARCHAR to INTEGER" in " ".join(page.getvalue().split())
+
+
+def test_runs_piped_narrower_than_their_table_are_a_line_each(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    failed = RunRecord(8, "users", "mirror", error="table users: column `plan` " + "x" * 200)
+    page = terminal_page(monkeypatch, syncing, width=80, piped=True)
+
+    syncing.print_runs([RunRecord(7, "plans", "full", status="succeeded"), failed])
+
+    lines = page.getvalue().splitlines()
+    assert [line.split(":")[0] for line in lines] == ["run 7", "run 8"]
+    assert lines[1].endswith("x" * 200)
 
 
 @pytest.mark.parametrize("width", [40, 80, 200])

@@ -92,7 +92,7 @@ def print_sync_report(records: list[RunRecord], *, dry_run: bool = False) -> Non
     for name, *figures in rows:
         counts = zip(figures, REPORT_HEADINGS, strict=True)
         line = ", ".join(f"{figure} {heading}" for figure, heading in counts)
-        console.print(f"{name}: {line}", highlight=False)
+        console.print(f"{name}: {line}", highlight=False, soft_wrap=not console.is_terminal)
 
 
 def fits(console: Console, table: Table) -> bool:
@@ -156,7 +156,8 @@ def print_runs(records: list[RunRecord]) -> None:
         took = f" in {seconds}s" if seconds else ""
         line = f"run {run}: {table_name} ({mode}) {status} {started} UTC{took}: {figures}"
         error = f"; error: {printable(r.error)}" if r.error else ""
-        console.print(line + error, highlight=False)
+        # A terminal wraps the line between figures; a file or pipe keeps it one line.
+        console.print(line + error, highlight=False, soft_wrap=not console.is_terminal)
 
 
 def run_cells(r: RunRecord) -> list[str]:
