@@ -418,7 +418,7 @@ def add_format_argument(parser: argparse.ArgumentParser, choices: tuple[str, ...
 
 
 def add_entity_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("id", help="the user's distinct id, or the group's id")
+    parser.add_argument("id", type=profile_id, help="the user's distinct id, or the group's id")
     parser.add_argument(
         "--group-key",
         metavar="KEY",

@@ -809,7 +809,7 @@ def test_an_earlier_load_of_an_event_read_again_never_replaces_a_later_one_gone(
 
 @pytest.mark.backends("duckdb", "postgres")
 def test_events_stored_by_a_full_run_are_one_per_insert_id_after_an_append_run(
-    project: Project,
+    project: Project, caplog: pytest.LogCaptureFixture
 ) -> None:
     project.source_sql(EVENTS_DDL)
     insert_rows(
@@ -827,11 +827,51 @@ def test_events_stored_by_a_full_run_are_one_per_insert_id_after_an_append_run(
     # store held, whatever watermark the earlier append run left.
     project.source_sql("DELETE FROM events WHERE amount = 6")
     configure_appended_events(project)
-    assert project.sync("events").watermark_before is None
+    with caplog.at_level(logging.INFO, logger="pitsync"):
+        assert project.sync("events").watermark_before is None
+    assert "this run reads every row, and the watermark starts again" in caplog.text
     assert project.query("SELECT insert_id, amount FROM events ORDER BY 1") == [
         ("e0", 1),
         ("e1", 5),
     ]
+
+
+# SQLite's times are text, which takes no lookback.
+@pytest.mark.backends("duckdb", "parquet", "postgres")
+@pytest.mark.parametrize("insert_id", ["iid", None])
+def test_events_appended_by_their_own_time_column_under_another_name_read_it_again(
+    project: Project, insert_id: str | None
+) -> None:
+    # The time column `ts` is the cursor, and is stored as `time`.
+    project.source_sql(
+        "CREATE TABLE clicks (iid VARCHAR, name VARCHAR, uid VARCHAR, ts TIMESTAMPTZ)",
+        "INSERT INTO clicks VALUES ('1', 'click', 'u1', '2024-01-01 10:00+00')",
+    )
+    keys = {"insert_id": insert_id} if insert_id else {}
+    project.configure(
+        "clicks", kind="events", mode="append", cursor="ts", time_column="ts",
+        event_column="name", id_column="uid", lookback="2h", **keys,
+    )  # fmt: skip
+    assert project.sync("clicks").inserted == 1
+
+    # The row at the watermark is read again, and is the event stored.
+    again = project.sync("clicks")
+    assert (again.rows_read, again.inserted, again.updated) == (1, 0, 0)
+
+    # A later click, and (with an insert id) the first one loaded again with its time
+    # corrected to a later one: it replaces the stored one.
+    project.source_sql(
+        "INSERT INTO clicks VALUES ('2', 'click', 'u1', '2024-01-01 11:00+00')",
+        "UPDATE clicks SET ts = '2024-01-01 10:30+00' WHERE iid = '1'",
+    )
+    later = project.sync("clicks")
+    stored = project.query("SELECT strftime(time, '%H:%M') FROM events ORDER BY 1")
+    if insert_id:
+        assert (later.inserted, later.updated) == (1, 1)
+        assert stored == [("10:30",), ("11:00",)]
+    else:  # another time is another event, and the first stays as it was loaded
+        assert (later.inserted, later.updated) == (2, 0)
+        assert stored == [("10:00",), ("10:30",), ("11:00",)]
 
 
 @pytest.mark.parametrize(("first", "later", "kept"), [(2, 1, 1), (1, 2, 2)])

@@ -211,6 +211,14 @@ def test_runs_of_one_table_are_found_by_its_name_in_any_case(synced: Project) ->
     assert [(r["table_name"], r["rows_read"]) for r in runs] == [("company_plan_history", 3)]
 
 
+@pytest.mark.parametrize("command", ["profile", "history", "feed"])
+def test_an_empty_id_is_a_usage_error(synced: Project, command: str) -> None:
+    # No user or group has an empty id; most often it is a variable left unset.
+    result = synced.cli(command, "", check=False)
+
+    assert result.returncode == 2 and "the id is empty" in result.stderr
+
+
 def test_runs_of_a_table_never_run_are_said_to_be_none(synced: Project) -> None:
     shown = synced.cli("runs", "--table", "nosuch", env={"COLUMNS": "40"})
 

@@ -19,8 +19,9 @@ import pyarrow as pa
 from pitsync.config import TableConfig
 from pitsync.connectors.sources import LowerBound
 from pitsync.errors import ConfigError
+from pitsync.modeling.events import stored_events_table
 from pitsync.modeling.schema_drift import column_types
-from pitsync.modeling.staging import STAGED, UNREADABLE, one_row
+from pitsync.modeling.staging import STAGED, UNREADABLE, one_row, table_exists
 from pitsync.modeling.timestamps import text_of
 from pitsync.quoting import quote_identifier
 from pitsync.store import WATERMARKS
@@ -129,6 +130,15 @@ def read_watermark(
     """
     row = watermark_row(con, table)
     if not row:
+        if table.kind == "events" and table_exists(con, stored_events_table(table.name)):
+            # A full run leaves no watermark (`forget_watermark`), nor does a run that
+            # read no cursor value.
+            log.info(
+                "table %s: its events are stored, but no watermark (its last run was full, "
+                "or read no cursor value); this run reads every row, and the watermark "
+                "starts again",
+                table.name,
+            )
         return None
     watermark, column = Watermark(str(row[0]), str(row[1])), str(row[2])
     if column.lower() != (table.cursor or "").lower():  # the same column, spelled in another case

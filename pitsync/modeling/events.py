@@ -67,6 +67,20 @@ class EventsModel(StagedModel):
         return stored_events_table(self.table.name)
 
     @property
+    def stored_cursor(self) -> str | None:
+        """The cursor column as the stored events name it: the event's name, user or time
+        when it is that column (stored as `event`, `distinct_id`, `time`)."""
+        cursor = self.table.cursor
+        if cursor is None:
+            return None
+        renamed = {
+            fold_name(self.table.event_column): EVENT,
+            fold_name(self.table.id_column): DISTINCT_ID,
+            fold_name(self.table.time_column): TIME,
+        }
+        return renamed.get(fold_name(cursor), cursor)
+
+    @property
     def stored(self) -> str:
         return self.relation
 

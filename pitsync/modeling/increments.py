@@ -440,8 +440,8 @@ def merge_events(
         f"WHERE {key('s')} IN (SELECT {EVENT_KEY} FROM {BATCH})"
     )
     record_changed_events(con, [*columns, EVENT_KEY])
-    if model.table.cursor and model.table.mode == "append" and not reads_anew:
-        keep_later_loads(con, model.table.cursor)
+    if model.stored_cursor and model.table.mode == "append" and not reads_anew:
+        keep_later_loads(con, model.stored_cursor)
     changed = f"{EVENT_KEY} IN (SELECT {EVENT_KEY} FROM {CHANGED})"
     con.execute(
         f"DELETE FROM {stored} WHERE rowid IN (SELECT {STORED_ROW} FROM {REPLACED} WHERE {changed})"
@@ -469,7 +469,8 @@ def record_changed_events(con: duckdb.DuckDBPyConnection, columns: list[str]) ->
 def keep_later_loads(con: duckdb.DuckDBPyConnection, cursor: str) -> None:
     """Leave as stored the keys whose stored events are of a later load than the run's:
     an earlier load read again (inside the lookback) never replaces a later one, even one
-    that has left the source since. The stored events keep their cursor column."""
+    that has left the source since. The stored events keep their `cursor` column (under
+    its stored name)."""
     loaded = quote_identifier(cursor)
     latest = f"SELECT {EVENT_KEY}, max({loaded}) AS loaded FROM {{}} GROUP BY ALL"
     con.execute(
