@@ -35,7 +35,7 @@ import functools
 import json
 import logging
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -53,7 +53,6 @@ from pitsync.connectors.profile_updates import (
 )
 from pitsync.connectors.update_files import numbered, refuse_unless_file, register_block
 from pitsync.errors import ConfigError, SourceError, UsageError, first_line
-from pitsync.modeling.attribution import spelled_group_key
 from pitsync.modeling.profile_operators import (
     OPERATIONS,
     UPDATES,
@@ -552,7 +551,6 @@ def text_sql(plan: CsvPlan) -> str:
 
 def stage_rows(con: duckdb.DuckDBPyConnection, *, plan: CsvPlan) -> None:
     """Each row that is not blank is a record; the good ones are `$set`s of their cells."""
-    plan = replace(plan, group_key=spelled_group_key(con, plan.group_key) or USER_KEY)
     con.execute(f"CREATE OR REPLACE TEMP TABLE {RECORDS} AS {records_sql(plan)}")
     con.execute(f"CREATE OR REPLACE TEMP TABLE {REJECTED} AS {rejected_sql(plan)}")
     con.execute(f"INSERT INTO {UPDATES} {updates_sql(plan)}")

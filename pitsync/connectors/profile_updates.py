@@ -29,7 +29,11 @@ from pitsync.connectors.update_files import (
 )
 from pitsync.errors import QueryError, StrictModeError
 from pitsync.interrupts import held_while_committing, is_interrupt
-from pitsync.modeling.attribution import check_group_key_known, spelled_group_key
+from pitsync.modeling.attribution import (
+    check_group_key_known,
+    respell_staged_group_keys,
+    spelled_group_key,
+)
 from pitsync.modeling.hidden_events import refresh_views
 from pitsync.modeling.profile_operators import (
     UpdateOutcome,
@@ -165,6 +169,7 @@ def run_updates(
 def apply_batch(con: duckdb.DuckDBPyConnection, report: UpdateReport, stage: Stager) -> None:
     stage_schema(con)
     stage(con)
+    respell_staged_group_keys(con)
     report.records += count(con, RECORDS)  # blank lines are no records
     quarantine_rejected(con, report)
     refused_before = len(report.outcome.refused)

@@ -13,9 +13,11 @@ import duckdb
 
 from pitsync.errors import StoreError
 from pitsync.modeling.hidden_events import CatalogEntry, read_catalog
-from pitsync.modeling.profile_operators import USER_KEY
+from pitsync.modeling.profile_operators import OPERATIONS, UPDATES, USER_KEY
 from pitsync.quoting import fold_name_sql, quote_identifier
-from pitsync.store import CATALOG, END_TIME, PROFILES, RUNS, START_TIME, has_catalog
+from pitsync.store import CATALOG, END_TIME, PROFILES, RUNS, START_TIME
+
+SPELLINGS = "__pitsync_group_key_spellings"
 
 
 @dataclass(frozen=True)
@@ -63,7 +65,7 @@ def spelled_group_key(con: duckdb.DuckDBPyConnection, group_key: str | None) -> 
     """The group key as the store spells it (see `known_group_keys_sql`). A spelling the
     store holds is kept as it is: profiles filed under it before a table spelled the key
     otherwise are reached by it still. A key the store does not know, as given."""
-    if not group_key or not has_catalog(con):  # a dry run's connection holds no store
+    if not group_key:
         return group_key
     rows = con.execute(
         f"SELECT CASE WHEN ? IN (SELECT key FROM ({stored_group_keys_sql()})) THEN ? "
@@ -71,6 +73,21 @@ def spelled_group_key(con: duckdb.DuckDBPyConnection, group_key: str | None) -> 
         [group_key, group_key, group_key],
     ).fetchall()
     return str(rows[0][0]) if rows else group_key
+
+
+def respell_staged_group_keys(con: duckdb.DuckDBPyConnection) -> None:
+    """Each staged update's group key (UPDATES, OPERATIONS) as the store spells it, as
+    `spelled_group_key` gives it; a key new to the store, as its first update spells it.
+    Every producer of updates (engage, import-csv, delete-profiles) passes through here."""
+    given = f"SELECT group_key AS key, line AS place FROM {UPDATES} WHERE group_key <> ''"
+    con.execute(f"CREATE OR REPLACE TEMP TABLE {SPELLINGS} AS {known_group_keys_sql(given)}")
+    held = f"SELECT key FROM ({stored_group_keys_sql()})"
+    for staged in (UPDATES, OPERATIONS):
+        con.execute(
+            f"UPDATE {staged} AS u SET group_key = k.spelled FROM {SPELLINGS} AS k "
+            f"WHERE {fold_name_sql('u.group_key')} = k.folded AND u.group_key <> k.spelled "
+            f"AND u.group_key NOT IN ({held})"
+        )
 
 
 def entity_tables(con: duckdb.DuckDBPyConnection, entity: Entity) -> list[CatalogEntry]:

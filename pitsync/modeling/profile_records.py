@@ -16,11 +16,9 @@ import duckdb
 
 from pitsync.config import TableConfig
 from pitsync.errors import ConfigError
-from pitsync.modeling.attribution import known_group_keys_sql, stored_group_keys_sql
 from pitsync.modeling.profile_operators import MAX_NESTED_BYTES, OPERATIONS, UPDATES, USER_KEY
 from pitsync.modeling.timestamps import beyond_moments_sql, text_sql
-from pitsync.quoting import fold_name_sql, quote_identifier, quote_string
-from pitsync.store import has_catalog
+from pitsync.quoting import quote_identifier, quote_string
 
 LINES = "__pitsync_lines"
 RECORDS = "__pitsync_records"
@@ -61,25 +59,10 @@ def refuse_last_seen_column(table: TableConfig, properties: list[str]) -> None:
 def stage_records(con: duckdb.DuckDBPyConnection) -> None:
     """Check every line of LINES; stage the good ones, reject the rest with a reason."""
     con.execute(f"CREATE OR REPLACE TEMP TABLE {RECORDS} AS {records_sql()}")
-    respell_group_keys(con)
     con.execute(f"CREATE OR REPLACE TEMP TABLE __pitsync_exploded AS {exploded_sql()}")
     con.execute(f"CREATE OR REPLACE TEMP TABLE {REJECTED} AS {rejected_sql()}")
     con.execute(f"INSERT INTO {UPDATES} {updates_sql()}")
     con.execute(f"INSERT INTO {OPERATIONS} {operations_sql()}")
-
-
-def respell_group_keys(con: duckdb.DuckDBPyConnection) -> None:
-    """Each record's group key as the store spells it (a spelling it holds is kept); a key
-    new to the store, as its first record spells it. `Company_ID` is the key company_id:
-    names compare without case."""
-    if not has_catalog(con):  # a dry run's connection holds no store
-        return
-    given = f"SELECT profile_key AS key, line AS place FROM {RECORDS} WHERE profile_key <> ''"
-    con.execute(
-        f"UPDATE {RECORDS} AS r SET profile_key = k.spelled FROM ({known_group_keys_sql(given)}) "
-        f"AS k WHERE {fold_name_sql('r.profile_key')} = k.folded AND r.profile_key <> k.spelled "
-        f"AND r.profile_key NOT IN (SELECT key FROM ({stored_group_keys_sql()}))"
-    )
 
 
 def sql_list(values: tuple[str, ...]) -> str:
