@@ -974,6 +974,35 @@ def test_a_password_cut_apart_by_the_driver_is_not_printed(project: Project) -> 
     assert "X7" not in sync.stdout + sync.stderr
 
 
+@pytest.mark.parametrize(
+    ("uri", "what"),
+    [
+        ("mysql://root:Sekr1tX7@127.0.0.1/x", "a mysql:// address"),
+        ("127.0.0.1:5432/test?user=postgres&password=Sekr1tX7", "no postgresql:// address"),
+        ("Sekr1tX7@127.0.0.1", "no postgresql:// address"),
+    ],
+)
+def test_a_connection_string_that_is_no_postgres_one_is_refused_by_what_it_is(
+    project: Project, uri: str, what: str
+) -> None:
+    # The driver would take these as key=value pairs and name the first `key`: a piece
+    # of the string, perhaps of the password.
+    project.write_config(
+        f'[sources.crm]\ntype = "postgres"\nuri = "{uri}"\n'
+        '[tables.accounts]\nsource = "crm"\nkind = "user_history"\n'
+        'id_column = "account_id"\nstart_time = "start_timestamp"\n'
+    )
+
+    sync = project.cli("--verbose", "sync", "--all", check=False)
+
+    assert sync.returncode == 1
+    assert (
+        f"source `crm`: the connection string is {what}, nor libpq's key=value pairs; "
+        "write it as postgresql://USER:PASSWORD@HOST:PORT/DATABASE"
+    ) in sync.stderr
+    assert "Sekr1t" not in sync.stdout + sync.stderr
+
+
 def test_a_uri_that_is_not_text_is_refused_without_showing_it(tmp_path) -> None:
     path = tmp_path / "pitsync.toml"
     path.write_text(

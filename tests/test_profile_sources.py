@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import Project, company_history, insert_rows, sql_row
+from tests.conftest import Project, company_history, configure_companies, insert_rows, sql_row
 
 ALL_BACKENDS = ("duckdb", "parquet", "postgres", "sqlite")
 
@@ -485,6 +485,47 @@ def test_profile_shows_updates_and_history_merged(project: Project) -> None:
         "profile", "c1", "--group-key", "company_id", "--at", "2024-02-01", "--format", "json"
     ).stdout
     assert json.loads(then) == {"plan": "free", "seats": 3}  # history only, at that moment
+
+
+def test_an_update_shows_until_a_history_starting_later_holds_the_property(
+    project: Project,
+) -> None:
+    # c3's only history row starts in 2099: nothing is known of it before (rule 2), so
+    # the plan an update set shows now; from 2099 the history's plan decides.
+    company_history(project, [("c3", "future", 1, "2099-01-01 00:00:00+00", None)])
+    project.sync("company_plan_history")
+    engage(
+        project,
+        {
+            "$group_key": "company_id",
+            "$group_id": "c3",
+            "$set": {"plan": "now", "name": "Acme"},
+            "$time": "2024-09-01T00:00:00Z",
+        },
+    )
+
+    def shown(*at: str) -> dict[str, Any]:
+        command = ("profile", "c3", "--group-key", "company_id", *at, "--format", "json")
+        return json.loads(project.cli(*command).stdout)
+
+    assert {name: shown()[name] for name in ("plan", "name")} == {"plan": "now", "name": "Acme"}
+    assert "seats" not in shown()
+    assert shown("--at", "2099-06-01") == {"plan": "future", "seats": 1}
+
+
+def test_a_json_null_is_a_defined_value_at_any_moment_as_now(project: Project) -> None:
+    # `meta` holds the JSON value null (defined); `note` is NULL (undefined, rule 5).
+    project.source_sql(
+        "CREATE TABLE company_plan_history (company_id VARCHAR, meta JSON, note VARCHAR, "
+        "start_timestamp TIMESTAMPTZ)",
+        "INSERT INTO company_plan_history VALUES ('c1', 'null', NULL, '2024-01-01 00:00+00')",
+    )
+    configure_companies(project, "company_plan_history", "start_timestamp")
+    project.sync("company_plan_history")
+
+    for at in ((), ("--at", "2024-06-01")):
+        command = ("profile", "c1", "--group-key", "company_id", *at, "--format", "json")
+        assert json.loads(project.cli(*command).stdout) == {"meta": None}
 
 
 def test_a_group_key_in_another_case_is_the_key_the_store_knows(project: Project) -> None:

@@ -1156,6 +1156,74 @@ def test_a_table_of_another_kind_is_named_by_its_kind(project: Project) -> None:
     assert "--events `people` is a user_profiles table; name an events table" in refused.stderr
 
 
+@pytest.mark.parametrize(
+    ("id_type", "id_value"),
+    [
+        ("BLOB", "'\\x68\\x69'::BLOB"),
+        ("TIMESTAMPTZ", "TIMESTAMPTZ '2024-01-01 00:00+00'"),
+        ("DATE", "DATE '2024-01-01'"),
+        ("INTERVAL", "INTERVAL 1 DAY"),
+        ("INTEGER[]", "[1, 2]"),
+    ],
+)
+@pytest.mark.parametrize("engine", ["duckdb", "postgres", "spark", "snowflake", "bigquery"])
+def test_an_id_column_each_engine_writes_as_its_own_text_is_refused(
+    project: Project, id_type: str, id_value: str, engine: str
+) -> None:
+    # The bytes `hi` are `hi` in the store and `\x6869` in PostgreSQL; a time's text
+    # follows the session's zone: the view would file the entity apart from the store.
+    project.source_sql(
+        f"CREATE TABLE hist (company_id {id_type}, start_ts TIMESTAMPTZ, plan VARCHAR)",
+        f"INSERT INTO hist VALUES ({id_value}, '2024-01-01 00:00+00', 'free')",
+    )
+    configure_companies(project, "hist", "start_ts")
+
+    refused = project.cli("model", "--table", "hist", "--engine", engine, check=False)
+
+    assert refused.returncode == 1
+    assert refused.stdout == ""
+    assert "its id column `company_id` is of type" in refused.stderr
+    assert "model ids of text or numbers" in refused.stderr
+
+
+def test_an_events_column_joined_on_that_each_engine_writes_its_own_way_is_refused(
+    tmp_path: Path, postgres_schema: PostgresSchema
+) -> None:
+    # The history's ids are text; the events' company_id is a time, whose text in a
+    # view would follow the session's zone and date style.
+    project = Project(root=tmp_path, backend="postgres", postgres=postgres_schema)
+    refused = model_in_postgres(
+        project,
+        *(statement.format(text="text") for statement in ONE_PLAN),
+        "CREATE TABLE ev (distinct_id text, time timestamptz, event text, company_id timestamptz)",
+        "INSERT INTO ev VALUES ('u1', '2024-02-15 00:00+00', 'login', '2024-01-01 00:00+00')",
+        check=False,
+    )
+
+    assert refused.returncode == 1
+    assert "table `ev`: its id column `company_id` is of type timestamp" in refused.stderr
+    views = postgres_schema.execute(
+        "SELECT table_name FROM information_schema.views "
+        f"WHERE table_schema = '{postgres_schema.name}'"
+    )
+    assert views == []
+
+
+def test_uuid_and_integer_ids_are_modeled(project: Project) -> None:
+    project.source_sql(
+        "CREATE TABLE hist (company_id UUID, start_ts TIMESTAMPTZ, plan VARCHAR)",
+        "INSERT INTO hist VALUES ('00000000-0000-0000-0000-00000000000a', "
+        "'2024-01-01 00:00+00', 'free')",
+        "CREATE TABLE ints (company_id HUGEINT, start_ts TIMESTAMPTZ, plan VARCHAR)",
+    )
+    configure_companies(project, "hist", "start_ts")
+    configure_companies(project, "ints", "start_ts")
+
+    for table in ("hist", "ints"):
+        printed = project.cli("model", "--table", table, "--engine", "postgres")
+        assert f'CREATE OR REPLACE VIEW "{table}_intervals"' in printed.stdout
+
+
 def test_a_from_in_another_case_is_modeled_under_the_tables_own_name(
     tmp_path: Path, postgres_schema: PostgresSchema
 ) -> None:

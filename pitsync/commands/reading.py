@@ -32,7 +32,7 @@ from pitsync.queries.execute import QuerySession
 from pitsync.queries.output import TABLE_ROW_LIMIT, formatted, printable, write_json
 from pitsync.queries.profiles import FeedWindow, feed_sql, moment_of, profiles_sql, with_text_hint
 from pitsync.queries.temporal import moment_text_problem
-from pitsync.quoting import fold_name, quote_identifier
+from pitsync.quoting import fold_name, quote_identifier, quote_string
 from pitsync.store import END_TIME, START_TIME
 
 log = logging.getLogger("pitsync")
@@ -155,11 +155,22 @@ def profile_at(session: QuerySession, entity: Entity, moment: str) -> dict[str, 
             interval_at_sql(entry), params=[entity.entity_id, moment, moment]
         )
         text = formatted(interval, nested_as_json=False)
-        rows = text.select(json_object_text_sql(entry.properties)).fetchall()
-        for (row,) in rows:
+        properties = json_object_text_sql(entry.properties)
+        rows = text.select(f"{properties}, {defined_names_sql(entry.properties)}").fetchall()
+        for row, defined in rows:
             values = exact_json.loads(row)
-            merged.update({name: value for name, value in values.items() if value is not None})
+            merged.update({name: values[name] for name in defined})
     return merged
+
+
+def defined_names_sql(columns: list[str]) -> str:
+    """The list of the columns that are not NULL (rule 5: defined). A JSON column holding
+    `null` is defined: it holds that value."""
+    names = ", ".join(
+        f"CASE WHEN {quote_identifier(name)} IS NOT NULL THEN {quote_string(name)} END"
+        for name in columns
+    )
+    return f"list_filter([{names}], lambda name: name IS NOT NULL)"
 
 
 def command_history(args: argparse.Namespace) -> int:

@@ -143,6 +143,7 @@ class DatabaseSource:
             if self.config.type == "bigquery":
                 return module.connect(db_kwargs={"uri": self.uri})
             if self.config.type == "postgres":
+                check_postgres_uri(self.config, self.uri or "")
                 return module.connect(with_connect_timeout(self.uri or ""))
             return module.connect(self.uri)
         except Exception as error:  # every driver raises its own DB-API error classes
@@ -380,6 +381,31 @@ class DatabaseSource:
 # server that takes the connection and never answers would hold a run, Ctrl-C and the
 # scheduled job for good.
 CONNECT_TIMEOUT_SECONDS = 10
+
+
+URI_SCHEME = re.compile(r"([A-Za-z][A-Za-z0-9+.-]*)://")
+POSTGRES_SCHEMES = ("postgresql", "postgres")
+FIRST_PARAMETER = re.compile(r"\s*([A-Za-z_]+)\s*=")
+
+
+def check_postgres_uri(config: SourceConfig, uri: str) -> None:
+    """Refuse a connection string libpq would misread, before the driver echoes a piece of
+    it (it reads anything but a postgresql:// address as key=value pairs, and names the
+    first `key` it does not know). Only the scheme is named: the rest may hold a password."""
+    scheme = URI_SCHEME.match(uri)
+    if scheme is not None and scheme.group(1).lower() in POSTGRES_SCHEMES:
+        return
+    first = FIRST_PARAMETER.match(uri)
+    if scheme is None and (not uri.strip() or (first and first.group(1) in LIBPQ_PARAMETERS)):
+        return
+    what = f"a {scheme.group(1)}:// address" if scheme else "no postgresql:// address"
+    raise SourceError(
+        f"source `{config.name}`: the connection string is {what}, nor libpq's key=value "
+        "pairs; write it as postgresql://USER:PASSWORD@HOST:PORT/DATABASE (or as "
+        f"host=HOST port=PORT dbname=DATABASE user=USER); check `uri` (or `uri_env`) in "
+        f"[sources.{config.name}]",
+        source=config.name,
+    )
 
 
 def with_connect_timeout(uri: str) -> str:

@@ -107,6 +107,7 @@ def plan_model_sql(
     found = read_source_table(config, history)
     schema = found.schema
     properties = plan_history(history, schema).properties
+    check_ids_written_alike(history, history.id_column, schema.field(history.id_column))
     # The columns compared by order: text among them is compared by code point.
     ordered = [*properties, *(name for name in (history.tie_breaker, history.cursor) if name)]
     text = {name for name in ordered if is_plain_text(schema.field(name))}
@@ -154,6 +155,7 @@ def enriched_view(
                 f"`{history.name}` on; its columns are: {', '.join(columns)}",
                 table=events.name,
             )
+    check_ids_written_alike(events, joined_on, schema.field(joined_on))
     time_type = schema.field(events.time_column).type
     query = enriched_query(
         events,
@@ -187,6 +189,42 @@ def check_names_kept_whole(query: exp.Select, view_name: str, engine: str) -> No
                 f"{size} bytes, and {engine} keeps {limit} bytes of a name; give the history "
                 "table a shorter name in pitsync.toml, or rename the events column in a view"
             )
+
+
+def check_ids_written_alike(table: TableConfig, column: str, field: pa.Field) -> None:
+    """Refuse an id column whose values each engine writes as text its own way.
+
+    Entities are told apart by their ids' text (rule 7). A time's text follows the
+    session's zone and date style, and bytes, intervals and lists have a form of text in
+    each engine: the view would file such an id apart from the store's.
+    """
+    if has_portable_text(field.type):
+        return
+    raise ConfigError(
+        f"table `{table.name}`: its id column `{column}` is of type {field.type}, which "
+        "each engine writes as text in its own way, so the view's entities would not be "
+        "the store's; model ids of text or numbers (a view of the source table can cast "
+        f"`{column}` to text, as you want it written)",
+        table=table.name,
+    )
+
+
+def has_portable_text(kind: pa.DataType) -> bool:
+    """Whether a value of this type reads as the same text in every engine: integers,
+    decimals, booleans, text and UUIDs do; floats differ only as README says (`1.0`)."""
+    if pa.types.is_dictionary(kind):
+        kind = kind.value_type
+    if isinstance(kind, pa.ExtensionType):
+        return kind.extension_name == "arrow.uuid"
+    checks = (
+        pa.types.is_integer,
+        pa.types.is_decimal,
+        pa.types.is_boolean,
+        pa.types.is_floating,
+        pa.types.is_string,
+        pa.types.is_large_string,
+    )
+    return any(check(kind) for check in checks)
 
 
 def check_views_leave_sources(history: TableConfig, events: TableConfig | None) -> None:
