@@ -126,6 +126,13 @@ def run_command(args: argparse.Namespace) -> int:
     except duckdb.OutOfMemoryException as error:
         print_error(out_of_memory(error))
         return 1
+    except duckdb.Error as error:
+        # None that pitsync foresaw: a store changed or damaged by another program, or a
+        # fault of pitsync's own. One line all the same; the traceback with --verbose.
+        if args.verbose:
+            log.exception("failed")
+        print_error(unforeseen(error))
+        return 1
     except BrokenPipeError:
         # The reader went away (`pitsync runs | head`): stop quietly, as a SIGPIPE would.
         silence_standard_output()
@@ -135,6 +142,16 @@ def run_command(args: argparse.Namespace) -> int:
 def out_of_memory(error: BaseException) -> str:
     """DuckDB's first line, and what to do."""
     return with_memory_advice(f"{first_line(error)}; nothing in progress was kept", error)
+
+
+def unforeseen(error: duckdb.Error) -> str:
+    """DuckDB's first line, and what to do."""
+    return (
+        f"DuckDB stopped the command: {first_line(error)}; if the store was changed by "
+        "another program or its file is damaged, restore it from a copy, or move it aside "
+        "and sync every table again; else run the command again with --verbose and report "
+        "what it prints"
+    )
 
 
 class PrintableFormatter(logging.Formatter):

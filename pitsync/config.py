@@ -711,6 +711,8 @@ def toml_kind(value: Any) -> str:
     """What a misplaced value is: a number or boolean itself, else its kind (`a string`),
     never the text: any setting may be where a connection URI was put by mistake,
     password and all."""
+    if isinstance(value, bool):
+        return "true" if value else "false"  # as TOML writes it
     if isinstance(value, int | float):
         return repr(value)
     kinds = [(str, "a string"), (list, "an array"), (dict, "a table")]

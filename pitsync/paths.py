@@ -6,6 +6,8 @@ import stat
 from pathlib import Path
 
 FILE, FOLDER, MISSING, OTHER = "file", "folder", "missing", "not a regular file"
+DUCKDB_MAGIC = b"DUCK"  # bytes 8 to 12 of every DuckDB file
+SQLITE_MAGIC = b"SQLite format 3\x00"
 
 
 def reason(error: OSError) -> str:
@@ -39,3 +41,16 @@ def file_problem(path: Path) -> str | None:
         return None
     said = {MISSING: "not found", FOLDER: "is a folder", OTHER: "is not a regular file"}
     return said.get(kind, f"cannot be read: {kind}")
+
+
+def database_kind(path: Path) -> str | None:
+    """What a file is, by its first bytes, as a message says it: None for a DuckDB file,
+    else `an empty file`, `an SQLite database` or `no DuckDB file`. Raises OSError when
+    the file cannot be read."""
+    with path.open("rb") as file:
+        header = file.read(len(SQLITE_MAGIC))
+    if header[8:12] == DUCKDB_MAGIC:
+        return None
+    if not header:
+        return "an empty file"
+    return "an SQLite database" if header.startswith(SQLITE_MAGIC) else "no DuckDB file"

@@ -17,8 +17,8 @@ from typing import Any
 
 import duckdb
 
-from pitsync.errors import StoreError
-from pitsync.paths import FOLDER, MISSING, OTHER, path_kind, reason
+from pitsync.errors import StoreError, first_line
+from pitsync.paths import FOLDER, MISSING, OTHER, database_kind, path_kind, reason
 from pitsync.quoting import quote_string
 
 log = logging.getLogger(__name__)
@@ -133,8 +133,6 @@ NO_EXTENSIONS: dict[str, str | bool | int | float | list[str]] = {
     "autoload_known_extensions": "false",
     "autoinstall_known_extensions": "false",
 }
-DUCKDB_MAGIC = b"DUCK"  # bytes 8 to 12 of every DuckDB file
-SQLITE_MAGIC = b"SQLite format 3\x00"
 LOCK_HOLDER = re.compile(r"Conflicting lock is held in (.*?) \(PID (\d+)\)")
 
 
@@ -182,16 +180,55 @@ def open_for_writing(
     made_now = path_kind(path) == MISSING
     try:
         connection = connect_waiting(path, wait_seconds, given_up=given_up, config=NO_EXTENSIONS)
+    except StoreInUse:
+        raise
     except duckdb.Error as error:  # a file DuckDB cannot read, or a damaged one
-        raise StoreError(
-            f"cannot open the store {path} for writing: {str(error).splitlines()[0]}"
-        ) from error
+        if made_now:
+            remove_unmade_store(path)
+        raise opening_failed(path, "writing", error, made_now=made_now) from error
     if not made_now:
         check_is_not_foreign(connection, path)
     connection.execute(SET_UTC)
     limit_memory(connection, memory_limit)
-    connection.execute(SCHEMA_DDL)
+    try:
+        connection.execute(SCHEMA_DDL)
+    except duckdb.Error as error:
+        connection.close()
+        if made_now:
+            remove_unmade_store(path)
+        raise opening_failed(path, "writing", error, made_now=made_now) from error
+    # The layout is up to date now, but for a column it cannot add: one taken away.
+    _, damaged = missing_store_columns(connection)
+    if damaged:
+        connection.close()
+        raise StoreError(changed_store(path, damaged[0]))
     return connection
+
+
+# DuckDB's words for a store file it found but could not read: cut short, its WAL another
+# database's, or its blocks damaged.
+UNREADABLE_STORE = re.compile(r"could not read|replaying WAL|corrupt|checksum", flags=re.IGNORECASE)
+
+
+def opening_failed(
+    path: Path, purpose: str, error: duckdb.Error, *, made_now: bool = False
+) -> StoreError:
+    """DuckDB's first line, and, where the file it found could not be read, what to do."""
+    message = f"cannot open the store {path} for {purpose}: {first_line(error)}"
+    if not made_now and UNREADABLE_STORE.search(str(error)):
+        message += (
+            "; if the file was cut short or written by another program, restore the store "
+            "from a copy, or move it aside and sync every table again (profiles that engage "
+            "or import-csv set live only in the store)"
+        )
+    return StoreError(message)
+
+
+def remove_unmade_store(path: Path) -> None:
+    """Remove what DuckDB left of a store it failed to create (a disk that was full, say):
+    a file cut short would stop every later run, once the disk has room again."""
+    for left in (path, path.with_name(path.name + ".wal")):
+        left.unlink(missing_ok=True)
 
 
 def check_is_duckdb_file(path: Path) -> None:
@@ -209,22 +246,20 @@ def check_is_duckdb_file(path: Path) -> None:
             "path to a file"
         )
     try:
-        with path.open("rb") as file:
-            header = file.read(len(SQLITE_MAGIC))
+        found = database_kind(path)
     except OSError as error:
         raise StoreError(
             f"cannot read the store {path}: {reason(error)}; let pitsync read and write it, or "
             "set [store] path to another file"
         ) from error
-    if not header:
+    if found == "an empty file":
         raise StoreError(
             f"the store {path} is an empty file, which DuckDB cannot open; remove it, and "
             "the next sync creates the store there"
         )
-    if header[8:12] != DUCKDB_MAGIC:
-        kind = "an SQLite database" if header.startswith(SQLITE_MAGIC) else "no DuckDB file"
+    if found is not None:
         raise StoreError(
-            f"{path} is {kind}, not a pitsync store; point [store] path at the store, or "
+            f"{path} is {found}, not a pitsync store; point [store] path at the store, or "
             "at a file that does not exist yet for a new one"
         )
 
@@ -342,9 +377,7 @@ def open_read_only(
             path, wait_seconds, given_up=given_up, read_only=True, config=config
         )
     except duckdb.Error as error:
-        raise StoreError(
-            f"cannot open the store {path} for reading: {str(error).splitlines()[0]}"
-        ) from error
+        raise opening_failed(path, "reading", error) from error
     with QUERY_SETTINGS_LOCK:  # two sessions opening at once: one sets, the other finds
         if locked_as_wanted(connection):
             # Another session of this process opened the store first: its settings,
@@ -395,7 +428,10 @@ def check_is_store(connection: duckdb.DuckDBPyConnection, path: Path) -> None:
             f"{path} is not a pitsync store (it has no {CATALOG} table); point [store] path "
             "at the store, or at a file that does not exist yet and run `pitsync sync --all`"
         )
-    missing = missing_store_columns(connection)
+    missing, damaged = missing_store_columns(connection)
+    if damaged:
+        connection.close()
+        raise StoreError(changed_store(path, damaged[0]))
     if missing:
         connection.close()
         raise StoreError(
@@ -410,6 +446,14 @@ def check_is_store(connection: duckdb.DuckDBPyConnection, path: Path) -> None:
         raise StoreError(unfinished_store(path))
 
 
+def changed_store(path: Path, column: str) -> str:
+    return (
+        f"the store {path} lacks {column}, which every pitsync store has had: it was "
+        "changed by another program; restore it from a copy, or move it aside and sync "
+        "every table again (profiles that engage or import-csv set live only in the store)"
+    )
+
+
 def unfinished_store(path: Path) -> str:
     return (
         f"the store {path} holds no finished run yet (the first sync was stopped before it "
@@ -417,13 +461,17 @@ def unfinished_store(path: Path) -> str:
     )
 
 
-def missing_store_columns(connection: duckdb.DuckDBPyConnection) -> list[str]:
-    """The internal tables and columns of this pitsync's layout the store lacks (a store
-    is brought up to date only when it is written)."""
+def missing_store_columns(
+    connection: duckdb.DuckDBPyConnection,
+) -> tuple[list[str], list[str]]:
+    """The internal columns of this pitsync's layout the store lacks (a store is brought up
+    to date only when it is written), and of those, the ones no pitsync ever left out: a
+    column its table was made with, of a table the store holds."""
     present = set(connection.execute(STORE_COLUMNS, [INTERNAL_SCHEMA]).fetchall())
-    return [
-        f"{table}.{column}" for table, column in layout_columns() if (table, column) not in present
-    ]
+    tables = {table for table, _ in present}
+    missing = [pair for pair in layout_columns() if pair not in present]
+    damaged = [pair for pair in missing if pair[0] in tables and pair in created_columns()]
+    return [".".join(pair) for pair in missing], [".".join(pair) for pair in damaged]
 
 
 STORE_COLUMNS = (
@@ -440,12 +488,17 @@ ADDED_COLUMN = re.compile(r"ALTER TABLE (\S+) ADD COLUMN IF NOT EXISTS (\w+)")
 def layout_columns() -> list[tuple[str, str]]:
     """Each internal table and column SCHEMA_DDL makes, read from its text: an engine to
     run it would cost every query command some 20 ms as it starts."""
-    created = [
+    return [*created_columns(), *ADDED_COLUMN.findall(SCHEMA_DDL)]
+
+
+@functools.cache
+def created_columns() -> list[tuple[str, str]]:
+    """The columns each internal table is made with: later ones are added to it."""
+    return [
         (table, line.split()[0])
         for table, body in CREATED_TABLE.findall(SCHEMA_DDL)
         for line in body.strip().splitlines()
     ]
-    return created + ADDED_COLUMN.findall(SCHEMA_DDL)
 
 
 def has_public_views(connection: duckdb.DuckDBPyConnection) -> bool:

@@ -1076,6 +1076,57 @@ def test_a_damaged_store_is_one_line_for_every_command(
     assert_user_error(result, "cannot open the store", "Corrupt database file")
 
 
+@pytest.mark.parametrize("command", [("query", "SELECT 1"), ("runs",), ("engage", "none.jsonl")])
+def test_a_store_lacking_a_column_no_pitsync_left_out_is_said_to_be_changed(
+    project: Project, command: tuple[str, ...]
+) -> None:
+    # runs.error was in the runs table from its start: no earlier pitsync wrote a store
+    # without it, and writing the store again would not add it.
+    seeded(project).cli("sync", "--all")
+    (project.root / "none.jsonl").write_text("")
+    con = duckdb.connect(str(project.store))
+    con.execute("ALTER TABLE _pitsync.runs DROP COLUMN error")
+    con.close()
+
+    refused = project.cli(*command, check=False)
+
+    assert_user_error(
+        refused,
+        "lacks _pitsync.runs.error, which every pitsync store has had: it was changed by "
+        "another program; restore it from a copy, or move it aside and sync every table again",
+    )
+    assert "earlier pitsync" not in refused.stderr
+
+
+@pytest.mark.parametrize(
+    "command",
+    [("history", "c1", "--group-key", "company_id"), ("engage", "updates.jsonl"), ("runs",)],
+)
+def test_a_store_damaged_past_its_opening_is_one_line_with_what_to_do(
+    project: Project, command: tuple[str, ...]
+) -> None:
+    seeded(project).cli("sync", "--all")
+    (project.root / "updates.jsonl").write_text(
+        '{"$group_key": "company_id", "$group_id": "c1", "$set": {"a": 1}}\n'
+    )
+    con = duckdb.connect(str(project.store))
+    con.execute("DROP VIEW main.company_plan_history")
+    con.close()
+
+    result = project.cli(*command, check=False)
+
+    if command[0] == "runs":  # runs reads no history table
+        assert result.returncode == 0, result.stderr
+        return
+    assert_user_error(
+        result,
+        "DuckDB stopped the command: Catalog Error:",
+        "if the store was changed by another program or its file is damaged, restore it "
+        "from a copy, or move it aside and sync every table again",
+    )
+    assert len(result.stderr.strip().splitlines()) == 1
+
+
 @pytest.mark.parametrize(
     "command", [("query", "SELECT count(*) FROM events"), ("runs",), ("history", "c1")]
 )

@@ -985,3 +985,17 @@ def test_a_nul_character_in_a_section_name_is_refused(
     result = run_pitsync(tmp_path, "runs")
 
     assert_user_error(result, said, "holds a NUL character")
+
+
+@pytest.mark.parametrize(("value", "said"), [("true", "got true"), ("false", "got false")])
+def test_a_boolean_where_text_goes_is_named_as_toml_writes_it(
+    tmp_path: Path, value: str, said: str
+) -> None:
+    path = config_file(
+        tmp_path, 'path = "store.duckdb"', f'path = "store.duckdb"\nmemory_limit = {value}'
+    )
+
+    with pytest.raises(ConfigError) as raised:
+        load_config(path)
+
+    assert str(raised.value) == f"[store]: `memory_limit` must be a non-empty string, {said}"

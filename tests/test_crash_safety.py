@@ -188,6 +188,23 @@ def test_a_run_the_disk_cannot_take_fails_in_one_line_and_is_recorded(project: P
     assert all("could not commit the run" in run["error"] for run in runs[2:])
 
 
+def test_a_store_the_disk_could_not_make_is_not_left_to_stop_the_next_run(
+    project: Project,
+) -> None:
+    company_history(project, [("c1", "free", 1, "2024-01-01 00:00:00+00", None)])
+    assert not project.store.exists()
+
+    failed = sync_on_a_full_disk(project, NO_ROOM, "--all")
+
+    assert failed.returncode == 1, failed.stderr
+    assert "cannot open the store" in failed.stderr and "File too large" in failed.stderr
+    assert not project.store.exists()
+    assert not project.store.with_name(project.store.name + ".wal").exists()
+    # With room again, the next run makes the store.
+    project.cli("sync", "--all")
+    assert project.query("SELECT company_id FROM company_plan_history") == [("c1",)]
+
+
 def test_a_failed_run_the_disk_cannot_record_either_is_logged_in_one_line(
     project: Project,
 ) -> None:

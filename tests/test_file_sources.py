@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import re
+import sqlite3
 from collections.abc import Callable
 from decimal import Decimal
 from pathlib import Path
@@ -532,12 +533,22 @@ def test_a_csv_column_left_empty_keeps_its_type_in_a_mirror_run(project: Project
 
 @pytest.mark.parametrize(
     ("path", "said"),
-    [("folder", "is a folder"), ("/dev/null", "is not a regular file"), ("nowhere", "not found")],
+    [
+        ("folder", "is a folder"),
+        ("/dev/null", "is not a regular file"),
+        ("nowhere", "not found"),
+        ("plans.csv", 'is not a DuckDB file (CSV or Parquet files are read with type = "csv"'),
+        ("empty.duckdb", "is an empty file"),
+        ("crm.sqlite", 'is an SQLite database: read it with type = "sqlite"'),
+    ],
 )
 def test_a_duckdb_source_path_that_is_no_file_says_what_it_is(
     project: Project, path: str, said: str
 ) -> None:
     (project.root / "folder").mkdir()
+    (project.root / "plans.csv").write_text("user_id,valid_from\nu1,2024-01-01\n")
+    (project.root / "empty.duckdb").write_bytes(b"")
+    sqlite3.connect(project.root / "crm.sqlite").execute("CREATE TABLE plans (user_id TEXT)")
     project.configure("plans", kind="user_history", id_column="user_id", start_time="valid_from")
     config = project.config_path.read_text(encoding="utf-8")
     project.config_path.write_text(

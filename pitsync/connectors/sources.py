@@ -31,7 +31,8 @@ from pitsync.config import SourceConfig
 from pitsync.errors import ConfigError, SourceError, first_line
 from pitsync.interrupts import is_interrupt
 from pitsync.modeling.timestamps import TEXT_OF
-from pitsync.paths import file_problem
+from pitsync.paths import database_kind, file_problem
+from pitsync.paths import reason as refusal
 from pitsync.quoting import quote_identifier, quote_string
 from pitsync.store import SET_UTC
 
@@ -322,6 +323,20 @@ def file_pattern(config: SourceConfig, table: str) -> Path:
     return Path(str(config.path).replace("{table}", table))
 
 
+def not_a_duckdb_file(path: Path) -> str | None:
+    """Why a file is no DuckDB database to read, told by its first bytes: DuckDB would say
+    it cannot launch an in-memory database."""
+    try:
+        kind = database_kind(path)
+    except OSError as error:
+        return f"cannot be read: {refusal(error)}"
+    if kind == "an SQLite database":
+        return 'is an SQLite database: read it with type = "sqlite"'
+    if kind == "no DuckDB file":
+        return 'is not a DuckDB file (CSV or Parquet files are read with type = "csv" or "parquet")'
+    return None if kind is None else f"is {kind}"
+
+
 class FileSource:
     """A DuckDB file, or Parquet or CSV files, read through an in-memory DuckDB."""
 
@@ -338,7 +353,8 @@ class FileSource:
 
     def attach(self) -> None:
         """Open the DuckDB file read-only, so pitsync can never change a warehouse."""
-        problem = "not found" if self.config.path is None else file_problem(self.config.path)
+        path = self.config.path
+        problem = "not found" if path is None else file_problem(path) or not_a_duckdb_file(path)
         if problem:
             raise SourceError(
                 f"source `{self.name}`: DuckDB file {self.config.path} {problem}; check "
