@@ -260,6 +260,29 @@ def test_memory_held_between_blocks_does_not_grow_with_the_file(
     assert growth_per_batch(held) < 10_000
 
 
+def test_short_rows_are_taken_block_by_block_when_no_row_has_the_files_width(
+    store: Store, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The first row is the widest; every other row leaves its trailing cells out, so
+    # pyarrow skips them all. They must go to the store a block at a time, in order,
+    # not wait for the end of the file.
+    monkeypatch.setattr(csv_import, "BLOCK_BYTES", 20_000)
+    path = tmp_path / "short.csv"
+    rows = ["u0,n0,1"] + [f"u{i},{'x' * 100}{i}" for i in range(1, 3001)]
+    path.write_text("\n".join(rows) + "\n")
+    plan = csv_import.plan_import(path, 1, {2: "name", 3: "seats"}, None)
+
+    taken = [len(stager.keywords["ragged"]) for stager in csv_import.row_batches(plan)]
+
+    assert sum(taken) == 3000
+    assert max(taken) < 1000, taken  # a block holds some 190 rows; a few read ahead
+    report = import_csv(store.config, path, id_column=1, columns={2: "name", 3: "seats"})
+    assert report.outcome.applied == 3001
+    users = store.users()
+    assert users["u0"] == {"name": "n0", "seats": 1}
+    assert users["u2999"] == {"name": "x" * 100 + "2999"}
+
+
 def test_an_empty_file_imports_nothing(store: Store) -> None:
     report = store.import_text("", {2: "name"})
     assert (report.records, report.outcome.applied) == (0, 0)

@@ -1233,6 +1233,60 @@ def test_numeric_and_char_ids_are_the_text_postgres_prints(project: Project) -> 
 
 
 @pytest.mark.backends("sqlite")
+def test_a_sqlite_file_another_program_holds_locked_is_said_to_be_locked(
+    project: Project,
+) -> None:
+    project.source_sql(
+        "CREATE TABLE account_history (account_id INTEGER, start_timestamp TIMESTAMPTZ)"
+    )
+    configure_accounts(project)
+    # SQLite's locks are the system's file locks, which hold between processes only.
+    holding = (
+        "import sqlite3, sys; c = sqlite3.connect(sys.argv[1], isolation_level=None); "
+        "c.execute('BEGIN EXCLUSIVE'); print('locked', flush=True); sys.stdin.read()"
+    )
+    writer = subprocess.Popen(
+        [sys.executable, "-c", holding, str(project.sqlite_file)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert writer.stdout is not None and writer.stdout.readline() == "locked\n"
+        with pytest.raises(SourceError) as raised:
+            project.sync("account_history")
+    finally:
+        writer.communicate("", timeout=30)
+
+    assert str(raised.value) == (
+        f"source `warehouse`: the SQLite file {project.sqlite_file} is locked by another "
+        "program writing it (database is locked); run again when it is done"
+    )
+    project.sync("account_history")  # once it is done
+
+
+@pytest.mark.backends("sqlite")
+def test_a_sqlite_view_that_cannot_be_read_gives_sqlites_reason_not_a_missing_table(
+    project: Project,
+) -> None:
+    project.source_sql(
+        "CREATE TABLE base (account_id INTEGER, start_timestamp TIMESTAMPTZ)",
+        "CREATE TABLE other (x INTEGER)",
+    )
+    project.database_sql("CREATE VIEW account_history AS SELECT * FROM base", "DROP TABLE base")
+    configure_accounts(project)
+
+    with pytest.raises(SourceError) as raised:
+        project.sync("account_history")
+
+    message = str(raised.value)
+    assert message.startswith(
+        "source `warehouse`: cannot read the columns of table `account_history`: "
+    )
+    assert "no such table: main.base" in message and "not found" not in message
+
+
+@pytest.mark.backends("sqlite")
 @pytest.mark.parametrize(
     ("make", "said"),
     [

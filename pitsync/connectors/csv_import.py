@@ -434,15 +434,19 @@ def csv_options(plan: CsvPlan, handler: Callable[[pacsv.InvalidRow], str] | None
 
 
 def take_ragged(pending: list[Ragged], first: int, rows: int) -> list[Ragged]:
-    """The skipped rows among a block's `rows` rows numbered from `first`.
+    """The skipped rows among a block's `rows` rows numbered from `first`, and those that
+    follow them line after line.
 
     A skipped row is among them when fewer than `rows` of the block's rows come before
-    it: its line, less `first`, less the skipped rows before it.
+    it: its line, less `first`, less the skipped rows before it. One right after all of
+    them (all `rows` before it, and no line between) comes before any row still to be
+    read, so it is taken too: in a file of short rows, whose blocks hold none of the
+    file's width, the skipped rows are taken block by block, not held to the end.
     """
     pending.sort()
     taken = 0
     for row in pending:
-        if row.line - first - taken >= rows:
+        if row.line - first - taken > rows:
             break
         taken += 1
     block = pending[:taken]

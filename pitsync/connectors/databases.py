@@ -216,9 +216,9 @@ class DatabaseSource:
                     # PostgreSQL's numeric precision and scale.
                     query = select_all(self.driver.dialect, table, schema=self.config.schema)
                     raw = keeping_ctrl_c(cursor, lambda: cursor.adbc_execute_schema(query))
-        except Exception:
+        except Exception as error:  # the driver's DB-API error classes
             self.roll_back()
-            raise SourceError(self.missing_table_message(table), source=self.name) from None
+            raise SourceError(self.unread_schema(table, error), source=self.name) from None
         if self.config.type == "postgres":
             raw = self.with_unnamed_types_named(raw)
         mapped = mappable_schema(raw, source=self.name, table=table)
@@ -310,6 +310,17 @@ class DatabaseSource:
             self.connection.rollback()
         except Exception:  # the driver's own error classes; the first error is what counts
             log.debug("source %s: the rollback failed", self.name, exc_info=True)
+
+    def unread_schema(self, table: str, error: BaseException) -> str:
+        """Why a table's columns could not be read: it is not there, or, when it is (a
+        view over a table dropped since, a table the user may not read), the database's
+        own reason."""
+        if table not in self.table_names():
+            return self.missing_table_message(table)
+        return (
+            f"source `{self.name}`: cannot read the columns of table `{table}`: "
+            f"{self.redact(first_line(error))}"
+        )
 
     def missing_table_message(self, table: str) -> str:
         where = f"schema `{self.config.schema}`" if self.config.schema else "the database"
@@ -487,13 +498,25 @@ def connect_sqlite(module: Any, config: SourceConfig) -> Any:
             cursor.fetchall()
     except Exception as error:  # the driver's DB-API error classes
         connection.close()
-        reason = first_line(error).rpartition(": ")[2]
-        raise SourceError(
-            f"source `{config.name}`: {config.path} is not an SQLite database ({reason}); "
-            f"check `path` in [sources.{config.name}]",
-            source=config.name,
-        ) from None
+        raise SourceError(sqlite_refusal(config, first_line(error)), source=config.name) from None
     return connection
+
+
+def sqlite_refusal(config: SourceConfig, error: str) -> str:
+    """Why SQLite would not read the file, and what to do: a file of another kind, one
+    another program holds locked, or one the system refuses."""
+    reason = error.rpartition(": ")[2]
+    where = f"check `path` in [sources.{config.name}]"
+    if "not a database" in reason:
+        return (
+            f"source `{config.name}`: {config.path} is not an SQLite database ({reason}); {where}"
+        )
+    if "locked" in reason or "busy" in reason:
+        return (
+            f"source `{config.name}`: the SQLite file {config.path} is locked by another "
+            f"program writing it ({reason}); run again when it is done"
+        )
+    return f"source `{config.name}`: cannot read the SQLite file {config.path} ({reason}); {where}"
 
 
 def sqlite_read_only_uri(config: SourceConfig) -> str:

@@ -377,11 +377,9 @@ def record_rewritten_keys(
         f"JOIN ({after}) AS s ON {same_key(model)} "
         f"ANTI JOIN {CHANGED} AS c ON {same_key(model, 'b', 'c')} WHERE {differs}"
     )
-    log.debug(
-        "table %s: %d keys written back",
-        model.table.name,
-        count(con, f"SELECT count(*) FROM {REWRITTEN}"),
-    )
+    if log.isEnabledFor(logging.DEBUG):  # the count is a query of its own
+        rewritten = count(con, f"SELECT count(*) FROM {REWRITTEN}")
+        log.debug("table %s: %d keys written back", model.table.name, rewritten)
 
 
 def rewrite_differing_keys(con: duckdb.DuckDBPyConnection, model: HistoryModel) -> None:
