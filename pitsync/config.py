@@ -499,7 +499,7 @@ def parse_table(name: str, raw: dict[str, Any], sources: dict[str, SourceConfig]
             key="source",
             table=name,
         )
-    return TableConfig(
+    table = TableConfig(
         name=name,
         source=source,
         kind=kind,
@@ -512,6 +512,8 @@ def parse_table(name: str, raw: dict[str, Any], sources: dict[str, SourceConfig]
         ),
         **kind_fields(raw, kind, where=where),
     )
+    check_insert_id_apart(table, where=where)
+    return table
 
 
 LOOKBACK = re.compile(r"(\d+)\s*(s|m|h|d)")
@@ -548,6 +550,29 @@ def mode_fields(raw: dict[str, Any], kind: TableKind, *, where: str) -> dict[str
         "lookback_seconds": lookback_value(raw, where=where),
         "insert_id": text_value(raw, "insert_id", where=where, default=None),
     }
+
+
+def check_insert_id_apart(table: TableConfig, *, where: str) -> None:
+    """Refuse an insert id that is the events' name, user or time column: those are
+    stored as the event's own fields (the time as a time, where insert ids are text),
+    and an insert id is a column of its own."""
+    if table.insert_id is None:
+        return
+    own = {
+        "event_column": table.event_column,
+        "id_column": table.id_column,
+        "time_column": table.time_column,
+    }
+    for key, column in own.items():
+        if fold_name(column) == fold_name(table.insert_id):
+            raise ConfigError(
+                f"{where}: `insert_id` = {named(table.insert_id)} is the events' `{key}`; "
+                "an insert id tells events apart by a column of its own: name that column "
+                "(a view can copy one), or leave insert_id out to know events by their "
+                "name, user, time and properties",
+                key="insert_id",
+                table=table.name,
+            )
 
 
 def schedule_value(raw: dict[str, Any], *, where: str) -> str | None:

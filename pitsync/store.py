@@ -97,6 +97,10 @@ CREATE TABLE IF NOT EXISTS {CATALOG} (
 );
 -- How a history table's start times were read: a change there moves every key.
 ALTER TABLE {CATALOG} ADD COLUMN IF NOT EXISTS keyed_by VARCHAR;
+-- An events table's event column: events without an insert id are keyed by their name.
+ALTER TABLE {CATALOG} ADD COLUMN IF NOT EXISTS event_column VARCHAR;
+-- The source and source table a watermark is a value of.
+ALTER TABLE {WATERMARKS} ADD COLUMN IF NOT EXISTS read_from VARCHAR;
 CREATE TABLE IF NOT EXISTS {PROFILES} (
     group_key VARCHAR NOT NULL,
     profile_id VARCHAR NOT NULL,

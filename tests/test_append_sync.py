@@ -959,6 +959,78 @@ def test_appended_events_whose_times_are_read_anew_are_refused(
 
 
 @pytest.mark.backends("duckdb")
+@pytest.mark.parametrize("insert_id", ["iid", None])
+@pytest.mark.parametrize(
+    ("key", "first", "then"), [("event_column", "name_a", "name_b"), ("id_column", "uid", "uid2")]
+)
+def test_appended_events_named_or_owned_by_another_column_now_are_refused(
+    project: Project, insert_id: str | None, key: str, first: str, then: str
+) -> None:
+    # Read by its other name or user, the event read again is another event (or, by its
+    # insert id, keeps the column it was named by as a property it no longer has).
+    project.source_sql(
+        "CREATE TABLE ev (iid VARCHAR, uid VARCHAR, uid2 VARCHAR, name_a VARCHAR, "
+        "name_b VARCHAR, time TIMESTAMPTZ, loaded INTEGER)",
+        "INSERT INTO ev VALUES ('i1', 'u1', 'v1', 'login', 'L', '2024-01-10 00:00+00', 1)",
+    )
+    settings = {"insert_id": insert_id} if insert_id else {}
+    names = {"event_column": "name_a", "id_column": "uid"}
+    project.configure("ev", kind="events", mode="append", cursor="loaded", **names, **settings)
+    project.sync("ev")
+    before = project.query("SELECT * FROM all_events")
+
+    names[key] = then
+    project.configure("ev", kind="events", mode="append", cursor="loaded", **names, **settings)
+    with pytest.raises(ConfigError) as refused:
+        project.sync("ev")
+    assert str(refused.value).startswith(
+        f"table `ev`: its events are stored by `{key}` = `{first}`, and it is `{then}` now; "
+        "an append run would keep every event read again beside its stored copy. Nothing "
+        'was applied: sync once with mode = "full"'
+    )
+    assert project.query("SELECT * FROM all_events") == before
+
+    # One full run stores the events anew; append runs go on from there, one event.
+    project.configure("ev", kind="events", **names)
+    project.sync("ev")
+    project.configure("ev", kind="events", mode="append", cursor="loaded", **names, **settings)
+    assert project.sync("ev").inserted == 0
+    assert project.query("SELECT event, distinct_id FROM events") == [
+        ("L", "u1") if key == "event_column" else ("login", "v1")
+    ]
+
+
+@pytest.mark.backends("duckdb")
+def test_an_append_table_that_reads_another_source_table_reads_it_whole(
+    project: Project, caplog: pytest.LogCaptureFixture
+) -> None:
+    # plans_b's first row lies below the watermark plans_a left: it must be read too.
+    project.source_sql(
+        "CREATE TABLE plans_a (cid VARCHAR, st TIMESTAMPTZ, plan VARCHAR, loaded INTEGER)",
+        "INSERT INTO plans_a VALUES ('c1', '2024-01-01 00:00+00', 'free', 5)",
+        "CREATE TABLE plans_b (cid VARCHAR, st TIMESTAMPTZ, plan VARCHAR, loaded INTEGER)",
+        "INSERT INTO plans_b VALUES ('c2', '2024-01-01 00:00+00', 'x', 1), "
+        "('c2', '2024-02-01 00:00+00', 'y', 9)",
+    )
+    plans = {"kind": "group_history", "id_column": "cid", "group_key": "cid", "start_time": "st"}
+    project.configure("plans", mode="append", cursor="loaded", **plans, **{"from": "plans_a"})
+    project.sync("plans")
+
+    project.configure("plans", mode="append", cursor="loaded", **plans, **{"from": "PLANS_B"})
+    with caplog.at_level(logging.WARNING, logger="pitsync"):
+        record = project.sync("plans")
+
+    assert record.rows_read == 2
+    assert "it reads source `warehouse`, table `plans_b` now, no longer source " in caplog.text
+    assert project.query("SELECT cid, plan FROM plans ORDER BY cid, start_time") == [
+        ("c1", "free"),  # append never deletes: a full run would drop it
+        ("c2", "x"),
+        ("c2", "y"),
+    ]
+    assert project.sync("plans").rows_read == 1  # from its own watermark now
+
+
+@pytest.mark.backends("duckdb")
 def test_an_event_without_insert_id_is_the_same_after_a_column_returns_or_is_backfilled(
     project: Project,
 ) -> None:

@@ -999,3 +999,26 @@ def test_a_boolean_where_text_goes_is_named_as_toml_writes_it(
         load_config(path)
 
     assert str(raised.value) == f"[store]: `memory_limit` must be a non-empty string, {said}"
+
+
+@pytest.mark.parametrize(
+    ("insert_id", "key"),
+    [("distinct_id", "id_column"), ("EVENT", "event_column"), ("ts", "time_column")],
+)
+def test_an_insert_id_that_is_the_events_own_name_user_or_time_is_refused(
+    tmp_path: Path, insert_id: str, key: str
+) -> None:
+    path = tmp_path / "pitsync.toml"
+    path.write_text(
+        VALID + '\n[tables.ev]\nsource = "warehouse"\nkind = "events"\nmode = "append"\n'
+        f'cursor = "loaded"\ntime_column = "ts"\ninsert_id = "{insert_id}"\n',
+        encoding="utf-8",
+    )
+
+    with pytest.raises(ConfigError) as raised:
+        load_config(str(path))
+
+    assert str(raised.value).startswith(
+        f"[tables.ev]: `insert_id` = `{insert_id}` is the events' `{key}`; an insert id "
+        "tells events apart by a column of its own"
+    )

@@ -626,6 +626,7 @@ def finish(con: duckdb.DuckDBPyConnection, model: Model, record: RunRecord) -> N
             keyed_by=(
                 model.moments_read_by if isinstance(model, HistoryModel | EventsModel) else None
             ),
+            event_column=table.event_column if table.kind == "events" else None,
         ),
     )
     refresh_views(con)

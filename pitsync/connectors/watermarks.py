@@ -23,7 +23,7 @@ from pitsync.modeling.events import stored_events_table
 from pitsync.modeling.schema_drift import column_types
 from pitsync.modeling.staging import STAGED, UNREADABLE, one_row, table_exists
 from pitsync.modeling.timestamps import text_of
-from pitsync.quoting import quote_identifier
+from pitsync.quoting import fold_name, quote_identifier
 from pitsync.store import WATERMARKS
 
 log = logging.getLogger(__name__)
@@ -104,12 +104,18 @@ def behind(value: str, text: str, kind: str, seconds: int) -> tuple[str, list[An
 
 
 def watermark_row(con: duckdb.DuckDBPyConnection, table: TableConfig) -> tuple | None:
-    """The store's (value, type name, cursor column) for the table, if it has one."""
+    """The store's (value, type name, cursor column, what it was read from) for the
+    table, if it has one."""
     return one_row(
         con,
-        f"SELECT value, type_name, cursor_column FROM {WATERMARKS} WHERE table_name = ?",
+        f"SELECT value, type_name, cursor_column, read_from FROM {WATERMARKS} WHERE table_name = ?",
         [table.name],
     )
+
+
+def read_from(table: TableConfig) -> str:
+    """The source and source table a cursor's values come from, as a watermark keeps it."""
+    return f"source `{table.source}`, table `{fold_name(table.source_table)}`"
 
 
 def stored_watermark(con: duckdb.DuckDBPyConnection, table: TableConfig) -> str | None:
@@ -148,6 +154,16 @@ def read_watermark(
             table.name,
             table.cursor,
             column,
+        )
+        return None
+    if row[3] is not None and row[3] != read_from(table):  # a store from before: not kept
+        log.warning(
+            "table %s: it reads %s now, no longer %s; this run reads every row, and the "
+            "watermark starts again (rows stored from the other table stay: a full run "
+            "drops them)",
+            table.name,
+            read_from(table),
+            row[3],
         )
         return None
     if not compares_with(cursor, watermark):
@@ -259,8 +275,9 @@ def advance_watermark(
         if newer and not newer[0]:
             return before
     con.execute(
-        f"INSERT OR REPLACE INTO {WATERMARKS} VALUES (?, ?, ?, ?)",
-        [table.name, table.cursor, after.value, after.type_name],
+        f"INSERT OR REPLACE INTO {WATERMARKS} (table_name, cursor_column, value, type_name, "
+        "read_from) VALUES (?, ?, ?, ?, ?)",
+        [table.name, table.cursor, after.value, after.type_name, read_from(table)],
     )
     return after
 

@@ -39,6 +39,7 @@ class CatalogEntry:
     stored_as: str
     properties: list[str]
     keyed_by: str | None = None  # how a history's start times were read (moments_read_by)
+    event_column: str | None = None  # an events table's: its events' names
 
     @property
     def is_history(self) -> bool:
@@ -52,7 +53,8 @@ class CatalogEntry:
 def record_in_catalog(con: duckdb.DuckDBPyConnection, entry: CatalogEntry) -> None:
     """Remember (or update) how a table is stored."""
     con.execute(
-        f"INSERT OR REPLACE INTO {CATALOG} VALUES (?, ?, ?, ?, ?, ?, ?)",
+        f"INSERT OR REPLACE INTO {CATALOG} (table_name, kind, id_column, group_key, "
+        "stored_as, properties, keyed_by, event_column) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
         [
             entry.table_name,
             entry.kind,
@@ -61,6 +63,7 @@ def record_in_catalog(con: duckdb.DuckDBPyConnection, entry: CatalogEntry) -> No
             entry.stored_as,
             entry.properties,
             entry.keyed_by,
+            entry.event_column,
         ],
     )
 
@@ -68,8 +71,8 @@ def record_in_catalog(con: duckdb.DuckDBPyConnection, entry: CatalogEntry) -> No
 def read_catalog(con: duckdb.DuckDBPyConnection) -> list[CatalogEntry]:
     """Every synced table, in name order."""
     rows = con.execute(
-        f"SELECT table_name, kind, id_column, group_key, stored_as, properties, keyed_by "
-        f"FROM {CATALOG} ORDER BY table_name"
+        "SELECT table_name, kind, id_column, group_key, stored_as, properties, keyed_by, "
+        f"event_column FROM {CATALOG} ORDER BY table_name"
     ).fetchall()
     return [
         CatalogEntry(
@@ -80,6 +83,7 @@ def read_catalog(con: duckdb.DuckDBPyConnection) -> list[CatalogEntry]:
             stored_as=row[4],
             properties=list(row[5]),
             keyed_by=row[6],
+            event_column=row[7],
         )
         for row in rows
     ]

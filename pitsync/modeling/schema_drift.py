@@ -17,11 +17,11 @@ import duckdb
 from pitsync.config import TableConfig
 from pitsync.errors import ConfigError
 from pitsync.modeling.events import EventsModel
-from pitsync.modeling.hidden_events import read_catalog
+from pitsync.modeling.hidden_events import CatalogEntry, read_catalog
 from pitsync.modeling.intervals import ENTITY, HistoryModel
 from pitsync.modeling.staging import REASON, STAGED, count
 from pitsync.modeling.timestamps import same_zone
-from pitsync.quoting import quote_identifier, quote_string
+from pitsync.quoting import fold_name, quote_identifier, quote_string
 from pitsync.store import DISTINCT_ID, END_TIME, INTERNAL_SCHEMA, START_TIME
 
 log = logging.getLogger(__name__)
@@ -204,6 +204,8 @@ def check_keys_read_alike(
             key="id_column",
             table=table.name,
         )
+    if isinstance(model, EventsModel) and table.mode == "append":
+        check_events_named_alike(table, entry)
     if table.mode == "append" and not read_alike(entry.keyed_by, model.moments_read_by):
         raise ConfigError(
             f"table `{table.name}`: its times are read differently now (the time column, "
@@ -215,6 +217,34 @@ def check_keys_read_alike(
             key="start_time" if isinstance(model, HistoryModel) else "time_column",
             table=table.name,
         )
+
+
+def check_events_named_alike(table: TableConfig, entry: CatalogEntry) -> None:
+    """Refuse an append run of events whose user or name is read from another column now.
+
+    Every event read again would have another key (without an insert id, an event is
+    known by its name and user), and be kept beside its old copy; with one, it would keep
+    the column it was named by before as a property the source no longer gives it.
+    """
+    changed = [
+        (key, before, now)
+        for key, before, now in (
+            ("id_column", entry.id_column, table.id_column),
+            ("event_column", entry.event_column, table.event_column),
+        )
+        if before is not None and fold_name(before) != fold_name(now)
+    ]
+    if not changed:
+        return
+    key, before, now = changed[0]
+    raise ConfigError(
+        f"table `{table.name}`: its events are stored by `{key}` = `{before}`, and it is "
+        f"`{now}` now; an append run would keep every event read again beside its stored "
+        'copy. Nothing was applied: sync once with mode = "full" (without `cursor` and '
+        "`lookback`) to store every event anew, then go back to append; or undo the change",
+        key=key,
+        table=table.name,
+    )
 
 
 def read_anew_advice(model: HistoryModel | EventsModel) -> str:
