@@ -143,6 +143,8 @@ class TableConfig:
     lookback_seconds: int = 0  # append: re-read this far behind the watermark
     insert_id: str | None = None  # events in append mode: the column naming each event
     schedule: str | None = None  # cron syntax, for `pitsync schedule`
+    # Where its rows come from, as a watermark keeps it: another place has other cursors.
+    read_from: str = ""
 
     @property
     def is_history(self) -> bool:
@@ -499,11 +501,13 @@ def parse_table(name: str, raw: dict[str, Any], sources: dict[str, SourceConfig]
             key="source",
             table=name,
         )
+    source_table = text_value(raw, "from", where=where, default=name)
     table = TableConfig(
         name=name,
         source=source,
         kind=kind,
-        source_table=text_value(raw, "from", where=where, default=name),
+        source_table=source_table,
+        read_from=place_read(sources[source], source_table),
         **mode_fields(raw, kind, where=where),
         schedule=schedule_value(raw, where=where),
         timezone=timezone_value(raw, where=where),
@@ -550,6 +554,18 @@ def mode_fields(raw: dict[str, Any], kind: TableKind, *, where: str) -> dict[str
         "lookback_seconds": lookback_value(raw, where=where),
         "insert_id": text_value(raw, "insert_id", where=where, default=None),
     }
+
+
+def place_read(source: SourceConfig, table: str) -> str:
+    """Where a table's rows come from: a file source's kind and path, or a database
+    source's name and schema (its URI may hold a password), and the table in it."""
+    if source.path is not None:
+        where = f"{source.type} {source.path}"
+    else:
+        where = f"{source.type} source `{source.name}`"
+        if source.schema:
+            where += f", schema `{source.schema}`"
+    return f"{where}, table `{fold_name(table)}`"
 
 
 def check_insert_id_apart(table: TableConfig, *, where: str) -> None:

@@ -18,7 +18,7 @@ from typing import Any
 import duckdb
 
 from pitsync.errors import StoreError, first_line
-from pitsync.paths import FOLDER, MISSING, OTHER, database_kind, path_kind, reason
+from pitsync.paths import FILE, FOLDER, MISSING, OTHER, database_kind, path_kind, reason
 from pitsync.quoting import quote_string
 
 log = logging.getLogger(__name__)
@@ -198,9 +198,7 @@ def open_for_writing(
         connection.execute(SCHEMA_DDL)
     except duckdb.Error as error:
         connection.close()
-        if made_now:
-            remove_unmade_store(path)
-        raise opening_failed(path, "writing", error, made_now=made_now) from error
+        raise opening_failed(path, "writing", error) from error
     # The layout is up to date now, but for a column it cannot add: one taken away.
     _, damaged = missing_store_columns(connection)
     if damaged:
@@ -228,9 +226,22 @@ def opening_failed(
     return StoreError(message)
 
 
+# A DuckDB file's headers, and its first block: a store that ever held anything is larger.
+UNMADE_STORE_BYTES = 3 * 4096 + 256 * 1024
+
+
 def remove_unmade_store(path: Path) -> None:
     """Remove what DuckDB left of a store it failed to create (a disk that was full, say):
-    a file cut short would stop every later run, once the disk has room again."""
+    a file cut short would stop every later run, once the disk has room again.
+
+    Only a regular file smaller than a store that held anything, and no link: the path
+    was free when the run began, but another process may have made a store there since,
+    and a link may lead to a store on a disk that is not there now.
+    """
+    if path.is_symlink() or path_kind(path) != FILE:
+        return
+    if path.stat().st_size >= UNMADE_STORE_BYTES:
+        return
     for left in (path, path.with_name(path.name + ".wal")):
         left.unlink(missing_ok=True)
 

@@ -1021,13 +1021,93 @@ def test_an_append_table_that_reads_another_source_table_reads_it_whole(
         record = project.sync("plans")
 
     assert record.rows_read == 2
-    assert "it reads source `warehouse`, table `plans_b` now, no longer source " in caplog.text
+    warehouse = project.root / "warehouse.duckdb"
+    assert (
+        f"it reads duckdb {warehouse}, table `plans_b` now, no longer duckdb {warehouse}, "
+        "table `plans_a`; this run reads every row"
+    ) in caplog.text
     assert project.query("SELECT cid, plan FROM plans ORDER BY cid, start_time") == [
         ("c1", "free"),  # append never deletes: a full run would drop it
         ("c2", "x"),
         ("c2", "y"),
     ]
     assert project.sync("plans").rows_read == 1  # from its own watermark now
+
+
+@pytest.mark.backends("duckdb")
+def test_a_store_from_before_event_columns_were_kept_refuses_a_former_property_as_one(
+    project: Project,
+) -> None:
+    project.source_sql(
+        "CREATE TABLE ev (uid VARCHAR, name_a VARCHAR, name_b VARCHAR, time TIMESTAMPTZ, "
+        "loaded INTEGER)",
+        "INSERT INTO ev VALUES ('u1', 'login', 'L', '2024-01-10 00:00+00', 1)",
+    )
+    names = {"event_column": "name_a", "id_column": "uid"}
+    project.configure("ev", kind="events", mode="append", cursor="loaded", **names)
+    project.sync("ev")
+    con = duckdb.connect(str(project.store))  # as a store written before kept none
+    con.execute("UPDATE _pitsync.catalog SET event_column = NULL")
+    con.close()
+
+    names["event_column"] = "name_b"  # a property the store holds
+    project.configure("ev", kind="events", mode="append", cursor="loaded", **names)
+    with pytest.raises(ConfigError, match="stored by `event_column` = another column"):
+        project.sync("ev")
+    assert project.query("SELECT event FROM events") == [("login",)]
+
+
+@pytest.mark.backends("duckdb")
+def test_a_watermark_from_before_places_were_kept_learns_its_place_from_the_next_run(
+    project: Project,
+) -> None:
+    # A store written before watermarks kept where they were read from: the next run,
+    # though it reads no newer row, keeps it; a later change of `from` is then seen.
+    project.source_sql(
+        "CREATE TABLE plans_a (cid VARCHAR, st TIMESTAMPTZ, plan VARCHAR, loaded INTEGER)",
+        "INSERT INTO plans_a VALUES ('c1', '2024-01-01 00:00+00', 'free', 5)",
+        "CREATE TABLE plans_b AS SELECT 'c2' AS cid, TIMESTAMPTZ '2024-01-01 00:00+00' AS st, "
+        "'x' AS plan, 1 AS loaded",
+    )
+    plans = {"kind": "group_history", "id_column": "cid", "group_key": "cid", "start_time": "st"}
+    project.configure("plans", mode="append", cursor="loaded", **plans, **{"from": "plans_a"})
+    project.sync("plans")
+    con = duckdb.connect(str(project.store))
+    con.execute("UPDATE _pitsync.watermarks SET read_from = NULL")
+    con.close()
+    project.sync("plans")
+
+    project.configure("plans", mode="append", cursor="loaded", **plans, **{"from": "plans_b"})
+    assert project.sync("plans").rows_read == 1
+    assert project.query("SELECT cid, plan FROM plans ORDER BY cid") == [
+        ("c1", "free"),
+        ("c2", "x"),
+    ]
+
+
+@pytest.mark.backends("duckdb")
+def test_an_append_table_whose_source_file_moved_reads_the_new_one_whole(
+    project: Project,
+) -> None:
+    project.source_sql(
+        "CREATE TABLE plans (cid VARCHAR, st TIMESTAMPTZ, plan VARCHAR, loaded INTEGER)",
+        "INSERT INTO plans VALUES ('c1', '2024-01-01 00:00+00', 'free', 5)",
+    )
+    plans = {"kind": "group_history", "id_column": "cid", "group_key": "cid", "start_time": "st"}
+    project.configure("plans", mode="append", cursor="loaded", **plans)
+    project.sync("plans")
+    other = project.root / "other.duckdb"
+    con = duckdb.connect(str(other))
+    con.execute(
+        "CREATE TABLE plans AS SELECT 'c2' AS cid, TIMESTAMPTZ '2024-01-01 00:00+00' AS st, "
+        "'x' AS plan, 1 AS loaded"
+    )
+    con.close()
+    config = project.config_path.read_text(encoding="utf-8")
+    project.config_path.write_text(config.replace("warehouse.duckdb", "other.duckdb"))
+
+    assert project.sync("plans").rows_read == 1  # below the watermark of the other file
+    assert project.query("SELECT cid FROM plans ORDER BY cid") == [("c1",), ("c2",)]
 
 
 @pytest.mark.backends("duckdb")

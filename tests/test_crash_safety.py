@@ -205,6 +205,18 @@ def test_a_store_the_disk_could_not_make_is_not_left_to_stop_the_next_run(
     assert project.query("SELECT company_id FROM company_plan_history") == [("c1",)]
 
 
+def test_a_store_path_that_links_to_a_missing_disk_is_left_as_it_is(project: Project) -> None:
+    # The link leads to a store on a disk that is not there now (its folder is missing):
+    # the run fails, and the link stays, so no store is made in its place.
+    company_history(project, [("c1", "free", 1, "2024-01-01 00:00:00+00", None)])
+    project.store.symlink_to(project.root / "unmounted" / "store.duckdb")
+
+    failed = project.cli("sync", "--all", check=False)
+
+    assert failed.returncode == 1 and "cannot open the store" in failed.stderr
+    assert project.store.is_symlink() and not project.store.exists()
+
+
 def test_a_failed_run_the_disk_cannot_record_either_is_logged_in_one_line(
     project: Project,
 ) -> None:

@@ -977,9 +977,10 @@ def test_a_password_cut_apart_by_the_driver_is_not_printed(project: Project) -> 
 @pytest.mark.parametrize(
     ("uri", "what"),
     [
-        ("mysql://root:Sekr1tX7@127.0.0.1/x", "a mysql:// address"),
-        ("127.0.0.1:5432/test?user=postgres&password=Sekr1tX7", "no postgresql:// address"),
-        ("Sekr1tX7@127.0.0.1", "no postgresql:// address"),
+        ("mysql://root:Sekr1tX7@127.0.0.1/x", " (it is a mysql:// address)"),
+        ("POSTGRESQL://root:Sekr1tX7@127.0.0.1/x", " (it is a POSTGRESQL:// address)"),
+        ("127.0.0.1:5432/test?user=postgres&password=Sekr1tX7", ""),
+        ("Sekr1tX7@127.0.0.1", ""),
     ],
 )
 def test_a_connection_string_that_is_no_postgres_one_is_refused_by_what_it_is(
@@ -996,10 +997,12 @@ def test_a_connection_string_that_is_no_postgres_one_is_refused_by_what_it_is(
     sync = project.cli("--verbose", "sync", "--all", check=False)
 
     assert sync.returncode == 1
-    assert (
-        f"source `crm`: the connection string is {what}, nor libpq's key=value pairs; "
-        "write it as postgresql://USER:PASSWORD@HOST:PORT/DATABASE"
-    ) in sync.stderr
+    assert sync.stderr.strip().splitlines()[-1] == (
+        "pitsync: error: source `crm`: the connection string is neither a postgresql:// "
+        f"address nor libpq's key=value pairs{what}; write it as "
+        "postgresql://USER:PASSWORD@HOST:PORT/DATABASE (or as host=HOST port=PORT "
+        "dbname=DATABASE user=USER); check `uri` (or `uri_env`) in [sources.crm]"
+    )
     assert "Sekr1t" not in sync.stdout + sync.stderr
 
 

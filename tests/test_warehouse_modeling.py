@@ -1201,7 +1201,9 @@ def test_an_events_column_joined_on_that_each_engine_writes_its_own_way_is_refus
     )
 
     assert refused.returncode == 1
-    assert "table `ev`: its id column `company_id` is of type timestamp" in refused.stderr
+    assert (
+        "table `ev`: its column `company_id` (joined with the ids of `hist`) is of type timestamp"
+    ) in refused.stderr
     views = postgres_schema.execute(
         "SELECT table_name FROM information_schema.views "
         f"WHERE table_schema = '{postgres_schema.name}'"

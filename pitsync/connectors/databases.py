@@ -139,11 +139,12 @@ class DatabaseSource:
         module = load_driver(self.config, self.driver)
         if self.config.type == "sqlite":
             return connect_sqlite(module, self.config)
+        if self.config.type == "postgres":
+            check_postgres_uri(self.config, self.uri or "")
         try:
             if self.config.type == "bigquery":
                 return module.connect(db_kwargs={"uri": self.uri})
             if self.config.type == "postgres":
-                check_postgres_uri(self.config, self.uri or "")
                 return module.connect(with_connect_timeout(self.uri or ""))
             return module.connect(self.uri)
         except Exception as error:  # every driver raises its own DB-API error classes
@@ -404,17 +405,18 @@ def check_postgres_uri(config: SourceConfig, uri: str) -> None:
     it (it reads anything but a postgresql:// address as key=value pairs, and names the
     first `key` it does not know). Only the scheme is named: the rest may hold a password."""
     scheme = URI_SCHEME.match(uri)
-    if scheme is not None and scheme.group(1).lower() in POSTGRES_SCHEMES:
+    if scheme is not None and scheme.group(1) in POSTGRES_SCHEMES:
         return
     first = FIRST_PARAMETER.match(uri)
     if scheme is None and (not uri.strip() or (first and first.group(1) in LIBPQ_PARAMETERS)):
         return
-    what = f"a {scheme.group(1)}:// address" if scheme else "no postgresql:// address"
+    # libpq knows its schemes in lower case only.
+    what = f" (it is a {scheme.group(1)}:// address)" if scheme else ""
     raise SourceError(
-        f"source `{config.name}`: the connection string is {what}, nor libpq's key=value "
-        "pairs; write it as postgresql://USER:PASSWORD@HOST:PORT/DATABASE (or as "
-        f"host=HOST port=PORT dbname=DATABASE user=USER); check `uri` (or `uri_env`) in "
-        f"[sources.{config.name}]",
+        f"source `{config.name}`: the connection string is neither a postgresql:// address "
+        f"nor libpq's key=value pairs{what}; write it as "
+        "postgresql://USER:PASSWORD@HOST:PORT/DATABASE (or as host=HOST port=PORT "
+        f"dbname=DATABASE user=USER); check `uri` (or `uri_env`) in [sources.{config.name}]",
         source=config.name,
     )
 

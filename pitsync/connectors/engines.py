@@ -155,7 +155,7 @@ def enriched_view(
                 f"`{history.name}` on; its columns are: {', '.join(columns)}",
                 table=events.name,
             )
-    check_ids_written_alike(events, joined_on, schema.field(joined_on))
+    check_ids_written_alike(events, joined_on, schema.field(joined_on), joins=history.name)
     time_type = schema.field(events.time_column).type
     query = enriched_query(
         events,
@@ -191,8 +191,11 @@ def check_names_kept_whole(query: exp.Select, view_name: str, engine: str) -> No
             )
 
 
-def check_ids_written_alike(table: TableConfig, column: str, field: pa.Field) -> None:
-    """Refuse an id column whose values each engine writes as text its own way.
+def check_ids_written_alike(
+    table: TableConfig, column: str, field: pa.Field, *, joins: str | None = None
+) -> None:
+    """Refuse an id column (or the events' column that `joins` a history's ids) whose
+    values each engine writes as text its own way.
 
     Entities are told apart by their ids' text (rule 7). A time's text follows the
     session's zone and date style, and bytes, intervals and lists have a form of text in
@@ -200,11 +203,12 @@ def check_ids_written_alike(table: TableConfig, column: str, field: pa.Field) ->
     """
     if has_portable_text(field.type):
         return
+    named = f"column `{column}` (joined with the ids of `{joins}`)" if joins else None
     raise ConfigError(
-        f"table `{table.name}`: its id column `{column}` is of type {field.type}, which "
-        "each engine writes as text in its own way, so the view's entities would not be "
-        "the store's; model ids of text or numbers (a view of the source table can cast "
-        f"`{column}` to text, as you want it written)",
+        f"table `{table.name}`: its {named or f'id column `{column}`'} is of type "
+        f"{field.type}, which each engine writes as text in its own way, so the view's "
+        "entities would not be the store's; model ids of text or numbers (a view of the "
+        f"source table can cast `{column}` to text, as you want it written)",
         table=table.name,
     )
 

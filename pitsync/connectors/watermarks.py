@@ -23,7 +23,7 @@ from pitsync.modeling.events import stored_events_table
 from pitsync.modeling.schema_drift import column_types
 from pitsync.modeling.staging import STAGED, UNREADABLE, one_row, table_exists
 from pitsync.modeling.timestamps import text_of
-from pitsync.quoting import fold_name, quote_identifier
+from pitsync.quoting import quote_identifier
 from pitsync.store import WATERMARKS
 
 log = logging.getLogger(__name__)
@@ -113,11 +113,6 @@ def watermark_row(con: duckdb.DuckDBPyConnection, table: TableConfig) -> tuple |
     )
 
 
-def read_from(table: TableConfig) -> str:
-    """The source and source table a cursor's values come from, as a watermark keeps it."""
-    return f"source `{table.source}`, table `{fold_name(table.source_table)}`"
-
-
 def stored_watermark(con: duckdb.DuckDBPyConnection, table: TableConfig) -> str | None:
     """The watermark the store holds for the table, as text, whatever its cursor now."""
     row = watermark_row(con, table)
@@ -156,13 +151,13 @@ def read_watermark(
             column,
         )
         return None
-    if row[3] is not None and row[3] != read_from(table):  # a store from before: not kept
+    if row[3] is not None and row[3] != table.read_from:  # a store from before: not kept
         log.warning(
             "table %s: it reads %s now, no longer %s; this run reads every row, and the "
             "watermark starts again (rows stored from the other table stay: a full run "
             "drops them)",
             table.name,
-            read_from(table),
+            table.read_from,
             row[3],
         )
         return None
@@ -260,26 +255,31 @@ def advance_watermark(
     row = one_row(
         con, f"SELECT CAST(max({cursor}) AS VARCHAR), typeof(max({cursor})) FROM {STAGED}{where}"
     )
-    if not row or row[0] is None:
-        return before
-    after = Watermark(str(row[0]), str(row[1]))
-    if after.type_name == "VARCHAR":
-        warn_of_values_as_text(con, table)
-    if before is not None:
+    after = before
+    if row and row[0] is not None:
+        read = Watermark(str(row[0]), str(row[1]))
+        if read.type_name == "VARCHAR":
+            warn_of_values_as_text(con, table)
         # Rows read again by the lookback may all lie below the old watermark.
-        newer = one_row(
-            con,
-            f"SELECT CAST(? AS {after.type_name}) >= CAST(? AS {before.type_name})",
-            [after.value, before.value],
+        if before is None or not lies_below(con, read, before):
+            after = read
+    if after is not None:
+        # Written even when it stays: a store from before kept no `read_from` with it.
+        con.execute(
+            f"INSERT OR REPLACE INTO {WATERMARKS} (table_name, cursor_column, value, "
+            "type_name, read_from) VALUES (?, ?, ?, ?, ?)",
+            [table.name, table.cursor, after.value, after.type_name, table.read_from],
         )
-        if newer and not newer[0]:
-            return before
-    con.execute(
-        f"INSERT OR REPLACE INTO {WATERMARKS} (table_name, cursor_column, value, type_name, "
-        "read_from) VALUES (?, ?, ?, ?, ?)",
-        [table.name, table.cursor, after.value, after.type_name, read_from(table)],
-    )
     return after
+
+
+def lies_below(con: duckdb.DuckDBPyConnection, value: Watermark, other: Watermark) -> bool:
+    row = one_row(
+        con,
+        f"SELECT CAST(? AS {value.type_name}) < CAST(? AS {other.type_name})",
+        [value.value, other.value],
+    )
+    return bool(row and row[0])
 
 
 def warn_of_values_as_text(con: duckdb.DuckDBPyConnection, table: TableConfig) -> None:

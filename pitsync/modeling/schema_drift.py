@@ -22,7 +22,7 @@ from pitsync.modeling.intervals import ENTITY, HistoryModel
 from pitsync.modeling.staging import REASON, STAGED, count
 from pitsync.modeling.timestamps import same_zone
 from pitsync.quoting import fold_name, quote_identifier, quote_string
-from pitsync.store import DISTINCT_ID, END_TIME, INTERNAL_SCHEMA, START_TIME
+from pitsync.store import DISTINCT_ID, END_TIME, EVENT, INTERNAL_SCHEMA, START_TIME, TIME
 
 log = logging.getLogger(__name__)
 
@@ -205,7 +205,7 @@ def check_keys_read_alike(
             table=table.name,
         )
     if isinstance(model, EventsModel) and table.mode == "append":
-        check_events_named_alike(table, entry)
+        check_events_named_alike(table, with_event_column_known(con, model, entry))
     if table.mode == "append" and not read_alike(entry.keyed_by, model.moments_read_by):
         raise ConfigError(
             f"table `{table.name}`: its times are read differently now (the time column, "
@@ -217,6 +217,21 @@ def check_keys_read_alike(
             key="start_time" if isinstance(model, HistoryModel) else "time_column",
             table=table.name,
         )
+
+
+def with_event_column_known(
+    con: duckdb.DuckDBPyConnection, model: EventsModel, entry: CatalogEntry
+) -> CatalogEntry:
+    """The entry with its event column, where a store from before kept none: when the
+    event column of now is among the stored properties, it was not the event column
+    then (which one was, is unknown: `?`)."""
+    if entry.event_column is not None:
+        return entry
+    stored = column_types(con, INTERNAL_SCHEMA, f"events__{model.table.name}")
+    properties = {fold_name(name) for name in stored} - {EVENT, DISTINCT_ID, TIME}
+    if fold_name(model.table.event_column) in properties:
+        return replace(entry, event_column="?")
+    return entry
 
 
 def check_events_named_alike(table: TableConfig, entry: CatalogEntry) -> None:
@@ -237,8 +252,9 @@ def check_events_named_alike(table: TableConfig, entry: CatalogEntry) -> None:
     if not changed:
         return
     key, before, now = changed[0]
+    then = f"`{before}`" if before != "?" else f"another column (`{now}` was a property)"
     raise ConfigError(
-        f"table `{table.name}`: its events are stored by `{key}` = `{before}`, and it is "
+        f"table `{table.name}`: its events are stored by `{key}` = {then}, and it is "
         f"`{now}` now; an append run would keep every event read again beside its stored "
         'copy. Nothing was applied: sync once with mode = "full" (without `cursor` and '
         "`lookback`) to store every event anew, then go back to append; or undo the change",
