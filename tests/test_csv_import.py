@@ -12,6 +12,8 @@ from typing import Any
 
 import duckdb
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from pitsync.config import Config, load_config
 from pitsync.connectors import csv_import
@@ -281,6 +283,41 @@ def test_short_rows_are_taken_block_by_block_when_no_row_has_the_files_width(
     users = store.users()
     assert users["u0"] == {"name": "n0", "seats": 1}
     assert users["u2999"] == {"name": "x" * 100 + "2999"}
+
+
+IDS = st.sampled_from(["u1", "u2"])
+CELLS = st.sampled_from(["a", "b", ""])
+# A row after the first: its id, then up to three cells (the file's width is four).
+SHORT_OR_WHOLE = st.tuples(IDS, st.lists(CELLS, min_size=0, max_size=3))
+
+
+@settings(
+    max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    first=st.tuples(IDS, st.lists(CELLS, min_size=3, max_size=3)),
+    rest=st.lists(SHORT_OR_WHOLE, min_size=10, max_size=60),
+)
+def test_rows_short_or_whole_apply_in_file_order_across_blocks(
+    tmp_path_factory: pytest.TempPathFactory,
+    monkeypatch: pytest.MonkeyPatch,
+    first: tuple[str, list[str]],
+    rest: list[tuple[str, list[str]]],
+) -> None:
+    # Blocks of 64 bytes: a few rows each, the short ones read apart by pyarrow and put
+    # back in their place. The oracle: each row, in file order, sets its non-empty cells.
+    monkeypatch.setattr(csv_import, "BLOCK_BYTES", 64)
+    store = Store(tmp_path_factory.mktemp("csv"))
+    rows = [first, *rest]
+    text = "".join(",".join([user, *cells]) + "\n" for user, cells in rows)
+
+    store.import_text(text, {2: "p2", 3: "p3", 4: "p4"})
+
+    expected: dict[str, dict[str, str]] = {}
+    for user, cells in rows:
+        properties = expected.setdefault(user, {})
+        properties.update({f"p{n}": cell for n, cell in enumerate(cells, start=2) if cell})
+    assert store.users() == expected
 
 
 def test_an_empty_file_imports_nothing(store: Store) -> None:
