@@ -442,6 +442,38 @@ def test_decimals_are_written_in_full_in_every_format(synced: Project) -> None:
     ) in text
 
 
+def test_an_enum_label_that_reads_like_a_type_leaves_decimals_as_they_are(
+    synced: Project,
+) -> None:
+    # A label `DECIMAL(5,2)` is no DECIMAL to widen; a `"` in a label starts no name, so
+    # the DECIMAL after it is still written in full.
+    sql = (
+        "SELECT 'DECIMAL(5,2)'::ENUM('DECIMAL(5,2)', 'b') AS e, "
+        "{'e': 'x\"'::ENUM('x\"'), 'd': 0.00000001::DECIMAL(10,8)} AS s"
+    )
+
+    out = synced.cli("query", sql, "--format", "csv").stdout
+    text = synced.cli("query", sql, "--format", "json").stdout
+
+    assert list(csv.reader(io.StringIO(out))) == [
+        ["e", "s"],
+        ["DECIMAL(5,2)", '{"e":"x\\"","d":0.00000001}'],
+    ]
+    assert '{"e":"DECIMAL(5,2)","s":{"e":"x\\"","d":0.00000001}}' in text
+
+
+def test_the_table_writes_booleans_and_floats_as_csv_does(synced: Project) -> None:
+    # In Python a FLOAT 0.1 is the double 0.10000000149011612, and true is True.
+    sql = "SELECT 0.1::FLOAT AS f, true AS b, false AS n, 2.5::DOUBLE AS d"
+
+    table = synced.cli("query", sql).stdout
+    out = synced.cli("query", sql, "--format", "csv").stdout
+
+    [row] = [line for line in table.splitlines() if "│" in line]
+    assert [cell.strip() for cell in row.split("│")[1:-1]] == ["0.1", "true", "false", "2.5"]
+    assert list(csv.reader(io.StringIO(out)))[1] == ["0.1", "true", "false", "2.5"]
+
+
 CALENDAR_SQL = (
     "SELECT DATE 'infinity' AS d, DATE '10000-01-01' AS late, DATE '0044-03-15 (BC)' AS bc, "
     "TIME '24:00:00' AS t, DATE '2024-02-29' AS leap, "

@@ -238,6 +238,34 @@ def test_query_session_raises_query_refused(store: Project, sql: str, message: s
 
 
 @pytest.mark.parametrize(
+    ("sql", "name"),
+    [
+        ("SELECT * FROM range(1) r, LATERAL query('SELECT 1')", "query"),
+        ("SELECT * FROM range(1) r CROSS JOIN LATERAL duckdb_settings()", "duckdb_settings"),
+        ("SELECT * FROM range(1) r, LATERAL checkpoint()", "checkpoint"),
+        ("SELECT * FROM range(1) r, LATERAL query_table('pg_settings')", "query_table"),
+    ],
+)
+def test_a_table_function_called_through_lateral_is_refused_as_in_from(
+    store: Project, sql: str, name: str
+) -> None:
+    # `query('...')` would run a query the guard never sees (a read of the store's file).
+    with QuerySession(store.store) as session, pytest.raises(QueryRefused) as refused:
+        session.query(sql)
+
+    assert str(refused.value).startswith(f"the table function `{name}` is not allowed")
+
+
+def test_pure_table_functions_stay_allowed_through_lateral(store: Project) -> None:
+    sql = (
+        "SELECT r.range, t.range AS below, u.unnest FROM range(3) r, LATERAL range(r.range) t, "
+        "LATERAL unnest([7]) u ORDER BY ALL"
+    )
+    with QuerySession(store.store) as session:
+        assert session.query(sql).fetchall() == [(1, 0, 7), (2, 0, 7), (2, 1, 7)]
+
+
+@pytest.mark.parametrize(
     "sql",
     [
         "WITH tables AS (SELECT 1) SELECT * FROM information_schema.tables",

@@ -307,6 +307,10 @@ def check_relations(
         # A CTE is named without a schema: `information_schema.tables` is no CTE `tables`.
         ctes = set() if table.db else ctes_in_scope(table)
         check_table(table, relations | ctes, sql, listed=(public or relations) | ctes)
+    for lateral in tree.find_all(exp.Lateral):
+        # `LATERAL f(...)` calls a table function as FROM does, outside any table node.
+        if isinstance(lateral.this, exp.Func):
+            check_table_function(lateral.this, sql)
     for function in tree.find_all(exp.Func):
         if isinstance(function.parent, exp.Table):
             continue
@@ -420,13 +424,7 @@ FILE_FUNCTIONS = {
 def check_table(table: exp.Table, known: set[str], sql: str, *, listed: set[str]) -> None:
     """A table reference is a known relation, or a table function that reads no files."""
     if isinstance(table.this, exp.Func):
-        name = function_name(table.this)
-        if name not in PURE_TABLE_FUNCTIONS:
-            raise QueryRefused(
-                f"the table function `{name}` is not allowed: queries may read only the "
-                f"store's relations (and {', '.join(sorted(PURE_TABLE_FUNCTIONS))})",
-                sql=sql,
-            )
+        check_table_function(table.this, sql)
         return
     if table.catalog:
         raise QueryRefused(
@@ -442,6 +440,16 @@ def check_table(table: exp.Table, known: set[str], sql: str, *, listed: set[str]
     if table.name.lower() not in known:
         raise QueryRefused(
             f"unknown relation `{table.name}`; the store has: {', '.join(sorted(listed))}",
+            sql=sql,
+        )
+
+
+def check_table_function(function: exp.Func, sql: str) -> None:
+    name = function_name(function)
+    if name not in PURE_TABLE_FUNCTIONS:
+        raise QueryRefused(
+            f"the table function `{name}` is not allowed: queries may read only the "
+            f"store's relations (and {', '.join(sorted(PURE_TABLE_FUNCTIONS))})",
             sql=sql,
         )
 

@@ -43,8 +43,11 @@ PLAIN_TYPES = {
     *("UTINYINT", "USMALLINT", "UINTEGER", "UBIGINT"),
     *("FLOAT", "DOUBLE", "VARCHAR"),
 }
-# A quoted name inside a type (a struct field's), or a DECIMAL's digits and scale.
-QUOTED_NAME_OR_DECIMAL = re.compile(r'("(?:[^"]|"")*")|DECIMAL\((\d+),\s*(\d+)\)')
+# A quoted name inside a type (a struct field's) or a quoted ENUM label, either of which
+# may read like a DECIMAL, or a DECIMAL's digits and scale.
+QUOTED_NAME_OR_DECIMAL = re.compile(
+    r"""("(?:[^"]|"")*"|'(?:[^']|'')*')|DECIMAL\((\d+),\s*(\d+)\)"""
+)
 NARROW_DECIMAL_DIGITS = 15
 WIDE_DECIMAL_DIGITS = 18
 # Written as DuckDB's text: Python's dates and times hold neither `infinity`, years
@@ -115,7 +118,7 @@ def with_wide_decimals(type_name: str) -> str:
 
     def widened(found: re.Match[str]) -> str:
         if found.group(1) or int(found.group(2)) > NARROW_DECIMAL_DIGITS:
-            return found.group(0)  # a quoted field name, or a DECIMAL written in full
+            return found.group(0)  # a quoted name or label, or a DECIMAL written in full
         return f"DECIMAL({WIDE_DECIMAL_DIGITS},{found.group(3)})"
 
     return QUOTED_NAME_OR_DECIMAL.sub(widened, type_name)
@@ -330,7 +333,8 @@ def write_table(relation: duckdb.DuckDBPyRelation, console: Console) -> int:
         room = TABLE_ROW_LIMIT - shown
         if room > 0:
             shown_rows = batch.slice(0, room)
-            for row in zip(*(column.to_pylist() for column in shown_rows.columns), strict=True):
+            columns = (as_written(column).to_pylist() for column in shown_rows.columns)
+            for row in zip(*columns, strict=True):
                 table.add_row(*("NULL" if value is None else cell(value) for value in row))
             shown += min(room, batch.num_rows)
     console.print(table)
@@ -338,6 +342,14 @@ def write_table(relation: duckdb.DuckDBPyRelation, console: Console) -> int:
         console.print(f"{total - shown} more rows not shown; use --format csv or json for all")
     console.print(f"({total} row{'s' if total != 1 else ''})", style="dim")
     return total
+
+
+def as_written(column: pa.Array) -> pa.Array:
+    """Booleans and FLOATs as the CSV output writes them (`true`, `0.1`): in Python they
+    would be `True` and the double nearest the FLOAT, `0.10000000149011612`."""
+    if pa.types.is_boolean(column.type) or pa.types.is_float32(column.type):
+        return column.cast(pa.string())
+    return column
 
 
 def cell(value: object) -> str:
