@@ -238,6 +238,20 @@ def test_query_session_raises_query_refused(store: Project, sql: str, message: s
 
 
 @pytest.mark.parametrize(
+    ("sql", "begins"), [("'b' AS x", "'b'"), ("events", "events"), ("-1 AS x", "-1")]
+)
+def test_a_value_that_is_no_statement_is_not_called_a_write(
+    store: Project, sql: str, begins: str
+) -> None:
+    with QuerySession(store.store) as session, pytest.raises(QueryRefused) as refused:
+        session.query(sql)
+
+    assert str(refused.value).startswith(
+        f"the query is no statement: it begins with `{begins}`; write a SELECT"
+    )
+
+
+@pytest.mark.parametrize(
     ("sql", "name"),
     [
         ("SELECT * FROM range(1) r, LATERAL query('SELECT 1')", "query"),

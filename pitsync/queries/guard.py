@@ -195,7 +195,7 @@ def parse_read_query(sql: str) -> exp.Query:
     if first_word(sql) in READ_WORDS:
         raise no_select(first_word(sql), sql)
     if not isinstance(tree, exp.Query):
-        raise not_a_read(sql)
+        raise no_statement(sql) if is_bare_expression(tree, sql) else not_a_read(sql)
     for node in tree.walk():
         if isinstance(node, WRITE_NODES):
             raise QueryRefused(
@@ -204,6 +204,21 @@ def parse_read_query(sql: str) -> exp.Query:
         if type(node) in READ_NODES:
             raise no_select(READ_NODES[type(node)], sql, inside=True)
     return tree
+
+
+def is_bare_expression(tree: exp.Expr, sql: str) -> bool:
+    """Whether the text is a value, not a statement (`'b' AS x`, `events`, `42`); a word
+    that starts a statement is one, though sqlglot may read it as a column name."""
+    statement = first_word(sql) in WRITE_WORDS | READ_WORDS
+    return isinstance(tree, exp.Alias | exp.Condition) and not statement
+
+
+def no_statement(sql: str) -> QueryRefused:
+    return QueryRefused(
+        f"the query is no statement: it begins with `{sql.split()[0]}`; write a SELECT "
+        "(or a FROM, WITH or VALUES) that reads the store, as in `SELECT * FROM events`",
+        sql=sql,
+    )
 
 
 def not_a_read(sql: str) -> QueryRefused:
