@@ -1000,6 +1000,10 @@ def test_appended_events_named_or_owned_by_another_column_now_are_refused(
     ]
 
 
+# A company history keyed by `cid`, started by `st`, in tables of the tests' own making.
+CID_PLANS = {"kind": "group_history", "id_column": "cid", "group_key": "cid", "start_time": "st"}
+
+
 @pytest.mark.backends("duckdb")
 def test_an_append_table_that_reads_another_source_table_reads_it_whole(
     project: Project, caplog: pytest.LogCaptureFixture
@@ -1012,11 +1016,10 @@ def test_an_append_table_that_reads_another_source_table_reads_it_whole(
         "INSERT INTO plans_b VALUES ('c2', '2024-01-01 00:00+00', 'x', 1), "
         "('c2', '2024-02-01 00:00+00', 'y', 9)",
     )
-    plans = {"kind": "group_history", "id_column": "cid", "group_key": "cid", "start_time": "st"}
-    project.configure("plans", mode="append", cursor="loaded", **plans, **{"from": "plans_a"})
+    project.configure("plans", mode="append", cursor="loaded", **CID_PLANS, **{"from": "plans_a"})
     project.sync("plans")
 
-    project.configure("plans", mode="append", cursor="loaded", **plans, **{"from": "PLANS_B"})
+    project.configure("plans", mode="append", cursor="loaded", **CID_PLANS, **{"from": "PLANS_B"})
     with caplog.at_level(logging.WARNING, logger="pitsync"):
         record = project.sync("plans")
 
@@ -1069,15 +1072,14 @@ def test_a_watermark_from_before_places_were_kept_learns_its_place_from_the_next
         "CREATE TABLE plans_b AS SELECT 'c2' AS cid, TIMESTAMPTZ '2024-01-01 00:00+00' AS st, "
         "'x' AS plan, 1 AS loaded",
     )
-    plans = {"kind": "group_history", "id_column": "cid", "group_key": "cid", "start_time": "st"}
-    project.configure("plans", mode="append", cursor="loaded", **plans, **{"from": "plans_a"})
+    project.configure("plans", mode="append", cursor="loaded", **CID_PLANS, **{"from": "plans_a"})
     project.sync("plans")
     con = duckdb.connect(str(project.store))
     con.execute("UPDATE _pitsync.watermarks SET read_from = NULL")
     con.close()
     project.sync("plans")
 
-    project.configure("plans", mode="append", cursor="loaded", **plans, **{"from": "plans_b"})
+    project.configure("plans", mode="append", cursor="loaded", **CID_PLANS, **{"from": "plans_b"})
     assert project.sync("plans").rows_read == 1
     assert project.query("SELECT cid, plan FROM plans ORDER BY cid") == [
         ("c1", "free"),
@@ -1093,8 +1095,7 @@ def test_an_append_table_whose_source_file_moved_reads_the_new_one_whole(
         "CREATE TABLE plans (cid VARCHAR, st TIMESTAMPTZ, plan VARCHAR, loaded INTEGER)",
         "INSERT INTO plans VALUES ('c1', '2024-01-01 00:00+00', 'free', 5)",
     )
-    plans = {"kind": "group_history", "id_column": "cid", "group_key": "cid", "start_time": "st"}
-    project.configure("plans", mode="append", cursor="loaded", **plans)
+    project.configure("plans", mode="append", cursor="loaded", **CID_PLANS)
     project.sync("plans")
     other = project.root / "other.duckdb"
     con = duckdb.connect(str(other))
