@@ -18,7 +18,7 @@ from typing import Any
 import duckdb
 
 from pitsync.errors import StoreError, first_line
-from pitsync.paths import FILE, FOLDER, MISSING, OTHER, database_kind, path_kind, reason
+from pitsync.paths import FOLDER, MISSING, OTHER, database_kind, path_kind, reason
 from pitsync.quoting import quote_string
 
 log = logging.getLogger(__name__)
@@ -184,12 +184,8 @@ def open_for_writing(
     made_now = path_kind(path) == MISSING
     try:
         connection = connect_waiting(path, wait_seconds, given_up=given_up, config=NO_EXTENSIONS)
-    except StoreInUse:
-        raise
     except duckdb.Error as error:  # a file DuckDB cannot read, or a damaged one
-        if made_now:
-            remove_unmade_store(path)
-        raise opening_failed(path, "writing", error, made_now=made_now) from error
+        raise opening_failed(path, "writing", error) from error
     if not made_now:
         check_is_not_foreign(connection, path)
     connection.execute(SET_UTC)
@@ -212,38 +208,22 @@ def open_for_writing(
 UNREADABLE_STORE = re.compile(r"could not read|replaying WAL|corrupt|checksum", flags=re.IGNORECASE)
 
 
-def opening_failed(
-    path: Path, purpose: str, error: duckdb.Error, *, made_now: bool = False
-) -> StoreError:
-    """DuckDB's first line, and, where the file it found could not be read, what to do."""
+def opening_failed(path: Path, purpose: str, error: duckdb.Error) -> StoreError:
+    """DuckDB's first line, and, where the file it found could not be read, what to do.
+
+    A store DuckDB failed to create (a disk that was full) is such a file too, and is
+    left for the user to move aside: another process may have made a store there since
+    the path was found free, and nothing here can tell the two apart.
+    """
     message = f"cannot open the store {path} for {purpose}: {first_line(error)}"
-    if not made_now and UNREADABLE_STORE.search(str(error)):
+    if UNREADABLE_STORE.search(str(error)):
         message += (
-            "; if the file was cut short or written by another program, restore the store "
-            "from a copy, or move it aside and sync every table again (profiles that engage "
-            "or import-csv set live only in the store)"
+            "; if the file was cut short (a disk that was full as it was made) or written "
+            "by another program, restore the store from a copy, or move it aside and sync "
+            "every table again (profiles that engage or import-csv set live only in the "
+            "store)"
         )
     return StoreError(message)
-
-
-# A DuckDB file's headers, and its first block: a store that ever held anything is larger.
-UNMADE_STORE_BYTES = 3 * 4096 + 256 * 1024
-
-
-def remove_unmade_store(path: Path) -> None:
-    """Remove what DuckDB left of a store it failed to create (a disk that was full, say):
-    a file cut short would stop every later run, once the disk has room again.
-
-    Only a regular file smaller than a store that held anything, and no link: the path
-    was free when the run began, but another process may have made a store there since,
-    and a link may lead to a store on a disk that is not there now.
-    """
-    if path.is_symlink() or path_kind(path) != FILE:
-        return
-    if path.stat().st_size >= UNMADE_STORE_BYTES:
-        return
-    for left in (path, path.with_name(path.name + ".wal")):
-        left.unlink(missing_ok=True)
 
 
 def check_is_duckdb_file(path: Path) -> None:

@@ -188,19 +188,21 @@ def test_a_run_the_disk_cannot_take_fails_in_one_line_and_is_recorded(project: P
     assert all("could not commit the run" in run["error"] for run in runs[2:])
 
 
-def test_a_store_the_disk_could_not_make_is_not_left_to_stop_the_next_run(
-    project: Project,
-) -> None:
+def test_a_store_the_disk_could_not_make_is_named_with_what_to_do(project: Project) -> None:
+    # What DuckDB left of the store stays (another process may have made a store there
+    # meanwhile); the next run says it is cut short, and to move it aside.
     company_history(project, [("c1", "free", 1, "2024-01-01 00:00:00+00", None)])
     assert not project.store.exists()
 
     failed = sync_on_a_full_disk(project, NO_ROOM, "--all")
-
     assert failed.returncode == 1, failed.stderr
     assert "cannot open the store" in failed.stderr and "File too large" in failed.stderr
-    assert not project.store.exists()
-    assert not project.store.with_name(project.store.name + ".wal").exists()
-    # With room again, the next run makes the store.
+    again = project.cli("sync", "--all", check=False)
+
+    assert again.returncode == 1
+    assert "if the file was cut short (a disk that was full as it was made)" in again.stderr
+    assert "move it aside and sync every table again" in again.stderr
+    project.store.rename(project.root / "aside.duckdb")
     project.cli("sync", "--all")
     assert project.query("SELECT company_id FROM company_plan_history") == [("c1",)]
 
