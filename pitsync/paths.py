@@ -8,6 +8,8 @@ from pathlib import Path
 FILE, FOLDER, MISSING, OTHER = "file", "folder", "missing", "not a regular file"
 DUCKDB_MAGIC = b"DUCK"  # bytes 8 to 12 of every DuckDB file
 SQLITE_MAGIC = b"SQLite format 3\x00"
+# What `database_kind` finds a file to be, as a message says it.
+EMPTY_FILE, SQLITE_FILE, OTHER_FILE = "an empty file", "an SQLite database", "no DuckDB file"
 
 
 def reason(error: OSError) -> str:
@@ -44,13 +46,12 @@ def file_problem(path: Path) -> str | None:
 
 
 def database_kind(path: Path) -> str | None:
-    """What a file is, by its first bytes, as a message says it: None for a DuckDB file,
-    else `an empty file`, `an SQLite database` or `no DuckDB file`. Raises OSError when
-    the file cannot be read."""
+    """What a file is, by its first bytes: None for a DuckDB file, else EMPTY_FILE,
+    SQLITE_FILE or OTHER_FILE. Raises OSError when the file cannot be read."""
     with path.open("rb") as file:
         header = file.read(len(SQLITE_MAGIC))
     if header[8:12] == DUCKDB_MAGIC:
         return None
     if not header:
-        return "an empty file"
-    return "an SQLite database" if header.startswith(SQLITE_MAGIC) else "no DuckDB file"
+        return EMPTY_FILE
+    return SQLITE_FILE if header.startswith(SQLITE_MAGIC) else OTHER_FILE

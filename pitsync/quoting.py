@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import string
+
 
 def quote_identifier(name: str) -> str:
     """A DuckDB identifier in double quotes, inner quotes doubled."""
@@ -21,8 +23,7 @@ def quote_string(text: str) -> str:
     return "'" + text.replace("'", "''") + "'"
 
 
-ASCII_UPPER = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
-ASCII_FOLD = str.maketrans(ASCII_UPPER, ASCII_UPPER.lower())
+ASCII_FOLD = str.maketrans(string.ascii_uppercase, string.ascii_lowercase)
 
 
 def fold_name(name: str) -> str:
@@ -33,6 +34,5 @@ def fold_name(name: str) -> str:
 
 def fold_name_sql(expression: str) -> str:
     """`fold_name` in DuckDB SQL: its lower() would lower every letter."""
-    return (
-        f"translate({expression}, {quote_string(ASCII_UPPER)}, {quote_string(ASCII_UPPER.lower())})"
-    )
+    upper, lower = quote_string(string.ascii_uppercase), quote_string(string.ascii_lowercase)
+    return f"translate({expression}, {upper}, {lower})"

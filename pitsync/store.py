@@ -18,7 +18,7 @@ from typing import Any
 import duckdb
 
 from pitsync.errors import StoreError, first_line
-from pitsync.paths import FOLDER, MISSING, OTHER, database_kind, path_kind, reason
+from pitsync.paths import EMPTY_FILE, FOLDER, MISSING, OTHER, database_kind, path_kind, reason
 from pitsync.quoting import quote_string
 
 log = logging.getLogger(__name__)
@@ -247,7 +247,7 @@ def check_is_duckdb_file(path: Path) -> None:
             f"cannot read the store {path}: {reason(error)}; let pitsync read and write it, or "
             "set [store] path to another file"
         ) from error
-    if found == "an empty file":
+    if found == EMPTY_FILE:
         raise StoreError(
             f"the store {path} is an empty file, which DuckDB cannot open; remove it, and "
             "the next sync creates the store there"

@@ -316,14 +316,16 @@ class DatabaseSource:
         """Why a table's columns could not be read: it is not there, or, when it is (a
         view over a table dropped since, a table the user may not read), the database's
         own reason."""
-        if table not in self.table_names():
-            return self.missing_table_message(table)
+        names = self.table_names()
+        if table not in names:
+            return self.missing_table_message(table, names)
         return (
             f"source `{self.name}`: cannot read the columns of table `{table}`: "
             f"{self.redact(first_line(error))}"
         )
 
-    def missing_table_message(self, table: str) -> str:
+    def missing_table_message(self, table: str, names: list[str]) -> str:
+        """`table` is none of the source's tables, `names` (`table_names`)."""
         where = f"schema `{self.config.schema}`" if self.config.schema else "the database"
         try:
             search_path = self.search_path
@@ -332,7 +334,6 @@ class DatabaseSource:
         if search_path is not None:
             schemas = ", ".join(search_path) or "none"
             where = f"the schemas of the search path ({schemas}; set `schema` for another)"
-        names = self.table_names()
         alike = [name for name in names if name.lower() == table.lower()]
         if len(alike) > 1:
             spellings = " and ".join(f"`{name}`" for name in alike)

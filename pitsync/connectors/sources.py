@@ -31,7 +31,7 @@ from pitsync.config import SourceConfig
 from pitsync.errors import ConfigError, SourceError, first_line
 from pitsync.interrupts import is_interrupt
 from pitsync.modeling.timestamps import TEXT_OF
-from pitsync.paths import database_kind, file_problem
+from pitsync.paths import OTHER_FILE, SQLITE_FILE, database_kind, file_problem
 from pitsync.paths import reason as refusal
 from pitsync.quoting import quote_identifier, quote_string
 from pitsync.store import SET_UTC
@@ -330,9 +330,9 @@ def not_a_duckdb_file(path: Path) -> str | None:
         kind = database_kind(path)
     except OSError as error:
         return f"cannot be read: {refusal(error)}"
-    if kind == "an SQLite database":
+    if kind == SQLITE_FILE:
         return 'is an SQLite database: read it with type = "sqlite"'
-    if kind == "no DuckDB file":
+    if kind == OTHER_FILE:
         return 'is not a DuckDB file (CSV or Parquet files are read with type = "csv" or "parquet")'
     return None if kind is None else f"is {kind}"
 

@@ -15,6 +15,7 @@ error, raised before data moves.
 
 from __future__ import annotations
 
+import functools
 import importlib.resources
 import re
 import zoneinfo
@@ -273,6 +274,7 @@ def matches_as_in_duckdb(pattern: str, text: str) -> bool:
     return re.fullmatch(as_in_duckdb(pattern), text) is not None
 
 
+@functools.cache
 def as_in_duckdb(pattern: str) -> re.Pattern[str]:
     """A pattern of this module as DuckDB's RE2 reads it: `\\s` is a space, tab, line
     feed, form feed or carriage return (no vertical tab), and `\\d` an ASCII digit."""
