@@ -174,14 +174,14 @@ class Config:
     def configures(self, name: str) -> bool:
         """Whether a table of this name is configured, in any case, as the store compares
         table names."""
-        return name.lower() in {configured.lower() for configured in self.tables}
+        return fold_name(name) in {fold_name(configured) for configured in self.tables}
 
     def table(self, name: str) -> TableConfig:
         """The table named `name` in any case, as the store compares names (no two
         configured tables differ in case only), or a clear error listing the configured
         ones."""
         for configured, table in self.tables.items():
-            if configured.lower() == name.lower():
+            if fold_name(configured) == fold_name(name):
                 return table
         raise ConfigError(
             f"table `{name}` is not configured in {self.path}; "
@@ -371,13 +371,13 @@ def check_table_names_differ_beyond_case(tables: dict[str, TableConfig]) -> None
     """The store names relations without regard to case, so `Plans` and `plans` collide."""
     seen: dict[str, str] = {}
     for name in tables:
-        if name.lower() in seen:
+        if fold_name(name) in seen:
             raise ConfigError(
-                f"[tables.{name}] and [tables.{seen[name.lower()]}] differ only in case, which "
+                f"[tables.{name}] and [tables.{seen[fold_name(name)]}] differ only in case, which "
                 "the store cannot tell apart; rename one (set `from` to keep its source table)",
                 table=name,
             )
-        seen[name.lower()] = name
+        seen[fold_name(name)] = name
 
 
 def check_group_keys_spelled_alike(tables: dict[str, TableConfig]) -> None:
@@ -471,20 +471,20 @@ def parse_table(name: str, raw: dict[str, Any], sources: dict[str, SourceConfig]
             "(for example [tables.plans]) and set `from` to the source table",
             table=name,
         )
-    if name.lower().startswith(INTERNAL_PREFIX):
+    if fold_name(name).startswith(INTERNAL_PREFIX):
         raise ConfigError(
             f"{where}: names starting with `{INTERNAL_PREFIX}` are kept for pitsync's own "
             "tables; rename the table and set `from` to keep reading the same source table",
             table=name,
         )
-    if kind in HISTORY_KINDS and name.lower() in RESERVED_TABLE_NAMES:
+    if kind in HISTORY_KINDS and fold_name(name) in RESERVED_TABLE_NAMES:
         raise ConfigError(
             f"{where}: `{name}` is a name the store keeps for its own relations "
             f"({', '.join(sorted(RESERVED_TABLE_NAMES))}); rename the history table and set "
             f'from = "{name}" to keep reading the same source table',
             table=name,
         )
-    if name.lower() == PROFILES_TABLE:
+    if fold_name(name) == PROFILES_TABLE:
         raise ConfigError(
             f"{where}: `{name}` is the name the runs and quarantined records of profile "
             f"updates (engage, import-csv) are kept under; rename the table and set "
@@ -665,7 +665,7 @@ def check_tie_breaker(fields: dict[str, Any], *, where: str) -> None:
     """Tied rows share their id and start time: neither can tell them apart."""
     tie_breaker = fields["tie_breaker"]
     for key in ("id_column", "start_time"):
-        if tie_breaker is not None and tie_breaker.lower() == fields[key].lower():
+        if tie_breaker is not None and fold_name(tie_breaker) == fold_name(fields[key]):
             raise ConfigError(
                 f"{where}: `tie_breaker` = {shown(tie_breaker)} is the `{key}`, which every "
                 "tied row shares, so it decides no tie; name another column (such as an "

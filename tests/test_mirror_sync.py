@@ -404,6 +404,21 @@ def test_a_column_spelled_in_another_case_is_the_same_property(project: Project)
     ]
 
 
+@pytest.mark.backends("duckdb")
+def test_columns_differing_in_a_letter_beyond_ascii_are_two_properties(project: Project) -> None:
+    # DuckDB folds the case of ASCII letters alone: `Ä` and `ä` are two columns to it.
+    project.source_sql(
+        'CREATE TABLE plans (company_id VARCHAR, "Ä" VARCHAR, "ä" VARCHAR, valid_from TIMESTAMPTZ)'
+    )
+    insert(project, [("a", "x1", "y1", "2024-01-01 00:00+00")])
+    configure(project)
+    assert changes(project.sync("plans"))[:3] == (1, 0, 0)
+
+    project.source_sql("UPDATE plans SET \"ä\" = 'y2'")
+    assert changes(project.sync("plans")) == (0, 1, 0, 1)
+    assert project.query('SELECT "Ä", "ä" FROM plans') == [("x1", "y2")]
+
+
 def configure_ids(project: Project, id_column: str) -> None:
     """The mirror table keyed by another id column."""
     project.configure(

@@ -60,6 +60,7 @@ from pitsync.interrupts import ctrl_c_ignored
 from pitsync.modeling.staging import UNREADABLE
 from pitsync.modeling.timestamps import TEXT_OF
 from pitsync.paths import file_problem
+from pitsync.quoting import fold_name
 
 log = logging.getLogger(__name__)
 
@@ -201,7 +202,7 @@ class DatabaseSource:
         is kept as written."""
         if table not in self.spellings:
             names = self.table_names()
-            alike = [name for name in names if name.lower() == table.lower()]
+            alike = [name for name in names if fold_name(name) == fold_name(table)]
             self.spellings[table] = alike[0] if table not in names and len(alike) == 1 else table
         return self.spellings[table]
 
@@ -334,7 +335,7 @@ class DatabaseSource:
         if search_path is not None:
             schemas = ", ".join(search_path) or "none"
             where = f"the schemas of the search path ({schemas}; set `schema` for another)"
-        alike = [name for name in names if name.lower() == table.lower()]
+        alike = [name for name in names if fold_name(name) == fold_name(table)]
         if len(alike) > 1:
             spellings = " and ".join(f"`{name}`" for name in alike)
             return (

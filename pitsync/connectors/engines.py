@@ -33,6 +33,7 @@ from pitsync.modeling.portable import (
     render,
     view,
 )
+from pitsync.quoting import fold_name
 
 log = logging.getLogger(__name__)
 
@@ -240,7 +241,7 @@ def check_views_leave_sources(history: TableConfig, events: TableConfig | None) 
     read = [table for table in (history, events) if table is not None]
     for table, name in views:
         for source in read:
-            if name.lower() == source.source_table.lower():
+            if fold_name(name) == fold_name(source.source_table):
                 raise ConfigError(
                     f"table `{table.name}`: its view `{name}` would have the name of the "
                     f"source table `{source.name}` reads, in that table's place; give "

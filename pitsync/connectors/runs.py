@@ -16,6 +16,7 @@ import duckdb
 
 from pitsync.modeling.intervals import ModelCounts
 from pitsync.modeling.staging import count
+from pitsync.quoting import fold_name_sql
 from pitsync.store import RUNS
 
 RunStatus = Literal["succeeded", "failed", "dry run"]
@@ -87,7 +88,8 @@ def write_run(con: duckdb.DuckDBPyConnection, record: RunRecord) -> None:
 
 def read_runs(con: duckdb.DuckDBPyConnection, table: str | None = None) -> list[RunRecord]:
     """Recorded runs, oldest first, of one table (its name in any case) or of all."""
-    where, parameters = ("WHERE lower(table_name) = lower(?)", [table]) if table else ("", [])
+    same_name = f"{fold_name_sql('table_name')} = {fold_name_sql('?')}"
+    where, parameters = (f"WHERE {same_name}", [table]) if table else ("", [])
     rows = con.execute(
         f"SELECT {', '.join(RUN_COLUMNS)} FROM {RUNS} {where} ORDER BY run_id", parameters
     ).fetchall()

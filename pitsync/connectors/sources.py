@@ -33,7 +33,7 @@ from pitsync.interrupts import is_interrupt
 from pitsync.modeling.timestamps import TEXT_OF
 from pitsync.paths import OTHER_FILE, SQLITE_FILE, database_kind, file_problem
 from pitsync.paths import reason as refusal
-from pitsync.quoting import quote_identifier, quote_string
+from pitsync.quoting import fold_name, fold_name_sql, quote_identifier, quote_string
 from pitsync.store import SET_UTC
 
 log = logging.getLogger(__name__)
@@ -315,7 +315,7 @@ def spelled_as_in(columns: list[str], name: str) -> str:
     `name` itself."""
     if name in columns:
         return name
-    return next((column for column in columns if column.lower() == name.lower()), name)
+    return next((column for column in columns if fold_name(column) == fold_name(name)), name)
 
 
 def file_pattern(config: SourceConfig, table: str) -> Path:
@@ -432,7 +432,7 @@ class FileSource:
                         source=self.name,
                     )
                 # DuckDB trims a header's names: `plan, plan` is plan twice.
-                folded = column.strip().lower()
+                folded = fold_name(column.strip())
                 if folded in seen:
                     raise SourceError(
                         f"source `{self.name}`: {name} has the columns `{seen[folded]}` and "
@@ -635,8 +635,8 @@ class FileSource:
     def read_whole(self, name: str, columns: list[str]) -> None:
         """Read every value of a Parquet file's `columns` (those it has), keeping none."""
         relation = f"read_parquet({quote_string(literal_path(self.config, name))}, {OWN_COLUMNS})"
-        held = {column.lower() for column in self.engine.sql(f"FROM {relation} LIMIT 0").columns}
-        kept = [quote_identifier(column) for column in columns if column.lower() in held]
+        held = {fold_name(column) for column in self.engine.sql(f"FROM {relation} LIMIT 0").columns}
+        kept = [quote_identifier(column) for column in columns if fold_name(column) in held]
         if kept:
             # A hash needs every value, where a count would let DuckDB skip the columns.
             self.engine.execute(f"SELECT max(hash({', '.join(kept)})) FROM {relation}")
@@ -686,18 +686,18 @@ class FileSource:
             self.check_files(table)
             return
         schema = self.config.schema or "main"
+        in_schema = f"{fold_name_sql('schema_name')} = {fold_name_sql('$1')}"
         names = [
             row[0]
             for row in self.engine.execute(
                 "SELECT table_name FROM duckdb_tables() WHERE database_name = 'source_db' "
-                "AND lower(schema_name) = lower($1) UNION ALL SELECT view_name FROM "
-                "duckdb_views() WHERE database_name = 'source_db' AND lower(schema_name) = "
-                "lower($1)",
+                f"AND {in_schema} UNION ALL SELECT view_name FROM duckdb_views() "
+                f"WHERE database_name = 'source_db' AND {in_schema}",
                 [schema],
             ).fetchall()
         ]
         # DuckDB finds names without regard to case, and so does this check.
-        if table.lower() not in {name.lower() for name in names}:
+        if fold_name(table) not in {fold_name(name) for name in names}:
             where = f"schema `{schema}` of " if self.config.schema else ""
             raise SourceError(
                 f"source `{self.name}`: table `{table}` not found in {where}{self.config.path}; "

@@ -30,6 +30,7 @@ from pitsync.modeling.loads import remembered_loads_table
 from pitsync.modeling.profile_tables import applied_rows_table
 from pitsync.modeling.staging import count
 from pitsync.paths import FILE, path_kind
+from pitsync.quoting import fold_name
 from pitsync.store import (
     CATALOG,
     EVENT_IDENTITY,
@@ -115,7 +116,7 @@ def stored_entry(con: duckdb.DuckDBPyConnection, name: str) -> CatalogEntry:
     names; a clear error listing the tables when there is none."""
     catalog = read_catalog(con)
     exact = [entry for entry in catalog if entry.table_name == name]
-    found = exact or [entry for entry in catalog if entry.table_name.lower() == name.lower()]
+    found = exact or [entry for entry in catalog if fold_name(entry.table_name) == fold_name(name)]
     if len(found) == 1:
         return found[0]
     held = ", ".join(f"{entry.table_name} ({entry.kind})" for entry in catalog)

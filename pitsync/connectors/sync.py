@@ -75,6 +75,7 @@ from pitsync.modeling.intervals import HistoryModel, ModelCounts, plan_history
 from pitsync.modeling.loads import forget_loads, keeps_loads, remember_loads
 from pitsync.modeling.profile_tables import ProfilesModel, plan_profiles
 from pitsync.modeling.staging import SOURCE_ROWS
+from pitsync.quoting import fold_name
 from pitsync.store import (
     DEFAULT_WAIT_SECONDS,
     StoreInUse,
@@ -410,7 +411,7 @@ def check_stored_spelling(catalog: list[CatalogEntry], table: TableConfig) -> No
     relation would read its rows twice and start its watermark anew."""
     for entry in catalog:
         held = entry.table_name
-        if held == table.name or held.lower() != table.name.lower():
+        if held == table.name or fold_name(held) != fold_name(table.name):
             continue
         raise ConfigError(
             f"table `{table.name}`: the store holds it as `{held}` and compares table names "
@@ -440,8 +441,8 @@ def check_disjoint(
     if not table.is_history or not same_entity:
         return
     # Compared without case: the profile would hold `plan` and `Plan` as one name.
-    theirs = {name.lower() for name in properties}
-    shared = sorted(name for name in model.properties if name.lower() in theirs)
+    theirs = {fold_name(name) for name in properties}
+    shared = sorted(name for name in model.properties if fold_name(name) in theirs)
     if shared:
         raise ConfigError(
             f"table `{table.name}`: propert{'y' if len(shared) == 1 else 'ies'} "

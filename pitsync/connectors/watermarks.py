@@ -23,7 +23,7 @@ from pitsync.modeling.events import stored_events_table
 from pitsync.modeling.schema_drift import column_types
 from pitsync.modeling.staging import STAGED, UNREADABLE, one_row, table_exists
 from pitsync.modeling.timestamps import text_of
-from pitsync.quoting import quote_identifier
+from pitsync.quoting import fold_name, quote_identifier
 from pitsync.store import WATERMARKS
 
 log = logging.getLogger(__name__)
@@ -142,7 +142,8 @@ def read_watermark(
             )
         return None
     watermark, column = Watermark(str(row[0]), str(row[1])), str(row[2])
-    if column.lower() != (table.cursor or "").lower():  # the same column, spelled in another case
+    # The same column, spelled in another case, is the same cursor.
+    if fold_name(column) != fold_name(table.cursor or ""):
         log.warning(
             "table %s: the cursor is `%s` now, no longer `%s`; this run reads every row, "
             "and the watermark starts again",

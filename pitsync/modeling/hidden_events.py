@@ -19,7 +19,7 @@ import duckdb
 from pitsync.config import HISTORY_KINDS
 from pitsync.modeling.profile_views import group_profiles_sql, user_profiles_sql
 from pitsync.modeling.staging import json_object_sql
-from pitsync.quoting import quote_identifier, quote_string, unquote_identifier
+from pitsync.quoting import fold_name, quote_identifier, quote_string, unquote_identifier
 from pitsync.store import CATALOG, QUARANTINE, RUNS, START_TIME, SUPERSEDED
 
 EMPTY_EVENTS = (
@@ -115,7 +115,7 @@ def visible_events_sql(events: list[CatalogEntry], mixed: dict[str, str]) -> str
 
     def column(name: str) -> str:
         quoted = quote_identifier(name)
-        common = mixed.get(name.lower())
+        common = mixed.get(fold_name(name))
         return f"CAST({quoted} AS {common}) AS {quoted}" if common else quoted
 
     parts = [
@@ -135,7 +135,7 @@ def stored_types(con: duckdb.DuckDBPyConnection, entry: CatalogEntry) -> dict[st
         "WHERE database_name <> 'temp' AND schema_name = ? AND table_name = ?",
         [schema, unquote_identifier(table)],
     ).fetchall()
-    return {str(name).lower(): str(kind) for name, kind in rows}
+    return {fold_name(str(name)): str(kind) for name, kind in rows}
 
 
 def mixed_columns(tables: list[dict[str, str]]) -> dict[str, str]:

@@ -50,7 +50,7 @@ from pitsync.modeling.schema_drift import (
     reconcile_columns,
 )
 from pitsync.modeling.staging import STAGED, count, table_exists
-from pitsync.quoting import quote_identifier
+from pitsync.quoting import fold_name, quote_identifier
 from pitsync.store import (
     DISTINCT_ID,
     END_TIME,
@@ -495,11 +495,11 @@ def event_identity(
     # A store written before identities were kept: the stored columns stand in.
     recorded = found[0][0] if found else [*stored_types]
     # Under the names the source spells them with now (names compare without case).
-    spelled = {name.lower(): name for name in model.properties}
+    spelled = {fold_name(name): name for name in model.properties}
     identity = tuple(
-        spelled[column.lower()]
+        spelled[fold_name(column)]
         for column in recorded
-        if column.lower() in spelled and spelled[column.lower()] != cursor
+        if fold_name(column) in spelled and spelled[fold_name(column)] != cursor
     )
     con.execute(f"INSERT OR REPLACE INTO {EVENT_IDENTITY} VALUES (?, ?)", [name, list(identity)])
     return identity

@@ -112,11 +112,11 @@ def reconcile_columns(
     stored = replace(model, properties=model.properties + dropped)
     # The order the stored rows were decided by (retired columns too, under the names they
     # have now); columns added just now come last.
-    spelled = {name.lower(): name for name in after}
-    folded = {name.lower() for name in before}
-    added = [name for name in model.kept if name.lower() not in folded]
+    spelled = {fold_name(name): name for name in after}
+    folded = {fold_name(name) for name in before}
+    added = [name for name in model.kept if fold_name(name) not in folded]
     decided_by = [
-        spelled.get(name.lower(), name)
+        spelled.get(fold_name(name), name)
         for name in before
         if name not in keys or name == table.tie_breaker
     ]
@@ -126,9 +126,9 @@ def reconcile_columns(
     elif tie_breaker_moved(model, folded, were_properties):
         log.info("table %s: the tie-breaker changed; every tie is decided again", table.name)
         reordered = True
-    renamed = any(name not in before and name.lower() in folded for name in model.kept)
-    types_before = {name.lower(): kind for name, kind in before.items()}
-    widened = any(types_before.get(name.lower(), kind) != kind for name, kind in after.items())
+    renamed = any(name not in before and fold_name(name) in folded for name in model.kept)
+    types_before = {fold_name(name): kind for name, kind in before.items()}
+    widened = any(types_before.get(fold_name(name), kind) != kind for name, kind in after.items())
     return stored, ColumnChanges(added, reordered, renamed, widened)
 
 
@@ -136,7 +136,7 @@ def properties_at_last_run(con: duckdb.DuckDBPyConnection, table: str) -> set[st
     """The table's properties as the store recorded them at its last run, folded; None
     before the first."""
     entry = next((entry for entry in read_catalog(con) if entry.table_name == table), None)
-    return {name.lower() for name in entry.properties} if entry else None
+    return {fold_name(name) for name in entry.properties} if entry else None
 
 
 def tie_breaker_moved(
@@ -149,9 +149,10 @@ def tie_breaker_moved(
     if were_properties is None:
         return False
     tie = model.table.tie_breaker
-    became_tie = tie is not None and tie.lower() in were_properties
+    became_tie = tie is not None and fold_name(tie) in were_properties
     became_property = any(
-        name.lower() in stored and name.lower() not in were_properties for name in model.properties
+        fold_name(name) in stored and fold_name(name) not in were_properties
+        for name in model.properties
     )
     return became_tie or became_property
 
@@ -167,14 +168,14 @@ def retire_columns(
     former tie-breaker that is neither the tie-breaker nor a property now. (Left, it would
     turn into a property the source dropped, one another table may own.)
     `were_properties`: the properties at the last run, folded; None before the first."""
-    kept = {name.lower() for name in model.kept}
+    kept = {fold_name(name) for name in model.kept}
     retired = [
         name
         for name in stored_columns
-        if name.lower() not in kept
+        if fold_name(name) not in kept
         and (
             name in model.source_columns
-            or (were_properties is not None and name.lower() not in were_properties)
+            or (were_properties is not None and fold_name(name) not in were_properties)
         )
     ]
     for name in retired:
@@ -196,7 +197,7 @@ def check_keys_read_alike(
     entry = next((e for e in read_catalog(con) if e.table_name == table.name), None)
     if entry is None:
         return
-    if isinstance(model, HistoryModel) and entry.id_column.lower() != table.id_column.lower():
+    if isinstance(model, HistoryModel) and fold_name(entry.id_column) != fold_name(table.id_column):
         raise ConfigError(
             f"table `{table.name}`: its rows are stored by id column `{entry.id_column}`, "
             f"and `id_column` is `{table.id_column}` now; nothing was applied: sync once "
@@ -286,7 +287,7 @@ def read_alike(stored: str | None, current: str) -> bool:
     column_before, zone_before, unit_before, kind_before = reading_parts(stored)
     column_now, zone_now, unit_now, kind_now = reading_parts(current)
     return (
-        (column_before.lower(), unit_before) == (column_now.lower(), unit_now)
+        (fold_name(column_before), unit_before) == (fold_name(column_now), unit_now)
         and same_kind(kind_before, kind_now)
         and zone_before.startswith(ZONE_SETTING)
         and zone_now.startswith(ZONE_SETTING)
@@ -322,7 +323,7 @@ def respell_id_column(
 ) -> dict[str, str]:
     """The stored types, the id column renamed first if the source spells it anew."""
     name = model.table.id_column
-    known = next((column for column in stored_types if column.lower() == name.lower()), name)
+    known = next((column for column in stored_types if fold_name(column) == fold_name(name)), name)
     if known == name:
         return stored_types
     respell_column(con, model.table.name, model.stored, known, name)
@@ -561,9 +562,9 @@ def meet_source_columns(
     renamed. A type change that would not hold the stored values stops the run, before
     anything is applied; a stored column that holds no value at all takes any type.
     """
-    spelled = {name.lower(): name for name in stored_types}
+    spelled = {fold_name(name): name for name in stored_types}
     for name, new in arriving_types.items():
-        known = spelled.get(name.lower())
+        known = spelled.get(fold_name(name))
         if known is None:
             log.warning("table %s: new source column `%s` becomes a property", table, name)
             con.execute(f"ALTER TABLE {stored} ADD COLUMN {quote_identifier(name)} {new}")

@@ -15,7 +15,7 @@ import duckdb
 
 from pitsync.config import INTERNAL_PREFIX, TableConfig
 from pitsync.errors import ConfigError
-from pitsync.quoting import quote_identifier, quote_string, unquote_identifier
+from pitsync.quoting import fold_name, quote_identifier, quote_string, unquote_identifier
 from pitsync.store import QUARANTINE
 
 STAGED = "__pitsync_staged"
@@ -53,7 +53,7 @@ def refuse_row_id_column(table: TableConfig, stored: list[str]) -> None:
     if table.mode == "full":
         return
     for name in stored:
-        if name.lower() == "rowid":
+        if fold_name(name) == "rowid":
             raise ConfigError(
                 f"table `{table.name}`: source column `{name}` would hide the row id by which "
                 f"{table.mode} runs find stored rows; rename it in the source or a view, or "
@@ -84,7 +84,7 @@ def refuse_reserved(
 ) -> None:
     """Refuse a column (`named`: what names it, a setting `key` or the source) taking a
     reserved name, in any case."""
-    if name.lower() in (column.lower() for column in reserved):
+    if fold_name(name) in (fold_name(column) for column in reserved):
         raise ConfigError(
             f"table `{table.name}`: {named} `{name}` has a name the stored relation reserves "
             f"({', '.join(reserved)}, in any case); {remedy}",
@@ -104,7 +104,7 @@ def check_column_names(
     where = f"table `{table.name}`"
     seen: dict[str, str] = {}
     for name in properties:
-        folded = name.lower()
+        folded = fold_name(name)
         if folded.startswith(INTERNAL_PREFIX):
             raise ConfigError(
                 f"{where}: source column `{name}` starts with `{INTERNAL_PREFIX}`, which pitsync "

@@ -24,6 +24,7 @@ from pitsync.queries.guard import (
 )
 from pitsync.queries.nesting import with_room_to_nest
 from pitsync.queries.temporal import rewrite_temporal_tree
+from pitsync.quoting import fold_name
 from pitsync.store import DEFAULT_WAIT_SECONDS, open_read_only
 
 log = logging.getLogger(__name__)
@@ -132,7 +133,7 @@ def history_id_columns(connection: duckdb.DuckDBPyConnection) -> dict[str, str]:
     """The store's history tables, lower-cased, with the id column of each: what the
     temporal syntax applies to."""
     return {
-        entry.table_name.lower(): entry.id_column
+        fold_name(entry.table_name): entry.id_column
         for entry in read_catalog(connection)
         if entry.is_history
     }
@@ -148,4 +149,4 @@ def store_relations(connection: duckdb.DuckDBPyConnection, schema: str | None = 
         f"UNION SELECT view_name FROM duckdb_views() WHERE {where}",
         parameters,
     ).fetchall()
-    return {str(row[0]).lower() for row in rows}
+    return {fold_name(str(row[0])) for row in rows}

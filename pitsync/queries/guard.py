@@ -20,6 +20,7 @@ from sqlglot.parsers.duckdb import DuckDBParser
 from sqlglot.tokens import Token, TokenType
 
 from pitsync.errors import QueryRefused
+from pitsync.quoting import fold_name
 from pitsync.store import INTERNAL_SCHEMA
 
 # The schemas of the store's relations: its public views, and pitsync's own tables.
@@ -399,15 +400,15 @@ def visible_ctes(with_clause: exp.With, within: exp.CTE | None, table: exp.Table
     ctes = list(with_clause.expressions)
     position = next((index for index, cte in enumerate(ctes) if cte is within), None)
     if within is None or position is None:
-        return {cte.alias_or_name.lower() for cte in ctes}
-    names = {cte.alias_or_name.lower() for cte in ctes[:position]}
+        return {fold_name(cte.alias_or_name) for cte in ctes}
+    names = {fold_name(cte.alias_or_name) for cte in ctes[:position]}
     body = within.this
     # DuckDB makes no CTE recursive through UNION BY NAME: there the name is its catalog's.
     by_position = isinstance(body, exp.Union) and not body.args.get("by_name")
     recursive_part = body.expression if by_position else None
     recursive = with_clause.args.get("recursive") and recursive_part is not None
     if recursive and any(node is recursive_part for node in ancestors(table)):
-        names.add(within.alias_or_name.lower())
+        names.add(fold_name(within.alias_or_name))
     return names
 
 
@@ -446,13 +447,13 @@ def check_table(table: exp.Table, known: set[str], sql: str, *, listed: set[str]
             f"`{table.sql('duckdb')}` names another database; queries read only the store",
             sql=sql,
         )
-    if table.db and table.db.lower() not in STORE_SCHEMAS:
+    if table.db and fold_name(table.db) not in STORE_SCHEMAS:
         raise QueryRefused(
             f"`{table.sql('duckdb')}` names schema `{table.db}`; queries read only the store's "
             "relations: name them without a schema",
             sql=sql,
         )
-    if table.name.lower() not in known:
+    if fold_name(table.name) not in known:
         raise QueryRefused(
             f"unknown relation `{table.name}`; the store has: {', '.join(sorted(listed))}",
             sql=sql,

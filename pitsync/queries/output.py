@@ -23,7 +23,7 @@ from pitsync.interrupts import is_interrupt
 from pitsync.modeling.staging import json_object_text_sql
 from pitsync.modeling.timestamps import iso_sql
 from pitsync.paths import reason
-from pitsync.quoting import quote_identifier, quote_string
+from pitsync.quoting import fold_name, quote_identifier, quote_string
 
 OutputFormat = Literal["table", "csv", "json"]
 # Control characters other than tab and newline: an escape sequence in a value would
@@ -312,12 +312,12 @@ def check_unique_names(columns: list[str]) -> None:
     """JSON objects need one key per column (DuckDB also treats `a` and `A` as one)."""
     seen: set[str] = set()
     for name in columns:
-        if name.lower() in seen:
+        if fold_name(name) in seen:
             raise QueryError(
                 f"two result columns are named `{name}` (ignoring case); give them distinct "
                 "aliases (... AS other_name) for JSON output"
             )
-        seen.add(name.lower())
+        seen.add(fold_name(name))
 
 
 def write_table(relation: duckdb.DuckDBPyRelation, console: Console) -> int:

@@ -63,7 +63,7 @@ def properties_predicate(where: str, columns: tuple[str, ...]) -> exp.Expr:
             sql=where,
         ) from error
     predicate = with_dollar_names_as_columns(predicate)
-    names = PropertyNames(predicate, {name.lower() for name in columns})
+    names = PropertyNames(predicate, {fold_name(name) for name in columns})
     refuse_bare_properties(predicate, names, where)
     for column in list(predicate.find_all(exp.Column)):
         if names.names_a_property(column):
@@ -123,7 +123,7 @@ class PropertyNames:
         return (
             isinstance(node, exp.Column)
             and not node.table
-            and node.name.lower() not in self.known
+            and fold_name(node.name) not in self.known
             and id(node) not in self.in_subqueries
         )
 

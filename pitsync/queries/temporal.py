@@ -46,6 +46,7 @@ from pitsync.modeling.timestamps import (
     spelled_moment,
 )
 from pitsync.queries.guard import ctes_in_scope
+from pitsync.quoting import fold_name
 from pitsync.store import END_TIME, PROPERTIES, START_TIME
 
 TEMPORAL_KINDS = ("AS OF",)
@@ -92,7 +93,7 @@ def rewrite_temporal_tree(
             moment = cut_to_microseconds(moment)
         table.set("version", None)
         if refers_to_a_row(moment):
-            rewrite_as_of_join(table, moment, history_tables[table.name.lower()], sql)
+            rewrite_as_of_join(table, moment, history_tables[fold_name(table.name)], sql)
         else:
             rewrite_as_of_moment(table, moment)
     return tree
@@ -135,13 +136,13 @@ def check_version(
             "outer query (SELECT ... FROM (<the query>) USING SAMPLE ...)",
             sql=sql,
         )
-    if not table.db and table.name.lower() in ctes_in_scope(table):
+    if not table.db and fold_name(table.name) in ctes_in_scope(table):
         raise QueryRefused(
             f"FOR SYSTEM_TIME AS OF applies to history tables, and `{table.name}` here is a CTE "
             f"of the query; rename the CTE, or write `main.{table.name}` for the history table",
             sql=sql,
         )
-    if table.name.lower() not in history_tables:
+    if fold_name(table.name) not in history_tables:
         raise QueryRefused(
             f"FOR SYSTEM_TIME AS OF applies to history tables, and `{table.name}` is not one; "
             f"history tables are: {', '.join(sorted(history_tables)) or '(none synced yet)'}",
@@ -330,7 +331,8 @@ def unqualify_columns_of(table: exp.Table) -> None:
     if select is None or not table.db:
         return
     for column in select.find_all(exp.Column):
-        if column.table.lower() == table.name.lower() and column.db.lower() == table.db.lower():
+        same_table = fold_name(column.table) == fold_name(table.name)
+        if same_table and fold_name(column.db) == fold_name(table.db):
             column.set("db", None)
             column.set("catalog", None)
 
@@ -381,7 +383,7 @@ def check_moment_in_scope(join: exp.Join, moment: exp.Expression, name: str, sql
     for enclosing in iter_selects_around(select):
         outer |= scope_names(enclosing)
     for column in moment.find_all(exp.Column):
-        qualifiers = {part.name.lower() for part in column.parts[:-1]}
+        qualifiers = {fold_name(part.name) for part in column.parts[:-1]}
         if qualifiers & outer and not qualifiers & inner:
             raise QueryRefused(
                 f"the as-of join with `{name}` takes its moment ({column.sql('duckdb')}) from "
@@ -394,9 +396,9 @@ def check_moment_in_scope(join: exp.Join, moment: exp.Expression, name: str, sql
 def check_moment_not_of_history(table: exp.Table, moment: exp.Expression, sql: str) -> None:
     """Refuse a moment taken from the joined history itself (`JOIN h FOR SYSTEM_TIME AS
     OF h.start_time AS h`): the moment picks the interval, so it cannot come from one."""
-    alias = table.alias_or_name.lower()
+    alias = fold_name(table.alias_or_name)
     for column in moment.find_all(exp.Column):
-        if column.table and column.table.lower() == alias:
+        if column.table and fold_name(column.table) == alias:
             raise QueryRefused(
                 f"the as-of join with `{table.name}` takes its moment ({column.sql('duckdb')}) "
                 "from that history itself, whose interval the moment is to pick; take it from "
@@ -428,7 +430,7 @@ def scope_names(select: exp.Select) -> set[str]:
 def relation_names(relation: exp.Expr) -> set[str]:
     """A FROM item's alias or name, and those of the joins hung on it (FROM-first, or a
     join in parentheses)."""
-    names = {relation.alias_or_name.lower()} if relation.alias_or_name else set()
+    names = {fold_name(relation.alias_or_name)} if relation.alias_or_name else set()
     if isinstance(relation, exp.Subquery) and not relation.alias:
         names |= relation_names(relation.this)
     for join in relation.args.get("joins") or []:
@@ -512,7 +514,7 @@ def as_text(value: exp.Expr) -> exp.Expr:
 def properties_key(value: exp.Expr) -> tuple[exp.Column, str] | None:
     """(the properties column, the key) of `e.properties.key` or `e.properties['key']`,
     or of `properties.key` where no relation of the query is called `properties`."""
-    if isinstance(value, exp.Column) and value.table.lower() == PROPERTIES:
+    if isinstance(value, exp.Column) and fold_name(value.table) == PROPERTIES:
         if value.args.get("db"):
             return exp.column(value.table, table=value.args["db"].name), value.name
         if not names_a_relation(value, PROPERTIES):
@@ -520,7 +522,7 @@ def properties_key(value: exp.Expr) -> tuple[exp.Column, str] | None:
     if (
         isinstance(value, exp.Bracket)
         and isinstance(value.this, exp.Column)
-        and value.this.name.lower() == PROPERTIES
+        and fold_name(value.this.name) == PROPERTIES
         and len(value.expressions) == 1
         and isinstance(value.expressions[0], exp.Literal)
         and value.expressions[0].is_string
@@ -532,8 +534,8 @@ def properties_key(value: exp.Expr) -> tuple[exp.Column, str] | None:
 def names_a_relation(node: exp.Expr, name: str) -> bool:
     """Whether the query calls a relation `name`: DuckDB reads `name.x` as its column x."""
     root = node.root()
-    aliases = (alias.name.lower() for alias in root.find_all(exp.TableAlias))
-    tables = (table.name.lower() for table in root.find_all(exp.Table))
+    aliases = (fold_name(alias.name) for alias in root.find_all(exp.TableAlias))
+    tables = (fold_name(table.name) for table in root.find_all(exp.Table))
     return name in aliases or name in tables
 
 
@@ -546,7 +548,7 @@ def entity_key_sides(
         return None
     for mine, other in ((term.this, term.expression), (term.expression, term.this)):
         if refers_to(mine, alias, id_column) and not any(
-            column.table.lower() == alias.lower() for column in other.find_all(exp.Column)
+            fold_name(column.table) == fold_name(alias) for column in other.find_all(exp.Column)
         ):
             return mine, other
     return None
@@ -555,8 +557,8 @@ def entity_key_sides(
 def refers_to(node: exp.Expr, alias: str, column: str) -> bool:
     return (
         isinstance(node, exp.Column)
-        and node.table.lower() == alias.lower()
-        and node.name.lower() == column.lower()
+        and fold_name(node.table) == fold_name(alias)
+        and fold_name(node.name) == fold_name(column)
     )
 
 
