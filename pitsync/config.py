@@ -37,6 +37,7 @@ from pitsync.errors import ConfigError
 from pitsync.modeling.timestamps import OFFSET_ABBREVIATION_ZONES, is_ambiguous_zone_name
 from pitsync.paths import FILE, FOLDER, MISSING, path_kind, reason
 from pitsync.quoting import fold_name
+from pitsync.store import INTERNAL_SCHEMA
 
 CONFIG_ENV = "PITSYNC_CONFIG"
 DEFAULT_CONFIG = "pitsync.toml"
@@ -279,6 +280,7 @@ def parse_config(raw: dict[str, Any], path: Path) -> Config:
     check_table_names_differ_beyond_case(tables)
     check_group_keys_spelled_alike(tables)
     check_store_is_no_source(store_path, sources)
+    check_store_name(store_path)
     return Config(
         path=path,
         store_path=store_path,
@@ -407,6 +409,18 @@ def check_store_is_no_source(store_path: Path, sources: dict[str, SourceConfig])
                 "store must be a file of its own: set [store] path to a new file",
                 key="path",
             )
+
+
+def check_store_name(store_path: Path) -> None:
+    """DuckDB names a database after its file, up to the first dot: a store file named
+    like the store's internal schema makes every name in that schema ambiguous."""
+    if fold_name(store_path.name.split(".")[0]) == INTERNAL_SCHEMA:
+        raise ConfigError(
+            f"[store] path {store_path}: DuckDB would name the database after the file, "
+            f"`{INTERNAL_SCHEMA}`, the name of the store's internal schema; name the file "
+            "otherwise (for example pitsync.duckdb)",
+            key="path",
+        )
 
 
 def parse_source(name: str, raw: dict[str, Any], base: Path) -> SourceConfig:

@@ -503,6 +503,19 @@ def test_the_store_may_not_be_a_source_file(tmp_path: Path) -> None:
         load_config(path)
 
 
+@pytest.mark.parametrize("name", ["_pitsync.duckdb", "_PITSYNC.v2.duckdb", "_pitsync"])
+def test_a_store_file_named_as_the_internal_schema_is_refused(tmp_path: Path, name: str) -> None:
+    # DuckDB names a database after its file up to the first dot, and `_pitsync.runs`
+    # would then be ambiguous in every statement.
+    path = config_file(tmp_path, 'path = "store.duckdb"', f'path = "{name}"')
+
+    with pytest.raises(ConfigError, match=in_order("[store] path", name, "name the file")):
+        load_config(path)
+
+    other = config_file(tmp_path, 'path = "store.duckdb"', 'path = "x_pitsync.duckdb"')
+    assert load_config(other).store_path.name == "x_pitsync.duckdb"
+
+
 @pytest.mark.parametrize("name", ["", " "])
 def test_a_table_without_a_name_is_refused(tmp_path: Path, name: str) -> None:
     path = config_file(
