@@ -365,10 +365,15 @@ def test_strict_applies_nothing_when_a_record_is_bad(profiles: Profiles) -> None
 
 def test_a_json_array_file_is_read_as_records(profiles: Profiles) -> None:
     path = profiles.root / "array.json"
-    path.write_text(json.dumps([user("$set", {"a": 1}), 5, user("$add", {"a": 2})]))
+    # Written over several lines, so that a record's number is not its line.
+    records = [user("$set", {"a": 1}), 5, user("$add", {"a": 2}), user("$set", {"b": "x"})]
+    records.append(user("$add", {"b": 1}))  # b is text: a warning
+    path.write_text(json.dumps(records, indent=2))
     report = apply_file(load_config(str(profiles.config_path)), str(path))
-    assert profiles.user("u1") == {"a": 3}
-    assert report.rejections == ["line 2: not a JSON object"]
+    assert profiles.user("u1") == {"a": 3, "b": "x"}
+    assert report.rejections == ["record 2: not a JSON object"]
+    assert [warning.split(":")[0] for warning in report.outcome.warnings] == ["record 5"]
+    assert profiles.rows("SELECT reason FROM quarantine") == [("record 2: not a JSON object",)]
 
 
 def test_property_limit_refuses_exactly_the_record_past_it(profiles: Profiles) -> None:

@@ -25,7 +25,7 @@ def command_engage(args: argparse.Namespace) -> int:
 
 def print_update_report(report: UpdateReport) -> None:
     """Rejections and warnings on standard error, by line; the summary on standard output."""
-    messages = [*report.rejections, *(f"line {n}: {m}" for n, m in report.outcome.refused)]
+    messages = [*report.rejections, *report.refusals()]
     for message in messages:
         log.warning("rejected %s", message)
     hidden = report.rejected + report.refused_for_limit - len(messages)

@@ -73,6 +73,10 @@ class UpdateReport:
     run_id: int = 0
     dry_run: bool = False  # the records were checked, and none applied
 
+    def refusals(self) -> list[str]:
+        """The records the property limit refused, each by its line (or array record)."""
+        return [f"{self.outcome.place} {n}: {m}" for n, m in self.outcome.refused]
+
     @property
     def refused_for_limit(self) -> int:
         return len(self.outcome.refused)
@@ -100,7 +104,8 @@ def apply_file(
 ) -> UpdateReport:
     """`pitsync engage FILE`: every record of a JSON lines or JSON array file, in order."""
     with update_file(name) as path:
-        return run_updates(config, "engage", record_batches(path), strict, wait)
+        place = "record" if is_json_array(path) else "line"
+        return run_updates(config, "engage", record_batches(path), strict, wait, place=place)
 
 
 def record_batches(path: Path) -> Iterator[Stager]:
@@ -128,10 +133,12 @@ def run_updates(
     strict: bool,
     wait: float,
     stage: Callable[[duckdb.DuckDBPyConnection], None] = stage_records,
+    place: str = "line",
 ) -> UpdateReport:
-    """Stage and fold each batch in one transaction; commit it whole, or nothing."""
+    """Stage and fold each batch in one transaction; commit it whole, or nothing.
+    `place`: what the records' numbers count, lines or the records of a JSON array."""
     con = open_for_writing(config.store_path, config.memory_limit, wait)
-    report = UpdateReport()
+    report = UpdateReport(outcome=UpdateOutcome(place=place))
     try:
         report.run_id = next_run_id(con)
         record = RunRecord(run_id=report.run_id, table_name=PROFILES_TABLE, mode=mode)
@@ -183,15 +190,16 @@ def quarantine_rejected(con: duckdb.DuckDBPyConnection, report: UpdateReport) ->
     if not rejected:
         return
     con.execute(
-        f"INSERT INTO {QUARANTINE} SELECT ?, ?, 'line ' || line || ': ' || reason, "
+        f"INSERT INTO {QUARANTINE} SELECT ?, ?, ? || ' ' || line || ': ' || reason, "
         f"to_json(text) FROM {REJECTED}",
-        [report.run_id, PROFILES_TABLE],
+        [report.run_id, PROFILES_TABLE, report.outcome.place],
     )
     shown = con.execute(
         f"SELECT line, reason FROM {REJECTED} ORDER BY line LIMIT ?", [MAX_REJECTIONS_SHOWN]
     ).fetchall()
     room = MAX_REJECTIONS_SHOWN - len(report.rejections)
-    report.rejections.extend(f"line {line}: {reason}" for line, reason in shown[: max(room, 0)])
+    place = report.outcome.place
+    report.rejections.extend(f"{place} {line}: {reason}" for line, reason in shown[: max(room, 0)])
     report.rejected += rejected
 
 
@@ -204,9 +212,9 @@ def quarantine_refused(
         return
     con.register("__pitsync_refused_lines", refused_table(refused))
     con.execute(
-        f"INSERT INTO {QUARANTINE} SELECT ?, ?, 'line ' || r.line || ': ' || r.reason, "
+        f"INSERT INTO {QUARANTINE} SELECT ?, ?, ? || ' ' || r.line || ': ' || r.reason, "
         f"to_json(l.text) FROM __pitsync_refused_lines AS r JOIN {LINES} AS l USING (line)",
-        [report.run_id, PROFILES_TABLE],
+        [report.run_id, PROFILES_TABLE, report.outcome.place],
     )
     con.unregister("__pitsync_refused_lines")
 
@@ -217,8 +225,7 @@ def check_strict(report: UpdateReport, strict: bool) -> None:
         raise StrictModeError(
             f"{counted(rejected, 'record')} rejected and --strict is set, so nothing was "
             "applied; "
-            "first: "
-            + (report.rejections or [f"line {n}: {m}" for n, m in report.outcome.refused])[0],
+            "first: " + (report.rejections or report.refusals())[0],
             table=PROFILES_TABLE,
             quarantined=rejected,
         )

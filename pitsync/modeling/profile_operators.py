@@ -70,6 +70,8 @@ class UpdateOutcome:
     warning_count: int = 0
     warnings: list[str] = field(default_factory=list)
     refused: list[tuple[int, str]] = field(default_factory=list)
+    # What a record's number counts: lines of a file, or records of a JSON array.
+    place: str = "line"
 
     def warn(self, messages: list[str], count: int) -> None:
         self.warning_count += count
@@ -430,7 +432,7 @@ def collect_warnings(con: duckdb.DuckDBPyConnection, outcome: UpdateOutcome) -> 
         [MAX_MESSAGES],
     ).fetchall()
     messages = [
-        f"line {line}: {operator} ignored for {name}: {name} {why}"
+        f"{outcome.place} {line}: {operator} ignored for {name}: {name} {why}"
         for line, operator, name, why in rows
     ]
     outcome.warn(messages, total)

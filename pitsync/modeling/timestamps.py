@@ -362,8 +362,8 @@ def is_ambiguous_zone_name(name: str) -> bool:
 
 
 AMBIGUOUS_ZONE_HINT = (
-    "a zone abbreviation names several zones; write an offset (+01:00) or a zone name "
-    "(Europe/London)"
+    "a zone abbreviation names several zones; write an offset (+01:00) or the IANA name "
+    "of the region whose clock is meant (Area/City, such as America/Chicago)"
 )
 
 
