@@ -7,6 +7,7 @@ checked too.
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import math
 import subprocess
@@ -304,10 +305,19 @@ def test_a_time_outside_the_years_1_to_9999_is_rejected(profiles: Profiles) -> N
     ]
 
 
-def test_last_seen_without_time_is_now(profiles: Profiles) -> None:
+def test_last_seen_without_time_is_the_start_of_its_run(profiles: Profiles) -> None:
+    before = dt.datetime.now(dt.UTC)
     profiles.apply(user("$set", {"a": 1}))
-    rows = profiles.rows("SELECT now() - last_seen < INTERVAL 1 MINUTE FROM user_profiles")
-    assert rows == [(True,)]
+    profiles.apply(user("$set", {"a": 2}, distinct_id="u2"), user("$set", {"b": 1}))
+    after = dt.datetime.now(dt.UTC)
+
+    seen = profiles.rows(
+        "SELECT distinct_id, r.run_id FROM user_profiles AS p JOIN runs AS r "
+        "ON p.last_seen = r.started_at ORDER BY distinct_id"
+    )
+    assert seen == [("u1", 2), ("u2", 2)]  # both last updated by the second run
+    [(started,)] = profiles.rows("SELECT started_at FROM runs WHERE run_id = 1")
+    assert before <= started <= after
 
 
 def test_bad_records_are_reported_by_line_and_the_rest_apply(profiles: Profiles) -> None:

@@ -18,7 +18,14 @@ import duckdb
 import pyarrow as pa
 
 from pitsync.config import PROFILES_TABLE, Config
-from pitsync.connectors.runs import RunRecord, counted, next_run_id, utc_now, write_run
+from pitsync.connectors.runs import (
+    RunRecord,
+    counted,
+    next_run_id,
+    transaction_start,
+    utc_now,
+    write_run,
+)
 from pitsync.connectors.sync import record_failure
 from pitsync.connectors.update_files import (
     array_records,
@@ -143,6 +150,9 @@ def run_updates(
         report.run_id = next_run_id(con)
         record = RunRecord(run_id=report.run_id, table_name=PROFILES_TABLE, mode=mode)
         con.execute("BEGIN TRANSACTION")
+        # An update without a `$time` is seen at the transaction's start (`now()`): the
+        # run starts then too, so that `last_seen` can be joined with the run.
+        record.started_at = transaction_start(con)
         committed = False
         try:
             begin_run(con)

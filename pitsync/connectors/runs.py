@@ -27,6 +27,12 @@ def utc_now() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
 
 
+def transaction_start(con: duckdb.DuckDBPyConnection) -> dt.datetime:
+    """When the open transaction began: DuckDB's `now()` inside it, in UTC."""
+    [(microseconds,)] = con.execute("SELECT epoch_us(now())").fetchall()
+    return dt.datetime(1970, 1, 1, tzinfo=dt.UTC) + dt.timedelta(microseconds=microseconds)
+
+
 @dataclass
 class RunRecord:
     """What one run read, changed and set aside."""
