@@ -36,3 +36,9 @@ def fold_name_sql(expression: str) -> str:
     """`fold_name` in DuckDB SQL: its lower() would lower every letter."""
     upper, lower = quote_string(string.ascii_uppercase), quote_string(string.ascii_lowercase)
     return f"translate({expression}, {upper}, {lower})"
+
+
+def escaped_bytes_sql(expression: str) -> str:
+    """Bytes (a BLOB) as text, each byte outside printable ASCII written as DuckDB writes
+    a blob's (`\\xFF`); quotes, which DuckDB writes so too, stay themselves."""
+    return f"replace(replace(CAST({expression} AS VARCHAR), '\\x27', ''''), '\\x22', '\"')"

@@ -542,6 +542,9 @@ def test_a_line_that_is_not_utf8_is_one_bad_record(profiles: Profiles) -> None:
     report = apply_file(load_config(str(profiles.config_path)), str(path))
     assert profiles.user("ok") == {"x": 2}
     assert report.rejections == ["line 2: not UTF-8 text: save the file as UTF-8"]
+    # The quarantine keeps the line, the byte that is no UTF-8 written as a blob's byte.
+    [(row_data,)] = profiles.rows("SELECT row_data FROM quarantine")
+    assert json.loads(row_data) == '{"$distinct_id": "caf\\xE9", "$set": {"x": 1}}'
 
 
 def test_a_json_array_may_start_with_a_byte_order_mark(profiles: Profiles) -> None:
@@ -636,6 +639,17 @@ def test_last_seen_is_kept_by_pitsync_and_set_by_no_record(profiles: Profiles) -
         ("u2", '{"a":1}', None)
     ]
 
+    report = profiles.apply(
+        '{"$distinct_id": "u3", "$set": {"a": 1}, "$time": "2024-01-01T00:00:00Z"}',
+        '{"$distinct_id": "u3", "$unset": ["a", "$last_seen"], "$ignore_time": true}',
+    )
+    assert report.rejections == [
+        "line 2: reserved property $last_seen: pitsync sets it to the time of the last "
+        "update, and no update removes it"
+    ]
+    assert profiles.user("u3") == {"a": 1}
+    assert profiles.last_seen("u3") == "2024-01-01T00:00:00"
+
 
 def test_a_long_string_is_cut_without_reading_it_again_and_again(profiles: Profiles) -> None:
     long = "é" * 3_000_000  # 6 MB
@@ -725,6 +739,11 @@ def test_deleted_counts_the_profiles_the_file_found_and_removed_however_it_is_cu
 
     assert (report.outcome.profiles_deleted, report.outcome.profiles_changed) == (1, 1)
     assert [profiles.user(name) for name in ("u0", "u1", "u2")] == [None, None, {"a": 3}]
+    # The run changed two entities: u0 (deleted) and u2 (changed).
+    [run] = profiles.rows(
+        f"SELECT updated, deleted, entities_changed FROM runs WHERE run_id = {report.run_id}"
+    )
+    assert run == (1, 1, 2)
 
 
 @contextmanager

@@ -60,7 +60,7 @@ from pitsync.interrupts import ctrl_c_ignored
 from pitsync.modeling.staging import UNREADABLE
 from pitsync.modeling.timestamps import TEXT_OF
 from pitsync.paths import file_problem
-from pitsync.quoting import fold_name
+from pitsync.quoting import escaped_bytes_sql, fold_name
 
 log = logging.getLogger(__name__)
 
@@ -873,8 +873,7 @@ class TextDecoder:
         text = "try(decode(raw))"
         if escaped:
             # Quotes are written back as themselves: the reason quotes the value.
-            blob = "replace(replace(CAST(raw AS VARCHAR), '\\x27', ''''), '\\x22', '\"')"
-            text = f"coalesce({text}, {blob})"
+            text = f"coalesce({text}, {escaped_bytes_sql('raw')})"
         raw = pa.table({"raw": column.view(pa.binary())})
         decoded = self.engine.from_arrow(raw).select(f"{text} AS text").to_arrow_table()
         return decoded.column("text").combine_chunks().cast(pa.string())

@@ -52,9 +52,10 @@ from pitsync.modeling.profile_operators import (
     stage_schema,
 )
 from pitsync.modeling.profile_records import LINES, RECORDS, REJECTED, stage_records
+from pitsync.modeling.staging import table_exists
 from pitsync.queries.execute import history_id_columns, store_relations, translate
 from pitsync.queries.profiles import profiles_sql, with_text_hint
-from pitsync.quoting import quote_string
+from pitsync.quoting import escaped_bytes_sql, quote_string
 from pitsync.store import (
     DEFAULT_WAIT_SECONDS,
     DISTINCT_ID,
@@ -104,6 +105,7 @@ class UpdateReport:
 
 
 Stager = Callable[[duckdb.DuckDBPyConnection], None]
+UNDECODED = "__pitsync_undecoded"  # a batch's lines that are not UTF-8, as their bytes
 
 
 def apply_file(
@@ -125,11 +127,24 @@ def record_batches(path: Path) -> Iterator[Stager]:
 
 
 def register_lines(con: duckdb.DuckDBPyConnection, *, batch: pa.RecordBatch) -> None:
+    """LINES from a batch of lines. A line that is not UTF-8 has no text there; it is kept
+    in UNDECODED, as DuckDB writes bytes (`\\xFF` beyond printable ASCII), for the
+    quarantine."""
     register_block(con, "__pitsync_line_batch", batch)
     con.execute(
         f"CREATE OR REPLACE TEMP TABLE {LINES} AS "
         "SELECT line, try(decode(text)) AS text FROM __pitsync_line_batch"
     )
+    # Read a second time only when it holds such a line: each reader registered stays
+    # with the transaction, and files of UTF-8 are the rule.
+    [(undecoded,)] = con.execute(f"SELECT count(*) FROM {LINES} WHERE text IS NULL").fetchall()
+    if undecoded:
+        register_block(con, "__pitsync_line_batch", batch)
+        con.execute(f"CREATE TEMP TABLE IF NOT EXISTS {UNDECODED} (line BIGINT, text VARCHAR)")
+        con.execute(
+            f"INSERT INTO {UNDECODED} SELECT line, {escaped_bytes_sql('text')} "
+            "FROM __pitsync_line_batch WHERE try(decode(text)) IS NULL"
+        )
     con.unregister("__pitsync_line_batch")
 
 
@@ -199,9 +214,15 @@ def quarantine_rejected(con: duckdb.DuckDBPyConnection, report: UpdateReport) ->
     rejected = count(con, REJECTED)
     if not rejected:
         return
+    # A line that is not UTF-8 is kept as its bytes read (lines only: an array file is
+    # refused whole).
+    as_read, undecoded = "to_json(r.text)", ""
+    if table_exists(con, f"main.{UNDECODED}"):  # a temporary table
+        as_read = "coalesce(to_json(r.text), to_json(u.text))"
+        undecoded = f"LEFT JOIN {UNDECODED} AS u USING (line)"
     con.execute(
         f"INSERT INTO {QUARANTINE} SELECT ?, ?, ? || ' ' || line || ': ' || reason, "
-        f"to_json(text) FROM {REJECTED}",
+        f"{as_read} FROM {REJECTED} AS r {undecoded}",
         [report.run_id, PROFILES_TABLE, report.outcome.place],
     )
     shown = con.execute(
@@ -250,7 +271,7 @@ def finish(con: duckdb.DuckDBPyConnection, report: UpdateReport, record: RunReco
     record.updated = o.profiles_changed
     record.deleted = o.profiles_deleted
     record.quarantined = report.rejected + report.refused_for_limit
-    record.entities_changed = o.profiles_changed
+    record.entities_changed = o.profiles_changed + o.profiles_deleted
     record.status = "succeeded"
     record.finished_at = utc_now()
     write_run(con, record)

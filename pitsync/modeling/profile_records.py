@@ -203,6 +203,10 @@ def problem_sql() -> str:
                                lambda e: json_type(e) = 'VARCHAR')), true)
             ELSE false END THEN
             'wrong value type: $unset takes a list of property names'
+        WHEN operators[1] = '$unset'
+             AND list_contains(json_extract_string(payload, '$[*]'), '{LAST_SEEN}') THEN
+            'reserved property {LAST_SEEN}: pitsync sets it to the time of the last ' ||
+            'update, and no update removes it'
         END"""
 
 
