@@ -79,8 +79,10 @@ def merged_profiles_sql(group_key: str | None, tables: list[CatalogEntry]) -> st
             coalesce(m.properties, CAST('{{}}' AS JSON)) AS properties, p.last_seen
         FROM ids
         LEFT JOIN (
+            -- Sorted after the aggregate, not by it: an aggregate's ORDER BY holds every
+            -- group's rows in memory, past any memory limit.
             SELECT group_key, profile_id,
-                to_json(map_from_entries(list({{'k': name, 'v': value}} ORDER BY name)))
+                to_json(map_from_entries(list_sort(list({{'k': name, 'v': value}}))))
                 AS properties
             FROM merged GROUP BY ALL
         ) m USING (group_key, profile_id)
