@@ -2,9 +2,10 @@
 by mirror (or append) runs must answer exactly as a store built by one full sync of the
 final source.
 
-The full sync is itself checked against a brute-force oracle (test_temporal_oracle.py);
-here it is the reference. Keys are few, so ties, duplicates, deletes of one of several
-rows, and NULLs happen often.
+The history's intervals are also worked out in plain Python from the final source rows
+(`python_intervals`, DESIGN section 2 read literally), so a rule broken in the full sync
+and the runs alike is caught too. Keys are few, so ties, duplicates, deletes of one of
+several rows, and NULLs happen often.
 """
 
 from __future__ import annotations
@@ -90,6 +91,48 @@ def full_sync_answers(root: Path, source: Path, rows: str = "SELECT * FROM plans
     return answers(reference)
 
 
+def python_intervals(rows: list[tuple]) -> set[tuple]:
+    """(company, start, end, plan, seats) of every interval that holds a moment, from
+    source rows (company, plan, seats, start, version), with no SQL.
+
+    At each (company, start) identical rows are one; of differing ones the highest
+    version wins, then the greatest plan, then the greatest seats, NULL lowest each time.
+    An interval ends at the company's next start.
+    """
+
+    def rank(row: tuple) -> tuple:
+        _, plan, seats, _, version = row
+        return tuple((value is not None, value) for value in (version, plan, seats))
+
+    winners: dict[tuple, tuple] = {}
+    for row in rows:
+        key = (row[0], row[3])
+        if key not in winners or rank(row) > rank(winners[key]):
+            winners[key] = row
+    intervals = set()
+    for company, start in winners:
+        later = [s for c, s in winners if c == company and s > start]
+        _, plan, seats, _, _ = winners[(company, start)]
+        intervals.add((company, start, min(later, default=None), plan, seats))
+    return intervals
+
+
+def source_rows(project: Project, rows: str = "SELECT * FROM plans") -> list[tuple]:
+    """(company, plan, seats, start, version) of `rows` of the project's warehouse."""
+    con = duckdb.connect(str(project.warehouse), read_only=True)
+    try:
+        return con.execute(
+            f"SELECT company_id, plan, seats, valid_from, version FROM ({rows})"
+        ).fetchall()
+    finally:
+        con.close()
+
+
+def check_intervals(project: Project, rows: str = "SELECT * FROM plans") -> None:
+    stored = set(project.query(ANSWERS[0]))
+    assert stored == python_intervals(source_rows(project, rows))
+
+
 # What append promises: each key holds the rows of its latest load, the earlier ones
 # replaced.
 # The cursor is row metadata in append mode, so the reference leaves it out too.
@@ -118,6 +161,7 @@ def test_mirror_runs_answer_as_one_full_sync_of_the_final_source(changes: list[t
             project.sync("plans")
         expected = full_sync_answers(Path(folder) / "full", project.warehouse)
         assert answers(project) == expected
+        check_intervals(project)
 
 
 @EXAMPLES
@@ -138,6 +182,7 @@ def test_append_runs_answer_as_one_full_sync_when_every_change_is_loaded_later(
             Path(folder) / "full", project.warehouse, LATEST_LOAD_OF_EACH_KEY
         )
         assert answers(project) == expected
+        check_intervals(project, LATEST_LOAD_OF_EACH_KEY)
 
 
 # A step of an append story: a change, how many minutes later than the step before it is
@@ -169,6 +214,7 @@ def test_append_runs_keep_each_keys_latest_load_whenever_they_run(steps: list[tu
             Path(folder) / "full", project.warehouse, LATEST_LOAD_OF_EACH_KEY
         )
         assert answers(project) == expected
+        check_intervals(project, LATEST_LOAD_OF_EACH_KEY)
 
 
 # Source schema changes between mirror runs, applied by `apply_drift`.

@@ -3,8 +3,8 @@
 Histories are small on purpose, so that ties, NULLs, duplicates and unsorted rows are
 common. The oracle reads DESIGN section 2 literally: at moment t, take the entity's rows
 with the highest start not after t; identical rows are one row; among differing ones the
-highest tie-breaker wins. When the tie-breaker cannot decide, any one of the tied rows
-is acceptable, but it must be a whole row.
+highest tie-breaker wins (NULL lowest), then the greatest property values in column
+order (NULL lowest), so exactly one answer is right.
 """
 
 from __future__ import annotations
@@ -41,7 +41,7 @@ rows_strategy = st.lists(
 
 
 def oracle(rows: list[Row], entity: str, moment: dt.datetime) -> set[tuple]:
-    """Every acceptable (plan, seats) answer at the moment; {None} when undefined."""
+    """The one right (plan, seats) answer at the moment, as a set; {None} when undefined."""
     starts = [start for who, _, _, start, _ in rows if who == entity and start <= moment]
     if not starts:
         return {None}
@@ -52,7 +52,9 @@ def oracle(rows: list[Row], entity: str, moment: dt.datetime) -> set[tuple]:
             previous = candidates.get((plan, seats))
             candidates[(plan, seats)] = tie if previous is None else max(previous, tie or previous)
     best = max((tie for tie in candidates.values() if tie is not None), default=None)
-    return {values for values, tie in candidates.items() if tie == best}
+    # Then the greatest property values decide, in column order, NULL lowest.
+    tied = [values for values, tie in candidates.items() if tie == best]
+    return {max(tied, key=lambda values: tuple((v is not None, v) for v in values))}
 
 
 def probe_moments(rows: list[Row]) -> list[dt.datetime]:
