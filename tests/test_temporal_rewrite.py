@@ -579,7 +579,11 @@ MOMENT_TEXTS = st.builds(
 @given(text=MOMENT_TEXTS)
 def test_a_moment_is_read_as_rule_6_reads_a_source_text(text: str) -> None:
     """A moment given in a query or an option is the instant a source's text of it is,
-    or refused where that text would be unreadable (quarantined)."""
+    or refused where that text would be unreadable (quarantined).
+
+    Both readings are pitsync's own, so this checks that they agree, not that either is
+    right: what rule 6 reads is checked by hand-worked cases in
+    test_point_in_time_rules.py."""
     with duckdb.connect() as con:
         con.execute("SET TimeZone = 'UTC'")
         # The instant a source's text names, and NULL where staging quarantines it.
