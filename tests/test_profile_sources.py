@@ -623,6 +623,19 @@ def test_group_keys_differ_where_duckdb_tells_names_apart(project: Project) -> N
     assert keys == [("COMPANY_İD",), ("company_id",)]
 
 
+def test_a_delete_spells_no_group_key(project: Project) -> None:
+    # The delete files nothing, so the key is spelled by the first record that files a
+    # profile, whether the two come in one file or in two.
+    delete = {"$group_key": "company_id", "$group_id": "x", "$delete": ""}
+    put = {"$group_key": "Company_ID", "$group_id": "c1", "$set": {"a": 1}}
+    project.write_config()
+    engage(project, delete, put)
+    engage(project, {**put, "$group_id": "c2"})
+
+    keys = project.query("SELECT group_key, profile_id FROM _pitsync.profiles ORDER BY 2")
+    assert keys == [("Company_ID", "c1"), ("Company_ID", "c2")]
+
+
 def test_deleting_ids_without_a_profile_says_how_many(project: Project) -> None:
     people(project)
 

@@ -79,7 +79,11 @@ def respell_staged_group_keys(con: duckdb.DuckDBPyConnection) -> None:
     """Each staged update's group key (UPDATES, OPERATIONS) as the store spells it, as
     `spelled_group_key` gives it; a key new to the store, as its first update spells it.
     Every producer of updates (engage, import-csv, delete-profiles) passes through here."""
-    given = f"SELECT group_key AS key, line AS place FROM {UPDATES} WHERE group_key <> ''"
+    # A `$delete` files no profile, so it spells no key (only finds one spelled already).
+    given = (
+        f"SELECT group_key AS key, line AS place FROM {UPDATES} "
+        "WHERE group_key <> '' AND operator <> '$delete'"
+    )
     con.execute(f"CREATE OR REPLACE TEMP TABLE {SPELLINGS} AS {known_group_keys_sql(given)}")
     held = f"SELECT key FROM ({stored_group_keys_sql()})"
     for staged in (UPDATES, OPERATIONS):
