@@ -1664,24 +1664,24 @@ def test_a_query_out_of_memory_says_what_to_do(project: Project) -> None:
 
 
 def test_profiles_are_listed_within_a_small_memory_limit(project: Project) -> None:
-    # 60,000 profiles of eleven properties: sorting each profile's names inside the
-    # aggregate held them all, past 64 MB; the listing now streams within it.
+    # 200,000 profiles, listed in id order within 64 MB: aggregating each profile's
+    # properties, joining them to the profiles and sorting the result held them all.
     project.config_path.write_text(
         '[store]\npath = "store.duckdb"\nmemory_limit = "64MB"\n', encoding="utf-8"
     )
-    names = [f"p{number}" for number in range(10, 0, -1)]  # written in reverse order
     records = (
-        json.dumps({"$distinct_id": f"u{i:05d}", "$set": {**{n: i for n in names}, "tag": "x"}})
-        for i in range(60_000)
+        json.dumps({"$distinct_id": f"u{i:06d}", "$set": {"plan": "pro", "n": i}})
+        for i in range(200_000)
     )
     (project.root / "many.jsonl").write_text("\n".join(records), encoding="utf-8")
     project.cli("engage", "many.jsonl")
 
     rows = list(csv.reader(io.StringIO(project.cli("users", "--format", "csv").stdout)))
 
-    assert len(rows) == 1 + 60_000
-    listed = {**{name: 0 for name in sorted(names)}, "tag": "x"}  # names in code point order
-    assert rows[1][:2] == ["u00000", json.dumps(listed, separators=(",", ":"))]
+    assert len(rows) == 1 + 200_000
+    # Ids in order, and each profile's names in code point order: `n` before `plan`.
+    assert rows[1][:2] == ["u000000", '{"n":0,"plan":"pro"}']
+    assert rows[-1][:2] == ["u199999", '{"n":199999,"plan":"pro"}']
 
 
 def test_a_sync_run_out_of_memory_says_what_to_do() -> None:

@@ -55,7 +55,13 @@ def group_tables(catalog: list[CatalogEntry], key: str) -> list[CatalogEntry]:
 
 
 def merged_profiles_sql(group_key: str | None, tables: list[CatalogEntry]) -> str:
-    """(group_key, profile_id, properties, last_seen) of one key; None: every group key."""
+    """(group_key, profile_id, properties, last_seen) of one key; None: every group key.
+
+    One aggregate over every row that names a profile: its properties, its entry in the
+    profiles table, and its history's. A profile's properties joined back to the profiles
+    would hold both sides in memory at once; an aggregate alone stays within DuckDB's
+    memory limit, and so does a sort of its result.
+    """
     if group_key is None:
         where = f"group_key <> {quote_string(USER_KEY)}"
     else:
@@ -71,22 +77,27 @@ def merged_profiles_sql(group_key: str | None, tables: list[CatalogEntry]) -> st
                 ANTI JOIN history USING (group_key, profile_id, name)
             UNION ALL
             SELECT group_key, profile_id, name, value FROM history WHERE value IS NOT NULL
-        ), ids AS (
-            SELECT group_key, profile_id FROM {PROFILES} WHERE {where}
-            UNION SELECT group_key, profile_id FROM history
+        ), named AS (
+            -- `listed`: a row of a profile that exists (it was filed, or a history holds it).
+            SELECT group_key, profile_id, name, value,
+                CAST(NULL AS TIMESTAMPTZ) AS last_seen, false AS listed FROM merged
+            UNION ALL
+            SELECT group_key, profile_id, NULL, NULL, last_seen, true FROM {PROFILES}
+                WHERE {where}
+            UNION ALL
+            SELECT group_key, profile_id, NULL, NULL, NULL, true FROM history
         )
-        SELECT ids.group_key, ids.profile_id,
-            coalesce(m.properties, CAST('{{}}' AS JSON)) AS properties, p.last_seen
-        FROM ids
-        LEFT JOIN (
-            -- Sorted after the aggregate, not by it: an aggregate's ORDER BY holds every
-            -- group's rows in memory, past any memory limit.
-            SELECT group_key, profile_id,
-                to_json(map_from_entries(list_sort(list({{'k': name, 'v': value}}))))
-                AS properties
-            FROM merged GROUP BY ALL
-        ) m USING (group_key, profile_id)
-        LEFT JOIN {PROFILES} p USING (group_key, profile_id)
+        -- Sorted after the aggregate, not by it: an aggregate's ORDER BY holds every
+        -- group's rows in memory, past any memory limit.
+        SELECT group_key, profile_id,
+            coalesce(
+                to_json(map_from_entries(list_sort(
+                    list({{'k': name, 'v': value}}) FILTER (WHERE name IS NOT NULL)
+                ))),
+                CAST('{{}}' AS JSON)
+            ) AS properties,
+            max(last_seen) AS last_seen
+        FROM named GROUP BY group_key, profile_id HAVING bool_or(listed)
     """
 
 
