@@ -11,6 +11,7 @@ import hashlib
 import sys
 import threading
 from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import duckdb
 import pytest
@@ -20,7 +21,7 @@ from pitsync.queries import nesting
 from pitsync.queries.execute import QuerySession, translate
 from pitsync.queries.profiles import profiles_sql
 from pitsync.store import NO_EXTENSIONS, open_read_only
-from tests.conftest import Project, company_history, login_events
+from tests.conftest import Project, company_history, configure_companies, login_events
 
 
 @pytest.fixture(scope="module")
@@ -315,6 +316,25 @@ def test_a_cte_names_a_relation_only_within_its_query(store: Project, sql: str) 
     refused = pytest.raises(QueryRefused, match="unknown relation")
     with QuerySession(store.store) as session, refused:
         session.query(sql)
+
+
+def test_relations_are_found_and_listed_as_the_store_spells_them(tmp_path: Path) -> None:
+    # DuckDB folds ASCII letters alone: `plÄne` is `PLÄNE`, `pläne` is another name.
+    project = Project(root=tmp_path)
+    project.source_sql("CREATE TABLE plans AS SELECT 'c1' AS company_id, now() AS valid_from")
+    configure_companies(project, "PLANE", "valid_from", **{"from": "plans"})
+    # A bare TOML key is ASCII: the table's name is quoted.
+    text = project.config_path.read_text(encoding="utf-8")
+    project.config_path.write_text(
+        text.replace("[tables.PLANE]", '[tables."PLÄNE"]'), encoding="utf-8"
+    )
+    project.sync("PLÄNE")
+
+    with QuerySession(project.store) as session:
+        assert session.query("SELECT company_id FROM plÄne").fetchall() == [("c1",)]
+        with pytest.raises(QueryRefused, match="unknown relation `pläne`") as refused:
+            session.query("SELECT * FROM pläne")
+    assert "PLÄNE" in str(refused.value).split("the store has: ")[1].split(", ")
 
 
 @pytest.mark.parametrize(

@@ -140,7 +140,7 @@ def history_id_columns(connection: duckdb.DuckDBPyConnection) -> dict[str, str]:
 
 
 def store_relations(connection: duckdb.DuckDBPyConnection, schema: str | None = None) -> set[str]:
-    """Names of the store's tables and views (of one schema, or all), lower-cased; not the
+    """Names of the store's tables and views (of one schema, or all), as spelled; not the
     temporary ones a writing command makes for itself."""
     where = "NOT internal AND NOT temporary" + (" AND schema_name = ?" if schema else "")
     parameters = [schema, schema] if schema else []
@@ -149,4 +149,4 @@ def store_relations(connection: duckdb.DuckDBPyConnection, schema: str | None = 
         f"UNION SELECT view_name FROM duckdb_views() WHERE {where}",
         parameters,
     ).fetchall()
-    return {fold_name(str(row[0])) for row in rows}
+    return {str(row[0]) for row in rows}

@@ -453,7 +453,7 @@ def check_table(table: exp.Table, known: set[str], sql: str, *, listed: set[str]
             "relations: name them without a schema",
             sql=sql,
         )
-    if fold_name(table.name) not in known:
+    if fold_name(table.name) not in {fold_name(name) for name in known}:
         raise QueryRefused(
             f"unknown relation `{table.name}`; the store has: {', '.join(sorted(listed))}",
             sql=sql,
