@@ -39,6 +39,7 @@ def fold_name_sql(expression: str) -> str:
 
 
 def escaped_bytes_sql(expression: str) -> str:
-    """Bytes (a BLOB) as text, each byte outside printable ASCII written as DuckDB writes
-    a blob's (`\\xFF`); quotes, which DuckDB writes so too, stay themselves."""
+    """Bytes (a BLOB) as text, each byte outside printable ASCII (and a backslash, so that
+    the text reads back unambiguously) written as DuckDB writes a blob's (`\\xFF`); quotes,
+    which DuckDB writes so too, stay themselves."""
     return f"replace(replace(CAST({expression} AS VARCHAR), '\\x27', ''''), '\\x22', '\"')"
