@@ -128,8 +128,7 @@ def record_batches(path: Path) -> Iterator[Stager]:
 
 def register_lines(con: duckdb.DuckDBPyConnection, *, batch: pa.RecordBatch) -> None:
     """LINES from a batch of lines. A line that is not UTF-8 has no text there; it is kept
-    in UNDECODED, its bytes escaped (`escaped_bytes_sql`), for the
-    quarantine."""
+    in UNDECODED, its bytes escaped (`escaped_bytes_sql`), for the quarantine."""
     register_block(con, "__pitsync_line_batch", batch)
     con.execute(
         f"CREATE OR REPLACE TEMP TABLE {LINES} AS "
