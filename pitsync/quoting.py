@@ -32,6 +32,15 @@ def fold_name(name: str) -> str:
     return name.translate(ASCII_FOLD)
 
 
+def spelled_as_in(columns: list[str], name: str) -> str:
+    """`name` as `columns` spell it: the column so named, else one that matches it in
+    another case (`COMPANY_ID` for `company_id`), as DuckDB compares names; else `name`
+    itself."""
+    if name in columns:
+        return name
+    return next((column for column in columns if fold_name(column) == fold_name(name)), name)
+
+
 def fold_name_sql(expression: str) -> str:
     """`fold_name` in DuckDB SQL: its lower() would lower every letter."""
     upper, lower = quote_string(string.ascii_uppercase), quote_string(string.ascii_lowercase)

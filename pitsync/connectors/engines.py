@@ -21,7 +21,7 @@ import pyarrow as pa
 from sqlglot import exp
 
 from pitsync.config import Config, TableConfig
-from pitsync.connectors.sources import file_pattern, matched_files, open_source, spelled_as_in
+from pitsync.connectors.sources import file_pattern, matched_files, open_source
 from pitsync.errors import ConfigError, PitsyncError, SourceError, first_line
 from pitsync.modeling.intervals import plan_history
 from pitsync.modeling.portable import (
@@ -33,7 +33,7 @@ from pitsync.modeling.portable import (
     render,
     view,
 )
-from pitsync.quoting import fold_name
+from pitsync.quoting import fold_name, spelled_as_in
 
 log = logging.getLogger(__name__)
 

@@ -52,7 +52,6 @@ from pitsync.modeling.profile_operators import (
     stage_schema,
 )
 from pitsync.modeling.profile_records import LINES, RECORDS, REJECTED, stage_records
-from pitsync.modeling.staging import table_exists
 from pitsync.queries.execute import history_id_columns, store_relations, translate
 from pitsync.queries.profiles import profiles_sql, with_text_hint
 from pitsync.quoting import escaped_bytes_sql, quote_string
@@ -113,13 +112,15 @@ def apply_file(
 ) -> UpdateReport:
     """`pitsync engage FILE`: every record of a JSON lines or JSON array file, in order."""
     with update_file(name) as path:
-        place = "record" if is_json_array(path) else "line"
-        return run_updates(config, "engage", record_batches(path), strict, wait, place=place)
+        array = is_json_array(path)
+        batches = record_batches(path, array=array)
+        place = "record" if array else "line"
+        return run_updates(config, "engage", batches, strict, wait, place=place)
 
 
-def record_batches(path: Path) -> Iterator[Stager]:
-    """One stager per batch of lines; an array file is one batch."""
-    if is_json_array(path):
+def record_batches(path: Path, *, array: bool) -> Iterator[Stager]:
+    """One stager per batch of lines; an `array` file is one batch."""
+    if array:
         yield lambda con: array_records(con, path)
         return
     for batch in line_batches(path):
@@ -139,7 +140,6 @@ def register_lines(con: duckdb.DuckDBPyConnection, *, batch: pa.RecordBatch) -> 
     [(undecoded,)] = con.execute(f"SELECT count(*) FROM {LINES} WHERE text IS NULL").fetchall()
     if undecoded:
         register_block(con, "__pitsync_line_batch", batch)
-        con.execute(f"CREATE TEMP TABLE IF NOT EXISTS {UNDECODED} (line BIGINT, text VARCHAR)")
         con.execute(
             f"INSERT INTO {UNDECODED} SELECT line, {escaped_bytes_sql('text')} "
             "FROM __pitsync_line_batch WHERE try(decode(text)) IS NULL"
@@ -170,6 +170,7 @@ def run_updates(
         committed = False
         try:
             begin_run(con)
+            con.execute(f"CREATE OR REPLACE TEMP TABLE {UNDECODED} (line BIGINT, text VARCHAR)")
             for stage_lines in batches:
                 stage_lines(con)
                 apply_batch(con, report, stage)
@@ -213,15 +214,11 @@ def quarantine_rejected(con: duckdb.DuckDBPyConnection, report: UpdateReport) ->
     rejected = count(con, REJECTED)
     if not rejected:
         return
-    # A line that is not UTF-8 is kept as its bytes read (lines only: an array file is
-    # refused whole).
-    as_read, undecoded = "to_json(r.text)", ""
-    if table_exists(con, f"main.{UNDECODED}"):  # a temporary table
-        as_read = "coalesce(to_json(r.text), to_json(u.text))"
-        undecoded = f"LEFT JOIN {UNDECODED} AS u USING (line)"
     con.execute(
         f"INSERT INTO {QUARANTINE} SELECT ?, ?, ? || ' ' || line || ': ' || reason, "
-        f"{as_read} FROM {REJECTED} AS r {undecoded}",
+        # A line that is not UTF-8 has no text: its bytes read, escaped, stand for it.
+        f"coalesce(to_json(r.text), to_json(u.text)) FROM {REJECTED} AS r "
+        f"LEFT JOIN {UNDECODED} AS u USING (line)",
         [report.run_id, PROFILES_TABLE, report.outcome.place],
     )
     shown = con.execute(

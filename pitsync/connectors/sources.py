@@ -309,15 +309,6 @@ FILE_KINDS: dict[str, FileKind] = {
 }
 
 
-def spelled_as_in(columns: list[str], name: str) -> str:
-    """`name` as the source spells it: the column so named, else one that matches it in
-    another case (`COMPANY_ID` for `company_id`), as the store compares names; else
-    `name` itself."""
-    if name in columns:
-        return name
-    return next((column for column in columns if fold_name(column) == fold_name(name)), name)
-
-
 def file_pattern(config: SourceConfig, table: str) -> Path:
     """The file or glob of a file source; `{table}` in the path stands for the table name."""
     return Path(str(config.path).replace("{table}", table))

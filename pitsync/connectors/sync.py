@@ -37,7 +37,6 @@ from pitsync.connectors.sources import (
     LowerBound,
     Source,
     open_source,
-    spelled_as_in,
 )
 from pitsync.connectors.watermarks import (
     CURSOR_KINDS,
@@ -75,7 +74,7 @@ from pitsync.modeling.intervals import HistoryModel, ModelCounts, plan_history
 from pitsync.modeling.loads import forget_loads, keeps_loads, remember_loads
 from pitsync.modeling.profile_tables import ProfilesModel, plan_profiles
 from pitsync.modeling.staging import SOURCE_ROWS
-from pitsync.quoting import fold_name
+from pitsync.quoting import fold_name, spelled_as_in
 from pitsync.store import (
     DEFAULT_WAIT_SECONDS,
     StoreInUse,

@@ -21,7 +21,7 @@ from pitsync.modeling.hidden_events import CatalogEntry, read_catalog
 from pitsync.modeling.intervals import ENTITY, HistoryModel
 from pitsync.modeling.staging import REASON, STAGED, count
 from pitsync.modeling.timestamps import same_zone
-from pitsync.quoting import fold_name, quote_identifier, quote_string
+from pitsync.quoting import fold_name, quote_identifier, quote_string, spelled_as_in
 from pitsync.store import DISTINCT_ID, END_TIME, EVENT, INTERNAL_SCHEMA, START_TIME, TIME
 
 log = logging.getLogger(__name__)
@@ -323,7 +323,7 @@ def respell_id_column(
 ) -> dict[str, str]:
     """The stored types, the id column renamed first if the source spells it anew."""
     name = model.table.id_column
-    known = next((column for column in stored_types if fold_name(column) == fold_name(name)), name)
+    known = spelled_as_in(list(stored_types), name)
     if known == name:
         return stored_types
     respell_column(con, model.table.name, model.stored, known, name)

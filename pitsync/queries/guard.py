@@ -319,10 +319,11 @@ def check_relations(
 
     `public` names the relations an error message lists (the store's own are left out).
     """
+    folded = {fold_name(name) for name in relations}  # CTE names come folded
     for table in tree.find_all(exp.Table):
         # A CTE is named without a schema: `information_schema.tables` is no CTE `tables`.
         ctes = set() if table.db else ctes_in_scope(table)
-        check_table(table, relations | ctes, sql, listed=(public or relations) | ctes)
+        check_table(table, folded | ctes, sql, listed=(public or relations) | ctes)
     for lateral in tree.find_all(exp.Lateral):
         # `LATERAL f(...)` calls a table function as FROM does, outside any table node.
         if isinstance(lateral.this, exp.Func):
@@ -438,7 +439,8 @@ FILE_FUNCTIONS = {
 
 
 def check_table(table: exp.Table, known: set[str], sql: str, *, listed: set[str]) -> None:
-    """A table reference is a known relation, or a table function that reads no files."""
+    """A table reference is a known relation (`known`: names folded as DuckDB folds them),
+    or a table function that reads no files; `listed` are the names an error lists."""
     if isinstance(table.this, exp.Func):
         check_table_function(table.this, sql)
         return
@@ -453,7 +455,7 @@ def check_table(table: exp.Table, known: set[str], sql: str, *, listed: set[str]
             "relations: name them without a schema",
             sql=sql,
         )
-    if fold_name(table.name) not in {fold_name(name) for name in known}:
+    if fold_name(table.name) not in known:
         raise QueryRefused(
             f"unknown relation `{table.name}`; the store has: {', '.join(sorted(listed))}",
             sql=sql,
